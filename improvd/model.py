@@ -1,0 +1,157 @@
+"""A trained model directory as the daemon sees it: ``model.json`` and ``weights.npz``.
+
+``training/export.py`` writes these files; this module reads and checks them,
+without tensorflow and without pickle.
+
+weights.npz holds float32 arrays in Keras' own layouts (gate order i, f, c, o):
+
+* ``embedding``                 (vocab, embedding_dim)      only when input is "embedding"
+* ``lstm_<k>_kernel``           (input_dim, 4 * units_k)    input_dim = vocab for one-hot input
+* ``lstm_<k>_recurrent_kernel`` (units_k, 4 * units_k)
+* ``lstm_<k>_bias``             (4 * units_k,)
+* ``dense_kernel``              (units_last, vocab)
+* ``dense_bias``                (vocab,)
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from improvd.encoding import STEP_QUARTER_LENGTH, EncodingError, Vocabulary
+
+MODEL_FORMAT = "improvd-model"
+MODEL_FORMAT_VERSION = 1
+MODEL_JSON = "model.json"
+WEIGHTS_NPZ = "weights.npz"
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "essen"
+
+
+class ModelError(Exception):
+    """A model directory that is missing, corrupt or inconsistent; names the file."""
+
+
+@dataclass
+class Model:
+    """The settings and float32 weights of one trained model."""
+
+    path: Path
+    vocabulary: Vocabulary
+    sequence_length: int
+    input: str  # "onehot" or "embedding"
+    lstm_units: list[int]
+    weights: dict[str, np.ndarray]
+    card: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.card.get("name") or self.path.name
+
+
+def load_model(directory: str | Path) -> Model:
+    """Load and check a model directory; every problem raises ModelError naming the file."""
+    path = Path(directory)
+    if not path.is_dir():
+        raise ModelError(f"{path}: not a model directory (it does not exist or is not a folder)")
+    card = _read_card(path / MODEL_JSON)
+    weights = _read_weights(path / WEIGHTS_NPZ)
+    model = Model(
+        path=path,
+        vocabulary=card["_vocabulary"],
+        sequence_length=card["sequence_length"],
+        input=card["input"],
+        lstm_units=card["lstm_units"],
+        weights=weights,
+        card={k: v for k, v in card.items() if k != "_vocabulary"},
+    )
+    check_shapes(model)
+    return model
+
+
+def _read_card(file: Path) -> dict[str, Any]:
+    try:
+        card = json.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelError(f"{file}: missing") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ModelError(f"{file}: not readable JSON ({error})") from None
+    if not isinstance(card, dict) or card.get("format") != MODEL_FORMAT:
+        raise ModelError(f'{file}: not an improvd model card ("format" must be "{MODEL_FORMAT}")')
+    if card.get("format_version") != MODEL_FORMAT_VERSION:
+        raise ModelError(
+            f"{file}: format_version {card.get('format_version')!r}, this improvd reads {MODEL_FORMAT_VERSION}"
+        )
+    if card.get("step_quarter_length") != STEP_QUARTER_LENGTH:
+        raise ModelError(
+            f"{file}: step_quarter_length {card.get('step_quarter_length')!r}, expected {STEP_QUARTER_LENGTH}"
+        )
+    units = card.get("lstm_units")
+    if not isinstance(units, list) or not units or not all(isinstance(u, int) and u > 0 for u in units):
+        raise ModelError(f"{file}: lstm_units must be a non-empty list of positive whole numbers, got {units!r}")
+    if card.get("input") not in ("onehot", "embedding"):
+        raise ModelError(f'{file}: input must be "onehot" or "embedding", got {card.get("input")!r}')
+    if not isinstance(card.get("sequence_length"), int) or card["sequence_length"] < 1:
+        raise ModelError(f"{file}: sequence_length must be a positive whole number")
+    try:
+        card["_vocabulary"] = Vocabulary(card.get("vocabulary") or [])
+    except (EncodingError, TypeError, AttributeError) as error:
+        raise ModelError(f"{file}: bad vocabulary ({error})") from None
+    if len(card["_vocabulary"].pitches) == 0:
+        raise ModelError(f"{file}: vocabulary has no pitches")
+    return card
+
+
+def _read_weights(file: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(file, allow_pickle=False) as archive:
+            weights = {name: archive[name] for name in archive.files}
+    except FileNotFoundError:
+        raise ModelError(f"{file}: missing") from None
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
+        raise ModelError(f"{file}: not a readable numpy .npz archive ({error})") from None
+    for name, array in weights.items():
+        if array.dtype.kind != "f":
+            raise ModelError(f"{file}: array {name} has dtype {array.dtype}, expected floats")
+        if not np.all(np.isfinite(array)):
+            raise ModelError(f"{file}: array {name} holds NaN or infinite values")
+    return {name: array.astype(np.float32) for name, array in weights.items()}
+
+
+def expected_shapes(vocab: int, input_kind: str, lstm_units: list[int], embedding_dim: int | None) -> dict[str, tuple]:
+    """The weight names and shapes that a model of these sizes must have."""
+    shapes: dict[str, tuple] = {}
+    input_dim = vocab
+    if input_kind == "embedding":
+        shapes["embedding"] = (vocab, embedding_dim)
+        input_dim = embedding_dim
+    for k, units in enumerate(lstm_units):
+        shapes[f"lstm_{k}_kernel"] = (input_dim, 4 * units)
+        shapes[f"lstm_{k}_recurrent_kernel"] = (units, 4 * units)
+        shapes[f"lstm_{k}_bias"] = (4 * units,)
+        input_dim = units
+    shapes["dense_kernel"] = (input_dim, vocab)
+    shapes["dense_bias"] = (vocab,)
+    return shapes
+
+
+def check_shapes(model: Model) -> None:
+    """Raise ModelError if the weights disagree with the card (names or shapes)."""
+    file = model.path / WEIGHTS_NPZ
+    embedding = model.weights.get("embedding")
+    embedding_dim = embedding.shape[1] if embedding is not None and embedding.ndim == 2 else None
+    expected = expected_shapes(len(model.vocabulary), model.input, model.lstm_units, embedding_dim)
+    missing = sorted(set(expected) - set(model.weights))
+    extra = sorted(set(model.weights) - set(expected))
+    if missing or extra:
+        raise ModelError(f"{file}: arrays do not match {MODEL_JSON} (missing {missing}, unexpected {extra})")
+    for name, shape in expected.items():
+        if model.weights[name].shape != shape:
+            raise ModelError(
+                f"{file}: {name} has shape {model.weights[name].shape}, but {MODEL_JSON} "
+                f"(vocabulary of {len(model.vocabulary)}, lstm_units {model.lstm_units}) needs {shape}"
+            )

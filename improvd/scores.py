@@ -1,0 +1,137 @@
+"""Scores on disk (abc, kern, MusicXML, MIDI) to melodies of ``encoding.Note``, through music21.
+
+The melody is the top line: the highest note where notes sound together, ties
+joined, grace notes dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+from music21 import chord, converter, corpus, key, note, stream
+
+from improvd.encoding import Note
+
+ESSEN_DIR = Path(corpus.getComposer("essenFolksong")[0]).parent if corpus.getComposer("essenFolksong") else None
+SCORE_SUFFIXES = (".abc", ".krn", ".mid", ".midi", ".musicxml", ".mxl", ".xml")
+
+
+class ScoreError(ValueError):
+    """A score that cannot be read or holds no usable melody; the message names the file."""
+
+
+@dataclass(frozen=True)
+class Tune:
+    """One tune of a collection: where it came from and its parsed score."""
+
+    ident: str  # "erk5#12": file stem and tune number inside it
+    score: stream.Score
+
+
+def essen_files() -> list[Path]:
+    """The Essen collection's abc files that ship with music21, sorted (license.txt excluded)."""
+    if ESSEN_DIR is None:
+        raise ScoreError("music21's corpus has no essenFolksong collection")
+    return sorted(ESSEN_DIR.glob("*.abc"))
+
+
+def read_score(path: str | Path) -> stream.Stream:
+    """Parse one file with music21; any failure becomes a ScoreError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ScoreError(f"{path}: no such file")
+    if path.suffix.lower() not in SCORE_SUFFIXES:
+        raise ScoreError(f"{path}: unsupported file type '{path.suffix}' (use one of {', '.join(SCORE_SUFFIXES)})")
+    try:
+        return converter.parse(path)
+    except Exception as error:  # music21 raises many unrelated types for bad input
+        raise ScoreError(f"{path}: cannot be read as music ({type(error).__name__}: {error})") from None
+
+
+def tunes_in(path: str | Path) -> Iterator[Tune]:
+    """Every tune in a file: each score of an opus (abc collections), or the file's one score."""
+    parsed = read_score(path)
+    stem = Path(path).stem
+    if isinstance(parsed, stream.Opus):
+        for index, score in enumerate(parsed.scores, start=1):
+            number = score.metadata.number if score.metadata and score.metadata.number else index
+            yield Tune(f"{stem}#{number}", score)
+    else:
+        yield Tune(stem, parsed)
+
+
+def essen_tune(ident: str) -> Tune:
+    """One Essen tune by ident (``"erk5#12"``); ScoreError if there is none."""
+    stem, _, number = ident.partition("#")
+    for tune in tunes_in(ESSEN_DIR / f"{stem}.abc"):
+        if tune.ident == ident or (not number and tune.ident.startswith(stem + "#")):
+            return tune
+    raise ScoreError(f"no Essen tune '{ident}' (idents look like 'erk5#12')")
+
+
+def melody_of(score: stream.Stream, where: str = "score") -> list[Note]:
+    """The top line of ``score`` as notes and rests, in order, rests filling every gap.
+
+    Raises ScoreError if the score holds no notes.
+    """
+    part = score.parts[0] if isinstance(score, stream.Score) and score.parts else score
+    flat = part.stripTies().flatten()
+    events: dict[Fraction, tuple[int, Fraction]] = {}  # onset -> (highest pitch, its length)
+    for element in flat.notes:
+        length = Fraction(element.quarterLength)
+        if length <= 0:
+            continue  # grace notes
+        pitch = max(p.midi for p in element.pitches) if isinstance(element, chord.Chord) else element.pitch.midi
+        onset = Fraction(element.offset)
+        if onset not in events or pitch > events[onset][0]:
+            events[onset] = (pitch, length)
+    if not events:
+        raise ScoreError(f"{where}: holds no notes")
+    return _line(events, Fraction(flat.highestTime))
+
+
+def _line(events: dict[Fraction, tuple[int, Fraction]], end: Fraction) -> list[Note]:
+    """Monophonic notes from onset -> (pitch, length): a note ends at the next onset; gaps are rests."""
+    melody: list[Note] = []
+    onsets = sorted(events)
+    position = Fraction(0)
+    for i, onset in enumerate(onsets):
+        if onset > position:
+            melody.append(Note(None, float(onset - position)))
+        pitch, length = events[onset]
+        stop = min(onset + length, onsets[i + 1]) if i + 1 < len(onsets) else onset + length
+        melody.append(Note(pitch, float(stop - onset)))
+        position = stop
+    if end > position:
+        melody.append(Note(None, float(end - position)))
+    return melody
+
+
+def key_of(score: stream.Stream) -> tuple[str, str]:
+    """(tonic, mode) from the score's first key with a mode, else music21's key analysis."""
+    for found in score.recurse().getElementsByClass(key.KeySignature):
+        if isinstance(found, key.Key) and found.mode in ("major", "minor"):
+            return found.tonic.name, found.mode
+        break
+    return analyse_key(score)
+
+
+def analyse_key(score: stream.Stream) -> tuple[str, str]:
+    """music21's Krumhansl-Schmuckler style key analysis; (tonic, mode)."""
+    estimate = score.analyze("key")
+    return estimate.tonic.name, estimate.mode
+
+
+def score_from_melody(melody: list[Note], title: str | None = None) -> stream.Part:
+    """A music21 part for a melody (for writing MusicXML and for key analysis)."""
+    part = stream.Part()
+    if title:
+        part.partName = title
+    for item in melody:
+        element = note.Rest() if item.pitch is None else note.Note(item.pitch)
+        element.quarterLength = item.quarter_length
+        part.append(element)
+    return part

@@ -1,0 +1,50 @@
+"""Every acceptable Essen tune from music21's corpus survives encode -> decode unchanged."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from improvd.encoding import decode, encode, transpose, transposition_to_c, unacceptable_durations
+from improvd.scores import essen_files, key_of, melody_of, tunes_in
+
+SAMPLE_FILES = ("erk5", "boehme10", "kinder0", "han1")  # fixed: German, Bohemian, children's and Chinese songs
+
+
+def roundtrip(files) -> tuple[int, int]:
+    checked = skipped = 0
+    for path in files:
+        for tune in tunes_in(path):
+            melody = melody_of(tune.score, tune.ident)
+            if unacceptable_durations(melody):
+                skipped += 1
+                continue
+            tonic, mode = key_of(tune.score)
+            shift = transposition_to_c(tonic, mode)
+            moved = transpose(melody, shift)
+            assert decode(encode(moved)) == moved, tune.ident
+            assert transpose(decode(encode(moved)), -shift) == melody, tune.ident
+            checked += 1
+    return checked, skipped
+
+
+def test_fixed_sample_of_essen_tunes_roundtrips():
+    files = [p for p in essen_files() if p.stem in SAMPLE_FILES]
+    assert len(files) == len(SAMPLE_FILES)
+    checked, skipped = roundtrip(files)
+    assert checked >= 200, (checked, skipped)
+
+
+def test_random_tune_from_each_file_has_notes():
+    rng = random.Random(7)
+    for path in rng.sample(essen_files(), 3):
+        tunes = list(tunes_in(path))
+        assert tunes, path
+        assert any(n.pitch is not None for n in melody_of(rng.choice(tunes).score))
+
+
+@pytest.mark.corpus
+def test_whole_essen_collection_roundtrips():
+    checked, skipped = roundtrip(essen_files())
+    assert checked > 3000, (checked, skipped)

@@ -1,0 +1,1 @@
+"""Offline training pipeline for improvd (may import tensorflow; improvd/ never imports this)."""
