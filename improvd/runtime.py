@@ -56,7 +56,7 @@ class LSTMRuntime:
         """Feed one symbol index; return the logits of the next symbol (float32, vocab-sized)."""
         x = None
         new_state = []
-        for (kernel, recurrent, bias, units), (h, c) in zip(self._layers, self._state):
+        for (kernel, recurrent, bias, units), (h, c) in zip(self._layers, self._state, strict=True):
             z = self._input_table[index] if kernel is None else x @ kernel + bias
             z = z + h @ recurrent
             i = _sigmoid(z[:units])

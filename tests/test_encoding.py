@@ -61,7 +61,7 @@ def test_decode_rejects_bad_symbols_by_step(symbols, message):
 def test_durations_off_the_grid_are_reported_not_rounded():
     melody = [Note(60, 1.0), Note(62, 1 / 3), Note(64, 6.0), Note(65, 1 / 3)]
     assert unacceptable_durations(melody) == [1 / 3, 6.0]
-    with pytest.raises(EncodingError, match="note 1 lasts 0.333"):
+    with pytest.raises(EncodingError, match=r"note 1 lasts 0\.333"):
         encode(melody)
 
 

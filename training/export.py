@@ -26,7 +26,7 @@ def weights_of(model: keras.Model) -> dict[str, np.ndarray]:
         if isinstance(layer, keras.layers.Embedding):
             arrays["embedding"] = values[0]
         elif isinstance(layer, keras.layers.LSTM):
-            for key, value in zip(("kernel", "recurrent_kernel", "bias"), values):
+            for key, value in zip(("kernel", "recurrent_kernel", "bias"), values, strict=True):
                 arrays[f"{layer.name}_{key}"] = value
         elif isinstance(layer, keras.layers.Dense):
             arrays["dense_kernel"], arrays["dense_bias"] = values
