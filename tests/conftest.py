@@ -54,3 +54,12 @@ def mosquitto_with_password(tmp_path) -> Mosquitto:
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A tiny LSTM really trained on Essen children's songs, exported in improvd's format (needs tensorflow)."""
+    pytest.importorskip("keras", reason="the train extra (tensorflow) builds the tiny test model")
+    from tests.tiny_model import train_tiny_model
+
+    return train_tiny_model(tmp_path_factory.mktemp("models") / "tiny")
