@@ -88,6 +88,8 @@ class Mosquitto:
 
     def _config(self) -> Path:
         lines = [f"listener {self.port} 127.0.0.1", "persistence false", "log_dest stderr"]
+        if os.geteuid() == 0:
+            lines.append("user root")  # else mosquitto drops to its own user, who cannot read the test's files
         if self.password:
             passwd = self.directory / "passwd"
             user, secret = self.password

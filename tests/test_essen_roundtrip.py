@@ -9,7 +9,7 @@ import pytest
 from improvd.encoding import decode, encode, transpose, transposition_to_c, unacceptable_durations
 from improvd.scores import essen_files, key_of, melody_of, tunes_in
 
-SAMPLE_FILES = ("erk5", "boehme10", "kinder0", "han1")  # fixed: German, Bohemian, children's and Chinese songs
+SAMPLE_FILES = ("erk5", "boehme10", "kinder0")  # fixed: German, Bohemian and children's songs, 640 acceptable tunes
 
 
 def roundtrip(files) -> tuple[int, int]:
