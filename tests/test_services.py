@@ -21,13 +21,15 @@ def receive(port, timeout: float = 2.0):
 
 @pytest.mark.jack
 def test_jack_ports_carry_midi_between_clients(jack_midi, jack_server):
-    with jack_midi.open_output("player", virtual=True, client_name="fixture-player") as player:
-        with jack_midi.open_input("fixture-player:player") as listener:
-            assert "fixture-player:player" in jack_server.ports()
-            time.sleep(0.2)
-            sent = mido.Message("note_on", channel=3, note=67, velocity=99)
-            player.send(sent)
-            received = receive(listener)
+    with (
+        jack_midi.open_output("player", virtual=True, client_name="fixture-player") as player,
+        jack_midi.open_input("fixture-player:player") as listener,
+    ):
+        assert "fixture-player:player" in jack_server.ports()
+        time.sleep(0.2)
+        sent = mido.Message("note_on", channel=3, note=67, velocity=99)
+        player.send(sent)
+        received = receive(listener)
     assert received is not None and received.bytes() == sent.bytes()
 
 
