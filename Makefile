@@ -16,8 +16,8 @@ test: system-deps $(VENV)/.installed-dev lint
 	$(BIN)/python -m pytest -q
 
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check improvd training tests bench
-	$(BIN)/ruff format --check improvd training tests bench
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 # The whole Essen collection through the encoding (minutes); `make test` runs a fixed sample of 200+ tunes.
 test-corpus: $(VENV)/.installed-dev
