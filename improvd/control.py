@@ -1,0 +1,157 @@
+"""MQTT control messages to requests: pure parsing and validation, no I/O.
+
+A message is a topic relative to the instance prefix (``set/temperature``,
+``set``, ``cmd/panic``) and the raw payload bytes. ``parse`` turns it into a
+``Request`` (settings to change together, or a command) or raises
+``ControlError`` with a reason fit to publish in an ``error`` event. Nothing
+is applied here: the controller applies the changes all together or not at all.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+MAX_PAYLOAD = 4096  # bytes
+COMMANDS = ("respond", "panic")
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+TRUE_WORDS = ("true", "on", "1")
+FALSE_WORDS = ("false", "off", "0")
+
+
+class ControlError(ValueError):
+    """A message that is rejected; the text says why."""
+
+
+@dataclass(frozen=True)
+class Request:
+    """What a message asks for: ``changes`` to apply together, or a ``command``."""
+
+    changes: dict[str, Any] = field(default_factory=dict)
+    command: str | None = None
+
+
+def _number(value: Any, key: str, low: float, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ControlError(f"{key} must be a number from {low:g} to {high:g}, got {value!r}")
+    if not math.isfinite(value) or not low <= value <= high:
+        raise ControlError(f"{key} must be a number from {low:g} to {high:g}, got {value!r}")
+    return float(value)
+
+
+def _whole(value: Any, key: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ControlError(f"{key} must be a whole number from {low} to {high}, got {value!r}")
+    return value
+
+
+def _temperature(value: Any) -> float:
+    return _number(value, "temperature", 0.05, 2.0)
+
+
+def _bpm(value: Any) -> float:
+    return _number(value, "bpm", 20, 300)
+
+
+def _enabled(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    word = str(value).strip().lower() if isinstance(value, (str, int)) else None
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ControlError(f"enabled must be true/false, on/off or 1/0, got {value!r}")
+
+
+def _response_steps(value: Any) -> int | str:
+    if value == "match":
+        return "match"
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 256:
+        raise ControlError(f"response_steps must be a whole number from 1 to 256 or 'match', got {value!r}")
+    return value
+
+
+def _phrase_end_steps(value: Any) -> int:
+    return _whole(value, "phrase_end_steps", 1, 64)
+
+
+def _model(value: Any) -> str:
+    if not isinstance(value, str) or not MODEL_NAME.fullmatch(value):
+        raise ControlError(
+            f"model must be the name of a model directory (letters, digits, '.', '_', '-'), got {value!r}"
+        )
+    return value
+
+
+# key -> validator of a JSON value (or a value parsed from a plain-text payload)
+VALIDATORS: dict[str, Callable[[Any], Any]] = {
+    "temperature": _temperature,
+    "bpm": _bpm,
+    "enabled": _enabled,
+    "response_steps": _response_steps,
+    "phrase_end_steps": _phrase_end_steps,
+    "model": _model,
+}
+
+
+def _reject_constant(name: str) -> float:
+    raise ControlError(f"{name} is not a number")
+
+
+def _scalar(text: str) -> Any:
+    """A plain-text payload as a JSON scalar when it is one (``0.7``, ``true``), else the text itself."""
+    try:
+        value = json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError:
+        return text
+    if isinstance(value, (dict, list)):
+        raise ControlError(f"expected a single value, got {text[:40]!r}")
+    return value
+
+
+def _text(payload: bytes) -> str:
+    if len(payload) > MAX_PAYLOAD:
+        raise ControlError(f"payload of {len(payload)} bytes is over the limit of {MAX_PAYLOAD}")
+    try:
+        text = payload.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise ControlError("payload is not UTF-8 text") from None
+    if not text:
+        raise ControlError("empty payload")
+    return text
+
+
+def parse_object(text: str) -> dict[str, Any]:
+    """A ``set`` payload: a JSON object of several settings, each validated."""
+    try:
+        value = json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as error:
+        raise ControlError(f"bad JSON: {error}") from None
+    if not isinstance(value, dict) or not value:
+        raise ControlError(f'expected a JSON object of settings such as {{"temperature": 0.8}}, got {text[:40]!r}')
+    unknown = sorted(set(value) - set(VALIDATORS))
+    if unknown:
+        raise ControlError(f"unknown key {unknown[0]!r} (allowed: {', '.join(VALIDATORS)})")
+    return {key: VALIDATORS[key](item) for key, item in value.items()}
+
+
+def parse(subtopic: str, payload: bytes) -> Request:
+    """The request of a message on ``<prefix>/<subtopic>``; ControlError says why it is rejected."""
+    parts = subtopic.split("/")
+    if parts[0] == "cmd" and len(parts) == 2 and parts[1] in COMMANDS:
+        if len(payload) > MAX_PAYLOAD:
+            raise ControlError(f"payload of {len(payload)} bytes is over the limit of {MAX_PAYLOAD}")
+        return Request(command=parts[1])
+    if parts == ["set"]:
+        return Request(changes=parse_object(_text(payload)))
+    if parts[0] == "set" and len(parts) == 2 and parts[1] in VALIDATORS:
+        text = _text(payload)
+        value = text if parts[1] == "model" else _scalar(text)
+        return Request(changes={parts[1]: VALIDATORS[parts[1]](value)})
+    topics = ["set", *(f"set/{key}" for key in VALIDATORS), *(f"cmd/{name}" for name in COMMANDS)]
+    raise ControlError(f"no such topic {subtopic!r} (topics: {', '.join(topics)})")

@@ -1,0 +1,387 @@
+"""The MQTT control plane: settings, commands, retained state and events under ``improvd/<instance>``.
+
+The music never waits for MQTT. ``ControlPlane.run`` lives in the daemon's
+asyncio loop, connects with backoff (capped at 30 s), and on every (re)connect
+subscribes again and republishes ``status`` and ``state``. ``publish_state``
+and ``publish_event`` may be called from any thread and never block: state
+publishes are coalesced (the newest state wins), events wait in a bounded queue
+(the oldest are dropped when MQTT cannot keep up). Every message is parsed by
+``improvd.control``; a rejected one gives an ``error`` event and changes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import json
+import logging
+import socket
+import threading
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+import aiomqtt
+
+from improvd.control import ControlError, parse
+
+log = logging.getLogger("improvd.mqtt")
+
+BACKOFF_START = 1.0  # seconds before the first retry
+BACKOFF_CAP = 30.0
+STATE_INTERVAL = 0.05  # at most one state publish per interval: a burst of changes gives one publish
+EVENT_QUEUE = 1000
+TOPIC_CHARS_FORBIDDEN = set("+#/\0")
+
+
+class Controller(Protocol):
+    """What the control plane steers (the daemon implements it)."""
+
+    def state(self) -> dict: ...
+
+    def apply(self, changes: dict) -> None: ...
+
+    def command(self, name: str) -> None: ...
+
+
+class MqttConfigError(ValueError):
+    """A bad ``[mqtt]`` setting or flag; the text names the key, the value and what is allowed."""
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    """The ``[mqtt]`` table of the configuration file (flags override it)."""
+
+    enabled: bool = True
+    host: str = "localhost"
+    port: int = 1883
+    username: str | None = None
+    password: str | None = None
+    password_file: str | None = None
+    tls: bool = False  # TLS with the system's CAs; tls_ca turns it on with a CA file of its own
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    client_id: str | None = None
+    instance: str = ""  # "" = the host name
+    keepalive: int = 60
+    homeassistant: bool = False
+    discovery_prefix: str = "homeassistant"
+
+    @classmethod
+    def from_table(cls, table: dict[str, Any]) -> MqttConfig:
+        """Validate an ``[mqtt]`` TOML table (unknown keys and wrong types are errors)."""
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(table) - set(known))
+        if unknown:
+            raise MqttConfigError(f"mqtt.{unknown[0]}: unknown key (allowed: {', '.join(known)})")
+        for key, value in table.items():
+            _check_type(key, value, cls.__dataclass_fields__[key].default)
+        return cls(**table).validated()
+
+    def validated(self) -> MqttConfig:
+        """Check ranges and files; fill in the instance and read the password file."""
+        if not 1 <= self.port <= 65535:
+            raise MqttConfigError(f"mqtt.port = {self.port}: must be from 1 to 65535")
+        if not 5 <= self.keepalive <= 65535:
+            raise MqttConfigError(f"mqtt.keepalive = {self.keepalive}: must be from 5 to 65535 seconds")
+        if not self.host:
+            raise MqttConfigError("mqtt.host is empty: give a host name or address")
+        config = self if self.instance else replace(self, instance=socket.gethostname().split(".")[0] or "improvd")
+        if TOPIC_CHARS_FORBIDDEN & set(config.instance):
+            raise MqttConfigError(f"mqtt.instance = {config.instance!r}: must not hold '/', '+', '#'")
+        for key in ("tls_ca", "tls_cert", "tls_key", "password_file"):
+            path = getattr(config, key)
+            if path is not None and not Path(path).is_file():
+                raise MqttConfigError(f"mqtt.{key} = {path!r}: no such file")
+        if (config.tls_cert is None) != (config.tls_key is None):
+            raise MqttConfigError("mqtt.tls_cert and mqtt.tls_key go together: give both or neither")
+        if config.password is not None and config.password_file is not None:
+            raise MqttConfigError("give mqtt.password or mqtt.password_file, not both")
+        if config.password_file is not None:
+            lines = Path(config.password_file).read_text().splitlines()
+            config = replace(config, password=lines[0] if lines else "", password_file=None)
+        return config
+
+    @property
+    def prefix(self) -> str:
+        return f"improvd/{self.instance}"
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.tls or self.tls_ca is not None or self.tls_cert is not None
+
+
+def _check_type(key: str, value: Any, default: Any) -> None:
+    expected = type(default) if default is not None else str
+    if isinstance(value, bool) != (expected is bool) or not isinstance(value, expected):
+        kind = {bool: "true or false", int: "an integer", str: "a string"}[expected]
+        raise MqttConfigError(f"mqtt.{key} = {value!r}: must be {kind}")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags that override the ``[mqtt]`` table (``--no-mqtt`` belongs to the daemon; dest ``no_mqtt``)."""
+    group = parser.add_argument_group("MQTT")
+    group.add_argument("--mqtt-host", help="broker host (default localhost)")
+    group.add_argument("--mqtt-port", type=int, help="broker port (default 1883)")
+    group.add_argument("--instance", help="instance name in the topics improvd/<instance>/... (default: host name)")
+    group.add_argument("--mqtt-username", help="user name at the broker")
+    group.add_argument("--mqtt-password-file", help="file whose first line is the password")
+    group.add_argument("--mqtt-tls", action="store_true", default=None, help="TLS with the system's CAs")
+    group.add_argument("--mqtt-tls-ca", help="CA certificate file (turns TLS on)")
+    group.add_argument("--mqtt-tls-cert", help="client certificate file (with --mqtt-tls-key)")
+    group.add_argument("--mqtt-tls-key", help="client key file")
+    group.add_argument("--mqtt-client-id", help="MQTT client id (default: random)")
+    group.add_argument("--mqtt-keepalive", type=int, help="keepalive in seconds (default 60)")
+    group.add_argument(
+        "--mqtt-homeassistant", action="store_true", default=None, help="publish Home Assistant discovery"
+    )
+
+
+FLAGS = {
+    "mqtt_host": "host",
+    "mqtt_port": "port",
+    "instance": "instance",
+    "mqtt_username": "username",
+    "mqtt_password_file": "password_file",
+    "mqtt_tls": "tls",
+    "mqtt_tls_ca": "tls_ca",
+    "mqtt_tls_cert": "tls_cert",
+    "mqtt_tls_key": "tls_key",
+    "mqtt_client_id": "client_id",
+    "mqtt_keepalive": "keepalive",
+    "mqtt_homeassistant": "homeassistant",
+}
+
+
+def config_from(table: dict[str, Any], args: argparse.Namespace) -> MqttConfig:
+    """The ``[mqtt]`` table with the flags given on the command line over it."""
+    merged = dict(table)
+    for flag, key in FLAGS.items():
+        value = getattr(args, flag, None)
+        if value is not None:
+            merged[key] = value
+            if key == "password_file":
+                merged.pop("password", None)
+    if getattr(args, "no_mqtt", False):
+        merged["enabled"] = False
+    return MqttConfig.from_table(merged)
+
+
+def discovery(config: MqttConfig, version: str) -> dict[str, dict]:
+    """Home Assistant discovery messages: config topic -> payload."""
+    node = config.instance.replace(".", "_")
+    device = {"identifiers": [f"improvd_{node}"], "name": f"improvd {config.instance}", "sw_version": version}
+    common = {
+        "state_topic": f"{config.prefix}/state",
+        "availability_topic": f"{config.prefix}/status",
+        "payload_available": "online",
+        "payload_not_available": "offline",
+        "device": device,
+    }
+    entities = {
+        "number/temperature": {
+            "name": "Temperature",
+            "command_topic": f"{config.prefix}/set/temperature",
+            "value_template": "{{ value_json.temperature }}",
+            "min": 0.05,
+            "max": 2.0,
+            "step": 0.05,
+        },
+        "number/bpm": {
+            "name": "Tempo",
+            "command_topic": f"{config.prefix}/set/bpm",
+            "value_template": "{{ value_json.bpm }}",
+            "min": 20,
+            "max": 300,
+            "step": 1,
+            "unit_of_measurement": "BPM",
+        },
+        "switch/enabled": {
+            "name": "Enabled",
+            "command_topic": f"{config.prefix}/set/enabled",
+            "value_template": "{{ 'on' if value_json.enabled else 'off' }}",
+            "payload_on": "on",
+            "payload_off": "off",
+            "state_on": "on",
+            "state_off": "off",
+        },
+        "sensor/mode": {"name": "Mode", "value_template": "{{ value_json.mode }}"},
+    }
+    messages = {}
+    for path, entity in entities.items():
+        component, name = path.split("/")
+        unique_id = f"improvd_{node}_{name}"
+        topic = f"{config.discovery_prefix}/{component}/{unique_id}/config"
+        messages[topic] = {**common, **entity, "unique_id": unique_id, "object_id": unique_id}
+    return messages
+
+
+def _describe(error: aiomqtt.MqttError, config: MqttConfig) -> str:
+    where = f"{config.host}:{config.port}"
+    if isinstance(error, aiomqtt.MqttCodeError) and error.rc in (4, 5, 134, 135):
+        who = f"user {config.username!r}" if config.username else "anonymous (no mqtt.username)"
+        return f"broker {where} refused the login of {who}: {error} (check mqtt.username and mqtt.password_file)"
+    return f"cannot reach the broker at {where}: {error}"
+
+
+class ControlPlane:
+    """Connects the daemon to the broker and keeps it connected; see the module docstring."""
+
+    def __init__(self, config: MqttConfig, controller: Controller, version: str) -> None:
+        self.config = config
+        self.controller = controller
+        self.version = version
+        self.connected = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+        self._state_pending = True
+        self._events: collections.deque[tuple[str, dict]] = collections.deque(maxlen=EVENT_QUEUE)
+        self._lock = threading.Lock()
+
+    def topic(self, name: str) -> str:
+        return f"{self.config.prefix}/{name}"
+
+    def publish_state(self) -> None:
+        """Schedule a retained state publish (thread-safe, never blocks; bursts give one publish)."""
+        self._state_pending = True
+        self._poke()
+
+    def publish_event(self, name: str, data: dict) -> None:
+        """Schedule an event publish (thread-safe, never blocks); events while disconnected are dropped."""
+        if not self.connected:
+            return
+        self._events.append((name, data))
+        self._poke()
+
+    def _poke(self) -> None:
+        with self._lock:
+            loop, wake = self._loop, self._wake
+        if loop is None or wake is None or loop.is_closed():
+            return
+        try:
+            if loop is _running_loop():
+                wake.set()
+            else:
+                loop.call_soon_threadsafe(wake.set)
+        except RuntimeError:  # the loop closed meanwhile: nothing to publish to
+            pass
+
+    async def run(self) -> None:
+        """Forever: connect, serve, and after a failure wait (1, 2, 4 ... 30 s) and connect again."""
+        with self._lock:
+            self._loop, self._wake = asyncio.get_running_loop(), asyncio.Event()
+        delay = BACKOFF_START
+        while True:
+            entered = False
+            try:
+                async with self._client() as client:
+                    entered, delay = True, BACKOFF_START
+                    await self._serve(client)
+            except aiomqtt.MqttError as error:
+                reason = f"lost the broker at {self.config.host}:{self.config.port}: {error}"
+                log.warning("MQTT: %s; retrying in %.0f s", reason if entered else _describe(error, self.config), delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, BACKOFF_CAP)
+
+    def _client(self) -> aiomqtt.Client:
+        config = self.config
+        tls = None
+        if config.uses_tls:
+            tls = aiomqtt.TLSParameters(ca_certs=config.tls_ca, certfile=config.tls_cert, keyfile=config.tls_key)
+        return aiomqtt.Client(
+            config.host,
+            config.port,
+            username=config.username,
+            password=config.password,
+            identifier=config.client_id,
+            keepalive=config.keepalive,
+            will=aiomqtt.Will(self.topic("status"), b"offline", qos=1, retain=True),
+            tls_params=tls,
+            timeout=10,
+            logger=logging.getLogger("improvd.mqtt.client"),
+        )
+
+    async def _serve(self, client: aiomqtt.Client) -> None:
+        """One connection: subscribe, announce, then handle messages and publish until it drops."""
+        try:
+            # "set/#" matches "set" itself too (MQTT 3.1.1, 4.7.1.2)
+            await client.subscribe([(self.topic("set/#"), 1), (self.topic("cmd/#"), 1)])
+            await client.publish(self.topic("status"), b"online", qos=1, retain=True)
+            if self.config.homeassistant:
+                for topic, payload in discovery(self.config, self.version).items():
+                    await client.publish(topic, json.dumps(payload), qos=1, retain=True)
+            self.connected = True
+            log.info("MQTT: connected to %s:%d as %s", self.config.host, self.config.port, self.config.prefix)
+            self.publish_state()
+            await self._serve_until_lost(client)
+        except asyncio.CancelledError:
+            await self._say_offline(client)
+            raise
+        finally:
+            self.connected = False
+
+    async def _say_offline(self, client: aiomqtt.Client) -> None:
+        """A clean shutdown: ``offline`` now (the Last Will only fires on a lost connection)."""
+        try:
+            await asyncio.wait_for(client.publish(self.topic("status"), b"offline", qos=1, retain=True), 2)
+        except (aiomqtt.MqttError, asyncio.TimeoutError):
+            log.warning("MQTT: could not publish offline on shutdown")
+
+    async def _serve_until_lost(self, client: aiomqtt.Client) -> None:
+        """Receive and publish side by side; when either fails (the connection is gone) stop both."""
+        tasks = {asyncio.ensure_future(self._receive(client)), asyncio.ensure_future(self._publish_loop(client))}
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _receive(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            self._handle(str(message.topic), message.payload, message.retain)
+
+    def _handle(self, topic: str, payload: Any, retained: bool) -> None:
+        """Parse and apply one message; any rejection becomes an error event, never an exception."""
+        subtopic = topic[len(self.config.prefix) + 1 :]
+        data = payload if isinstance(payload, (bytes, bytearray)) else str(payload or "").encode()
+        try:
+            request = parse(subtopic, bytes(data))
+            if request.command is not None:
+                if retained:
+                    raise ControlError("retained commands are ignored (publish commands without -r)")
+                self.controller.command(request.command)
+            else:
+                self.controller.apply(request.changes)
+        except ValueError as error:  # ControlError is one; the controller raises ValueError
+            self.publish_event("error", {"topic": topic, "reason": str(error)})
+            return
+        except Exception as error:  # the daemon never crashes on a message
+            log.exception("MQTT: handling %s failed", topic)
+            self.publish_event("error", {"topic": topic, "reason": f"internal error: {error}"})
+            return
+        self.publish_state()
+
+    async def _publish_loop(self, client: aiomqtt.Client) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if self._state_pending:
+                self._state_pending = False
+                state = json.dumps(self.controller.state(), default=str)
+                await client.publish(self.topic("state"), state, qos=1, retain=True)
+            while self._events:
+                name, data = self._events.popleft()
+                await client.publish(self.topic("events"), json.dumps({"event": name, **data}, default=str), qos=1)
+            await asyncio.sleep(STATE_INTERVAL)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None

@@ -1,0 +1,115 @@
+"""improvd.control: every kind of message, good and bad, parsed without a broker."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from improvd.control import MAX_PAYLOAD, ControlError, Request, parse
+
+
+@pytest.mark.parametrize(
+    ("subtopic", "payload", "changes"),
+    [
+        ("set/temperature", b"0.7", {"temperature": 0.7}),
+        ("set/temperature", b" 2 \n", {"temperature": 2.0}),
+        ("set/temperature", b"0.05", {"temperature": 0.05}),
+        ("set/bpm", b"96", {"bpm": 96.0}),
+        ("set/bpm", b"20", {"bpm": 20.0}),
+        ("set/bpm", b"300", {"bpm": 300.0}),
+        ("set/enabled", b"true", {"enabled": True}),
+        ("set/enabled", b"OFF", {"enabled": False}),
+        ("set/enabled", b"on", {"enabled": True}),
+        ("set/enabled", b"0", {"enabled": False}),
+        ("set/enabled", b"1", {"enabled": True}),
+        ("set/response_steps", b"16", {"response_steps": 16}),
+        ("set/response_steps", b"match", {"response_steps": "match"}),
+        ("set/response_steps", b"256", {"response_steps": 256}),
+        ("set/phrase_end_steps", b"4", {"phrase_end_steps": 4}),
+        ("set/model", b"essen", {"model": "essen"}),
+        ("set/model", b"essen-v2.1_small", {"model": "essen-v2.1_small"}),
+        ("set", b'{"temperature": 0.9, "bpm": 100, "enabled": "off"}', {"temperature": 0.9, "bpm": 100.0, "enabled": False}),
+        ("set", b'{"response_steps": "match", "model": "essen"}', {"response_steps": "match", "model": "essen"}),
+    ],
+)
+def test_good_settings(subtopic, payload, changes):
+    assert parse(subtopic, payload) == Request(changes=changes)
+
+
+@pytest.mark.parametrize("name", ["respond", "panic"])
+def test_commands_ignore_the_payload(name):
+    assert parse(f"cmd/{name}", b"") == Request(command=name)
+    assert parse(f"cmd/{name}", b"anything") == Request(command=name)
+
+
+@pytest.mark.parametrize(
+    ("subtopic", "payload", "reason"),
+    [
+        ("set/temperature", b"warm", "temperature must be a number from 0.05 to 2"),
+        ("set/temperature", b"NaN", "NaN is not a number"),
+        ("set/temperature", b"nan", "temperature must be a number"),
+        ("set/temperature", b"Infinity", "Infinity is not a number"),
+        ("set/temperature", b"-Infinity", "-Infinity is not a number"),
+        ("set/temperature", b"1e999", "temperature must be a number"),
+        ("set/temperature", b"0.01", "got 0.01"),
+        ("set/temperature", b"2.5", "got 2.5"),
+        ("set/temperature", b"true", "got True"),
+        ("set/temperature", b"[0.5]", "expected a single value"),
+        ("set/temperature", b"", "empty payload"),
+        ("set/temperature", b"  \n", "empty payload"),
+        ("set/temperature", b"\xff\xfe", "not UTF-8"),
+        ("set/temperature", b"1" * (MAX_PAYLOAD + 1), "over the limit of 4096"),
+        ("set/bpm", b"19.9", "bpm must be a number from 20 to 300"),
+        ("set/bpm", b"301", "bpm must be a number from 20 to 300"),
+        ("set/enabled", b"maybe", "enabled must be true/false, on/off or 1/0"),
+        ("set/enabled", b"2", "enabled must be"),
+        ("set/response_steps", b"0", "response_steps must be a whole number from 1 to 256 or 'match'"),
+        ("set/response_steps", b"257", "response_steps must be"),
+        ("set/response_steps", b"8.5", "response_steps must be"),
+        ("set/response_steps", b"all", "response_steps must be"),
+        ("set/phrase_end_steps", b"65", "phrase_end_steps must be a whole number from 1 to 64"),
+        ("set/phrase_end_steps", b"2.0", "phrase_end_steps must be"),
+        ("set/model", b"../etc", "model must be the name of a model directory"),
+        ("set/model", b"a/b", "model must be"),
+        ("set/model", b".hidden", "model must be"),
+        ("set", b"{temperature: 1}", "bad JSON"),
+        ("set", b'{"temperature": NaN}', "NaN is not a number"),
+        ("set", b"[1, 2]", "expected a JSON object"),
+        ("set", b"{}", "expected a JSON object"),
+        ("set", b'{"temperature": 0.5, "volume": 3}', "unknown key 'volume' (allowed: temperature, bpm"),
+        ("set", b'{"temperature": "0.5"}', "temperature must be a number"),
+        ("set", b'{"temperature": 0.5, "bpm": 1000}', "bpm must be"),
+        ("set", b"", "empty payload"),
+        ("set/volume", b"1", "no such topic 'set/volume'"),
+        ("set/temperature/x", b"1", "no such topic"),
+        ("cmd/explode", b"", "no such topic 'cmd/explode' (topics: set, set/temperature"),
+        ("cmd/panic", b"x" * (MAX_PAYLOAD + 1), "over the limit"),
+    ],
+)
+def test_bad_messages_name_the_reason(subtopic, payload, reason):
+    with pytest.raises(ControlError) as error:
+        parse(subtopic, payload)
+    assert reason in str(error.value)
+
+
+@given(st.binary(max_size=64), st.sampled_from(["set", "set/temperature", "set/bpm", "set/enabled", "set/model"]))
+def test_any_payload_parses_or_is_rejected_with_a_reason(payload, subtopic):
+    try:
+        request = parse(subtopic, payload)
+    except ControlError as error:
+        assert str(error)
+    else:
+        assert request.changes and request.command is None
+
+
+@given(st.floats(allow_nan=True, allow_infinity=True))
+def test_temperature_is_accepted_exactly_in_range(value):
+    text = json.dumps(value).encode()
+    if 0.05 <= value <= 2.0:
+        assert parse("set/temperature", text).changes == {"temperature": value}
+    else:
+        with pytest.raises(ControlError):
+            parse("set/temperature", text)
