@@ -1,0 +1,195 @@
+"""A file's melody as a call: the notes a player would have played, in seconds.
+
+MIDI files are read with mido (their own timing, tempo map included); abc,
+kern and MusicXML with music21 through ``improvd.scores``. Either way the call
+is the top line: where notes sound together the highest one, and a lower note
+that starts under a held higher one is dropped. A piece where every onset is a
+chord is not a melody and is refused, as are unreadable files and files
+without notes; every error names the file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import mido
+from music21 import chord, meter, stream, tempo
+
+from improvd.scores import ScoreError, melody_of, read_score
+
+MIDI_SUFFIXES = (".mid", ".midi")
+NOTATION_SUFFIXES = (".abc", ".krn", ".musicxml", ".mxl", ".xml")
+DEFAULT_BPM = 120.0
+DEFAULT_VELOCITY = 80
+DRUM_CHANNEL = 9
+CHORD_WINDOW = 0.03  # seconds: MIDI notes starting this close together sound as one chord
+
+
+class CallError(ValueError):
+    """A file that gives no usable call; the text names the file and what is wrong."""
+
+
+@dataclass(frozen=True)
+class PlayedNote:
+    """One note as played: MIDI pitch, start and end in seconds, velocity."""
+
+    pitch: int
+    start: float
+    end: float
+    velocity: int = DEFAULT_VELOCITY
+
+
+@dataclass(frozen=True)
+class Call:
+    """The melody of a file, ready to be played to the engine."""
+
+    notes: list[PlayedNote]
+    bpm: float
+    time_signature: tuple[int, int] = (4, 4)
+    bar_start_step: int = 0  # the step where bar 1 begins (after a pickup)
+    title: str = ""
+    key: tuple[str, str] | None = field(default=None, compare=False)  # (tonic, mode) when the file says
+
+    @property
+    def steps_per_bar(self) -> int:
+        """Sixteenth-note steps in one bar (16 in 4/4, 12 in 3/4 and 6/8)."""
+        numerator, denominator = self.time_signature
+        return max(1, numerator * 16 // denominator)
+
+    @property
+    def step_seconds(self) -> float:
+        return 60.0 / self.bpm / 4
+
+    def first_bars(self, bars: int) -> Call:
+        """The call cut after ``bars`` bars (a pickup comes on top), notes cut at the bar line."""
+        end = (self.bar_start_step + bars * self.steps_per_bar) * self.step_seconds
+        kept = [replace(n, end=min(n.end, end)) for n in self.notes if n.start < end - 1e-9]
+        return replace(self, notes=kept)
+
+
+def read_call(path: str | Path, bpm: float | None = None) -> Call:
+    """The call of a MIDI or notation file; ``bpm`` overrides the file's tempo (a MIDI file is stretched to it)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CallError(f"{path}: no such file")
+    suffix = path.suffix.lower()
+    if suffix in MIDI_SUFFIXES:
+        call = _midi_call(path, bpm)
+    elif suffix in NOTATION_SUFFIXES:
+        call = _notation_call(path, bpm)
+    else:
+        allowed = ", ".join(MIDI_SUFFIXES + NOTATION_SUFFIXES)
+        raise CallError(f"{path}: unsupported file type '{path.suffix}' (use one of {allowed})")
+    if not call.notes:
+        raise CallError(f"{path}: holds no notes")
+    return call
+
+
+def _midi_call(path: Path, bpm: float | None) -> Call:
+    try:
+        midi = mido.MidiFile(path)
+        events = list(midi)  # delta times in seconds, through the tempo map
+    except Exception as error:  # mido raises OSError, EOFError, KeyError, ValueError... for bad files
+        raise CallError(f"{path}: not a readable MIDI file ({type(error).__name__}: {error})") from None
+    file_bpm, signature, notes = DEFAULT_BPM, (4, 4), []
+    sounding: dict[tuple[int, int], tuple[float, int]] = {}
+    now, tempo_seen, meter_seen = 0.0, False, False
+    for message in events:
+        now += message.time
+        if message.type == "set_tempo" and not tempo_seen:
+            file_bpm, tempo_seen = mido.tempo2bpm(message.tempo), True
+        elif message.type == "time_signature" and not meter_seen:
+            signature, meter_seen = (message.numerator, message.denominator), True
+        elif message.type in ("note_on", "note_off") and message.channel != DRUM_CHANNEL:
+            key = (message.channel, message.note)
+            if key in sounding:
+                start, velocity = sounding.pop(key)
+                notes.append(PlayedNote(message.note, start, now, velocity))
+            if message.type == "note_on" and message.velocity > 0:
+                sounding[key] = (now, message.velocity)
+    notes += [PlayedNote(pitch, start, now, velocity) for (_, pitch), (start, velocity) in sounding.items()]
+    notes = [n for n in notes if n.end > n.start]
+    _refuse_chords([n.start for n in notes], path, CHORD_WINDOW)
+    scale = file_bpm / bpm if bpm else 1.0
+    line = [replace(n, start=n.start * scale, end=n.end * scale) for n in top_line(notes)]
+    return Call(line, bpm or file_bpm, signature, 0, path.stem)
+
+
+def top_line(notes: list[PlayedNote]) -> list[PlayedNote]:
+    """The skyline: per onset the highest note; a note under a held higher one is dropped; overlaps cut."""
+    line: list[PlayedNote] = []
+    for note in sorted(notes, key=lambda n: (n.start, -n.pitch)):
+        if line and note.start - line[-1].start < CHORD_WINDOW:
+            continue  # a lower note of the same chord
+        if line and line[-1].end > note.start:
+            if line[-1].pitch > note.pitch:
+                continue
+            line[-1] = replace(line[-1], end=note.start)
+        line.append(note)
+    return line
+
+
+def _refuse_chords(onsets: list[float], path: Path, window: float) -> None:
+    """Raise if every onset is a chord of two or more notes: such a piece has no melody to continue."""
+    sizes: list[int] = []
+    group_start = None
+    for onset in sorted(onsets):
+        if group_start is None or onset - group_start >= window:
+            group_start = onset
+            sizes.append(0)
+        sizes[-1] += 1
+    if sizes and min(sizes) >= 2:
+        raise CallError(
+            f"{path}: not a melody: all {len(sizes)} onsets are chords; give a tune whose top line is a melody"
+        )
+
+
+def _notation_call(path: Path, bpm: float | None) -> Call:
+    try:
+        parsed = read_score(path)
+    except ScoreError as error:
+        raise CallError(str(error)) from None
+    score = parsed.scores[0] if isinstance(parsed, stream.Opus) and parsed.scores else parsed
+    part = score.parts[0] if isinstance(score, stream.Score) and score.parts else score
+    elements = [e for e in part.flatten().notes if e.quarterLength > 0]
+    chords = sum(1 for e in elements if isinstance(e, chord.Chord) and len(e.pitches) > 1)
+    if elements and chords == len(elements):
+        raise CallError(f"{path}: not a melody: all {chords} onsets are chords; give a tune whose top line is a melody")
+    try:
+        melody = melody_of(score, str(path))
+    except ScoreError as error:
+        raise CallError(str(error)) from None
+    bpm = bpm or _score_bpm(score)
+    seconds_per_quarter = 60.0 / bpm
+    notes, position = [], 0.0
+    for item in melody:
+        if item.pitch is not None:
+            notes.append(
+                PlayedNote(
+                    item.pitch, position * seconds_per_quarter, (position + item.quarter_length) * seconds_per_quarter
+                )
+            )
+        position += item.quarter_length
+    signature, pickup = _bars(part)
+    title = score.metadata.title if score.metadata and score.metadata.title else path.stem
+    return Call(notes, bpm, signature, pickup, title)
+
+
+def _score_bpm(score: stream.Stream) -> float:
+    for mark in score.recurse().getElementsByClass(tempo.MetronomeMark):
+        if mark.number:
+            return float(mark.getQuarterBPM())
+    return DEFAULT_BPM
+
+
+def _bars(part: stream.Stream) -> tuple[tuple[int, int], int]:
+    """(time signature, steps of the pickup) from the first time signature and the first measure."""
+    found = next(iter(part.recurse().getElementsByClass(meter.TimeSignature)), None)
+    signature = (found.numerator, found.denominator) if found else (4, 4)
+    bar = signature[0] * 4 / signature[1]
+    measures = part.getElementsByClass(stream.Measure)
+    pickup = 0.0
+    if measures and measures[0].duration.quarterLength < bar:
+        pickup = measures[0].duration.quarterLength
+    return signature, round(pickup * 4)
