@@ -47,7 +47,7 @@ class Call:
     notes: list[PlayedNote]
     bpm: float
     time_signature: tuple[int, int] = (4, 4)
-    bar_start_step: int = 0  # the step where bar 1 begins (after a pickup)
+    bar_start_step: int = 0  # the step where bar 1 begins: one bar in when a pickup fills the end of bar 0
     title: str = ""
     key: tuple[str, str] | None = field(default=None, compare=False)  # (tonic, mode) when the file says
 
@@ -151,29 +151,36 @@ def _notation_call(path: Path, bpm: float | None) -> Call:
     except ScoreError as error:
         raise CallError(str(error)) from None
     score = parsed.scores[0] if isinstance(parsed, stream.Opus) and parsed.scores else parsed
+    return call_from_score(score, bpm, str(path), Path(path).stem)
+
+
+def call_from_score(score: stream.Stream, bpm: float | None, where: str, title: str = "") -> Call:
+    """The call of a music21 score: its top line at ``bpm`` (else its metronome mark, else 120)."""
     part = score.parts[0] if isinstance(score, stream.Score) and score.parts else score
     elements = [e for e in part.flatten().notes if e.quarterLength > 0]
     chords = sum(1 for e in elements if isinstance(e, chord.Chord) and len(e.pitches) > 1)
     if elements and chords == len(elements):
-        raise CallError(f"{path}: not a melody: all {chords} onsets are chords; give a tune whose top line is a melody")
+        raise CallError(
+            f"{where}: not a melody: all {chords} onsets are chords; give a tune whose top line is a melody"
+        )
     try:
-        melody = melody_of(score, str(path))
+        melody = melody_of(score, where)
     except ScoreError as error:
         raise CallError(str(error)) from None
     bpm = bpm or _score_bpm(score)
     seconds_per_quarter = 60.0 / bpm
-    notes, position = [], 0.0
+    signature, pickup = _bars(part)
+    bar_steps = Call([], bpm, signature).steps_per_bar
+    lead = (bar_steps - pickup) / 4 if pickup else 0.0  # a pickup ends where bar 1 begins: on a bar line
+    notes, position = [], lead
     for item in melody:
         if item.pitch is not None:
-            notes.append(
-                PlayedNote(
-                    item.pitch, position * seconds_per_quarter, (position + item.quarter_length) * seconds_per_quarter
-                )
-            )
+            start, end = position * seconds_per_quarter, (position + item.quarter_length) * seconds_per_quarter
+            notes.append(PlayedNote(item.pitch, start, end))
         position += item.quarter_length
-    signature, pickup = _bars(part)
-    title = score.metadata.title if score.metadata and score.metadata.title else path.stem
-    return Call(notes, bpm, signature, pickup, title)
+    if score.metadata and score.metadata.title:
+        title = score.metadata.title
+    return Call(notes, bpm, signature, bar_steps if pickup else 0, title)
 
 
 def _score_bpm(score: stream.Stream) -> float:

@@ -1,0 +1,101 @@
+"""`improvd demo`: no keyboard needed. The first bars of an Essen tune as the call, and files to look at and hear.
+
+The tune comes from the Essen collection inside music21; by default the demo
+tune named in the model's card (one the model never trained on), else
+FALLBACK_TUNE. Writes demo.mid, demo.musicxml, demo.png and, when FluidSynth
+and a General MIDI SoundFont are installed, demo.wav.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from improvd import render
+from improvd.callfile import Call, CallError, call_from_score
+from improvd.continuation import respond, write_score
+from improvd.engine import Settings
+from improvd.model import DEFAULT_MODEL_DIR, Model, ModelError, load_model
+from improvd.offline import OfflineError, Performance
+from improvd.outputs import grid_melody, write_midi
+from improvd.pianoroll import PianoRollUnavailable, draw_piano_roll
+from improvd.scores import ScoreError, analyse_key, essen_tune, score_from_melody
+
+FALLBACK_TUNE = "erk5#5"  # when the model card names no demo tune
+CALL_BARS = 4
+DEFAULT_SEED = 1
+DEFAULT_BPM = 110.0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--out", type=Path, default=Path("improvd-demo"), help="folder for the files (default improvd-demo)"
+    )
+    parser.add_argument("--tune", help="Essen tune ident such as 'erk5#5' (default: the model card's demo tune)")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"random seed (default {DEFAULT_SEED})")
+    parser.add_argument(
+        "--model", type=Path, default=DEFAULT_MODEL_DIR, help=f"model directory (default {DEFAULT_MODEL_DIR})"
+    )
+    parser.add_argument(
+        "--temperature", type=float, default=Settings.temperature, help="sampling temperature (0.05 to 2.0)"
+    )
+    parser.add_argument("--bpm", type=float, default=DEFAULT_BPM, help=f"tempo (default {DEFAULT_BPM:g})")
+
+
+def default_tune(model: Model) -> str:
+    """The model card's ``demo_tune``, else its first ``test_tunes`` entry, else FALLBACK_TUNE."""
+    card = model.card
+    if isinstance(card.get("demo_tune"), str):
+        return card["demo_tune"]
+    tunes = card.get("test_tunes")
+    if isinstance(tunes, list) and tunes and isinstance(tunes[0], str):
+        return tunes[0]
+    return FALLBACK_TUNE
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        model = load_model(args.model)
+        ident = args.tune or default_tune(model)
+        tune = essen_tune(ident)
+        call = call_from_score(tune.score, args.bpm, f"Essen tune {ident}", ident).first_bars(CALL_BARS)
+        settings = Settings(temperature=args.temperature, response_steps=min(256, CALL_BARS * call.steps_per_bar))
+        performance = respond(call, model, settings, args.seed)
+        args.out.mkdir(parents=True, exist_ok=True)
+        lines = write_all(args.out, call, performance, settings.gate, f"{ident} {call.title}".strip())
+    except (CallError, ScoreError, ModelError, OfflineError, ValueError, OSError, PianoRollUnavailable) as error:
+        print(f"improvd demo: error: {error}", file=sys.stderr)
+        return 1
+    print(
+        f"Essen tune {ident} ({call.title}): the first {CALL_BARS} bars, {len(call.notes)} notes at {call.bpm:g} bpm, "
+        f"answered with {len(performance.response)} notes by model {model.name} (seed {args.seed})."
+    )
+    print("\n".join(lines))
+    return 0
+
+
+def write_all(folder: Path, call: Call, performance: Performance, gate: float, title: str) -> list[str]:
+    """The four files; one line per file saying what it is (or why audio was skipped)."""
+    midi = write_midi(folder / "demo.mid", call.notes, performance.response, call.bpm, call.time_signature, title)
+    score = write_score(folder / "demo.musicxml", call, performance, gate)
+    melody = grid_melody(call.notes, call.step_seconds) + grid_melody(performance.response, call.step_seconds, gate)
+    tonic, mode = analyse_key(score_from_melody(melody))
+    bar_seconds = call.steps_per_bar * call.step_seconds
+    end = max(n.end for n in call.notes + performance.response)
+    beats_per_bar = call.steps_per_bar / 4
+    bar_lines = [b * beats_per_bar for b in range(int(end / bar_seconds) + 2) if b * beats_per_bar >= 0]
+    picture = draw_piano_roll(
+        folder / "demo.png", call.notes, performance.response, call.bpm, bar_lines, f"{title} — key {tonic} {mode}"
+    )
+    lines = [
+        f"  {midi}  MIDI: call and response on tracks of their own",
+        f"  {score}  MusicXML: opens in MuseScore",
+        f"  {picture}  piano roll: call blue, response orange, key {tonic} {mode}",
+    ]
+    why_not = render.missing()
+    if why_not:
+        lines.append(f"  audio skipped: {why_not}")
+    else:
+        lines.append(f"  {render.render_wav(midi, folder / 'demo.wav')}  audio: FluidSynth with {render.soundfont()}")
+    return lines

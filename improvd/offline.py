@@ -1,0 +1,104 @@
+"""The engine in simulated time: a call played to it exactly as the daemon would play it, without a clock.
+
+Time starts at 0 and moves from grid boundary to grid boundary: at boundary k
+the driver feeds the player's messages that came before it, sends what the
+engine has due by then, and ticks. This is the daemon's loop with the waiting
+taken out, so a file gives the same response as the same phrase played live
+(with the same seed), and the same file and seed always give the same response.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+
+import mido
+
+from improvd.callfile import PlayedNote
+from improvd.engine import Engine, Event, Timed
+
+TAIL_STEPS = 64  # steps to wait beyond the longest possible response before giving up
+
+
+class OfflineError(RuntimeError):
+    """The engine did not answer the call; the text says what to change."""
+
+
+@dataclass(frozen=True)
+class Performance:
+    """What came out of one simulated run."""
+
+    response: list[PlayedNote]  # the engine's notes, in seconds from the grid origin
+    events: list[Event]
+    messages: list[Timed]  # every message the engine sent, in order
+
+
+def call_messages(call: list[PlayedNote]) -> list[tuple[float, mido.Message]]:
+    """The call as a player's note_on/note_off messages, in time order (note_off first at equal times)."""
+    timed = []
+    for n in call:
+        timed.append((n.start, 1, mido.Message("note_on", note=n.pitch, velocity=n.velocity)))
+        timed.append((n.end, 0, mido.Message("note_off", note=n.pitch, velocity=0)))
+    timed.sort(key=lambda item: (item[0], item[1], item[2].note))
+    return [(time, message) for time, _, message in timed]
+
+
+def _step_limit(engine: Engine, call: list[PlayedNote]) -> int:
+    settings = engine.settings
+    call_steps = math.ceil(max(n.end for n in call) / engine.step_seconds())
+    response = call_steps if settings.response_steps == "match" else int(settings.response_steps)
+    return call_steps + settings.phrase_end_steps + response + TAIL_STEPS
+
+
+def perform(engine: Engine, call: list[PlayedNote]) -> Performance:
+    """Play ``call`` to ``engine`` (fresh, not yet started) and collect its response."""
+    if not call:
+        raise OfflineError("the call holds no notes")
+    pending = deque(call_messages(call))
+    sent: list[Timed] = []
+    events: list[Event] = []
+    engine.start(0.0)
+    step = engine.step_seconds()
+    answered = False
+    for k in range(_step_limit(engine, call) + 1):
+        boundary = k * step
+        while pending and pending[0][0] < boundary:
+            time, message = pending.popleft()
+            sent += engine.feed(message, time)
+        sent += engine.pop_due(boundary)
+        engine.tick(boundary)
+        events += engine.drain_events()
+        answered = answered or any(e.name == "response_end" for e in events)
+        if answered and not pending and engine.next_due() is None:
+            break
+    sent += engine.pop_due(math.inf)
+    sent += engine.stop(_last_time(sent, events))
+    if not any(e.name == "response_start" for e in events):
+        raise OfflineError(
+            "the engine did not answer: the call may be shorter than min_call_steps "
+            f"({engine.settings.min_call_steps} steps) or never pause for phrase_end_steps"
+        )
+    return Performance(notes_of(sent), events, sent)
+
+
+def _last_time(sent: list[Timed], events: list[Event]) -> float:
+    return max([t.time for t in sent] + [e.time for e in events] + [0.0])
+
+
+def notes_of(messages: list[Timed]) -> list[PlayedNote]:
+    """Pair note_on/note_off messages into notes (a note still on at the end is closed at the last time)."""
+    notes: list[PlayedNote] = []
+    sounding: dict[int, tuple[float, int]] = {}
+    for timed in sorted(messages, key=lambda t: t.time):
+        message = timed.message
+        if message.type not in ("note_on", "note_off"):
+            continue
+        if message.note in sounding:
+            start, velocity = sounding.pop(message.note)
+            notes.append(PlayedNote(message.note, start, timed.time, velocity))
+        if message.type == "note_on" and message.velocity > 0:
+            sounding[message.note] = (timed.time, message.velocity)
+    end = max((t.time for t in messages), default=0.0)
+    notes += [PlayedNote(pitch, start, end, velocity) for pitch, (start, velocity) in sounding.items()]
+    return sorted(notes, key=lambda n: (n.start, n.pitch))

@@ -1,0 +1,170 @@
+"""Reading the call of a file: every input format, the top line, and each bad input's own error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mido
+import pytest
+from music21 import chord, meter, note, stream
+
+from improvd.callfile import CallError, PlayedNote, read_call, top_line
+from improvd.scores import ESSEN_DIR, essen_tune, melody_of
+
+# "Es fuhr sich ein Pfalzgraf" style start: a pickup of one eighth in 2/4
+ABC = """X:1
+T:Little Tune
+M:2/4
+L:1/8
+K:G
+D | G2 AB | c2 B2 | A2 GA | B4 | d2 cB | A2 G2 |]
+"""
+ABC_PITCHES = [62, 67, 69, 71, 72, 71, 69, 67, 69, 71, 74, 72, 71, 69, 67]
+
+KERN = """**kern
+*M3/4
+*k[f#]
+=1-
+4g
+8a
+8b
+4cc
+=2
+2.dd
+=3
+4b
+4g
+4r
+*-
+"""
+
+
+def write_midi(path: Path, notes: list[tuple[int, int, int]], bpm: float = 100, ticks: int = 480) -> Path:
+    """A type 0 file of (pitch, start tick, end tick) notes."""
+    events = sorted(
+        [(start, 1, mido.Message("note_on", note=p, velocity=70)) for p, start, _ in notes]
+        + [(end, 0, mido.Message("note_off", note=p)) for p, _, end in notes],
+        key=lambda e: (e[0], e[1]),
+    )
+    track = mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm))])
+    now = 0
+    for tick, _, message in events:
+        track.append(message.copy(time=tick - now))
+        now = tick
+    midi = mido.MidiFile(type=0, ticks_per_beat=ticks)
+    midi.tracks.append(track)
+    midi.save(path)
+    return path
+
+
+def test_abc_top_line_with_its_pickup_on_a_bar_line(tmp_path):
+    path = tmp_path / "tune.abc"
+    path.write_text(ABC)
+    call = read_call(path)
+    assert [n.pitch for n in call.notes] == ABC_PITCHES
+    assert (call.title, call.bpm, call.time_signature, call.steps_per_bar) == ("Little Tune", 120.0, (2, 4), 8)
+    assert call.bar_start_step == 8  # the pickup eighth fills the end of bar 0
+    assert call.notes[0].start == pytest.approx(6 * 0.125)  # step 6 of 8 at 120 bpm (0.125 s a step)
+    assert call.notes[1].start == pytest.approx(8 * 0.125)
+    assert [n.pitch for n in call.first_bars(2).notes] == ABC_PITCHES[:6]
+
+
+def test_kern(tmp_path):
+    path = tmp_path / "tune.krn"
+    path.write_text(KERN)
+    call = read_call(path, bpm=90)
+    assert [n.pitch for n in call.notes] == [67, 69, 71, 72, 74, 71, 67]
+    assert call.time_signature == (3, 4)
+    assert call.notes[4].end - call.notes[4].start == pytest.approx(3 * 60 / 90)
+
+
+@pytest.mark.parametrize("suffix", [".musicxml", ".mxl"])
+def test_musicxml_of_a_real_essen_tune(tmp_path, suffix):
+    tune = essen_tune("erk5#5")
+    path = tune.score.write("musicxml" if suffix == ".musicxml" else "mxl", fp=tmp_path / f"erk5{suffix}")
+    call = read_call(path, bpm=100)
+    expected = [n.pitch for n in melody_of(tune.score) if n.pitch is not None]
+    assert [n.pitch for n in call.notes] == expected
+    assert call.bpm == 100
+
+
+def test_midi_keeps_its_timing_and_takes_the_top_line(tmp_path):
+    melody = [(72, 0, 480), (74, 480, 960), (76, 960, 1920)]
+    under = [(60, 0, 1920), (64, 0, 1920), (55, 960, 1200)]  # a held chord, and a lower note under a held one
+    path = write_midi(tmp_path / "two-hands.mid", melody + under, bpm=100)
+    call = read_call(path)
+    assert call.bpm == pytest.approx(100)
+    assert [(n.pitch, round(n.start, 3), round(n.end, 3)) for n in call.notes] == [
+        (72, 0.0, 0.6),
+        (74, 0.6, 1.2),
+        (76, 1.2, 2.4),
+    ]
+    assert call.notes[0].velocity == 70
+    stretched = read_call(path, bpm=50)  # the same performance at half the speed
+    assert stretched.notes[2].end == pytest.approx(4.8)
+
+
+def test_top_line_cuts_a_held_note_when_a_higher_one_starts():
+    line = top_line([PlayedNote(60, 0.0, 2.0), PlayedNote(67, 1.0, 1.5)])
+    assert line == [PlayedNote(60, 0.0, 1.0), PlayedNote(67, 1.0, 1.5)]
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(CallError, match=r"nope\.mid: no such file"):
+        read_call(tmp_path / "nope.mid")
+
+
+def test_empty_file(tmp_path):
+    (tmp_path / "empty.mid").write_bytes(b"")
+    with pytest.raises(CallError, match=r"empty\.mid: not a readable MIDI file"):
+        read_call(tmp_path / "empty.mid")
+
+
+def test_text_renamed_mid(tmp_path):
+    (tmp_path / "notes.mid").write_text("these are my notes: C D E F G\n")
+    with pytest.raises(CallError, match=r"notes\.mid: not a readable MIDI file"):
+        read_call(tmp_path / "notes.mid")
+
+
+def test_empty_abc(tmp_path):
+    (tmp_path / "empty.abc").write_text("")
+    with pytest.raises(CallError, match=r"empty\.abc: "):
+        read_call(tmp_path / "empty.abc")
+
+
+def test_midi_without_notes(tmp_path):
+    path = write_midi(tmp_path / "silence.mid", [])
+    with pytest.raises(CallError, match=r"silence\.mid: holds no notes"):
+        read_call(path)
+
+
+def test_chord_only_midi(tmp_path):
+    chords = [(p, bar * 960, bar * 960 + 900) for bar in range(4) for p in (60 + bar, 64 + bar, 67 + bar)]
+    path = write_midi(tmp_path / "chords.mid", chords)
+    with pytest.raises(CallError, match=r"chords\.mid: not a melody: all 4 onsets are chords"):
+        read_call(path)
+
+
+def test_chord_only_musicxml(tmp_path):
+    part = stream.Part([meter.TimeSignature("4/4")])
+    for root in (60, 65, 67, 60):
+        part.append(chord.Chord([root, root + 4, root + 7], quarterLength=4))
+    path = stream.Score([part]).write("musicxml", fp=tmp_path / "chords.musicxml")
+    with pytest.raises(CallError, match=r"chords\.musicxml: not a melody: all 4 onsets are chords"):
+        read_call(path)
+
+
+def test_a_melody_with_some_chords_is_a_melody(tmp_path):
+    part = stream.Part([note.Note(72, quarterLength=1), chord.Chord([60, 64, 67], quarterLength=1)])
+    call = read_call(stream.Score([part]).write("musicxml", fp=tmp_path / "mixed.musicxml"))
+    assert [n.pitch for n in call.notes] == [72, 67]
+
+
+def test_unsupported_suffix(tmp_path):
+    (tmp_path / "tune.txt").write_text("C D E")
+    with pytest.raises(CallError, match=r"unsupported file type '\.txt'"):
+        read_call(tmp_path / "tune.txt")
+
+
+def test_essen_collection_is_there():
+    assert (ESSEN_DIR / "erk5.abc").is_file()
