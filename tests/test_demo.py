@@ -1,0 +1,92 @@
+"""`improvd demo`: the four files, a real picture, real sound, and MIDI and MusicXML that agree."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import shutil
+import struct
+import wave
+
+import numpy as np
+import pytest
+from music21 import converter
+
+from improvd.model import load_model
+from improvd.outputs import CALL_TRACK, RESPONSE_TRACK
+from improvd.pianoroll import DPI, SIZE_INCHES
+from tests.services import require_binary
+
+pytest.importorskip("improvd.engine", reason="improvd.engine not built yet")
+demo_module = pytest.importorskip("improvd.demo")
+
+
+def improvd_demo(*argv) -> int:
+    """`improvd demo ARGV...` (this subcommand's own parser: the test needs no other subcommand)."""
+    parser = argparse.ArgumentParser(prog="improvd demo")
+    demo_module.add_arguments(parser)
+    return demo_module.main(parser.parse_args([str(a) for a in argv]))
+
+
+@pytest.fixture(scope="module")
+def demo(tiny_model_dir, tmp_path_factory):
+    """One demo run (with audio when FluidSynth is installed); its folder and printed output."""
+    out = tmp_path_factory.mktemp("demo")
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert improvd_demo("--out", out, "--model", tiny_model_dir, "--seed", 3) == 0
+    return out, printed.getvalue()
+
+
+def png_size(path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", data[16:24])
+
+
+def test_demo_writes_midi_musicxml_and_a_real_png(demo):
+    out, printed = demo
+    for name in ("demo.mid", "demo.musicxml", "demo.png"):
+        assert (out / name).stat().st_size > 0
+        assert str(out / name) in printed
+    assert png_size(out / "demo.png") == (int(SIZE_INCHES[0] * DPI), int(SIZE_INCHES[1] * DPI))
+    assert f"tune {demo_module.FALLBACK_TUNE}" in printed  # the tiny model's card names no demo tune
+
+
+def test_midi_and_musicxml_parse_back_to_the_same_notes(demo):
+    out, _ = demo
+    from_midi = converter.parse(out / "demo.mid").parts
+    from_xml = converter.parse(out / "demo.musicxml").parts
+    assert [p.partName for p in from_xml] == [CALL_TRACK, RESPONSE_TRACK]
+    for midi_part, xml_part in zip(from_midi, from_xml, strict=True):
+        midi_notes = [(n.pitch.midi, float(n.offset)) for n in midi_part.stripTies().flatten().notes]
+        xml_notes = [(n.pitch.midi, float(n.offset)) for n in xml_part.stripTies().flatten().notes]
+        assert midi_notes and midi_notes == xml_notes
+
+
+def test_demo_wav_is_real_sound(demo):
+    require_binary("fluidsynth", "fluidsynth")
+    out, printed = demo
+    with wave.open(str(out / "demo.wav")) as audio:
+        frames = np.frombuffer(audio.readframes(audio.getnframes()), np.int16)
+        seconds = audio.getnframes() / audio.getframerate()
+    assert seconds > 4
+    assert np.abs(frames).max() > 1000  # not silent
+    assert "audio:" in printed
+
+
+def test_default_tune_comes_from_the_model_card(tiny_model_dir, tmp_path):
+    copy = shutil.copytree(tiny_model_dir, tmp_path / "model")
+    card = json.loads((copy / "model.json").read_text())
+    card["test_tunes"] = ["erk5#7", "erk5#8"]
+    (copy / "model.json").write_text(json.dumps(card))
+    assert demo_module.default_tune(load_model(copy)) == "erk5#7"
+    assert demo_module.default_tune(load_model(tiny_model_dir)) == demo_module.FALLBACK_TUNE
+
+
+def test_an_unknown_tune_fails_clearly(tiny_model_dir, tmp_path, capsys):
+    assert improvd_demo("--out", tmp_path, "--model", tiny_model_dir, "--tune", "erk5#999") == 1
+    assert "no Essen tune 'erk5#999'" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
