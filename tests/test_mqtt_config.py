@@ -54,9 +54,9 @@ def test_password_file_and_tls(tmp_path):
     config = MqttConfig.from_table({"username": "u", "password_file": str(secret), "tls_ca": str(ca)})
     assert config.password == "hunter2"
     assert config.uses_tls
-    with pytest.raises(MqttConfigError, match="password or mqtt.password_file, not both"):
+    with pytest.raises(MqttConfigError, match=r"password or mqtt\.password_file, not both"):
         MqttConfig.from_table({"password": "x", "password_file": str(secret)})
-    with pytest.raises(MqttConfigError, match="tls_cert and mqtt.tls_key go together"):
+    with pytest.raises(MqttConfigError, match=r"tls_cert and mqtt\.tls_key go together"):
         MqttConfig.from_table({"tls_cert": str(ca)})
 
 
@@ -71,7 +71,7 @@ def test_flags_override_the_table(tmp_path):
     assert config.keepalive == 30
     assert config.enabled
     assert not config_from({}, parse_flags("--no-mqtt")).enabled
-    with pytest.raises(MqttConfigError, match="mqtt.port = 0"):
+    with pytest.raises(MqttConfigError, match=r"mqtt\.port = 0"):
         config_from({}, parse_flags("--mqtt-port", "0"))
 
 
