@@ -93,8 +93,11 @@ class MqttConfig:
             raise MqttConfigError(f"mqtt.instance = {config.instance!r}: must not hold '/', '+', '#'")
         for key in ("tls_ca", "tls_cert", "tls_key", "password_file"):
             path = getattr(config, key)
-            if path is not None and not Path(path).is_file():
+            if path is None:
+                continue
+            if not Path(path).expanduser().is_file():
                 raise MqttConfigError(f"mqtt.{key} = {path!r}: no such file")
+            config = replace(config, **{key: str(Path(path).expanduser())})
         if (config.tls_cert is None) != (config.tls_key is None):
             raise MqttConfigError("mqtt.tls_cert and mqtt.tls_key go together: give both or neither")
         if config.password is not None and config.password_file is not None:
