@@ -1,0 +1,302 @@
+"""The daemon's configuration: a TOML file (``--config``) with command-line flags over it, validated in one place.
+
+Every key is documented in ``systemd/improvd.toml``. A bad key or value raises
+``ConfigError`` naming the key, the value and what is allowed. The ``[mqtt]``
+table belongs to ``improvd.mqtt`` (``config_from``), which validates it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+DEFAULT_CONFIG = Path("/etc/improvd/improvd.toml")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+CC_KEYS = ("temperature", "respond", "panic", "enable")
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used; the text names the key, the value and what is allowed."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """The validated configuration (channels 1 to 16 as musicians count them; None = all / off / random)."""
+
+    midi_api: str = "alsa"
+    input: str = ""  # "" = a virtual port of client "improvd"
+    output: str = ""
+    input_channel: int | None = None
+    output_channel: int = 1
+    model: str = ""  # "" = the shipped model
+    models_path: str = ""  # "" = the folder that holds the model
+    clock: str = "internal"
+    clock_out: bool = False
+    bpm: float = 120.0
+    enabled: bool = True
+    temperature: float = 1.0
+    top_p: float = 1.0
+    phrase_end_steps: int = 8
+    min_call_steps: int = 8
+    max_call_steps: int = 0
+    response_steps: int | str = 32
+    barge_in: str = "stop"
+    velocity: int = 0  # 0 = follow the player
+    gate: float = 0.9
+    seed: int | None = None
+    log_level: str = "info"
+    stats_interval: float = 60.0
+    cc: dict[str, int] = field(default_factory=dict)  # control name -> CC number
+    mqtt: Any = None  # improvd.mqtt.MqttConfig, or None without improvd.mqtt
+    source: str = "defaults"  # where it came from, for messages
+
+    def engine_settings(self) -> dict[str, Any]:
+        """The keyword arguments of ``improvd.engine.Settings``."""
+        return {
+            "temperature": self.temperature,
+            "top_p": None if self.top_p >= 1.0 else self.top_p,
+            "bpm": self.bpm,
+            "phrase_end_steps": self.phrase_end_steps,
+            "min_call_steps": self.min_call_steps,
+            "max_call_steps": self.max_call_steps,
+            "response_steps": self.response_steps,
+            "barge_in": self.barge_in,
+            "velocity": self.velocity or None,
+            "gate": self.gate,
+            "output_channel": self.output_channel - 1,
+            "input_channel": None if self.input_channel is None else self.input_channel - 1,
+            "enabled": self.enabled,
+        }
+
+
+def _number(low: float, high: float) -> Callable[[Any], float]:
+    def check(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"must be a number from {low:g} to {high:g}")
+        if not low <= value <= high:
+            raise ValueError(f"must be a number from {low:g} to {high:g}")
+        return float(value)
+
+    return check
+
+
+def _whole(low: int, high: int) -> Callable[[Any], int]:
+    def check(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ValueError(f"must be a whole number from {low} to {high}")
+        return value
+
+    return check
+
+
+def _choice(*allowed: str) -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        if not isinstance(value, str) or value.lower() not in allowed:
+            raise ValueError(f"must be one of {', '.join(allowed)}")
+        return value.lower()
+
+    return check
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("must be a string")
+    return value
+
+
+def _boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError("must be true or false")
+    return value
+
+
+def _channel_or_all(value: Any) -> int | None:
+    if isinstance(value, str) and value.lower() == "all":
+        return None
+    return _whole(1, 16)(value)
+
+
+def _steps_or_match(value: Any) -> int | str:
+    if isinstance(value, str) and value.lower() == "match":
+        return "match"
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    try:
+        return _whole(1, 256)(value)
+    except ValueError:
+        raise ValueError('must be a whole number from 1 to 256, or "match" (as long as the call)') from None
+
+
+def _top_p(value: Any) -> float:
+    number = _number(0.0, 1.0)(value)
+    if number <= 0:
+        raise ValueError("must be a number above 0 and at most 1 (1 = off)")
+    return number
+
+
+# key -> validator (returns the normalised value or raises ValueError saying what is allowed)
+CHECKS: dict[str, Callable[[Any], Any]] = {
+    "midi_api": _choice("alsa", "jack"),
+    "input": _text,
+    "output": _text,
+    "input_channel": _channel_or_all,
+    "output_channel": _whole(1, 16),
+    "model": _text,
+    "models_path": _text,
+    "clock": _choice("internal", "midi"),
+    "clock_out": _boolean,
+    "bpm": _number(20, 300),
+    "enabled": _boolean,
+    "temperature": _number(0.05, 2.0),
+    "top_p": _top_p,
+    "phrase_end_steps": _whole(1, 64),
+    "min_call_steps": _whole(1, 256),
+    "max_call_steps": _whole(0, 1024),
+    "response_steps": _steps_or_match,
+    "barge_in": _choice("stop", "overlap"),
+    "velocity": _whole(0, 127),
+    "gate": _number(0.05, 1.0),
+    "seed": _whole(0, 2**32 - 1),
+    "log_level": _choice(*LOG_LEVELS),
+    "stats_interval": _number(1, 86400),
+}
+
+# flag dest -> config key (flags left at None are not given)
+FLAGS = {
+    "midi_api": "midi_api",
+    "input": "input",
+    "output": "output",
+    "input_channel": "input_channel",
+    "output_channel": "output_channel",
+    "model": "model",
+    "models_path": "models_path",
+    "bpm": "bpm",
+    "clock": "clock",
+    "clock_out": "clock_out",
+    "temperature": "temperature",
+    "phrase_end_steps": "phrase_end_steps",
+    "response_steps": "response_steps",
+    "seed": "seed",
+    "log_level": "log_level",
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The daemon's flags; each overrides the key of the same name in the file."""
+    parser.add_argument("--config", help=f"TOML configuration file (default {DEFAULT_CONFIG} when present)")
+    parser.add_argument("--midi-api", help="MIDI system: alsa (default) or jack")
+    parser.add_argument("--input", help="input port to connect to (case-insensitive substring; default: virtual)")
+    parser.add_argument("--output", help="output port to connect to (case-insensitive substring; default: virtual)")
+    parser.add_argument("--input-channel", type=_flag_value, help="listen to channel 1-16 only (default all)")
+    parser.add_argument("--output-channel", type=int, help="play on channel 1-16 (default 1)")
+    parser.add_argument("--model", help="model directory (default: the shipped model)")
+    parser.add_argument("--models-path", help="folder of the models that MQTT may switch to by name")
+    parser.add_argument("--bpm", type=float, help="tempo of the internal clock, 20-300 (default 120)")
+    parser.add_argument("--clock", help="internal (default) or midi (follow MIDI clock on the input)")
+    parser.add_argument("--clock-out", action="store_true", default=None, help="send MIDI clock at the internal tempo")
+    parser.add_argument("--temperature", type=float, help="sampling temperature, 0.05-2.0 (default 1.0)")
+    parser.add_argument("--phrase-end-steps", type=int, help="silent 16ths that end a phrase, 1-64 (default 8)")
+    parser.add_argument("--response-steps", type=_flag_value, help='response length in 16ths, 1-256 or "match"')
+    parser.add_argument("--seed", type=int, help="random seed (default: random)")
+    parser.add_argument("--log-level", help="debug, info (default), warning or error")
+    parser.add_argument("--no-mqtt", action="store_true", help="do not connect to an MQTT broker")
+
+
+def _flag_value(text: str) -> int | str:
+    return int(text) if text.lstrip("-").isdigit() else text
+
+
+def read_file(path: Path) -> dict[str, Any]:
+    """The TOML table of ``path``; a missing or malformed file raises ConfigError."""
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: configuration file not found") from None
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read the configuration file: {error.strerror}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: not valid TOML: {error}") from None
+
+
+def config_path(args: argparse.Namespace) -> Path | None:
+    """The file to read: ``--config``, else the default when it exists, else none."""
+    if getattr(args, "config", None):
+        return Path(args.config)
+    return DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None
+
+
+def load(args: argparse.Namespace) -> Config:
+    """Read the configuration file (if any), put the flags over it and validate everything."""
+    path = config_path(args)
+    table = read_file(path) if path is not None else {}
+    return from_table(table, args, source=str(path) if path else "flags")
+
+
+def from_table(table: dict[str, Any], args: argparse.Namespace | None = None, source: str = "file") -> Config:
+    """Validate a configuration table with the flags in ``args`` over it."""
+    table = dict(table)
+    mqtt_table = table.pop("mqtt", {})
+    cc_table = table.pop("cc", {})
+    known = [f.name for f in fields(Config) if f.name in CHECKS]
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        if key not in CHECKS:
+            raise ConfigError(f"{source}: unknown key {key!r} (known keys: {', '.join([*known, 'cc', 'mqtt'])})")
+        values[key] = _checked(key, value, source)
+    for dest, key in FLAGS.items():
+        value = getattr(args, dest, None) if args is not None else None
+        if value is not None:
+            values[key] = _checked(key, value, f"--{dest.replace('_', '-')}")
+    return Config(**values, cc=_cc(cc_table, source), mqtt=_mqtt(mqtt_table, args, source), source=source)
+
+
+def _checked(key: str, value: Any, where: str) -> Any:
+    try:
+        return CHECKS[key](value)
+    except ValueError as reason:
+        raise ConfigError(f"{where}: {key} = {_show(value)}: {reason}") from None
+
+
+def _show(value: Any) -> str:
+    return f'"{value}"' if isinstance(value, str) else repr(value)
+
+
+def _cc(table: Any, source: str) -> dict[str, int]:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{source}: cc = {_show(table)}: must be a table [cc] of control names to CC numbers")
+    numbers = {}
+    for key, value in table.items():
+        if key not in CC_KEYS:
+            raise ConfigError(f"{source}: unknown key 'cc.{key}' (known: {', '.join('cc.' + k for k in CC_KEYS)})")
+        try:
+            numbers[key] = _whole(0, 127)(value)
+        except ValueError as reason:
+            raise ConfigError(f"{source}: cc.{key} = {_show(value)}: {reason} (leave the key out for off)") from None
+    if len(set(numbers.values())) < len(numbers):
+        raise ConfigError(f"{source}: [cc] gives one CC number to two controls: {numbers}")
+    return numbers
+
+
+def _mqtt(table: Any, args: argparse.Namespace | None, source: str) -> Any:
+    """The ``[mqtt]`` table, validated by improvd.mqtt; None when that module is not there."""
+    try:
+        from improvd import mqtt
+    except ImportError:
+        return None
+    if not isinstance(table, dict):
+        raise ConfigError(f"{source}: mqtt = {_show(table)}: must be a table [mqtt]")
+    try:
+        return mqtt.config_from(table, args or argparse.Namespace())
+    except ValueError as error:
+        raise ConfigError(f"{source}: {error}") from None

@@ -1,0 +1,199 @@
+"""MIDI ports through python-rtmidi: list them, open them by name, keep them connected.
+
+``--input``/``--output`` name an existing port by case-insensitive substring;
+without one the daemon opens a virtual port of a client named ``improvd`` (under
+JACK the second client of that name becomes ``improvd-01``). ``MidiPorts.poll``,
+called from the daemon's asyncio loop every half second, notices a named port
+that went away and reconnects when it is back. Every call on the output port is
+made under one lock, so the timing thread's sends never meet a reconnect.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import rtmidi
+
+log = logging.getLogger("improvd.midi")
+
+CLIENT = "improvd"
+APIS = {"alsa": rtmidi.API_LINUX_ALSA, "jack": rtmidi.API_UNIX_JACK}
+OWN_PORT = re.compile(rf"^{CLIENT}(-\d+)?:")
+ADVICE = {
+    "alsa": (
+        "no ALSA sequencer (/dev/snd/seq cannot be opened): load the kernel module (sudo modprobe snd-seq), "
+        "give a container the device (--device /dev/snd), or use --midi-api jack with a running JACK server"
+    ),
+    "jack": (
+        "no JACK server is running{server}: start one (jackd -d alsa, qjackctl, or PipeWire's pipewire-jack), "
+        "or use --midi-api alsa"
+    ),
+}
+
+
+class MidiSystemError(RuntimeError):
+    """The MIDI system itself is missing; the text says what to do."""
+
+
+def _advice(api: str) -> str:
+    server = os.environ.get("JACK_DEFAULT_SERVER")
+    return ADVICE[api].format(server=f" (JACK_DEFAULT_SERVER={server})" if server else "")
+
+
+def _create(kind: type, api: str) -> rtmidi.MidiIn | rtmidi.MidiOut:
+    if api not in APIS:
+        raise MidiSystemError(f"unknown MIDI API {api!r}: use alsa or jack")
+    if APIS[api] not in rtmidi.get_compiled_api():
+        raise MidiSystemError(f"this python-rtmidi was built without {api.upper()} support: reinstall python-rtmidi")
+    try:
+        return kind(APIS[api], name=CLIENT)
+    except rtmidi.SystemError:
+        raise MidiSystemError(_advice(api)) from None
+
+
+def match_port(names: list[str], wanted: str) -> int | None:
+    """Index of the first port (not one of improvd's own) whose name holds ``wanted``, ignoring case."""
+    needle = wanted.lower()
+    for index, name in enumerate(names):
+        if needle in name.lower() and not OWN_PORT.match(name):
+            return index
+    return None
+
+
+@dataclass
+class _Side:
+    """One direction: the rtmidi object, what the user asked for, and what it is connected to."""
+
+    handle: rtmidi.MidiIn | rtmidi.MidiOut
+    direction: str  # "input" or "output"
+    wanted: str  # "" = virtual
+    connected: str | None = None  # the port name it is connected to, "virtual", or None
+    lost_logged: bool = False
+
+    @property
+    def label(self) -> str:
+        return "in" if self.direction == "input" else "out"
+
+
+class MidiPorts:
+    """The daemon's input and output ports (see the module docstring)."""
+
+    def __init__(
+        self, api: str, input: str, output: str, on_message: Callable[[list[int], float], None], clock: bool
+    ) -> None:
+        self.api = api
+        self._on_message = on_message
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._in = _Side(_create(rtmidi.MidiIn, api), "input", input)
+        self._out = _Side(_create(rtmidi.MidiOut, api), "output", output)
+        # sysex and active sensing never reach Python; clock messages only when following MIDI clock
+        self._in.handle.ignore_types(sysex=True, timing=not clock, active_sense=True)
+        self._in.handle.set_callback(self._callback)
+
+    def _callback(self, event: tuple[list[int], float], _data: object = None) -> None:
+        self._on_message(event[0], 0.0)
+
+    def open(self) -> None:
+        """Open both sides: virtual ports, or the named ports when they exist (else they wait for ``poll``)."""
+        with self._lock:
+            for side in (self._in, self._out):
+                if not side.wanted:
+                    side.handle.open_virtual_port(side.label)
+                    side.connected = "virtual"
+                    log.info("opened virtual %s port %r of client %r", side.direction, side.label, CLIENT)
+                elif not self._connect(side):
+                    log.warning("%s port matching %r not found; waiting for it", side.direction, side.wanted)
+                    side.lost_logged = True
+
+    def _connect(self, side: _Side) -> bool:
+        names = side.handle.get_ports()
+        index = match_port(names, side.wanted)
+        if index is None:
+            return False
+        if side.handle.is_port_open():
+            side.handle.close_port()
+        side.handle.open_port(index, side.label)
+        side.connected = names[index]
+        return True
+
+    def send(self, message: list[int]) -> bool:
+        """Send raw bytes on the output; False when the output is not connected."""
+        with self._lock:
+            if self._out.connected is None:
+                return False
+            self._out.handle.send_message(message)
+            return True
+
+    def poll(self) -> list[tuple[str, str, str]]:
+        """Notice lost and returned named ports: ``(event, direction, port name)`` with event port_lost/port_back."""
+        events = []
+        with self._lock:
+            for side in (self._in, self._out):
+                if side.wanted:
+                    events += self._poll_side(side)
+        return events
+
+    def _poll_side(self, side: _Side) -> list[tuple[str, str, str]]:
+        names = side.handle.get_ports()
+        if side.connected is not None and side.connected not in names:
+            lost, side.connected = side.connected, None
+            if side.handle.is_port_open():
+                side.handle.close_port()
+            return [("port_lost", side.direction, lost)]
+        if side.connected is None and self._connect(side):
+            side.lost_logged = False
+            return [("port_back", side.direction, side.connected)]
+        return []
+
+    def names(self) -> dict[str, str | None]:
+        """What each side is connected to (None: waiting for the named port)."""
+        return {"input": self._in.connected, "output": self._out.connected}
+
+    def wanted(self) -> dict[str, str]:
+        return {"input": self._in.wanted, "output": self._out.wanted}
+
+    def close(self) -> None:
+        with self._lock:
+            self._in.handle.cancel_callback()
+            for side in (self._in, self._out):
+                if side.handle.is_port_open():
+                    side.handle.close_port()
+                side.connected = None
+                side.handle.delete()
+
+
+def list_ports(api: str) -> dict[str, list[str]]:
+    """The ports of ``api``: ``inputs`` the daemon can listen to, ``outputs`` it can play to."""
+    source, sink = _create(rtmidi.MidiIn, api), _create(rtmidi.MidiOut, api)
+    try:
+        return {"inputs": source.get_ports(), "outputs": sink.get_ports()}
+    finally:
+        source.delete()
+        sink.delete()
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--midi-api", choices=sorted(APIS), default="alsa", help="MIDI system (default alsa)")
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        ports = list_ports(args.midi_api)
+    except MidiSystemError as error:
+        print(f"improvd ports: {error}", file=sys.stderr)
+        return 1
+    for title, key in (("inputs (use with --input)", "inputs"), ("outputs (use with --output)", "outputs")):
+        print(f"{args.midi_api.upper()} {title}:")
+        for name in ports[key]:
+            print(f"  {name}")
+        if not ports[key]:
+            print("  (none)")
+    return 0

@@ -1,0 +1,286 @@
+"""A precise timer and the daemon's lateness statistics.
+
+``sleep_until`` waits on an Event (so another thread can wake it early) until
+shortly before the deadline, then spins on ``time.monotonic`` for the rest:
+a bare sleep wakes up late by the scheduler's slack, often by more than a
+millisecond under load, while the spin lands within microseconds.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import mido
+
+from improvd.clock import InternalClock, MidiClockFollower
+
+SPIN_SECONDS = 0.001  # the last stretch before a deadline is spun, not slept
+WINDOW = 20_000  # lateness samples kept for the percentiles
+MAX_WAIT = 0.1  # the loop wakes at least this often, so its heartbeat shows it is alive
+START_DELAY = 0.05  # the internal clock's first step begins this long after the loop starts
+BPM_FOLLOW = 0.5  # a followed tempo this far (BPM) from the engine's is passed on
+CLOCK, START, CONTINUE, STOP = 0xF8, 0xFA, 0xFB, 0xFC
+
+
+def sleep_until(deadline: float, wake: threading.Event | None = None, spin: float = SPIN_SECONDS) -> bool:
+    """Wait until ``time.monotonic() >= deadline``; False when ``wake`` was set first (it is cleared)."""
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= spin:
+            break
+        if wake is not None:
+            if wake.wait(remaining - spin):
+                wake.clear()
+                return False
+        else:
+            time.sleep(remaining - spin)
+    while time.monotonic() < deadline:
+        pass
+    return True
+
+
+@dataclass(frozen=True)
+class Summary:
+    sends: int
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+
+    def as_dict(self) -> dict:
+        return {"sends": self.sends, "p50_ms": self.p50_ms, "p99_ms": self.p99_ms, "max_ms": self.max_ms}
+
+    def __str__(self) -> str:
+        return (
+            f"{self.sends} sends, lateness p50 {self.p50_ms:.3f} ms, p99 {self.p99_ms:.3f} ms, max {self.max_ms:.3f} ms"
+        )
+
+
+class LatenessStats:
+    """How late each send was against its due time: percentiles over a recent window, maximum over all."""
+
+    def __init__(self, window: int = WINDOW) -> None:
+        self._samples: deque[float] = deque(maxlen=window)
+        self._lock = threading.Lock()
+        self._count = 0
+        self._max = 0.0
+
+    def record(self, lateness: float) -> None:
+        """Record one send, ``lateness`` seconds after its due time (negative: early)."""
+        with self._lock:
+            self._samples.append(lateness)
+            self._count += 1
+            self._max = max(self._max, lateness)
+
+    def summary(self) -> Summary:
+        with self._lock:
+            ordered = sorted(self._samples)
+            count, peak = self._count, self._max
+        if not ordered:
+            return Summary(count, 0.0, 0.0, 0.0)
+        return Summary(count, _ms(_percentile(ordered, 50)), _ms(_percentile(ordered, 99)), _ms(peak))
+
+
+def _percentile(ordered: list[float], percent: float) -> float:
+    """Nearest-rank percentile of sorted values."""
+    rank = max(1, -(-len(ordered) * percent // 100))
+    return ordered[int(rank) - 1]
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 4)
+
+
+Action = Callable[[float], list]  # run in the timing thread with the current time; returns Timed to send at once
+
+
+class TimingThread(threading.Thread):
+    """The real-time side: the only thread that calls the engine and sends on the output.
+
+    Player input (from rtmidi's thread) and actions (from the asyncio loop) wait
+    in one queue that this thread drains between sends. Queued output is sent
+    on time with ``sleep_until``'s spin; the grid ticks need no spin (the engine
+    schedules a response one step ahead). ``report`` receives engine events
+    and errors; it must only hand them over (the daemon's loop logs them).
+    """
+
+    def __init__(
+        self,
+        engine: Any,
+        send: Callable[[list[int]], bool],
+        report: Callable[[str, Any], None],
+        clock: str = "internal",
+        clock_out: bool = False,
+        stats: LatenessStats | None = None,
+    ) -> None:
+        super().__init__(name="improvd-timing", daemon=True)
+        self.engine = engine
+        self._send = send
+        self._report = report
+        self.follower = MidiClockFollower() if clock == "midi" else None
+        self.internal: InternalClock | None = None
+        self.clock_out = clock_out and clock == "internal"
+        self.stats = stats or LatenessStats()
+        self.heartbeat = time.monotonic()
+        self._inbox: queue.SimpleQueue = queue.SimpleQueue()
+        self._wake = threading.Event()
+        self._stopping = False
+        self._pulses: deque[float] = deque()
+
+    def feed(self, message: mido.Message, arrival: float) -> None:
+        """Player input, already filtered (thread-safe)."""
+        self._inbox.put((arrival, message))
+        self._wake.set()
+
+    def clock_message(self, status: int, arrival: float) -> None:
+        """A MIDI clock, Start, Continue or Stop byte (thread-safe)."""
+        self._inbox.put((arrival, status))
+        self._wake.set()
+
+    def submit(self, action: Action) -> None:
+        """Run ``action(now)`` in this thread; the Timed it returns are sent at once (thread-safe)."""
+        self._inbox.put((None, action))
+        self._wake.set()
+
+    def stop(self, timeout: float = 0.5) -> None:
+        """Release every note, send Stop when sending clock, and end the thread."""
+        self._stopping = True
+        self._wake.set()
+        self.join(timeout)
+
+    def run(self) -> None:
+        try:
+            self._start_clock()
+            while not self._stopping:
+                self._step()
+        except Exception as error:  # the loop must never die silently; its death stops the watchdog
+            self._report("error", error)
+        finally:
+            self._release_all()
+
+    def _start_clock(self) -> None:
+        if self.follower is not None:
+            return
+        origin = time.monotonic() + START_DELAY
+        self.engine.start(origin)
+        self.internal = InternalClock(origin)
+        if self.clock_out:
+            self._pulses.extend([origin])
+            self._send_raw([START])
+
+    def _step(self) -> None:
+        self.heartbeat = time.monotonic()
+        self._drain(self.engine.next_due())
+        due = self.engine.next_due()
+        now = time.monotonic()
+        if self._pulses and self._pulses[0] - SPIN_SECONDS <= now:
+            self._send_pulse()
+        elif due is not None and due - SPIN_SECONDS <= now:
+            self._send_due(due)
+        elif self.internal is not None and self.internal.next_boundary <= now:
+            self._tick_internal()
+        else:
+            self._wait(due, now)
+
+    def _wait(self, due: float | None, now: float) -> None:
+        deadline = now + MAX_WAIT
+        if due is not None:
+            deadline = min(deadline, due - SPIN_SECONDS)
+        if self._pulses:
+            deadline = min(deadline, self._pulses[0] - SPIN_SECONDS)
+        if self.internal is not None:
+            deadline = min(deadline, self.internal.next_boundary)
+        if self._wake.wait(max(0.0, deadline - now)):
+            self._wake.clear()
+
+    def _send_due(self, due: float) -> None:
+        sleep_until(due)
+        for timed in self.engine.pop_due(time.monotonic()):
+            self.stats.record(time.monotonic() - timed.time)
+            self._send_raw(timed.message.bytes())
+
+    def _send_pulse(self) -> None:
+        due = self._pulses.popleft()
+        sleep_until(due)
+        self.stats.record(time.monotonic() - due)
+        self._send_raw([CLOCK])
+
+    def _tick_internal(self) -> None:
+        boundary = self.internal.next_boundary
+        self.engine.tick(boundary)
+        step = self.engine.step_seconds()
+        self.internal.advance(step)
+        if self.clock_out:
+            self._pulses.extend([*InternalClock.pulses(boundary, step)[1:], self.internal.next_boundary])
+        self._events()
+
+    def _drain(self, due: float | None) -> None:
+        """Handle what waits in the inbox, but stop in time for the next due send."""
+        limit = None if due is None else due - SPIN_SECONDS
+        while limit is None or time.monotonic() < limit:
+            try:
+                arrival, item = self._inbox.get_nowait()
+            except queue.Empty:
+                return
+            if arrival is None:
+                self._send_now(item(time.monotonic()))
+            elif isinstance(item, int):
+                self._clock(item, arrival)
+            elif self.follower is None or self.follower.running:
+                self._send_now(self.engine.feed(item, arrival))
+        self._events()
+
+    def _clock(self, status: int, arrival: float) -> None:
+        if self.follower is None:
+            return
+        handler = {
+            CLOCK: self.follower.pulse,
+            START: self.follower.start,
+            CONTINUE: self.follower.continue_,
+            STOP: self.follower.stop,
+        }[status]
+        for action in handler(arrival):
+            if action.name == "start":
+                self.engine.start(action.time)
+            elif action.name == "tick":
+                self._follow_tempo()
+                self.engine.tick(action.time)
+            else:
+                self._send_now(self.engine.stop(action.time))
+        self._events()
+
+    def _follow_tempo(self) -> None:
+        bpm = self.follower.bpm
+        if bpm is not None and abs(bpm - self.engine.settings.bpm) >= BPM_FOLLOW:
+            self.engine.update(bpm=round(bpm, 1))
+            self._report("tempo", round(bpm, 1))
+
+    def _events(self) -> None:
+        events = self.engine.drain_events()
+        if events:
+            self._report("events", events)
+
+    def _send_now(self, messages: list) -> None:
+        for timed in messages or ():
+            self._send_raw(timed.message.bytes())
+
+    def _send_raw(self, data: list[int]) -> None:
+        try:
+            self._send(data)
+        except Exception as error:  # a port that vanished mid-send: the port watcher reconnects it
+            self._report("send_error", error)
+
+    def _release_all(self) -> None:
+        """The last word on the output: every sounding note off, All Notes Off, sustain off, clock Stop."""
+        now = time.monotonic()
+        try:
+            self._send_now(self.engine.stop(now))
+        except Exception as error:
+            self._report("error", error)
+        if self.clock_out:
+            self._send_raw([STOP])

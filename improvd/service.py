@@ -1,0 +1,372 @@
+"""``improvd run``: the daemon. Wires the MIDI ports, the engine's timing thread, signals, systemd and MQTT.
+
+Threads: rtmidi's input thread filters each message and hands it to the timing
+thread (``improvd.scheduler.TimingThread``), the only one that calls the engine
+and sends; this asyncio loop does everything slow — signals, configuration
+reload, model loading (in an executor), port watching, the systemd watchdog,
+statistics and logging, MQTT. Every way out releases every sounding note.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import mido
+
+from improvd import __version__
+from improvd import config as configuration
+from improvd.config import Config, ConfigError
+from improvd.midi import MidiPorts, MidiSystemError
+from improvd.model import DEFAULT_MODEL_DIR, Model, ModelError, load_model
+from improvd.notify import Notifier, watchdog_interval
+from improvd.scheduler import CLOCK, CONTINUE, START, STOP, LatenessStats, TimingThread
+
+log = logging.getLogger("improvd")
+
+PORT_POLL = 0.5  # seconds between looks at the port list (reconnect within 2 s)
+STOP_GRACE = 0.5  # seconds the MQTT task may take to say offline at exit
+CLOCK_BYTES = (CLOCK, START, CONTINUE, STOP)
+ENGINE_KEYS = ("temperature", "bpm", "response_steps", "phrase_end_steps")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    configuration.add_arguments(parser)
+    try:
+        from improvd import mqtt
+    except ImportError:
+        return
+    mqtt.add_arguments(parser)
+
+
+def setup_logging(level: str) -> None:
+    """One line per event on stderr; journald adds its own time stamps."""
+    stamp = "" if os.environ.get("JOURNAL_STREAM") else "%(asctime)s "
+    logging.basicConfig(stream=sys.stderr, format=stamp + "%(levelname)s %(name)s: %(message)s", force=True)
+    logging.getLogger().setLevel(level.upper())
+
+
+def model_dir(config: Config) -> Path:
+    return Path(config.model).expanduser() if config.model else DEFAULT_MODEL_DIR
+
+
+def load_configured_model(config: Config) -> Model:
+    """The configured model; a missing shipped model says how to get one."""
+    path = model_dir(config)
+    if not config.model and not path.is_dir():
+        raise ModelError(f"the shipped model {path} is missing: train it (improvd-train) or give --model DIR")
+    return load_model(path)
+
+
+class Daemon:
+    """The running daemon; also the MQTT ``Controller`` (state, apply, command)."""
+
+    def __init__(self, config: Config, model: Model, ports: MidiPorts, args: argparse.Namespace) -> None:
+        from improvd.engine import Engine, Settings
+
+        self.config = config
+        self.model = model
+        self.ports = ports
+        self.args = args
+        self._settings_type = Settings
+        self.engine = Engine(model, Settings(**config.engine_settings()), seed=config.seed)
+        self.stats = LatenessStats()
+        self.notifier = Notifier()
+        self.control_plane: Any = None
+        self.timing = TimingThread(self.engine, ports.send, self._report, config.clock, config.clock_out, self.stats)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopped: asyncio.Event | None = None
+        self._status = ""
+
+    # --- MIDI input (rtmidi's thread): drop what does not belong before the engine ---
+
+    def on_midi(self, data: list[int], _delta: float = 0.0) -> None:
+        arrival = time.monotonic()
+        if not data:
+            return
+        status = data[0]
+        if status >= 0xF0:
+            if status in CLOCK_BYTES and self.config.clock == "midi":
+                self.timing.clock_message(status, arrival)
+            return  # sysex pieces, song position, clock under the internal clock, active sensing
+        channel = status & 0x0F
+        if self.config.input_channel is not None and channel != self.config.input_channel - 1:
+            return
+        try:
+            message = mido.Message.from_bytes(data)
+        except (ValueError, TypeError):
+            return
+        if message.type == "control_change" and self._control(message):
+            return
+        if message.type in ("note_on", "note_off") or (message.type == "control_change" and message.control == 64):
+            self.timing.feed(message, arrival)
+
+    def _control(self, message: mido.Message) -> bool:
+        """A configured control change (temperature, respond, panic, enable); True when it was one."""
+        for name, number in self.config.cc.items():
+            if number == message.control:
+                self._control_action(name, message.value)
+                return True
+        return False
+
+    def _control_action(self, name: str, value: int) -> None:
+        if name == "temperature":
+            temperature = round(0.05 + (2.0 - 0.05) * value / 127, 3)
+            self.timing.submit(lambda now: self.engine.update(temperature=temperature) or [])
+        elif name == "enable":
+            self.timing.submit(lambda now: self.engine.set_enabled(value >= 64, now))
+        elif value >= 64:  # respond and panic act on press
+            self.command(name)
+        self._changed_soon()
+
+    # --- Controller (called in the asyncio loop by MQTT) ---
+
+    def state(self) -> dict:
+        settings = self.engine.settings
+        return {
+            "temperature": settings.temperature,
+            "bpm": settings.bpm,
+            "enabled": settings.enabled,
+            "mode": self.engine.mode,
+            "model": self.model.path.name,
+            "response_steps": settings.response_steps,
+            "phrase_end_steps": settings.phrase_end_steps,
+            "clock": self.config.clock,
+            "ports": self.ports.names(),
+            "timing": self.stats.summary().as_dict(),
+            "version": __version__,
+        }
+
+    def apply(self, changes: dict) -> None:
+        """Validate all the changes, then apply them together; ValueError names what is wrong."""
+        unknown = sorted(set(changes) - {*ENGINE_KEYS, "enabled", "model"})
+        if unknown:
+            raise ValueError(
+                f"{unknown[0]}: cannot be changed here (allowed: {', '.join([*ENGINE_KEYS, 'enabled', 'model'])})"
+            )
+        settings = {k: v for k, v in changes.items() if k in ENGINE_KEYS}
+        candidate = dataclasses.replace(self.engine.settings, **settings)
+        candidate.validate()
+        model_path = self._model_path(changes["model"]) if "model" in changes else None
+        if settings:
+            self.timing.submit(lambda now: self.engine.update(**settings) or [])
+        if "enabled" in changes:
+            enabled = bool(changes["enabled"])
+            self.timing.submit(lambda now: self.engine.set_enabled(enabled, now))
+        if model_path is not None:
+            self._load_model_soon(model_path)
+        self._changed_soon()
+
+    def _model_path(self, name: str) -> Path:
+        root = Path(self.config.models_path).expanduser() if self.config.models_path else model_dir(self.config).parent
+        path = root / name
+        if not (path / "model.json").is_file():
+            available = sorted(p.name for p in root.glob("*") if (p / "model.json").is_file()) if root.is_dir() else []
+            raise ValueError(f"model {name!r}: no model directory {path} (available: {', '.join(available) or 'none'})")
+        return path
+
+    def command(self, name: str) -> None:
+        if name == "respond":
+            self.timing.submit(lambda now: self.engine.respond_now() or [])
+        elif name == "panic":
+            self.timing.submit(self.engine.panic)
+        else:
+            raise ValueError(f"command {name!r}: unknown (allowed: respond, panic)")
+
+    # --- model loading, off the timing path ---
+
+    def _load_model_soon(self, path: Path) -> None:
+        loop = self._loop
+        if loop is None:
+            return
+        loop.call_soon_threadsafe(lambda: loop.create_task(self._load_model(path)))
+
+    async def _load_model(self, path: Path) -> None:
+        try:
+            model = await asyncio.get_running_loop().run_in_executor(None, load_model, path)
+        except ModelError as error:
+            log.error("model not changed: %s", error)
+            self._event("error", {"reason": str(error)})
+            return
+        self.timing.submit(lambda now: self.engine.set_model(model) or [])
+        self.model = model
+        log.info("model %s loaded; it answers from the next response", path)
+        self._changed_soon()
+
+    # --- reports from the timing thread (handed to the loop, never logged there) ---
+
+    def _report(self, kind: str, payload: Any) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._on_report, kind, payload)
+
+    def _on_report(self, kind: str, payload: Any) -> None:
+        if kind == "events":
+            for event in payload:
+                log.info("%s %s", event.name, event.data or "")
+                self._event(event.name, dict(event.data))
+            self._changed()
+        elif kind == "tempo":
+            log.debug("following MIDI clock at %.1f BPM", payload)
+            self._changed()
+        elif kind == "send_error":
+            log.warning("sending failed: %s", payload)
+        else:
+            log.error("timing loop failed: %r", payload)
+            if self._stopped is not None:
+                self._stopped.set()
+
+    def _event(self, name: str, data: dict) -> None:
+        if self.control_plane is not None:
+            self.control_plane.publish_event(name, data)
+
+    def _changed_soon(self) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._changed)
+
+    def _changed(self) -> None:
+        """State changed: tell MQTT and systemd (the status line only when it reads differently)."""
+        if self.control_plane is not None:
+            self.control_plane.publish_state()
+        status = self.status_line()
+        if status != self._status:
+            self._status = status
+            self.notifier.status(status)
+
+    def status_line(self) -> str:
+        settings, names = self.engine.settings, self.ports.names()
+        ports = ", ".join(
+            f"{side} {name or 'waiting for ' + repr(self.ports.wanted()[side])}" for side, name in names.items()
+        )
+        return f"{self.engine.mode}, {settings.bpm:g} BPM, temperature {settings.temperature:g}, {ports}"
+
+    # --- the loop ---
+
+    async def run(self) -> int:
+        self._loop = asyncio.get_running_loop()
+        self._stopped = asyncio.Event()
+        for number in (signal.SIGTERM, signal.SIGINT):
+            self._loop.add_signal_handler(number, self._stopped.set)
+        self._loop.add_signal_handler(signal.SIGHUP, lambda: self._loop.create_task(self.reload()))
+        self.ports.open()
+        self.timing.start()
+        tasks = [self._loop.create_task(c) for c in (self._watch_ports(), self._watchdog(), self._log_stats())]
+        mqtt_task = self._start_mqtt()
+        self._status = self.status_line()
+        self.notifier.ready(self._status)
+        log.info(
+            "ready: %s (model %s, %s clock, pid %d)", self._status, self.model.path, self.config.clock, os.getpid()
+        )
+        await self._stopped.wait()
+        return await self._shutdown(tasks, mqtt_task)
+
+    def _start_mqtt(self) -> asyncio.Task | None:
+        mqtt_config = self.config.mqtt
+        if mqtt_config is None or not mqtt_config.enabled:
+            return None
+        from improvd.mqtt import ControlPlane
+
+        self.control_plane = ControlPlane(mqtt_config, self, __version__)
+        return self._loop.create_task(self.control_plane.run())
+
+    async def _shutdown(self, tasks: list[asyncio.Task], mqtt_task: asyncio.Task | None) -> int:
+        self.notifier.stopping()
+        self.timing.stop()  # releases every sounding note on the output
+        alive = self.timing.is_alive()
+        for task in tasks:
+            task.cancel()
+        if mqtt_task is not None:
+            mqtt_task.cancel()
+            await asyncio.wait([mqtt_task], timeout=STOP_GRACE)
+        self.ports.close()
+        log.info("stopped; timing: %s", self.stats.summary())
+        return 1 if alive else 0
+
+    async def _watch_ports(self) -> None:
+        while True:
+            await asyncio.sleep(PORT_POLL)
+            for name, direction, port in self.ports.poll():
+                if name == "port_lost":
+                    log.warning("%s port %r is gone; notes released, reconnecting when it is back", direction, port)
+                    self.timing.submit(self.engine.panic)
+                else:
+                    log.info("%s port %r is back; connected", direction, port)
+                self._event(name, {"direction": direction, "port": port})
+                self._changed()
+
+    async def _watchdog(self) -> None:
+        interval = watchdog_interval()
+        if interval is None:
+            return
+        while True:
+            if time.monotonic() - self.timing.heartbeat < interval:
+                self.notifier.watchdog()
+            await asyncio.sleep(interval)
+
+    async def _log_stats(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.stats_interval)
+            log.info("timing: %s", self.stats.summary())
+
+    async def reload(self) -> None:
+        """SIGHUP: read the configuration again; an invalid one is logged and the running one kept."""
+        try:
+            new = await asyncio.get_running_loop().run_in_executor(None, configuration.load, self.args)
+        except ConfigError as error:
+            log.error("reload refused, configuration unchanged: %s", error)
+            return
+        old, self.config = self.config, dataclasses.replace(new, mqtt=self.config.mqtt)
+        logging.getLogger().setLevel(new.log_level.upper())
+        settings = new.engine_settings()
+        enabled = settings.pop("enabled")
+        self.timing.submit(lambda now: self.engine.update(**settings) or self.engine.set_enabled(enabled, now))
+        if model_dir(new) != model_dir(old):
+            self._load_model_soon(model_dir(new))
+        restart = [
+            k
+            for k in ("midi_api", "input", "output", "clock", "clock_out", "seed")
+            if getattr(old, k) != getattr(new, k)
+        ]
+        if restart or (new.mqtt != old.mqtt):
+            log.warning(
+                "reloaded; changes to %s take effect after a restart",
+                ", ".join(restart + ["mqtt"] * (new.mqtt != old.mqtt)),
+            )
+        else:
+            log.info("reloaded %s", new.source)
+        self._changed()
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        config = configuration.load(args)
+    except ConfigError as error:
+        print(f"improvd: configuration error: {error}", file=sys.stderr)
+        return 2
+    setup_logging(config.log_level)
+    try:
+        model = load_configured_model(config)
+    except ModelError as error:
+        log.error("cannot load the model: %s", error)
+        return 1
+    daemon = None
+    try:
+        ports = MidiPorts(
+            config.midi_api, config.input, config.output, lambda d, t: daemon.on_midi(d, t), config.clock == "midi"
+        )
+    except MidiSystemError as error:
+        log.error("%s", error)
+        return 1
+    daemon = Daemon(config, model, ports, args)
+    return asyncio.run(daemon.run())
