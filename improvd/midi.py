@@ -16,6 +16,7 @@ import os
 import re
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -58,6 +59,34 @@ def _create(kind: type, api: str) -> rtmidi.MidiIn | rtmidi.MidiOut:
         raise MidiSystemError(_advice(api)) from None
 
 
+class ArrivalClock:
+    """Arrival times on ``time.monotonic`` from rtmidi's deltas, which its MIDI thread stamps.
+
+    The Python callback may run late (it waits for the interpreter); the delta
+    between messages does not. The offset between the summed deltas and the
+    callback's clock is the smallest one seen (the least delayed callback),
+    allowed to creep up by DRIFT per second so a drifting sound card clock is followed.
+    """
+
+    DRIFT = 1e-4  # seconds per second
+    RESYNC = 0.02  # a callback this much later than expected means the deltas lost time: start from it
+
+    def __init__(self) -> None:
+        self._stream = 0.0  # summed deltas
+        self._offset: float | None = None
+        self._last = 0.0
+
+    def arrival(self, delta: float, now: float) -> float:
+        self._stream += max(0.0, delta)
+        offset = now - self._stream
+        if self._offset is None or offset < self._offset or offset - self._offset > self.RESYNC:
+            self._offset = offset
+        else:
+            self._offset = min(offset, self._offset + self.DRIFT * (now - self._last))
+        self._last = now
+        return self._offset + self._stream
+
+
 def match_port(names: list[str], wanted: str) -> int | None:
     """Index of the first port (not one of improvd's own) whose name holds ``wanted``, ignoring case."""
     needle = wanted.lower()
@@ -94,12 +123,17 @@ class MidiPorts:
         self._lock = threading.Lock()
         self._in = _Side(_create(rtmidi.MidiIn, api), "input", input)
         self._out = _Side(_create(rtmidi.MidiOut, api), "output", output)
+        self._listen()
+
+    def _listen(self) -> None:
         # sysex and active sensing never reach Python; clock messages only when following MIDI clock
-        self._in.handle.ignore_types(sysex=True, timing=not clock, active_sense=True)
+        self._in.handle.ignore_types(sysex=True, timing=not self._clock, active_sense=True)
+        self._in.handle.cancel_callback()
+        self._arrivals = ArrivalClock()  # a new port's first delta is 0
         self._in.handle.set_callback(self._callback)
 
     def _callback(self, event: tuple[list[int], float], _data: object = None) -> None:
-        self._on_message(event[0], 0.0)
+        self._on_message(event[0], self._arrivals.arrival(event[1], time.monotonic()))
 
     def open(self) -> None:
         """Open both sides: virtual ports, or the named ports when they exist (else they wait for ``poll``)."""
@@ -121,6 +155,8 @@ class MidiPorts:
         if side.handle.is_port_open():
             side.handle.close_port()
         side.handle.open_port(index, side.label)
+        if side is self._in:  # rtmidi's JACK input forgets its callback when its port is closed
+            self._listen()
         side.connected = names[index]
         return True
 

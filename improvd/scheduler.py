@@ -229,6 +229,7 @@ class TimingThread(threading.Thread):
                 return
             if arrival is None:
                 self._send_now(item(time.monotonic()))
+                self._report("changed", None)
             elif isinstance(item, int):
                 self._clock(item, arrival)
             elif self.follower is None or self.follower.running:

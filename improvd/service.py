@@ -89,8 +89,7 @@ class Daemon:
 
     # --- MIDI input (rtmidi's thread): drop what does not belong before the engine ---
 
-    def on_midi(self, data: list[int], _delta: float = 0.0) -> None:
-        arrival = time.monotonic()
+    def on_midi(self, data: list[int], arrival: float) -> None:
         if not data:
             return
         status = data[0]
@@ -126,7 +125,6 @@ class Daemon:
             self.timing.submit(lambda now: self.engine.set_enabled(value >= 64, now))
         elif value >= 64:  # respond and panic act on press
             self.command(name)
-        self._changed_soon()
 
     # --- Controller (called in the asyncio loop by MQTT) ---
 
@@ -164,7 +162,6 @@ class Daemon:
             self.timing.submit(lambda now: self.engine.set_enabled(enabled, now))
         if model_path is not None:
             self._load_model_soon(model_path)
-        self._changed_soon()
 
     def _model_path(self, name: str) -> Path:
         root = Path(self.config.models_path).expanduser() if self.config.models_path else model_dir(self.config).parent
@@ -200,7 +197,6 @@ class Daemon:
         self.timing.submit(lambda now: self.engine.set_model(model) or [])
         self.model = model
         log.info("model %s loaded; it answers from the next response", path)
-        self._changed_soon()
 
     # --- reports from the timing thread (handed to the loop, never logged there) ---
 
@@ -216,6 +212,8 @@ class Daemon:
                 log.info("%s %s", event.name, event.data or "")
                 self._event(event.name, dict(event.data))
             self._changed()
+        elif kind == "changed":
+            self._changed()
         elif kind == "tempo":
             log.debug("following MIDI clock at %.1f BPM", payload)
             self._changed()
@@ -229,11 +227,6 @@ class Daemon:
     def _event(self, name: str, data: dict) -> None:
         if self.control_plane is not None:
             self.control_plane.publish_event(name, data)
-
-    def _changed_soon(self) -> None:
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._changed)
 
     def _changed(self) -> None:
         """State changed: tell MQTT and systemd (the status line only when it reads differently)."""
@@ -344,8 +337,7 @@ class Daemon:
                 ", ".join(restart + ["mqtt"] * (new.mqtt != old.mqtt)),
             )
         else:
-            log.info("reloaded %s", new.source)
-        self._changed()
+            log.info("reloaded %s: temperature %g, %g BPM", new.source, new.temperature, new.bpm)
 
 
 def main(args: argparse.Namespace) -> int:

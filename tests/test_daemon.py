@@ -1,0 +1,301 @@
+"""`improvd run` as a subprocess on real JACK ports: a player port plays into it, a synth port hears it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.services import wait_for
+
+pytestmark = pytest.mark.jack
+
+BPM = 240
+STEP = 60 / BPM / 4
+PHRASE_END_STEPS = 4
+RESPONSE_STEPS = 16
+
+
+def first_phrase(ident: str = "kinder0#1") -> list[tuple[int, float]]:
+    """The notes of a real Essen tune up to its first rest, as (pitch, quarter length)."""
+    from improvd.scores import essen_tune, melody_of
+
+    tune = essen_tune(ident)
+    phrase = []
+    for note in melody_of(tune.score, tune.ident):
+        if note.pitch is None:
+            break
+        phrase.append((note.pitch, float(note.quarter_length)))
+    return phrase
+
+
+class Synth:
+    """A virtual JACK input port that records what arrives, with arrival times."""
+
+    def __init__(self, backend) -> None:
+        self.received: list[tuple[float, object]] = []
+        self._lock = threading.Lock()
+        self.port = backend.open_input("in", client_name="synth", callback=self._on)
+
+    def _on(self, message) -> None:
+        with self._lock:
+            self.received.append((time.monotonic(), message))
+
+    def messages(self) -> list[tuple[float, object]]:
+        with self._lock:
+            return list(self.received)
+
+    def note_ons(self) -> list[tuple[float, int]]:
+        return [(t, m.note) for t, m in self.messages() if m.type == "note_on" and m.velocity > 0]
+
+    def sounding(self) -> set[int]:
+        """Notes left on: note_on without a later note_off, unless All Notes Off (CC 123) came after."""
+        on: set[int] = set()
+        for _, m in self.messages():
+            if m.type == "note_on" and m.velocity > 0:
+                on.add(m.note)
+            elif m.type in ("note_on", "note_off"):
+                on.discard(m.note)
+            elif m.type == "control_change" and m.control == 123:
+                on.clear()
+        return on
+
+    def close(self) -> None:
+        self.port.close()
+
+
+class Daemon:
+    """`improvd run` in a subprocess with its log in a file."""
+
+    def __init__(self, tmp_path: Path, args: list[str], env: dict | None = None) -> None:
+        self.log = tmp_path / f"improvd-{time.monotonic_ns()}.log"
+        command = [sys.executable, "-m", "improvd.cli", "run", "--midi-api", "jack", "--no-mqtt", *args]
+        self.process = subprocess.Popen(
+            command, stderr=self.log.open("w"), env={**os.environ, **(env or {})}, cwd=Path(__file__).parent.parent
+        )
+
+    def text(self) -> str:
+        return self.log.read_text()
+
+    def wait_log(self, needle: str, timeout: float = 10) -> None:
+        def seen() -> bool:
+            if self.process.poll() is not None:
+                raise AssertionError(f"daemon exited ({self.process.returncode}):\n{self.text()}")
+            return needle in self.text()
+
+        wait_for(seen, timeout, f"{needle!r} in the daemon log")
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise
+
+
+def play(port, phrase: list[tuple[int, float]], bpm: float = BPM) -> float:
+    """Play the phrase in real time; returns the time of the last note_off."""
+    import mido
+
+    quarter = 60 / bpm
+    start = time.monotonic()
+    at = start
+    for pitch, length in phrase:
+        _sleep_until(at)
+        port.send(mido.Message("note_on", note=pitch, velocity=90))
+        at += length * quarter
+        _sleep_until(at - 0.02)
+        port.send(mido.Message("note_off", note=pitch, velocity=0))
+    return time.monotonic()
+
+
+def _sleep_until(when: float) -> None:
+    delay = when - time.monotonic()
+    if delay > 0:
+        time.sleep(delay)
+
+
+def model_args(tiny_model_dir: Path) -> list[str]:
+    return [
+        "--model", str(tiny_model_dir), "--bpm", str(BPM), "--seed", "7",
+        "--phrase-end-steps", str(PHRASE_END_STEPS), "--response-steps", str(RESPONSE_STEPS),
+    ]  # fmt: skip
+
+
+@pytest.fixture
+def player(jack_midi):
+    port = jack_midi.open_output("out", client_name="player")
+    yield port
+    port.close()
+
+
+@pytest.fixture
+def synth(jack_midi):
+    synth = Synth(jack_midi)
+    yield synth
+    synth.close()
+
+
+def wait_response(synth: Synth, count: int, timeout: float = 10) -> None:
+    wait_for(lambda: len(synth.note_ons()) >= count, timeout, f"{count} response notes at the synth")
+
+
+def test_answers_an_essen_phrase_on_the_grid(tmp_path, tiny_model_dir, player, synth):
+    daemon = Daemon(tmp_path, [*model_args(tiny_model_dir), "--input", "PLAYER", "--output", "synth"])
+    try:
+        daemon.wait_log("ready")
+        wait_for(lambda: "player" in daemon.text() or True, 1, "connect")
+        last_off = play(player, first_phrase())
+        wait_for(lambda: "response_end" in daemon.text(), 10, "the end of the response")
+        onsets = [t for t, _ in synth.note_ons()]
+        assert onsets, daemon.text()
+        # the answer starts after the phrase end (PHRASE_END_STEPS silent steps), not before, and not much later
+        assert last_off + (PHRASE_END_STEPS - 1) * STEP < onsets[0] < last_off + (PHRASE_END_STEPS + 3) * STEP
+        # every onset on the 16th grid of the first (within a tenth of a step)
+        for onset in onsets:
+            steps = (onset - onsets[0]) / STEP
+            assert abs(steps - round(steps)) < 0.1, (onset - onsets[0], STEP)
+        assert onsets[-1] - onsets[0] < RESPONSE_STEPS * STEP
+        wait_for(lambda: not synth.sounding(), 2, "all response notes released")
+    finally:
+        assert daemon.stop() == 0
+    assert "timing:" in daemon.text()
+
+
+def test_sigterm_in_a_response_leaves_no_note_sounding(tmp_path, tiny_model_dir, player, synth):
+    daemon = Daemon(tmp_path, [*model_args(tiny_model_dir), "--input", "player", "--output", "synth"])
+    daemon.wait_log("ready")
+    play(player, first_phrase())
+    wait_response(synth, 1)
+    daemon.process.send_signal(signal.SIGTERM)
+    assert daemon.process.wait(5) == 0, daemon.text()
+    time.sleep(0.1)
+    assert synth.note_ons(), "the response had begun"
+    assert synth.sounding() == set()
+    controls = [(m.control, m.value) for _, m in synth.messages() if m.type == "control_change"]
+    assert (123, 0) in controls and (64, 0) in controls
+
+
+def test_lost_port_is_reconnected(tmp_path, tiny_model_dir, jack_midi, synth):
+    daemon = Daemon(tmp_path, [*model_args(tiny_model_dir), "--input", "player", "--output", "synth"])
+    try:
+        daemon.wait_log("ready")
+        assert "not found; waiting" in daemon.text()  # the player is not there yet: it waits, running
+        with jack_midi.open_output("out", client_name="player") as port:
+            daemon.wait_log("input port 'player:out' is back", timeout=3)
+        daemon.wait_log("input port 'player:out' is gone", timeout=3)
+        with jack_midi.open_output("out", client_name="player") as port:
+            wait_for(lambda: daemon.text().count("is back") == 2, 3, "the second reconnect")
+            play(port, first_phrase())
+            wait_response(synth, 1)
+        assert daemon.text().count("is gone") == 1  # logged once
+    finally:
+        assert daemon.stop() == 0
+
+
+def test_sighup_reloads_and_survives_a_bad_file(tmp_path, tiny_model_dir, jack_server):
+    config = tmp_path / "improvd.toml"
+    config.write_text("temperature = 0.5\n")
+    daemon = Daemon(tmp_path, ["--config", str(config), "--model", str(tiny_model_dir)])
+    try:
+        daemon.wait_log("ready")
+        assert "temperature 0.5" in daemon.text()
+        config.write_text("temperature = 9\n")
+        daemon.process.send_signal(signal.SIGHUP)
+        daemon.wait_log("reload refused")
+        assert "temperature = 9" in daemon.text()
+        config.write_text("temperature = 1.5\nbpm = 90\n")
+        daemon.process.send_signal(signal.SIGHUP)
+        daemon.wait_log("reloaded")
+        daemon.wait_log("temperature 1.5")
+    finally:
+        assert daemon.stop() == 0
+
+
+def test_follows_midi_clock(tmp_path, tiny_model_dir, player, synth):
+    import mido
+
+    daemon = Daemon(
+        tmp_path, [*model_args(tiny_model_dir), "--clock", "midi", "--input", "player", "--output", "synth"]
+    )
+    pulses: list[float] = []
+    running = threading.Event()
+
+    def clock() -> None:
+        interval = 60 / 200 / 24  # 200 BPM, not the daemon's 240
+        player.send(mido.Message("start"))
+        at = time.monotonic()
+        while running.is_set():
+            _sleep_until(at)
+            pulses.append(time.monotonic())
+            player.send(mido.Message("clock"))
+            at += interval
+
+    try:
+        daemon.wait_log("ready")
+        running.set()
+        thread = threading.Thread(target=clock)
+        thread.start()
+        time.sleep(0.3)
+        play(player, first_phrase(), bpm=200)
+        wait_response(synth, 2)
+        player.send(mido.Message("stop"))
+        running.clear()
+        thread.join()
+        time.sleep(0.3)
+        assert synth.sounding() == set()  # Stop released everything
+        step = 60 / 200 / 4
+        first, second = (t for t, _ in synth.note_ons()[:2])
+        # onsets fall on the pulses' grid (every 6th pulse from the first), at the followed tempo
+        grid = pulses[0::6]
+        assert min(abs(first - g) for g in grid) < step / 4
+        assert abs((second - first) / step - round((second - first) / step)) < 0.15
+        assert "response_end" in daemon.text() or "response_start" in daemon.text()
+    finally:
+        running.clear()
+        assert daemon.stop() == 0
+
+
+def test_notify_messages_reach_a_real_socket(tmp_path, tiny_model_dir, jack_server):
+    address = tmp_path / "notify.sock"
+    receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    receiver.bind(str(address))
+    receiver.settimeout(10)
+    env = {"NOTIFY_SOCKET": str(address), "WATCHDOG_USEC": "200000"}
+    daemon = Daemon(tmp_path, ["--model", str(tiny_model_dir)], env=env)
+    try:
+        messages = []
+        while not any("WATCHDOG=1" in m for m in messages):
+            messages.append(receiver.recv(4096).decode())
+        ready = next(m for m in messages if "READY=1" in m)
+        assert "STATUS=listening" in ready and "temperature 1" in ready
+        assert f"MAINPID={daemon.process.pid}" in ready
+    finally:
+        assert daemon.stop() == 0
+        receiver.close()
+
+
+def test_missing_jack_server_is_explained(tmp_path, tiny_model_dir):
+    daemon = Daemon(tmp_path, ["--model", str(tiny_model_dir)], env={"JACK_DEFAULT_SERVER": "no-such-server"})
+    assert daemon.process.wait(10) == 1
+    assert "no JACK server is running (JACK_DEFAULT_SERVER=no-such-server)" in daemon.text()
+    assert "--midi-api alsa" in daemon.text()
+
+
+def test_bad_config_file_exits_naming_the_key(tmp_path):
+    config = tmp_path / "bad.toml"
+    config.write_text('clock = "sundial"\n')
+    result = subprocess.run(
+        [sys.executable, "-m", "improvd.cli", "run", "--config", str(config)], capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert 'clock = "sundial": must be one of internal, midi' in result.stderr
