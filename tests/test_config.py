@@ -1,0 +1,108 @@
+"""The daemon's configuration: the documented example, flags over the file, one clear error per bad value."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from improvd import config
+from improvd.config import CHECKS, Config, ConfigError, from_table, read_file
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "systemd" / "improvd.toml"
+
+
+def flags(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    from improvd import service
+
+    service.add_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+def documented_keys(text: str) -> set[str]:
+    """Keys set or shown commented out in the example, with their table (``cc.panic``, ``mqtt.host``)."""
+    keys, table = set(), ""
+    for line in text.splitlines():
+        if header := re.fullmatch(r"\[(\w+)\]", line.strip()):
+            table = header.group(1) + "."
+        elif key := re.match(r"#? ?(\w+) = ", line):
+            keys.add(table + key.group(1))
+    return keys
+
+
+def test_the_example_is_valid_and_gives_the_defaults():
+    loaded = from_table(read_file(EXAMPLE), argparse.Namespace(no_mqtt=False))
+    defaults = Config()
+    for field in dataclasses.fields(Config):
+        if field.name not in ("mqtt", "source"):
+            assert getattr(loaded, field.name) == getattr(defaults, field.name), field.name
+
+
+def test_every_key_is_documented_in_the_example():
+    from improvd.mqtt import MqttConfig
+
+    expected = (
+        set(CHECKS) | {f"cc.{k}" for k in config.CC_KEYS} | {f"mqtt.{f.name}" for f in dataclasses.fields(MqttConfig)}
+    )
+    assert documented_keys(EXAMPLE.read_text()) == expected
+
+
+def test_flags_override_the_file(tmp_path):
+    file = tmp_path / "improvd.toml"
+    file.write_text('bpm = 100\ntemperature = 0.5\ninput = "keystation"\nresponse_steps = "match"\n[cc]\npanic = 81\n')
+    loaded = config.load(flags("--config", str(file), "--bpm", "140", "--response-steps", "24", "--no-mqtt"))
+    assert (loaded.bpm, loaded.temperature, loaded.input, loaded.response_steps) == (140.0, 0.5, "keystation", 24)
+    assert loaded.cc == {"panic": 81}
+    assert loaded.mqtt.enabled is False
+    assert loaded.engine_settings()["output_channel"] == 0  # channel 1 as the engine counts
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("bpm = 500", "bpm = 500: must be a number from 20 to 300"),
+        ('clock = "sundial"', 'clock = "sundial": must be one of internal, midi'),
+        ("temperature = true", "temperature = True: must be a number from 0.05 to 2"),
+        ("input_channel = 17", "input_channel = 17: must be a whole number from 1 to 16"),
+        ('response_steps = "long"', 'response_steps = "long": must be a whole number from 1 to 256, or "match"'),
+        ("tempo = 120", "unknown key 'tempo'"),
+        ("[cc]\nvolume = 7", "unknown key 'cc.volume'"),
+        ("[cc]\npanic = 200", "cc.panic = 200: must be a whole number from 0 to 127"),
+        ("[cc]\npanic = 80\nrespond = 80", "one CC number to two controls"),
+        ("[mqtt]\nport = 0", "mqtt.port = 0: must be from 1 to 65535"),
+        ("bpm = ", "not valid TOML"),
+    ],
+)
+def test_a_bad_value_names_key_value_and_what_is_allowed(tmp_path, text, message):
+    file = tmp_path / "bad.toml"
+    file.write_text(text + "\n")
+    with pytest.raises(ConfigError) as error:
+        config.load(flags("--config", str(file)))
+    assert message in str(error.value)
+    assert str(file) in str(error.value)
+
+
+def test_a_bad_flag_is_named():
+    with pytest.raises(ConfigError, match=r"--temperature: temperature = 3.0: must be a number from 0.05 to 2"):
+        config.load(flags("--config", "/dev/null", "--temperature", "3"))
+
+
+def test_a_missing_file_is_an_error():
+    with pytest.raises(ConfigError, match="configuration file not found"):
+        config.load(flags("--config", "/no/such/improvd.toml"))
+
+
+def test_improvd_run_exits_non_zero_naming_the_key(tmp_path):
+    file = tmp_path / "bad.toml"
+    file.write_text("phrase_end_steps = 0\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "improvd.cli", "run", "--config", str(file)], capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert "phrase_end_steps = 0: must be a whole number from 1 to 64" in result.stderr
