@@ -1,0 +1,112 @@
+"""MIDI ports on a real JACK server: listing, opening by name, virtual ports, losing and finding a port."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import mido
+import pytest
+
+from improvd.midi import ArrivalClock, MidiPorts, MidiSystemError, list_ports, match_port
+from tests.services import wait_for
+
+
+def test_match_port_ignores_case_and_improvd_own_ports():
+    names = ["improvd:in", "improvd-01:out", "Keystation 49:port 0", "synth:in"]
+    assert match_port(names, "KEYSTATION") == 2
+    assert match_port(names, "in") == 3  # not improvd's own input
+    assert match_port(names, "piano") is None
+
+
+def test_arrival_clock_removes_callback_delay():
+    clock = ArrivalClock()
+    assert clock.arrival(0.0, 100.0) == 100.0
+    assert clock.arrival(0.010, 100.030) == pytest.approx(100.010)  # the callback ran 20 ms late
+    assert clock.arrival(0.010, 100.020) == pytest.approx(100.020)
+    assert clock.arrival(1.0, 101.5) == pytest.approx(101.5)  # deltas lost time (ignored messages): resync
+
+
+def test_missing_midi_system_says_what_to_do():
+    if os.path.exists("/dev/snd/seq"):
+        pytest.skip("this machine has an ALSA sequencer")
+    with pytest.raises(MidiSystemError, match=r"no ALSA sequencer.*modprobe snd-seq.*--midi-api jack"):
+        list_ports("alsa")
+
+
+@pytest.mark.jack
+def test_ports_subcommand_lists_jack_ports(jack_midi):
+    with jack_midi.open_output("out", client_name="keyboard"):
+        result = subprocess.run(
+            [sys.executable, "-m", "improvd.cli", "ports", "--midi-api", "jack"], capture_output=True, text=True
+        )
+    assert result.returncode == 0, result.stderr
+    inputs = result.stdout.split("outputs")[0]
+    assert "keyboard:out" in inputs
+
+
+class Received:
+    def __init__(self) -> None:
+        self.items: list[tuple[list[int], float]] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, data: list[int], arrival: float) -> None:
+        with self.lock:
+            self.items.append((data, arrival))
+
+
+@pytest.mark.jack
+def test_virtual_ports_of_client_improvd(jack_server, jack_midi):
+    ports = MidiPorts("jack", "", "", Received(), clock=False)
+    try:
+        ports.open()
+        listing = jack_server.ports()
+        assert "improvd:in" in listing
+        assert any(name.startswith("improvd") and name.endswith(":out") for name in listing)
+        assert ports.names() == {"input": "virtual", "output": "virtual"}
+    finally:
+        ports.close()
+
+
+@pytest.mark.jack
+def test_named_ports_connect_filter_and_reconnect(jack_midi):
+    received = Received()
+    synth_got: list = []
+    with jack_midi.open_input("in", client_name="synth", callback=synth_got.append):
+        ports = MidiPorts("jack", "", "SYNTH", received, clock=False)
+        try:
+            keyboard = jack_midi.open_output("out", client_name="keyboard")
+            ports = _reopen(ports, received)
+            assert ports.names()["output"] == "synth:in"
+            before = time.monotonic()
+            keyboard.send(mido.Message("note_on", note=60, velocity=100))
+            keyboard.send(mido.Message("sysex", data=[1] * 500))  # dropped before Python
+            keyboard.send(mido.Message("clock"))  # dropped under the internal clock
+            keyboard.send(mido.Message("note_off", note=60))
+            wait_for(lambda: len(received.items) >= 2, 2, "two messages through the input")
+            time.sleep(0.1)
+            assert [d[0] for d, _ in received.items] == [0x90, 0x80]
+            assert before <= received.items[0][1] <= time.monotonic()
+            assert ports.send([0x90, 64, 90])
+            wait_for(lambda: synth_got, 2, "a note at the synth")
+            keyboard.close()
+            assert ("port_lost", "input", "keyboard:out") in ports.poll()
+            assert ports.poll() == []  # reported once
+            keyboard = jack_midi.open_output("out", client_name="keyboard")
+            assert ("port_back", "input", "keyboard:out") in ports.poll()
+            keyboard.send(mido.Message("note_on", note=62, velocity=100))
+            wait_for(lambda: len(received.items) >= 3, 2, "input after the reconnect")
+            keyboard.close()
+        finally:
+            ports.close()
+
+
+def _reopen(ports: MidiPorts, received: Received) -> MidiPorts:
+    """A MidiPorts asking for the keyboard too (created after the keyboard port exists)."""
+    ports.close()
+    opened = MidiPorts("jack", "keyboard", "synth", received, clock=False)
+    opened.open()
+    return opened
