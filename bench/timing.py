@@ -1,0 +1,260 @@
+"""The daemon's timing on real JACK ports: send lateness, received onsets, answer delay, RSS, CPU, start to READY.
+
+Starts a JACK dummy server (64-frame period at 48 kHz) and, for 120 and 240 BPM,
+with and without a flood of 10,000 junk messages a second into its input, runs
+``improvd run`` with a model and plays the first phrases of real Essen tunes
+into it as a player would, for a set time. Prints JSON with the figures and the
+targets; the flood runs are also given as ratios to the quiet run at the same tempo.
+
+    PYTHONPATH=. .venv/bin/python bench/timing.py --json [--model DIR] [--seconds 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import rtmidi
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from improvd.model import DEFAULT_MODEL_DIR
+from tests.services import JackServer
+
+PHRASE_END_STEPS = 4
+RESPONSE_STEPS = 16
+TUNES = ["kinder0#1", "kinder0#2", "kinder0#3", "kinder0#4", "kinder0#5"]
+TARGETS = {
+    "send_lateness_p99_ms": 1.0,
+    "onset_error_p99_ms": 2.0,
+    "answer_delay_steps": 1,
+    "rss_mb": 150,
+    "start_to_ready_s": 1.5,
+    "idle_cpu_percent": 2.0,
+}
+
+
+def phrases() -> list[list[tuple[int, float]]]:
+    from improvd.scores import essen_tune, melody_of
+
+    result = []
+    for ident in TUNES:
+        tune, phrase = essen_tune(ident), []
+        for note in melody_of(tune.score, tune.ident):
+            if note.pitch is None:
+                break
+            phrase.append((note.pitch, float(note.quarter_length)))
+        if sum(length for _, length in phrase) >= 2:
+            result.append(phrase)
+    return result
+
+
+class Receiver:
+    """The synth: a JACK input whose times come from rtmidi's JACK-side deltas, not the Python callback."""
+
+    def __init__(self) -> None:
+        self.port = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name="synth")
+        self.port.open_virtual_port("in")
+        self.onsets: list[float] = []
+        self._stream = 0.0
+        self._offset: float | None = None
+        self.port.set_callback(self._on)
+
+    def _on(self, event, _data=None) -> None:
+        data, delta = event
+        now = time.monotonic()
+        self._stream += delta
+        self._offset = min(now - self._stream, self._offset if self._offset is not None else now)
+        if data[0] & 0xF0 == 0x90 and len(data) > 2 and data[2] > 0:
+            self.onsets.append(self._offset + self._stream)
+
+    def close(self) -> None:
+        self.port.close_port()
+        self.port.delete()
+
+
+def flood(stop: threading.Event) -> None:
+    """10,000 messages a second that the daemon must survive: SysEx, clock, other channels, stray note_offs."""
+    out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="flood")
+    out.open_virtual_port("out")
+    subprocess.run(["jack_connect", "flood:out", "improvd:in"], check=False)
+    batch = [[0xF0, 1, 2, 3, 0xF7], [0xF8], [0x91, 60, 100], [0x81, 60, 0], [0x80, 99, 0], [0xA0, 60, 10]] * 17
+    while not stop.is_set():
+        started = time.monotonic()
+        for message in batch[:100]:
+            out.send_message(message)
+        time.sleep(max(0.0, 0.01 - (time.monotonic() - started)))
+    out.close_port()
+    out.delete()
+
+
+def percentile(values: list[float], percent: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, -(-len(ordered) * percent // 100) - 1))] if ordered else 0.0
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mb(pid: int) -> tuple[float, float]:
+    """VmRSS, and the same without shared memory (most of that is JACK's, mapped by every JACK client)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    kb = {key: int(value) for key, value in re.findall(r"^(VmRSS|RssShmem):\s+(\d+) kB", status, re.M)}
+    return kb.get("VmRSS", 0) / 1024, (kb.get("VmRSS", 0) - kb.get("RssShmem", 0)) / 1024
+
+
+def run_one(model: Path, bpm: int, with_flood: bool, seconds: float, workdir: Path) -> dict:
+    step = 60 / bpm / 4
+    notify_path = workdir / f"notify-{bpm}-{with_flood}"
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(notify_path))
+    notify.settimeout(10)
+    receiver = Receiver()
+    player = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="player")
+    player.open_virtual_port("out")
+    log = workdir / f"daemon-{bpm}-{with_flood}.log"
+    command = [sys.executable, "-m", "improvd.cli", "run", "--midi-api", "jack", "--no-mqtt", "--model", str(model)]
+    command += ["--bpm", str(bpm), "--input", "player", "--output", "synth", "--input-channel", "1"]
+    command += ["--phrase-end-steps", str(PHRASE_END_STEPS), "--response-steps", str(RESPONSE_STEPS), "--seed", "1"]
+    started = time.monotonic()
+    daemon = subprocess.Popen(command, stderr=log.open("w"), env={**os.environ, "NOTIFY_SOCKET": str(notify_path)})
+    while b"READY=1" not in notify.recv(4096):
+        pass
+    ready = time.monotonic() - started
+    cpu0, idle0 = cpu_seconds(daemon.pid), time.monotonic()
+    time.sleep(5)
+    idle_cpu = 100 * (cpu_seconds(daemon.pid) - cpu0) / (time.monotonic() - idle0)
+    stop_flood = threading.Event()
+    flooder = threading.Thread(target=flood, args=(stop_flood,))
+    if with_flood:
+        flooder.start()
+    calls, peak_rss, peak_private, cpu1, busy0 = [], 0.0, 0.0, cpu_seconds(daemon.pid), time.monotonic()
+    tunes = phrases()
+    while time.monotonic() - busy0 < seconds:
+        phrase = tunes[len(calls) % len(tunes)]
+        last_off = play(player, phrase, bpm)
+        calls.append((last_off, len(receiver.onsets)))
+        time.sleep((PHRASE_END_STEPS + RESPONSE_STEPS + 4) * step)
+        rss, private = rss_mb(daemon.pid)
+        peak_rss, peak_private = max(peak_rss, rss), max(peak_private, private)
+    busy_cpu = 100 * (cpu_seconds(daemon.pid) - cpu1) / (time.monotonic() - busy0)
+    stop_flood.set()
+    if with_flood:
+        flooder.join()
+    daemon.send_signal(signal.SIGTERM)
+    daemon.wait(10)
+    receiver.close()
+    player.close_port()
+    player.delete()
+    notify.close()
+    text = log.read_text()
+    lateness = re.findall(
+        r"stopped; timing: (\d+) sends, lateness p50 ([\d.-]+) ms, p99 ([\d.-]+) ms, max ([\d.-]+)", text
+    )
+    sends, p50, p99, peak = (float(x) for x in lateness[-1]) if lateness else (0, 0, 0, 0)
+    errors, delays = grid_figures(receiver.onsets, calls, step)
+    return {
+        "bpm": bpm,
+        "flood": with_flood,
+        "calls": len(calls),
+        "answered": len(delays),
+        "send_lateness_ms": {"sends": int(sends), "p50": p50, "p99": p99, "max": peak},
+        "onset_error_ms": {
+            "p50": round(percentile(errors, 50) * 1000, 3),
+            "p99": round(percentile(errors, 99) * 1000, 3),
+            "max": round(max(errors, default=0) * 1000, 3),
+        },
+        "answer_delay_ms": {"median": round(statistics.median(delays) * 1000, 2) if delays else None},
+        "answer_delay_steps": round(statistics.median(delays) / step, 3) if delays else None,
+        "rss_mb": round(peak_rss, 1),
+        "rss_without_shared_memory_mb": round(peak_private, 1),
+        "idle_cpu_percent": round(idle_cpu, 2),
+        "busy_cpu_percent": round(busy_cpu, 2),
+        "start_to_ready_s": round(ready, 3),
+        "exit_status": daemon.returncode,
+    }
+
+
+def play(port: rtmidi.MidiOut, phrase: list[tuple[int, float]], bpm: float) -> float:
+    at = time.monotonic()
+    for pitch, length in phrase:
+        sleep_until(at)
+        port.send_message([0x90, pitch, 90])
+        at += length * 60 / bpm
+        sleep_until(at - 0.01)
+        port.send_message([0x80, pitch, 0])
+    return time.monotonic()
+
+
+def sleep_until(when: float) -> None:
+    delay = when - time.monotonic()
+    if delay > 0:
+        time.sleep(delay)
+
+
+def grid_figures(onsets: list[float], calls: list[tuple[float, int]], step: float) -> tuple[list[float], list[float]]:
+    """Onset errors against the grid (its phase fitted from all onsets) and delays from the phrase-end step."""
+    if not onsets:
+        return [], []
+    origin = onsets[0]
+    residuals = [((t - origin) / step + 0.5) % 1 - 0.5 for t in onsets]
+    phase = statistics.median(residuals)
+    errors = [abs(r - phase) * step for r in residuals]
+    grid_origin = origin + phase * step
+    delays = []
+    for index, (last_off, first) in enumerate(calls):
+        end = calls[index + 1][1] if index + 1 < len(calls) else len(onsets)
+        if first >= end:
+            continue
+        k = -(-(last_off - grid_origin) // step)  # the first boundary after the last note_off
+        phrase_end = grid_origin + (k + PHRASE_END_STEPS - 1) * step
+        delays.append(onsets[first] - phrase_end)
+    return errors, delays
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print JSON (the only output format)")
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR, help="model directory (default: shipped)")
+    parser.add_argument("--seconds", type=float, default=20, help="playing time per run (default 20)")
+    args = parser.parse_args()
+    if not (args.model / "model.json").is_file():
+        parser.error(f"{args.model}: no model there; train one or give --model DIR")
+    workdir = Path(tempfile.mkdtemp(prefix="improvd-bench-"))
+    server = JackServer(f"improvd-bench-{os.getpid()}", workdir / "jackd.log")
+    server.start()
+    os.environ.update(JACK_DEFAULT_SERVER=server.name, JACK_NO_START_SERVER="1")
+    try:
+        runs = [run_one(args.model, bpm, fl, args.seconds, workdir) for bpm in (120, 240) for fl in (False, True)]
+    finally:
+        server.stop()
+    for run in runs:
+        if run["flood"]:
+            quiet = next(r for r in runs if r["bpm"] == run["bpm"] and not r["flood"])
+            run["p99_lateness_ratio_to_quiet"] = _ratio(
+                run["send_lateness_ms"]["p99"], quiet["send_lateness_ms"]["p99"]
+            )
+            run["onset_p99_ratio_to_quiet"] = _ratio(run["onset_error_ms"]["p99"], quiet["onset_error_ms"]["p99"])
+    print(json.dumps({"model": str(args.model), "jack_period_frames": 64, "targets": TARGETS, "runs": runs}, indent=2))
+    return 0
+
+
+def _ratio(value: float, baseline: float) -> float | None:
+    return round(value / baseline, 2) if baseline else None
+
+
+if __name__ == "__main__":
+    sys.exit(main())
