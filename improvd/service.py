@@ -86,6 +86,7 @@ class Daemon:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped: asyncio.Event | None = None
         self._status = ""
+        self._held: set[tuple[int, int]] = set()  # (channel, note) the player holds; rtmidi's thread only
 
     # --- MIDI input (rtmidi's thread): drop what does not belong before the engine ---
 
@@ -106,8 +107,23 @@ class Daemon:
             return
         if message.type == "control_change" and self._control(message):
             return
-        if message.type in ("note_on", "note_off") or (message.type == "control_change" and message.control == 64):
-            self.timing.feed(message, arrival)
+        if message.type in ("note_on", "note_off"):
+            if not self._track(message):
+                return
+        elif message.type != "control_change" or message.control != 64:
+            return
+        self.timing.feed(message, arrival)
+
+    def _track(self, message: mido.Message) -> bool:
+        """Keep the player's held notes; False for a note_off of a note not held (nothing to release)."""
+        key = (message.channel, message.note)
+        if message.type == "note_on" and message.velocity > 0:
+            self._held.add(key)
+            return True
+        if key in self._held:
+            self._held.discard(key)
+            return True
+        return False
 
     def _control(self, message: mido.Message) -> bool:
         """A configured control change (temperature, respond, panic, enable); True when it was one."""

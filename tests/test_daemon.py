@@ -299,3 +299,66 @@ def test_bad_config_file_exits_naming_the_key(tmp_path):
     )
     assert result.returncode == 2
     assert 'clock = "sundial": must be one of internal, midi' in result.stderr
+
+
+def junk_flood(stop: threading.Event, sent: list[int]) -> None:
+    """10,000 messages a second into the daemon's input: long SysEx, clock, other channels, stray note_offs."""
+    import rtmidi
+
+    out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="flood")
+    out.open_virtual_port("out")
+    subprocess.run(["jack_connect", "flood:out", "improvd:in"], check=True)
+    junk = [
+        [0xF0, *([0x11] * 1000), 0xF7],
+        [0xF8],
+        [0xFA],
+        [0x91, 70, 100],  # a note on channel 2, never released
+        [0x80, 99, 0],  # a note_off for a note never played
+        [0xA0, 60, 10],
+        [0xE0, 0, 64],
+        [0xC0, 5],
+    ]
+    while not stop.is_set():
+        for i in range(100):
+            out.send_message(junk[i % len(junk)])
+        sent[0] += 100
+        time.sleep(0.01)
+    out.close_port()
+    out.delete()
+
+
+def test_a_flood_of_junk_is_survived_and_control_changes_work(tmp_path, tiny_model_dir, player, synth):
+    import mido
+
+    config = tmp_path / "improvd.toml"
+    config.write_text("input_channel = 1\n[cc]\npanic = 81\nenable = 82\n")
+    args = [*model_args(tiny_model_dir), "--config", str(config), "--input", "player", "--output", "synth"]
+    daemon = Daemon(tmp_path, args)
+    stop, sent = threading.Event(), [0]
+    flooder = threading.Thread(target=junk_flood, args=(stop, sent))
+    try:
+        daemon.wait_log("ready")
+        flooder.start()
+        time.sleep(1)
+        play(player, first_phrase())
+        wait_response(synth, 2)
+        stop.set()
+        flooder.join()
+        assert sent[0] >= 10_000
+        assert 70 not in {note for _, note in synth.note_ons()}  # channel 2 never reached the engine
+        player.send(mido.Message("control_change", control=82, value=0))  # disable: releases everything
+        wait_for(lambda: not synth.sounding(), 2, "release on disable")
+        controls = [(m.control, m.value) for _, m in synth.messages() if m.type == "control_change"]
+        assert (123, 0) in controls and (64, 0) in controls
+        count = len(synth.note_ons())
+        play(player, first_phrase())
+        time.sleep((PHRASE_END_STEPS + 4) * STEP)
+        assert len(synth.note_ons()) == count  # disabled: no answer
+        player.send(mido.Message("control_change", control=82, value=127))
+        player.send(mido.Message("control_change", control=81, value=127))  # panic
+        wait_for(lambda: synth.messages()[-1][1].type == "control_change", 2, "the panic's releases")
+    finally:
+        stop.set()
+        assert daemon.stop() == 0
+    assert synth.sounding() == set()
+    assert "Traceback" not in daemon.text()
