@@ -20,6 +20,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -50,18 +51,30 @@ class Controller:
         pass
 
 
-def flood(port: int, rate: int, seconds: float) -> None:
+def flood(stop: threading.Event, port: int, rate: int = 1000, instance: str = "bench") -> int:
+    """Publish ``set/temperature`` at ``rate`` a second until ``stop`` is set; returns how many were sent.
+
+    Its signature fits bench/timing.py's flood threads: ``functools.partial(flood, port=port)``.
+    """
     import paho.mqtt.client as paho
 
     client = paho.Client(paho.CallbackAPIVersion.VERSION2)
     client.connect("127.0.0.1", port)
     client.loop_start()
-    start = time.monotonic()
-    for i in range(int(rate * seconds)):
-        time.sleep(max(0.0, start + i / rate - time.monotonic()))
-        client.publish("improvd/bench/set/temperature", f"{0.1 + (i % 150) / 100:.2f}", qos=1)
+    start, sent = time.monotonic(), 0
+    while not stop.is_set():
+        time.sleep(max(0.0, start + sent / rate - time.monotonic()))
+        client.publish(f"improvd/{instance}/set/temperature", f"{0.1 + (sent % 150) / 100:.2f}", qos=1)
+        sent += 1
     client.loop_stop()
     client.disconnect()
+    return sent
+
+
+def _flood_for(port: int, rate: int, seconds: float) -> None:
+    stop = threading.Event()
+    threading.Timer(seconds, stop.set).start()
+    flood(stop, port, rate)
 
 
 async def lateness(seconds: float) -> list[float]:
@@ -93,7 +106,7 @@ async def bench(port: int, rate: int, seconds: float) -> dict:
     while not plane.connected:
         await asyncio.sleep(0.05)
     quiet = await lateness(seconds)
-    publisher = multiprocessing.Process(target=flood, args=(port, rate, seconds))
+    publisher = multiprocessing.Process(target=_flood_for, args=(port, rate, seconds))
     publisher.start()
     busy = await lateness(seconds)
     publisher.join()
