@@ -31,6 +31,7 @@ log = logging.getLogger("improvd.mqtt")
 BACKOFF_START = 1.0  # seconds before the first retry
 BACKOFF_CAP = 30.0
 STATE_INTERVAL = 0.05  # at most one state publish per interval: a burst of changes gives one publish
+SETTLE = 0.1  # seconds after a change before the state is published again
 EVENT_QUEUE = 1000
 TOPIC_CHARS_FORBIDDEN = set("+#/\0")
 
@@ -368,6 +369,8 @@ class ControlPlane:
             self.publish_event("error", {"topic": topic, "reason": f"internal error: {error}"})
             return
         self.publish_state()
+        # the daemon applies changes in its timing thread, a moment later: publish again once they have landed
+        asyncio.get_running_loop().call_later(SETTLE, self.publish_state)
 
     async def _publish_loop(self, client: aiomqtt.Client) -> None:
         while True:

@@ -1,0 +1,174 @@
+"""`improvd run` with MQTT, as a subprocess on real JACK ports and a real mosquitto."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import mido
+import pytest
+
+from tests.services import wait_for
+from tests.test_mqtt import PREFIX, Probe, retained
+
+pytestmark = [pytest.mark.jack, pytest.mark.mqtt]
+
+BPM = 240
+QUARTER = 60 / BPM
+
+
+class Daemon:
+    """`improvd run --midi-api jack` with MQTT on, its log in a file."""
+
+    def __init__(self, tmp_path: Path, broker, *args: str) -> None:
+        self.log = tmp_path / f"improvd-{time.monotonic_ns()}.log"
+        mqtt = ["--mqtt-host", broker.host, "--mqtt-port", str(broker.port), "--instance", PREFIX.split("/")[1]]
+        command = [sys.executable, "-m", "improvd.cli", "run", "--midi-api", "jack", *mqtt, *args]
+        self.process = subprocess.Popen(command, stderr=self.log.open("w"), cwd=Path(__file__).parent.parent)
+
+    def text(self) -> str:
+        return self.log.read_text()
+
+    def wait_log(self, needle: str, timeout: float = 15) -> None:
+        def seen() -> bool:
+            if self.process.poll() is not None:
+                raise AssertionError(f"daemon exited ({self.process.returncode}):\n{self.text()}")
+            return needle in self.text()
+
+        wait_for(seen, timeout, f"{needle!r} in the daemon log")
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise
+
+
+class Synth:
+    """A JACK input port that counts the notes improvd plays."""
+
+    def __init__(self, backend) -> None:
+        self.notes: list[int] = []
+        self._lock = threading.Lock()
+        self.port = backend.open_input("in", client_name="synth", callback=self._on)
+
+    def _on(self, message) -> None:
+        if message.type == "note_on" and message.velocity > 0:
+            with self._lock:
+                self.notes.append(message.note)
+
+    def close(self) -> None:
+        self.port.close()
+
+
+def play_phrase(port) -> None:
+    """A phrase of a real Essen tune (the start of erk5#5), in real time."""
+    from improvd.scores import essen_tune, melody_of
+
+    for item in melody_of(essen_tune("erk5#5").score)[:8]:
+        if item.pitch is not None:
+            port.send(mido.Message("note_on", note=item.pitch, velocity=90))
+        time.sleep(item.quarter_length * QUARTER - 0.01)
+        if item.pitch is not None:
+            port.send(mido.Message("note_off", note=item.pitch, velocity=0))
+        time.sleep(0.01)
+
+
+def model_args(tiny_model_dir: Path) -> list[str]:
+    return ["--model", str(tiny_model_dir), "--bpm", str(BPM), "--seed", "3", "--phrase-end-steps", "4"]
+
+
+@pytest.fixture
+def probe(mosquitto):
+    probe = Probe(mosquitto)
+    yield probe
+    probe.close()
+
+
+def test_set_topics_change_the_daemon_and_its_retained_state(jack_server, mosquitto, probe, tiny_model_dir, tmp_path):
+    daemon = Daemon(tmp_path, mosquitto, *model_args(tiny_model_dir))
+    try:
+        state = probe.wait_state(lambda s: True, "the daemon's first state")
+        assert probe.payloads("status") == [b"online"]
+        assert {"temperature", "bpm", "enabled", "mode", "model", "clock", "ports", "timing", "version"} <= set(state)
+        assert (state["bpm"], state["mode"]) == (BPM, "listening")
+        probe.publish("set/temperature", "0.4")
+        probe.wait_state(lambda s: s["temperature"] == 0.4, "temperature 0.4")
+        probe.publish("set", '{"bpm": 90, "response_steps": "match", "enabled": false}')
+        state = probe.wait_state(lambda s: s["bpm"] == 90 and not s["enabled"], "bpm 90 and disabled")
+        assert (state["response_steps"], state["mode"]) == ("match", "idle")
+        probe.publish("set/bpm", "9000")
+        wait_for(lambda: probe.events("error"), 10, "the error event")
+        assert "bpm must be a number from 20 to 300" in probe.events("error")[0]["reason"]
+        assert json.loads(retained(mosquitto, "state"))["bpm"] == 90
+    finally:
+        assert daemon.stop() == 0
+    assert retained(mosquitto, "status") == b"offline"  # a clean stop says so
+
+
+def test_sigkill_leaves_the_last_will_offline(jack_server, mosquitto, probe, tiny_model_dir, tmp_path):
+    daemon = Daemon(tmp_path, mosquitto, *model_args(tiny_model_dir))
+    try:
+        wait_for(lambda: probe.payloads("status") == [b"online"], 20, "the daemon online")
+        daemon.process.send_signal(signal.SIGKILL)
+        daemon.process.wait(5)
+        wait_for(lambda: probe.payloads("status")[-1:] == [b"offline"], 10, "the Last Will")
+        assert retained(mosquitto, "status") == b"offline"
+    finally:
+        daemon.stop()
+
+
+def test_broker_restart_brings_the_daemon_back_with_its_state(jack_server, mosquitto, tiny_model_dir, tmp_path):
+    daemon = Daemon(tmp_path, mosquitto, *model_args(tiny_model_dir), "--temperature", "0.7")
+    try:
+        wait_for(lambda: retained(mosquitto, "status") == b"online", 20, "the daemon online")
+        mosquitto.stop()  # persistence is off: the retained state is gone with the broker
+        daemon.wait_log("MQTT: lost the broker")
+        mosquitto.start()
+        probe = Probe(mosquitto)
+        try:
+            state = probe.wait_state(lambda s: True, "the republished state")
+            assert state["temperature"] == 0.7
+            wait_for(lambda: probe.payloads("status") == [b"online"], 10, "online again")
+            probe.publish("set/temperature", "1.2")  # subscribed again
+            probe.wait_state(lambda s: s["temperature"] == 1.2, "a set after the restart")
+        finally:
+            probe.close()
+    finally:
+        assert daemon.stop() == 0
+
+
+def test_wrong_password_is_logged_clearly_and_the_daemon_keeps_playing(
+    jack_server, jack_midi, mosquitto_with_password, tiny_model_dir, tmp_path
+):
+    secret = tmp_path / "password"
+    secret.write_text("not-the-password\n")
+    synth = Synth(jack_midi)
+    player = jack_midi.open_output("out", client_name="player")
+    daemon = Daemon(
+        tmp_path,
+        mosquitto_with_password,
+        *model_args(tiny_model_dir),
+        "--input", "player", "--output", "synth",
+        "--mqtt-username", "improvd", "--mqtt-password-file", str(secret),
+    )  # fmt: skip
+    try:
+        daemon.wait_log("refused the login of user 'improvd'")
+        assert "check mqtt.username and mqtt.password_file" in daemon.text()
+        daemon.wait_log("ready")
+        play_phrase(player)
+        wait_for(lambda: synth.notes, 10, "the daemon's answer while MQTT is refused")
+        assert daemon.process.poll() is None
+    finally:
+        code = daemon.stop()
+        player.close()
+        synth.close()
+    assert code == 0, daemon.text()
