@@ -227,14 +227,20 @@ class TimingThread(threading.Thread):
                 arrival, item = self._inbox.get_nowait()
             except queue.Empty:
                 return
-            if arrival is None:
-                self._send_now(item(time.monotonic()))
-                self._report("changed", None)
-            elif isinstance(item, int):
-                self._clock(item, arrival)
-            elif self.follower is None or self.follower.running:
-                self._send_now(self.engine.feed(item, arrival))
+            try:
+                self._handle(arrival, item)
+            except Exception as error:  # one bad message or request must not end the loop
+                self._report("warning", error)
         self._events()
+
+    def _handle(self, arrival: float | None, item: Any) -> None:
+        if arrival is None:
+            self._send_now(item(time.monotonic()))
+            self._report("changed", None)
+        elif isinstance(item, int):
+            self._clock(item, arrival)
+        elif self.follower is None or self.follower.running:
+            self._send_now(self.engine.feed(item, arrival))
 
     def _clock(self, status: int, arrival: float) -> None:
         if self.follower is None:

@@ -86,6 +86,7 @@ class Daemon:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped: asyncio.Event | None = None
         self._status = ""
+        self._failed = False
         self._held: set[tuple[int, int]] = set()  # (channel, note) the player holds; rtmidi's thread only
 
     # --- MIDI input (rtmidi's thread): drop what does not belong before the engine ---
@@ -235,8 +236,11 @@ class Daemon:
             self._changed()
         elif kind == "send_error":
             log.warning("sending failed: %s", payload)
+        elif kind == "warning":
+            log.warning("ignored: %r", payload)
         else:
             log.error("timing loop failed: %r", payload)
+            self._failed = True
             if self._stopped is not None:
                 self._stopped.set()
 
@@ -268,7 +272,11 @@ class Daemon:
         for number in (signal.SIGTERM, signal.SIGINT):
             self._loop.add_signal_handler(number, self._stopped.set)
         self._loop.add_signal_handler(signal.SIGHUP, lambda: self._loop.create_task(self.reload()))
-        self.ports.open()
+        try:
+            self.ports.open()
+        except Exception as error:  # rtmidi raises its own errors (a JACK server gone meanwhile)
+            log.error("cannot open the MIDI ports: %s", error)
+            return 1
         self.timing.start()
         tasks = [self._loop.create_task(c) for c in (self._watch_ports(), self._watchdog(), self._log_stats())]
         mqtt_task = self._start_mqtt()
@@ -300,7 +308,7 @@ class Daemon:
             await asyncio.wait([mqtt_task], timeout=STOP_GRACE)
         self.ports.close()
         log.info("stopped; timing: %s", self.stats.summary())
-        return 1 if alive else 0
+        return 1 if alive or self._failed else 0
 
     async def _watch_ports(self) -> None:
         while True:
@@ -339,7 +347,12 @@ class Daemon:
         logging.getLogger().setLevel(new.log_level.upper())
         settings = new.engine_settings()
         enabled = settings.pop("enabled")
-        self.timing.submit(lambda now: self.engine.update(**settings) or self.engine.set_enabled(enabled, now))
+
+        def apply(now: float) -> list:
+            self.engine.update(**settings)
+            return self.engine.set_enabled(enabled, now) if enabled != self.engine.settings.enabled else []
+
+        self.timing.submit(apply)
         if model_dir(new) != model_dir(old):
             self._load_model_soon(model_dir(new))
         restart = [

@@ -74,9 +74,10 @@ class Synth:
 class Daemon:
     """`improvd run` in a subprocess with its log in a file."""
 
-    def __init__(self, tmp_path: Path, args: list[str], env: dict | None = None) -> None:
+    def __init__(self, tmp_path: Path, args: list[str], env: dict | None = None, mqtt: bool = False) -> None:
         self.log = tmp_path / f"improvd-{time.monotonic_ns()}.log"
-        command = [sys.executable, "-m", "improvd.cli", "run", "--midi-api", "jack", "--no-mqtt", *args]
+        command = [sys.executable, "-m", "improvd.cli", "run", "--midi-api", "jack", *args]
+        command += [] if mqtt else ["--no-mqtt"]
         self.process = subprocess.Popen(
             command, stderr=self.log.open("w"), env={**os.environ, **(env or {})}, cwd=Path(__file__).parent.parent
         )
