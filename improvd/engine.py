@@ -1,0 +1,440 @@
+"""The engine: call and response, pure and clock-driven.
+
+Timestamped MIDI messages go in, timestamped MIDI messages come out; the engine
+has no clock, thread or port of its own, so the daemon drives it in real time
+and tests and ``improvd continue`` drive it in simulated time, with the same
+result for the same input, settings and seed.
+
+The driver's contract:
+
+* ``start(t)`` sets the grid origin; then ``tick(t)`` at every grid boundary
+  (the origin included), in order. A tick closes the step that just ended:
+  the seed buffer gets its symbol and the LSTM takes one step, so the model is
+  primed at every moment.
+* ``feed(message, t)`` for each player message, between ticks. A note starting
+  in the second half of a step is counted on the next step (onsets snap to the
+  nearest boundary); so are releases.
+* Output is queued inside the engine with the time it is due; the driver sleeps
+  until ``next_due()`` and sends what ``pop_due(now)`` returns. ``feed``,
+  ``panic``, ``set_enabled`` and ``stop`` return messages to send at once
+  (releases); they also clear the queue, so nothing queued can sound after a
+  release.
+
+Listening becomes responding at the tick that completes ``phrase_end_steps``
+silent steps after a call of at least ``min_call_steps`` (or on ``respond_now``,
+or when the call reaches ``max_call_steps``). At that tick the engine estimates
+the call's key, re-primes the LSTM if the transposition changed, samples the
+whole response (one LSTM step per 16th, well under a millisecond each) and
+queues it: the first note is due on the very next boundary.
+
+Symbols that cannot be played at a point are masked before sampling: the first
+response step must start a note (no ``_``, ``r`` or ``/``), so the answer always
+starts on the step after the phrase end; a ``/`` later ends the response early.
+After a response the LSTM is re-primed from the player's buffer, so the next
+answer follows what the player played, not what improvd played.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import heapq
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+import mido
+import numpy as np
+
+from improvd.encoding import HOLD, SONG_END, is_pitch, transposition_to_c
+from improvd.keys import estimate_key
+from improvd.model import Model
+from improvd.runtime import LSTMRuntime
+from improvd.sampler import Sampler
+from improvd.seedbuffer import SeedBuffer
+
+SUSTAIN = 64
+ALL_NOTES_OFF = 123
+SONG_START_STEPS = 64  # '/' symbols fed before a call, as training puts between songs
+
+
+@dataclass
+class Settings:
+    """Musical settings; ``validate`` names the field, the value and what is allowed."""
+
+    temperature: float = 1.0
+    top_p: float | None = None
+    bpm: float = 120.0
+    phrase_end_steps: int = 8
+    min_call_steps: int = 8
+    max_call_steps: int = 0
+    response_steps: int | str = 32
+    barge_in: str = "stop"
+    velocity: int | None = None
+    gate: float = 0.9
+    output_channel: int = 0
+    input_channel: int | None = None
+    buffer_steps: int | None = None
+    enabled: bool = True
+
+    def validate(self) -> Settings:
+        checks = [
+            ("temperature", _number(self.temperature) and 0.05 <= self.temperature <= 2.0, "a number from 0.05 to 2.0"),
+            (
+                "top_p",
+                self.top_p is None or (_number(self.top_p) and 0 < self.top_p <= 1),
+                "empty or a number in (0, 1]",
+            ),
+            ("bpm", _number(self.bpm) and 20 <= self.bpm <= 300, "a number from 20 to 300"),
+            ("phrase_end_steps", _whole(self.phrase_end_steps, 1, 64), "a whole number from 1 to 64"),
+            ("min_call_steps", _whole(self.min_call_steps, 1, 1024), "a whole number from 1 to 1024"),
+            ("max_call_steps", _whole(self.max_call_steps, 0, 4096), "0 (no limit) or a whole number up to 4096"),
+            (
+                "response_steps",
+                self.response_steps == "match" or _whole(self.response_steps, 1, 256),
+                '1 to 256 or "match"',
+            ),
+            ("barge_in", self.barge_in in ("stop", "overlap"), '"stop" or "overlap"'),
+            ("velocity", self.velocity is None or _whole(self.velocity, 1, 127), "empty (follow the call) or 1 to 127"),
+            ("gate", _number(self.gate) and 0.05 <= self.gate <= 1.0, "a number from 0.05 to 1.0"),
+            ("output_channel", _whole(self.output_channel, 0, 15), "a whole number from 0 to 15"),
+            (
+                "input_channel",
+                self.input_channel is None or _whole(self.input_channel, 0, 15),
+                "empty (all) or 0 to 15",
+            ),
+            ("buffer_steps", self.buffer_steps is None or _whole(self.buffer_steps, 8, 4096), "empty or 8 to 4096"),
+            ("enabled", isinstance(self.enabled, bool), "true or false"),
+        ]
+        for name, ok, allowed in checks:
+            if not ok:
+                raise ValueError(f"{name} = {getattr(self, name)!r} is not allowed: use {allowed}")
+        return self
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and bool(np.isfinite(value))
+
+
+def _whole(value: Any, lowest: int, highest: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and lowest <= value <= highest
+
+
+@dataclass(frozen=True)
+class Timed:
+    """A message to send at ``time``."""
+
+    time: float
+    message: mido.Message
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something a listener may want to know: phrase_end, response_start, response_end, barge_in."""
+
+    time: float
+    name: str
+    data: dict = field(default_factory=dict)
+
+
+class Engine:
+    """Seed buffer -> LSTM runtime -> sampler -> queued output, driven by ticks and messages."""
+
+    def __init__(self, model: Model, settings: Settings | None = None, seed: int | None = None) -> None:
+        self.settings = (settings or Settings()).validate()
+        self._sampler = Sampler(seed)
+        self._queue: list[tuple[float, int, mido.Message]] = []
+        self._order = itertools.count()  # ties in the queue keep insertion order
+        self._events: list[Event] = []
+        self.sounding: set[int] = set()
+        self._pending_model: Model | None = None
+        self._origin = self._step_start = 0.0
+        self._step = 0
+        self._respond_requested = False
+        self.mode = "listening" if self.settings.enabled else "idle"
+        self._buffer = SeedBuffer(self.settings.buffer_steps or model.sequence_length)
+        self._call_steps = 0
+        self._shift = 0
+        self._load(model)
+
+    # --- model and state -----------------------------------------------------
+
+    def _load(self, model: Model) -> None:
+        self.model = model
+        self._runtime = LSTMRuntime(model)
+        vocabulary = model.vocabulary
+        self._song_end = vocabulary.index[SONG_END]
+        self._runtime.prime([self._song_end] * SONG_START_STEPS)
+        self._song_start = self._runtime.snapshot()
+        self._first_step_mask = np.array([is_pitch(s) for s in vocabulary.symbols])
+        self._reprime()
+
+    def _feed_lstm(self, symbol: str) -> None:
+        """One LSTM step on ``symbol`` (a player pitch is transposed and folded into the vocabulary)."""
+        vocabulary = self.model.vocabulary
+        if is_pitch(symbol):
+            symbol = vocabulary.fold(str(int(symbol) + self._shift))
+        self._logits = self._runtime.step(vocabulary.index[symbol])
+
+    def _reprime(self) -> None:
+        self._runtime.restore(self._song_start)
+        self._logits = self._runtime.step(self._song_end)
+        for symbol in self._buffer.last_note_symbols():
+            self._feed_lstm(symbol)
+
+    # --- the grid --------------------------------------------------------------
+
+    def step_seconds(self) -> float:
+        return 60.0 / self.settings.bpm / 4
+
+    def start(self, time: float) -> None:
+        self._origin = self._step_start = time
+        self._step = 0
+
+    def _snap(self, time: float) -> int:
+        """The step a player event at ``time`` counts on: this one, or the next if past half-way."""
+        return self._step + (1 if time - self._step_start >= self.step_seconds() / 2 else 0)
+
+    def tick(self, time: float) -> None:
+        if time <= self._step_start:
+            return  # the origin itself: no step has ended yet
+        closed = self._step
+        self._step += 1
+        self._step_start = time
+        if self.mode == "responding" and time >= self._response_end - 1e-9:
+            self._end_response(time)
+        if self.mode == "idle":
+            return
+        self._close_step(closed, time)
+
+    def _close_step(self, step: int, time: float) -> None:
+        in_call = self._call_steps > 0 or self._buffer.held or self._respond_requested
+        symbol = self._buffer.close(step) if in_call or self._buffer.has_onset(step) else None
+        if symbol is None:
+            return
+        if self._call_steps == 0 and not is_pitch(symbol) and not self._respond_requested:
+            self._buffer.symbols.pop()  # silence before a call belongs to no call
+            return
+        self._call_steps += 1
+        if self.mode == "responding":
+            return  # overlap: the player's notes go into the next call; the LSTM is busy answering
+        self._feed_lstm(symbol)
+        if self._phrase_ended():
+            self._respond(time)
+
+    def _phrase_ended(self) -> bool:
+        s = self.settings
+        if self._respond_requested:
+            return True
+        played = self._call_steps - self._buffer.silent_steps
+        if self._buffer.silent_steps >= s.phrase_end_steps and not self._buffer.held:
+            if played >= s.min_call_steps:
+                return True
+            self._call_steps = 0  # too short to answer: forget it, listen for a new call
+            return False
+        return bool(s.max_call_steps) and self._call_steps >= s.max_call_steps
+
+    # --- responding ------------------------------------------------------------
+
+    def respond_now(self) -> None:
+        """Answer at the next tick, whatever the call's length."""
+        if self.mode == "listening":
+            self._respond_requested = True
+
+    def _respond(self, time: float) -> None:
+        self._respond_requested = False
+        call = self._buffer.last_note_symbols()
+        self._events.append(Event(time, "phrase_end", {"call_steps": self._call_steps}))
+        shift = transposition_to_c(*estimate_key(call))
+        if shift != self._shift:
+            self._shift = shift
+            self._reprime()
+        symbols = self._sample_response(self._response_length())
+        self._queue_response(symbols, time)
+        self._call_steps = 0
+        self.mode = "responding"
+        self._events.append(Event(time, "response_start", {"steps": len(symbols), "transposition": self._shift}))
+
+    def _response_length(self) -> int:
+        if self.settings.response_steps == "match":
+            return max(1, min(256, self._call_steps - self._buffer.silent_steps))
+        return int(self.settings.response_steps)
+
+    def _sample_response(self, steps: int) -> list[str]:
+        """Symbols of the answer, in the model's key; stops early at '/'."""
+        vocabulary = self.model.vocabulary
+        symbols: list[str] = []
+        for k in range(steps):
+            index = self._sampler.sample(
+                self._logits,
+                self.settings.temperature,
+                self.settings.top_p,
+                self._first_step_mask if k == 0 else None,
+            )
+            symbol = vocabulary.symbols[index]
+            if symbol == SONG_END:
+                break
+            symbols.append(symbol)
+            self._logits = self._runtime.step(index)
+        return symbols
+
+    def _queue_response(self, symbols: list[str], time: float) -> None:
+        """Note_on/note_off pairs on the grid: step k of the answer starts at time + (k + 1) steps."""
+        step = self.step_seconds()
+        channel = self.settings.output_channel
+        velocity = self._velocity()
+        notes = _notes_of(symbols)
+        for start, length, pitch in notes:
+            pitch = _midi_range(pitch - self._shift)
+            on = time + (start + 1) * step
+            self._push(on, mido.Message("note_on", channel=channel, note=pitch, velocity=velocity))
+            off = on + self.settings.gate * length * step
+            self._push(off, mido.Message("note_off", channel=channel, note=pitch, velocity=0))
+        self._response_end = time + (len(symbols) + 1) * step
+
+    def _velocity(self) -> int:
+        if self.settings.velocity is not None:
+            return self.settings.velocity
+        recent = self._buffer.velocities
+        return round(sum(recent) / len(recent)) if recent else 80
+
+    def _end_response(self, time: float) -> None:
+        self.mode = "listening"
+        self._events.append(Event(time, "response_end", {}))
+        if self._pending_model is not None:
+            model, self._pending_model = self._pending_model, None
+            self._load(model)
+        else:
+            self._reprime()
+
+    # --- player input ----------------------------------------------------------
+
+    def feed(self, message: mido.Message, time: float) -> list[Timed]:
+        """Take one player message; returns releases to send at once (barge-in), usually []."""
+        channel = self.settings.input_channel
+        if self.mode == "idle" or (channel is not None and getattr(message, "channel", channel) != channel):
+            return []
+        if message.type == "note_on" and message.velocity > 0:
+            released = self._barge_in(time) if self.mode == "responding" else []
+            self._buffer.note_on(message.note, message.velocity, self._snap(time))
+            return released
+        if message.type in ("note_off", "note_on"):
+            self._buffer.note_off(message.note, self._snap(time))
+        elif message.type == "control_change" and message.control == SUSTAIN:
+            self._buffer.pedal(message.value >= 64, self._snap(time))
+        return []
+
+    def _barge_in(self, time: float) -> list[Timed]:
+        if self.settings.barge_in != "stop":
+            return []
+        released = self._release(time, all_notes_off=False)
+        self.mode = "listening"
+        self._events.append(Event(time, "barge_in", {}))
+        self._events.append(Event(time, "response_end", {"interrupted": True}))
+        self._reprime()
+        return released
+
+    # --- output queue ------------------------------------------------------------
+
+    def _push(self, time: float, message: mido.Message) -> None:
+        heapq.heappush(self._queue, (time, next(self._order), message))
+
+    def next_due(self) -> float | None:
+        return self._queue[0][0] if self._queue else None
+
+    def pop_due(self, time: float) -> list[Timed]:
+        due = []
+        while self._queue and self._queue[0][0] <= time:
+            at, _, message = heapq.heappop(self._queue)
+            self._track(message)
+            due.append(Timed(at, message))
+        return due
+
+    def _track(self, message: mido.Message) -> None:
+        if message.type == "note_on" and message.velocity > 0:
+            self.sounding.add(message.note)
+        elif message.type in ("note_on", "note_off"):
+            self.sounding.discard(message.note)
+
+    def _release(self, time: float, all_notes_off: bool = True) -> list[Timed]:
+        """Clear the queue; note_off for every sounding note (then CC 123 and CC 64 = 0)."""
+        self._queue.clear()
+        channel = self.settings.output_channel
+        messages = [mido.Message("note_off", channel=channel, note=n, velocity=0) for n in sorted(self.sounding)]
+        if all_notes_off:
+            messages += [
+                mido.Message("control_change", channel=channel, control=ALL_NOTES_OFF, value=0),
+                mido.Message("control_change", channel=channel, control=SUSTAIN, value=0),
+            ]
+        self.sounding.clear()
+        return [Timed(time, m) for m in messages]
+
+    # --- commands ------------------------------------------------------------------
+
+    def panic(self, time: float) -> list[Timed]:
+        """Release everything now; a response in progress ends, listening goes on."""
+        released = self._release(time)
+        if self.mode == "responding":
+            self._end_response(time)
+        self._buffer.reset_call()
+        self._call_steps = 0
+        return released
+
+    def stop(self, time: float) -> list[Timed]:
+        """MIDI Stop or shutdown: the same releases as panic."""
+        return self.panic(time)
+
+    def set_enabled(self, enabled: bool, time: float) -> list[Timed]:
+        self.settings.enabled = enabled
+        if not enabled:
+            released = self.panic(time)
+            self.mode = "idle"
+            return released
+        if self.mode == "idle":
+            self.mode = "listening"
+        return []
+
+    def update(self, time: float | None = None, **changes: Any) -> list[Timed]:
+        """Change settings all together or not at all (ValueError names the bad one).
+
+        Returns the releases to send if the change disables the engine.
+        """
+        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(Settings)})
+        if unknown:
+            raise ValueError(f"unknown setting(s): {', '.join(unknown)}")
+        candidate = dataclasses.replace(self.settings, **changes).validate()
+        enabled = candidate.enabled
+        self.settings = dataclasses.replace(candidate, enabled=self.settings.enabled)
+        if enabled != self.settings.enabled:
+            return self.set_enabled(enabled, self._step_start if time is None else time)
+        return []
+
+    def set_model(self, model: Model) -> None:
+        """Use ``model`` from now on, or from the end of the response in progress."""
+        if self.mode == "responding":
+            self._pending_model = model
+        else:
+            self._load(model)
+
+    def drain_events(self) -> list[Event]:
+        events, self._events = self._events, []
+        return events
+
+
+def _notes_of(symbols: list[str]) -> list[tuple[int, int, int]]:
+    """(start step, length in steps, pitch) for each note in ``symbols``; rests end notes."""
+    notes: list[tuple[int, int, int]] = []
+    for k, symbol in enumerate(symbols):
+        if is_pitch(symbol):
+            notes.append((k, 1, int(symbol)))
+        elif symbol == HOLD and notes and notes[-1][0] + notes[-1][1] == k:
+            start, length, pitch = notes[-1]
+            notes[-1] = (start, length + 1, pitch)
+    return notes
+
+
+def _midi_range(pitch: int) -> int:
+    while pitch > 127:
+        pitch -= 12
+    while pitch < 0:
+        pitch += 12
+    return pitch

@@ -1,0 +1,106 @@
+"""The player's melody as 16th-note symbols: a rolling buffer fed whole grid steps.
+
+The engine snaps times to the grid and tells the buffer which step each note
+starts and ends on; the buffer decides each closed step's symbol:
+
+* the highest pitch among the notes starting on that step, when it is above
+  every note still sounding from before (the melody is the top line);
+* ``_`` while a note (or a rest) goes on;
+* ``r`` at the first silent step (no key down and no note held by the pedal).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from improvd.encoding import HOLD, REST, is_pitch
+
+
+class SeedBuffer:
+    """Keeps the last ``length`` symbols of the player's line, one per closed step."""
+
+    def __init__(self, length: int) -> None:
+        self.symbols: deque[str] = deque(maxlen=length)
+        self._onsets: dict[int, dict[int, int]] = {}  # step -> {pitch: velocity}
+        self._down: dict[int, int] = {}  # pitch -> onset step, key held
+        self._pedalled: dict[int, int] = {}  # pitch -> onset step, released key held by the pedal
+        self._released_at: int | None = None  # step a release snapped to, when it ended the last sounding note
+        self._pedal = False
+        self._sounding_pitch: int | None = None  # the melody note now sounding
+        self.velocities: deque[int] = deque(maxlen=4)
+        self.silent_steps = 0
+
+    @property
+    def held(self) -> bool:
+        """A key is down or the pedal holds a note."""
+        return bool(self._down or self._pedalled)
+
+    def note_on(self, pitch: int, velocity: int, step: int) -> None:
+        self._onsets.setdefault(step, {})[pitch] = velocity
+        self._down[pitch] = step
+
+    def note_off(self, pitch: int, step: int) -> None:
+        """A key released; its sound ends on ``step`` (the snapped boundary) unless the pedal holds it."""
+        onset = self._down.pop(pitch, None)
+        if onset is None:
+            return  # a note_off for a key that was never pressed (or already released)
+        if self._pedal:
+            self._pedalled[pitch] = onset
+        elif not self.held:
+            self._released_at = step
+
+    def pedal(self, down: bool, step: int) -> None:
+        self._pedal = down
+        if not down and self._pedalled:
+            self._pedalled.clear()
+            if not self._down:
+                self._released_at = step
+
+    def has_onset(self, step: int) -> bool:
+        return step in self._onsets
+
+    def reset_call(self) -> None:
+        """Forget everything held or pending (after a panic, a disable or a Stop)."""
+        self._onsets.clear()
+        self._down.clear()
+        self._pedalled.clear()
+        self._released_at = None
+        self._sounding_pitch = None
+        self.silent_steps = 0
+
+    def close(self, step: int) -> str:
+        """The symbol for ``step``, now over; appended to the buffer and returned."""
+        symbol = self._symbol_for(step)
+        self.symbols.append(symbol)
+        return symbol
+
+    def _symbol_for(self, step: int) -> str:
+        onsets = self._onsets.pop(step, {})
+        earlier = [p for p, on in {**self._down, **self._pedalled}.items() if on < step]
+        if onsets and max(onsets) > max(earlier, default=-1):
+            pitch = max(onsets)
+            self.velocities.append(onsets[pitch])
+            self._sounding_pitch = pitch
+            self.silent_steps = 0
+            self._released_at = None
+            return str(pitch)
+        if self._sounds_during(step):
+            self.silent_steps = 0
+            return HOLD
+        self.silent_steps += 1
+        starts_rest = self.silent_steps == 1 and self.symbols and self._sounding_pitch is not None
+        self._sounding_pitch = None
+        return REST if starts_rest else HOLD
+
+    def _sounds_during(self, step: int) -> bool:
+        if any(on <= step for on in {**self._down, **self._pedalled}.values()):
+            return True
+        return self._released_at is not None and self._released_at > step
+
+    def last_note_symbols(self) -> list[str]:
+        """The buffer's symbols, from the first note on (leading holds of nothing dropped)."""
+        symbols = list(self.symbols)
+        for index, symbol in enumerate(symbols):
+            if is_pitch(symbol) or symbol == REST:
+                return symbols[index:]
+        return []
