@@ -1,0 +1,48 @@
+"""Drive an Engine in simulated time with an arbitrary stream of player messages."""
+
+from __future__ import annotations
+
+import math
+
+import mido
+
+from improvd.engine import Engine, Event, Timed
+
+
+def run(
+    engine: Engine, messages: list[tuple[float, mido.Message]], steps: int, drain: bool = True
+) -> tuple[list[Timed], list[Event]]:
+    """Tick ``steps`` boundaries from 0, feeding each message before the boundary after it; return output and events.
+
+    With ``drain`` the output still queued after the last tick is taken too (as if time ran on).
+    """
+    pending = sorted(messages, key=lambda item: item[0])
+    sent: list[Timed] = []
+    events: list[Event] = []
+    engine.start(0.0)
+    step = engine.step_seconds()
+    for k in range(steps + 1):
+        boundary = k * step
+        while pending and pending[0][0] < boundary:
+            time, message = pending.pop(0)
+            sent += engine.feed(message, time)
+        sent += engine.pop_due(boundary)
+        engine.tick(boundary)
+        events += engine.drain_events()
+    if drain:
+        sent += engine.pop_due(math.inf)
+    return sent, events
+
+
+def sounding_after(sent: list[Timed]) -> set[tuple[int, int]]:
+    """(channel, note) pairs whose last message was a note_on (CC 123 releases a channel)."""
+    on: set[tuple[int, int]] = set()
+    for timed in sorted(sent, key=lambda t: t.time):
+        m = timed.message
+        if m.type == "note_on" and m.velocity > 0:
+            on.add((m.channel, m.note))
+        elif m.type in ("note_on", "note_off"):
+            on.discard((m.channel, m.note))
+        elif m.type == "control_change" and m.control == 123:
+            on = {(c, n) for c, n in on if c != m.channel}
+    return on
