@@ -64,11 +64,12 @@ def draw_piano_roll(
     axes.set_ylim(low, high)
     ticks = [p for p in range(low, high + 1) if p % 12 in (0, 4, 7)]
     axes.set_yticks(ticks, [f"{NAMES[p % 12]}{p // 12 - 1}" for p in ticks])
-    axes.set_xlabel("beats")
+    axes.set_xlabel("beats (grey lines: bar lines)")
     axes.set_ylabel("pitch")
-    axes.set_title(title)
+    axes.set_title(title, loc="left")
     axes.grid(axis="y", color="#dddddd", linewidth=0.5)
-    axes.legend(loc="upper right")
+    axes.set_axisbelow(True)
+    axes.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=2, frameon=False)
     figure.tight_layout()
     try:
         return atomic_write(path, lambda temporary: figure.savefig(temporary, format="png", dpi=DPI))

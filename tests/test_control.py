@@ -31,7 +31,11 @@ from improvd.control import MAX_PAYLOAD, ControlError, Request, parse
         ("set/phrase_end_steps", b"4", {"phrase_end_steps": 4}),
         ("set/model", b"essen", {"model": "essen"}),
         ("set/model", b"essen-v2.1_small", {"model": "essen-v2.1_small"}),
-        ("set", b'{"temperature": 0.9, "bpm": 100, "enabled": "off"}', {"temperature": 0.9, "bpm": 100.0, "enabled": False}),
+        (
+            "set",
+            b'{"temperature": 0.9, "bpm": 100, "enabled": "off"}',
+            {"temperature": 0.9, "bpm": 100.0, "enabled": False},
+        ),
         ("set", b'{"response_steps": "match", "model": "essen"}', {"response_steps": "match", "model": "essen"}),
     ],
 )
