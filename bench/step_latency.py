@@ -1,0 +1,168 @@
+"""Per-step latency of three ways to generate the next symbol, on the same weights, in one run.
+
+(a) tutorial_window: the tutorial's way, Keras ``model.predict`` over the whole 64-step one-hot window;
+(b) keras_stateful: a stateful Keras LSTM called on one step;
+(c) improvd: improvd's numpy runtime step plus sampling;
+plus phrase_end: the engine's work at a phrase end (key estimate, re-prime, sampling the whole answer).
+
+Prints one JSON object (with --json) or a table. Not a test: these machines are shared, so compare the ratios.
+Uses models/essen when it exists, else a default-size model (one LSTM of 256 units) with random weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import keras
+import mido
+import numpy as np
+
+from improvd.encoding import Vocabulary
+from improvd.engine import Engine, Settings
+from improvd.model import DEFAULT_MODEL_DIR, load_model
+from improvd.runtime import LSTMRuntime
+from improvd.sampler import Sampler
+from training.export import export_model
+from training.model import build_model
+
+WINDOW = 64
+
+
+def percentiles(seconds: list[float]) -> dict[str, float]:
+    ms = np.array(seconds) * 1000
+    return {"p50_ms": round(float(np.percentile(ms, 50)), 4), "p99_ms": round(float(np.percentile(ms, 99)), 4)}
+
+
+def timed(function, repeats: int) -> list[float]:
+    """Seconds per call, with the garbage collector held off as the daemon's timing thread would want."""
+    samples = []
+    gc.disable()
+    try:
+        for _ in range(repeats):
+            start = time.perf_counter()
+            function()
+            samples.append(time.perf_counter() - start)
+    finally:
+        gc.enable()
+    return samples
+
+
+def model_dir(workdir: Path) -> Path:
+    if (DEFAULT_MODEL_DIR / "weights.npz").exists():
+        return DEFAULT_MODEL_DIR
+    vocabulary = Vocabulary(["_", "r", "/", *[str(p) for p in range(55, 91)]])
+    return export_model(build_model(len(vocabulary)), vocabulary, workdir / "bench", WINDOW, save_keras=False)
+
+
+def keras_lstm(units: int, vocab: int, weights: dict, **input_options) -> keras.Model:
+    """A one-hot-input Keras LSTM stack with improvd's exported weights (first layer only stacks are enough here)."""
+    inputs = keras.Input(**input_options)
+    x = inputs
+    last = len([k for k in weights if k.endswith("_recurrent_kernel")]) - 1
+    for k in range(last + 1):
+        stateful = input_options.get("batch_shape") is not None
+        layer = keras.layers.LSTM(
+            units[k], return_sequences=k < last, stateful=stateful and input_options["batch_shape"][1] == 1
+        )
+        x = layer(x)
+        kernel = weights[f"lstm_{k}_kernel"]
+        if k == 0 and "embedding" in weights:
+            kernel = weights["embedding"] @ kernel
+        layer.set_weights([kernel, weights[f"lstm_{k}_recurrent_kernel"], weights[f"lstm_{k}_bias"]])
+    dense = keras.layers.Dense(vocab, activation="softmax")
+    outputs = dense(x)
+    dense.set_weights([weights["dense_kernel"], weights["dense_bias"]])
+    return keras.Model(inputs, outputs)
+
+
+def bench(repeats: int) -> dict:
+    with tempfile.TemporaryDirectory() as workdir:
+        model = load_model(model_dir(Path(workdir)))
+    vocab = len(model.vocabulary)
+    rng = np.random.default_rng(0)
+    window = np.eye(vocab, dtype=np.float32)[rng.integers(0, vocab, WINDOW)][None]
+
+    tutorial = keras_lstm(model.lstm_units, vocab, model.weights, shape=(WINDOW, vocab))
+    tutorial.predict(window, verbose=0)
+    tutorial_times = timed(lambda: tutorial.predict(window, verbose=0), repeats)
+
+    stateful = keras_lstm(model.lstm_units, vocab, model.weights, batch_shape=(1, 1, vocab))
+    one_step = window[:, :1]
+    stateful(one_step, training=False)
+    stateful_times = timed(lambda: stateful(one_step, training=False), repeats * 5)
+
+    runtime, sampler = LSTMRuntime(model), Sampler(0)
+    state = {"index": 0}
+
+    def improvd_step() -> None:
+        state["index"] = sampler.sample(runtime.step(state["index"]), 1.0)
+
+    timed(improvd_step, 200)
+    improvd_times = timed(improvd_step, repeats * 50)
+
+    phrase_end_times = phrase_end_work(model, repeats)
+    result = {
+        "model": str(model.path),
+        "lstm_units": model.lstm_units,
+        "vocabulary": vocab,
+        "tutorial_window": percentiles(tutorial_times),
+        "keras_stateful": percentiles(stateful_times),
+        "improvd": percentiles(improvd_times),
+        "phrase_end": percentiles(phrase_end_times),
+    }
+    result["load_average_1min"] = round(os.getloadavg()[0], 2)
+    result["speedup_p50_vs_tutorial"] = round(result["tutorial_window"]["p50_ms"] / result["improvd"]["p50_ms"], 1)
+    result["speedup_p50_vs_keras_stateful"] = round(result["keras_stateful"]["p50_ms"] / result["improvd"]["p50_ms"], 1)
+    return result
+
+
+def phrase_end_work(model, repeats: int) -> list[float]:
+    """Time the tick at which the engine answers: key estimate, re-prime when the key moved, the whole answer sampled."""
+    samples = []
+    rng = np.random.default_rng(1)
+    for _ in range(repeats):
+        engine = Engine(model, Settings(bpm=120, response_steps=32), seed=int(rng.integers(1 << 30)))
+        step = engine.step_seconds()
+        engine.start(0.0)
+        root = int(rng.integers(55, 67))
+        for k in range(WINDOW):
+            if k % 2 == 0:
+                pitch = root + int(rng.choice([0, 2, 4, 5, 7, 9, 11, 12]))
+                engine.feed(mido.Message("note_on", note=pitch, velocity=80), k * step)
+                engine.feed(mido.Message("note_off", note=pitch), (k + 1.9) * step)
+            engine.tick((k + 1) * step)
+        engine.respond_now()
+        start = time.perf_counter()
+        engine.tick((WINDOW + 1) * step)
+        samples.append(time.perf_counter() - start)
+    return samples
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--repeats", type=int, default=200, help="windows predicted by the tutorial's way (default 200)"
+    )
+    args = parser.parse_args()
+    result = bench(args.repeats)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            print(f"{key:32} {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
