@@ -46,7 +46,7 @@ def read_score(path: str | Path) -> stream.Stream:
     if path.suffix.lower() not in SCORE_SUFFIXES:
         raise ScoreError(f"{path}: unsupported file type '{path.suffix}' (use one of {', '.join(SCORE_SUFFIXES)})")
     try:
-        return converter.parse(path)
+        return converter.parse(path, forceSource=True)  # never load music21's pickle cache
     except Exception as error:  # music21 raises many unrelated types for bad input
         raise ScoreError(f"{path}: cannot be read as music ({type(error).__name__}: {error})") from None
 
