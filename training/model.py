@@ -10,6 +10,24 @@ import keras
 from keras import layers
 
 
+@keras.saving.register_keras_serializable(package="improvd")
+class OneHot(layers.Layer):
+    """(batch, time) int indices -> (batch, time, depth) one-hot floats; saves and reloads in safe mode."""
+
+    def __init__(self, depth: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.depth = depth
+
+    def call(self, inputs):
+        return keras.ops.one_hot(keras.ops.cast(inputs, "int32"), self.depth)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape, self.depth)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "depth": self.depth}
+
+
 def build_model(
     vocab_size: int,
     lstm_units: tuple[int, ...] = (256,),
@@ -23,7 +41,7 @@ def build_model(
     if input_kind == "embedding":
         x = layers.Embedding(vocab_size, embedding_dim, name="embedding")(inputs)
     elif input_kind == "onehot":
-        x = layers.Lambda(lambda t: keras.ops.one_hot(t, vocab_size), name="onehot")(inputs)
+        x = OneHot(vocab_size, name="onehot")(inputs)
     else:
         raise ValueError(f"input_kind must be 'onehot' or 'embedding', got {input_kind!r}")
     for k, units in enumerate(lstm_units):
