@@ -137,7 +137,7 @@ class Daemon:
     def _control_action(self, name: str, value: int) -> None:
         if name == "temperature":
             temperature = round(0.05 + (2.0 - 0.05) * value / 127, 3)
-            self.timing.submit(lambda now: self.engine.update(temperature=temperature) or [])
+            self.timing.submit(lambda now: self.engine.update(now, temperature=temperature))
         elif name == "enable":
             self.timing.submit(lambda now: self.engine.set_enabled(value >= 64, now))
         elif value >= 64:  # respond and panic act on press
@@ -173,7 +173,7 @@ class Daemon:
         candidate.validate()
         model_path = self._model_path(changes["model"]) if "model" in changes else None
         if settings:
-            self.timing.submit(lambda now: self.engine.update(**settings) or [])
+            self.timing.submit(lambda now: self.engine.update(now, **settings))
         if "enabled" in changes:
             enabled = bool(changes["enabled"])
             self.timing.submit(lambda now: self.engine.set_enabled(enabled, now))
@@ -347,13 +347,7 @@ class Daemon:
         old, self.config = self.config, dataclasses.replace(new, mqtt=self.config.mqtt)
         logging.getLogger().setLevel(new.log_level.upper())
         settings = new.engine_settings()
-        enabled = settings.pop("enabled")
-
-        def apply(now: float) -> list:
-            self.engine.update(**settings)
-            return self.engine.set_enabled(enabled, now) if enabled != self.engine.settings.enabled else []
-
-        self.timing.submit(apply)
+        self.timing.submit(lambda now: self.engine.update(now, **settings))
         if model_dir(new) != model_dir(old):
             self._load_model_soon(model_dir(new))
         restart = [

@@ -196,6 +196,7 @@ def test_lost_port_is_reconnected(tmp_path, tiny_model_dir, jack_midi, synth):
         daemon.wait_log("input port 'player:out' is gone", timeout=3)
         with jack_midi.open_output("out", client_name="player") as port:
             wait_for(lambda: daemon.text().count("is back") == 2, 3, "the second reconnect")
+            time.sleep(0.3)
             play(port, first_phrase())
             wait_response(synth, 1)
         assert daemon.text().count("is gone") == 1  # logged once
