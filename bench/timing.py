@@ -116,7 +116,7 @@ def rss_mb(pid: int) -> tuple[float, float]:
     return kb.get("VmRSS", 0) / 1024, (kb.get("VmRSS", 0) - kb.get("RssShmem", 0)) / 1024
 
 
-def run_one(model: Path, bpm: int, with_flood: bool, seconds: float, workdir: Path) -> dict:
+def run_one(model: Path, bpm: int, with_flood: bool, seconds: float, workdir: Path, tunes: list) -> dict:
     step = 60 / bpm / 4
     notify_path = workdir / f"notify-{bpm}-{with_flood}"
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -142,7 +142,6 @@ def run_one(model: Path, bpm: int, with_flood: bool, seconds: float, workdir: Pa
     if with_flood:
         flooder.start()
     calls, peak_rss, peak_private, cpu1, busy0 = [], 0.0, 0.0, cpu_seconds(daemon.pid), time.monotonic()
-    tunes = phrases()
     while time.monotonic() - busy0 < seconds:
         phrase = tunes[len(calls) % len(tunes)]
         last_off = play(player, phrase, bpm)
@@ -219,8 +218,8 @@ def grid_figures(onsets: list[float], calls: list[tuple[float, int]], step: floa
         end = calls[index + 1][1] if index + 1 < len(calls) else len(onsets)
         if first >= end:
             continue
-        k = -(-(last_off - grid_origin) // step)  # the first boundary after the last note_off
-        phrase_end = grid_origin + (k + PHRASE_END_STEPS - 1) * step
+        released = round((last_off - grid_origin) / step)  # the engine counts a release on the nearest boundary
+        phrase_end = grid_origin + (released + PHRASE_END_STEPS) * step  # the tick that completes the silence
         delays.append(onsets[first] - phrase_end)
     return errors, delays
 
@@ -237,8 +236,11 @@ def main() -> int:
     server = JackServer(f"improvd-bench-{os.getpid()}", workdir / "jackd.log")
     server.start()
     os.environ.update(JACK_DEFAULT_SERVER=server.name, JACK_NO_START_SERVER="1")
+    tunes = phrases()
     try:
-        runs = [run_one(args.model, bpm, fl, args.seconds, workdir) for bpm in (120, 240) for fl in (False, True)]
+        runs = [
+            run_one(args.model, bpm, fl, args.seconds, workdir, tunes) for bpm in (120, 240) for fl in (False, True)
+        ]
     finally:
         server.stop()
     for run in runs:

@@ -179,7 +179,7 @@ class Daemon:
             self.timing.submit(lambda now: self.engine.set_enabled(enabled, now))
         if model_path is not None:
             self._load_model_soon(model_path)
-        log.info("changed: %s", ", ".join(f"{k} = {v}" for k, v in changes.items()))
+        log.debug("changed: %s", ", ".join(f"{k} = {v}" for k, v in changes.items()))
 
     def _model_path(self, name: str) -> Path:
         root = Path(self.config.models_path).expanduser() if self.config.models_path else model_dir(self.config).parent
