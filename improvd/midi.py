@@ -26,6 +26,7 @@ log = logging.getLogger("improvd.midi")
 
 CLIENT = "improvd"
 APIS = {"alsa": rtmidi.API_LINUX_ALSA, "jack": rtmidi.API_UNIX_JACK}
+INPUT_POLL = 0.001  # seconds between looks at JACK input (the arrival times come from rtmidi's own deltas)
 OWN_PORT = re.compile(rf"^{CLIENT}(-\d+)?:")
 ADVICE = {
     "alsa": (
@@ -121,6 +122,8 @@ class MidiPorts:
         self._on_message = on_message
         self._clock = clock
         self._lock = threading.Lock()
+        self._reading = threading.Event()  # set: the JACK input reader stops
+        self._reader = threading.Thread(target=self._poll_input, name="improvd-midi-in", daemon=True)
         self._in = _Side(_create(rtmidi.MidiIn, api), "input", input)
         self._out = _Side(_create(rtmidi.MidiOut, api), "output", output)
         self._listen()
@@ -128,9 +131,25 @@ class MidiPorts:
     def _listen(self) -> None:
         # sysex and active sensing never reach Python; clock messages only when following MIDI clock
         self._in.handle.ignore_types(sysex=True, timing=not self._clock, active_sense=True)
-        self._in.handle.cancel_callback()
         self._arrivals = ArrivalClock()  # a new port's first delta is 0
+        if self.api == "jack":
+            return  # read by _poll_input: rtmidi would call Python from JACK's process thread
+        self._in.handle.cancel_callback()
         self._in.handle.set_callback(self._callback)
+
+    def _poll_input(self) -> None:
+        """JACK input: rtmidi queues messages in JACK's thread, this thread hands them on.
+
+        A Python callback would run in JACK's real-time thread, waiting for the
+        interpreter lock; that stalls JACK's graph and can deadlock a port close.
+        """
+        while not self._reading.is_set():
+            with self._lock:
+                event = self._in.handle.get_message() if self._in.connected else None
+            if event is None:
+                self._reading.wait(INPUT_POLL)
+                continue
+            self._on_message(event[0], self._arrivals.arrival(event[1], time.monotonic()))
 
     def _callback(self, event: tuple[list[int], float], _data: object = None) -> None:
         self._on_message(event[0], self._arrivals.arrival(event[1], time.monotonic()))
@@ -146,6 +165,8 @@ class MidiPorts:
                 elif not self._connect(side):
                     log.warning("%s port matching %r not found; waiting for it", side.direction, side.wanted)
                     side.lost_logged = True
+        if self.api == "jack":
+            self._reader.start()
 
     def _connect(self, side: _Side) -> bool:
         names = side.handle.get_ports()
@@ -197,6 +218,9 @@ class MidiPorts:
         return {"input": self._in.wanted, "output": self._out.wanted}
 
     def close(self) -> None:
+        self._reading.set()
+        if self._reader.is_alive():
+            self._reader.join(1)
         with self._lock:
             self._in.handle.cancel_callback()
             for side in (self._in, self._out):
