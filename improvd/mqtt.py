@@ -241,6 +241,7 @@ class ControlPlane:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._state_pending = True
+        self._settle_pending = False
         self._events: collections.deque[tuple[str, dict]] = collections.deque(maxlen=EVENT_QUEUE)
         self._lock = threading.Lock()
 
@@ -369,8 +370,13 @@ class ControlPlane:
             self.publish_event("error", {"topic": topic, "reason": f"internal error: {error}"})
             return
         self.publish_state()
-        # the daemon applies changes in its timing thread, a moment later: publish again once they have landed
-        asyncio.get_running_loop().call_later(SETTLE, self.publish_state)
+        if not self._settle_pending:  # the daemon applies changes in its timing thread: publish again once landed
+            self._settle_pending = True
+            asyncio.get_running_loop().call_later(SETTLE, self._settled)
+
+    def _settled(self) -> None:
+        self._settle_pending = False
+        self.publish_state()
 
     async def _publish_loop(self, client: aiomqtt.Client) -> None:
         while True:
