@@ -1,0 +1,84 @@
+"""The seed buffer: one symbol per closed 16th, top line, holds, rests, the sustain pedal, a rolling window."""
+
+from __future__ import annotations
+
+import mido
+
+from improvd.engine import Engine, Settings
+from improvd.model import load_model
+from improvd.seedbuffer import SeedBuffer
+from tests.simulate import run
+
+
+def closed(buffer: SeedBuffer, steps: range) -> list[str]:
+    return [buffer.close(step) for step in steps]
+
+
+def test_a_note_then_silence_is_pitch_holds_rest_holds():
+    buffer = SeedBuffer(32)
+    buffer.note_on(60, 90, 0)
+    assert closed(buffer, range(0, 2)) == ["60", "_"]
+    buffer.note_off(60, 3)
+    assert closed(buffer, range(2, 6)) == ["_", "r", "_", "_"]
+    assert buffer.silent_steps == 3 and not buffer.held
+
+
+def test_the_highest_onset_of_a_step_wins_and_lower_notes_under_a_held_one_are_holds():
+    buffer = SeedBuffer(32)
+    for pitch in (60, 67, 64):
+        buffer.note_on(pitch, 80, 0)
+    assert closed(buffer, range(0, 1)) == ["67"]
+    buffer.note_on(62, 80, 1)  # under the 67 still held: not the melody
+    buffer.note_on(72, 100, 2)  # above it: the melody moves up
+    assert closed(buffer, range(1, 3)) == ["_", "72"]
+    assert list(buffer.velocities) == [80, 100]
+
+
+def test_the_pedal_holds_released_notes_until_it_is_lifted():
+    buffer = SeedBuffer(32)
+    buffer.pedal(True, 0)
+    buffer.note_on(65, 70, 0)
+    buffer.note_off(65, 1)
+    assert closed(buffer, range(0, 4)) == ["65", "_", "_", "_"]
+    assert buffer.held
+    buffer.pedal(False, 4)
+    assert closed(buffer, range(4, 6)) == ["r", "_"]
+    assert not buffer.held
+
+
+def test_a_note_off_for_a_key_never_pressed_changes_nothing():
+    buffer = SeedBuffer(32)
+    buffer.note_on(60, 90, 0)
+    buffer.note_off(61, 1)
+    assert closed(buffer, range(0, 3)) == ["60", "_", "_"]
+
+
+def test_the_buffer_keeps_the_last_n_steps():
+    buffer = SeedBuffer(4)
+    for step, pitch in enumerate(range(60, 66)):
+        buffer.note_on(pitch, 90, step)
+        buffer.note_off(pitch, step + 1)
+        buffer.close(step)
+    assert list(buffer.symbols) == ["62", "63", "64", "65"]
+
+
+def test_leading_holds_before_the_first_note_are_dropped_for_the_seed():
+    buffer = SeedBuffer(8)
+    buffer.symbols.extend(["_", "_", "62", "_", "r"])
+    assert buffer.last_note_symbols() == ["62", "_", "r"]
+    assert SeedBuffer(8).last_note_symbols() == []
+
+
+def test_the_engine_reads_velocity_zero_as_note_off_and_the_pedal_from_cc64(tiny_model_dir):
+    step = 60 / 120 / 4
+    engine = Engine(load_model(tiny_model_dir), Settings(bpm=120, phrase_end_steps=64), seed=0)
+    messages = [
+        (0.0, mido.Message("note_on", note=60, velocity=90)),
+        (1.98 * step, mido.Message("note_on", note=60, velocity=0)),  # snaps to step 2
+        (2.0 * step, mido.Message("note_on", note=62, velocity=90)),
+        (2.5 * step, mido.Message("control_change", control=64, value=127)),
+        (3.0 * step, mido.Message("note_off", note=62)),
+        (5.9 * step, mido.Message("control_change", control=64, value=0)),  # snaps to step 6
+    ]
+    run(engine, messages, 9)
+    assert list(engine._buffer.symbols) == ["60", "_", "62", "_", "_", "_", "r", "_", "_"]
