@@ -64,7 +64,7 @@ def main(args: argparse.Namespace) -> int:
         performance = respond(call, model, settings, args.seed)
         args.out.mkdir(parents=True, exist_ok=True)
         lines = write_all(args.out, call, performance, settings.gate, f"{ident} {call.title}".strip())
-    except (CallError, ScoreError, ModelError, OfflineError, ValueError, OSError, PianoRollUnavailable) as error:
+    except (CallError, ScoreError, ModelError, OfflineError, ValueError, OSError) as error:
         print(f"improvd demo: error: {error}", file=sys.stderr)
         return 1
     print(
@@ -85,14 +85,17 @@ def write_all(folder: Path, call: Call, performance: Performance, gate: float, t
     end = max(n.end for n in call.notes + performance.response)
     beats_per_bar = call.steps_per_bar / 4
     bar_lines = [b * beats_per_bar for b in range(int(end / bar_seconds) + 2) if b * beats_per_bar >= 0]
-    picture = draw_piano_roll(
-        folder / "demo.png", call.notes, performance.response, call.bpm, bar_lines, f"{title} — key {tonic} {mode}"
-    )
     lines = [
         f"  {midi}  MIDI: call and response on tracks of their own",
         f"  {score}  MusicXML: opens in MuseScore",
-        f"  {picture}  piano roll: call blue, response orange, key {tonic} {mode}",
     ]
+    try:
+        picture = draw_piano_roll(
+            folder / "demo.png", call.notes, performance.response, call.bpm, bar_lines, f"{title} — key {tonic} {mode}"
+        )
+        lines.append(f"  {picture}  piano roll: call blue, response orange, key {tonic} {mode}")
+    except PianoRollUnavailable as error:
+        lines.append(f"  piano roll skipped: {error}")
     why_not = render.missing()
     if why_not:
         lines.append(f"  audio skipped: {why_not}")

@@ -8,6 +8,7 @@ import io
 import json
 import shutil
 import struct
+import sys
 import wave
 
 import numpy as np
@@ -90,3 +91,19 @@ def test_an_unknown_tune_fails_clearly(tiny_model_dir, tmp_path, capsys):
     assert improvd_demo("--out", tmp_path, "--model", tiny_model_dir, "--tune", "erk5#999") == 1
     assert "no Essen tune 'erk5#999'" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_without_matplotlib_the_piano_roll_says_how_to_get_it(monkeypatch, tmp_path):
+    from improvd.pianoroll import PianoRollUnavailable, draw_piano_roll
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if it were not installed
+    with pytest.raises(PianoRollUnavailable, match=r"pip install matplotlib"):
+        draw_piano_roll(tmp_path / "x.png", [], [], 120, [], "title")
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_without_fluidsynth_audio_is_skipped_with_the_packages_to_install(monkeypatch, tmp_path):
+    from improvd import render
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no fluidsynth on it
+    assert "apt-get install fluidsynth fluid-soundfont-gm" in render.missing()
