@@ -26,7 +26,7 @@ log = logging.getLogger("improvd.midi")
 
 CLIENT = "improvd"
 APIS = {"alsa": rtmidi.API_LINUX_ALSA, "jack": rtmidi.API_UNIX_JACK}
-INPUT_POLL = 0.001  # seconds between looks at JACK input (the arrival times come from rtmidi's own deltas)
+INPUT_POLL = 0.004  # seconds between looks at JACK input (arrival times come from rtmidi's own deltas)
 OWN_PORT = re.compile(rf"^{CLIENT}(-\d+)?:")
 ADVICE = {
     "alsa": (
