@@ -172,3 +172,20 @@ def test_wrong_password_is_logged_clearly_and_the_daemon_keeps_playing(
         player.close()
         synth.close()
     assert code == 0, daemon.text()
+
+
+def test_a_midi_cc_change_of_temperature_shows_in_the_state(
+    jack_server, jack_midi, mosquitto, probe, tiny_model_dir, tmp_path
+):
+    config = tmp_path / "improvd.toml"
+    config.write_text("[cc]\ntemperature = 21\n")
+    player = jack_midi.open_output("out", client_name="player")
+    daemon = Daemon(tmp_path, mosquitto, *model_args(tiny_model_dir), "--config", str(config), "--input", "player")
+    try:
+        probe.wait_state(lambda s: s["temperature"] == 1.0, "the first state")
+        daemon.wait_log("input player:out")
+        player.send(mido.Message("control_change", control=21, value=127))
+        probe.wait_state(lambda s: s["temperature"] == 2.0, "temperature 2.0 from CC 21 = 127")
+    finally:
+        player.close()
+        assert daemon.stop() == 0
