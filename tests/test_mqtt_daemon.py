@@ -189,3 +189,18 @@ def test_a_midi_cc_change_of_temperature_shows_in_the_state(
     finally:
         player.close()
         assert daemon.stop() == 0
+
+
+def test_phrase_and_response_events_are_published(jack_server, jack_midi, mosquitto, probe, tiny_model_dir, tmp_path):
+    player = jack_midi.open_output("out", client_name="player")
+    daemon = Daemon(tmp_path, mosquitto, *model_args(tiny_model_dir), "--input", "player")
+    try:
+        daemon.wait_log("input player:out")
+        wait_for(lambda: probe.payloads("status") == [b"online"], 10, "online")
+        play_phrase(player)
+        wait_for(lambda: probe.events("response_end"), 10, "the response_end event")
+        names = [json.loads(p)["event"] for p in probe.payloads("events")]
+        assert names[:3] == ["phrase_end", "response_start", "response_end"]
+    finally:
+        player.close()
+        assert daemon.stop() == 0
