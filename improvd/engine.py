@@ -46,6 +46,7 @@ import mido
 import numpy as np
 
 from improvd.encoding import HOLD, SONG_END, is_pitch, transposition_to_c
+from improvd.grid import Grid
 from improvd.keys import estimate_key
 from improvd.model import Model
 from improvd.runtime import LSTMRuntime
@@ -146,9 +147,9 @@ class Engine:
         self._order = itertools.count()  # ties in the queue keep insertion order
         self._events: list[Event] = []
         self.sounding: set[int] = set()
+        self._sounding_channel: dict[int, int] = {}  # note -> channel it sounds on (the setting may change)
         self._pending_model: Model | None = None
-        self._origin = self._step_start = 0.0
-        self._step = 0
+        self._grid = Grid()
         self._respond_requested = False
         self.mode = "listening" if self.settings.enabled else "idle"
         self._buffer = SeedBuffer(self.settings.buffer_steps or model.sequence_length)
@@ -187,19 +188,15 @@ class Engine:
         return 60.0 / self.settings.bpm / 4
 
     def start(self, time: float) -> None:
-        self._origin = self._step_start = time
-        self._step = 0
+        self._grid.start(time)
 
     def _snap(self, time: float) -> int:
-        """The step a player event at ``time`` counts on: this one, or the next if past half-way."""
-        return self._step + (1 if time - self._step_start >= self.step_seconds() / 2 else 0)
+        return self._grid.snap(time, self.step_seconds())
 
     def tick(self, time: float) -> None:
-        if time <= self._step_start:
+        closed = self._grid.advance(time)
+        if closed is None:
             return  # the origin itself: no step has ended yet
-        closed = self._step
-        self._step += 1
-        self._step_start = time
         if self.mode == "responding" and time >= self._response_end - 1e-9:
             self._end_response(time)
         if self.mode == "idle":
@@ -352,20 +349,26 @@ class Engine:
     def _track(self, message: mido.Message) -> None:
         if message.type == "note_on" and message.velocity > 0:
             self.sounding.add(message.note)
+            self._sounding_channel[message.note] = message.channel
         elif message.type in ("note_on", "note_off"):
             self.sounding.discard(message.note)
+            self._sounding_channel.pop(message.note, None)
 
     def _release(self, time: float, all_notes_off: bool = True) -> list[Timed]:
         """Clear the queue; note_off for every sounding note (then CC 123 and CC 64 = 0)."""
         self._queue.clear()
         channel = self.settings.output_channel
-        messages = [mido.Message("note_off", channel=channel, note=n, velocity=0) for n in sorted(self.sounding)]
+        messages = [
+            mido.Message("note_off", channel=self._sounding_channel.get(n, channel), note=n, velocity=0)
+            for n in sorted(self.sounding)
+        ]
         if all_notes_off:
             messages += [
                 mido.Message("control_change", channel=channel, control=ALL_NOTES_OFF, value=0),
                 mido.Message("control_change", channel=channel, control=SUSTAIN, value=0),
             ]
         self.sounding.clear()
+        self._sounding_channel.clear()
         return [Timed(time, m) for m in messages]
 
     # --- commands ------------------------------------------------------------------
@@ -405,7 +408,7 @@ class Engine:
         enabled = candidate.enabled
         self.settings = dataclasses.replace(candidate, enabled=self.settings.enabled)
         if enabled != self.settings.enabled:
-            return self.set_enabled(enabled, self._step_start if time is None else time)
+            return self.set_enabled(enabled, self._grid.step_start if time is None else time)
         return []
 
     def set_model(self, model: Model) -> None:

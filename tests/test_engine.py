@@ -225,3 +225,13 @@ def test_no_note_is_ever_left_sounding(model, messages, chosen, seed, panic_at):
         assert timed.message.channel == chosen.output_channel
         if timed.message.type in ("note_on", "note_off"):
             assert 0 <= timed.message.note <= 127
+
+
+def test_a_panic_after_the_output_channel_changed_releases_on_the_channel_the_notes_sound_on(model):
+    engine = Engine(model, Settings(bpm=BPM, min_call_steps=4, gate=1.0, output_channel=2), seed=4)
+    run(engine, call(PHRASE), 22, drain=False)
+    assert engine.sounding
+    engine.update(output_channel=9)
+    released = [t.message for t in engine.panic(1.0)]
+    assert {m.channel for m in released if m.type == "note_off"} == {2}
+    assert {m.channel for m in released if m.type == "control_change"} == {9}
