@@ -3,35 +3,66 @@
 Timestamped MIDI messages go in, timestamped MIDI messages come out; the engine
 has no clock, thread or port of its own, so the daemon drives it in real time
 and tests and ``improvd continue`` drive it in simulated time, with the same
-result for the same input, settings and seed.
+output for the same input, tempo, settings and seed.
 
-The driver's contract:
+The driver's contract (times are floats in seconds on the driver's clock):
 
-* ``start(t)`` sets the grid origin; then ``tick(t)`` at every grid boundary
-  (the origin included), in order. A tick closes the step that just ended:
-  the seed buffer gets its symbol and the LSTM takes one step, so the model is
-  primed at every moment.
-* ``feed(message, t)`` for each player message, between ticks. A note starting
-  in the second half of a step is counted on the next step (onsets snap to the
-  nearest boundary); so are releases.
+* ``start(t)`` sets the grid origin (step 0 begins at ``t``); then ``tick(t)``
+  at every grid boundary, in order (a tick at the origin itself does nothing).
+  A tick closes the step that just ended: the seed buffer gets its symbol and
+  the LSTM takes one step, so the model is primed at every moment.
+* ``feed(message, t)`` for each player message, between ticks: note_on (velocity
+  0 is a note_off), note_off and CC 64 (>= 64 down); anything else, and other
+  channels than ``input_channel``, is ignored. An event in the second half of a
+  step counts on the next boundary (onsets and releases snap to the nearest).
+  ``feed`` returns messages to send at once: the barge-in releases, else [].
 * Output is queued inside the engine with the time it is due; the driver sleeps
-  until ``next_due()`` and sends what ``pop_due(now)`` returns. ``feed``,
-  ``panic``, ``set_enabled`` and ``stop`` return messages to send at once
-  (releases); they also clear the queue, so nothing queued can sound after a
-  release.
+  until ``next_due()`` and sends what ``pop_due(now)`` returns, in time order.
+  ``panic``, ``set_enabled(False, t)``, ``stop`` and a barge-in clear the queue
+  and return (to send at once) a note_off for every sounding note; ``panic``,
+  disabling and ``stop`` add CC 123 and CC 64 = 0 on the output channel. So
+  every note_on sent has its note_off on every path. ``sounding`` is the set
+  of output notes now on (for a last-resort safety net).
+* ``update(time=None, **settings)`` checks all changes before applying any
+  (ValueError naming the setting, the value and what is allowed) and returns
+  the releases to send when it disables the engine. ``set_model`` takes effect
+  at once when listening, at the end of the answer when responding.
+* ``drain_events()`` returns what happened since the last call, each an
+  ``Event(time, name, data)``: ``phrase_end`` {call_steps}, ``response_start``
+  {steps, transposition}, ``response_end`` ({} or {interrupted: True}),
+  ``barge_in`` {}.
 
 Listening becomes responding at the tick that completes ``phrase_end_steps``
-silent steps after a call of at least ``min_call_steps`` (or on ``respond_now``,
-or when the call reaches ``max_call_steps``). At that tick the engine estimates
-the call's key, re-primes the LSTM if the transposition changed, samples the
-whole response (one LSTM step per 16th, well under a millisecond each) and
-queues it: the first note is due on the very next boundary.
+silent steps (no key down and no note held by the pedal) after a call of at
+least ``min_call_steps`` played steps, at the first tick after ``respond_now``,
+or when the call reaches ``max_call_steps``. A call too short to answer is
+forgotten once the silence is long enough. At the phrase-end tick the engine
+estimates the call's key (improvd.keys), re-primes the LSTM from the buffer if
+the transposition to C major / A minor changed, samples the whole answer (one
+LSTM step per 16th, a few milliseconds in all) and queues it, transposed back
+and folded by octaves into MIDI range: the first note is due on the very next
+boundary, a whole step after the tick. The daemon therefore runs ``tick`` at
+the boundary and sends queued messages at their own times: the phrase-end
+work is off the timing-critical path as long as a tick returns within a step.
+
+Each answer note's note_off is due ``gate`` of its length after its note_on,
+so a repeated pitch retriggers; the answer lasts ``response_steps`` steps (or
+as many as the call played, with ``"match"``) and the engine listens again at
+the boundary after its last step. Velocity is ``velocity`` or the mean of the
+call's last four onsets. With ``barge_in = "stop"`` a player note during an
+answer releases every sounding answer note at once, drops the rest of the
+answer and starts the next call; with ``"overlap"`` the answer plays on and
+the player's notes go into the buffer for the next call.
 
 Symbols that cannot be played at a point are masked before sampling: the first
-response step must start a note (no ``_``, ``r`` or ``/``), so the answer always
-starts on the step after the phrase end; a ``/`` later ends the response early.
-After a response the LSTM is re-primed from the player's buffer, so the next
-answer follows what the player played, not what improvd played.
+answer step must start a note (``_``, ``r`` and ``/`` are masked, the others
+renormalised), so the answer always starts on the step after the phrase end;
+a ``/`` later ends the answer early. Temperature divides the logits; top-p
+keeps the smallest set of likely symbols; the generator is seeded.
+
+While answering, the LSTM consumes its own symbols (it is continuing). After
+the answer (or a barge-in) it is re-primed from the player's buffer, so the
+next answer follows what the player played, not what improvd played.
 """
 
 from __future__ import annotations
