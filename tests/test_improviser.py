@@ -1,0 +1,94 @@
+"""The answer's shape: masked first step, early end at '/', transposition back, velocity, gate and retrigger.
+
+The tiny model's output bias is pushed towards one symbol so the model proposes it at every step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import mido
+import pytest
+
+from improvd.encoding import transposition_to_c
+from improvd.engine import Engine, Settings
+from improvd.keys import estimate_key
+from improvd.model import Model, load_model
+from tests.simulate import run
+
+BPM = 120
+STEP = 60 / BPM / 4
+PHRASE = [(67, 0, 2), (69, 2, 2), (71, 4, 2), (72, 6, 2), (74, 8, 4)]  # released at step 12; phrase end at 20
+
+
+@pytest.fixture(scope="module")
+def model(tiny_model_dir):
+    return load_model(tiny_model_dir)
+
+
+def favouring(model: Model, symbol: str) -> Model:
+    """The model with its output bias pushed far towards ``symbol``."""
+    bias = model.weights["dense_bias"].copy()
+    bias[model.vocabulary.index[symbol]] += 60.0
+    return dataclasses.replace(model, weights={**model.weights, "dense_bias": bias})
+
+
+def call(notes, velocity: int = 90) -> list[tuple[float, mido.Message]]:
+    messages = []
+    for pitch, start, length in notes:
+        messages.append((start * STEP, mido.Message("note_on", note=pitch, velocity=velocity)))
+        messages.append(((start + length) * STEP - 0.01, mido.Message("note_off", note=pitch)))
+    return messages
+
+
+def test_a_song_end_at_the_first_step_is_masked_and_one_later_ends_the_answer(model):
+    engine = Engine(favouring(model, "/"), Settings(bpm=BPM, min_call_steps=4, gate=0.5), seed=1)
+    sent, events = run(engine, call(PHRASE), 40)
+    start = next(e for e in events if e.name == "response_start")
+    end = next(e for e in events if e.name == "response_end")
+    assert start.data["steps"] == 1
+    ons = [t for t in sent if t.message.type == "note_on" and t.message.velocity > 0]
+    assert len(ons) == 1 and ons[0].time == pytest.approx(21 * STEP)
+    assert end.time == pytest.approx(22 * STEP)
+
+
+def test_a_hold_at_the_first_step_is_masked_and_later_holds_lengthen_the_note(model):
+    engine = Engine(favouring(model, "_"), Settings(bpm=BPM, min_call_steps=4, response_steps=16, gate=0.75), seed=1)
+    sent, _ = run(engine, call(PHRASE), 60)
+    answer = [t for t in sent if t.time >= 21 * STEP - 1e-9]
+    assert [t.message.type for t in answer] == ["note_on", "note_off"]
+    assert answer[0].time == pytest.approx(21 * STEP)
+    assert answer[1].time == pytest.approx(21 * STEP + 0.75 * 16 * STEP)
+
+
+def test_repeated_pitches_retrigger_each_note_off_before_the_next_onset(model):
+    pitch = next(s for s in model.vocabulary.symbols if s.isdigit())
+    engine = Engine(favouring(model, pitch), Settings(bpm=BPM, min_call_steps=4, response_steps=8, gate=0.9), seed=1)
+    sent, _ = run(engine, call(PHRASE), 60)
+    answer = [(t.time, t.message.type) for t in sent if t.time >= 21 * STEP - 1e-9]
+    assert len(answer) == 16
+    for k in range(8):
+        on, off = answer[2 * k], answer[2 * k + 1]
+        assert on == (pytest.approx((21 + k) * STEP), "note_on")
+        assert off == (pytest.approx((21 + k + 0.9) * STEP), "note_off")
+
+
+def test_the_answer_is_transposed_back_into_the_calls_key(model):
+    pitch = next(s for s in model.vocabulary.symbols if s.isdigit())
+    engine = Engine(favouring(model, pitch), Settings(bpm=BPM, min_call_steps=4, response_steps=4), seed=1)
+    e_minor = [(64, 0, 2), (67, 2, 2), (71, 4, 2), (66, 6, 2), (64, 8, 4)]
+    sent, events = run(engine, call(e_minor), 40)
+    shift = next(e for e in events if e.name == "response_start").data["transposition"]
+    call_symbols = ["64", "_", "67", "_", "71", "_", "66", "_", "64", "_", "_", "_"]
+    assert shift == transposition_to_c(*estimate_key(call_symbols)) != 0
+    answer_notes = {t.message.note for t in sent if t.message.type == "note_on" and t.time > 20 * STEP}
+    assert answer_notes == {int(pitch) - shift}
+
+
+@pytest.mark.parametrize(("setting", "expected"), [(None, 50), (101, 101)])
+def test_velocity_follows_the_call_or_the_setting(model, setting, expected):
+    engine = Engine(model, Settings(bpm=BPM, min_call_steps=4, velocity=setting, output_channel=3), seed=1)
+    sent, _ = run(engine, call(PHRASE, velocity=50), 60)
+    answer = [t.message for t in sent if t.message.type == "note_on"]
+    assert answer and {m.velocity for m in answer} == {expected}
+    assert {m.channel for m in answer} == {3}
