@@ -27,6 +27,7 @@ log = logging.getLogger("improvd.midi")
 CLIENT = "improvd"
 APIS = {"alsa": rtmidi.API_LINUX_ALSA, "jack": rtmidi.API_UNIX_JACK}
 INPUT_POLL = 0.004  # seconds between looks at JACK input (arrival times come from rtmidi's own deltas)
+JACK_FLUSH = 0.05  # seconds for queued output to leave before the ports close
 OWN_PORT = re.compile(rf"^{CLIENT}(-\d+)?:")
 ADVICE = {
     "alsa": (
@@ -218,6 +219,8 @@ class MidiPorts:
         return {"input": self._in.wanted, "output": self._out.wanted}
 
     def close(self) -> None:
+        if self.api == "jack":
+            time.sleep(JACK_FLUSH)  # the last releases leave in JACK's next cycles, after send_message returns
         self._reading.set()
         if self._reader.is_alive():
             self._reader.join(1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -227,7 +228,18 @@ def test_follows_midi_clock(tmp_path, tiny_model_dir, player, synth):
     import mido
 
     daemon = Daemon(
-        tmp_path, [*model_args(tiny_model_dir), "--clock", "midi", "--input", "player", "--output", "synth"]
+        tmp_path,
+        [
+            *model_args(tiny_model_dir),
+            "--clock",
+            "midi",
+            "--input",
+            "player",
+            "--output",
+            "synth",
+            "--log-level",
+            "debug",
+        ],
     )
     pulses: list[float] = []
     running = threading.Event()
@@ -257,11 +269,11 @@ def test_follows_midi_clock(tmp_path, tiny_model_dir, player, synth):
         assert synth.sounding() == set()  # Stop released everything
         step = 60 / 200 / 4
         first, second = (t for t, _ in synth.note_ons()[:2])
-        # onsets fall on the pulses' grid (every 6th pulse from the first), at the followed tempo
-        grid = pulses[0::6]
-        assert min(abs(first - g) for g in grid) < step / 4
-        assert abs((second - first) / step - round((second - first) / step)) < 0.15
-        assert "response_end" in daemon.text() or "response_start" in daemon.text()
+        # onsets fall near the pulses' grid (every 6th pulse from the first; loose: the sender is a Python thread)
+        assert min(abs(first - g) for g in pulses[0::6]) < step / 2
+        assert abs((second - first) / step - round((second - first) / step)) < 0.3
+        followed = [float(x) for x in re.findall(r"following MIDI clock at ([\d.]+) BPM", daemon.text())]
+        assert followed and abs(followed[-1] - 200) < 3  # the tempo came from the pulses, not --bpm 240
     finally:
         running.clear()
         assert daemon.stop() == 0
@@ -362,5 +374,6 @@ def test_a_flood_of_junk_is_survived_and_control_changes_work(tmp_path, tiny_mod
     finally:
         stop.set()
         assert daemon.stop() == 0
+    time.sleep(0.2)  # the synth's own thread hands over the last messages
     assert synth.sounding() == set()
     assert "Traceback" not in daemon.text()
