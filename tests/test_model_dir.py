@@ -1,0 +1,170 @@
+"""Model directories that are missing, corrupt or disagree with themselves give errors naming the file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from improvd.model import MODEL_FORMAT, MODEL_FORMAT_VERSION, ModelError, expected_shapes, load_model
+from improvd.runtime import LSTMRuntime
+
+VOCABULARY = ["_", "r", "/", "60", "62", "64", "65", "67"]
+
+
+def write_model(directory: Path, input_kind: str = "onehot", units: list[int] | None = None) -> Path:
+    """A consistent model directory with random weights (no TensorFlow needed)."""
+    units = units or [6, 5]
+    directory.mkdir(parents=True, exist_ok=True)
+    card = {
+        "format": MODEL_FORMAT,
+        "format_version": MODEL_FORMAT_VERSION,
+        "vocabulary": VOCABULARY,
+        "step_quarter_length": 0.25,
+        "sequence_length": 16,
+        "input": input_kind,
+        "lstm_units": units,
+    }
+    (directory / "model.json").write_text(json.dumps(card), encoding="utf-8")
+    rng = np.random.default_rng(0)
+    shapes = expected_shapes(len(VOCABULARY), input_kind, units, 4 if input_kind == "embedding" else None)
+    np.savez(directory / "weights.npz", **{k: rng.normal(size=s).astype(np.float32) for k, s in shapes.items()})
+    return directory
+
+
+def edit_card(directory: Path, **changes) -> None:
+    card = json.loads((directory / "model.json").read_text(encoding="utf-8"))
+    card.update(changes)
+    (directory / "model.json").write_text(json.dumps(card), encoding="utf-8")
+
+
+def edit_weights(directory: Path, drop: str | None = None, **arrays) -> None:
+    with np.load(directory / "weights.npz", allow_pickle=False) as archive:
+        weights = {k: archive[k] for k in archive.files if k != drop}
+    weights.update(arrays)
+    np.savez(directory / "weights.npz", **weights)
+
+
+@pytest.mark.parametrize("input_kind", ["onehot", "embedding"])
+def test_consistent_directory_loads_and_runs(tmp_path, input_kind):
+    model = load_model(write_model(tmp_path / "m", input_kind))
+    assert model.vocabulary.symbols == VOCABULARY
+    assert model.lstm_units == [6, 5]
+    logits = LSTMRuntime(model).step(model.vocabulary.index["60"])
+    assert logits.shape == (len(VOCABULARY),)
+
+
+def test_missing_directory(tmp_path):
+    with pytest.raises(ModelError, match=r"nowhere: not a model directory"):
+        load_model(tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize("name", ["model.json", "weights.npz"])
+def test_missing_file_is_named(tmp_path, name):
+    directory = write_model(tmp_path / "m")
+    (directory / name).unlink()
+    with pytest.raises(ModelError, match=rf"{name}: missing"):
+        load_model(directory)
+
+
+def test_corrupt_json(tmp_path):
+    directory = write_model(tmp_path / "m")
+    (directory / "model.json").write_text('{"format": "improvd-model", ', encoding="utf-8")
+    with pytest.raises(ModelError, match=r"model.json: not readable JSON"):
+        load_model(directory)
+
+
+def test_corrupt_npz(tmp_path):
+    directory = write_model(tmp_path / "m")
+    data = (directory / "weights.npz").read_bytes()
+    (directory / "weights.npz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelError, match=r"weights.npz: not a readable numpy .npz archive"):
+        load_model(directory)
+
+
+def test_pickled_array_is_refused(tmp_path):
+    directory = write_model(tmp_path / "m")
+    edit_weights(directory, dense_bias=np.array([{"evil": 1}] * len(VOCABULARY), dtype=object))
+    with pytest.raises(ModelError, match=r"weights.npz: not a readable numpy .npz archive .*pickle"):
+        load_model(directory)
+
+
+def test_vocabulary_size_disagrees_with_weights(tmp_path):
+    directory = write_model(tmp_path / "m")
+    edit_card(directory, vocabulary=[*VOCABULARY, "69"])
+    with pytest.raises(ModelError, match=r"weights.npz: lstm_0_kernel has shape \(8, 24\).*vocabulary of 9"):
+        load_model(directory)
+
+
+def test_layer_sizes_disagree_with_weights(tmp_path):
+    directory = write_model(tmp_path / "m")
+    edit_card(directory, lstm_units=[6, 7])
+    with pytest.raises(ModelError, match=r"weights.npz: lstm_1_kernel has shape \(6, 20\)"):
+        load_model(directory)
+
+
+def test_layer_count_disagrees_with_weights(tmp_path):
+    directory = write_model(tmp_path / "m")
+    edit_card(directory, lstm_units=[6])
+    with pytest.raises(ModelError, match=r"weights.npz: arrays do not match model.json .*unexpected \['lstm_1_bias'"):
+        load_model(directory)
+
+
+def test_missing_array(tmp_path):
+    directory = write_model(tmp_path / "m")
+    edit_weights(directory, drop="dense_bias")
+    with pytest.raises(ModelError, match=r"weights.npz: arrays do not match model.json \(missing \['dense_bias'\]"):
+        load_model(directory)
+
+
+def test_embedding_card_with_onehot_weights(tmp_path):
+    directory = write_model(tmp_path / "m", "onehot")
+    edit_card(directory, input="embedding")
+    with pytest.raises(ModelError, match=r"weights.npz: arrays do not match .*missing \['embedding'\]"):
+        load_model(directory)
+
+
+def test_nan_weights(tmp_path):
+    directory = write_model(tmp_path / "m")
+    edit_weights(directory, dense_bias=np.full(len(VOCABULARY), np.nan, np.float32))
+    with pytest.raises(ModelError, match=r"weights.npz: array dense_bias holds NaN"):
+        load_model(directory)
+
+
+def test_integer_weights(tmp_path):
+    directory = write_model(tmp_path / "m")
+    edit_weights(directory, dense_bias=np.zeros(len(VOCABULARY), np.int64))
+    with pytest.raises(ModelError, match=r"weights.npz: array dense_bias has dtype int64"):
+        load_model(directory)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"format": "keras"}, r"not an improvd model card"),
+        ({"format_version": 99}, r"format_version 99"),
+        ({"step_quarter_length": 0.5}, r"step_quarter_length 0.5"),
+        ({"lstm_units": []}, r"lstm_units must be a non-empty list"),
+        ({"lstm_units": [6, "5"]}, r"lstm_units must be a non-empty list"),
+        ({"input": "bytes"}, r'input must be "onehot" or "embedding"'),
+        ({"sequence_length": 0}, r"sequence_length must be a positive whole number"),
+        ({"vocabulary": ["_", "r", "/", "60", "60"]}, r"bad vocabulary .*more than once"),
+        ({"vocabulary": ["_", "r", "/", "C4"]}, r"bad vocabulary"),
+        ({"vocabulary": "_ r / 60"}, r"bad vocabulary"),
+        ({"vocabulary": ["_", "r", "/"]}, r"vocabulary has no pitches"),
+    ],
+)
+def test_bad_card_fields(tmp_path, changes, message):
+    directory = write_model(tmp_path / "m")
+    edit_card(directory, **changes)
+    with pytest.raises(ModelError, match=rf"model.json: {message}"):
+        load_model(directory)
+
+
+def test_card_that_is_not_an_object(tmp_path):
+    directory = write_model(tmp_path / "m")
+    (directory / "model.json").write_text("[1, 2]", encoding="utf-8")
+    with pytest.raises(ModelError, match=r"model.json: not an improvd model card"):
+        load_model(directory)

@@ -1,0 +1,92 @@
+"""A tiny end-to-end run of improvd-train on real Essen tunes: fit, export, load, evaluate."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("keras")
+
+from improvd.encoding import SPECIAL_SYMBOLS
+from improvd.model import load_model
+from improvd.runtime import LSTMRuntime
+from training.cli import main
+
+pytestmark = pytest.mark.train
+
+FIGURES = ("bits_per_step", "bits_per_onset_pitch", "accuracy", "event_accuracy")
+CONTINUATION = ("in_scale_ratio", "pitch_class_overlap", "interval_overlap", "repeat_ratio")
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    base = tmp_path_factory.mktemp("train")
+    args = ["fit", "--files", "kinder0", "--max-tunes", "40", "--epochs", "1", "--lstm-units", "12", "8"]
+    args += ["--sequence-length", "32", "--batch-size", "16", "--name", "tiny", "--seed", "3"]
+    args += ["--models-dir", str(base / "models"), "--run-dir", str(base / "run"), "--cache-dir", str(base / "cache")]
+    assert main(args) == 0
+    return base
+
+
+def test_fit_writes_run_folder_and_model_directory(tiny_run):
+    run = tiny_run / "run"
+    assert (run / "checkpoint.keras").is_file() and (run / "curve.png").stat().st_size > 1000
+    assert (run / "log.csv").read_text().splitlines()[0].split(",")[0] == "epoch"
+    model = load_model(tiny_run / "models" / "tiny")
+    assert model.lstm_units == [12, 8] and model.input == "onehot" and model.sequence_length == 32
+    symbols = model.vocabulary.symbols
+    assert symbols[:3] == list(SPECIAL_SYMBOLS) and all(s.isdigit() for s in symbols[3:])
+    assert model.weights["lstm_0_kernel"].shape == (len(symbols), 48)
+    assert model.weights["dense_kernel"].shape == (8, len(symbols))
+    card = model.card
+    assert card["split"]["seed"] == 3 and card["corpus"]["files"] == ["kinder0"]
+    counts = card["split"]["counts"]
+    assert counts["test"] == len(card["test_tunes"]) >= 1 and sum(counts.values()) == card["corpus"]["songs"]
+    assert card["training"]["epochs_run"] == 1
+
+
+def test_keras_file_reloads_in_safe_mode_and_matches_numpy(tiny_run):
+    import keras
+
+    directory = tiny_run / "models" / "tiny"
+    reloaded = keras.models.load_model(directory / "model.keras", safe_mode=True)
+    model = load_model(directory)
+    indices = np.random.default_rng(0).integers(0, len(model.vocabulary), 50)
+    expected = reloaded.predict(indices[None, :].astype("int32"), verbose=0)[0]
+    runtime = LSTMRuntime(model)
+    got = np.stack([np.exp(r - r.max()) / np.exp(r - r.max()).sum() for r in map(runtime.step, indices)])
+    assert np.abs(got - expected).max() < 1e-5
+
+
+def test_evaluate_prints_every_field(tiny_run, capsys):
+    capsys.readouterr()
+    args = ["evaluate", str(tiny_run / "models" / "tiny"), "--json", "--cache-dir", str(tiny_run / "cache")]
+    assert main([*args, "--max-continuations", "3", "--seeds", "2"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    for key in FIGURES + CONTINUATION:
+        assert key in report and key in report["baseline"], key
+    for key in FIGURES:
+        assert report[key] >= 0 and report["baseline"][key] >= 0
+    assert 0 <= report["accuracy"] <= 1 and 1 <= report["baseline"]["order"] <= 12
+    assert report["test"]["tunes"] >= 1 and report["continuations"]["max_continuations"] == 3
+
+
+def test_export_of_a_run_folder(tiny_run):
+    args = ["export", str(tiny_run / "run"), "--name", "again", "--models-dir", str(tiny_run / "models")]
+    assert main([*args, "--cache-dir", str(tiny_run / "cache"), "--no-keras"]) == 0
+    again = load_model(tiny_run / "models" / "again")
+    first = load_model(tiny_run / "models" / "tiny")
+    assert again.vocabulary == first.vocabulary and not (tiny_run / "models" / "again" / "model.keras").exists()
+    assert again.card["test_tunes"] == first.card["test_tunes"]
+    for name, array in first.weights.items():
+        assert np.array_equal(again.weights[name], array), name
+
+
+def test_evaluate_refuses_a_directory_without_a_split(tmp_path, capsys):
+    from tests.test_model_dir import write_model
+
+    directory = write_model(tmp_path / "m")
+    assert main(["evaluate", str(directory), "--json"]) == 2
+    assert "model.json: no settings/test_tunes" in capsys.readouterr().err
