@@ -112,8 +112,9 @@ def fit(settings: Settings, run_dir: str | Path, prepared: Prepared, resume: str
     train_data, steps = training_dataset(train_stream, settings.sequence_length, settings.batch_size, settings.seed)
     val_data = evaluation_dataset(val_stream, settings.sequence_length, settings.batch_size)
     with _strategy(settings.strategy).scope():
-        if resume:
+        if resume:  # fine-tuning: the saved optimizer state, at this run's learning rate
             model = keras.models.load_model(resume)
+            model.optimizer.learning_rate.assign(settings.learning_rate)
         else:
             model = build_model(
                 len(vocabulary),
@@ -152,6 +153,7 @@ def fit(settings: Settings, run_dir: str | Path, prepared: Prepared, resume: str
         "train_seconds": round(seconds, 1),
         "target_symbols_per_second": round(symbols / seconds, 1),
         "train_steps": len(train_stream),
+        "resumed_from": str(resume) if resume else None,
     }
     return model, summary
 
