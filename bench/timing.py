@@ -130,7 +130,9 @@ def run_one(model: Path, bpm: int, with_flood: bool, seconds: float, workdir: Pa
     command += ["--bpm", str(bpm), "--input", "player", "--output", "synth", "--input-channel", "1"]
     command += ["--phrase-end-steps", str(PHRASE_END_STEPS), "--response-steps", str(RESPONSE_STEPS), "--seed", "1"]
     started = time.monotonic()
-    daemon = subprocess.Popen(command, stderr=log.open("w"), env={**os.environ, "NOTIFY_SOCKET": str(notify_path)})
+    daemon = subprocess.Popen(
+        command, stderr=log.open("w"), env={**os.environ, "NOTIFY_SOCKET": str(notify_path), "PYTHONFAULTHANDLER": "1"}
+    )
     while b"READY=1" not in notify.recv(4096):
         pass
     ready = time.monotonic() - started
@@ -154,7 +156,11 @@ def run_one(model: Path, bpm: int, with_flood: bool, seconds: float, workdir: Pa
     if with_flood:
         flooder.join()
     daemon.send_signal(signal.SIGTERM)
-    daemon.wait(10)
+    try:
+        daemon.wait(5)
+    except subprocess.TimeoutExpired:  # hung: SIGABRT makes faulthandler write every thread's stack to the log
+        daemon.send_signal(signal.SIGABRT)
+        daemon.wait(5)
     receiver.close()
     player.close_port()
     player.delete()
@@ -166,6 +172,7 @@ def run_one(model: Path, bpm: int, with_flood: bool, seconds: float, workdir: Pa
     sends, p50, p99, peak = (float(x) for x in lateness[-1]) if lateness else (0, 0, 0, 0)
     errors, delays = grid_figures(receiver.onsets, calls, step)
     return {
+        "log": str(log),
         "bpm": bpm,
         "flood": with_flood,
         "calls": len(calls),

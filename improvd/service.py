@@ -17,6 +17,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,8 @@ from improvd.scheduler import CLOCK, CONTINUE, START, STOP, LatenessStats, Timin
 log = logging.getLogger("improvd")
 
 PORT_POLL = 0.5  # seconds between looks at the port list (reconnect within 2 s)
-STOP_GRACE = 0.5  # seconds the MQTT task may take to say offline at exit
+STOP_GRACE = 0.3  # seconds the MQTT task may take to say offline at exit
+CLOSE_GRACE = 0.3  # seconds closing the ports may take at exit
 CLOCK_BYTES = (CLOCK, START, CONTINUE, STOP)
 ENGINE_KEYS = ("temperature", "bpm", "response_steps", "phrase_end_steps")
 
@@ -307,9 +309,16 @@ class Daemon:
         if mqtt_task is not None:
             mqtt_task.cancel()
             await asyncio.wait([mqtt_task], timeout=STOP_GRACE)
-        self.ports.close()
+        closer = threading.Thread(target=self.ports.close, name="improvd-close", daemon=True)
+        closer.start()
+        closer.join(CLOSE_GRACE)
         log.info("stopped; timing: %s", self.stats.summary())
-        return 1 if alive or self._failed else 0
+        code = 1 if alive or self._failed else 0
+        if closer.is_alive():  # a MIDI system call that hangs must not hold the exit: the exit closes the ports
+            log.warning("closing the MIDI ports hangs; exiting without waiting")
+            logging.shutdown()
+            os._exit(code)
+        return code
 
     async def _watch_ports(self) -> None:
         while True:
