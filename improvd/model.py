@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from improvd.encoding import STEP_QUARTER_LENGTH, EncodingError, Vocabulary
+from improvd.encoding import SPECIAL_SYMBOLS, STEP_QUARTER_LENGTH, EncodingError, Vocabulary
 
 MODEL_FORMAT = "improvd-model"
 MODEL_FORMAT_VERSION = 1
@@ -91,11 +91,11 @@ def _read_card(file: Path) -> dict[str, Any]:
             f"{file}: step_quarter_length {card.get('step_quarter_length')!r}, expected {STEP_QUARTER_LENGTH}"
         )
     units = card.get("lstm_units")
-    if not isinstance(units, list) or not units or not all(isinstance(u, int) and u > 0 for u in units):
+    if not isinstance(units, list) or not units or not all(_whole(u) and u > 0 for u in units):
         raise ModelError(f"{file}: lstm_units must be a non-empty list of positive whole numbers, got {units!r}")
     if card.get("input") not in ("onehot", "embedding"):
         raise ModelError(f'{file}: input must be "onehot" or "embedding", got {card.get("input")!r}')
-    if not isinstance(card.get("sequence_length"), int) or card["sequence_length"] < 1:
+    if not _whole(card.get("sequence_length")) or card["sequence_length"] < 1:
         raise ModelError(f"{file}: sequence_length must be a positive whole number")
     try:
         card["_vocabulary"] = Vocabulary(card.get("vocabulary") or [])
@@ -103,7 +103,15 @@ def _read_card(file: Path) -> dict[str, Any]:
         raise ModelError(f"{file}: bad vocabulary ({error})") from None
     if len(card["_vocabulary"].pitches) == 0:
         raise ModelError(f"{file}: vocabulary has no pitches")
+    lacking = [s for s in SPECIAL_SYMBOLS if s not in card["_vocabulary"]]
+    if lacking:
+        raise ModelError(f"{file}: vocabulary lacks the special symbol(s) {lacking}")
     return card
+
+
+def _whole(value: object) -> bool:
+    """A JSON whole number (``true`` is not one, though Python's bool is an int)."""
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _read_weights(file: Path) -> dict[str, np.ndarray]:

@@ -150,6 +150,12 @@ def test_integer_weights(tmp_path):
         ({"lstm_units": [6, "5"]}, r"lstm_units must be a non-empty list"),
         ({"input": "bytes"}, r'input must be "onehot" or "embedding"'),
         ({"sequence_length": 0}, r"sequence_length must be a positive whole number"),
+        ({"sequence_length": True}, r"sequence_length must be a positive whole number"),
+        ({"lstm_units": [6, True]}, r"lstm_units must be a non-empty list"),
+        (
+            {"vocabulary": ["_", "r", "60", "62", "64", "65", "67", "69"]},
+            r"vocabulary lacks the special symbol\(s\) \['/'\]",
+        ),
         ({"vocabulary": ["_", "r", "/", "60", "60"]}, r"bad vocabulary .*more than once"),
         ({"vocabulary": ["_", "r", "/", "C4"]}, r"bad vocabulary"),
         ({"vocabulary": "_ r / 60"}, r"bad vocabulary"),

@@ -153,7 +153,7 @@ def continuations(predictor: Predictor, calls: list[list[int]], vocabulary: Voca
         "in_scale_ratio": round(in_scale / max(pitches_total, 1), 4),
         "pitch_class_overlap": round(float(np.mean(pc_overlaps)), 4) if pc_overlaps else None,
         "interval_overlap": round(float(np.mean(interval_overlaps)), 4) if interval_overlaps else None,
-        "repeat_ratio": round(repeats / max(responses, 1), 4),
+        "repeat_ratio": round(repeats / responses, 4) if responses else None,
     }
 
 
