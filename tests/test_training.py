@@ -90,3 +90,10 @@ def test_evaluate_refuses_a_directory_without_a_split(tmp_path, capsys):
     directory = write_model(tmp_path / "m")
     assert main(["evaluate", str(directory), "--json"]) == 2
     assert "model.json: no settings/test_tunes" in capsys.readouterr().err
+
+
+def test_missing_model_directory_is_one_clear_line(tmp_path, capsys):
+    assert main(["evaluate", str(tmp_path / "nowhere"), "--json"]) == 2
+    assert capsys.readouterr().err.strip() == f"improvd-train: {tmp_path / 'nowhere'}: not a model directory " + (
+        "(it does not exist or is not a folder)"
+    )

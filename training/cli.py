@@ -8,6 +8,7 @@ import sys
 from dataclasses import asdict, fields
 from pathlib import Path
 
+from improvd.model import ModelError
 from training.corpus import DEFAULT_CACHE_DIR
 
 DEFAULTS_DIR = Path("models")
@@ -141,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.run(args)
-    except (ValueError, OSError) as error:
+    except (ValueError, OSError, ModelError) as error:  # bad input: one line naming it, no traceback
         print(f"improvd-train: {error}", file=sys.stderr)
         return 2
 
