@@ -24,6 +24,7 @@ class Notifier:
         self._failed = False
         if self.address:
             self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+            self._socket.setblocking(False)  # a receiver that stops reading must never stall the daemon
 
     @property
     def enabled(self) -> bool:
@@ -35,6 +36,8 @@ class Notifier:
             return False
         try:
             self._socket.sendto("\n".join(lines).encode(), self.address)
+        except BlockingIOError:  # the receiver's queue is full: this message is dropped
+            return False
         except OSError as error:
             if not self._failed:
                 log.warning("cannot notify systemd at %r: %s", self.address, error)

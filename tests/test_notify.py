@@ -64,3 +64,10 @@ def test_watchdog_interval_is_half_of_watchdog_sec(monkeypatch):
     assert watchdog_interval() is None
     monkeypatch.delenv("WATCHDOG_USEC")
     assert watchdog_interval() is None
+
+
+def test_a_receiver_that_stops_reading_never_blocks(receiver):
+    _sock, path = receiver
+    notifier = Notifier(path)
+    results = [notifier.status(f"status {i} " + "x" * 200) for i in range(5000)]  # far more than a socket queues
+    assert results[0] is True and results[-1] is False
