@@ -53,7 +53,7 @@ def test_demo_writes_midi_musicxml_and_a_real_png(demo):
         assert (out / name).stat().st_size > 0
         assert str(out / name) in printed
     assert png_size(out / "demo.png") == (int(SIZE_INCHES[0] * DPI), int(SIZE_INCHES[1] * DPI))
-    assert f"tune {demo_module.FALLBACK_TUNE}" in printed  # the tiny model's card names no demo tune
+    assert f"tune {demo_module.DEMO_TUNE}" in printed  # the tiny model's card names no demo tune
 
 
 def test_midi_and_musicxml_parse_back_to_the_same_notes(demo):
@@ -81,10 +81,22 @@ def test_demo_wav_is_real_sound(demo):
 def test_default_tune_comes_from_the_model_card(tiny_model_dir, tmp_path):
     copy = shutil.copytree(tiny_model_dir, tmp_path / "model")
     card = json.loads((copy / "model.json").read_text())
-    card["test_tunes"] = ["erk5#7", "erk5#8"]
+    card["test_tunes"] = ["erk5#7", "erk5#8"]  # the model never saw these: the demo must take one of them
     (copy / "model.json").write_text(json.dumps(card))
     assert demo_module.default_tune(load_model(copy)) == "erk5#7"
-    assert demo_module.default_tune(load_model(tiny_model_dir)) == demo_module.FALLBACK_TUNE
+    card["test_tunes"] = ["erk5#7", demo_module.DEMO_TUNE]
+    (copy / "model.json").write_text(json.dumps(card))
+    assert demo_module.default_tune(load_model(copy)) == demo_module.DEMO_TUNE
+    card["demo_tune"] = "irl#2"
+    (copy / "model.json").write_text(json.dumps(card))
+    assert demo_module.default_tune(load_model(copy)) == "irl#2"
+    assert demo_module.default_tune(load_model(tiny_model_dir)) == demo_module.DEMO_TUNE
+
+
+def test_one_tune_is_read_alone_and_equals_the_collections():
+    from improvd.scores import essen_tune, melody_of
+
+    assert melody_of(demo_module.demo_score("erk5#5")) == melody_of(essen_tune("erk5#5").score)
 
 
 def test_an_unknown_tune_fails_clearly(tiny_model_dir, tmp_path, capsys):
