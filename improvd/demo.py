@@ -97,6 +97,7 @@ def write_all(folder: Path, call: Call, performance: Performance, gate: float, t
     score = write_score(folder / "demo.musicxml", call, performance, gate)
     melody = grid_melody(call.notes, call.step_seconds) + grid_melody(performance.response, call.step_seconds, gate)
     tonic, mode = analyse_key(score_from_melody(melody))
+    tonic = tonic.replace("-", "♭")  # music21 writes B- for B flat
     bar_seconds = call.steps_per_bar * call.step_seconds
     end = max(n.end for n in call.notes + performance.response)
     beats_per_bar = call.steps_per_bar / 4
