@@ -9,7 +9,7 @@ import pytest
 from music21 import chord, meter, note, stream
 
 from improvd.callfile import CallError, PlayedNote, read_call, top_line
-from improvd.scores import ESSEN_DIR, essen_tune, melody_of
+from improvd.scores import essen_tune, melody_of
 
 # "Es fuhr sich ein Pfalzgraf" style start: a pickup of one eighth in 2/4
 ABC = """X:1
@@ -164,7 +164,3 @@ def test_unsupported_suffix(tmp_path):
     (tmp_path / "tune.txt").write_text("C D E")
     with pytest.raises(CallError, match=r"unsupported file type '\.txt'"):
         read_call(tmp_path / "tune.txt")
-
-
-def test_essen_collection_is_there():
-    assert (ESSEN_DIR / "erk5.abc").is_file()
