@@ -2,8 +2,9 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-# Debian packages the tests use: a JACK server for real MIDI ports, a real MQTT broker, FluidSynth for demo audio.
-TEST_DEBS := jackd2 mosquitto mosquitto-clients fluidsynth fluid-soundfont-gm
+# Debian packages the tests use: a JACK server for real MIDI ports, a real MQTT broker, FluidSynth for demo audio,
+# systemd-analyze to verify and rate the service unit.
+TEST_DEBS := jackd2 mosquitto mosquitto-clients fluidsynth fluid-soundfont-gm systemd
 RUN_ARGS ?=
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -25,6 +26,7 @@ test-corpus: $(VENV)/.installed-dev
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/step_latency.py --json
+	$(BIN)/python bench/timing.py --json
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV) || { echo "python3 -m venv failed: install python3-venv (apt-get install python3-venv)"; exit 1; }

@@ -15,19 +15,26 @@ SUBCOMMANDS = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
+    """The parser; only the ``chosen`` subcommand's module is imported (all of them when None).
+
+    Importing only what runs keeps ``improvd run`` free of music21 and matplotlib, which the offline tools need.
+    """
     parser = argparse.ArgumentParser(
         prog="improvd", description="A real-time AI improvisation partner for MIDI keyboards."
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module_name, help_text) in SUBCOMMANDS.items():
-        module = importlib.import_module(module_name)
-        module.add_arguments(commands.add_parser(name, help=help_text, description=help_text))
+        subparser = commands.add_parser(name, help=help_text, description=help_text)
+        if chosen is None or name == chosen:
+            importlib.import_module(module_name).add_arguments(subparser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    chosen = argv[0] if argv and argv[0] in SUBCOMMANDS else None
+    args = build_parser(chosen).parse_args(argv)
     module = importlib.import_module(SUBCOMMANDS[args.command][0])
     return module.main(args)
 

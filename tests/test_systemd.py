@@ -9,15 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.services import require_binary
+
 UNIT = Path(__file__).resolve().parent.parent / "systemd" / "improvd.service"
 
 
 @pytest.fixture
 def analyze() -> str:
-    path = shutil.which("systemd-analyze")
-    if not path:
-        pytest.skip("systemd-analyze not found: install the Debian package systemd")
-    return path
+    return require_binary("systemd-analyze", "systemd")
 
 
 @pytest.fixture
