@@ -16,6 +16,7 @@ weights.npz holds float32 arrays in Keras' own layouts (gate order i, f, c, o):
 from __future__ import annotations
 
 import json
+import sys
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +30,15 @@ MODEL_FORMAT = "improvd-model"
 MODEL_FORMAT_VERSION = 1
 MODEL_JSON = "model.json"
 WEIGHTS_NPZ = "weights.npz"
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "essen"
+
+
+def _default_model_dir() -> Path:
+    """The shipped model: models/essen in a source checkout, else where a wheel installed it."""
+    checkout = Path(__file__).resolve().parent.parent / "models" / "essen"
+    return checkout if checkout.is_dir() else Path(sys.prefix) / "share" / "improvd" / "models" / "essen"
+
+
+DEFAULT_MODEL_DIR = _default_model_dir()
 
 
 class ModelError(Exception):
