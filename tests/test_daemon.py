@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import socket
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.services import wait_for
+from tests.services import Daemon, wait_for
 
 pytestmark = pytest.mark.jack
 
@@ -73,38 +72,6 @@ class Synth:
 
     def close(self) -> None:
         self.port.close()
-
-
-class Daemon:
-    """`improvd run` in a subprocess with its log in a file."""
-
-    def __init__(self, tmp_path: Path, args: list[str], env: dict | None = None, mqtt: bool = False) -> None:
-        self.log = tmp_path / f"improvd-{time.monotonic_ns()}.log"
-        command = [sys.executable, "-m", "improvd.cli", "run", "--midi-api", "jack", *args]
-        command += [] if mqtt else ["--no-mqtt"]
-        self.process = subprocess.Popen(
-            command, stderr=self.log.open("w"), env={**os.environ, **(env or {})}, cwd=Path(__file__).parent.parent
-        )
-
-    def text(self) -> str:
-        return self.log.read_text()
-
-    def wait_log(self, needle: str, timeout: float = 10) -> None:
-        def seen() -> bool:
-            if self.process.poll() is not None:
-                raise AssertionError(f"daemon exited ({self.process.returncode}):\n{self.text()}")
-            return needle in self.text()
-
-        wait_for(seen, timeout, f"{needle!r} in the daemon log")
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(5)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            raise
 
 
 def play(port, phrase: list[tuple[int, float]], bpm: float = BPM) -> float:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -13,7 +11,7 @@ from pathlib import Path
 import mido
 import pytest
 
-from tests.services import wait_for
+from tests.services import Daemon, wait_for
 from tests.test_mqtt import PREFIX, Probe, retained
 
 pytestmark = [pytest.mark.jack, pytest.mark.mqtt]
@@ -22,34 +20,10 @@ BPM = 240
 QUARTER = 60 / BPM
 
 
-class Daemon:
-    """`improvd run --midi-api jack` with MQTT on, its log in a file."""
-
-    def __init__(self, tmp_path: Path, broker, *args: str) -> None:
-        self.log = tmp_path / f"improvd-{time.monotonic_ns()}.log"
-        mqtt = ["--mqtt-host", broker.host, "--mqtt-port", str(broker.port), "--instance", PREFIX.split("/")[1]]
-        command = [sys.executable, "-m", "improvd.cli", "run", "--midi-api", "jack", *mqtt, *args]
-        self.process = subprocess.Popen(command, stderr=self.log.open("w"), cwd=Path(__file__).parent.parent)
-
-    def text(self) -> str:
-        return self.log.read_text()
-
-    def wait_log(self, needle: str, timeout: float = 15) -> None:
-        def seen() -> bool:
-            if self.process.poll() is not None:
-                raise AssertionError(f"daemon exited ({self.process.returncode}):\n{self.text()}")
-            return needle in self.text()
-
-        wait_for(seen, timeout, f"{needle!r} in the daemon log")
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(5)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            raise
+def mqtt_daemon(tmp_path: Path, broker, *args: str) -> Daemon:
+    """`improvd run --midi-api jack` with MQTT on, talking to ``broker``."""
+    mqtt = ["--mqtt-host", broker.host, "--mqtt-port", str(broker.port), "--instance", PREFIX.split("/")[1]]
+    return Daemon(tmp_path, [*mqtt, *args], mqtt=True)
 
 
 class Synth:
@@ -94,7 +68,7 @@ def probe(mosquitto):
 
 
 def test_set_topics_change_the_daemon_and_its_retained_state(jack_server, mosquitto, probe, tiny_model_dir, tmp_path):
-    daemon = Daemon(tmp_path, mosquitto, *model_args(tiny_model_dir))
+    daemon = mqtt_daemon(tmp_path, mosquitto, *model_args(tiny_model_dir))
     try:
         state = probe.wait_state(lambda s: True, "the daemon's first state")
         assert probe.payloads("status") == [b"online"]
@@ -115,7 +89,7 @@ def test_set_topics_change_the_daemon_and_its_retained_state(jack_server, mosqui
 
 
 def test_sigkill_leaves_the_last_will_offline(jack_server, mosquitto, probe, tiny_model_dir, tmp_path):
-    daemon = Daemon(tmp_path, mosquitto, *model_args(tiny_model_dir))
+    daemon = mqtt_daemon(tmp_path, mosquitto, *model_args(tiny_model_dir))
     try:
         wait_for(lambda: probe.payloads("status") == [b"online"], 20, "the daemon online")
         daemon.process.send_signal(signal.SIGKILL)
@@ -127,7 +101,7 @@ def test_sigkill_leaves_the_last_will_offline(jack_server, mosquitto, probe, tin
 
 
 def test_broker_restart_brings_the_daemon_back_with_its_state(jack_server, mosquitto, tiny_model_dir, tmp_path):
-    daemon = Daemon(tmp_path, mosquitto, *model_args(tiny_model_dir), "--temperature", "0.7")
+    daemon = mqtt_daemon(tmp_path, mosquitto, *model_args(tiny_model_dir), "--temperature", "0.7")
     try:
         wait_for(lambda: retained(mosquitto, "status") == b"online", 20, "the daemon online")
         mosquitto.stop()  # persistence is off: the retained state is gone with the broker
@@ -153,7 +127,7 @@ def test_wrong_password_is_logged_clearly_and_the_daemon_keeps_playing(
     secret.write_text("not-the-password\n")
     synth = Synth(jack_midi)
     player = jack_midi.open_output("out", client_name="player")
-    daemon = Daemon(
+    daemon = mqtt_daemon(
         tmp_path,
         mosquitto_with_password,
         *model_args(tiny_model_dir),
@@ -180,7 +154,7 @@ def test_a_midi_cc_change_of_temperature_shows_in_the_state(
     config = tmp_path / "improvd.toml"
     config.write_text("[cc]\ntemperature = 21\n")
     player = jack_midi.open_output("out", client_name="player")
-    daemon = Daemon(tmp_path, mosquitto, *model_args(tiny_model_dir), "--config", str(config), "--input", "player")
+    daemon = mqtt_daemon(tmp_path, mosquitto, *model_args(tiny_model_dir), "--config", str(config), "--input", "player")
     try:
         probe.wait_state(lambda s: s["temperature"] == 1.0, "the first state")
         daemon.wait_log("input player:out")
@@ -193,7 +167,7 @@ def test_a_midi_cc_change_of_temperature_shows_in_the_state(
 
 def test_phrase_and_response_events_are_published(jack_server, jack_midi, mosquitto, probe, tiny_model_dir, tmp_path):
     player = jack_midi.open_output("out", client_name="player")
-    daemon = Daemon(tmp_path, mosquitto, *model_args(tiny_model_dir), "--input", "player")
+    daemon = mqtt_daemon(tmp_path, mosquitto, *model_args(tiny_model_dir), "--input", "player")
     try:
         daemon.wait_log("input player:out")
         wait_for(lambda: probe.payloads("status") == [b"online"], 10, "online")
