@@ -40,6 +40,16 @@ def wait_for(predicate, timeout: float, what: str) -> None:
     raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
 
 
+def terminate(process: subprocess.Popen | None) -> None:
+    """SIGTERM, then SIGKILL after 5 s."""
+    if process and process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
 class JackServer:
     """``jackd --no-realtime -d dummy`` under a unique server name (JACK_DEFAULT_SERVER)."""
 
@@ -70,12 +80,7 @@ class JackServer:
         return out.split("\n")
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
+        terminate(self.process)
 
 
 class Mosquitto:
@@ -126,12 +131,7 @@ class Mosquitto:
             return False
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
+        terminate(self.process)
 
 
 class Daemon:
