@@ -1,10 +1,10 @@
 """The daemon's timing on real JACK ports: send lateness, received onsets, answer delay, RSS, CPU, start to READY.
 
-Starts a JACK dummy server (64-frame period at 48 kHz) and, for 120 and 240 BPM,
-with and without a flood of 10,000 junk messages a second into its input, runs
-``improvd run`` with a model and plays the first phrases of real Essen tunes
-into it as a player would, for a set time. Prints JSON with the figures and the
-targets; the flood runs are also given as ratios to the quiet run at the same tempo.
+Starts a JACK dummy server (64-frame period at 48 kHz) and a mosquitto broker on loopback and, for 120 and
+240 BPM, quiet, with a flood of 10,000 junk MIDI messages a second into its input, and with a flood of 1,000
+MQTT ``set/temperature`` messages a second, runs ``improvd run`` with a model and plays the first phrases of
+real Essen tunes into it as a player would, for a set time. Prints JSON with the figures and the targets; the
+flood runs are also given as ratios to the quiet run at the same tempo.
 
     PYTHONPATH=. .venv/bin/python bench/timing.py --json [--model DIR] [--seconds 20]
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import re
 import signal
@@ -29,11 +30,13 @@ import rtmidi
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import mqtt_flood
 from improvd.model import DEFAULT_MODEL_DIR
-from tests.services import JackServer
+from tests.services import JackServer, Mosquitto
 
 PHRASE_END_STEPS = 4
 RESPONSE_STEPS = 16
+MQTT_INSTANCE = "bench"
 TUNES = ["kinder0#1", "kinder0#2", "kinder0#3", "kinder0#4", "kinder0#5"]
 TARGETS = {
     "send_lateness_p99_ms": 1.0,
@@ -116,17 +119,40 @@ def rss_mb(pid: int) -> tuple[float, float]:
     return kb.get("VmRSS", 0) / 1024, (kb.get("VmRSS", 0) - kb.get("RssShmem", 0)) / 1024
 
 
-def run_one(model: Path, bpm: int, with_flood: bool, seconds: float, workdir: Path, tunes: list) -> dict:
+def flood_starter(flood_kind: str | None, broker):
+    """Start the flood of this kind; returns its stop event and its thread or process (None when quiet).
+
+    The MQTT flood runs in a process of its own: a thread would share this process's GIL with the JACK callback
+    of the receiving port and could stall the JACK graph, which is not what is being measured.
+    """
+    if flood_kind == "midi":
+        stop = threading.Event()
+        flooder = threading.Thread(target=flood, args=(stop,))
+    elif flood_kind == "mqtt":
+        stop = multiprocessing.Event()
+        flooder = multiprocessing.Process(target=mqtt_flood.flood, args=(stop, broker.port, 1000, MQTT_INSTANCE))
+    else:
+        return threading.Event(), None
+    flooder.start()
+    return stop, flooder
+
+
+def run_one(model: Path, bpm: int, flood_kind: str | None, seconds: float, workdir: Path, tunes: list, broker) -> dict:
+    """One daemon run; ``flood_kind`` None (quiet), "midi" (junk into its input) or "mqtt" (set/temperature)."""
     step = 60 / bpm / 4
-    notify_path = workdir / f"notify-{bpm}-{with_flood}"
+    notify_path = workdir / f"notify-{bpm}-{flood_kind}"
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(notify_path))
     notify.settimeout(10)
     receiver = Receiver()
     player = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="player")
     player.open_virtual_port("out")
-    log = workdir / f"daemon-{bpm}-{with_flood}.log"
-    command = [sys.executable, "-m", "improvd.cli", "run", "--midi-api", "jack", "--no-mqtt", "--model", str(model)]
+    log = workdir / f"daemon-{bpm}-{flood_kind}.log"
+    command = [sys.executable, "-m", "improvd.cli", "run", "--midi-api", "jack", "--model", str(model)]
+    if flood_kind == "mqtt":
+        command += ["--mqtt-host", broker.host, "--mqtt-port", str(broker.port), "--instance", MQTT_INSTANCE]
+    else:
+        command += ["--no-mqtt"]
     command += ["--bpm", str(bpm), "--input", "player", "--output", "synth", "--input-channel", "1"]
     command += ["--phrase-end-steps", str(PHRASE_END_STEPS), "--response-steps", str(RESPONSE_STEPS), "--seed", "1"]
     started = time.monotonic()
@@ -139,10 +165,7 @@ def run_one(model: Path, bpm: int, with_flood: bool, seconds: float, workdir: Pa
     cpu0, idle0 = cpu_seconds(daemon.pid), time.monotonic()
     time.sleep(5)
     idle_cpu = 100 * (cpu_seconds(daemon.pid) - cpu0) / (time.monotonic() - idle0)
-    stop_flood = threading.Event()
-    flooder = threading.Thread(target=flood, args=(stop_flood,))
-    if with_flood:
-        flooder.start()
+    stop_flood, flooder = flood_starter(flood_kind, broker)
     calls, peak_rss, peak_private, cpu1, busy0 = [], 0.0, 0.0, cpu_seconds(daemon.pid), time.monotonic()
     while time.monotonic() - busy0 < seconds:
         phrase = tunes[len(calls) % len(tunes)]
@@ -153,7 +176,7 @@ def run_one(model: Path, bpm: int, with_flood: bool, seconds: float, workdir: Pa
         peak_rss, peak_private = max(peak_rss, rss), max(peak_private, private)
     busy_cpu = 100 * (cpu_seconds(daemon.pid) - cpu1) / (time.monotonic() - busy0)
     stop_flood.set()
-    if with_flood:
+    if flooder is not None:
         flooder.join()
     daemon.send_signal(signal.SIGTERM)
     try:
@@ -174,7 +197,7 @@ def run_one(model: Path, bpm: int, with_flood: bool, seconds: float, workdir: Pa
     return {
         "log": str(log),
         "bpm": bpm,
-        "flood": with_flood,
+        "flood": flood_kind,
         "calls": len(calls),
         "answered": len(delays),
         "send_lateness_ms": {"sends": int(sends), "p50": p50, "p99": p99, "max": peak},
@@ -242,14 +265,19 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="improvd-bench-"))
     server = JackServer(f"improvd-bench-{os.getpid()}", workdir / "jackd.log")
     server.start()
+    broker = Mosquitto(workdir)
+    broker.start()
     os.environ.update(JACK_DEFAULT_SERVER=server.name, JACK_NO_START_SERVER="1")
     tunes = phrases()
     try:
         runs = [
-            run_one(args.model, bpm, fl, args.seconds, workdir, tunes) for bpm in (120, 240) for fl in (False, True)
+            run_one(args.model, bpm, kind, args.seconds, workdir, tunes, broker)
+            for bpm in (120, 240)
+            for kind in (None, "midi", "mqtt")
         ]
     finally:
         server.stop()
+        broker.stop()
     for run in runs:
         if run["flood"]:
             quiet = next(r for r in runs if r["bpm"] == run["bpm"] and not r["flood"])
