@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import faulthandler
 import logging
 import os
 import signal
@@ -380,6 +381,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"improvd: configuration error: {error}", file=sys.stderr)
         return 2
     setup_logging(config.log_level)
+    faulthandler.enable()  # a crash in a C extension (rtmidi, JACK) leaves every thread's stack in the log
     try:
         model = load_configured_model(config)
     except ModelError as error:

@@ -139,7 +139,7 @@ def test_answers_an_essen_phrase_on_the_grid(tmp_path, tiny_model_dir, player, s
         assert onsets[-1] - onsets[0] < RESPONSE_STEPS * STEP
         wait_for(lambda: not synth.sounding(), 2, "all response notes released")
     finally:
-        assert daemon.stop() == 0
+        assert daemon.stop() == 0, daemon.text()
     assert "timing:" in daemon.text()
 
 
@@ -172,7 +172,7 @@ def test_lost_port_is_reconnected(tmp_path, tiny_model_dir, jack_midi, synth):
             wait_response(synth, 1)
         assert daemon.text().count("is gone") == 1  # logged once
     finally:
-        assert daemon.stop() == 0
+        assert daemon.stop() == 0, daemon.text()
 
 
 def test_sighup_reloads_and_survives_a_bad_file(tmp_path, tiny_model_dir, jack_server):
@@ -191,7 +191,7 @@ def test_sighup_reloads_and_survives_a_bad_file(tmp_path, tiny_model_dir, jack_s
         daemon.wait_log("reloaded")
         daemon.wait_log("temperature 1.5")
     finally:
-        assert daemon.stop() == 0
+        assert daemon.stop() == 0, daemon.text()
 
 
 def test_follows_midi_clock(tmp_path, tiny_model_dir, player, synth):
@@ -246,7 +246,7 @@ def test_follows_midi_clock(tmp_path, tiny_model_dir, player, synth):
         assert followed and abs(followed[-1] - 200) < 3  # the tempo came from the pulses, not --bpm 240
     finally:
         running.clear()
-        assert daemon.stop() == 0
+        assert daemon.stop() == 0, daemon.text()
 
 
 def test_notify_messages_reach_a_real_socket(tmp_path, tiny_model_dir, jack_server):
@@ -264,7 +264,7 @@ def test_notify_messages_reach_a_real_socket(tmp_path, tiny_model_dir, jack_serv
         assert "STATUS=listening" in ready and "temperature 1" in ready
         assert f"MAINPID={daemon.process.pid}" in ready
     finally:
-        assert daemon.stop() == 0
+        assert daemon.stop() == 0, daemon.text()
         receiver.close()
 
 
@@ -343,7 +343,7 @@ def test_a_flood_of_junk_is_survived_and_control_changes_work(tmp_path, tiny_mod
         wait_for(lambda: synth.messages()[-1][1].type == "control_change", 2, "the panic's releases")
     finally:
         stop.set()
-        assert daemon.stop() == 0
+        assert daemon.stop() == 0, daemon.text()
     time.sleep(0.2)  # the synth's own thread hands over the last messages
     assert synth.sounding() == set()
     assert "Traceback" not in daemon.text()

@@ -84,7 +84,7 @@ def test_set_topics_change_the_daemon_and_its_retained_state(jack_server, mosqui
         assert "bpm must be a number from 20 to 300" in probe.events("error")[0]["reason"]
         assert json.loads(retained(mosquitto, "state"))["bpm"] == 90
     finally:
-        assert daemon.stop() == 0
+        assert daemon.stop() == 0, daemon.text()
     assert retained(mosquitto, "status") == b"offline"  # a clean stop says so
 
 
@@ -117,7 +117,7 @@ def test_broker_restart_brings_the_daemon_back_with_its_state(jack_server, mosqu
         finally:
             probe.close()
     finally:
-        assert daemon.stop() == 0
+        assert daemon.stop() == 0, daemon.text()
 
 
 def test_wrong_password_is_logged_clearly_and_the_daemon_keeps_playing(
@@ -162,7 +162,7 @@ def test_a_midi_cc_change_of_temperature_shows_in_the_state(
         probe.wait_state(lambda s: s["temperature"] == 2.0, "temperature 2.0 from CC 21 = 127")
     finally:
         player.close()
-        assert daemon.stop() == 0
+        assert daemon.stop() == 0, daemon.text()
 
 
 def test_phrase_and_response_events_are_published(jack_server, jack_midi, mosquitto, probe, tiny_model_dir, tmp_path):
@@ -172,9 +172,9 @@ def test_phrase_and_response_events_are_published(jack_server, jack_midi, mosqui
         daemon.wait_log("input player:out")
         wait_for(lambda: probe.payloads("status") == [b"online"], 10, "online")
         play_phrase(player)
-        wait_for(lambda: probe.events("response_end"), 10, "the response_end event")
+        wait_for(lambda: probe.events("response_end"), 20, f"the response_end event; daemon log:\n{daemon.text()}")
         names = [json.loads(p)["event"] for p in probe.payloads("events")]
         assert names[:3] == ["phrase_end", "response_start", "response_end"]
     finally:
         player.close()
-        assert daemon.stop() == 0
+        assert daemon.stop() == 0, daemon.text()
