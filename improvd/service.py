@@ -33,6 +33,7 @@ from improvd.model import DEFAULT_MODEL_DIR, Model, ModelError, load_model
 from improvd.notify import Notifier, watchdog_interval
 from improvd.scheduler import CLOCK, CONTINUE, START, STOP, LatenessStats, TimingThread
 
+GIL_SWITCH_SECONDS = 0.0005
 log = logging.getLogger("improvd")
 
 PORT_POLL = 0.5  # seconds between looks at the port list (reconnect within 2 s)
@@ -382,6 +383,9 @@ def main(args: argparse.Namespace) -> int:
         return 2
     setup_logging(config.log_level)
     faulthandler.enable()  # a crash in a C extension (rtmidi, JACK) leaves every thread's stack in the log
+    # The timing thread waits for the interpreter lock while MQTT or input work runs; the default 5 ms switch
+    # interval would let that work delay a send by up to 5 ms.
+    sys.setswitchinterval(GIL_SWITCH_SECONDS)
     try:
         model = load_configured_model(config)
     except ModelError as error:
