@@ -242,6 +242,7 @@ class ControlPlane:
         self._wake: asyncio.Event | None = None
         self._state_pending = True
         self._settle_pending = False
+        self._stopping = False  # set once cancelled: an error while disconnecting must not reconnect
         self._events: collections.deque[tuple[str, dict]] = collections.deque(maxlen=EVENT_QUEUE)
         self._lock = threading.Lock()
 
@@ -285,6 +286,8 @@ class ControlPlane:
                     entered, delay = True, BACKOFF_START
                     await self._serve(client)
             except aiomqtt.MqttError as error:
+                if self._stopping:  # aiomqtt's disconnect failed while we were being cancelled: still a stop
+                    raise asyncio.CancelledError from error
                 reason = f"lost the broker at {self.config.host}:{self.config.port}: {error}"
                 log.warning("MQTT: %s; retrying in %.0f s", reason if entered else _describe(error, self.config), delay)
             await asyncio.sleep(delay)
@@ -322,6 +325,7 @@ class ControlPlane:
             self.publish_state()
             await self._serve_until_lost(client)
         except asyncio.CancelledError:
+            self._stopping = True  # the client's exit may turn the cancellation into an MqttError
             await self._say_offline(client)
             raise
         finally:
