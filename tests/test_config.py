@@ -98,11 +98,18 @@ def test_a_missing_file_is_an_error():
         config.load(flags("--config", "/no/such/improvd.toml"))
 
 
-def test_improvd_run_exits_non_zero_naming_the_key(tmp_path):
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("phrase_end_steps = 0", "phrase_end_steps = 0: must be a whole number from 1 to 64"),
+        ('clock = "sundial"', 'clock = "sundial": must be one of internal, midi'),
+    ],
+)
+def test_improvd_run_exits_non_zero_naming_the_key(tmp_path, line, message):
     file = tmp_path / "bad.toml"
-    file.write_text("phrase_end_steps = 0\n")
+    file.write_text(line + "\n")
     result = subprocess.run(
         [sys.executable, "-m", "improvd.cli", "run", "--config", str(file)], capture_output=True, text=True
     )
     assert result.returncode == 2
-    assert "phrase_end_steps = 0: must be a whole number from 1 to 64" in result.stderr
+    assert message in result.stderr
