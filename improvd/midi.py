@@ -26,7 +26,9 @@ log = logging.getLogger("improvd.midi")
 
 CLIENT = "improvd"
 APIS = {"alsa": rtmidi.API_LINUX_ALSA, "jack": rtmidi.API_UNIX_JACK}
-INPUT_POLL = 0.004  # seconds between looks at JACK input (arrival times come from rtmidi's own deltas)
+INPUT_POLL = 0.004  # seconds between looks at JACK input while the player plays
+IDLE_POLL = 0.01  # ... once nothing came for IDLE_AFTER s: fewer wakeups; below ArrivalClock.RESYNC
+IDLE_AFTER = 2.0
 JACK_FLUSH = 0.05  # seconds for queued output to leave before the ports close
 OWN_PORT = re.compile(rf"^{CLIENT}(-\d+)?:")
 ADVICE = {
@@ -143,14 +145,19 @@ class MidiPorts:
 
         A Python callback would run in JACK's real-time thread, waiting for the
         interpreter lock; that stalls JACK's graph and can deadlock a port close.
+        Arrival times come from rtmidi's own deltas, so a slower idle poll only
+        delays when the engine hears the first note of a phrase, not its time.
         """
+        last = time.monotonic()
         while not self._reading.is_set():
             with self._lock:
                 event = self._in.handle.get_message() if self._in.connected else None
+            now = time.monotonic()
             if event is None:
-                self._reading.wait(INPUT_POLL)
+                time.sleep(INPUT_POLL if now - last < IDLE_AFTER else IDLE_POLL)  # cheaper than an Event wait
                 continue
-            self._on_message(event[0], self._arrivals.arrival(event[1], time.monotonic()))
+            last = now
+            self._on_message(event[0], self._arrivals.arrival(event[1], now))
 
     def _callback(self, event: tuple[list[int], float], _data: object = None) -> None:
         self._on_message(event[0], self._arrivals.arrival(event[1], time.monotonic()))

@@ -110,3 +110,34 @@ def _reopen(ports: MidiPorts, received: Received) -> MidiPorts:
     opened = MidiPorts("jack", "keyboard", "synth", received, clock=False)
     opened.open()
     return opened
+
+
+@pytest.mark.jack
+def test_idle_input_poll_keeps_arrival_times(jack_midi, monkeypatch):
+    """After a silence the input is polled slowly; arrival times still come from rtmidi's deltas."""
+    monkeypatch.setattr("improvd.midi.IDLE_AFTER", 0.1)
+    monkeypatch.setattr("improvd.midi.IDLE_POLL", 0.015)
+    seen: list[float] = []  # when each message reached Python
+    received = Received()
+
+    def on_message(data: list[int], arrival: float) -> None:
+        seen.append(time.monotonic())
+        received(data, arrival)
+
+    keyboard = jack_midi.open_output("out", client_name="keyboard")
+    ports = MidiPorts("jack", "keyboard", "", on_message, clock=False)
+    try:
+        ports.open()
+        sent = []
+        for note in range(60, 80):  # ten notes while playing, then ten each after a silence
+            time.sleep(0.03 if note < 70 else 0.2 + 0.0037 * note)
+            sent.append(time.monotonic())
+            keyboard.send(mido.Message("note_on", note=note, velocity=100))
+        wait_for(lambda: len(received.items) == len(sent), 2, "every note through the input")
+        idle = range(10, 20)
+        assert max(seen[i] - sent[i] for i in idle) > 0.005  # the idle poll did hand them on late
+        errors = [received.items[i][1] - sent[i] for i in idle]
+        assert max(abs(e) for e in errors) < 0.004, errors
+    finally:
+        keyboard.close()
+        ports.close()
