@@ -1,7 +1,9 @@
 """Split songs by tune and feed them to Keras with tf.data.
 
-Songs are joined into one stream with ``sequence_length`` song-end symbols
-between them (as the tutorial does). Each training epoch cuts the stream into
+Songs are joined into one stream with ``song_gap`` song-end symbols between
+them (the tutorial puts a whole sequence length of them there; a bar's worth
+tells the model a new song starts without filling long windows with song ends).
+Each training epoch cuts the stream into
 ``sequence_length + 1`` windows starting at a fresh random offset, so the model
 sees every song at every phase; ``x = window[:-1]``, ``y = window[1:]``: a
 target at every step. Only one int32 stream is held in memory, never one-hot
@@ -35,9 +37,11 @@ def split_tunes(idents: list[str], seed: int, validation: float = 0.05, test: fl
     }
 
 
-def stream_of(songs: list[list[str]], vocabulary: Vocabulary, sequence_length: int) -> np.ndarray:
-    """One int32 array: ``sequence_length`` song ends, then each song followed by as many song ends."""
-    separator = [SONG_END] * sequence_length
+def stream_of(songs: list[list[str]], vocabulary: Vocabulary, song_gap: int) -> np.ndarray:
+    """One int32 array: ``song_gap`` song ends, then each song followed by as many song ends."""
+    if song_gap < 1:
+        raise ValueError(f"song_gap must be at least 1 (song ends between songs), got {song_gap}")
+    separator = [SONG_END] * song_gap
     symbols = list(separator)
     for song in songs:
         symbols.extend(song)

@@ -31,6 +31,7 @@ class Settings:
     validation: float = 0.05
     test: float = 0.05
     sequence_length: int = 64
+    song_gap: int = 16  # song ends between songs in the training stream
     input_kind: str = "onehot"
     embedding_dim: int = 32
     lstm_units: list[int] = field(default_factory=lambda: [256])
@@ -107,8 +108,8 @@ def fit(settings: Settings, run_dir: str | Path, prepared: Prepared, resume: str
     run.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(settings.seed)
     vocabulary = prepared.vocabulary
-    train_stream = stream_of(prepared.songs("train"), vocabulary, settings.sequence_length)
-    val_stream = stream_of(prepared.songs("validation"), vocabulary, settings.sequence_length)
+    train_stream = stream_of(prepared.songs("train"), vocabulary, settings.song_gap)
+    val_stream = stream_of(prepared.songs("validation"), vocabulary, settings.song_gap)
     train_data, steps = training_dataset(train_stream, settings.sequence_length, settings.batch_size, settings.seed)
     val_data = evaluation_dataset(val_stream, settings.sequence_length, settings.batch_size)
     with _strategy(settings.strategy).scope():
