@@ -115,6 +115,8 @@ def test_windows_predict_the_next_step():
     assert x.shape == y.shape == (3, 4)  # (17 - 1 - 1) // 4 whole windows
     assert np.array_equal(x.ravel()[1:], y.ravel()[:-1])
     assert np.array_equal(x.ravel(), stream[1:13]) and np.array_equal(y.ravel(), stream[2:14])
+    with pytest.raises(ValueError, match="song_gap must be at least 1"):
+        stream_of([["60"]], vocabulary, 0)
 
 
 def test_ngram_probabilities_and_order_choice():

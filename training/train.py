@@ -19,6 +19,10 @@ from improvd.encoding import Vocabulary
 from training.corpus import DEFAULT_CACHE_DIR, Corpus, load_corpus
 from training.dataset import evaluation_dataset, split_tunes, stream_of, training_dataset
 
+LR_DECAY = 0.3  # the learning rate is multiplied by this when validation loss stalls ...
+LR_PATIENCE = 2  # ... for this many epochs (early stopping waits longer: --patience)
+MIN_LR = 1e-5
+
 
 @dataclass
 class Settings:
@@ -127,6 +131,7 @@ def fit(settings: Settings, run_dir: str | Path, prepared: Prepared, resume: str
             )
     callbacks = [
         keras.callbacks.EarlyStopping("val_loss", patience=settings.patience, restore_best_weights=True),
+        keras.callbacks.ReduceLROnPlateau("val_loss", factor=LR_DECAY, patience=LR_PATIENCE, min_lr=MIN_LR),
         keras.callbacks.ModelCheckpoint(run / "checkpoint.keras", monitor="val_loss", save_best_only=True),
         keras.callbacks.CSVLogger(run / "log.csv"),
         _time_limit(settings.max_minutes),
