@@ -112,6 +112,27 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def cpu_by_thread(pid: int) -> dict[str, float]:
+    """CPU seconds of the daemon's threads: its named ones, the asyncio main thread, and the rest (rtmidi's JACK
+    client threads, which wake every JACK period)."""
+    seconds: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except FileNotFoundError:  # the thread ended
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        key = "main" if task.name == str(pid) else name if name.startswith("improvd-") else "jack-client"
+        fields = stat.rsplit(")", 1)[1].split()
+        seconds[key] = seconds.get(key, 0.0) + (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return seconds
+
+
+def pss_mb(pid: int) -> float:
+    """Proportional set size: shared pages (JACK's segment) divided among the processes that map them."""
+    return int(re.search(r"^Pss:\s+(\d+) kB", Path(f"/proc/{pid}/smaps_rollup").read_text(), re.M)[1]) / 1024
+
+
 def rss_mb(pid: int) -> tuple[float, float]:
     """VmRSS, and the same without shared memory (most of that is JACK's, mapped by every JACK client)."""
     status = Path(f"/proc/{pid}/status").read_text()
@@ -162,18 +183,28 @@ def run_one(model: Path, bpm: int, flood_kind: str | None, seconds: float, workd
     while b"READY=1" not in notify.recv(4096):
         pass
     ready = time.monotonic() - started
-    cpu0, idle0 = cpu_seconds(daemon.pid), time.monotonic()
+    cpu0, threads0, idle0 = cpu_seconds(daemon.pid), cpu_by_thread(daemon.pid), time.monotonic()
     time.sleep(5)
-    idle_cpu = 100 * (cpu_seconds(daemon.pid) - cpu0) / (time.monotonic() - idle0)
+    idle_seconds = time.monotonic() - idle0
+    idle_cpu = 100 * (cpu_seconds(daemon.pid) - cpu0) / idle_seconds
+    idle_threads = {
+        name: round(100 * (used - threads0.get(name, 0.0)) / idle_seconds, 2)
+        for name, used in sorted(cpu_by_thread(daemon.pid).items())
+    }
     stop_flood, flooder = flood_starter(flood_kind, broker)
-    calls, peak_rss, peak_private, cpu1, busy0 = [], 0.0, 0.0, cpu_seconds(daemon.pid), time.monotonic()
+    calls, peak_rss, peak_private, peak_pss = [], 0.0, 0.0, 0.0
+    cpu1, busy0 = cpu_seconds(daemon.pid), time.monotonic()
     while time.monotonic() - busy0 < seconds:
         phrase = tunes[len(calls) % len(tunes)]
         last_off = play(player, phrase, bpm)
         calls.append((last_off, len(receiver.onsets)))
         time.sleep((PHRASE_END_STEPS + RESPONSE_STEPS + 4) * step)
         rss, private = rss_mb(daemon.pid)
-        peak_rss, peak_private = max(peak_rss, rss), max(peak_private, private)
+        peak_rss, peak_private, peak_pss = (
+            max(peak_rss, rss),
+            max(peak_private, private),
+            max(peak_pss, pss_mb(daemon.pid)),
+        )
     busy_cpu = 100 * (cpu_seconds(daemon.pid) - cpu1) / (time.monotonic() - busy0)
     stop_flood.set()
     if flooder is not None:
@@ -210,7 +241,9 @@ def run_one(model: Path, bpm: int, flood_kind: str | None, seconds: float, workd
         "answer_delay_steps": round(statistics.median(delays) / step, 3) if delays else None,
         "rss_mb": round(peak_rss, 1),
         "rss_without_shared_memory_mb": round(peak_private, 1),
+        "pss_mb": round(peak_pss, 1),
         "idle_cpu_percent": round(idle_cpu, 2),
+        "idle_cpu_percent_by_thread": idle_threads,
         "busy_cpu_percent": round(busy_cpu, 2),
         "start_to_ready_s": round(ready, 3),
         "exit_status": daemon.returncode,

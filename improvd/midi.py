@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import rtmidi
 
+from improvd.osthread import name_this_thread
+
 log = logging.getLogger("improvd.midi")
 
 CLIENT = "improvd"
@@ -148,6 +150,7 @@ class MidiPorts:
         Arrival times come from rtmidi's own deltas, so a slower idle poll only
         delays when the engine hears the first note of a phrase, not its time.
         """
+        name_this_thread()
         last = time.monotonic()
         while not self._reading.is_set():
             with self._lock:

@@ -19,6 +19,7 @@ from typing import Any
 import mido
 
 from improvd.clock import InternalClock, MidiClockFollower
+from improvd.osthread import name_this_thread
 
 SPIN_SECONDS = 0.001  # the last stretch before a deadline is spun, not slept
 WINDOW = 20_000  # lateness samples kept for the percentiles
@@ -154,6 +155,7 @@ class TimingThread(threading.Thread):
         self.join(timeout)
 
     def run(self) -> None:
+        name_this_thread()
         try:
             self._start_clock()
             while not self._stopping:

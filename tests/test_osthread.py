@@ -1,0 +1,21 @@
+"""OS-level thread names, as top -H and /proc show them."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from improvd.osthread import name_this_thread
+
+
+def test_a_thread_gets_its_python_name_at_the_os_level():
+    seen: dict = {}
+
+    def body() -> None:
+        seen["named"] = name_this_thread()
+        seen["comm"] = Path(f"/proc/self/task/{threading.get_native_id()}/comm").read_text().strip()
+
+    thread = threading.Thread(target=body, name="improvd-a-long-thread-name")
+    thread.start()
+    thread.join()
+    assert seen == {"named": True, "comm": "improvd-a-long-"}  # the kernel keeps 15 bytes
