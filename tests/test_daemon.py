@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 import signal
 import socket
@@ -246,6 +247,22 @@ def test_follows_midi_clock(tmp_path, tiny_model_dir, player, synth):
     finally:
         running.clear()
         assert daemon.stop() == 0, daemon.text()
+
+
+def test_sends_midi_clock_at_its_tempo(tmp_path, tiny_model_dir, synth):
+    daemon = Daemon(tmp_path, [*model_args(tiny_model_dir), "--output", "synth", "--clock-out"])
+    try:
+        daemon.wait_log("ready")
+        time.sleep(1.0)
+    finally:
+        assert daemon.stop() == 0, daemon.text()
+    time.sleep(0.1)
+    kinds = [m.type for _, m in synth.messages()]
+    assert kinds[0] == "start" and kinds[-1] == "stop", kinds[:3] + kinds[-3:]
+    pulses = [t for t, m in synth.messages() if m.type == "clock"]
+    intervals = sorted(b - a for a, b in itertools.pairwise(pulses))
+    assert len(pulses) > 48  # a second at 240 BPM is 96 pulses (24 a quarter note)
+    assert intervals[len(intervals) // 2] == pytest.approx(60 / BPM / 24, rel=0.05)
 
 
 def test_notify_messages_reach_a_real_socket(tmp_path, tiny_model_dir, jack_server):
