@@ -222,6 +222,19 @@ def discovery(config: MqttConfig, version: str) -> dict[str, dict]:
     return messages
 
 
+def raise_if_cancelled() -> None:
+    """Honour a cancellation that was swallowed on the way.
+
+    Before Python 3.12, ``asyncio.wait_for`` (which aiomqtt awaits on connect,
+    subscribe and publish) returns its result and drops the cancellation when
+    the awaited future finishes in the same loop turn as the cancel (CPython
+    gh-86296). The task still counts the request, so check it at safe points.
+    """
+    task = asyncio.current_task()
+    if task is not None and getattr(task, "cancelling", lambda: 0)():
+        raise asyncio.CancelledError
+
+
 def _describe(error: aiomqtt.MqttError, config: MqttConfig) -> str:
     where = f"{config.host}:{config.port}"
     if isinstance(error, aiomqtt.MqttCodeError) and error.rc in (4, 5, 134, 135):
@@ -288,6 +301,7 @@ class ControlPlane:
             except aiomqtt.MqttError as error:
                 if self._stopping:  # aiomqtt's disconnect failed while we were being cancelled: still a stop
                     raise asyncio.CancelledError from error
+                raise_if_cancelled()
                 reason = f"lost the broker at {self.config.host}:{self.config.port}: {error}"
                 log.warning("MQTT: %s; retrying in %.0f s", reason if entered else _describe(error, self.config), delay)
             await asyncio.sleep(delay)
@@ -323,6 +337,7 @@ class ControlPlane:
             self.connected = True
             log.info("MQTT: connected to %s:%d as %s", self.config.host, self.config.port, self.config.prefix)
             self.publish_state()
+            raise_if_cancelled()  # a stop may have been swallowed while connecting, subscribing or announcing
             await self._serve_until_lost(client)
         except asyncio.CancelledError:
             self._stopping = True  # the client's exit may turn the cancellation into an MqttError
