@@ -97,3 +97,28 @@ def test_missing_model_directory_is_one_clear_line(tmp_path, capsys):
     assert capsys.readouterr().err.strip() == f"improvd-train: {tmp_path / 'nowhere'}: not a model directory " + (
         "(it does not exist or is not a folder)"
     )
+
+
+def test_fine_tuning_resumes_from_an_exported_model(tiny_run):
+    import keras
+
+    exported = tiny_run / "models" / "tiny" / "model.keras"
+    assert getattr(keras.models.load_model(exported), "optimizer", None) is None  # no optimizer state
+    args = ["fit", "--files", "kinder0", "--max-tunes", "40", "--epochs", "1", "--sequence-length", "32"]
+    args += [
+        "--batch-size",
+        "16",
+        "--name",
+        "tuned",
+        "--seed",
+        "3",
+        "--learning-rate",
+        "3e-4",
+        "--resume",
+        str(exported),
+    ]
+    args += ["--models-dir", str(tiny_run / "models"), "--run-dir", str(tiny_run / "tuned-run")]
+    assert main([*args, "--cache-dir", str(tiny_run / "cache"), "--no-keras"]) == 0
+    tuned, first = load_model(tiny_run / "models" / "tuned"), load_model(tiny_run / "models" / "tiny")
+    assert tuned.lstm_units == first.lstm_units == [12, 8] and tuned.card["training"]["resumed_from"] == str(exported)
+    assert not np.array_equal(tuned.weights["dense_kernel"], first.weights["dense_kernel"])  # it did train

@@ -72,8 +72,10 @@ def export_model(
     tmp_json = path / (MODEL_JSON + ".tmp")
     tmp_json.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     os.replace(tmp_json, path / MODEL_JSON)
-    if save_keras:
+    if save_keras:  # the weights without Adam's two moments per weight: a third of the size
+        shipped = keras.Model.from_config(model.get_config())  # not compiled, so no optimizer
+        shipped.set_weights(model.get_weights())
         tmp_keras = path / "model.tmp.keras"
-        model.save(tmp_keras)
+        shipped.save(tmp_keras)
         os.replace(tmp_keras, path / "model.keras")
     return path

@@ -48,7 +48,11 @@ def build_model(
         x = layers.LSTM(units, return_sequences=True, name=f"lstm_{k}")(x)
         x = layers.Dropout(dropout, name=f"dropout_{k}")(x)
     outputs = layers.Dense(vocab_size, activation="softmax", name="dense")(x)
-    model = keras.Model(inputs, outputs, name="improvd_lstm")
+    return compile_model(keras.Model(inputs, outputs, name="improvd_lstm"), learning_rate)
+
+
+def compile_model(model: keras.Model, learning_rate: float) -> keras.Model:
+    """Adam on next-step cross-entropy (also for a reloaded model.keras, which is saved without optimizer state)."""
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
         loss="sparse_categorical_crossentropy",

@@ -106,7 +106,7 @@ def fit(settings: Settings, run_dir: str | Path, prepared: Prepared, resume: str
     """Train; returns (best Keras model, history dict). The best epoch's weights are restored."""
     import keras
 
-    from training.model import build_model
+    from training.model import build_model, compile_model
 
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
@@ -117,8 +117,10 @@ def fit(settings: Settings, run_dir: str | Path, prepared: Prepared, resume: str
     train_data, steps = training_dataset(train_stream, settings.sequence_length, settings.batch_size, settings.seed)
     val_data = evaluation_dataset(val_stream, settings.sequence_length, settings.batch_size)
     with _strategy(settings.strategy).scope():
-        if resume:  # fine-tuning: the saved optimizer state, at this run's learning rate
+        if resume:  # fine-tuning at this run's learning rate; a checkpoint keeps its optimizer state
             model = keras.models.load_model(resume)
+            if getattr(model, "optimizer", None) is None:  # an exported model.keras holds only the weights
+                compile_model(model, settings.learning_rate)
             model.optimizer.learning_rate.assign(settings.learning_rate)
         else:
             model = build_model(
