@@ -57,12 +57,16 @@ the player's notes go into the buffer for the next call.
 Symbols that cannot be played at a point are masked before sampling: the first
 answer step must start a note (``_``, ``r`` and ``/`` are masked, the others
 renormalised), so the answer always starts on the step after the phrase end;
-a ``/`` later ends the answer early. Temperature divides the logits; top-p
-keeps the smallest set of likely symbols; the generator is seeded.
+a ``/`` later ends the answer early. The song cache (improvd.songcache) mixes
+what followed the same contexts earlier in the player's line into the LSTM's
+probabilities, so answers pick up the player's motifs (it follows the answer
+as it goes but does not learn from it, which would let an answer loop).
+Temperature divides the log probabilities; top-p keeps the smallest set of
+likely symbols; the generator is seeded.
 
-While answering, the LSTM consumes its own symbols (it is continuing). After
-the answer (or a barge-in) it is re-primed from the player's buffer, so the
-next answer follows what the player played, not what improvd played.
+While answering, the LSTM consumes its own symbols (it is continuing). After the answer (or a barge-in) both are re-primed from the
+player's buffer, so the next answer follows what the player played, not what
+improvd played.
 """
 
 from __future__ import annotations
@@ -80,13 +84,14 @@ from improvd.encoding import HOLD, SONG_END, is_pitch, transposition_to_c
 from improvd.grid import Grid
 from improvd.keys import estimate_key
 from improvd.model import Model
-from improvd.runtime import LSTMRuntime
+from improvd.runtime import LSTMRuntime, softmax
 from improvd.sampler import Sampler
 from improvd.seedbuffer import SeedBuffer
+from improvd.songcache import SongCache
 
 SUSTAIN = 64
 ALL_NOTES_OFF = 123
-SONG_START_STEPS = 64  # '/' symbols fed before a call, as training puts between songs
+SONG_START_STEPS = 16  # '/' symbols fed before a call, as training puts between songs (--song-gap)
 
 
 @dataclass
@@ -195,6 +200,7 @@ class Engine:
         self._runtime = LSTMRuntime(model)
         vocabulary = model.vocabulary
         self._song_end = vocabulary.index[SONG_END]
+        self._cache = SongCache(self._song_end)
         self._runtime.prime([self._song_end] * SONG_START_STEPS)
         self._song_start = self._runtime.snapshot()
         self._first_step_mask = np.array([is_pitch(s) for s in vocabulary.symbols])
@@ -205,11 +211,16 @@ class Engine:
         vocabulary = self.model.vocabulary
         if is_pitch(symbol):
             symbol = vocabulary.fold(str(int(symbol) + self._shift))
-        self._logits = self._runtime.step(vocabulary.index[symbol])
+        self._step(vocabulary.index[symbol])
+
+    def _step(self, index: int, own: bool = False) -> None:
+        """The LSTM and the song cache take one symbol (the cache does not count improvd's ``own``)."""
+        self._logits = self._runtime.step(index)
+        self._cache.add(index, count=not own)
 
     def _reprime(self) -> None:
         self._runtime.restore(self._song_start)
-        self._logits = self._runtime.step(self._song_end)
+        self._step(self._song_end)  # the cache starts a new song too
         for symbol in self._buffer.last_note_symbols():
             self._feed_lstm(symbol)
 
@@ -293,7 +304,7 @@ class Engine:
         symbols: list[str] = []
         for k in range(steps):
             index = self._sampler.sample(
-                self._logits,
+                np.log(self._cache.mix(softmax(self._logits))),
                 self.settings.temperature,
                 self.settings.top_p,
                 self._first_step_mask if k == 0 else None,
@@ -302,7 +313,7 @@ class Engine:
             if symbol == SONG_END:
                 break
             symbols.append(symbol)
-            self._logits = self._runtime.step(index)
+            self._step(index, own=True)
         return symbols
 
     def _queue_response(self, symbols: list[str], time: float) -> None:

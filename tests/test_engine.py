@@ -235,3 +235,15 @@ def test_a_panic_after_the_output_channel_changed_releases_on_the_channel_the_no
     released = [t.message for t in engine.panic(1.0)]
     assert {m.channel for m in released if m.type == "note_off"} == {2}
     assert {m.channel for m in released if m.type == "control_change"} == {9}
+
+
+def test_the_song_cache_lets_an_answer_take_up_the_players_motif(model, monkeypatch):
+    """With the cache trusted fully, an answer cut into a repeated motif continues it from the call."""
+    monkeypatch.setattr("improvd.songcache.ALPHA", 1e-9)
+    motif = [60, 64, 67, 72, 71, 67]  # C major: no transposition
+    notes = [(pitch, 2 * k, 2) for k, pitch in enumerate(motif + motif[:3])]  # the motif, then its first three notes
+    engine = Engine(model, Settings(bpm=BPM, max_call_steps=18, response_steps=6), seed=4)
+    sent, events = run(engine, call(notes), 60)
+    assert next(e for e in events if e.name == "response_start").data["transposition"] == 0
+    answer = [t.message.note for t in sent if t.message.type == "note_on" and t.message.velocity > 0]
+    assert answer == motif[3:]

@@ -68,7 +68,7 @@ def test_evaluate_prints_every_field(tiny_run, capsys):
     for key in FIGURES + CONTINUATION:
         assert key in report and key in report["baseline"], key
     for key in FIGURES:
-        assert report[key] >= 0 and report["baseline"][key] >= 0
+        assert report[key] >= 0 and report["baseline"][key] >= 0 and report["lstm_alone"][key] >= 0
     assert 0 <= report["accuracy"] <= 1 and 1 <= report["baseline"]["order"] <= 12
     assert report["test"]["tunes"] >= 1 and report["continuations"]["max_continuations"] == 3
 

@@ -3,7 +3,9 @@
 Every test tune is fed after ``PREFIX`` song-end symbols (as training puts song
 ends before each song); the figures count each of its steps and its closing
 song end. Onset steps are those whose true symbol is a pitch. The LSTM runs in
-numpy (improvd.runtime), exactly as the daemon runs it, so no TensorFlow is needed.
+numpy (improvd.runtime) with the song cache (improvd.songcache) mixed in,
+exactly as the daemon runs it, so no TensorFlow is needed; ``lstm_alone``
+holds the figures of the LSTM without the cache.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from improvd.encoding import SONG_END, Vocabulary, is_pitch
 from improvd.model import MODEL_JSON, Model, load_model
 from improvd.runtime import LSTMRuntime, softmax
 from improvd.sampler import Sampler
+from improvd.songcache import SongCache
 from training.corpus import DEFAULT_CACHE_DIR
 from training.ngram import NGram
 
@@ -65,9 +68,28 @@ class Predictor:
         self.step = step  # feed one more symbol, return probabilities of what comes next
 
     @classmethod
-    def lstm(cls, model: Model) -> Predictor:
+    def lstm(cls, model: Model, song_cache: bool = True, generating: bool = False) -> Predictor:
+        """The LSTM as the daemon runs it: with the song cache mixed in, unless ``song_cache`` is False.
+
+        ``generating``: symbols after the history are the model's own, which the cache follows but does not count.
+        """
         runtime = LSTMRuntime(model)
-        return cls(lambda history: softmax(runtime.prime(history)), lambda index: softmax(runtime.step(index)))
+        cache = SongCache(model.vocabulary.index[SONG_END])
+
+        def predict(logits: np.ndarray) -> np.ndarray:
+            return cache.mix(softmax(logits)) if song_cache else softmax(logits)
+
+        def first(history: list[int]) -> np.ndarray:
+            cache.reset()
+            for index in history:
+                cache.add(index)
+            return predict(runtime.prime(history))
+
+        def step(index: int) -> np.ndarray:
+            cache.add(index, count=not generating)
+            return predict(runtime.step(index))
+
+        return cls(first, step)
 
     @classmethod
     def ngram(cls, ngram: NGram) -> Predictor:
@@ -188,11 +210,12 @@ def evaluate(
     lstm, baseline = Predictor.lstm(model), Predictor.ngram(ngram)
     say(f"scoring {len(test)} test tunes")
     report: dict = {"model": model.name, **score_tunes(lstm, test, vocabulary)}
+    report["lstm_alone"] = score_tunes(Predictor.lstm(model, song_cache=False), test, vocabulary)
     base = {"order": ngram.order, "validation_bits_per_step_by_order": order_bits}
     base |= score_tunes(baseline, test, vocabulary)
     calls = [t for t in test if len(t) >= CALL_STEPS + RESPONSE_STEPS][:max_continuations]
     say(f"continuations: {len(calls)} tunes x {seeds} seeds")
-    report |= continuations(lstm, calls, vocabulary, seeds)
+    report |= continuations(Predictor.lstm(model, generating=True), calls, vocabulary, seeds)
     base |= continuations(baseline, calls, vocabulary, seeds)
     report["baseline"] = base
     report["test"] = {

@@ -1,0 +1,65 @@
+"""The song cache: counts of what followed each context earlier in the song, mixed over the LSTM."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from improvd.songcache import ALPHA, MAX_ORDER, MIN_ORDER, WINDOW, SongCache
+
+V = 12
+END = 0
+BASE = np.full(V, 1.0 / V)
+PHRASE = [3, 4, 5, 4, 3, 6, 7, 8, 9, 10]  # longer than MIN_ORDER, no context repeats inside it
+
+
+def fed(symbols: list[int], count: bool = True) -> SongCache:
+    cache = SongCache(END)
+    for index in symbols:
+        cache.add(index, count)
+    return cache
+
+
+def test_nothing_repeated_leaves_the_lstm_alone():
+    assert np.array_equal(SongCache(END).mix(BASE), BASE)
+    assert np.allclose(fed(PHRASE).mix(BASE), BASE)  # the last context was never followed by anything
+
+
+def test_a_repeated_context_pulls_towards_what_followed_it():
+    cache = fed([*PHRASE, 1, 2, *PHRASE[:MIN_ORDER]])
+    mixed = cache.mix(BASE)
+    weight = 1 / (1 + ALPHA)  # the context was seen once, with one continuation (Witten-Bell)
+    assert mixed[PHRASE[MIN_ORDER]] == pytest.approx(BASE[0] * (1 - weight) + weight)
+    assert mixed.sum() == pytest.approx(1.0) and mixed.argmax() == PHRASE[MIN_ORDER]
+    longer = fed([*PHRASE, 1, 2, *PHRASE[: MIN_ORDER + 2]]).mix(BASE)  # two nested contexts now agree
+    assert longer[PHRASE[MIN_ORDER + 2]] > mixed[PHRASE[MIN_ORDER]]
+
+
+def test_own_symbols_move_the_context_but_are_not_counted():
+    cache = fed(PHRASE)
+    for index in [1, 2, *PHRASE[:MIN_ORDER]]:
+        cache.add(index, count=False)
+    assert cache.mix(BASE)[PHRASE[MIN_ORDER]] > 0.1  # the player's phrase is found from generated context
+    generated = fed([1, 2, *PHRASE], count=False)
+    for index in PHRASE[:MIN_ORDER]:
+        generated.add(index, count=False)
+    assert np.allclose(generated.mix(BASE), BASE)  # nothing generated was learnt
+
+
+def test_a_song_end_starts_a_new_song():
+    cache = fed([*PHRASE, END, *PHRASE[:MIN_ORDER]])
+    assert np.allclose(cache.mix(BASE), BASE)
+
+
+def test_only_the_last_window_counts_and_the_table_stays_bounded():
+    rng = np.random.default_rng(0)
+    cache = fed(PHRASE)
+    for index in rng.integers(1, 3, WINDOW + MAX_ORDER):  # symbols 1 and 2 only: PHRASE's contexts never recur
+        cache.add(int(index))
+    for index in PHRASE[:MIN_ORDER]:
+        cache.add(index)
+    assert cache.mix(BASE)[PHRASE[MIN_ORDER]] == pytest.approx(BASE[0])  # the phrase has left the window
+    for index in rng.integers(1, V, 5 * WINDOW):
+        cache.add(int(index))
+    counted = sum(sum(following.values()) for following in cache._counts.values())
+    assert counted <= WINDOW * (MAX_ORDER - MIN_ORDER + 1)
