@@ -17,7 +17,7 @@ count, so a daemon left running for hours holds a bounded table.
 
 from __future__ import annotations
 
-from collections import deque
+from collections import Counter, deque
 
 import numpy as np
 
@@ -28,22 +28,28 @@ WINDOW = 1024  # steps remembered (64 bars of 4/4)
 
 
 class SongCache:
-    """Counts of (context, next symbol) over the last ``WINDOW`` symbols of one song; ``song_end`` starts a new one."""
+    """The last ``WINDOW`` symbols of one song, indexed by the ``MIN_ORDER`` steps before each; ``song_end`` starts
+    a new song.
+
+    Rather than a table of every context up to ``MAX_ORDER`` (megabytes for a
+    full window), it keeps the symbols and, for each ``MIN_ORDER``-step context,
+    where it occurred; ``mix`` extends those matches backwards to find the
+    longer contexts. Same figures, a few hundred kilobytes at most.
+    """
 
     def __init__(self, song_end: int) -> None:
         self.song_end = song_end
-        self._history: deque[int] = deque(maxlen=MAX_ORDER)
-        self._added: deque[tuple[int, list[tuple[int, ...]]]] = deque()  # per step: symbol, contexts it counted in
-        self._counts: dict[tuple[int, ...], dict[int, int]] = {}
+        self.reset()
 
     def reset(self) -> None:
         """A new song: forget everything."""
-        self._history.clear()
-        self._added.clear()
-        self._counts.clear()
+        self._history: list[int] = []
+        self._offset = 0  # the song position of _history[0]
+        self._followers: dict[tuple[int, ...], list[int]] = {}  # MIN_ORDER context -> positions that followed it
+        self._counted: deque[tuple[int, tuple[int, ...]]] = deque()  # (position, context), oldest first
 
     def add(self, index: int, count: bool = True) -> None:
-        """Count ``index`` after each context ending here, then make it part of the history.
+        """Append ``index`` to the song, counted as following its context unless ``count`` is False.
 
         ``count=False`` only moves the context on: for symbols improvd generates
         itself, which would otherwise feed back until an answer loops on itself.
@@ -51,38 +57,48 @@ class SongCache:
         if index == self.song_end:
             self.reset()
             return
-        history = tuple(self._history)
-        top = min(MAX_ORDER, len(history)) if count else MIN_ORDER - 1
-        contexts = [history[len(history) - k :] for k in range(MIN_ORDER, top + 1)]
-        for context in contexts:
-            following = self._counts.setdefault(context, {})
-            following[index] = following.get(index, 0) + 1
-        self._added.append((index, contexts))
+        position = self._offset + len(self._history)
+        if count and len(self._history) >= MIN_ORDER:
+            context = tuple(self._history[-MIN_ORDER:])
+            self._followers.setdefault(context, []).append(position)
+            self._counted.append((position, context))
         self._history.append(index)
-        if len(self._added) > WINDOW:
-            self._forget_oldest()
-
-    def _forget_oldest(self) -> None:
-        index, contexts = self._added.popleft()
-        for context in contexts:
-            following = self._counts[context]
-            following[index] -= 1
-            if not following[index]:
-                del following[index]
-                if not following:
-                    del self._counts[context]
+        while self._counted and self._counted[0][0] <= position - WINDOW:
+            _, context = self._counted.popleft()
+            self._followers[context].pop(0)  # short lists: lighter than a deque each
+            if not self._followers[context]:
+                del self._followers[context]
+        if len(self._history) > 2 * (WINDOW + MAX_ORDER):  # keep what the remaining matches can reach
+            drop = len(self._history) - (WINDOW + MAX_ORDER)
+            del self._history[:drop]
+            self._offset += drop
 
     def mix(self, probabilities: np.ndarray) -> np.ndarray:
         """The LSTM's ``probabilities`` with what followed the current contexts earlier in the song."""
         mixed = np.asarray(probabilities, np.float64)
-        history = tuple(self._history)
-        for k in range(MIN_ORDER, len(history) + 1):
-            following = self._counts.get(history[len(history) - k :])
-            if following is None:
-                break  # a longer context ending here cannot have been seen either
+        lengths = self._match_lengths()
+        for k in range(MIN_ORDER, MAX_ORDER + 1):
+            following = Counter(symbol for symbol, length in lengths if length >= k)
+            if not following:
+                break  # no longer context ending here was seen either
             total = sum(following.values())
             weight = total / (total + ALPHA * len(following))
             mixed = mixed * (1.0 - weight)
             for index, count in following.items():
                 mixed[index] += weight * count / total
         return mixed
+
+    def _match_lengths(self) -> list[tuple[int, int]]:
+        """(symbol that followed, steps of context it shares with now, up to MAX_ORDER) for each earlier match."""
+        history = self._history
+        end = len(history)
+        if end < MIN_ORDER:
+            return []
+        matches = []
+        for position in self._followers.get(tuple(history[-MIN_ORDER:]), ()):
+            at = position - self._offset
+            length = MIN_ORDER
+            while length < MAX_ORDER and at - length > 0 and history[at - length - 1] == history[end - length - 1]:
+                length += 1
+            matches.append((history[at], length))
+        return matches

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import numpy as np
 import pytest
 
@@ -59,7 +61,11 @@ def test_only_the_last_window_counts_and_the_table_stays_bounded():
     for index in PHRASE[:MIN_ORDER]:
         cache.add(index)
     assert cache.mix(BASE)[PHRASE[MIN_ORDER]] == pytest.approx(BASE[0])  # the phrase has left the window
-    for index in rng.integers(1, V, 5 * WINDOW):
-        cache.add(int(index))
-    counted = sum(sum(following.values()) for following in cache._counts.values())
-    assert counted <= WINDOW * (MAX_ORDER - MIN_ORDER + 1)
+    tracemalloc.start()
+    try:
+        full = fed([int(index) for index in rng.integers(1, V, 5 * WINDOW)])
+        size = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert size < 1_000_000, size  # a table of every context up to MAX_ORDER would take about 8 MB
+    assert len(full._history) <= 2 * (WINDOW + MAX_ORDER)
