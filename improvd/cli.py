@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+
+# The LSTM's one-step products are small: a BLAS thread pool only adds worker threads that spin after each product
+# (half a core with an LSTM of 384 units). Set before numpy loads OpenBLAS; a user's own setting wins.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 # subcommand -> (module that implements it, one-line help)
 SUBCOMMANDS = {
