@@ -405,9 +405,11 @@ class ControlPlane:
                 self._state_pending = False
                 state = json.dumps(self.controller.state(), default=str)
                 await client.publish(self.topic("state"), state, qos=1, retain=True)
+                raise_if_cancelled()  # a PUBACK in the same turn as the stop would keep this loop alive for ever
             while self._events:
                 name, data = self._events.popleft()
                 await client.publish(self.topic("events"), json.dumps({"event": name, **data}, default=str), qos=1)
+                raise_if_cancelled()
             await asyncio.sleep(STATE_INTERVAL)
 
 
