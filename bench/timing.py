@@ -37,6 +37,7 @@ from tests.services import JackServer, Mosquitto
 PHRASE_END_STEPS = 4
 RESPONSE_STEPS = 16
 MQTT_INSTANCE = "bench"
+IDLE_SECONDS = 15  # CPU time is counted in 10 ms ticks: 15 s resolves 0.07% of a core
 TUNES = ["kinder0#1", "kinder0#2", "kinder0#3", "kinder0#4", "kinder0#5"]
 TARGETS = {
     "send_lateness_p99_ms": 1.0,
@@ -184,7 +185,7 @@ def run_one(model: Path, bpm: int, flood_kind: str | None, seconds: float, workd
         pass
     ready = time.monotonic() - started
     cpu0, threads0, idle0 = cpu_seconds(daemon.pid), cpu_by_thread(daemon.pid), time.monotonic()
-    time.sleep(5)
+    time.sleep(IDLE_SECONDS)
     idle_seconds = time.monotonic() - idle0
     idle_cpu = 100 * (cpu_seconds(daemon.pid) - cpu0) / idle_seconds
     idle_threads = {
