@@ -109,7 +109,12 @@ def percentile(values: list[float], percent: float) -> float:
 
 
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return _cpu_of(Path(f"/proc/{pid}/stat").read_text())
+
+
+def _cpu_of(stat: str) -> float:
+    """User plus system CPU seconds from a /proc .../stat line."""
+    fields = stat.rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
@@ -124,8 +129,7 @@ def cpu_by_thread(pid: int) -> dict[str, float]:
             continue
         name = stat[stat.index("(") + 1 : stat.rindex(")")]
         key = "main" if task.name == str(pid) else name if name.startswith("improvd-") else "jack-client"
-        fields = stat.rsplit(")", 1)[1].split()
-        seconds[key] = seconds.get(key, 0.0) + (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        seconds[key] = seconds.get(key, 0.0) + _cpu_of(stat)
     return seconds
 
 

@@ -64,7 +64,8 @@ as it goes but does not learn from it, which would let an answer loop).
 Temperature divides the log probabilities; top-p keeps the smallest set of
 likely symbols; the generator is seeded.
 
-While answering, the LSTM consumes its own symbols (it is continuing). After the answer (or a barge-in) both are re-primed from the
+While answering, the LSTM consumes its own symbols (it is continuing). After
+the answer (or a barge-in) the LSTM and the cache are re-primed from the
 player's buffer, so the next answer follows what the player played, not what
 improvd played.
 """

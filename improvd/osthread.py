@@ -7,7 +7,6 @@ which thread uses the CPU (improvd's own, or the JACK client threads rtmidi star
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import threading
 
 PR_SET_NAME = 15
@@ -17,8 +16,8 @@ NAME_BYTES = 15  # the kernel keeps 15 bytes and a NUL
 def name_this_thread() -> bool:
     """Set the OS name of the calling thread to its ``threading`` name; False where that is not possible."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-    except OSError:
+        prctl = ctypes.CDLL(None).prctl  # libc's, already loaded: no library search (which runs ldconfig)
+    except AttributeError:
         return False
     name = threading.current_thread().name.encode()[:NAME_BYTES]
-    return libc.prctl(PR_SET_NAME, ctypes.c_char_p(name), 0, 0, 0) == 0
+    return prctl(PR_SET_NAME, ctypes.c_char_p(name), 0, 0, 0) == 0

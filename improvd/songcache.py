@@ -12,7 +12,7 @@ LSTM's distribution unchanged. This is the short-term model of Pearce's IDyOM
 
 The constants were chosen on the validation split (``improvd-train evaluate``
 reports the LSTM with and without the cache). Only the last ``WINDOW`` steps
-count, so a daemon left running for hours holds a bounded table.
+count, so a daemon left running for hours holds bounded memory.
 """
 
 from __future__ import annotations

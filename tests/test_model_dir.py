@@ -69,10 +69,14 @@ def test_missing_file_is_named(tmp_path, name):
         load_model(directory)
 
 
-def test_corrupt_json(tmp_path):
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [('{"format": "improvd-model", ', "not readable JSON"), ("[1, 2]", "not an improvd model card")],
+)
+def test_unreadable_card(tmp_path, text, message):
     directory = write_model(tmp_path / "m")
-    (directory / "model.json").write_text('{"format": "improvd-model", ', encoding="utf-8")
-    with pytest.raises(ModelError, match=r"model.json: not readable JSON"):
+    (directory / "model.json").write_text(text, encoding="utf-8")
+    with pytest.raises(ModelError, match=rf"model.json: {message}"):
         load_model(directory)
 
 
@@ -166,11 +170,4 @@ def test_bad_card_fields(tmp_path, changes, message):
     directory = write_model(tmp_path / "m")
     edit_card(directory, **changes)
     with pytest.raises(ModelError, match=rf"model.json: {message}"):
-        load_model(directory)
-
-
-def test_card_that_is_not_an_object(tmp_path):
-    directory = write_model(tmp_path / "m")
-    (directory / "model.json").write_text("[1, 2]", encoding="utf-8")
-    with pytest.raises(ModelError, match=r"model.json: not an improvd model card"):
         load_model(directory)
