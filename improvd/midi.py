@@ -2,7 +2,8 @@
 
 ``--input``/``--output`` name an existing port by case-insensitive substring;
 without one the daemon opens a virtual port of a client named ``improvd`` (under
-JACK the second client of that name becomes ``improvd-01``). ``MidiPorts.poll``,
+JACK the second client of that name becomes ``improvd-01``). JACK input is read
+by polling (see ``MidiPorts._poll_input``). ``MidiPorts.poll``,
 called from the daemon's asyncio loop every half second, notices a named port
 that went away and reconnects when it is back. Every call on the output port is
 made under one lock, so the timing thread's sends never meet a reconnect.
@@ -28,9 +29,10 @@ log = logging.getLogger("improvd.midi")
 
 CLIENT = "improvd"
 APIS = {"alsa": rtmidi.API_LINUX_ALSA, "jack": rtmidi.API_UNIX_JACK}
-INPUT_POLL = 0.004  # seconds between looks at JACK input while the player plays
-IDLE_POLL = 0.01  # ... once nothing came for IDLE_AFTER s: fewer wakeups; below ArrivalClock.RESYNC
-IDLE_AFTER = 2.0
+INPUT_POLL = 0.004  # seconds between looks at JACK input while messages come and go
+IDLE_AFTER = 2.0  # once nothing was heard or sent for this long, the reader looks only every IDLE_POLL,
+IDLE_POLL = 0.01  # ... or not at all while the timing thread looks before every grid tick:
+TICKS_FRESH = 1.0  # ... it did so this recently (longer than the slowest step, 0.75 s at 20 BPM)
 JACK_FLUSH = 0.05  # seconds for queued output to leave before the ports close
 OWN_PORT = re.compile(rf"^{CLIENT}(-\d+)?:")
 ADVICE = {
@@ -68,27 +70,40 @@ def _create(kind: type, api: str) -> rtmidi.MidiIn | rtmidi.MidiOut:
 class ArrivalClock:
     """Arrival times on ``time.monotonic`` from rtmidi's deltas, which its MIDI thread stamps.
 
-    The Python callback may run late (it waits for the interpreter); the delta
-    between messages does not. The offset between the summed deltas and the
-    callback's clock is the smallest one seen (the least delayed callback),
-    allowed to creep up by DRIFT per second so a drifting sound card clock is followed.
+    Python hands a message on late (a callback waits for the interpreter, a
+    poller for its next look); the delta between messages is not late. The
+    offset between the summed deltas and the hand-on clock is the smallest one
+    seen (the least delayed hand-on), allowed to creep up by DRIFT per second so
+    a drifting sound card clock is followed.
     """
 
     DRIFT = 1e-4  # seconds per second
-    RESYNC = 0.02  # a callback this much later than expected means the deltas lost time: start from it
+    MAX_CREEP = 0.001  # seconds per message: a long silence does not let a late hand-on pull the offset
+    RESYNC = 0.02  # a message this much earlier than it can have come means the deltas lost time: start anew
 
     def __init__(self) -> None:
         self._stream = 0.0  # summed deltas
         self._offset: float | None = None
         self._last = 0.0
 
-    def arrival(self, delta: float, now: float) -> float:
+    @property
+    def settled(self) -> bool:
+        """A message has been timed: later ones are timed from the deltas, however late they are handed on."""
+        return self._offset is not None
+
+    def arrival(self, delta: float, now: float, earliest: float | None = None) -> float:
+        """The arrival of a message handed on at ``now``; a poller passes ``earliest``, when it last found
+        the queue empty, since the message came after that."""
         self._stream += max(0.0, delta)
-        offset = now - self._stream
-        if self._offset is None or offset < self._offset or offset - self._offset > self.RESYNC:
-            self._offset = offset
+        latest = now - self._stream  # the offset if the message came just now
+        first = (now if earliest is None else earliest) - self._stream  # ... at the first moment it could have
+        if self._offset is None or first - self._offset > self.RESYNC:
+            self._offset = latest
         else:
-            self._offset = min(offset, self._offset + self.DRIFT * (now - self._last))
+            creep = min(self.DRIFT * (now - self._last), self.MAX_CREEP)
+            self._offset = min(latest, self._offset + creep)
+            if earliest is not None:
+                self._offset = max(self._offset, first)
         self._last = now
         return self._offset + self._stream
 
@@ -129,6 +144,10 @@ class MidiPorts:
         self._lock = threading.Lock()
         self._reading = threading.Event()  # set: the JACK input reader stops
         self._reader = threading.Thread(target=self._poll_input, name="improvd-midi-in", daemon=True)
+        self._read_lock = threading.Lock()  # one reader of JACK's queue at a time, so messages stay in order
+        self._nudge = threading.Event()  # set: the idle reader wakes up
+        self._looked_at = self._active_at = time.monotonic()  # queue last found empty; last message heard or sent
+        self._ticks_read_at = float("-inf")  # the timing thread's last look before a tick
         self._in = _Side(_create(rtmidi.MidiIn, api), "input", input)
         self._out = _Side(_create(rtmidi.MidiOut, api), "output", output)
         self._listen()
@@ -147,20 +166,52 @@ class MidiPorts:
 
         A Python callback would run in JACK's real-time thread, waiting for the
         interpreter lock; that stalls JACK's graph and can deadlock a port close.
-        Arrival times come from rtmidi's own deltas, so a slower idle poll only
-        delays when the engine hears the first note of a phrase, not its time.
+        Arrival times come from rtmidi's own deltas, so a slow look only delays
+        when the engine hears a message, not its time. Idle, once a message has
+        been timed, the reader sleeps while the timing thread looks before each
+        grid tick (``read_before_tick``): a note is still heard before its step
+        closes, with a few wakeups a second instead of a hundred.
         """
         name_this_thread()
-        last = time.monotonic()
         while not self._reading.is_set():
+            with self._read_lock:
+                self._hand_on()
+            now = time.monotonic()
+            if now - self._active_at < IDLE_AFTER:
+                time.sleep(INPUT_POLL)  # cheaper than an Event wait
+            elif self._arrivals.settled and now - self._ticks_read_at < TICKS_FRESH:
+                self._nudge.wait(TICKS_FRESH)
+                self._nudge.clear()
+            else:
+                time.sleep(IDLE_POLL)
+
+    def read_before_tick(self) -> None:
+        """Hand on what JACK has queued: the timing thread's look ahead of each internal clock tick.
+
+        It never waits for the reader (who is then handing everything on
+        itself) and wakes the reader when it found something.
+        """
+        if self.api != "jack" or not self._read_lock.acquire(blocking=False):
+            return
+        try:
+            heard = self._hand_on()
+        finally:
+            self._read_lock.release()
+        self._ticks_read_at = time.monotonic()
+        if heard:
+            self._nudge.set()
+
+    def _hand_on(self) -> bool:
+        heard = False
+        while True:
             with self._lock:
                 event = self._in.handle.get_message() if self._in.connected else None
             now = time.monotonic()
             if event is None:
-                time.sleep(INPUT_POLL if now - last < IDLE_AFTER else IDLE_POLL)  # cheaper than an Event wait
-                continue
-            last = now
-            self._on_message(event[0], self._arrivals.arrival(event[1], now))
+                self._looked_at = now
+                return heard
+            heard, self._active_at = True, now
+            self._on_message(event[0], self._arrivals.arrival(event[1], now, self._looked_at))
 
     def _callback(self, event: tuple[list[int], float], _data: object = None) -> None:
         self._on_message(event[0], self._arrivals.arrival(event[1], time.monotonic()))
@@ -198,6 +249,7 @@ class MidiPorts:
             if self._out.connected is None:
                 return False
             self._out.handle.send_message(message)
+            self._active_at = time.monotonic()  # a player may barge in: the reader stays quick
             return True
 
     def poll(self) -> list[tuple[str, str, str]]:
@@ -232,6 +284,7 @@ class MidiPorts:
         if self.api == "jack":
             time.sleep(JACK_FLUSH)  # the last releases leave in JACK's next cycles, after send_message returns
         self._reading.set()
+        self._nudge.set()
         if self._reader.is_alive():
             self._reader.join(1)
         with self._lock:

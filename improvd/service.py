@@ -86,12 +86,14 @@ class Daemon:
         self.stats = LatenessStats()
         self.notifier = Notifier()
         self.control_plane: Any = None
-        self.timing = TimingThread(self.engine, ports.send, self._report, config.clock, config.clock_out, self.stats)
+        self.timing = TimingThread(
+            self.engine, ports.send, self._report, config.clock, config.clock_out, self.stats, ports.read_before_tick
+        )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped: asyncio.Event | None = None
         self._status = ""
         self._failed = False
-        self._held: set[tuple[int, int]] = set()  # (channel, note) the player holds; rtmidi's thread only
+        self._held: set[tuple[int, int]] = set()  # (channel, note) the player holds; one input reader at a time
 
     # --- MIDI input (rtmidi's thread): drop what does not belong before the engine ---
 

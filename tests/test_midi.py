@@ -30,6 +30,15 @@ def test_arrival_clock_removes_callback_delay():
     assert clock.arrival(1.0, 101.5) == pytest.approx(101.5)  # deltas lost time (ignored messages): resync
 
 
+def test_arrival_clock_takes_a_slow_poll_for_lateness_not_lost_time():
+    clock = ArrivalClock()
+    clock.arrival(0.0, 100.0)
+    # found 300 ms after it came, by a poller that last saw the queue empty at 100.9
+    assert clock.arrival(1.0, 101.3, earliest=100.9) == pytest.approx(101.0, abs=1e-3)
+    # predicted before the poller's last empty look: impossible, so the deltas lost time
+    assert clock.arrival(0.5, 102.0, earliest=101.8) == pytest.approx(102.0)
+
+
 def test_missing_midi_system_says_what_to_do():
     if os.path.exists("/dev/snd/seq"):
         pytest.skip("this machine has an ALSA sequencer")
@@ -112,32 +121,58 @@ def _reopen(ports: MidiPorts, received: Received) -> MidiPorts:
     return opened
 
 
+class Ticker(threading.Thread):
+    """The timing thread's part: ``read_before_tick`` at every grid boundary, ``period`` apart."""
+
+    def __init__(self, ports: MidiPorts, period: float) -> None:
+        super().__init__(daemon=True)
+        self.ports, self.period, self.running = ports, period, True
+
+    def run(self) -> None:
+        while self.running:
+            time.sleep(self.period)
+            self.ports.read_before_tick()
+
+
 @pytest.mark.jack
-def test_idle_input_poll_keeps_arrival_times(jack_midi, monkeypatch):
-    """After a silence the input is polled slowly; arrival times still come from rtmidi's deltas."""
+def test_idle_reader_sleeps_while_ticks_read_and_arrival_times_hold(jack_midi, monkeypatch):
+    """After a silence the grid ticks hand input on; its arrival times still come from rtmidi's deltas."""
     monkeypatch.setattr("improvd.midi.IDLE_AFTER", 0.1)
-    monkeypatch.setattr("improvd.midi.IDLE_POLL", 0.015)
-    seen: list[float] = []  # when each message reached Python
+    monkeypatch.setattr("improvd.midi.TICKS_FRESH", 0.3)
+    handed: list[tuple[float, str]] = []  # when and by which thread each message reached Python
     received = Received()
 
     def on_message(data: list[int], arrival: float) -> None:
-        seen.append(time.monotonic())
+        handed.append((time.monotonic(), threading.current_thread().name))
         received(data, arrival)
 
     keyboard = jack_midi.open_output("out", client_name="keyboard")
     ports = MidiPorts("jack", "keyboard", "", on_message, clock=False)
+    ticker = Ticker(ports, 0.05)
     try:
         ports.open()
+        ticker.start()
         sent = []
-        for note in range(60, 80):  # ten notes while playing, then ten each after a silence
-            time.sleep(0.03 if note < 70 else 0.2 + 0.0037 * note)
+        for note in range(60, 75):  # five notes while playing, then one after each silence
+            time.sleep(0.03 if note < 65 else 0.2 + 0.0037 * note)
             sent.append(time.monotonic())
             keyboard.send(mido.Message("note_on", note=note, velocity=100))
         wait_for(lambda: len(received.items) == len(sent), 2, "every note through the input")
-        idle = range(10, 20)
-        assert max(seen[i] - sent[i] for i in idle) > 0.005  # the idle poll did hand them on late
+        idle = range(5, 15)
+        assert {handed[i][1] for i in idle} == {ticker.name}  # the reader slept: the ticks handed them on
+        assert max(handed[i][0] - sent[i] for i in idle) < 0.05 + 0.02  # each by the next tick
         errors = [received.items[i][1] - sent[i] for i in idle]
         assert max(abs(e) for e in errors) < 0.004, errors
+
+        ticker.running = False  # no grid (MIDI clock stopped): the reader looks again by itself
+        ticker.join()
+        time.sleep(0.4)
+        sent.append(time.monotonic())
+        keyboard.send(mido.Message("note_on", note=72, velocity=100))
+        wait_for(lambda: len(received.items) == len(sent), 2, "a note with no ticks running")
+        assert handed[-1][1] == "improvd-midi-in"
+        assert abs(received.items[-1][1] - sent[-1]) < 0.004
     finally:
+        ticker.running = False
         keyboard.close()
         ports.close()

@@ -5,7 +5,12 @@ from __future__ import annotations
 import threading
 import time
 
-from improvd.scheduler import LatenessStats, sleep_until
+import mido
+
+from improvd.engine import Engine, Settings
+from improvd.model import load_model
+from improvd.scheduler import LatenessStats, TimingThread, sleep_until
+from tests.services import wait_for
 
 
 def test_sleep_until_never_returns_early():
@@ -48,3 +53,31 @@ def test_the_window_keeps_recent_sends_but_max_is_forever():
 
 def test_empty_stats():
     assert LatenessStats().summary().as_dict() == {"sends": 0, "p50_ms": 0.0, "p99_ms": 0.0, "max_ms": 0.0}
+
+
+def test_input_handed_on_before_a_tick_is_fed_before_it(tiny_model_dir):
+    """The timing thread's look before a tick (MidiPorts.read_before_tick) reaches the engine ahead of the tick."""
+    calls: list[tuple[str, float]] = []
+
+    class Recording(Engine):
+        def feed(self, message: mido.Message, time: float) -> list:
+            calls.append(("feed", time))
+            return super().feed(message, time)
+
+        def tick(self, time: float) -> None:
+            calls.append(("tick", time))
+            super().tick(time)
+
+    def before_tick() -> None:
+        if len(calls) == 3:  # the origin and two steps: play a note just before this boundary
+            timing.feed(mido.Message("note_on", note=60, velocity=90), time.monotonic() - 0.001)
+
+    engine = Recording(load_model(tiny_model_dir), Settings(bpm=300))
+    timing = TimingThread(engine, lambda message: True, lambda kind, data: None, before_tick=before_tick)
+    timing.start()
+    try:
+        wait_for(lambda: len(calls) >= 6, 5, "a few ticks")
+    finally:
+        timing.stop()
+    assert [name for name, _ in calls[:5]] == ["tick", "tick", "tick", "feed", "tick"]
+    assert calls[3][1] < calls[4][1]  # played before the boundary that the next tick closes
