@@ -3,8 +3,13 @@
 Starts a JACK dummy server (64-frame period at 48 kHz) and a mosquitto broker on loopback and, for 120 and
 240 BPM, quiet, with a flood of 10,000 junk MIDI messages a second into its input, and with a flood of 1,000
 MQTT ``set/temperature`` messages a second, runs ``improvd run`` with a model and plays the first phrases of
-real Essen tunes into it as a player would, for a set time. Prints JSON with the figures and the targets; the
-flood runs are also given as ratios to the quiet run at the same tempo.
+real Essen tunes into it as a player would, for a set time. Idle CPU is measured after start, before anything
+was played, and again after playing. Prints JSON with the figures and the targets; the flood runs are also
+given as ratios to the quiet run at the same tempo.
+
+The daemon runs as its systemd unit runs it: without capabilities and with systemd's default limit on locked
+memory. A JACK client may lock the server's whole port graph into its memory (libjack tries, and succeeds for
+root or a user allowed unlimited locked memory); ``rss_with_jack_graph_locked_mb`` is a start as root.
 
     PYTHONPATH=. .venv/bin/python bench/timing.py --json [--model DIR] [--seconds 20]
 """
@@ -38,6 +43,8 @@ PHRASE_END_STEPS = 4
 RESPONSE_STEPS = 16
 MQTT_INSTANCE = "bench"
 IDLE_SECONDS = 15  # CPU time is counted in 10 ms ticks: 15 s resolves 0.07% of a core
+SETTLE_SECONDS = 4  # after playing: the last answer ends and the input reader goes idle (midi.IDLE_AFTER)
+SERVICE_MEMLOCK = 8 << 20  # bytes of locked memory systemd allows a service by default (LimitMEMLOCK)
 TUNES = ["kinder0#1", "kinder0#2", "kinder0#3", "kinder0#4", "kinder0#5"]
 TARGETS = {
     "send_lateness_p99_ms": 1.0,
@@ -181,21 +188,8 @@ def run_one(model: Path, bpm: int, flood_kind: str | None, seconds: float, workd
         command += ["--no-mqtt"]
     command += ["--bpm", str(bpm), "--input", "player", "--output", "synth", "--input-channel", "1"]
     command += ["--phrase-end-steps", str(PHRASE_END_STEPS), "--response-steps", str(RESPONSE_STEPS), "--seed", "1"]
-    started = time.monotonic()
-    daemon = subprocess.Popen(
-        command, stderr=log.open("w"), env={**os.environ, "NOTIFY_SOCKET": str(notify_path), "PYTHONFAULTHANDLER": "1"}
-    )
-    while b"READY=1" not in notify.recv(4096):
-        pass
-    ready = time.monotonic() - started
-    cpu0, threads0, idle0 = cpu_seconds(daemon.pid), cpu_by_thread(daemon.pid), time.monotonic()
-    time.sleep(IDLE_SECONDS)
-    idle_seconds = time.monotonic() - idle0
-    idle_cpu = 100 * (cpu_seconds(daemon.pid) - cpu0) / idle_seconds
-    idle_threads = {
-        name: round(100 * (used - threads0.get(name, 0.0)) / idle_seconds, 2)
-        for name, used in sorted(cpu_by_thread(daemon.pid).items())
-    }
+    daemon, ready = start_daemon(as_service() + command, log, notify, notify_path)
+    idle_at_start, idle_threads_at_start = idle_cpu(daemon.pid)
     stop_flood, flooder = flood_starter(flood_kind, broker)
     calls, peak_rss, peak_private, peak_pss = [], 0.0, 0.0, 0.0
     cpu1, busy0 = cpu_seconds(daemon.pid), time.monotonic()
@@ -214,12 +208,9 @@ def run_one(model: Path, bpm: int, flood_kind: str | None, seconds: float, workd
     stop_flood.set()
     if flooder is not None:
         flooder.join()
-    daemon.send_signal(signal.SIGTERM)
-    try:
-        daemon.wait(5)
-    except subprocess.TimeoutExpired:  # hung: SIGABRT makes faulthandler write every thread's stack to the log
-        daemon.send_signal(signal.SIGABRT)
-        daemon.wait(5)
+    time.sleep(SETTLE_SECONDS)
+    idle_after, idle_threads = idle_cpu(daemon.pid)
+    stop_daemon(daemon)
     receiver.close()
     player.close_port()
     player.delete()
@@ -247,12 +238,69 @@ def run_one(model: Path, bpm: int, flood_kind: str | None, seconds: float, workd
         "rss_mb": round(peak_rss, 1),
         "rss_without_shared_memory_mb": round(peak_private, 1),
         "pss_mb": round(peak_pss, 1),
-        "idle_cpu_percent": round(idle_cpu, 2),
+        "idle_cpu_percent": idle_after,
         "idle_cpu_percent_by_thread": idle_threads,
+        "idle_cpu_percent_before_playing": idle_at_start,
+        "idle_cpu_percent_before_playing_by_thread": idle_threads_at_start,
         "busy_cpu_percent": round(busy_cpu, 2),
         "start_to_ready_s": round(ready, 3),
         "exit_status": daemon.returncode,
     }
+
+
+def as_service() -> list[str]:
+    """A command prefix giving the daemon its unit's limits: systemd's default locked memory and, for root,
+    no capabilities (the unit's empty CapabilityBoundingSet; a non-root user has none anyway)."""
+    prefix = ["prlimit", f"--memlock={SERVICE_MEMLOCK}"]
+    return prefix + (["setpriv", "--bounding-set=-all", "--inh-caps=-all"] if os.geteuid() == 0 else [])
+
+
+def start_daemon(command: list[str], log: Path, notify: socket.socket, notify_path: Path):
+    """Start the daemon; returns it and the seconds until it sent READY=1."""
+    started = time.monotonic()
+    daemon = subprocess.Popen(
+        command, stderr=log.open("w"), env={**os.environ, "NOTIFY_SOCKET": str(notify_path), "PYTHONFAULTHANDLER": "1"}
+    )
+    while b"READY=1" not in notify.recv(4096):
+        pass
+    return daemon, time.monotonic() - started
+
+
+def stop_daemon(daemon: subprocess.Popen) -> None:
+    daemon.send_signal(signal.SIGTERM)
+    try:
+        daemon.wait(5)
+    except subprocess.TimeoutExpired:  # hung: SIGABRT makes faulthandler write every thread's stack to the log
+        daemon.send_signal(signal.SIGABRT)
+        daemon.wait(5)
+
+
+def idle_cpu(pid: int) -> tuple[float, dict[str, float]]:
+    """Percent of a core the daemon uses over IDLE_SECONDS, in all and by thread."""
+    cpu0, threads0, idle0 = cpu_seconds(pid), cpu_by_thread(pid), time.monotonic()
+    time.sleep(IDLE_SECONDS)
+    seconds = time.monotonic() - idle0
+    threads = {
+        name: round(100 * (used - threads0.get(name, 0.0)) / seconds, 2)
+        for name, used in sorted(cpu_by_thread(pid).items())
+    }
+    return round(100 * (cpu_seconds(pid) - cpu0) / seconds, 2), threads
+
+
+def locked_rss(model: Path, workdir: Path) -> float | None:
+    """VmRSS (MB) after READY of a daemon run by root (who may lock any amount of memory); None for other users."""
+    if os.geteuid() != 0:
+        return None
+    notify_path = workdir / "notify-locked"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+        notify.bind(str(notify_path))
+        notify.settimeout(10)
+        command = [sys.executable, "-m", "improvd.cli", "run", "--midi-api", "jack", "--model", str(model), "--no-mqtt"]
+        daemon, _ = start_daemon(command, workdir / "daemon-locked.log", notify, notify_path)
+        time.sleep(1)
+        rss = rss_mb(daemon.pid)[0]
+        stop_daemon(daemon)
+    return round(rss, 1)
 
 
 def play(port: rtmidi.MidiOut, phrase: list[tuple[int, float]], bpm: float) -> float:
@@ -313,6 +361,7 @@ def main() -> int:
             for bpm in (120, 240)
             for kind in (None, "midi", "mqtt")
         ]
+        locked = locked_rss(args.model, workdir)
     finally:
         server.stop()
         broker.stop()
@@ -323,7 +372,8 @@ def main() -> int:
                 run["send_lateness_ms"]["p99"], quiet["send_lateness_ms"]["p99"]
             )
             run["onset_p99_ratio_to_quiet"] = _ratio(run["onset_error_ms"]["p99"], quiet["onset_error_ms"]["p99"])
-    print(json.dumps({"model": str(args.model), "jack_period_frames": 64, "targets": TARGETS, "runs": runs}, indent=2))
+    report = {"model": str(args.model), "jack_period_frames": 64, "targets": TARGETS, "runs": runs}
+    print(json.dumps({**report, "rss_with_jack_graph_locked_mb": locked}, indent=2))
     return 0
 
 
