@@ -35,8 +35,10 @@ def test_arrival_clock_takes_a_slow_poll_for_lateness_not_lost_time():
     clock.arrival(0.0, 100.0)
     # found 300 ms after it came, by a poller that last saw the queue empty at 100.9
     assert clock.arrival(1.0, 101.3, earliest=100.9) == pytest.approx(101.0, abs=1e-3)
+    # an hour of silence, then a hand-on 50 ms late: the offset creeps by at most MAX_CREEP, not 0.36 s
+    assert clock.arrival(3600.0, 3701.05, earliest=3700.9) == pytest.approx(3701.0, abs=2 * ArrivalClock.MAX_CREEP)
     # predicted before the poller's last empty look: impossible, so the deltas lost time
-    assert clock.arrival(0.5, 102.0, earliest=101.8) == pytest.approx(102.0)
+    assert clock.arrival(0.5, 3702.0, earliest=3701.8) == pytest.approx(3702.0)
 
 
 def test_missing_midi_system_says_what_to_do():
