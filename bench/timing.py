@@ -7,7 +7,7 @@ real Essen tunes into it as a player would, for a set time. Idle CPU is measured
 was played, and again after playing. Prints JSON with the figures and the targets; the flood runs are also
 given as ratios to the quiet run at the same tempo.
 
-The daemon runs as its systemd unit runs it: without capabilities and with systemd's default limit on locked
+The daemon runs as its systemd unit runs it: without capabilities and with the unit's limit on locked
 memory. A JACK client may lock the server's whole port graph into its memory (libjack tries, and succeeds for
 root or a user allowed unlimited locked memory); ``rss_with_jack_graph_locked_mb`` is a start as root.
 
@@ -44,7 +44,7 @@ RESPONSE_STEPS = 16
 MQTT_INSTANCE = "bench"
 IDLE_SECONDS = 15  # CPU time is counted in 10 ms ticks: 15 s resolves 0.07% of a core
 SETTLE_SECONDS = 4  # after playing: the last answer ends and the input reader goes idle (midi.IDLE_AFTER)
-SERVICE_MEMLOCK = 8 << 20  # bytes of locked memory systemd allows a service by default (LimitMEMLOCK)
+UNIT = Path(__file__).resolve().parent.parent / "systemd" / "improvd.service"
 TUNES = ["kinder0#1", "kinder0#2", "kinder0#3", "kinder0#4", "kinder0#5"]
 TARGETS = {
     "send_lateness_p99_ms": 1.0,
@@ -249,9 +249,10 @@ def run_one(model: Path, bpm: int, flood_kind: str | None, seconds: float, workd
 
 
 def as_service() -> list[str]:
-    """A command prefix giving the daemon its unit's limits: systemd's default locked memory and, for root,
-    no capabilities (the unit's empty CapabilityBoundingSet; a non-root user has none anyway)."""
-    prefix = ["prlimit", f"--memlock={SERVICE_MEMLOCK}"]
+    """A command prefix giving the daemon its unit's limits: its LimitMEMLOCK and, for root, no capabilities
+    (the unit's empty CapabilityBoundingSet; a non-root user has none anyway)."""
+    number, unit = re.search(r"^LimitMEMLOCK=(\d+)([KMG]?)$", UNIT.read_text(), re.M).groups()
+    prefix = ["prlimit", f"--memlock={int(number) << {'': 0, 'K': 10, 'M': 20, 'G': 30}[unit]}"]
     return prefix + (["setpriv", "--bounding-set=-all", "--inh-caps=-all"] if os.geteuid() == 0 else [])
 
 
