@@ -369,11 +369,11 @@ def test_a_flood_of_junk_is_survived_and_control_changes_work(tmp_path, tiny_mod
         flooder.start()
         time.sleep(1)
         play(player, first_phrase())
+        # an answer means channel 2's note 70, never released, did not reach the engine: it would hold the call open
         wait_response(synth, 2)
         stop.set()
         flooder.join()
         assert sent[0] >= 10_000
-        assert 70 not in {note for _, note in synth.note_ons()}  # channel 2 never reached the engine
         player.send(mido.Message("control_change", control=82, value=0))  # disable: releases everything
         wait_for(lambda: (64, 0) in synth.controls(), 2, "the releases of disable")
         assert (123, 0) in synth.controls()
