@@ -92,7 +92,6 @@ from improvd.songcache import SongCache
 
 SUSTAIN = 64
 ALL_NOTES_OFF = 123
-SONG_START_STEPS = 16  # '/' symbols fed before a call, as training puts between songs (--song-gap)
 
 
 @dataclass
@@ -202,7 +201,7 @@ class Engine:
         vocabulary = model.vocabulary
         self._song_end = vocabulary.index[SONG_END]
         self._cache = SongCache(self._song_end)
-        self._runtime.prime([self._song_end] * SONG_START_STEPS)
+        self._runtime.prime([self._song_end] * model.song_gap)  # a call starts as a song does in training
         self._song_start = self._runtime.snapshot()
         self._first_step_mask = np.array([is_pitch(s) for s in vocabulary.symbols])
         self._reprime()

@@ -28,6 +28,7 @@ from improvd.encoding import SPECIAL_SYMBOLS, STEP_QUARTER_LENGTH, EncodingError
 
 MODEL_FORMAT = "improvd-model"
 MODEL_FORMAT_VERSION = 1
+DEFAULT_SONG_GAP = 16  # training's default, for cards without settings.song_gap
 MODEL_JSON = "model.json"
 WEIGHTS_NPZ = "weights.npz"
 
@@ -56,6 +57,7 @@ class Model:
     lstm_units: list[int]
     weights: dict[str, np.ndarray]
     card: dict[str, Any] = field(default_factory=dict)
+    song_gap: int = DEFAULT_SONG_GAP  # song ends between songs in training: a new song starts after as many
 
     @property
     def name(self) -> str:
@@ -76,7 +78,8 @@ def load_model(directory: str | Path) -> Model:
         input=card["input"],
         lstm_units=card["lstm_units"],
         weights=weights,
-        card={k: v for k, v in card.items() if k != "_vocabulary"},
+        card={k: v for k, v in card.items() if not k.startswith("_")},
+        song_gap=card["_song_gap"],
     )
     check_shapes(model)
     return model
@@ -99,6 +102,10 @@ def _read_card(file: Path) -> dict[str, Any]:
         raise ModelError(
             f"{file}: step_quarter_length {card.get('step_quarter_length')!r}, expected {STEP_QUARTER_LENGTH}"
         )
+    settings = card.get("settings", {})
+    card["_song_gap"] = settings.get("song_gap", DEFAULT_SONG_GAP) if isinstance(settings, dict) else None
+    if not _whole(card["_song_gap"]) or card["_song_gap"] < 1:
+        raise ModelError(f"{file}: settings.song_gap must be a positive whole number, got {card['_song_gap']!r}")
     units = card.get("lstm_units")
     if not isinstance(units, list) or not units or not all(_whole(u) and u > 0 for u in units):
         raise ModelError(f"{file}: lstm_units must be a non-empty list of positive whole numbers, got {units!r}")

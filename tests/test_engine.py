@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import mido
@@ -150,6 +151,16 @@ def test_same_seed_same_answer_other_seed_other_answer(model):
 
     assert answer(11) == answer(11)
     assert answer(11) != answer(12) or answer(11) != answer(13)
+
+
+def test_a_call_starts_after_the_song_gap_the_model_was_trained_with(model):
+    def answer(song_gap):
+        engine = Engine(dataclasses.replace(model, song_gap=song_gap), Settings(bpm=BPM, min_call_steps=4), seed=5)
+        sent, _ = run(engine, call(PHRASE), 60)
+        return [(round(t.time, 9), t.message.bytes()) for t in sent]
+
+    assert answer(model.song_gap) == answer(model.song_gap)
+    assert answer(model.song_gap) != answer(1)  # one song end is not the start the model learnt
 
 
 def test_settings_errors_name_the_field_and_what_is_allowed(model):

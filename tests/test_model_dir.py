@@ -8,7 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from improvd.model import MODEL_FORMAT, MODEL_FORMAT_VERSION, ModelError, expected_shapes, load_model
+from improvd.model import (
+    DEFAULT_SONG_GAP,
+    MODEL_FORMAT,
+    MODEL_FORMAT_VERSION,
+    ModelError,
+    expected_shapes,
+    load_model,
+)
 from improvd.runtime import LSTMRuntime
 
 VOCABULARY = ["_", "r", "/", "60", "62", "64", "65", "67"]
@@ -54,6 +61,13 @@ def test_consistent_directory_loads_and_runs(tmp_path, input_kind):
     assert model.lstm_units == [6, 5]
     logits = LSTMRuntime(model).step(model.vocabulary.index["60"])
     assert logits.shape == (len(VOCABULARY),)
+
+
+def test_song_gap_comes_from_the_card_settings(tmp_path):
+    directory = write_model(tmp_path / "m")
+    assert load_model(directory).song_gap == DEFAULT_SONG_GAP  # a card without settings
+    edit_card(directory, settings={"song_gap": 5})
+    assert load_model(directory).song_gap == 5
 
 
 def test_missing_directory(tmp_path):
@@ -164,6 +178,9 @@ def test_integer_weights(tmp_path):
         ({"vocabulary": ["_", "r", "/", "C4"]}, r"bad vocabulary"),
         ({"vocabulary": "_ r / 60"}, r"bad vocabulary"),
         ({"vocabulary": ["_", "r", "/"]}, r"vocabulary has no pitches"),
+        ({"settings": {"song_gap": 0}}, r"settings.song_gap must be a positive whole number, got 0"),
+        ({"settings": {"song_gap": "16"}}, r"settings.song_gap must be a positive whole number, got '16'"),
+        ({"settings": [16]}, r"settings.song_gap must be a positive whole number, got None"),
     ],
 )
 def test_bad_card_fields(tmp_path, changes, message):

@@ -1,8 +1,8 @@
 """Figures of a model directory on its test split, against an n-gram baseline.
 
-Every test tune is fed after ``PREFIX`` song-end symbols (as training puts song
-ends before each song); the figures count each of its steps and its closing
-song end. Onset steps are those whose true symbol is a pitch. The LSTM runs in
+Every test tune is fed after the model's ``song_gap`` song-end symbols (as
+training puts song ends before each song, and the daemon before each call);
+the figures count each of its steps and its closing song end. Onset steps are those whose true symbol is a pitch. The LSTM runs in
 numpy (improvd.runtime) with the song cache (improvd.songcache) mixed in,
 exactly as the daemon runs it, so no TensorFlow is needed; ``lstm_alone``
 holds the figures of the LSTM without the cache.
@@ -26,7 +26,7 @@ from improvd.songcache import SongCache
 from training.corpus import DEFAULT_CACHE_DIR
 from training.ngram import NGram
 
-PREFIX = 8  # song ends before each tune
+NGRAM_PREFIX = 8  # song ends before each tune when counting n-grams and choosing their order
 CALL_STEPS = 64  # bars 1-4 of 4/4 at 16 steps a bar
 RESPONSE_STEPS = 64  # bars 5-8
 MAX_NGRAM_ORDER = 12
@@ -106,14 +106,14 @@ class Predictor:
         return cls(first, step)
 
 
-def score_tunes(predictor: Predictor, tunes: list[list[int]], vocabulary: Vocabulary) -> dict:
+def score_tunes(predictor: Predictor, tunes: list[list[int]], vocabulary: Vocabulary, prefix: int) -> dict:
     """Prediction figures over every step of every tune (and its closing song end)."""
     pitch_indices = np.asarray(vocabulary.pitch_indices)
     pitch_set = set(vocabulary.pitch_indices)
     end = vocabulary.index[SONG_END]
     scores = Scores()
     for tune in tunes:
-        probabilities = predictor.first([end] * PREFIX)
+        probabilities = predictor.first([end] * prefix)
         targets = [*tune, end]
         for t, true in enumerate(targets):
             scores.add(probabilities, true, pitch_indices, true in pitch_set)
@@ -144,7 +144,9 @@ def _interval_histogram(pitches: list[int]) -> np.ndarray:
     return np.bincount(intervals + 12, minlength=len(INTERVAL_BINS)).astype(float)
 
 
-def continuations(predictor: Predictor, calls: list[list[int]], vocabulary: Vocabulary, seeds: int) -> dict:
+def continuations(
+    predictor: Predictor, calls: list[list[int]], vocabulary: Vocabulary, seeds: int, prefix: int
+) -> dict:
     """Generate RESPONSE_STEPS after each call for each seed (temperature 1.0, song end not allowed)."""
     end = vocabulary.index[SONG_END]
     allowed = np.ones(len(vocabulary), bool)
@@ -156,7 +158,7 @@ def continuations(predictor: Predictor, calls: list[list[int]], vocabulary: Voca
         real = _onset_pitches(tune[CALL_STEPS : CALL_STEPS + RESPONSE_STEPS], vocabulary)
         for seed in range(seeds):
             sampler = Sampler(seed * 100_003 + tune_number)
-            probabilities = predictor.first([end] * PREFIX + tune[:CALL_STEPS])
+            probabilities = predictor.first([end] * prefix + tune[:CALL_STEPS])
             generated = []
             for _ in range(RESPONSE_STEPS):
                 index = sampler.sample(np.log(np.maximum(probabilities, 1e-300)), 1.0, allowed=allowed)
@@ -204,19 +206,20 @@ def evaluate(
     train, validation, test = indices("train"), indices("validation"), indices("test")
     end = vocabulary.index[SONG_END]
     say(f"n-gram baseline: counting {len(train)} train tunes")
-    ngram = NGram(len(vocabulary), MAX_NGRAM_ORDER).fit([[end] * PREFIX + t + [end] for t in train])
-    order_bits = ngram.choose_order([[end] * PREFIX + t + [end] for t in validation], PREFIX)
+    ngram = NGram(len(vocabulary), MAX_NGRAM_ORDER).fit([[end] * NGRAM_PREFIX + t + [end] for t in train])
+    order_bits = ngram.choose_order([[end] * NGRAM_PREFIX + t + [end] for t in validation], NGRAM_PREFIX)
     say(f"n-gram order {ngram.order} (validation bits per step by order: {order_bits})")
     lstm, baseline = Predictor.lstm(model), Predictor.ngram(ngram)
     say(f"scoring {len(test)} test tunes")
-    report: dict = {"model": model.name, **score_tunes(lstm, test, vocabulary)}
-    report["lstm_alone"] = score_tunes(Predictor.lstm(model, song_cache=False), test, vocabulary)
+    gap = model.song_gap
+    report: dict = {"model": model.name, **score_tunes(lstm, test, vocabulary, gap)}
+    report["lstm_alone"] = score_tunes(Predictor.lstm(model, song_cache=False), test, vocabulary, gap)
     base = {"order": ngram.order, "validation_bits_per_step_by_order": order_bits}
-    base |= score_tunes(baseline, test, vocabulary)
+    base |= score_tunes(baseline, test, vocabulary, gap)
     calls = [t for t in test if len(t) >= CALL_STEPS + RESPONSE_STEPS][:max_continuations]
     say(f"continuations: {len(calls)} tunes x {seeds} seeds")
-    report |= continuations(Predictor.lstm(model, generating=True), calls, vocabulary, seeds)
-    base |= continuations(baseline, calls, vocabulary, seeds)
+    report |= continuations(Predictor.lstm(model, generating=True), calls, vocabulary, seeds, gap)
+    base |= continuations(baseline, calls, vocabulary, seeds, gap)
     report["baseline"] = base
     report["test"] = {
         "tunes": len(test),
