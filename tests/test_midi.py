@@ -11,7 +11,7 @@ import time
 import mido
 import pytest
 
-from improvd.midi import ArrivalClock, MidiPorts, MidiSystemError, list_ports, match_port
+from improvd.midi import IDLE_POLL, ArrivalClock, MidiPorts, MidiSystemError, list_ports, match_port
 from tests.services import wait_for
 
 
@@ -136,45 +136,68 @@ class Ticker(threading.Thread):
             self.ports.read_before_tick()
 
 
+class Handed(Received):
+    """Also records when, and by which thread, each message reached Python."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.by: list[tuple[float, str]] = []
+
+    def __call__(self, data: list[int], arrival: float) -> None:
+        self.by.append((time.monotonic(), threading.current_thread().name))
+        super().__call__(data, arrival)
+
+
+def play_notes(keyboard, gaps: list[float]) -> list[float]:
+    """A note_on after each gap; returns when each was sent."""
+    sent = []
+    for note, gap in enumerate(gaps, start=60):
+        time.sleep(gap)
+        sent.append(time.monotonic())
+        keyboard.send(mido.Message("note_on", note=note, velocity=100))
+    return sent
+
+
 @pytest.mark.jack
 def test_idle_reader_sleeps_while_ticks_read_and_arrival_times_hold(jack_midi, monkeypatch):
     """After a silence the grid ticks hand input on; its arrival times still come from rtmidi's deltas."""
     monkeypatch.setattr("improvd.midi.IDLE_AFTER", 0.1)
-    monkeypatch.setattr("improvd.midi.TICKS_FRESH", 0.3)
-    handed: list[tuple[float, str]] = []  # when and by which thread each message reached Python
-    received = Received()
-
-    def on_message(data: list[int], arrival: float) -> None:
-        handed.append((time.monotonic(), threading.current_thread().name))
-        received(data, arrival)
-
+    monkeypatch.setattr("improvd.midi.TICKS_FRESH", 10.0)  # the sleeping reader wakes only when a tick nudges it
+    handed = Handed()
     keyboard = jack_midi.open_output("out", client_name="keyboard")
-    ports = MidiPorts("jack", "keyboard", "", on_message, clock=False)
+    ports = MidiPorts("jack", "keyboard", "", handed, clock=False)
     ticker = Ticker(ports, 0.05)
     try:
         ports.open()
         ticker.start()
-        sent = []
-        for note in range(60, 75):  # five notes while playing, then one after each silence
-            time.sleep(0.03 if note < 65 else 0.2 + 0.0037 * note)
-            sent.append(time.monotonic())
-            keyboard.send(mido.Message("note_on", note=note, velocity=100))
-        wait_for(lambda: len(received.items) == len(sent), 2, "every note through the input")
+        # five notes while playing, then one after each silence (of no whole number of ticks)
+        sent = play_notes(keyboard, [0.03] * 5 + [0.2 + 0.0037 * n for n in range(65, 75)])
+        wait_for(lambda: len(handed.items) == len(sent), 2, "every note through the input")
         idle = range(5, 15)
-        assert {handed[i][1] for i in idle} == {ticker.name}  # the reader slept: the ticks handed them on
-        assert max(handed[i][0] - sent[i] for i in idle) < 0.05 + 0.02  # each by the next tick
-        errors = [received.items[i][1] - sent[i] for i in idle]
+        assert {handed.by[i][1] for i in idle} == {ticker.name}  # the reader slept: the ticks handed them on
+        assert max(handed.by[i][0] - sent[i] for i in idle) < 0.05 + 0.02  # each by the next tick
+        errors = [handed.items[i][1] - sent[i] for i in idle]
         assert max(abs(e) for e in errors) < 0.004, errors
-
-        ticker.running = False  # no grid (MIDI clock stopped): the reader looks again by itself
-        ticker.join()
-        time.sleep(0.4)
-        sent.append(time.monotonic())
-        keyboard.send(mido.Message("note_on", note=72, velocity=100))
-        wait_for(lambda: len(received.items) == len(sent), 2, "a note with no ticks running")
-        assert handed[-1][1] == "improvd-midi-in"
-        assert abs(received.items[-1][1] - sent[-1]) < 0.004
     finally:
         ticker.running = False
+        keyboard.close()
+        ports.close()
+
+
+@pytest.mark.jack
+def test_with_no_ticks_the_idle_reader_looks_by_itself(jack_midi, monkeypatch):
+    """No grid reads the input (a MIDI clock that stopped): after a silence the reader still looks every IDLE_POLL."""
+    monkeypatch.setattr("improvd.midi.IDLE_AFTER", 0.1)
+    handed = Handed()
+    keyboard = jack_midi.open_output("out", client_name="keyboard")
+    ports = MidiPorts("jack", "keyboard", "", handed, clock=False)
+    try:
+        ports.open()
+        sent = play_notes(keyboard, [0.03] * 5 + [0.3, 0.4])
+        wait_for(lambda: len(handed.items) == len(sent), 2, "every note through the input")
+        assert {name for _, name in handed.by} == {"improvd-midi-in"}
+        assert max(at - s for (at, _), s in zip(handed.by, sent, strict=True)) < IDLE_POLL + 0.02
+        assert max(abs(arrival - s) for (_, arrival), s in zip(handed.items, sent, strict=True)) < 0.004
+    finally:
         keyboard.close()
         ports.close()
