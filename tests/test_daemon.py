@@ -143,7 +143,7 @@ def test_answers_an_essen_phrase_on_the_grid(tmp_path, tiny_model_dir, player, s
     assert "timing:" in daemon.text()
 
 
-def call_steps_on_the_grid(tiny_model_dir: Path, phrase: list[tuple[int, float]], phase: float) -> int:
+def call_steps_on_the_grid(tiny_model_dir: Path, phrase: list[tuple[int, float]], bpm: float, phase: float) -> int:
     """The phrase_end call_steps of the phrase played ``phase`` of a step after a boundary, in simulated time."""
     import mido
 
@@ -151,34 +151,39 @@ def call_steps_on_the_grid(tiny_model_dir: Path, phrase: list[tuple[int, float]]
     from improvd.model import load_model
     from tests.simulate import run
 
-    engine = Engine(load_model(tiny_model_dir), Settings(bpm=BPM, phrase_end_steps=PHRASE_END_STEPS), seed=7)
-    at, messages = (4 + phase) * STEP, []
+    engine = Engine(load_model(tiny_model_dir), Settings(bpm=bpm, phrase_end_steps=PHRASE_END_STEPS), seed=7)
+    step = engine.step_seconds()
+    at, messages = (4 + phase) * step, []
     for pitch, length in phrase:  # the times play() uses
         messages.append((at, mido.Message("note_on", note=pitch, velocity=90)))
-        at += length * 4 * STEP
+        at += length * 4 * step
         messages.append((at - 0.02, mido.Message("note_off", note=pitch, velocity=0)))
-    _, events = run(engine, messages, round(at / STEP) + PHRASE_END_STEPS + 4)
+    _, events = run(engine, messages, round(at / step) + PHRASE_END_STEPS + 4)
     return next(e.data["call_steps"] for e in events if e.name == "phrase_end")
 
 
 def test_a_phrase_after_a_silence_is_heard_from_its_first_note(tmp_path, tiny_model_dir, player, synth):
     """Idle, the input is read only ahead of each grid tick; a call's first note still counts on its own step."""
-    daemon = Daemon(tmp_path, [*model_args(tiny_model_dir), "--input", "player", "--output", "synth"])
+    bpm, phase = 120, 0.2  # a step of 125 ms: the phrase starts 25 ms after a boundary, 37 ms from mid-step
+    step = 60 / bpm / 4
+    daemon = Daemon(
+        tmp_path, [*model_args(tiny_model_dir), "--bpm", str(bpm), "--input", "player", "--output", "synth"]
+    )
     phrase = first_phrase()
     try:
         daemon.wait_log("ready")
-        play(player, phrase)
+        play(player, phrase, bpm)
         wait_for(lambda: "response_end" in daemon.text(), 10, "the first response")
-        grid = synth.note_ons()[0][0]  # an answer onset: a grid boundary (plus JACK's latency, a few ms)
+        onsets = [t for t, _ in synth.note_ons()]  # answer onsets: grid boundaries, plus JACK's and Python's delay
+        grid = min(t - round((t - onsets[0]) / step) * step for t in onsets)  # the least delayed
         time.sleep(3)  # longer than midi.IDLE_AFTER after the last answer note: the input reader sleeps
-        start = grid + (int((time.monotonic() - grid) / STEP) + 2 + 0.2) * STEP
-        _sleep_until(start)
-        play(player, phrase)
+        _sleep_until(grid + (int((time.monotonic() - grid) / step) + 2 + phase) * step)
+        play(player, phrase, bpm)
         wait_for(lambda: daemon.text().count("response_end") >= 2, 10, "the second response")
     finally:
         assert daemon.stop() == 0, daemon.text()
     heard = [int(n) for n in re.findall(r"phrase_end \{'call_steps': (\d+)\}", daemon.text())]
-    assert heard[1] == call_steps_on_the_grid(tiny_model_dir, phrase, 0.2), daemon.text()
+    assert heard[1] == call_steps_on_the_grid(tiny_model_dir, phrase, bpm, phase), daemon.text()
 
 
 def test_sigterm_in_a_response_leaves_no_note_sounding(tmp_path, tiny_model_dir, player, synth):
