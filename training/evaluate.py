@@ -2,10 +2,11 @@
 
 Every test tune is fed after the model's ``song_gap`` song-end symbols (as
 training puts song ends before each song, and the daemon before each call);
-the figures count each of its steps and its closing song end. Onset steps are those whose true symbol is a pitch. The LSTM runs in
-numpy (improvd.runtime) with the song cache (improvd.songcache) mixed in,
-exactly as the daemon runs it, so no TensorFlow is needed; ``lstm_alone``
-holds the figures of the LSTM without the cache.
+the figures count each of its steps and its closing song end. Onset steps are
+those whose true symbol is a pitch. The LSTM runs in numpy (improvd.runtime)
+with the song cache (improvd.songcache) mixed in, exactly as the daemon runs
+it, so no TensorFlow is needed; ``lstm_alone`` holds the figures of the LSTM
+without the cache.
 """
 
 from __future__ import annotations
