@@ -95,7 +95,7 @@ class Daemon:
         self._failed = False
         self._held: set[tuple[int, int]] = set()  # (channel, note) the player holds; one input reader at a time
 
-    # --- MIDI input (rtmidi's thread): drop what does not belong before the engine ---
+    # --- MIDI input (whichever thread reads the port, one at a time): drop what does not belong ---
 
     def on_midi(self, data: list[int], arrival: float) -> None:
         if not data:
