@@ -174,14 +174,12 @@ def run_one(model: Path, bpm: int, flood_kind: str | None, seconds: float, workd
     """One daemon run; ``flood_kind`` None (quiet), "midi" (junk into its input) or "mqtt" (set/temperature)."""
     step = 60 / bpm / 4
     notify_path = workdir / f"notify-{bpm}-{flood_kind}"
-    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    notify.bind(str(notify_path))
-    notify.settimeout(10)
+    notify = notify_socket(notify_path)
     receiver = Receiver()
     player = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="player")
     player.open_virtual_port("out")
     log = workdir / f"daemon-{bpm}-{flood_kind}.log"
-    command = [sys.executable, "-m", "improvd.cli", "run", "--midi-api", "jack", "--model", str(model)]
+    command = daemon_command(model)
     if flood_kind == "mqtt":
         command += ["--mqtt-host", broker.host, "--mqtt-port", str(broker.port), "--instance", MQTT_INSTANCE]
     else:
@@ -256,6 +254,18 @@ def as_service() -> list[str]:
     return prefix + (["setpriv", "--bounding-set=-all", "--inh-caps=-all"] if os.geteuid() == 0 else [])
 
 
+def daemon_command(model: Path) -> list[str]:
+    return [sys.executable, "-m", "improvd.cli", "run", "--midi-api", "jack", "--model", str(model)]
+
+
+def notify_socket(path: Path) -> socket.socket:
+    """The datagram socket the daemon sends READY=1 to (NOTIFY_SOCKET)."""
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(path))
+    notify.settimeout(10)
+    return notify
+
+
 def start_daemon(command: list[str], log: Path, notify: socket.socket, notify_path: Path):
     """Start the daemon; returns it and the seconds until it sent READY=1."""
     started = time.monotonic()
@@ -293,11 +303,10 @@ def locked_rss(model: Path, workdir: Path) -> float | None:
     if os.geteuid() != 0:
         return None
     notify_path = workdir / "notify-locked"
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
-        notify.bind(str(notify_path))
-        notify.settimeout(10)
-        command = [sys.executable, "-m", "improvd.cli", "run", "--midi-api", "jack", "--model", str(model), "--no-mqtt"]
-        daemon, _ = start_daemon(command, workdir / "daemon-locked.log", notify, notify_path)
+    with notify_socket(notify_path) as notify:
+        daemon, _ = start_daemon(
+            [*daemon_command(model), "--no-mqtt"], workdir / "daemon-locked.log", notify, notify_path
+        )
         time.sleep(1)
         rss = rss_mb(daemon.pid)[0]
         stop_daemon(daemon)

@@ -10,11 +10,8 @@ MIDI SoundFont are installed, demo.wav.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
-
-from music21 import converter, stream
 
 from improvd import render
 from improvd.callfile import Call, CallError, call_from_score
@@ -24,7 +21,7 @@ from improvd.model import DEFAULT_MODEL_DIR, Model, ModelError, load_model
 from improvd.offline import OfflineError, Performance
 from improvd.outputs import grid_melody, write_midi
 from improvd.pianoroll import PianoRollUnavailable, draw_piano_roll
-from improvd.scores import ESSEN_DIR, ScoreError, analyse_key, essen_tune, score_from_melody
+from improvd.scores import ScoreError, analyse_key, essen_tune, score_from_melody
 
 DEMO_TUNE = "erk10#112"  # "Es liegt ein Schloss in Oesterreich": in the shipped model's test split (models/README.md)
 CALL_BARS = 4
@@ -58,24 +55,11 @@ def default_tune(model: Model) -> str:
     return tunes[0]
 
 
-def demo_score(ident: str) -> stream.Score:
-    """One Essen tune, parsing only its own lines of the collection file (a whole file takes seconds)."""
-    stem, _, number = ident.partition("#")
-    path = ESSEN_DIR / f"{stem}.abc" if ESSEN_DIR is not None else None
-    if path is not None and path.is_file() and number.isdigit():
-        text = path.read_text(encoding="latin-1")
-        blocks = re.split(r"(?m)^(?=X:)", text)
-        block = next((b for b in blocks if re.match(rf"X:\s*{number}\s*$", b.splitlines()[0] if b else "")), None)
-        if block is not None:
-            return converter.parse(block, format="abc")
-    return essen_tune(ident).score
-
-
 def main(args: argparse.Namespace) -> int:
     try:
         model = load_model(args.model)
         ident = args.tune or default_tune(model)
-        call = call_from_score(demo_score(ident), args.bpm, f"Essen tune {ident}", ident).first_bars(CALL_BARS)
+        call = call_from_score(essen_tune(ident).score, args.bpm, f"Essen tune {ident}", ident).first_bars(CALL_BARS)
         settings = Settings(temperature=args.temperature, response_steps=min(256, CALL_BARS * call.steps_per_bar))
         performance = respond(call, model, settings, args.seed)
         args.out.mkdir(parents=True, exist_ok=True)

@@ -185,14 +185,14 @@ class MidiPorts:
             else:
                 time.sleep(IDLE_POLL)
 
-    def read_before_tick(self) -> None:
+    def read_before_tick(self) -> bool:
         """Hand on what JACK has queued: the timing thread's look ahead of each internal clock tick.
 
-        It never waits for the reader (who is then handing everything on
-        itself) and wakes the reader when it found something.
+        True if it found something; then it wakes the reader too. It never waits
+        for the reader (who is then handing everything on itself).
         """
         if self.api != "jack" or not self._read_lock.acquire(blocking=False):
-            return
+            return False
         try:
             heard = self._hand_on()
         finally:
@@ -200,6 +200,7 @@ class MidiPorts:
         self._ticks_read_at = time.monotonic()
         if heard:
             self._nudge.set()
+        return heard
 
     def _hand_on(self) -> bool:
         heard = False

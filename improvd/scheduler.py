@@ -118,7 +118,7 @@ class TimingThread(threading.Thread):
         clock: str = "internal",
         clock_out: bool = False,
         stats: LatenessStats | None = None,
-        before_tick: Callable[[], object] | None = None,
+        before_tick: Callable[[], bool] | None = None,
     ) -> None:
         super().__init__(name="improvd-timing", daemon=True)
         self.engine = engine
@@ -133,7 +133,7 @@ class TimingThread(threading.Thread):
         self._wake = threading.Event()
         self._stopping = False
         self._pulses: deque[float] = deque()
-        self._before_tick = before_tick  # hands on input queued before the boundary, so its step hears it
+        self._before_tick = before_tick  # hands on input queued before the boundary (True if any): its step hears it
 
     def feed(self, message: mido.Message, arrival: float) -> None:
         """Player input, already filtered (thread-safe)."""
@@ -215,8 +215,7 @@ class TimingThread(threading.Thread):
         self._send_raw([CLOCK])
 
     def _tick_internal(self) -> None:
-        if self._before_tick is not None:
-            self._before_tick()
+        if self._before_tick is not None and self._before_tick():
             self._drain(self.engine.next_due())
         boundary = self.internal.next_boundary
         self.engine.tick(boundary)

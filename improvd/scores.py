@@ -6,6 +6,7 @@ joined, grace notes dropped.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -64,12 +65,29 @@ def tunes_in(path: str | Path) -> Iterator[Tune]:
 
 
 def essen_tune(ident: str) -> Tune:
-    """One Essen tune by ident (``"erk5#12"``); ScoreError if there is none."""
+    """One Essen tune by ident (``"erk5#12"``); ScoreError if there is none.
+
+    A numbered tune is parsed from its own lines of the collection file: a whole file takes seconds.
+    """
+    if ESSEN_DIR is None:
+        raise ScoreError("music21's corpus has no essenFolksong collection")
     stem, _, number = ident.partition("#")
-    for tune in tunes_in(ESSEN_DIR / f"{stem}.abc"):
+    path = ESSEN_DIR / f"{stem}.abc"
+    lines = _abc_tune(path, number) if number.isdigit() and path.is_file() else None
+    if lines is not None:
+        return Tune(ident, converter.parse(lines, format="abc"))
+    for tune in tunes_in(path):
         if tune.ident == ident or (not number and tune.ident.startswith(stem + "#")):
             return tune
     raise ScoreError(f"no Essen tune '{ident}' (idents look like 'erk5#12')")
+
+
+def _abc_tune(path: Path, number: str) -> str | None:
+    """The lines of tune ``X: number`` in an abc collection (the Essen files have no file header), or None."""
+    for block in re.split(r"(?m)^(?=X:)", path.read_text(encoding="latin-1")):
+        if re.match(rf"X:\s*{number}\s*$", block.split("\n", 1)[0]):
+            return block
+    return None
 
 
 def melody_of(score: stream.Stream, where: str = "score") -> list[Note]:

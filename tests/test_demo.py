@@ -93,12 +93,6 @@ def test_default_tune_comes_from_the_model_card(tiny_model_dir, tmp_path):
     assert demo_module.default_tune(load_model(tiny_model_dir)) == demo_module.DEMO_TUNE
 
 
-def test_one_tune_is_read_alone_and_equals_the_collections():
-    from improvd.scores import essen_tune, melody_of
-
-    assert melody_of(demo_module.demo_score("erk5#5")) == melody_of(essen_tune("erk5#5").score)
-
-
 def test_an_unknown_tune_fails_clearly(tiny_model_dir, tmp_path, capsys):
     assert improvd_demo("--out", tmp_path, "--model", tiny_model_dir, "--tune", "erk5#999") == 1
     assert "no Essen tune 'erk5#999'" in capsys.readouterr().err

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from improvd.encoding import decode, encode, transpose, transposition_to_c, unacceptable_durations
-from improvd.scores import essen_files, key_of, melody_of, tunes_in
+from improvd.scores import ESSEN_DIR, essen_files, essen_tune, key_of, melody_of, tunes_in
 
 SAMPLE_FILES = ("erk5", "boehme10", "kinder0")  # fixed: German, Bohemian and children's songs, 640 acceptable tunes
 
@@ -48,3 +48,12 @@ def test_random_tune_from_each_file_has_notes():
 def test_whole_essen_collection_roundtrips():
     checked, skipped = roundtrip(essen_files())
     assert checked > 3000, (checked, skipped)
+
+
+def test_one_tune_read_alone_equals_the_collections():
+    """essen_tune parses only the tune's own lines; the melody and key are those of the whole file's parse."""
+    for stem in ("erk5", "kinder0"):
+        for tune in list(tunes_in(ESSEN_DIR / f"{stem}.abc"))[::25]:
+            alone = essen_tune(tune.ident).score
+            assert melody_of(alone) == melody_of(tune.score), tune.ident
+            assert key_of(alone) == key_of(tune.score), tune.ident

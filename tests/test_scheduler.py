@@ -68,9 +68,12 @@ def test_input_handed_on_before_a_tick_is_fed_before_it(tiny_model_dir):
             calls.append(("tick", time))
             super().tick(time)
 
-    def before_tick() -> None:
-        if len(calls) == 3:  # the origin and two steps: play a note just before this boundary
-            timing.feed(mido.Message("note_on", note=60, velocity=90), time.monotonic() - 0.001)
+    def before_tick() -> bool:
+        if len(calls) != 3:
+            return False
+        # the origin and two steps: a note played just before this boundary
+        timing.feed(mido.Message("note_on", note=60, velocity=90), time.monotonic() - 0.001)
+        return True
 
     engine = Recording(load_model(tiny_model_dir), Settings(bpm=300))
     timing = TimingThread(engine, lambda message: True, lambda kind, data: None, before_tick=before_tick)
