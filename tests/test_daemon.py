@@ -209,13 +209,17 @@ def test_lost_port_is_reconnected(tmp_path, tiny_model_dir, jack_midi, synth):
             daemon.wait_log("input port 'player:out' is back", timeout=3)
         daemon.wait_log("input port 'player:out' is gone", timeout=3)
         with jack_midi.open_output("out", client_name="player") as port:
-            wait_for(lambda: daemon.text().count("is back") == 2, 3, "the second reconnect")
+            # "is back; connected", not "is back": the "is gone" line ends "reconnecting when it is back"
+            wait_for(lambda: daemon.text().count("is back; connected") == 2, 3, "the second reconnect")
             time.sleep(0.3)
             play(port, first_phrase())
             wait_response(synth, 1)
         assert daemon.text().count("is gone") == 1  # logged once
     finally:
         assert daemon.stop() == 0, daemon.text()
+    heard = int(re.search(r"phrase_end \{'call_steps': (\d+)\}", daemon.text())[1])
+    on_the_grid = [call_steps_on_the_grid(tiny_model_dir, first_phrase(), BPM, phase) for phase in (0.05, 0.5, 0.95)]
+    assert min(on_the_grid) <= heard <= max(on_the_grid), daemon.text()  # the whole call, its first note too
 
 
 def test_sighup_reloads_and_survives_a_bad_file(tmp_path, tiny_model_dir, jack_server):
