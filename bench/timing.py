@@ -7,6 +7,13 @@ real Essen tunes into it as a player would, for a set time. Idle CPU is measured
 was played, and again after playing. Prints JSON with the figures and the targets; the flood runs are also
 given as ratios to the quiet run at the same tempo.
 
+Beside each run, over the same seconds, bench/reference.py measures the floor: a bare python-rtmidi program
+with the daemon's two JACK clients, sending a note every step with the daemon's timer. Each run gives its
+figures as ratios to the reference's (send lateness and onset error p99) and its idle CPU over the
+reference's: what improvd adds to what JACK and this machine cost any Python MIDI program at that moment.
+``stolen_cpu_percent_while_playing`` is the CPU time the hypervisor gave to other guests meanwhile (on a
+virtual machine, stalls of several milliseconds that no program inside can avoid).
+
 The daemon runs as its systemd unit runs it: without capabilities and with the unit's limit on locked
 memory. A JACK client may lock the server's whole port graph into its memory (libjack tries, and succeeds for
 root or a user allowed unlimited locked memory); ``rss_with_jack_graph_locked_mb`` is a start as root.
@@ -42,6 +49,7 @@ from tests.services import JackServer, Mosquitto
 PHRASE_END_STEPS = 4
 RESPONSE_STEPS = 16
 MQTT_INSTANCE = "bench"
+REFERENCE_CHANNEL = 16  # the daemon answers on channel 1
 IDLE_SECONDS = 15  # CPU time is counted in 10 ms ticks: 15 s resolves 0.07% of a core
 SETTLE_SECONDS = 4  # after playing: the last answer ends and the input reader goes idle (midi.IDLE_AFTER)
 UNIT = Path(__file__).resolve().parent.parent / "systemd" / "improvd.service"
@@ -72,12 +80,16 @@ def phrases() -> list[list[tuple[int, float]]]:
 
 
 class Receiver:
-    """The synth: a JACK input whose times come from rtmidi's JACK-side deltas, not the Python callback."""
+    """The synth: a JACK input whose times come from rtmidi's JACK-side deltas, not the Python callback.
+
+    The daemon plays on channel 1, the reference on REFERENCE_CHANNEL: their onsets are kept apart.
+    """
 
     def __init__(self) -> None:
         self.port = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name="synth")
         self.port.open_virtual_port("in")
         self.onsets: list[float] = []
+        self.reference_onsets: list[float] = []
         self._stream = 0.0
         self._offset: float | None = None
         self.port.set_callback(self._on)
@@ -88,11 +100,33 @@ class Receiver:
         self._stream += delta
         self._offset = min(now - self._stream, self._offset if self._offset is not None else now)
         if data[0] & 0xF0 == 0x90 and len(data) > 2 and data[2] > 0:
-            self.onsets.append(self._offset + self._stream)
+            onsets = self.reference_onsets if data[0] & 0x0F == REFERENCE_CHANNEL - 1 else self.onsets
+            onsets.append(self._offset + self._stream)
 
     def close(self) -> None:
         self.port.close_port()
         self.port.delete()
+
+
+class Reference:
+    """bench/reference.py in its own process: the floor measured over the same seconds as the daemon."""
+
+    def __init__(self, bpm: int) -> None:
+        command = [sys.executable, str(Path(__file__).with_name("reference.py")), "--bpm", str(bpm)]
+        command += ["--to", "synth:in", "--channel", str(REFERENCE_CHANNEL)]
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        if self.process.stdout.readline().strip() != "ready":
+            raise RuntimeError(f"bench/reference.py did not start (exit status {self.process.wait()})")
+        self.pid = self.process.pid
+
+    def command(self, word: str) -> None:
+        self.process.stdin.write(word + "\n")
+        self.process.stdin.flush()
+
+    def finish(self) -> list[float]:
+        """Its send lateness in seconds."""
+        output, _ = self.process.communicate(timeout=10)
+        return json.loads(output)["lateness"]
 
 
 def flood(stop: threading.Event) -> None:
@@ -113,6 +147,11 @@ def flood(stop: threading.Event) -> None:
 def percentile(values: list[float], percent: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, -(-len(ordered) * percent // 100) - 1))] if ordered else 0.0
+
+
+def stolen_seconds() -> float:
+    """CPU seconds the hypervisor gave to other guests (steal, summed over this machine's cores)."""
+    return int(Path("/proc/stat").read_text().split()[8]) / os.sysconf("SC_CLK_TCK")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -176,6 +215,7 @@ def run_one(model: Path, bpm: int, flood_kind: str | None, seconds: float, workd
     notify_path = workdir / f"notify-{bpm}-{flood_kind}"
     notify = notify_socket(notify_path)
     receiver = Receiver()
+    reference = Reference(bpm)
     player = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="player")
     player.open_virtual_port("out")
     log = workdir / f"daemon-{bpm}-{flood_kind}.log"
@@ -187,10 +227,11 @@ def run_one(model: Path, bpm: int, flood_kind: str | None, seconds: float, workd
     command += ["--bpm", str(bpm), "--input", "player", "--output", "synth", "--input-channel", "1"]
     command += ["--phrase-end-steps", str(PHRASE_END_STEPS), "--response-steps", str(RESPONSE_STEPS), "--seed", "1"]
     daemon, ready = start_daemon(as_service() + command, log, notify, notify_path)
-    idle_at_start, idle_threads_at_start = idle_cpu(daemon.pid)
+    (idle_at_start, idle_threads_at_start), (floor_at_start, _) = idle_cpu(daemon.pid, reference.pid)
     stop_flood, flooder = flood_starter(flood_kind, broker)
     calls, peak_rss, peak_private, peak_pss = [], 0.0, 0.0, 0.0
-    cpu1, busy0 = cpu_seconds(daemon.pid), time.monotonic()
+    cpu1, busy0, stolen0 = cpu_seconds(daemon.pid), time.monotonic(), stolen_seconds()
+    reference.command("play")
     while time.monotonic() - busy0 < seconds:
         phrase = tunes[len(calls) % len(tunes)]
         last_off = play(player, phrase, bpm)
@@ -203,12 +244,15 @@ def run_one(model: Path, bpm: int, flood_kind: str | None, seconds: float, workd
             max(peak_pss, pss_mb(daemon.pid)),
         )
     busy_cpu = 100 * (cpu_seconds(daemon.pid) - cpu1) / (time.monotonic() - busy0)
+    stolen = 100 * (stolen_seconds() - stolen0) / (time.monotonic() - busy0)
+    reference.command("idle")
     stop_flood.set()
     if flooder is not None:
         flooder.join()
     time.sleep(SETTLE_SECONDS)
-    idle_after, idle_threads = idle_cpu(daemon.pid)
+    (idle_after, idle_threads), (floor_after, _) = idle_cpu(daemon.pid, reference.pid)
     stop_daemon(daemon)
+    floor_lateness = reference.finish()
     receiver.close()
     player.close_port()
     player.delete()
@@ -219,6 +263,13 @@ def run_one(model: Path, bpm: int, flood_kind: str | None, seconds: float, workd
     )
     sends, p50, p99, peak = (float(x) for x in lateness[-1]) if lateness else (0, 0, 0, 0)
     errors, delays = grid_figures(receiver.onsets, calls, step)
+    floor_errors, _ = grid_figures(receiver.reference_onsets, [], step)
+    floor = {
+        "send_lateness_ms": spread(floor_lateness),
+        "onset_error_ms": spread(floor_errors),
+        "idle_cpu_percent": floor_after,
+        "idle_cpu_percent_before_playing": floor_at_start,
+    }
     return {
         "log": str(log),
         "bpm": bpm,
@@ -226,11 +277,7 @@ def run_one(model: Path, bpm: int, flood_kind: str | None, seconds: float, workd
         "calls": len(calls),
         "answered": len(delays),
         "send_lateness_ms": {"sends": int(sends), "p50": p50, "p99": p99, "max": peak},
-        "onset_error_ms": {
-            "p50": round(percentile(errors, 50) * 1000, 3),
-            "p99": round(percentile(errors, 99) * 1000, 3),
-            "max": round(max(errors, default=0) * 1000, 3),
-        },
+        "onset_error_ms": spread(errors),
         "answer_delay_ms": {"median": round(statistics.median(delays) * 1000, 2) if delays else None},
         "answer_delay_steps": round(statistics.median(delays) / step, 3) if delays else None,
         "rss_mb": round(peak_rss, 1),
@@ -241,8 +288,22 @@ def run_one(model: Path, bpm: int, flood_kind: str | None, seconds: float, workd
         "idle_cpu_percent_before_playing": idle_at_start,
         "idle_cpu_percent_before_playing_by_thread": idle_threads_at_start,
         "busy_cpu_percent": round(busy_cpu, 2),
+        "stolen_cpu_percent_while_playing": round(stolen, 2),
         "start_to_ready_s": round(ready, 3),
         "exit_status": daemon.returncode,
+        "reference": floor,
+        "send_p99_ratio_to_reference": _ratio(p99, floor["send_lateness_ms"]["p99"]),
+        "onset_p99_ratio_to_reference": _ratio(spread(errors)["p99"], floor["onset_error_ms"]["p99"]),
+        "idle_cpu_percent_over_reference": round(idle_after - floor_after, 2),
+    }
+
+
+def spread(seconds: list[float]) -> dict[str, float]:
+    """p50, p99 and max in milliseconds."""
+    return {
+        "p50": round(percentile(seconds, 50) * 1000, 3),
+        "p99": round(percentile(seconds, 99) * 1000, 3),
+        "max": round(max(seconds, default=0) * 1000, 3),
     }
 
 
@@ -286,16 +347,19 @@ def stop_daemon(daemon: subprocess.Popen) -> None:
         daemon.wait(5)
 
 
-def idle_cpu(pid: int) -> tuple[float, dict[str, float]]:
-    """Percent of a core the daemon uses over IDLE_SECONDS, in all and by thread."""
-    cpu0, threads0, idle0 = cpu_seconds(pid), cpu_by_thread(pid), time.monotonic()
+def idle_cpu(*pids: int) -> list[tuple[float, dict[str, float]]]:
+    """Percent of a core each process uses over the same IDLE_SECONDS, in all and by thread."""
+    before, idle0 = [(cpu_seconds(pid), cpu_by_thread(pid)) for pid in pids], time.monotonic()
     time.sleep(IDLE_SECONDS)
     seconds = time.monotonic() - idle0
-    threads = {
-        name: round(100 * (used - threads0.get(name, 0.0)) / seconds, 2)
-        for name, used in sorted(cpu_by_thread(pid).items())
-    }
-    return round(100 * (cpu_seconds(pid) - cpu0) / seconds, 2), threads
+    result = []
+    for pid, (cpu0, threads0) in zip(pids, before, strict=True):
+        threads = {
+            name: round(100 * (used - threads0.get(name, 0.0)) / seconds, 2)
+            for name, used in sorted(cpu_by_thread(pid).items())
+        }
+        result.append((round(100 * (cpu_seconds(pid) - cpu0) / seconds, 2), threads))
+    return result
 
 
 def locked_rss(model: Path, workdir: Path) -> float | None:

@@ -1,0 +1,84 @@
+"""The floor under bench/timing.py's figures: a bare python-rtmidi program run beside the daemon.
+
+It opens what the daemon opens on JACK, an input client and an output client, and nothing else. While the
+daemon is played it sends a note on every step of its own grid, at the daemon's tempo, with the daemon's timer
+(``improvd.scheduler.sleep_until``), to a port named by ``--to`` on ``--channel``. So, measured over the same seconds as the
+daemon: its idle CPU is what the two JACK clients cost by themselves (each wakes every JACK period), and its
+send lateness and the onset error of its notes at the receiver are what this machine gives any Python sender
+at that moment. The daemon's figures divided by these say what improvd adds.
+
+Commands on stdin, one a line: ``play`` starts the grid, ``idle`` stops it. At the end of input it prints its
+send lateness in seconds as JSON (``{"lateness": [...]}``) and exits.
+
+    python bench/reference.py --bpm 120 --to synth:in --channel 16
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+
+import rtmidi
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from improvd.scheduler import sleep_until
+
+PITCH = 60
+
+
+def connect(port: rtmidi.MidiOut, name: str) -> None:
+    names = port.get_ports()
+    if name not in names:
+        raise SystemExit(f"reference: no JACK port {name!r} among {names}")
+    port.open_port(names.index(name), "out")
+
+
+def play_grid(port: rtmidi.MidiOut, step: float, channel: int, playing: threading.Event, lateness: list[float]) -> None:
+    """A note_on on every step boundary and its note_off half a step later, while ``playing`` is set."""
+    at = time.monotonic() + step
+    while playing.is_set():
+        for data in ([0x90 | channel - 1, PITCH, 90], [0x80 | channel - 1, PITCH, 0]):
+            sleep_until(at)
+            lateness.append(time.monotonic() - at)
+            port.send_message(data)
+            at += step / 2
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bpm", type=float, required=True, help="the daemon's tempo (a step is a 16th)")
+    parser.add_argument("--to", required=True, help="the JACK port the notes go to")
+    parser.add_argument("--channel", type=int, default=16, choices=range(1, 17), help="their MIDI channel (1-16)")
+    args = parser.parse_args()
+    listener = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name="reference")
+    listener.open_virtual_port("in")
+    sender = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="reference")
+    connect(sender, args.to)
+    playing, lateness, grid = threading.Event(), [], None
+    print("ready", flush=True)
+    for line in sys.stdin:
+        if line.strip() == "play" and grid is None:
+            playing.set()
+            grid = threading.Thread(target=play_grid, args=(sender, 60 / args.bpm / 4, args.channel, playing, lateness))
+            grid.start()
+        elif line.strip() == "idle" and grid is not None:
+            playing.clear()
+            grid.join()
+            grid = None
+    playing.clear()
+    if grid is not None:
+        grid.join()
+    for port in (listener, sender):
+        port.close_port()
+        port.delete()
+    print(json.dumps({"lateness": lateness}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
