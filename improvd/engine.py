@@ -22,7 +22,9 @@ The driver's contract (times are floats in seconds on the driver's clock):
   and return (to send at once) a note_off for every sounding note; ``panic``,
   disabling and ``stop`` add CC 123 and CC 64 = 0 on the output channel. So
   every note_on sent has its note_off on every path. ``sounding`` is the set
-  of output notes now on (for a last-resort safety net).
+  of output notes now on (for a last-resort safety net). ``all_notes_off(t)``
+  returns CC 123 and CC 64 = 0 alone, changing nothing: the daemon sends it
+  at start and when its output port returns, for notes a killed run left on.
 * ``update(time=None, **settings)`` checks all changes before applying any
   (ValueError naming the setting, the value and what is allowed) and returns
   the releases to send when it disables the engine. ``set_model`` takes effect
@@ -404,14 +406,18 @@ class Engine:
             mido.Message("note_off", channel=self._sounding_channel.get(n, channel), note=n, velocity=0)
             for n in sorted(self.sounding)
         ]
-        if all_notes_off:
-            messages += [
-                mido.Message("control_change", channel=channel, control=ALL_NOTES_OFF, value=0),
-                mido.Message("control_change", channel=channel, control=SUSTAIN, value=0),
-            ]
         self.sounding.clear()
         self._sounding_channel.clear()
-        return [Timed(time, m) for m in messages]
+        return [Timed(time, m) for m in messages] + (self.all_notes_off(time) if all_notes_off else [])
+
+    def all_notes_off(self, time: float) -> list[Timed]:
+        """CC 123 and CC 64 = 0 on the output channel, nothing else changed: what a start or a returning
+        output port sends, since a killed or crashed earlier run may have left notes sounding there."""
+        channel = self.settings.output_channel
+        return [
+            Timed(time, mido.Message("control_change", channel=channel, control=ALL_NOTES_OFF, value=0)),
+            Timed(time, mido.Message("control_change", channel=channel, control=SUSTAIN, value=0)),
+        ]
 
     # --- commands ------------------------------------------------------------------
 

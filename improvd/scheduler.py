@@ -159,6 +159,7 @@ class TimingThread(threading.Thread):
     def run(self) -> None:
         name_this_thread()
         try:
+            self._send_now(self.engine.all_notes_off(time.monotonic()))  # what a killed earlier run left sounding
             self._start_clock()
             while not self._stopping:
                 self._step()

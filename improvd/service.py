@@ -333,6 +333,8 @@ class Daemon:
                     self.timing.submit(self.engine.panic)
                 else:
                     log.info("%s port %r is back; connected", direction, port)
+                    if direction == "output":  # it may have missed the releases sent while it was gone
+                        self.timing.submit(self.engine.all_notes_off)
                 self._event(name, {"direction": direction, "port": port})
                 self._changed()
 

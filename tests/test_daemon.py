@@ -200,6 +200,30 @@ def test_sigterm_in_a_response_leaves_no_note_sounding(tmp_path, tiny_model_dir,
     assert (123, 0) in controls and (64, 0) in controls
 
 
+def test_a_start_releases_what_a_killed_run_left_sounding(tmp_path, tiny_model_dir, player, synth):
+    args = [*model_args(tiny_model_dir), "--input", "player", "--output", "synth"]
+    killed = Daemon(tmp_path, args)
+    killed.wait_log("ready")
+    play(player, first_phrase())
+    wait_for(synth.sounding, 10, "an answer note sounding")
+    killed.process.send_signal(signal.SIGKILL)  # a crash: nothing released
+    killed.process.wait(5)
+    time.sleep(0.1)
+    assert synth.sounding(), "the killed run left its answer note on"
+    heard = len(synth.messages())
+    restarted = Daemon(tmp_path, args)
+    try:
+        restarted.wait_log("ready")
+        wait_for(lambda: synth.sounding() == set(), 2, "the restarted daemon's All Notes Off")
+        after = [m for _, m in synth.messages()[heard:]]
+        assert [(m.type, m.channel, m.control, m.value) for m in after[:2]] == [
+            ("control_change", 0, 123, 0),
+            ("control_change", 0, 64, 0),
+        ]
+    finally:
+        assert restarted.stop() == 0, restarted.text()
+
+
 def test_lost_port_is_reconnected(tmp_path, tiny_model_dir, jack_midi, synth):
     daemon = Daemon(tmp_path, [*model_args(tiny_model_dir), "--input", "player", "--output", "synth"])
     try:
@@ -304,7 +328,7 @@ def test_sends_midi_clock_at_its_tempo(tmp_path, tiny_model_dir, synth):
     finally:
         assert daemon.stop() == 0, daemon.text()
     time.sleep(0.1)
-    kinds = [m.type for _, m in synth.messages()]
+    kinds = [m.type for _, m in synth.messages() if m.type != "control_change"]  # releases at start and exit
     assert kinds[0] == "start" and kinds[-1] == "stop", kinds[:3] + kinds[-3:]
     pulses = [t for t, m in synth.messages() if m.type == "clock"]
     intervals = sorted(b - a for a, b in itertools.pairwise(pulses))
@@ -383,9 +407,10 @@ def test_a_flood_of_junk_is_survived_and_control_changes_work(tmp_path, tiny_mod
         stop.set()
         flooder.join()
         assert sent[0] >= 10_000
+        before = len(synth.controls())  # the start's All Notes Off came first
         player.send(mido.Message("control_change", control=82, value=0))  # disable: releases everything
-        wait_for(lambda: (64, 0) in synth.controls(), 2, "the releases of disable")
-        assert (123, 0) in synth.controls()
+        wait_for(lambda: (64, 0) in synth.controls()[before:], 2, "the releases of disable")
+        assert (123, 0) in synth.controls()[before:]
         assert not synth.sounding()
         count = len(synth.note_ons())
         play(player, first_phrase())

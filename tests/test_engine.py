@@ -134,6 +134,19 @@ def test_panic_releases_then_all_notes_off_and_sustain_off(model):
     assert engine.next_due() is None
 
 
+def test_all_notes_off_alone_leaves_an_answer_playing(model):
+    engine = Engine(model, Settings(bpm=BPM, min_call_steps=4, gate=1.0, output_channel=5), seed=4)
+    run(engine, call(PHRASE), 22, drain=False)
+    sounding, due, mode = set(engine.sounding), engine.next_due(), engine.mode
+    assert mode == "responding" and due is not None
+    released = [t.message for t in engine.all_notes_off(1.0)]
+    assert [(m.type, m.channel, m.control, m.value) for m in released] == [
+        ("control_change", 5, 123, 0),
+        ("control_change", 5, 64, 0),
+    ]
+    assert (engine.sounding, engine.next_due(), engine.mode) == (sounding, due, mode)
+
+
 def test_disable_releases_and_goes_idle_and_enable_listens_again(model):
     engine = Engine(model, Settings(bpm=BPM, min_call_steps=4, gate=1.0), seed=4)
     run(engine, call(PHRASE), 22, drain=False)
