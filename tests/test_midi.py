@@ -136,6 +136,11 @@ class Ticker(threading.Thread):
             self.ports.read_before_tick()
 
 
+# Arrival times from rtmidi's deltas, stamped in JACK's cycle: a busy virtual machine delays a cycle by a few ms
+# (4.03 ms seen), while hand-on times would be off by up to a tick (50 ms here) or an IDLE_POLL (10 ms).
+DELTA_TOLERANCE = 0.006
+
+
 class Handed(Received):
     """Also records when, and by which thread, each message reached Python."""
 
@@ -177,7 +182,7 @@ def test_idle_reader_sleeps_while_ticks_read_and_arrival_times_hold(jack_midi, m
         assert {handed.by[i][1] for i in idle} == {ticker.name}  # the reader slept: the ticks handed them on
         assert max(handed.by[i][0] - sent[i] for i in idle) < 0.05 + 0.02  # each by the next tick
         errors = [handed.items[i][1] - sent[i] for i in idle]
-        assert max(abs(e) for e in errors) < 0.004, errors
+        assert max(abs(e) for e in errors) < DELTA_TOLERANCE, errors
     finally:
         ticker.running = False
         keyboard.close()
@@ -197,7 +202,7 @@ def test_with_no_ticks_the_idle_reader_looks_by_itself(jack_midi, monkeypatch):
         wait_for(lambda: len(handed.items) == len(sent), 2, "every note through the input")
         assert {name for _, name in handed.by} == {"improvd-midi-in"}
         assert max(at - s for (at, _), s in zip(handed.by, sent, strict=True)) < IDLE_POLL + 0.02
-        assert max(abs(arrival - s) for (_, arrival), s in zip(handed.items, sent, strict=True)) < 0.004
+        assert max(abs(arrival - s) for (_, arrival), s in zip(handed.items, sent, strict=True)) < DELTA_TOLERANCE
     finally:
         keyboard.close()
         ports.close()
