@@ -263,6 +263,7 @@ def run_one(model: Path, bpm: int, flood_kind: str | None, seconds: float, workd
     )
     sends, p50, p99, peak = (float(x) for x in lateness[-1]) if lateness else (0, 0, 0, 0)
     errors, delays = grid_figures(receiver.onsets, calls, step)
+    onset_error = spread(errors)
     floor_errors, _ = grid_figures(receiver.reference_onsets, [], step)
     floor = {
         "send_lateness_ms": spread(floor_lateness),
@@ -277,7 +278,7 @@ def run_one(model: Path, bpm: int, flood_kind: str | None, seconds: float, workd
         "calls": len(calls),
         "answered": len(delays),
         "send_lateness_ms": {"sends": int(sends), "p50": p50, "p99": p99, "max": peak},
-        "onset_error_ms": spread(errors),
+        "onset_error_ms": onset_error,
         "answer_delay_ms": {"median": round(statistics.median(delays) * 1000, 2) if delays else None},
         "answer_delay_steps": round(statistics.median(delays) / step, 3) if delays else None,
         "rss_mb": round(peak_rss, 1),
@@ -293,7 +294,7 @@ def run_one(model: Path, bpm: int, flood_kind: str | None, seconds: float, workd
         "exit_status": daemon.returncode,
         "reference": floor,
         "send_p99_ratio_to_reference": _ratio(p99, floor["send_lateness_ms"]["p99"]),
-        "onset_p99_ratio_to_reference": _ratio(spread(errors)["p99"], floor["onset_error_ms"]["p99"]),
+        "onset_p99_ratio_to_reference": _ratio(onset_error["p99"], floor["onset_error_ms"]["p99"]),
         "idle_cpu_percent_over_reference": round(idle_after - floor_after, 2),
     }
 

@@ -14,8 +14,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Real-time tests on JACK get one rerun, shown as R in pytest's report.
 
     The dummy driver runs without real-time scheduling: on a busy virtual machine (7-16% of a core stolen by the
-    hypervisor) a run of xruns can drop a MIDI message, which failed about one full run in three there. A fault
-    in improvd fails twice.
+    hypervisor) a run of xruns can drop a MIDI message, which failed 3 of 5 full runs there, each in another
+    test. A fault in improvd fails twice.
     """
     for item in items:
         if item.get_closest_marker("jack"):
