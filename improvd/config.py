@@ -49,7 +49,9 @@ class Config:
     phrase_end_steps: int = 8
     min_call_steps: int = 8
     max_call_steps: int = 0
-    response_steps: int | str = 32
+    meter: str = "4/4"
+    response_bars: int = 2
+    response_steps: int | str | None = None  # None: whole bars (response_bars)
     barge_in: str = "stop"
     velocity: int = 0  # 0 = follow the player
     gate: float = 0.9
@@ -69,6 +71,8 @@ class Config:
             "phrase_end_steps": self.phrase_end_steps,
             "min_call_steps": self.min_call_steps,
             "max_call_steps": self.max_call_steps,
+            "meter": self.meter,
+            "response_bars": self.response_bars,
             "response_steps": self.response_steps,
             "barge_in": self.barge_in,
             "velocity": self.velocity or None,
@@ -137,6 +141,16 @@ def _steps_or_match(value: Any) -> int | str:
         raise ValueError('must be a whole number from 1 to 256, or "match" (as long as the call)') from None
 
 
+def _meter(value: Any) -> str:
+    from improvd.grid import parse_meter
+
+    try:
+        beats, unit = parse_meter(value)
+    except ValueError:
+        raise ValueError("must be a time signature such as 4/4, 3/4 or 6/8 (at most 64 16ths a bar)") from None
+    return f"{beats}/{unit}"
+
+
 def _top_p(value: Any) -> float:
     number = _number(0.0, 1.0)(value)
     if number <= 0:
@@ -162,6 +176,8 @@ CHECKS: dict[str, Callable[[Any], Any]] = {
     "phrase_end_steps": _whole(1, 64),
     "min_call_steps": _whole(1, 256),
     "max_call_steps": _whole(0, 1024),
+    "meter": _meter,
+    "response_bars": _whole(1, 16),
     "response_steps": _steps_or_match,
     "barge_in": _choice("stop", "overlap"),
     "velocity": _whole(0, 127),
@@ -185,6 +201,8 @@ FLAGS = {
     "clock_out": "clock_out",
     "temperature": "temperature",
     "phrase_end_steps": "phrase_end_steps",
+    "meter": "meter",
+    "response_bars": "response_bars",
     "response_steps": "response_steps",
     "seed": "seed",
     "log_level": "log_level",
@@ -206,7 +224,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clock-out", action="store_true", default=None, help="send MIDI clock at the internal tempo")
     parser.add_argument("--temperature", type=float, help="sampling temperature, 0.05-2.0 (default 1.0)")
     parser.add_argument("--phrase-end-steps", type=int, help="silent 16ths that end a phrase, 1-64 (default 8)")
-    parser.add_argument("--response-steps", type=_flag_value, help='response length in 16ths, 1-256 or "match"')
+    parser.add_argument("--meter", help="time signature of the bars the answer fills, e.g. 3/4 or 6/8 (default 4/4)")
+    parser.add_argument("--response-bars", type=int, help="answer length in whole bars, 1-16 (default 2)")
+    parser.add_argument(
+        "--response-steps", type=_flag_value, help='answer length in 16ths instead of bars, 1-256 or "match"'
+    )
     parser.add_argument("--seed", type=int, help="random seed (default: random)")
     parser.add_argument("--log-level", help="debug, info (default), warning or error")
     parser.add_argument("--no-mqtt", action="store_true", help="do not connect to an MQTT broker")

@@ -76,6 +76,20 @@ def _response_steps(value: Any) -> int | str:
     return value
 
 
+def _response_bars(value: Any) -> int:
+    return _whole(value, "response_bars", 1, 16)
+
+
+def _meter(value: Any) -> str:
+    from improvd.grid import parse_meter
+
+    try:
+        beats, unit = parse_meter(value)
+    except ValueError:
+        raise ControlError(f"meter must be a time signature such as 4/4, 3/4 or 6/8, got {value!r}") from None
+    return f"{beats}/{unit}"
+
+
 def _phrase_end_steps(value: Any) -> int:
     return _whole(value, "phrase_end_steps", 1, 64)
 
@@ -94,6 +108,8 @@ VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "bpm": _bpm,
     "enabled": _enabled,
     "response_steps": _response_steps,
+    "response_bars": _response_bars,
+    "meter": _meter,
     "phrase_end_steps": _phrase_end_steps,
     "model": _model,
 }
@@ -151,7 +167,7 @@ def parse(subtopic: str, payload: bytes) -> Request:
         return Request(changes=parse_object(_text(payload)))
     if parts[0] == "set" and len(parts) == 2 and parts[1] in VALIDATORS:
         text = _text(payload)
-        value = text if parts[1] == "model" else _scalar(text)
+        value = text if parts[1] in ("model", "meter") else _scalar(text)
         return Request(changes={parts[1]: VALIDATORS[parts[1]](value)})
     topics = ["set", *(f"set/{key}" for key in VALIDATORS), *(f"cmd/{name}" for name in COMMANDS)]
     raise ControlError(f"no such topic {subtopic!r} (topics: {', '.join(topics)})")

@@ -77,15 +77,17 @@ from __future__ import annotations
 import dataclasses
 import heapq
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import mido
 import numpy as np
 
-from improvd.encoding import HOLD, SONG_END, is_pitch, transposition_to_c
-from improvd.grid import Grid
-from improvd.keys import estimate_key
+from improvd.echo import Echo
+from improvd.encoding import HOLD, REST, SONG_END, is_pitch, tonic_pitch_class
+from improvd.grid import Grid, bar_steps, next_bar_line, parse_meter, strong_positions
+from improvd.keys import diatonic_shift, estimate_key
 from improvd.model import Model
 from improvd.runtime import LSTMRuntime, softmax
 from improvd.sampler import Sampler
@@ -94,6 +96,16 @@ from improvd.songcache import SongCache
 
 SUSTAIN = 64
 ALL_NOTES_OFF = 123
+CADENCE_TRIES = 8  # draws of the answer's last bar at most (each a bar of LSTM steps: well under a millisecond)
+
+
+class Predictor(Protocol):
+    """What the engine asks of its step model (improvd.runtime.LSTMRuntime): logits of the next symbol."""
+
+    def prime(self, indices: list[int]) -> Any: ...
+    def step(self, index: int) -> np.ndarray: ...
+    def snapshot(self) -> Any: ...
+    def restore(self, snapshot: Any) -> None: ...
 
 
 @dataclass
@@ -106,7 +118,9 @@ class Settings:
     phrase_end_steps: int = 8
     min_call_steps: int = 8
     max_call_steps: int = 0
-    response_steps: int | str = 32
+    meter: str = "4/4"
+    response_bars: int = 2
+    response_steps: int | str | None = None  # None: whole bars (response_bars)
     barge_in: str = "stop"
     velocity: int | None = None
     gate: float = 0.9
@@ -127,10 +141,12 @@ class Settings:
             ("phrase_end_steps", _whole(self.phrase_end_steps, 1, 64), "a whole number from 1 to 64"),
             ("min_call_steps", _whole(self.min_call_steps, 1, 1024), "a whole number from 1 to 1024"),
             ("max_call_steps", _whole(self.max_call_steps, 0, 4096), "0 (no limit) or a whole number up to 4096"),
+            ("meter", _is_meter(self.meter), "a time signature such as 4/4, 3/4 or 6/8 (at most 64 16ths a bar)"),
+            ("response_bars", _whole(self.response_bars, 1, 16), "a whole number from 1 to 16"),
             (
                 "response_steps",
-                self.response_steps == "match" or _whole(self.response_steps, 1, 256),
-                '1 to 256 or "match"',
+                self.response_steps is None or self.response_steps == "match" or _whole(self.response_steps, 1, 256),
+                'empty (whole bars: response_bars), 1 to 256 or "match"',
             ),
             ("barge_in", self.barge_in in ("stop", "overlap"), '"stop" or "overlap"'),
             ("velocity", self.velocity is None or _whole(self.velocity, 1, 127), "empty (follow the call) or 1 to 127"),
@@ -154,8 +170,28 @@ def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and bool(np.isfinite(value))
 
 
+def _is_meter(value: Any) -> bool:
+    try:
+        parse_meter(value)
+    except ValueError:
+        return False
+    return isinstance(value, str)
+
+
 def _whole(value: Any, lowest: int, highest: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and lowest <= value <= highest
+
+
+@dataclass(frozen=True)
+class AnswerPlan:
+    """Grid steps of an answer: ``first`` (its first symbol), ``entry`` (its first bar line: the first note
+    comes there at the latest), ``end`` (the step after its last symbol); its metre's strong positions and bar."""
+
+    first: int
+    entry: int
+    end: int
+    strong: frozenset[int]
+    bar: int
 
 
 @dataclass(frozen=True)
@@ -178,8 +214,19 @@ class Event:
 class Engine:
     """Seed buffer -> LSTM runtime -> sampler -> queued output, driven by ticks and messages."""
 
-    def __init__(self, model: Model, settings: Settings | None = None, seed: int | None = None) -> None:
+    def __init__(
+        self,
+        model: Model,
+        settings: Settings | None = None,
+        seed: int | None = None,
+        predictor: Callable[[Model], Predictor] = LSTMRuntime,
+        memory: bool = True,
+    ) -> None:
+        """``predictor`` makes the step model from ``model`` (the LSTM; evaluate passes an n-gram); without
+        ``memory`` the answer is the predictor's alone (no song cache, no echo), for evaluate's comparisons."""
         self.settings = (settings or Settings()).validate()
+        self._predictor = predictor
+        self._memory = memory
         self._sampler = Sampler(seed)
         self._queue: list[tuple[float, int, mido.Message]] = []
         self._order = itertools.count()  # ties in the queue keep insertion order
@@ -199,21 +246,26 @@ class Engine:
 
     def _load(self, model: Model) -> None:
         self.model = model
-        self._runtime = LSTMRuntime(model)
+        self._runtime = self._predictor(model)
         vocabulary = model.vocabulary
         self._song_end = vocabulary.index[SONG_END]
         self._cache = SongCache(self._song_end)
         self._runtime.prime([self._song_end] * model.song_gap)  # a call starts as a song does in training
         self._song_start = self._runtime.snapshot()
-        self._first_step_mask = np.array([is_pitch(s) for s in vocabulary.symbols])
+        self._onset_mask = np.array([is_pitch(s) for s in vocabulary.symbols])
+        self._playable = np.array([s != SONG_END for s in vocabulary.symbols])
         self._reprime()
 
-    def _feed_lstm(self, symbol: str) -> None:
-        """One LSTM step on ``symbol`` (a player pitch is transposed and folded into the vocabulary)."""
+    def _index_of(self, symbol: str) -> int:
+        """The LSTM's index of a player's symbol (a pitch transposed and folded into the vocabulary)."""
         vocabulary = self.model.vocabulary
         if is_pitch(symbol):
             symbol = vocabulary.fold(str(int(symbol) + self._shift))
-        self._step(vocabulary.index[symbol])
+        return vocabulary.index[symbol]
+
+    def _feed_lstm(self, symbol: str) -> None:
+        """One LSTM step on a player's ``symbol``."""
+        self._step(self._index_of(symbol))
 
     def _step(self, index: int, own: bool = False) -> None:
         """The LSTM and the song cache take one symbol (the cache does not count improvd's ``own``)."""
@@ -285,41 +337,87 @@ class Engine:
         self._respond_requested = False
         call = self._buffer.last_note_symbols()
         self._events.append(Event(time, "phrase_end", {"call_steps": self._call_steps}))
-        shift = transposition_to_c(*estimate_key(call))
+        shift = diatonic_shift(call)
         if shift != self._shift:
             self._shift = shift
             self._reprime()
-        symbols = self._sample_response(self._response_length())
+        self._feed_lstm(HOLD)  # the step that opened at this tick sounds as the call's silence going on
+        plan = self._plan(self._grid.step + 1)
+        tonic = (tonic_pitch_class(estimate_key(call)[0]) + shift) % 12
+        symbols = self._sample_answer(plan, self._echo(plan, call), tonic)
         self._queue_response(symbols, time)
         self._call_steps = 0
         self.mode = "responding"
-        self._events.append(Event(time, "response_start", {"steps": len(symbols), "transposition": self._shift}))
+        data = {"steps": len(symbols), "first_step": plan.first, "entry": plan.entry, "transposition": shift}
+        self._events.append(Event(time, "response_start", data))
 
-    def _response_length(self) -> int:
-        if self.settings.response_steps == "match":
-            return max(1, min(256, self._call_steps - self._buffer.silent_steps))
-        return int(self.settings.response_steps)
+    def _plan(self, first: int) -> AnswerPlan:
+        """Where the answer starting at grid step ``first`` enters and ends."""
+        s = self.settings
+        entry = next_bar_line(first, s.meter)
+        if s.response_steps is None:
+            end = entry + s.response_bars * bar_steps(s.meter)
+        elif s.response_steps == "match":
+            end = first + max(1, min(256, self._call_steps - self._buffer.silent_steps))
+        else:
+            end = first + int(s.response_steps)
+        return AnswerPlan(first, min(entry, end - 1), end, strong_positions(s.meter), bar_steps(s.meter))
 
-    def _sample_response(self, steps: int) -> list[str]:
-        """Symbols of the answer, in the model's key; stops early at '/'."""
-        vocabulary = self.model.vocabulary
-        symbols: list[str] = []
-        for k in range(steps):
-            index = self._sampler.sample(
-                np.log(self._cache.mix(softmax(self._logits))),
-                self.settings.temperature,
-                self.settings.top_p,
-                self._first_step_mask if k == 0 else None,
-            )
-            symbol = vocabulary.symbols[index]
-            if symbol == SONG_END:
+    def _echo(self, plan: AnswerPlan, call: list[str]) -> Echo | None:
+        """The call's played steps (its closing silence left out) laid over the answer, in the LSTM's indices."""
+        played = len(call)
+        if REST in call:
+            last_rest = len(call) - 1 - call[::-1].index(REST)
+            if all(symbol == HOLD for symbol in call[last_rest + 1 :]):
+                played = last_rest
+        if played == 0:
+            return None
+        first_step = self._grid.step - len(call)  # the buffer's last symbol is the step that just closed
+        indices = {first_step + k: self._index_of(symbol) for k, symbol in enumerate(call[:played])}
+        return Echo(indices, plan.entry, plan.bar, self._onset_mask)
+
+    def _sample_answer(self, plan: AnswerPlan, echo: Echo | None, tonic: int) -> list[str]:
+        """The answer's symbols in the model's key, one per step from ``plan.first`` to ``plan.end``; its last bar
+        is drawn again (up to CADENCE_TRIES times) until the answer's last note is the tonic or the dominant on
+        a strong beat."""
+        final = max(plan.first, plan.end - plan.bar)
+        symbols = self._sample_steps(plan, plan.first, final, echo, [])
+        saved = (self._runtime.snapshot(), self._cache.snapshot(), echo and echo.snapshot(), self._logits)
+        for attempt in range(CADENCE_TRIES):
+            if attempt:
+                self._runtime.restore(saved[0])
+                self._cache.restore(saved[1])
+                if echo is not None:
+                    echo.restore(saved[2])
+                self._logits = saved[3]
+            ending = self._sample_steps(plan, final, plan.end, echo, symbols)
+            if _cadences(symbols + ending, plan, tonic):
                 break
+        return symbols + ending
+
+    def _sample_steps(self, plan: AnswerPlan, start: int, stop: int, echo: Echo | None, before: list[str]) -> list[str]:
+        """Symbols for grid steps ``start`` to ``stop``: never a song end; a note at ``plan.entry`` at the latest."""
+        vocabulary = self.model.vocabulary
+        entered = any(is_pitch(symbol) for symbol in before)
+        symbols: list[str] = []
+        for step in range(start, stop):
+            probabilities = softmax(self._logits)
+            if self._memory:
+                probabilities = self._cache.mix(probabilities)
+            if echo is not None and self._memory:
+                probabilities = echo.mix(probabilities, step)
+            allowed = self._onset_mask if not entered and step >= plan.entry else self._playable
+            index = self._sampler.sample(np.log(probabilities), self.settings.temperature, self.settings.top_p, allowed)
+            if echo is not None:
+                echo.heard(step, index)
+            symbol = vocabulary.symbols[index]
+            entered = entered or is_pitch(symbol)
             symbols.append(symbol)
             self._step(index, own=True)
         return symbols
 
     def _queue_response(self, symbols: list[str], time: float) -> None:
-        """Note_on/note_off pairs on the grid: step k of the answer starts at time + (k + 1) steps."""
+        """Note_on/note_off pairs on the grid: symbol k sounds on the k-th step after the one open at ``time``."""
         step = self.step_seconds()
         channel = self.settings.output_channel
         velocity = self._velocity()
@@ -452,6 +550,8 @@ class Engine:
         unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(Settings)})
         if unknown:
             raise ValueError(f"unknown setting(s): {', '.join(unknown)}")
+        if "response_bars" in changes and "response_steps" not in changes:
+            changes["response_steps"] = None  # the length set last wins: whole bars
         candidate = dataclasses.replace(self.settings, **changes).validate()
         enabled = candidate.enabled
         self.settings = dataclasses.replace(candidate, enabled=self.settings.enabled)
@@ -469,6 +569,17 @@ class Engine:
     def drain_events(self) -> list[Event]:
         events, self._events = self._events, []
         return events
+
+
+def _cadences(symbols: list[str], plan: AnswerPlan, tonic: int) -> bool:
+    """The last note that starts on a strong beat of the answer's last bar is the tonic or the dominant."""
+    last_bar = max(0, plan.end - plan.bar - plan.first)
+    strong = [
+        int(symbol)
+        for k, symbol in enumerate(symbols[last_bar:], start=last_bar)
+        if is_pitch(symbol) and (plan.first + k) % plan.bar in plan.strong
+    ]
+    return bool(strong) and (strong[-1] - tonic) % 12 in (0, 7)
 
 
 def _notes_of(symbols: list[str]) -> list[tuple[int, int, int]]:

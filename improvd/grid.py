@@ -1,10 +1,48 @@
-"""The 16th-note grid the driver ticks: which step is open, and which step a player's time counts on.
+"""The 16th-note grid the driver ticks, and the metre that groups its steps into bars.
 
 The grid has no clock: the driver says where each boundary is (``advance``), from its internal tempo or
-from MIDI clock pulses, so the same code serves real and simulated time.
+from MIDI clock pulses, so the same code serves real and simulated time. Bar lines fall every
+``bar_steps(meter)`` steps from the grid origin: bar 1 begins at the origin (the daemon's start with the
+internal clock, MIDI Start with MIDI clock, the first bar line of a file offline).
 """
 
 from __future__ import annotations
+
+METER_DENOMINATORS = (1, 2, 4, 8, 16)
+MAX_BAR_STEPS = 64  # 4/1 or 16/4: longer bars are not bars a phrase can be answered in
+
+
+def parse_meter(meter: str) -> tuple[int, int]:
+    """(beats, beat unit) of a time signature such as ``"3/4"``; ValueError says what is allowed."""
+    beats, _, unit = str(meter).strip().partition("/")
+    if beats.isdigit() and unit.isdigit() and int(unit) in METER_DENOMINATORS and int(beats) >= 1:
+        steps = int(beats) * 16 // int(unit)
+        if int(beats) * 16 % int(unit) == 0 and 1 <= steps <= MAX_BAR_STEPS:
+            return int(beats), int(unit)
+    raise ValueError(
+        f"meter = {meter!r} is not allowed: use a time signature such as 4/4, 3/4 or 6/8 "
+        f"(a whole number of 16ths a bar, at most {MAX_BAR_STEPS})"
+    )
+
+
+def bar_steps(meter: str) -> int:
+    """16th-note steps in one bar of ``meter`` (16 in 4/4, 12 in 3/4 and 6/8, 8 in 2/4)."""
+    beats, unit = parse_meter(meter)
+    return beats * 16 // unit
+
+
+def strong_positions(meter: str) -> frozenset[int]:
+    """Steps from the bar line that carry a strong beat: the downbeat, and the bar's middle when the bar
+    divides into two equal halves of whole beats (4/4 and 2/4: beat 3 or 2; 6/8: the second dotted quarter)."""
+    beats, _ = parse_meter(meter)
+    steps = bar_steps(meter)
+    return frozenset({0, steps // 2}) if beats % 2 == 0 else frozenset({0})
+
+
+def next_bar_line(step: int, meter: str) -> int:
+    """The first bar line at or after ``step``."""
+    bar = bar_steps(meter)
+    return -(-step // bar) * bar
 
 
 class Grid:

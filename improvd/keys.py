@@ -1,8 +1,11 @@
-"""Key of a melody from its pitch classes weighted by duration (the Aarden-Essen profiles).
+"""Key of a melody from its pitch classes weighted by duration (the Aarden-Essen profiles), and its key
+signature (the diatonic collection it is written in).
 
-This is the estimate music21's ``analyze('key')`` makes, in numpy, so it can
-run at a phrase end in well under a millisecond; tests/test_keys.py checks the
-two agree on real Essen tunes.
+``estimate_key`` is the estimate music21's ``analyze('key')`` makes, in numpy, so it can run at a phrase
+end in well under a millisecond; tests/test_keys.py checks the two agree on real Essen tunes.
+``diatonic_shift`` is what the engine transposes a call by: training moved every tune by its written key
+signature, so the model knows each diatonic collection on the white keys, modes (Dorian, Mixolydian)
+included; a major/minor estimate would move a D Dorian call (no sharps) to A with an F sharp.
 """
 
 from __future__ import annotations
@@ -46,12 +49,36 @@ def pitch_class_weights(symbols: Sequence[str]) -> np.ndarray:
     return weights
 
 
+def _key_scores(weights: np.ndarray) -> np.ndarray:
+    """Correlation of ``weights`` with each of the 24 key profiles (12 majors, then 12 minors)."""
+    centred = weights - weights.mean()
+    return _KEYS @ centred / (np.linalg.norm(_KEYS, axis=1) * (np.linalg.norm(centred) or 1.0))
+
+
 def estimate_key(symbols: Sequence[str]) -> tuple[str, str]:
     """(tonic, mode) of the melody in ``symbols``; C major when there are no notes."""
     weights = pitch_class_weights(symbols)
     if not weights.any():
         return "C", "major"
-    centred = weights - weights.mean()
-    scores = _KEYS @ centred / (np.linalg.norm(_KEYS, axis=1) * (np.linalg.norm(centred) or 1.0))
-    best = int(np.argmax(scores))
+    best = int(np.argmax(_key_scores(weights)))
     return TONIC_NAMES[best % 12], "major" if best < 12 else "minor"
+
+
+WHITE_KEYS = frozenset({0, 2, 4, 5, 7, 9, 11})  # C major's diatonic collection
+_INSIDE = np.array([[(p + t) % 12 in WHITE_KEYS for p in range(12)] for t in range(12)], float)  # shift x class
+
+
+def diatonic_shift(symbols: Sequence[str]) -> int:
+    """Semitones (-6..5) that move the melody onto the white keys: the diatonic collection that holds the most
+    of its sounding time; among collections that hold as much, the one of the best-fitting major or minor key.
+    0 when there are no notes."""
+    weights = pitch_class_weights(symbols)
+    if not weights.any():
+        return 0
+    inside = _INSIDE @ weights
+    tied = np.flatnonzero(inside >= inside.max() - 1e-9)
+    scores = _key_scores(weights)
+    # shift t takes major tonic -t (and its relative minor, 9 above) to C (and A)
+    fit = [max(scores[(-t) % 12], scores[12 + (9 - t) % 12]) for t in tied]
+    best = int(tied[int(np.argmax(fit))])
+    return (best + 6) % 12 - 6

@@ -17,6 +17,7 @@ import mido
 
 from improvd.callfile import PlayedNote
 from improvd.engine import Engine, Event, Timed
+from improvd.grid import bar_steps
 
 TAIL_STEPS = 64  # steps to wait beyond the longest possible response before giving up
 
@@ -47,7 +48,10 @@ def call_messages(call: list[PlayedNote]) -> list[tuple[float, mido.Message]]:
 def _step_limit(engine: Engine, call: list[PlayedNote]) -> int:
     settings = engine.settings
     call_steps = math.ceil(max(n.end for n in call) / engine.step_seconds())
-    response = call_steps if settings.response_steps == "match" else int(settings.response_steps)
+    if settings.response_steps is None:
+        response = (settings.response_bars + 1) * bar_steps(settings.meter)  # a pickup bar, then whole bars
+    else:
+        response = call_steps if settings.response_steps == "match" else int(settings.response_steps)
     return call_steps + settings.phrase_end_steps + response + TAIL_STEPS
 
 

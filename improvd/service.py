@@ -40,7 +40,7 @@ PORT_POLL = 0.5  # seconds between looks at the port list (reconnect within 2 s)
 STOP_GRACE = 0.3  # seconds the MQTT task may take to say offline at exit
 CLOSE_GRACE = 0.3  # seconds closing the ports may take at exit
 CLOCK_BYTES = (CLOCK, START, CONTINUE, STOP)
-ENGINE_KEYS = ("temperature", "bpm", "response_steps", "phrase_end_steps")
+ENGINE_KEYS = ("temperature", "bpm", "response_steps", "response_bars", "meter", "phrase_end_steps")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -160,6 +160,8 @@ class Daemon:
             "mode": self.engine.mode,
             "model": self.model.path.name,
             "response_steps": settings.response_steps,
+            "response_bars": settings.response_bars,
+            "meter": settings.meter,
             "phrase_end_steps": settings.phrase_end_steps,
             "clock": self.config.clock,
             "ports": self.ports.names(),

@@ -73,6 +73,17 @@ class SongCache:
             del self._history[:drop]
             self._offset += drop
 
+    def snapshot(self) -> tuple:
+        """A copy of the whole state, to restore after trying a continuation."""
+        followers = {context: list(positions) for context, positions in self._followers.items()}
+        return list(self._history), self._offset, followers, deque(self._counted)
+
+    def restore(self, snapshot: tuple) -> None:
+        history, self._offset, followers, counted = snapshot
+        self._history = list(history)
+        self._followers = {context: list(positions) for context, positions in followers.items()}
+        self._counted = deque(counted)
+
     def mix(self, probabilities: np.ndarray) -> np.ndarray:
         """The LSTM's ``probabilities`` with what followed the current contexts earlier in the song."""
         mixed = np.asarray(probabilities, np.float64)

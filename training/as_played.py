@@ -1,0 +1,166 @@
+"""Continuations as the musician hears them: through the engine in simulated time, against the tune's real next bars.
+
+Each call is the first ``CALL_BARS`` bars of a test tune (its pickup, time signature and bar lines as the
+file gives them), played to ``improvd.engine.Engine`` by ``improvd.offline.perform``, exactly as
+``improvd continue`` and the daemon play it: the player stops at the end of bar 4, the engine hears the
+pause, and answers in ``CALL_BARS`` whole bars of the call's metre. The answer is compared with the tune's
+real bars 5-8:
+
+* ``onset_position_overlap``: per metre, the overlap of the histograms of onset positions within the bar;
+* ``eighth_grid``: the share of onsets on the metre's 8th-note grid (even 16ths from the bar line);
+* ``motif_reuse``: the share of continuations that play a run of 4 or more of the call's pitches in a row;
+* ``cadence``: the share whose last note is the tune's tonic or dominant on a strong beat;
+* ``early_end``: the share silent through their whole last bar;
+* ``in_key_signature``: the share of onset pitches inside the written key signature's scale.
+
+The real bars get the same figures (``real``), so each is read beside what folk tunes do.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import numpy as np
+from music21 import key as m21key
+
+from improvd.callfile import Call, PlayedNote, call_from_score
+from improvd.encoding import tonic_pitch_class
+from improvd.engine import Engine, Settings
+from improvd.grid import strong_positions
+from improvd.offline import perform
+from improvd.scores import ScoreError, analyse_key, essen_tune
+
+CALL_BARS = 4
+MOTIF_NOTES = 4
+MAJOR_STEPS = (0, 2, 4, 5, 7, 9, 11)
+
+
+@dataclass(frozen=True)
+class TestCall:
+    """A test tune cut into a call (bars 1-4) and the real continuation (bars 5-8, in the call's seconds)."""
+
+    ident: str
+    call: Call
+    real: list[PlayedNote]
+    scale: frozenset[int]  # pitch classes of the written key signature
+    tonic: int  # pitch class of the tune's tonic
+
+    @property
+    def meter(self) -> str:
+        return f"{self.call.time_signature[0]}/{self.call.time_signature[1]}"
+
+
+def test_calls(idents: Iterable[str]) -> list[TestCall]:
+    """The tunes of ``idents`` that have 8 whole bars of a metre the engine takes, cut into call and real bars."""
+    found = []
+    for ident in idents:
+        try:
+            tune = essen_tune(ident)
+            whole = call_from_score(tune.score, None, ident, ident)
+        except ScoreError:
+            continue
+        bar = whole.steps_per_bar * whole.step_seconds
+        start = whole.bar_start_step * whole.step_seconds
+        if _bad_meter(whole) or max(n.end for n in whole.notes) < start + 2 * CALL_BARS * bar - 1e-6:
+            continue
+        call = whole.first_bars(CALL_BARS)
+        real = [
+            n for n in whole.notes if start + CALL_BARS * bar - 1e-6 <= n.start < start + 2 * CALL_BARS * bar - 1e-6
+        ]
+        tonic, _ = analyse_key(tune.score)
+        found.append(TestCall(ident, call, real, _signature_scale(tune.score), tonic_pitch_class(tonic)))
+    return found
+
+
+def _bad_meter(call: Call) -> bool:
+    numerator, denominator = call.time_signature
+    return numerator * 16 % denominator != 0 or not 1 <= call.steps_per_bar <= 64
+
+
+def _signature_scale(score) -> frozenset[int]:
+    signature = next(iter(score.recurse().getElementsByClass(m21key.KeySignature)), None)
+    tonic = (7 * signature.sharps) % 12 if signature is not None else 0
+    return frozenset((tonic + step) % 12 for step in MAJOR_STEPS)
+
+
+@dataclass(frozen=True)
+class Continuation:
+    """Notes (seconds from the call's grid origin) and the grid step of their first full bar."""
+
+    notes: list[PlayedNote]
+    first_bar: int
+
+
+def answer(
+    test: TestCall, make_engine: Callable[[Settings, int], Engine], seed: int, temperature: float
+) -> Continuation:
+    """The engine's answer to ``test``'s call in ``CALL_BARS`` bars of its metre."""
+    settings = Settings(bpm=test.call.bpm, meter=test.meter, response_bars=CALL_BARS, temperature=temperature)
+    performance = perform(make_engine(settings, seed), test.call.notes)
+    start = next(e for e in performance.events if e.name == "response_start")
+    return Continuation(performance.response, start.data["entry"])
+
+
+def real(test: TestCall) -> Continuation:
+    """The tune's own bars 5-8."""
+    return Continuation(test.real, test.call.bar_start_step + CALL_BARS * test.call.steps_per_bar)
+
+
+def figures(tests: list[TestCall], continuations: list[Continuation]) -> dict:
+    """The figures above over ``continuations`` (one per test, in order)."""
+    positions: dict[str, list[int]] = defaultdict(list)
+    eighths, motifs, cadences, early, in_key, pitches = 0, 0, 0, 0, 0, 0
+    for test, continuation in zip(tests, continuations, strict=True):
+        call, bar, notes = test.call, test.call.steps_per_bar, continuation.notes
+        steps = [round(n.start / call.step_seconds) for n in notes]
+        in_bar = [s % bar for s in steps]
+        positions[test.meter] += in_bar
+        eighths += sum(p % 2 == 0 for p in in_bar)
+        motifs += _shares_run([n.pitch for n in call.notes], [n.pitch for n in notes])
+        last_bar = continuation.first_bar + (CALL_BARS - 1) * bar
+        cadences += _cadence([(n.pitch, s) for n, s in zip(notes, steps, strict=True) if s >= last_bar], bar, test)
+        early += not notes or max(round(n.end / call.step_seconds) for n in notes) <= last_bar
+        in_key += sum(n.pitch % 12 in test.scale for n in notes)
+        pitches += len(notes)
+    count = max(len(tests), 1)
+    return {
+        "onset_position_histogram": {m: _histogram(p, m) for m, p in sorted(positions.items())},
+        "eighth_grid": round(eighths / max(pitches, 1), 4),
+        "motif_reuse": round(motifs / count, 4),
+        "cadence": round(cadences / count, 4),
+        "early_end": round(early / count, 4),
+        "in_key_signature": round(in_key / max(pitches, 1), 4),
+        "notes_per_continuation": round(pitches / count, 2),
+    }
+
+
+def overlaps(played: dict, real: dict, tests: list[TestCall], min_tunes: int) -> dict:
+    """Per metre with at least ``min_tunes`` calls: overlap of the played and the real onset-position histograms."""
+    tunes = defaultdict(int)
+    for test in tests:
+        tunes[test.meter] += 1
+    result = {}
+    for meter, histogram in played["onset_position_histogram"].items():
+        if tunes[meter] >= min_tunes and meter in real["onset_position_histogram"]:
+            a, b = np.array(histogram), np.array(real["onset_position_histogram"][meter])
+            result[meter] = {"tunes": tunes[meter], "overlap": round(float(np.minimum(a, b).sum()), 4)}
+    return result
+
+
+def _histogram(positions: list[int], meter: str) -> list[float]:
+    numerator, denominator = (int(x) for x in meter.split("/"))
+    counts = np.bincount(positions, minlength=numerator * 16 // denominator).astype(float)
+    return [round(float(c), 4) for c in counts / max(counts.sum(), 1)]
+
+
+def _shares_run(call: list[int], answer: list[int]) -> bool:
+    runs = {tuple(call[i : i + MOTIF_NOTES]) for i in range(len(call) - MOTIF_NOTES + 1)}
+    return any(tuple(answer[i : i + MOTIF_NOTES]) in runs for i in range(len(answer) - MOTIF_NOTES + 1))
+
+
+def _cadence(last_bar: list[tuple[int, int]], bar: int, test: TestCall) -> bool:
+    """The last note of the last bar that starts on a strong beat is the tonic or the dominant."""
+    strong = [pitch for pitch, step in last_bar if step % bar in strong_positions(test.meter)]
+    return bool(strong) and (strong[-1] - test.tonic) % 12 in (0, 7)
