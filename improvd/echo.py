@@ -49,7 +49,7 @@ class Echo:
         proposed = self.proposal(step)
         if proposed is None:
             return probabilities
-        weight = WEIGHT * (self._agreed + 1) / (self._onsets + 2)
+        weight = min(1.0, WEIGHT * (self._agreed + 1) / (self._onsets + 2))
         mixed = probabilities * (1.0 - weight)
         mixed[proposed] += weight
         return mixed

@@ -34,6 +34,24 @@ def run(
     return sent, events
 
 
+def run_until_sounding(engine: Engine, messages: list[tuple[float, mido.Message]], steps: int = 200) -> float:
+    """Drive as ``run`` does until an answer note sounds; the time of that boundary (the tick there not yet run)."""
+    pending = sorted(messages, key=lambda item: item[0])
+    engine.start(0.0)
+    step = engine.step_seconds()
+    for k in range(steps + 1):
+        boundary = k * step
+        while pending and pending[0][0] < boundary:
+            time, message = pending.pop(0)
+            engine.feed(message, time)
+        engine.pop_due(boundary)
+        if engine.sounding:
+            return boundary
+        engine.tick(boundary)
+        engine.drain_events()
+    raise AssertionError(f"no answer note sounded in {steps} steps")
+
+
 def sounding_after(sent: list[Timed]) -> set[tuple[int, int]]:
     """(channel, note) pairs whose last message was a note_on (CC 123 releases a channel)."""
     on: set[tuple[int, int]] = set()

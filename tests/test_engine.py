@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 
 import mido
@@ -14,7 +15,9 @@ from improvd.encoding import encode
 from improvd.engine import Engine, Settings
 from improvd.model import load_model
 from improvd.scores import essen_tune, melody_of
-from tests.simulate import run, sounding_after
+from improvd.runtime import LSTMRuntime
+from tests.simulate import run, run_until_sounding, sounding_after
+from tests.test_improviser import favouring
 
 BPM = 120
 STEP = 60 / BPM / 4
@@ -62,17 +65,123 @@ def call(notes: list[tuple[int, int, int]], velocity: int = 90) -> list[tuple[fl
 
 
 PHRASE = [(67, 0, 2), (69, 2, 2), (71, 4, 2), (72, 6, 2), (74, 8, 4)]  # released at step 12
+C_MAJOR = [(60, 0, 2), (62, 2, 2), (64, 4, 2), (65, 6, 2), (67, 8, 4)]  # no transposition; released at step 12
 
 
 @pytest.mark.parametrize("phrase_end_steps", [1, 4, 8, 16])
-def test_phrase_end_comes_exactly_after_the_release_and_the_answer_on_the_next_step(model, phrase_end_steps):
+def test_phrase_end_comes_exactly_after_the_release_and_the_answer_by_the_next_bar_line(model, phrase_end_steps):
     engine = Engine(model, Settings(bpm=BPM, phrase_end_steps=phrase_end_steps, min_call_steps=4), seed=2)
     sent, events = run(engine, call(PHRASE), 80)
     phrase_end = next(e for e in events if e.name == "phrase_end")
     assert phrase_end.time == pytest.approx((12 + phrase_end_steps) * STEP)
+    start = next(e for e in events if e.name == "response_start")
+    assert start.data["first_step"] == 12 + phrase_end_steps + 1  # the step after the one open at the tick
+    assert start.data["entry"] == 16 if phrase_end_steps < 4 else 32  # the first bar line of 4/4 at or after it
     first = min(t.time for t in sent if t.message.type == "note_on")
-    assert first == pytest.approx(phrase_end.time + STEP)
+    assert phrase_end.time + STEP - 1e-9 <= first <= start.data["entry"] * STEP + 1e-9
     assert all(round(t.time / STEP, 9) % 1 == 0 for t in sent if t.message.type == "note_on")  # on the grid
+
+
+class Listening(LSTMRuntime):
+    """The LSTM, remembering every symbol it consumed (a restore forgets those after the snapshot)."""
+
+    def __init__(self, model):
+        super().__init__(model)
+        self.heard: list[int] = []
+
+    def step(self, index):
+        self.heard.append(index)
+        return super().step(index)
+
+    def prime(self, indices):
+        self.heard = []
+        return super().prime(indices)
+
+    def snapshot(self):
+        return super().snapshot(), len(self.heard)
+
+    def restore(self, snapshot):
+        state, heard = snapshot
+        super().restore(state)
+        del self.heard[heard:]
+
+
+@pytest.mark.parametrize("meter", ["4/4", "3/4", "6/8"])
+def test_each_answer_note_sounds_on_the_step_the_lstm_generated_it_for(model, meter):
+    """One timeline: the LSTM consumed one symbol per grid step from the call's first note to the answer's
+    last, so the symbol it drew for the step of each answer note is that note's pitch (C major: no shift)."""
+    engine = Engine(model, Settings(bpm=BPM, meter=meter, min_call_steps=4), seed=3, predictor=Listening)
+    _, events = run(engine, call(C_MAJOR), 20, drain=False)  # the phrase ends at the tick of step 20
+    assert next(e for e in events if e.name == "response_start").data["transposition"] == 0
+    heard = engine._runtime.heard
+    start = model.song_gap + 1  # the song gap, then one song end that starts the call (as in training)
+    assert [model.vocabulary.symbols[i] for i in heard[start : start + 5 : 2]] == ["60", "62", "64"]
+    ons = [t for t in engine.pop_due(math.inf) if t.message.type == "note_on"]
+    assert ons
+    for timed in ons:
+        step = round(timed.time / STEP)
+        assert model.vocabulary.symbols[heard[start + step]] == str(timed.message.note)
+    assert model.vocabulary.symbols[heard[start + 20]] == "_"  # the step open at the phrase end: silence goes on
+
+
+def test_the_model_places_the_first_note_and_enters_by_the_first_bar_line(model):
+    """A model that would hold the silence forever enters on the bar line; one that starts at once, at once."""
+    holding = Engine(favouring(model, "_"), Settings(bpm=BPM, min_call_steps=4), seed=1)
+    sent, _ = run(holding, call(PHRASE), 80)
+    assert min(t.time for t in sent if t.message.type == "note_on") == pytest.approx(32 * STEP)
+    eager = Engine(favouring(model, "72"), Settings(bpm=BPM, min_call_steps=4), seed=1, memory=False)
+    sent, _ = run(eager, call(PHRASE), 80)
+    assert min(t.time for t in sent if t.message.type == "note_on") == pytest.approx(21 * STEP)
+
+
+@pytest.mark.parametrize(("meter", "bars", "end"), [("4/4", 2, 64), ("4/4", 1, 48), ("3/4", 2, 48), ("6/8", 3, 60)])
+def test_the_answer_fills_whole_bars_and_ends_on_a_bar_line(model, meter, bars, end):
+    engine = Engine(model, Settings(bpm=BPM, meter=meter, response_bars=bars, min_call_steps=4), seed=6)
+    sent, events = run(engine, call(PHRASE), 100)
+    start = next(e for e in events if e.name == "response_start")
+    bar = {"4/4": 16, "3/4": 12, "6/8": 12}[meter]
+    assert start.data["entry"] == -(-21 // bar) * bar  # the first bar line at or after step 21
+    assert next(e for e in events if e.name == "response_end").time == pytest.approx(end * STEP)
+    assert max(t.time for t in sent if t.message.type in ("note_on", "note_off")) <= end * STEP + 1e-9
+
+
+def test_a_song_end_never_ends_an_answer_early(model):
+    engine = Engine(favouring(model, "/"), Settings(bpm=BPM, min_call_steps=4), seed=1)
+    sent, events = run(engine, call(PHRASE), 80)
+    assert next(e for e in events if e.name == "response_end").time == pytest.approx(64 * STEP)
+    assert any(t.message.type == "note_on" for t in sent)
+
+
+def test_the_echo_lays_the_call_over_the_answer_bar_line_on_bar_line(model, monkeypatch):
+    """Trusted fully, the echo makes the answer the call again: its pickup before the answer's first bar line,
+    then its first bar on that bar line, transposed back into the call's key (E minor here). Before the
+    pickup's place the echo has nothing to say and the model chooses."""
+    monkeypatch.setattr("improvd.echo.WEIGHT", 100.0)
+    pickup = [(71, 12, 2), (69, 14, 2)]  # the last two 8ths of bar 0 lead into bar 1
+    bars = [(67, 16, 4), (66, 20, 2), (64, 22, 2), (66, 24, 4), (71, 28, 4), (64, 32, 8)]  # released at step 40
+    engine = Engine(model, Settings(bpm=BPM, min_call_steps=4, response_bars=2, buffer_steps=256), seed=3)
+    sent, events = run(engine, call(pickup + bars), 120)
+    start = next(e for e in events if e.name == "response_start")
+    assert (start.data["first_step"], start.data["entry"]) == (49, 64)
+    answer = [(t.message.note, round(t.time / STEP)) for t in sent if t.message.type == "note_on"]
+    assert [(p, s) for p, s in answer if s >= 60][:8] == [(p, s + 48) for p, s, _ in pickup + bars]
+
+
+def test_the_last_bar_is_drawn_again_until_the_answer_cadences(model, monkeypatch):
+    """The last note on a strong beat of the answer's last bar is the tonic or the dominant (C or G here)."""
+
+    def cadences() -> int:
+        count = 0
+        for seed in range(20):
+            engine = Engine(model, Settings(bpm=BPM, min_call_steps=4, response_bars=1), seed=seed)
+            sent, _ = run(engine, call(C_MAJOR), 80)
+            strong = [t.message.note for t in sent if t.message.type == "note_on" and round(t.time / STEP) in (32, 40)]
+            count += bool(strong) and strong[-1] % 12 in (0, 7)
+        return count
+
+    redrawn = cadences()
+    monkeypatch.setattr("improvd.engine.CADENCE_TRIES", 1)
+    assert redrawn >= 16 and redrawn > cadences(), redrawn
 
 
 def test_a_short_call_is_not_answered(model):
@@ -105,26 +214,26 @@ def test_response_length_and_match(model):
 
 def test_barge_in_releases_everything_at_once(model):
     engine = Engine(model, Settings(bpm=BPM, min_call_steps=4, response_steps=64, gate=1.0, velocity=77), seed=4)
-    run(engine, call(PHRASE), 23, drain=False)  # phrase end at step 20: the answer is sounding at step 22
+    now = run_until_sounding(engine, call(PHRASE)) + STEP / 2
     assert engine.mode == "responding" and engine.sounding
     sounding = set(engine.sounding)
-    released = engine.feed(mido.Message("note_on", note=60, velocity=100), 22.5 * STEP)
+    released = engine.feed(mido.Message("note_on", note=60, velocity=100), now)
     assert {t.message.note for t in released if t.message.type == "note_off"} == sounding
-    assert all(t.time == 22.5 * STEP for t in released)
+    assert all(t.time == now for t in released)
     assert engine.next_due() is None and not engine.sounding and engine.mode == "listening"
     assert "barge_in" in [e.name for e in engine.drain_events()]
 
 
 def test_overlap_keeps_answering(model):
     engine = Engine(model, Settings(bpm=BPM, min_call_steps=4, response_steps=64, barge_in="overlap"), seed=4)
-    run(engine, call(PHRASE), 23, drain=False)
-    assert engine.feed(mido.Message("note_on", note=60, velocity=100), 22.5 * STEP) == []
+    now = run_until_sounding(engine, call(PHRASE)) + STEP / 2
+    assert engine.feed(mido.Message("note_on", note=60, velocity=100), now) == []
     assert engine.mode == "responding" and engine.next_due() is not None
 
 
 def test_panic_releases_then_all_notes_off_and_sustain_off(model):
     engine = Engine(model, Settings(bpm=BPM, min_call_steps=4, gate=1.0, output_channel=5), seed=4)
-    run(engine, call(PHRASE), 22, drain=False)
+    run_until_sounding(engine, call(PHRASE))
     sounding = set(engine.sounding)
     assert sounding
     released = [t.message for t in engine.panic(1.0)]
@@ -136,7 +245,7 @@ def test_panic_releases_then_all_notes_off_and_sustain_off(model):
 
 def test_all_notes_off_alone_leaves_an_answer_playing(model):
     engine = Engine(model, Settings(bpm=BPM, min_call_steps=4, gate=1.0, output_channel=5), seed=4)
-    run(engine, call(PHRASE), 22, drain=False)
+    run_until_sounding(engine, call(PHRASE))
     sounding, due, mode = set(engine.sounding), engine.next_due(), engine.mode
     assert mode == "responding" and due is not None
     released = [t.message for t in engine.all_notes_off(1.0)]
@@ -149,7 +258,7 @@ def test_all_notes_off_alone_leaves_an_answer_playing(model):
 
 def test_disable_releases_and_goes_idle_and_enable_listens_again(model):
     engine = Engine(model, Settings(bpm=BPM, min_call_steps=4, gate=1.0), seed=4)
-    run(engine, call(PHRASE), 22, drain=False)
+    run_until_sounding(engine, call(PHRASE))
     released = engine.update(enabled=False)
     assert any(t.message.type == "note_off" for t in released)
     assert engine.mode == "idle" and engine.next_due() is None
@@ -167,13 +276,13 @@ def test_same_seed_same_answer_other_seed_other_answer(model):
 
 
 def test_a_call_starts_after_the_song_gap_the_model_was_trained_with(model):
-    def answer(song_gap):
-        engine = Engine(dataclasses.replace(model, song_gap=song_gap), Settings(bpm=BPM, min_call_steps=4), seed=5)
-        sent, _ = run(engine, call(PHRASE), 60)
-        return [(round(t.time, 9), t.message.bytes()) for t in sent]
+    def primed(song_gap):
+        engine = Engine(dataclasses.replace(model, song_gap=song_gap), Settings(bpm=BPM), seed=5, predictor=Listening)
+        return engine._runtime.heard[:-1]  # the last song end starts the (empty) call
 
-    assert answer(model.song_gap) == answer(model.song_gap)
-    assert answer(model.song_gap) != answer(1)  # one song end is not the start the model learnt
+    end = model.vocabulary.index["/"]
+    assert primed(model.song_gap) == [end] * model.song_gap
+    assert primed(3) == [end] * 3
 
 
 def test_settings_errors_name_the_field_and_what_is_allowed(model):
@@ -189,7 +298,7 @@ def test_settings_errors_name_the_field_and_what_is_allowed(model):
 
 def test_a_new_model_waits_for_the_end_of_the_answer(model, tiny_model_dir):
     engine = Engine(model, Settings(bpm=BPM, min_call_steps=4), seed=4)
-    run(engine, call(PHRASE), 22, drain=False)
+    run_until_sounding(engine, call(PHRASE))
     other = load_model(tiny_model_dir)
     engine.set_model(other)
     assert engine.model is model
@@ -253,7 +362,7 @@ def test_no_note_is_ever_left_sounding(model, messages, chosen, seed, panic_at):
 
 def test_a_panic_after_the_output_channel_changed_releases_on_the_channel_the_notes_sound_on(model):
     engine = Engine(model, Settings(bpm=BPM, min_call_steps=4, gate=1.0, output_channel=2), seed=4)
-    run(engine, call(PHRASE), 22, drain=False)
+    run_until_sounding(engine, call(PHRASE))
     assert engine.sounding
     engine.update(output_channel=9)
     released = [t.message for t in engine.panic(1.0)]
@@ -262,12 +371,17 @@ def test_a_panic_after_the_output_channel_changed_releases_on_the_channel_the_no
 
 
 def test_the_song_cache_lets_an_answer_take_up_the_players_motif(model, monkeypatch):
-    """With the cache trusted fully, an answer cut into a repeated motif continues it from the call."""
+    """With the cache trusted fully, an answer cut into a repeated motif continues it from the call; the step
+    open at the phrase end is the motif's held third note, so the answer picks the motif up on the next."""
     monkeypatch.setattr("improvd.songcache.ALPHA", 1e-9)
-    motif = [60, 64, 67, 72, 71, 67]  # C major: no transposition
-    notes = [(pitch, 2 * k, 2) for k, pitch in enumerate(motif + motif[:3])]  # the motif, then its first three notes
-    engine = Engine(model, Settings(bpm=BPM, max_call_steps=18, response_steps=6), seed=4)
+    motif = [(60, 2), (64, 2), (67, 3), (72, 2), (71, 2), (67, 2)]  # C major: no transposition
+    notes, position = [], 0
+    for pitch, length in motif + motif[:3]:
+        notes.append((pitch, position, length))
+        position += length
+    engine = Engine(model, Settings(bpm=BPM, max_call_steps=19, response_steps=6), seed=4)
     sent, events = run(engine, call(notes), 60)
-    assert next(e for e in events if e.name == "response_start").data["transposition"] == 0
-    answer = [t.message.note for t in sent if t.message.type == "note_on" and t.message.velocity > 0]
-    assert answer == motif[3:]
+    start = next(e for e in events if e.name == "response_start")
+    assert (start.data["transposition"], start.data["first_step"]) == (0, 20)
+    answer = [t for t in sent if t.message.type == "note_on" and t.message.velocity > 0 and t.time > 19.5 * STEP]
+    assert [(t.message.note, round(t.time / STEP)) for t in answer] == [(72, 20), (71, 22), (67, 24)]

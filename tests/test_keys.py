@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from improvd.encoding import encode, tonic_pitch_class
-from improvd.keys import estimate_key
+from improvd.keys import diatonic_shift, estimate_key
 from improvd.scores import analyse_key, essen_files, melody_of, tunes_in
 
 
@@ -30,3 +32,24 @@ def test_a_plain_c_major_scale_and_an_a_minor_arpeggio():
 
 def test_no_notes_means_c_major():
     assert estimate_key(["r", "_", "_"]) == ("C", "major")
+
+
+@pytest.mark.parametrize(
+    ("symbols", "shift"),
+    [
+        (["62", "_", "64", "65", "67", "_", "69", "_", "72", "71", "69", "_", "62", "_", "_", "_"], 0),  # D Dorian
+        (["67", "_", "71", "74", "65", "_", "67", "_", "69", "71", "72", "_", "67", "_", "_", "_"], 0),  # G Mixolydian
+        (["62", "_", "66", "69", "61", "_", "62", "_", "64", "66", "67", "_", "62", "_", "_", "_"], -2),  # D major
+        (["64", "_", "67", "71", "66", "_", "64", "_", "72", "_", "71", "_", "64", "_", "_", "_"], 5),  # E minor
+    ],
+)
+def test_a_call_moves_by_its_diatonic_collection_modes_included(symbols, shift):
+    """Training moved each tune by its key signature, so a mode keeps its notes on the white keys."""
+    assert diatonic_shift(symbols) == shift
+    assert all((int(s) + shift) % 12 in (0, 2, 4, 5, 7, 9, 11) for s in symbols if s.isdigit())
+
+
+def test_a_dorian_call_is_not_moved_as_its_minor_relative_would_be():
+    dorian = ["62", "_", "64", "65", "67", "_", "69", "_", "72", "71", "69", "_", "62", "_", "_", "_"]
+    assert estimate_key(dorian) == ("D", "minor")  # a major/minor estimate would move it to A, B natural to F sharp
+    assert diatonic_shift(dorian) == 0
