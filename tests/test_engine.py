@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from improvd.encoding import encode
 from improvd.engine import Engine, Settings
 from improvd.model import load_model
-from improvd.scores import essen_tune, melody_of
 from improvd.runtime import LSTMRuntime
+from improvd.scores import essen_tune, melody_of
 from tests.simulate import run, run_until_sounding, sounding_after
 from tests.test_improviser import favouring
 
