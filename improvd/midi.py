@@ -18,12 +18,13 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import rtmidi
 
 from improvd.osthread import name_this_thread
+from improvd.tally import Tally
 
 log = logging.getLogger("improvd.midi")
 
@@ -34,7 +35,12 @@ IDLE_AFTER = 2.0  # once nothing was heard or sent for this long, the reader loo
 IDLE_POLL = 0.01  # ... or not at all while the timing thread looks before every grid tick:
 TICKS_FRESH = 1.0  # ... it did so this recently (longer than the slowest step, 0.75 s at 20 BPM)
 JACK_FLUSH = 0.05  # seconds for queued output to leave before the ports close
+SYSEX_END = 0xF7
+PROBE_INTERVAL = 1.0  # seconds between lone F7s sent to improvd's own JACK input (see MidiPorts.probe)
+PROBE_LOST = 5.0  # seconds without a probe coming back before the JACK server is checked
 OWN_PORT = re.compile(rf"^{CLIENT}(-\d+)?:")
+CHANNEL_DATA_BYTES = {0x80: 2, 0x90: 2, 0xA0: 2, 0xB0: 2, 0xC0: 1, 0xD0: 1, 0xE0: 2}  # status & 0xF0 -> data bytes
+SYSTEM_COMMON = range(0xF0, 0xF8)  # SysEx and system common: never for improvd, dropped uncounted
 ADVICE = {
     "alsa": (
         "no ALSA sequencer (/dev/snd/seq cannot be opened): load the kernel module (sudo modprobe snd-seq), "
@@ -48,7 +54,7 @@ ADVICE = {
 
 
 class MidiSystemError(RuntimeError):
-    """The MIDI system itself is missing; the text says what to do."""
+    """The MIDI system itself is missing or gone; the text says what to do."""
 
 
 def _advice(api: str) -> str:
@@ -108,6 +114,22 @@ class ArrivalClock:
         return self._offset + self._stream
 
 
+def well_formed(data: Sequence[int]) -> bool:
+    """A complete channel message (its status byte and exactly its 7-bit data bytes) or one real-time byte.
+
+    Everything from a port passes this before it is parsed: short, long or
+    otherwise malformed bytes are dropped by the caller, never raised.
+    """
+    if not data:
+        return False
+    status = data[0]
+    if status >= 0xF8:
+        return len(data) == 1
+    if not 0x80 <= status < 0xF0 or len(data) != 1 + CHANNEL_DATA_BYTES[status & 0xF0]:
+        return False
+    return all(0 <= byte < 0x80 for byte in data[1:])
+
+
 def match_port(names: list[str], wanted: str) -> int | None:
     """Index of the first port (not one of improvd's own) whose name holds ``wanted``, ignoring case."""
     needle = wanted.lower()
@@ -150,6 +172,13 @@ class MidiPorts:
         self._ticks_read_at = float("-inf")  # the timing thread's last look before a tick
         self._in = _Side(_create(rtmidi.MidiIn, api), "input", input)
         self._out = _Side(_create(rtmidi.MidiOut, api), "output", output)
+        self._prober = _create(rtmidi.MidiOut, api) if api == "jack" else None
+        self._probe_target: str | None = None  # the JACK name of improvd's own input port, once the prober is on it
+        self._probe_sent_at = self._probe_back_at = time.monotonic()
+        self._probes_out = 0  # probes sent and not yet back
+        self.dropped = Tally()  # what the input dropped, by reason (the daemon adds its own and logs the counts)
+        self.failure: BaseException | None = None  # set when reading the input failed: the daemon then exits
+        self.server_gone = False
         self._listen()
 
     def _listen(self) -> None:
@@ -173,6 +202,12 @@ class MidiPorts:
         closes, with a few wakeups a second instead of a hundred.
         """
         name_this_thread()
+        try:
+            self._read_until_closed()
+        except Exception as error:  # the reader must never die unnoticed: the daemon watches ``failure``
+            self.failure = error
+
+    def _read_until_closed(self) -> None:
         while not self._reading.is_set():
             with self._read_lock:
                 self._hand_on()
@@ -203,6 +238,7 @@ class MidiPorts:
         return heard
 
     def _hand_on(self) -> bool:
+        """Hand on everything queued; True if something other than a returning probe was heard."""
         heard = False
         while True:
             with self._lock:
@@ -211,11 +247,23 @@ class MidiPorts:
             if event is None:
                 self._looked_at = now
                 return heard
+            arrival = self._arrivals.arrival(event[1], now, self._looked_at)  # a probe's delta counts too
+            if event[0] == [SYSEX_END] and self._probes_out:
+                self._probes_out, self._probe_back_at = 0, now
+                continue
             heard, self._active_at = True, now
-            self._on_message(event[0], self._arrivals.arrival(event[1], now, self._looked_at))
+            self._deliver(event[0], arrival)
 
     def _callback(self, event: tuple[list[int], float], _data: object = None) -> None:
-        self._on_message(event[0], self._arrivals.arrival(event[1], time.monotonic()))
+        self._deliver(event[0], self._arrivals.arrival(event[1], time.monotonic()))
+
+    def _deliver(self, data: list[int], arrival: float) -> None:
+        """Hand one message on; an exception there is kept in ``failure`` (the daemon exits on it), never lost."""
+        try:
+            self._on_message(data, arrival)
+        except Exception as error:
+            if self.failure is None:
+                self.failure = error
 
     def open(self) -> None:
         """Open both sides: virtual ports, or the named ports when they exist (else they wait for ``poll``)."""
@@ -225,6 +273,8 @@ class MidiPorts:
                     side.handle.open_virtual_port(side.label)
                     side.connected = "virtual"
                     log.info("opened virtual %s port %r of client %r", side.direction, side.label, CLIENT)
+                    if side is self._in:
+                        self._aim_probe()
                 elif not self._connect(side):
                     log.warning("%s port matching %r not found; waiting for it", side.direction, side.wanted)
                     side.lost_logged = True
@@ -239,10 +289,79 @@ class MidiPorts:
         if side.handle.is_port_open():
             side.handle.close_port()
         side.handle.open_port(index, side.label)
+        side.connected = names[index]
         if side is self._in:  # rtmidi's JACK input forgets its callback when its port is closed
             self._listen()
-        side.connected = names[index]
+            self._aim_probe()
         return True
+
+    def _aim_probe(self) -> None:
+        """Connect the prober to improvd's own JACK input (caller holds the lock).
+
+        rtmidi cannot name its own ports, so the input is renamed for a moment
+        to a name no other client has, found in the prober's list, and renamed back.
+        """
+        if self._prober is None or self._in.connected is None:
+            return
+        marker = f"{self._in.label}-improvd-{os.getpid()}-{time.monotonic_ns()}"
+        self._in.handle.set_port_name(marker)
+        try:
+            names = self._prober.get_ports()
+            found = next((i for i, name in enumerate(names) if name.endswith(":" + marker)), None)
+            if found is None:
+                log.warning("cannot find improvd's own JACK input port; unterminated SysEx will not be cleared")
+                return
+            if self._prober.is_port_open():
+                self._prober.close_port()
+            self._prober.open_port(found, "probe")
+        finally:
+            self._in.handle.set_port_name(self._in.label)
+        self._probe_target = names[found].rsplit(":", 1)[0] + ":" + self._in.label
+        self._probes_out = 0
+
+    def probe(self) -> None:
+        """JACK input only: send a lone F7 (SysEx end) to improvd's own input port, every PROBE_INTERVAL.
+
+        rtmidi's JACK input takes every message after a SysEx start without its
+        end as part of that SysEx, and drops them all until an F7 comes: one
+        unterminated SysEx would deafen improvd for good. The probe ends such a
+        SysEx within a second; a probe that does not come back was one that did
+        (counted). When none comes back for PROBE_LOST seconds the JACK server
+        is checked with a fresh client: MidiSystemError if it is gone, or was
+        restarted (improvd's ports are not in it). Called from the asyncio loop.
+        """
+        now = time.monotonic()
+        if self._prober is None or now - self._probe_sent_at < PROBE_INTERVAL:
+            return
+        if self._probe_target is None:  # waiting for the named input: only the server can be checked
+            if now - self._probe_back_at > PROBE_LOST:
+                self._probe_back_at = now
+                self._check_server()
+            return
+        with self._read_lock:
+            self._hand_on()
+        if now - self._probe_back_at > PROBE_LOST:
+            self._check_server()
+            self._probe_back_at = now
+        elif self._probes_out == 1:
+            self.dropped.add("unterminated SysEx ended by improvd")
+        with self._lock:
+            self._prober.send_message([SYSEX_END])
+        self._probes_out, self._probe_sent_at = self._probes_out + 1, now
+
+    def _check_server(self) -> None:
+        """Raise MidiSystemError when the JACK server is gone or is a new one (improvd's input not in it)."""
+        try:
+            fresh = _create(rtmidi.MidiOut, self.api)
+        except MidiSystemError:
+            self.server_gone = True
+            raise MidiSystemError("the JACK server is gone") from None
+        try:
+            if self._probe_target is not None and self._probe_target not in fresh.get_ports():
+                self.server_gone = True
+                raise MidiSystemError(f"the JACK server was restarted: improvd's port {self._probe_target} is gone")
+        finally:
+            fresh.delete()
 
     def send(self, message: list[int]) -> bool:
         """Send raw bytes on the output; False when the output is not connected."""
@@ -266,6 +385,8 @@ class MidiPorts:
         names = side.handle.get_ports()
         if side.connected is not None and side.connected not in names:
             lost, side.connected = side.connected, None
+            if side is self._in:
+                self._probe_target = None  # its port is closed: nothing to probe until it is back
             if side.handle.is_port_open():
                 side.handle.close_port()
             return [("port_lost", side.direction, lost)]
@@ -282,6 +403,10 @@ class MidiPorts:
         return {"input": self._in.wanted, "output": self._out.wanted}
 
     def close(self) -> None:
+        """Close both ports; nothing is called on clients of a JACK server that is gone (libjack may crash)."""
+        if self.server_gone:
+            self._reading.set()
+            return
         if self.api == "jack":
             time.sleep(JACK_FLUSH)  # the last releases leave in JACK's next cycles, after send_message returns
         self._reading.set()
@@ -295,6 +420,8 @@ class MidiPorts:
                     side.handle.close_port()
                 side.connected = None
                 side.handle.delete()
+            if self._prober is not None:
+                self._prober.delete()
 
 
 def list_ports(api: str) -> dict[str, list[str]]:

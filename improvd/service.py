@@ -28,10 +28,11 @@ import mido
 from improvd import __version__
 from improvd import config as configuration
 from improvd.config import Config, ConfigError
-from improvd.midi import MidiPorts, MidiSystemError
+from improvd.midi import SYSTEM_COMMON, MidiPorts, MidiSystemError, well_formed
 from improvd.model import DEFAULT_MODEL_DIR, Model, ModelError, load_model
 from improvd.notify import Notifier, watchdog_interval
 from improvd.scheduler import CLOCK, CONTINUE, START, STOP, LatenessStats, TimingThread
+from improvd.tally import Tally, describe
 
 GIL_SWITCH_SECONDS = 0.0005
 log = logging.getLogger("improvd")
@@ -84,6 +85,7 @@ class Daemon:
         self._settings_type = Settings
         self.engine = Engine(model, Settings(**config.engine_settings()), seed=config.seed)
         self.stats = LatenessStats()
+        self.dropped: Tally = ports.dropped  # hostile or broken input (the ports count theirs), logged as counts
         self.notifier = Notifier()
         self.control_plane: Any = None
         self.timing = TimingThread(
@@ -98,20 +100,20 @@ class Daemon:
     # --- MIDI input (whichever thread reads the port, one at a time): drop what does not belong ---
 
     def on_midi(self, data: list[int], arrival: float) -> None:
-        if not data:
-            return
+        """One message from the input port: checked before it is parsed; malformed bytes are counted, never raised."""
+        if not well_formed(data):
+            if not data or data[0] not in SYSTEM_COMMON:
+                self.dropped.add("malformed MIDI messages")
+            return  # sysex pieces and song position are not for improvd
         status = data[0]
         if status >= 0xF0:
             if status in CLOCK_BYTES and self.config.clock == "midi":
                 self.timing.clock_message(status, arrival)
-            return  # sysex pieces, song position, clock under the internal clock, active sensing
+            return  # clock under the internal clock, active sensing
         channel = status & 0x0F
         if self.config.input_channel is not None and channel != self.config.input_channel - 1:
             return
-        try:
-            message = mido.Message.from_bytes(data)
-        except (ValueError, TypeError):
-            return
+        message = mido.Message.from_bytes(data)
         if message.type == "control_change" and self._control(message):
             return
         if message.type in ("note_on", "note_off"):
@@ -248,10 +250,14 @@ class Daemon:
         elif kind == "warning":
             log.warning("ignored: %r", payload)
         else:
-            log.error("timing loop failed: %r", payload)
-            self._failed = True
-            if self._stopped is not None:
-                self._stopped.set()
+            self._fail(f"timing loop failed: {payload!r}")
+
+    def _fail(self, reason: str) -> None:
+        """Something the daemon cannot run without broke: log it and exit with status 1 (systemd restarts it)."""
+        log.error("%s; exiting", reason)
+        self._failed = True
+        if self._stopped is not None:
+            self._stopped.set()
 
     def _event(self, name: str, data: dict) -> None:
         if self.control_plane is not None:
@@ -319,6 +325,7 @@ class Daemon:
         closer.start()
         closer.join(CLOSE_GRACE)
         log.info("stopped; timing: %s", self.stats.summary())
+        self._log_dropped()
         code = 1 if alive or self._failed else 0
         if closer.is_alive():  # a MIDI system call that hangs must not hold the exit: the exit closes the ports
             log.warning("closing the MIDI ports hangs; exiting without waiting")
@@ -329,16 +336,32 @@ class Daemon:
     async def _watch_ports(self) -> None:
         while True:
             await asyncio.sleep(PORT_POLL)
-            for name, direction, port in self.ports.poll():
-                if name == "port_lost":
-                    log.warning("%s port %r is gone; notes released, reconnecting when it is back", direction, port)
-                    self.timing.submit(self.engine.panic)
-                else:
-                    log.info("%s port %r is back; connected", direction, port)
-                    if direction == "output":  # it may have missed the releases sent while it was gone
-                        self.timing.submit(self.engine.all_notes_off)
-                self._event(name, {"direction": direction, "port": port})
-                self._changed()
+            try:
+                self._check_ports()
+            except MidiSystemError as error:
+                self._fail(str(error))
+                return
+
+    def _check_ports(self) -> None:
+        """Lost and returned ports, the JACK input's probe and server; MidiSystemError when the daemon cannot go on.
+
+        A dead input reader or timing thread, or a JACK server that is gone, ends the daemon (systemd restarts it).
+        """
+        if self.ports.failure is not None:
+            raise MidiSystemError(f"reading the MIDI input failed: {self.ports.failure!r}")
+        if not self.timing.is_alive():
+            raise MidiSystemError("the timing thread has ended")
+        self.ports.probe()
+        for name, direction, port in self.ports.poll():
+            if name == "port_lost":
+                log.warning("%s port %r is gone; notes released, reconnecting when it is back", direction, port)
+                self.timing.submit(self.engine.panic)
+            else:
+                log.info("%s port %r is back; connected", direction, port)
+                if direction == "output":  # it may have missed the releases sent while it was gone
+                    self.timing.submit(self.engine.all_notes_off)
+            self._event(name, {"direction": direction, "port": port})
+            self._changed()
 
     async def _watchdog(self) -> None:
         interval = watchdog_interval()
@@ -353,6 +376,13 @@ class Daemon:
         while True:
             await asyncio.sleep(self.config.stats_interval)
             log.info("timing: %s", self.stats.summary())
+            self._log_dropped()
+
+    def _log_dropped(self) -> None:
+        """One line for what was dropped since the last: counts, never a line per message."""
+        counts = self.dropped.take()
+        if counts:
+            log.warning("dropped since the last report: %s", describe(counts))
 
     async def reload(self) -> None:
         """SIGHUP: read the configuration again; an invalid one is logged and the running one kept."""
