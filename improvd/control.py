@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 MAX_PAYLOAD = 4096  # bytes
+MAX_DEPTH = 2  # JSON nesting: a settings object is flat; deeper payloads are refused before they are parsed
+MAX_NUMBER_CHARS = 32  # digits and signs of one JSON number; longer ones are refused, never converted
 COMMANDS = ("respond", "panic")
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 TRUE_WORDS = ("true", "on", "1")
@@ -119,10 +121,47 @@ def _reject_constant(name: str) -> float:
     raise ControlError(f"{name} is not a number")
 
 
+def _bounded(convert: Callable[[str], Any]) -> Callable[[str], Any]:
+    """A JSON number hook that refuses numbers longer than MAX_NUMBER_CHARS before converting them."""
+
+    def parse_number(text: str) -> Any:
+        if len(text) > MAX_NUMBER_CHARS:
+            raise ControlError(f"a number of {len(text)} characters is over the limit of {MAX_NUMBER_CHARS}")
+        return convert(text)
+
+    return parse_number
+
+
+def _depth(text: str) -> int:
+    """The deepest nesting of JSON arrays and objects in ``text`` (brackets inside strings do not count)."""
+    if text.count("[") + text.count("{") <= MAX_DEPTH:
+        return text.count("[") + text.count("{")  # at most: the scan below is needed only for more brackets
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            escaped, in_string = (not escaped and char == "\\"), in_string and (escaped or char != '"')
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+def _json(text: str) -> Any:
+    """``json.loads`` within bounds: nesting over MAX_DEPTH, over-long numbers and NaN are ControlError."""
+    if _depth(text) > MAX_DEPTH:
+        raise ControlError(f"JSON nested deeper than {MAX_DEPTH} levels")
+    return json.loads(text, parse_constant=_reject_constant, parse_int=_bounded(int), parse_float=_bounded(float))
+
+
 def _scalar(text: str) -> Any:
     """A plain-text payload as a JSON scalar when it is one (``0.7``, ``true``), else the text itself."""
     try:
-        value = json.loads(text, parse_constant=_reject_constant)
+        value = _json(text)
     except json.JSONDecodeError:
         return text
     if isinstance(value, (dict, list)):
@@ -145,7 +184,7 @@ def _text(payload: bytes) -> str:
 def parse_object(text: str) -> dict[str, Any]:
     """A ``set`` payload: a JSON object of several settings, each validated."""
     try:
-        value = json.loads(text, parse_constant=_reject_constant)
+        value = _json(text)
     except json.JSONDecodeError as error:
         raise ControlError(f"bad JSON: {error}") from None
     if not isinstance(value, dict) or not value:

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 import aiomqtt
 
 from improvd.control import ControlError, parse
+from improvd.tally import Tally
 
 log = logging.getLogger("improvd.mqtt")
 
@@ -246,8 +247,11 @@ def _describe(error: aiomqtt.MqttError, config: MqttConfig) -> str:
 class ControlPlane:
     """Connects the daemon to the broker and keeps it connected; see the module docstring."""
 
-    def __init__(self, config: MqttConfig, controller: Controller, version: str) -> None:
+    def __init__(self, config: MqttConfig, controller: Controller, version: str, dropped: Tally | None = None) -> None:
+        """``dropped`` counts messages that failed inside improvd (the daemon logs the counts)."""
         self.config = config
+        self.dropped = dropped or Tally()
+        self._failures_logged: set[str] = set()
         self.controller = controller
         self.version = version
         self.connected = False
@@ -384,9 +388,13 @@ class ControlPlane:
         except ValueError as error:  # ControlError is one; the controller raises ValueError
             self.publish_event("error", {"topic": topic, "reason": str(error)})
             return
-        except Exception as error:  # the daemon never crashes on a message
-            log.exception("MQTT: handling %s failed", topic)
-            self.publish_event("error", {"topic": topic, "reason": f"internal error: {error}"})
+        except Exception as error:  # the daemon never crashes on a message; one line per kind, then counts
+            kind = type(error).__name__
+            if kind not in self._failures_logged:
+                self._failures_logged.add(kind)
+                log.error("MQTT: handling %s failed (%s: %s); repeats are counted", topic, kind, error)
+            self.dropped.add(f"MQTT messages that failed ({kind})")
+            self.publish_event("error", {"topic": topic, "reason": f"internal error: {kind}"})
             return
         self.publish_state()
         if not self._settle_pending:  # the daemon applies changes in its timing thread: publish again once landed

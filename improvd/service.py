@@ -309,7 +309,7 @@ class Daemon:
             return None
         from improvd.mqtt import ControlPlane
 
-        self.control_plane = ControlPlane(mqtt_config, self, __version__)
+        self.control_plane = ControlPlane(mqtt_config, self, __version__, self.dropped)
         return self._loop.create_task(self.control_plane.run())
 
     async def _shutdown(self, tasks: list[asyncio.Task], mqtt_task: asyncio.Task | None) -> int:

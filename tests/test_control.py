@@ -117,3 +117,24 @@ def test_temperature_is_accepted_exactly_in_range(value):
     else:
         with pytest.raises(ControlError):
             parse("set/temperature", text)
+
+
+@pytest.mark.parametrize(
+    ("subtopic", "payload", "reason"),
+    [
+        ("set", b"[" * 1900 + b"]" * 1900, "nested deeper than"),
+        ("set", b'{"temperature": ' + b"[" * 1000 + b"]" * 1000 + b"}", "nested deeper than"),
+        ("set/temperature", b"9" * 4000, "a number of 4000 characters"),
+        ("set/temperature", b"0." + b"1" * 4000, "a number of 4002 characters"),
+        ("set", b'{"bpm": ' + b"9" * 4000 + b"}", "a number of 4000 characters"),
+    ],
+)
+def test_nesting_and_number_bombs_are_refused_before_parsing(subtopic, payload, reason):
+    """They used to raise RecursionError and OverflowError, each logged with a full traceback."""
+    with pytest.raises(ControlError, match=reason):
+        parse(subtopic, payload)
+
+
+def test_brackets_inside_strings_are_not_nesting():
+    with pytest.raises(ControlError, match="meter must be a time signature"):
+        parse("set", b'{"meter": "[[[{{{3/4"}')
