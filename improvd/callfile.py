@@ -24,6 +24,9 @@ DEFAULT_BPM = 120.0
 DEFAULT_VELOCITY = 80
 DRUM_CHANNEL = 9
 CHORD_WINDOW = 0.03  # seconds: MIDI notes starting this close together sound as one chord
+MAX_FILE_BYTES = 1 << 20  # a larger input file is refused before it is parsed
+MAX_CALL_STEPS = 4096  # 16th steps from the first note's start to the last note's end (256 bars of 4/4)
+MAX_NOTES = 4096  # notes in the call
 
 
 class CallError(ValueError):
@@ -73,6 +76,9 @@ def read_call(path: str | Path, bpm: float | None = None) -> Call:
     path = Path(path)
     if not path.is_file():
         raise CallError(f"{path}: no such file")
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise CallError(f"{path}: {size} bytes, over the limit of {MAX_FILE_BYTES} for an input file")
     suffix = path.suffix.lower()
     if suffix in MIDI_SUFFIXES:
         call = _midi_call(path, bpm)
@@ -83,7 +89,21 @@ def read_call(path: str | Path, bpm: float | None = None) -> Call:
         raise CallError(f"{path}: unsupported file type '{path.suffix}' (use one of {allowed})")
     if not call.notes:
         raise CallError(f"{path}: holds no notes")
+    _check_size(call, path)
     return call
+
+
+def _check_size(call: Call, path: Path) -> None:
+    """Refuse a call over MAX_NOTES notes or MAX_CALL_STEPS steps: the engine plays every step of it."""
+    if len(call.notes) > MAX_NOTES:
+        raise CallError(f"{path}: {len(call.notes)} notes, over the limit of {MAX_NOTES}")
+    steps = max(n.end for n in call.notes) / call.step_seconds
+    if steps > MAX_CALL_STEPS:
+        longest = max(call.notes, key=lambda n: n.end - n.start)
+        raise CallError(
+            f"{path}: the call lasts {steps:.0f} 16th steps (its longest note {longest.end - longest.start:.1f} s), "
+            f"over the limit of {MAX_CALL_STEPS}"
+        )
 
 
 def _midi_call(path: Path, bpm: float | None) -> Call:

@@ -7,6 +7,7 @@ joined, grace notes dropped.
 from __future__ import annotations
 
 import re
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -18,6 +19,8 @@ from improvd.encoding import Note
 
 ESSEN_DIR = Path(corpus.getComposer("essenFolksong")[0]).parent if corpus.getComposer("essenFolksong") else None
 SCORE_SUFFIXES = (".abc", ".krn", ".mid", ".midi", ".musicxml", ".mxl", ".xml")
+MAX_EXPANDED_BYTES = 16 << 20  # what a compressed .mxl's members may expand to, as its zip headers declare
+MAX_ARCHIVE_MEMBERS = 64
 
 
 class ScoreError(ValueError):
@@ -46,10 +49,30 @@ def read_score(path: str | Path) -> stream.Stream:
         raise ScoreError(f"{path}: no such file")
     if path.suffix.lower() not in SCORE_SUFFIXES:
         raise ScoreError(f"{path}: unsupported file type '{path.suffix}' (use one of {', '.join(SCORE_SUFFIXES)})")
+    if path.suffix.lower() == ".mxl":
+        _check_archive(path)
     try:
         return converter.parse(path, forceSource=True)  # never load music21's pickle cache
     except Exception as error:  # music21 raises many unrelated types for bad input
         raise ScoreError(f"{path}: cannot be read as music ({type(error).__name__}: {error})") from None
+
+
+def _check_archive(path: Path) -> None:
+    """Refuse a compressed MusicXML file that expands past MAX_EXPANDED_BYTES (a zip bomb) or is no zip.
+
+    Python's zipfile never expands a member past the size its header declares, so the declared sizes bound it.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+    except (OSError, zipfile.BadZipFile) as error:
+        raise ScoreError(f"{path}: not a readable .mxl archive ({error})") from None
+    expanded = sum(member.file_size for member in members)
+    if len(members) > MAX_ARCHIVE_MEMBERS or expanded > MAX_EXPANDED_BYTES:
+        raise ScoreError(
+            f"{path}: expands to {expanded} bytes in {len(members)} files, over the limit of "
+            f"{MAX_EXPANDED_BYTES} bytes in {MAX_ARCHIVE_MEMBERS} files"
+        )
 
 
 def tunes_in(path: str | Path) -> Iterator[Tune]:

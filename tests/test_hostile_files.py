@@ -1,0 +1,75 @@
+"""Hostile input files for `improvd continue`: refused with one line, in bounded time and memory, nothing written."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import mido
+import pytest
+
+from improvd import callfile, scores
+from improvd.callfile import CallError, read_call
+from improvd.cli import main as cli_main
+from improvd.scores import ScoreError, read_score
+
+
+def one_note_midi(path: Path, ticks: int) -> Path:
+    track = mido.MidiTrack(
+        [mido.Message("note_on", note=60, velocity=80), mido.Message("note_off", note=60, velocity=0, time=ticks)]
+    )
+    midi = mido.MidiFile(type=0, ticks_per_beat=480)
+    midi.tracks.append(track)
+    midi.save(path)
+    return path
+
+
+def test_a_note_0x0fffffff_ticks_long_is_refused(tmp_path):
+    """A 37-byte file like this kept `continue` busy for about half an hour, ticking every step of the call."""
+    path = one_note_midi(tmp_path / "long.mid", 0x0FFFFFFF)
+    assert path.stat().st_size < 64
+    with pytest.raises(CallError, match=f"over the limit of {callfile.MAX_CALL_STEPS}"):
+        read_call(path)
+
+
+def test_an_abc_note_of_thousands_of_bars_is_refused(tmp_path):
+    path = tmp_path / "long.abc"
+    path.write_text("X:1\nL:1/1\nK:C\nC9999|\n")
+    with pytest.raises(CallError, match="16th steps"):
+        read_call(path)
+
+
+def test_too_many_notes_are_refused(tmp_path):
+    track = mido.MidiTrack()
+    for i in range(callfile.MAX_NOTES + 1):
+        track.append(mido.Message("note_on", note=60 + i % 12, velocity=80))
+        track.append(mido.Message("note_off", note=60 + i % 12, time=120))
+    midi = mido.MidiFile(type=0, ticks_per_beat=480)
+    midi.tracks.append(track)
+    midi.save(tmp_path / "many.mid")
+    with pytest.raises(CallError, match=f"notes, over the limit of {callfile.MAX_NOTES}"):
+        read_call(tmp_path / "many.mid")
+
+
+def test_a_file_over_the_size_limit_is_refused_before_parsing(tmp_path):
+    path = tmp_path / "big.mid"
+    path.write_bytes(b"\0" * (callfile.MAX_FILE_BYTES + 1))
+    with pytest.raises(CallError, match=f"over the limit of {callfile.MAX_FILE_BYTES}"):
+        read_call(path)
+
+
+def test_an_mxl_zip_bomb_is_refused_before_it_expands(tmp_path):
+    path = tmp_path / "bomb.mxl"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
+        archive.writestr("score.xml", b"\0" * (scores.MAX_EXPANDED_BYTES + 1))
+    assert path.stat().st_size < callfile.MAX_FILE_BYTES
+    with pytest.raises(ScoreError, match="expands to"):
+        read_score(path)
+
+
+def test_continue_refuses_a_long_note_with_one_line_and_writes_nothing(tmp_path, capsys):
+    path = one_note_midi(tmp_path / "long.mid", 0x0FFFFFFF)
+    assert cli_main(["continue", str(path), "-o", str(tmp_path / "out.mid"), "--seed", "1"]) == 1
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "over the limit" in error
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["long.mid"]
