@@ -9,9 +9,10 @@ from pathlib import Path
 
 from improvd.callfile import Call, CallError, read_call
 from improvd.engine import Engine, Settings
+from improvd.grid import parse_meter
 from improvd.model import DEFAULT_MODEL_DIR, Model, ModelError, load_model
 from improvd.offline import OfflineError, Performance, perform
-from improvd.outputs import grid_melody, write_midi, write_musicxml
+from improvd.outputs import grid_melody, write_all, write_midi, write_musicxml
 
 DEFAULT_BARS = 4
 MAX_RESPONSE_STEPS = 256
@@ -27,7 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     length = parser.add_mutually_exclusive_group()
     length.add_argument("--steps", type=int, help="length of the response in sixteenth-note steps (1 to 256)")
     length.add_argument(
-        "--bars", type=int, help=f"length of the response in bars of the input (default {DEFAULT_BARS})"
+        "--bars",
+        type=int,
+        help=f"length of the response in whole bars of the input's metre, 1 to 16 (default {DEFAULT_BARS})",
     )
     parser.add_argument(
         "--temperature", type=float, default=Settings.temperature, help="sampling temperature (0.05 to 2.0)"
@@ -45,48 +48,64 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--musicxml", type=Path, help="also write call and response as a MusicXML score")
 
 
-def response_steps(call: Call, steps: int | None, bars: int | None) -> int:
-    """The response length in steps from --steps or --bars (bars of the call's time signature)."""
-    if steps is None:
-        bars = DEFAULT_BARS if bars is None else bars
-        if bars < 1:
-            raise UsageError(f"--bars {bars}: give at least 1")
-        steps = bars * call.steps_per_bar
-        if steps > MAX_RESPONSE_STEPS:
-            raise UsageError(
-                f"--bars {bars}: {steps} steps of {call.steps_per_bar} a bar; at most {MAX_RESPONSE_STEPS}"
-            )
-    if not 1 <= steps <= MAX_RESPONSE_STEPS:
-        raise UsageError(f"--steps {steps}: give 1 to {MAX_RESPONSE_STEPS}")
-    return steps
+def length_settings(call: Call, steps: int | None, bars: int | None) -> dict:
+    """The answer's length as engine settings: ``--steps`` 16ths, else ``--bars`` whole bars of the call's metre."""
+    if steps is not None:
+        if not 1 <= steps <= MAX_RESPONSE_STEPS:
+            raise UsageError(f"--steps {steps}: give 1 to {MAX_RESPONSE_STEPS}")
+        return {"response_steps": steps}
+    return {"response_bars": DEFAULT_BARS if bars is None else bars}  # Settings.validate checks the range
+
+
+def meter_of(call: Call) -> str:
+    """The call's time signature as the engine's meter; 4/4 when the engine cannot count it in 16ths."""
+    numerator, denominator = call.time_signature
+    try:
+        parse_meter(f"{numerator}/{denominator}")
+    except ValueError:
+        return "4/4"
+    return f"{numerator}/{denominator}"
 
 
 def respond(call: Call, model: Model, settings: Settings, seed: int) -> Performance:
-    """The engine's answer to ``call`` (settings validated; bpm is the call's)."""
+    """The engine's answer to ``call`` (settings validated; bpm and meter are the call's)."""
     settings.bpm = call.bpm
+    settings.meter = meter_of(call)
     settings.validate()
     return perform(Engine(model, settings, seed=seed), call.notes)
 
 
-def check_writable(path: Path) -> None:
-    if not path.parent.is_dir():
-        raise UsageError(f"{path}: the folder {path.parent} does not exist")
+def check_outputs(source: Path, outputs: list[Path]) -> None:
+    """Refuse outputs that cannot be written as files, or would overwrite the input or each other."""
+    for path in outputs:
+        if not path.parent.is_dir():
+            raise UsageError(f"{path}: the folder {path.parent} does not exist")
+        if path.is_dir():
+            raise UsageError(f"{path}: is a folder; give a file name")
+        if path.exists() and source.exists() and path.samefile(source):
+            raise UsageError(f"{path}: is the input file; give another name for the output")
+    if len({path.resolve() for path in outputs}) < len(outputs):
+        raise UsageError(f"{outputs[0]}: the MIDI and MusicXML outputs must be two different files")
 
 
 def main(args: argparse.Namespace) -> int:
     try:
-        for path in (args.output, args.musicxml):
-            if path is not None:
-                check_writable(path)
+        check_outputs(args.input, [path for path in (args.output, args.musicxml) if path is not None])
         call = read_call(args.input, args.bpm)
-        steps = response_steps(call, args.steps, args.bars)
+        length = length_settings(call, args.steps, args.bars)
         model = load_model(args.model)
         seed = args.seed if args.seed is not None else random.randrange(2**31)
-        settings = Settings(temperature=args.temperature, top_p=args.top_p, response_steps=steps)
+        settings = Settings(temperature=args.temperature, top_p=args.top_p, **length)
         performance = respond(call, model, settings, seed)
-        write_midi(args.output, call.notes, performance.response, call.bpm, call.time_signature, call.title)
+        writes = [
+            (
+                args.output,
+                lambda p: write_midi(p, call.notes, performance.response, call.bpm, call.time_signature, call.title),
+            )
+        ]
         if args.musicxml:
-            write_score(args.musicxml, call, performance, settings.gate)
+            writes.append((args.musicxml, lambda p: write_score(p, call, performance, settings.gate)))
+        write_all(writes)  # both files or neither
     except (CallError, ModelError, OfflineError, ValueError, OSError) as error:
         print(f"improvd continue: error: {error}", file=sys.stderr)
         return 1

@@ -73,3 +73,43 @@ def test_continue_refuses_a_long_note_with_one_line_and_writes_nothing(tmp_path,
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and "over the limit" in error
     assert sorted(p.name for p in tmp_path.iterdir()) == ["long.mid"]
+
+
+TUNE = "X:1\nT:t\nM:4/4\nL:1/8\nK:C\nCDEF GABc | cBAG FEDC | CDEF GABc | c4 z4 |]\n"
+
+
+def continue_args(tune: Path, output: Path, *extra: str) -> list[str]:
+    return ["continue", str(tune), "-o", str(output), "--seed", "1", "--bars", "1", *extra]
+
+
+def test_continue_with_musicxml_at_a_folder_writes_nothing(tmp_path, capsys):
+    """It used to write the MIDI file, then fail on the folder."""
+    tune = tmp_path / "tune.abc"
+    tune.write_text(TUNE)
+    (tmp_path / "folder").mkdir()
+    assert cli_main(continue_args(tune, tmp_path / "out.mid", "--musicxml", str(tmp_path / "folder"))) == 1
+    assert "is a folder" in capsys.readouterr().err
+    assert not (tmp_path / "out.mid").exists()
+
+
+def test_continue_never_overwrites_its_input(tmp_path, capsys):
+    """-o equal to the input used to overwrite the input and exit 0."""
+    tune = tmp_path / "tune.mid"
+    one_note_midi(tune, 480 * 8)
+    before = tune.read_bytes()
+    assert cli_main(continue_args(tune, tmp_path / "." / "tune.mid")) == 1
+    assert "is the input file" in capsys.readouterr().err
+    assert tune.read_bytes() == before
+
+
+def test_a_failing_second_file_leaves_neither(tmp_path, monkeypatch):
+    from improvd import continuation
+
+    def broken(path, *args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(continuation, "write_score", broken)
+    tune = tmp_path / "tune.abc"
+    tune.write_text(TUNE)
+    assert cli_main(continue_args(tune, tmp_path / "out.mid", "--musicxml", str(tmp_path / "out.musicxml"))) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tune.abc"]
