@@ -60,7 +60,7 @@ def main(args: argparse.Namespace) -> int:
         model = load_model(args.model)
         ident = args.tune or default_tune(model)
         call = call_from_score(essen_tune(ident).score, args.bpm, f"Essen tune {ident}", ident).first_bars(CALL_BARS)
-        settings = Settings(temperature=args.temperature, response_steps=min(256, CALL_BARS * call.steps_per_bar))
+        settings = Settings(temperature=args.temperature, response_bars=CALL_BARS)
         performance = respond(call, model, settings, args.seed)
         args.out.mkdir(parents=True, exist_ok=True)
         lines = write_all(args.out, call, performance, settings.gate, f"{ident} {call.title}".strip())

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-WEIGHT = 0.7
+WEIGHT = 0.8
 
 
 class Echo:

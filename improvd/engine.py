@@ -87,7 +87,7 @@ import numpy as np
 from improvd.echo import Echo
 from improvd.encoding import HOLD, REST, SONG_END, is_pitch, tonic_pitch_class
 from improvd.grid import Grid, bar_steps, next_bar_line, parse_meter, strong_positions
-from improvd.keys import diatonic_shift, estimate_key
+from improvd.keys import WHITE_KEYS, diatonic_shift, estimate_key
 from improvd.model import Model
 from improvd.runtime import LSTMRuntime, softmax
 from improvd.sampler import Sampler
@@ -254,6 +254,7 @@ class Engine:
         self._song_start = self._runtime.snapshot()
         self._onset_mask = np.array([is_pitch(s) for s in vocabulary.symbols])
         self._playable = np.array([s != SONG_END for s in vocabulary.symbols])
+        self._in_key = self._playable
         self._reprime()
 
     def _index_of(self, symbol: str) -> int:
@@ -344,6 +345,7 @@ class Engine:
         self._feed_lstm(HOLD)  # the step that opened at this tick sounds as the call's silence going on
         plan = self._plan(self._grid.step + 1)
         tonic = (tonic_pitch_class(estimate_key(call)[0]) + shift) % 12
+        self._in_key = self._collection_mask(call)
         symbols = self._sample_answer(plan, self._echo(plan, call), tonic)
         self._queue_response(symbols, time)
         self._call_steps = 0
@@ -376,6 +378,13 @@ class Engine:
         indices = {first_step + k: self._index_of(symbol) for k, symbol in enumerate(call[:played])}
         return Echo(indices, plan.entry, plan.bar, self._onset_mask)
 
+    def _collection_mask(self, call: list[str]) -> np.ndarray:
+        """Symbols the answer may draw: no song end, and pitches of the white keys (the call's diatonic collection
+        in the model's key) or of a pitch class the call itself played (its own accidentals)."""
+        classes = set(WHITE_KEYS) | {(int(s) + self._shift) % 12 for s in call if is_pitch(s)}
+        vocabulary = self.model.vocabulary
+        return self._playable & np.array([not is_pitch(s) or int(s) % 12 in classes for s in vocabulary.symbols])
+
     def _sample_answer(self, plan: AnswerPlan, echo: Echo | None, tonic: int) -> list[str]:
         """The answer's symbols in the model's key, one per step from ``plan.first`` to ``plan.end``; its last bar
         is drawn again (up to CADENCE_TRIES times) until the answer's last note is the tonic or the dominant on
@@ -406,7 +415,7 @@ class Engine:
                 probabilities = self._cache.mix(probabilities)
             if echo is not None and self._memory:
                 probabilities = echo.mix(probabilities, step)
-            allowed = self._onset_mask if not entered and step >= plan.entry else self._playable
+            allowed = self._onset_mask & self._in_key if not entered and step >= plan.entry else self._in_key
             index = self._sampler.sample(np.log(probabilities), self.settings.temperature, self.settings.top_p, allowed)
             if echo is not None:
                 echo.heard(step, index)

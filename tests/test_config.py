@@ -71,6 +71,8 @@ def test_flags_override_the_file(tmp_path):
         ("temperature = true", "temperature = True: must be a number from 0.05 to 2"),
         ("input_channel = 17", "input_channel = 17: must be a whole number from 1 to 16"),
         ('response_steps = "long"', 'response_steps = "long": must be a whole number from 1 to 256, or "match"'),
+        ('meter = "3/5"', 'meter = "3/5": must be a time signature such as 4/4, 3/4 or 6/8'),
+        ("response_bars = 0", "response_bars = 0: must be a whole number from 1 to 16"),
         ("tempo = 120", "unknown key 'tempo'"),
         ("[cc]\nvolume = 7", "unknown key 'cc.volume'"),
         ("[cc]\npanic = 200", "cc.panic = 200: must be a whole number from 0 to 127"),
@@ -113,3 +115,12 @@ def test_improvd_run_exits_non_zero_naming_the_key(tmp_path, line, message):
     )
     assert result.returncode == 2
     assert message in result.stderr
+
+
+def test_meter_and_response_bars_from_the_file_and_the_flags(tmp_path):
+    file = tmp_path / "bars.toml"
+    file.write_text('meter = "6/8"\nresponse_bars = 4\n')
+    loaded = config.load(flags("--config", str(file), "--response-bars", "3"))
+    settings = loaded.engine_settings()
+    assert (settings["meter"], settings["response_bars"], settings["response_steps"]) == ("6/8", 3, None)
+    assert config.load(flags("--meter", "3/4")).engine_settings()["meter"] == "3/4"

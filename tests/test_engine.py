@@ -385,3 +385,13 @@ def test_the_song_cache_lets_an_answer_take_up_the_players_motif(model, monkeypa
     assert (start.data["transposition"], start.data["first_step"]) == (0, 20)
     answer = [t for t in sent if t.message.type == "note_on" and t.message.velocity > 0 and t.time > 19.5 * STEP]
     assert [(t.message.note, round(t.time / STEP)) for t in answer] == [(72, 20), (71, 22), (67, 24)]
+
+
+def test_the_length_set_last_wins_and_a_bad_meter_is_refused(model):
+    engine = Engine(model, Settings(response_steps=12), seed=0)
+    engine.update(response_bars=3)
+    assert (engine.settings.response_steps, engine.settings.response_bars) == (None, 3)
+    engine.update(response_steps="match")
+    assert engine.settings.response_steps == "match"
+    with pytest.raises(ValueError, match=r"meter = '3/5' is not allowed: use a time signature"):
+        engine.update(meter="3/5")

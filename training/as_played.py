@@ -3,17 +3,20 @@
 Each call is the first ``CALL_BARS`` bars of a test tune (its pickup, time signature and bar lines as the
 file gives them), played to ``improvd.engine.Engine`` by ``improvd.offline.perform``, exactly as
 ``improvd continue`` and the daemon play it: the player stops at the end of bar 4, the engine hears the
-pause, and answers in ``CALL_BARS`` whole bars of the call's metre. The answer is compared with the tune's
+pause and answers in ``CALL_BARS`` whole bars of the call's metre. The answer is compared with the tune's
 real bars 5-8:
 
-* ``onset_position_overlap``: per metre, the overlap of the histograms of onset positions within the bar;
-* ``eighth_grid``: the share of onsets on the metre's 8th-note grid (even 16ths from the bar line);
-* ``motif_reuse``: the share of continuations that play a run of 4 or more of the call's pitches in a row;
-* ``cadence``: the share whose last note is the tune's tonic or dominant on a strong beat;
+* ``onset_position_overlap``: per metre, the overlap of the histograms of onset positions within the bar
+  (answers and real bars pooled over the calls of that metre);
+* ``eighth_grid``: the share of onsets on the 8th-note grid (even 16ths from the bar line);
+* ``motif_reuse``: the share of continuations that play a run of ``MOTIF_NOTES`` of the call's pitches;
+* ``cadence``: the share whose last note on a strong beat of the last bar is the tune's tonic or dominant;
 * ``early_end``: the share silent through their whole last bar;
-* ``in_key_signature``: the share of onset pitches inside the written key signature's scale.
+* ``in_key_signature``: the share of onset pitches inside the written key signature's scale;
+* ``key_signature_agreement`` (answers only): the share of calls the engine moved by their written key
+  signature (the collection it moved onto the white keys is the signature's).
 
-The real bars get the same figures (``real``), so each is read beside what folk tunes do.
+The real bars get the same figures, so each is read beside what folk tunes do.
 """
 
 from __future__ import annotations
@@ -29,12 +32,16 @@ from improvd.callfile import Call, PlayedNote, call_from_score
 from improvd.encoding import tonic_pitch_class
 from improvd.engine import Engine, Settings
 from improvd.grid import strong_positions
+from improvd.keys import WHITE_KEYS
 from improvd.offline import perform
 from improvd.scores import ScoreError, analyse_key, essen_tune
 
 CALL_BARS = 4
 MOTIF_NOTES = 4
+MIN_METRE_TUNES = 20  # metres with fewer calls get no overlap figure (too few onsets to compare)
 MAJOR_STEPS = (0, 2, 4, 5, 7, 9, 11)
+
+EngineMaker = Callable[[Settings, int], Engine]
 
 
 @dataclass(frozen=True)
@@ -45,15 +52,25 @@ class TestCall:
     call: Call
     real: list[PlayedNote]
     scale: frozenset[int]  # pitch classes of the written key signature
-    tonic: int  # pitch class of the tune's tonic
+    tonic: int  # pitch class of the tune's tonic (music21's analysis of the whole tune)
 
     @property
     def meter(self) -> str:
         return f"{self.call.time_signature[0]}/{self.call.time_signature[1]}"
 
 
+@dataclass(frozen=True)
+class Continuation:
+    """Notes (seconds from the call's grid origin), the grid step of their first full bar, and the
+    transposition the engine used (None for the real bars)."""
+
+    notes: list[PlayedNote]
+    first_bar: int
+    transposition: int | None = None
+
+
 def test_calls(idents: Iterable[str]) -> list[TestCall]:
-    """The tunes of ``idents`` that have 8 whole bars of a metre the engine takes, cut into call and real bars."""
+    """The Essen tunes of ``idents`` that have 8 whole bars of a metre the engine takes, cut into call and real."""
     found = []
     for ident in idents:
         try:
@@ -63,14 +80,13 @@ def test_calls(idents: Iterable[str]) -> list[TestCall]:
             continue
         bar = whole.steps_per_bar * whole.step_seconds
         start = whole.bar_start_step * whole.step_seconds
-        if _bad_meter(whole) or max(n.end for n in whole.notes) < start + 2 * CALL_BARS * bar - 1e-6:
+        five, nine = start + CALL_BARS * bar - 1e-6, start + 2 * CALL_BARS * bar - 1e-6
+        if _bad_meter(whole) or max(n.end for n in whole.notes) < nine:
             continue
-        call = whole.first_bars(CALL_BARS)
-        real = [
-            n for n in whole.notes if start + CALL_BARS * bar - 1e-6 <= n.start < start + 2 * CALL_BARS * bar - 1e-6
-        ]
+        real = [n for n in whole.notes if five <= n.start < nine]
         tonic, _ = analyse_key(tune.score)
-        found.append(TestCall(ident, call, real, _signature_scale(tune.score), tonic_pitch_class(tonic)))
+        scale = _signature_scale(tune.score)
+        found.append(TestCall(ident, whole.first_bars(CALL_BARS), real, scale, tonic_pitch_class(tonic)))
     return found
 
 
@@ -85,22 +101,12 @@ def _signature_scale(score) -> frozenset[int]:
     return frozenset((tonic + step) % 12 for step in MAJOR_STEPS)
 
 
-@dataclass(frozen=True)
-class Continuation:
-    """Notes (seconds from the call's grid origin) and the grid step of their first full bar."""
-
-    notes: list[PlayedNote]
-    first_bar: int
-
-
-def answer(
-    test: TestCall, make_engine: Callable[[Settings, int], Engine], seed: int, temperature: float
-) -> Continuation:
+def answer(test: TestCall, make_engine: EngineMaker, seed: int, temperature: float = 1.0) -> Continuation:
     """The engine's answer to ``test``'s call in ``CALL_BARS`` bars of its metre."""
     settings = Settings(bpm=test.call.bpm, meter=test.meter, response_bars=CALL_BARS, temperature=temperature)
     performance = perform(make_engine(settings, seed), test.call.notes)
     start = next(e for e in performance.events if e.name == "response_start")
-    return Continuation(performance.response, start.data["entry"])
+    return Continuation(performance.response, start.data["entry"], start.data["transposition"])
 
 
 def real(test: TestCall) -> Continuation:
@@ -108,10 +114,26 @@ def real(test: TestCall) -> Continuation:
     return Continuation(test.real, test.call.bar_start_step + CALL_BARS * test.call.steps_per_bar)
 
 
+def report(tests: list[TestCall], makers: dict[str, EngineMaker], seeds: int, temperature: float = 1.0) -> dict:
+    """Figures for each engine of ``makers`` (name -> maker) and for the real bars; ``seeds`` answers a call."""
+    runs = [test for _ in range(seeds) for test in tests]
+    reals = figures(runs, [real(test) for test in runs])
+    result: dict = {}
+    for name, make in makers.items():
+        answers = [
+            answer(t, make, seed * 100_003 + k, temperature) for seed in range(seeds) for k, t in enumerate(tests)
+        ]
+        played = figures(runs, answers)
+        played["onset_position_overlap"] = _overlaps(played.pop("histograms"), reals["histograms"], runs, seeds)
+        result[name] = played
+    reals.pop("histograms")
+    return result | {"real": reals}
+
+
 def figures(tests: list[TestCall], continuations: list[Continuation]) -> dict:
-    """The figures above over ``continuations`` (one per test, in order)."""
+    """The figures above over ``continuations`` (one per test, in order), with the onset-position histograms."""
     positions: dict[str, list[int]] = defaultdict(list)
-    eighths, motifs, cadences, early, in_key, pitches = 0, 0, 0, 0, 0, 0
+    eighths = motifs = cadences = early = in_key = pitches = agreed = 0
     for test, continuation in zip(tests, continuations, strict=True):
         call, bar, notes = test.call, test.call.steps_per_bar, continuation.notes
         steps = [round(n.start / call.step_seconds) for n in notes]
@@ -124,35 +146,39 @@ def figures(tests: list[TestCall], continuations: list[Continuation]) -> dict:
         early += not notes or max(round(n.end / call.step_seconds) for n in notes) <= last_bar
         in_key += sum(n.pitch % 12 in test.scale for n in notes)
         pitches += len(notes)
+        if continuation.transposition is not None:
+            agreed += {(p + continuation.transposition) % 12 for p in test.scale} == WHITE_KEYS
     count = max(len(tests), 1)
-    return {
-        "onset_position_histogram": {m: _histogram(p, m) for m, p in sorted(positions.items())},
+    found = {
         "eighth_grid": round(eighths / max(pitches, 1), 4),
         "motif_reuse": round(motifs / count, 4),
         "cadence": round(cadences / count, 4),
         "early_end": round(early / count, 4),
         "in_key_signature": round(in_key / max(pitches, 1), 4),
         "notes_per_continuation": round(pitches / count, 2),
+        "histograms": {meter: _histogram(p, meter) for meter, p in positions.items()},
+    }
+    if any(c.transposition is not None for c in continuations):
+        found["key_signature_agreement"] = round(agreed / count, 4)
+    return found
+
+
+def _overlaps(played: dict, reals: dict, runs: list[TestCall], seeds: int) -> dict:
+    """Per metre with at least ``MIN_METRE_TUNES`` calls: the overlap of the two onset-position histograms."""
+    calls: dict[str, int] = defaultdict(int)
+    for test in runs:
+        calls[test.meter] += 1
+    return {
+        meter: {"calls": calls[meter] // seeds, "overlap": round(float(np.minimum(histogram, reals[meter]).sum()), 4)}
+        for meter, histogram in sorted(played.items())
+        if calls[meter] // seeds >= MIN_METRE_TUNES and meter in reals
     }
 
 
-def overlaps(played: dict, real: dict, tests: list[TestCall], min_tunes: int) -> dict:
-    """Per metre with at least ``min_tunes`` calls: overlap of the played and the real onset-position histograms."""
-    tunes = defaultdict(int)
-    for test in tests:
-        tunes[test.meter] += 1
-    result = {}
-    for meter, histogram in played["onset_position_histogram"].items():
-        if tunes[meter] >= min_tunes and meter in real["onset_position_histogram"]:
-            a, b = np.array(histogram), np.array(real["onset_position_histogram"][meter])
-            result[meter] = {"tunes": tunes[meter], "overlap": round(float(np.minimum(a, b).sum()), 4)}
-    return result
-
-
-def _histogram(positions: list[int], meter: str) -> list[float]:
+def _histogram(positions: list[int], meter: str) -> np.ndarray:
     numerator, denominator = (int(x) for x in meter.split("/"))
     counts = np.bincount(positions, minlength=numerator * 16 // denominator).astype(float)
-    return [round(float(c), 4) for c in counts / max(counts.sum(), 1)]
+    return counts / max(counts.sum(), 1.0)
 
 
 def _shares_run(call: list[int], answer: list[int]) -> bool:

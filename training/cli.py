@@ -131,8 +131,10 @@ def parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="figures on the test split, against an n-gram baseline")
     evaluate.add_argument("model_dir")
     evaluate.add_argument("--json", action="store_true", help="one JSON object on stdout, no progress")
-    evaluate.add_argument("--max-continuations", type=int, default=100, help="test tunes used for continuations")
-    evaluate.add_argument("--seeds", type=int, default=3, help="continuations generated per tune")
+    evaluate.add_argument(
+        "--max-continuations", type=int, default=300, help="test calls played through the engine (default 300)"
+    )
+    evaluate.add_argument("--seeds", type=int, default=3, help="answers played per call (default 3)")
     evaluate.add_argument("--cache-dir", default=str(DEFAULT_CACHE_DIR))
     evaluate.add_argument("--save", action="store_true", help="also write the figures into model.json")
     evaluate.set_defaults(run=cmd_evaluate)

@@ -1,38 +1,38 @@
-"""Figures of a model directory on its test split, against an n-gram baseline.
+"""Figures of a model directory on its test split: prediction against an n-gram baseline, and continuations as
+the musician hears them.
 
-Every test tune is fed after the model's ``song_gap`` song-end symbols (as
-training puts song ends before each song, and the daemon before each call);
-the figures count each of its steps and its closing song end. Onset steps are
-those whose true symbol is a pitch. The LSTM runs in numpy (improvd.runtime)
-with the song cache (improvd.songcache) mixed in, exactly as the daemon runs
-it, so no TensorFlow is needed; ``lstm_alone`` holds the figures of the LSTM
-without the cache.
+Prediction: every test tune is fed after the model's ``song_gap`` song-end symbols (as training puts song
+ends before each song, and the daemon before each call); the figures count each of its steps and its
+closing song end. Onset steps are those whose true symbol is a pitch. The LSTM runs in numpy
+(improvd.runtime) with the song cache (improvd.songcache) mixed in, exactly as the daemon runs it, so no
+TensorFlow is needed; ``lstm_alone`` holds the figures of the LSTM without the cache.
+
+Continuations (``as_played``): the first 4 bars of each test tune played to the engine in simulated time,
+its answer beside the tune's bars 5-8 (training.as_played), for the model as the daemon runs it, the LSTM
+alone and the n-gram alone, each through the same engine.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from improvd.encoding import SONG_END, Vocabulary, is_pitch
+from improvd.encoding import SONG_END, Vocabulary
+from improvd.engine import Engine
 from improvd.model import MODEL_JSON, Model, load_model
 from improvd.runtime import LSTMRuntime, softmax
-from improvd.sampler import Sampler
 from improvd.songcache import SongCache
+from training import as_played
 from training.corpus import DEFAULT_CACHE_DIR
 from training.ngram import NGram
 
 NGRAM_PREFIX = 8  # song ends before each tune when counting n-grams and choosing their order
-CALL_STEPS = 64  # bars 1-4 of 4/4 at 16 steps a bar
-RESPONSE_STEPS = 64  # bars 5-8
 MAX_NGRAM_ORDER = 12
-C_MAJOR = frozenset({0, 2, 4, 5, 7, 9, 11})  # tunes are transposed to C major / A minor
-INTERVAL_BINS = np.arange(-12, 13)
 
 
 @dataclass
@@ -69,11 +69,8 @@ class Predictor:
         self.step = step  # feed one more symbol, return probabilities of what comes next
 
     @classmethod
-    def lstm(cls, model: Model, song_cache: bool = True, generating: bool = False) -> Predictor:
-        """The LSTM as the daemon runs it: with the song cache mixed in, unless ``song_cache`` is False.
-
-        ``generating``: symbols after the history are the model's own, which the cache follows but does not count.
-        """
+    def lstm(cls, model: Model, song_cache: bool = True) -> Predictor:
+        """The LSTM as the daemon runs it: with the song cache mixed in, unless ``song_cache`` is False."""
         runtime = LSTMRuntime(model)
         cache = SongCache(model.vocabulary.index[SONG_END])
 
@@ -87,7 +84,7 @@ class Predictor:
             return predict(runtime.prime(history))
 
         def step(index: int) -> np.ndarray:
-            cache.add(index, count=not generating)
+            cache.add(index)
             return predict(runtime.step(index))
 
         return cls(first, step)
@@ -123,78 +120,58 @@ def score_tunes(predictor: Predictor, tunes: list[list[int]], vocabulary: Vocabu
     return scores.figures()
 
 
-def _onset_pitches(indices: Sequence[int], vocabulary: Vocabulary) -> list[int]:
-    return [int(vocabulary.symbols[i]) for i in indices if is_pitch(vocabulary.symbols[i])]
+class NGramSteps:
+    """The n-gram baseline as the engine's step model (improvd.engine.Predictor): log-probabilities as logits."""
+
+    def __init__(self, ngram: NGram) -> None:
+        self._ngram = ngram
+        self._history: list[int] = []
+
+    def prime(self, indices: list[int]) -> np.ndarray | None:
+        self._history = list(indices)
+        return self._logits() if indices else None
+
+    def step(self, index: int) -> np.ndarray:
+        self._history.append(index)
+        return self._logits()
+
+    def snapshot(self) -> list[int]:
+        return list(self._history)
+
+    def restore(self, snapshot: list[int]) -> None:
+        self._history = list(snapshot)
+
+    def _logits(self) -> np.ndarray:
+        return np.log(self._ngram.distribution(self._history))
 
 
-def _overlap(a: np.ndarray, b: np.ndarray) -> float | None:
-    """Overlapping area of two histograms, each normalised to 1; None when both are empty."""
-    if a.sum() == 0 and b.sum() == 0:
-        return None
-    if a.sum() == 0 or b.sum() == 0:
-        return 0.0
-    return float(np.minimum(a / a.sum(), b / b.sum()).sum())
-
-
-def _pitch_class_histogram(pitches: list[int]) -> np.ndarray:
-    return np.bincount([p % 12 for p in pitches], minlength=12).astype(float)
-
-
-def _interval_histogram(pitches: list[int]) -> np.ndarray:
-    intervals = np.clip(np.diff(pitches), -12, 12) if len(pitches) > 1 else np.array([], int)
-    return np.bincount(intervals + 12, minlength=len(INTERVAL_BINS)).astype(float)
-
-
-def continuations(
-    predictor: Predictor, calls: list[list[int]], vocabulary: Vocabulary, seeds: int, prefix: int
-) -> dict:
-    """Generate RESPONSE_STEPS after each call for each seed (temperature 1.0, song end not allowed)."""
-    end = vocabulary.index[SONG_END]
-    allowed = np.ones(len(vocabulary), bool)
-    allowed[end] = False
-    in_scale, pitches_total, repeats, responses = 0, 0, 0, 0
-    pc_overlaps: list[float] = []
-    interval_overlaps: list[float] = []
-    for tune_number, tune in enumerate(calls):
-        real = _onset_pitches(tune[CALL_STEPS : CALL_STEPS + RESPONSE_STEPS], vocabulary)
-        for seed in range(seeds):
-            sampler = Sampler(seed * 100_003 + tune_number)
-            probabilities = predictor.first([end] * prefix + tune[:CALL_STEPS])
-            generated = []
-            for _ in range(RESPONSE_STEPS):
-                index = sampler.sample(np.log(np.maximum(probabilities, 1e-300)), 1.0, allowed=allowed)
-                generated.append(index)
-                probabilities = predictor.step(index)
-            pitches = _onset_pitches(generated, vocabulary)
-            responses += 1
-            repeats += len(set(pitches)) <= 1
-            in_scale += sum(p % 12 in C_MAJOR for p in pitches)
-            pitches_total += len(pitches)
-            for found, histogram in ((pc_overlaps, _pitch_class_histogram), (interval_overlaps, _interval_histogram)):
-                value = _overlap(histogram(pitches), histogram(real))
-                if value is not None:
-                    found.append(value)
-    return {
-        "in_scale_ratio": round(in_scale / max(pitches_total, 1), 4),
-        "pitch_class_overlap": round(float(np.mean(pc_overlaps)), 4) if pc_overlaps else None,
-        "interval_overlap": round(float(np.mean(interval_overlaps)), 4) if interval_overlaps else None,
-        "repeat_ratio": round(repeats / responses, 4) if responses else None,
+def as_played_report(model: Model, ngram: NGram, idents: list[str], max_calls: int, seeds: int) -> dict:
+    """Continuations through the engine (training.as_played) of the first ``max_calls`` usable test tunes, for the
+    model as the daemon runs it, the LSTM alone (no song cache, no echo) and the n-gram baseline alone."""
+    tests = as_played.test_calls(idents)[:max_calls]
+    makers = {
+        "model": lambda settings, seed: Engine(model, settings, seed=seed),
+        "lstm_alone": lambda settings, seed: Engine(model, settings, seed=seed, memory=False),
+        "baseline": lambda settings, seed: Engine(model, settings, seed, lambda _: NGramSteps(ngram), memory=False),
     }
-
-
-def _real_in_scale(calls: list[list[int]], vocabulary: Vocabulary) -> float:
-    pitches = [p for tune in calls for p in _onset_pitches(tune[CALL_STEPS : CALL_STEPS + RESPONSE_STEPS], vocabulary)]
-    return round(sum(p % 12 in C_MAJOR for p in pitches) / max(len(pitches), 1), 4)
+    figures = as_played.report(tests, makers, seeds)
+    setup = {"calls": len(tests), "seeds": seeds, "temperature": 1.0, "call_bars": as_played.CALL_BARS}
+    setup["note"] = (
+        "the first 4 bars of each test tune of 8+ bars played to the engine; the answer's 4 bars beside bars 5-8"
+    )
+    return {"setup": setup, **figures}
 
 
 def evaluate(
     model: Model,
     songs: dict[str, list[list[str]]],
-    max_continuations: int = 100,
+    test_idents: list[str] | None = None,
+    max_continuations: int = 300,
     seeds: int = 3,
     progress: bool = False,
 ) -> dict:
-    """The evaluate JSON for ``model``; ``songs`` maps split name ("train", "validation", "test") to songs."""
+    """The evaluate JSON for ``model``; ``songs`` maps split name ("train", "validation", "test") to songs.
+    ``test_idents``: the Essen idents of the test songs, for the continuations as played (None: none)."""
     vocabulary = model.vocabulary
 
     def indices(part: str) -> list[list[int]]:
@@ -217,33 +194,22 @@ def evaluate(
     report["lstm_alone"] = score_tunes(Predictor.lstm(model, song_cache=False), test, vocabulary, gap)
     base = {"order": ngram.order, "validation_bits_per_step_by_order": order_bits}
     base |= score_tunes(baseline, test, vocabulary, gap)
-    calls = [t for t in test if len(t) >= CALL_STEPS + RESPONSE_STEPS][:max_continuations]
-    say(f"continuations: {len(calls)} tunes x {seeds} seeds")
-    report |= continuations(Predictor.lstm(model, generating=True), calls, vocabulary, seeds, gap)
-    base |= continuations(baseline, calls, vocabulary, seeds, gap)
     report["baseline"] = base
     report["test"] = {
         "tunes": len(test),
         "steps": sum(len(t) + 1 for t in test),
         "onset_steps": sum(1 for t in test for i in t if vocabulary.symbols[i].isdigit()),
-        "real_bars_5_to_8_in_scale_ratio": _real_in_scale(calls, vocabulary),
     }
-    report["continuations"] = {
-        "tunes": len(calls),
-        "max_continuations": max_continuations,
-        "seeds": seeds,
-        "call_steps": CALL_STEPS,
-        "response_steps": RESPONSE_STEPS,
-        "temperature": 1.0,
-        "note": "tunes of at least 8 bars (128 steps), first max_continuations of the sorted test split",
-    }
+    if test_idents is not None:
+        say(f"as played: up to {max_continuations} calls x {seeds} seeds through the engine")
+        report["as_played"] = as_played_report(model, ngram, test_idents, max_continuations, seeds)
     return report
 
 
 def evaluate_directory(
     directory: str | Path,
     cache_dir: str | Path | None = DEFAULT_CACHE_DIR,
-    max_continuations: int = 100,
+    max_continuations: int = 300,
     seeds: int = 3,
     save: bool = False,
     progress: bool = False,
@@ -257,9 +223,10 @@ def evaluate_directory(
     prepared = prepare(Settings(**model.card["settings"]), cache_dir, progress=progress)
     if prepared.split["test"] != model.card["test_tunes"]:
         raise ValueError(f"{Path(directory) / MODEL_JSON}: the corpus no longer gives the test split it was trained on")
-    report = evaluate(
-        model, {part: prepared.songs(part) for part in prepared.split}, max_continuations, seeds, progress
-    )
+    essen = prepared.corpus.name == "essen"  # as played needs each tune's metre: Essen tunes are parsed by ident
+    songs = {part: prepared.songs(part) for part in prepared.split}
+    idents = prepared.split["test"] if essen else None
+    report = evaluate(model, songs, idents, max_continuations, seeds, progress)
     if save:
         path = Path(directory) / MODEL_JSON
         card = json.loads(path.read_text(encoding="utf-8"))
