@@ -16,6 +16,8 @@ weights.npz holds float32 arrays in Keras' own layouts (gate order i, f, c, o):
 from __future__ import annotations
 
 import json
+import math
+import stat
 import sys
 import zipfile
 from dataclasses import dataclass, field
@@ -31,6 +33,10 @@ MODEL_FORMAT_VERSION = 1
 DEFAULT_SONG_GAP = 16  # training's default, for cards without settings.song_gap
 MODEL_JSON = "model.json"
 WEIGHTS_NPZ = "weights.npz"
+MAX_CARD_BYTES = 1 << 20  # model.json
+MAX_WEIGHTS_BYTES = 64 << 20  # weights.npz on disk, and its arrays as their headers declare them (float32 or not)
+MAX_ARRAYS = 64  # arrays in weights.npz
+MAX_SONG_GAP = 64  # song ends primed before each call (training's default is 16): bounded work at a model switch
 
 
 def _default_model_dir() -> Path:
@@ -69,6 +75,8 @@ def load_model(directory: str | Path) -> Model:
     path = Path(directory)
     if not path.is_dir():
         raise ModelError(f"{path}: not a model directory (it does not exist or is not a folder)")
+    _check_file(path / MODEL_JSON, MAX_CARD_BYTES)
+    _check_file(path / WEIGHTS_NPZ, MAX_WEIGHTS_BYTES)
     card = _read_card(path / MODEL_JSON)
     weights = _read_weights(path / WEIGHTS_NPZ)
     model = Model(
@@ -85,6 +93,21 @@ def load_model(directory: str | Path) -> Model:
     return model
 
 
+def _check_file(file: Path, limit: int) -> None:
+    """Refuse a missing file, one that is not a regular file (a FIFO would block the read for ever), or one
+    larger than ``limit`` bytes."""
+    try:
+        status = file.stat()
+    except FileNotFoundError:
+        raise ModelError(f"{file}: missing") from None
+    except OSError as error:
+        raise ModelError(f"{file}: cannot be read ({error.strerror})") from None
+    if not stat.S_ISREG(status.st_mode):
+        raise ModelError(f"{file}: not a regular file")
+    if status.st_size > limit:
+        raise ModelError(f"{file}: {status.st_size} bytes, over the limit of {limit}")
+
+
 def _read_card(file: Path) -> dict[str, Any]:
     try:
         card = json.loads(file.read_text(encoding="utf-8"))
@@ -92,6 +115,8 @@ def _read_card(file: Path) -> dict[str, Any]:
         raise ModelError(f"{file}: missing") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ModelError(f"{file}: not readable JSON ({error})") from None
+    except RecursionError:
+        raise ModelError(f"{file}: not readable JSON (nested too deeply)") from None
     if not isinstance(card, dict) or card.get("format") != MODEL_FORMAT:
         raise ModelError(f'{file}: not an improvd model card ("format" must be "{MODEL_FORMAT}")')
     if card.get("format_version") != MODEL_FORMAT_VERSION:
@@ -104,8 +129,10 @@ def _read_card(file: Path) -> dict[str, Any]:
         )
     settings = card.get("settings", {})
     card["_song_gap"] = settings.get("song_gap", DEFAULT_SONG_GAP) if isinstance(settings, dict) else None
-    if not _whole(card["_song_gap"]) or card["_song_gap"] < 1:
-        raise ModelError(f"{file}: settings.song_gap must be a positive whole number, got {card['_song_gap']!r}")
+    if not _whole(card["_song_gap"]) or not 1 <= card["_song_gap"] <= MAX_SONG_GAP:
+        raise ModelError(
+            f"{file}: settings.song_gap must be a whole number from 1 to {MAX_SONG_GAP}, got {card['_song_gap']!r}"
+        )
     units = card.get("lstm_units")
     if not isinstance(units, list) or not units or not all(_whole(u) and u > 0 for u in units):
         raise ModelError(f"{file}: lstm_units must be a non-empty list of positive whole numbers, got {units!r}")
@@ -130,8 +157,32 @@ def _whole(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+NPY_HEADERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+
+
+def _declared_bytes(file: Path) -> int:
+    """The bytes that the arrays of an .npz archive will take, from their .npy headers, read before any data."""
+    total = 0
+    with zipfile.ZipFile(file) as archive:
+        members = archive.infolist()
+        if len(members) > MAX_ARRAYS:
+            raise ModelError(f"{file}: {len(members)} arrays, over the limit of {MAX_ARRAYS}")
+        for member in members:
+            with archive.open(member) as stream:
+                version = np.lib.format.read_magic(stream)
+                if version not in NPY_HEADERS:
+                    raise ModelError(f"{file}: array {member.filename} has .npy format version {version}")
+                shape, _, dtype = NPY_HEADERS[version](stream)
+            if not dtype.hasobject:  # object arrays are refused by np.load (no pickle)
+                total += math.prod(shape) * dtype.itemsize
+    return total
+
+
 def _read_weights(file: Path) -> dict[str, np.ndarray]:
     try:
+        declared = _declared_bytes(file)
+        if declared > MAX_WEIGHTS_BYTES:
+            raise ModelError(f"{file}: its arrays declare {declared} bytes, over the limit of {MAX_WEIGHTS_BYTES}")
         with np.load(file, allow_pickle=False) as archive:
             weights = {name: archive[name] for name in archive.files}
     except FileNotFoundError:

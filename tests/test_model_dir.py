@@ -178,13 +178,75 @@ def test_integer_weights(tmp_path):
         ({"vocabulary": ["_", "r", "/", "C4"]}, r"bad vocabulary"),
         ({"vocabulary": "_ r / 60"}, r"bad vocabulary"),
         ({"vocabulary": ["_", "r", "/"]}, r"vocabulary has no pitches"),
-        ({"settings": {"song_gap": 0}}, r"settings.song_gap must be a positive whole number, got 0"),
-        ({"settings": {"song_gap": "16"}}, r"settings.song_gap must be a positive whole number, got '16'"),
-        ({"settings": [16]}, r"settings.song_gap must be a positive whole number, got None"),
+        ({"settings": {"song_gap": 0}}, r"settings.song_gap must be a whole number from 1 to 64, got 0"),
+        ({"settings": {"song_gap": "16"}}, r"settings.song_gap must be a whole number from 1 to 64, got '16'"),
+        ({"settings": [16]}, r"settings.song_gap must be a whole number from 1 to 64, got None"),
+        ({"settings": {"song_gap": 10**9}}, r"settings.song_gap must be a whole number from 1 to 64, got 1000000000"),
     ],
 )
 def test_bad_card_fields(tmp_path, changes, message):
     directory = write_model(tmp_path / "m")
     edit_card(directory, **changes)
     with pytest.raises(ModelError, match=rf"model.json: {message}"):
+        load_model(directory)
+
+
+def test_a_fifo_for_weights_is_refused_without_blocking(tmp_path):
+    """Reading a FIFO blocks for ever (it made SIGTERM hang after "stopped")."""
+    import os
+    import threading
+
+    directory = write_model(tmp_path / "m")
+    (directory / "weights.npz").unlink()
+    os.mkfifo(directory / "weights.npz")
+    errors: list[Exception] = []
+
+    def load() -> None:
+        try:
+            load_model(directory)
+        except ModelError as error:
+            errors.append(error)
+
+    loader = threading.Thread(target=load, daemon=True)
+    loader.start()
+    loader.join(10)
+    assert not loader.is_alive(), "load_model blocked on the FIFO"
+    assert "weights.npz: not a regular file" in str(errors[0])
+
+
+def test_a_deeply_nested_card_is_a_model_error(tmp_path):
+    directory = write_model(tmp_path / "m")
+    (directory / "model.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ModelError, match=r"model.json: not readable JSON \(nested too deeply\)"):
+        load_model(directory)
+
+
+def npz_with_header(path: Path, name: str, shape: tuple[int, ...], payload: bytes = b"") -> None:
+    """An .npz whose one array declares ``shape`` (float32) but holds only ``payload``."""
+    import io
+    import zipfile
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": shape})
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(f"{name}.npy", header.getvalue() + payload)
+
+
+def test_a_huge_declared_shape_is_refused_before_memory_is_taken(tmp_path):
+    """It used to raise MemoryError out of the loader (no error event)."""
+    directory = write_model(tmp_path / "m")
+    npz_with_header(directory / "weights.npz", "dense_kernel", (10**6, 10**6))
+    with pytest.raises(ModelError, match=r"weights.npz: its arrays declare 4000000000000 bytes, over the limit"):
+        load_model(directory)
+
+
+def test_a_weights_zip_bomb_is_refused(tmp_path):
+    """1.5 MB of compressed zeros that expand to gigabytes."""
+    from improvd.model import MAX_WEIGHTS_BYTES
+
+    directory = write_model(tmp_path / "m")
+    count = MAX_WEIGHTS_BYTES // 4 + 1
+    npz_with_header(directory / "weights.npz", "dense_kernel", (count,), bytes(count * 4))
+    assert (directory / "weights.npz").stat().st_size < MAX_WEIGHTS_BYTES // 100
+    with pytest.raises(ModelError, match=r"over the limit"):
         load_model(directory)
