@@ -34,6 +34,7 @@ BACKOFF_CAP = 30.0
 STATE_INTERVAL = 0.05  # at most one state publish per interval: a burst of changes gives one publish
 SETTLE = 0.1  # seconds after a change before the state is published again
 EVENT_QUEUE = 1000
+OFFLINE_TIMEOUT = 0.5  # seconds to publish "offline" at a clean exit (the daemon waits this long for it)
 TOPIC_CHARS_FORBIDDEN = set("+#/\0")
 
 
@@ -353,7 +354,9 @@ class ControlPlane:
     async def _say_offline(self, client: aiomqtt.Client) -> None:
         """A clean shutdown: ``offline`` now (the Last Will only fires on a lost connection)."""
         try:
-            await asyncio.wait_for(client.publish(self.topic("status"), b"offline", qos=1, retain=True), 2)
+            await asyncio.wait_for(
+                client.publish(self.topic("status"), b"offline", qos=1, retain=True), OFFLINE_TIMEOUT
+            )
         except (aiomqtt.MqttError, asyncio.TimeoutError):
             log.warning("MQTT: could not publish offline on shutdown")
 

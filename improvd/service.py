@@ -20,27 +20,37 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable, Coroutine, Iterable
 from pathlib import Path
 from typing import Any
 
 import mido
+import numpy as np
 
 from improvd import __version__
 from improvd import config as configuration
 from improvd.config import Config, ConfigError
+from improvd.encoding import SONG_END
 from improvd.midi import SYSTEM_COMMON, MidiPorts, MidiSystemError, well_formed
-from improvd.model import DEFAULT_MODEL_DIR, Model, ModelError, load_model
+from improvd.model import DEFAULT_MODEL_DIR, MODEL_JSON, Model, ModelError, load_model
 from improvd.notify import Notifier, watchdog_interval
+from improvd.runtime import LSTMRuntime
 from improvd.scheduler import CLOCK, CONTINUE, START, STOP, LatenessStats, TimingThread
 from improvd.tally import Tally, describe
+
+try:
+    from improvd.mqtt import OFFLINE_TIMEOUT
+except ImportError:  # without aiomqtt there is no MQTT to say offline
+    OFFLINE_TIMEOUT = 0.0
 
 GIL_SWITCH_SECONDS = 0.0005
 log = logging.getLogger("improvd")
 
 PORT_POLL = 0.5  # seconds between looks at the port list (reconnect within 2 s)
-STOP_GRACE = 0.3  # seconds the MQTT task may take to say offline at exit
+STOP_GRACE = OFFLINE_TIMEOUT + 0.1  # seconds the MQTT task may take to say offline at exit (beside the releases)
 CLOSE_GRACE = 0.3  # seconds closing the ports may take at exit
 CLOCK_BYTES = (CLOCK, START, CONTINUE, STOP)
+LOAD_TIMEOUT = 30.0  # seconds a model load or configuration reload may take; then it is refused
 ENGINE_KEYS = ("temperature", "bpm", "response_steps", "response_bars", "meter", "phrase_end_steps")
 
 
@@ -72,6 +82,79 @@ def load_configured_model(config: Config) -> Model:
     return load_model(path)
 
 
+async def off_loop(function: Callable[..., Any], *args: Any) -> Any:
+    """``function(*args)`` in a thread of its own, within LOAD_TIMEOUT (TimeoutError after it).
+
+    The thread is a daemon thread, not an executor's: a read that blocks for
+    ever (a FIFO, a dead network mount) can never hold up the exit.
+    """
+    loop = asyncio.get_running_loop()
+    future = loop.create_future()
+
+    def settle(result: Any, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+
+    def run() -> None:
+        try:
+            outcome: tuple[Any, BaseException | None] = (function(*args), None)
+        except Exception as error:
+            outcome = (None, error)
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody waits for the outcome
+            loop.call_soon_threadsafe(settle, *outcome)
+
+    threading.Thread(target=run, name="improvd-load", daemon=True).start()
+    try:
+        return await asyncio.wait_for(future, LOAD_TIMEOUT)
+    except asyncio.TimeoutError:
+        raise TimeoutError(f"{getattr(function, '__name__', 'loading')} took over {LOAD_TIMEOUT:g} s") from None
+
+
+class PrimedRuntimes:
+    """LSTM runtimes made and primed in a loader thread, for the engine to take when it switches to their model.
+
+    The engine primes a new model's runtime with ``song_gap`` song ends; a
+    runtime prepared here has done that already, so that first prime only
+    restores its state. Any other model gets a plain ``LSTMRuntime``.
+    """
+
+    def __init__(self) -> None:
+        self._ready: dict[int, tuple[Model, _PrimedRuntime]] = {}
+        self._lock = threading.Lock()
+
+    def prepare(self, model: Model) -> None:
+        runtime = _PrimedRuntime(model)
+        with self._lock:
+            self._ready = {id(model): (model, runtime)}  # only the newest prepared model is kept
+
+    def take(self, model: Model) -> LSTMRuntime:
+        with self._lock:
+            prepared, runtime = self._ready.pop(id(model), (None, None))
+        return runtime if prepared is model else LSTMRuntime(model)
+
+
+class _PrimedRuntime(LSTMRuntime):
+    """An LSTM runtime that has heard ``song_gap`` song ends; the first prime with exactly those restores."""
+
+    def __init__(self, model: Model) -> None:
+        super().__init__(model)
+        self._primed_with = [model.vocabulary.index[SONG_END]] * model.song_gap
+        self._primed_logits = super().prime(self._primed_with)
+        self._primed_state: Any = self.snapshot()
+
+    def prime(self, indices: Iterable[int]) -> np.ndarray | None:
+        indices = list(indices)
+        if self._primed_state is None or indices != self._primed_with:
+            return super().prime(indices)
+        state, self._primed_state = self._primed_state, None
+        self.restore(state)
+        return self._primed_logits
+
+
 class Daemon:
     """The running daemon; also the MQTT ``Controller`` (state, apply, command)."""
 
@@ -83,7 +166,10 @@ class Daemon:
         self.ports = ports
         self.args = args
         self._settings_type = Settings
-        self.engine = Engine(model, Settings(**config.engine_settings()), seed=config.seed)
+        self.runtimes = PrimedRuntimes()
+        self.engine = Engine(
+            model, Settings(**config.engine_settings()), seed=config.seed, predictor=self.runtimes.take
+        )
         self.stats = LatenessStats()
         self.dropped: Tally = ports.dropped  # hostile or broken input (the ports count theirs), logged as counts
         self.notifier = Notifier()
@@ -95,6 +181,7 @@ class Daemon:
         self._stopped: asyncio.Event | None = None
         self._status = ""
         self._failed = False
+        self._background: set[asyncio.Task] = set()
         self._held: set[tuple[int, int]] = set()  # (channel, note) the player holds; one input reader at a time
 
     # --- MIDI input (whichever thread reads the port, one at a time): drop what does not belong ---
@@ -192,11 +279,15 @@ class Daemon:
         log.debug("changed: %s", ", ".join(f"{k} = {v}" for k, v in changes.items()))
 
     def _model_path(self, name: str) -> Path:
+        """The model directory ``name`` under the models path, symbolic links resolved; it must stay inside.
+
+        The error names only the model asked for: MQTT clients learn nothing of the folders on this machine.
+        """
         root = Path(self.config.models_path).expanduser() if self.config.models_path else model_dir(self.config).parent
-        path = root / name
-        if not (path / "model.json").is_file():
-            available = sorted(p.name for p in root.glob("*") if (p / "model.json").is_file()) if root.is_dir() else []
-            raise ValueError(f"model {name!r}: no model directory {path} (available: {', '.join(available) or 'none'})")
+        path = (root / name).resolve()
+        if not path.is_relative_to(root.resolve()) or not (path / MODEL_JSON).is_file():
+            log.warning("set/model %r: no model directory %s under the models path %s", name, path, root)
+            raise ValueError(f"model {name!r}: no such model under the models path")
         return path
 
     def command(self, name: str) -> None:
@@ -213,18 +304,36 @@ class Daemon:
         loop = self._loop
         if loop is None:
             return
-        loop.call_soon_threadsafe(lambda: loop.create_task(self._load_model(path)))
+        loop.call_soon_threadsafe(lambda: self._spawn(self._load_model(path)))
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task:
+        """A task of the loop, kept until it ends (the loop keeps only weak references); a failure ends the daemon."""
+        task = self._loop.create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._ended)
+        return task
+
+    def _ended(self, task: asyncio.Task) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self._fail(f"{task.get_coro().__qualname__} failed: {task.exception()!r}")
 
     async def _load_model(self, path: Path) -> None:
         try:
-            model = await asyncio.get_running_loop().run_in_executor(None, load_model, path)
-        except ModelError as error:
+            model = await off_loop(self._prepare_model, path)
+        except (ModelError, TimeoutError) as error:
             log.error("model not changed: %s", error)
             self._event("error", {"reason": str(error)})
             return
         self.timing.submit(lambda now: self.engine.set_model(model) or [])
         self.model = model
         log.info("model %s loaded; it answers from the next response", path)
+
+    def _prepare_model(self, path: Path) -> Model:
+        """Load a model and prime its LSTM (in a loader thread): the timing thread only swaps it in."""
+        model = load_model(path)
+        self.runtimes.prepare(model)
+        return model
 
     # --- reports from the timing thread (handed to the loop, never logged there) ---
 
@@ -286,14 +395,14 @@ class Daemon:
         self._stopped = asyncio.Event()
         for number in (signal.SIGTERM, signal.SIGINT):
             self._loop.add_signal_handler(number, self._stopped.set)
-        self._loop.add_signal_handler(signal.SIGHUP, lambda: self._loop.create_task(self.reload()))
+        self._loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self.reload()))
         try:
             self.ports.open()
         except Exception as error:  # rtmidi raises its own errors (a JACK server gone meanwhile)
             log.error("cannot open the MIDI ports: %s", error)
             return 1
         self.timing.start()
-        tasks = [self._loop.create_task(c) for c in (self._watch_ports(), self._watchdog(), self._log_stats())]
+        tasks = [self._spawn(c) for c in (self._watch_ports(), self._watchdog(), self._log_stats())]
         mqtt_task = self._start_mqtt()
         self._status = self.status_line()
         self.notifier.ready(self._status)
@@ -310,16 +419,17 @@ class Daemon:
         from improvd.mqtt import ControlPlane
 
         self.control_plane = ControlPlane(mqtt_config, self, __version__, self.dropped)
-        return self._loop.create_task(self.control_plane.run())
+        return self._spawn(self.control_plane.run())
 
     async def _shutdown(self, tasks: list[asyncio.Task], mqtt_task: asyncio.Task | None) -> int:
         self.notifier.stopping()
-        self.timing.stop()  # releases every sounding note on the output
+        if mqtt_task is not None:
+            mqtt_task.cancel()  # it says offline while the timing thread releases the notes
+        await off_loop(self.timing.stop)  # releases every sounding note on the output
         alive = self.timing.is_alive()
         for task in tasks:
             task.cancel()
         if mqtt_task is not None:
-            mqtt_task.cancel()
             await asyncio.wait([mqtt_task], timeout=STOP_GRACE)
         closer = threading.Thread(target=self.ports.close, name="improvd-close", daemon=True)
         closer.start()
@@ -387,8 +497,8 @@ class Daemon:
     async def reload(self) -> None:
         """SIGHUP: read the configuration again; an invalid one is logged and the running one kept."""
         try:
-            new = await asyncio.get_running_loop().run_in_executor(None, configuration.load, self.args)
-        except ConfigError as error:
+            new = await off_loop(configuration.load, self.args)
+        except (ConfigError, TimeoutError) as error:
             log.error("reload refused, configuration unchanged: %s", error)
             return
         old, self.config = self.config, dataclasses.replace(new, mqtt=self.config.mqtt)

@@ -1,0 +1,159 @@
+"""Faults inside the daemon, in this process: model switches, hanging loads, model paths, background tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import threading
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from improvd import service
+from improvd.model import DEFAULT_MODEL_DIR
+from improvd.runtime import LSTMRuntime
+from tests.inprocess import make_daemon
+from tests.services import wait_for
+from tests.test_model_dir import write_model
+
+
+def copy_of_shipped_model(directory: Path, song_gap: int) -> Path:
+    directory.mkdir()
+    shutil.copy(DEFAULT_MODEL_DIR / "weights.npz", directory)
+    card = json.loads((DEFAULT_MODEL_DIR / "model.json").read_text())
+    card["settings"]["song_gap"] = song_gap
+    (directory / "model.json").write_text(json.dumps(card))
+    return directory
+
+
+def test_a_new_model_is_primed_off_the_timing_thread(tmp_path, monkeypatch):
+    """Priming a model's song gap inside the timing thread froze it (no answers, no watchdog) for a huge gap."""
+    directory = copy_of_shipped_model(tmp_path / "gap64", 64)
+    daemon = make_daemon()
+    steps: Counter[str] = Counter()
+    switching = threading.Event()
+    step = LSTMRuntime.step
+
+    def counted(runtime, index):
+        if switching.is_set() or threading.current_thread().name != "improvd-timing":
+            steps[threading.current_thread().name] += 1
+        return step(runtime, index)
+
+    set_model = daemon.engine.set_model
+
+    def watched_set_model(model):
+        switching.set()
+        try:
+            set_model(model)
+        finally:
+            switching.clear()
+
+    monkeypatch.setattr(LSTMRuntime, "step", counted)
+    daemon.engine.set_model = watched_set_model
+
+    async def switch() -> None:
+        daemon._loop = asyncio.get_running_loop()
+        await daemon._load_model(directory)
+
+    daemon.timing.start()
+    try:
+        asyncio.run(switch())
+        wait_for(lambda: daemon.engine.model.path == directory, 10, "the engine to switch model")
+    finally:
+        daemon.timing.stop()
+    assert steps["improvd-load"] >= 64  # primed in the loader thread
+    assert steps["improvd-timing"] < 8  # the timing thread only re-hears the call's last notes
+
+
+def test_a_model_load_that_hangs_never_holds_the_exit(monkeypatch):
+    """A weights.npz that blocks (a FIFO) made SIGTERM hang after "stopped": the executor was waited for."""
+    release = threading.Event()
+    monkeypatch.setattr(service, "load_model", lambda path: release.wait(60))
+    daemon = make_daemon()
+
+    async def scenario() -> None:
+        daemon._loop = asyncio.get_running_loop()
+        daemon._load_model_soon(Path("/nowhere"))
+        await asyncio.sleep(0.2)  # the load has started and hangs; the daemon exits now
+
+    runner = threading.Thread(target=asyncio.run, args=(scenario(),), daemon=True)
+    runner.start()
+    runner.join(10)
+    hung = runner.is_alive()
+    release.set()
+    assert not hung
+
+
+def test_a_load_that_takes_too_long_is_an_error_event(monkeypatch):
+    monkeypatch.setattr(service, "LOAD_TIMEOUT", 0.1)
+    release = threading.Event()
+    monkeypatch.setattr(service, "load_model", lambda path: release.wait(60))
+    daemon = make_daemon()
+    events: list[tuple[str, dict]] = []
+    daemon._event = lambda name, data: events.append((name, data))
+
+    async def scenario() -> None:
+        daemon._loop = asyncio.get_running_loop()
+        await daemon._load_model(Path("/nowhere"))
+
+    asyncio.run(scenario())
+    release.set()
+    assert events == [("error", {"reason": "_prepare_model took over 0.1 s"})]
+
+
+def test_set_model_stays_inside_the_models_path_and_names_no_folders(tmp_path):
+    models = tmp_path / "models"
+    write_model(models / "good")
+    (models / "link").symlink_to(write_model(tmp_path / "outside"))
+    daemon = make_daemon({"models_path": str(models)})
+    assert daemon._model_path("good") == (models / "good").resolve()
+    for name in ("link", "missing"):
+        with pytest.raises(ValueError) as error:
+            daemon._model_path(name)
+        assert str(error.value) == f"model {name!r}: no such model under the models path"
+
+
+def test_background_tasks_are_kept_and_their_failure_ends_the_daemon():
+    daemon = make_daemon()
+
+    async def broken() -> None:
+        raise RuntimeError("a bug")
+
+    async def scenario() -> bool:
+        daemon._loop = asyncio.get_running_loop()
+        daemon._stopped = asyncio.Event()
+        task = daemon._spawn(broken())
+        kept = task in daemon._background
+        await asyncio.wait_for(daemon._stopped.wait(), 5)
+        return kept
+
+    assert asyncio.run(scenario())
+    assert daemon._failed and not daemon._background
+
+
+def test_the_offline_message_has_its_whole_timeout_at_a_clean_stop():
+    """The retained offline could be cut by a 0.3 s stop grace while its publish waited up to 2 s."""
+    daemon = make_daemon()
+    said: list[str] = []
+
+    async def plane() -> None:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            await asyncio.sleep(0.4)  # a slow broker acknowledges within the publish timeout (0.5 s)
+            said.append("offline")
+            raise
+
+    async def scenario() -> int:
+        daemon._loop = asyncio.get_running_loop()
+        daemon._stopped = asyncio.Event()
+        daemon.timing.start()
+        mqtt_task = asyncio.get_running_loop().create_task(plane())
+        await asyncio.sleep(0.05)
+        return await daemon._shutdown([], mqtt_task)
+
+    assert service.OFFLINE_TIMEOUT == 0.5
+    assert asyncio.run(scenario()) == 0
+    assert said == ["offline"]
