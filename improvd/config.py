@@ -23,6 +23,7 @@ else:  # pragma: no cover
 DEFAULT_CONFIG = Path("/etc/improvd/improvd.toml")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 CC_KEYS = ("temperature", "respond", "panic", "enable")
+RESERVED_CC = {64: "the sustain pedal", **{n: "a channel mode message" for n in range(120, 128)}}
 
 
 class ConfigError(ValueError):
@@ -249,6 +250,8 @@ def read_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: cannot read the configuration file: {error.strerror}") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: not valid TOML: {error}") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {error.start})") from None
 
 
 def config_path(args: argparse.Namespace) -> Path | None:
@@ -305,6 +308,9 @@ def _cc(table: Any, source: str) -> dict[str, int]:
             numbers[key] = _whole(0, 127)(value)
         except ValueError as reason:
             raise ConfigError(f"{source}: cc.{key} = {_show(value)}: {reason} (leave the key out for off)") from None
+    for key, number in numbers.items():
+        if number in RESERVED_CC:
+            raise ConfigError(f"{source}: cc.{key} = {number}: CC {number} is {RESERVED_CC[number]}; give another")
     if len(set(numbers.values())) < len(numbers):
         raise ConfigError(f"{source}: [cc] gives one CC number to two controls: {numbers}")
     return numbers

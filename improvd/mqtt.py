@@ -106,7 +106,13 @@ class MqttConfig:
         if config.password is not None and config.password_file is not None:
             raise MqttConfigError("give mqtt.password or mqtt.password_file, not both")
         if config.password_file is not None:
-            lines = Path(config.password_file).read_text().splitlines()
+            try:
+                lines = Path(config.password_file).read_text(encoding="utf-8").splitlines()
+            except (OSError, UnicodeDecodeError) as error:
+                reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
+                raise MqttConfigError(
+                    f"mqtt.password_file = {config.password_file!r}: cannot be read ({reason})"
+                ) from None
             config = replace(config, password=lines[0] if lines else "", password_file=None)
         return config
 

@@ -51,6 +51,7 @@ STOP_GRACE = OFFLINE_TIMEOUT + 0.1  # seconds the MQTT task may take to say offl
 CLOSE_GRACE = 0.3  # seconds closing the ports may take at exit
 CLOCK_BYTES = (CLOCK, START, CONTINUE, STOP)
 LOAD_TIMEOUT = 30.0  # seconds a model load or configuration reload may take; then it is refused
+RESTART_KEYS = ("midi_api", "input", "output", "clock", "clock_out", "seed")  # a reload keeps them as they run
 ENGINE_KEYS = ("temperature", "bpm", "response_steps", "response_bars", "meter", "phrase_end_steps")
 
 
@@ -495,23 +496,29 @@ class Daemon:
             log.warning("dropped since the last report: %s", describe(counts))
 
     async def reload(self) -> None:
-        """SIGHUP: read the configuration again; an invalid one is logged and the running one kept."""
+        """SIGHUP: read the configuration again; an invalid one is logged and the running one kept.
+
+        Keys that need a restart keep their running values until then. The file's engine settings replace the
+        running ones, those made over MQTT included: a ``reloaded`` event names every setting that changed.
+        """
         try:
             new = await off_loop(configuration.load, self.args)
         except (ConfigError, TimeoutError) as error:
             log.error("reload refused, configuration unchanged: %s", error)
             return
-        old, self.config = self.config, dataclasses.replace(new, mqtt=self.config.mqtt)
+        old = self.config
+        restart = [k for k in RESTART_KEYS if getattr(old, k) != getattr(new, k)]
+        self.config = dataclasses.replace(new, mqtt=old.mqtt, **{k: getattr(old, k) for k in RESTART_KEYS})
         logging.getLogger().setLevel(new.log_level.upper())
         settings = new.engine_settings()
+        running = self.engine.settings
+        changed = {k: v for k, v in settings.items() if getattr(running, k, v) != v}
         self.timing.submit(lambda now: self.engine.update(now, **settings))
+        self._event("reloaded", {"changed": changed})
+        if changed:
+            log.info("reload changed %s", ", ".join(f"{k} to {v}" for k, v in changed.items()))
         if model_dir(new) != model_dir(old):
             self._load_model_soon(model_dir(new))
-        restart = [
-            k
-            for k in ("midi_api", "input", "output", "clock", "clock_out", "seed")
-            if getattr(old, k) != getattr(new, k)
-        ]
         if restart or (new.mqtt != old.mqtt):
             log.warning(
                 "reloaded; changes to %s take effect after a restart",

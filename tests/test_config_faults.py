@@ -1,0 +1,89 @@
+"""Configuration faults give one line and exit status 2; a reload says what it changed and keeps restart keys."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import subprocess
+import sys
+
+import pytest
+
+from improvd import config
+from improvd.config import ConfigError
+from tests.inprocess import make_daemon
+from tests.services import wait_for
+
+
+def run_with(file) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "improvd.cli", "run", "--no-mqtt", "--config", str(file)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_a_non_utf8_file_is_one_line_and_exit_2(tmp_path):
+    file = tmp_path / "latin1.toml"
+    file.write_bytes("# température\nbpm = 100\n".encode("latin-1"))
+    result = run_with(file)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "not UTF-8 text" in result.stderr
+
+
+def test_a_non_utf8_password_file_is_one_line_and_exit_2(tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"\xff\xfe\n")
+    file = tmp_path / "improvd.toml"
+    file.write_text(f'[mqtt]\nusername = "u"\npassword_file = "{secret}"\n')
+    result = run_with(file)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "cannot be read (not UTF-8 text)" in result.stderr
+
+
+def test_an_unreadable_password_file_is_a_config_error(tmp_path, monkeypatch):
+    secret = tmp_path / "secret"
+    secret.write_text("s3cret\n")
+
+    def denied(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(type(secret), "read_text", denied)
+    with pytest.raises(ConfigError, match=r"password_file .*: cannot be read \(Permission denied\)"):
+        config.from_table({"mqtt": {"username": "u", "password_file": str(secret)}}, argparse.Namespace())
+
+
+@pytest.mark.parametrize("number", [64, 120, 123, 127])
+def test_a_control_cannot_take_the_sustain_pedal_or_a_mode_message(number):
+    with pytest.raises(ConfigError, match=f"cc.panic = {number}: CC {number} is"):
+        config.from_table({"cc": {"panic": number}})
+
+
+def test_a_reload_keeps_the_clock_and_says_which_settings_it_changed(tmp_path):
+    """A reload from clock midi to internal silently stopped the grid; one over MQTT changes was silent."""
+    file = tmp_path / "improvd.toml"
+    file.write_text('clock = "midi"\ntemperature = 1.0\n')
+    daemon = make_daemon(config_file=str(file))
+    events: list[tuple[str, dict]] = []
+    daemon._event = lambda name, data: events.append((name, data))
+    clocks: list[int] = []
+    daemon.timing.clock_message = lambda status, arrival: clocks.append(status)
+    daemon.timing.start()
+    try:
+        daemon.apply({"temperature": 1.5})  # over MQTT
+        wait_for(lambda: daemon.engine.settings.temperature == 1.5, 5, "the MQTT change")
+        file.write_text('clock = "internal"\ntemperature = 1.0\n')
+
+        async def reload() -> None:
+            daemon._loop = asyncio.get_running_loop()
+            await daemon.reload()
+
+        asyncio.run(reload())
+        wait_for(lambda: daemon.engine.settings.temperature == 1.0, 5, "the reload")
+    finally:
+        daemon.timing.stop()
+    assert daemon.config.clock == "midi"  # a restart changes it; until then the grid follows MIDI clock
+    daemon.on_midi([0xF8], 0.0)
+    assert clocks == [0xF8]
+    assert ("reloaded", {"changed": {"temperature": 1.0}}) in events
