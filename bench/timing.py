@@ -57,7 +57,6 @@ TUNES = ["kinder0#1", "kinder0#2", "kinder0#3", "kinder0#4", "kinder0#5"]
 TARGETS = {
     "send_lateness_p99_ms": 1.0,
     "onset_error_p99_ms": 2.0,
-    "answer_delay_steps": 1,
     "rss_mb": 150,
     "start_to_ready_s": 1.5,
     "idle_cpu_percent": 2.0,
