@@ -267,8 +267,19 @@ class ControlPlane:
         self._state_pending = True
         self._settle_pending = False
         self._stopping = False  # set once cancelled: an error while disconnecting must not reconnect
+        self._stop_requested = False  # set by request_stop before the daemon cancels run()
         self._events: collections.deque[tuple[str, dict]] = collections.deque(maxlen=EVENT_QUEUE)
         self._lock = threading.Lock()
+
+    def request_stop(self) -> None:
+        """Say that ``run`` is about to be cancelled, so a cancellation swallowed on the way is still honoured
+        (``Task.cancelling``, which ``raise_if_cancelled`` reads, is missing before Python 3.11)."""
+        self._stop_requested = True
+
+    def _raise_if_stopping(self) -> None:
+        if self._stop_requested:
+            raise asyncio.CancelledError
+        raise_if_cancelled()
 
     def topic(self, name: str) -> str:
         return f"{self.config.prefix}/{name}"
@@ -312,7 +323,7 @@ class ControlPlane:
             except aiomqtt.MqttError as error:
                 if self._stopping:  # aiomqtt's disconnect failed while we were being cancelled: still a stop
                     raise asyncio.CancelledError from error
-                raise_if_cancelled()
+                self._raise_if_stopping()
                 reason = f"lost the broker at {self.config.host}:{self.config.port}: {error}"
                 log.warning("MQTT: %s; retrying in %.0f s", reason if entered else _describe(error, self.config), delay)
             await asyncio.sleep(delay)
@@ -348,7 +359,7 @@ class ControlPlane:
             self.connected = True
             log.info("MQTT: connected to %s:%d as %s", self.config.host, self.config.port, self.config.prefix)
             self.publish_state()
-            raise_if_cancelled()  # a stop may have been swallowed while connecting, subscribing or announcing
+            self._raise_if_stopping()  # a stop may have been swallowed while connecting, subscribing or announcing
             await self._serve_until_lost(client)
         except asyncio.CancelledError:
             self._stopping = True  # the client's exit may turn the cancellation into an MqttError
@@ -422,11 +433,11 @@ class ControlPlane:
                 self._state_pending = False
                 state = json.dumps(self.controller.state(), default=str)
                 await client.publish(self.topic("state"), state, qos=1, retain=True)
-                raise_if_cancelled()  # a PUBACK in the same turn as the stop would keep this loop alive for ever
+                self._raise_if_stopping()  # a PUBACK in the same turn as the stop would keep this loop alive for ever
             while self._events:
                 name, data = self._events.popleft()
                 await client.publish(self.topic("events"), json.dumps({"event": name, **data}, default=str), qos=1)
-                raise_if_cancelled()
+                self._raise_if_stopping()
             await asyncio.sleep(STATE_INTERVAL)
 
 

@@ -79,9 +79,11 @@ class LatenessStats:
             self._max = max(self._max, lateness)
 
     def summary(self) -> Summary:
+        """The percentiles; the lock that ``record`` takes before every send is held only to copy the samples."""
         with self._lock:
-            ordered = sorted(self._samples)
+            samples = list(self._samples)
             count, peak = self._count, self._max
+        ordered = sorted(samples)
         if not ordered:
             return Summary(count, 0.0, 0.0, 0.0)
         return Summary(count, _ms(_percentile(ordered, 50)), _ms(_percentile(ordered, 99)), _ms(peak))

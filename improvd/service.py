@@ -425,6 +425,8 @@ class Daemon:
     async def _shutdown(self, tasks: list[asyncio.Task], mqtt_task: asyncio.Task | None) -> int:
         self.notifier.stopping()
         if mqtt_task is not None:
+            if self.control_plane is not None:
+                self.control_plane.request_stop()
             mqtt_task.cancel()  # it says offline while the timing thread releases the notes
         await off_loop(self.timing.stop)  # releases every sounding note on the output
         alive = self.timing.is_alive()

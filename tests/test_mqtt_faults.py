@@ -46,3 +46,34 @@ def test_a_nesting_bomb_is_an_error_event_and_no_log(caplog):
     reasons = [data["reason"] for name, data in control._events]
     assert "nested deeper" in reasons[0]
     assert "characters is over the limit" in reasons[1]
+
+
+def test_a_swallowed_cancellation_is_honoured_without_task_cancelling(monkeypatch):
+    """Before Python 3.11 Task.cancelling does not exist (pyproject allows 3.10): request_stop still stops."""
+    import asyncio
+
+    from improvd import mqtt
+
+    monkeypatch.setattr(mqtt, "raise_if_cancelled", lambda: None)  # what it does where Task.cancelling is missing
+    control = plane()
+
+    async def scenario() -> bool:
+        done = asyncio.get_running_loop().create_future()
+
+        async def body() -> None:
+            await asyncio.wait_for(done, 10)
+            control._raise_if_stopping()
+            await asyncio.sleep(3600)  # a loop that would never end
+
+        task = asyncio.ensure_future(body())
+        await asyncio.sleep(0)
+        done.set_result(None)
+        control.request_stop()
+        task.cancel()  # in the same turn as the result: wait_for may swallow it
+        try:
+            await asyncio.wait_for(task, 5)
+        except asyncio.CancelledError:
+            return True
+        return False
+
+    assert asyncio.run(scenario())
