@@ -246,6 +246,7 @@ class Engine:
 
     def _load(self, model: Model) -> None:
         self.model = model
+        self._buffer.resize(self.settings.buffer_steps or model.sequence_length)
         self._runtime = self._predictor(model)
         vocabulary = model.vocabulary
         self._song_end = vocabulary.index[SONG_END]
@@ -435,7 +436,8 @@ class Engine:
             pitch = _midi_range(pitch - self._shift)
             on = time + (start + 1) * step
             self._push(on, mido.Message("note_on", channel=channel, note=pitch, velocity=velocity))
-            off = on + self.settings.gate * length * step
+            # never after the next onset's time (the same expression): at gate 1.0 the note_off goes first
+            off = min(on + self.settings.gate * length * step, time + (start + 1 + length) * step)
             self._push(off, mido.Message("note_off", channel=channel, note=pitch, velocity=0))
         self._response_end = time + (len(symbols) + 1) * step
 
@@ -564,6 +566,7 @@ class Engine:
         candidate = dataclasses.replace(self.settings, **changes).validate()
         enabled = candidate.enabled
         self.settings = dataclasses.replace(candidate, enabled=self.settings.enabled)
+        self._buffer.resize(self.settings.buffer_steps or self.model.sequence_length)
         if enabled != self.settings.enabled:
             return self.set_enabled(enabled, self._grid.step_start if time is None else time)
         return []

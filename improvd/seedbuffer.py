@@ -4,9 +4,14 @@ The engine snaps times to the grid and tells the buffer which step each note
 starts and ends on; the buffer decides each closed step's symbol:
 
 * the highest pitch among the notes starting on that step, when it is above
-  every note still sounding from before (the melody is the top line);
+  every key still down from before (the melody is the top line; a note the pedal
+  holds after its key came up hides nothing, so a pedalled falling line stays a
+  line, and a pitch struck again under the pedal is a new note);
 * ``_`` while a note (or a rest) goes on;
 * ``r`` at the first silent step (no key down and no note held by the pedal).
+
+A key or pedal that has made no onset for ``STUCK_STEPS`` steps is taken as
+released: one lost note_off (or sustain-off) cannot hold a call open forever.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from __future__ import annotations
 from collections import deque
 
 from improvd.encoding import HOLD, REST, is_pitch
+
+STUCK_STEPS = 64  # four bars of 4/4 without an onset: held keys and the pedal are forgotten
 
 
 class SeedBuffer:
@@ -29,6 +36,7 @@ class SeedBuffer:
         self._sounding_pitch: int | None = None  # the melody note now sounding
         self.velocities: deque[int] = deque(maxlen=4)
         self.silent_steps = 0
+        self._last_onset = 0  # the step of the latest onset, for forgetting stuck keys
 
     @property
     def held(self) -> bool:
@@ -37,7 +45,9 @@ class SeedBuffer:
 
     def note_on(self, pitch: int, velocity: int, step: int) -> None:
         self._onsets.setdefault(step, {})[pitch] = velocity
+        self._pedalled.pop(pitch, None)  # struck again: the key is down, not held by the pedal
         self._down[pitch] = step
+        self._last_onset = step
 
     def note_off(self, pitch: int, step: int) -> None:
         """A key released; its sound ends on ``step`` (the snapped boundary) unless the pedal holds it."""
@@ -59,6 +69,10 @@ class SeedBuffer:
     def has_onset(self, step: int) -> bool:
         return step in self._onsets
 
+    def resize(self, length: int) -> None:
+        """Keep the last ``length`` symbols from now on."""
+        self.symbols = deque(self.symbols, maxlen=length)
+
     def reset_call(self) -> None:
         """Forget everything held or pending (after a panic, a disable or a Stop)."""
         self._onsets.clear()
@@ -70,13 +84,22 @@ class SeedBuffer:
 
     def close(self, step: int) -> str:
         """The symbol for ``step``, now over; appended to the buffer and returned."""
+        if self.held and step - self._last_onset >= STUCK_STEPS and step not in self._onsets:
+            self._forget_held(step)
         symbol = self._symbol_for(step)
         self.symbols.append(symbol)
         return symbol
 
+    def _forget_held(self, step: int) -> None:
+        """Keys and pedal that made no onset for STUCK_STEPS: released as of ``step`` (a late note_off is ignored)."""
+        self._down.clear()
+        self._pedalled.clear()
+        self._pedal = False
+        self._released_at = step
+
     def _symbol_for(self, step: int) -> str:
         onsets = self._onsets.pop(step, {})
-        earlier = [p for p, on in {**self._down, **self._pedalled}.items() if on < step]
+        earlier = [p for p, on in self._down.items() if on < step]
         if onsets and max(onsets) > max(earlier, default=-1):
             pitch = max(onsets)
             self.velocities.append(onsets[pitch])

@@ -66,7 +66,9 @@ def test_repeated_pitches_retrigger_each_note_off_before_the_next_onset(model):
 
 def test_the_answer_is_transposed_back_into_the_calls_key(model):
     pitch = next(s for s in model.vocabulary.symbols if s.isdigit())
-    engine = Engine(favouring(model, pitch), Settings(bpm=BPM, min_call_steps=4, response_steps=4), seed=1, memory=False)
+    engine = Engine(
+        favouring(model, pitch), Settings(bpm=BPM, min_call_steps=4, response_steps=4), seed=1, memory=False
+    )
     e_minor = [(64, 0, 2), (67, 2, 2), (71, 4, 2), (66, 6, 2), (64, 8, 4)]
     sent, events = run(engine, call(e_minor), 40)
     shift = next(e for e in events if e.name == "response_start").data["transposition"]
@@ -83,3 +85,19 @@ def test_velocity_follows_the_call_or_the_setting(model, setting, expected):
     answer = [t.message for t in sent if t.message.type == "note_on"]
     assert answer and {m.velocity for m in answer} == {expected}
     assert {m.channel for m in answer} == {3}
+
+
+@pytest.mark.parametrize("bpm", [97, 113.3, 131])
+def test_at_gate_one_each_note_off_comes_before_the_next_onset_of_its_pitch(model, bpm):
+    """Times computed two ways differed by a rounding error: a note_off after the next note_on cut that note."""
+    pitch = next(s for s in model.vocabulary.symbols if s.isdigit())
+    settings = Settings(bpm=bpm, min_call_steps=4, response_steps=32, gate=1.0)
+    engine = Engine(favouring(model, pitch), settings, seed=1, memory=False)
+    step = engine.step_seconds()
+    messages = [(t / STEP * step, m) for t, m in call(PHRASE)]
+    sent, _ = run(engine, messages, 80)
+    answer = [t for t in sent if t.time >= 20.5 * step and t.message.type in ("note_on", "note_off")]
+    assert len(answer) == 64
+    for before, after in zip(answer, answer[1:], strict=False):
+        assert before.message.type != after.message.type  # on, off, on, off ... in the order sent
+        assert before.time <= after.time

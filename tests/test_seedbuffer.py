@@ -1,12 +1,15 @@
-"""The seed buffer: one symbol per closed 16th, top line, holds, rests, the sustain pedal, a rolling window."""
+"""The seed buffer: one symbol per closed 16th, top line, holds, rests, the sustain pedal, stuck keys, a rolling
+window."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import mido
 
 from improvd.engine import Engine, Settings
 from improvd.model import load_model
-from improvd.seedbuffer import SeedBuffer
+from improvd.seedbuffer import STUCK_STEPS, SeedBuffer
 from tests.simulate import run
 
 
@@ -82,3 +85,69 @@ def test_the_engine_reads_velocity_zero_as_note_off_and_the_pedal_from_cc64(tiny
     ]
     run(engine, messages, 9)
     assert list(engine._buffer.symbols) == ["60", "_", "62", "_", "_", "_", "r", "_", "_"]
+
+
+def test_a_pitch_struck_again_under_the_pedal_is_a_new_note():
+    buffer = SeedBuffer(32)
+    buffer.pedal(True, 0)
+    buffer.note_on(67, 80, 0)
+    buffer.note_off(67, 1)
+    assert closed(buffer, range(0, 2)) == ["67", "_"]
+    buffer.note_on(67, 80, 2)  # the pedal still holds the first 67
+    assert closed(buffer, range(2, 4)) == ["67", "_"]
+
+
+def test_a_falling_line_under_the_pedal_stays_a_line():
+    """Only keys physically down hide lower onsets: 72-71-69-67 with the pedal down is four notes, not one 72."""
+    buffer = SeedBuffer(32)
+    buffer.pedal(True, 0)
+    symbols = []
+    for k, pitch in enumerate((72, 71, 69, 67)):
+        buffer.note_on(pitch, 80, 2 * k)
+        buffer.note_off(pitch, 2 * k + 1)  # legato, each key up before the next goes down
+        symbols += closed(buffer, range(2 * k, 2 * k + 2))
+    assert symbols == ["72", "_", "71", "_", "69", "_", "67", "_"]
+    assert buffer.held  # the pedal still holds them all
+
+
+def test_a_stuck_key_is_forgotten_after_stuck_steps_without_an_onset():
+    buffer = SeedBuffer(256)
+    buffer.note_on(60, 90, 0)  # its note_off is lost
+    symbols = closed(buffer, range(0, STUCK_STEPS + 3))
+    assert symbols[:STUCK_STEPS] == ["60"] + ["_"] * (STUCK_STEPS - 1)
+    assert symbols[STUCK_STEPS:] == ["r", "_", "_"] and not buffer.held and buffer.silent_steps == 3
+    buffer.note_off(60, STUCK_STEPS + 3)  # the lost note_off arriving late changes nothing
+    assert buffer.close(STUCK_STEPS + 3) == "_"
+
+
+def test_a_stuck_pedal_is_forgotten_but_a_line_still_played_keeps_it():
+    buffer = SeedBuffer(256)
+    buffer.pedal(True, 0)  # its sustain-off is lost
+    for k in range(10):  # a line played under it: onsets keep coming
+        buffer.note_on(60 + k, 80, 8 * k)
+        buffer.note_off(60 + k, 8 * k + 1)
+        closed(buffer, range(8 * k, 8 * k + 8))
+    assert buffer.held  # 8 steps since the last onset: the pedal still counts
+    assert closed(buffer, range(80, 72 + STUCK_STEPS + 1))[-1] == "r"
+    assert not buffer.held
+
+
+def test_the_engine_answers_a_call_whose_last_note_off_was_lost(tiny_model_dir):
+    step = 60 / 120 / 4
+    engine = Engine(load_model(tiny_model_dir), Settings(bpm=120, min_call_steps=4), seed=0)
+    messages = [(k * 2 * step, mido.Message("note_on", note=60 + 2 * k, velocity=90)) for k in range(4)]
+    messages += [(k * 2 * step + 1.5 * step, mido.Message("note_off", note=60 + 2 * k)) for k in range(3)]  # 66 stuck
+    _, events = run(engine, messages, 6 + STUCK_STEPS + 10)
+    phrase_end = next(e for e in events if e.name == "phrase_end")
+    assert phrase_end.time == (6 + STUCK_STEPS + 8) * step  # forgotten at its 64th step without an onset, then 8 silent
+
+
+def test_the_buffer_follows_buffer_steps_and_a_new_models_sequence_length(tiny_model_dir):
+    model = load_model(tiny_model_dir)
+    engine = Engine(model, Settings(bpm=120), seed=0)
+    assert engine._buffer.symbols.maxlen == model.sequence_length
+    engine.update(buffer_steps=200)
+    assert engine._buffer.symbols.maxlen == 200
+    engine.update(buffer_steps=None)
+    engine.set_model(dataclasses.replace(model, sequence_length=96))
+    assert engine._buffer.symbols.maxlen == 96
