@@ -6,6 +6,7 @@ The tiny model's output bias is pushed towards one symbol so the model proposes 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 
 import mido
 import pytest
@@ -98,6 +99,6 @@ def test_at_gate_one_each_note_off_comes_before_the_next_onset_of_its_pitch(mode
     sent, _ = run(engine, messages, 80)
     answer = [t for t in sent if t.time >= 20.5 * step and t.message.type in ("note_on", "note_off")]
     assert len(answer) == 64
-    for before, after in zip(answer, answer[1:], strict=False):
+    for before, after in itertools.pairwise(answer):
         assert before.message.type != after.message.type  # on, off, on, off ... in the order sent
         assert before.time <= after.time
