@@ -56,6 +56,7 @@ class Config:
     barge_in: str = "stop"
     velocity: int = 0  # 0 = follow the player
     gate: float = 0.9
+    groove: str = "straight"
     seed: int | None = None
     log_level: str = "info"
     stats_interval: float = 60.0
@@ -78,6 +79,7 @@ class Config:
             "barge_in": self.barge_in,
             "velocity": self.velocity or None,
             "gate": self.gate,
+            "groove": self.groove,
             "output_channel": self.output_channel - 1,
             "input_channel": None if self.input_channel is None else self.input_channel - 1,
             "enabled": self.enabled,
@@ -183,6 +185,7 @@ CHECKS: dict[str, Callable[[Any], Any]] = {
     "barge_in": _choice("stop", "overlap"),
     "velocity": _whole(0, 127),
     "gate": _number(0.05, 1.0),
+    "groove": _choice("straight", "follow"),
     "seed": _whole(0, 2**32 - 1),
     "log_level": _choice(*LOG_LEVELS),
     "stats_interval": _number(1, 86400),
@@ -205,6 +208,7 @@ FLAGS = {
     "meter": "meter",
     "response_bars": "response_bars",
     "response_steps": "response_steps",
+    "groove": "groove",
     "seed": "seed",
     "log_level": "log_level",
 }
@@ -229,6 +233,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--response-bars", type=int, help="answer length in whole bars, 1-16 (default 2)")
     parser.add_argument(
         "--response-steps", type=_flag_value, help='answer length in 16ths instead of bars, 1-256 or "match"'
+    )
+    parser.add_argument(
+        "--groove", help="straight (default: answers on the grid) or follow (the call's timing off the grid)"
     )
     parser.add_argument("--seed", type=int, help="random seed (default: random)")
     parser.add_argument("--log-level", help="debug, info (default), warning or error")

@@ -92,6 +92,12 @@ def _meter(value: Any) -> str:
     return f"{beats}/{unit}"
 
 
+def _groove(value: Any) -> str:
+    if value not in ("straight", "follow"):
+        raise ControlError(f"groove must be 'straight' or 'follow', got {value!r}")
+    return value
+
+
 def _phrase_end_steps(value: Any) -> int:
     return _whole(value, "phrase_end_steps", 1, 64)
 
@@ -112,6 +118,7 @@ VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "response_steps": _response_steps,
     "response_bars": _response_bars,
     "meter": _meter,
+    "groove": _groove,
     "phrase_end_steps": _phrase_end_steps,
     "model": _model,
 }
@@ -206,7 +213,7 @@ def parse(subtopic: str, payload: bytes) -> Request:
         return Request(changes=parse_object(_text(payload)))
     if parts[0] == "set" and len(parts) == 2 and parts[1] in VALIDATORS:
         text = _text(payload)
-        value = text if parts[1] in ("model", "meter") else _scalar(text)
+        value = text if parts[1] in ("model", "meter", "groove") else _scalar(text)
         return Request(changes={parts[1]: VALIDATORS[parts[1]](value)})
     topics = ["set", *(f"set/{key}" for key in VALIDATORS), *(f"cmd/{name}" for name in COMMANDS)]
     raise ControlError(f"no such topic {subtopic!r} (topics: {', '.join(topics)})")

@@ -31,40 +31,56 @@ The driver's contract (times are floats in seconds on the driver's clock):
   at once when listening, at the end of the answer when responding.
 * ``drain_events()`` returns what happened since the last call, each an
   ``Event(time, name, data)``: ``phrase_end`` {call_steps}, ``response_start``
-  {steps, transposition}, ``response_end`` ({} or {interrupted: True}),
+  {steps, first_step, entry, transposition}, ``response_end`` ({} or
+  {interrupted: True}),
   ``barge_in`` {}.
 
 Listening becomes responding at the tick that completes ``phrase_end_steps``
 silent steps (no key down and no note held by the pedal) after a call of at
 least ``min_call_steps`` played steps, at the first tick after ``respond_now``,
 or when the call reaches ``max_call_steps``. A call too short to answer is
-forgotten once the silence is long enough. At the phrase-end tick the engine
-estimates the call's key (improvd.keys), re-primes the LSTM from the buffer if
-the transposition to C major / A minor changed, samples the whole answer (one
-LSTM step per 16th, a few milliseconds in all) and queues it, transposed back
-and folded by octaves into MIDI range: the first note is due on the very next
-boundary, a whole step after the tick. The daemon therefore runs ``tick`` at
-the boundary and sends queued messages at their own times: the phrase-end
-work is off the timing-critical path as long as a tick returns within a step.
+forgotten once the silence is long enough.
 
-Each answer note's note_off is due ``gate`` of its length after its note_on,
-so a repeated pitch retriggers; the answer lasts ``response_steps`` steps (or
-as many as the call played, with ``"match"``) and the engine listens again at
-the boundary after its last step. Velocity is ``velocity`` or the mean of the
-call's last four onsets. With ``barge_in = "stop"`` a player note during an
-answer releases every sounding answer note at once, drops the rest of the
-answer and starts the next call; with ``"overlap"`` the answer plays on and
-the player's notes go into the buffer for the next call.
+One timeline. At the phrase-end tick the LSTM has consumed every closed step of
+the call and its silence; it then consumes a hold for the step that opened at
+the tick (already under way, silent) and draws the answer one symbol per
+following grid step, so each answer symbol sounds on the step it was drawn
+for. Before drawing, the engine moves the call onto the white keys by its
+diatonic collection (improvd.keys.diatonic_shift) and re-primes the LSTM if
+that move changed. The whole answer is drawn at the tick (a few milliseconds)
+and queued, moved back and folded by octaves into MIDI range; its first
+possible note is due a whole step after the tick, so the phrase-end work is off
+the timing-critical path as long as a tick returns within a step.
 
-Symbols that cannot be played at a point are masked before sampling: the first
-answer step must start a note (``_``, ``r`` and ``/`` are masked, the others
-renormalised), so the answer always starts on the step after the phrase end;
-a ``/`` later ends the answer early. The song cache (improvd.songcache) mixes
-what followed the same contexts earlier in the player's line into the LSTM's
-probabilities, so answers pick up the player's motifs (it follows the answer
-as it goes but does not learn from it, which would let an answer loop).
-Temperature divides the log probabilities; top-p keeps the smallest set of
+Where it sounds (``AnswerPlan``). Bar lines fall every ``bar_steps(meter)``
+steps from the grid origin. The model places the first note itself (holds and
+rests of the silence may come first), but a note is forced on the first bar
+line at or after the first answer step if none came before: at most a bar of
+silence. With ``response_steps`` None the answer fills ``response_bars`` bars
+after that bar line and ends on a bar line; otherwise it lasts
+``response_steps`` steps (or as many as the call played, with ``"match"``). Its
+last bar is drawn again, up to ``CADENCE_TRIES`` times, until its last note on
+a strong beat is the tonic or the dominant. A song end is never drawn, and the
+answer keeps to the call's collection (the white keys in the model's key, plus
+the call's own accidentals). The engine listens again at the boundary after
+the answer's last step.
+
+Memory. The song cache (improvd.songcache) mixes what followed the same
+contexts earlier in the player's line into the LSTM's probabilities (it follows
+the answer as it goes but does not learn from it, which would let an answer
+loop); the echo (improvd.echo) lays the call over the answer bar line on bar
+line. Temperature divides the log probabilities; top-p keeps the smallest set of
 likely symbols; the generator is seeded.
+
+Touch (improvd.touch). Each note_off is due ``gate`` of its note's length after
+its note_on and never after the next answer note's onset, so a repeated pitch
+retriggers. Velocity is ``velocity``, or the call's recent level with the call's
+accent at the same metric place; with ``groove = "follow"`` each note moves by
+the call's mean timing off the grid at its place in the beat (at most a quarter
+step). With ``barge_in = "stop"`` a player note during an answer releases every
+sounding answer note at once, drops the rest of the answer and starts the next
+call; with ``"overlap"`` the answer plays on and the player's notes go into the
+buffer for the next call.
 
 While answering, the LSTM consumes its own symbols (it is continuing). After
 the answer (or a barge-in) the LSTM and the cache are re-primed from the
@@ -93,6 +109,7 @@ from improvd.runtime import LSTMRuntime, softmax
 from improvd.sampler import Sampler
 from improvd.seedbuffer import SeedBuffer
 from improvd.songcache import SongCache
+from improvd.touch import Touch
 
 SUSTAIN = 64
 ALL_NOTES_OFF = 123
@@ -124,6 +141,7 @@ class Settings:
     barge_in: str = "stop"
     velocity: int | None = None
     gate: float = 0.9
+    groove: str = "straight"
     output_channel: int = 0
     input_channel: int | None = None
     buffer_steps: int | None = None
@@ -151,6 +169,7 @@ class Settings:
             ("barge_in", self.barge_in in ("stop", "overlap"), '"stop" or "overlap"'),
             ("velocity", self.velocity is None or _whole(self.velocity, 1, 127), "empty (follow the call) or 1 to 127"),
             ("gate", _number(self.gate) and 0.05 <= self.gate <= 1.0, "a number from 0.05 to 1.0"),
+            ("groove", self.groove in ("straight", "follow"), '"straight" or "follow"'),
             ("output_channel", _whole(self.output_channel, 0, 15), "a whole number from 0 to 15"),
             (
                 "input_channel",
@@ -240,6 +259,8 @@ class Engine:
         self._buffer = SeedBuffer(self.settings.buffer_steps or model.sequence_length)
         self._call_steps = 0
         self._shift = 0
+        self._touch = Touch()
+        self._deviations: dict[tuple[int, int], float] = {}  # (step, pitch) -> how far off the grid it was played
         self._load(model)
 
     # --- model and state -----------------------------------------------------
@@ -310,6 +331,10 @@ class Engine:
             self._buffer.symbols.pop()  # silence before a call belongs to no call
             return
         self._call_steps += 1
+        if is_pitch(symbol):
+            deviation = self._deviations.get((step, int(symbol)), 0.0)
+            self._touch.record(step, self._buffer.velocities[-1], deviation)
+        self._deviations = {key: d for key, d in self._deviations.items() if key[0] > step}
         if self.mode == "responding":
             return  # overlap: the player's notes go into the next call; the LSTM is busy answering
         self._feed_lstm(symbol)
@@ -348,7 +373,7 @@ class Engine:
         tonic = (tonic_pitch_class(estimate_key(call)[0]) + shift) % 12
         self._in_key = self._collection_mask(call)
         symbols = self._sample_answer(plan, self._echo(plan, call), tonic)
-        self._queue_response(symbols, time)
+        self._queue_response(symbols, time, plan.first)
         self._call_steps = 0
         self.mode = "responding"
         data = {"steps": len(symbols), "first_step": plan.first, "entry": plan.entry, "transposition": shift}
@@ -426,26 +451,25 @@ class Engine:
             self._step(index, own=True)
         return symbols
 
-    def _queue_response(self, symbols: list[str], time: float) -> None:
-        """Note_on/note_off pairs on the grid: symbol k sounds on the k-th step after the one open at ``time``."""
+    def _queue_response(self, symbols: list[str], time: float, first: int) -> None:
+        """Note_on/note_off pairs: symbol k sounds on grid step ``first + k``, the k-th step after the one open at
+        ``time``, moved by the call's groove when it is followed; each note_off comes at ``gate`` of the note's
+        length and never after the next note's onset (so a repeated pitch retriggers)."""
         step = self.step_seconds()
-        channel = self.settings.output_channel
-        velocity = self._velocity()
+        s = self.settings
         notes = _notes_of(symbols)
-        for start, length, pitch in notes:
-            pitch = _midi_range(pitch - self._shift)
-            on = time + (start + 1) * step
-            self._push(on, mido.Message("note_on", channel=channel, note=pitch, velocity=velocity))
-            # never after the next onset's time (the same expression): at gate 1.0 the note_off goes first
-            off = min(on + self.settings.gate * length * step, time + (start + 1 + length) * step)
-            self._push(off, mido.Message("note_off", channel=channel, note=pitch, velocity=0))
-        self._response_end = time + (len(symbols) + 1) * step
+        ons = [time + (start + 1) * step + self._groove_shift(first + start) * step for start, _, _ in notes]
+        end = time + (len(symbols) + 1) * step
+        for k, (start, length, pitch) in enumerate(notes):
+            played = _midi_range(pitch - self._shift)
+            velocity = s.velocity if s.velocity is not None else self._touch.velocity(first + start, s.meter)
+            self._push(ons[k], mido.Message("note_on", channel=s.output_channel, note=played, velocity=velocity))
+            off = min(ons[k] + s.gate * length * step, ons[k + 1] if k + 1 < len(ons) else end)
+            self._push(off, mido.Message("note_off", channel=s.output_channel, note=played, velocity=0))
+        self._response_end = end
 
-    def _velocity(self) -> int:
-        if self.settings.velocity is not None:
-            return self.settings.velocity
-        recent = self._buffer.velocities
-        return round(sum(recent) / len(recent)) if recent else 80
+    def _groove_shift(self, step: int) -> float:
+        return self._touch.shift(step, self.settings.meter) if self.settings.groove == "follow" else 0.0
 
     def _end_response(self, time: float) -> None:
         self.mode = "listening"
@@ -465,7 +489,10 @@ class Engine:
             return []
         if message.type == "note_on" and message.velocity > 0:
             released = self._barge_in(time) if self.mode == "responding" else []
-            self._buffer.note_on(message.note, message.velocity, self._snap(time))
+            step = self._snap(time)
+            self._buffer.note_on(message.note, message.velocity, step)
+            grid_time = self._grid.step_start + (step - self._grid.step) * self.step_seconds()
+            self._deviations[(step, message.note)] = (time - grid_time) / self.step_seconds()
             return released
         if message.type in ("note_off", "note_on"):
             self._buffer.note_off(message.note, self._snap(time))

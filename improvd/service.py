@@ -52,7 +52,7 @@ CLOSE_GRACE = 0.3  # seconds closing the ports may take at exit
 CLOCK_BYTES = (CLOCK, START, CONTINUE, STOP)
 LOAD_TIMEOUT = 30.0  # seconds a model load or configuration reload may take; then it is refused
 RESTART_KEYS = ("midi_api", "input", "output", "clock", "clock_out", "seed")  # a reload keeps them as they run
-ENGINE_KEYS = ("temperature", "bpm", "response_steps", "response_bars", "meter", "phrase_end_steps")
+ENGINE_KEYS = ("temperature", "bpm", "response_steps", "response_bars", "meter", "groove", "phrase_end_steps")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -252,6 +252,7 @@ class Daemon:
             "response_steps": settings.response_steps,
             "response_bars": settings.response_bars,
             "meter": settings.meter,
+            "groove": settings.groove,
             "phrase_end_steps": settings.phrase_end_steps,
             "clock": self.config.clock,
             "ports": self.ports.names(),

@@ -148,3 +148,9 @@ def test_nesting_and_number_bombs_are_refused_before_parsing(subtopic, payload, 
 def test_brackets_inside_strings_are_not_nesting():
     with pytest.raises(ControlError, match="meter must be a time signature"):
         parse("set", b'{"meter": "[[[{{{3/4"}')
+
+
+def test_groove_is_straight_or_follow():
+    assert parse("set/groove", b"follow") == Request(changes={"groove": "follow"})
+    with pytest.raises(ControlError, match="groove must be 'straight' or 'follow'"):
+        parse("set/groove", b"swing")
