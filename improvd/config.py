@@ -22,7 +22,7 @@ else:  # pragma: no cover
 
 DEFAULT_CONFIG = Path("/etc/improvd/improvd.toml")
 LOG_LEVELS = ("debug", "info", "warning", "error")
-CC_KEYS = ("temperature", "respond", "panic", "enable")
+CC_KEYS = ("temperature", "respond", "panic", "enable", "metronome")
 RESERVED_CC = {64: "the sustain pedal", **{n: "a channel mode message" for n in range(120, 128)}}
 
 
@@ -57,6 +57,10 @@ class Config:
     velocity: int = 0  # 0 = follow the player
     gate: float = 0.9
     groove: str = "straight"
+    metronome: bool = False
+    metronome_channel: int = 10  # General MIDI percussion
+    metronome_notes: tuple[int, int] = (76, 77)  # the bar's first beat, the other beats
+    count_in_bars: int = 0
     seed: int | None = None
     log_level: str = "info"
     stats_interval: float = 60.0
@@ -80,6 +84,10 @@ class Config:
             "velocity": self.velocity or None,
             "gate": self.gate,
             "groove": self.groove,
+            "metronome": self.metronome,
+            "metronome_channel": self.metronome_channel - 1,
+            "metronome_notes": self.metronome_notes,
+            "count_in_bars": self.count_in_bars,
             "output_channel": self.output_channel - 1,
             "input_channel": None if self.input_channel is None else self.input_channel - 1,
             "enabled": self.enabled,
@@ -154,6 +162,13 @@ def _meter(value: Any) -> str:
     return f"{beats}/{unit}"
 
 
+def _two_notes(value: Any) -> tuple[int, int]:
+    if not isinstance(value, list) or len(value) != 2:
+        raise ValueError("must be two MIDI notes [first beat of the bar, other beats], e.g. [76, 77]")
+    first, other = (_whole(0, 127)(v) for v in value)
+    return first, other
+
+
 def _top_p(value: Any) -> float:
     number = _number(0.0, 1.0)(value)
     if number <= 0:
@@ -186,6 +201,10 @@ CHECKS: dict[str, Callable[[Any], Any]] = {
     "velocity": _whole(0, 127),
     "gate": _number(0.05, 1.0),
     "groove": _choice("straight", "follow"),
+    "metronome": _boolean,
+    "metronome_channel": _whole(1, 16),
+    "metronome_notes": _two_notes,
+    "count_in_bars": _whole(0, 8),
     "seed": _whole(0, 2**32 - 1),
     "log_level": _choice(*LOG_LEVELS),
     "stats_interval": _number(1, 86400),
@@ -209,6 +228,8 @@ FLAGS = {
     "response_bars": "response_bars",
     "response_steps": "response_steps",
     "groove": "groove",
+    "metronome": "metronome",
+    "count_in_bars": "count_in_bars",
     "seed": "seed",
     "log_level": "log_level",
 }
@@ -237,6 +258,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--groove", help="straight (default: answers on the grid) or follow (the call's timing off the grid)"
     )
+    parser.add_argument(
+        "--metronome", action="store_true", default=None, help="click every beat of the meter (channel 10 by default)"
+    )
+    parser.add_argument("--count-in-bars", type=int, help="bars of clicks before listening after a start, 0-8")
     parser.add_argument("--seed", type=int, help="random seed (default: random)")
     parser.add_argument("--log-level", help="debug, info (default), warning or error")
     parser.add_argument("--no-mqtt", action="store_true", help="do not connect to an MQTT broker")

@@ -59,7 +59,7 @@ def _bpm(value: Any) -> float:
     return _number(value, "bpm", 20, 300)
 
 
-def _enabled(value: Any) -> bool:
+def _switch(value: Any, key: str) -> bool:
     if isinstance(value, bool):
         return value
     word = str(value).strip().lower() if isinstance(value, (str, int)) else None
@@ -67,7 +67,11 @@ def _enabled(value: Any) -> bool:
         return True
     if word in FALSE_WORDS:
         return False
-    raise ControlError(f"enabled must be true/false, on/off or 1/0, got {value!r}")
+    raise ControlError(f"{key} must be true/false, on/off or 1/0, got {value!r}")
+
+
+def _enabled(value: Any) -> bool:
+    return _switch(value, "enabled")
 
 
 def _response_steps(value: Any) -> int | str:
@@ -90,6 +94,14 @@ def _meter(value: Any) -> str:
     except ValueError:
         raise ControlError(f"meter must be a time signature such as 4/4, 3/4 or 6/8, got {value!r}") from None
     return f"{beats}/{unit}"
+
+
+def _metronome(value: Any) -> bool:
+    return _switch(value, "metronome")
+
+
+def _count_in_bars(value: Any) -> int:
+    return _whole(value, "count_in_bars", 0, 8)
 
 
 def _groove(value: Any) -> str:
@@ -119,6 +131,8 @@ VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "response_bars": _response_bars,
     "meter": _meter,
     "groove": _groove,
+    "metronome": _metronome,
+    "count_in_bars": _count_in_bars,
     "phrase_end_steps": _phrase_end_steps,
     "model": _model,
 }

@@ -104,6 +104,7 @@ from improvd.echo import Echo
 from improvd.encoding import HOLD, REST, SONG_END, is_pitch, tonic_pitch_class
 from improvd.grid import Grid, bar_steps, next_bar_line, parse_meter, strong_positions
 from improvd.keys import WHITE_KEYS, diatonic_shift, estimate_key
+from improvd.metronome import CLICK_STEPS, DEFAULT_NOTES, click
 from improvd.model import Model
 from improvd.runtime import LSTMRuntime, softmax
 from improvd.sampler import Sampler
@@ -142,6 +143,10 @@ class Settings:
     velocity: int | None = None
     gate: float = 0.9
     groove: str = "straight"
+    metronome: bool = False
+    metronome_channel: int = 9  # channel 10, General MIDI percussion
+    metronome_notes: tuple[int, int] = DEFAULT_NOTES
+    count_in_bars: int = 0
     output_channel: int = 0
     input_channel: int | None = None
     buffer_steps: int | None = None
@@ -170,6 +175,16 @@ class Settings:
             ("velocity", self.velocity is None or _whole(self.velocity, 1, 127), "empty (follow the call) or 1 to 127"),
             ("gate", _number(self.gate) and 0.05 <= self.gate <= 1.0, "a number from 0.05 to 1.0"),
             ("groove", self.groove in ("straight", "follow"), '"straight" or "follow"'),
+            ("metronome", isinstance(self.metronome, bool), "true or false"),
+            ("metronome_channel", _whole(self.metronome_channel, 0, 15), "a whole number from 0 to 15"),
+            (
+                "metronome_notes",
+                isinstance(self.metronome_notes, tuple)
+                and len(self.metronome_notes) == 2
+                and all(_whole(n, 0, 127) for n in self.metronome_notes),
+                "two notes from 0 to 127: the bar's first beat, then the other beats",
+            ),
+            ("count_in_bars", _whole(self.count_in_bars, 0, 8), "a whole number from 0 to 8"),
             ("output_channel", _whole(self.output_channel, 0, 15), "a whole number from 0 to 15"),
             (
                 "input_channel",
@@ -250,8 +265,7 @@ class Engine:
         self._queue: list[tuple[float, int, mido.Message]] = []
         self._order = itertools.count()  # ties in the queue keep insertion order
         self._events: list[Event] = []
-        self.sounding: set[int] = set()
-        self._sounding_channel: dict[int, int] = {}  # note -> channel it sounds on (the setting may change)
+        self.sounding: set[tuple[int, int]] = set()  # (channel, note) of every output note now on
         self._pending_model: Model | None = None
         self._grid = Grid()
         self._respond_requested = False
@@ -260,6 +274,7 @@ class Engine:
         self._call_steps = 0
         self._shift = 0
         self._touch = Touch()
+        self._count_in_start = self._count_in_end = 0  # the count-in's grid steps: listening starts at the end
         self._deviations: dict[tuple[int, int], float] = {}  # (step, pitch) -> how far off the grid it was played
         self._load(model)
 
@@ -307,7 +322,33 @@ class Engine:
         return 60.0 / self.settings.bpm / 4
 
     def start(self, time: float) -> None:
+        """Step 0 (bar 1) begins at ``time``; a count-in starts there, and its click (or the metronome's) is queued."""
         self._grid.start(time)
+        if self.mode != "idle" and self.settings.count_in_bars:
+            self._count_in(0)
+        self._queue_click(0, time)
+
+    def _count_in(self, step: int) -> None:
+        """Click ``count_in_bars`` bars from the first bar line at or after ``step``; listen after them."""
+        s = self.settings
+        self._count_in_start = next_bar_line(step, s.meter)
+        self._count_in_end = self._count_in_start + s.count_in_bars * bar_steps(s.meter)
+        self.mode = "counting_in"
+        self._buffer.reset_call()
+        self._call_steps = 0
+        self._events.append(Event(self._grid.step_start, "count_in", {"listen_at_step": self._count_in_end}))
+
+    def _queue_click(self, step: int, time: float) -> None:
+        s = self.settings
+        counting = self.mode == "counting_in" and self._count_in_start <= step < self._count_in_end
+        if self.mode == "idle" or not (s.metronome or counting):
+            return
+        found = click(step, s.meter, s.metronome_notes)
+        if found is not None:
+            note, velocity = found
+            self._push(time, mido.Message("note_on", channel=s.metronome_channel, note=note, velocity=velocity))
+            off = time + CLICK_STEPS * self.step_seconds()
+            self._push(off, mido.Message("note_off", channel=s.metronome_channel, note=note, velocity=0))
 
     def _snap(self, time: float) -> int:
         return self._grid.snap(time, self.step_seconds())
@@ -318,7 +359,10 @@ class Engine:
             return  # the origin itself: no step has ended yet
         if self.mode == "responding" and time >= self._response_end - 1e-9:
             self._end_response(time)
-        if self.mode == "idle":
+        if self.mode == "counting_in" and self._grid.step >= self._count_in_end:
+            self.mode = "listening"
+        self._queue_click(self._grid.step + 1, time + self.step_seconds())
+        if self.mode in ("idle", "counting_in"):
             return
         self._close_step(closed, time)
 
@@ -485,7 +529,9 @@ class Engine:
     def feed(self, message: mido.Message, time: float) -> list[Timed]:
         """Take one player message; returns releases to send at once (barge-in), usually []."""
         channel = self.settings.input_channel
-        if self.mode == "idle" or (channel is not None and getattr(message, "channel", channel) != channel):
+        if self.mode in ("idle", "counting_in") or (
+            channel is not None and getattr(message, "channel", channel) != channel
+        ):
             return []
         if message.type == "note_on" and message.velocity > 0:
             released = self._barge_in(time) if self.mode == "responding" else []
@@ -528,22 +574,15 @@ class Engine:
 
     def _track(self, message: mido.Message) -> None:
         if message.type == "note_on" and message.velocity > 0:
-            self.sounding.add(message.note)
-            self._sounding_channel[message.note] = message.channel
+            self.sounding.add((message.channel, message.note))
         elif message.type in ("note_on", "note_off"):
-            self.sounding.discard(message.note)
-            self._sounding_channel.pop(message.note, None)
+            self.sounding.discard((message.channel, message.note))
 
     def _release(self, time: float, all_notes_off: bool = True) -> list[Timed]:
         """Clear the queue; note_off for every sounding note (then CC 123 and CC 64 = 0)."""
         self._queue.clear()
-        channel = self.settings.output_channel
-        messages = [
-            mido.Message("note_off", channel=self._sounding_channel.get(n, channel), note=n, velocity=0)
-            for n in sorted(self.sounding)
-        ]
+        messages = [mido.Message("note_off", channel=c, note=n, velocity=0) for c, n in sorted(self.sounding)]
         self.sounding.clear()
-        self._sounding_channel.clear()
         return [Timed(time, m) for m in messages] + (self.all_notes_off(time) if all_notes_off else [])
 
     def all_notes_off(self, time: float) -> list[Timed]:
@@ -558,10 +597,14 @@ class Engine:
     # --- commands ------------------------------------------------------------------
 
     def panic(self, time: float) -> list[Timed]:
-        """Release everything now; a response in progress ends, listening goes on."""
+        """Release everything now and stop the metronome; a response or count-in in progress ends, listening
+        goes on."""
         released = self._release(time)
+        self.settings.metronome = False
         if self.mode == "responding":
             self._end_response(time)
+        if self.mode == "counting_in":
+            self.mode = "listening"
         self._buffer.reset_call()
         self._call_steps = 0
         return released
@@ -578,6 +621,8 @@ class Engine:
             return released
         if self.mode == "idle":
             self.mode = "listening"
+            if self.settings.count_in_bars:
+                self._count_in(self._grid.step + 1)
         return []
 
     def update(self, time: float | None = None, **changes: Any) -> list[Timed]:

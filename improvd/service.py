@@ -52,7 +52,17 @@ CLOSE_GRACE = 0.3  # seconds closing the ports may take at exit
 CLOCK_BYTES = (CLOCK, START, CONTINUE, STOP)
 LOAD_TIMEOUT = 30.0  # seconds a model load or configuration reload may take; then it is refused
 RESTART_KEYS = ("midi_api", "input", "output", "clock", "clock_out", "seed")  # a reload keeps them as they run
-ENGINE_KEYS = ("temperature", "bpm", "response_steps", "response_bars", "meter", "groove", "phrase_end_steps")
+ENGINE_KEYS = (
+    "temperature",
+    "bpm",
+    "response_steps",
+    "response_bars",
+    "meter",
+    "groove",
+    "metronome",
+    "count_in_bars",
+    "phrase_end_steps",
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -236,6 +246,8 @@ class Daemon:
             self.timing.submit(lambda now: self.engine.update(now, temperature=temperature))
         elif name == "enable":
             self.timing.submit(lambda now: self.engine.set_enabled(value >= 64, now))
+        elif name == "metronome":
+            self.timing.submit(lambda now: self.engine.update(now, metronome=value >= 64))
         elif value >= 64:  # respond and panic act on press
             self.command(name)
 
@@ -253,6 +265,8 @@ class Daemon:
             "response_bars": settings.response_bars,
             "meter": settings.meter,
             "groove": settings.groove,
+            "metronome": settings.metronome,
+            "count_in_bars": settings.count_in_bars,
             "phrase_end_steps": settings.phrase_end_steps,
             "clock": self.config.clock,
             "ports": self.ports.names(),

@@ -124,3 +124,15 @@ def test_meter_and_response_bars_from_the_file_and_the_flags(tmp_path):
     settings = loaded.engine_settings()
     assert (settings["meter"], settings["response_bars"], settings["response_steps"]) == ("6/8", 3, None)
     assert config.load(flags("--meter", "3/4")).engine_settings()["meter"] == "3/4"
+
+
+def test_the_metronome_settings_reach_the_engine(tmp_path):
+    file = tmp_path / "click.toml"
+    file.write_text("metronome_channel = 16\nmetronome_notes = [34, 33]\ncount_in_bars = 2\n[cc]\nmetronome = 83\n")
+    loaded = config.load(flags("--config", str(file), "--metronome"))
+    settings = loaded.engine_settings()
+    assert (settings["metronome"], settings["metronome_channel"], settings["metronome_notes"]) == (True, 15, (34, 33))
+    assert settings["count_in_bars"] == 2 and loaded.cc == {"metronome": 83}
+    file.write_text("metronome_notes = [34]\n")
+    with pytest.raises(ConfigError, match="metronome_notes = \\[34\\]: must be two MIDI notes"):
+        config.load(flags("--config", str(file)))

@@ -154,3 +154,14 @@ def test_groove_is_straight_or_follow():
     assert parse("set/groove", b"follow") == Request(changes={"groove": "follow"})
     with pytest.raises(ControlError, match="groove must be 'straight' or 'follow'"):
         parse("set/groove", b"swing")
+
+
+def test_metronome_and_count_in_over_mqtt():
+    assert parse("set/metronome", b"on") == Request(changes={"metronome": True})
+    assert parse("set", b'{"metronome": false, "count_in_bars": 1}') == Request(
+        changes={"metronome": False, "count_in_bars": 1}
+    )
+    with pytest.raises(ControlError, match="metronome must be true/false"):
+        parse("set/metronome", b"loud")
+    with pytest.raises(ControlError, match="count_in_bars must be a whole number from 0 to 8"):
+        parse("set/count_in_bars", b"9")

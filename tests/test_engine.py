@@ -218,7 +218,7 @@ def test_barge_in_releases_everything_at_once(model):
     assert engine.mode == "responding" and engine.sounding
     sounding = set(engine.sounding)
     released = engine.feed(mido.Message("note_on", note=60, velocity=100), now)
-    assert {t.message.note for t in released if t.message.type == "note_off"} == sounding
+    assert {(t.message.channel, t.message.note) for t in released if t.message.type == "note_off"} == sounding
     assert all(t.time == now for t in released)
     assert engine.next_due() is None and not engine.sounding and engine.mode == "listening"
     assert "barge_in" in [e.name for e in engine.drain_events()]
@@ -237,7 +237,7 @@ def test_panic_releases_then_all_notes_off_and_sustain_off(model):
     sounding = set(engine.sounding)
     assert sounding
     released = [t.message for t in engine.panic(1.0)]
-    assert [m.note for m in released if m.type == "note_off"] == sorted(sounding)
+    assert [(m.channel, m.note) for m in released if m.type == "note_off"] == sorted(sounding)
     assert [(m.control, m.value) for m in released if m.type == "control_change"] == [(123, 0), (64, 0)]
     assert all(m.channel == 5 for m in released)
     assert engine.next_due() is None
@@ -334,6 +334,9 @@ engine_settings = st.builds(
     gate=st.floats(0.05, 1.0),
     output_channel=st.integers(0, 15),
     max_call_steps=st.integers(0, 16),
+    metronome=st.booleans(),
+    count_in_bars=st.integers(0, 2),
+    groove=st.sampled_from(["straight", "follow"]),
 )
 
 
@@ -355,7 +358,7 @@ def test_no_note_is_ever_left_sounding(model, messages, chosen, seed, panic_at):
     assert not sounding_after(sent)
     assert not engine.sounding
     for timed in sent:
-        assert timed.message.channel == chosen.output_channel
+        assert timed.message.channel in (chosen.output_channel, chosen.metronome_channel)
         if timed.message.type in ("note_on", "note_off"):
             assert 0 <= timed.message.note <= 127
 

@@ -1,0 +1,97 @@
+"""The metronome and the count-in, in simulated time: clicks on the beats, the bar's first distinct, stopping."""
+
+from __future__ import annotations
+
+import mido
+import pytest
+
+from improvd.engine import Engine, Settings
+from improvd.metronome import ACCENT_VELOCITY, BEAT_VELOCITY, click
+from improvd.model import load_model
+from tests.simulate import run, sounding_after
+
+BPM = 120
+STEP = 60 / BPM / 4
+
+
+@pytest.fixture(scope="module")
+def model(tiny_model_dir):
+    return load_model(tiny_model_dir)
+
+
+def clicks(sent, channel: int = 9) -> list[tuple[int, int, int]]:
+    """(step, note, velocity) of each click sent on ``channel``."""
+    return [
+        (round(t.time / STEP, 9), t.message.note, t.message.velocity)
+        for t in sent
+        if t.message.type == "note_on" and t.message.velocity and t.message.channel == channel
+    ]
+
+
+@pytest.mark.parametrize(("meter", "beat", "bar"), [("4/4", 4, 16), ("3/4", 4, 12), ("6/8", 6, 12), ("2/2", 8, 16)])
+def test_clicks_fall_on_every_beat_and_the_bars_first_is_distinct(model, meter, beat, bar):
+    engine = Engine(model, Settings(bpm=BPM, meter=meter, metronome=True), seed=0)
+    sent, _ = run(engine, [], 23)  # the tick at step 23 queues the click of step 24
+    beats = range(0, 25, beat)
+    expected = [(b, 76, ACCENT_VELOCITY) if b % bar == 0 else (b, 77, BEAT_VELOCITY) for b in beats]
+    assert clicks(sent) == expected
+    assert not sounding_after(sent)
+    assert click(1, meter, (76, 77)) is None
+
+
+def test_a_click_is_queued_a_step_ahead_of_its_beat(model):
+    engine = Engine(model, Settings(bpm=BPM, metronome=True), seed=0)
+    engine.start(0.0)
+    for k in range(1, 4):
+        engine.pop_due(k * STEP)
+        engine.tick(k * STEP)  # the tick that opens step 3 queues the click of step 4
+    assert engine.next_due() == pytest.approx(4 * STEP)
+
+
+def test_a_count_in_clicks_two_bars_then_listens(model):
+    settings = Settings(bpm=BPM, count_in_bars=2, min_call_steps=4, metronome_channel=15)
+    engine = Engine(model, settings, seed=0)
+    early = [(1.0 * STEP, mido.Message("note_on", note=60, velocity=90)), (3 * STEP, mido.Message("note_off", note=60))]
+    phrase = [(32 * STEP + k * 2 * STEP, mido.Message("note_on", note=60 + k, velocity=90)) for k in range(4)]
+    phrase += [(33.5 * STEP + k * 2 * STEP, mido.Message("note_off", note=60 + k)) for k in range(4)]
+    sent, events = run(engine, early + phrase, 60)
+    assert [step for step, _, _ in clicks(sent, 15)] == list(range(0, 32, 4))  # two bars, then no metronome
+    assert events[0].name == "count_in" and events[0].data == {"listen_at_step": 32}
+    phrase_end = next(e for e in events if e.name == "phrase_end")
+    assert phrase_end.data["call_steps"] == 8 + 8  # the notes during the count-in were not heard
+
+
+def test_enabling_counts_in_from_the_next_bar_line(model):
+    engine = Engine(model, Settings(bpm=BPM, count_in_bars=1, enabled=False), seed=0)
+    engine.start(0.0)
+    for k in range(1, 6):
+        engine.tick(k * STEP)
+    engine.set_enabled(True, 5 * STEP)
+    assert engine.mode == "counting_in"
+    sent = []
+    for k in range(6, 40):
+        sent += engine.pop_due(k * STEP)
+        engine.tick(k * STEP)
+    assert [step for step, _, _ in clicks(sent)] == [16, 20, 24, 28] and engine.mode == "listening"
+
+
+def test_panic_and_disable_stop_the_clicks_and_release_them(model):
+    engine = Engine(model, Settings(bpm=BPM, metronome=True), seed=0)
+    run(engine, [], 4, drain=False)
+    engine.pop_due(4 * STEP)  # the click of step 4 sounds
+    assert engine.sounding == {(9, 77)}
+    released = engine.panic(4.2 * STEP)
+    first = released[0].message
+    assert (first.type, first.channel, first.note) == ("note_off", 9, 77)
+    assert not engine.sounding and not engine.settings.metronome
+    for k in range(5, 40):
+        engine.tick(k * STEP)
+    assert engine.next_due() is None
+    engine.update(metronome=True)
+    for k in range(40, 44):
+        engine.tick(k * STEP)
+    assert engine.next_due() == pytest.approx(44 * STEP)
+    assert engine.update(enabled=False)[-2].message.control == 123
+    for k in range(44, 60):
+        engine.tick(k * STEP)
+    assert engine.next_due() is None
