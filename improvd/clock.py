@@ -23,9 +23,12 @@ class InternalClock:
         self.origin = origin
         self.next_boundary = origin
 
-    def advance(self, step_seconds: float) -> float:
-        """Move past the boundary just ticked; returns the next one."""
-        self.next_boundary += step_seconds
+    def advance(self, next_boundary: float) -> float:
+        """Move past the boundary just ticked to ``next_boundary``, where the engine's grid puts it (a step on at
+        its tempo, or on the player's grid once it follows the player); returns it."""
+        if next_boundary <= self.next_boundary:
+            raise ValueError(f"the next boundary {next_boundary} is not after {self.next_boundary}")
+        self.next_boundary = next_boundary
         return self.next_boundary
 
     @staticmethod

@@ -84,6 +84,7 @@ class Config:
             "velocity": self.velocity or None,
             "gate": self.gate,
             "groove": self.groove,
+            "follow_tempo": self.clock == "follow",
             "metronome": self.metronome,
             "metronome_channel": self.metronome_channel - 1,
             "metronome_notes": self.metronome_notes,
@@ -185,7 +186,7 @@ CHECKS: dict[str, Callable[[Any], Any]] = {
     "output_channel": _whole(1, 16),
     "model": _text,
     "models_path": _text,
-    "clock": _choice("internal", "midi"),
+    "clock": _choice("internal", "midi", "follow"),
     "clock_out": _boolean,
     "bpm": _number(20, 300),
     "enabled": _boolean,
@@ -246,7 +247,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="model directory (default: the shipped model)")
     parser.add_argument("--models-path", help="folder of the models that MQTT may switch to by name")
     parser.add_argument("--bpm", type=float, help="tempo of the internal clock, 20-300 (default 120)")
-    parser.add_argument("--clock", help="internal (default) or midi (follow MIDI clock on the input)")
+    parser.add_argument(
+        "--clock",
+        help="internal (default), midi (follow MIDI clock on the input) or follow (the tempo of your own playing)",
+    )
     parser.add_argument("--clock-out", action="store_true", default=None, help="send MIDI clock at the internal tempo")
     parser.add_argument("--temperature", type=float, help="sampling temperature, 0.05-2.0 (default 1.0)")
     parser.add_argument("--phrase-end-steps", type=int, help="silent 16ths that end a phrase, 1-64 (default 8)")

@@ -93,6 +93,7 @@ from __future__ import annotations
 import dataclasses
 import heapq
 import itertools
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -102,6 +103,7 @@ import numpy as np
 
 from improvd.echo import Echo
 from improvd.encoding import HOLD, REST, SONG_END, is_pitch, tonic_pitch_class
+from improvd.follow import regrid
 from improvd.grid import Grid, bar_steps, next_bar_line, parse_meter, strong_positions
 from improvd.keys import WHITE_KEYS, diatonic_shift, estimate_key
 from improvd.metronome import CLICK_STEPS, DEFAULT_NOTES, click
@@ -110,10 +112,12 @@ from improvd.runtime import LSTMRuntime, softmax
 from improvd.sampler import Sampler
 from improvd.seedbuffer import SeedBuffer
 from improvd.songcache import SongCache
+from improvd.tempo import estimate as estimate_beat
 from improvd.touch import Touch
 
 SUSTAIN = 64
 ALL_NOTES_OFF = 123
+HEARD_MESSAGES = 4096  # the call's messages kept for following its tempo (a call of 4096 steps: 256 bars)
 CADENCE_TRIES = 8  # draws of the answer's last bar at most (each a bar of LSTM steps: well under a millisecond)
 
 
@@ -143,6 +147,7 @@ class Settings:
     velocity: int | None = None
     gate: float = 0.9
     groove: str = "straight"
+    follow_tempo: bool = False
     metronome: bool = False
     metronome_channel: int = 9  # channel 10, General MIDI percussion
     metronome_notes: tuple[int, int] = DEFAULT_NOTES
@@ -176,6 +181,7 @@ class Settings:
             ("gate", _number(self.gate) and 0.05 <= self.gate <= 1.0, "a number from 0.05 to 1.0"),
             ("groove", self.groove in ("straight", "follow"), '"straight" or "follow"'),
             ("metronome", isinstance(self.metronome, bool), "true or false"),
+            ("follow_tempo", isinstance(self.follow_tempo, bool), "true or false"),
             ("metronome_channel", _whole(self.metronome_channel, 0, 15), "a whole number from 0 to 15"),
             (
                 "metronome_notes",
@@ -276,6 +282,7 @@ class Engine:
         self._touch = Touch()
         self._count_in_start = self._count_in_end = 0  # the count-in's grid steps: listening starts at the end
         self._deviations: dict[tuple[int, int], float] = {}  # (step, pitch) -> how far off the grid it was played
+        self._heard: deque[tuple[float, mido.Message]] = deque(maxlen=HEARD_MESSAGES)  # the call's, for follow
         self._load(model)
 
     # --- model and state -----------------------------------------------------
@@ -320,6 +327,14 @@ class Engine:
 
     def step_seconds(self) -> float:
         return 60.0 / self.settings.bpm / 4
+
+    def next_boundary(self) -> float:
+        """Where the driver's next tick falls: the open step's end (the grid may move when it follows the player)."""
+        return self._grid.step_start + self.step_seconds()
+
+    def _step_time(self, step: int) -> float:
+        """When grid step ``step`` starts, counted from the open step at the present tempo."""
+        return self._grid.step_start + (step - self._grid.step) * self.step_seconds()
 
     def start(self, time: float) -> None:
         """Step 0 (bar 1) begins at ``time``; a count-in starts there, and its click (or the metronome's) is queued."""
@@ -394,6 +409,7 @@ class Engine:
             if played >= s.min_call_steps:
                 return True
             self._call_steps = 0  # too short to answer: forget it, listen for a new call
+            self._heard.clear()
             return False
         return bool(s.max_call_steps) and self._call_steps >= s.max_call_steps
 
@@ -406,6 +422,9 @@ class Engine:
 
     def _respond(self, time: float) -> None:
         self._respond_requested = False
+        if self.settings.follow_tempo:
+            self._follow(time)
+        self._heard.clear()
         call = self._buffer.last_note_symbols()
         self._events.append(Event(time, "phrase_end", {"call_steps": self._call_steps}))
         shift = diatonic_shift(call)
@@ -417,11 +436,30 @@ class Engine:
         tonic = (tonic_pitch_class(estimate_key(call)[0]) + shift) % 12
         self._in_key = self._collection_mask(call)
         symbols = self._sample_answer(plan, self._echo(plan, call), tonic)
-        self._queue_response(symbols, time, plan.first)
+        self._queue_response(symbols, plan.first)
         self._call_steps = 0
         self.mode = "responding"
         data = {"steps": len(symbols), "first_step": plan.first, "entry": plan.entry, "transposition": shift}
         self._events.append(Event(time, "response_start", data))
+
+    def _follow(self, time: float) -> None:
+        """Hear the call again on the player's own grid (improvd.follow); the old one stays if its tempo cannot be
+        told (too few onsets)."""
+        onsets = [t for t, m in self._heard if m.type == "note_on" and m.velocity > 0]
+        beat = estimate_beat(onsets, self.settings.bpm)
+        regridded = beat and regrid(list(self._heard), beat, time, self._buffer.symbols.maxlen or 1)
+        if not regridded:
+            return
+        self.settings.bpm = round(beat.bpm, 2)
+        self._buffer = regridded.buffer
+        self._touch = Touch()
+        for onset in regridded.onsets:
+            self._touch.record(*onset)
+        self._grid.step = regridded.open_step
+        self._grid.step_start = beat.origin + regridded.open_step * self.step_seconds()
+        self._call_steps = regridded.call_steps
+        self._reprime()
+        self._events.append(Event(time, "tempo", {"bpm": self.settings.bpm, "fit": round(beat.fit, 3)}))
 
     def _plan(self, first: int) -> AnswerPlan:
         """Where the answer starting at grid step ``first`` enters and ends."""
@@ -495,15 +533,15 @@ class Engine:
             self._step(index, own=True)
         return symbols
 
-    def _queue_response(self, symbols: list[str], time: float, first: int) -> None:
-        """Note_on/note_off pairs: symbol k sounds on grid step ``first + k``, the k-th step after the one open at
-        ``time``, moved by the call's groove when it is followed; each note_off comes at ``gate`` of the note's
-        length and never after the next note's onset (so a repeated pitch retriggers)."""
+    def _queue_response(self, symbols: list[str], first: int) -> None:
+        """Note_on/note_off pairs: symbol k sounds on grid step ``first + k``, moved by the call's groove when it
+        is followed; each note_off comes at ``gate`` of the note's length and never after the next note's onset
+        (so a repeated pitch retriggers)."""
         step = self.step_seconds()
         s = self.settings
         notes = _notes_of(symbols)
-        ons = [time + (start + 1) * step + self._groove_shift(first + start) * step for start, _, _ in notes]
-        end = time + (len(symbols) + 1) * step
+        ons = [self._step_time(first + start) + self._groove_shift(first + start) * step for start, _, _ in notes]
+        end = self._step_time(first + len(symbols))
         for k, (start, length, pitch) in enumerate(notes):
             played = _midi_range(pitch - self._shift)
             velocity = s.velocity if s.velocity is not None else self._touch.velocity(first + start, s.meter)
@@ -533,6 +571,8 @@ class Engine:
             channel is not None and getattr(message, "channel", channel) != channel
         ):
             return []
+        if message.type in ("note_on", "note_off") or (message.type == "control_change" and message.control == SUSTAIN):
+            self._heard.append((time, message))
         if message.type == "note_on" and message.velocity > 0:
             released = self._barge_in(time) if self.mode == "responding" else []
             step = self._snap(time)
@@ -607,6 +647,7 @@ class Engine:
             self.mode = "listening"
         self._buffer.reset_call()
         self._call_steps = 0
+        self._heard.clear()
         return released
 
     def stop(self, time: float) -> list[Timed]:

@@ -128,7 +128,7 @@ class TimingThread(threading.Thread):
         self._report = report
         self.follower = MidiClockFollower() if clock == "midi" else None
         self.internal: InternalClock | None = None
-        self.clock_out = clock_out and clock == "internal"
+        self.clock_out = clock_out and clock in ("internal", "follow")
         self.stats = stats or LatenessStats()
         self.heartbeat = time.monotonic()
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
@@ -223,7 +223,7 @@ class TimingThread(threading.Thread):
         boundary = self.internal.next_boundary
         self.engine.tick(boundary)
         step = self.engine.step_seconds()
-        self.internal.advance(step)
+        self.internal.advance(self.engine.next_boundary())
         if self.clock_out:
             self._pulses.extend([*InternalClock.pulses(boundary, step)[1:], self.internal.next_boundary])
         self._events()

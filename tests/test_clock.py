@@ -17,8 +17,10 @@ def pulses(follower: MidiClockFollower, start: float, bpm: float, count: int) ->
 
 def test_internal_clock_steps_and_tempo_change():
     clock = InternalClock(10.0)
-    assert clock.advance(0.125) == pytest.approx(10.125)
-    assert clock.advance(0.0625) == pytest.approx(10.1875)  # a new tempo applies from the next step
+    assert clock.advance(10.125) == 10.125
+    assert clock.advance(10.1875) == 10.1875  # where the engine's grid puts the next boundary
+    with pytest.raises(ValueError, match="is not after"):
+        clock.advance(10.0)
     assert InternalClock.pulses(1.0, 0.06) == pytest.approx([1.0, 1.01, 1.02, 1.03, 1.04, 1.05])
 
 
