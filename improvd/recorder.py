@@ -1,0 +1,77 @@
+"""Session recording: what the player played and what improvd answered, as standard MIDI files.
+
+A ``Session`` collects timestamped channel messages on two tracks, ``player`` and ``improvd`` (clicks
+included), from its start; ``write`` turns them into a type-1 MIDI file at ``TEMPO_BPM`` (one tick a
+millisecond), written beside its target and renamed over it, so a file on disk is always whole. A session
+holds at most ``MAX_MESSAGES`` messages: past that it drops and counts them (``dropped``), and the daemon
+starts a new session after ``SESSION_SECONDS`` or on SIGHUP anyway.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import mido
+
+TEMPO_BPM = 125.0  # with 480 ticks a quarter, one tick is a millisecond
+TICKS_PER_BEAT = 480
+MAX_MESSAGES = 200_000  # about 3 MB of MIDI: hours of playing
+SESSION_SECONDS = 3600.0
+TRACKS = ("player", "improvd")
+
+
+@dataclass
+class Session:
+    """The messages of one session, by track, with their times (seconds on the recording clock)."""
+
+    start: float
+    started_at: datetime = field(default_factory=datetime.now)
+    messages: dict[str, list[tuple[float, mido.Message]]] = field(default_factory=lambda: {t: [] for t in TRACKS})
+    dropped: int = 0
+
+    def add(self, track: str, message: mido.Message, time: float) -> None:
+        """Keep a channel message (notes, controls, bends...); others (clock, SysEx) are not music to keep."""
+        if not hasattr(message, "channel"):
+            return
+        if sum(len(m) for m in self.messages.values()) >= MAX_MESSAGES:
+            self.dropped += 1
+            return
+        self.messages[track].append((max(time, self.start), message))
+
+    def __len__(self) -> int:
+        return sum(len(m) for m in self.messages.values())
+
+    def file_name(self) -> str:
+        return f"improvd-{self.started_at:%Y%m%d-%H%M%S}.mid"
+
+    def midi(self) -> mido.MidiFile:
+        """The session as a type-1 MIDI file: a tempo track, then one track per source."""
+        midi = mido.MidiFile(type=1, ticks_per_beat=TICKS_PER_BEAT)
+        midi.tracks.append(mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(TEMPO_BPM))]))
+        seconds_per_tick = 60.0 / TEMPO_BPM / TICKS_PER_BEAT
+        for name in TRACKS:
+            track = mido.MidiTrack([mido.MetaMessage("track_name", name=name)])
+            now = 0
+            for time, message in sorted(self.messages[name], key=lambda item: item[0]):
+                tick = round((time - self.start) / seconds_per_tick)
+                track.append(message.copy(time=tick - now))
+                now = tick
+            midi.tracks.append(track)
+        return midi
+
+    def write(self, folder: Path) -> Path:
+        """Write (or rewrite) the session's file in ``folder``, whole or not at all; returns its path."""
+        path = folder / self.file_name()
+        handle, staged = tempfile.mkstemp(prefix=".improvd-", suffix=".mid", dir=folder)
+        try:
+            with os.fdopen(handle, "wb") as out:
+                self.midi().save(file=out)
+            os.replace(staged, path)
+        except BaseException:
+            Path(staged).unlink(missing_ok=True)
+            raise
+        return path
