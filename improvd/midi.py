@@ -172,7 +172,7 @@ class MidiPorts:
         self._ticks_read_at = float("-inf")  # the timing thread's last look before a tick
         self._in = _Side(_create(rtmidi.MidiIn, api), "input", input)
         self._out = _Side(_create(rtmidi.MidiOut, api), "output", output)
-        self._prober = _create(rtmidi.MidiOut, api) if api == "jack" else None
+        self._prober: rtmidi.MidiOut | None = None  # JACK only, made by the first probe (not in the start's rush)
         self._probe_target: str | None = None  # the JACK name of improvd's own input port, once the prober is on it
         self._probe_sent_at = self._probe_back_at = time.monotonic()
         self._probes_out = 0  # probes sent and not yet back
@@ -273,8 +273,6 @@ class MidiPorts:
                     side.handle.open_virtual_port(side.label)
                     side.connected = "virtual"
                     log.info("opened virtual %s port %r of client %r", side.direction, side.label, CLIENT)
-                    if side is self._in:
-                        self._aim_probe()
                 elif not self._connect(side):
                     log.warning("%s port matching %r not found; waiting for it", side.direction, side.wanted)
                     side.lost_logged = True
@@ -331,7 +329,10 @@ class MidiPorts:
         restarted (improvd's ports are not in it). Called from the asyncio loop.
         """
         now = time.monotonic()
-        if self._prober is None or now - self._probe_sent_at < PROBE_INTERVAL:
+        if self.api != "jack" or now - self._probe_sent_at < PROBE_INTERVAL:
+            return
+        if self._prober is None:
+            self._start_probing(now)
             return
         if self._probe_target is None:  # waiting for the named input: only the server can be checked
             if now - self._probe_back_at > PROBE_LOST:
@@ -349,13 +350,24 @@ class MidiPorts:
             self._prober.send_message([SYSEX_END])
         self._probes_out, self._probe_sent_at = self._probes_out + 1, now
 
-    def _check_server(self) -> None:
-        """Raise MidiSystemError when the JACK server is gone or is a new one (improvd's input not in it)."""
+    def _start_probing(self, now: float) -> None:
+        """Make the prober (a JACK client of its own; MidiSystemError when the server is gone) and aim it."""
+        self._prober = self._fresh_client()
+        with self._lock:
+            self._aim_probe()
+        self._probe_sent_at = self._probe_back_at = now
+
+    def _fresh_client(self) -> rtmidi.MidiOut:
+        """A new JACK client; MidiSystemError (and ``server_gone``: close nothing) when the server is gone."""
         try:
-            fresh = _create(rtmidi.MidiOut, self.api)
+            return _create(rtmidi.MidiOut, self.api)
         except MidiSystemError:
             self.server_gone = True
             raise MidiSystemError("the JACK server is gone") from None
+
+    def _check_server(self) -> None:
+        """Raise MidiSystemError when the JACK server is gone or is a new one (improvd's input not in it)."""
+        fresh = self._fresh_client()
         try:
             if self._probe_target is not None and self._probe_target not in fresh.get_ports():
                 self.server_gone = True

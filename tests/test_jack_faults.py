@@ -21,13 +21,19 @@ def heard_after_unterminated_sysex(monkeypatch, probe_interval: float) -> bool:
     received: list[list[int]] = []
     ports = MidiPorts("jack", "", "", lambda data, arrival: received.append(data), clock=False)
     ports.open()
+
+    def probing() -> bool:
+        ports.probe()  # the daemon's port watcher calls it every half second; the first makes the prober
+        return ports._probe_target is not None
+
+    wait_for(probing, 10, "the prober on improvd's input")
     player = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="player")
     try:
         player.open_port(player.get_ports().index(ports._probe_target))
         player.send_message([0xF0, 0x01, 0x02])  # a SysEx start that never ends
 
         def heard() -> bool:
-            ports.probe()  # the daemon's port watcher calls it every half second
+            ports.probe()
             player.send_message([0x90, 60, 64])
             time.sleep(0.1)
             return [0x90, 60, 64] in received
