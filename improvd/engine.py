@@ -118,7 +118,8 @@ from improvd.touch import Touch
 SUSTAIN = 64
 ALL_NOTES_OFF = 123
 HEARD_MESSAGES = 4096  # the call's messages kept for following its tempo (a call of 4096 steps: 256 bars)
-CADENCE_TRIES = 8  # draws of the answer's last bar at most (each a bar of LSTM steps: well under a millisecond)
+CLOSED = 2  # an answer that ends on the tonic or the dominant on a strong beat
+CADENCE_TRIES = 12  # draws of the answer's last bar at most (each a bar of LSTM steps: well under a millisecond)
 
 
 class Predictor(Protocol):
@@ -148,6 +149,7 @@ class Settings:
     gate: float = 0.9
     groove: str = "straight"
     follow_tempo: bool = False
+    thru: bool = False
     metronome: bool = False
     metronome_channel: int = 9  # channel 10, General MIDI percussion
     metronome_notes: tuple[int, int] = DEFAULT_NOTES
@@ -182,6 +184,7 @@ class Settings:
             ("groove", self.groove in ("straight", "follow"), '"straight" or "follow"'),
             ("metronome", isinstance(self.metronome, bool), "true or false"),
             ("follow_tempo", isinstance(self.follow_tempo, bool), "true or false"),
+            ("thru", isinstance(self.thru, bool), "true or false"),
             ("metronome_channel", _whole(self.metronome_channel, 0, 15), "a whole number from 0 to 15"),
             (
                 "metronome_notes",
@@ -236,10 +239,11 @@ class AnswerPlan:
 
 @dataclass(frozen=True)
 class Timed:
-    """A message to send at ``time``."""
+    """A message to send at ``time``: improvd's own, or the player's passed through (``source`` "player")."""
 
     time: float
     message: mido.Message
+    source: str = "improvd"
 
 
 @dataclass(frozen=True)
@@ -305,7 +309,7 @@ class Engine:
         """The LSTM's index of a player's symbol (a pitch transposed and folded into the vocabulary)."""
         vocabulary = self.model.vocabulary
         if is_pitch(symbol):
-            symbol = vocabulary.fold(str(int(symbol) + self._shift))
+            symbol = vocabulary.fold(str(_midi_range(int(symbol) + self._shift)))  # MIDI 0-5 may move below 0
         return vocabulary.index[symbol]
 
     def _feed_lstm(self, symbol: str) -> None:
@@ -389,14 +393,20 @@ class Engine:
         if self._call_steps == 0 and not is_pitch(symbol) and not self._respond_requested:
             self._buffer.symbols.pop()  # silence before a call belongs to no call
             return
+        starts = self._call_steps == 0
         self._call_steps += 1
+        if starts:
+            self._buffer.start_call()  # each call is a song of its own: the last call's key and motifs are gone
         if is_pitch(symbol):
             deviation = self._deviations.get((step, int(symbol)), 0.0)
             self._touch.record(step, self._buffer.velocities[-1], deviation)
         self._deviations = {key: d for key, d in self._deviations.items() if key[0] > step}
         if self.mode == "responding":
             return  # overlap: the player's notes go into the next call; the LSTM is busy answering
-        self._feed_lstm(symbol)
+        if starts:
+            self._reprime()  # the song's start, then this first step
+        else:
+            self._feed_lstm(symbol)
         if self._phrase_ended():
             self._respond(time)
 
@@ -495,22 +505,39 @@ class Engine:
 
     def _sample_answer(self, plan: AnswerPlan, echo: Echo | None, tonic: int) -> list[str]:
         """The answer's symbols in the model's key, one per step from ``plan.first`` to ``plan.end``; its last bar
-        is drawn again (up to CADENCE_TRIES times) until the answer's last note is the tonic or the dominant on
-        a strong beat."""
+        is drawn again (up to CADENCE_TRIES times) until the answer closes (``_closing``), keeping the draw that
+        closes best, which is then the one the LSTM has heard."""
         final = max(plan.first, plan.end - plan.bar)
         symbols = self._sample_steps(plan, plan.first, final, echo, [])
-        saved = (self._runtime.snapshot(), self._cache.snapshot(), echo and echo.snapshot(), self._logits)
+        saved = self._save(echo)
+        best, best_score = [], -1
         for attempt in range(CADENCE_TRIES):
             if attempt:
-                self._runtime.restore(saved[0])
-                self._cache.restore(saved[1])
-                if echo is not None:
-                    echo.restore(saved[2])
-                self._logits = saved[3]
+                self._load_saved(saved, echo)
             ending = self._sample_steps(plan, final, plan.end, echo, symbols)
-            if _cadences(symbols + ending, plan, tonic):
+            score = _closing(symbols + ending, plan, tonic)
+            if score > best_score:
+                best, best_score = ending, score
+            if score == CLOSED:
                 break
-        return symbols + ending
+        if best is not ending:  # one timeline: the LSTM hears the ending that is played
+            self._load_saved(saved, echo)
+            for step, symbol in enumerate(best, start=final):
+                index = self.model.vocabulary.index[symbol]
+                if echo is not None:
+                    echo.heard(step, index)
+                self._step(index, own=True)
+        return symbols + best
+
+    def _save(self, echo: Echo | None) -> tuple:
+        return self._runtime.snapshot(), self._cache.snapshot(), echo and echo.snapshot(), self._logits
+
+    def _load_saved(self, saved: tuple, echo: Echo | None) -> None:
+        runtime, cache, echoed, self._logits = saved
+        self._runtime.restore(runtime)
+        self._cache.restore(cache)
+        if echo is not None:
+            echo.restore(echoed)
 
     def _sample_steps(self, plan: AnswerPlan, start: int, stop: int, echo: Echo | None, before: list[str]) -> list[str]:
         """Symbols for grid steps ``start`` to ``stop``: never a song end; a note at ``plan.entry`` at the latest."""
@@ -565,7 +592,17 @@ class Engine:
     # --- player input ----------------------------------------------------------
 
     def feed(self, message: mido.Message, time: float) -> list[Timed]:
-        """Take one player message; returns releases to send at once (barge-in), usually []."""
+        """Take one player message; returns what to send at once: the message itself with ``thru`` (a channel
+        message on the player's channel, tracked like improvd's notes so every release covers it), then the
+        barge-in releases; usually []."""
+        passed = []
+        if self.settings.thru and hasattr(message, "channel"):
+            self._track(message)
+            passed = [Timed(time, message, "player")]
+        return passed + self._hear(message, time)
+
+    def _hear(self, message: mido.Message, time: float) -> list[Timed]:
+        """The call's part of a player message: notes and the sustain pedal; barge-in releases returned."""
         channel = self.settings.input_channel
         if self.mode in ("idle", "counting_in") or (
             channel is not None and getattr(message, "channel", channel) != channel
@@ -638,7 +675,12 @@ class Engine:
 
     def panic(self, time: float) -> list[Timed]:
         """Release everything now and stop the metronome; a response or count-in in progress ends, listening
-        goes on."""
+        goes on. A ``panic`` event says so."""
+        self._events.append(Event(time, "panic", {}))
+        return self._silence(time)
+
+    def _silence(self, time: float) -> list[Timed]:
+        """What panic, Stop and disabling share: every note released, the metronome off, the call forgotten."""
         released = self._release(time)
         self.settings.metronome = False
         if self.mode == "responding":
@@ -652,12 +694,12 @@ class Engine:
 
     def stop(self, time: float) -> list[Timed]:
         """MIDI Stop or shutdown: the same releases as panic."""
-        return self.panic(time)
+        return self._silence(time)
 
     def set_enabled(self, enabled: bool, time: float) -> list[Timed]:
         self.settings.enabled = enabled
         if not enabled:
-            released = self.panic(time)
+            released = self._silence(time)
             self.mode = "idle"
             return released
         if self.mode == "idle":
@@ -696,15 +738,15 @@ class Engine:
         return events
 
 
-def _cadences(symbols: list[str], plan: AnswerPlan, tonic: int) -> bool:
-    """The last note that starts on a strong beat of the answer's last bar is the tonic or the dominant."""
+def _closing(symbols: list[str], plan: AnswerPlan, tonic: int) -> int:
+    """How an answer ends: CLOSED when its last note starts on a strong beat of its last bar and is the tonic or
+    the dominant; 1 when such a note comes but weaker ones lead on after it; 0 otherwise."""
     last_bar = max(0, plan.end - plan.bar - plan.first)
-    strong = [
-        int(symbol)
-        for k, symbol in enumerate(symbols[last_bar:], start=last_bar)
-        if is_pitch(symbol) and (plan.first + k) % plan.bar in plan.strong
-    ]
-    return bool(strong) and (strong[-1] - tonic) % 12 in (0, 7)
+    notes = [k for k in range(last_bar, len(symbols)) if is_pitch(symbols[k])]
+    strong = [k for k in notes if (plan.first + k) % plan.bar in plan.strong]
+    if not strong or (int(symbols[strong[-1]]) - tonic) % 12 not in (0, 7):
+        return 0
+    return CLOSED if strong[-1] == notes[-1] else 1
 
 
 def _notes_of(symbols: list[str]) -> list[tuple[int, int, int]]:

@@ -69,6 +69,12 @@ class SeedBuffer:
     def has_onset(self, step: int) -> bool:
         return step in self._onsets
 
+    def start_call(self) -> None:
+        """A new call began with the last closed step: forget the symbols before it."""
+        first = self.symbols[-1]
+        self.symbols.clear()
+        self.symbols.append(first)
+
     def resize(self, length: int) -> None:
         """Keep the last ``length`` symbols from now on."""
         self.symbols = deque(self.symbols, maxlen=length)

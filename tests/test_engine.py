@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from improvd.encoding import encode
-from improvd.engine import Engine, Settings
+from improvd.engine import Engine, Settings, Timed
 from improvd.model import load_model
 from improvd.runtime import LSTMRuntime
 from improvd.scores import essen_tune, melody_of
@@ -167,21 +167,23 @@ def test_the_echo_lays_the_call_over_the_answer_bar_line_on_bar_line(model, monk
     assert [(p, s) for p, s in answer if s >= 60][:8] == [(p, s + 48) for p, s, _ in pickup + bars]
 
 
-def test_the_last_bar_is_drawn_again_until_the_answer_cadences(model, monkeypatch):
-    """The last note on a strong beat of the answer's last bar is the tonic or the dominant (C or G here)."""
+def test_the_last_bar_is_drawn_again_until_the_answer_closes(model, monkeypatch):
+    """The answer's last note starts on a strong beat of its last bar (step 32 or 40) and is the tonic or the
+    dominant (C or G here): nothing after it leads on into another bar."""
 
     def cadences() -> int:
         count = 0
         for seed in range(20):
             engine = Engine(model, Settings(bpm=BPM, min_call_steps=4, response_bars=1), seed=seed)
             sent, _ = run(engine, call(C_MAJOR), 80)
-            strong = [t.message.note for t in sent if t.message.type == "note_on" and round(t.time / STEP) in (32, 40)]
-            count += bool(strong) and strong[-1] % 12 in (0, 7)
+            last = max((t for t in sent if t.message.type == "note_on" and t.message.velocity), key=lambda t: t.time)
+            count += round(last.time / STEP) in (32, 40) and last.message.note % 12 in (0, 7)
         return count
 
     redrawn = cadences()
     monkeypatch.setattr("improvd.engine.CADENCE_TRIES", 1)
-    assert redrawn >= 16 and redrawn > cadences(), redrawn
+    single = cadences()
+    assert redrawn >= single + 4, (redrawn, single)  # the tiny model rarely closes a bar of its own accord
 
 
 def test_a_short_call_is_not_answered(model):
@@ -335,6 +337,7 @@ engine_settings = st.builds(
     output_channel=st.integers(0, 15),
     max_call_steps=st.integers(0, 16),
     metronome=st.booleans(),
+    thru=st.booleans(),
     count_in_bars=st.integers(0, 2),
     groove=st.sampled_from(["straight", "follow"]),
 )
@@ -355,10 +358,12 @@ def test_no_note_is_ever_left_sounding(model, messages, chosen, seed, panic_at):
         sent += engine.panic(panic_at)
     else:
         sent, _ = run(engine, messages, steps)
+        sent += engine.stop(8.0)  # the exit: a key still held, passed thru, is released too
     assert not sounding_after(sent)
     assert not engine.sounding
+    player_channels = {m.channel for _, m in messages} if chosen.thru else set()
     for timed in sent:
-        assert timed.message.channel in (chosen.output_channel, chosen.metronome_channel)
+        assert timed.message.channel in {chosen.output_channel, chosen.metronome_channel, *player_channels}
         if timed.message.type in ("note_on", "note_off"):
             assert 0 <= timed.message.note <= 127
 
@@ -398,3 +403,34 @@ def test_the_length_set_last_wins_and_a_bad_meter_is_refused(model):
     assert engine.settings.response_steps == "match"
     with pytest.raises(ValueError, match=r"meter = '3/5' is not allowed: use a time signature"):
         engine.update(meter="3/5")
+
+
+def test_thru_passes_the_players_messages_at_once_and_releases_them_with_improvds(model):
+    engine = Engine(model, Settings(bpm=BPM, thru=True, input_channel=2, enabled=False), seed=0)
+    engine.start(0.0)
+    bend = mido.Message("pitchwheel", channel=2, pitch=300)
+    note = mido.Message("note_on", channel=2, note=64, velocity=70)
+    assert engine.feed(bend, 0.01) == [Timed(0.01, bend, "player")]  # disabled, improvd still lets you be heard
+    assert engine.feed(note, 0.02) == [Timed(0.02, note, "player")]
+    assert engine.sounding == {(2, 64)}
+    released = [t.message for t in engine.panic(0.03)]
+    assert (released[0].type, released[0].channel, released[0].note) == ("note_off", 2, 64)
+    engine.update(thru=False)
+    assert engine.feed(mido.Message("note_on", channel=2, note=65, velocity=70), 0.04) == []
+
+
+def test_a_call_is_answered_as_itself_not_with_the_call_before_it(model):
+    """The tester's lux#298 then han1#48: a call in D major with C sharps, then one of A, C and D only. The
+    second is moved as it would be alone (its own collection), and its echo is its own notes."""
+    d_major = [(62, 0, 2), (66, 2, 2), (69, 4, 2), (73, 6, 2), (74, 8, 2), (71, 10, 2), (73, 12, 2), (74, 14, 4)]
+    second = [(69, 0, 2), (72, 2, 2), (74, 4, 4), (72, 8, 2), (69, 10, 2), (74, 12, 4)]
+    alone = Engine(model, Settings(bpm=BPM, min_call_steps=4, response_bars=1, buffer_steps=128), seed=7)
+    _, events = run(alone, call(second), 60)
+    expected = next(e for e in events if e.name == "response_start").data["transposition"]
+    later = [(p, s + 80, n) for p, s, n in second]  # after the first answer has ended
+    engine = Engine(model, Settings(bpm=BPM, min_call_steps=4, response_bars=1, buffer_steps=128), seed=7)
+    _, events = run(engine, call(d_major) + call(later), 160)
+    starts = [e for e in events if e.name == "response_start"]
+    assert len(starts) == 2 and starts[0].data["transposition"] != expected
+    assert starts[1].data["transposition"] == expected
+    assert [int(s) for s in engine._buffer.last_note_symbols() if s.isdigit()] == [p for p, _, _ in second]

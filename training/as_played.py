@@ -11,6 +11,7 @@ real bars 5-8:
 * ``eighth_grid``: the share of onsets on the 8th-note grid (even 16ths from the bar line);
 * ``motif_reuse``: the share of continuations that play a run of ``MOTIF_NOTES`` of the call's pitches;
 * ``cadence``: the share whose last note on a strong beat of the last bar is the tune's tonic or dominant;
+* ``closes``: the share whose very last note is such a note (nothing after it leads on into another bar);
 * ``early_end``: the share silent through their whole last bar;
 * ``in_key_signature``: the share of onset pitches inside the written key signature's scale;
 * ``key_signature_agreement`` (answers only): the share of calls the engine moved by their written key
@@ -133,7 +134,7 @@ def report(tests: list[TestCall], makers: dict[str, EngineMaker], seeds: int, te
 def figures(tests: list[TestCall], continuations: list[Continuation]) -> dict:
     """The figures above over ``continuations`` (one per test, in order), with the onset-position histograms."""
     positions: dict[str, list[int]] = defaultdict(list)
-    eighths = motifs = cadences = early = in_key = pitches = agreed = 0
+    eighths = motifs = cadences = closes = early = in_key = pitches = agreed = 0
     for test, continuation in zip(tests, continuations, strict=True):
         call, bar, notes = test.call, test.call.steps_per_bar, continuation.notes
         steps = [round(n.start / call.step_seconds) for n in notes]
@@ -142,7 +143,9 @@ def figures(tests: list[TestCall], continuations: list[Continuation]) -> dict:
         eighths += sum(p % 2 == 0 for p in in_bar)
         motifs += _shares_run([n.pitch for n in call.notes], [n.pitch for n in notes])
         last_bar = continuation.first_bar + (CALL_BARS - 1) * bar
-        cadences += _cadence([(n.pitch, s) for n, s in zip(notes, steps, strict=True) if s >= last_bar], bar, test)
+        ending = [(n.pitch, s) for n, s in zip(notes, steps, strict=True) if s >= last_bar]
+        cadences += _cadence(ending, bar, test)
+        closes += _cadence(ending[-1:], bar, test)
         early += not notes or max(round(n.end / call.step_seconds) for n in notes) <= last_bar
         in_key += sum(n.pitch % 12 in test.scale for n in notes)
         pitches += len(notes)
@@ -153,6 +156,7 @@ def figures(tests: list[TestCall], continuations: list[Continuation]) -> dict:
         "eighth_grid": round(eighths / max(pitches, 1), 4),
         "motif_reuse": round(motifs / count, 4),
         "cadence": round(cadences / count, 4),
+        "closes": round(closes / count, 4),
         "early_end": round(early / count, 4),
         "in_key_signature": round(in_key / max(pitches, 1), 4),
         "notes_per_continuation": round(pitches / count, 2),
