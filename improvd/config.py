@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
@@ -61,6 +62,8 @@ class Config:
     metronome_channel: int = 10  # General MIDI percussion
     metronome_notes: tuple[int, int] = (76, 77)  # the bar's first beat, the other beats
     count_in_bars: int = 0
+    thru: bool = False
+    record_dir: str = ""  # "" = no recording
     seed: int | None = None
     log_level: str = "info"
     stats_interval: float = 60.0
@@ -85,6 +88,7 @@ class Config:
             "gate": self.gate,
             "groove": self.groove,
             "follow_tempo": self.clock == "follow",
+            "thru": self.thru,
             "metronome": self.metronome,
             "metronome_channel": self.metronome_channel - 1,
             "metronome_notes": self.metronome_notes,
@@ -163,6 +167,15 @@ def _meter(value: Any) -> str:
     return f"{beats}/{unit}"
 
 
+def _folder_or_nothing(value: Any) -> str:
+    text = _text(value)
+    if text and not Path(text).expanduser().is_dir():
+        raise ValueError("must be an existing folder (or empty for no recording)")
+    if text and not os.access(Path(text).expanduser(), os.W_OK):
+        raise ValueError("must be a folder improvd may write in")
+    return text
+
+
 def _two_notes(value: Any) -> tuple[int, int]:
     if not isinstance(value, list) or len(value) != 2:
         raise ValueError("must be two MIDI notes [first beat of the bar, other beats], e.g. [76, 77]")
@@ -206,6 +219,8 @@ CHECKS: dict[str, Callable[[Any], Any]] = {
     "metronome_channel": _whole(1, 16),
     "metronome_notes": _two_notes,
     "count_in_bars": _whole(0, 8),
+    "thru": _boolean,
+    "record_dir": _folder_or_nothing,
     "seed": _whole(0, 2**32 - 1),
     "log_level": _choice(*LOG_LEVELS),
     "stats_interval": _number(1, 86400),
@@ -231,6 +246,8 @@ FLAGS = {
     "groove": "groove",
     "metronome": "metronome",
     "count_in_bars": "count_in_bars",
+    "thru": "thru",
+    "record_dir": "record_dir",
     "seed": "seed",
     "log_level": "log_level",
 }
@@ -266,6 +283,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--metronome", action="store_true", default=None, help="click every beat of the meter (channel 10 by default)"
     )
     parser.add_argument("--count-in-bars", type=int, help="bars of clicks before listening after a start, 0-8")
+    parser.add_argument(
+        "--thru", action="store_true", default=None, help="pass what you play to the output (a silent controller)"
+    )
+    parser.add_argument("--record-dir", help="keep every session as MIDI files in this folder (default: none)")
     parser.add_argument("--seed", type=int, help="random seed (default: random)")
     parser.add_argument("--log-level", help="debug, info (default), warning or error")
     parser.add_argument("--no-mqtt", action="store_true", help="do not connect to an MQTT broker")

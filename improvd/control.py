@@ -100,6 +100,10 @@ def _metronome(value: Any) -> bool:
     return _switch(value, "metronome")
 
 
+def _thru(value: Any) -> bool:
+    return _switch(value, "thru")
+
+
 def _count_in_bars(value: Any) -> int:
     return _whole(value, "count_in_bars", 0, 8)
 
@@ -133,6 +137,7 @@ VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "groove": _groove,
     "metronome": _metronome,
     "count_in_bars": _count_in_bars,
+    "thru": _thru,
     "phrase_end_steps": _phrase_end_steps,
     "model": _model,
 }
@@ -173,10 +178,25 @@ def _depth(text: str) -> int:
 
 
 def _json(text: str) -> Any:
-    """``json.loads`` within bounds: nesting over MAX_DEPTH, over-long numbers and NaN are ControlError."""
+    """``json.loads`` within bounds: nesting over MAX_DEPTH, over-long numbers, NaN and a key given twice in an
+    object are ControlError."""
     if _depth(text) > MAX_DEPTH:
         raise ControlError(f"JSON nested deeper than {MAX_DEPTH} levels")
-    return json.loads(text, parse_constant=_reject_constant, parse_int=_bounded(int), parse_float=_bounded(float))
+    return json.loads(
+        text,
+        parse_constant=_reject_constant,
+        parse_int=_bounded(int),
+        parse_float=_bounded(float),
+        object_pairs_hook=_once_each,
+    )
+
+
+def _once_each(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [key for key, _ in pairs]
+    twice = next((key for key in keys if keys.count(key) > 1), None)
+    if twice is not None:
+        raise ControlError(f"key {twice!r} given twice")
+    return dict(pairs)
 
 
 def _scalar(text: str) -> Any:

@@ -75,3 +75,20 @@ class Session:
             Path(staged).unlink(missing_ok=True)
             raise
         return path
+
+
+class Recorder:
+    """The daemon's recordings in ``folder``: one Session at a time, a new one every SESSION_SECONDS or on demand."""
+
+    def __init__(self, folder: Path, now: float) -> None:
+        self.folder = folder
+        self.session = Session(start=now)
+
+    def due(self, now: float) -> bool:
+        """The session is an hour old: time for a new one."""
+        return now - self.session.start >= SESSION_SECONDS
+
+    def rotate(self, now: float) -> Session:
+        """Start a new session; returns the one that ends (to write once more)."""
+        ended, self.session = self.session, Session(start=now)
+        return ended

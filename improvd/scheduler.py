@@ -135,6 +135,7 @@ class TimingThread(threading.Thread):
         self._wake = threading.Event()
         self._stopping = False
         self._pulses: deque[float] = deque()
+        self.recording: Any = None  # an improvd.recorder.Session while recording: the daemon swaps it
         self._before_tick = before_tick  # hands on input queued before the boundary (True if any): its step hears it
 
     def feed(self, message: mido.Message, arrival: float) -> None:
@@ -210,6 +211,12 @@ class TimingThread(threading.Thread):
         for timed in self.engine.pop_due(time.monotonic()):
             self.stats.record(time.monotonic() - timed.time)
             self._send_raw(timed.message.bytes())
+            self._record(timed)
+
+    def _record(self, timed: Any) -> None:
+        """Keep improvd's own messages in the session being recorded (the player's were kept as they came)."""
+        if self.recording is not None and timed.source == "improvd":
+            self.recording.add("improvd", timed.message, timed.time)
 
     def _send_pulse(self) -> None:
         due = self._pulses.popleft()
@@ -249,6 +256,8 @@ class TimingThread(threading.Thread):
         elif isinstance(item, int):
             self._clock(item, arrival)
         elif self.follower is None or self.follower.running:
+            if self.recording is not None:
+                self.recording.add("player", item, arrival)
             self._send_now(self.engine.feed(item, arrival))
 
     def _clock(self, status: int, arrival: float) -> None:
@@ -284,6 +293,7 @@ class TimingThread(threading.Thread):
     def _send_now(self, messages: list) -> None:
         for timed in messages or ():
             self._send_raw(timed.message.bytes())
+            self._record(timed)
 
     def _send_raw(self, data: list[int]) -> None:
         try:

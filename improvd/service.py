@@ -34,6 +34,7 @@ from improvd.encoding import SONG_END
 from improvd.midi import SYSTEM_COMMON, MidiPorts, MidiSystemError, well_formed
 from improvd.model import DEFAULT_MODEL_DIR, MODEL_JSON, Model, ModelError, load_model
 from improvd.notify import Notifier, watchdog_interval
+from improvd.recorder import Recorder
 from improvd.runtime import LSTMRuntime
 from improvd.scheduler import CLOCK, CONTINUE, START, STOP, LatenessStats, TimingThread
 from improvd.tally import Tally, describe
@@ -52,6 +53,7 @@ CLOSE_GRACE = 0.3  # seconds closing the ports may take at exit
 CLOCK_BYTES = (CLOCK, START, CONTINUE, STOP)
 LOAD_TIMEOUT = 30.0  # seconds a model load or configuration reload may take; then it is refused
 RESTART_KEYS = ("midi_api", "input", "output", "clock", "clock_out", "seed")  # a reload keeps them as they run
+RECORD_FLUSH = 10.0  # seconds between writes of the session being recorded
 ENGINE_KEYS = (
     "temperature",
     "bpm",
@@ -61,6 +63,7 @@ ENGINE_KEYS = (
     "groove",
     "metronome",
     "count_in_bars",
+    "thru",
     "phrase_end_steps",
 )
 
@@ -193,6 +196,9 @@ class Daemon:
         self._status = ""
         self._failed = False
         self._background: set[asyncio.Task] = set()
+        self.recorder = Recorder(Path(config.record_dir).expanduser(), time.monotonic()) if config.record_dir else None
+        self.timing.recording = self.recorder.session if self.recorder else None
+        self._recording_path: Path | None = None
         self._held: set[tuple[int, int]] = set()  # (channel, note) the player holds; one input reader at a time
 
     # --- MIDI input (whichever thread reads the port, one at a time): drop what does not belong ---
@@ -217,8 +223,8 @@ class Daemon:
         if message.type in ("note_on", "note_off"):
             if not self._track(message):
                 return
-        elif message.type != "control_change" or message.control != 64:
-            return
+        elif not self.engine.settings.thru and (message.type != "control_change" or message.control != 64):
+            return  # with thru every channel message goes on: the engine passes it to the output
         self.timing.feed(message, arrival)
 
     def _track(self, message: mido.Message) -> bool:
@@ -267,6 +273,8 @@ class Daemon:
             "groove": settings.groove,
             "metronome": settings.metronome,
             "count_in_bars": settings.count_in_bars,
+            "thru": settings.thru,
+            "recording": self._recording_path.name if self._recording_path else None,
             "phrase_end_steps": settings.phrase_end_steps,
             "clock": self.config.clock,
             "ports": self.ports.names(),
@@ -419,6 +427,8 @@ class Daemon:
             return 1
         self.timing.start()
         tasks = [self._spawn(c) for c in (self._watch_ports(), self._watchdog(), self._log_stats())]
+        if self.recorder is not None:
+            tasks.append(self._spawn(self._record()))
         mqtt_task = self._start_mqtt()
         self._status = self.status_line()
         self.notifier.ready(self._status)
@@ -445,6 +455,8 @@ class Daemon:
             mqtt_task.cancel()  # it says offline while the timing thread releases the notes
         await off_loop(self.timing.stop)  # releases every sounding note on the output
         alive = self.timing.is_alive()
+        if self.recorder is not None:
+            await self._save_recording(rotate=False)
         for task in tasks:
             task.cancel()
         if mqtt_task is not None:
@@ -512,6 +524,32 @@ class Daemon:
         if counts:
             log.warning("dropped since the last report: %s", describe(counts))
 
+    # --- session recording (improvd.recorder): written off the loop, whole files only ---
+
+    async def _record(self) -> None:
+        while True:
+            await asyncio.sleep(RECORD_FLUSH)
+            await self._save_recording(rotate=self.recorder.due(time.monotonic()))
+
+    async def _save_recording(self, rotate: bool) -> None:
+        """Write the session being recorded (and start a new one when ``rotate``); a failure is one error line."""
+        session = self.recorder.session
+        if rotate:
+            self.recorder.rotate(time.monotonic())
+            self.timing.recording = self.recorder.session
+        if not len(session):
+            return
+        try:
+            path = await off_loop(session.write, self.recorder.folder)
+        except (OSError, TimeoutError) as error:
+            log.error("recording not written: %s", error)
+            self._event("error", {"reason": f"recording not written: {error}"})
+            return
+        if path != self._recording_path:
+            self._recording_path = path
+            log.info("recording to %s", path)
+            self._event("recording", {"file": path.name})
+
     async def reload(self) -> None:
         """SIGHUP: read the configuration again; an invalid one is logged and the running one kept.
 
@@ -532,6 +570,8 @@ class Daemon:
         changed = {k: v for k, v in settings.items() if getattr(running, k, v) != v}
         self.timing.submit(lambda now: self.engine.update(now, **settings))
         self._event("reloaded", {"changed": changed})
+        if self.recorder is not None:
+            await self._save_recording(rotate=True)  # a SIGHUP starts a new recording
         if changed:
             log.info("reload changed %s", ", ".join(f"{k} to {v}" for k, v in changed.items()))
         if model_dir(new) != model_dir(old):

@@ -136,3 +136,10 @@ def test_the_metronome_settings_reach_the_engine(tmp_path):
     file.write_text("metronome_notes = [34]\n")
     with pytest.raises(ConfigError, match="metronome_notes = \\[34\\]: must be two MIDI notes"):
         config.load(flags("--config", str(file)))
+
+
+def test_thru_and_a_record_folder_that_must_exist(tmp_path):
+    loaded = config.load(flags("--thru", "--record-dir", str(tmp_path)))
+    assert loaded.engine_settings()["thru"] is True and loaded.record_dir == str(tmp_path)
+    with pytest.raises(ConfigError, match=r"record_dir = .*: must be an existing folder"):
+        config.load(flags("--record-dir", str(tmp_path / "missing")))

@@ -165,3 +165,8 @@ def test_metronome_and_count_in_over_mqtt():
         parse("set/metronome", b"loud")
     with pytest.raises(ControlError, match="count_in_bars must be a whole number from 0 to 8"):
         parse("set/count_in_bars", b"9")
+
+
+def test_a_key_given_twice_is_refused_not_silently_the_last():
+    with pytest.raises(ControlError, match="key 'bpm' given twice"):
+        parse("set", b'{"bpm": 100, "bpm": 200}')

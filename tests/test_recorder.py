@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import mido
 import pytest
 
@@ -56,3 +58,33 @@ def test_a_failed_write_leaves_nothing_behind(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         session.write(tmp_path)
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # the earlier whole file, nothing else
+
+
+def test_the_timing_thread_records_the_players_notes_and_improvds_answer(tiny_model_dir):
+    """Both tracks fill as the daemon's timing thread runs (messages compared, never times)."""
+    from improvd.engine import Engine, Settings
+    from improvd.model import load_model
+    from improvd.scheduler import TimingThread
+    from tests.services import wait_for
+
+    engine = Engine(load_model(tiny_model_dir), Settings(bpm=300, min_call_steps=2, phrase_end_steps=2), seed=1)
+    engine.update(response_steps=4, thru=True)
+    timing = TimingThread(engine, lambda data: True, lambda kind, data: None)
+    timing.recording = session = Session(start=0.0)
+    timing.start()
+    try:
+        wait_for(lambda: engine._grid.step > 2, 10, "the grid running")
+        for pitch in (60, 62, 64):
+            timing.feed(mido.Message("note_on", note=pitch, velocity=90), time.monotonic())
+            time.sleep(0.1)
+            timing.feed(mido.Message("note_off", note=pitch), time.monotonic())
+        wait_for(lambda: any(m.type == "note_on" for _, m in session.messages["improvd"]), 10, "an answer")
+    finally:
+        timing.stop()
+    player = [(m.type, m.note) for _, m in session.messages["player"]]
+    assert player == [(kind, p) for p in (60, 62, 64) for kind in ("note_on", "note_off")]
+    improvd = [m for _, m in session.messages["improvd"]]
+    assert all(m.channel == 0 for m in improvd if m.type == "note_on")  # the answer, not the thru copies
+    ons = [m.note for m in improvd if m.type == "note_on" and m.velocity]
+    offs = [m.note for m in improvd if m.type == "note_off" or (m.type == "note_on" and not m.velocity)]
+    assert ons and set(ons) <= set(offs)  # every answer note recorded with its release (the stop's included)
