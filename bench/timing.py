@@ -27,6 +27,7 @@ import argparse
 import json
 import multiprocessing
 import os
+import random
 import re
 import signal
 import socket
@@ -50,6 +51,9 @@ PHRASE_END_STEPS = 4
 RESPONSE_STEPS = 16
 MQTT_INSTANCE = "bench"
 REFERENCE_CHANNEL = 16  # the daemon answers on channel 1
+CLICK_CHANNEL = 10  # the metronome's
+FOLLOW_BPM = 96  # the player's tempo in the follow case, off the daemon's 110 BPM grid
+FOLLOW_JITTER = 0.008  # seconds, each way
 IDLE_SECONDS = 15  # CPU time is counted in 10 ms ticks: 15 s resolves 0.07% of a core
 SETTLE_SECONDS = 4  # after playing: the last answer ends and the input reader goes idle (midi.IDLE_AFTER)
 UNIT = Path(__file__).resolve().parent.parent / "systemd" / "improvd.service"
@@ -81,7 +85,8 @@ def phrases() -> list[list[tuple[int, float]]]:
 class Receiver:
     """The synth: a JACK input whose times come from rtmidi's JACK-side deltas, not the Python callback.
 
-    The daemon plays on channel 1, the reference on REFERENCE_CHANNEL: their onsets are kept apart.
+    The daemon plays on channel 1 and its clicks on CLICK_CHANNEL, the reference on REFERENCE_CHANNEL: their
+    onsets are kept apart.
     """
 
     def __init__(self) -> None:
@@ -89,6 +94,7 @@ class Receiver:
         self.port.open_virtual_port("in")
         self.onsets: list[float] = []
         self.reference_onsets: list[float] = []
+        self.click_onsets: list[float] = []
         self._stream = 0.0
         self._offset: float | None = None
         self.port.set_callback(self._on)
@@ -99,8 +105,9 @@ class Receiver:
         self._stream += delta
         self._offset = min(now - self._stream, self._offset if self._offset is not None else now)
         if data[0] & 0xF0 == 0x90 and len(data) > 2 and data[2] > 0:
-            onsets = self.reference_onsets if data[0] & 0x0F == REFERENCE_CHANNEL - 1 else self.onsets
-            onsets.append(self._offset + self._stream)
+            channel = data[0] & 0x0F
+            onsets = {REFERENCE_CHANNEL - 1: self.reference_onsets, CLICK_CHANNEL - 1: self.click_onsets}
+            onsets.get(channel, self.onsets).append(self._offset + self._stream)
 
     def close(self) -> None:
         self.port.close_port()
@@ -208,8 +215,11 @@ def flood_starter(flood_kind: str | None, broker):
     return stop, flooder
 
 
-def run_one(model: Path, bpm: int, flood_kind: str | None, seconds: float, workdir: Path, tunes: list, broker) -> dict:
-    """One daemon run; ``flood_kind`` None (quiet), "midi" (junk into its input) or "mqtt" (set/temperature)."""
+def run_one(
+    model: Path, bpm: int, flood_kind: str | None, seconds: float, workdir: Path, tunes: list, broker, extra=()
+) -> dict:
+    """One daemon run; ``flood_kind`` None (quiet), "midi" (junk into its input) or "mqtt" (set/temperature);
+    ``extra`` flags (``--metronome``: the clicks' onset error beside the answer notes')."""
     step = 60 / bpm / 4
     notify_path = workdir / f"notify-{bpm}-{flood_kind}"
     notify = notify_socket(notify_path)
@@ -225,6 +235,7 @@ def run_one(model: Path, bpm: int, flood_kind: str | None, seconds: float, workd
         command += ["--no-mqtt"]
     command += ["--bpm", str(bpm), "--input", "player", "--output", "synth", "--input-channel", "1"]
     command += ["--phrase-end-steps", str(PHRASE_END_STEPS), "--response-steps", str(RESPONSE_STEPS), "--seed", "1"]
+    command += list(extra)
     daemon, ready = start_daemon(as_service() + command, log, notify, notify_path)
     (idle_at_start, idle_threads_at_start), (floor_at_start, _) = idle_cpu(daemon.pid, reference.pid)
     stop_flood, flooder = flood_starter(flood_kind, broker)
@@ -270,10 +281,15 @@ def run_one(model: Path, bpm: int, flood_kind: str | None, seconds: float, workd
         "idle_cpu_percent": floor_after,
         "idle_cpu_percent_before_playing": floor_at_start,
     }
-    return {
+    clicks = {}
+    if receiver.click_onsets:
+        click_errors, _ = grid_figures(receiver.click_onsets, [], step)
+        clicks = {"clicks": len(receiver.click_onsets), "click_onset_error_ms": spread(click_errors)}
+    return clicks | {
         "log": str(log),
         "bpm": bpm,
         "flood": flood_kind,
+        "flags": list(extra),
         "calls": len(calls),
         "answered": len(delays),
         "send_lateness_ms": {"sends": int(sends), "p50": p50, "p99": p99, "max": peak},
@@ -299,9 +315,10 @@ def run_one(model: Path, bpm: int, flood_kind: str | None, seconds: float, workd
 
 
 def spread(seconds: list[float]) -> dict[str, float]:
-    """p50, p99 and max in milliseconds."""
+    """p50, p90, p99 and max in milliseconds."""
     return {
         "p50": round(percentile(seconds, 50) * 1000, 3),
+        "p90": round(percentile(seconds, 90) * 1000, 3),
         "p99": round(percentile(seconds, 99) * 1000, 3),
         "max": round(max(seconds, default=0) * 1000, 3),
     }
@@ -377,15 +394,73 @@ def locked_rss(model: Path, workdir: Path) -> float | None:
     return round(rss, 1)
 
 
-def play(port: rtmidi.MidiOut, phrase: list[tuple[int, float]], bpm: float) -> float:
-    at = time.monotonic()
+def play(port: rtmidi.MidiOut, phrase: list[tuple[int, float]], bpm: float, jitter: float = 0.0, seed: int = 0):
+    """Play ``phrase`` from now at ``bpm``, each onset moved by up to ``jitter`` seconds; the last release time."""
+    return play_from(time.monotonic(), port, phrase, bpm, jitter, seed)
+
+
+def play_from(at: float, port: rtmidi.MidiOut, phrase: list, bpm: float, jitter: float = 0.0, seed: int = 0) -> float:
+    """``play`` with its first beat at ``at``."""
+    rng = random.Random(seed)
     for pitch, length in phrase:
-        sleep_until(at)
+        sleep_until(at + rng.uniform(-jitter, jitter))
         port.send_message([0x90, pitch, 90])
         at += length * 60 / bpm
         sleep_until(at - 0.01)
         port.send_message([0x80, pitch, 0])
     return time.monotonic()
+
+
+def run_follow(model: Path, seconds: float, workdir: Path, tunes: list) -> dict:
+    """``--clock follow`` at 110 BPM while the player plays at FOLLOW_BPM with FOLLOW_JITTER: each answer onset
+    against the player's grid carried on from its call (16ths from the call's first beat), and the share of
+    answer onsets on that grid's 8ths; the reference sends at FOLLOW_BPM beside it."""
+    step = 60 / FOLLOW_BPM / 4
+    receiver, reference = Receiver(), Reference(FOLLOW_BPM)
+    player = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="player")
+    player.open_virtual_port("out")
+    notify_path = workdir / "notify-follow"
+    notify = notify_socket(notify_path)
+    log = workdir / "daemon-follow.log"
+    command = [*daemon_command(model), "--no-mqtt", "--clock", "follow", "--bpm", "110", "--input", "player"]
+    command += ["--output", "synth", "--input-channel", "1", "--response-bars", "2", "--seed", "1"]
+    daemon, _ = start_daemon(as_service() + command, log, notify, notify_path)
+    errors, eighths, answered, calls = [], 0, 0, 0
+    reference.command("play")
+    busy0 = time.monotonic()
+    while time.monotonic() - busy0 < seconds:
+        origin, heard = time.monotonic() + 0.05, len(receiver.onsets)
+        play_from(origin, player, tunes[calls % len(tunes)], FOLLOW_BPM, FOLLOW_JITTER, seed=calls)
+        calls += 1
+        time.sleep(3 * 16 * step)  # the pause, a pickup and two bars of answer
+        for onset in receiver.onsets[heard:]:
+            position = (onset - origin) / step
+            errors.append(abs(position - round(position)) * step)
+            eighths += round(position) % 2 == 0
+            answered += 1
+    reference.command("idle")
+    stop_daemon(daemon)
+    floor_lateness = reference.finish()
+    floor_errors, _ = grid_figures(receiver.reference_onsets, [], step)
+    receiver.close()
+    player.close_port()
+    player.delete()
+    notify.close()
+    tempi = re.findall(r"tempo \{'bpm': ([\d.]+)", log.read_text())
+    error = spread(errors)
+    floor = {"send_lateness_ms": spread(floor_lateness), "onset_error_ms": spread(floor_errors)}
+    return {
+        "log": str(log),
+        "case": "follow",
+        "player_bpm": FOLLOW_BPM,
+        "calls": calls,
+        "answer_onsets": answered,
+        "followed_bpm": [float(t) for t in tempi],
+        "answer_onset_error_to_players_grid_ms": error,
+        "answer_onsets_on_players_eighths": round(eighths / answered, 3) if answered else None,
+        "reference": floor,
+        "onset_p90_ratio_to_reference": _ratio(error["p90"], floor["onset_error_ms"]["p90"]),
+    }
 
 
 def sleep_until(when: float) -> None:
@@ -419,7 +494,13 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="print JSON (the only output format)")
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR, help="model directory (default: shipped)")
     parser.add_argument("--seconds", type=float, default=20, help="playing time per run (default 20)")
+    parser.add_argument(
+        "--cases",
+        default="tempo,follow,metronome",
+        help="runs to make, of tempo (120 and 240 BPM, quiet and flooded), follow and metronome (default: all)",
+    )
     args = parser.parse_args()
+    cases = set(args.cases.split(","))
     if not (args.model / "model.json").is_file():
         parser.error(f"{args.model}: no model there; train one or give --model DIR")
     workdir = Path(tempfile.mkdtemp(prefix="improvd-bench-"))
@@ -434,14 +515,19 @@ def main() -> int:
             run_one(args.model, bpm, kind, args.seconds, workdir, tunes, broker)
             for bpm in (120, 240)
             for kind in (None, "midi", "mqtt")
+            if "tempo" in cases
         ]
-        locked = locked_rss(args.model, workdir)
+        if "metronome" in cases:
+            runs.append(run_one(args.model, 120, None, args.seconds, workdir, tunes, broker, ["--metronome"]))
+        if "follow" in cases:
+            runs.append(run_follow(args.model, args.seconds, workdir, tunes))
+        locked = locked_rss(args.model, workdir) if "tempo" in cases else None
     finally:
         server.stop()
         broker.stop()
     for run in runs:
-        if run["flood"]:
-            quiet = next(r for r in runs if r["bpm"] == run["bpm"] and not r["flood"])
+        if run.get("flood"):
+            quiet = next(r for r in runs if r["bpm"] == run["bpm"] and not r["flood"] and not r["flags"])
             run["p99_lateness_ratio_to_quiet"] = _ratio(
                 run["send_lateness_ms"]["p99"], quiet["send_lateness_ms"]["p99"]
             )
