@@ -638,6 +638,11 @@ class Engine:
     def _push(self, time: float, message: mido.Message) -> None:
         heapq.heappush(self._queue, (time, next(self._order), message))
 
+    def schedule(self, messages: list[Timed]) -> None:
+        """Queue ``messages`` to send at their own times (as a release that must go out later)."""
+        for timed in messages:
+            self._push(timed.time, timed.message)
+
     def next_due(self) -> float | None:
         return self._queue[0][0] if self._queue else None
 

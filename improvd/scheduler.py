@@ -25,6 +25,8 @@ SPIN_SECONDS = 0.001  # the last stretch before a deadline is spun, not slept
 WINDOW = 20_000  # lateness samples kept for the percentiles
 MAX_WAIT = 0.1  # the loop wakes at least this often, so its heartbeat shows it is alive
 START_DELAY = 0.05  # the internal clock's first step begins this long after the loop starts
+RELEASE_AGAIN = 1.0  # seconds: the start's All Notes Off is sent again then (a JACK graph still removing a killed
+# run's clients delivers nothing until it is done, and the first may be lost)
 BPM_FOLLOW = 0.5  # a followed tempo this far (BPM) from the engine's is passed on
 CLOCK, START, CONTINUE, STOP = 0xF8, 0xFA, 0xFB, 0xFC
 
@@ -162,7 +164,9 @@ class TimingThread(threading.Thread):
     def run(self) -> None:
         name_this_thread()
         try:
-            self._send_now(self.engine.all_notes_off(time.monotonic()))  # what a killed earlier run left sounding
+            now = time.monotonic()
+            self._send_now(self.engine.all_notes_off(now))  # what a killed earlier run left sounding
+            self.engine.schedule(self.engine.all_notes_off(now + RELEASE_AGAIN))  # JACK may not deliver the first
             self._start_clock()
             while not self._stopping:
                 self._step()

@@ -8,7 +8,7 @@ from improvd.callfile import Call, PlayedNote
 from improvd.engine import Engine
 from improvd.model import load_model
 from training import as_played
-from training.as_played import Continuation, TestCall
+from training.as_played import Continuation, CallCase
 
 STEP = 60 / 120 / 4
 C_MAJOR = frozenset({0, 2, 4, 5, 7, 9, 11})
@@ -20,7 +20,7 @@ def notes(*items: tuple[int, int, int]) -> list[PlayedNote]:
 
 
 CALL = Call(notes((60, 0, 4), (62, 4, 4), (64, 8, 4), (65, 12, 4), (67, 16, 16)), 120.0, (4, 4))
-TEST = TestCall("hand#1", CALL, [], C_MAJOR, 0)
+TEST = CallCase("hand#1", CALL, [], C_MAJOR, 0)
 
 
 def test_an_answer_on_the_beat_with_the_calls_run_and_a_cadence():

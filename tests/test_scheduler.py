@@ -100,3 +100,18 @@ def test_summary_sorts_outside_the_lock_that_record_takes():
         stats.record(Sample(value))
     assert stats.summary().max_ms == 3.0
     assert held_while_sorting and not any(held_while_sorting)
+
+
+def test_a_start_sends_all_notes_off_then_again_a_second_later(tiny_model_dir):
+    """A JACK graph still removing a killed run's clients may lose the first; the order of sends is what counts."""
+    sent: list[list[int]] = []
+    engine = Engine(load_model(tiny_model_dir), Settings(bpm=120))
+    timing = TimingThread(engine, lambda data: sent.append(list(data)), lambda kind, data: None)
+    timing.start()
+    try:
+        wait_for(lambda: sent.count([0xB0, 123, 0]) >= 2, 10, "two All Notes Off")
+    finally:
+        timing.stop()
+    assert sent[:2] == [[0xB0, 123, 0], [0xB0, 64, 0]]
+    second = sent.index([0xB0, 123, 0], 1)
+    assert sent[second : second + 2] == [[0xB0, 123, 0], [0xB0, 64, 0]]

@@ -46,7 +46,7 @@ EngineMaker = Callable[[Settings, int], Engine]
 
 
 @dataclass(frozen=True)
-class TestCall:
+class CallCase:
     """A test tune cut into a call (bars 1-4) and the real continuation (bars 5-8, in the call's seconds)."""
 
     ident: str
@@ -70,7 +70,7 @@ class Continuation:
     transposition: int | None = None
 
 
-def test_calls(idents: Iterable[str]) -> list[TestCall]:
+def test_calls(idents: Iterable[str]) -> list[CallCase]:
     """The Essen tunes of ``idents`` that have 8 whole bars of a metre the engine takes, cut into call and real."""
     found = []
     for ident in idents:
@@ -87,7 +87,7 @@ def test_calls(idents: Iterable[str]) -> list[TestCall]:
         real = [n for n in whole.notes if five <= n.start < nine]
         tonic, _ = analyse_key(tune.score)
         scale = _signature_scale(tune.score)
-        found.append(TestCall(ident, whole.first_bars(CALL_BARS), real, scale, tonic_pitch_class(tonic)))
+        found.append(CallCase(ident, whole.first_bars(CALL_BARS), real, scale, tonic_pitch_class(tonic)))
     return found
 
 
@@ -102,7 +102,7 @@ def _signature_scale(score) -> frozenset[int]:
     return frozenset((tonic + step) % 12 for step in MAJOR_STEPS)
 
 
-def answer(test: TestCall, make_engine: EngineMaker, seed: int, temperature: float = 1.0) -> Continuation:
+def answer(test: CallCase, make_engine: EngineMaker, seed: int, temperature: float = 1.0) -> Continuation:
     """The engine's answer to ``test``'s call in ``CALL_BARS`` bars of its metre."""
     settings = Settings(bpm=test.call.bpm, meter=test.meter, response_bars=CALL_BARS, temperature=temperature)
     performance = perform(make_engine(settings, seed), test.call.notes)
@@ -110,12 +110,12 @@ def answer(test: TestCall, make_engine: EngineMaker, seed: int, temperature: flo
     return Continuation(performance.response, start.data["entry"], start.data["transposition"])
 
 
-def real(test: TestCall) -> Continuation:
+def real(test: CallCase) -> Continuation:
     """The tune's own bars 5-8."""
     return Continuation(test.real, test.call.bar_start_step + CALL_BARS * test.call.steps_per_bar)
 
 
-def report(tests: list[TestCall], makers: dict[str, EngineMaker], seeds: int, temperature: float = 1.0) -> dict:
+def report(tests: list[CallCase], makers: dict[str, EngineMaker], seeds: int, temperature: float = 1.0) -> dict:
     """Figures for each engine of ``makers`` (name -> maker) and for the real bars; ``seeds`` answers a call."""
     runs = [test for _ in range(seeds) for test in tests]
     reals = figures(runs, [real(test) for test in runs])
@@ -131,7 +131,7 @@ def report(tests: list[TestCall], makers: dict[str, EngineMaker], seeds: int, te
     return result | {"real": reals}
 
 
-def figures(tests: list[TestCall], continuations: list[Continuation]) -> dict:
+def figures(tests: list[CallCase], continuations: list[Continuation]) -> dict:
     """The figures above over ``continuations`` (one per test, in order), with the onset-position histograms."""
     positions: dict[str, list[int]] = defaultdict(list)
     eighths = motifs = cadences = closes = early = in_key = pitches = agreed = 0
@@ -167,7 +167,7 @@ def figures(tests: list[TestCall], continuations: list[Continuation]) -> dict:
     return found
 
 
-def _overlaps(played: dict, reals: dict, runs: list[TestCall], seeds: int) -> dict:
+def _overlaps(played: dict, reals: dict, runs: list[CallCase], seeds: int) -> dict:
     """Per metre with at least ``MIN_METRE_TUNES`` calls: the overlap of the two onset-position histograms."""
     calls: dict[str, int] = defaultdict(int)
     for test in runs:
@@ -190,7 +190,7 @@ def _shares_run(call: list[int], answer: list[int]) -> bool:
     return any(tuple(answer[i : i + MOTIF_NOTES]) in runs for i in range(len(answer) - MOTIF_NOTES + 1))
 
 
-def _cadence(last_bar: list[tuple[int, int]], bar: int, test: TestCall) -> bool:
+def _cadence(last_bar: list[tuple[int, int]], bar: int, test: CallCase) -> bool:
     """The last note of the last bar that starts on a strong beat is the tonic or the dominant."""
     strong = [pitch for pitch, step in last_bar if step % bar in strong_positions(test.meter)]
     return bool(strong) and (strong[-1] - test.tonic) % 12 in (0, 7)
