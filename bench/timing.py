@@ -67,6 +67,22 @@ TARGETS = {
 }
 
 
+def calls(bars: int = 4) -> list[list[tuple[int, float]]]:
+    """The first ``bars`` bars of 4/4 (in quarters) of TUNES, rests as pitch None: calls long enough to follow."""
+    from improvd.scores import essen_tune, melody_of
+
+    result = []
+    for ident in TUNES:
+        tune, call, position = essen_tune(ident), [], 0.0
+        for note in melody_of(tune.score, tune.ident):
+            if position >= 4 * bars:
+                break
+            call.append((note.pitch, float(note.quarter_length)))
+            position += note.quarter_length
+        result.append(call)
+    return result
+
+
 def phrases() -> list[list[tuple[int, float]]]:
     from improvd.scores import essen_tune, melody_of
 
@@ -403,6 +419,9 @@ def play_from(at: float, port: rtmidi.MidiOut, phrase: list, bpm: float, jitter:
     """``play`` with its first beat at ``at``."""
     rng = random.Random(seed)
     for pitch, length in phrase:
+        if pitch is None:  # a rest
+            at += length * 60 / bpm
+            continue
         sleep_until(at + rng.uniform(-jitter, jitter))
         port.send_message([0x90, pitch, 90])
         at += length * 60 / bpm
@@ -411,7 +430,7 @@ def play_from(at: float, port: rtmidi.MidiOut, phrase: list, bpm: float, jitter:
     return time.monotonic()
 
 
-def run_follow(model: Path, seconds: float, workdir: Path, tunes: list) -> dict:
+def run_follow(model: Path, seconds: float, workdir: Path) -> dict:
     """``--clock follow`` at 110 BPM while the player plays at FOLLOW_BPM with FOLLOW_JITTER: each answer onset
     against the player's grid carried on from its call (16ths from the call's first beat), and the share of
     answer onsets on that grid's 8ths; the reference sends at FOLLOW_BPM beside it."""
@@ -425,14 +444,15 @@ def run_follow(model: Path, seconds: float, workdir: Path, tunes: list) -> dict:
     command = [*daemon_command(model), "--no-mqtt", "--clock", "follow", "--bpm", "110", "--input", "player"]
     command += ["--output", "synth", "--input-channel", "1", "--response-bars", "2", "--seed", "1"]
     daemon, _ = start_daemon(as_service() + command, log, notify, notify_path)
-    errors, eighths, answered, calls = [], 0, 0, 0
+    tunes = calls()
+    errors, eighths, answered, played = [], 0, 0, 0
     reference.command("play")
     busy0 = time.monotonic()
     while time.monotonic() - busy0 < seconds:
         origin, heard = time.monotonic() + 0.05, len(receiver.onsets)
-        play_from(origin, player, tunes[calls % len(tunes)], FOLLOW_BPM, FOLLOW_JITTER, seed=calls)
-        calls += 1
-        time.sleep(3 * 16 * step)  # the pause, a pickup and two bars of answer
+        play_from(origin, player, tunes[played % len(tunes)], FOLLOW_BPM, FOLLOW_JITTER, seed=played)
+        played += 1
+        time.sleep(4 * 16 * step)  # the pause, up to a bar before the answer's first bar line, its two bars
         for onset in receiver.onsets[heard:]:
             position = (onset - origin) / step
             errors.append(abs(position - round(position)) * step)
@@ -453,7 +473,7 @@ def run_follow(model: Path, seconds: float, workdir: Path, tunes: list) -> dict:
         "log": str(log),
         "case": "follow",
         "player_bpm": FOLLOW_BPM,
-        "calls": calls,
+        "calls": played,
         "answer_onsets": answered,
         "followed_bpm": [float(t) for t in tempi],
         "answer_onset_error_to_players_grid_ms": error,
@@ -520,7 +540,7 @@ def main() -> int:
         if "metronome" in cases:
             runs.append(run_one(args.model, 120, None, args.seconds, workdir, tunes, broker, ["--metronome"]))
         if "follow" in cases:
-            runs.append(run_follow(args.model, args.seconds, workdir, tunes))
+            runs.append(run_follow(args.model, args.seconds, workdir))
         locked = locked_rss(args.model, workdir) if "tempo" in cases else None
     finally:
         server.stop()

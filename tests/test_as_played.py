@@ -8,7 +8,7 @@ from improvd.callfile import Call, PlayedNote
 from improvd.engine import Engine
 from improvd.model import load_model
 from training import as_played
-from training.as_played import Continuation, CallCase
+from training.as_played import CallCase, Continuation
 
 STEP = 60 / 120 / 4
 C_MAJOR = frozenset({0, 2, 4, 5, 7, 9, 11})
