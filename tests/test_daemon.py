@@ -437,3 +437,40 @@ def test_a_flood_of_junk_is_survived_and_control_changes_work(tmp_path, tiny_mod
     time.sleep(0.2)  # the synth's own thread hands over the last messages
     assert synth.sounding() == set()
     assert "Traceback" not in daemon.text()
+
+
+def test_follow_metronome_thru_and_recording_on_real_ports(tmp_path, tiny_model_dir, player, synth):
+    """The wiring of clock = follow, the metronome, thru and recording in one run: clicks on channel 10, the
+    player heard through on its channel, an answer on improvd's at the tempo the player played (100 BPM against
+    the daemon's 120), and a recording of both. What the synth hears is checked for presence only (the dummy
+    server may drop a message); the recording is the daemon's own account."""
+    import mido
+
+    folder = tmp_path / "sessions"
+    folder.mkdir()
+    args = ["--model", str(tiny_model_dir), "--bpm", "120", "--seed", "7", "--input", "player", "--output", "synth"]
+    args += ["--clock", "follow", "--metronome", "--thru", "--record-dir", str(folder), "--output-channel", "2"]
+    phrase = [note for ident in ("kinder0#1", "kinder0#2") for note in first_phrase(ident)]
+    daemon = Daemon(tmp_path, args)
+    try:
+        daemon.wait_log("ready")
+        wait_for(lambda: any(m.channel == 9 for _, m in synth.messages() if m.type == "note_on"), 5, "a click")
+        play(player, phrase, bpm=100)
+        daemon.wait_log("tempo {'bpm': ", timeout=10)
+        wait_for(lambda: any(m.channel == 1 for _, m in synth.messages() if m.type == "note_on"), 10, "an answer")
+        daemon.wait_log("response_end", timeout=15)
+    finally:
+        assert daemon.stop() == 0, daemon.text()
+    heard = {(m.channel, m.note) for _, m in synth.messages() if m.type == "note_on" and m.velocity}
+    assert {(0, pitch) for pitch, _ in phrase} & heard  # passed through on the player's channel
+    followed = float(re.search(r"tempo \{'bpm': ([\d.]+)", daemon.text())[1])
+    assert followed == pytest.approx(100, rel=0.02) or followed == pytest.approx(200, rel=0.02), followed
+    files = list(folder.glob("improvd-*.mid"))
+    assert len(files) == 1 and f"recording to {files[0]}" in daemon.text()
+    tracks = {
+        track.name: [m for m in track if m.type == "note_on" and m.velocity] for track in mido.MidiFile(files[0]).tracks
+    }
+    recorded = iter(pitch for pitch, _ in phrase)
+    assert all(m.note in recorded for m in tracks["player"])  # in the phrase's order (the server may drop one)
+    assert len(tracks["player"]) >= 6
+    assert {m.channel for m in tracks["improvd"]} == {1, 9}  # the answer and the clicks

@@ -151,3 +151,25 @@ def test_the_buffer_follows_buffer_steps_and_a_new_models_sequence_length(tiny_m
     engine.update(buffer_steps=None)
     engine.set_model(dataclasses.replace(model, sequence_length=96))
     assert engine._buffer.symbols.maxlen == 96
+
+
+def test_a_line_played_with_the_pedal_is_answered_exactly_as_without(tiny_model_dir):
+    """A falling line 72-71-69-67, legato, once with the pedal down throughout (lifted with the last key), once
+    without: the same call, the same answer, note for note (the same seed)."""
+    step = 60 / 120 / 4
+    line = [(72, 0), (71, 4), (69, 8), (67, 12)]
+
+    def answer(pedal: bool) -> list:
+        messages = [(0.0, mido.Message("control_change", control=64, value=127))] if pedal else []
+        for pitch, start in line:
+            messages.append((start * step + 0.01, mido.Message("note_on", note=pitch, velocity=80)))
+            messages.append(((start + 3.6) * step, mido.Message("note_off", note=pitch)))
+        if pedal:
+            messages.append((15.6 * step, mido.Message("control_change", control=64, value=0)))
+        engine = Engine(load_model(tiny_model_dir), Settings(bpm=120, min_call_steps=4), seed=5)
+        sent, _ = run(engine, messages, 80)
+        return [(round(t.time, 9), t.message.bytes()) for t in sent], engine._buffer.last_note_symbols()
+
+    (plain, plain_call), (pedalled, pedalled_call) = answer(False), answer(True)
+    assert pedalled_call == plain_call and plain_call[:13:4] == ["72", "71", "69", "67"]
+    assert pedalled == plain and plain
