@@ -426,9 +426,14 @@ class Engine:
     # --- responding ------------------------------------------------------------
 
     def respond_now(self) -> None:
-        """Answer at the next tick, whatever the call's length."""
-        if self.mode == "listening":
+        """Answer at the next tick, whatever the call's length; with nothing played since the last answer there
+        is nothing to answer: a ``respond_ignored`` event says so."""
+        if self.mode != "listening":
+            return
+        if self._call_steps or self._buffer.held or self._buffer.pending_onsets():
             self._respond_requested = True
+        else:
+            self._events.append(Event(self._grid.step_start, "respond_ignored", {"reason": "nothing played yet"}))
 
     def _respond(self, time: float) -> None:
         self._respond_requested = False

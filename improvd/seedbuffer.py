@@ -69,6 +69,10 @@ class SeedBuffer:
     def has_onset(self, step: int) -> bool:
         return step in self._onsets
 
+    def pending_onsets(self) -> bool:
+        """Notes played whose step has not closed yet."""
+        return bool(self._onsets)
+
     def start_call(self) -> None:
         """A new call began with the last closed step: forget the symbols before it."""
         first = self.symbols[-1]

@@ -434,3 +434,17 @@ def test_a_call_is_answered_as_itself_not_with_the_call_before_it(model):
     assert len(starts) == 2 and starts[0].data["transposition"] != expected
     assert starts[1].data["transposition"] == expected
     assert [int(s) for s in engine._buffer.last_note_symbols() if s.isdigit()] == [p for p, _, _ in second]
+
+
+def test_respond_now_with_nothing_played_answers_nothing_and_says_so(model):
+    engine = Engine(model, Settings(bpm=BPM), seed=2)
+    engine.start(0.0)
+    engine.tick(STEP)
+    engine.respond_now()
+    engine.tick(2 * STEP)
+    events = engine.drain_events()
+    assert [e.name for e in events] == ["respond_ignored"] and engine.next_due() is None
+    engine.feed(mido.Message("note_on", note=60, velocity=80), 2.1 * STEP)  # a note down: now there is a call
+    engine.respond_now()
+    engine.tick(3 * STEP)
+    assert "phrase_end" in [e.name for e in engine.drain_events()]
