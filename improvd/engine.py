@@ -499,7 +499,7 @@ class Engine:
             return None
         first_step = self._grid.step - len(call)  # the buffer's last symbol is the step that just closed
         indices = {first_step + k: self._index_of(symbol) for k, symbol in enumerate(call[:played])}
-        return Echo(indices, plan.entry, plan.bar, self._onset_mask)
+        return Echo(indices, plan.entry, plan.bar, self._onset_mask, until=max(plan.first, plan.end - plan.bar))
 
     def _collection_mask(self, call: list[str]) -> np.ndarray:
         """Symbols the answer may draw: no song end, and pitches of the white keys (the call's diatonic collection
