@@ -14,8 +14,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import hashlib
 import json
 import logging
+import re
 import socket
 import threading
 from dataclasses import dataclass, fields, replace
@@ -24,6 +26,7 @@ from typing import Any, Protocol
 
 import aiomqtt
 
+from improvd.control import VALIDATORS as MQTT_SETTINGS
 from improvd.control import ControlError, parse
 from improvd.tally import Tally
 
@@ -32,14 +35,19 @@ log = logging.getLogger("improvd.mqtt")
 BACKOFF_START = 1.0  # seconds before the first retry
 BACKOFF_CAP = 30.0
 STATE_INTERVAL = 0.05  # at most one state publish per interval: a burst of changes gives one publish
-SETTLE = 0.1  # seconds after a change before the state is published again
 EVENT_QUEUE = 1000
 OFFLINE_TIMEOUT = 0.5  # seconds to publish "offline" at a clean exit (the daemon waits this long for it)
 TOPIC_CHARS_FORBIDDEN = set("+#/\0")
 
 
 class Controller(Protocol):
-    """What the control plane steers (the daemon implements it)."""
+    """What the control plane steers (the daemon implements it).
+
+    Optional: ``models() -> list[str]``, the names ``set/model`` accepts (the options of Home Assistant's model
+    select); and ``reports_changes = True`` when apply and command only queue a change and the controller calls
+    ``ControlPlane.publish_state`` once it has landed, so that the state is published once, with the new values.
+    Without it the control plane publishes the state right after apply or command.
+    """
 
     def state(self) -> dict: ...
 
@@ -181,53 +189,157 @@ def config_from(table: dict[str, Any], args: argparse.Namespace) -> MqttConfig:
     return MqttConfig.from_table(merged)
 
 
-def discovery(config: MqttConfig, version: str) -> dict[str, dict]:
-    """Home Assistant discovery messages: config topic -> payload."""
-    node = config.instance.replace(".", "_")
-    device = {"identifiers": [f"improvd_{node}"], "name": f"improvd {config.instance}", "sw_version": version}
-    common = {
-        "state_topic": f"{config.prefix}/state",
+MODES = ("idle", "counting_in", "listening", "responding")  # the engine's modes: the mode sensor's enum options
+LEGACY_DISCOVERY = ("number/temperature", "number/bpm", "switch/enabled", "sensor/mode")  # before 0.2: flat topics
+TOPIC_KEYS = ("command_topic", "json_attributes_topic")  # relative to the prefix in _entities
+SWITCH = {"payload_on": "on", "payload_off": "off", "state_on": "on", "state_off": "off"}
+
+
+def discovery_node(instance: str) -> str:
+    """The Home Assistant id of an instance: ``improvd_`` and the name in lower case, every run of other
+    characters than a-z and 0-9 one ``_`` ("My Studio" -> ``improvd_my_studio``); a name with none of those
+    characters gets 8 hex digits of its SHA-1. Legal as a discovery node id and object id ([a-zA-Z0-9_-]) and
+    inside an entity id ([a-z0-9_])."""
+    slug = re.sub(r"[^a-z0-9]+", "_", instance.lower()).strip("_")
+    return f"improvd_{slug or hashlib.sha1(instance.encode()).hexdigest()[:8]}"
+
+
+def _number(key: str, name: str, low: float, high: float, step: float, **extra: Any) -> dict:
+    """A ``number`` steering ``set/<key>`` and showing ``state.<key>``."""
+    return {
+        "name": name,
+        "command_topic": f"set/{key}",
+        "value_template": f"{{{{ value_json.{key} }}}}",
+        "min": low,
+        "max": high,
+        "step": step,
+        "mode": "box" if high - low > 100 * step else "slider",
+        **extra,
+    }
+
+
+def _switch(key: str, name: str) -> dict:
+    return {
+        "name": name,
+        "command_topic": f"set/{key}",
+        "value_template": f"{{{{ 'on' if value_json.{key} else 'off' }}}}",
+        **SWITCH,
+    }
+
+
+def _entities(state: dict, models: list[str]) -> dict[str, dict]:
+    """``component/key`` -> the entity's own settings (topics relative to the instance prefix), for each setting
+    in ``state`` (the controller's state: a daemon without a metronome gets no metronome switch)."""
+    choices = sorted({*models, str(state.get("model", ""))} - {""})
+    entities = {
+        "number/temperature": _number("temperature", "Temperature", 0.05, 2.0, 0.05),
+        "number/bpm": _number("bpm", "Tempo", 20, 300, 1, unit_of_measurement="BPM"),
+        "switch/enabled": _switch("enabled", "Enabled"),
+        "number/response_bars": _number("response_bars", "Response length", 1, 16, 1, unit_of_measurement="bars"),
+        "number/response_steps": _number(
+            "response_steps",
+            "Response length in 16ths",
+            1,
+            256,
+            1,
+            unit_of_measurement="16ths",
+            # unset (whole bars) or "match" reads as unknown: the number's payload_reset
+            value_template="{{ value_json.response_steps if value_json.response_steps is number else 'None' }}",
+        ),
+        "number/phrase_end_steps": _number("phrase_end_steps", "Phrase end", 1, 64, 1, unit_of_measurement="16ths"),
+        "switch/metronome": _switch("metronome", "Metronome"),
+        "number/count_in_bars": _number("count_in_bars", "Count-in", 0, 8, 1, unit_of_measurement="bars"),
+        "select/groove": {
+            "name": "Groove",
+            "command_topic": "set/groove",
+            "value_template": "{{ value_json.groove }}",
+            "options": ["straight", "follow"],
+        },
+        "switch/thru": _switch("thru", "Thru"),
+        "select/model": {
+            "name": "Model",
+            "command_topic": "set/model",
+            "value_template": "{{ value_json.model }}",
+            "options": choices,
+        },
+        "sensor/mode": {
+            "name": "Mode",
+            "value_template": "{{ value_json.mode }}",
+            "device_class": "enum",
+            "options": list(MODES),
+        },
+    }
+    present = {path: entity for path, entity in entities.items() if path.split("/")[1] in state}
+    if "timing" in state and "sensor/mode" in present:  # send lateness p50, p99, max as the mode's attributes
+        present["sensor/mode"] = {
+            **present["sensor/mode"],
+            "json_attributes_topic": "state",
+            "json_attributes_template": "{{ value_json.timing | tojson }}",
+        }
+    if not choices:
+        present.pop("select/model", None)
+    buttons = {
+        "button/respond": {"name": "Respond", "command_topic": "cmd/respond"},
+        "button/panic": {"name": "Panic", "command_topic": "cmd/panic"},
+    }
+    return {**present, **buttons}
+
+
+def _every_setting() -> dict:
+    """A state that holds every setting an entity can show (the daemon's, in short)."""
+    return {**dict.fromkeys(MQTT_SETTINGS), "mode": "idle", "timing": {}, "model": "essen"}
+
+
+def discovery(config: MqttConfig, version: str, state: dict | None = None, models: list[str] | None = None) -> dict:
+    """Home Assistant discovery messages: config topic -> payload (single component discovery, one retained
+    config per entity on ``<discovery_prefix>/<component>/<node>/<key>/config``).
+
+    ``state`` is the controller's state: only the settings it holds get an entity (all of them when None);
+    ``models`` are the options of the model ``select`` (with the state's model).
+    """
+    node = discovery_node(config.instance)
+    state = _every_setting() if state is None else state
+    device = {
+        "identifiers": [node],
+        "name": f"improvd {config.instance}",
+        "manufacturer": "improvd",
+        "model": "improvd",
+        "sw_version": version,
+    }
+    availability = {
         "availability_topic": f"{config.prefix}/status",
         "payload_available": "online",
         "payload_not_available": "offline",
-        "device": device,
-    }
-    entities = {
-        "number/temperature": {
-            "name": "Temperature",
-            "command_topic": f"{config.prefix}/set/temperature",
-            "value_template": "{{ value_json.temperature }}",
-            "min": 0.05,
-            "max": 2.0,
-            "step": 0.05,
-        },
-        "number/bpm": {
-            "name": "Tempo",
-            "command_topic": f"{config.prefix}/set/bpm",
-            "value_template": "{{ value_json.bpm }}",
-            "min": 20,
-            "max": 300,
-            "step": 1,
-            "unit_of_measurement": "BPM",
-        },
-        "switch/enabled": {
-            "name": "Enabled",
-            "command_topic": f"{config.prefix}/set/enabled",
-            "value_template": "{{ 'on' if value_json.enabled else 'off' }}",
-            "payload_on": "on",
-            "payload_off": "off",
-            "state_on": "on",
-            "state_off": "off",
-        },
-        "sensor/mode": {"name": "Mode", "value_template": "{{ value_json.mode }}"},
     }
     messages = {}
-    for path, entity in entities.items():
-        component, name = path.split("/")
-        unique_id = f"improvd_{node}_{name}"
-        topic = f"{config.discovery_prefix}/{component}/{unique_id}/config"
-        messages[topic] = {**common, **entity, "unique_id": unique_id, "object_id": unique_id}
+    for path, entity in _entities(state, models or []).items():
+        component, key = path.split("/")
+        topics = {name: f"{config.prefix}/{entity[name]}" for name in TOPIC_KEYS if name in entity}
+        payload = {**entity, **topics}
+        if component != "button":
+            payload["state_topic"] = f"{config.prefix}/state"
+        messages[discovery_topic(config, component, key)] = {
+            **payload,
+            **availability,
+            "unique_id": f"{node}_{key}",
+            "default_entity_id": f"{component}.{node}_{key}",
+            "device": device,
+            "origin": {"name": "improvd", "sw_version": version},
+        }
     return messages
+
+
+def discovery_topic(config: MqttConfig, component: str, key: str) -> str:
+    return f"{config.discovery_prefix}/{component}/{discovery_node(config.instance)}/{key}/config"
+
+
+def discovery_topics(config: MqttConfig) -> set[str]:
+    """Every config topic improvd may use for this instance, and those of earlier versions: the topics to clear
+    (an empty retained message) where no entity is published."""
+    old_node = "improvd_" + config.instance.replace(".", "_")
+    legacy = {f"{config.discovery_prefix}/{path.replace('/', f'/{old_node}_')}/config" for path in LEGACY_DISCOVERY}
+    every = _entities(_every_setting(), [])
+    return legacy | {discovery_topic(config, *path.split("/")) for path in every}
 
 
 def raise_if_cancelled() -> None:
@@ -265,7 +377,7 @@ class ControlPlane:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._state_pending = True
-        self._settle_pending = False
+        self._published_state: str | None = None  # on this connection
         self._stopping = False  # set once cancelled: an error while disconnecting must not reconnect
         self._stop_requested = False  # set by request_stop before the daemon cancels run()
         self._events: collections.deque[tuple[str, dict]] = collections.deque(maxlen=EVENT_QUEUE)
@@ -353,10 +465,9 @@ class ControlPlane:
             # "set/#" matches "set" itself too (MQTT 3.1.1, 4.7.1.2)
             await client.subscribe([(self.topic("set/#"), 1), (self.topic("cmd/#"), 1)])
             await client.publish(self.topic("status"), b"online", qos=1, retain=True)
-            if self.config.homeassistant:
-                for topic, payload in discovery(self.config, self.version).items():
-                    await client.publish(topic, json.dumps(payload), qos=1, retain=True)
+            await self._announce_discovery(client)
             self.connected = True
+            self._published_state = None
             log.info("MQTT: connected to %s:%d as %s", self.config.host, self.config.port, self.config.prefix)
             self.publish_state()
             self._raise_if_stopping()  # a stop may have been swallowed while connecting, subscribing or announcing
@@ -367,6 +478,27 @@ class ControlPlane:
             raise
         finally:
             self.connected = False
+
+    async def _announce_discovery(self, client: aiomqtt.Client) -> None:
+        """Publish the Home Assistant configs (retained) when discovery is on; clear (an empty retained message)
+        every other config topic of this instance, so that turning discovery off removes the entities."""
+        configs = (
+            discovery(self.config, self.version, self.controller.state(), self._models())
+            if (self.config.homeassistant)
+            else {}
+        )
+        if configs:
+            node = discovery_node(self.config.instance)
+            log.info("MQTT: Home Assistant discovery for device %s (%d entities, ids %s_*)", node, len(configs), node)
+        for topic, payload in configs.items():
+            await client.publish(topic, json.dumps(payload), qos=1, retain=True)
+        for topic in sorted(discovery_topics(self.config) - set(configs)):
+            await client.publish(topic, b"", qos=1, retain=True)
+
+    def _models(self) -> list[str]:
+        """The model names the controller offers (``models()``, optional in a controller)."""
+        models = getattr(self.controller, "models", None)
+        return list(models()) if callable(models) else []
 
     async def _say_offline(self, client: aiomqtt.Client) -> None:
         """A clean shutdown: ``offline`` now (the Last Will only fires on a lost connection)."""
@@ -416,14 +548,8 @@ class ControlPlane:
             self.dropped.add(f"MQTT messages that failed ({kind})")
             self.publish_event("error", {"topic": topic, "reason": f"internal error: {kind}"})
             return
-        self.publish_state()
-        if not self._settle_pending:  # the daemon applies changes in its timing thread: publish again once landed
-            self._settle_pending = True
-            asyncio.get_running_loop().call_later(SETTLE, self._settled)
-
-    def _settled(self) -> None:
-        self._settle_pending = False
-        self.publish_state()
+        if not getattr(self.controller, "reports_changes", False):
+            self.publish_state()  # the change has landed: apply and command are synchronous in this controller
 
     async def _publish_loop(self, client: aiomqtt.Client) -> None:
         while True:
@@ -432,7 +558,9 @@ class ControlPlane:
             if self._state_pending:
                 self._state_pending = False
                 state = json.dumps(self.controller.state(), default=str)
-                await client.publish(self.topic("state"), state, qos=1, retain=True)
+                if state != self._published_state:  # once per change: a report that changed nothing is not sent
+                    self._published_state = state
+                    await client.publish(self.topic("state"), state, qos=1, retain=True)
                 self._raise_if_stopping()  # a PUBACK in the same turn as the stop would keep this loop alive for ever
             while self._events:
                 name, data = self._events.popleft()

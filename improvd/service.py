@@ -170,7 +170,9 @@ class _PrimedRuntime(LSTMRuntime):
 
 
 class Daemon:
-    """The running daemon; also the MQTT ``Controller`` (state, apply, command)."""
+    """The running daemon; also the MQTT ``Controller`` (state, apply, command, models)."""
+
+    reports_changes = True  # the timing thread applies changes and reports them: the state is published then
 
     def __init__(self, config: Config, model: Model, ports: MidiPorts, args: argparse.Namespace) -> None:
         from improvd.engine import Engine, Settings
@@ -302,12 +304,23 @@ class Daemon:
             self._load_model_soon(model_path)
         log.debug("changed: %s", ", ".join(f"{k} = {v}" for k, v in changes.items()))
 
+    def models(self) -> list[str]:
+        """The names ``set/model`` accepts: the folders holding a model.json under the models path."""
+        root = self._models_root()
+        try:
+            return sorted(p.name for p in root.iterdir() if (p / MODEL_JSON).is_file())
+        except OSError:
+            return []
+
+    def _models_root(self) -> Path:
+        return Path(self.config.models_path).expanduser() if self.config.models_path else model_dir(self.config).parent
+
     def _model_path(self, name: str) -> Path:
         """The model directory ``name`` under the models path, symbolic links resolved; it must stay inside.
 
         The error names only the model asked for: MQTT clients learn nothing of the folders on this machine.
         """
-        root = Path(self.config.models_path).expanduser() if self.config.models_path else model_dir(self.config).parent
+        root = self._models_root()
         path = (root / name).resolve()
         if not path.is_relative_to(root.resolve()) or not (path / MODEL_JSON).is_file():
             log.warning("set/model %r: no model directory %s under the models path %s", name, path, root)

@@ -320,14 +320,60 @@ def test_wrong_password_is_reported_clearly_and_nothing_stops(mosquitto_with_pas
         assert json.loads(retained(broker, "state"))["temperature"] == 0.4
 
 
-def test_home_assistant_discovery_is_retained(mosquitto, probe, models):
+def discovery_configs(probe) -> dict[str, bytes]:
+    """The newest payload on each discovery topic the probe saw."""
+    with probe.lock:
+        return {t: payload for t, payload, _ in probe.messages if t.startswith("homeassistant/")}
+
+
+def test_home_assistant_discovery_is_retained_and_cleared_when_turned_off(mosquitto, probe, models):
     with Plane(config_for(mosquitto, homeassistant=True), EngineController(models, "tiny")):
         probe.wait_state(lambda s: True, "the first state")
-        wait_for(lambda: len([m for m in probe.messages if m[0].startswith("homeassistant/")]) == 4, 10, "4 configs")
-    configs = {t: json.loads(p) for t, p, _ in probe.messages if t.startswith("homeassistant/")}
-    switch = configs["homeassistant/switch/improvd_test_enabled/config"]
+        # temperature, bpm, enabled, response_steps, phrase_end_steps, model, mode, respond, panic
+        wait_for(lambda: len([p for p in discovery_configs(probe).values() if p]) == 9, 10, "9 configs")
+    configs = {t: json.loads(p) for t, p in discovery_configs(probe).items() if p}
+    switch = configs["homeassistant/switch/improvd_test/enabled/config"]
     assert switch["command_topic"] == f"{PREFIX}/set/enabled"
     assert switch["availability_topic"] == f"{PREFIX}/status"
+    assert configs["homeassistant/select/improvd_test/model/config"]["options"] == ["tiny"]
+    with Plane(config_for(mosquitto, homeassistant=False), EngineController(models, "tiny")):
+        wait_for(lambda: all(discovery_configs(probe)[t] == b"" for t in configs), 10, "every config cleared")
+    leftover = subprocess.run(
+        ["mosquitto_sub", "-h", mosquitto.host, "-p", str(mosquitto.port), "-t", "homeassistant/#", "-W", "2", "-v"],
+        capture_output=True,
+        timeout=10,
+    )
+    assert leftover.stdout == b""  # no retained config left on the broker
+
+
+class QueuedController(EngineController):
+    """Like the daemon: a change lands later, in another thread, which then asks for the state to be published."""
+
+    reports_changes = True
+    plane: ControlPlane | None = None
+
+    def apply(self, changes: dict) -> None:
+        threading.Timer(0.15, self._land, (changes,)).start()
+
+    def _land(self, changes: dict) -> None:
+        super().apply(changes)
+        self.plane.publish_state()
+
+
+def test_state_is_published_once_per_change_with_the_new_values(mosquitto, probe, models):
+    controller = QueuedController(models, "tiny")
+    with Plane(config_for(mosquitto), controller) as plane:
+        controller.plane = plane
+        probe.wait_state(lambda s: s["bpm"] == 120, "the first state")
+        before = len(probe.payloads("state"))
+        probe.publish("set/bpm", "96")
+        probe.wait_state(lambda s: s["bpm"] == 96, "bpm 96")
+        time.sleep(0.5)  # what the old code published 100 ms later, and any other publish, would arrive by now
+        states = [json.loads(p) for p in probe.payloads("state")[before:]]
+        assert [s["bpm"] for s in states] == [96]
+        plane.publish_state()  # a report that changed nothing publishes nothing
+        time.sleep(0.3)
+        assert len(probe.payloads("state")) == before + 1
 
 
 CHILD = """

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import re
 import socket
 
 import pytest
 
-from improvd.mqtt import MqttConfig, MqttConfigError, add_arguments, config_from, discovery
+from improvd.control import parse
+from improvd.mqtt import (
+    MqttConfig,
+    MqttConfigError,
+    add_arguments,
+    config_from,
+    discovery,
+    discovery_node,
+    discovery_topics,
+)
 
 
 def parse_flags(*argv: str) -> argparse.Namespace:
@@ -75,17 +85,105 @@ def test_flags_override_the_table(tmp_path):
         config_from({}, parse_flags("--mqtt-port", "0"))
 
 
-def test_home_assistant_discovery_points_at_the_topics():
+# Home Assistant's MQTT discovery rules (home-assistant.io/integrations/mqtt, number.mqtt, select.mqtt, button.mqtt,
+# sensor.mqtt, switch.mqtt): the config topic is <prefix>/<component>/[<node_id>/]<object_id>/config with ids of
+# [a-zA-Z0-9_-]; default_entity_id (not the deprecated object_id) is <component>.<slug of [a-z0-9_]>; origin needs a
+# name; an enum sensor has options and no unit or state class; a button has no state.
+CONFIG_TOPIC = re.compile(r"homeassistant/(number|select|switch|sensor|button)/[a-zA-Z0-9_-]+/[a-zA-Z0-9_-]+/config")
+COMMON_KEYS = {
+    "name", "unique_id", "default_entity_id", "device", "origin", "availability_topic", "payload_available",
+    "payload_not_available", "json_attributes_topic", "json_attributes_template", "icon", "entity_category",
+}  # fmt: skip
+KEYS = {  # documented options each component may carry (beyond COMMON_KEYS), and those it must
+    "number": ({"command_topic", "state_topic", "value_template", "min", "max", "step", "mode",
+                "unit_of_measurement", "payload_reset"}, {"command_topic", "min", "max", "step"}),
+    "select": ({"command_topic", "state_topic", "value_template", "options"}, {"command_topic", "options"}),
+    "switch": ({"command_topic", "state_topic", "value_template", "payload_on", "payload_off", "state_on",
+                "state_off"}, {"command_topic"}),
+    "sensor": ({"state_topic", "value_template", "device_class", "options"}, {"state_topic"}),
+    "button": ({"command_topic", "payload_press"}, {"command_topic"}),
+}  # fmt: skip
+ENTITIES = {
+    "number": {"temperature", "bpm", "response_bars", "response_steps", "phrase_end_steps", "count_in_bars"},
+    "switch": {"enabled", "metronome", "thru"},
+    "select": {"model", "groove"},
+    "sensor": {"mode"},
+    "button": {"respond", "panic"},
+}
+DAEMON_STATE = {  # what Daemon.state() holds
+    **dict.fromkeys(("temperature", "bpm", "enabled", "response_steps", "response_bars", "meter", "groove")),
+    **dict.fromkeys(("metronome", "count_in_bars", "thru", "recording", "phrase_end_steps", "clock", "ports")),
+    "mode": "listening", "model": "essen", "timing": {}, "version": "0.1.0",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("instance", ["studio", "My Studio", "living.room", "Küche 2", "日本", "a-b_c"])
+def test_home_assistant_configs_follow_the_discovery_rules(instance):
+    config = MqttConfig.from_table({"instance": instance})
+    node = discovery_node(instance)
+    assert re.fullmatch(r"improvd_[a-z0-9_]+", node)
+    messages = discovery(config, "0.1.0", DAEMON_STATE, ["essen", "folk-2"])
+    found: dict[str, set[str]] = {}
+    for topic, payload in messages.items():
+        component = CONFIG_TOPIC.fullmatch(topic).group(1)
+        allowed, required = KEYS[component]
+        assert required <= set(payload) <= allowed | COMMON_KEYS, topic
+        assert "object_id" not in payload
+        key = topic.split("/")[3]
+        found.setdefault(component, set()).add(key)
+        assert payload["unique_id"] == f"{node}_{key}"
+        assert re.fullmatch(rf"{component}\.[a-z0-9_]+", payload["default_entity_id"])
+        assert payload["origin"]["name"] == "improvd" and payload["device"]["identifiers"] == [node]
+        assert payload["availability_topic"] == f"improvd/{instance}/status"
+        assert ("state_topic" in payload) == (component != "button")
+        assert_command_is_accepted(instance, component, payload)
+    assert found == ENTITIES
+    assert len({p["unique_id"] for p in messages.values()}) == len(messages)
+    mode = messages[f"homeassistant/sensor/{node}/mode/config"]
+    assert mode["device_class"] == "enum" and set(mode["options"]) == {"idle", "counting_in", "listening", "responding"}
+    assert "unit_of_measurement" not in mode and "state_class" not in mode
+    assert mode["json_attributes_topic"] == f"improvd/{instance}/state"
+    assert messages[f"homeassistant/select/{node}/model/config"]["options"] == ["essen", "folk-2"]
+
+
+def assert_command_is_accepted(instance: str, component: str, payload: dict) -> None:
+    """What Home Assistant sends on the command topic is a message improvd accepts."""
+    prefix = f"improvd/{instance}/"
+    if "command_topic" not in payload:
+        return
+    subtopic = payload["command_topic"].removeprefix(prefix)
+    samples = {
+        "number": [payload.get("min"), payload.get("max")],
+        "switch": [payload.get("payload_on"), payload.get("payload_off")],
+        "select": payload.get("options"),
+        "button": [payload.get("payload_press", "PRESS")],
+    }[component]
+    for sample in samples:
+        text = str(int(sample)) if isinstance(sample, float) and sample.is_integer() else str(sample)
+        parse(subtopic, text.encode())
+
+
+def test_home_assistant_ids_differ_for_names_that_differ_in_other_characters_only():
+    assert discovery_node("日本") != discovery_node("中国")
+    assert discovery_node("My Studio") == "improvd_my_studio"
+
+
+def test_home_assistant_entities_follow_the_controllers_state():
+    """A controller without a metronome gets no metronome switch; the model select lists the current model."""
     config = MqttConfig.from_table({"instance": "studio"})
-    messages = discovery(config, "0.1.0")
-    assert sorted(messages) == [
-        "homeassistant/number/improvd_studio_bpm/config",
-        "homeassistant/number/improvd_studio_temperature/config",
-        "homeassistant/sensor/improvd_studio_mode/config",
-        "homeassistant/switch/improvd_studio_enabled/config",
-    ]
-    temperature = messages["homeassistant/number/improvd_studio_temperature/config"]
-    assert temperature["command_topic"] == "improvd/studio/set/temperature"
-    assert temperature["state_topic"] == "improvd/studio/state"
-    assert (temperature["min"], temperature["max"]) == (0.05, 2.0)
-    assert "command_topic" not in messages["homeassistant/sensor/improvd_studio_mode/config"]
+    state = {"temperature": 1.0, "bpm": 120, "enabled": True, "mode": "idle", "model": "tiny"}
+    messages = discovery(config, "0.1.0", state, [])
+    keys = {topic.split("/")[1] + "/" + topic.split("/")[3] for topic in messages}
+    assert keys == {
+        "number/temperature", "number/bpm", "switch/enabled", "sensor/mode", "select/model", "button/respond",
+        "button/panic",
+    }  # fmt: skip
+    assert messages["homeassistant/select/improvd_studio/model/config"]["options"] == ["tiny"]
+    assert "json_attributes_topic" not in messages["homeassistant/sensor/improvd_studio/mode/config"]
+
+
+def test_discovery_topics_cover_every_config_and_the_old_layout():
+    config = MqttConfig.from_table({"instance": "studio"})
+    topics = discovery_topics(config)
+    assert set(discovery(config, "0.1.0")) <= topics
+    assert "homeassistant/number/improvd_studio_temperature/config" in topics  # before 0.2
