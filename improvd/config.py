@@ -226,70 +226,119 @@ CHECKS: dict[str, Callable[[Any], Any]] = {
     "stats_interval": _number(1, 86400),
 }
 
-# flag dest -> config key (flags left at None are not given)
-FLAGS = {
-    "midi_api": "midi_api",
-    "input": "input",
-    "output": "output",
-    "input_channel": "input_channel",
-    "output_channel": "output_channel",
-    "model": "model",
-    "models_path": "models_path",
-    "bpm": "bpm",
-    "clock": "clock",
-    "clock_out": "clock_out",
-    "temperature": "temperature",
-    "phrase_end_steps": "phrase_end_steps",
-    "meter": "meter",
-    "response_bars": "response_bars",
-    "response_steps": "response_steps",
-    "groove": "groove",
-    "metronome": "metronome",
-    "count_in_bars": "count_in_bars",
-    "thru": "thru",
-    "record_dir": "record_dir",
-    "seed": "seed",
-    "log_level": "log_level",
+# key -> what the setting does and what it allows: the flag's help (the default is added from Config), one line per
+# key; systemd/improvd.toml says the same at more length
+HELP: dict[str, str] = {
+    "midi_api": "MIDI system: alsa or jack",
+    "input": "input port to connect to, a case-insensitive substring of its name",
+    "output": "output port to connect to, a case-insensitive substring of its name",
+    "input_channel": "listen to this channel only: 1-16 or all",
+    "output_channel": "play on this channel, 1-16",
+    "model": "model directory (model.json + weights.npz)",
+    "models_path": "folder of the models that MQTT set/model may switch to by name",
+    "clock": "internal (the grid at --bpm), midi (follow MIDI clock on the input) or follow (your playing's tempo)",
+    "clock_out": "send MIDI clock, Start and Stop on the output at the internal tempo",
+    "bpm": "tempo of the internal clock, 20-300 beats per minute",
+    "enabled": "answer phrases at all (--no-enabled: listen only)",
+    "temperature": "sampling temperature, 0.05-2.0 (safe to wild)",
+    "top_p": "nucleus sampling: keep the likeliest symbols up to this probability, above 0 to 1 (1 = off)",
+    "phrase_end_steps": "silent 16ths that end your phrase and start the answer, 1-64",
+    "min_call_steps": "shortest phrase worth answering, in 16ths, 1-256",
+    "max_call_steps": "longest phrase kept, in 16ths, 0-1024 (0 = no limit)",
+    "meter": "time signature of the bars the answer fills, e.g. 4/4, 3/4, 6/8 (at most 64 16ths a bar)",
+    "response_bars": "answer length in whole bars, 1-16",
+    "response_steps": "answer length in 16ths instead of bars: 1-256, or match (as long as your phrase)",
+    "barge_in": "when you play during an answer: stop (it stops at once) or overlap (it plays on)",
+    "velocity": "velocity of the answer, 1-127; 0 = your phrase's level and accents",
+    "gate": "fraction of each note's length that it sounds, 0.05-1.0",
+    "groove": "straight (answers on the 16th grid) or follow (your call's timing off the grid)",
+    "metronome": "click every beat of the meter, the bar's first beat distinct",
+    "metronome_channel": "MIDI channel of the clicks, 1-16",
+    "metronome_notes": "percussion notes of the clicks: the bar's first beat, the other beats, 0-127 each",
+    "count_in_bars": "bars of clicks before listening after a start, an enable or MIDI Start, 0-8",
+    "thru": "pass what you play to the output as it arrives (for a controller without sound)",
+    "record_dir": "keep every session as MIDI files in this existing folder",
+    "seed": "random seed, 0-4294967295",
+    "log_level": "debug, info, warning or error",
+    "stats_interval": "seconds between timing statistics in the log, 1-86400",
 }
+# what a default means where its value does not say it
+DEFAULT_WORDS = {
+    "input": "a virtual port of client improvd",
+    "output": "a virtual port of client improvd",
+    "input_channel": "all",
+    "model": "the shipped model, models/essen",
+    "models_path": "the folder that holds the model",
+    "response_steps": "unset: whole bars",
+    "record_dir": "none",
+    "seed": "random",
+}
+# keys whose flags are switches (--key and --no-key), take two values, or take a number
+SWITCHES = ("clock_out", "enabled", "metronome", "thru")
+NUMBERS: dict[str, Callable[[str], Any]] = {
+    "output_channel": int,
+    "bpm": float,
+    "temperature": float,
+    "top_p": float,
+    "phrase_end_steps": int,
+    "min_call_steps": int,
+    "max_call_steps": int,
+    "response_bars": int,
+    "velocity": int,
+    "gate": float,
+    "metronome_channel": int,
+    "count_in_bars": int,
+    "seed": int,
+    "stats_interval": float,
+}
+CHOICES = {"midi_api": ("alsa", "jack"), "clock": ("internal", "midi", "follow"), "barge_in": ("stop", "overlap")}
+CHOICES |= {"groove": ("straight", "follow"), "log_level": LOG_LEVELS}
+CC_HELP = (
+    "Control changes, in the file only ([cc]: a CC number 0-127 per control; leave a key out for off): "
+    "temperature (0-127 onto 0.05-2.0), respond (>= 64), panic (>= 64), enable (on >= 64, off below), "
+    "metronome (on >= 64, off below); CC 64 and 120-127 are refused"
+)
+
+# flag dest -> config key (flags left at None are not given): one flag per key
+FLAGS = {key: key for key in HELP}
+
+
+def default_text(key: str) -> str:
+    """The default of ``key`` as the help shows it."""
+    if key in DEFAULT_WORDS:
+        return DEFAULT_WORDS[key]
+    value = next(f.default for f in fields(Config) if f.name == key)
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return (
+        " ".join(map(str, value))
+        if isinstance(value, tuple)
+        else f"{value:g}"
+        if isinstance(value, float)
+        else str(value)
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The daemon's flags; each overrides the key of the same name in the file."""
+    """The daemon's flags, one per key of the file (``[cc]`` only in the file); each overrides the key."""
     parser.add_argument("--config", help=f"TOML configuration file (default {DEFAULT_CONFIG} when present)")
-    parser.add_argument("--midi-api", help="MIDI system: alsa (default) or jack")
-    parser.add_argument("--input", help="input port to connect to (case-insensitive substring; default: virtual)")
-    parser.add_argument("--output", help="output port to connect to (case-insensitive substring; default: virtual)")
-    parser.add_argument("--input-channel", type=_flag_value, help="listen to channel 1-16 only (default all)")
-    parser.add_argument("--output-channel", type=int, help="play on channel 1-16 (default 1)")
-    parser.add_argument("--model", help="model directory (default: the shipped model)")
-    parser.add_argument("--models-path", help="folder of the models that MQTT may switch to by name")
-    parser.add_argument("--bpm", type=float, help="tempo of the internal clock, 20-300 (default 120)")
+    parser.epilog = f"Every flag overrides the key of the same name in the file. {CC_HELP}."
+    for key, text in HELP.items():
+        flag = "--" + key.replace("_", "-")
+        help_text = f"{text} (default: {default_text(key)})".replace("%", "%%")
+        if key in SWITCHES:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        elif key == "metronome_notes":
+            parser.add_argument(flag, nargs=2, type=int, metavar=("FIRST", "OTHER"), help=help_text)
+        elif key in CHOICES:
+            parser.add_argument(flag, type=str.lower, choices=CHOICES[key], help=help_text)
+        elif key in ("input_channel", "response_steps"):
+            parser.add_argument(flag, type=_flag_value, help=help_text)
+        else:
+            parser.add_argument(flag, type=NUMBERS.get(key, str), help=help_text)
     parser.add_argument(
-        "--clock",
-        help="internal (default), midi (follow MIDI clock on the input) or follow (the tempo of your own playing)",
+        "--no-mqtt", action="store_true", help="do not connect to an MQTT broker (mqtt.enabled = false)"
     )
-    parser.add_argument("--clock-out", action="store_true", default=None, help="send MIDI clock at the internal tempo")
-    parser.add_argument("--temperature", type=float, help="sampling temperature, 0.05-2.0 (default 1.0)")
-    parser.add_argument("--phrase-end-steps", type=int, help="silent 16ths that end a phrase, 1-64 (default 8)")
-    parser.add_argument("--meter", help="time signature of the bars the answer fills, e.g. 3/4 or 6/8 (default 4/4)")
-    parser.add_argument("--response-bars", type=int, help="answer length in whole bars, 1-16 (default 2)")
-    parser.add_argument(
-        "--response-steps", type=_flag_value, help='answer length in 16ths instead of bars, 1-256 or "match"'
-    )
-    parser.add_argument(
-        "--groove", help="straight (default: answers on the grid) or follow (the call's timing off the grid)"
-    )
-    parser.add_argument(
-        "--metronome", action="store_true", default=None, help="click every beat of the meter (channel 10 by default)"
-    )
-    parser.add_argument("--count-in-bars", type=int, help="bars of clicks before listening after a start, 0-8")
-    parser.add_argument(
-        "--thru", action="store_true", default=None, help="pass what you play to the output (a silent controller)"
-    )
-    parser.add_argument("--record-dir", help="keep every session as MIDI files in this folder (default: none)")
-    parser.add_argument("--seed", type=int, help="random seed (default: random)")
-    parser.add_argument("--log-level", help="debug, info (default), warning or error")
-    parser.add_argument("--no-mqtt", action="store_true", help="do not connect to an MQTT broker")
 
 
 def _flag_value(text: str) -> int | str:

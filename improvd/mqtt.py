@@ -142,21 +142,27 @@ def _check_type(key: str, value: Any, default: Any) -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags that override the ``[mqtt]`` table (``--no-mqtt`` belongs to the daemon; dest ``no_mqtt``)."""
-    group = parser.add_argument_group("MQTT")
-    group.add_argument("--mqtt-host", help="broker host (default localhost)")
-    group.add_argument("--mqtt-port", type=int, help="broker port (default 1883)")
-    group.add_argument("--instance", help="instance name in the topics improvd/<instance>/... (default: host name)")
-    group.add_argument("--mqtt-username", help="user name at the broker")
-    group.add_argument("--mqtt-password-file", help="file whose first line is the password")
-    group.add_argument("--mqtt-tls", action="store_true", default=None, help="TLS with the system's CAs")
-    group.add_argument("--mqtt-tls-ca", help="CA certificate file (turns TLS on)")
-    group.add_argument("--mqtt-tls-cert", help="client certificate file (with --mqtt-tls-key)")
-    group.add_argument("--mqtt-tls-key", help="client key file")
-    group.add_argument("--mqtt-client-id", help="MQTT client id (default: random)")
-    group.add_argument("--mqtt-keepalive", type=int, help="keepalive in seconds (default 60)")
+    group = parser.add_argument_group("MQTT (the [mqtt] table; mqtt.password only in the file)")
+    group.add_argument("--mqtt-host", help="broker host name or address (default: localhost)")
+    group.add_argument("--mqtt-port", type=int, help="broker port, 1-65535 (default: 1883)")
     group.add_argument(
-        "--mqtt-homeassistant", action="store_true", default=None, help="publish Home Assistant discovery"
+        "--instance", help="instance name in the topics improvd/<instance>/..., no / + # (default: host name)"
     )
+    group.add_argument("--mqtt-username", help="user name at the broker (default: anonymous)")
+    group.add_argument("--mqtt-password-file", help="file whose first line is the password (default: none)")
+    group.add_argument("--mqtt-tls", action="store_true", default=None, help="TLS with the system's CAs (default: off)")
+    group.add_argument("--mqtt-tls-ca", help="CA certificate file; turns TLS on (default: none)")
+    group.add_argument("--mqtt-tls-cert", help="client certificate file, with --mqtt-tls-key (default: none)")
+    group.add_argument("--mqtt-tls-key", help="client key file (default: none)")
+    group.add_argument("--mqtt-client-id", help="MQTT client id (default: chosen by the client library)")
+    group.add_argument("--mqtt-keepalive", type=int, help="keepalive in seconds, 5-65535 (default: 60)")
+    group.add_argument(
+        "--mqtt-homeassistant",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="publish Home Assistant discovery; --no-mqtt-homeassistant clears it (default: off)",
+    )
+    group.add_argument("--mqtt-discovery-prefix", help="Home Assistant's discovery prefix (default: homeassistant)")
 
 
 FLAGS = {
@@ -172,6 +178,7 @@ FLAGS = {
     "mqtt_client_id": "client_id",
     "mqtt_keepalive": "keepalive",
     "mqtt_homeassistant": "homeassistant",
+    "mqtt_discovery_prefix": "discovery_prefix",
 }
 
 

@@ -53,6 +53,56 @@ def test_every_key_is_documented_in_the_example():
     assert documented_keys(EXAMPLE.read_text()) == expected
 
 
+def run_help() -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "improvd.cli", "run", "--help"], capture_output=True, text=True, check=True, env=WIDE
+    )
+    return result.stdout
+
+
+WIDE = {"COLUMNS": "400", "PATH": "/usr/bin:/bin"}  # one line per flag
+
+
+def test_run_help_shows_every_setting_of_the_example_with_its_default():
+    """Each key of systemd/improvd.toml has a flag whose help gives its default (and its range where it has one);
+    [cc] is named in the epilog, mqtt.enabled is --no-mqtt, mqtt.password is only in the file."""
+    text = run_help()
+    lines = text.splitlines()
+    entries = {entry.split()[0].rstrip(","): entry for entry in re.split(r"\n(?=  -)", text) if entry.startswith("  -")}
+    special = {"mqtt.enabled": "--no-mqtt", "mqtt.instance": "--instance", "mqtt.password": "--mqtt-password-file"}
+    for key in sorted(documented_keys(EXAMPLE.read_text())):
+        table, _, name = key.rpartition(".")
+        if table == "cc":
+            assert name in lines[-1] and "[cc]" in lines[-1], key
+            continue
+        flag = special.get(key) or ("--mqtt-" if table else "--") + name.replace("_", "-")
+        assert "default" in entries[flag] or key == "mqtt.enabled", (key, entries[flag])
+    for key, text in config.HELP.items():  # a range where the setting has one
+        if CHECKS[key].__qualname__.startswith(("_number", "_whole")):
+            assert re.search(r"\d-\d|\d to \d", text), key
+
+
+def test_every_setting_has_one_help_text():
+    assert set(config.HELP) == set(CHECKS)
+
+
+def test_the_new_flags_reach_the_configuration():
+    loaded = config.load(
+        flags(
+            *("--top-p", "0.9", "--gate", "0.5", "--barge-in", "OVERLAP", "--velocity", "90", "--no-enabled"),
+            *("--metronome-notes", "60", "61", "--stats-interval", "5", "--min-call-steps", "4", "--no-mqtt"),
+        )
+    )
+    assert (loaded.top_p, loaded.gate, loaded.barge_in, loaded.velocity, loaded.enabled) == (
+        0.9,
+        0.5,
+        "overlap",
+        90,
+        False,
+    )
+    assert (loaded.metronome_notes, loaded.stats_interval, loaded.min_call_steps) == ((60, 61), 5.0, 4)
+
+
 def test_flags_override_the_file(tmp_path):
     file = tmp_path / "improvd.toml"
     file.write_text('bpm = 100\ntemperature = 0.5\ninput = "keystation"\nresponse_steps = "match"\n[cc]\npanic = 81\n')
