@@ -1,4 +1,8 @@
-"""``improvd-train corpus|fit|export|evaluate``: the offline pipeline from scores to a model directory."""
+"""improvd-train corpus|fit|export|evaluate: the offline pipeline from scores to a model directory.
+
+corpus parses (and caches) the scores; fit trains on the train split and exports models/NAME; export turns a run
+folder's best checkpoint into a model directory; evaluate measures a model on the test split.
+"""
 
 from __future__ import annotations
 
@@ -9,15 +13,22 @@ from dataclasses import asdict, fields
 from pathlib import Path
 
 from improvd.model import ModelError
-from training.corpus import DEFAULT_CACHE_DIR
+
+from .corpus import DEFAULT_CACHE_DIR
+from .train import Settings
 
 DEFAULTS_DIR = Path("models")
+DEFAULT = Settings()  # the defaults of fit's options
 
 
 def _add_corpus_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", help="a folder of .krn/.abc/.mid/.musicxml/.mxl files (default: music21's Essen)")
-    parser.add_argument("--files", nargs="*", default=[], help="only these file stems (e.g. erk5 kinder0)")
-    parser.add_argument("--max-tunes", type=int, help="at most this many tunes per file")
+    parser.add_argument(
+        "--data", help="a folder of .krn/.abc/.mid/.musicxml/.mxl files (default: music21's Essen collection)"
+    )
+    parser.add_argument(
+        "--files", nargs="*", default=[], help="only these file stems, e.g. erk5 kinder0 (default: all)"
+    )
+    parser.add_argument("--max-tunes", type=int, help="at most this many tunes per file (default: all)")
     parser.add_argument(
         "--cache-dir", default=str(DEFAULT_CACHE_DIR), help="parsed-corpus cache (default: %(default)s)"
     )
@@ -25,37 +36,95 @@ def _add_corpus_options(parser: argparse.ArgumentParser) -> None:
 
 def _add_fit_options(parser: argparse.ArgumentParser) -> None:
     _add_corpus_options(parser)
-    parser.add_argument("--seed", type=int, default=1, help="split and initialisation seed")
-    parser.add_argument("--validation", type=float, default=0.05, help="fraction of tunes for validation")
-    parser.add_argument("--test", type=float, default=0.05, help="fraction of tunes for test (used only by evaluate)")
-    parser.add_argument("--sequence-length", type=int, default=64, help="steps of each training window")
-    parser.add_argument("--song-gap", type=int, default=16, help="song-end symbols between songs in the stream")
-    parser.add_argument("--input-kind", choices=("onehot", "embedding"), default="onehot")
-    parser.add_argument("--embedding-dim", type=int, default=32)
-    parser.add_argument("--lstm-units", type=int, nargs="+", default=[256], help="units of each LSTM layer")
-    parser.add_argument("--dropout", type=float, default=0.2)
-    parser.add_argument("--learning-rate", type=float, default=1e-3)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--epochs", type=int, default=50)
-    parser.add_argument("--patience", type=int, default=5, help="early stopping on validation loss")
-    parser.add_argument("--max-minutes", type=float, help="stop after the epoch that passes this wall-clock budget")
-    parser.add_argument("--strategy", choices=("default", "mirrored", "multiworker"), default="default")
-    parser.add_argument("--name", default="essen", help="model directory name under --models-dir")
-    parser.add_argument("--models-dir", default=str(DEFAULTS_DIR))
-    parser.add_argument("--run-dir", help="checkpoints, log.csv, curve.png (default: runs/NAME)")
-    parser.add_argument("--resume", help="a model.keras to continue training from")
-    parser.add_argument("--no-keras", action="store_true", help="export without model.keras")
+    split = parser.add_argument_group("split and stream")
+    split.add_argument(
+        "--seed", type=int, default=DEFAULT.seed, help="split and initialisation seed (default: %(default)s)"
+    )
+    split.add_argument(
+        "--validation",
+        type=float,
+        default=DEFAULT.validation,
+        help="fraction of tunes for validation (default: %(default)s)",
+    )
+    split.add_argument(
+        "--test",
+        type=float,
+        default=DEFAULT.test,
+        help="fraction of tunes for test, used by evaluate (default: %(default)s)",
+    )
+    split.add_argument(
+        "--sequence-length",
+        type=int,
+        default=DEFAULT.sequence_length,
+        help="16th steps in each training window (default: %(default)s)",
+    )
+    split.add_argument(
+        "--song-gap", type=int, default=DEFAULT.song_gap, help="song-end symbols between songs (default: %(default)s)"
+    )
+    net = parser.add_argument_group("network")
+    net.add_argument(
+        "--input-kind",
+        choices=("onehot", "embedding"),
+        default=DEFAULT.input_kind,
+        help="how symbols enter the LSTM (default: %(default)s)",
+    )
+    net.add_argument(
+        "--embedding-dim",
+        type=int,
+        default=DEFAULT.embedding_dim,
+        help="size of the embedding with --input-kind embedding (default: %(default)s)",
+    )
+    net.add_argument(
+        "--lstm-units",
+        type=int,
+        nargs="+",
+        default=DEFAULT.lstm_units,
+        help=f"units of each LSTM layer (default: {' '.join(map(str, DEFAULT.lstm_units))})",
+    )
+    net.add_argument(
+        "--dropout", type=float, default=DEFAULT.dropout, help="dropout after each LSTM layer (default: %(default)s)"
+    )
+    run = parser.add_argument_group("training")
+    run.add_argument(
+        "--learning-rate", type=float, default=DEFAULT.learning_rate, help="Adam's learning rate (default: %(default)s)"
+    )
+    run.add_argument(
+        "--batch-size", type=int, default=DEFAULT.batch_size, help="windows per batch (default: %(default)s)"
+    )
+    run.add_argument(
+        "--epochs", type=int, default=DEFAULT.epochs, help="at most this many epochs (default: %(default)s)"
+    )
+    run.add_argument(
+        "--patience",
+        type=int,
+        default=DEFAULT.patience,
+        help="epochs without a better validation loss before stopping (default: %(default)s)",
+    )
+    run.add_argument(
+        "--max-minutes", type=float, help="stop after the epoch that passes this wall-clock budget (default: none)"
+    )
+    run.add_argument(
+        "--strategy",
+        choices=("default", "mirrored", "multiworker"),
+        default=DEFAULT.strategy,
+        help="default (one device), mirrored (every GPU here) or multiworker (the machines named in TF_CONFIG; "
+        "see the README) (default: %(default)s)",
+    )
+    out = parser.add_argument_group("output")
+    out.add_argument("--name", default="essen", help="model directory name under --models-dir (default: %(default)s)")
+    out.add_argument("--models-dir", default=str(DEFAULTS_DIR), help="where models go (default: %(default)s)")
+    out.add_argument("--run-dir", help="checkpoints, log.csv, curve.png (default: runs/NAME)")
+    out.add_argument("--resume", help="a model.keras to continue training from (default: a new model)")
+    out.add_argument("--no-keras", action="store_true", help="export without model.keras")
 
 
-def _settings(args: argparse.Namespace):
-    from training.train import Settings
-
+def _settings(args: argparse.Namespace) -> Settings:
     names = {f.name for f in fields(Settings)}
     return Settings(**{k: v for k, v in vars(args).items() if k in names})
 
 
 def cmd_corpus(args: argparse.Namespace) -> int:
-    from training.corpus import load_corpus
+    from .corpus import load_corpus
 
     corpus = load_corpus(args.data, args.files or None, args.max_tunes, args.cache_dir)
     print(json.dumps(corpus.summary(), indent=2))
@@ -63,8 +132,8 @@ def cmd_corpus(args: argparse.Namespace) -> int:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
-    from training.export import export_model
-    from training.train import card_of, fit, prepare
+    from .export import export_model
+    from .train import card_of, fit, prepare
 
     settings = _settings(args)
     prepared = prepare(settings, args.cache_dir)
@@ -88,8 +157,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     """Export a run folder's best checkpoint (for a run that was stopped before it exported)."""
     import keras
 
-    from training.export import export_model
-    from training.train import Settings, card_of, prepare
+    from .export import export_model
+    from .train import Settings, card_of, prepare
 
     run_dir = Path(args.run_dir)
     settings = Settings(**json.loads((run_dir / "settings.json").read_text(encoding="utf-8")))
@@ -103,7 +172,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from training.evaluate import evaluate_directory
+    from .evaluate import evaluate_directory
 
     report = evaluate_directory(
         args.model_dir, args.cache_dir, args.max_continuations, args.seeds, save=args.save, progress=not args.json
@@ -113,29 +182,42 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="improvd-train", description=__doc__)
-    commands = top.add_subparsers(dest="command", required=True)
-    corpus = commands.add_parser("corpus", help="parse (and cache) a corpus; print what was kept and dropped")
+    top = argparse.ArgumentParser(
+        prog="improvd-train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    about = "parse (and cache) a corpus; print what was kept and dropped, and why"
+    corpus = commands.add_parser("corpus", help=about, description=about)
     _add_corpus_options(corpus)
     corpus.set_defaults(run=cmd_corpus)
-    fit = commands.add_parser("fit", help="train on the train split and export models/NAME")
+    about = "train on the train split and export models/NAME"
+    fit = commands.add_parser("fit", help=about, description=about)
     _add_fit_options(fit)
     fit.set_defaults(run=cmd_fit)
-    export = commands.add_parser("export", help="export a run folder's best checkpoint as models/NAME")
-    export.add_argument("run_dir")
-    export.add_argument("--name", default="essen")
-    export.add_argument("--models-dir", default=str(DEFAULTS_DIR))
-    export.add_argument("--cache-dir", default=str(DEFAULT_CACHE_DIR))
-    export.add_argument("--no-keras", action="store_true")
+    about = "export a run folder's best checkpoint as models/NAME"
+    export = commands.add_parser("export", help=about, description=about)
+    export.add_argument("run_dir", help="a run folder of fit (settings.json, checkpoint.keras)")
+    export.add_argument("--name", default="essen", help="model directory name (default: %(default)s)")
+    export.add_argument("--models-dir", default=str(DEFAULTS_DIR), help="where models go (default: %(default)s)")
+    export.add_argument(
+        "--cache-dir", default=str(DEFAULT_CACHE_DIR), help="parsed-corpus cache (default: %(default)s)"
+    )
+    export.add_argument("--no-keras", action="store_true", help="export without model.keras")
     export.set_defaults(run=cmd_export)
-    evaluate = commands.add_parser("evaluate", help="figures on the test split, against an n-gram baseline")
-    evaluate.add_argument("model_dir")
+    about = "figures on the test split, against an n-gram baseline"
+    evaluate = commands.add_parser("evaluate", help=about, description=about)
+    evaluate.add_argument("model_dir", help="a model directory (model.json + weights.npz)")
     evaluate.add_argument("--json", action="store_true", help="one JSON object on stdout, no progress")
     evaluate.add_argument(
-        "--max-continuations", type=int, default=300, help="test calls played through the engine (default 300)"
+        "--max-continuations",
+        type=int,
+        default=300,
+        help="test calls played through the engine (default: %(default)s)",
     )
-    evaluate.add_argument("--seeds", type=int, default=3, help="answers played per call (default 3)")
-    evaluate.add_argument("--cache-dir", default=str(DEFAULT_CACHE_DIR))
+    evaluate.add_argument("--seeds", type=int, default=3, help="answers played per call (default: %(default)s)")
+    evaluate.add_argument(
+        "--cache-dir", default=str(DEFAULT_CACHE_DIR), help="parsed-corpus cache (default: %(default)s)"
+    )
     evaluate.add_argument("--save", action="store_true", help="also write the figures into model.json")
     evaluate.set_defaults(run=cmd_evaluate)
     return top

@@ -27,9 +27,10 @@ from improvd.engine import Engine
 from improvd.model import MODEL_JSON, Model, load_model
 from improvd.runtime import LSTMRuntime, softmax
 from improvd.songcache import SongCache
-from training import as_played
-from training.corpus import DEFAULT_CACHE_DIR
-from training.ngram import NGram
+
+from . import as_played
+from .corpus import DEFAULT_CACHE_DIR
+from .ngram import NGram
 
 NGRAM_PREFIX = 8  # song ends before each tune when counting n-grams and choosing their order
 MAX_NGRAM_ORDER = 12
@@ -215,7 +216,7 @@ def evaluate_directory(
     progress: bool = False,
 ) -> dict:
     """Load a model directory, rebuild its corpus and split from model.json, and evaluate it."""
-    from training.train import Settings, prepare
+    from .train import Settings, prepare
 
     model = load_model(directory)
     if "settings" not in model.card or "test_tunes" not in model.card:

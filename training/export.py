@@ -15,7 +15,8 @@ import numpy as np
 import improvd
 from improvd.encoding import STEP_QUARTER_LENGTH, Vocabulary
 from improvd.model import MODEL_FORMAT, MODEL_FORMAT_VERSION, MODEL_JSON, WEIGHTS_NPZ
-from training.model import input_kind_of, lstm_units_of
+
+from .model import input_kind_of, lstm_units_of
 
 
 def weights_of(model: keras.Model) -> dict[str, np.ndarray]:

@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from improvd.encoding import Vocabulary
-from training.corpus import DEFAULT_CACHE_DIR, Corpus, load_corpus
-from training.dataset import evaluation_dataset, split_tunes, stream_of, training_dataset
+
+from .corpus import DEFAULT_CACHE_DIR, Corpus, load_corpus
+from .dataset import evaluation_dataset, split_tunes, stream_of, training_dataset
 
 LR_DECAY = 0.3  # the learning rate is multiplied by this when validation loss stalls ...
 LR_PATIENCE = 2  # ... for this many epochs (early stopping waits longer: --patience)
@@ -106,7 +107,7 @@ def fit(settings: Settings, run_dir: str | Path, prepared: Prepared, resume: str
     """Train; returns (best Keras model, history dict). The best epoch's weights are restored."""
     import keras
 
-    from training.model import build_model, compile_model
+    from .model import build_model, compile_model
 
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
