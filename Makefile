@@ -8,12 +8,12 @@ TEST_DEBS := jackd2 mosquitto mosquitto-clients fluidsynth fluid-soundfont-gm sy
 RUN_ARGS ?=
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint test-corpus bench system-deps clean
+.PHONY: run test lint lean-check test-corpus bench system-deps clean
 
 run: $(VENV)/.installed
 	$(BIN)/improvd run $(RUN_ARGS)
 
-test: system-deps $(VENV)/.installed-dev lint
+test: system-deps $(VENV)/.installed-dev lint lean-check
 	$(BIN)/python -m pytest -q
 
 lint: $(VENV)/.installed-dev
@@ -32,13 +32,20 @@ $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV) || { echo "python3 -m venv failed: install python3-venv (apt-get install python3-venv)"; exit 1; }
 	$(BIN)/pip install -q --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(VENV)/bin/python
-	$(BIN)/pip install -q -e .
+# The daemon alone, as the service installs it (a plain install: setuptools' editable mode prints notices);
+# installed again when a source file changes.
+$(VENV)/.installed: pyproject.toml $(wildcard improvd/*.py) | $(VENV)/bin/python
+	$(BIN)/pip install -q .
 	touch $@
 
+# Everything the tests need: the offline tools and training too, editable.
 $(VENV)/.installed-dev: pyproject.toml | $(VENV)/bin/python
 	$(BIN)/pip install -q -e ".[dev,train]"
 	touch $@ $(VENV)/.installed
+
+# A fresh virtual environment with the daemon's install alone: its size and that it runs (about 30 s).
+lean-check: $(VENV)/.installed-dev
+	$(BIN)/python tests/lean_install.py
 
 system-deps:
 	@missing=""; for p in $(TEST_DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

@@ -7,31 +7,44 @@ import importlib
 import os
 import sys
 
+from improvd.extras import MissingExtra, require
+
 # The LSTM's one-step products are small: a BLAS thread pool only adds worker threads that spin after each product
 # (half a core with an LSTM of 384 units). Set before numpy loads OpenBLAS; a user's own setting wins.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-# subcommand -> (module that implements it, one-line help)
+# subcommand -> (module that implements it, one-line help, the extra it needs beyond the daemon's install)
 SUBCOMMANDS = {
-    "run": ("improvd.service", "run the daemon: listen on MIDI, answer phrases, obey MQTT"),
-    "ports": ("improvd.midi", "list the MIDI ports of the chosen API"),
-    "continue": ("improvd.continuation", "continue the melody of a file (MIDI, abc, kern, MusicXML) into a MIDI file"),
-    "demo": ("improvd.demo", "no keyboard needed: continue an Essen tune and write MIDI, MusicXML, PNG and WAV"),
+    "run": ("improvd.service", "run the daemon: listen on MIDI, answer phrases, obey MQTT", None),
+    "ports": ("improvd.midi", "list the MIDI ports of the chosen API", None),
+    "continue": (
+        "improvd.continuation",
+        "continue the melody of a file (MIDI, abc, kern, MusicXML) into a MIDI file, or a WAV",
+        "offline",
+    ),
+    "demo": (
+        "improvd.demo",
+        "no keyboard needed: continue an Essen tune and write MIDI, MusicXML, PNG and WAV",
+        "offline",
+    ),
 }
 
 
 def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
-    """The parser; only the ``chosen`` subcommand's module is imported (all of them when None).
+    """The parser; only the ``chosen`` subcommand's module is imported (none when None: the top-level help).
 
-    Importing only what runs keeps ``improvd run`` free of music21 and matplotlib, which the offline tools need.
+    Importing only what runs keeps ``improvd run`` free of music21 and matplotlib, which the offline tools need
+    (and which the daemon's install leaves out). A chosen command whose extra is missing raises MissingExtra.
     """
     parser = argparse.ArgumentParser(
         prog="improvd", description="A real-time AI improvisation partner for MIDI keyboards."
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, (module_name, help_text) in SUBCOMMANDS.items():
+    for name, (module_name, help_text, extra) in SUBCOMMANDS.items():
         subparser = commands.add_parser(name, help=help_text, description=help_text)
-        if chosen is None or name == chosen:
+        if name == chosen:
+            if extra is not None:
+                require(extra, f"improvd {name}")
             importlib.import_module(module_name).add_arguments(subparser)
     return parser
 
@@ -39,7 +52,11 @@ def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     chosen = argv[0] if argv and argv[0] in SUBCOMMANDS else None
-    args = build_parser(chosen).parse_args(argv)
+    try:
+        args = build_parser(chosen).parse_args(argv)
+    except MissingExtra as error:
+        print(f"improvd: {error}", file=sys.stderr)
+        return 2
     module = importlib.import_module(SUBCOMMANDS[args.command][0])
     return module.main(args)
 
