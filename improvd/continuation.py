@@ -1,4 +1,7 @@
-"""`improvd continue INPUT -o OUTPUT.mid`: continue the melody of a file, through the engine in simulated time."""
+"""`improvd continue INPUT -o OUTPUT.mid`: continue the melody of a file, through the engine in simulated time.
+
+An output named ``.wav`` is the same call and response rendered to audio with FluidSynth.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ import random
 import sys
 from pathlib import Path
 
+from improvd import render
 from improvd.callfile import Call, CallError, read_call
 from improvd.engine import Engine, Settings
 from improvd.grid import parse_meter
@@ -24,7 +28,13 @@ class UsageError(ValueError):
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", type=Path, help="a .mid, .abc, .krn, .musicxml or .mxl file; its top line is the call")
-    parser.add_argument("-o", "--output", type=Path, required=True, help="the MIDI file to write (call and response)")
+    parser.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        required=True,
+        help="the file to write, call and response: MIDI, or a WAV when it ends in .wav (rendered with FluidSynth)",
+    )
     length = parser.add_mutually_exclusive_group()
     length.add_argument("--steps", type=int, help="length of the response in sixteenth-note steps (1 to 256)")
     length.add_argument(
@@ -75,8 +85,16 @@ def respond(call: Call, model: Model, settings: Settings, seed: int) -> Performa
     return perform(Engine(model, settings, seed=seed), call.notes)
 
 
+def is_audio(path: Path) -> bool:
+    return path.suffix.lower() == ".wav"
+
+
 def check_outputs(source: Path, outputs: list[Path]) -> None:
-    """Refuse outputs that cannot be written as files, or would overwrite the input or each other."""
+    """Refuse outputs that cannot be written as files, or would overwrite the input or each other, and a WAV
+    where FluidSynth or a SoundFont is missing."""
+    why_not = render.missing() if any(is_audio(path) for path in outputs) else None
+    if why_not:
+        raise UsageError(f"{outputs[0]}: cannot render a WAV: {why_not}; or give a .mid file")
     for path in outputs:
         if not path.parent.is_dir():
             raise UsageError(f"{path}: the folder {path.parent} does not exist")
@@ -97,16 +115,15 @@ def main(args: argparse.Namespace) -> int:
         seed = args.seed if args.seed is not None else random.randrange(2**31)
         settings = Settings(temperature=args.temperature, top_p=args.top_p, **length)
         performance = respond(call, model, settings, seed)
-        writes = [
-            (
-                args.output,
-                lambda p: write_midi(p, call.notes, performance.response, call.bpm, call.time_signature, call.title),
-            )
-        ]
+
+        def midi(path: Path) -> Path:
+            return write_midi(path, call.notes, performance.response, call.bpm, call.time_signature, call.title)
+
+        writes = [(args.output, render.audio_writer(midi) if is_audio(args.output) else midi)]
         if args.musicxml:
             writes.append((args.musicxml, lambda p: write_score(p, call, performance, settings.gate)))
         write_all(writes)  # both files or neither
-    except (CallError, ModelError, OfflineError, ValueError, OSError) as error:
+    except (CallError, ModelError, OfflineError, render.RenderError, ValueError, OSError) as error:
         print(f"improvd continue: error: {error}", file=sys.stderr)
         return 1
     print(

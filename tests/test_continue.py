@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import math
+import wave
 from pathlib import Path
 
 import mido
+import numpy as np
 import pytest
 from music21 import converter
 
+from improvd import render
 from improvd.outputs import CALL_TRACK, RESPONSE_TRACK
 from improvd.scores import essen_tune
+from tests.services import require_binary
 from tests.test_continue_input import ABC, KERN, write_midi
 
 pytest.importorskip("improvd.engine", reason="improvd.engine not built yet")
@@ -138,3 +143,41 @@ def test_a_missing_model_fails_clearly(inputs, tmp_path, capsys):
 def _write(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path
+
+
+def peak_dbfs(path: Path) -> float:
+    with wave.open(str(path)) as audio:
+        samples = np.frombuffer(audio.readframes(audio.getnframes()), np.int16)
+    return 20 * math.log10(np.abs(samples.astype(np.int32)).max() / 32767)
+
+
+def test_a_wav_output_is_audio_normalised_to_minus_one_dbfs(inputs, tiny_model_dir, tmp_path):
+    require_binary("fluidsynth", "fluidsynth")
+    out = tmp_path / "answer.wav"
+    assert run(inputs[".abc"], "-o", out, "--model", tiny_model_dir, "--seed", 7, "--bars", 2) == 0
+    assert out.read_bytes()[:4] == b"RIFF" and out.read_bytes()[8:12] == b"WAVE"
+    assert abs(peak_dbfs(out) - render.PEAK_DBFS) < 0.1
+    assert list(tmp_path.iterdir()) == [out]  # no MIDI left beside it
+
+
+def test_a_wav_output_without_fluidsynth_is_refused_clearly(inputs, tiny_model_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    out = tmp_path / "answer.wav"
+    assert run(inputs[".abc"], "-o", out, "--model", tiny_model_dir, "--seed", 7) == 1
+    error = capsys.readouterr().err
+    assert "cannot render a WAV: fluidsynth not found" in error and "apt-get install fluidsynth" in error
+    assert not out.exists()
+
+
+def test_normalise_brings_the_peak_to_minus_one_dbfs(tmp_path):
+    path = tmp_path / "quiet.wav"
+    quiet = (np.sin(np.linspace(0, 200, 4410)) * 4000).astype("<i2")  # -18 dBFS, like the demo before
+    with wave.open(str(path), "wb") as audio:
+        audio.setnchannels(1)
+        audio.setsampwidth(2)
+        audio.setframerate(44100)
+        audio.writeframes(quiet.tobytes())
+    render.normalise(path)
+    assert abs(peak_dbfs(path) - -1.0) < 0.01
+    with wave.open(str(path)) as audio:
+        assert (audio.getnchannels(), audio.getframerate(), audio.getnframes()) == (1, 44100, 4410)
