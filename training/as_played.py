@@ -22,20 +22,21 @@ The real bars get the same figures, so each is read beside what folk tunes do.
 
 from __future__ import annotations
 
+import contextlib
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 from music21 import key as m21key
 
-from improvd.callfile import Call, PlayedNote, call_from_score
+from improvd.callfile import Call, CallError, PlayedNote, call_from_score
 from improvd.encoding import tonic_pitch_class
 from improvd.engine import Engine, Settings
 from improvd.grid import strong_positions
 from improvd.keys import WHITE_KEYS
 from improvd.offline import perform
-from improvd.scores import ScoreError, analyse_key, essen_tune
+from improvd.scores import ScoreError, Tune, analyse_key, essen_tune
 
 CALL_BARS = 4
 MOTIF_NOTES = 4
@@ -72,12 +73,22 @@ class Continuation:
 
 def test_calls(idents: Iterable[str]) -> list[CallCase]:
     """The Essen tunes of ``idents`` that have 8 whole bars of a metre the engine takes, cut into call and real."""
-    found = []
+    return calls_of(_essen(idents))
+
+
+def _essen(idents: Iterable[str]) -> Iterator[Tune]:
     for ident in idents:
+        with contextlib.suppress(ScoreError):
+            yield essen_tune(ident)
+
+
+def calls_of(tunes: Iterable[Tune]) -> list[CallCase]:
+    """The ``tunes`` (any collection) that have 8 whole bars of a metre the engine takes, cut into call and real."""
+    found = []
+    for tune in tunes:
         try:
-            tune = essen_tune(ident)
-            whole = call_from_score(tune.score, None, ident, ident)
-        except ScoreError:
+            whole = call_from_score(tune.score, None, tune.ident, tune.ident)
+        except (ScoreError, CallError):
             continue
         bar = whole.steps_per_bar * whole.step_seconds
         start = whole.bar_start_step * whole.step_seconds
@@ -87,7 +98,7 @@ def test_calls(idents: Iterable[str]) -> list[CallCase]:
         real = [n for n in whole.notes if five <= n.start < nine]
         tonic, _ = analyse_key(tune.score)
         scale = _signature_scale(tune.score)
-        found.append(CallCase(ident, whole.first_bars(CALL_BARS), real, scale, tonic_pitch_class(tonic)))
+        found.append(CallCase(tune.ident, whole.first_bars(CALL_BARS), real, scale, tonic_pitch_class(tonic)))
     return found
 
 
