@@ -109,6 +109,8 @@ def fit(settings: Settings, run_dir: str | Path, prepared: Prepared, resume: str
 
     from .model import build_model, compile_model
 
+    # first of all: MultiWorkerMirroredStrategy configures collective ops, which must come before any TensorFlow op
+    strategy = _strategy(settings.strategy)
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(settings.seed)
@@ -117,7 +119,7 @@ def fit(settings: Settings, run_dir: str | Path, prepared: Prepared, resume: str
     val_stream = stream_of(prepared.songs("validation"), vocabulary, settings.song_gap)
     train_data, steps = training_dataset(train_stream, settings.sequence_length, settings.batch_size, settings.seed)
     val_data = evaluation_dataset(val_stream, settings.sequence_length, settings.batch_size)
-    with _strategy(settings.strategy).scope():
+    with strategy.scope():
         if resume:  # fine-tuning at this run's learning rate; a checkpoint keeps its optimizer state
             model = keras.models.load_model(resume)
             if getattr(model, "optimizer", None) is None:  # an exported model.keras holds only the weights
