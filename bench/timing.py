@@ -288,6 +288,7 @@ def run_one(
         r"stopped; timing: (\d+) sends, lateness p50 ([\d.-]+) ms, p99 ([\d.-]+) ms, max ([\d.-]+)", text
     )
     sends, p50, p99, peak = (float(x) for x in lateness[-1]) if lateness else (0, 0, 0, 0)
+    clicked = re.findall(r"clicks: (\d+) sends, lateness p50 ([\d.-]+) ms, p99 ([\d.-]+) ms, max ([\d.-]+)", text)
     errors, delays = grid_figures(receiver.onsets, calls, step)
     onset_error = spread(errors)
     floor_errors, _ = grid_figures(receiver.reference_onsets, [], step)
@@ -301,6 +302,9 @@ def run_one(
     if receiver.click_onsets:
         click_errors, _ = grid_figures(receiver.click_onsets, [], step)
         clicks = {"clicks": len(receiver.click_onsets), "click_onset_error_ms": spread(click_errors)}
+    if clicked:
+        count, c50, c99, cmax = (float(x) for x in clicked[-1])
+        clicks["click_send_lateness_ms"] = {"sends": int(count), "p50": c50, "p99": c99, "max": cmax}
     return clicks | {
         "log": str(log),
         "bpm": bpm,

@@ -132,6 +132,7 @@ class TimingThread(threading.Thread):
         self.internal: InternalClock | None = None
         self.clock_out = clock_out and clock in ("internal", "follow")
         self.stats = stats or LatenessStats()
+        self.click_stats = LatenessStats()
         self.heartbeat = time.monotonic()
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._wake = threading.Event()
@@ -213,7 +214,10 @@ class TimingThread(threading.Thread):
     def _send_due(self, due: float) -> None:
         sleep_until(due)
         for timed in self.engine.pop_due(time.monotonic()):
-            self.stats.record(time.monotonic() - timed.time)
+            lateness = time.monotonic() - timed.time
+            self.stats.record(lateness)
+            if timed.message.type == "note_on" and timed.message.channel == self.engine.settings.metronome_channel:
+                self.click_stats.record(lateness)  # the metronome's clicks, also counted with every send
             self._send_raw(timed.message.bytes())
             self._record(timed)
 

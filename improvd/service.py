@@ -280,7 +280,7 @@ class Daemon:
             "phrase_end_steps": settings.phrase_end_steps,
             "clock": self.config.clock,
             "ports": self.ports.names(),
-            "timing": self.stats.summary().as_dict(),
+            "timing": self.stats.summary().as_dict() | {"clicks": self.timing.click_stats.summary().as_dict()},
             "version": __version__,
         }
 
@@ -477,7 +477,7 @@ class Daemon:
         closer = threading.Thread(target=self.ports.close, name="improvd-close", daemon=True)
         closer.start()
         closer.join(CLOSE_GRACE)
-        log.info("stopped; timing: %s", self.stats.summary())
+        log.info("stopped; timing: %s%s", self.stats.summary(), self._clicks())
         self._log_dropped()
         code = 1 if alive or self._failed else 0
         if closer.is_alive():  # a MIDI system call that hangs must not hold the exit: the exit closes the ports
@@ -528,7 +528,7 @@ class Daemon:
     async def _log_stats(self) -> None:
         while True:
             await asyncio.sleep(self.config.stats_interval)
-            log.info("timing: %s", self.stats.summary())
+            log.info("timing: %s%s", self.stats.summary(), self._clicks())
             self._log_dropped()
 
     def _log_dropped(self) -> None:
@@ -536,6 +536,11 @@ class Daemon:
         counts = self.dropped.take()
         if counts:
             log.warning("dropped since the last report: %s", describe(counts))
+
+    def _clicks(self) -> str:
+        """The metronome's share of the timing line, when it clicked."""
+        clicks = self.timing.click_stats.summary()
+        return f"; clicks: {clicks}" if clicks.sends else ""
 
     # --- session recording (improvd.recorder): written off the loop, whole files only ---
 

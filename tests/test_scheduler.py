@@ -115,3 +115,17 @@ def test_a_start_sends_all_notes_off_then_again_a_second_later(tiny_model_dir):
     assert sent[:2] == [[0xB0, 123, 0], [0xB0, 64, 0]]
     second = sent.index([0xB0, 123, 0], 1)
     assert sent[second : second + 2] == [[0xB0, 123, 0], [0xB0, 64, 0]]
+
+
+def test_clicks_are_timed_through_the_same_path_and_counted_apart(tiny_model_dir):
+    sent: list[list[int]] = []
+    engine = Engine(load_model(tiny_model_dir), Settings(bpm=300, metronome=True))
+    timing = TimingThread(engine, lambda data: sent.append(list(data)), lambda kind, data: None)
+    timing.start()
+    try:
+        wait_for(lambda: timing.click_stats.summary().sends >= 4, 10, "four clicks")
+    finally:
+        timing.stop()
+    clicks = [data for data in sent if data[0] == 0x99 and data[2] > 0]  # note_on on channel 10
+    assert len(clicks) >= timing.click_stats.summary().sends >= 4
+    assert timing.stats.summary().sends > timing.click_stats.summary().sends  # their note_offs and the releases too
