@@ -18,7 +18,12 @@ The daemon runs as its systemd unit runs it: without capabilities and with the u
 memory. A JACK client may lock the server's whole port graph into its memory (libjack tries, and succeeds for
 root or a user allowed unlimited locked memory); ``rss_with_jack_graph_locked_mb`` is a start as root.
 
-    PYTHONPATH=. .venv/bin/python bench/timing.py --json [--model DIR] [--seconds 20]
+Two more cases: ``metronome`` (120 BPM, quiet, ``--metronome``: the clicks' send lateness and received onset
+error beside all sends') and ``follow`` (``--clock follow`` at 110 BPM while the player plays 4-bar calls at 96
+BPM with 8 ms of jitter: the answer's onsets against the player's grid carried on from each call, and their
+share on its 8ths). ``--cases`` picks among tempo, metronome and follow.
+
+    PYTHONPATH=. .venv/bin/python bench/timing.py --json [--model DIR] [--seconds 20] [--cases follow,metronome]
 """
 
 from __future__ import annotations
