@@ -6,7 +6,7 @@ holds one symbol:
 * a MIDI pitch number as text (``"60"``): a note starts;
 * ``r``: a rest starts;
 * ``_``: the note or rest of the previous step goes on;
-* ``/``: separates songs (training puts ``SEQUENCE_LENGTH`` of them between songs).
+* ``/``: separates songs (training puts the model's ``song_gap`` of them between songs).
 
 Training imports this module; nothing here imports training or tensorflow.
 """

@@ -7,24 +7,27 @@ output for the same input, tempo, settings and seed.
 
 The driver's contract (times are floats in seconds on the driver's clock):
 
-* ``start(t)`` sets the grid origin (step 0 begins at ``t``); then ``tick(t)``
-  at every grid boundary, in order (a tick at the origin itself does nothing).
-  A tick closes the step that just ended: the seed buffer gets its symbol and
-  the LSTM takes one step, so the model is primed at every moment.
+* ``start(t)`` sets the grid origin (step 0, bar 1, begins at ``t``); then
+  ``tick(t)`` at every grid boundary, in order, where ``next_boundary()`` puts
+  it (a step on at the tempo; elsewhere once the grid follows the player). A
+  tick closes the step that just ended: the seed buffer gets its symbol and the
+  LSTM takes one step, so the model is primed at every moment.
 * ``feed(message, t)`` for each player message, between ticks: note_on (velocity
-  0 is a note_off), note_off and CC 64 (>= 64 down); anything else, and other
-  channels than ``input_channel``, is ignored. An event in the second half of a
+  0 is a note_off), note_off and CC 64 (>= 64 down) make the call; other
+  channels than ``input_channel`` are ignored. An event in the second half of a
   step counts on the next boundary (onsets and releases snap to the nearest).
-  ``feed`` returns messages to send at once: the barge-in releases, else [].
-* Output is queued inside the engine with the time it is due; the driver sleeps
-  until ``next_due()`` and sends what ``pop_due(now)`` returns, in time order.
-  ``panic``, ``set_enabled(False, t)``, ``stop`` and a barge-in clear the queue
-  and return (to send at once) a note_off for every sounding note; ``panic``,
-  disabling and ``stop`` add CC 123 and CC 64 = 0 on the output channel. So
-  every note_on sent has its note_off on every path. ``sounding`` is the set
-  of output notes now on (for a last-resort safety net). ``all_notes_off(t)``
-  returns CC 123 and CC 64 = 0 alone, changing nothing: the daemon sends it
-  at start and when its output port returns, for notes a killed run left on.
+  ``feed`` returns messages to send at once: the message itself with ``thru``,
+  then the barge-in releases; usually [].
+* Output is queued inside the engine with the time it is due (``schedule`` adds
+  to it); the driver sleeps until ``next_due()`` and sends what ``pop_due(now)``
+  returns, in time order. ``panic``, ``set_enabled(False, t)``, ``stop`` and a
+  barge-in clear the queue and return (to send at once) a note_off for every
+  sounding note; ``panic``, disabling and ``stop`` add CC 123 and CC 64 = 0 on
+  the output channel. So every note_on sent has its note_off on every path.
+  ``sounding`` is the set of (channel, note) pairs now on, improvd's and those
+  passed through. ``all_notes_off(t)`` returns CC 123 and CC 64 = 0 alone,
+  changing nothing: the daemon sends it at start and when its output port
+  returns, for notes a killed run left on.
 * ``update(time=None, **settings)`` checks all changes before applying any
   (ValueError naming the setting, the value and what is allowed) and returns
   the releases to send when it disables the engine. ``set_model`` takes effect
@@ -32,8 +35,8 @@ The driver's contract (times are floats in seconds on the driver's clock):
 * ``drain_events()`` returns what happened since the last call, each an
   ``Event(time, name, data)``: ``phrase_end`` {call_steps}, ``response_start``
   {steps, first_step, entry, transposition}, ``response_end`` ({} or
-  {interrupted: True}),
-  ``barge_in`` {}.
+  {interrupted: True}), ``barge_in``, ``panic``, ``respond_ignored`` {reason},
+  ``count_in`` {listen_at_step}, ``tempo`` {bpm, fit}.
 
 Listening becomes responding at the tick that completes ``phrase_end_steps``
 silent steps (no key down and no note held by the pedal) after a call of at

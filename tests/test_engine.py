@@ -206,14 +206,15 @@ def test_respond_now_answers_at_the_next_tick(model):
     assert engine.next_due() == pytest.approx(10 * STEP)
 
 
-def test_response_length_and_match(model):
-    for response_steps, expected in [(12, 12), ("match", 12)]:
-        engine = Engine(model, Settings(bpm=BPM, response_steps=response_steps, min_call_steps=4), seed=5)
-        _, events = run(engine, call(PHRASE), 80)
-        start = next(e for e in events if e.name == "response_start")
-        assert start.data["steps"] <= expected
-        end = next(e for e in events if e.name == "response_end")
-        assert end.time <= start.time + (expected + 1) * STEP + 1e-9
+@pytest.mark.parametrize(("response_steps", "expected"), [(12, 12), (5, 5), ("match", 12)])
+def test_response_steps_and_match_last_exactly_that_long(model, response_steps, expected):
+    """``match``: as many steps as the call played (PHRASE: 12); the answer ends after exactly its steps."""
+    engine = Engine(model, Settings(bpm=BPM, response_steps=response_steps, min_call_steps=4), seed=5)
+    _, events = run(engine, call(PHRASE), 80)
+    start = next(e for e in events if e.name == "response_start")
+    assert start.data["steps"] == expected
+    end = next(e for e in events if e.name == "response_end")
+    assert end.time == pytest.approx(start.time + (expected + 1) * STEP)
 
 
 def test_barge_in_releases_everything_at_once(model):
