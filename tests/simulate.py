@@ -3,10 +3,30 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import mido
 
 from improvd.engine import Engine, Event, Timed
+
+
+def drive(
+    engine: Engine, messages: list[tuple[float, mido.Message]], steps: int, sent: list[Timed], events: list[Event]
+) -> Iterator[float]:
+    """Boundary k (at k steps from 0) for k up to ``steps``: the messages played before it are fed, what is due by
+    then is sent (into ``sent``); the boundary is yielded, then ticked (its events into ``events``)."""
+    pending = sorted(messages, key=lambda item: item[0])
+    engine.start(0.0)
+    step = engine.step_seconds()
+    for k in range(steps + 1):
+        boundary = k * step
+        while pending and pending[0][0] < boundary:
+            time, message = pending.pop(0)
+            sent += engine.feed(message, time)
+        sent += engine.pop_due(boundary)
+        yield boundary
+        engine.tick(boundary)
+        events += engine.drain_events()
 
 
 def run(
@@ -16,19 +36,10 @@ def run(
 
     With ``drain`` the output still queued after the last tick is taken too (as if time ran on).
     """
-    pending = sorted(messages, key=lambda item: item[0])
     sent: list[Timed] = []
     events: list[Event] = []
-    engine.start(0.0)
-    step = engine.step_seconds()
-    for k in range(steps + 1):
-        boundary = k * step
-        while pending and pending[0][0] < boundary:
-            time, message = pending.pop(0)
-            sent += engine.feed(message, time)
-        sent += engine.pop_due(boundary)
-        engine.tick(boundary)
-        events += engine.drain_events()
+    for _ in drive(engine, messages, steps, sent, events):
+        pass
     if drain:
         sent += engine.pop_due(math.inf)
     return sent, events
@@ -36,19 +47,9 @@ def run(
 
 def run_until_sounding(engine: Engine, messages: list[tuple[float, mido.Message]], steps: int = 200) -> float:
     """Drive as ``run`` does until an answer note sounds; the time of that boundary (the tick there not yet run)."""
-    pending = sorted(messages, key=lambda item: item[0])
-    engine.start(0.0)
-    step = engine.step_seconds()
-    for k in range(steps + 1):
-        boundary = k * step
-        while pending and pending[0][0] < boundary:
-            time, message = pending.pop(0)
-            engine.feed(message, time)
-        engine.pop_due(boundary)
+    for boundary in drive(engine, messages, steps, [], []):
         if engine.sounding:
             return boundary
-        engine.tick(boundary)
-        engine.drain_events()
     raise AssertionError(f"no answer note sounded in {steps} steps")
 
 
