@@ -140,6 +140,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
     print(json.dumps({k: v for k, v in prepared.corpus.summary().items() if k != "files"}), file=sys.stderr)
     run_dir = Path(args.run_dir or Path("runs") / args.name)
     model, summary = fit(settings, run_dir, prepared, args.resume)
+    if not summary["chief"]:  # another worker of a multi-worker cluster: the chief exports
+        print(json.dumps({"model": None, **summary}))
+        return 0
     target = Path(args.models_dir) / args.name
     export_model(
         model,

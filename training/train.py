@@ -143,30 +143,100 @@ def fit(settings: Settings, run_dir: str | Path, prepared: Prepared, resume: str
     ]
     (run / "settings.json").write_text(json.dumps(asdict(settings), indent=2) + "\n", encoding="utf-8")
     started = time.monotonic()
-    history = model.fit(
-        train_data,
-        steps_per_epoch=steps,
-        epochs=settings.epochs,
-        validation_data=val_data,
-        callbacks=callbacks,
-        verbose=1 if sys.stderr.isatty() else 2,
-    )
+    if settings.strategy == "multiworker":
+        history = _fit_across_workers(model, strategy, train_data, steps, val_data, settings, run)
+    else:
+        history = model.fit(
+            train_data,
+            steps_per_epoch=steps,
+            epochs=settings.epochs,
+            validation_data=val_data,
+            callbacks=callbacks,
+            verbose=1 if sys.stderr.isatty() else 2,
+        ).history
     seconds = time.monotonic() - started
-    if (run / "checkpoint.keras").is_file():  # the time limit may stop before early stopping restores
+    if settings.strategy != "multiworker" and (run / "checkpoint.keras").is_file():  # a time limit stops early
         best = keras.models.load_model(run / "checkpoint.keras")
         model.set_weights(best.get_weights())
-    plot_curve(history.history, run / "curve.png")
-    symbols = len(history.history["loss"]) * steps * settings.batch_size * settings.sequence_length
+    if _is_chief(strategy):
+        plot_curve(history, run / "curve.png")
+    symbols = len(history["loss"]) * steps * settings.batch_size * settings.sequence_length
     summary = {
-        "epochs_run": len(history.history["loss"]),
-        "best_epoch": int(np.argmin(history.history["val_loss"])) + 1,
-        "best_val_loss_nats": float(np.min(history.history["val_loss"])),
+        "chief": _is_chief(strategy),
+        "epochs_run": len(history["loss"]),
+        "best_epoch": int(np.argmin(history["val_loss"])) + 1,
+        "best_val_loss_nats": float(np.min(history["val_loss"])),
         "train_seconds": round(seconds, 1),
         "target_symbols_per_second": round(symbols / seconds, 1),
         "train_steps": len(train_stream),
         "resumed_from": str(resume) if resume else None,
     }
     return model, summary
+
+
+def _is_chief(strategy) -> bool:
+    """Whether this process writes the run folder and exports: always, but for a multi-worker cluster's workers
+    other than the first."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    return (
+        resolver is None
+        or not resolver.task_type
+        or (resolver.task_type, resolver.task_id)
+        in (
+            ("chief", 0),
+            ("worker", 0),
+        )
+    )
+
+
+def _fit_across_workers(model, strategy, train_data, steps: int, val_data, settings: Settings, run: Path) -> dict:
+    """Train with ``tf.distribute.MultiWorkerMirroredStrategy`` in a loop of our own: Keras 3's ``fit`` fails there
+    on the first batch (keras-team/keras#20585). Each step runs on every worker's replicas and reduces the
+    gradients across the cluster; every worker computes the same validation loss; early stopping keeps the best
+    epoch's weights, and the chief (worker 0) writes log.csv. Returns the history (loss and val_loss per epoch)."""
+    import keras
+    import tensorflow as tf
+
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(reduction=None)
+    batches = iter(strategy.experimental_distribute_dataset(train_data))
+
+    @tf.function
+    def train_step(batch):
+        def replica(x, y):
+            with tf.GradientTape() as tape:
+                per_window = tf.reduce_mean(loss_fn(y, model(x, training=True)), axis=-1)
+                loss = tf.nn.compute_average_loss(per_window, global_batch_size=settings.batch_size)
+            grads = tape.gradient(loss, model.trainable_variables)
+            model.optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
+            return loss
+
+        return strategy.reduce("SUM", strategy.run(replica, args=batch), axis=None)
+
+    @tf.function
+    def validation_loss(x, y):
+        return tf.reduce_mean(loss_fn(y, model(x, training=False)))
+
+    history: dict[str, list[float]] = {"loss": [], "val_loss": []}
+    best, best_weights, waited = np.inf, model.get_weights(), 0
+    started = time.monotonic()
+    for epoch in range(settings.epochs):
+        loss = float(np.mean([float(train_step(next(batches))) for _ in range(steps)]))
+        val = float(np.mean([float(validation_loss(x, y)) for x, y in val_data]))
+        history["loss"].append(loss)
+        history["val_loss"].append(val)
+        if _is_chief(strategy):
+            with (run / "log.csv").open("a", encoding="utf-8") as log:
+                log.write(f"{epoch},{loss},{val}\n")
+        print(f"epoch {epoch + 1}: loss {loss:.4f}, val_loss {val:.4f}", file=sys.stderr)
+        if val < best:
+            best, best_weights, waited = val, model.get_weights(), 0
+        else:
+            waited += 1
+        over_time = settings.max_minutes is not None and time.monotonic() - started > 60 * settings.max_minutes
+        if waited >= settings.patience or over_time:
+            break
+    model.set_weights(best_weights)
+    return history
 
 
 def plot_curve(history: dict, path: Path) -> None:
