@@ -63,9 +63,10 @@ silence. With ``response_steps`` None the answer fills ``response_bars`` bars
 after that bar line and ends on a bar line; otherwise it lasts
 ``response_steps`` steps (or as many as the call played, with ``"match"``). Its
 last bar is drawn again, up to ``CADENCE_TRIES`` times, until its last note on
-a strong beat is the tonic or the dominant. A song end is never drawn, and the
+a strong beat is the tonic or the dominant. A song end is never drawn, the
 answer keeps to the call's collection (the white keys in the model's key, plus
-the call's own accidentals). The engine listens again at the boundary after
+the call's own accidentals), and it starts notes only at the places in the beat
+where the call started some (a call in 8ths gets no 16th off the 8ths). The engine listens again at the boundary after
 the answer's last step.
 
 Memory. The song cache (improvd.songcache) mixes what followed the same
@@ -116,7 +117,7 @@ from improvd.sampler import Sampler
 from improvd.seedbuffer import SeedBuffer
 from improvd.songcache import SongCache
 from improvd.tempo import estimate as estimate_beat
-from improvd.touch import Touch
+from improvd.touch import Touch, beat_steps
 
 SUSTAIN = 64
 ALL_NOTES_OFF = 123
@@ -453,6 +454,7 @@ class Engine:
         plan = self._plan(self._grid.step + 1)
         tonic = (tonic_pitch_class(estimate_key(call)[0]) + shift) % 12
         self._in_key = self._collection_mask(call)
+        self._places = self._onset_places(call, plan)
         symbols = self._sample_answer(plan, self._echo(plan, call), tonic)
         self._queue_response(symbols, plan.first)
         self._call_steps = 0
@@ -503,6 +505,14 @@ class Engine:
         first_step = self._grid.step - len(call)  # the buffer's last symbol is the step that just closed
         indices = {first_step + k: self._index_of(symbol) for k, symbol in enumerate(call[:played])}
         return Echo(indices, plan.entry, plan.bar, self._onset_mask, until=max(plan.first, plan.end - plan.bar))
+
+    def _onset_places(self, call: list[str], plan: AnswerPlan) -> tuple[int, frozenset[int]]:
+        """(beat in steps, the places in the beat where the call started notes, and the beat itself): the answer's
+        onsets keep to the call's rhythmic vocabulary (a call in 8ths gets no 16th off the beat)."""
+        beat = beat_steps(self.settings.meter)
+        first = self._grid.step - len(call)
+        places = {(first + k) % beat for k, symbol in enumerate(call) if is_pitch(symbol)}
+        return beat, frozenset(places | {0})
 
     def _collection_mask(self, call: list[str]) -> np.ndarray:
         """Symbols the answer may draw: no song end, and pitches of the white keys (the call's diatonic collection
@@ -559,6 +569,8 @@ class Engine:
             if echo is not None and self._memory:
                 probabilities = echo.mix(probabilities, step)
             allowed = self._onset_mask & self._in_key if not entered and step >= plan.entry else self._in_key
+            if step % self._places[0] not in self._places[1]:
+                allowed = allowed & ~self._onset_mask  # no onset where the call's rhythm never put one
             index = self._sampler.sample(np.log(probabilities), self.settings.temperature, self.settings.top_p, allowed)
             if echo is not None:
                 echo.heard(step, index)

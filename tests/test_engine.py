@@ -17,7 +17,7 @@ from improvd.model import load_model
 from improvd.runtime import LSTMRuntime
 from improvd.scores import essen_tune, melody_of
 from tests.simulate import run, run_until_sounding, sounding_after
-from tests.test_improviser import favouring
+from tests.test_improviser import RUNNING, favouring
 
 BPM = 120
 STEP = 60 / BPM / 4
@@ -130,7 +130,7 @@ def test_the_model_places_the_first_note_and_enters_by_the_first_bar_line(model)
     sent, _ = run(holding, call(PHRASE), 80)
     assert min(t.time for t in sent if t.message.type == "note_on") == pytest.approx(32 * STEP)
     eager = Engine(favouring(model, "72"), Settings(bpm=BPM, min_call_steps=4), seed=1, memory=False)
-    sent, _ = run(eager, call(PHRASE), 80)
+    sent, _ = run(eager, call(RUNNING), 80)
     assert min(t.time for t in sent if t.message.type == "note_on") == pytest.approx(21 * STEP)
 
 

@@ -19,6 +19,8 @@ from tests.simulate import run
 BPM = 120
 STEP = 60 / BPM / 4
 PHRASE = [(67, 0, 2), (69, 2, 2), (71, 4, 2), (72, 6, 2), (74, 8, 4)]  # released at step 12; phrase end at 20
+# the same, in 16ths: every place in the beat is in its rhythm, so an answer may start a note on any step
+RUNNING = [(67, 0, 1), (69, 1, 1), (71, 2, 1), (72, 3, 1), (74, 4, 8)]
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +58,7 @@ def test_repeated_pitches_retrigger_each_note_off_before_the_next_onset(model):
     pitch = next(s for s in model.vocabulary.symbols if s.isdigit())
     settings = Settings(bpm=BPM, min_call_steps=4, response_steps=8, gate=0.9)
     engine = Engine(favouring(model, pitch), settings, seed=1, memory=False)
-    sent, _ = run(engine, call(PHRASE), 60)
+    sent, _ = run(engine, call(RUNNING), 60)
     answer = [(t.time, t.message.type) for t in sent if t.time >= 21 * STEP - 1e-9]
     assert len(answer) == 16
     for k in range(8):
@@ -95,10 +97,23 @@ def test_at_gate_one_each_note_off_comes_before_the_next_onset_of_its_pitch(mode
     settings = Settings(bpm=bpm, min_call_steps=4, response_steps=32, gate=1.0)
     engine = Engine(favouring(model, pitch), settings, seed=1, memory=False)
     step = engine.step_seconds()
-    messages = [(t / STEP * step, m) for t, m in call(PHRASE)]
+    messages = [(t / STEP * step, m) for t, m in call(RUNNING)]
     sent, _ = run(engine, messages, 80)
     answer = [t for t in sent if t.time >= 20.5 * step and t.message.type in ("note_on", "note_off")]
     assert len(answer) == 64
     for before, after in itertools.pairwise(answer):
         assert before.message.type != after.message.type  # on, off, on, off ... in the order sent
         assert before.time <= after.time
+
+
+def test_the_answer_keeps_to_the_calls_places_in_the_beat(model):
+    """A call in 8ths gets no note on a 16th off the 8ths, however much the model wants one; a call in 16ths may."""
+    pitch = next(s for s in model.vocabulary.symbols if s.isdigit())
+
+    def onsets(phrase) -> list[int]:
+        settings = Settings(bpm=BPM, min_call_steps=4, response_steps=8)
+        sent, _ = run(Engine(favouring(model, pitch), settings, seed=1, memory=False), call(phrase), 60)
+        return [round(t.time / STEP) for t in sent if t.message.type == "note_on" and t.time > 20.5 * STEP]
+
+    assert onsets(PHRASE) == [22, 24, 26, 28]
+    assert onsets(RUNNING) == list(range(21, 29))
