@@ -288,6 +288,7 @@ class Engine:
         self._call_steps = 0
         self._shift = 0
         self._touch = Touch()
+        self._thru_channels: set[int] = set()  # channels the player's messages went out on (their pedal too)
         self._count_in_start = self._count_in_end = 0  # the count-in's grid steps: listening starts at the end
         self._deviations: dict[tuple[int, int], float] = {}  # (step, pitch) -> how far off the grid it was played
         self._heard: deque[tuple[float, mido.Message]] = deque(maxlen=HEARD_MESSAGES)  # the call's, for follow
@@ -618,6 +619,7 @@ class Engine:
         passed = []
         if self.settings.thru and hasattr(message, "channel"):
             self._track(message)
+            self._thru_channels.add(message.channel)
             passed = [Timed(time, message, "player")]
         return passed + self._hear(message, time)
 
@@ -688,12 +690,14 @@ class Engine:
         return [Timed(time, m) for m in messages] + (self.all_notes_off(time) if all_notes_off else [])
 
     def all_notes_off(self, time: float) -> list[Timed]:
-        """CC 123 and CC 64 = 0 on the output channel, nothing else changed: what a start or a returning
-        output port sends, since a killed or crashed earlier run may have left notes sounding there."""
-        channel = self.settings.output_channel
+        """CC 123 and CC 64 = 0 on the output channel and on every channel thru has passed messages on, nothing
+        else changed: what a start or a returning output port sends, since a killed or crashed earlier run may
+        have left notes (or a pedal) on there."""
+        channels = sorted({self.settings.output_channel, *self._thru_channels})
         return [
-            Timed(time, mido.Message("control_change", channel=channel, control=ALL_NOTES_OFF, value=0)),
-            Timed(time, mido.Message("control_change", channel=channel, control=SUSTAIN, value=0)),
+            Timed(time, mido.Message("control_change", channel=channel, control=control, value=0))
+            for channel in channels
+            for control in (ALL_NOTES_OFF, SUSTAIN)
         ]
 
     # --- commands ------------------------------------------------------------------
@@ -702,12 +706,12 @@ class Engine:
         """Release everything now and stop the metronome; a response or count-in in progress ends, listening
         goes on. A ``panic`` event says so."""
         self._events.append(Event(time, "panic", {}))
+        self.settings.metronome = False  # silence means silence: set/metronome turns it on again
         return self._silence(time)
 
     def _silence(self, time: float) -> list[Timed]:
-        """What panic, Stop and disabling share: every note released, the metronome off, the call forgotten."""
+        """What panic, Stop and disabling share: every note released, the call forgotten."""
         released = self._release(time)
-        self.settings.metronome = False
         if self.mode == "responding":
             self._end_response(time)
         if self.mode == "counting_in":

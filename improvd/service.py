@@ -558,7 +558,9 @@ class Daemon:
         if not len(session):
             return
         try:
-            path = await off_loop(session.write, self.recorder.folder)
+            settings = self.engine.settings
+            meter = tuple(int(part) for part in settings.meter.split("/"))
+            path = await off_loop(session.write, self.recorder.folder, settings.bpm, meter)
         except (OSError, TimeoutError) as error:
             log.error("recording not written: %s", error)
             self._event("error", {"reason": f"recording not written: {error}"})

@@ -22,7 +22,7 @@ import numpy as np
 MIN_BPM, MAX_BPM = 40.0, 240.0
 MIN_ONSETS = 6  # fewer onsets say too little: the last tempo is kept
 PRIOR_BPM = 100.0
-PRIOR_OCTAVES = 1.0  # the prior's width (standard deviation, in octaves of tempo)
+PRIOR_OCTAVES = 0.6  # the prior's width (standard deviation, in octaves of tempo), chosen on Essen calls at 72-160 BPM
 COARSE = np.geomspace(MIN_BPM, MAX_BPM, 600)  # 0.3% apart
 
 

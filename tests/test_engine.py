@@ -451,3 +451,14 @@ def test_respond_now_with_nothing_played_answers_nothing_and_says_so(model):
     engine.respond_now()
     engine.tick(3 * STEP)
     assert "phrase_end" in [e.name for e in engine.drain_events()]
+
+
+def test_a_panic_lifts_the_pedal_on_the_players_channel_too_with_thru(model):
+    """The tester's find: the pedal passed through on channel 3 stayed down after a panic."""
+    engine = Engine(model, Settings(bpm=BPM, thru=True), seed=0)
+    engine.start(0.0)
+    engine.feed(mido.Message("note_on", channel=3, note=64, velocity=70), 0.01)
+    engine.feed(mido.Message("control_change", channel=3, control=64, value=127), 0.02)
+    released = [(t.message.type, t.message.channel, getattr(t.message, "control", None)) for t in engine.panic(0.1)]
+    assert ("note_off", 3, None) in released
+    assert {("control_change", c, k) for c in (0, 3) for k in (123, 64)} <= set(released)

@@ -95,3 +95,16 @@ def test_panic_and_disable_stop_the_clicks_and_release_them(model):
     for k in range(44, 60):
         engine.tick(k * STEP)
     assert engine.next_due() is None
+
+
+def test_disabling_silences_the_clicks_and_enabling_brings_them_back(model):
+    engine = Engine(model, Settings(bpm=BPM, metronome=True), seed=0)
+    run(engine, [], 4, drain=False)
+    engine.update(enabled=False)
+    for k in range(5, 20):
+        engine.tick(k * STEP)
+    assert engine.next_due() is None and engine.settings.metronome  # idle: no clicks, the setting kept
+    engine.set_enabled(True, 20 * STEP)
+    for k in range(20, 24):
+        engine.tick(k * STEP)
+    assert engine.next_due() == pytest.approx(24 * STEP)

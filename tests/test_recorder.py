@@ -18,15 +18,17 @@ def test_a_session_reads_back_with_its_tracks_and_times(tmp_path):
     session.add("improvd", mido.Message("note_on", channel=0, note=67, velocity=80), 101.25)
     session.add("improvd", mido.Message("note_off", channel=0, note=67), 101.5)
     session.add("player", mido.Message("clock"), 101.0)  # not music to keep
-    path = session.write(tmp_path)
+    path = session.write(tmp_path, 96.0, (3, 4))
     assert path.name.startswith("improvd-") and [p.name for p in tmp_path.iterdir()] == [path.name]
     midi = mido.MidiFile(path)
+    tempo = [m for m in midi.tracks[0] if m.type in ("set_tempo", "time_signature")]
+    assert (round(mido.tempo2bpm(tempo[0].tempo), 6), tempo[1].numerator, tempo[1].denominator) == (96, 3, 4)
     assert [t.name for t in midi.tracks[1:]] == ["player", "improvd"]
     heard = {}
     for track in midi.tracks[1:]:
         now = 0.0
         for message in track:
-            now += mido.tick2second(message.time, midi.ticks_per_beat, mido.bpm2tempo(recorder.TEMPO_BPM))
+            now += mido.tick2second(message.time, midi.ticks_per_beat, mido.bpm2tempo(96.0))
             if message.type in ("note_on", "note_off"):
                 heard.setdefault(track.name, []).append((message.type, message.note, round(now, 3)))
     assert heard == {
@@ -88,3 +90,12 @@ def test_the_timing_thread_records_the_players_notes_and_improvds_answer(tiny_mo
     ons = [m.note for m in improvd if m.type == "note_on" and m.velocity]
     offs = [m.note for m in improvd if m.type == "note_off" or (m.type == "note_on" and not m.velocity)]
     assert ons and set(ons) <= set(offs)  # every answer note recorded with its release (the stop's included)
+
+
+def test_a_note_still_on_when_a_session_ends_is_released_in_its_file(tmp_path):
+    session = Session(start=0.0)
+    session.add("improvd", mido.Message("note_on", channel=9, note=76, velocity=110), 1.0)
+    session.add("improvd", mido.Message("note_on", channel=0, note=60, velocity=80), 1.5)
+    midi = mido.MidiFile(session.write(tmp_path))
+    messages = [m for m in midi.tracks[2] if m.type in ("note_on", "note_off")]
+    assert [(m.type, m.channel, m.note) for m in messages[-2:]] == [("note_off", 9, 76), ("note_off", 0, 60)]
