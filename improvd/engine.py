@@ -97,6 +97,7 @@ from __future__ import annotations
 import dataclasses
 import heapq
 import itertools
+import math
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -340,6 +341,12 @@ class Engine:
     def next_boundary(self) -> float:
         """Where the driver's next tick falls: the open step's end (the grid may move when it follows the player)."""
         return self._grid.step_start + self.step_seconds()
+
+    def bar_line(self, time: float) -> float:
+        """The time of the last bar line at or before ``time``, on the grid at its present tempo."""
+        steps = math.floor((time - self._grid.step_start) / self.step_seconds())
+        step = self._grid.step + steps
+        return self._step_time(step - step % bar_steps(self.settings.meter))
 
     def _step_time(self, step: int) -> float:
         """When grid step ``step`` starts, counted from the open step at the present tempo."""

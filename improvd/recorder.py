@@ -66,7 +66,7 @@ class Session:
             track = mido.MidiTrack([mido.MetaMessage("track_name", name=name)])
             now = 0
             for time, message in _closed(sorted(self.messages[name], key=lambda item: item[0])):
-                tick = round((time - self.start) / seconds_per_tick)
+                tick = max(now, round((time - self.start) / seconds_per_tick))  # before bar 1: at its start
                 track.append(message.copy(time=tick - now))
                 now = tick
             midi.tracks.append(track)
@@ -109,7 +109,7 @@ class Recorder:
         """The session is an hour old: time for a new one."""
         return now - self.session.start >= SESSION_SECONDS
 
-    def rotate(self, now: float) -> Session:
-        """Start a new session; returns the one that ends (to write once more)."""
-        ended, self.session = self.session, Session(start=now)
+    def rotate(self, start: float) -> Session:
+        """Start a new session whose bar 1 begins at ``start``; returns the one that ends (to write once more)."""
+        ended, self.session = self.session, Session(start=start)
         return ended

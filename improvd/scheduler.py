@@ -181,6 +181,7 @@ class TimingThread(threading.Thread):
             return
         origin = time.monotonic() + START_DELAY
         self.engine.start(origin)
+        self._bar_one(origin)
         self.internal = InternalClock(origin)
         if self.clock_out:
             self._pulses.extend([origin])
@@ -220,6 +221,11 @@ class TimingThread(threading.Thread):
                 self.click_stats.record(lateness)  # the metronome's clicks, also counted with every send
             self._send_raw(timed.message.bytes())
             self._record(timed)
+
+    def _bar_one(self, origin: float) -> None:
+        """The grid's origin is bar 1 of the session being recorded too."""
+        if self.recording is not None:
+            self.recording.start = origin
 
     def _record(self, timed: Any) -> None:
         """Keep improvd's own messages in the session being recorded (the player's were kept as they came)."""
@@ -280,6 +286,7 @@ class TimingThread(threading.Thread):
         for action in handler(arrival):
             if action.name == "start":
                 self.engine.start(action.time)
+                self._bar_one(action.time)
             elif action.name == "tick":
                 self._follow_tempo()
                 self.engine.tick(action.time)

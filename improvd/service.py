@@ -553,7 +553,7 @@ class Daemon:
         """Write the session being recorded (and start a new one when ``rotate``); a failure is one error line."""
         session = self.recorder.session
         if rotate:
-            self.recorder.rotate(time.monotonic())
+            self.recorder.rotate(self.engine.bar_line(time.monotonic()))  # the new file's bar 1 is a bar line
             self.timing.recording = self.recorder.session
         if not len(session):
             return

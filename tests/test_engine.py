@@ -462,3 +462,12 @@ def test_a_panic_lifts_the_pedal_on_the_players_channel_too_with_thru(model):
     released = [(t.message.type, t.message.channel, getattr(t.message, "control", None)) for t in engine.panic(0.1)]
     assert ("note_off", 3, None) in released
     assert {("control_change", c, k) for c in (0, 3) for k in (123, 64)} <= set(released)
+
+
+def test_the_last_bar_line_before_a_time(model):
+    engine = Engine(model, Settings(bpm=BPM, meter="3/4"), seed=0)
+    engine.start(1.0)
+    for k in range(1, 30):
+        engine.tick(1.0 + k * STEP)
+    assert engine.bar_line(1.0 + 29.5 * STEP) == pytest.approx(1.0 + 24 * STEP)
+    assert engine.bar_line(1.0 + 40 * STEP) == pytest.approx(1.0 + 36 * STEP)  # carried on at the tempo

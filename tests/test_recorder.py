@@ -99,3 +99,12 @@ def test_a_note_still_on_when_a_session_ends_is_released_in_its_file(tmp_path):
     midi = mido.MidiFile(session.write(tmp_path))
     messages = [m for m in midi.tracks[2] if m.type in ("note_on", "note_off")]
     assert [(m.type, m.channel, m.note) for m in messages[-2:]] == [("note_off", 9, 76), ("note_off", 0, 60)]
+
+
+def test_what_came_before_bar_one_is_written_at_its_start(tmp_path):
+    session = Session(start=0.0)
+    session.add("improvd", mido.Message("control_change", control=123), 0.1)  # the start's All Notes Off
+    session.start = 0.5  # the grid's origin came after
+    session.add("improvd", mido.Message("note_on", note=60, velocity=80), 1.0)
+    track = mido.MidiFile(session.write(tmp_path)).tracks[2]
+    assert [(m.type, m.time) for m in track if not m.is_meta][:2] == [("control_change", 0), ("note_on", 480)]
