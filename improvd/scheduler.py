@@ -48,6 +48,24 @@ def sleep_until(deadline: float, wake: threading.Event | None = None, spin: floa
     return True
 
 
+class SystemTime:
+    """The daemon's time: ``time.monotonic``, a spinning ``sleep_until``, ``Event.wait``. The timing thread takes
+    its time as a parameter, so tests run its real code in virtual time (tests/virtual.py)."""
+
+    @staticmethod
+    def now() -> float:
+        return time.monotonic()
+
+    @staticmethod
+    def sleep_until(deadline: float) -> None:
+        sleep_until(deadline)
+
+    @staticmethod
+    def wait(event: threading.Event, timeout: float) -> bool:
+        """Wait for ``event`` at most ``timeout`` seconds; True when it was set."""
+        return event.wait(timeout)
+
+
 @dataclass(frozen=True)
 class Summary:
     sends: int
@@ -123,8 +141,10 @@ class TimingThread(threading.Thread):
         clock_out: bool = False,
         stats: LatenessStats | None = None,
         before_tick: Callable[[], bool] | None = None,
+        time_source: Any = SystemTime,
     ) -> None:
         super().__init__(name="improvd-timing", daemon=True)
+        self.time = time_source
         self.engine = engine
         self._send = send
         self._report = report
@@ -133,7 +153,7 @@ class TimingThread(threading.Thread):
         self.clock_out = clock_out and clock in ("internal", "follow")
         self.stats = stats or LatenessStats()
         self.click_stats = LatenessStats()
-        self.heartbeat = time.monotonic()
+        self.heartbeat = self.time.now()
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._wake = threading.Event()
         self._stopping = False
@@ -165,10 +185,7 @@ class TimingThread(threading.Thread):
     def run(self) -> None:
         name_this_thread()
         try:
-            now = time.monotonic()
-            self._send_now(self.engine.all_notes_off(now))  # what a killed earlier run left sounding
-            self.engine.schedule(self.engine.all_notes_off(now + RELEASE_AGAIN))  # JACK may not deliver the first
-            self._start_clock()
+            self.begin()
             while not self._stopping:
                 self._step()
         except Exception as error:  # the loop must never die silently; its death stops the watchdog
@@ -176,10 +193,23 @@ class TimingThread(threading.Thread):
         finally:
             self._release_all()
 
+    def begin(self) -> None:
+        """What the loop does first: All Notes Off (now and again a second later) and the grid's origin. ``run``
+        calls it; a driver in virtual time calls it, then ``run_until``."""
+        now = self.time.now()
+        self._send_now(self.engine.all_notes_off(now))  # what a killed earlier run left sounding
+        self.engine.schedule(self.engine.all_notes_off(now + RELEASE_AGAIN))  # JACK may not deliver the first
+        self._start_clock()
+
+    def run_until(self, until: float) -> None:
+        """Run the loop, in this thread, until its time reaches ``until`` (for a driver in virtual time)."""
+        while self.time.now() < until:
+            self._step()
+
     def _start_clock(self) -> None:
         if self.follower is not None:
             return
-        origin = time.monotonic() + START_DELAY
+        origin = self.time.now() + START_DELAY
         self.engine.start(origin)
         self._bar_one(origin)
         self.internal = InternalClock(origin)
@@ -188,10 +218,10 @@ class TimingThread(threading.Thread):
             self._send_raw([START])
 
     def _step(self) -> None:
-        self.heartbeat = time.monotonic()
+        self.heartbeat = self.time.now()
         self._drain(self.engine.next_due())
         due = self.engine.next_due()
-        now = time.monotonic()
+        now = self.time.now()
         if self._pulses and self._pulses[0] - SPIN_SECONDS <= now:
             self._send_pulse()
         elif due is not None and due - SPIN_SECONDS <= now:
@@ -209,13 +239,13 @@ class TimingThread(threading.Thread):
             deadline = min(deadline, self._pulses[0] - SPIN_SECONDS)
         if self.internal is not None:
             deadline = min(deadline, self.internal.next_boundary)
-        if self._wake.wait(max(0.0, deadline - now)):
+        if self.time.wait(self._wake, max(0.0, deadline - now)):
             self._wake.clear()
 
     def _send_due(self, due: float) -> None:
-        sleep_until(due)
-        for timed in self.engine.pop_due(time.monotonic()):
-            lateness = time.monotonic() - timed.time
+        self.time.sleep_until(due)
+        for timed in self.engine.pop_due(self.time.now()):
+            lateness = self.time.now() - timed.time
             self.stats.record(lateness)
             if timed.message.type == "note_on" and timed.message.channel == self.engine.settings.metronome_channel:
                 self.click_stats.record(lateness)  # the metronome's clicks, also counted with every send
@@ -234,8 +264,8 @@ class TimingThread(threading.Thread):
 
     def _send_pulse(self) -> None:
         due = self._pulses.popleft()
-        sleep_until(due)
-        self.stats.record(time.monotonic() - due)
+        self.time.sleep_until(due)
+        self.stats.record(self.time.now() - due)
         self._send_raw([CLOCK])
 
     def _tick_internal(self) -> None:
@@ -252,7 +282,7 @@ class TimingThread(threading.Thread):
     def _drain(self, due: float | None) -> None:
         """Handle what waits in the inbox, but stop in time for the next due send."""
         limit = None if due is None else due - SPIN_SECONDS
-        while limit is None or time.monotonic() < limit:
+        while limit is None or self.time.now() < limit:
             try:
                 arrival, item = self._inbox.get_nowait()
             except queue.Empty:
@@ -265,7 +295,7 @@ class TimingThread(threading.Thread):
 
     def _handle(self, arrival: float | None, item: Any) -> None:
         if arrival is None:
-            self._send_now(item(time.monotonic()))
+            self._send_now(item(self.time.now()))
             self._report("changed", None)
         elif isinstance(item, int):
             self._clock(item, arrival)
@@ -318,7 +348,7 @@ class TimingThread(threading.Thread):
 
     def _release_all(self) -> None:
         """The last word on the output: every sounding note off, All Notes Off, sustain off, clock Stop."""
-        now = time.monotonic()
+        now = self.time.now()
         try:
             self._send_now(self.engine.stop(now))
         except Exception as error:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import mido
 import pytest
 
@@ -63,33 +61,35 @@ def test_a_failed_write_leaves_nothing_behind(tmp_path, monkeypatch):
 
 
 def test_the_timing_thread_records_the_players_notes_and_improvds_answer(tiny_model_dir):
-    """Both tracks fill as the daemon's timing thread runs (messages compared, never times)."""
+    """Both tracks fill as the daemon's timing thread runs, in virtual time: its own code, its time a parameter."""
     from improvd.engine import Engine, Settings
     from improvd.model import load_model
     from improvd.scheduler import TimingThread
-    from tests.services import wait_for
+    from tests.virtual import VirtualTime
 
+    clock = VirtualTime(10.0)
     engine = Engine(load_model(tiny_model_dir), Settings(bpm=300, min_call_steps=2, phrase_end_steps=2), seed=1)
     engine.update(response_steps=4, thru=True)
-    timing = TimingThread(engine, lambda data: True, lambda kind, data: None)
+    sent: list[list[int]] = []
+    timing = TimingThread(engine, lambda data: sent.append(list(data)), lambda kind, data: None, time_source=clock)
     timing.recording = session = Session(start=0.0)
-    timing.start()
-    try:
-        wait_for(lambda: engine._grid.step > 2, 10, "the grid running")
-        for pitch in (60, 62, 64):
-            timing.feed(mido.Message("note_on", note=pitch, velocity=90), time.monotonic())
-            time.sleep(0.1)
-            timing.feed(mido.Message("note_off", note=pitch), time.monotonic())
-        wait_for(lambda: any(m.type == "note_on" for _, m in session.messages["improvd"]), 10, "an answer")
-    finally:
-        timing.stop()
+    timing.begin()
+    for k, pitch in enumerate((60, 62, 64)):
+        timing.feed(mido.Message("note_on", note=pitch, velocity=90), 10.3 + 0.2 * k)
+        timing.run_until(10.4 + 0.2 * k)
+        timing.feed(mido.Message("note_off", note=pitch), 10.4 + 0.2 * k)
+        timing.run_until(10.5 + 0.2 * k)
+    timing.run_until(13.0)
+    timing._release_all()  # what the thread does as it ends
+    assert session.start == pytest.approx(10.05)  # bar 1 is the grid's origin
     player = [(m.type, m.note) for _, m in session.messages["player"]]
     assert player == [(kind, p) for p in (60, 62, 64) for kind in ("note_on", "note_off")]
     improvd = [m for _, m in session.messages["improvd"]]
-    assert all(m.channel == 0 for m in improvd if m.type == "note_on")  # the answer, not the thru copies
     ons = [m.note for m in improvd if m.type == "note_on" and m.velocity]
     offs = [m.note for m in improvd if m.type == "note_off" or (m.type == "note_on" and not m.velocity)]
-    assert ons and set(ons) <= set(offs)  # every answer note recorded with its release (the stop's included)
+    assert ons and set(ons) <= set(offs)  # every answer note recorded with its release
+    sent_ons = [data for data in sent if data[0] == 0x90 and data[2] > 0]
+    assert len(ons) == len(sent_ons) - 3  # everything sent but the three notes passed through
 
 
 def test_a_note_still_on_when_a_session_ends_is_released_in_its_file(tmp_path):

@@ -6,11 +6,12 @@ import threading
 import time
 
 import mido
+import pytest
 
 from improvd.engine import Engine, Settings
 from improvd.model import load_model
 from improvd.scheduler import LatenessStats, TimingThread, sleep_until
-from tests.services import wait_for
+from tests.virtual import VirtualTime
 
 
 def test_sleep_until_never_returns_early():
@@ -56,7 +57,9 @@ def test_empty_stats():
 
 
 def test_input_handed_on_before_a_tick_is_fed_before_it(tiny_model_dir):
-    """The timing thread's look before a tick (MidiPorts.read_before_tick) reaches the engine ahead of the tick."""
+    """The timing thread's look before a tick (MidiPorts.read_before_tick) reaches the engine ahead of the tick.
+
+    In virtual time: the loop's own code, its time a parameter, so no wake-up can come late."""
     calls: list[tuple[str, float]] = []
 
     class Recording(Engine):
@@ -68,22 +71,25 @@ def test_input_handed_on_before_a_tick_is_fed_before_it(tiny_model_dir):
             calls.append(("tick", time))
             super().tick(time)
 
+    clock = VirtualTime(100.0)
+
     def before_tick() -> bool:
         if len(calls) != 3:
             return False
         # the origin and two steps: a note played just before this boundary
-        timing.feed(mido.Message("note_on", note=60, velocity=90), time.monotonic() - 0.001)
+        timing.feed(mido.Message("note_on", note=60, velocity=90), clock.now() - 0.001)
         return True
 
     engine = Recording(load_model(tiny_model_dir), Settings(bpm=300))
-    timing = TimingThread(engine, lambda message: True, lambda kind, data: None, before_tick=before_tick)
-    timing.start()
-    try:
-        wait_for(lambda: len(calls) >= 6, 5, "a few ticks")
-    finally:
-        timing.stop()
+    timing = TimingThread(
+        engine, lambda message: True, lambda kind, data: None, before_tick=before_tick, time_source=clock
+    )
+    timing.begin()
+    timing.run_until(100.3)
     assert [name for name, _ in calls[:5]] == ["tick", "tick", "tick", "feed", "tick"]
-    assert calls[3][1] < calls[4][1]  # played before the boundary that the next tick closes
+    step = 60 / 300 / 4
+    assert [t for name, t in calls if name == "tick"][:4] == pytest.approx([100.05 + k * step for k in range(4)])
+    assert calls[3][1] == pytest.approx(100.05 + 3 * step - 0.001)  # played before the boundary the next tick closes
 
 
 def test_summary_sorts_outside_the_lock_that_record_takes():
@@ -103,29 +109,29 @@ def test_summary_sorts_outside_the_lock_that_record_takes():
 
 
 def test_a_start_sends_all_notes_off_then_again_a_second_later(tiny_model_dir):
-    """A JACK graph still removing a killed run's clients may lose the first; the order of sends is what counts."""
-    sent: list[list[int]] = []
+    """A JACK graph still removing a killed run's clients may lose the first; virtual time shows when each went."""
+    clock = VirtualTime(50.0)
+    sent: list[tuple[float, list[int]]] = []
     engine = Engine(load_model(tiny_model_dir), Settings(bpm=120))
-    timing = TimingThread(engine, lambda data: sent.append(list(data)), lambda kind, data: None)
-    timing.start()
-    try:
-        wait_for(lambda: sent.count([0xB0, 123, 0]) >= 2, 10, "two All Notes Off")
-    finally:
-        timing.stop()
-    assert sent[:2] == [[0xB0, 123, 0], [0xB0, 64, 0]]
-    second = sent.index([0xB0, 123, 0], 1)
-    assert sent[second : second + 2] == [[0xB0, 123, 0], [0xB0, 64, 0]]
+    timing = TimingThread(
+        engine, lambda data: sent.append((clock.now(), list(data))), lambda kind, data: None, time_source=clock
+    )
+    timing.begin()
+    timing.run_until(52.0)
+    releases = [(t, data) for t, data in sent if data[0] == 0xB0]
+    assert releases == [(50.0, [0xB0, 123, 0]), (50.0, [0xB0, 64, 0]), (51.0, [0xB0, 123, 0]), (51.0, [0xB0, 64, 0])]
 
 
 def test_clicks_are_timed_through_the_same_path_and_counted_apart(tiny_model_dir):
-    sent: list[list[int]] = []
-    engine = Engine(load_model(tiny_model_dir), Settings(bpm=300, metronome=True))
-    timing = TimingThread(engine, lambda data: sent.append(list(data)), lambda kind, data: None)
-    timing.start()
-    try:
-        wait_for(lambda: timing.click_stats.summary().sends >= 4, 10, "four clicks")
-    finally:
-        timing.stop()
-    clicks = [data for data in sent if data[0] == 0x99 and data[2] > 0]  # note_on on channel 10
-    assert len(clicks) >= timing.click_stats.summary().sends >= 4
-    assert timing.stats.summary().sends > timing.click_stats.summary().sends  # their note_offs and the releases too
+    clock = VirtualTime(0.0)
+    sent: list[tuple[float, list[int]]] = []
+    engine = Engine(load_model(tiny_model_dir), Settings(bpm=120, metronome=True))
+    timing = TimingThread(
+        engine, lambda data: sent.append((clock.now(), list(data))), lambda kind, data: None, time_source=clock
+    )
+    timing.begin()
+    timing.run_until(2.0)
+    clicks = [t for t, data in sent if data[0] == 0x99 and data[2] > 0]  # note_on on channel 10
+    assert clicks == pytest.approx([0.05 + 0.5 * k for k in range(4)])  # every beat at 120 from the origin
+    assert timing.click_stats.summary().sends == 4 and timing.click_stats.summary().max_ms == 0.0
+    assert timing.stats.summary().sends > 4  # their note_offs and the releases too
