@@ -216,6 +216,7 @@ class Engine:
         self._onset_mask = np.array([is_pitch(s) for s in vocabulary.symbols])
         self._playable = np.array([s != SONG_END for s in vocabulary.symbols])
         self._in_key = self._playable
+        self._places = (1, frozenset({0}))  # every step, until a call says otherwise
         self._reprime()
 
     def _index_of(self, symbol: str) -> int:
@@ -369,7 +370,7 @@ class Engine:
         plan = self._plan(self._grid.step + 1)
         tonic = (tonic_pitch_class(estimate_key(call)[0]) + shift) % 12
         self._in_key = self._collection_mask(call)
-        self._places = self._onset_places(call, plan)
+        self._places = self._onset_places(call)
         symbols = self._sample_answer(plan, self._echo(plan, call), tonic)
         self._queue_response(symbols, plan.first)
         self._call_steps = 0
@@ -421,9 +422,9 @@ class Engine:
         indices = {first_step + k: self._index_of(symbol) for k, symbol in enumerate(call[:played])}
         return Echo(indices, plan.entry, plan.bar, self._onset_mask, until=max(plan.first, plan.end - plan.bar))
 
-    def _onset_places(self, call: list[str], plan: AnswerPlan) -> tuple[int, frozenset[int]]:
-        """(beat in steps, the places in the beat where the call started notes, and the beat itself): the answer's
-        onsets keep to the call's rhythmic vocabulary (a call in 8ths gets no 16th off the beat)."""
+    def _onset_places(self, call: list[str]) -> tuple[int, frozenset[int]]:
+        """(steps in a beat, the places in the beat where the call started notes, the beat's own start among them):
+        the answer's onsets keep to the call's rhythmic vocabulary (a call in 8ths gets no 16th off the 8ths)."""
         beat = beat_steps(self.settings.meter)
         first = self._grid.step - len(call)
         places = {(first + k) % beat for k, symbol in enumerate(call) if is_pitch(symbol)}
