@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import rtmidi
 
@@ -158,9 +159,18 @@ class MidiPorts:
     """The daemon's input and output ports (see the module docstring)."""
 
     def __init__(
-        self, api: str, input: str, output: str, on_message: Callable[[list[int], float], None], clock: bool
+        self,
+        api: str,
+        input: str,
+        output: str,
+        on_message: Callable[[list[int], float], None],
+        clock: bool,
+        create: Callable[[type, str], Any] | None = None,
     ) -> None:
+        """``create(kind, api)`` makes an rtmidi-like handle of ``kind`` (rtmidi.MidiIn or MidiOut); the default
+        makes rtmidi's, tests pass fakes (tests/test_midi_ports.py)."""
         self.api = api
+        self._create = create or _create
         self._on_message = on_message
         self._clock = clock
         self._lock = threading.Lock()
@@ -170,8 +180,8 @@ class MidiPorts:
         self._nudge = threading.Event()  # set: the idle reader wakes up
         self._looked_at = self._active_at = time.monotonic()  # queue last found empty; last message heard or sent
         self._ticks_read_at = float("-inf")  # the timing thread's last look before a tick
-        self._in = _Side(_create(rtmidi.MidiIn, api), "input", input)
-        self._out = _Side(_create(rtmidi.MidiOut, api), "output", output)
+        self._in = _Side(self._create(rtmidi.MidiIn, api), "input", input)
+        self._out = _Side(self._create(rtmidi.MidiOut, api), "output", output)
         self._prober: rtmidi.MidiOut | None = None  # JACK only, made by the first probe (not in the start's rush)
         self._probe_target: str | None = None  # the JACK name of improvd's own input port, once the prober is on it
         self._probe_sent_at = self._probe_back_at = time.monotonic()
@@ -360,7 +370,7 @@ class MidiPorts:
     def _fresh_client(self) -> rtmidi.MidiOut:
         """A new JACK client; MidiSystemError (and ``server_gone``: close nothing) when the server is gone."""
         try:
-            return _create(rtmidi.MidiOut, self.api)
+            return self._create(rtmidi.MidiOut, self.api)
         except MidiSystemError:
             self.server_gone = True
             raise MidiSystemError("the JACK server is gone") from None
