@@ -10,6 +10,7 @@ without notes; every error names the file.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -199,7 +200,7 @@ def call_from_score(score: stream.Stream, bpm: float | None, where: str, title: 
             notes.append(PlayedNote(item.pitch, start, end))
         position += item.quarter_length
     if score.metadata and score.metadata.title:
-        title = score.metadata.title
+        title = readable(score.metadata.title)
     return Call(notes, bpm, signature, bar_steps if pickup else 0, title)
 
 
@@ -220,3 +221,23 @@ def _bars(part: stream.Stream) -> tuple[tuple[int, int], int]:
     if measures and measures[0].duration.quarterLength < bar:
         pickup = measures[0].duration.quarterLength
     return signature, round(pickup * 4)
+
+
+DOS_LETTERS = re.compile(
+    "[\x80-\x9f]"
+)  # C1 controls: a DOS code page's letters (the Essen files' umlauts) read as Latin-1
+
+
+def readable(title: str) -> str:
+    """A title as it was meant: music21 reads the Essen files as Latin-1, though they hold UTF-8 of a DOS code
+    page's letters ("Des Pfalzgrafen T\xc2\x94chterlein" is "Töchterlein"). Other titles are left alone."""
+    try:
+        text = title.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return title
+    if not DOS_LETTERS.search(text):
+        return text
+    try:
+        return text.encode("latin-1").decode("cp437")
+    except UnicodeError:
+        return title

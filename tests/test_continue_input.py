@@ -8,7 +8,7 @@ import mido
 import pytest
 from music21 import chord, meter, note, stream
 
-from improvd.callfile import CallError, PlayedNote, read_call, top_line
+from improvd.callfile import CallError, PlayedNote, call_from_score, read_call, top_line
 from improvd.scores import essen_tune, melody_of
 
 # "Es fuhr sich ein Pfalzgraf" style start: a pickup of one eighth in 2/4
@@ -164,3 +164,12 @@ def test_unsupported_suffix(tmp_path):
     (tmp_path / "tune.txt").write_text("C D E")
     with pytest.raises(CallError, match=r"unsupported file type '\.txt'"):
         read_call(tmp_path / "tune.txt")
+
+
+def test_essen_titles_with_umlauts_read_as_meant():
+    """The Essen files hold UTF-8 of a DOS code page's letters, which music21 reads as Latin-1."""
+    from improvd.callfile import readable
+    from improvd.scores import essen_tune
+
+    assert call_from_score(essen_tune("lux#298").score, None, "lux#298").title == "Des Pfalzgrafen Töchterlein (51a),"
+    assert (readable("Müller"), readable("Café"), readable("plain")) == ("Müller", "Café", "plain")
