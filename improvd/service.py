@@ -201,6 +201,7 @@ class Daemon:
         self.recorder = Recorder(Path(config.record_dir).expanduser(), time.monotonic()) if config.record_dir else None
         self.timing.recording = self.recorder.session if self.recorder else None
         self._recording_path: Path | None = None
+        self._recording_dropped = 0  # messages a full session did not keep, as last logged
         self._held: set[tuple[int, int]] = set()  # (channel, note) the player holds; one input reader at a time
 
     # --- MIDI input (whichever thread reads the port, one at a time): drop what does not belong ---
@@ -569,6 +570,9 @@ class Daemon:
             self._recording_path = path
             log.info("recording to %s", path)
             self._event("recording", {"file": path.name})
+        if session.dropped and session.dropped != self._recording_dropped:
+            self._recording_dropped = session.dropped
+            log.warning("recording %s is full: %d messages not kept", path.name, session.dropped)
 
     async def reload(self) -> None:
         """SIGHUP: read the configuration again; an invalid one is logged and the running one kept.
