@@ -10,18 +10,6 @@ import pytest
 from tests.services import JackServer, Mosquitto
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Real-time tests on JACK get one rerun, shown as R in pytest's report.
-
-    The dummy driver runs without real-time scheduling: on a busy virtual machine (7-16% of a core stolen by the
-    hypervisor) a run of xruns can drop a MIDI message, which failed 3 of 5 full runs there, each in another
-    test. A fault in improvd fails twice.
-    """
-    for item in items:
-        if item.get_closest_marker("jack"):
-            item.add_marker(pytest.mark.flaky(reruns=1))
-
-
 @pytest.fixture(scope="session")
 def jack_server(tmp_path_factory) -> JackServer:
     """A JACK server with the dummy driver; JACK_DEFAULT_SERVER points this process (and children) at it."""
