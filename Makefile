@@ -34,7 +34,7 @@ $(VENV)/bin/python:
 
 # The daemon alone, as the service installs it (a plain install: setuptools' editable mode prints notices);
 # installed again when a source file changes.
-$(VENV)/.installed: pyproject.toml $(wildcard improvd/*.py) | $(VENV)/bin/python
+$(VENV)/.installed: pyproject.toml $(wildcard improvd/*.py improvd/*/*.py) | $(VENV)/bin/python
 	$(BIN)/pip install -q .
 	touch $@
 

@@ -28,13 +28,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from improvd.mqtt import ControlPlane, MqttConfig
+from improvd.daemon.mqtt import ControlPlane, MqttConfig
 
 TICK = 0.010
 
 
 class Controller:
-    """Holds settings the way the daemon's controller does (validated by improvd.control before)."""
+    """Holds settings the way the daemon's controller does (validated by improvd.daemon.control before)."""
 
     def __init__(self) -> None:
         self.settings = {"temperature": 1.0, "bpm": 120.0, "enabled": True, "mode": "listening"}

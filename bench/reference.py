@@ -2,7 +2,7 @@
 
 It opens what the daemon opens on JACK, an input client and an output client, and nothing else. While the
 daemon is played it sends a note on every step of its own grid, at the daemon's tempo, with the daemon's timer
-(``improvd.scheduler.sleep_until``), to the port ``--to`` on ``--channel``. So, measured over the same seconds
+(``improvd.daemon.timing.sleep_until``), to the port ``--to`` on ``--channel``. So, measured over the same seconds
 as the daemon: its idle CPU is what the two JACK clients cost by themselves (each wakes every JACK period), and its
 send lateness and the onset error of its notes at the receiver are what this machine gives any Python sender
 at that moment. The daemon's figures divided by these say what improvd adds.
@@ -26,7 +26,7 @@ import rtmidi
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from improvd.scheduler import sleep_until
+from improvd.daemon.timing import sleep_until
 
 PITCH = 60
 

@@ -27,12 +27,12 @@ import keras
 import mido
 import numpy as np
 
-from improvd.encoding import SONG_END, Vocabulary
-from improvd.engine import Engine, Settings
-from improvd.model import DEFAULT_MODEL_DIR, load_model
-from improvd.runtime import LSTMRuntime, softmax
-from improvd.sampler import Sampler
-from improvd.songcache import SongCache
+from improvd.core.encoding import SONG_END, Vocabulary
+from improvd.core.engine import Engine, Settings
+from improvd.core.model import DEFAULT_MODEL_DIR, load_model
+from improvd.core.runtime import LSTMRuntime, softmax
+from improvd.core.sampler import Sampler
+from improvd.core.songcache import SongCache
 from training.export import export_model
 from training.model import build_model
 

@@ -49,7 +49,7 @@ import rtmidi
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import mqtt_flood
-from improvd.model import DEFAULT_MODEL_DIR
+from improvd.core.model import DEFAULT_MODEL_DIR
 from tests.services import JackServer, Mosquitto
 
 PHRASE_END_STEPS = 4
@@ -74,7 +74,7 @@ TARGETS = {
 
 def calls(bars: int = 4) -> list[list[tuple[int, float]]]:
     """The first ``bars`` bars of 4/4 (in quarters) of TUNES, rests as pitch None: calls long enough to follow."""
-    from improvd.scores import essen_tune, melody_of
+    from improvd.offline.notation import essen_tune, melody_of
 
     result = []
     for ident in TUNES:
@@ -89,7 +89,7 @@ def calls(bars: int = 4) -> list[list[tuple[int, float]]]:
 
 
 def phrases() -> list[list[tuple[int, float]]]:
-    from improvd.scores import essen_tune, melody_of
+    from improvd.offline.notation import essen_tune, melody_of
 
     result = []
     for ident in TUNES:

@@ -26,7 +26,7 @@ UNITS = 256
 
 
 def songs_and_vocabulary(tunes: int):
-    from improvd.encoding import Vocabulary
+    from improvd.core.encoding import Vocabulary
     from training.corpus import load_corpus
 
     corpus = load_corpus(progress=False)

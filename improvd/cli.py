@@ -15,15 +15,15 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 # subcommand -> (module that implements it, one-line help, the extra it needs beyond the daemon's install)
 SUBCOMMANDS = {
-    "run": ("improvd.service", "run the daemon: listen on MIDI, answer phrases, obey MQTT", None),
-    "ports": ("improvd.midi", "list the MIDI ports of the chosen API", None),
+    "run": ("improvd.daemon.service", "run the daemon: listen on MIDI, answer phrases, obey MQTT", None),
+    "ports": ("improvd.daemon.ports", "list the MIDI ports of the chosen API", None),
     "continue": (
-        "improvd.continuation",
+        "improvd.offline.continue_command",
         "continue the melody of a file (MIDI, abc, kern, MusicXML) into a MIDI file, or a WAV",
         "offline",
     ),
     "demo": (
-        "improvd.demo",
+        "improvd.offline.demo",
         "no keyboard needed: continue an Essen tune and write MIDI, MusicXML, PNG and WAV",
         "offline",
     ),

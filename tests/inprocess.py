@@ -5,14 +5,14 @@ from __future__ import annotations
 import argparse
 import functools
 
-from improvd import config as configuration
-from improvd.model import DEFAULT_MODEL_DIR, Model, load_model
-from improvd.service import Daemon
-from improvd.tally import Tally
+from improvd.core.model import DEFAULT_MODEL_DIR, Model, load_model
+from improvd.daemon import config as configuration
+from improvd.daemon.service import Daemon
+from improvd.daemon.tally import Tally
 
 
 class FakePorts:
-    """What the daemon needs of ``improvd.midi.MidiPorts``; ``sent`` holds every message sent."""
+    """What the daemon needs of ``improvd.daemon.ports.MidiPorts``; ``sent`` holds every message sent."""
 
     def __init__(self) -> None:
         self.sent: list[list[int]] = []

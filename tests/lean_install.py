@@ -39,7 +39,7 @@ def check(env: Path, outside: Path) -> list[str]:
     loaded = run(
         python,
         "-c",
-        "from improvd.model import DEFAULT_MODEL_DIR as d, load_model; load_model(d); print(d)",
+        "from improvd.core.model import DEFAULT_MODEL_DIR as d, load_model; load_model(d); print(d)",
         cwd=outside,
     )
     if loaded.returncode != 0 or not loaded.stdout.startswith(str(env)):

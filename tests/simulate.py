@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import mido
 
-from improvd.engine import Engine, Event, Timed
+from improvd.core.engine import Engine, Event, Timed
 
 
 def drive(

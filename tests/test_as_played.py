@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from improvd.callfile import Call, PlayedNote
-from improvd.engine import Engine
-from improvd.model import load_model
+from improvd.core.engine import Engine
+from improvd.core.model import load_model
+from improvd.core.notes import PlayedNote
+from improvd.offline.call_reader import Call
 from training import as_played
 from training.as_played import CallCase, Continuation
 

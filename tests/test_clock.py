@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from improvd.clock import PULSES_PER_STEP, InternalClock, MidiClockFollower
+from improvd.core.clock import PULSES_PER_STEP, InternalClock, MidiClockFollower
 
 
 def pulses(follower: MidiClockFollower, start: float, bpm: float, count: int) -> list:

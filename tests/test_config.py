@@ -11,15 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from improvd import config
-from improvd.config import CHECKS, Config, ConfigError, from_table, read_file
+from improvd.daemon import config
+from improvd.daemon.config import CHECKS, Config, ConfigError, from_table, read_file
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "systemd" / "improvd.toml"
 
 
 def flags(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
-    from improvd import service
+    from improvd.daemon import service
 
     service.add_arguments(parser)
     return parser.parse_args(list(argv))
@@ -45,7 +45,7 @@ def test_the_example_is_valid_and_gives_the_defaults():
 
 
 def test_every_key_is_documented_in_the_example():
-    from improvd.mqtt import MqttConfig
+    from improvd.daemon.mqtt import MqttConfig
 
     expected = (
         set(CHECKS) | {f"cc.{k}" for k in config.CC_KEYS} | {f"mqtt.{f.name}" for f in dataclasses.fields(MqttConfig)}

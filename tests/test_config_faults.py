@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from improvd import config
-from improvd.config import ConfigError
+from improvd.daemon import config
+from improvd.daemon.config import ConfigError
 from tests.inprocess import make_daemon
 from tests.services import wait_for
 

@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 from music21 import converter
 
-from improvd import render
-from improvd.outputs import CALL_TRACK, RESPONSE_TRACK
-from improvd.scores import essen_tune
+from improvd.offline import audio
+from improvd.offline.notation import essen_tune
+from improvd.offline.writers import CALL_TRACK, RESPONSE_TRACK
 from tests.services import require_binary
 from tests.test_continue_input import ABC, KERN, write_midi
 
-pytest.importorskip("improvd.engine", reason="improvd.engine not built yet")
+pytest.importorskip("improvd.core.engine", reason="improvd.core.engine not built yet")
 
 
 def notes_of_track(track: mido.MidiTrack, ticks_per_beat: int) -> list[tuple[int, float]]:
@@ -60,11 +60,11 @@ def inputs(tmp_path_factory) -> dict[str, Path]:
 
 def run(*argv) -> int:
     """`improvd continue ARGV...` (this subcommand's own parser: the test needs no other subcommand)."""
-    from improvd import continuation
+    from improvd.offline import continue_command
 
     parser = argparse.ArgumentParser(prog="improvd continue")
-    continuation.add_arguments(parser)
-    return continuation.main(parser.parse_args([str(a) for a in argv]))
+    continue_command.add_arguments(parser)
+    return continue_command.main(parser.parse_args([str(a) for a in argv]))
 
 
 @pytest.mark.parametrize("suffix", [".mid", ".abc", ".krn", ".musicxml", ".mxl"])
@@ -80,7 +80,7 @@ def test_every_format_is_continued_after_the_call(suffix, inputs, tiny_model_dir
 
 
 def read_call_pitches(path: Path):
-    from improvd.callfile import read_call
+    from improvd.offline.call_reader import read_call
 
     return read_call(path).notes
 
@@ -146,8 +146,8 @@ def _write(path: Path, data: bytes) -> Path:
 
 
 def peak_dbfs(path: Path) -> float:
-    with wave.open(str(path)) as audio:
-        samples = np.frombuffer(audio.readframes(audio.getnframes()), np.int16)
+    with wave.open(str(path)) as wav:
+        samples = np.frombuffer(wav.readframes(wav.getnframes()), np.int16)
     return 20 * math.log10(np.abs(samples.astype(np.int32)).max() / 32767)
 
 
@@ -156,7 +156,7 @@ def test_a_wav_output_is_audio_normalised_to_minus_one_dbfs(inputs, tiny_model_d
     out = tmp_path / "answer.wav"
     assert run(inputs[".abc"], "-o", out, "--model", tiny_model_dir, "--seed", 7, "--bars", 2) == 0
     assert out.read_bytes()[:4] == b"RIFF" and out.read_bytes()[8:12] == b"WAVE"
-    assert abs(peak_dbfs(out) - render.PEAK_DBFS) < 0.1
+    assert abs(peak_dbfs(out) - audio.PEAK_DBFS) < 0.1
     assert list(tmp_path.iterdir()) == [out]  # no MIDI left beside it
 
 
@@ -172,12 +172,12 @@ def test_a_wav_output_without_fluidsynth_is_refused_clearly(inputs, tiny_model_d
 def test_normalise_brings_the_peak_to_minus_one_dbfs(tmp_path):
     path = tmp_path / "quiet.wav"
     quiet = (np.sin(np.linspace(0, 200, 4410)) * 4000).astype("<i2")  # -18 dBFS, like the demo before
-    with wave.open(str(path), "wb") as audio:
-        audio.setnchannels(1)
-        audio.setsampwidth(2)
-        audio.setframerate(44100)
-        audio.writeframes(quiet.tobytes())
-    render.normalise(path)
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(44100)
+        wav.writeframes(quiet.tobytes())
+    audio.normalise(path)
     assert abs(peak_dbfs(path) - -1.0) < 0.01
-    with wave.open(str(path)) as audio:
-        assert (audio.getnchannels(), audio.getframerate(), audio.getnframes()) == (1, 44100, 4410)
+    with wave.open(str(path)) as wav:
+        assert (wav.getnchannels(), wav.getframerate(), wav.getnframes()) == (1, 44100, 4410)

@@ -8,8 +8,9 @@ import mido
 import pytest
 from music21 import chord, meter, note, stream
 
-from improvd.callfile import CallError, PlayedNote, call_from_score, read_call, top_line
-from improvd.scores import essen_tune, melody_of
+from improvd.core.notes import PlayedNote
+from improvd.offline.call_reader import CallError, call_from_score, read_call, top_line
+from improvd.offline.notation import essen_tune, melody_of
 
 # "Es fuhr sich ein Pfalzgraf" style start: a pickup of one eighth in 2/4
 ABC = """X:1
@@ -168,8 +169,8 @@ def test_unsupported_suffix(tmp_path):
 
 def test_essen_titles_with_umlauts_read_as_meant():
     """The Essen files hold UTF-8 of a DOS code page's letters, which music21 reads as Latin-1."""
-    from improvd.callfile import readable
-    from improvd.scores import essen_tune
+    from improvd.offline.call_reader import readable
+    from improvd.offline.notation import essen_tune
 
     assert call_from_score(essen_tune("lux#298").score, None, "lux#298").title == "Des Pfalzgrafen Töchterlein (51a),"
     assert (readable("Müller"), readable("Café"), readable("plain")) == ("Müller", "Café", "plain")

@@ -1,4 +1,4 @@
-"""improvd.control: every kind of message, good and bad, parsed without a broker."""
+"""improvd.daemon.control: every kind of message, good and bad, parsed without a broker."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from improvd.control import MAX_PAYLOAD, ControlError, Request, parse
+from improvd.daemon.control import MAX_PAYLOAD, ControlError, Request, parse
 
 
 @pytest.mark.parametrize(

@@ -25,7 +25,7 @@ RESPONSE_STEPS = 16
 
 def first_phrase(ident: str = "kinder0#1") -> list[tuple[int, float]]:
     """The notes of a real Essen tune up to its first rest, as (pitch, quarter length)."""
-    from improvd.scores import essen_tune, melody_of
+    from improvd.offline.notation import essen_tune, melody_of
 
     tune = essen_tune(ident)
     phrase = []
@@ -147,8 +147,8 @@ def call_steps_on_the_grid(tiny_model_dir: Path, phrase: list[tuple[int, float]]
     """The phrase_end call_steps of the phrase played ``phase`` of a step after a boundary, in simulated time."""
     import mido
 
-    from improvd.engine import Engine, Settings
-    from improvd.model import load_model
+    from improvd.core.engine import Engine, Settings
+    from improvd.core.model import load_model
     from tests.simulate import run
 
     engine = Engine(load_model(tiny_model_dir), Settings(bpm=bpm, phrase_end_steps=PHRASE_END_STEPS), seed=7)

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from improvd import service
-from improvd.model import DEFAULT_MODEL_DIR
-from improvd.runtime import LSTMRuntime
+from improvd.core.model import DEFAULT_MODEL_DIR
+from improvd.core.runtime import LSTMRuntime
+from improvd.daemon import service
 from tests.inprocess import make_daemon
 from tests.services import wait_for
 from tests.test_model_dir import write_model

@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 from music21 import converter
 
-from improvd.model import load_model
-from improvd.outputs import CALL_TRACK, RESPONSE_TRACK
-from improvd.pianoroll import DPI, SIZE_INCHES
+from improvd.core.model import load_model
+from improvd.offline.pianoroll import DPI, SIZE_INCHES
+from improvd.offline.writers import CALL_TRACK, RESPONSE_TRACK
 from tests.services import require_binary
 
-pytest.importorskip("improvd.engine", reason="improvd.engine not built yet")
-demo_module = pytest.importorskip("improvd.demo")
+pytest.importorskip("improvd.core.engine", reason="improvd.core.engine not built yet")
+demo_module = pytest.importorskip("improvd.offline.demo")
 
 
 def improvd_demo(*argv) -> int:
@@ -101,7 +101,7 @@ def test_an_unknown_tune_fails_clearly(tiny_model_dir, tmp_path, capsys):
 
 
 def test_without_matplotlib_the_piano_roll_says_how_to_get_it(monkeypatch, tmp_path):
-    from improvd.pianoroll import PianoRollUnavailable, draw_piano_roll
+    from improvd.offline.pianoroll import PianoRollUnavailable, draw_piano_roll
 
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if it were not installed
     with pytest.raises(PianoRollUnavailable, match=r"pip install matplotlib"):
@@ -110,7 +110,7 @@ def test_without_matplotlib_the_piano_roll_says_how_to_get_it(monkeypatch, tmp_p
 
 
 def test_without_fluidsynth_audio_is_skipped_with_the_packages_to_install(monkeypatch, tmp_path):
-    from improvd import render
+    from improvd.offline import audio
 
     monkeypatch.setenv("PATH", str(tmp_path))  # no fluidsynth on it
-    assert "apt-get install fluidsynth fluid-soundfont-gm" in render.missing()
+    assert "apt-get install fluidsynth fluid-soundfont-gm" in audio.missing()

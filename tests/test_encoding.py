@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from improvd.encoding import (
+from improvd.core.encoding import (
     ACCEPTABLE_DURATIONS,
     HOLD,
     REST,

@@ -11,11 +11,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from improvd.encoding import encode
-from improvd.engine import Engine, Settings, Timed
-from improvd.model import load_model
-from improvd.runtime import LSTMRuntime
-from improvd.scores import essen_tune, melody_of
+from improvd.core.encoding import encode
+from improvd.core.engine import Engine, Settings, Timed
+from improvd.core.model import load_model
+from improvd.core.runtime import LSTMRuntime
+from improvd.offline.notation import essen_tune, melody_of
 from tests.simulate import run, run_until_sounding, sounding_after
 from tests.test_improviser import RUNNING, favouring
 
@@ -156,7 +156,7 @@ def test_the_echo_lays_the_call_over_the_answer_bar_line_on_bar_line(model, monk
     """Trusted fully, the echo makes the answer the call again: its pickup before the answer's first bar line,
     then its first bar on that bar line, transposed back into the call's key (E minor here). Before the
     pickup's place the echo has nothing to say and the model chooses."""
-    monkeypatch.setattr("improvd.echo.WEIGHT", 100.0)
+    monkeypatch.setattr("improvd.core.echo.WEIGHT", 100.0)
     pickup = [(71, 12, 2), (69, 14, 2)]  # the last two 8ths of bar 0 lead into bar 1
     bars = [(67, 16, 4), (66, 20, 2), (64, 22, 2), (66, 24, 4), (71, 28, 4), (64, 32, 8)]  # released at step 40
     engine = Engine(model, Settings(bpm=BPM, min_call_steps=4, response_bars=2, buffer_steps=256), seed=3)
@@ -183,7 +183,7 @@ def test_the_last_bar_is_drawn_again_until_the_answer_closes(repo_root, monkeypa
         return count
 
     redrawn = closes()
-    monkeypatch.setattr("improvd.engine.CADENCE_TRIES", 1)
+    monkeypatch.setattr("improvd.core.engine.CADENCE_TRIES", 1)
     single = closes()
     assert redrawn >= 14 and redrawn >= single + 10, (redrawn, single)
 
@@ -384,7 +384,7 @@ def test_a_panic_after_the_output_channel_changed_releases_on_the_channel_the_no
 def test_the_song_cache_lets_an_answer_take_up_the_players_motif(model, monkeypatch):
     """With the cache trusted fully, an answer cut into a repeated motif continues it from the call; the step
     open at the phrase end is the motif's held third note, so the answer picks the motif up on the next."""
-    monkeypatch.setattr("improvd.songcache.ALPHA", 1e-9)
+    monkeypatch.setattr("improvd.core.songcache.ALPHA", 1e-9)
     motif = [(60, 2), (64, 2), (67, 3), (72, 2), (71, 2), (67, 2)]  # C major: no transposition
     notes, position = [], 0
     for pitch, length in motif + motif[:3]:

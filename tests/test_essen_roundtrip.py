@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from improvd.encoding import decode, encode, transpose, transposition_to_c, unacceptable_durations
-from improvd.scores import ESSEN_DIR, essen_files, essen_tune, key_of, melody_of, tunes_in
+from improvd.core.encoding import decode, encode, transpose, transposition_to_c, unacceptable_durations
+from improvd.offline.notation import ESSEN_DIR, essen_files, essen_tune, key_of, melody_of, tunes_in
 
 SAMPLE_FILES = ("erk5", "boehme10", "kinder0")  # fixed: German, Bohemian and children's songs, 640 acceptable tunes
 

@@ -9,10 +9,10 @@ import random
 import mido
 import pytest
 
-from improvd.engine import Engine, Settings
-from improvd.model import load_model
-from improvd.scores import essen_tune, melody_of
-from improvd.tempo import MIN_ONSETS, estimate
+from improvd.core.engine import Engine, Settings
+from improvd.core.model import load_model
+from improvd.core.tempo import MIN_ONSETS, estimate
+from improvd.offline.notation import essen_tune, melody_of
 
 TUNES = ["kinder0#1", "erk5#5", "erk10#112", "han1#3", "ballad10#43"]
 
@@ -105,7 +105,7 @@ def test_a_call_at_96_is_answered_at_96_on_the_players_grid(repo_root):
 def test_the_followed_call_is_heard_as_the_tune_is_written(model):
     """Quantised on the player's grid, the call's symbols are the tune's own encoding; on the engine's 96 BPM
     grid they would not be."""
-    from improvd.encoding import encode
+    from improvd.core.encoding import encode
 
     settings = Settings(bpm=96, follow_tempo=True, min_call_steps=4, buffer_steps=256, phrase_end_steps=16)
     engine = Engine(model, settings, seed=2)

@@ -8,10 +8,10 @@ from pathlib import Path
 import mido
 import pytest
 
-from improvd import callfile, scores
-from improvd.callfile import CallError, read_call
 from improvd.cli import main as cli_main
-from improvd.scores import ScoreError, read_score
+from improvd.offline import call_reader, notation
+from improvd.offline.call_reader import CallError, read_call
+from improvd.offline.notation import ScoreError, read_score
 
 
 def one_note_midi(path: Path, ticks: int) -> Path:
@@ -28,7 +28,7 @@ def test_a_note_0x0fffffff_ticks_long_is_refused(tmp_path):
     """A 37-byte file like this kept `continue` busy for about half an hour, ticking every step of the call."""
     path = one_note_midi(tmp_path / "long.mid", 0x0FFFFFFF)
     assert path.stat().st_size < 64
-    with pytest.raises(CallError, match=f"over the limit of {callfile.MAX_CALL_STEPS}"):
+    with pytest.raises(CallError, match=f"over the limit of {call_reader.MAX_CALL_STEPS}"):
         read_call(path)
 
 
@@ -41,28 +41,28 @@ def test_an_abc_note_of_thousands_of_bars_is_refused(tmp_path):
 
 def test_too_many_notes_are_refused(tmp_path):
     track = mido.MidiTrack()
-    for i in range(callfile.MAX_NOTES + 1):
+    for i in range(call_reader.MAX_NOTES + 1):
         track.append(mido.Message("note_on", note=60 + i % 12, velocity=80))
         track.append(mido.Message("note_off", note=60 + i % 12, time=120))
     midi = mido.MidiFile(type=0, ticks_per_beat=480)
     midi.tracks.append(track)
     midi.save(tmp_path / "many.mid")
-    with pytest.raises(CallError, match=f"notes, over the limit of {callfile.MAX_NOTES}"):
+    with pytest.raises(CallError, match=f"notes, over the limit of {call_reader.MAX_NOTES}"):
         read_call(tmp_path / "many.mid")
 
 
 def test_a_file_over_the_size_limit_is_refused_before_parsing(tmp_path):
     path = tmp_path / "big.mid"
-    path.write_bytes(b"\0" * (callfile.MAX_FILE_BYTES + 1))
-    with pytest.raises(CallError, match=f"over the limit of {callfile.MAX_FILE_BYTES}"):
+    path.write_bytes(b"\0" * (call_reader.MAX_FILE_BYTES + 1))
+    with pytest.raises(CallError, match=f"over the limit of {call_reader.MAX_FILE_BYTES}"):
         read_call(path)
 
 
 def test_an_mxl_zip_bomb_is_refused_before_it_expands(tmp_path):
     path = tmp_path / "bomb.mxl"
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
-        archive.writestr("score.xml", b"\0" * (scores.MAX_EXPANDED_BYTES + 1))
-    assert path.stat().st_size < callfile.MAX_FILE_BYTES
+        archive.writestr("score.xml", b"\0" * (notation.MAX_EXPANDED_BYTES + 1))
+    assert path.stat().st_size < call_reader.MAX_FILE_BYTES
     with pytest.raises(ScoreError, match="expands to"):
         read_score(path)
 
@@ -103,12 +103,12 @@ def test_continue_never_overwrites_its_input(tmp_path, capsys):
 
 
 def test_a_failing_second_file_leaves_neither(tmp_path, monkeypatch):
-    from improvd import continuation
+    from improvd.offline import continue_command
 
     def broken(path, *args):
         raise OSError("disk full")
 
-    monkeypatch.setattr(continuation, "write_score", broken)
+    monkeypatch.setattr(continue_command, "write_score", broken)
     tune = tmp_path / "tune.abc"
     tune.write_text(TUNE)
     assert cli_main(continue_args(tune, tmp_path / "out.mid", "--musicxml", str(tmp_path / "out.musicxml"))) == 1

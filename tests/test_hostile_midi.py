@@ -5,8 +5,8 @@ from __future__ import annotations
 import mido
 import pytest
 
-from improvd import midi
-from improvd.midi import MidiPorts, well_formed
+from improvd.daemon import ports
+from improvd.daemon.ports import MidiPorts, well_formed
 from tests.inprocess import make_daemon
 
 
@@ -62,13 +62,13 @@ class FakeHandle:
 
 
 def test_an_input_handler_that_raises_is_kept_for_the_daemon_not_lost(monkeypatch):
-    monkeypatch.setattr(midi, "_create", lambda kind, api: FakeHandle())
+    monkeypatch.setattr(ports, "_create", lambda kind, api: FakeHandle())
 
     def broken(data: list[int], arrival: float) -> None:
         raise RuntimeError("a bug")
 
-    ports = MidiPorts("jack", "", "", broken, clock=False)
-    ports._in.connected = "virtual"
-    ports._in.handle.queue.append(([0x90, 60, 64], 0.0))
-    ports.read_before_tick()  # the timing thread's look: it must not raise there
-    assert isinstance(ports.failure, RuntimeError)
+    midi_ports = MidiPorts("jack", "", "", broken, clock=False)
+    midi_ports._in.connected = "virtual"
+    midi_ports._in.handle.queue.append(([0x90, 60, 64], 0.0))
+    midi_ports.read_before_tick()  # the timing thread's look: it must not raise there
+    assert isinstance(midi_ports.failure, RuntimeError)

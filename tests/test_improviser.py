@@ -11,9 +11,9 @@ import itertools
 import mido
 import pytest
 
-from improvd.engine import Engine, Settings
-from improvd.keys import diatonic_shift
-from improvd.model import Model, load_model
+from improvd.core.engine import Engine, Settings
+from improvd.core.keys import diatonic_shift
+from improvd.core.model import Model, load_model
 from tests.simulate import run
 
 BPM = 120

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from improvd import midi
-from improvd.midi import MidiPorts
+from improvd.daemon import ports as port_module
+from improvd.daemon.ports import MidiPorts
 from tests.services import Daemon, JackServer, wait_for
 
 pytestmark = pytest.mark.jack
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.jack
 def heard_after_unterminated_sysex(monkeypatch, probe_interval: float) -> bool:
     import rtmidi
 
-    monkeypatch.setattr(midi, "PROBE_INTERVAL", probe_interval)
+    monkeypatch.setattr(port_module, "PROBE_INTERVAL", probe_interval)
     received: list[list[int]] = []
     ports = MidiPorts("jack", "", "", lambda data, arrival: received.append(data), clock=False)
     ports.open()
@@ -50,7 +50,7 @@ def heard_after_unterminated_sysex(monkeypatch, probe_interval: float) -> bool:
 
 def test_an_unterminated_sysex_does_not_deafen_the_jack_input(jack_server, monkeypatch):
     """rtmidi's JACK input drops everything after F0 without F7 until an F7 comes; the probe sends one."""
-    assert heard_after_unterminated_sysex(monkeypatch, midi.PROBE_INTERVAL)
+    assert heard_after_unterminated_sysex(monkeypatch, port_module.PROBE_INTERVAL)
 
 
 def test_a_jack_server_that_dies_ends_the_daemon_with_status_1(tmp_path):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from improvd.encoding import encode, tonic_pitch_class
-from improvd.keys import diatonic_shift, estimate_key
-from improvd.scores import analyse_key, essen_files, melody_of, tunes_in
+from improvd.core.encoding import encode, tonic_pitch_class
+from improvd.core.keys import diatonic_shift, estimate_key
+from improvd.offline.notation import analyse_key, essen_files, melody_of, tunes_in
 
 
 def test_estimate_agrees_with_music21_on_real_tunes():

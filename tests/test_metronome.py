@@ -5,9 +5,9 @@ from __future__ import annotations
 import mido
 import pytest
 
-from improvd.engine import Engine, Settings
-from improvd.metronome import ACCENT_VELOCITY, BEAT_VELOCITY, click
-from improvd.model import load_model
+from improvd.core.engine import Engine, Settings
+from improvd.core.metronome import ACCENT_VELOCITY, BEAT_VELOCITY, click
+from improvd.core.model import load_model
 from tests.simulate import run, sounding_after
 
 BPM = 120

@@ -11,7 +11,7 @@ import time
 import mido
 import pytest
 
-from improvd.midi import IDLE_POLL, ArrivalClock, MidiPorts, MidiSystemError, list_ports, match_port
+from improvd.daemon.ports import IDLE_POLL, ArrivalClock, MidiPorts, MidiSystemError, list_ports, match_port
 from tests.services import wait_for
 
 
@@ -166,8 +166,10 @@ def play_notes(keyboard, gaps: list[float]) -> list[float]:
 @pytest.mark.jack
 def test_idle_reader_sleeps_while_ticks_read_and_arrival_times_hold(jack_midi, monkeypatch):
     """After a silence the grid ticks hand input on; its arrival times still come from rtmidi's deltas."""
-    monkeypatch.setattr("improvd.midi.IDLE_AFTER", 0.1)
-    monkeypatch.setattr("improvd.midi.TICKS_FRESH", 10.0)  # the sleeping reader wakes only when a tick nudges it
+    monkeypatch.setattr("improvd.daemon.ports.IDLE_AFTER", 0.1)
+    monkeypatch.setattr(
+        "improvd.daemon.ports.TICKS_FRESH", 10.0
+    )  # the sleeping reader wakes only when a tick nudges it
     handed = Handed()
     keyboard = jack_midi.open_output("out", client_name="keyboard")
     ports = MidiPorts("jack", "keyboard", "", handed, clock=False)
@@ -192,7 +194,7 @@ def test_idle_reader_sleeps_while_ticks_read_and_arrival_times_hold(jack_midi, m
 @pytest.mark.jack
 def test_with_no_ticks_the_idle_reader_looks_by_itself(jack_midi, monkeypatch):
     """No grid reads the input (a MIDI clock that stopped): after a silence the reader still looks every IDLE_POLL."""
-    monkeypatch.setattr("improvd.midi.IDLE_AFTER", 0.1)
+    monkeypatch.setattr("improvd.daemon.ports.IDLE_AFTER", 0.1)
     handed = Handed()
     keyboard = jack_midi.open_output("out", client_name="keyboard")
     ports = MidiPorts("jack", "keyboard", "", handed, clock=False)

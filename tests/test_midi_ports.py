@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import rtmidi
 
-from improvd.midi import MidiPorts
+from improvd.daemon.ports import MidiPorts
 
 
 class FakeHandle:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from improvd.model import (
+from improvd.core.model import (
     DEFAULT_SONG_GAP,
     MODEL_FORMAT,
     MODEL_FORMAT_VERSION,
@@ -16,7 +16,7 @@ from improvd.model import (
     expected_shapes,
     load_model,
 )
-from improvd.runtime import LSTMRuntime
+from improvd.core.runtime import LSTMRuntime
 
 VOCABULARY = ["_", "r", "/", "60", "62", "64", "65", "67"]
 
@@ -242,7 +242,7 @@ def test_a_huge_declared_shape_is_refused_before_memory_is_taken(tmp_path):
 
 def test_a_weights_zip_bomb_is_refused(tmp_path):
     """1.5 MB of compressed zeros that expand to gigabytes."""
-    from improvd.model import MAX_WEIGHTS_BYTES
+    from improvd.core.model import MAX_WEIGHTS_BYTES
 
     directory = write_model(tmp_path / "m")
     count = MAX_WEIGHTS_BYTES // 4 + 1

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from improvd.model import ModelError, load_model
-from improvd.mqtt import ControlPlane, MqttConfig, raise_if_cancelled
+from improvd.core.model import ModelError, load_model
+from improvd.daemon.mqtt import ControlPlane, MqttConfig, raise_if_cancelled
 from tests.services import wait_for
 
-engine_module = pytest.importorskip("improvd.engine", reason="improvd.engine not built yet")
+engine_module = pytest.importorskip("improvd.core.engine", reason="improvd.core.engine not built yet")
 paho = pytest.importorskip("paho.mqtt.client")
 
 pytestmark = pytest.mark.mqtt
@@ -308,7 +308,7 @@ def test_wrong_password_is_reported_clearly_and_nothing_stops(mosquitto_with_pas
     secret = tmp_path / "pw"
     secret.write_text("wrong\n")
     controller = EngineController(models, "tiny")
-    caplog.set_level(logging.WARNING, logger="improvd.mqtt")
+    caplog.set_level(logging.WARNING, logger="improvd.daemon.mqtt")
     with Plane(config_for(broker, username="improvd", password_file=str(secret)), controller) as plane:
         wait_for(lambda: "refused the login of user 'improvd'" in caplog.text, 10, "the refusal in the log")
         assert "check mqtt.username and mqtt.password_file" in caplog.text
@@ -378,7 +378,7 @@ def test_state_is_published_once_per_change_with_the_new_values(mosquitto, probe
 
 CHILD = """
 import asyncio, sys
-from improvd.mqtt import ControlPlane, MqttConfig
+from improvd.daemon.mqtt import ControlPlane, MqttConfig
 
 class Controller:
     def state(self): return {"mode": "listening"}

@@ -8,8 +8,8 @@ import socket
 
 import pytest
 
-from improvd.control import parse
-from improvd.mqtt import (
+from improvd.daemon.control import parse
+from improvd.daemon.mqtt import (
     MqttConfig,
     MqttConfigError,
     add_arguments,

@@ -45,7 +45,7 @@ class Synth:
 
 def play_phrase(port) -> None:
     """A phrase of a real Essen tune (the start of erk5#5), in real time."""
-    from improvd.scores import essen_tune, melody_of
+    from improvd.offline.notation import essen_tune, melody_of
 
     for item in melody_of(essen_tune("erk5#5").score)[:8]:
         if item.pitch is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from improvd.mqtt import ControlPlane, MqttConfig
+from improvd.daemon.mqtt import ControlPlane, MqttConfig
 
 
 class Failing:
@@ -28,7 +28,7 @@ def plane() -> ControlPlane:
 
 def test_repeated_internal_failures_give_one_line_and_counts(caplog):
     control = plane()
-    with caplog.at_level(logging.DEBUG, logger="improvd.mqtt"):
+    with caplog.at_level(logging.DEBUG, logger="improvd.daemon.mqtt"):
         for _ in range(50):
             control._handle("improvd/test/set/temperature", b"0.5", False)
     assert len(caplog.records) == 1
@@ -39,7 +39,7 @@ def test_repeated_internal_failures_give_one_line_and_counts(caplog):
 
 def test_a_nesting_bomb_is_an_error_event_and_no_log(caplog):
     control = plane()
-    with caplog.at_level(logging.DEBUG, logger="improvd.mqtt"):
+    with caplog.at_level(logging.DEBUG, logger="improvd.daemon.mqtt"):
         control._handle("improvd/test/set", b"[" * 1900 + b"]" * 1900, False)
         control._handle("improvd/test/set/temperature", b"9" * 4000, False)
     assert caplog.records == []
@@ -52,7 +52,7 @@ def test_a_swallowed_cancellation_is_honoured_without_task_cancelling(monkeypatc
     """Before Python 3.11 Task.cancelling does not exist (pyproject allows 3.10): request_stop still stops."""
     import asyncio
 
-    from improvd import mqtt
+    from improvd.daemon import mqtt
 
     monkeypatch.setattr(mqtt, "raise_if_cancelled", lambda: None)  # what it does where Task.cancelling is missing
     control = plane()

@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from improvd.notify import Notifier, watchdog_interval
+from improvd.daemon.notify import Notifier, watchdog_interval
 
 
 @pytest.fixture

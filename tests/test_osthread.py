@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from improvd.osthread import name_this_thread
+from improvd.daemon.osthread import name_this_thread
 
 
 def test_a_thread_gets_its_python_name_at_the_os_level():

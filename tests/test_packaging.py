@@ -46,7 +46,10 @@ def test_improvd_run_imports_none_of_the_offline_tools(repo_root):
     code = textwrap.dedent(
         f"""
         import sys
-        from improvd import cli, service, mqtt, midi
+        from improvd import cli
+        from improvd.daemon import service
+        from improvd.daemon import mqtt
+        from improvd.daemon import ports
         cli.build_parser("run").parse_args(["run", "--no-mqtt"])
         cli.build_parser("ports")
         print(sorted(m for m in sys.modules if m.split(".")[0] in {OFFLINE!r}))

@@ -7,9 +7,9 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from improvd.encoding import Vocabulary  # noqa: E402
-from improvd.model import DEFAULT_MODEL_DIR, load_model  # noqa: E402
-from improvd.runtime import LSTMRuntime, softmax  # noqa: E402
+from improvd.core.encoding import Vocabulary  # noqa: E402
+from improvd.core.model import DEFAULT_MODEL_DIR, load_model  # noqa: E402
+from improvd.core.runtime import LSTMRuntime, softmax  # noqa: E402
 from training.export import export_model  # noqa: E402
 from training.model import build_model  # noqa: E402
 

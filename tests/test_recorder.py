@@ -5,8 +5,8 @@ from __future__ import annotations
 import mido
 import pytest
 
-from improvd import recorder
-from improvd.recorder import Session
+from improvd.daemon import recorder
+from improvd.daemon.recorder import Session
 
 
 def test_a_session_reads_back_with_its_tracks_and_times(tmp_path):
@@ -62,9 +62,9 @@ def test_a_failed_write_leaves_nothing_behind(tmp_path, monkeypatch):
 
 def test_the_timing_thread_records_the_players_notes_and_improvds_answer(tiny_model_dir):
     """Both tracks fill as the daemon's timing thread runs, in virtual time: its own code, its time a parameter."""
-    from improvd.engine import Engine, Settings
-    from improvd.model import load_model
-    from improvd.scheduler import TimingThread
+    from improvd.core.engine import Engine, Settings
+    from improvd.core.model import load_model
+    from improvd.daemon.timing import TimingThread
     from tests.virtual import VirtualTime
 
     clock = VirtualTime(10.0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from improvd.sampler import Sampler
+from improvd.core.sampler import Sampler
 
 LOGITS = np.log(np.array([0.5, 0.3, 0.15, 0.05]))
 

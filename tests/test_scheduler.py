@@ -8,9 +8,9 @@ import time
 import mido
 import pytest
 
-from improvd.engine import Engine, Settings
-from improvd.model import load_model
-from improvd.scheduler import LatenessStats, TimingThread, sleep_until
+from improvd.core.engine import Engine, Settings
+from improvd.core.model import load_model
+from improvd.daemon.timing import LatenessStats, TimingThread, sleep_until
 from tests.virtual import VirtualTime
 
 

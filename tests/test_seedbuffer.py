@@ -7,9 +7,9 @@ import dataclasses
 
 import mido
 
-from improvd.engine import Engine, Settings
-from improvd.model import load_model
-from improvd.seedbuffer import STUCK_STEPS, SeedBuffer
+from improvd.core.engine import Engine, Settings
+from improvd.core.model import load_model
+from improvd.core.seedbuffer import STUCK_STEPS, SeedBuffer
 from tests.simulate import run
 
 

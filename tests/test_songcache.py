@@ -7,7 +7,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from improvd.songcache import ALPHA, MAX_ORDER, MIN_ORDER, WINDOW, SongCache
+from improvd.core.songcache import ALPHA, MAX_ORDER, MIN_ORDER, WINDOW, SongCache
 
 V = 12
 END = 0

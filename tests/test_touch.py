@@ -5,9 +5,9 @@ from __future__ import annotations
 import mido
 import pytest
 
-from improvd.engine import Engine, Settings
-from improvd.model import load_model
-from improvd.touch import MAX_SHIFT, Touch, beat_steps, metric_place
+from improvd.core.engine import Engine, Settings
+from improvd.core.model import load_model
+from improvd.core.touch import MAX_SHIFT, Touch, beat_steps, metric_place
 from tests.simulate import run
 from tests.test_improviser import favouring
 

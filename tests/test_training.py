@@ -9,9 +9,9 @@ import pytest
 
 pytest.importorskip("keras")
 
-from improvd.encoding import SPECIAL_SYMBOLS
-from improvd.model import load_model
-from improvd.runtime import LSTMRuntime
+from improvd.core.encoding import SPECIAL_SYMBOLS
+from improvd.core.model import load_model
+from improvd.core.runtime import LSTMRuntime
 from training.cli import main
 
 pytestmark = pytest.mark.train

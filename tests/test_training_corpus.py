@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from improvd.encoding import SONG_END, Vocabulary
+from improvd.core.encoding import SONG_END, Vocabulary
 from training import corpus as corpus_module
 from training.corpus import load_corpus
 from training.dataset import split_tunes, stream_of, windows

@@ -11,8 +11,8 @@ import sys
 import numpy as np
 import pytest
 
-from improvd.model import load_model
-from improvd.runtime import LSTMRuntime
+from improvd.core.model import load_model
+from improvd.core.runtime import LSTMRuntime
 
 pytestmark = pytest.mark.train
 

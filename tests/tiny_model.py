@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from improvd.encoding import SONG_END, Vocabulary, encode, transpose, transposition_to_c, unacceptable_durations
-from improvd.scores import essen_files, key_of, melody_of, tunes_in
+from improvd.core.encoding import SONG_END, Vocabulary, encode, transpose, transposition_to_c, unacceptable_durations
+from improvd.offline.notation import essen_files, key_of, melody_of, tunes_in
 
 TINY_FILE = "kinder0"  # Essen children's songs: short tunes, parse in seconds
 SEQUENCE_LENGTH = 32

@@ -6,7 +6,7 @@ import threading
 
 
 class VirtualTime:
-    """A clock that only moves when the code under test sleeps or waits (improvd.scheduler.SystemTime's shape)."""
+    """A clock that only moves when the code under test sleeps or waits (improvd.daemon.timing.SystemTime's shape)."""
 
     def __init__(self, start: float = 0.0) -> None:
         self.time = start

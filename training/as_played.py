@@ -1,7 +1,7 @@
 """Continuations as the musician hears them: through the engine in simulated time, against the tune's real next bars.
 
 Each call is the first ``CALL_BARS`` bars of a test tune (its pickup, time signature and bar lines as the
-file gives them), played to ``improvd.engine.Engine`` by ``improvd.offline.perform``, exactly as
+file gives them), played to ``improvd.core.engine.Engine`` by ``improvd.core.simulate.perform``, exactly as
 ``improvd continue`` and the daemon play it: the player stops at the end of bar 4, the engine hears the
 pause and answers in ``CALL_BARS`` whole bars of the call's metre. The answer is compared with the tune's
 real bars 5-8:
@@ -30,13 +30,14 @@ from dataclasses import dataclass
 import numpy as np
 from music21 import key as m21key
 
-from improvd.callfile import Call, CallError, PlayedNote, call_from_score
-from improvd.encoding import tonic_pitch_class
-from improvd.engine import Engine, Settings
-from improvd.grid import strong_positions
-from improvd.keys import WHITE_KEYS
-from improvd.offline import perform
-from improvd.scores import ScoreError, Tune, analyse_key, essen_tune
+from improvd.core.encoding import tonic_pitch_class
+from improvd.core.engine import Engine, Settings
+from improvd.core.grid import strong_positions
+from improvd.core.keys import WHITE_KEYS
+from improvd.core.notes import PlayedNote
+from improvd.core.simulate import perform
+from improvd.offline.call_reader import Call, CallError, call_from_score
+from improvd.offline.notation import ScoreError, Tune, analyse_key, essen_tune
 
 CALL_BARS = 4
 MOTIF_NOTES = 4

@@ -12,7 +12,7 @@ import sys
 from dataclasses import asdict, fields
 from pathlib import Path
 
-from improvd.model import ModelError
+from improvd.core.model import ModelError
 
 from .corpus import DEFAULT_CACHE_DIR
 from .train import Settings

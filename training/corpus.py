@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from multiprocessing import Pool
 from pathlib import Path
 
-from improvd.encoding import EncodingError, encode, transpose, transposition_to_c, unacceptable_durations
-from improvd.scores import SCORE_SUFFIXES, ScoreError, essen_files, key_of, melody_of, tunes_in
+from improvd.core.encoding import EncodingError, encode, transpose, transposition_to_c, unacceptable_durations
+from improvd.offline.notation import SCORE_SUFFIXES, ScoreError, essen_files, key_of, melody_of, tunes_in
 
 CACHE_VERSION = 1
 DEFAULT_CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "improvd"
@@ -42,7 +42,7 @@ class Corpus:
             "steps": sum(len(s) for s in self.songs.values()),
             "dropped": dict(sorted(self.dropped.items())),
             "failed_files": self.failed_files,
-            "filter": "durations in improvd.encoding.ACCEPTABLE_DURATIONS; transposed to C major / A minor",
+            "filter": "durations in improvd.core.encoding.ACCEPTABLE_DURATIONS; transposed to C major / A minor",
         }
 
 

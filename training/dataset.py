@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from improvd.encoding import SONG_END, Vocabulary
+from improvd.core.encoding import SONG_END, Vocabulary
 
 
 def split_tunes(idents: list[str], seed: int, validation: float = 0.05, test: float = 0.05) -> dict[str, list[str]]:

@@ -4,7 +4,7 @@ the musician hears them.
 Prediction: every test tune is fed after the model's ``song_gap`` song-end symbols (as training puts song
 ends before each song, and the daemon before each call); the figures count each of its steps and its
 closing song end. Onset steps are those whose true symbol is a pitch. The LSTM runs in numpy
-(improvd.runtime) with the song cache (improvd.songcache) mixed in, exactly as the daemon runs it, so no
+(improvd.core.runtime) with the song cache (improvd.core.songcache) mixed in, exactly as the daemon runs it, so no
 TensorFlow is needed; ``lstm_alone`` holds the figures of the LSTM without the cache.
 
 Continuations (``as_played``): the first 4 bars of each test tune played to the engine in simulated time,
@@ -22,11 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from improvd.encoding import SONG_END, Vocabulary
-from improvd.engine import Engine
-from improvd.model import MODEL_JSON, Model, load_model
-from improvd.runtime import LSTMRuntime, softmax
-from improvd.songcache import SongCache
+from improvd.core.encoding import SONG_END, Vocabulary
+from improvd.core.engine import Engine
+from improvd.core.model import MODEL_JSON, Model, load_model
+from improvd.core.runtime import LSTMRuntime, softmax
+from improvd.core.songcache import SongCache
 
 from . import as_played
 from .corpus import DEFAULT_CACHE_DIR
@@ -122,7 +122,7 @@ def score_tunes(predictor: Predictor, tunes: list[list[int]], vocabulary: Vocabu
 
 
 class NGramSteps:
-    """The n-gram baseline as the engine's step model (improvd.engine.Predictor): log-probabilities as logits."""
+    """The n-gram baseline as the engine's step model (improvd.core.engine.Predictor): log-probabilities as logits."""
 
     def __init__(self, ngram: NGram) -> None:
         self._ngram = ngram

@@ -1,4 +1,4 @@
-"""Write a trained Keras model as an improvd model directory (see improvd/model.py for the format)."""
+"""Write a trained Keras model as an improvd model directory (see improvd/core/model.py for the format)."""
 
 from __future__ import annotations
 
@@ -13,14 +13,14 @@ import keras
 import numpy as np
 
 import improvd
-from improvd.encoding import STEP_QUARTER_LENGTH, Vocabulary
-from improvd.model import MODEL_FORMAT, MODEL_FORMAT_VERSION, MODEL_JSON, WEIGHTS_NPZ
+from improvd.core.encoding import STEP_QUARTER_LENGTH, Vocabulary
+from improvd.core.model import MODEL_FORMAT, MODEL_FORMAT_VERSION, MODEL_JSON, WEIGHTS_NPZ
 
 from .model import input_kind_of, lstm_units_of
 
 
 def weights_of(model: keras.Model) -> dict[str, np.ndarray]:
-    """The arrays of weights.npz, named as improvd/model.py documents."""
+    """The arrays of weights.npz, named as improvd/core/model.py documents."""
     arrays: dict[str, np.ndarray] = {}
     for layer in model.layers:
         values = [np.asarray(v, np.float32) for v in layer.get_weights()]

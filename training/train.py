@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from improvd.encoding import Vocabulary
+from improvd.core.encoding import Vocabulary
 
 from .corpus import DEFAULT_CACHE_DIR, Corpus, load_corpus
 from .dataset import evaluation_dataset, split_tunes, stream_of, training_dataset

@@ -49,7 +49,7 @@ the call and its silence; it then consumes a hold for the step that opened at
 the tick (already under way, silent) and draws the answer one symbol per
 following grid step, so each answer symbol sounds on the step it was drawn
 for. Before drawing, the engine moves the call onto the white keys by its
-diatonic collection (improvd.keys.diatonic_shift) and re-primes the LSTM if
+diatonic collection (improvd.core.keys.diatonic_shift) and re-primes the LSTM if
 that move changed. The whole answer is drawn at the tick (a few milliseconds)
 and queued, moved back and folded by octaves into MIDI range; its first
 possible note is due a whole step after the tick, so the phrase-end work is off
@@ -69,14 +69,14 @@ the call's own accidentals), and it starts notes only at the places in the beat
 where the call started some (a call in 8ths gets no 16th off the 8ths). The engine listens again at the boundary after
 the answer's last step.
 
-Memory. The song cache (improvd.songcache) mixes what followed the same
+Memory. The song cache (improvd.core.songcache) mixes what followed the same
 contexts earlier in the player's line into the LSTM's probabilities (it follows
 the answer as it goes but does not learn from it, which would let an answer
-loop); the echo (improvd.echo) lays the call over the answer bar line on bar
+loop); the echo (improvd.core.echo) lays the call over the answer bar line on bar
 line. Temperature divides the log probabilities; top-p keeps the smallest set of
 likely symbols; the generator is seeded.
 
-Touch (improvd.touch). Each note_off is due ``gate`` of its note's length after
+Touch (improvd.core.touch). Each note_off is due ``gate`` of its note's length after
 its note_on and never after the next answer note's onset, so a repeated pitch
 retriggers. Velocity is ``velocity``, or the call's recent level with the call's
 accent at the same metric place; with ``groove = "follow"`` each note moves by
@@ -106,20 +106,20 @@ from typing import Any, Protocol
 import mido
 import numpy as np
 
-from improvd.echo import Echo
-from improvd.encoding import HOLD, REST, SONG_END, is_pitch, tonic_pitch_class
-from improvd.follow import regrid
-from improvd.grid import Grid, bar_steps, next_bar_line, strong_positions
-from improvd.keys import WHITE_KEYS, diatonic_shift, estimate_key
-from improvd.metronome import CLICK_STEPS, click
-from improvd.model import Model
-from improvd.runtime import LSTMRuntime, softmax
-from improvd.sampler import Sampler
-from improvd.seedbuffer import SeedBuffer
-from improvd.settings import Settings
-from improvd.songcache import SongCache
-from improvd.tempo import estimate as estimate_beat
-from improvd.touch import Touch, beat_steps
+from improvd.core.echo import Echo
+from improvd.core.encoding import HOLD, REST, SONG_END, is_pitch, tonic_pitch_class
+from improvd.core.follow import regrid
+from improvd.core.grid import Grid, bar_steps, next_bar_line, strong_positions
+from improvd.core.keys import WHITE_KEYS, diatonic_shift, estimate_key
+from improvd.core.metronome import CLICK_STEPS, click
+from improvd.core.model import Model
+from improvd.core.runtime import LSTMRuntime, softmax
+from improvd.core.sampler import Sampler
+from improvd.core.seedbuffer import SeedBuffer
+from improvd.core.settings import Settings
+from improvd.core.songcache import SongCache
+from improvd.core.tempo import estimate as estimate_beat
+from improvd.core.touch import Touch, beat_steps
 
 SUSTAIN = 64
 ALL_NOTES_OFF = 123
@@ -129,7 +129,7 @@ CADENCE_TRIES = 12  # draws of the answer's last bar at most (each a bar of LSTM
 
 
 class Predictor(Protocol):
-    """What the engine asks of its step model (improvd.runtime.LSTMRuntime): logits of the next symbol."""
+    """What the engine asks of its step model (improvd.core.runtime.LSTMRuntime): logits of the next symbol."""
 
     def prime(self, indices: list[int]) -> Any: ...
     def step(self, index: int) -> np.ndarray: ...
@@ -379,7 +379,7 @@ class Engine:
         self._events.append(Event(time, "response_start", data))
 
     def _follow(self, time: float) -> None:
-        """Hear the call again on the player's own grid (improvd.follow); the old one stays if its tempo cannot be
+        """Hear the call again on the player's own grid (improvd.core.follow); the old one stays if its tempo cannot be
         told (too few onsets)."""
         onsets = [t for t, m in self._heard if m.type == "note_on" and m.velocity > 0]
         beat = estimate_beat(onsets, self.settings.bpm)

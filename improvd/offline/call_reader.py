@@ -1,7 +1,7 @@
 """A file's melody as a call: the notes a player would have played, in seconds.
 
 MIDI files are read with mido (their own timing, tempo map included); abc,
-kern and MusicXML with music21 through ``improvd.scores``. Either way the call
+kern and MusicXML with music21 through ``improvd.offline.notation``. Either way the call
 is the top line: where notes sound together the highest one, and a lower note
 that starts under a held higher one is dropped. A piece where every onset is a
 chord is not a melody and is refused, as are unreadable files and files
@@ -17,12 +17,12 @@ from pathlib import Path
 import mido
 from music21 import chord, meter, stream, tempo
 
-from improvd.scores import ScoreError, melody_of, read_score
+from improvd.core.notes import PlayedNote
+from improvd.offline.notation import ScoreError, melody_of, read_score
 
 MIDI_SUFFIXES = (".mid", ".midi")
 NOTATION_SUFFIXES = (".abc", ".krn", ".musicxml", ".mxl", ".xml")
 DEFAULT_BPM = 120.0
-DEFAULT_VELOCITY = 80
 DRUM_CHANNEL = 9
 CHORD_WINDOW = 0.03  # seconds: MIDI notes starting this close together sound as one chord
 MAX_FILE_BYTES = 1 << 20  # a larger input file is refused before it is parsed
@@ -32,16 +32,6 @@ MAX_NOTES = 4096  # notes in the call
 
 class CallError(ValueError):
     """A file that gives no usable call; the text names the file and what is wrong."""
-
-
-@dataclass(frozen=True)
-class PlayedNote:
-    """One note as played: MIDI pitch, start and end in seconds, velocity."""
-
-    pitch: int
-    start: float
-    end: float
-    velocity: int = DEFAULT_VELOCITY
 
 
 @dataclass(frozen=True)

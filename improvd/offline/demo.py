@@ -13,15 +13,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from improvd import render
-from improvd.callfile import Call, CallError, call_from_score
-from improvd.continuation import respond, write_score
-from improvd.engine import Settings
-from improvd.model import DEFAULT_MODEL_DIR, Model, ModelError, load_model
-from improvd.offline import OfflineError, Performance
-from improvd.outputs import grid_melody, write_midi
-from improvd.pianoroll import PianoRollUnavailable, draw_piano_roll
-from improvd.scores import ScoreError, analyse_key, essen_tune, score_from_melody
+from improvd.core.engine import Settings
+from improvd.core.model import DEFAULT_MODEL_DIR, Model, ModelError, load_model
+from improvd.core.simulate import OfflineError, Performance
+from improvd.offline import audio
+from improvd.offline.call_reader import Call, CallError, call_from_score
+from improvd.offline.continue_command import respond, write_score
+from improvd.offline.notation import ScoreError, analyse_key, essen_tune, score_from_melody
+from improvd.offline.pianoroll import PianoRollUnavailable, draw_piano_roll
+from improvd.offline.writers import grid_melody, write_midi
 
 DEMO_TUNE = "erk10#112"  # "Es liegt ein Schloss in Oesterreich": in the shipped model's test split (models/README.md)
 CALL_BARS = 4
@@ -97,9 +97,9 @@ def write_all(folder: Path, call: Call, performance: Performance, gate: float, t
         lines.append(f"  {picture}  piano roll: call blue, response orange, key {tonic} {mode}")
     except PianoRollUnavailable as error:
         lines.append(f"  piano roll skipped: {error}")
-    why_not = render.missing()
+    why_not = audio.missing()
     if why_not:
         lines.append(f"  audio skipped: {why_not}")
     else:
-        lines.append(f"  {render.render_wav(midi, folder / 'demo.wav')}  audio: FluidSynth with {render.soundfont()}")
+        lines.append(f"  {audio.render_wav(midi, folder / 'demo.wav')}  audio: FluidSynth with {audio.soundfont()}")
     return lines

@@ -24,10 +24,10 @@ from typing import Any
 
 import rtmidi
 
-from improvd.osthread import name_this_thread
-from improvd.tally import Tally
+from improvd.daemon.osthread import name_this_thread
+from improvd.daemon.tally import Tally
 
-log = logging.getLogger("improvd.midi")
+log = logging.getLogger("improvd.daemon.ports")
 
 CLIENT = "improvd"
 APIS = {"alsa": rtmidi.API_LINUX_ALSA, "jack": rtmidi.API_UNIX_JACK}

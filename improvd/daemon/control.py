@@ -87,7 +87,7 @@ def _response_bars(value: Any) -> int:
 
 
 def _meter(value: Any) -> str:
-    from improvd.grid import parse_meter
+    from improvd.core.grid import parse_meter
 
     try:
         beats, unit = parse_meter(value)

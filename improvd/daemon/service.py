@@ -1,7 +1,7 @@
 """``improvd run``: the daemon. Wires the MIDI ports, the engine's timing thread, signals, systemd and MQTT.
 
 Threads: rtmidi's input thread filters each message and hands it to the timing
-thread (``improvd.scheduler.TimingThread``), the only one that calls the engine
+thread (``improvd.daemon.timing.TimingThread``), the only one that calls the engine
 and sends; this asyncio loop does everything slow — signals, configuration
 reload, model loading (in an executor), port watching, the systemd watchdog,
 statistics and logging, MQTT. Every way out releases every sounding note.
@@ -28,19 +28,19 @@ import mido
 import numpy as np
 
 from improvd import __version__
-from improvd import config as configuration
-from improvd.config import Config, ConfigError
-from improvd.encoding import SONG_END
-from improvd.midi import SYSTEM_COMMON, MidiPorts, MidiSystemError, well_formed
-from improvd.model import DEFAULT_MODEL_DIR, MODEL_JSON, Model, ModelError, load_model
-from improvd.notify import Notifier, watchdog_interval
-from improvd.recorder import Recorder
-from improvd.runtime import LSTMRuntime
-from improvd.scheduler import CLOCK, CONTINUE, START, STOP, LatenessStats, TimingThread
-from improvd.tally import Tally, describe
+from improvd.core.encoding import SONG_END
+from improvd.core.model import DEFAULT_MODEL_DIR, MODEL_JSON, Model, ModelError, load_model
+from improvd.core.runtime import LSTMRuntime
+from improvd.daemon import config as configuration
+from improvd.daemon.config import Config, ConfigError
+from improvd.daemon.notify import Notifier, watchdog_interval
+from improvd.daemon.ports import SYSTEM_COMMON, MidiPorts, MidiSystemError, well_formed
+from improvd.daemon.recorder import Recorder
+from improvd.daemon.tally import Tally, describe
+from improvd.daemon.timing import CLOCK, CONTINUE, START, STOP, LatenessStats, TimingThread
 
 try:
-    from improvd.mqtt import OFFLINE_TIMEOUT
+    from improvd.daemon.mqtt import OFFLINE_TIMEOUT
 except ImportError:  # without aiomqtt there is no MQTT to say offline
     OFFLINE_TIMEOUT = 0.0
 
@@ -71,7 +71,7 @@ ENGINE_KEYS = (
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     configuration.add_arguments(parser)
     try:
-        from improvd import mqtt
+        from improvd.daemon import mqtt
     except ImportError:
         return
     mqtt.add_arguments(parser)
@@ -175,7 +175,7 @@ class Daemon:
     reports_changes = True  # the timing thread applies changes and reports them: the state is published then
 
     def __init__(self, config: Config, model: Model, ports: MidiPorts, args: argparse.Namespace) -> None:
-        from improvd.engine import Engine, Settings
+        from improvd.core.engine import Engine, Settings
 
         self.config = config
         self.model = model
@@ -456,7 +456,7 @@ class Daemon:
         mqtt_config = self.config.mqtt
         if mqtt_config is None or not mqtt_config.enabled:
             return None
-        from improvd.mqtt import ControlPlane
+        from improvd.daemon.mqtt import ControlPlane
 
         self.control_plane = ControlPlane(mqtt_config, self, __version__, self.dropped)
         return self._spawn(self.control_plane.run())
@@ -543,7 +543,7 @@ class Daemon:
         clicks = self.timing.click_stats.summary()
         return f"; clicks: {clicks}" if clicks.sends else ""
 
-    # --- session recording (improvd.recorder): written off the loop, whole files only ---
+    # --- session recording (improvd.daemon.recorder): written off the loop, whole files only ---
 
     async def _record(self) -> None:
         while True:

@@ -7,56 +7,19 @@ on the notes and the tempo, so the same call and seed give the same file.
 
 from __future__ import annotations
 
-import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 import mido
 from music21 import instrument, metadata, meter, note, stream
 
-from improvd.callfile import PlayedNote
-from improvd.encoding import Note
+from improvd.core.encoding import Note
+from improvd.core.notes import PlayedNote
+from improvd.files import atomic_write
 
 TICKS_PER_BEAT = 480
 CALL_TRACK, RESPONSE_TRACK = "Call", "Response (improvd)"
 CALL_CHANNEL, RESPONSE_CHANNEL = 0, 1
 CALL_PROGRAM, RESPONSE_PROGRAM = 0, 11  # General MIDI: acoustic grand piano, vibraphone
-
-
-def _stage(path: Path, write: Callable[[Path], object]) -> Path:
-    """Call ``write(temporary)`` on a temporary beside ``path`` and return it; on failure nothing is left behind."""
-    descriptor, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-    os.close(descriptor)
-    temporary = Path(name)
-    try:
-        write(temporary)
-        temporary.chmod(0o644)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    return temporary
-
-
-def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
-    """Call ``write(temporary)`` and rename the result to ``path``; on failure nothing is left behind."""
-    path = Path(path)
-    _stage(path, write).replace(path)
-    return path
-
-
-def write_all(writes: list[tuple[Path, Callable[[Path], object]]]) -> None:
-    """Every file or none: each ``write(temporary)`` runs first, the renames into place only when all succeeded."""
-    staged: list[tuple[Path, Path]] = []
-    try:
-        for path, write in writes:
-            staged.append((_stage(Path(path), write), Path(path)))
-    except BaseException:
-        for temporary, _ in staged:
-            temporary.unlink(missing_ok=True)
-        raise
-    for temporary, path in staged:
-        temporary.replace(path)
 
 
 def _track(name: str, notes: list[PlayedNote], channel: int, program: int, bpm: float) -> mido.MidiTrack:

@@ -11,7 +11,7 @@ import logging
 import os
 import socket
 
-log = logging.getLogger("improvd.notify")
+log = logging.getLogger("improvd.daemon.notify")
 
 
 class Notifier:

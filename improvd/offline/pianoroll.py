@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from improvd.callfile import PlayedNote
-from improvd.outputs import atomic_write
+from improvd.core.notes import PlayedNote
+from improvd.files import atomic_write
 
 CALL_COLOUR, RESPONSE_COLOUR = "#1f6fb4", "#e8730c"
 SIZE_INCHES, DPI = (12.0, 4.5), 100  # 1200 x 450 pixels

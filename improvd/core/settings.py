@@ -2,7 +2,7 @@
 
 ``Settings.validate`` names the field, the value and what is allowed; the engine refuses a change that fails
 it (all changes of one ``update`` together or none). The daemon's configuration file, flags and MQTT messages
-are checked again at their own doors (improvd.config, improvd.control) in their own units (channels 1 to 16).
+are checked again at their own doors (improvd.daemon.config, improvd.daemon.control) in their own units (channels 1 to 16).
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from improvd.grid import parse_meter
-from improvd.metronome import DEFAULT_NOTES
+from improvd.core.grid import parse_meter
+from improvd.core.metronome import DEFAULT_NOTES
 
 
 @dataclass

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import mido
 
-from improvd.callfile import PlayedNote
-from improvd.engine import Engine, Event, Timed
-from improvd.grid import bar_steps
+from improvd.core.engine import Engine, Event, Timed
+from improvd.core.grid import bar_steps
+from improvd.core.notes import PlayedNote
 
 TAIL_STEPS = 64  # steps to wait beyond the longest possible response before giving up
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from improvd.encoding import HOLD, REST, is_pitch
+from improvd.core.encoding import HOLD, REST, is_pitch
 
 STUCK_STEPS = 64  # four bars of 4/4 without an onset: held keys and the pedal are forgotten
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from improvd.encoding import HOLD, SONG_END, parse_symbol
+from improvd.core.encoding import HOLD, SONG_END, parse_symbol
 
 # Aarden-Essen key profiles (as in music21.analysis.discrete.AardenEssen), index 0 = tonic.
 MAJOR_PROFILE = np.array(

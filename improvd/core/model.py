@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from improvd.encoding import SPECIAL_SYMBOLS, STEP_QUARTER_LENGTH, EncodingError, Vocabulary
+from improvd.core.encoding import SPECIAL_SYMBOLS, STEP_QUARTER_LENGTH, EncodingError, Vocabulary
 
 MODEL_FORMAT = "improvd-model"
 MODEL_FORMAT_VERSION = 1
@@ -41,7 +41,7 @@ MAX_SONG_GAP = 64  # song ends primed before each call (training's default is 16
 
 def _default_model_dir() -> Path:
     """The shipped model: models/essen in a source checkout, else where a wheel installed it."""
-    checkout = Path(__file__).resolve().parent.parent / "models" / "essen"
+    checkout = Path(__file__).resolve().parents[2] / "models" / "essen"
     return checkout if checkout.is_dir() else Path(sys.prefix) / "share" / "improvd" / "models" / "essen"
 
 

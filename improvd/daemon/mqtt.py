@@ -6,7 +6,7 @@ subscribes again and republishes ``status`` and ``state``. ``publish_state``
 and ``publish_event`` may be called from any thread and never block: state
 publishes are coalesced (the newest state wins), events wait in a bounded queue
 (the oldest are dropped when MQTT cannot keep up). Every message is parsed by
-``improvd.control``; a rejected one gives an ``error`` event and changes nothing.
+``improvd.daemon.control``; a rejected one gives an ``error`` event and changes nothing.
 """
 
 from __future__ import annotations
@@ -26,11 +26,11 @@ from typing import Any, Protocol
 
 import aiomqtt
 
-from improvd.control import VALIDATORS as MQTT_SETTINGS
-from improvd.control import ControlError, parse
-from improvd.tally import Tally
+from improvd.daemon.control import VALIDATORS as MQTT_SETTINGS
+from improvd.daemon.control import ControlError, parse
+from improvd.daemon.tally import Tally
 
-log = logging.getLogger("improvd.mqtt")
+log = logging.getLogger("improvd.daemon.mqtt")
 
 BACKOFF_START = 1.0  # seconds before the first retry
 BACKOFF_CAP = 30.0
@@ -463,7 +463,7 @@ class ControlPlane:
             will=aiomqtt.Will(self.topic("status"), b"offline", qos=1, retain=True),
             tls_params=tls,
             timeout=10,
-            logger=logging.getLogger("improvd.mqtt.client"),
+            logger=logging.getLogger("improvd.daemon.mqtt.client"),
         )
 
     async def _serve(self, client: aiomqtt.Client) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import deque
 from statistics import fmean
 
-from improvd.grid import bar_steps, parse_meter
+from improvd.core.grid import bar_steps, parse_meter
 
 MEMORY = 32  # onsets remembered: two bars of 16ths, four of 8ths
 LEVEL_ONSETS = 8  # the answer's level: the mean velocity of the call's last onsets

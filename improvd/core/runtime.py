@@ -11,7 +11,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from improvd.model import Model
+from improvd.core.model import Model
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:

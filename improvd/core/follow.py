@@ -1,6 +1,6 @@
 """Following the player's tempo: a call heard on the engine's grid is heard again on the player's own.
 
-At a phrase end with ``clock = "follow"`` the engine estimates the call's tempo and beat (improvd.tempo),
+At a phrase end with ``clock = "follow"`` the engine estimates the call's tempo and beat (improvd.core.tempo),
 lays a new 16th grid from that beat (step 0 on the call's first beat, so bar 1 starts there) and replays the
 call's messages onto it exactly as they would have been heard live: each snaps to the nearest boundary and
 each step closes once the messages played before its end are in. The answer then plays on that grid,
@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 
 import mido
 
-from improvd.encoding import is_pitch
-from improvd.seedbuffer import SeedBuffer
-from improvd.tempo import Beat
+from improvd.core.encoding import is_pitch
+from improvd.core.seedbuffer import SeedBuffer
+from improvd.core.tempo import Beat
 
 FOLLOW_LEAD = 0.03  # seconds: the answer's first step starts at least this long after the phrase-end tick
 SUSTAIN = 64

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from improvd.outputs import atomic_write
+from improvd.files import atomic_write
 
 SOUNDFONTS = (
     "/usr/share/sounds/sf2/FluidR3_GM.sf2",  # Debian/Ubuntu: fluid-soundfont-gm

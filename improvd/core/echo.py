@@ -1,6 +1,6 @@
 """The call's echo: folk tunes answer a phrase by coming back to it, bar for bar (AABB, ABAB, AA').
 
-The song cache (improvd.songcache) brings back what followed a context already heard, but an answer that
+The song cache (improvd.core.songcache) brings back what followed a context already heard, but an answer that
 starts after a pause has no such context: its first steps follow a silence the call never held. The echo
 supplies the form instead: it lays the call over the answer bar line on bar line (the call's first full bar
 on the answer's first, its pickup before that, the call repeated when the answer is longer) and proposes at

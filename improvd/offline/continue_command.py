@@ -10,13 +10,14 @@ import random
 import sys
 from pathlib import Path
 
-from improvd import render
-from improvd.callfile import Call, CallError, read_call
-from improvd.engine import Engine, Settings
-from improvd.grid import parse_meter
-from improvd.model import DEFAULT_MODEL_DIR, Model, ModelError, load_model
-from improvd.offline import OfflineError, Performance, perform
-from improvd.outputs import grid_melody, write_all, write_midi, write_musicxml
+from improvd.core.engine import Engine, Settings
+from improvd.core.grid import parse_meter
+from improvd.core.model import DEFAULT_MODEL_DIR, Model, ModelError, load_model
+from improvd.core.simulate import OfflineError, Performance, perform
+from improvd.files import write_all
+from improvd.offline import audio
+from improvd.offline.call_reader import Call, CallError, read_call
+from improvd.offline.writers import grid_melody, write_midi, write_musicxml
 
 DEFAULT_BARS = 4
 MAX_RESPONSE_STEPS = 256
@@ -92,7 +93,7 @@ def is_audio(path: Path) -> bool:
 def check_outputs(source: Path, outputs: list[Path]) -> None:
     """Refuse outputs that cannot be written as files, or would overwrite the input or each other, and a WAV
     where FluidSynth or a SoundFont is missing."""
-    why_not = render.missing() if any(is_audio(path) for path in outputs) else None
+    why_not = audio.missing() if any(is_audio(path) for path in outputs) else None
     if why_not:
         raise UsageError(f"{outputs[0]}: cannot render a WAV: {why_not}; or give a .mid file")
     for path in outputs:
@@ -119,11 +120,11 @@ def main(args: argparse.Namespace) -> int:
         def midi(path: Path) -> Path:
             return write_midi(path, call.notes, performance.response, call.bpm, call.time_signature, call.title)
 
-        writes = [(args.output, render.audio_writer(midi) if is_audio(args.output) else midi)]
+        writes = [(args.output, audio.audio_writer(midi) if is_audio(args.output) else midi)]
         if args.musicxml:
             writes.append((args.musicxml, lambda p: write_score(p, call, performance, settings.gate)))
         write_all(writes)  # both files or neither
-    except (CallError, ModelError, OfflineError, render.RenderError, ValueError, OSError) as error:
+    except (CallError, ModelError, OfflineError, audio.RenderError, ValueError, OSError) as error:
         print(f"improvd continue: error: {error}", file=sys.stderr)
         return 1
     print(

@@ -10,7 +10,7 @@ import random
 
 import numpy as np
 
-from improvd.runtime import softmax
+from improvd.core.runtime import softmax
 
 
 class Sampler:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from music21 import chord, converter, corpus, key, note, stream
 
-from improvd.encoding import Note
+from improvd.core.encoding import Note
 
 ESSEN_DIR = Path(corpus.getComposer("essenFolksong")[0]).parent if corpus.getComposer("essenFolksong") else None
 SCORE_SUFFIXES = (".abc", ".krn", ".mid", ".midi", ".musicxml", ".mxl", ".xml")

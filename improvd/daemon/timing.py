@@ -18,8 +18,8 @@ from typing import Any
 
 import mido
 
-from improvd.clock import InternalClock, MidiClockFollower
-from improvd.osthread import name_this_thread
+from improvd.core.clock import InternalClock, MidiClockFollower
+from improvd.daemon.osthread import name_this_thread
 
 SPIN_SECONDS = 0.001  # the last stretch before a deadline is spun, not slept
 WINDOW = 20_000  # lateness samples kept for the percentiles
@@ -158,7 +158,7 @@ class TimingThread(threading.Thread):
         self._wake = threading.Event()
         self._stopping = False
         self._pulses: deque[float] = deque()
-        self.recording: Any = None  # an improvd.recorder.Session while recording: the daemon swaps it
+        self.recording: Any = None  # an improvd.daemon.recorder.Session while recording: the daemon swaps it
         self._before_tick = before_tick  # hands on input queued before the boundary (True if any): its step hears it
 
     def feed(self, message: mido.Message, arrival: float) -> None:

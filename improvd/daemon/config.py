@@ -2,7 +2,7 @@
 
 Every key is documented in ``systemd/improvd.toml``. A bad key or value raises
 ``ConfigError`` naming the key, the value and what is allowed. The ``[mqtt]``
-table belongs to ``improvd.mqtt`` (``config_from``), which validates it.
+table belongs to ``improvd.daemon.mqtt`` (``config_from``), which validates it.
 """
 
 from __future__ import annotations
@@ -68,11 +68,11 @@ class Config:
     log_level: str = "info"
     stats_interval: float = 60.0
     cc: dict[str, int] = field(default_factory=dict)  # control name -> CC number
-    mqtt: Any = None  # improvd.mqtt.MqttConfig, or None without improvd.mqtt
+    mqtt: Any = None  # improvd.daemon.mqtt.MqttConfig, or None without improvd.daemon.mqtt
     source: str = "defaults"  # where it came from, for messages
 
     def engine_settings(self) -> dict[str, Any]:
-        """The keyword arguments of ``improvd.engine.Settings``."""
+        """The keyword arguments of ``improvd.core.engine.Settings``."""
         return {
             "temperature": self.temperature,
             "top_p": None if self.top_p >= 1.0 else self.top_p,
@@ -158,7 +158,7 @@ def _steps_or_match(value: Any) -> int | str:
 
 
 def _meter(value: Any) -> str:
-    from improvd.grid import parse_meter
+    from improvd.core.grid import parse_meter
 
     try:
         beats, unit = parse_meter(value)
@@ -423,9 +423,9 @@ def _cc(table: Any, source: str) -> dict[str, int]:
 
 
 def _mqtt(table: Any, args: argparse.Namespace | None, source: str) -> Any:
-    """The ``[mqtt]`` table, validated by improvd.mqtt; None when that module is not there."""
+    """The ``[mqtt]`` table, validated by improvd.daemon.mqtt; None when that module is not there."""
     try:
-        from improvd import mqtt
+        from improvd.daemon import mqtt
     except ImportError:
         return None
     if not isinstance(table, dict):
