@@ -167,6 +167,14 @@ class Event:
     data: dict = field(default_factory=dict)
 
 
+def explicit(changes: dict[str, Any]) -> dict[str, Any]:
+    """``changes`` with what they imply said outright, so that applying several in turn equals applying them merged
+    (later keys win): ``response_bars`` alone means whole bars, the length set last wins."""
+    if "response_bars" in changes and "response_steps" not in changes:
+        return {**changes, "response_steps": None}
+    return dict(changes)
+
+
 class Engine:
     """Seed buffer -> LSTM runtime -> sampler -> queued output, driven by ticks and messages."""
 
@@ -660,9 +668,7 @@ class Engine:
         unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(Settings)})
         if unknown:
             raise ValueError(f"unknown setting(s): {', '.join(unknown)}")
-        if "response_bars" in changes and "response_steps" not in changes:
-            changes["response_steps"] = None  # the length set last wins: whole bars
-        candidate = dataclasses.replace(self.settings, **changes).validate()
+        candidate = dataclasses.replace(self.settings, **explicit(changes)).validate()
         enabled = candidate.enabled
         self.settings = dataclasses.replace(candidate, enabled=self.settings.enabled)
         self._buffer.resize(self.settings.buffer_steps or self.model.sequence_length)

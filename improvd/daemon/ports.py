@@ -5,8 +5,9 @@ without one the daemon opens a virtual port of a client named ``improvd`` (under
 JACK the second client of that name becomes ``improvd-01``). JACK input is read
 by polling (see ``MidiPorts._poll_input``). ``MidiPorts.poll``,
 called from the daemon's asyncio loop every half second, notices a named port
-that went away and reconnects when it is back. Every call on the output port is
-made under one lock, so the timing thread's sends never meet a reconnect.
+that went away and reconnects when it is back. Each side has a lock of its own, held
+only to use or replace its handle: the timing thread's sends wait for nothing but an
+output reconnect, never for input being read or ports being listed.
 """
 
 from __future__ import annotations
@@ -173,7 +174,8 @@ class MidiPorts:
         self._create = create or _create
         self._on_message = on_message
         self._clock = clock
-        self._lock = threading.Lock()
+        self._in_lock = threading.Lock()  # the input handle: reading it, reconnecting it, aiming the probe at it
+        self._out_lock = threading.Lock()  # the output handle: sending, reconnecting it
         self._reading = threading.Event()  # set: the JACK input reader stops
         self._reader = threading.Thread(target=self._poll_input, name="improvd-midi-in", daemon=True)
         self._read_lock = threading.Lock()  # one reader of JACK's queue at a time, so messages stay in order
@@ -251,7 +253,7 @@ class MidiPorts:
         """Hand on everything queued; True if something other than a returning probe was heard."""
         heard = False
         while True:
-            with self._lock:
+            with self._in_lock:
                 event = self._in.handle.get_message() if self._in.connected else None
             now = time.monotonic()
             if event is None:
@@ -277,20 +279,20 @@ class MidiPorts:
 
     def open(self) -> None:
         """Open both sides: virtual ports, or the named ports when they exist (else they wait for ``poll``)."""
-        with self._lock:
+        with self._in_lock, self._out_lock:
             for side in (self._in, self._out):
                 if not side.wanted:
                     side.handle.open_virtual_port(side.label)
                     side.connected = "virtual"
                     log.info("opened virtual %s port %r of client %r", side.direction, side.label, CLIENT)
-                elif not self._connect(side):
+                elif not self._connect(side, side.handle.get_ports()):
                     log.warning("%s port matching %r not found; waiting for it", side.direction, side.wanted)
                     side.lost_logged = True
         if self.api == "jack":
             self._reader.start()
 
-    def _connect(self, side: _Side) -> bool:
-        names = side.handle.get_ports()
+    def _connect(self, side: _Side, names: list[str]) -> bool:
+        """Open the first of ``names`` that matches what ``side`` wants (the caller holds the side's lock)."""
         index = match_port(names, side.wanted)
         if index is None:
             return False
@@ -304,7 +306,7 @@ class MidiPorts:
         return True
 
     def _aim_probe(self) -> None:
-        """Connect the prober to improvd's own JACK input (caller holds the lock).
+        """Connect the prober to improvd's own JACK input (the caller holds the input's lock).
 
         rtmidi cannot name its own ports, so the input is renamed for a moment
         to a name no other client has, found in the prober's list, and renamed back.
@@ -356,14 +358,13 @@ class MidiPorts:
             self._probe_back_at = now
         elif self._probes_out == 1:
             self.dropped.add("unterminated SysEx ended by improvd")
-        with self._lock:
-            self._prober.send_message([SYSEX_END])
+        self._prober.send_message([SYSEX_END])  # the prober is only used from the daemon's loop
         self._probes_out, self._probe_sent_at = self._probes_out + 1, now
 
     def _start_probing(self, now: float) -> None:
         """Make the prober (a JACK client of its own; MidiSystemError when the server is gone) and aim it."""
         self._prober = self._fresh_client()
-        with self._lock:
+        with self._in_lock:
             self._aim_probe()
         self._probe_sent_at = self._probe_back_at = now
 
@@ -387,24 +388,28 @@ class MidiPorts:
 
     def send(self, message: list[int]) -> bool:
         """Send raw bytes on the output; False when the output is not connected."""
-        with self._lock:
+        with self._out_lock:
             if self._out.connected is None:
                 return False
             self._out.handle.send_message(message)
-            self._active_at = time.monotonic()  # a player may barge in: the reader stays quick
-            return True
+        self._active_at = time.monotonic()  # a player may barge in: the reader stays quick
+        return True
 
     def poll(self) -> list[tuple[str, str, str]]:
-        """Notice lost and returned named ports: ``(event, direction, port name)`` with event port_lost/port_back."""
+        """Notice lost and returned named ports: ``(event, direction, port name)`` with event port_lost/port_back.
+
+        The ports are listed without a lock (a JACK server round trip that touches nothing a send or a read uses);
+        a side's lock is taken only when its port is closed or opened.
+        """
         events = []
-        with self._lock:
-            for side in (self._in, self._out):
-                if side.wanted:
-                    events += self._poll_side(side)
+        for side, lock in ((self._in, self._in_lock), (self._out, self._out_lock)):
+            if side.wanted:
+                names = side.handle.get_ports()
+                with lock:
+                    events += self._poll_side(side, names)
         return events
 
-    def _poll_side(self, side: _Side) -> list[tuple[str, str, str]]:
-        names = side.handle.get_ports()
+    def _poll_side(self, side: _Side, names: list[str]) -> list[tuple[str, str, str]]:
         if side.connected is not None and side.connected not in names:
             lost, side.connected = side.connected, None
             if side is self._in:
@@ -412,7 +417,7 @@ class MidiPorts:
             if side.handle.is_port_open():
                 side.handle.close_port()
             return [("port_lost", side.direction, lost)]
-        if side.connected is None and self._connect(side):
+        if side.connected is None and self._connect(side, names):
             side.lost_logged = False
             return [("port_back", side.direction, side.connected)]
         return []
@@ -435,7 +440,7 @@ class MidiPorts:
         self._nudge.set()
         if self._reader.is_alive():
             self._reader.join(1)
-        with self._lock:
+        with self._in_lock, self._out_lock:
             self._in.handle.cancel_callback()
             for side in (self._in, self._out):
                 if side.handle.is_port_open():

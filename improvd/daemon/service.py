@@ -297,7 +297,7 @@ class Daemon:
         candidate.validate()
         model_path = self._model_path(changes["model"]) if "model" in changes else None
         if settings:
-            self.timing.submit(lambda now: self.engine.update(now, **settings))
+            self.timing.change(settings)
         if "enabled" in changes:
             enabled = bool(changes["enabled"])
             self.timing.submit(lambda now: self.engine.set_enabled(enabled, now))

@@ -9,6 +9,7 @@ millisecond under load, while the spin lands within microseconds.
 from __future__ import annotations
 
 import queue
+import sys
 import threading
 import time
 from collections import deque
@@ -19,6 +20,7 @@ from typing import Any
 import mido
 
 from improvd.core.clock import InternalClock, MidiClockFollower
+from improvd.core.engine import explicit
 from improvd.daemon.osthread import name_this_thread
 
 SPIN_SECONDS = 0.001  # the last stretch before a deadline is spun, not slept
@@ -27,6 +29,7 @@ MAX_WAIT = 0.1  # the loop wakes at least this often, so its heartbeat shows it 
 START_DELAY = 0.05  # the internal clock's first step begins this long after the loop starts
 RELEASE_AGAIN = 1.0  # seconds: the start's All Notes Off is sent again then (a JACK graph still removing a killed
 # run's clients delivers nothing until it is done, and the first may be lost)
+SWITCH_INTERVAL = 0.0005  # seconds: how long a busy thread keeps the interpreter from a waiting one (Python: 5 ms)
 BPM_FOLLOW = 0.5  # a followed tempo this far (BPM) from the engine's is passed on
 CLOCK, START, CONTINUE, STOP = 0xF8, 0xFA, 0xFB, 0xFC
 
@@ -83,27 +86,29 @@ class Summary:
 
 
 class LatenessStats:
-    """How late each send was against its due time: percentiles over a recent window, maximum over all."""
+    """How late each send was against its due time: percentiles over a recent window, maximum over all.
+
+    One thread records (the timing thread, before each send); any thread may take a ``summary``. Nothing is
+    locked: ``record`` writes one slot of a ring, and ``summary`` copies the ring in one step (a list slice, under
+    the interpreter lock) and sorts the copy, so a send never waits for a summary.
+    """
 
     def __init__(self, window: int = WINDOW) -> None:
-        self._samples: deque[float] = deque(maxlen=window)
-        self._lock = threading.Lock()
+        self._ring = [0.0] * window
         self._count = 0
         self._max = 0.0
 
     def record(self, lateness: float) -> None:
-        """Record one send, ``lateness`` seconds after its due time (negative: early)."""
-        with self._lock:
-            self._samples.append(lateness)
-            self._count += 1
-            self._max = max(self._max, lateness)
+        """Record one send, ``lateness`` seconds after its due time (negative: early). One recording thread only."""
+        self._ring[self._count % len(self._ring)] = lateness
+        self._count += 1
+        if lateness > self._max:
+            self._max = lateness
 
     def summary(self) -> Summary:
-        """The percentiles; the lock that ``record`` takes before every send is held only to copy the samples."""
-        with self._lock:
-            samples = list(self._samples)
-            count, peak = self._count, self._max
-        ordered = sorted(samples)
+        """The percentiles over the window, from a copy: a record landing meanwhile is in the next summary."""
+        count, peak = self._count, self._max
+        ordered = sorted(self._ring[: min(count, len(self._ring))])
         if not ordered:
             return Summary(count, 0.0, 0.0, 0.0)
         return Summary(count, _ms(_percentile(ordered, 50)), _ms(_percentile(ordered, 99)), _ms(peak))
@@ -130,6 +135,8 @@ class TimingThread(threading.Thread):
     on time with ``sleep_until``'s spin; the grid ticks need no spin (the engine
     schedules a response one step ahead). ``report`` receives engine events
     and errors; it must only hand them over (the daemon's loop logs them).
+    When it runs, it sets the interpreter's switch interval to SWITCH_INTERVAL: a thread woken for a send then
+    waits at most that long for a busy MQTT loop or input reader to let go of the interpreter.
     """
 
     def __init__(
@@ -155,6 +162,8 @@ class TimingThread(threading.Thread):
         self.click_stats = LatenessStats()
         self.heartbeat = self.time.now()
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
+        self._changes: dict[str, Any] = {}  # engine settings not yet applied (see ``change``)
+        self._changes_lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = False
         self._pulses: deque[float] = deque()
@@ -176,6 +185,14 @@ class TimingThread(threading.Thread):
         self._inbox.put((None, action))
         self._wake.set()
 
+    def change(self, settings: dict[str, Any]) -> None:
+        """Engine settings to apply, already validated (thread-safe). Those not yet applied are merged, later keys
+        winning, and applied in one ``engine.update`` before the inbox is next drained: a flood of changes costs
+        this thread one update per look, not one per message."""
+        with self._changes_lock:
+            self._changes.update(explicit(settings))
+        self._wake.set()
+
     def stop(self, timeout: float = 0.5) -> None:
         """Release every note, send Stop when sending clock, and end the thread."""
         self._stopping = True
@@ -184,6 +201,7 @@ class TimingThread(threading.Thread):
 
     def run(self) -> None:
         name_this_thread()
+        sys.setswitchinterval(SWITCH_INTERVAL)
         try:
             self.begin()
             while not self._stopping:
@@ -281,6 +299,7 @@ class TimingThread(threading.Thread):
 
     def _drain(self, due: float | None) -> None:
         """Handle what waits in the inbox, but stop in time for the next due send."""
+        self._apply_changes()
         limit = None if due is None else due - SPIN_SECONDS
         while limit is None or self.time.now() < limit:
             try:
@@ -292,6 +311,18 @@ class TimingThread(threading.Thread):
             except Exception as error:  # one bad message or request must not end the loop
                 self._report("warning", error)
         self._events()
+
+    def _apply_changes(self) -> None:
+        with self._changes_lock:
+            changes, self._changes = self._changes, {}
+        if not changes:
+            return
+        try:
+            self._send_now(self.engine.update(self.time.now(), **changes))
+        except ValueError as error:  # validated by the caller against settings that changed since
+            self._report("warning", error)
+            return
+        self._report("changed", None)
 
     def _handle(self, arrival: float | None, item: Any) -> None:
         if arrival is None:

@@ -1,0 +1,169 @@
+"""Nothing but the send on the send path: a send waits for no listing, reading or summary, and a flood of
+settings changes costs the timing thread one engine update per look.
+
+Blocking is shown without clocks: a fake handle stops inside the slow call until a send has gone through, so a
+send that waited for it would never come (the join's timeout only ends such a hang; it measures nothing).
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+
+import pytest
+import rtmidi
+
+from improvd.core.engine import Engine, Settings
+from improvd.core.model import load_model
+from improvd.daemon.ports import MidiPorts
+from improvd.daemon.timing import SWITCH_INTERVAL, LatenessStats, TimingThread
+from tests.virtual import VirtualTime
+
+HANG = 30  # seconds before a blocked call is declared a hang
+
+
+class StallingHandle:
+    """An rtmidi-like handle whose ``stall``-named call waits until ``released`` is set."""
+
+    def __init__(self, ports: list[str], stall: str, released: threading.Event) -> None:
+        self.ports, self.opened, self.sent, self.queue = ports, None, [], []
+        self.stall, self.released, self.stalled = stall, released, threading.Event()
+        self.hung = False  # the stall ran out before a send released it: the send waited for this call
+
+    def _maybe_stall(self, name: str) -> None:
+        if name == self.stall and not self.released.is_set():
+            self.stalled.set()
+            self.hung = not self.released.wait(HANG)
+
+    def get_ports(self) -> list[str]:
+        self._maybe_stall("get_ports")
+        return list(self.ports)
+
+    def get_message(self):
+        self._maybe_stall("get_message")
+        return self.queue.pop(0) if self.queue else None
+
+    def send_message(self, message: list[int]) -> None:
+        self.sent.append(list(message))
+
+    def open_port(self, index: int, name: str) -> None:
+        self.opened = self.ports[index]
+
+    def is_port_open(self) -> bool:
+        return self.opened is not None
+
+    def close_port(self) -> None:
+        self.opened = None
+
+    def __getattr__(self, name: str):  # callbacks, port names, delete: nothing to do
+        return lambda *args, **kwargs: None
+
+
+def ports_stalling(stall_in: str, stall_out: str, released: threading.Event, api: str = "alsa"):
+    handles = {}
+
+    def create(kind: type, _api: str) -> StallingHandle:
+        is_input = kind is rtmidi.MidiIn
+        handles[kind] = StallingHandle(
+            ["keys:out"] if is_input else ["synth:in"], stall_in if is_input else stall_out, released
+        )
+        return handles[kind]
+
+    ports = MidiPorts(api, "keys", "synth", lambda data, arrival: None, False, create=create)
+    return ports, handles[rtmidi.MidiIn], handles[rtmidi.MidiOut]
+
+
+def send_while(stalled: threading.Event, ports: MidiPorts, released: threading.Event) -> list[int]:
+    """Wait until the other thread is inside the slow call, then send; the send releases it."""
+    assert stalled.wait(HANG)
+    assert ports.send([0x90, 60, 100])
+    released.set()
+    return [0x90, 60, 100]
+
+
+@pytest.mark.parametrize("side", ["input", "output"])
+def test_a_send_does_not_wait_while_the_port_watcher_lists_ports(side):
+    released = threading.Event()
+    ports, source, sink = ports_stalling("", "", threading.Event())
+    ports.open()  # connected to keys:out and synth:in, listing without stalls
+    (source if side == "input" else sink).stall = "get_ports"
+    (source if side == "input" else sink).released = released
+    watcher = threading.Thread(target=ports.poll)
+    watcher.start()
+    sent = send_while((source if side == "input" else sink).stalled, ports, released)
+    watcher.join(HANG)
+    assert not watcher.is_alive() and sink.sent == [sent]
+    assert not (source.hung or sink.hung)
+    ports.close()
+
+
+def test_a_send_does_not_wait_while_the_input_is_read():
+    released = threading.Event()
+    ports, source, sink = ports_stalling("", "", threading.Event(), api="jack")
+    ports._in.connected = ports._out.connected = "virtual"  # as open() leaves them, without the reader thread
+    source.stall, source.released = "get_message", released
+    reader = threading.Thread(target=ports.read_before_tick)
+    reader.start()
+    sent = send_while(source.stalled, ports, released)
+    reader.join(HANG)
+    assert not reader.is_alive() and sink.sent == [sent]
+    assert not source.hung
+
+
+def test_a_record_made_while_a_summary_sorts_is_neither_blocked_nor_lost():
+    stats = LatenessStats()
+
+    class Sample(float):
+        def __lt__(self, other: float) -> bool:
+            if stats._count < 4:
+                stats.record(0.004)  # the timing thread's next send, landing mid-sort
+            return float(self) < float(other)
+
+    for value in (0.003, 0.001, 0.002):
+        stats.record(Sample(value))
+    assert stats.summary().max_ms == 3.0
+    assert stats.summary().as_dict() | {"p50_ms": 0} == {"sends": 4, "p50_ms": 0, "p99_ms": 4.0, "max_ms": 4.0}
+
+
+class CountingEngine(Engine):
+    updates: list[dict]
+
+    def update(self, time=None, **changes):
+        self.updates.append(changes)
+        return super().update(time, **changes)
+
+
+def timing_with(tiny_model_dir) -> tuple[TimingThread, CountingEngine, VirtualTime]:
+    clock = VirtualTime(10.0)
+    engine = CountingEngine(load_model(tiny_model_dir), Settings(bpm=120))
+    engine.updates = []
+    timing = TimingThread(engine, lambda data: True, lambda kind, payload: None, time_source=clock)
+    timing.begin()
+    return timing, engine, clock
+
+
+def test_a_flood_of_changes_is_one_engine_update_per_look(tiny_model_dir):
+    timing, engine, clock = timing_with(tiny_model_dir)
+    for k in range(1000):
+        timing.change({"temperature": 0.1 + (k % 150) / 100})
+    timing.run_until(clock.now() + 0.001)
+    assert engine.updates == [{"temperature": 0.1 + 999 % 150 / 100}]
+    assert engine.settings.temperature == pytest.approx(1.09)
+
+
+def test_merged_changes_mean_what_the_same_changes_in_turn_mean(tiny_model_dir):
+    timing, engine, clock = timing_with(tiny_model_dir)
+    timing.change({"response_steps": 8, "gate": 0.5})
+    timing.change({"response_bars": 3})  # bars set last: whole bars, as if applied in turn
+    timing.run_until(clock.now() + 0.001)
+    assert (engine.settings.response_steps, engine.settings.response_bars, engine.settings.gate) == (None, 3, 0.5)
+
+
+def test_the_running_timing_thread_takes_the_interpreter_back_quickly(tiny_model_dir, monkeypatch):
+    monkeypatch.setattr(sys, "setswitchinterval", lambda seconds: switched.append(seconds))
+    switched: list[float] = []
+    engine = Engine(load_model(tiny_model_dir), Settings(bpm=120))
+    timing = TimingThread(engine, lambda data: True, lambda kind, payload: None)
+    timing.start()
+    timing.stop(HANG)
+    assert switched == [SWITCH_INTERVAL] and SWITCH_INTERVAL < 0.005  # Python's default lets a busy thread keep it 5 ms
