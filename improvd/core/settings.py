@@ -3,7 +3,7 @@
 ``Settings.validate`` names the field, the value and what is allowed; the engine refuses a change that fails
 it (all changes of one ``update`` together or none). The daemon's configuration file, flags and MQTT messages
 are checked at their own doors (improvd.daemon.config, improvd.daemon.control) against the same table, in the
-daemon's units (channels 1 to 16).
+daemon's units (channels counted from 1).
 """
 
 from __future__ import annotations

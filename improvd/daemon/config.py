@@ -33,7 +33,7 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Config:
-    """The validated configuration (channels 1 to 16 as musicians count them; None = all / off / random)."""
+    """The validated configuration (channels counted from 1 as musicians count them; None = all / off / random)."""
 
     midi_api: str = "alsa"
     input: str = ""  # "" = a virtual port of client "improvd"
