@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from improvd.core.schema import BY_NAME, FILE, FLAG, MQTT, SETTINGS, Setting
+from improvd.core.schema import BY_NAME, CC, FILE, FLAG, MQTT, SETTINGS, Setting
 from improvd.core.settings import Settings
 from improvd.daemon import config, mqtt
 from improvd.daemon.config import Config, ConfigError
@@ -106,6 +106,11 @@ def test_run_help_shows_each_flags_range_from_the_table():
         assert "{range}" in setting.help, setting.name
         assert setting.span() in entries["--" + setting.name.replace("_", "-")], setting.name
     assert f"temperature (0-127 onto {BY_NAME['temperature'].span()})" in config.CC_HELP
+
+
+def test_the_settings_a_control_change_steers_are_the_cc_keys():
+    settings = {"enabled" if key == "enable" else key for key in config.CC_KEYS} - {"respond", "panic"}  # commands
+    assert {s.name for s in SETTINGS if CC in s.sources} == settings
 
 
 def comment_above(lines: list[str], name: str) -> str:

@@ -83,7 +83,7 @@ class Setting:
         """A value the daemon checked, in the engine's units."""
         if value is None or (self.empty is not None and value == self.empty):
             return None
-        return value - self.offset if _number(value) and self.kind == "whole" else value
+        return value - self.offset if self.offset else value
 
     def scale(self, fraction: float) -> float:
         """The point ``fraction`` (0 to 1) of the way through the range: where a CC value lands."""
