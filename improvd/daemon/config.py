@@ -8,7 +8,6 @@ table belongs to ``improvd.daemon.mqtt`` (``config_from``), which validates it.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 from collections.abc import Callable
@@ -16,13 +15,14 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from improvd.core.schema import BY_NAME, CC_NUMBER, FILE, FLAG, SETTINGS, Setting
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
 DEFAULT_CONFIG = Path("/etc/improvd/improvd.toml")
-LOG_LEVELS = ("debug", "info", "warning", "error")
 CC_KEYS = ("temperature", "respond", "panic", "enable", "metronome")
 RESERVED_CC = {64: "the sustain pedal", **{n: "a channel mode message" for n in range(120, 128)}}
 
@@ -33,7 +33,7 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Config:
-    """The validated configuration (channels 1 to 16 as musicians count them; None = all / off / random)."""
+    """The validated configuration (channels counted from 1 as musicians count them; None = all / off / random)."""
 
     midi_api: str = "alsa"
     input: str = ""  # "" = a virtual port of client "improvd"
@@ -72,103 +72,20 @@ class Config:
     source: str = "defaults"  # where it came from, for messages
 
     def engine_settings(self) -> dict[str, Any]:
-        """The keyword arguments of ``improvd.core.engine.Settings``."""
-        return {
-            "temperature": self.temperature,
-            "top_p": None if self.top_p >= 1.0 else self.top_p,
-            "bpm": self.bpm,
-            "phrase_end_steps": self.phrase_end_steps,
-            "min_call_steps": self.min_call_steps,
-            "max_call_steps": self.max_call_steps,
-            "meter": self.meter,
-            "response_bars": self.response_bars,
-            "response_steps": self.response_steps,
-            "barge_in": self.barge_in,
-            "velocity": self.velocity or None,
-            "gate": self.gate,
-            "groove": self.groove,
-            "follow_tempo": self.clock == "follow",
-            "thru": self.thru,
-            "metronome": self.metronome,
-            "metronome_channel": self.metronome_channel - 1,
-            "metronome_notes": self.metronome_notes,
-            "count_in_bars": self.count_in_bars,
-            "output_channel": self.output_channel - 1,
-            "input_channel": None if self.input_channel is None else self.input_channel - 1,
-            "enabled": self.enabled,
-        }
+        """The keyword arguments of ``improvd.core.settings.Settings``, in the engine's units."""
+        values = {s.name: s.to_engine(getattr(self, s.name)) for s in SETTINGS if s.engine and FILE in s.sources}
+        return {**values, "follow_tempo": self.clock == "follow"}
 
 
-def _number(low: float, high: float) -> Callable[[Any], float]:
-    def check(value: Any) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ValueError(f"must be a number from {low:g} to {high:g}")
-        if not low <= value <= high:
-            raise ValueError(f"must be a number from {low:g} to {high:g}")
-        return float(value)
-
-    return check
-
-
-def _whole(low: int, high: int) -> Callable[[Any], int]:
-    def check(value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise ValueError(f"must be a whole number from {low} to {high}")
-        return value
-
-    return check
-
-
-def _choice(*allowed: str) -> Callable[[Any], str]:
-    def check(value: Any) -> str:
-        if not isinstance(value, str) or value.lower() not in allowed:
-            raise ValueError(f"must be one of {', '.join(allowed)}")
-        return value.lower()
-
-    return check
-
-
-def _text(value: Any) -> str:
-    if not isinstance(value, str):
-        raise ValueError("must be a string")
-    return value
-
-
-def _boolean(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError("must be true or false")
-    return value
-
-
-def _channel_or_all(value: Any) -> int | None:
-    if isinstance(value, str) and value.lower() == "all":
-        return None
-    return _whole(1, 16)(value)
-
-
-def _steps_or_match(value: Any) -> int | str:
-    if isinstance(value, str) and value.lower() == "match":
-        return "match"
-    if isinstance(value, str) and value.isdigit():
-        value = int(value)
+def _must(setting: Setting, value: Any) -> Any:
     try:
-        return _whole(1, 256)(value)
-    except ValueError:
-        raise ValueError('must be a whole number from 1 to 256, or "match" (as long as the call)') from None
-
-
-def _meter(value: Any) -> str:
-    from improvd.core.grid import parse_meter
-
-    try:
-        beats, unit = parse_meter(value)
-    except ValueError:
-        raise ValueError("must be a time signature such as 4/4, 3/4 or 6/8 (at most 64 16ths a bar)") from None
-    return f"{beats}/{unit}"
+        return setting.check(value, outside=True)
+    except ValueError as allowed:
+        raise ValueError(f"must be {allowed}") from None
 
 
 def _folder_or_nothing(value: Any) -> str:
-    text = _text(value)
+    text = _must(BY_NAME["record_dir"], value)
     if text and not Path(text).expanduser().is_dir():
         raise ValueError("must be an existing folder (or empty for no recording)")
     if text and not os.access(Path(text).expanduser(), os.W_OK):
@@ -176,92 +93,18 @@ def _folder_or_nothing(value: Any) -> str:
     return text
 
 
-def _two_notes(value: Any) -> tuple[int, int]:
-    if not isinstance(value, list) or len(value) != 2:
-        raise ValueError("must be two MIDI notes [first beat of the bar, other beats], e.g. [76, 77]")
-    first, other = (_whole(0, 127)(v) for v in value)
-    return first, other
+def _door(setting: Setting) -> Callable[[Any], Any]:
+    """The check of a key of the file or a flag, in the daemon's units."""
+    if setting.kind == "folder":
+        return _folder_or_nothing
+    return lambda value: _must(setting, value)
 
 
-def _top_p(value: Any) -> float:
-    number = _number(0.0, 1.0)(value)
-    if number <= 0:
-        raise ValueError("must be a number above 0 and at most 1 (1 = off)")
-    return number
-
-
-# key -> validator (returns the normalised value or raises ValueError saying what is allowed)
-CHECKS: dict[str, Callable[[Any], Any]] = {
-    "midi_api": _choice("alsa", "jack"),
-    "input": _text,
-    "output": _text,
-    "input_channel": _channel_or_all,
-    "output_channel": _whole(1, 16),
-    "model": _text,
-    "models_path": _text,
-    "clock": _choice("internal", "midi", "follow"),
-    "clock_out": _boolean,
-    "bpm": _number(20, 300),
-    "enabled": _boolean,
-    "temperature": _number(0.05, 2.0),
-    "top_p": _top_p,
-    "phrase_end_steps": _whole(1, 64),
-    "min_call_steps": _whole(1, 256),
-    "max_call_steps": _whole(0, 1024),
-    "meter": _meter,
-    "response_bars": _whole(1, 16),
-    "response_steps": _steps_or_match,
-    "barge_in": _choice("stop", "overlap"),
-    "velocity": _whole(0, 127),
-    "gate": _number(0.05, 1.0),
-    "groove": _choice("straight", "follow"),
-    "metronome": _boolean,
-    "metronome_channel": _whole(1, 16),
-    "metronome_notes": _two_notes,
-    "count_in_bars": _whole(0, 8),
-    "thru": _boolean,
-    "record_dir": _folder_or_nothing,
-    "seed": _whole(0, 2**32 - 1),
-    "log_level": _choice(*LOG_LEVELS),
-    "stats_interval": _number(1, 86400),
-}
-
+# key -> validator (returns the normalised value or raises ValueError saying what is allowed), from the table
+CHECKS: dict[str, Callable[[Any], Any]] = {s.name: _door(s) for s in SETTINGS if FILE in s.sources}
 # key -> what the setting does and what it allows: the flag's help (the default is added from Config), one line per
 # key; systemd/improvd.toml says the same at more length
-HELP: dict[str, str] = {
-    "midi_api": "MIDI system: alsa or jack",
-    "input": "input port to connect to, a case-insensitive substring of its name",
-    "output": "output port to connect to, a case-insensitive substring of its name",
-    "input_channel": "listen to this channel only: 1-16 or all",
-    "output_channel": "play on this channel, 1-16",
-    "model": "model directory (model.json + weights.npz)",
-    "models_path": "folder of the models that MQTT set/model may switch to by name",
-    "clock": "internal (the grid at --bpm), midi (follow MIDI clock on the input) or follow (your playing's tempo)",
-    "clock_out": "send MIDI clock, Start and Stop on the output at the internal tempo",
-    "bpm": "tempo of the internal clock, 20-300 beats per minute",
-    "enabled": "answer phrases at all (--no-enabled: listen only)",
-    "temperature": "sampling temperature, 0.05-2.0 (safe to wild)",
-    "top_p": "nucleus sampling: keep the likeliest symbols up to this probability, above 0 to 1 (1 = off)",
-    "phrase_end_steps": "silent 16ths that end your phrase and start the answer, 1-64",
-    "min_call_steps": "shortest phrase worth answering, in 16ths, 1-256",
-    "max_call_steps": "longest phrase kept, in 16ths, 0-1024 (0 = no limit)",
-    "meter": "time signature of the bars the answer fills, e.g. 4/4, 3/4, 6/8 (at most 64 16ths a bar)",
-    "response_bars": "answer length in whole bars, 1-16",
-    "response_steps": "answer length in 16ths instead of bars: 1-256, or match (as long as your phrase)",
-    "barge_in": "when you play during an answer: stop (it stops at once) or overlap (it plays on)",
-    "velocity": "velocity of the answer, 1-127; 0 = your phrase's level and accents",
-    "gate": "fraction of each note's length that it sounds, 0.05-1.0",
-    "groove": "straight (answers on the 16th grid) or follow (your call's timing off the grid)",
-    "metronome": "click every beat of the meter, the bar's first beat distinct",
-    "metronome_channel": "MIDI channel of the clicks, 1-16",
-    "metronome_notes": "percussion notes of the clicks: the bar's first beat, the other beats, 0-127 each",
-    "count_in_bars": "bars of clicks before listening after a start, an enable or MIDI Start, 0-8",
-    "thru": "pass what you play to the output as it arrives (for a controller without sound)",
-    "record_dir": "keep every session as MIDI files in this existing folder",
-    "seed": "random seed, 0-4294967295",
-    "log_level": "debug, info, warning or error",
-    "stats_interval": "seconds between timing statistics in the log, 1-86400",
-}
+HELP: dict[str, str] = {s.name: s.help_text() for s in SETTINGS if FLAG in s.sources}
 # what a default means where its value does not say it
 DEFAULT_WORDS = {
     "input": "a virtual port of client improvd",
@@ -273,30 +116,10 @@ DEFAULT_WORDS = {
     "record_dir": "none",
     "seed": "random",
 }
-# keys whose flags are switches (--key and --no-key), take two values, or take a number
-SWITCHES = ("clock_out", "enabled", "metronome", "thru")
-NUMBERS: dict[str, Callable[[str], Any]] = {
-    "output_channel": int,
-    "bpm": float,
-    "temperature": float,
-    "top_p": float,
-    "phrase_end_steps": int,
-    "min_call_steps": int,
-    "max_call_steps": int,
-    "response_bars": int,
-    "velocity": int,
-    "gate": float,
-    "metronome_channel": int,
-    "count_in_bars": int,
-    "seed": int,
-    "stats_interval": float,
-}
-CHOICES = {"midi_api": ("alsa", "jack"), "clock": ("internal", "midi", "follow"), "barge_in": ("stop", "overlap")}
-CHOICES |= {"groove": ("straight", "follow"), "log_level": LOG_LEVELS}
 CC_HELP = (
-    "Control changes, in the file only ([cc]: a CC number 0-127 per control; leave a key out for off): "
-    "temperature (0-127 onto 0.05-2.0), respond (>= 64), panic (>= 64), enable (on >= 64, off below), "
-    "metronome (on >= 64, off below); CC 64 and 120-127 are refused"
+    f"Control changes, in the file only ([cc]: a CC number {CC_NUMBER.span()} per control; leave a key out for "
+    f"off): temperature ({CC_NUMBER.span()} onto {BY_NAME['temperature'].span()}), respond (>= 64), panic (>= 64), "
+    "enable (on >= 64, off below), metronome (on >= 64, off below); CC 64 and 120-127 are refused"
 )
 
 # flag dest -> config key (flags left at None are not given): one flag per key
@@ -326,19 +149,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for key, text in HELP.items():
         flag = "--" + key.replace("_", "-")
         help_text = f"{text} (default: {default_text(key)})".replace("%", "%%")
-        if key in SWITCHES:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
-        elif key == "metronome_notes":
-            parser.add_argument(flag, nargs=2, type=int, metavar=("FIRST", "OTHER"), help=help_text)
-        elif key in CHOICES:
-            parser.add_argument(flag, type=str.lower, choices=CHOICES[key], help=help_text)
-        elif key in ("input_channel", "response_steps"):
-            parser.add_argument(flag, type=_flag_value, help=help_text)
-        else:
-            parser.add_argument(flag, type=NUMBERS.get(key, str), help=help_text)
+        _add_flag(parser, BY_NAME[key], flag, help_text)
     parser.add_argument(
         "--no-mqtt", action="store_true", help="do not connect to an MQTT broker (mqtt.enabled = false)"
     )
+
+
+def _add_flag(parser: argparse.ArgumentParser, setting: Setting, flag: str, help_text: str) -> None:
+    """The flag of ``setting``, its type from the table's kind."""
+    if setting.kind == "switch":
+        parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+    elif setting.kind == "notes":
+        parser.add_argument(flag, nargs=2, type=int, metavar=("FIRST", "OTHER"), help=help_text)
+    elif setting.kind == "choice":
+        parser.add_argument(flag, type=str.lower, choices=setting.words, help=help_text)
+    elif setting.words or isinstance(setting.empty, str):
+        parser.add_argument(flag, type=_flag_value, help=help_text)
+    else:
+        parser.add_argument(flag, type={"number": float, "whole": int}.get(setting.kind, str), help=help_text)
 
 
 def _flag_value(text: str) -> int | str:
@@ -411,7 +239,7 @@ def _cc(table: Any, source: str) -> dict[str, int]:
         if key not in CC_KEYS:
             raise ConfigError(f"{source}: unknown key 'cc.{key}' (known: {', '.join('cc.' + k for k in CC_KEYS)})")
         try:
-            numbers[key] = _whole(0, 127)(value)
+            numbers[key] = _must(CC_NUMBER, value)
         except ValueError as reason:
             raise ConfigError(f"{source}: cc.{key} = {_show(value)}: {reason} (leave the key out for off)") from None
     for key, number in numbers.items():

@@ -10,11 +10,12 @@ is applied here: the controller applies the changes all together or not at all.
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from improvd.core.schema import MQTT, SETTINGS, Setting
 
 MAX_PAYLOAD = 4096  # bytes
 MAX_DEPTH = 2  # JSON nesting: a settings object is flat; deeper payloads are refused before they are parsed
@@ -37,28 +38,6 @@ class Request:
     command: str | None = None
 
 
-def _number(value: Any, key: str, low: float, high: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ControlError(f"{key} must be a number from {low:g} to {high:g}, got {value!r}")
-    if not math.isfinite(value) or not low <= value <= high:
-        raise ControlError(f"{key} must be a number from {low:g} to {high:g}, got {value!r}")
-    return float(value)
-
-
-def _whole(value: Any, key: str, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ControlError(f"{key} must be a whole number from {low} to {high}, got {value!r}")
-    return value
-
-
-def _temperature(value: Any) -> float:
-    return _number(value, "temperature", 0.05, 2.0)
-
-
-def _bpm(value: Any) -> float:
-    return _number(value, "bpm", 20, 300)
-
-
 def _switch(value: Any, key: str) -> bool:
     if isinstance(value, bool):
         return value
@@ -70,54 +49,6 @@ def _switch(value: Any, key: str) -> bool:
     raise ControlError(f"{key} must be true/false, on/off or 1/0, got {value!r}")
 
 
-def _enabled(value: Any) -> bool:
-    return _switch(value, "enabled")
-
-
-def _response_steps(value: Any) -> int | str:
-    if value == "match":
-        return "match"
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 256:
-        raise ControlError(f"response_steps must be a whole number from 1 to 256 or 'match', got {value!r}")
-    return value
-
-
-def _response_bars(value: Any) -> int:
-    return _whole(value, "response_bars", 1, 16)
-
-
-def _meter(value: Any) -> str:
-    from improvd.core.grid import parse_meter
-
-    try:
-        beats, unit = parse_meter(value)
-    except ValueError:
-        raise ControlError(f"meter must be a time signature such as 4/4, 3/4 or 6/8, got {value!r}") from None
-    return f"{beats}/{unit}"
-
-
-def _metronome(value: Any) -> bool:
-    return _switch(value, "metronome")
-
-
-def _thru(value: Any) -> bool:
-    return _switch(value, "thru")
-
-
-def _count_in_bars(value: Any) -> int:
-    return _whole(value, "count_in_bars", 0, 8)
-
-
-def _groove(value: Any) -> str:
-    if value not in ("straight", "follow"):
-        raise ControlError(f"groove must be 'straight' or 'follow', got {value!r}")
-    return value
-
-
-def _phrase_end_steps(value: Any) -> int:
-    return _whole(value, "phrase_end_steps", 1, 64)
-
-
 def _model(value: Any) -> str:
     if not isinstance(value, str) or not MODEL_NAME.fullmatch(value):
         raise ControlError(
@@ -126,21 +57,25 @@ def _model(value: Any) -> str:
     return value
 
 
+def _validator(setting: Setting) -> Callable[[Any], Any]:
+    """The check of a JSON value (or one parsed from a plain-text payload) of ``setting``, from the table."""
+    if setting.name == "model":
+        return _model
+    if setting.kind == "switch":
+        return lambda value: _switch(value, setting.name)
+
+    def check(value: Any) -> Any:
+        try:
+            return setting.check(value, outside=True)
+        except ValueError as allowed:
+            raise ControlError(f"{setting.name} must be {allowed}, got {value!r}") from None
+
+    return check
+
+
 # key -> validator of a JSON value (or a value parsed from a plain-text payload)
-VALIDATORS: dict[str, Callable[[Any], Any]] = {
-    "temperature": _temperature,
-    "bpm": _bpm,
-    "enabled": _enabled,
-    "response_steps": _response_steps,
-    "response_bars": _response_bars,
-    "meter": _meter,
-    "groove": _groove,
-    "metronome": _metronome,
-    "count_in_bars": _count_in_bars,
-    "thru": _thru,
-    "phrase_end_steps": _phrase_end_steps,
-    "model": _model,
-}
+VALIDATORS: dict[str, Callable[[Any], Any]] = {s.name: _validator(s) for s in SETTINGS if MQTT in s.sources}
+TEXT_PAYLOADS = tuple(s.name for s in SETTINGS if MQTT in s.sources and s.kind in ("text", "choice", "meter"))
 
 
 def _reject_constant(name: str) -> float:
@@ -247,7 +182,7 @@ def parse(subtopic: str, payload: bytes) -> Request:
         return Request(changes=parse_object(_text(payload)))
     if parts[0] == "set" and len(parts) == 2 and parts[1] in VALIDATORS:
         text = _text(payload)
-        value = text if parts[1] in ("model", "meter", "groove") else _scalar(text)
+        value = text if parts[1] in TEXT_PAYLOADS else _scalar(text)
         return Request(changes={parts[1]: VALIDATORS[parts[1]](value)})
     topics = ["set", *(f"set/{key}" for key in VALIDATORS), *(f"cmd/{name}" for name in COMMANDS)]
     raise ControlError(f"no such topic {subtopic!r} (topics: {', '.join(topics)})")

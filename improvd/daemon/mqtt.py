@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 import aiomqtt
 
+from improvd.core.schema import BY_NAME
 from improvd.daemon.control import VALIDATORS as MQTT_SETTINGS
 from improvd.daemon.control import ControlError, parse
 from improvd.daemon.tally import Tally
@@ -211,8 +212,9 @@ def discovery_node(instance: str) -> str:
     return f"improvd_{slug or hashlib.sha1(instance.encode()).hexdigest()[:8]}"
 
 
-def _number(key: str, name: str, low: float, high: float, step: float, **extra: Any) -> dict:
-    """A ``number`` steering ``set/<key>`` and showing ``state.<key>``."""
+def _number(key: str, name: str, step: float, **extra: Any) -> dict:
+    """A ``number`` steering ``set/<key>`` and showing ``state.<key>``, its range from the table of settings."""
+    low, high = BY_NAME[key].bounds(outside=True)
     return {
         "name": name,
         "command_topic": f"set/{key}",
@@ -239,28 +241,26 @@ def _entities(state: dict, models: list[str]) -> dict[str, dict]:
     in ``state`` (the controller's state: a daemon without a metronome gets no metronome switch)."""
     choices = sorted({*models, str(state.get("model", ""))} - {""})
     entities = {
-        "number/temperature": _number("temperature", "Temperature", 0.05, 2.0, 0.05),
-        "number/bpm": _number("bpm", "Tempo", 20, 300, 1, unit_of_measurement="BPM"),
+        "number/temperature": _number("temperature", "Temperature", 0.05),
+        "number/bpm": _number("bpm", "Tempo", 1, unit_of_measurement="BPM"),
         "switch/enabled": _switch("enabled", "Enabled"),
-        "number/response_bars": _number("response_bars", "Response length", 1, 16, 1, unit_of_measurement="bars"),
+        "number/response_bars": _number("response_bars", "Response length", 1, unit_of_measurement="bars"),
         "number/response_steps": _number(
             "response_steps",
             "Response length in 16ths",
-            1,
-            256,
             1,
             unit_of_measurement="16ths",
             # unset (whole bars) or "match" reads as unknown: the number's payload_reset
             value_template="{{ value_json.response_steps if value_json.response_steps is number else 'None' }}",
         ),
-        "number/phrase_end_steps": _number("phrase_end_steps", "Phrase end", 1, 64, 1, unit_of_measurement="16ths"),
+        "number/phrase_end_steps": _number("phrase_end_steps", "Phrase end", 1, unit_of_measurement="16ths"),
         "switch/metronome": _switch("metronome", "Metronome"),
-        "number/count_in_bars": _number("count_in_bars", "Count-in", 0, 8, 1, unit_of_measurement="bars"),
+        "number/count_in_bars": _number("count_in_bars", "Count-in", 1, unit_of_measurement="bars"),
         "select/groove": {
             "name": "Groove",
             "command_topic": "set/groove",
             "value_template": "{{ value_json.groove }}",
-            "options": ["straight", "follow"],
+            "options": list(BY_NAME["groove"].words),
         },
         "switch/thru": _switch("thru", "Thru"),
         "select/model": {

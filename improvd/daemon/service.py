@@ -31,6 +31,7 @@ from improvd import __version__
 from improvd.core.encoding import SONG_END
 from improvd.core.model import DEFAULT_MODEL_DIR, MODEL_JSON, Model, ModelError, load_model
 from improvd.core.runtime import LSTMRuntime
+from improvd.core.schema import BY_NAME, CC_NUMBER
 from improvd.daemon import config as configuration
 from improvd.daemon.config import Config, ConfigError
 from improvd.daemon.notify import Notifier, watchdog_interval
@@ -251,7 +252,7 @@ class Daemon:
 
     def _control_action(self, name: str, value: int) -> None:
         if name == "temperature":
-            temperature = round(0.05 + (2.0 - 0.05) * value / 127, 3)
+            temperature = BY_NAME["temperature"].scale(value / CC_NUMBER.high)
             self.timing.submit(lambda now: self.engine.update(now, temperature=temperature))
         elif name == "enable":
             self.timing.submit(lambda now: self.engine.set_enabled(value >= 64, now))

@@ -13,6 +13,7 @@ from pathlib import Path
 from improvd.core.engine import Engine, Settings
 from improvd.core.grid import parse_meter
 from improvd.core.model import DEFAULT_MODEL_DIR, Model, ModelError, load_model
+from improvd.core.schema import BY_NAME
 from improvd.core.simulate import OfflineError, Performance, perform
 from improvd.files import write_all
 from improvd.offline import audio
@@ -37,17 +38,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the file to write, call and response: MIDI, or a WAV when it ends in .wav (rendered with FluidSynth)",
     )
     length = parser.add_mutually_exclusive_group()
-    length.add_argument("--steps", type=int, help="length of the response in sixteenth-note steps (1 to 256)")
+    length.add_argument(
+        "--steps",
+        type=int,
+        help=f"length of the response in sixteenth-note steps ({BY_NAME['response_steps'].span(' to ')})",
+    )
     length.add_argument(
         "--bars",
         type=int,
-        help=f"length of the response in whole bars of the input's metre, 1 to 16 (default {DEFAULT_BARS})",
+        help=f"length of the response in whole bars of the input's metre, {BY_NAME['response_bars'].span(' to ')} "
+        f"(default {DEFAULT_BARS})",
     )
     parser.add_argument(
-        "--temperature", type=float, default=Settings.temperature, help="sampling temperature (0.05 to 2.0)"
+        "--temperature",
+        type=float,
+        default=Settings.temperature,
+        help=f"sampling temperature ({BY_NAME['temperature'].span(' to ')})",
     )
     parser.add_argument(
-        "--top-p", type=float, help="nucleus sampling: keep the likeliest symbols up to this mass (0 to 1]"
+        "--top-p",
+        type=float,
+        help=f"nucleus sampling: keep the likeliest symbols up to this mass ({BY_NAME['top_p'].span()})",
     )
     parser.add_argument(
         "--seed", type=int, help="random seed: the same input and seed give the same file (default: random)"

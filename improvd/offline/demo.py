@@ -15,6 +15,7 @@ from pathlib import Path
 
 from improvd.core.engine import Settings
 from improvd.core.model import DEFAULT_MODEL_DIR, Model, ModelError, load_model
+from improvd.core.schema import BY_NAME
 from improvd.core.simulate import OfflineError, Performance
 from improvd.offline import audio
 from improvd.offline.call_reader import Call, CallError, call_from_score
@@ -39,7 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--model", type=Path, default=DEFAULT_MODEL_DIR, help=f"model directory (default {DEFAULT_MODEL_DIR})"
     )
     parser.add_argument(
-        "--temperature", type=float, default=Settings.temperature, help="sampling temperature (0.05 to 2.0)"
+        "--temperature",
+        type=float,
+        default=Settings.temperature,
+        help=f"sampling temperature ({BY_NAME['temperature'].span(' to ')})",
     )
     parser.add_argument("--bpm", type=float, default=DEFAULT_BPM, help=f"tempo (default {DEFAULT_BPM:g})")
 
