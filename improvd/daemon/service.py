@@ -36,6 +36,7 @@ from improvd.daemon.config import Config, ConfigError
 from improvd.daemon.notify import Notifier, watchdog_interval
 from improvd.daemon.ports import SYSTEM_COMMON, MidiPorts, MidiSystemError, well_formed
 from improvd.daemon.recorder import Recorder
+from improvd.daemon.reports import Changed, Events, Failed, Report, SendFailed, Tempo, Warned
 from improvd.daemon.tally import Tally, describe
 from improvd.daemon.timing import CLOCK, CONTINUE, START, STOP, LatenessStats, TimingThread
 
@@ -375,29 +376,30 @@ class Daemon:
 
     # --- reports from the timing thread (handed to the loop, never logged there) ---
 
-    def _report(self, kind: str, payload: Any) -> None:
+    def _report(self, report: Report) -> None:
         loop = self._loop
         if loop is not None and not loop.is_closed():
             with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(self._on_report, kind, payload)
+                loop.call_soon_threadsafe(self._on_report, report)
 
-    def _on_report(self, kind: str, payload: Any) -> None:
-        if kind == "events":
-            for event in payload:
-                log.info("%s %s", event.name, event.data or "")
-                self._event(event.name, dict(event.data))
-            self._changed()
-        elif kind == "changed":
-            self._changed()
-        elif kind == "tempo":
-            log.debug("following MIDI clock at %.1f BPM", payload)
-            self._changed()
-        elif kind == "send_error":
-            log.warning("sending failed: %s", payload)
-        elif kind == "warning":
-            log.warning("ignored: %r", payload)
-        else:
-            self._fail(f"timing loop failed: {payload!r}")
+    def _on_report(self, report: Report) -> None:
+        match report:
+            case Events(events):
+                for event in events:
+                    log.info("%s %s", event.name, event.data or "")
+                    self._event(event.name, dict(event.data))
+                self._changed()
+            case Changed():
+                self._changed()
+            case Tempo(bpm):
+                log.debug("following MIDI clock at %.1f BPM", bpm)
+                self._changed()
+            case SendFailed(error):
+                log.warning("sending failed: %s", error)
+            case Warned(error):
+                log.warning("ignored: %r", error)
+            case Failed(error):
+                self._fail(f"timing loop failed: {error!r}")
 
     def _fail(self, reason: str) -> None:
         """Something the daemon cannot run without broke: log it and exit with status 1 (systemd restarts it)."""
