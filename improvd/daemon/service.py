@@ -57,6 +57,7 @@ RECORD_FLUSH = 10.0  # seconds between writes of the session being recorded
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of ``improvd run``: the configuration's, and MQTT's when aiomqtt is installed."""
     configuration.add_arguments(parser)
     try:
         from improvd.daemon import mqtt
@@ -177,6 +178,7 @@ class Daemon:
     # --- the loop ---
 
     async def run(self) -> int:
+        """Open the ports, start the timing thread and the tasks, wait for a signal or a failure; the exit status."""
         self._loop = asyncio.get_running_loop()
         self._stopped = asyncio.Event()
         for number in (signal.SIGTERM, signal.SIGINT):
@@ -357,6 +359,7 @@ class Daemon:
 
 
 def main(args: argparse.Namespace) -> int:
+    """``improvd run``: 0 after a clean stop, 1 when the daemon cannot run or failed, 2 for a bad configuration."""
     try:
         config = configuration.load(args)
     except ConfigError as error:
