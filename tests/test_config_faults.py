@@ -66,12 +66,12 @@ def test_a_reload_keeps_the_clock_and_says_which_settings_it_changed(tmp_path):
     file.write_text('clock = "midi"\ntemperature = 1.0\n')
     daemon = make_daemon(config_file=str(file))
     events: list[tuple[str, dict]] = []
-    daemon._event = lambda name, data: events.append((name, data))
+    daemon.controller.event = lambda name, data: events.append((name, data))
     clocks: list[int] = []
     daemon.timing.clock_message = lambda status, arrival: clocks.append(status)
     daemon.timing.start()
     try:
-        daemon.apply({"temperature": 1.5})  # over MQTT
+        daemon.controller.apply({"temperature": 1.5})  # over MQTT
         wait_for(lambda: daemon.engine.settings.temperature == 1.5, 5, "the MQTT change")
         file.write_text('clock = "internal"\ntemperature = 1.0\n')
 
@@ -83,7 +83,7 @@ def test_a_reload_keeps_the_clock_and_says_which_settings_it_changed(tmp_path):
         wait_for(lambda: daemon.engine.settings.temperature == 1.0, 5, "the reload")
     finally:
         daemon.timing.stop()
-    assert daemon.config.clock == "midi"  # a restart changes it; until then the grid follows MIDI clock
+    assert daemon.controller.config.clock == "midi"  # a restart changes it; until then the grid follows MIDI clock
     daemon.on_midi([0xF8], 0.0)
     assert clocks == [0xF8]
     assert ("reloaded", {"changed": {"temperature": 1.0}}) in events

@@ -13,7 +13,7 @@ import pytest
 
 from improvd.core.model import DEFAULT_MODEL_DIR
 from improvd.core.runtime import LSTMRuntime
-from improvd.daemon import service
+from improvd.daemon import controller, offloop, service
 from tests.inprocess import make_daemon
 from tests.services import wait_for
 from tests.test_model_dir import write_model
@@ -55,7 +55,7 @@ def test_a_new_model_is_primed_off_the_timing_thread(tmp_path, monkeypatch):
 
     async def switch() -> None:
         daemon._loop = asyncio.get_running_loop()
-        await daemon._load_model(directory)
+        await daemon.controller._load_model(directory)
 
     daemon.timing.start()
     try:
@@ -70,12 +70,12 @@ def test_a_new_model_is_primed_off_the_timing_thread(tmp_path, monkeypatch):
 def test_a_model_load_that_hangs_never_holds_the_exit(monkeypatch):
     """A weights.npz that blocks (a FIFO) made SIGTERM hang after "stopped": the executor was waited for."""
     release = threading.Event()
-    monkeypatch.setattr(service, "load_model", lambda path: release.wait(60))
+    monkeypatch.setattr(controller, "load_model", lambda path: release.wait(60))
     daemon = make_daemon()
 
     async def scenario() -> None:
         daemon._loop = asyncio.get_running_loop()
-        daemon._load_model_soon(Path("/nowhere"))
+        daemon.controller.load_model_soon(Path("/nowhere"))
         await asyncio.sleep(0.2)  # the load has started and hangs; the daemon exits now
 
     runner = threading.Thread(target=asyncio.run, args=(scenario(),), daemon=True)
@@ -87,16 +87,16 @@ def test_a_model_load_that_hangs_never_holds_the_exit(monkeypatch):
 
 
 def test_a_load_that_takes_too_long_is_an_error_event(monkeypatch):
-    monkeypatch.setattr(service, "LOAD_TIMEOUT", 0.1)
+    monkeypatch.setattr(offloop, "LOAD_TIMEOUT", 0.1)
     release = threading.Event()
-    monkeypatch.setattr(service, "load_model", lambda path: release.wait(60))
+    monkeypatch.setattr(controller, "load_model", lambda path: release.wait(60))
     daemon = make_daemon()
     events: list[tuple[str, dict]] = []
-    daemon._event = lambda name, data: events.append((name, data))
+    daemon.controller.event = lambda name, data: events.append((name, data))
 
     async def scenario() -> None:
         daemon._loop = asyncio.get_running_loop()
-        await daemon._load_model(Path("/nowhere"))
+        await daemon.controller._load_model(Path("/nowhere"))
 
     asyncio.run(scenario())
     release.set()
@@ -108,10 +108,10 @@ def test_set_model_stays_inside_the_models_path_and_names_no_folders(tmp_path):
     write_model(models / "good")
     (models / "link").symlink_to(write_model(tmp_path / "outside"))
     daemon = make_daemon({"models_path": str(models)})
-    assert daemon._model_path("good") == (models / "good").resolve()
+    assert daemon.controller._model_path("good") == (models / "good").resolve()
     for name in ("link", "missing"):
         with pytest.raises(ValueError) as error:
-            daemon._model_path(name)
+            daemon.controller._model_path(name)
         assert str(error.value) == f"model {name!r}: no such model under the models path"
 
 

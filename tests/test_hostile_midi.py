@@ -6,7 +6,8 @@ import mido
 import pytest
 
 from improvd.daemon import ports
-from improvd.daemon.ports import MidiPorts, well_formed
+from improvd.daemon.input_filter import well_formed
+from improvd.daemon.ports import MidiPorts
 from tests.inprocess import make_daemon
 
 

@@ -71,7 +71,7 @@ def test_the_timing_thread_records_the_players_notes_and_improvds_answer(tiny_mo
     engine = Engine(load_model(tiny_model_dir), Settings(bpm=300, min_call_steps=2, phrase_end_steps=2), seed=1)
     engine.update(response_steps=4, thru=True)
     sent: list[list[int]] = []
-    timing = TimingThread(engine, lambda data: sent.append(list(data)), lambda kind, data: None, time_source=clock)
+    timing = TimingThread(engine, lambda data: sent.append(list(data)), lambda report: None, time_source=clock)
     timing.recording = session = Session(start=0.0)
     timing.begin()
     for k, pitch in enumerate((60, 62, 64)):

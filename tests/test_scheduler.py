@@ -81,9 +81,7 @@ def test_input_handed_on_before_a_tick_is_fed_before_it(tiny_model_dir):
         return True
 
     engine = Recording(load_model(tiny_model_dir), Settings(bpm=300))
-    timing = TimingThread(
-        engine, lambda message: True, lambda kind, data: None, before_tick=before_tick, time_source=clock
-    )
+    timing = TimingThread(engine, lambda message: True, lambda report: None, before_tick=before_tick, time_source=clock)
     timing.begin()
     timing.run_until(100.3)
     assert [name for name, _ in calls[:5]] == ["tick", "tick", "tick", "feed", "tick"]
@@ -98,7 +96,7 @@ def test_a_start_sends_all_notes_off_then_again_a_second_later(tiny_model_dir):
     sent: list[tuple[float, list[int]]] = []
     engine = Engine(load_model(tiny_model_dir), Settings(bpm=120))
     timing = TimingThread(
-        engine, lambda data: sent.append((clock.now(), list(data))), lambda kind, data: None, time_source=clock
+        engine, lambda data: sent.append((clock.now(), list(data))), lambda report: None, time_source=clock
     )
     timing.begin()
     timing.run_until(52.0)
@@ -111,7 +109,7 @@ def test_clicks_are_timed_through_the_same_path_and_counted_apart(tiny_model_dir
     sent: list[tuple[float, list[int]]] = []
     engine = Engine(load_model(tiny_model_dir), Settings(bpm=120, metronome=True))
     timing = TimingThread(
-        engine, lambda data: sent.append((clock.now(), list(data))), lambda kind, data: None, time_source=clock
+        engine, lambda data: sent.append((clock.now(), list(data))), lambda report: None, time_source=clock
     )
     timing.begin()
     timing.run_until(2.0)

@@ -137,7 +137,7 @@ def timing_with(tiny_model_dir) -> tuple[TimingThread, CountingEngine, VirtualTi
     clock = VirtualTime(10.0)
     engine = CountingEngine(load_model(tiny_model_dir), Settings(bpm=120))
     engine.updates = []
-    timing = TimingThread(engine, lambda data: True, lambda kind, payload: None, time_source=clock)
+    timing = TimingThread(engine, lambda data: True, lambda report: None, time_source=clock)
     timing.begin()
     return timing, engine, clock
 
@@ -163,7 +163,7 @@ def test_the_running_timing_thread_takes_the_interpreter_back_quickly(tiny_model
     monkeypatch.setattr(sys, "setswitchinterval", lambda seconds: switched.append(seconds))
     switched: list[float] = []
     engine = Engine(load_model(tiny_model_dir), Settings(bpm=120))
-    timing = TimingThread(engine, lambda data: True, lambda kind, payload: None)
+    timing = TimingThread(engine, lambda data: True, lambda report: None)
     timing.start()
     timing.stop(HANG)
     assert switched == [SWITCH_INTERVAL] and SWITCH_INTERVAL < 0.005  # Python's default lets a busy thread keep it 5 ms

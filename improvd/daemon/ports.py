@@ -19,7 +19,7 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,8 +41,6 @@ SYSEX_END = 0xF7
 PROBE_INTERVAL = 1.0  # seconds between lone F7s sent to improvd's own JACK input (see MidiPorts.probe)
 PROBE_LOST = 5.0  # seconds without a probe coming back before the JACK server is checked
 OWN_PORT = re.compile(rf"^{CLIENT}(-\d+)?:")
-CHANNEL_DATA_BYTES = {0x80: 2, 0x90: 2, 0xA0: 2, 0xB0: 2, 0xC0: 1, 0xD0: 1, 0xE0: 2}  # status & 0xF0 -> data bytes
-SYSTEM_COMMON = range(0xF0, 0xF8)  # SysEx and system common: never for improvd, dropped uncounted
 ADVICE = {
     "alsa": (
         "no ALSA sequencer (/dev/snd/seq cannot be opened): load the kernel module (sudo modprobe snd-seq), "
@@ -114,22 +112,6 @@ class ArrivalClock:
                 self._offset = max(self._offset, first)
         self._last = now
         return self._offset + self._stream
-
-
-def well_formed(data: Sequence[int]) -> bool:
-    """A complete channel message (its status byte and exactly its 7-bit data bytes) or one real-time byte.
-
-    Everything from a port passes this before it is parsed: short, long or
-    otherwise malformed bytes are dropped by the caller, never raised.
-    """
-    if not data:
-        return False
-    status = data[0]
-    if status >= 0xF8:
-        return len(data) == 1
-    if not 0x80 <= status < 0xF0 or len(data) != 1 + CHANNEL_DATA_BYTES[status & 0xF0]:
-        return False
-    return all(0 <= byte < 0x80 for byte in data[1:])
 
 
 def match_port(names: list[str], wanted: str) -> int | None:

@@ -22,6 +22,7 @@ import mido
 from improvd.core.clock import InternalClock, MidiClockFollower
 from improvd.core.engine import explicit
 from improvd.daemon.osthread import name_this_thread
+from improvd.daemon.reports import Changed, Events, Failed, Report, SendFailed, Tempo, Warned
 
 SPIN_SECONDS = 0.001  # the last stretch before a deadline is spun, not slept
 WINDOW = 20_000  # lateness samples kept for the percentiles
@@ -143,7 +144,7 @@ class TimingThread(threading.Thread):
         self,
         engine: Any,
         send: Callable[[list[int]], bool],
-        report: Callable[[str, Any], None],
+        report: Callable[[Report], None],
         clock: str = "internal",
         clock_out: bool = False,
         stats: LatenessStats | None = None,
@@ -207,7 +208,7 @@ class TimingThread(threading.Thread):
             while not self._stopping:
                 self._step()
         except Exception as error:  # the loop must never die silently; its death stops the watchdog
-            self._report("error", error)
+            self._report(Failed(error))
         finally:
             self._release_all()
 
@@ -309,7 +310,7 @@ class TimingThread(threading.Thread):
             try:
                 self._handle(arrival, item)
             except Exception as error:  # one bad message or request must not end the loop
-                self._report("warning", error)
+                self._report(Warned(error))
         self._events()
 
     def _apply_changes(self) -> None:
@@ -320,14 +321,14 @@ class TimingThread(threading.Thread):
         try:
             self._send_now(self.engine.update(self.time.now(), **changes))
         except ValueError as error:  # validated by the caller against settings that changed since
-            self._report("warning", error)
+            self._report(Warned(error))
             return
-        self._report("changed", None)
+        self._report(Changed())
 
     def _handle(self, arrival: float | None, item: Any) -> None:
         if arrival is None:
             self._send_now(item(self.time.now()))
-            self._report("changed", None)
+            self._report(Changed())
         elif isinstance(item, int):
             self._clock(item, arrival)
         elif self.follower is None or self.follower.running:
@@ -359,12 +360,12 @@ class TimingThread(threading.Thread):
         bpm = self.follower.bpm
         if bpm is not None and abs(bpm - self.engine.settings.bpm) >= BPM_FOLLOW:
             self.engine.update(bpm=round(bpm, 1))
-            self._report("tempo", round(bpm, 1))
+            self._report(Tempo(round(bpm, 1)))
 
     def _events(self) -> None:
         events = self.engine.drain_events()
         if events:
-            self._report("events", events)
+            self._report(Events(events))
 
     def _send_now(self, messages: list) -> None:
         for timed in messages or ():
@@ -375,7 +376,7 @@ class TimingThread(threading.Thread):
         try:
             self._send(data)
         except Exception as error:  # a port that vanished mid-send: the port watcher reconnects it
-            self._report("send_error", error)
+            self._report(SendFailed(error))
 
     def _release_all(self) -> None:
         """The last word on the output: every sounding note off, All Notes Off, sustain off, clock Stop."""
@@ -383,6 +384,6 @@ class TimingThread(threading.Thread):
         try:
             self._send_now(self.engine.stop(now))
         except Exception as error:
-            self._report("error", error)
+            self._report(Failed(error))
         if self.clock_out:
             self._send_raw([STOP])

@@ -1,0 +1,209 @@
+"""The daemon's controller: its state, the changes and commands it takes, model switching, the status line.
+
+MQTT calls it in the asyncio loop (it is the control plane's ``Controller``),
+so does a reload; the MIDI input reader calls ``change`` and ``command`` for
+control changes. Nothing here touches the engine directly: every change is
+queued to the timing thread, which reports when it has landed (the daemon's
+loop then calls ``changed``, which publishes the state).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+from improvd import __version__
+from improvd.core.model import MODEL_JSON, Model, ModelError, load_model
+from improvd.daemon.config import Config
+from improvd.daemon.models import PrimedRuntimes, model_dir
+from improvd.daemon.notify import Notifier
+from improvd.daemon.offloop import off_loop
+from improvd.daemon.ports import MidiPorts
+from improvd.daemon.timing import TimingThread
+
+log = logging.getLogger("improvd")
+
+ENGINE_KEYS = (
+    "temperature",
+    "bpm",
+    "response_steps",
+    "response_bars",
+    "meter",
+    "groove",
+    "metronome",
+    "count_in_bars",
+    "thru",
+    "phrase_end_steps",
+)
+COMMANDS = ("respond", "panic")
+
+
+class Controller:
+    """What steers the running daemon: the MQTT ``Controller`` (state, apply, command, models), and what publishes.
+
+    ``control_plane`` is the MQTT control plane once it runs (events and the
+    state go there); ``recording`` is the file being recorded, if any.
+    ``schedule`` runs a coroutine as a task of the daemon's loop (thread-safe).
+    """
+
+    reports_changes = True  # the timing thread applies changes and reports them: the state is published then
+
+    def __init__(
+        self,
+        config: Config,
+        model: Model,
+        timing: TimingThread,
+        ports: MidiPorts,
+        runtimes: PrimedRuntimes,
+        notifier: Notifier,
+        schedule: Callable[[Coroutine[Any, Any, None]], None],
+    ) -> None:
+        self.config = config
+        self.model = model
+        self.timing = timing
+        self.engine = timing.engine
+        self.ports = ports
+        self.runtimes = runtimes
+        self.notifier = notifier
+        self.control_plane: Any = None
+        self.recording: Path | None = None
+        self._schedule = schedule
+        self._status = ""
+
+    # --- what MQTT reads and asks ---
+
+    def state(self) -> dict:
+        """Everything the control plane publishes: the settings, the mode, the model, the ports, the timing."""
+        settings = self.engine.settings
+        return {
+            "temperature": settings.temperature,
+            "bpm": settings.bpm,
+            "enabled": settings.enabled,
+            "mode": self.engine.mode,
+            "model": self.model.path.name,
+            "response_steps": settings.response_steps,
+            "response_bars": settings.response_bars,
+            "meter": settings.meter,
+            "groove": settings.groove,
+            "metronome": settings.metronome,
+            "count_in_bars": settings.count_in_bars,
+            "thru": settings.thru,
+            "recording": self.recording.name if self.recording else None,
+            "phrase_end_steps": settings.phrase_end_steps,
+            "clock": self.config.clock,
+            "ports": self.ports.names(),
+            "timing": self.timing.stats.summary().as_dict() | {"clicks": self.timing.click_stats.summary().as_dict()},
+            "version": __version__,
+        }
+
+    def apply(self, changes: dict) -> None:
+        """Validate all the changes, then apply them together; ValueError names what is wrong."""
+        allowed = [*ENGINE_KEYS, "enabled", "model"]
+        unknown = sorted(set(changes) - set(allowed))
+        if unknown:
+            raise ValueError(f"{unknown[0]}: cannot be changed here (allowed: {', '.join(allowed)})")
+        settings = {k: v for k, v in changes.items() if k in ENGINE_KEYS}
+        dataclasses.replace(self.engine.settings, **settings).validate()
+        model_path = self._model_path(changes["model"]) if "model" in changes else None
+        self.change({k: v for k, v in changes.items() if k != "model"})
+        if model_path is not None:
+            self.load_model_soon(model_path)
+        log.debug("changed: %s", ", ".join(f"{k} = {v}" for k, v in changes.items()))
+
+    def change(self, changes: dict) -> None:
+        """Queue valid changes to the timing thread: the engine settings merged with any not yet applied
+        (``TimingThread.change``), then ``enabled``."""
+        settings = {k: v for k, v in changes.items() if k != "enabled"}
+        if settings:
+            self.timing.change(settings)
+        if "enabled" in changes:
+            enabled = bool(changes["enabled"])
+            self.timing.submit(lambda now: self.engine.set_enabled(enabled, now))
+
+    def command(self, name: str) -> None:
+        """Queue ``respond`` (answer now) or ``panic`` (release everything); ValueError for any other name."""
+        if name == "respond":
+            self.timing.submit(lambda now: self.engine.respond_now() or [])
+        elif name == "panic":
+            self.timing.submit(self.engine.panic)
+        else:
+            raise ValueError(f"command {name!r}: unknown (allowed: {', '.join(COMMANDS)})")
+
+    def models(self) -> list[str]:
+        """The names ``set/model`` accepts: the folders holding a model.json under the models path."""
+        root = self._models_root()
+        try:
+            return sorted(p.name for p in root.iterdir() if (p / MODEL_JSON).is_file())
+        except OSError:
+            return []
+
+    def _models_root(self) -> Path:
+        return Path(self.config.models_path).expanduser() if self.config.models_path else model_dir(self.config).parent
+
+    def _model_path(self, name: str) -> Path:
+        """The model directory ``name`` under the models path, symbolic links resolved; it must stay inside.
+
+        The error names only the model asked for: MQTT clients learn nothing of the folders on this machine.
+        """
+        root = self._models_root()
+        path = (root / name).resolve()
+        if not path.is_relative_to(root.resolve()) or not (path / MODEL_JSON).is_file():
+            log.warning("set/model %r: no model directory %s under the models path %s", name, path, root)
+            raise ValueError(f"model {name!r}: no such model under the models path")
+        return path
+
+    # --- model switching, off the timing path ---
+
+    def load_model_soon(self, path: Path) -> None:
+        """Load the model at ``path`` in a task of the loop, then switch to it; a failure is an error event."""
+        self._schedule(self._load_model(path))
+
+    async def _load_model(self, path: Path) -> None:
+        try:
+            model = await off_loop(self._prepare_model, path)
+        except (ModelError, TimeoutError) as error:
+            log.error("model not changed: %s", error)
+            self.event("error", {"reason": str(error)})
+            return
+        self.timing.submit(lambda now: self.engine.set_model(model) or [])
+        self.model = model
+        log.info("model %s loaded; it answers from the next response", path)
+
+    def _prepare_model(self, path: Path) -> Model:
+        """Load a model and prime its LSTM (in a loader thread): the timing thread only swaps it in."""
+        model = load_model(path)
+        self.runtimes.prepare(model)
+        return model
+
+    # --- what the daemon tells MQTT and systemd ---
+
+    def event(self, name: str, data: dict) -> None:
+        """Publish an event, when MQTT runs."""
+        if self.control_plane is not None:
+            self.control_plane.publish_event(name, data)
+
+    def changed(self) -> None:
+        """State changed: tell MQTT and systemd (the status line only when it reads differently)."""
+        if self.control_plane is not None:
+            self.control_plane.publish_state()
+        status = self.status_line()
+        if status != self._status:
+            self._status = status
+            self.notifier.status(status)
+
+    def ready(self) -> str:
+        """Tell systemd the daemon is ready, with the status line; returns the line."""
+        self._status = self.status_line()
+        self.notifier.ready(self._status)
+        return self._status
+
+    def status_line(self) -> str:
+        """One line: the mode, tempo, temperature and ports (systemctl status shows it)."""
+        settings, names = self.engine.settings, self.ports.names()
+        ports = ", ".join(
+            f"{side} {name or 'waiting for ' + repr(self.ports.wanted()[side])}" for side, name in names.items()
+        )
+        return f"{self.engine.mode}, {settings.bpm:g} BPM, temperature {settings.temperature:g}, {ports}"
