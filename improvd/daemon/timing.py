@@ -26,7 +26,8 @@ from improvd.daemon.reports import Changed, Events, Failed, Report, SendFailed, 
 
 SPIN_SECONDS = 0.001  # the last stretch before a deadline is spun, not slept
 WINDOW = 20_000  # lateness samples kept for the percentiles
-MAX_WAIT = 0.1  # the loop wakes at least this often, so its heartbeat shows it is alive
+MAX_WAIT = 1.0  # seconds: the loop wakes at least this often, so its heartbeat shows it is alive (the watchdog
+# looks every 5 s); the internal clock wakes it at every grid step anyway
 START_DELAY = 0.05  # the internal clock's first step begins this long after the loop starts
 RELEASE_AGAIN = 1.0  # seconds: the start's All Notes Off is sent again then (a JACK graph still removing a killed
 # run's clients delivers nothing until it is done, and the first may be lost)
