@@ -19,14 +19,13 @@ import pytest
 
 from improvd.core.model import ModelError, load_model
 from improvd.daemon.mqtt import ControlPlane, MqttConfig, raise_if_cancelled
+from tests.helpers import INSTANCE, PREFIX, Probe, retained
 from tests.services import wait_for
 
 engine_module = pytest.importorskip("improvd.core.engine", reason="improvd.core.engine not built yet")
 paho = pytest.importorskip("paho.mqtt.client")
 
 pytestmark = pytest.mark.mqtt
-INSTANCE = "test"
-PREFIX = f"improvd/{INSTANCE}"
 
 
 class EngineController:
@@ -109,58 +108,6 @@ class Plane:
             self.thread.join(10)
         assert not self.thread.is_alive()
         assert self.error is None, self.error
-
-
-class Probe:
-    """A plain MQTT client that watches improvd/test/# and publishes like a user would."""
-
-    def __init__(self, broker, username: str | None = None, password: str | None = None) -> None:
-        self.messages: list[tuple[str, bytes, bool]] = []
-        self.lock = threading.Lock()
-        self.client = paho.Client(paho.CallbackAPIVersion.VERSION2)
-        if username:
-            self.client.username_pw_set(username, password)
-        self.client.on_message = self._on_message
-        self.client.connect(broker.host, broker.port)
-        self.client.subscribe([(f"{PREFIX}/#", 1), ("homeassistant/#", 1)])
-        self.client.loop_start()
-
-    def _on_message(self, client, userdata, message) -> None:
-        with self.lock:
-            self.messages.append((message.topic, message.payload, message.retain))
-
-    def publish(self, subtopic: str, payload: str | bytes, retain: bool = False) -> None:
-        self.client.publish(f"{PREFIX}/{subtopic}", payload, qos=1, retain=retain).wait_for_publish(5)
-
-    def payloads(self, subtopic: str) -> list[bytes]:
-        with self.lock:
-            return [payload for topic, payload, _ in self.messages if topic == f"{PREFIX}/{subtopic}"]
-
-    def events(self, name: str) -> list[dict]:
-        return [e for e in map(json.loads, self.payloads("events")) if e["event"] == name]
-
-    def state(self) -> dict | None:
-        states = self.payloads("state")
-        return json.loads(states[-1]) if states else None
-
-    def wait_state(self, predicate, what: str) -> dict:
-        wait_for(lambda: self.state() is not None and predicate(self.state()), 10, what)
-        return self.state()
-
-    def close(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
-
-
-def retained(broker, subtopic: str) -> bytes:
-    """The retained message on a topic, as a client connecting now sees it."""
-    result = subprocess.run(
-        ["mosquitto_sub", "-h", broker.host, "-p", str(broker.port), "-t", f"{PREFIX}/{subtopic}", "-C", "1", "-W", "5"]
-        + (["-u", broker.password[0], "-P", broker.password[1]] if broker.password else []),
-        capture_output=True,
-        timeout=10,
-    )
-    return result.stdout.rstrip(b"\n")
 
 
 @pytest.fixture(scope="module")
