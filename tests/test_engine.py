@@ -13,10 +13,11 @@ from hypothesis import strategies as st
 
 from improvd.core.encoding import encode
 from improvd.core.engine import Engine, Settings, Timed
-from improvd.core.model import load_model
+from improvd.core.model import DEFAULT_SONG_GAP, load_model
 from improvd.core.runtime import LSTMRuntime
 from improvd.offline.notation import essen_tune, melody_of
 from tests.helpers import PHRASE, RUNNING, call, favouring, run, run_until_sounding, sounding_after
+from tests.tiny_model import SONG_GAP
 
 BPM = 120
 STEP = 60 / BPM / 4
@@ -275,7 +276,8 @@ def test_a_call_starts_after_the_song_gap_the_model_was_trained_with(model):
         return engine._runtime.heard[:-1]  # the last song end starts the (empty) call
 
     end = model.vocabulary.index["/"]
-    assert primed(model.song_gap) == [end] * model.song_gap
+    assert model.song_gap == SONG_GAP != DEFAULT_SONG_GAP  # the card's, not the default
+    assert primed(model.song_gap) == [end] * SONG_GAP
     assert primed(3) == [end] * 3
 
 
