@@ -106,18 +106,20 @@ def first_phrase(ident: str = "kinder0#1") -> list[tuple[int, float]]:
     return phrase
 
 
-def play(port, phrase: list[tuple[int, float]], bpm: float) -> float:
-    """Play the phrase in real time; returns the time of the last note_off."""
+def play(port, phrase: list[tuple[int, float]], bpm: float) -> list[tuple[float, mido.Message]]:
+    """Play the phrase in real time, each note released 20 ms early; what was sent, with when (monotonic)."""
     quarter = 60 / bpm
-    start = time.monotonic()
-    at = start
+    at = time.monotonic()
+    sent = []
     for pitch, length in phrase:
         sleep_until(at)
-        port.send(mido.Message("note_on", note=pitch, velocity=90))
+        sent.append((time.monotonic(), mido.Message("note_on", note=pitch, velocity=90)))
+        port.send(sent[-1][1])
         at += length * quarter
         sleep_until(at - 0.02)
-        port.send(mido.Message("note_off", note=pitch, velocity=0))
-    return time.monotonic()
+        sent.append((time.monotonic(), mido.Message("note_off", note=pitch, velocity=0)))
+        port.send(sent[-1][1])
+    return sent
 
 
 def sleep_until(when: float) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import signal
 import socket
@@ -63,12 +64,12 @@ def releases(messages: list) -> list[tuple[int, int]]:
 RELEASE = {(123, 0), (64, 0)}
 
 
-def test_answers_an_essen_phrase_on_the_grid(tmp_path, tiny_model_dir, player, synth):
+def test_answers_an_essen_phrase_when_it_ends(tmp_path, tiny_model_dir, player, synth):
     daemon = Daemon(tmp_path, [*model_args(tiny_model_dir), "--input", "PLAYER", "--output", "synth"])
     try:
         daemon.wait_log("ready")
         assert "input player:out" in daemon.text()  # --input PLAYER found player:out (case-insensitive)
-        last_off = play(player, first_phrase(), BPM)
+        last_off = play(player, first_phrase(), BPM)[-1][0]
         daemon.wait_log("response_end", timeout=10)
         wait_for(lambda: synth.note_ons() and not synth.sounding(), 5, "the answer, every note released")
         onsets = [t for t, _ in synth.note_ons()]
@@ -83,22 +84,24 @@ def test_answers_an_essen_phrase_on_the_grid(tmp_path, tiny_model_dir, player, s
     assert "timing:" in log
 
 
-def call_steps_on_the_grid(tiny_model_dir: Path, phrase: list[tuple[int, float]], bpm: float, phase: float) -> int:
-    """The phrase_end call_steps of the phrase played ``phase`` of a step after a boundary, in simulated time."""
-    import mido
+def grid_of(synth: Synth, step: float) -> float:
+    """A grid boundary of the daemon: answer onsets fall on its boundaries (the least delayed one, by JACK's times)."""
+    onsets = [t for t, _ in synth.note_ons()]
+    return min(t - round((t - onsets[0]) / step) * step for t in onsets)
 
+
+def call_steps_as_played(tiny_model_dir: Path, sent: list, grid: float, bpm: float) -> int:
+    """The phrase_end call_steps of the messages ``sent`` (monotonic times) on the daemon's grid through ``grid``,
+    in simulated time: where each note fell in its step is what the daemon must have heard."""
     from improvd.core.engine import Engine, Settings
     from improvd.core.model import load_model
     from tests.helpers import run
 
     engine = Engine(load_model(tiny_model_dir), Settings(bpm=bpm, phrase_end_steps=PHRASE_END_STEPS), seed=7)
     step = engine.step_seconds()
-    at, messages = (4 + phase) * step, []
-    for pitch, length in phrase:  # the times play() uses
-        messages.append((at, mido.Message("note_on", note=pitch, velocity=90)))
-        at += length * 4 * step
-        messages.append((at - 0.02, mido.Message("note_off", note=pitch, velocity=0)))
-    _, events = run(engine, messages, round(at / step) + PHRASE_END_STEPS + 4)
+    origin = grid + (math.floor((sent[0][0] - grid) / step) - 4) * step  # four steps before the first note's
+    messages = [(t - origin, message) for t, message in sent]
+    _, events = run(engine, messages, round(messages[-1][0] / step) + PHRASE_END_STEPS + 4)
     return next(e.data["call_steps"] for e in events if e.name == "phrase_end")
 
 
@@ -110,22 +113,20 @@ def test_a_phrase_after_a_silence_is_heard_from_its_first_note(tmp_path, tiny_mo
         tmp_path, [*model_args(tiny_model_dir), "--bpm", str(bpm), "--input", "player", "--output", "synth"]
     )
     phrase = first_phrase()
-    expected = call_steps_on_the_grid(tiny_model_dir, phrase, bpm, phase)
     try:
         daemon.wait_log("ready")
         play(player, phrase, bpm)
         daemon.wait_log("response_end", timeout=10)
         wait_for(synth.note_ons, 5, "the first answer at the synth")
-        onsets = [t for t, _ in synth.note_ons()]  # answer onsets: grid boundaries, plus JACK's delay
-        grid = min(t - round((t - onsets[0]) / step) * step for t in onsets)  # the least delayed
+        grid = grid_of(synth, step)
         time.sleep(3)  # longer than ports.IDLE_AFTER after the last answer note: the input reader sleeps
         sleep_until(grid + (int((time.monotonic() - grid) / step) + 2 + phase) * step)
-        play(player, phrase, bpm)
+        sent = play(player, phrase, bpm)
         wait_for(lambda: daemon.text().count("response_end") >= 2, 10, "the second response")
     finally:
         assert daemon.stop() == 0, daemon.text()
     heard = [int(n) for n in re.findall(r"phrase_end \{'call_steps': (\d+)\}", daemon.text())]
-    assert heard[1] == expected, daemon.text()
+    assert heard[1] == call_steps_as_played(tiny_model_dir, sent, grid, bpm), daemon.text()
 
 
 def test_sigterm_in_a_response_leaves_no_note_sounding(tmp_path, tiny_model_dir, player, synth):
@@ -185,14 +186,13 @@ def test_lost_port_is_reconnected(tmp_path, tiny_model_dir, jack_midi, synth):
         with jack_midi.open_output("out", client_name="player") as port:
             # "is back; connected", not "is back": the "is gone" line ends "reconnecting when it is back"
             wait_for(lambda: daemon.text().count("is back; connected") == 2, 3, "the second reconnect")
-            play(port, first_phrase(), BPM)
+            sent = play(port, first_phrase(), BPM)
             wait_response(synth, 1)
         assert daemon.text().count("is gone") == 1  # logged once
     finally:
         assert daemon.stop() == 0, daemon.text()
     heard = int(re.search(r"phrase_end \{'call_steps': (\d+)\}", daemon.text())[1])
-    on_the_grid = [call_steps_on_the_grid(tiny_model_dir, first_phrase(), BPM, phase) for phase in (0.05, 0.5, 0.95)]
-    assert min(on_the_grid) <= heard <= max(on_the_grid), daemon.text()  # the whole call, its first note too
+    assert heard == call_steps_as_played(tiny_model_dir, sent, grid_of(synth, STEP), BPM), daemon.text()  # all of it
 
 
 def test_sighup_reloads_and_survives_a_bad_file(tmp_path, tiny_model_dir, jack_server):
@@ -249,7 +249,7 @@ def test_follows_midi_clock(tmp_path, tiny_model_dir, player, synth):
         running.set()
         thread = threading.Thread(target=clock)
         thread.start()
-        time.sleep(0.3)
+        daemon.wait_log("following MIDI clock at", timeout=10)  # the grid runs on the pulses
         play(player, first_phrase(), bpm=200)
         wait_response(synth, 2)
         before = len(synth.messages())
@@ -347,7 +347,7 @@ def test_a_flood_of_junk_is_survived_and_control_changes_work(tmp_path, tiny_mod
     try:
         daemon.wait_log("ready")
         flooder.start()
-        time.sleep(1)
+        wait_for(lambda: sent[0] >= 5_000, 10, "the flood under way")
         play(player, first_phrase(), BPM)
         # an answer means channel 2's note 70, never released, did not reach the engine: it would hold the call open
         wait_response(synth, 2)
