@@ -311,12 +311,11 @@ def test_state_is_published_once_per_change_with_the_new_values(mosquitto, probe
         before = len(probe.payloads("state"))
         probe.publish("set/bpm", "96")
         probe.wait_state(lambda s: s["bpm"] == 96, "bpm 96")
-        time.sleep(0.5)  # what the old code published 100 ms later, and any other publish, would arrive by now
-        states = [json.loads(p) for p in probe.payloads("state")[before:]]
-        assert [s["bpm"] for s in states] == [96]
         plane.publish_state()  # a report that changed nothing publishes nothing
-        time.sleep(0.3)
-        assert len(probe.payloads("state")) == before + 1
+        probe.publish("set/temperature", "0.3")  # a change after both: every publish before it has come
+        probe.wait_state(lambda s: s["temperature"] == 0.3, "temperature 0.3")
+        states = [json.loads(p) for p in probe.payloads("state")[before:]]
+        assert [(s["bpm"], s["temperature"]) for s in states] == [(96, 1.0), (96, 0.3)]
 
 
 CHILD = """
