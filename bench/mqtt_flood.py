@@ -1,10 +1,14 @@
 """MQTT flood: how late a 10 ms timer in the control plane's asyncio loop fires, without and with 1,000 msg/s.
 
-A real mosquitto on a free loopback port, a ControlPlane steering a controller
-that validates like the daemon's, and a publisher in another process sending
-``set/temperature`` at 1,000 messages a second. The figure is the lateness of
-a timer that wants to wake every 10 ms in the same loop (the loop the daemon's
-scheduler shares), as p50/p99/max in ms for both runs and their ratio, as JSON.
+A real mosquitto on a free loopback port, a ControlPlane (which parses and
+checks each message with improvd.daemon.control, as in the daemon) steering a
+controller that only stores the changes, and a publisher in another process
+sending ``set/temperature`` at 1,000 messages a second. The figure is the
+lateness of a timer that wants to wake every 10 ms in the same asyncio loop (in
+the daemon the loop of the port watcher, the systemd watchdog and the
+statistics; notes are sent by the timing thread, whose lateness under this
+flood bench/timing.py measures), as p50/p99/max in ms for both runs and their
+ratio, as JSON.
 
     python bench/mqtt_flood.py [--seconds 5] [--rate 1000]
 """
@@ -34,7 +38,7 @@ TICK = 0.010
 
 
 class Controller:
-    """Holds settings the way the daemon's controller does (validated by improvd.daemon.control before)."""
+    """Stores each change; the control plane has parsed and checked it with improvd.daemon.control first."""
 
     def __init__(self) -> None:
         self.settings = {"temperature": 1.0, "bpm": 120.0, "enabled": True, "mode": "listening"}
@@ -54,7 +58,7 @@ class Controller:
 def flood(stop: threading.Event, port: int, rate: int = 1000, instance: str = "bench") -> int:
     """Publish ``set/temperature`` at ``rate`` a second until ``stop`` is set; returns how many were sent.
 
-    Its signature fits bench/timing.py's flood threads: ``functools.partial(flood, port=port)``.
+    bench/timing.py runs it in a process of its own against the daemon's instance.
     """
     import paho.mqtt.client as paho
 

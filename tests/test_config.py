@@ -7,22 +7,12 @@ import dataclasses
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from improvd.daemon import config
 from improvd.daemon.config import CHECKS, Config, ConfigError, from_table, read_file
-
-EXAMPLE = Path(__file__).resolve().parent.parent / "systemd" / "improvd.toml"
-
-
-def flags(*argv: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    from improvd.daemon import service
-
-    service.add_arguments(parser)
-    return parser.parse_args(list(argv))
+from tests.helpers import EXAMPLE, flags, run_help
 
 
 def documented_keys(text: str) -> set[str]:
@@ -51,16 +41,6 @@ def test_every_key_is_documented_in_the_example():
         set(CHECKS) | {f"cc.{k}" for k in config.CC_KEYS} | {f"mqtt.{f.name}" for f in dataclasses.fields(MqttConfig)}
     )
     assert documented_keys(EXAMPLE.read_text()) == expected
-
-
-def run_help() -> str:
-    result = subprocess.run(
-        [sys.executable, "-m", "improvd.cli", "run", "--help"], capture_output=True, text=True, check=True, env=WIDE
-    )
-    return result.stdout
-
-
-WIDE = {"COLUMNS": "400", "PATH": "/usr/bin:/bin"}  # one line per flag
 
 
 def test_run_help_shows_every_setting_of_the_example_with_its_default():

@@ -15,8 +15,8 @@ from music21 import converter
 from improvd.offline import audio
 from improvd.offline.notation import essen_tune
 from improvd.offline.writers import CALL_TRACK, RESPONSE_TRACK
+from tests.helpers import ABC, KERN, write_midi
 from tests.services import require_binary
-from tests.test_continue_input import ABC, KERN, write_midi
 
 pytest.importorskip("improvd.core.engine", reason="improvd.core.engine not built yet")
 

@@ -2,60 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import mido
 import pytest
 from music21 import chord, meter, note, stream
 
 from improvd.core.notes import PlayedNote
 from improvd.offline.call_reader import CallError, call_from_score, read_call, top_line
 from improvd.offline.notation import essen_tune, melody_of
+from tests.helpers import ABC, KERN, write_midi
 
 # "Es fuhr sich ein Pfalzgraf" style start: a pickup of one eighth in 2/4
-ABC = """X:1
-T:Little Tune
-M:2/4
-L:1/8
-K:G
-D | G2 AB | c2 B2 | A2 GA | B4 | d2 cB | A2 G2 |]
-"""
 ABC_PITCHES = [62, 67, 69, 71, 72, 71, 69, 67, 69, 71, 74, 72, 71, 69, 67]
-
-KERN = """**kern
-*M3/4
-*k[f#]
-=1-
-4g
-8a
-8b
-4cc
-=2
-2.dd
-=3
-4b
-4g
-4r
-*-
-"""
-
-
-def write_midi(path: Path, notes: list[tuple[int, int, int]], bpm: float = 100, ticks: int = 480) -> Path:
-    """A type 0 file of (pitch, start tick, end tick) notes."""
-    events = sorted(
-        [(start, 1, mido.Message("note_on", note=p, velocity=70)) for p, start, _ in notes]
-        + [(end, 0, mido.Message("note_off", note=p)) for p, _, end in notes],
-        key=lambda e: (e[0], e[1]),
-    )
-    track = mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm))])
-    now = 0
-    for tick, _, message in events:
-        track.append(message.copy(time=tick - now))
-        now = tick
-    midi = mido.MidiFile(type=0, ticks_per_beat=ticks)
-    midi.tracks.append(track)
-    midi.save(path)
-    return path
 
 
 def test_abc_top_line_with_its_pickup_on_a_bar_line(tmp_path):

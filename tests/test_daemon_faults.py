@@ -14,9 +14,9 @@ import pytest
 from improvd.core.model import DEFAULT_MODEL_DIR
 from improvd.core.runtime import LSTMRuntime
 from improvd.daemon import controller, offloop, service
+from tests.helpers import write_model
 from tests.inprocess import make_daemon
 from tests.services import wait_for
-from tests.test_model_dir import write_model
 
 
 def copy_of_shipped_model(directory: Path, song_gap: int) -> Path:

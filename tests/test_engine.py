@@ -13,11 +13,11 @@ from hypothesis import strategies as st
 
 from improvd.core.encoding import encode
 from improvd.core.engine import Engine, Settings, Timed
-from improvd.core.model import load_model
+from improvd.core.model import DEFAULT_SONG_GAP, load_model
 from improvd.core.runtime import LSTMRuntime
 from improvd.offline.notation import essen_tune, melody_of
-from tests.simulate import run, run_until_sounding, sounding_after
-from tests.test_improviser import RUNNING, favouring
+from tests.helpers import PHRASE, RUNNING, call, favouring, run, run_until_sounding, sounding_after
+from tests.tiny_model import SONG_GAP
 
 BPM = 120
 STEP = 60 / BPM / 4
@@ -55,16 +55,6 @@ def test_human_timing_gives_the_tunes_own_encoding(model):
     assert list(engine._buffer.symbols)[: 64 - first] == expected[first:]
 
 
-def call(notes: list[tuple[int, int, int]], velocity: int = 90) -> list[tuple[float, mido.Message]]:
-    """(pitch, start step, length) played exactly on the grid, released 10 ms early."""
-    messages = []
-    for pitch, start, length in notes:
-        messages.append((start * STEP, mido.Message("note_on", note=pitch, velocity=velocity)))
-        messages.append(((start + length) * STEP - 0.01, mido.Message("note_off", note=pitch)))
-    return messages
-
-
-PHRASE = [(67, 0, 2), (69, 2, 2), (71, 4, 2), (72, 6, 2), (74, 8, 4)]  # released at step 12
 C_MAJOR = [(60, 0, 2), (62, 2, 2), (64, 4, 2), (65, 6, 2), (67, 8, 4)]  # no transposition; released at step 12
 
 
@@ -286,7 +276,8 @@ def test_a_call_starts_after_the_song_gap_the_model_was_trained_with(model):
         return engine._runtime.heard[:-1]  # the last song end starts the (empty) call
 
     end = model.vocabulary.index["/"]
-    assert primed(model.song_gap) == [end] * model.song_gap
+    assert model.song_gap == SONG_GAP != DEFAULT_SONG_GAP  # the card's, not the default
+    assert primed(model.song_gap) == [end] * SONG_GAP
     assert primed(3) == [end] * 3
 
 

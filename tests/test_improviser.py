@@ -5,42 +5,22 @@ The tiny model's output bias is pushed towards one symbol so the model proposes 
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 
-import mido
 import pytest
 
 from improvd.core.engine import Engine, Settings
 from improvd.core.keys import diatonic_shift
-from improvd.core.model import Model, load_model
-from tests.simulate import run
+from improvd.core.model import load_model
+from tests.helpers import PHRASE, RUNNING, call, favouring, run
 
 BPM = 120
 STEP = 60 / BPM / 4
-PHRASE = [(67, 0, 2), (69, 2, 2), (71, 4, 2), (72, 6, 2), (74, 8, 4)]  # released at step 12; phrase end at 20
-# the same, in 16ths: every place in the beat is in its rhythm, so an answer may start a note on any step
-RUNNING = [(67, 0, 1), (69, 1, 1), (71, 2, 1), (72, 3, 1), (74, 4, 8)]
 
 
 @pytest.fixture(scope="module")
 def model(tiny_model_dir):
     return load_model(tiny_model_dir)
-
-
-def favouring(model: Model, symbol: str) -> Model:
-    """The model with its output bias pushed far towards ``symbol``."""
-    bias = model.weights["dense_bias"].copy()
-    bias[model.vocabulary.index[symbol]] += 60.0
-    return dataclasses.replace(model, weights={**model.weights, "dense_bias": bias})
-
-
-def call(notes, velocity: int = 90) -> list[tuple[float, mido.Message]]:
-    messages = []
-    for pitch, start, length in notes:
-        messages.append((start * STEP, mido.Message("note_on", note=pitch, velocity=velocity)))
-        messages.append(((start + length) * STEP - 0.01, mido.Message("note_off", note=pitch)))
-    return messages
 
 
 def test_a_hold_of_the_silence_lasts_to_the_bar_line_where_a_note_enters_and_later_holds_lengthen_it(model):

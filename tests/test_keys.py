@@ -11,15 +11,16 @@ from improvd.offline.notation import analyse_key, essen_files, melody_of, tunes_
 
 def test_estimate_agrees_with_music21_on_real_tunes():
     path = next(p for p in essen_files() if p.stem == "erk5")
-    same = total = 0
+    total, disagree = 0, []
     for tune in tunes_in(path):
         melody = [n for n in melody_of(tune.score) if n.quarter_length % 0.25 == 0]
         tonic, mode = estimate_key(encode(melody))
         expected_tonic, expected_mode = analyse_key(tune.score)
-        same += (tonic_pitch_class(tonic), mode) == (tonic_pitch_class(expected_tonic), expected_mode)
+        if (tonic_pitch_class(tonic), mode) != (tonic_pitch_class(expected_tonic), expected_mode):
+            disagree.append((tune.ident, (tonic, mode), (expected_tonic, expected_mode)))
         total += 1
-    assert total >= 20
-    assert same / total >= 0.9, f"{same} of {total} agree"
+    assert total == 27  # every tune of erk5
+    assert disagree == []  # improvd.core.keys: the estimate music21's analyze('key') makes, on every tune
 
 
 def test_a_plain_c_major_scale_and_an_a_minor_arpeggio():

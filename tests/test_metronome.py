@@ -8,7 +8,7 @@ import pytest
 from improvd.core.engine import Engine, Settings
 from improvd.core.metronome import ACCENT_VELOCITY, BEAT_VELOCITY, click
 from improvd.core.model import load_model
-from tests.simulate import run, sounding_after
+from tests.helpers import run, sounding_after
 
 BPM = 120
 STEP = 60 / BPM / 4

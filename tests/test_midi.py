@@ -11,7 +11,8 @@ import time
 import mido
 import pytest
 
-from improvd.daemon.ports import IDLE_POLL, ArrivalClock, MidiPorts, MidiSystemError, list_ports, match_port
+from improvd.daemon.ports import ArrivalClock, MidiPorts, MidiSystemError, list_ports, match_port
+from tests.helpers import Synth
 from tests.services import wait_for
 
 
@@ -85,8 +86,8 @@ def test_virtual_ports_of_client_improvd(jack_server, jack_midi):
 @pytest.mark.jack
 def test_named_ports_connect_filter_and_reconnect(jack_midi):
     received = Received()
-    synth_got: list = []
-    with jack_midi.open_input("in", client_name="synth", callback=synth_got.append):
+    synth = Synth()
+    try:
         ports = MidiPorts("jack", "", "SYNTH", received, clock=False)
         try:
             keyboard = jack_midi.open_output("out", client_name="keyboard")
@@ -97,12 +98,11 @@ def test_named_ports_connect_filter_and_reconnect(jack_midi):
             keyboard.send(mido.Message("sysex", data=[1] * 500))  # dropped before Python
             keyboard.send(mido.Message("clock"))  # dropped under the internal clock
             keyboard.send(mido.Message("note_off", note=60))
-            wait_for(lambda: len(received.items) >= 2, 2, "two messages through the input")
-            time.sleep(0.1)
-            assert [d[0] for d, _ in received.items] == [0x90, 0x80]
+            wait_for(lambda: any(d[0] == 0x80 for d, _ in received.items), 2, "the note_off, sent last")
+            assert [d[0] for d, _ in received.items] == [0x90, 0x80]  # SysEx and clock dropped on the way
             assert before <= received.items[0][1] <= time.monotonic()
             assert ports.send([0x90, 64, 90])
-            wait_for(lambda: synth_got, 2, "a note at the synth")
+            wait_for(synth.note_ons, 2, "a note at the synth")
             keyboard.close()
             assert ("port_lost", "input", "keyboard:out") in ports.poll()
             assert ports.poll() == []  # reported once
@@ -113,6 +113,8 @@ def test_named_ports_connect_filter_and_reconnect(jack_midi):
             keyboard.close()
         finally:
             ports.close()
+    finally:
+        synth.close()
 
 
 def _reopen(ports: MidiPorts, received: Received) -> MidiPorts:
@@ -121,24 +123,6 @@ def _reopen(ports: MidiPorts, received: Received) -> MidiPorts:
     opened = MidiPorts("jack", "keyboard", "synth", received, clock=False)
     opened.open()
     return opened
-
-
-class Ticker(threading.Thread):
-    """The timing thread's part: ``read_before_tick`` at every grid boundary, ``period`` apart."""
-
-    def __init__(self, ports: MidiPorts, period: float) -> None:
-        super().__init__(daemon=True)
-        self.ports, self.period, self.running = ports, period, True
-
-    def run(self) -> None:
-        while self.running:
-            time.sleep(self.period)
-            self.ports.read_before_tick()
-
-
-# Arrival times from rtmidi's deltas, stamped in JACK's cycle: a busy virtual machine delays a cycle by a few ms
-# (4.03 ms seen), while hand-on times would be off by up to a tick (50 ms here) or an IDLE_POLL (10 ms).
-DELTA_TOLERANCE = 0.006
 
 
 class Handed(Received):
@@ -165,35 +149,43 @@ def play_notes(keyboard, gaps: list[float]) -> list[float]:
 
 @pytest.mark.jack
 def test_idle_reader_sleeps_while_ticks_read_and_arrival_times_hold(jack_midi, monkeypatch):
-    """After a silence the grid ticks hand input on; its arrival times still come from rtmidi's deltas."""
+    """After a silence the reader sleeps and the timing thread's look before each tick hands input on; the arrival
+    time still comes from rtmidi's deltas: before the look that found the message, not the look's own time."""
     monkeypatch.setattr("improvd.daemon.ports.IDLE_AFTER", 0.1)
-    monkeypatch.setattr(
-        "improvd.daemon.ports.TICKS_FRESH", 10.0
-    )  # the sleeping reader wakes only when a tick nudges it
+    monkeypatch.setattr("improvd.daemon.ports.TICKS_FRESH", 10.0)  # the sleeping reader wakes only when nudged
     handed = Handed()
     keyboard = jack_midi.open_output("out", client_name="keyboard")
     ports = MidiPorts("jack", "keyboard", "", handed, clock=False)
-    ticker = Ticker(ports, 0.05)
     try:
         ports.open()
-        ticker.start()
-        # five notes while playing, then one after each silence (of no whole number of ticks)
-        sent = play_notes(keyboard, [0.03] * 5 + [0.2 + 0.0037 * n for n in range(65, 75)])
-        wait_for(lambda: len(handed.items) == len(sent), 2, "every note through the input")
-        idle = range(5, 15)
-        assert {handed.by[i][1] for i in idle} == {ticker.name}  # the reader slept: the ticks handed them on
-        assert max(handed.by[i][0] - sent[i] for i in idle) < 0.05 + 0.02  # each by the next tick
-        errors = [handed.items[i][1] - sent[i] for i in idle]
-        assert max(abs(e) for e in errors) < DELTA_TOLERANCE, errors
+        play_notes(keyboard, [0.03] * 5)  # while playing the reader hands them on itself
+        wait_for(lambda: len(handed.items) == 5, 2, "the notes played")
+        looks = []
+        for note in range(65, 75):
+            ports.read_before_tick()  # the grid ticks: the reader may sleep once it has heard nothing for a while
+            time.sleep(0.2 + 0.0037 * note)  # a silence longer than IDLE_AFTER: it sleeps
+            keyboard.send(mido.Message("note_on", note=note, velocity=100))
+            time.sleep(0.03)  # queued in rtmidi, and nobody looks
+
+            def looked() -> bool:
+                looks.append(time.monotonic())
+                return ports.read_before_tick()  # the look the timing thread makes before a tick
+
+            wait_for(looked, 2, f"note {note} through the look before a tick")
+            assert len(handed.items) == 6 + note - 65  # this one note
+            assert handed.by[-1][1] == threading.current_thread().name  # the look handed it on: the reader slept
+            assert handed.items[-1][1] < looks[-1]  # timed from the deltas, before the look that found it
+        assert [data[1] for data, _ in handed.items] == list(range(60, 65)) + list(range(65, 75))
+        arrivals = [arrival for _, arrival in handed.items]
+        assert arrivals == sorted(arrivals)
     finally:
-        ticker.running = False
         keyboard.close()
         ports.close()
 
 
 @pytest.mark.jack
 def test_with_no_ticks_the_idle_reader_looks_by_itself(jack_midi, monkeypatch):
-    """No grid reads the input (a MIDI clock that stopped): after a silence the reader still looks every IDLE_POLL."""
+    """No grid reads the input (a MIDI clock that stopped): after a silence the reader still looks by itself."""
     monkeypatch.setattr("improvd.daemon.ports.IDLE_AFTER", 0.1)
     handed = Handed()
     keyboard = jack_midi.open_output("out", client_name="keyboard")
@@ -203,8 +195,10 @@ def test_with_no_ticks_the_idle_reader_looks_by_itself(jack_midi, monkeypatch):
         sent = play_notes(keyboard, [0.03] * 5 + [0.3, 0.4])
         wait_for(lambda: len(handed.items) == len(sent), 2, "every note through the input")
         assert {name for _, name in handed.by} == {"improvd-midi-in"}
-        assert max(at - s for (at, _), s in zip(handed.by, sent, strict=True)) < IDLE_POLL + 0.02
-        assert max(abs(arrival - s) for (_, arrival), s in zip(handed.items, sent, strict=True)) < DELTA_TOLERANCE
+        assert [data[1] for data, _ in handed.items] == list(range(60, 67))
+        arrivals = [arrival for _, arrival in handed.items]
+        assert arrivals == sorted(arrivals)
+        assert all(arrival <= at for arrival, (at, _) in zip(arrivals, handed.by, strict=True))
     finally:
         keyboard.close()
         ports.close()

@@ -10,35 +10,11 @@ import pytest
 
 from improvd.core.model import (
     DEFAULT_SONG_GAP,
-    MODEL_FORMAT,
-    MODEL_FORMAT_VERSION,
     ModelError,
-    expected_shapes,
     load_model,
 )
 from improvd.core.runtime import LSTMRuntime
-
-VOCABULARY = ["_", "r", "/", "60", "62", "64", "65", "67"]
-
-
-def write_model(directory: Path, input_kind: str = "onehot", units: list[int] | None = None) -> Path:
-    """A consistent model directory with random weights (no TensorFlow needed)."""
-    units = units or [6, 5]
-    directory.mkdir(parents=True, exist_ok=True)
-    card = {
-        "format": MODEL_FORMAT,
-        "format_version": MODEL_FORMAT_VERSION,
-        "vocabulary": VOCABULARY,
-        "step_quarter_length": 0.25,
-        "sequence_length": 16,
-        "input": input_kind,
-        "lstm_units": units,
-    }
-    (directory / "model.json").write_text(json.dumps(card), encoding="utf-8")
-    rng = np.random.default_rng(0)
-    shapes = expected_shapes(len(VOCABULARY), input_kind, units, 4 if input_kind == "embedding" else None)
-    np.savez(directory / "weights.npz", **{k: rng.normal(size=s).astype(np.float32) for k, s in shapes.items()})
-    return directory
+from tests.helpers import VOCABULARY, write_model
 
 
 def edit_card(directory: Path, **changes) -> None:

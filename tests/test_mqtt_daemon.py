@@ -4,56 +4,23 @@ from __future__ import annotations
 
 import json
 import signal
-import threading
-import time
 from pathlib import Path
 
 import mido
 import pytest
 
+from tests.helpers import PREFIX, Probe, Synth, first_phrase, play, retained
 from tests.services import Daemon, wait_for
-from tests.test_mqtt import PREFIX, Probe, retained
 
 pytestmark = [pytest.mark.jack, pytest.mark.mqtt]
 
 BPM = 240
-QUARTER = 60 / BPM
 
 
 def mqtt_daemon(tmp_path: Path, broker, *args: str) -> Daemon:
     """`improvd run --midi-api jack` with MQTT on, talking to ``broker``."""
     mqtt = ["--mqtt-host", broker.host, "--mqtt-port", str(broker.port), "--instance", PREFIX.split("/")[1]]
     return Daemon(tmp_path, [*mqtt, *args], mqtt=True)
-
-
-class Synth:
-    """A JACK input port that counts the notes improvd plays."""
-
-    def __init__(self, backend) -> None:
-        self.notes: list[int] = []
-        self._lock = threading.Lock()
-        self.port = backend.open_input("in", client_name="synth", callback=self._on)
-
-    def _on(self, message) -> None:
-        if message.type == "note_on" and message.velocity > 0:
-            with self._lock:
-                self.notes.append(message.note)
-
-    def close(self) -> None:
-        self.port.close()
-
-
-def play_phrase(port) -> None:
-    """A phrase of a real Essen tune (the start of erk5#5), in real time."""
-    from improvd.offline.notation import essen_tune, melody_of
-
-    for item in melody_of(essen_tune("erk5#5").score)[:8]:
-        if item.pitch is not None:
-            port.send(mido.Message("note_on", note=item.pitch, velocity=90))
-        time.sleep(item.quarter_length * QUARTER - 0.01)
-        if item.pitch is not None:
-            port.send(mido.Message("note_off", note=item.pitch, velocity=0))
-        time.sleep(0.01)
 
 
 def model_args(tiny_model_dir: Path) -> list[str]:
@@ -125,7 +92,7 @@ def test_wrong_password_is_logged_clearly_and_the_daemon_keeps_playing(
 ):
     secret = tmp_path / "password"
     secret.write_text("not-the-password\n")
-    synth = Synth(jack_midi)
+    synth = Synth()
     player = jack_midi.open_output("out", client_name="player")
     daemon = mqtt_daemon(
         tmp_path,
@@ -138,8 +105,8 @@ def test_wrong_password_is_logged_clearly_and_the_daemon_keeps_playing(
         daemon.wait_log("refused the login of user 'improvd'")
         assert "check mqtt.username and mqtt.password_file" in daemon.text()
         daemon.wait_log("ready")
-        play_phrase(player)
-        wait_for(lambda: synth.notes, 10, "the daemon's answer while MQTT is refused")
+        play(player, first_phrase("erk5#5")[:8], BPM)  # a phrase of a real Essen tune
+        wait_for(synth.note_ons, 10, "the daemon's answer while MQTT is refused")
         assert daemon.process.poll() is None
     finally:
         code = daemon.stop()
@@ -171,7 +138,7 @@ def test_phrase_and_response_events_are_published(jack_server, jack_midi, mosqui
     try:
         daemon.wait_log("input player:out")
         wait_for(lambda: probe.payloads("status") == [b"online"], 10, "online")
-        play_phrase(player)
+        play(player, first_phrase("erk5#5")[:8], BPM)  # a phrase of a real Essen tune
         wait_for(lambda: probe.events("response_end"), 20, f"the response_end event; daemon log:\n{daemon.text()}")
         names = [json.loads(p)["event"] for p in probe.payloads("events")]
         assert names[:3] == ["phrase_end", "response_start", "response_end"]

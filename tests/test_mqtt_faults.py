@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+
+import pytest
 
 from improvd.daemon.mqtt import ControlPlane, MqttConfig
 
@@ -50,8 +53,6 @@ def test_a_nesting_bomb_is_an_error_event_and_no_log(caplog):
 
 def test_a_swallowed_cancellation_is_honoured_without_task_cancelling(monkeypatch):
     """Before Python 3.11 Task.cancelling does not exist (pyproject allows 3.10): request_stop still stops."""
-    import asyncio
-
     from improvd.daemon import mqtt
 
     monkeypatch.setattr(mqtt, "raise_if_cancelled", lambda: None)  # what it does where Task.cancelling is missing
@@ -77,3 +78,44 @@ def test_a_swallowed_cancellation_is_honoured_without_task_cancelling(monkeypatc
         return False
 
     assert asyncio.run(scenario())
+
+
+class Acked:
+    """aiomqtt.Client's publish as it waits for its PUBACK: ``wait_for`` on a future the broker's reply completes."""
+
+    def __init__(self) -> None:
+        self.acks: list[asyncio.Future] = []
+
+    async def publish(self, topic: str, payload, qos: int = 0, retain: bool = False) -> None:
+        ack = asyncio.get_running_loop().create_future()
+        self.acks.append(ack)
+        await asyncio.wait_for(ack, 10)
+
+
+@pytest.mark.parametrize("what", ["state", "event"])
+def test_the_publish_loop_stops_when_a_puback_meets_the_cancel(what):
+    """Before Python 3.12 ``wait_for`` drops a cancel that meets its finished future (the PUBACK in the same
+    turn as the stop); the publish loop must still end, not wait for the next wake for ever (commit 441fdc2)."""
+    control = plane()
+
+    async def scenario() -> bool:
+        control._wake = asyncio.Event()
+        control._state_pending = what == "state"
+        if what == "event":
+            control.publish_event("phrase_end", {"call_steps": 12})
+        control._wake.set()
+        client = Acked()
+        task = asyncio.ensure_future(control._publish_loop(client))
+        while not client.acks:
+            await asyncio.sleep(0)
+        client.acks[0].set_result(None)  # the PUBACK ...
+        task.cancel()  # ... in the same turn as the stop
+        try:
+            await asyncio.wait_for(task, 2)
+        except asyncio.CancelledError:
+            return True
+        except asyncio.TimeoutError:
+            return False
+        return False
+
+    assert asyncio.run(scenario()), "the publish loop went on after its cancellation"

@@ -15,7 +15,7 @@ from improvd.core.settings import Settings
 from improvd.daemon import config, mqtt
 from improvd.daemon.config import Config, ConfigError
 from improvd.daemon.control import ControlError, parse
-from tests.test_config import EXAMPLE, flags, run_help
+from tests.helpers import EXAMPLE, flags, run_help
 
 ROOT = Path(__file__).resolve().parent.parent
 RANGED = [s for s in SETTINGS if s.kind in ("number", "whole", "notes")]

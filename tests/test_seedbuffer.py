@@ -10,7 +10,7 @@ import mido
 from improvd.core.engine import Engine, Settings
 from improvd.core.model import load_model
 from improvd.core.seedbuffer import STUCK_STEPS, SeedBuffer
-from tests.simulate import run
+from tests.helpers import run
 
 
 def closed(buffer: SeedBuffer, steps: range) -> list[str]:

@@ -8,8 +8,7 @@ import pytest
 from improvd.core.engine import Engine, Settings
 from improvd.core.model import load_model
 from improvd.core.touch import MAX_SHIFT, Touch, beat_steps, metric_place
-from tests.simulate import run
-from tests.test_improviser import favouring
+from tests.helpers import favouring, run
 
 BPM = 120
 STEP = 60 / BPM / 4

@@ -89,7 +89,7 @@ def test_export_of_a_run_folder(tiny_run):
 
 
 def test_evaluate_refuses_a_directory_without_a_split(tmp_path, capsys):
-    from tests.test_model_dir import write_model
+    from tests.helpers import write_model
 
     directory = write_model(tmp_path / "m")
     assert main(["evaluate", str(directory), "--json"]) == 2

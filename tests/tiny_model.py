@@ -11,6 +11,7 @@ from improvd.offline.notation import essen_files, key_of, melody_of, tunes_in
 
 TINY_FILE = "kinder0"  # Essen children's songs: short tunes, parse in seconds
 SEQUENCE_LENGTH = 32
+SONG_GAP = 32  # song ends between songs in its training stream (not the default of cards without one, 16)
 
 
 def essen_symbols(file_stem: str = TINY_FILE, limit: int = 60) -> list[list[str]]:
@@ -36,7 +37,7 @@ def train_tiny_model(directory: Path, lstm_units=(24,), input_kind: str = "oneho
 
     keras.utils.set_random_seed(1)
     songs = essen_symbols()
-    stream = [s for song in songs for s in [*song, *[SONG_END] * SEQUENCE_LENGTH]]
+    stream = [s for song in songs for s in [*song, *[SONG_END] * SONG_GAP]]
     vocabulary = Vocabulary.from_symbols(stream)
     indices = np.array(vocabulary.indices(stream), np.int32)
     count = (len(indices) - 1) // SEQUENCE_LENGTH
@@ -44,5 +45,9 @@ def train_tiny_model(directory: Path, lstm_units=(24,), input_kind: str = "oneho
     y = indices[1 : count * SEQUENCE_LENGTH + 1].reshape(count, SEQUENCE_LENGTH)
     model = build_model(len(vocabulary), lstm_units, dropout=0.1, input_kind=input_kind, learning_rate=1e-2)
     model.fit(x, y, batch_size=16, epochs=epochs, verbose=0)
-    card = {"corpus": {"files": [TINY_FILE], "tunes": len(songs)}, "purpose": "tests"}
+    card = {
+        "corpus": {"files": [TINY_FILE], "tunes": len(songs)},
+        "purpose": "tests",
+        "settings": {"song_gap": SONG_GAP},
+    }
     return export_model(model, vocabulary, directory, SEQUENCE_LENGTH, card=card, save_keras=False)

@@ -160,7 +160,7 @@ class Timed:
 
 @dataclass(frozen=True)
 class Event:
-    """Something a listener may want to know: phrase_end, response_start, response_end, barge_in."""
+    """Something a listener may want to know; the names and their data are listed in the module docstring."""
 
     time: float
     name: str

@@ -1,8 +1,8 @@
-"""The engine in simulated time: a call played to it exactly as the daemon would play it, without a clock.
+"""The engine in simulated time: what a player plays, given to it exactly as the daemon would, without a clock.
 
 Time starts at 0 and moves from grid boundary to grid boundary: at boundary k
-the driver feeds the player's messages that came before it, sends what the
-engine has due by then, and ticks. This is the daemon's loop with the waiting
+``drive`` feeds the player's messages that came before it, sends what the
+engine has due by then, and ticks; ``perform`` plays a call of notes with it. This is the daemon's loop with the waiting
 taken out, so a file gives the same response as the same phrase played live
 (with the same seed), and the same file and seed always give the same response.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import mido
@@ -45,6 +46,39 @@ def call_messages(call: list[PlayedNote]) -> list[tuple[float, mido.Message]]:
     return [(time, message) for time, _, message in timed]
 
 
+@dataclass(frozen=True)
+class Boundary:
+    """One pass of the loop at a grid boundary: what was sent there and what the engine reported."""
+
+    time: float
+    sent: list[Timed]  # the replies to the messages fed before the boundary, then what was due by it
+    events: list[Event]  # what feeding and the tick at the boundary reported
+
+
+def drive(
+    engine: Engine, messages: Iterable[tuple[float, mido.Message]], steps: int | None = None
+) -> Iterator[Boundary]:
+    """Play ``messages`` (player messages with their times) to ``engine`` (fresh, not yet started) in simulated
+    time, in the order of the daemon's loop: start the grid at 0, then at boundary k (k steps from 0, for k up
+    to ``steps``, or for ever without) feed the messages that came before it, send what is due by it, tick it,
+    collect the events, and yield the boundary. The caller may stop at any boundary; the engine is left there
+    (what it queued for later still queued, its notes still sounding)."""
+    pending = deque(sorted(messages, key=lambda item: item[0]))  # a stable sort: equal times keep their order
+    engine.start(0.0)
+    step = engine.step_seconds()
+    k = 0
+    while steps is None or k <= steps:
+        boundary = k * step
+        sent: list[Timed] = []
+        while pending and pending[0][0] < boundary:
+            time, message = pending.popleft()
+            sent += engine.feed(message, time)
+        sent += engine.pop_due(boundary)
+        engine.tick(boundary)
+        yield Boundary(boundary, sent, engine.drain_events())
+        k += 1
+
+
 def _step_limit(engine: Engine, call: list[PlayedNote]) -> int:
     settings = engine.settings
     call_steps = math.ceil(max(n.end for n in call) / engine.step_seconds())
@@ -59,22 +93,16 @@ def perform(engine: Engine, call: list[PlayedNote]) -> Performance:
     """Play ``call`` to ``engine`` (fresh, not yet started) and collect its response."""
     if not call:
         raise OfflineError("the call holds no notes")
-    pending = deque(call_messages(call))
+    messages = call_messages(call)
+    last = messages[-1][0]
     sent: list[Timed] = []
     events: list[Event] = []
-    engine.start(0.0)
-    step = engine.step_seconds()
     answered = False
-    for k in range(_step_limit(engine, call) + 1):
-        boundary = k * step
-        while pending and pending[0][0] < boundary:
-            time, message = pending.popleft()
-            sent += engine.feed(message, time)
-        sent += engine.pop_due(boundary)
-        engine.tick(boundary)
-        events += engine.drain_events()
-        answered = answered or any(e.name == "response_end" for e in events)
-        if answered and not pending and engine.next_due() is None:
+    for boundary in drive(engine, messages, _step_limit(engine, call)):
+        sent += boundary.sent
+        events += boundary.events
+        answered = answered or any(e.name == "response_end" for e in boundary.events)
+        if answered and last < boundary.time and engine.next_due() is None:  # every message fed, all sent
             break
     sent += engine.pop_due(math.inf)
     sent += engine.stop(_last_time(sent, events))
