@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from improvd.core.sampler import Sampler
 
@@ -38,3 +39,8 @@ def test_mask_excludes_symbols():
 def test_same_seed_same_draws():
     first, second = Sampler(9), Sampler(9)
     assert [first.sample(LOGITS, 1.0) for _ in range(50)] == [second.sample(LOGITS, 1.0) for _ in range(50)]
+
+
+def test_a_mask_that_allows_nothing_is_refused_not_sampled_from():
+    with pytest.raises(ValueError, match="allows no symbol"):
+        Sampler(seed=1).sample(np.zeros(4), 1.0, allowed=np.zeros(4, dtype=bool))

@@ -492,10 +492,15 @@ class Engine:
                 probabilities = self._cache.mix(probabilities)
             if echo is not None and self._memory:
                 probabilities = echo.mix(probabilities, step)
-            allowed = self._onset_mask & self._in_key if not entered and step >= plan.entry else self._in_key
-            if step % self._places[0] not in self._places[1]:
-                allowed = allowed & ~self._onset_mask  # no onset where the call's rhythm never put one
-            index = self._sampler.sample(np.log(probabilities), self.settings.temperature, self.settings.top_p, allowed)
+            if not entered and step >= plan.entry:
+                allowed = self._onset_mask & self._in_key  # the entry is due: a note now, wherever it falls
+            elif step % self._places[0] not in self._places[1]:
+                allowed = self._in_key & ~self._onset_mask  # no onset where the call's rhythm never put one
+            else:
+                allowed = self._in_key
+            with np.errstate(divide="ignore"):  # a symbol the echo or cache rules out has logit -inf
+                logits = np.log(probabilities)
+            index = self._sampler.sample(logits, self.settings.temperature, self.settings.top_p, allowed)
             if echo is not None:
                 echo.heard(step, index)
             symbol = vocabulary.symbols[index]

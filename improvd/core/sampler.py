@@ -27,9 +27,12 @@ class Sampler:
         allowed: np.ndarray | None = None,
     ) -> int:
         """An index drawn from softmax(logits / temperature), restricted to ``allowed`` (a bool mask)
-        and to the smallest set of most likely symbols whose probability reaches ``top_p``."""
+        and to the smallest set of most likely symbols whose probability reaches ``top_p``. A mask that allows
+        nothing is a caller's bug: ValueError."""
         probabilities = softmax(logits, temperature)
         if allowed is not None:
+            if not allowed.any():
+                raise ValueError("the mask allows no symbol")
             probabilities = np.where(allowed, probabilities, 0.0)
             total = probabilities.sum()
             probabilities = probabilities / total if total > 0 else allowed / allowed.sum()
