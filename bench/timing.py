@@ -192,16 +192,24 @@ def _cpu_of(stat: str) -> float:
 
 
 def cpu_by_thread(pid: int) -> dict[str, float]:
-    """CPU seconds of the daemon's threads: its named ones, the asyncio main thread, and the rest (rtmidi's JACK
-    client threads, which wake every JACK period)."""
+    """CPU seconds of the daemon's threads: its named ones, the asyncio main thread, and the others by the order
+    they were started (``other-1``, ...: rtmidi's JACK clients, input, output and the SysEx prober, each woken
+    every JACK period, and the threads of libraries)."""
     seconds: dict[str, float] = {}
-    for task in Path(f"/proc/{pid}/task").iterdir():
+    others = 0
+    for task in sorted(Path(f"/proc/{pid}/task").iterdir(), key=lambda task: int(task.name)):
         try:
             stat = (task / "stat").read_text()
         except FileNotFoundError:  # the thread ended
             continue
         name = stat[stat.index("(") + 1 : stat.rindex(")")]
-        key = "main" if task.name == str(pid) else name if name.startswith("improvd-") else "jack-client"
+        if task.name == str(pid):
+            key = "main"
+        elif name.startswith("improvd-"):
+            key = name
+        else:
+            others += 1
+            key = f"other-{others}"
         seconds[key] = seconds.get(key, 0.0) + _cpu_of(stat)
     return seconds
 

@@ -1,4 +1,13 @@
-"""A precise timer and the daemon's lateness statistics.
+"""The timing thread: the one thread that calls the engine and sends on the output, on time.
+
+``TimingThread`` drains player input, clock bytes, settings changes and actions
+from the other threads between sends, ticks the engine at each grid step (from
+the internal clock or MIDI clock) and sends each queued message at its due time.
+Its time (``SystemTime``: now, sleep-until, wait) is a parameter, so tests run
+its real code in virtual time. Nothing it holds is shared with slow work: the
+lateness statistics (``LatenessStats``) are recorded without a lock, changes
+are merged before they reach it, and it takes the interpreter back from a busy
+thread within SWITCH_INTERVAL.
 
 ``sleep_until`` waits on an Event (so another thread can wake it early) until
 shortly before the deadline, then spins on ``time.monotonic`` for the rest:
