@@ -250,13 +250,14 @@ def run_one(
     """One daemon run; ``flood_kind`` None (quiet), "midi" (junk into its input) or "mqtt" (set/temperature);
     ``extra`` flags (``--metronome``: the clicks' onset error beside the answer notes')."""
     step = 60 / bpm / 4
-    notify_path = workdir / f"notify-{bpm}-{flood_kind}"
+    name = "-".join([str(bpm), str(flood_kind), *(flag.lstrip("-") for flag in extra)])
+    notify_path = workdir / f"notify-{name}"
     notify = notify_socket(notify_path)
     receiver = Receiver()
     reference = Reference(bpm)
     player = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="player")
     player.open_virtual_port("out")
-    log = workdir / f"daemon-{bpm}-{flood_kind}.log"
+    log = workdir / f"daemon-{name}.log"
     command = daemon_command(model)
     if flood_kind == "mqtt":
         command += ["--mqtt-host", broker.host, "--mqtt-port", str(broker.port), "--instance", MQTT_INSTANCE]
