@@ -167,3 +167,28 @@ def test_the_running_timing_thread_takes_the_interpreter_back_quickly(tiny_model
     timing.start()
     timing.stop(HANG)
     assert switched == [SWITCH_INTERVAL] and SWITCH_INTERVAL < 0.005  # Python's default lets a busy thread keep it 5 ms
+
+
+def test_what_is_due_is_made_ready_before_the_spin_and_only_sent_after_it(tiny_model_dir):
+    """The start's second All Notes Off (due at 11.0): popped and made into bytes before the spin to 11.0, sent
+    after it, nothing else in between."""
+    order: list[tuple[str, float]] = []
+
+    class Watched(VirtualTime):
+        def sleep_until(self, deadline: float) -> None:
+            order.append(("spin", deadline))
+            super().sleep_until(deadline)
+
+    clock = Watched(10.0)
+    engine = Engine(load_model(tiny_model_dir), Settings(bpm=120))
+    popped = engine.pop_due
+    engine.pop_due = lambda time: order.append(("pop", time)) or popped(time)
+    timing = TimingThread(
+        engine, lambda data: order.append(("send", clock.now())) or True, lambda report: None, time_source=clock
+    )
+    timing.begin()
+    timing.run_until(11.0 + 0.01)
+    at = order.index(("spin", 11.0))
+    sends = [entry for entry in order[at + 1 :] if entry[0] == "send"]
+    assert order[at - 1] == ("pop", 11.0) and len(sends) >= 2  # CC 123 and CC 64, at least on one channel
+    assert order[at + 1 : at + 1 + len(sends)] == [("send", 11.0)] * len(sends)

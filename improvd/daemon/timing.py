@@ -272,13 +272,19 @@ class TimingThread(threading.Thread):
             self._wake.clear()
 
     def _send_due(self, due: float) -> None:
+        """Send what is due by ``due``. It is popped and made into bytes before the spin, so that after the spin
+        nothing but the sends remain; the statistics and the recording follow them."""
+        batch = [(timed, timed.message.bytes()) for timed in self.engine.pop_due(due)]
         self.time.sleep_until(due)
-        for timed in self.engine.pop_due(self.time.now()):
-            lateness = self.time.now() - timed.time
-            self.stats.record(lateness)
-            if timed.message.type == "note_on" and timed.message.channel == self.engine.settings.metronome_channel:
-                self.click_stats.record(lateness)  # the metronome's clicks, also counted with every send
-            self._send_raw(timed.message.bytes())
+        lateness = []
+        for timed, data in batch:
+            lateness.append(self.time.now() - timed.time)
+            self._send_raw(data)
+        clicks = self.engine.settings.metronome_channel
+        for (timed, _), late in zip(batch, lateness, strict=True):
+            self.stats.record(late)
+            if timed.message.type == "note_on" and timed.message.channel == clicks:
+                self.click_stats.record(late)  # the metronome's clicks, also counted with every send
             self._record(timed)
 
     def _bar_one(self, origin: float) -> None:
