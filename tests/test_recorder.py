@@ -80,7 +80,7 @@ def test_the_timing_thread_records_the_players_notes_and_improvds_answer(tiny_mo
         timing.feed(mido.Message("note_off", note=pitch), 10.4 + 0.2 * k)
         timing.run_until(10.5 + 0.2 * k)
     timing.run_until(13.0)
-    timing._release_all()  # what the thread does as it ends
+    timing.finish()  # what the thread does as it ends
     assert session.start == pytest.approx(10.05)  # bar 1 is the grid's origin
     player = [(m.type, m.note) for _, m in session.messages["player"]]
     assert player == [(kind, p) for p in (60, 62, 64) for kind in ("note_on", "note_off")]

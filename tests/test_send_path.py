@@ -192,3 +192,26 @@ def test_what_is_due_is_made_ready_before_the_spin_and_only_sent_after_it(tiny_m
     sends = [entry for entry in order[at + 1 :] if entry[0] == "send"]
     assert order[at - 1] == ("pop", 11.0) and len(sends) >= 2  # CC 123 and CC 64, at least on one channel
     assert order[at + 1 : at + 1 + len(sends)] == [("send", 11.0)] * len(sends)
+
+
+def test_a_held_reader_hands_nothing_on_and_loses_nothing():
+    """While a send is imminent the reader leaves the queue alone; once it is sent every message comes, in order."""
+    heard: list[tuple[list[int], float]] = []
+    ports, source, _ = ports_stalling("", "", threading.Event(), api="jack")
+    ports._on_message = lambda data, arrival: heard.append((data, arrival))
+    ports._in.connected = "virtual"
+    source.queue += [([0x90, 60, 90], 0.0), ([0x80, 60, 0], 0.25), ([0x90, 62, 90], 0.25)]
+    ports.hold.set()
+    assert not ports.read_before_tick() and heard == [] and len(source.queue) == 3
+    ports.hold.clear()
+    assert ports.read_before_tick()
+    assert [data for data, _ in heard] == [[0x90, 60, 90], [0x80, 60, 0], [0x90, 62, 90]]
+    assert [arrival for _, arrival in heard] == sorted(arrival for _, arrival in heard)
+
+
+def test_the_timing_thread_holds_the_reader_from_its_wake_for_a_send_until_sent(tiny_model_dir):
+    timing, _, clock = timing_with(tiny_model_dir)
+    held: list[bool] = []
+    timing._send = lambda data: held.append(timing.sending.is_set()) or True
+    timing.run_until(clock.now() + 1.5)  # the start's second All Notes Off, at 11.0
+    assert held and all(held) and not timing.sending.is_set()

@@ -164,6 +164,7 @@ class MidiPorts:
         self._nudge = threading.Event()  # set: the idle reader wakes up
         self._looked_at = self._active_at = time.monotonic()  # queue last found empty; last message heard or sent
         self._ticks_read_at = float("-inf")  # the timing thread's last look before a tick
+        self.hold = threading.Event()  # set while a send is imminent: the reader stops handing on (see _hand_on)
         self._in = _Side(self._create(rtmidi.MidiIn, api), "input", input)
         self._out = _Side(self._create(rtmidi.MidiOut, api), "output", output)
         self._prober: rtmidi.MidiOut | None = None  # JACK only, made by the first probe (not in the start's rush)
@@ -232,9 +233,13 @@ class MidiPorts:
         return heard
 
     def _hand_on(self) -> bool:
-        """Hand on everything queued; True if something other than a returning probe was heard."""
+        """Hand on everything queued; True if something other than a returning probe was heard.
+
+        It stops early while ``hold`` is set (the daemon sets it to the timing thread's ``sending``): a flood of
+        input then waits in rtmidi's queue, its times kept, instead of holding the interpreter from a send.
+        """
         heard = False
-        while True:
+        while not self.hold.is_set():
             with self._in_lock:
                 event = self._in.handle.get_message() if self._in.connected else None
             now = time.monotonic()
@@ -247,6 +252,7 @@ class MidiPorts:
                 continue
             heard, self._active_at = True, now
             self._deliver(event[0], arrival)
+        return heard
 
     def _callback(self, event: tuple[list[int], float], _data: object = None) -> None:
         self._deliver(event[0], self._arrivals.arrival(event[1], time.monotonic()))

@@ -93,6 +93,7 @@ class Daemon:
         self.timing = TimingThread(
             self.engine, ports.send, self._report, config.clock, config.clock_out, self.stats, ports.read_before_tick
         )
+        ports.hold = self.timing.sending  # the input reader holds off while a send is imminent
         self.controller = Controller(config, model, self.timing, ports, runtimes, self.notifier, self._schedule)
         self.input = InputFilter()
         self._loop: asyncio.AbstractEventLoop | None = None

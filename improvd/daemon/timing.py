@@ -176,6 +176,7 @@ class TimingThread(threading.Thread):
         self._changes: dict[str, Any] = {}  # engine settings not yet applied (see ``change``)
         self._changes_lock = threading.Lock()
         self._wake = threading.Event()
+        self.sending = threading.Event()  # set from the wake for a send until it is sent (see MidiPorts.hold)
         self._stopping = False
         self._pulses: deque[float] = deque()
         self.recording: Any = None  # an improvd.daemon.recorder.Session while recording: the daemon swaps it
@@ -220,7 +221,7 @@ class TimingThread(threading.Thread):
         except Exception as error:  # the loop must never die silently; its death stops the watchdog
             self._report(Failed(error))
         finally:
-            self._release_all()
+            self.finish()
 
     def begin(self) -> None:
         """What the loop does first: All Notes Off (now and again a second later) and the grid's origin. ``run``
@@ -273,13 +274,18 @@ class TimingThread(threading.Thread):
 
     def _send_due(self, due: float) -> None:
         """Send what is due by ``due``. It is popped and made into bytes before the spin, so that after the spin
-        nothing but the sends remain; the statistics and the recording follow them."""
-        batch = [(timed, timed.message.bytes()) for timed in self.engine.pop_due(due)]
-        self.time.sleep_until(due)
-        lateness = []
-        for timed, data in batch:
-            lateness.append(self.time.now() - timed.time)
-            self._send_raw(data)
+        nothing but the sends remain; the statistics and the recording follow them. ``sending`` is set meanwhile:
+        the input reader holds off, so a flood of input does not hold the interpreter from the send."""
+        self.sending.set()
+        try:
+            batch = [(timed, timed.message.bytes()) for timed in self.engine.pop_due(due)]
+            self.time.sleep_until(due)
+            lateness = []
+            for timed, data in batch:
+                lateness.append(self.time.now() - timed.time)
+                self._send_raw(data)
+        finally:
+            self.sending.clear()
         clicks = self.engine.settings.metronome_channel
         for (timed, _), late in zip(batch, lateness, strict=True):
             self.stats.record(late)
@@ -394,8 +400,9 @@ class TimingThread(threading.Thread):
         except Exception as error:  # a port that vanished mid-send: the port watcher reconnects it
             self._report(SendFailed(error))
 
-    def _release_all(self) -> None:
-        """The last word on the output: every sounding note off, All Notes Off, sustain off, clock Stop."""
+    def finish(self) -> None:
+        """The last word on the output: every sounding note off, All Notes Off, sustain off, clock Stop. ``run``
+        ends with it, whatever ended the loop; a driver in virtual time calls it after ``run_until``."""
         now = self.time.now()
         try:
             self._send_now(self.engine.stop(now))

@@ -1,0 +1,121 @@
+"""The timing thread's real loop in virtual time: the messages it sends and when, exactly.
+
+``tests/virtual.py`` moves the clock only when the loop sleeps or waits, so every due time is met to the
+microsecond and each assertion is about order and time as the product computed them, never about a wake-up.
+"""
+
+from __future__ import annotations
+
+import math
+
+import mido
+import pytest
+
+from improvd.core.engine import Engine, Settings
+from improvd.core.model import load_model
+from improvd.core.simulate import drive
+from improvd.daemon.reports import Tempo
+from improvd.daemon.timing import CLOCK, START, START_DELAY, STOP, TimingThread
+from tests.helpers import PHRASE, call
+from tests.virtual import VirtualTime
+
+BPM = 120
+STEP = 60 / BPM / 4
+NOTES = ("note_on", "note_off")
+
+
+def daemon_loop(engine: Engine, virtual: VirtualTime, sent: list, reports: list, **options) -> TimingThread:
+    """A TimingThread on ``engine`` whose sends land in ``sent`` as (virtual time, bytes)."""
+    return TimingThread(
+        engine,
+        lambda data: sent.append((virtual.now(), list(data))) or True,
+        reports.append,
+        time_source=virtual,
+        **options,
+    )
+
+
+def test_the_loop_answers_a_call_exactly_as_the_simulated_driver_does(tiny_model_dir):
+    """Same call, same seed: the daemon's loop and improvd.core.simulate.drive send the same notes at the same times.
+
+    The player's messages reach the loop as the JACK reader hands them on: before the tick of the boundary after
+    them (the look before each tick)."""
+    model = load_model(tiny_model_dir)
+    settings = Settings(bpm=BPM, min_call_steps=4)
+    messages = call(PHRASE)
+    expected = []
+    for boundary in drive(Engine(model, settings, seed=7), messages, 80):
+        expected += [(t.time, list(t.message.bytes())) for t in boundary.sent if t.message.type in NOTES]
+
+    clock = VirtualTime(-START_DELAY)  # the grid's origin is then 0, as in the driver
+    sent, reports, pending = [], [], list(messages)
+
+    def hand_on() -> bool:
+        heard = False
+        while pending and pending[0][0] < clock.now():
+            time, message = pending.pop(0)
+            timing.feed(message, time)
+            heard = True
+        return heard
+
+    timing = daemon_loop(Engine(model, settings, seed=7), clock, sent, reports, before_tick=hand_on)
+    timing.begin()
+    timing.run_until(80 * STEP)
+    notes = [(t, data) for t, data in sent if data[0] & 0xF0 in (0x80, 0x90)]
+    assert any(data[0] & 0xF0 == 0x90 for _, data in expected)  # the driver answered
+    assert [data for _, data in notes] == [data for _, data in expected]
+    assert [t for t, _ in notes] == pytest.approx([t for t, _ in expected], abs=1e-9)
+
+
+def test_midi_clock_ticks_the_engine_every_sixth_pulse_and_its_tempo_is_followed(tiny_model_dir):
+    ticks: list[float] = []
+
+    class Ticked(Engine):
+        def tick(self, time: float) -> None:
+            ticks.append(time)
+            super().tick(time)
+
+    clock, sent, reports = VirtualTime(0.0), [], []
+    timing = daemon_loop(Ticked(load_model(tiny_model_dir), Settings(bpm=BPM)), clock, sent, reports, clock="midi")
+    timing.begin()
+    pulse = 60 / 100 / 24  # the master plays 100 BPM
+    timing.clock_message(START, 0.0)
+    for k in range(6 * 12 + 1):
+        clock.time = 0.1 + k * pulse
+        timing.clock_message(CLOCK, clock.time)
+        timing.run_until(clock.time + 1e-6)
+    assert ticks == pytest.approx([0.1 + 6 * k * pulse for k in range(1, 13)])  # the first pulse is the origin
+    assert any(isinstance(report, Tempo) and report.bpm == pytest.approx(100, abs=0.5) for report in reports)
+    assert timing.engine.settings.bpm == pytest.approx(100, abs=0.5)
+
+
+def test_clock_out_sends_start_then_24_pulses_a_quarter_on_the_grid(tiny_model_dir):
+    clock, sent, reports = VirtualTime(0.0), [], []
+    timing = daemon_loop(Engine(load_model(tiny_model_dir), Settings(bpm=BPM)), clock, sent, reports, clock_out=True)
+    timing.begin()
+    timing.run_until(1.0)
+    timing.finish()
+    system = [(t, data[0]) for t, data in sent if data[0] in (CLOCK, START, STOP)]
+    assert system[0] == (0.0, START)  # at once; the first pulse is the grid's origin
+    pulses = [t for t, status in system if status == CLOCK]
+    assert pulses[:25] == pytest.approx([START_DELAY + k * 0.5 / 24 for k in range(25)])
+    assert system[-1] == (1.0, STOP) and math.isclose(sent[-1][0], 1.0)
+
+
+def test_finish_releases_what_sounds_and_sends_all_notes_off_last(tiny_model_dir):
+    """Whatever ends the loop, ``finish`` has the last word: a note the player left held by thru, then the answer's
+    sounding notes, are released, then All Notes Off and sustain off."""
+    clock, sent, reports = VirtualTime(0.0), [], []
+    engine = Engine(load_model(tiny_model_dir), Settings(bpm=BPM, thru=True))
+    timing = daemon_loop(engine, clock, sent, reports)
+    timing.begin()
+    timing.run_until(0.2)
+    played = clock.now()
+    timing.feed(mido.Message("note_on", note=64, velocity=80), played)
+    timing.run_until(played + 0.01)
+    assert (played, [0x90, 64, 80]) in sent  # passed through at once
+    before = len(sent)
+    timing.finish()
+    last = [data for _, data in sent[before:]]
+    assert [0x80, 64, 0] in last or [0x90, 64, 0] in last
+    assert last[-2:] == [[0xB0, 123, 0], [0xB0, 64, 0]]
