@@ -1,6 +1,7 @@
 """The floor under bench/timing.py's figures: a bare python-rtmidi program run beside the daemon.
 
-It opens what the daemon opens on JACK, an input client and an output client, and nothing else. While the
+It opens the daemon's two JACK clients for music, an input and an output, and nothing else (not the
+daemon's third, its SysEx prober: that one's cost is improvd's). While the
 daemon is played it sends a note on every step of its own grid, at the daemon's tempo, with the daemon's timer
 (``improvd.daemon.timing.sleep_until``), to the port ``--to`` on ``--channel``. So, measured over the same seconds
 as the daemon: its idle CPU is what the two JACK clients cost by themselves (each wakes every JACK period), and its
