@@ -274,9 +274,8 @@ def test_sends_midi_clock_at_its_tempo(tmp_path, tiny_model_dir, player, synth):
         wait_response(synth, 2)
     finally:
         assert daemon.stop() == 0, daemon.text()
-    wait_for(lambda: [m.type for _, m in synth.messages()][-1:] == ["stop"], 5, "the exit's clock Stop")
     kinds = [m.type for _, m in synth.messages() if m.type != "control_change"]  # releases at start and exit
-    assert kinds[0] == "start" and kinds[-1] == "stop", kinds[:3] + kinds[-3:]
+    assert kinds[0] == "start", kinds[:3]  # the exit's Stop, last after the releases: test_timing_virtual.py
     # 24 pulses a quarter note at the daemon's tempo: 6 a 16th, between two answer onsets as many as their steps
     onsets = [i for i, kind in enumerate(kinds) if kind == "note_on"][:2]
     pulses = kinds[onsets[0] : onsets[1]].count("clock")

@@ -120,6 +120,20 @@ def test_a_stuck_key_is_forgotten_after_stuck_steps_without_an_onset():
     assert buffer.close(STUCK_STEPS + 3) == "_"
 
 
+def test_a_stuck_key_is_forgotten_while_the_player_goes_on_playing():
+    """A junk note_on whose note_off never comes, then a line played on: four bars after its onset the key is
+    released, so the line's phrase can end (it held every call open while onsets kept coming)."""
+    buffer = SeedBuffer(256)
+    buffer.note_on(40, 80, 0)  # its note_off is lost
+    for k in range(STUCK_STEPS // 4 + 2):  # a note every beat, released before the next
+        buffer.note_on(60, 80, 4 * k)
+        buffer.note_off(60, 4 * k + 2)
+        closed(buffer, range(4 * k, 4 * k + 4))
+    assert not buffer.held  # the line's own keys are up; the stuck 40 is forgotten
+    assert closed(buffer, range(4 * (STUCK_STEPS // 4 + 2), 4 * (STUCK_STEPS // 4 + 2) + 2)) == ["_", "_"]
+    assert buffer.silent_steps > 0
+
+
 def test_a_stuck_pedal_is_forgotten_but_a_line_still_played_keeps_it():
     buffer = SeedBuffer(256)
     buffer.pedal(True, 0)  # its sustain-off is lost

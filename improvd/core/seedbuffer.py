@@ -11,7 +11,8 @@ starts and ends on; the buffer decides each closed step's symbol:
 * ``r`` at the first silent step (no key down and no note held by the pedal).
 
 A key or pedal that has made no onset for ``STUCK_STEPS`` steps is taken as
-released: one lost note_off (or sustain-off) cannot hold a call open forever.
+released, and so is a key down for ``STUCK_STEPS`` since its own onset while the
+player goes on: one lost note_off (or sustain-off) cannot hold a call open forever.
 """
 
 from __future__ import annotations
@@ -96,6 +97,8 @@ class SeedBuffer:
         """The symbol for ``step``, now over; appended to the buffer and returned."""
         if self.held and step - self._last_onset >= STUCK_STEPS and step not in self._onsets:
             self._forget_held(step)
+        else:
+            self._forget_stuck_keys(step)
         symbol = self._symbol_for(step)
         self.symbols.append(symbol)
         return symbol
@@ -106,6 +109,15 @@ class SeedBuffer:
         self._pedalled.clear()
         self._pedal = False
         self._released_at = step
+
+    def _forget_stuck_keys(self, step: int) -> None:
+        """Keys down for STUCK_STEPS since their own onset, however many others were struck meanwhile: a lost
+        note_off, which would otherwise hold every call open while the player goes on playing."""
+        stuck = [pitch for pitch, onset in self._down.items() if step - onset >= STUCK_STEPS]
+        for pitch in stuck:
+            del self._down[pitch]
+        if stuck and not self.held:
+            self._released_at = step
 
     def _symbol_for(self, step: int) -> str:
         onsets = self._onsets.pop(step, {})
