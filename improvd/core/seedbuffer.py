@@ -95,27 +95,22 @@ class SeedBuffer:
 
     def close(self, step: int) -> str:
         """The symbol for ``step``, now over; appended to the buffer and returned."""
-        if self.held and step - self._last_onset >= STUCK_STEPS and step not in self._onsets:
-            self._forget_held(step)
-        else:
-            self._forget_stuck_keys(step)
+        self._forget_stuck(step)
         symbol = self._symbol_for(step)
         self.symbols.append(symbol)
         return symbol
 
-    def _forget_held(self, step: int) -> None:
-        """Keys and pedal that made no onset for STUCK_STEPS: released as of ``step`` (a late note_off is ignored)."""
-        self._down.clear()
-        self._pedalled.clear()
-        self._pedal = False
-        self._released_at = step
-
-    def _forget_stuck_keys(self, step: int) -> None:
-        """Keys down for STUCK_STEPS since their own onset, however many others were struck meanwhile: a lost
-        note_off, which would otherwise hold every call open while the player goes on playing."""
+    def _forget_stuck(self, step: int) -> None:
+        """Released as of ``step`` (a late note_off or sustain-off is then ignored): a key down for STUCK_STEPS since
+        its own onset, however many others were struck meanwhile, and the pedal after STUCK_STEPS without any onset
+        (a line played under it keeps it)."""
         stuck = [pitch for pitch, onset in self._down.items() if step - onset >= STUCK_STEPS]
         for pitch in stuck:
             del self._down[pitch]
+        if self._pedalled and step - self._last_onset >= STUCK_STEPS and step not in self._onsets:
+            self._pedalled.clear()
+            self._pedal = False
+            stuck.append(step)
         if stuck and not self.held:
             self._released_at = step
 

@@ -342,7 +342,7 @@ class Daemon:
         settings = new.engine_settings()
         running = self.engine.settings
         changed = {k: v for k, v in settings.items() if getattr(running, k, v) != v}
-        self.timing.submit(lambda now: self.engine.update(now, **settings))
+        self.timing.change(settings)
         self.controller.event("reloaded", {"changed": changed})
         if self.recorder is not None:
             await self._save_recording(rotate=True)  # a SIGHUP starts a new recording

@@ -336,6 +336,8 @@ class TimingThread(threading.Thread):
         self._events()
 
     def _apply_changes(self) -> None:
+        if not self._changes:  # the usual case, read without the lock
+            return
         with self._changes_lock:
             changes, self._changes = self._changes, {}
         if not changes:
