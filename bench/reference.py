@@ -2,8 +2,9 @@
 
 It opens the daemon's two JACK clients for music, an input and an output, and nothing else (not the
 daemon's third, its SysEx prober: that one's cost is improvd's). While the
-daemon is played it sends a note on every step of its own grid, at the daemon's tempo, with the daemon's timer
-(``improvd.daemon.timing.sleep_until``), to the port ``--to`` on ``--channel``. So, measured over the same seconds
+daemon is played it plays a legato line of 16ths on its own grid, at the daemon's tempo, with the daemon's timer
+(``improvd.daemon.timing.sleep_until``), to the port ``--to`` on ``--channel``: on each step a note_off and a
+note_on, due at the same time, as the daemon sends a line. So, measured over the same seconds
 as the daemon: its idle CPU is what the two JACK clients cost by themselves (each wakes every JACK period), and its
 send lateness and the onset error of its notes at the receiver are what this machine gives any Python sender
 at that moment. The daemon's figures divided by these say what improvd adds.
@@ -40,14 +41,17 @@ def connect(port: rtmidi.MidiOut, name: str) -> None:
 
 
 def play_grid(port: rtmidi.MidiOut, step: float, channel: int, playing: threading.Event, lateness: list[float]) -> None:
-    """A note_on on every step boundary and its note_off half a step later, while ``playing`` is set."""
+    """On every step boundary, while ``playing`` is set, the previous note's note_off and the next note_on, sent
+    one after the other as the daemon sends a legato line: each message's lateness is taken just before it goes."""
     at = time.monotonic() + step
+    batch = [[0x80 | channel - 1, PITCH, 0], [0x90 | channel - 1, PITCH, 90]]
     while playing.is_set():
-        for data in ([0x90 | channel - 1, PITCH, 90], [0x80 | channel - 1, PITCH, 0]):
-            sleep_until(at)
+        sleep_until(at)
+        for data in batch:
             lateness.append(time.monotonic() - at)
             port.send_message(data)
-            at += step / 2
+        at += step
+    port.send_message(batch[0])
 
 
 def main() -> int:

@@ -8,7 +8,8 @@ was played, and again after playing. Prints JSON with the figures and the target
 given as ratios to the quiet run at the same tempo.
 
 Beside each run, over the same seconds, bench/reference.py measures the floor: a bare python-rtmidi program
-with the daemon's two JACK clients, sending a note every step with the daemon's timer. Each run gives its
+with the daemon's two JACK clients, playing a legato line of 16ths (a note_off and a note_on due together on each
+step, as the daemon sends a line) with the daemon's timer. Each run gives its
 figures as ratios to the reference's (send lateness and onset error p99) and its idle CPU over the
 reference's: what improvd adds to what JACK and this machine cost any Python MIDI program at that moment.
 ``stolen_cpu_percent_while_playing`` is the CPU time the hypervisor gave to other guests meanwhile (on a

@@ -1,5 +1,6 @@
-"""Nothing but the send on the send path: a send waits for no listing, reading or summary, and a flood of
-settings changes costs the timing thread one engine update per look.
+"""Nothing but the send on the send path: a send waits for no listing, reading or summary, the other threads
+keep off the interpreter around each send, and a flood of settings changes costs the timing thread one engine
+update per look.
 
 Blocking is shown without clocks: a fake handle stops inside the slow call until a send has gone through, so a
 send that waited for it would never come (the join's timeout only ends such a hang; it measures nothing).
@@ -7,6 +8,7 @@ send that waited for it would never come (the join's timeout only ends such a ha
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import threading
 
@@ -16,6 +18,7 @@ import rtmidi
 from improvd.core.engine import Engine, Settings
 from improvd.core.model import load_model
 from improvd.daemon.ports import MidiPorts
+from improvd.daemon.quiet import QUIET_AFTER, QUIET_BEFORE, QuietWindow, quiet_loop
 from improvd.daemon.timing import SWITCH_INTERVAL, LatenessStats, TimingThread
 from tests.virtual import VirtualTime
 
@@ -194,24 +197,58 @@ def test_what_is_due_is_made_ready_before_the_spin_and_only_sent_after_it(tiny_m
     assert order[at + 1 : at + 1 + len(sends)] == [("send", 11.0)] * len(sends)
 
 
-def test_a_held_reader_hands_nothing_on_and_loses_nothing():
-    """While a send is imminent the reader leaves the queue alone; once it is sent every message comes, in order."""
+def test_a_reader_near_a_send_hands_nothing_on_and_loses_nothing():
+    """Inside a send's quiet window the reader leaves the queue alone; after it every message comes, in order.
+    The timing thread's own look before a tick is not held: it is the thread that sends."""
     heard: list[tuple[list[int], float]] = []
+    clock = [10.0]
     ports, source, _ = ports_stalling("", "", threading.Event(), api="jack")
+    ports.quiet = QuietWindow(now=lambda: clock[0])
+    ports.quiet.next_send = 10.001
     ports._on_message = lambda data, arrival: heard.append((data, arrival))
     ports._in.connected = "virtual"
     source.queue += [([0x90, 60, 90], 0.0), ([0x80, 60, 0], 0.25), ([0x90, 62, 90], 0.25)]
-    ports.hold.set()
-    assert not ports.read_before_tick() and heard == [] and len(source.queue) == 3
-    ports.hold.clear()
-    assert ports.read_before_tick()
+    assert not ports._hand_on(gated=True) and heard == [] and len(source.queue) == 3
+    clock[0] = 10.001 + QUIET_AFTER
+    assert ports._hand_on(gated=True)
     assert [data for data, _ in heard] == [[0x90, 60, 90], [0x80, 60, 0], [0x90, 62, 90]]
     assert [arrival for _, arrival in heard] == sorted(arrival for _, arrival in heard)
+    clock[0], source.queue = 10.001, [([0x90, 64, 90], 0.1)]
+    assert ports.read_before_tick() and heard[-1][0] == [0x90, 64, 90]
 
 
-def test_the_timing_thread_holds_the_reader_from_its_wake_for_a_send_until_sent(tiny_model_dir):
+def test_the_timing_thread_marks_each_send_as_next_before_it_goes(tiny_model_dir):
+    """While a send waits for its due time, the quiet window the other threads keep is the one around it."""
     timing, _, clock = timing_with(tiny_model_dir)
-    held: list[bool] = []
-    timing._send = lambda data: held.append(timing.sending.is_set()) or True
-    timing.run_until(clock.now() + 1.5)  # the start's second All Notes Off, at 11.0
-    assert held and all(held) and not timing.sending.is_set()
+    marked: list[tuple[float, float]] = []
+    timing._send = lambda data: marked.append((timing.quiet.next_send, clock.now())) or True
+    timing.run_until(clock.now() + 1.5)  # the start's second All Notes Off, due at 11.0
+    assert marked and all(next_send == now == 11.0 for next_send, now in marked)
+
+
+def test_the_quiet_window_runs_from_before_a_send_until_just_after_it():
+    slept: list[float] = []
+    clock = [5.0]
+    window = QuietWindow(now=lambda: clock[0], sleep=slept.append)
+    window.keep_off()
+    assert slept == [] and not window.near()  # nothing queued: never quiet
+    window.next_send = 5.0 + QUIET_BEFORE + 0.0001
+    window.keep_off()
+    assert slept == [] and not window.near()
+    window.next_send = 5.0 + QUIET_BEFORE / 2
+    window.keep_off()
+    assert window.near() and slept == [pytest.approx(QUIET_BEFORE / 2 + QUIET_AFTER)]
+    clock[0] = window.next_send + QUIET_AFTER
+    assert not window.near()
+
+
+def test_the_daemons_loop_keeps_off_through_a_send_after_each_wait():
+    slept: list[float] = []
+    window = QuietWindow(now=lambda: 1.0, sleep=slept.append)
+    window.next_send = 1.001
+    loop = quiet_loop(window)
+    try:
+        loop.run_until_complete(asyncio.sleep(0))
+    finally:
+        loop.close()
+    assert slept and all(delay == pytest.approx(0.001 + QUIET_AFTER) for delay in slept)

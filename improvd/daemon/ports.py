@@ -26,6 +26,7 @@ from typing import Any
 import rtmidi
 
 from improvd.daemon.osthread import name_this_thread
+from improvd.daemon.quiet import QuietWindow
 from improvd.daemon.tally import Tally
 
 log = logging.getLogger("improvd.daemon.ports")
@@ -164,7 +165,7 @@ class MidiPorts:
         self._nudge = threading.Event()  # set: the idle reader wakes up
         self._looked_at = self._active_at = time.monotonic()  # queue last found empty; last message heard or sent
         self._ticks_read_at = float("-inf")  # the timing thread's last look before a tick
-        self.hold = threading.Event()  # set while a send is imminent: the reader stops handing on (see _hand_on)
+        self.quiet = QuietWindow()  # the daemon gives the timing thread's: the reader keeps off around its sends
         self._in = _Side(self._create(rtmidi.MidiIn, api), "input", input)
         self._out = _Side(self._create(rtmidi.MidiOut, api), "output", output)
         self._prober: rtmidi.MidiOut | None = None  # JACK only, made by the first probe (not in the start's rush)
@@ -204,8 +205,9 @@ class MidiPorts:
 
     def _read_until_closed(self) -> None:
         while not self._reading.is_set():
+            self.quiet.keep_off()
             with self._read_lock:
-                self._hand_on()
+                self._hand_on(gated=True)
             now = time.monotonic()
             if now - self._active_at < IDLE_AFTER:
                 time.sleep(INPUT_POLL)  # cheaper than an Event wait
@@ -232,14 +234,14 @@ class MidiPorts:
             self._nudge.set()
         return heard
 
-    def _hand_on(self) -> bool:
+    def _hand_on(self, gated: bool = False) -> bool:
         """Hand on everything queued; True if something other than a returning probe was heard.
 
-        It stops early while ``hold`` is set (the daemon sets it to the timing thread's ``sending``): a flood of
-        input then waits in rtmidi's queue, its times kept, instead of holding the interpreter from a send.
+        ``gated`` (any thread but the timing thread): it stops early when a send is near (``quiet``), and a flood
+        of input waits in rtmidi's queue, its times kept, instead of holding the interpreter from the send.
         """
         heard = False
-        while not self.hold.is_set():
+        while not (gated and self.quiet.near()):
             with self._in_lock:
                 event = self._in.handle.get_message() if self._in.connected else None
             now = time.monotonic()
@@ -340,7 +342,7 @@ class MidiPorts:
                 self._check_server()
             return
         with self._read_lock:
-            self._hand_on()
+            self._hand_on(gated=True)
         if now - self._probe_back_at > PROBE_LOST:
             self._check_server()
             self._probe_back_at = now

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import dataclasses
 import faulthandler
+import functools
 import logging
 import os
 import signal
@@ -36,6 +37,7 @@ from improvd.daemon.models import PrimedRuntimes, load_configured_model, model_d
 from improvd.daemon.notify import Notifier, watchdog_interval
 from improvd.daemon.offloop import off_loop
 from improvd.daemon.ports import MidiPorts, MidiSystemError
+from improvd.daemon.quiet import quiet_loop
 from improvd.daemon.recorder import Recorder
 from improvd.daemon.reports import Changed, Events, Failed, Report, SendFailed, Tempo, Warned
 from improvd.daemon.tally import Tally, describe
@@ -46,7 +48,6 @@ try:
 except ImportError:  # without aiomqtt there is no MQTT to say offline
     OFFLINE_TIMEOUT = 0.0
 
-GIL_SWITCH_SECONDS = 0.0005
 log = logging.getLogger("improvd")
 
 PORT_POLL = 0.5  # seconds between looks at the port list (reconnect within 2 s)
@@ -93,7 +94,7 @@ class Daemon:
         self.timing = TimingThread(
             self.engine, ports.send, self._report, config.clock, config.clock_out, self.stats, ports.read_before_tick
         )
-        ports.hold = self.timing.sending  # the input reader holds off while a send is imminent
+        ports.quiet = self.timing.quiet  # the input reader keeps off the interpreter around each send
         self.controller = Controller(config, model, self.timing, ports, runtimes, self.notifier, self._schedule)
         self.input = InputFilter()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -368,9 +369,6 @@ def main(args: argparse.Namespace) -> int:
         return 2
     setup_logging(config.log_level)
     faulthandler.enable()  # a crash in a C extension (rtmidi, JACK) leaves every thread's stack in the log
-    # The timing thread waits for the interpreter lock while MQTT or input work runs; the default 5 ms switch
-    # interval would let that work delay a send by up to 5 ms.
-    sys.setswitchinterval(GIL_SWITCH_SECONDS)
     try:
         model = load_configured_model(config)
     except ModelError as error:
@@ -385,4 +383,5 @@ def main(args: argparse.Namespace) -> int:
         log.error("%s", error)
         return 1
     daemon = Daemon(config, model, ports, args)
-    return asyncio.run(daemon.run())
+    with asyncio.Runner(loop_factory=functools.partial(quiet_loop, daemon.timing.quiet)) as runner:
+        return runner.run(daemon.run())

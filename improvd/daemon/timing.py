@@ -6,8 +6,9 @@ the internal clock or MIDI clock) and sends each queued message at its due time.
 Its time (``SystemTime``: now, sleep-until, wait) is a parameter, so tests run
 its real code in virtual time. Nothing it holds is shared with slow work: the
 lateness statistics (``LatenessStats``) are recorded without a lock, changes
-are merged before they reach it, and it takes the interpreter back from a busy
-thread within SWITCH_INTERVAL.
+are merged before they reach it, the other threads keep off the interpreter
+around each send (``quiet``: improvd.daemon.quiet), and it takes the
+interpreter back from a busy thread within SWITCH_INTERVAL.
 
 ``sleep_until`` waits on an Event (so another thread can wake it early) until
 shortly before the deadline, then spins on ``time.monotonic`` for the rest:
@@ -17,6 +18,7 @@ millisecond under load, while the spin lands within microseconds.
 
 from __future__ import annotations
 
+import math
 import queue
 import sys
 import threading
@@ -31,6 +33,7 @@ import mido
 from improvd.core.clock import InternalClock, MidiClockFollower
 from improvd.core.engine import explicit
 from improvd.daemon.osthread import name_this_thread
+from improvd.daemon.quiet import QuietWindow
 from improvd.daemon.reports import Changed, Events, Failed, Report, SendFailed, Tempo, Warned
 
 SPIN_SECONDS = 0.001  # the last stretch before a deadline is spun, not slept
@@ -176,7 +179,7 @@ class TimingThread(threading.Thread):
         self._changes: dict[str, Any] = {}  # engine settings not yet applied (see ``change``)
         self._changes_lock = threading.Lock()
         self._wake = threading.Event()
-        self.sending = threading.Event()  # set from the wake for a send until it is sent (see MidiPorts.hold)
+        self.quiet = QuietWindow()  # when the next send is due: the other threads keep off the interpreter then
         self._stopping = False
         self._pulses: deque[float] = deque()
         self.recording: Any = None  # an improvd.daemon.recorder.Session while recording: the daemon swaps it
@@ -251,6 +254,7 @@ class TimingThread(threading.Thread):
         self.heartbeat = self.time.now()
         self._drain(self.engine.next_due())
         due = self.engine.next_due()
+        self.quiet.next_send = min(math.inf if due is None else due, self._pulses[0] if self._pulses else math.inf)
         now = self.time.now()
         if self._pulses and self._pulses[0] - SPIN_SECONDS <= now:
             self._send_pulse()
@@ -274,18 +278,13 @@ class TimingThread(threading.Thread):
 
     def _send_due(self, due: float) -> None:
         """Send what is due by ``due``. It is popped and made into bytes before the spin, so that after the spin
-        nothing but the sends remain; the statistics and the recording follow them. ``sending`` is set meanwhile:
-        the input reader holds off, so a flood of input does not hold the interpreter from the send."""
-        self.sending.set()
-        try:
-            batch = [(timed, timed.message.bytes()) for timed in self.engine.pop_due(due)]
-            self.time.sleep_until(due)
-            lateness = []
-            for timed, data in batch:
-                lateness.append(self.time.now() - timed.time)
-                self._send_raw(data)
-        finally:
-            self.sending.clear()
+        nothing but the sends remain; the statistics and the recording follow them."""
+        batch = [(timed, timed.message.bytes()) for timed in self.engine.pop_due(due)]
+        self.time.sleep_until(due)
+        lateness = []
+        for timed, data in batch:
+            lateness.append(self.time.now() - timed.time)
+            self._send_raw(data)
         clicks = self.engine.settings.metronome_channel
         for (timed, _), late in zip(batch, lateness, strict=True):
             self.stats.record(late)
