@@ -9,8 +9,6 @@ send that waited for it would never come (the join's timeout only ends such a ha
 from __future__ import annotations
 
 import asyncio
-import gc
-import math
 import sys
 import threading
 
@@ -20,15 +18,7 @@ import rtmidi
 from improvd.core.engine import Engine, Settings
 from improvd.core.model import load_model
 from improvd.daemon.ports import MidiPorts
-from improvd.daemon.quiet import (
-    GC_ROOM,
-    QUIET_AFTER,
-    QUIET_BEFORE,
-    QuietWindow,
-    collect_between_sends,
-    collect_if_room,
-    quiet_loop,
-)
+from improvd.daemon.quiet import QUIET_AFTER, QUIET_BEFORE, QuietWindow, quiet_loop
 from improvd.daemon.timing import SWITCH_INTERVAL, LatenessStats, TimingThread
 from tests.virtual import VirtualTime
 
@@ -262,25 +252,3 @@ def test_the_daemons_loop_keeps_off_through_a_send_after_each_wait():
     finally:
         loop.close()
     assert slept and all(delay == pytest.approx(0.001 + QUIET_AFTER) for delay in slept)
-
-
-def test_garbage_is_collected_only_where_no_send_is_near(monkeypatch):
-    collected: list[int] = []
-    monkeypatch.setattr(gc, "collect", lambda generation=2: collected.append(generation) or 0)
-    window = QuietWindow()
-    window.next_send = 10.0
-    assert window.room(10.0 - QUIET_BEFORE - GC_ROOM) == pytest.approx(GC_ROOM)
-    assert not collect_if_room(window, 1, now=10.0 - QUIET_BEFORE - GC_ROOM / 2) and collected == []
-    assert not collect_if_room(window, 1, now=10.0) and window.room(10.0) == 0.0 and collected == []
-    assert collect_if_room(window, 1, now=10.0 - QUIET_BEFORE - GC_ROOM) and collected == [1]
-    window.next_send = math.inf  # nothing queued
-    assert collect_if_room(window, 2, now=10.0) and collected == [1, 2]
-
-
-def test_the_daemon_turns_automatic_collection_off_and_freezes_what_it_started_with():
-    try:
-        collect_between_sends()
-        assert not gc.isenabled() and gc.get_freeze_count() > 0
-    finally:
-        gc.unfreeze()
-        gc.enable()

@@ -8,18 +8,11 @@ QUIET_BEFORE ahead of its due time until QUIET_AFTER past it, the input reader
 and the asyncio loop (through ``QuietSelector``) sleep instead of running
 Python. The window is only ever that long: a stalled timing thread delays
 nobody for more than QUIET_BEFORE + QUIET_AFTER.
-
-Python's cyclic garbage collector holds the interpreter for a whole
-collection (up to a millisecond for the young generations here, ten for a
-full one) in whichever thread's allocation triggers it. The daemon turns the
-automatic collector off (``collect_between_sends``) and its loop collects
-where no send is due for GC_ROOM (``collect_if_room``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import gc
 import math
 import selectors
 import time
@@ -27,7 +20,6 @@ from collections.abc import Callable
 
 QUIET_BEFORE = 0.002  # seconds: the timing thread wakes SPIN_SECONDS (1 ms) ahead, and may wake up to 1 ms late
 QUIET_AFTER = 0.0005  # seconds past the due time: the sends themselves, a few microseconds each
-GC_ROOM = 0.005  # seconds without a send that a collection needs (a young one took up to 1.2 ms here)
 
 
 class QuietWindow:
@@ -55,10 +47,6 @@ class QuietWindow:
         if end > now:
             self._sleep(end - now)
 
-    def room(self, now: float) -> float:
-        """Seconds from ``now`` until the window around the next send opens (0 inside it)."""
-        return max(0.0, self.next_send - QUIET_BEFORE - now) if self.until(now) == now else 0.0
-
     def near(self) -> bool:
         """Now is inside the window: a thread handing on a flood of work stops here and goes on after it."""
         now = self._now()
@@ -82,22 +70,3 @@ class QuietSelector(selectors.DefaultSelector):
 def quiet_loop(window: QuietWindow) -> asyncio.AbstractEventLoop:
     """The daemon's asyncio loop: its callbacks run between the timing thread's sends (``QuietSelector``)."""
     return asyncio.SelectorEventLoop(QuietSelector(window))
-
-
-def collect_between_sends() -> None:
-    """Turn Python's automatic garbage collection off for this process; ``collect_if_room`` then collects.
-
-    What exists now (the model, the modules) is frozen first: never examined again, so a full collection only
-    looks at what was made since.
-    """
-    gc.collect()
-    gc.freeze()
-    gc.disable()
-
-
-def collect_if_room(window: QuietWindow, generation: int, now: float | None = None) -> bool:
-    """Collect ``generation`` (0-2) when no send is due within GC_ROOM; False when it must wait."""
-    if window.room(time.monotonic() if now is None else now) < GC_ROOM:
-        return False
-    gc.collect(generation)
-    return True

@@ -17,8 +17,6 @@ import contextlib
 import dataclasses
 import faulthandler
 import functools
-import gc
-import itertools
 import logging
 import os
 import signal
@@ -39,7 +37,7 @@ from improvd.daemon.models import PrimedRuntimes, load_configured_model, model_d
 from improvd.daemon.notify import Notifier, watchdog_interval
 from improvd.daemon.offloop import off_loop
 from improvd.daemon.ports import MidiPorts, MidiSystemError
-from improvd.daemon.quiet import collect_between_sends, collect_if_room, quiet_loop
+from improvd.daemon.quiet import quiet_loop
 from improvd.daemon.recorder import Recorder
 from improvd.daemon.reports import Changed, Events, Failed, Report, SendFailed, Tempo, Warned
 from improvd.daemon.tally import Tally, describe
@@ -57,10 +55,6 @@ STOP_GRACE = OFFLINE_TIMEOUT + 0.1  # seconds the MQTT task may take to say offl
 CLOSE_GRACE = 0.3  # seconds closing the ports may take at exit
 RESTART_KEYS = ("midi_api", "input", "output", "clock", "clock_out", "seed")  # a reload keeps them as they run
 RECORD_FLUSH = 10.0  # seconds between writes of the session being recorded
-COLLECT_EVERY = 1.0  # seconds between collections of the young garbage (see improvd.daemon.quiet)
-FULL_COLLECT_EVERY = 60  # ... and of all of it, every this many
-COLLECT_RETRY = 0.005  # seconds until a collection that found a send near tries again,
-COLLECT_TRIES = 100  # ... this many times
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -198,7 +192,7 @@ class Daemon:
             log.error("cannot open the MIDI ports: %s", error)
             return 1
         self.timing.start()
-        tasks = [self._spawn(c) for c in (self._watch_ports(), self._watchdog(), self._log_stats(), self._collect())]
+        tasks = [self._spawn(c) for c in (self._watch_ports(), self._watchdog(), self._log_stats())]
         if self.recorder is not None:
             tasks.append(self._spawn(self._record()))
         mqtt_task = self._start_mqtt()
@@ -282,19 +276,6 @@ class Daemon:
             if time.monotonic() - self.timing.heartbeat < interval:
                 self.notifier.watchdog()
             await asyncio.sleep(interval)
-
-    async def _collect(self) -> None:
-        """Python's garbage collection, between the timing thread's sends (``main`` turned the automatic one off).
-        Sends that never leave room (MIDI clock out at a fast tempo) get a collection anyway after COLLECT_TRIES."""
-        for count in itertools.count(1):
-            await asyncio.sleep(COLLECT_EVERY)
-            generation = 2 if count % FULL_COLLECT_EVERY == 0 else 1
-            for _ in range(COLLECT_TRIES):
-                if collect_if_room(self.timing.quiet, generation):
-                    break
-                await asyncio.sleep(COLLECT_RETRY)
-            else:
-                gc.collect(generation)
 
     async def _log_stats(self) -> None:
         while True:
@@ -402,6 +383,5 @@ def main(args: argparse.Namespace) -> int:
         log.error("%s", error)
         return 1
     daemon = Daemon(config, model, ports, args)
-    collect_between_sends()
     with asyncio.Runner(loop_factory=functools.partial(quiet_loop, daemon.timing.quiet)) as runner:
         return runner.run(daemon.run())
