@@ -20,6 +20,7 @@ from improvd.core.model import load_model
 from improvd.daemon.ports import MidiPorts
 from improvd.daemon.quiet import QUIET_AFTER, QUIET_BEFORE, QuietWindow, quiet_loop
 from improvd.daemon.timing import SWITCH_INTERVAL, LatenessStats, TimingThread
+from tests.inprocess import make_daemon
 from tests.virtual import VirtualTime
 
 HANG = 30  # seconds before a blocked call is declared a hang
@@ -252,3 +253,8 @@ def test_the_daemons_loop_keeps_off_through_a_send_after_each_wait():
     finally:
         loop.close()
     assert slept and all(delay == pytest.approx(0.001 + QUIET_AFTER) for delay in slept)
+
+
+def test_the_daemon_gives_its_input_reader_the_timing_threads_window():
+    daemon = make_daemon()
+    assert daemon.ports.quiet is daemon.timing.quiet
