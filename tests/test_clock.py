@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from improvd.core.clock import PULSES_PER_STEP, InternalClock, MidiClockFollower
@@ -34,13 +36,35 @@ def test_start_sets_the_origin_and_every_sixth_pulse_ticks():
     assert ticks == pytest.approx([1.0 + k * PULSES_PER_STEP * interval for k in (1, 2, 3, 4)])
 
 
-def test_tempo_is_smoothed_from_pulse_intervals():
+def test_tempo_is_read_over_a_beat_of_pulses():
     follower = MidiClockFollower()
     interval = 60 / 100 / 24
     for i in range(200):
         jitter = 0.0008 if i % 2 else -0.0008  # a jittery sender
         follower.pulse(i * interval + jitter)
-    assert follower.bpm == pytest.approx(100, abs=0.5)
+    assert follower.bpm == pytest.approx(100, abs=0.1)
+    for i in range(1, 25):
+        follower.pulse(1000 + i * 60 / 150 / 24)
+    assert follower.bpm == pytest.approx(150)  # a beat after a tempo change (or a pause), the new tempo
+
+
+def followed_tempos(stall: float) -> list[float]:
+    """The tempo read at every pulse after the first beat of a 200 BPM clock that JACK delivers at its 64-frame
+    period boundaries, whose sender stalled for ``stall`` seconds at 1 s and then caught up."""
+    follower, period, interval = MidiClockFollower(), 64 / 48000, 60 / 200 / 24
+    tempos = []
+    for i in range(24 * 16):
+        at = i * interval
+        at = 1.0 + stall if 1.0 < at < 1.0 + stall else at
+        follower.pulse(math.ceil(at / period) * period)
+        if i >= 24:
+            tempos.append(follower.bpm)
+    return tempos
+
+
+def test_a_transport_period_or_a_stalled_sender_moves_the_tempo_little():
+    assert max(abs(bpm - 200) for bpm in followed_tempos(0.0)) < 0.2  # an average of single intervals strayed 2
+    assert max(abs(bpm - 200) for bpm in followed_tempos(0.03)) < 4  # ... and 25 BPM
 
 
 def test_pulses_before_start_tick_nothing_and_stop_releases():

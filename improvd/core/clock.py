@@ -7,12 +7,13 @@ drives them and ticks the engine at each boundary they give.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 
 PULSES_PER_QUARTER = 24
 PULSES_PER_STEP = PULSES_PER_QUARTER // 4
 MIN_BPM, MAX_BPM = 20.0, 300.0
-SMOOTHING = 0.1  # weight of a new pulse interval in the tempo average
+TEMPO_WINDOW = PULSES_PER_QUARTER  # the tempo is read over the last beat of pulses
 GAP_SECONDS = 0.5  # a longer pause between pulses starts the tempo estimate afresh
 
 
@@ -49,23 +50,25 @@ class MidiClockFollower:
     """Follows MIDI Start, Stop, Continue and clock pulses.
 
     The first pulse after Start is the grid origin, every 6th pulse after it a
-    step boundary. The tempo is an exponential average of pulse intervals.
+    step boundary. The tempo is the least-squares slope of the last beat of
+    pulse times (TEMPO_WINDOW intervals): a transport's period moves it by
+    about 0.1%, a late pulse by a hundredth of its lateness per pulse interval.
     Pulses while stopped still update the tempo but tick nothing.
     """
 
-    def __init__(self, smoothing: float = SMOOTHING) -> None:
-        self.smoothing = smoothing
+    def __init__(self) -> None:
         self.running = False
-        self.interval: float | None = None  # smoothed seconds per pulse
         self._pulses = 0  # pulses since the origin
         self._awaiting_origin = False
-        self._last_pulse: float | None = None
+        self._window: deque[float] = deque(maxlen=TEMPO_WINDOW + 1)
+        self._interval: float | None = None  # seconds per pulse, kept through a pause
 
     @property
     def bpm(self) -> float | None:
-        if self.interval is None:
+        interval = self._slope() if len(self._window) > 1 else self._interval
+        if interval is None or interval <= 0:
             return None
-        return min(MAX_BPM, max(MIN_BPM, 60.0 / (self.interval * PULSES_PER_QUARTER)))
+        return min(MAX_BPM, max(MIN_BPM, 60.0 / (interval * PULSES_PER_QUARTER)))
 
     def start(self, time: float) -> list[ClockAction]:
         self.running, self._awaiting_origin, self._pulses = True, True, 0
@@ -97,13 +100,15 @@ class MidiClockFollower:
         return []
 
     def _update_tempo(self, time: float) -> None:
-        last, self._last_pulse = self._last_pulse, time
-        if last is None:
-            return
-        interval = time - last
-        if interval <= 0 or interval > GAP_SECONDS:
-            return
-        if self.interval is None:
-            self.interval = interval
-        else:
-            self.interval += self.smoothing * (interval - self.interval)
+        if self._window and not 0 <= time - self._window[-1] <= GAP_SECONDS:
+            if len(self._window) > 1:
+                self._interval = self._slope()  # a pause (or a clock gone back) starts the window afresh
+            self._window.clear()
+        self._window.append(time)
+
+    def _slope(self) -> float:
+        """Seconds per pulse: the least-squares line through the window's pulse times."""
+        count = len(self._window)
+        middle = (count - 1) / 2
+        spread = sum((k - middle) ** 2 for k in range(count))
+        return sum((k - middle) * time for k, time in enumerate(self._window)) / spread
