@@ -157,6 +157,7 @@ class Daemon:
         wait_for(seen, timeout, f"{needle!r} in the daemon log")
 
     def stop(self) -> int:
+        """SIGTERM, then its exit status; the log goes to stdout, which pytest shows for a failed test."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
         try:
@@ -164,3 +165,5 @@ class Daemon:
         except subprocess.TimeoutExpired:
             self.process.kill()
             raise
+        finally:
+            print(f"--- {self.log.name}\n{self.text()}")

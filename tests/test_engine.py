@@ -298,8 +298,32 @@ def test_a_new_model_waits_for_the_end_of_the_answer(model, tiny_model_dir):
     other = load_model(tiny_model_dir)
     engine.set_model(other)
     assert engine.model is model
-    engine.tick(200 * STEP)
+    while engine.next_boundary() <= 200 * STEP:
+        engine.tick(engine.next_boundary())
     assert engine.model is other and engine.mode == "listening"
+
+
+def test_a_tempo_change_takes_the_answer_in_progress_with_it(model):
+    engine = Engine(model, Settings(bpm=BPM, min_call_steps=4), seed=4)
+    now = run_until_sounding(engine, call(PHRASE))
+    before = {(t, str(m)) for t, _, m in engine._queue}
+    engine.update(bpm=90)
+    later = sorted(t for t, _, m in engine._queue if m.type == "note_on")
+    assert later and {(t, str(m)) for t, _, m in engine._queue} != before
+    step = 60 / 90 / 4
+    assert all((t - now) / step == pytest.approx(round((t - now) / step)) for t in later)  # on the 90 BPM grid
+
+
+def test_a_start_renumbers_the_grid_but_the_answer_keeps_its_times(model):
+    engine = Engine(model, Settings(bpm=BPM, min_call_steps=4), seed=4)
+    now = run_until_sounding(engine, call(PHRASE))
+    queued = sorted(t for t, _, _ in engine._queue)
+    engine.start(now + STEP / 3)  # MIDI Start off the old grid, mid-answer
+    assert sorted(t for t, _, _ in engine._queue) == queued
+    end = max(queued)
+    while engine.next_boundary() <= end + STEP:
+        engine.tick(engine.next_boundary())
+    assert engine.mode == "listening"  # the answer ended where it was due, not counted on the new grid's steps
 
 
 player_messages = st.lists(

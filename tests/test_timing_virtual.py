@@ -89,6 +89,31 @@ def test_midi_clock_ticks_the_engine_every_sixth_pulse_and_its_tempo_is_followed
     assert timing.engine.settings.bpm == pytest.approx(100, abs=0.5)
 
 
+def test_an_answer_under_midi_clock_lands_on_the_masters_pulses(tiny_model_dir):
+    """A master speeding up from 200 BPM by 4% over 16 bars (the daemon's own tempo is 120), its pulses delivered at
+    JACK's 64-frame period boundaries (1.3 ms): every answer note starts within 2 ms of the pulse that opens its step,
+    though the answer is queued ahead: each tick moves what is queued to the grid the pulses now give."""
+    clock, sent, reports = VirtualTime(0.0), [], []
+    settings = Settings(bpm=BPM, min_call_steps=4)
+    timing = daemon_loop(Engine(load_model(tiny_model_dir), settings, seed=7), clock, sent, reports, clock="midi")
+    timing.begin()
+    period, count = 64 / 48000, 6 * 256
+    intervals = [60 / 24 / (200 * (1 + 0.04 * k / count)) for k in range(count)]
+    pulses = [math.ceil((0.1 + sum(intervals[:k])) / period) * period for k in range(count + 1)]
+    player = [(pulses[0] + t, message) for t, message in call(PHRASE, step=6 * intervals[0])]
+    timing.clock_message(START, 0.0)
+    for at in pulses:
+        timing.run_until(at)
+        clock.time = max(clock.time, at)
+        while player and player[0][0] <= at:
+            timing.feed(player[0][1], player.pop(0)[0])
+        timing.clock_message(CLOCK, at)
+    timing.run_until(pulses[-1])
+    answer = [t for t, data in sent if data[0] & 0xF0 == 0x90 and data[2] > 0]
+    assert len(answer) >= 4
+    assert max(min(abs(t - step) for step in pulses[::6]) for t in answer) < 0.002  # queued once and left: 14 ms
+
+
 def test_clock_out_sends_start_then_24_pulses_a_quarter_on_the_grid(tiny_model_dir):
     clock, sent, reports = VirtualTime(0.0), [], []
     timing = daemon_loop(Engine(load_model(tiny_model_dir), Settings(bpm=BPM)), clock, sent, reports, clock_out=True)

@@ -194,6 +194,8 @@ class Engine:
         self._sampler = Sampler(seed)
         self._queue: list[tuple[float, int, mido.Message]] = []
         self._order = itertools.count()  # ties in the queue keep insertion order
+        self._on_grid: dict[int, float] = {}  # queue order -> grid position (steps) of what was queued on the grid
+        self._response_end = 0.0  # grid position where the answer in progress ends
         self._events: list[Event] = []
         self.sounding: set[tuple[int, int]] = set()  # (channel, note) of every output note now on
         self._pending_model: Model | None = None
@@ -264,13 +266,13 @@ class Engine:
         step = self._grid.step + steps
         return self._step_time(step - step % bar_steps(self.settings.meter))
 
-    def _step_time(self, step: int) -> float:
+    def _step_time(self, step: float) -> float:
         """When grid step ``step`` starts, counted from the open step at the present tempo."""
         return self._grid.step_start + (step - self._grid.step) * self.step_seconds()
 
     def start(self, time: float) -> None:
         """Step 0 (bar 1) begins at ``time``; a count-in starts there, and its click (or the metronome's) is queued."""
-        self._grid.start(time)
+        self._renumber(0, time)
         if self.mode != "idle" and self.settings.count_in_bars:
             self._count_in(0)
         self._queue_click(0, time)
@@ -304,7 +306,8 @@ class Engine:
         closed = self._grid.advance(time)
         if closed is None:
             return  # the origin itself: no step has ended yet
-        if self.mode == "responding" and time >= self._response_end - 1e-9:
+        self._retime_queue()
+        if self.mode == "responding" and self._grid.step >= self._response_end - 1e-6:
             self._end_response(time)
         if self.mode == "counting_in" and self._grid.step >= self._count_in_end:
             self.mode = "listening"
@@ -399,8 +402,7 @@ class Engine:
         self._touch = Touch()
         for onset in regridded.onsets:
             self._touch.record(*onset)
-        self._grid.step = regridded.open_step
-        self._grid.step_start = beat.origin + regridded.open_step * self.step_seconds()
+        self._renumber(regridded.open_step, beat.origin + regridded.open_step * self.step_seconds())
         self._call_steps = regridded.call_steps
         self._reprime()
         self._events.append(Event(time, "tempo", {"bpm": self.settings.bpm, "fit": round(beat.fit, 3)}))
@@ -518,13 +520,13 @@ class Engine:
         notes = _notes_of(symbols)
         ons = [self._step_time(first + start) + self._groove_shift(first + start) * step for start, _, _ in notes]
         end = self._step_time(first + len(symbols))
+        self._response_end = float(first + len(symbols))  # the step that opens after the answer
         for k, (start, length, pitch) in enumerate(notes):
             played = _midi_range(pitch - self._shift)
             velocity = s.velocity if s.velocity is not None else self._touch.velocity(first + start, s.meter)
             self._push(ons[k], mido.Message("note_on", channel=s.output_channel, note=played, velocity=velocity))
             off = min(ons[k] + s.gate * length * step, ons[k + 1] if k + 1 < len(ons) else end)
             self._push(off, mido.Message("note_off", channel=s.output_channel, note=played, velocity=0))
-        self._response_end = end
 
     def _groove_shift(self, step: int) -> float:
         return self._touch.shift(step, self.settings.meter) if self.settings.groove == "follow" else 0.0
@@ -585,13 +587,43 @@ class Engine:
 
     # --- output queue ------------------------------------------------------------
 
-    def _push(self, time: float, message: mido.Message) -> None:
-        heapq.heappush(self._queue, (time, next(self._order), message))
+    def _push(self, time: float, message: mido.Message, on_grid: bool = True) -> None:
+        """Queue ``message`` for ``time``; ``on_grid``, its place on the grid is kept, and it moves with the grid."""
+        order = next(self._order)
+        heapq.heappush(self._queue, (time, order, message))
+        if on_grid:
+            self._on_grid[order] = self._grid_position(time)
+
+    def _grid_position(self, time: float) -> float:
+        return self._grid.step + (time - self._grid.step_start) / self.step_seconds()
+
+    def _retime_queue(self) -> None:
+        """Move what was queued on the grid to its place on the grid as it now stands: a boundary that came
+        early or late (MIDI clock) or a new tempo moves every later note with it, not just the next one."""
+        moved = False
+        for index, (time, order, message) in enumerate(self._queue):
+            position = self._on_grid.get(order)
+            if position is None:
+                continue
+            placed = self._step_time(position)
+            if abs(placed - time) > 1e-9:
+                self._queue[index], moved = (placed, order, message), True
+        if moved:
+            heapq.heapify(self._queue)
+
+    def _renumber(self, step: int, step_start: float) -> None:
+        """Number the grid afresh, ``step`` opening at ``step_start`` (Start, a followed call); what is queued, and
+        the answer's end, keep their times."""
+        times = {order: time for time, order, _ in self._queue if order in self._on_grid}
+        end = self._step_time(self._response_end)
+        self._grid.step, self._grid.step_start = step, step_start
+        self._on_grid = {order: self._grid_position(time) for order, time in times.items()}
+        self._response_end = self._grid_position(end)
 
     def schedule(self, messages: list[Timed]) -> None:
-        """Queue ``messages`` to send at their own times (as a release that must go out later)."""
+        """Queue ``messages`` to send at their own times (as a release that must go out later), off the grid."""
         for timed in messages:
-            self._push(timed.time, timed.message)
+            self._push(timed.time, timed.message, on_grid=False)
 
     def next_due(self) -> float | None:
         return self._queue[0][0] if self._queue else None
@@ -599,7 +631,8 @@ class Engine:
     def pop_due(self, time: float) -> list[Timed]:
         due = []
         while self._queue and self._queue[0][0] <= time:
-            at, _, message = heapq.heappop(self._queue)
+            at, order, message = heapq.heappop(self._queue)
+            self._on_grid.pop(order, None)
             self._track(message)
             due.append(Timed(at, message))
         return due
@@ -613,6 +646,7 @@ class Engine:
     def _release(self, time: float, all_notes_off: bool = True) -> list[Timed]:
         """Clear the queue; note_off for every sounding note (then CC 123 and CC 64 = 0)."""
         self._queue.clear()
+        self._on_grid.clear()
         messages = [mido.Message("note_off", channel=c, note=n, velocity=0) for c, n in sorted(self.sounding)]
         self.sounding.clear()
         return [Timed(time, m) for m in messages] + (self.all_notes_off(time) if all_notes_off else [])
@@ -677,6 +711,7 @@ class Engine:
         enabled = candidate.enabled
         self.settings = dataclasses.replace(candidate, enabled=self.settings.enabled)
         self._buffer.resize(self.settings.buffer_steps or self.model.sequence_length)
+        self._retime_queue()  # a new tempo takes the answer in progress with it
         if enabled != self.settings.enabled:
             return self.set_enabled(enabled, self._grid.step_start if time is None else time)
         return []

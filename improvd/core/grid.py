@@ -52,11 +52,6 @@ class Grid:
         self.step = 0
         self.step_start = 0.0
 
-    def start(self, time: float) -> None:
-        """Step 0 begins at ``time``."""
-        self.step = 0
-        self.step_start = time
-
     def advance(self, time: float) -> int | None:
         """A boundary at ``time``: the step just closed, or None for the origin itself (or a time not after it)."""
         if time <= self.step_start:
