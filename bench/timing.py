@@ -19,17 +19,20 @@ The daemon runs as its systemd unit runs it: without capabilities and with the u
 memory. A JACK client may lock the server's whole port graph into its memory (libjack tries, and succeeds for
 root or a user allowed unlimited locked memory); ``rss_with_jack_graph_locked_mb`` is a start as root.
 
-Two more cases: ``metronome`` (120 BPM, quiet, ``--metronome``: the clicks' send lateness and received onset
+Three more cases: ``metronome`` (120 BPM, quiet, ``--metronome``: the clicks' send lateness and received onset
 error beside all sends') and ``follow`` (``--clock follow`` at 110 BPM while the player plays 4-bar calls at 96
 BPM with 8 ms of jitter: the answer's onsets against the player's grid carried on from each call, and their
-share on its 8ths). ``--cases`` picks among tempo, metronome and follow.
+share on its 8ths). ``midiclock`` (``--clock midi`` under a master speeding up from 120 BPM by 5% each 20 s:
+the answer's onsets against the master's step pulses, as the synth hears both). ``--cases`` picks among tempo,
+metronome, follow and midiclock.
 
-    PYTHONPATH=. .venv/bin/python bench/timing.py --json [--model DIR] [--seconds 20] [--cases follow,metronome]
+    PYTHONPATH=. .venv/bin/python bench/timing.py --json [--model DIR] [--seconds 20] [--cases follow,midiclock]
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import multiprocessing
 import os
@@ -60,6 +63,8 @@ REFERENCE_CHANNEL = 16  # the daemon answers on channel 1
 CLICK_CHANNEL = 10  # the metronome's
 FOLLOW_BPM = 96  # the player's tempo in the follow case, off the daemon's 110 BPM grid
 FOLLOW_JITTER = 0.008  # seconds, each way
+MASTER_BPM, MASTER_RAMP = 120, 0.05  # the midiclock case's master: from 120 BPM, 5% faster each 20 s
+MASTER_CHANNEL = 3  # its player's notes, which the synth hears too and sets apart
 IDLE_SECONDS = 15  # CPU time is counted in 10 ms ticks: 15 s resolves 0.07% of a core
 SETTLE_SECONDS = 4  # after playing: the last answer ends and the input reader goes idle (midi.IDLE_AFTER)
 UNIT = Path(__file__).resolve().parent.parent / "systemd" / "improvd.service"
@@ -118,10 +123,12 @@ class Receiver:
 
     def __init__(self) -> None:
         self.port = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name="synth")
+        self.port.ignore_types(timing=False)  # a master's MIDI clock, in the midiclock case
         self.port.open_virtual_port("in")
         self.onsets: list[float] = []
         self.reference_onsets: list[float] = []
         self.click_onsets: list[float] = []
+        self.pulses: list[float] = []  # MIDI clock, from the first after a Start
         self._stream = 0.0
         self._offset: float | None = None
         self.port.set_callback(self._on)
@@ -131,9 +138,17 @@ class Receiver:
         now = time.monotonic()
         self._stream += delta
         self._offset = min(now - self._stream, self._offset if self._offset is not None else now)
-        if data[0] & 0xF0 == 0x90 and len(data) > 2 and data[2] > 0:
+        if data == [0xFA]:
+            self.pulses = []
+        elif data == [0xF8]:
+            self.pulses.append(self._offset + self._stream)
+        elif data[0] & 0xF0 == 0x90 and len(data) > 2 and data[2] > 0:
             channel = data[0] & 0x0F
-            onsets = {REFERENCE_CHANNEL - 1: self.reference_onsets, CLICK_CHANNEL - 1: self.click_onsets}
+            onsets = {
+                REFERENCE_CHANNEL - 1: self.reference_onsets,
+                CLICK_CHANNEL - 1: self.click_onsets,
+                MASTER_CHANNEL - 1: [],
+            }
             onsets.get(channel, self.onsets).append(self._offset + self._stream)
 
     def close(self) -> None:
@@ -507,6 +522,107 @@ def run_follow(model: Path, seconds: float, workdir: Path) -> dict:
     }
 
 
+def run_midiclock(model: Path, seconds: float, workdir: Path) -> dict:
+    """``--clock midi`` under a master speeding up from MASTER_BPM by MASTER_RAMP each 20 s (a DAW's tempo
+    automation), its player's calls at the master's tempo on the same port: each answer onset against the
+    master's step pulses (every 6th from the first after Start) as the synth hears both, in JACK's time."""
+    receiver = Receiver()
+    master = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="player")
+    master.open_virtual_port("out")
+    subprocess.run(["jack_connect", "player:out", "synth:in"], check=True)
+    notify_path = workdir / "notify-midiclock"
+    notify = notify_socket(notify_path)
+    log = workdir / "daemon-midiclock.log"
+    command = [*daemon_command(model), "--no-mqtt", "--clock", "midi", "--input", "player", "--output", "synth"]
+    command += ["--input-channel", str(MASTER_CHANNEL), "--response-bars", "2", "--seed", "1"]
+    daemon, _ = start_daemon(as_service() + command, log, notify, notify_path)
+    tunes, played = calls(), 0
+    clock = MasterClock(master)
+    while time.monotonic() - clock.started < seconds:
+        for pitch, length in tunes[played % len(tunes)]:
+            quarter = 60 / clock.bpm
+            if pitch is not None:
+                clock.send([0x90 | MASTER_CHANNEL - 1, pitch, 90])
+            time.sleep(length * quarter - 0.01)
+            if pitch is not None:
+                clock.send([0x80 | MASTER_CHANNEL - 1, pitch, 0])
+            time.sleep(0.01)
+        played += 1
+        time.sleep(4 * 16 * 15 / clock.bpm)  # the pause, up to a bar before the answer, its two bars
+    clock.stop()
+    stop_daemon(daemon)
+    steps, onsets = step_pulses(receiver.pulses), list(receiver.onsets)
+    receiver.close()
+    master.close_port()
+    master.delete()
+    notify.close()
+    errors = [min(abs(onset - step) for step in steps) for onset in onsets] if steps else []
+    return {
+        "log": str(log),
+        "case": "midiclock",
+        "master_bpm": [MASTER_BPM, round(clock.bpm, 1)],
+        "calls": played,
+        "answer_onsets": len(onsets),
+        "answer_onset_error_to_masters_steps_ms": spread(errors),
+    }
+
+
+def step_pulses(pulses: list[float]) -> list[float]:
+    """Every 6th pulse from the first, counted through what the dummy JACK server drops or repeats under load: a
+    gap of n pulse intervals (the last one's length) counts n pulses, a repeat none; a lost step pulse is put
+    where the pulses around it say."""
+    counted: dict[int, float] = {0: pulses[0]} if pulses else {}
+    index, interval = 0, None
+    for before, at in itertools.pairwise(pulses):
+        gap = at - before
+        count = 1 if interval is None else round(gap / interval)
+        if count == 0:
+            continue
+        index += count
+        counted[index] = at
+        interval = gap / count
+    steps, known = [], sorted(counted)
+    for step in range(0, index + 1, 6):
+        if step in counted:
+            steps.append(counted[step])
+        else:
+            low = max(k for k in known if k < step)
+            high = min(k for k in known if k > step)
+            steps.append(counted[low] + (counted[high] - counted[low]) * (step - low) / (high - low))
+    return steps
+
+
+class MasterClock:
+    """MIDI Start, then clock at MASTER_BPM rising by MASTER_RAMP each 20 s, from a thread; ``send`` shares the
+    port with it."""
+
+    def __init__(self, port: rtmidi.MidiOut) -> None:
+        self.port, self.bpm, self._lock = port, float(MASTER_BPM), threading.Lock()
+        self._running = threading.Event()
+        self._running.set()
+        self.started = time.monotonic()
+        self.send([0xFA])
+        self._thread = threading.Thread(target=self._pulse, daemon=True)
+        self._thread.start()
+
+    def send(self, data: list[int]) -> None:
+        with self._lock:
+            self.port.send_message(data)
+
+    def _pulse(self) -> None:
+        at = self.started
+        while self._running.is_set():
+            sleep_until(at)
+            self.send([0xF8])
+            self.bpm = MASTER_BPM * (1 + MASTER_RAMP * (at - self.started) / 20)
+            at += 60 / self.bpm / 24
+
+    def stop(self) -> None:
+        self._running.clear()
+        self._thread.join()
+        self.send([0xFC])
+
+
 def sleep_until(when: float) -> None:
     delay = when - time.monotonic()
     if delay > 0:
@@ -540,8 +656,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=20, help="playing time per run (default 20)")
     parser.add_argument(
         "--cases",
-        default="tempo,follow,metronome",
-        help="runs to make, of tempo (120 and 240 BPM, quiet and flooded), follow and metronome (default: all)",
+        default="tempo,follow,metronome,midiclock",
+        help="runs to make, of tempo (120 and 240 BPM, quiet and flooded), follow, metronome and midiclock "
+        "(default: all)",
     )
     args = parser.parse_args()
     cases = set(args.cases.split(","))
@@ -565,6 +682,8 @@ def main() -> int:
             runs.append(run_one(args.model, 120, None, args.seconds, workdir, tunes, broker, ["--metronome"]))
         if "follow" in cases:
             runs.append(run_follow(args.model, args.seconds, workdir))
+        if "midiclock" in cases:
+            runs.append(run_midiclock(args.model, args.seconds, workdir))
         locked = locked_rss(args.model, workdir) if "tempo" in cases else None
     finally:
         server.stop()
@@ -577,7 +696,7 @@ def main() -> int:
             )
             run["onset_p99_ratio_to_quiet"] = _ratio(run["onset_error_ms"]["p99"], quiet["onset_error_ms"]["p99"])
     for run in runs:
-        if "send_lateness_ms" in run:  # the follow case measures following, against no goal
+        if "send_lateness_ms" in run:  # the follow and midiclock cases measure following, against no goal
             run["goals_missed"] = missed_goals(run)
     report = {"model": str(args.model), "jack_period_frames": 64, "targets": TARGETS, "goals": GOALS, "runs": runs}
     print(json.dumps({**report, "rss_with_jack_graph_locked_mb": locked}, indent=2))
