@@ -191,8 +191,9 @@ def test_lost_port_is_reconnected(tmp_path, tiny_model_dir, jack_midi, synth):
             wait_response(synth, 1)
             grid = grid_of(synth, STEP)  # the second call starts 0.2 of a step after a boundary: no rounding is close
             daemon.wait_log("response_end", timeout=10)
+            phrase = first_phrase()  # read before the wait: reading the tune took a quarter of a step
             sleep_until(grid + (int((time.monotonic() - grid) / STEP) + 2 + 0.2) * STEP)
-            sent = play(port, first_phrase(), BPM)
+            sent = play(port, phrase, BPM)
             wait_for(lambda: daemon.text().count("response_end") >= 2, 10, "the second response")
         assert daemon.text().count("is gone") == 1  # logged once
     finally:
