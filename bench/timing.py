@@ -118,7 +118,7 @@ class Receiver:
     """The synth: a JACK input whose times come from rtmidi's JACK-side deltas, not the Python callback.
 
     The daemon plays on channel 1 and its clicks on CLICK_CHANNEL, the reference on REFERENCE_CHANNEL: their
-    onsets are kept apart.
+    onsets are kept apart, and a master's player's notes (MASTER_CHANNEL) are left out.
     """
 
     def __init__(self) -> None:
@@ -129,6 +129,11 @@ class Receiver:
         self.reference_onsets: list[float] = []
         self.click_onsets: list[float] = []
         self.pulses: list[float] = []  # MIDI clock, from the first after a Start
+        self._by_channel = {
+            REFERENCE_CHANNEL - 1: self.reference_onsets,
+            CLICK_CHANNEL - 1: self.click_onsets,
+            MASTER_CHANNEL - 1: [],
+        }
         self._stream = 0.0
         self._offset: float | None = None
         self.port.set_callback(self._on)
@@ -143,13 +148,7 @@ class Receiver:
         elif data == [0xF8]:
             self.pulses.append(self._offset + self._stream)
         elif data[0] & 0xF0 == 0x90 and len(data) > 2 and data[2] > 0:
-            channel = data[0] & 0x0F
-            onsets = {
-                REFERENCE_CHANNEL - 1: self.reference_onsets,
-                CLICK_CHANNEL - 1: self.click_onsets,
-                MASTER_CHANNEL - 1: [],
-            }
-            onsets.get(channel, self.onsets).append(self._offset + self._stream)
+            self._by_channel.get(data[0] & 0x0F, self.onsets).append(self._offset + self._stream)
 
     def close(self) -> None:
         self.port.close_port()
