@@ -303,10 +303,12 @@ class Engine:
         return self._grid.snap(time, self.step_seconds())
 
     def tick(self, time: float) -> None:
+        predicted = self.next_boundary()
         closed = self._grid.advance(time)
         if closed is None:
             return  # the origin itself: no step has ended yet
-        self._retime_queue()
+        if abs(time - predicted) > 1e-9:  # a MIDI clock boundary; the internal clock's come where predicted
+            self._retime_queue()
         if self.mode == "responding" and self._grid.step >= self._response_end - 1e-6:
             self._end_response(time)
         if self.mode == "counting_in" and self._grid.step >= self._count_in_end:
@@ -600,16 +602,13 @@ class Engine:
     def _retime_queue(self) -> None:
         """Move what was queued on the grid to its place on the grid as it now stands: a boundary that came
         early or late (MIDI clock) or a new tempo moves every later note with it, not just the next one."""
-        moved = False
-        for index, (time, order, message) in enumerate(self._queue):
-            position = self._on_grid.get(order)
-            if position is None:
-                continue
-            placed = self._step_time(position)
-            if abs(placed - time) > 1e-9:
-                self._queue[index], moved = (placed, order, message), True
-        if moved:
-            heapq.heapify(self._queue)
+        self._queue = [(self._placed(time, order), order, message) for time, order, message in self._queue]
+        heapq.heapify(self._queue)
+
+    def _placed(self, time: float, order: int) -> float:
+        """Where the queued message ``order`` now goes: its grid position's time, or ``time`` if off the grid."""
+        position = self._on_grid.get(order)
+        return time if position is None else self._step_time(position)
 
     def _renumber(self, step: int, step_start: float) -> None:
         """Number the grid afresh, ``step`` opening at ``step_start`` (Start, a followed call); what is queued, and
@@ -708,10 +707,11 @@ class Engine:
         if unknown:
             raise ValueError(f"unknown setting(s): {', '.join(unknown)}")
         candidate = dataclasses.replace(self.settings, **explicit(changes)).validate()
-        enabled = candidate.enabled
+        enabled, tempo = candidate.enabled, self.settings.bpm
         self.settings = dataclasses.replace(candidate, enabled=self.settings.enabled)
         self._buffer.resize(self.settings.buffer_steps or self.model.sequence_length)
-        self._retime_queue()  # a new tempo takes the answer in progress with it
+        if self.settings.bpm != tempo:
+            self._retime_queue()  # a new tempo takes the answer in progress with it
         if enabled != self.settings.enabled:
             return self.set_enabled(enabled, self._grid.step_start if time is None else time)
         return []
