@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from pathlib import Path
 
 import pytest
 
 from tests.services import JackServer, Mosquitto
+
+
+@pytest.fixture(autouse=True)
+def collector_back_on():
+    """A timing thread run in virtual time and left near a send holds the garbage collector off (improvd.daemon.quiet
+    CollectorPause); the next test gets it back."""
+    yield
+    gc.enable()
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ send that waited for it would never come (the join's timeout only ends such a ha
 from __future__ import annotations
 
 import asyncio
+import gc
 import sys
 import threading
 
@@ -18,7 +19,14 @@ import rtmidi
 from improvd.core.engine import Engine, Settings
 from improvd.core.model import load_model
 from improvd.daemon.ports import MidiPorts
-from improvd.daemon.quiet import QUIET_AFTER, QUIET_BEFORE, QuietWindow, quiet_loop
+from improvd.daemon.quiet import (
+    COLLECTOR_AHEAD,
+    QUIET_AFTER,
+    QUIET_BEFORE,
+    CollectorPause,
+    QuietWindow,
+    quiet_loop,
+)
 from improvd.daemon.timing import SWITCH_INTERVAL, LatenessStats, TimingThread
 from tests.inprocess import make_daemon
 from tests.virtual import VirtualTime
@@ -225,6 +233,51 @@ def test_the_timing_thread_marks_each_send_as_next_before_it_goes(tiny_model_dir
     timing._send = lambda data: marked.append((timing.quiet.next_send, clock.now())) or True
     timing.run_until(clock.now() + 1.5)  # the start's second All Notes Off, due at 11.0
     assert marked and all(next_send == now == 11.0 for next_send, now in marked)
+
+
+class Looking(VirtualTime):
+    """Virtual time that notes whether the garbage collector is on each time the loop waits."""
+
+    def __init__(self, start: float) -> None:
+        super().__init__(start)
+        self.seen: list[tuple[str, float, bool]] = []
+
+    def wait(self, event: threading.Event, timeout: float) -> bool:
+        self.seen.append(("wait", self.time, gc.isenabled()))
+        return super().wait(event, timeout)
+
+
+def test_no_garbage_collection_starts_from_before_a_send_until_it_has_gone(tiny_model_dir):
+    """The collector is off from COLLECTOR_AHEAD before the start's second All Notes Off (due at 11.0) until it has
+    gone; between sends, and once the loop has finished, it is on."""
+    clock = Looking(10.0)
+    engine = Engine(load_model(tiny_model_dir), Settings(bpm=120))
+    send = lambda data: clock.seen.append(("send", clock.now(), gc.isenabled())) or True  # noqa: E731
+    timing = TimingThread(engine, send, lambda report: None, time_source=clock)
+    assert gc.isenabled()
+    timing.begin()
+    timing.run_until(11.5)
+    off = [entry for entry in clock.seen if not entry[2]]
+    assert [kind for kind, _, _ in off[:1]] == ["wait"] and off[0][1] == pytest.approx(11.0 - COLLECTOR_AHEAD)
+    assert all(time == pytest.approx(11.0) for kind, time, _ in off if kind == "send") and len(off) > 2
+    assert all(11.0 - COLLECTOR_AHEAD - 1e-9 <= time <= 11.0 for _, time, _ in off)
+    assert clock.seen[-1] == ("wait", clock.seen[-1][1], True)  # after the sends, on again
+    timing.collector.hold(True)
+    timing.finish()
+    assert gc.isenabled()
+
+
+def test_a_collector_disabled_by_someone_else_stays_disabled():
+    pause = CollectorPause()
+    gc.disable()
+    pause.hold(True)
+    pause.hold(False)
+    assert not gc.isenabled()
+    gc.enable()
+    pause.hold(True)
+    assert not gc.isenabled() and pause.near
+    pause.hold(False)
+    assert gc.isenabled() and not pause.near
 
 
 def test_the_quiet_window_runs_from_before_a_send_until_just_after_it():

@@ -8,11 +8,18 @@ QUIET_BEFORE ahead of its due time until QUIET_AFTER past it, the input reader
 and the asyncio loop (through ``QuietSelector``) sleep instead of running
 Python. The window is only ever that long: a stalled timing thread delays
 nobody for more than QUIET_BEFORE + QUIET_AFTER.
+
+Python's cyclic garbage collector runs in whichever thread's allocation
+crosses its threshold and holds the interpreter for the whole collection, so
+a thread already busy when the window opens could still start one inside it.
+The timing thread holds the collector off (``CollectorPause``) from
+COLLECTOR_AHEAD before each send until the send has gone.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import math
 import selectors
 import time
@@ -20,6 +27,8 @@ from collections.abc import Callable
 
 QUIET_BEFORE = 0.002  # seconds: the timing thread wakes SPIN_SECONDS (1 ms) ahead, and may wake up to 1 ms late
 QUIET_AFTER = 0.0005  # seconds past the due time: the sends themselves, a few microseconds each
+COLLECTOR_AHEAD = 0.004  # seconds: a collection begun just before this ends before the spin (young ones take
+# 0.5-1.4 ms under an MQTT flood), and one begun later is held off
 
 
 class QuietWindow:
@@ -51,6 +60,30 @@ class QuietWindow:
         """Now is inside the window: a thread handing on a flood of work stops here and goes on after it."""
         now = self._now()
         return self.until(now) > now
+
+
+class CollectorPause:
+    """Python's automatic garbage collection held off while a send is near; used by the timing thread only.
+
+    ``hold(True)`` disables the collector, ``hold(False)`` enables it again: garbage made meanwhile waits for the
+    first allocation after the send. A collector that was already disabled is left as it was.
+    """
+
+    def __init__(self) -> None:
+        self.near = False
+        self._disabled = False  # the collector was enabled, and this pause disabled it
+
+    def hold(self, near: bool) -> None:
+        """Hold the collector off while ``near`` is true, and let it run again once it is not."""
+        if near == self.near:
+            return
+        self.near = near
+        if near and gc.isenabled():
+            gc.disable()
+            self._disabled = True
+        elif not near and self._disabled:
+            gc.enable()
+            self._disabled = False
 
 
 class QuietSelector(selectors.DefaultSelector):

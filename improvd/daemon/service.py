@@ -17,6 +17,7 @@ import contextlib
 import dataclasses
 import faulthandler
 import functools
+import gc
 import logging
 import os
 import signal
@@ -191,6 +192,7 @@ class Daemon:
         except Exception as error:  # rtmidi raises its own errors (a JACK server gone meanwhile)
             log.error("cannot open the MIDI ports: %s", error)
             return 1
+        gc.freeze()  # what the start made lives as long as the daemon: collections no longer walk it
         self.timing.start()
         tasks = [self._spawn(c) for c in (self._watch_ports(), self._watchdog(), self._log_stats())]
         if self.recorder is not None:

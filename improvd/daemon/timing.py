@@ -7,8 +7,9 @@ Its time (``SystemTime``: now, sleep-until, wait) is a parameter, so tests run
 its real code in virtual time. Nothing it holds is shared with slow work: the
 lateness statistics (``LatenessStats``) are recorded without a lock, changes
 are merged before they reach it, the other threads keep off the interpreter
-around each send (``quiet``: improvd.daemon.quiet), and it takes the
-interpreter back from a busy thread within SWITCH_INTERVAL.
+around each send and no garbage collection starts near one (``quiet``:
+improvd.daemon.quiet), and it takes the interpreter back from a busy thread
+within SWITCH_INTERVAL.
 
 ``sleep_until`` waits on an Event (so another thread can wake it early) until
 shortly before the deadline, then spins on ``time.monotonic`` for the rest:
@@ -33,7 +34,7 @@ import mido
 from improvd.core.clock import InternalClock, MidiClockFollower
 from improvd.core.engine import explicit
 from improvd.daemon.osthread import name_this_thread
-from improvd.daemon.quiet import QuietWindow
+from improvd.daemon.quiet import COLLECTOR_AHEAD, CollectorPause, QuietWindow
 from improvd.daemon.reports import Changed, Events, Failed, Report, SendFailed, Tempo, Warned
 
 SPIN_SECONDS = 0.001  # the last stretch before a deadline is spun, not slept
@@ -180,6 +181,7 @@ class TimingThread(threading.Thread):
         self._changes_lock = threading.Lock()
         self._wake = threading.Event()
         self.quiet = QuietWindow()  # when the next send is due: the other threads keep off the interpreter then
+        self.collector = CollectorPause()  # and no garbage collection starts in any thread
         self._stopping = False
         self._pulses: deque[float] = deque()
         self.recording: Any = None  # an improvd.daemon.recorder.Session while recording: the daemon swaps it
@@ -256,6 +258,7 @@ class TimingThread(threading.Thread):
         due = self.engine.next_due()
         self.quiet.next_send = min(math.inf if due is None else due, self._pulses[0] if self._pulses else math.inf)
         now = self.time.now()
+        self.collector.hold(self.quiet.next_send - COLLECTOR_AHEAD <= now)
         if self._pulses and self._pulses[0] - SPIN_SECONDS <= now:
             self._send_pulse()
         elif due is not None and due - SPIN_SECONDS <= now:
@@ -273,6 +276,8 @@ class TimingThread(threading.Thread):
             deadline = min(deadline, self._pulses[0] - SPIN_SECONDS)
         if self.internal is not None:
             deadline = min(deadline, self.internal.next_boundary)
+        if not self.collector.near:  # wake to hold the collector off before the send
+            deadline = min(deadline, self.quiet.next_send - COLLECTOR_AHEAD)
         if self.time.wait(self._wake, max(0.0, deadline - now)):
             self._wake.clear()
 
@@ -404,6 +409,7 @@ class TimingThread(threading.Thread):
     def finish(self) -> None:
         """The last word on the output: every sounding note off, All Notes Off, sustain off, clock Stop. ``run``
         ends with it, whatever ended the loop; a driver in virtual time calls it after ``run_until``."""
+        self.collector.hold(False)
         now = self.time.now()
         try:
             self._send_now(self.engine.stop(now))
