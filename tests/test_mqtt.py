@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from improvd.core.model import ModelError, load_model
-from improvd.daemon.mqtt import ControlPlane, MqttConfig, raise_if_cancelled
+from improvd.daemon.mqtt import REFUSALS_LOGGED, ControlPlane, MqttConfig, raise_if_cancelled
 from tests.helpers import INSTANCE, PREFIX, Probe, retained
 from tests.services import wait_for
 
@@ -176,9 +176,11 @@ BAD = [
 ]
 
 
-def test_every_bad_payload_gives_an_error_event_and_changes_nothing(mosquitto, probe, models):
+def test_every_bad_payload_gives_an_error_event_and_changes_nothing(mosquitto, probe, models, caplog):
+    """Each is refused with an error event, counted, and logged once per subtopic with its reason."""
     controller = EngineController(models, "tiny")
-    with Plane(config_for(mosquitto), controller):
+    caplog.set_level(logging.WARNING, logger="improvd")
+    with Plane(config_for(mosquitto), controller) as plane:
         before = probe.wait_state(lambda s: True, "the first state")
         settings = dict(vars(controller.engine.settings))
         for subtopic, payload in BAD:
@@ -193,8 +195,24 @@ def test_every_bad_payload_gives_an_error_event_and_changes_nothing(mosquitto, p
         assert vars(controller.engine.settings) == settings
         assert controller.model_name == "tiny" and controller.commands == []
         assert probe.state() == before
+        assert plane.dropped.take() == {"refused MQTT messages": len(BAD)}
+        refusals = [r.getMessage() for r in caplog.records if "MQTT: refused" in r.getMessage()]
+        assert len(refusals) == len({subtopic for subtopic, _ in BAD})
+        assert any(line.startswith("MQTT: refused set/temperature: ") for line in refusals)
         probe.publish("set/temperature", "0.25")  # still alive and obeying
         probe.wait_state(lambda s: s["temperature"] == 0.25, "temperature 0.25 after the bad ones")
+
+
+def test_refusals_past_the_first_subtopics_are_counted_not_logged(models, caplog):
+    """A flood of refused messages on ever new subtopics logs REFUSALS_LOGGED lines, and counts every message."""
+    config = MqttConfig.from_table({"host": "127.0.0.1", "port": 1, "instance": INSTANCE})
+    plane = ControlPlane(config, EngineController(models, "tiny"), "0")
+    caplog.set_level(logging.WARNING, logger="improvd")
+    for k in range(REFUSALS_LOGGED + 8):
+        for _ in range(2):
+            plane._handle(f"{PREFIX}/set/unknown{k}", b"1", False)
+    assert plane.dropped.take() == {"refused MQTT messages": 2 * (REFUSALS_LOGGED + 8)}
+    assert len([r for r in caplog.records if "MQTT: refused" in r.getMessage()]) == REFUSALS_LOGGED
 
 
 def test_commands_reach_the_engine_but_retained_ones_do_not(mosquitto, probe, models):

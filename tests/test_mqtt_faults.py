@@ -40,12 +40,16 @@ def test_repeated_internal_failures_give_one_line_and_counts(caplog):
     assert len(control._events) == 50
 
 
-def test_a_nesting_bomb_is_an_error_event_and_no_log(caplog):
+def test_a_nesting_bomb_is_an_error_event_and_one_short_line(caplog):
+    """Each refusal is an error event; the log has one short line per subtopic, never the payload."""
     control = plane()
     with caplog.at_level(logging.DEBUG, logger="improvd.daemon.mqtt"):
-        control._handle("improvd/test/set", b"[" * 1900 + b"]" * 1900, False)
-        control._handle("improvd/test/set/temperature", b"9" * 4000, False)
-    assert caplog.records == []
+        for _ in range(3):
+            control._handle("improvd/test/set", b"[" * 1900 + b"]" * 1900, False)
+            control._handle("improvd/test/set/temperature", b"9" * 4000, False)
+    lines = [record.getMessage() for record in caplog.records]
+    assert [line.split(":")[1] for line in lines] == [" refused set", " refused set/temperature"]
+    assert all(len(line) < 300 and "[[[" not in line and "9999" not in line for line in lines)
     reasons = [data["reason"] for name, data in control._events]
     assert "nested deeper" in reasons[0]
     assert "characters is over the limit" in reasons[1]

@@ -37,6 +37,7 @@ BACKOFF_START = 1.0  # seconds before the first retry
 BACKOFF_CAP = 30.0
 STATE_INTERVAL = 0.05  # at most one state publish per interval: a burst of changes gives one publish
 EVENT_QUEUE = 1000
+REFUSALS_LOGGED = 32  # subtopics whose first refused message is logged with its reason; the rest are counted
 OFFLINE_TIMEOUT = 0.5  # seconds to publish "offline" at a clean exit (the daemon waits this long for it)
 TOPIC_CHARS_FORBIDDEN = set("+#/\0")
 
@@ -378,6 +379,7 @@ class ControlPlane:
         self.config = config
         self.dropped = dropped or Tally()
         self._failures_logged: set[str] = set()
+        self._refusals_logged: set[str] = set()
         self.controller = controller
         self.version = version
         self.connected = False
@@ -545,6 +547,7 @@ class ControlPlane:
             else:
                 self.controller.apply(request.changes)
         except ValueError as error:  # ControlError is one; the controller raises ValueError
+            self._refused(subtopic, str(error))
             self.publish_event("error", {"topic": topic, "reason": str(error)})
             return
         except Exception as error:  # the daemon never crashes on a message; one line per kind, then counts
@@ -557,6 +560,13 @@ class ControlPlane:
             return
         if not getattr(self.controller, "reports_changes", False):
             self.publish_state()  # the change has landed: apply and command are synchronous in this controller
+
+    def _refused(self, subtopic: str, reason: str) -> None:
+        """Count a refused message; log the first refusal on each of the first REFUSALS_LOGGED subtopics."""
+        self.dropped.add("refused MQTT messages")
+        if subtopic not in self._refusals_logged and len(self._refusals_logged) < REFUSALS_LOGGED:
+            self._refusals_logged.add(subtopic)
+            log.warning("MQTT: refused %s: %s; repeats are counted", subtopic[:80], reason[:200])
 
     async def _publish_loop(self, client: aiomqtt.Client) -> None:
         while True:
