@@ -35,6 +35,7 @@ import argparse
 import itertools
 import json
 import multiprocessing
+import multiprocessing.synchronize
 import os
 import random
 import re
@@ -176,7 +177,7 @@ class Reference:
         return json.loads(output)["lateness"]
 
 
-def flood(stop: threading.Event) -> None:
+def flood(stop: multiprocessing.synchronize.Event) -> None:
     """10,000 messages a second that the daemon must survive: SysEx, clock, other channels, stray note_offs."""
     out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="flood")
     out.open_virtual_port("out")
@@ -247,14 +248,17 @@ def rss_mb(pid: int) -> tuple[float, float]:
 
 
 def flood_starter(flood_kind: str | None, broker):
-    """Start the flood of this kind; returns its stop event and its thread or process (None when quiet).
+    """Start the flood of this kind; returns its stop event and its process (None when quiet).
 
-    The MQTT flood runs in a process of its own: a thread would share this process's GIL with the JACK callback
-    of the receiving port and could stall the JACK graph, which is not what is being measured.
+    Each flood runs in a process of its own: a thread would share this process's GIL with the JACK callback of
+    the receiving port, stall that port's JACK client and so time the notes it hears late, which is not what is
+    being measured. The MIDI flood's process is spawned, not forked: a fork would carry this process's JACK
+    clients' state into a new one.
     """
     if flood_kind == "midi":
-        stop = threading.Event()
-        flooder = threading.Thread(target=flood, args=(stop,))
+        spawn = multiprocessing.get_context("spawn")
+        stop = spawn.Event()
+        flooder = spawn.Process(target=flood, args=(stop,))
     elif flood_kind == "mqtt":
         stop = multiprocessing.Event()
         flooder = multiprocessing.Process(target=mqtt_flood.flood, args=(stop, broker.port, 1000, MQTT_INSTANCE))

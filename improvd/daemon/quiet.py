@@ -27,8 +27,8 @@ from collections.abc import Callable
 
 QUIET_BEFORE = 0.002  # seconds: the timing thread wakes SPIN_SECONDS (1 ms) ahead, and may wake up to 1 ms late
 QUIET_AFTER = 0.0005  # seconds past the due time: the sends themselves, a few microseconds each
-COLLECTOR_AHEAD = 0.004  # seconds: a collection begun just before this ends before the spin (young ones take
-# 0.5-1.4 ms under an MQTT flood), and one begun later is held off
+COLLECTOR_AHEAD = 0.004  # seconds: a collection begun just before this ends before the spin (the young and middle
+# ones took 0.2-2.5 ms under an MQTT flood), and one begun later is held off
 
 
 class QuietWindow:
