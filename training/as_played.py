@@ -115,8 +115,9 @@ def _signature_scale(score) -> frozenset[int]:
 
 
 def answer(test: CallCase, make_engine: EngineMaker, seed: int, temperature: float = 1.0) -> Continuation:
-    """The engine's answer to ``test``'s call in ``CALL_BARS`` bars of its metre."""
-    settings = Settings(bpm=test.call.bpm, meter=test.meter, response_bars=CALL_BARS, temperature=temperature)
+    """The engine's answer to ``test``'s call in ``CALL_BARS`` bars of its metre, with gate 1 so that each note
+    lasts its written length (the gate shortens how a note sounds; it moves no onset and changes no pitch)."""
+    settings = Settings(bpm=test.call.bpm, meter=test.meter, response_bars=CALL_BARS, temperature=temperature, gate=1.0)
     performance = perform(make_engine(settings, seed), test.call.notes)
     start = next(e for e in performance.events if e.name == "response_start")
     return Continuation(performance.response, start.data["entry"], start.data["transposition"])

@@ -28,7 +28,7 @@ from improvd.core.model import MODEL_JSON, Model, load_model
 from improvd.core.runtime import LSTMRuntime, softmax
 from improvd.core.songcache import SongCache
 
-from . import as_played
+from . import as_played, twosample
 from .corpus import DEFAULT_CACHE_DIR
 from .ngram import NGram
 
@@ -146,21 +146,43 @@ class NGramSteps:
         return np.log(self._ngram.distribution(self._history))
 
 
-def as_played_report(model: Model, ngram: NGram, idents: list[str], max_calls: int, seeds: int) -> dict:
-    """Continuations through the engine (training.as_played) of the first ``max_calls`` usable test tunes, for the
-    model as the daemon runs it, the LSTM alone (no song cache, no echo) and the n-gram baseline alone."""
-    tests = as_played.test_calls(idents)[:max_calls]
-    makers = {
+def engine_makers(model: Model, ngram: NGram) -> dict[str, as_played.EngineMaker]:
+    """The systems compared as played: the model as the daemon runs it, the LSTM alone (no song cache, no echo)
+    and the n-gram baseline alone, each through the same engine."""
+    return {
         "model": lambda settings, seed: Engine(model, settings, seed=seed),
         "lstm_alone": lambda settings, seed: Engine(model, settings, seed=seed, memory=False),
         "baseline": lambda settings, seed: Engine(model, settings, seed, lambda _: NGramSteps(ngram), memory=False),
     }
+
+
+def as_played_report(makers: dict[str, as_played.EngineMaker], tests: list[as_played.CallCase], seeds: int) -> dict:
+    """Continuations through the engine (training.as_played) of the calls ``tests`` by each system of ``makers``."""
     figures = as_played.report(tests, makers, seeds)
     setup = {"calls": len(tests), "seeds": seeds, "temperature": 1.0, "call_bars": as_played.CALL_BARS}
     setup["note"] = (
         "the first 4 bars of each test tune of 8+ bars played to the engine; the answer's 4 bars beside bars 5-8"
     )
     return {"setup": setup, **figures}
+
+
+def two_sample_report(makers: dict[str, as_played.EngineMaker], tests: list[as_played.CallCase]) -> dict:
+    """The two-sample test (training.twosample) of each system of ``makers`` on the calls ``tests``, with its
+    controls: the first system at temperature 2, and the first system with two seeds."""
+
+    def answerer(make: as_played.EngineMaker, temperature: float = 1.0) -> twosample.Answerer:
+        return lambda case, seed: as_played.answer(case, make, seed, temperature)
+
+    systems = {name: answerer(make) for name, make in makers.items()}
+    found = twosample.report(tests, systems, answerer(next(iter(makers.values())), 2.0))
+    setup = {
+        "calls": len(tests),
+        "features": len(twosample.FEATURES),
+        "classifier": f"logistic regression (L2 {twosample.PENALTY}), {twosample.FOLDS} folds by tune",
+        "note": "the tune's real bars 5-8 against each system's 4-bar answer to bars 1-4, each call with a seed of"
+        " its own; 0.5 means the classifier cannot tell them apart",
+    }
+    return {"setup": setup, **found}
 
 
 def evaluate(
@@ -202,8 +224,12 @@ def evaluate(
         "onset_steps": sum(1 for t in test for i in t if vocabulary.symbols[i].isdigit()),
     }
     if test_idents is not None:
-        say(f"as played: up to {max_continuations} calls x {seeds} seeds through the engine")
-        report["as_played"] = as_played_report(model, ngram, test_idents, max_continuations, seeds)
+        tests = as_played.test_calls(test_idents)[:max_continuations]
+        makers = engine_makers(model, ngram)
+        say(f"as played: {len(tests)} calls x {seeds} seeds through the engine")
+        report["as_played"] = as_played_report(makers, tests, seeds)
+        say(f"two-sample test: {len(tests)} calls, each answered by every system and the controls")
+        report["two_sample"] = two_sample_report(makers, tests)
     return report
 
 

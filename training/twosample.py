@@ -1,0 +1,299 @@
+"""The two-sample test: can a classifier tell improvd's answers from the tunes' own continuations?
+
+Each continuation (an answer, or the tune's real bars 5-8) is described relative to its own call by the
+``FEATURES`` below: rhythm, intervals, scale degrees of the tune's key, reuse of the call, self-repetition,
+register and the close. A logistic regression (L2, features standardised on the training folds) learns to
+tell the real continuations from a system's answers, cross-validated with the tunes kept apart (a tune's real
+bars and its answer always fall in the same fold), and predicts each held-out continuation once:
+
+* ``balanced_accuracy``: the mean of its hit rates on both kinds (0.5: it cannot tell them apart), with a 95%
+  interval from a bootstrap over tunes;
+* ``auc``: the area under the ROC curve of its held-out scores;
+* ``separating``: the features whose means differ most (in pooled standard deviations), with both means.
+
+The same classifier gives two controls: a system's answers at temperature 2 against the real bars (the test
+has power when it tells them apart) and two sets of answers of one system, each call with other seeds (the
+null: it must not tell them apart). Each call is answered with a seed of its own (``seed_of``): one seed for
+every call draws the same random numbers at each call, which biases a whole set of answers alike.
+"""
+
+from __future__ import annotations
+
+import itertools
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from improvd.core.grid import strong_positions
+from improvd.core.touch import beat_steps
+
+from .as_played import CALL_BARS, CallCase, Continuation
+
+FOLDS = 5
+PENALTY = 1.0  # L2 penalty on the standardised weights
+BOOTSTRAP = 1000
+SEPARATING = 8  # features reported as separating most
+RUN = 4  # intervals in a run of the call's material
+
+
+@dataclass(frozen=True)
+class Line:
+    """A melody on the grid: (pitch, onset step, length in steps), steps counted from its first full bar line."""
+
+    notes: list[tuple[int, int, int]]
+    bar: int
+    meter: str
+
+
+def line_of(notes, step_seconds: float, first_bar: int, bar: int, meter: str) -> Line:
+    """``notes`` (improvd.core.notes.PlayedNote, seconds from the grid origin) as a Line from grid step
+    ``first_bar``; a note's length runs to its end or the next onset, whichever comes first."""
+    found = sorted(
+        (round(n.start / step_seconds) - first_bar, round(n.end / step_seconds) - first_bar, n.pitch) for n in notes
+    )
+    line = []
+    for k, (start, end, pitch) in enumerate(found):
+        following = found[k + 1][0] if k + 1 < len(found) else end
+        line.append((pitch, start, max(1, min(end, following) - start)))
+    return Line(line, bar, meter)
+
+
+def _bars(line: Line) -> list[tuple[tuple[int, int], ...]]:
+    """Each of the CALL_BARS bars as its (position, pitch) onsets."""
+    bars: list[list[tuple[int, int]]] = [[] for _ in range(CALL_BARS)]
+    for pitch, start, _ in line.notes:
+        if 0 <= start < CALL_BARS * line.bar:
+            bars[start // line.bar].append((start % line.bar, pitch))
+    return [tuple(b) for b in bars]
+
+
+def _intervals(pitches: list[int]) -> list[int]:
+    return [b - a for a, b in itertools.pairwise(pitches)]
+
+
+def _runs(values: list[int], size: int) -> set[tuple[int, ...]]:
+    return {tuple(values[i : i + size]) for i in range(len(values) - size + 1)}
+
+
+def _longest_shared(call: list[int], answer: list[int]) -> int:
+    """The longest run of consecutive pitches that the answer plays as the call played it."""
+    best = 0
+    for i in range(len(answer)):
+        for j in range(len(call)):
+            k = 0
+            while i + k < len(answer) and j + k < len(call) and answer[i + k] == call[j + k]:
+                k += 1
+            best = max(best, k)
+    return best
+
+
+def _share(flags: list[bool]) -> float:
+    return float(np.mean(flags)) if flags else 0.0
+
+
+def _mean(values: list[int]) -> float:
+    return float(np.mean(values)) if values else 0.0
+
+
+def features(call: Line, continuation: Line, tonic: int, scale: frozenset[int]) -> dict[str, float]:
+    """The continuation's FEATURES relative to ``call`` (both Lines in the same metre); ``tonic`` is the tune's
+    tonic pitch class and ``scale`` its key signature's pitch classes."""
+    notes = [n for n in continuation.notes if n[1] < CALL_BARS * continuation.bar] or [(0, 0, 1)]
+    pitches = [p for p, _, _ in notes]
+    call_pitches = [p for p, _, _ in call.notes] or [0]
+    bar, beat = continuation.bar, beat_steps(continuation.meter)
+    bars, call_bars = _bars(continuation), _bars(call)
+    rhythms = [tuple(pos for pos, _ in b) for b in bars]
+    call_rhythms = {tuple(pos for pos, _ in b) for b in call_bars if b}
+    intervals = [abs(i) for i in _intervals(pitches)]
+    call_runs = _runs(_intervals(call_pitches), RUN)
+    runs = _runs(_intervals(pitches), RUN)
+    _, last_start, last_length = notes[-1]
+    degrees = [(p - tonic) % 12 for p in pitches]
+    in_window = [n for n in notes if n[1] >= 0]
+    call_in_window = [n for n in call.notes if 0 <= n[1] < CALL_BARS * call.bar]
+    return {
+        "notes_per_bar": len(in_window) / CALL_BARS,
+        "notes_per_bar_vs_call": (len(in_window) - len(call_in_window)) / CALL_BARS,
+        "downbeats": _share([any(pos == 0 for pos, _ in b) for b in bars]),
+        "distinct_bar_rhythms": len(set(rhythms)) / CALL_BARS,
+        "bar_rhythms_of_call": _share([r in call_rhythms for r in rhythms]),
+        "onsets_on_beat": _share([s % beat == 0 for _, s, _ in notes]),
+        "onsets_off_8ths": _share([s % 2 == 1 for _, s, _ in notes]),
+        "longest_note": max(length for _, _, length in notes) / bar,
+        "last_note_length": float(last_length),
+        "last_note_end_before_bar_line": (CALL_BARS * bar - min(last_start + last_length, CALL_BARS * bar)) / bar,
+        "last_onset_in_bar": (last_start % bar) / bar,
+        "silent_steps": 1.0 - min(1.0, sum(length for _, _, length in in_window) / (CALL_BARS * bar)),
+        "repeated_notes": _share([i == 0 for i in intervals]),
+        "steps": _share([1 <= i <= 2 for i in intervals]),
+        "thirds": _share([3 <= i <= 4 for i in intervals]),
+        "fourths_fifths": _share([5 <= i <= 7 for i in intervals]),
+        "wide_leaps": _share([i > 7 for i in intervals]),
+        "mean_interval": _mean(intervals),
+        "mean_interval_vs_call": _mean(intervals) - _mean([abs(i) for i in _intervals(call_pitches)]),
+        "widest_interval": float(max(intervals, default=0)),
+        "turns": _share([a * b < 0 for a, b in itertools.pairwise(i for i in _intervals(pitches) if i)]),
+        "intervals_of_call": _share([i in set(_intervals(call_pitches)) for i in _intervals(pitches)]),
+        "pitches_of_call": _share([p in set(call_pitches) for p in pitches]),
+        "lengths_of_call": _share([length in {n[2] for n in call.notes} for _, _, length in notes]),
+        "outside_call_range": _share([not min(call_pitches) <= p <= max(call_pitches) for p in pitches]),
+        "entry_interval": float(pitches[0] - call_pitches[-1]),
+        "tonic": _share([d == 0 for d in degrees]),
+        "dominant": _share([d == 7 for d in degrees]),
+        "subdominant": _share([d == 5 for d in degrees]),
+        "third_degree": _share([d in (3, 4) for d in degrees]),
+        "second_degree": _share([d == 2 for d in degrees]),
+        "outside_key_signature": _share([p % 12 not in scale for p in pitches]),
+        "runs_of_call": _share([r in call_runs for r in runs]),
+        "bars_of_call": _share([b in set(call_bars) for b in bars if b]),
+        "longest_run_of_call": float(_longest_shared(call_pitches, pitches)),
+        "bars_repeated": _share([b in bars[:k] for k, b in enumerate(bars) if k and b]),
+        "rhythms_repeated": _share([r in rhythms[:k] for k, r in enumerate(rhythms) if k and r]),
+        "mean_pitch_vs_call": float(np.mean(pitches) - np.mean(call_pitches)),
+        "range_vs_call": float((max(pitches) - min(pitches)) - (max(call_pitches) - min(call_pitches))),
+        "top_vs_call": float(max(pitches) - max(call_pitches)),
+        "bottom_vs_call": float(min(pitches) - min(call_pitches)),
+        "ends_on_tonic": float(degrees[-1] == 0),
+        "ends_on_dominant": float(degrees[-1] == 7),
+        "ends_on_strong_beat": float(last_start % bar in strong_positions(continuation.meter)),
+    }
+
+
+FEATURES = tuple(features(Line([(60, 0, 4)], 16, "4/4"), Line([(60, 0, 4)], 16, "4/4"), 0, frozenset()))
+
+
+def describe(case: CallCase, continuation: Continuation) -> np.ndarray:
+    """The FEATURES of ``continuation`` to ``case``'s call, as a vector."""
+    call, step = case.call, case.call.step_seconds
+    bar = call.steps_per_bar
+    line = line_of(continuation.notes, step, continuation.first_bar, bar, case.meter)
+    found = features(line_of(call.notes, step, call.bar_start_step, bar, case.meter), line, case.tonic, case.scale)
+    return np.array([found[name] for name in FEATURES])
+
+
+# --- the classifier --------------------------------------------------------------
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, penalty: float = PENALTY, iterations: int = 50) -> np.ndarray:
+    """Weights (bias first) of an L2-penalised logistic regression of ``y`` (0/1) on ``x``, by Newton's method."""
+    design = np.hstack([np.ones((len(x), 1)), x])
+    weights = np.zeros(design.shape[1])
+    ridge = penalty * np.eye(design.shape[1])
+    ridge[0, 0] = 0.0
+    for _ in range(iterations):
+        p = 1.0 / (1.0 + np.exp(-np.clip(design @ weights, -30, 30)))
+        gradient = design.T @ (p - y) + ridge @ weights
+        hessian = design.T @ (design * (p * (1 - p))[:, None]) + ridge + 1e-9 * np.eye(len(weights))
+        change = np.linalg.solve(hessian, gradient)
+        weights -= change
+        if np.abs(change).max() < 1e-8:
+            break
+    return weights
+
+
+def held_out_scores(x: np.ndarray, y: np.ndarray, groups: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Each row's score (the probability of y = 1) from a classifier trained without its group's rows."""
+    names = np.unique(groups)
+    fold_of = dict(zip(names, np.random.default_rng(seed).permutation(len(names)) % FOLDS, strict=True))
+    folds = np.array([fold_of[g] for g in groups])
+    scores = np.zeros(len(y))
+    for fold in range(FOLDS):
+        train, test = folds != fold, folds == fold
+        if not test.any():
+            continue
+        mean, std = x[train].mean(axis=0), x[train].std(axis=0)
+        std[std < 1e-9] = 1.0
+        weights = fit_logistic((x[train] - mean) / std, y[train])
+        z = weights[0] + ((x[test] - mean) / std) @ weights[1:]
+        scores[test] = 1.0 / (1.0 + np.exp(-np.clip(z, -30, 30)))
+    return scores
+
+
+def balanced_accuracy(y: np.ndarray, scores: np.ndarray) -> float:
+    said = scores >= 0.5
+    return float((np.mean(said[y == 1]) + np.mean(~said[y == 0])) / 2)
+
+
+def auc(y: np.ndarray, scores: np.ndarray) -> float:
+    """The probability that a random y = 1 row scores above a random y = 0 row (ties count half)."""
+    ones, zeros = scores[y == 1], scores[y == 0]
+    above = (ones[:, None] > zeros[None, :]).sum() + 0.5 * (ones[:, None] == zeros[None, :]).sum()
+    return float(above / (len(ones) * len(zeros)))
+
+
+def _interval(y: np.ndarray, scores: np.ndarray, groups: np.ndarray, seed: int) -> list[float]:
+    """The 95% bootstrap interval of the balanced accuracy, tunes drawn with replacement."""
+    names = np.unique(groups)
+    rows = {g: np.flatnonzero(groups == g) for g in names}
+    rng = np.random.default_rng(seed)
+    found = []
+    for _ in range(BOOTSTRAP):
+        chosen = np.concatenate([rows[g] for g in rng.choice(names, len(names))])
+        found.append(balanced_accuracy(y[chosen], scores[chosen]))
+    return [round(float(q), 3) for q in np.percentile(found, [2.5, 97.5])]
+
+
+def compare(first: np.ndarray, second: np.ndarray, groups: list[str], seed: int = 0) -> dict:
+    """Can the classifier tell rows of ``first`` (say the real continuations) from ``second`` (answers)? Row k of
+    each belongs to tune ``groups[k]``."""
+    x = np.vstack([first, second])
+    y = np.concatenate([np.zeros(len(first)), np.ones(len(second))])
+    tunes = np.array(list(groups) * 2)
+    scores = held_out_scores(x, y, tunes, seed)
+    return {
+        "balanced_accuracy": round(balanced_accuracy(y, scores), 3),
+        "ci95": _interval(y, scores, tunes, seed),
+        "auc": round(auc(y, scores), 3),
+        "separating": separating(first, second),
+    }
+
+
+def separating(first: np.ndarray, second: np.ndarray, count: int = SEPARATING) -> list[dict]:
+    """The ``count`` features whose means differ most, in pooled standard deviations, with both means."""
+    pooled = np.sqrt((first.var(axis=0) + second.var(axis=0)) / 2)
+    effect = np.abs(first.mean(axis=0) - second.mean(axis=0)) / np.maximum(pooled, 1e-9)
+    return [
+        {
+            "feature": FEATURES[k],
+            "real": round(float(first[:, k].mean()), 3),
+            "answers": round(float(second[:, k].mean()), 3),
+            "effect": round(float(effect[k]), 2),
+        }
+        for k in np.argsort(-effect)[:count]
+    ]
+
+
+def seed_of(ident: str, salt: int) -> int:
+    """A seed of the call ``ident``'s own, different for each ``salt``."""
+    return zlib.crc32(f"{salt}:{ident}".encode())
+
+
+Answerer = Callable[[CallCase, int], Continuation]
+
+
+def report(tests: list[CallCase], systems: dict[str, Answerer], control: Answerer) -> dict:
+    """The test for each system of ``systems`` (name -> answer(case, seed)) against the real bars 5-8, and the two
+    controls on ``control`` (a system answering at temperature 2) and on the first system (two seeds)."""
+    groups = [t.ident for t in tests]
+    real = np.array(
+        [describe(t, Continuation(t.real, t.call.bar_start_step + CALL_BARS * t.call.steps_per_bar)) for t in tests]
+    )
+
+    def answers(answer: Answerer, salt: int) -> np.ndarray:
+        return np.array([describe(t, answer(t, seed_of(t.ident, salt))) for t in tests])
+
+    found: dict = {}
+    first = None
+    for name, answer in systems.items():
+        vectors = answers(answer, 1)
+        first = vectors if first is None else first
+        found[name] = compare(real, vectors, groups)
+    main = next(iter(systems.values()))
+    found["controls"] = {
+        "temperature_2": compare(real, answers(control, 1), groups),
+        "two_seeds": compare(first, answers(main, 2), groups),
+    }
+    return found
