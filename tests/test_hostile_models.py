@@ -8,6 +8,7 @@ memory before it was refused.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import tracemalloc
@@ -28,6 +29,7 @@ from improvd.core.model import (
     step_macs,
 )
 from tests.helpers import VOCABULARY, call, run, write_model
+from tests.inprocess import make_daemon
 
 STEP = 60 / 120 / 4
 
@@ -43,7 +45,7 @@ def edit_card(directory: Path, **changes) -> None:
     [
         (["060", "62", "64", "65", "67"], r"bad vocabulary \(step 3: '060' is not a pitch"),
         (["\u0666\u0660", "62", "64", "65", "67"], r"bad vocabulary \(step 3: '\u0666\u0660' is not a pitch"),
-        (["61", "63", "66", "68", "70", "73", "75"], r"vocabulary has no pitch on a white key"),
+        (["61", "63", "66", "68", "70"], r"vocabulary has no pitch on a white key"),
     ],
 )
 def test_a_vocabulary_the_engine_cannot_use_is_refused_at_load(tmp_path, symbols, message):
@@ -135,3 +137,30 @@ def test_a_member_that_is_not_an_array_is_refused(tmp_path):
         archive.writestr("notes.txt", b"x" * 100)
     with pytest.raises(ModelError, match=r"member 'notes.txt' is not an array of its own"):
         load_model(directory)
+
+
+@pytest.mark.parametrize(
+    ("symbols", "reason"),
+    [
+        (["060", "62", "64", "65", "67"], "bad vocabulary (step 3: '060' is not a pitch"),
+        (["61", "63", "66", "68", "70"], "vocabulary has no pitch on a white key"),
+    ],
+)
+def test_set_model_to_a_model_the_engine_cannot_use_keeps_the_running_one(tmp_path, caplog, symbols, reason):
+    """Over MQTT the first ended the daemon (KeyError out of the switch), the second was taken and ended it at the
+    phrase end."""
+    directory = write_model(tmp_path / "models" / "bad")
+    edit_card(directory, vocabulary=["_", "r", "/", *symbols])
+    daemon = make_daemon({"models_path": str(tmp_path / "models")})
+    running = daemon.engine.model
+    events: list[tuple[str, dict]] = []
+    daemon.controller.event = lambda name, data: events.append((name, data))
+
+    async def switch() -> None:
+        daemon._loop = asyncio.get_running_loop()
+        await daemon.controller._load_model(daemon.controller._model_path("bad"))
+
+    asyncio.run(switch())
+    assert [name for name, _ in events] == ["error"] and reason in events[0][1]["reason"]
+    assert f"model not changed: {directory / 'model.json'}: {reason}" in caplog.text
+    assert daemon.engine.model is running and daemon.controller.model is running
