@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -118,12 +119,21 @@ def test_a_reload_of_a_deeply_nested_file_keeps_the_running_configuration(tmp_pa
     assert "reload refused, configuration unchanged: " in caplog.text and "nested too deeply" in caplog.text
 
 
-@pytest.mark.parametrize("kind", ["fifo", "/dev/zero", "/dev/null"])
-def test_a_file_that_is_not_a_regular_file_is_refused_without_reading_it(tmp_path, kind):
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("fifo", "cannot be the configuration file: not a regular file"),
+        ("folder", "cannot read the configuration file: Is a directory"),
+        ("/dev/zero", "cannot be the configuration file: over the limit of 65536 bytes"),
+    ],
+)
+def test_a_file_that_is_not_a_regular_file_is_refused_in_bounded_time_and_memory(tmp_path, kind, message):
     """A link to /dev/zero took 3 GB in 4.8 s at a reload; a FIFO blocked the reload for ever."""
     file = tmp_path / "improvd.toml"
     if kind == "fifo":
         os.mkfifo(file)
+    elif kind == "folder":
+        file.mkdir()
     else:
         file.symlink_to(kind)
     errors: list[Exception] = []
@@ -138,7 +148,11 @@ def test_a_file_that_is_not_a_regular_file_is_refused_without_reading_it(tmp_pat
     reader.start()
     reader.join(10)
     assert not reader.is_alive(), "read_file blocked"
-    assert "cannot be the configuration file: not a regular file" in str(errors[0])
+    assert message in str(errors[0])
+
+
+def test_dev_null_is_an_empty_configuration():
+    assert config.read_file(Path("/dev/null")) == {}
 
 
 def test_a_file_over_the_size_limit_is_refused(tmp_path):

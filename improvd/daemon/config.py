@@ -177,15 +177,16 @@ def _flag_value(text: str) -> int | str:
 
 
 def read_capped(path: str | Path, limit: int) -> bytes:
-    """The bytes of the regular file at ``path`` (symbolic links followed), at most ``limit`` of them.
+    """The bytes of the file at ``path`` (symbolic links followed), at most ``limit`` of them.
 
-    A FIFO, a device (``/dev/zero``) or a file over ``limit`` bytes raises ValueError saying so, before anything is
-    read (the file is opened without blocking, then judged by what it is); OSError as ``open`` raises it.
+    It is opened without blocking, then judged by what it is: a FIFO, socket, folder or block device raises
+    ValueError before anything is read; a character device is read like a file (``/dev/null`` is empty, ``/dev/zero``
+    is over the limit); more than ``limit`` bytes raises ValueError; OSError as ``open`` and ``read`` raise it.
     """
     descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
     with os.fdopen(descriptor, "rb") as handle:
-        status = os.fstat(descriptor)
-        if not stat.S_ISREG(status.st_mode):
+        mode = os.fstat(descriptor).st_mode
+        if not (stat.S_ISREG(mode) or stat.S_ISCHR(mode)):
             raise ValueError("not a regular file")
         data = handle.read(limit + 1)  # the size may have changed since fstat
     if len(data) > limit:

@@ -182,7 +182,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--mqtt-host", help="broker host name or address (default: localhost)")
     group.add_argument("--mqtt-port", type=int, help="broker port, 1-65535 (default: 1883)")
     group.add_argument(
-        "--instance", help="instance name in the topics improvd/<instance>/..., no / + # (default: host name)"
+        "--instance",
+        help="instance name in the topics improvd/<instance>/..., at most 64 characters, no / + # (default: host name)",
     )
     group.add_argument("--mqtt-username", help="user name at the broker (default: anonymous)")
     group.add_argument("--mqtt-password-file", help="file whose first line is the password (default: none)")
