@@ -164,3 +164,22 @@ def test_set_model_to_a_model_the_engine_cannot_use_keeps_the_running_one(tmp_pa
     assert [name for name, _ in events] == ["error"] and reason in events[0][1]["reason"]
     assert f"model not changed: {directory / 'model.json'}: {reason}" in caplog.text
     assert daemon.engine.model is running and daemon.controller.model is running
+
+
+@pytest.mark.parametrize("flaw", ["method", "encrypted"])
+def test_a_member_numpy_would_not_write_is_refused(tmp_path, flaw):
+    """zipfile raises NotImplementedError for an unknown method and RuntimeError for an encrypted member: out of
+    the model switch, either ended the daemon."""
+    directory = write_model(tmp_path / "m")
+    data = bytearray((directory / "weights.npz").read_bytes())
+    for signature, method_at, flags_at in ((b"PK\x03\x04", 8, 6), (b"PK\x01\x02", 10, 8)):
+        at = data.find(signature)
+        while at >= 0:
+            if flaw == "method":
+                data[at + method_at : at + method_at + 2] = (99).to_bytes(2, "little")
+            else:
+                data[at + flags_at] |= 1
+            at = data.find(signature, at + 4)
+    (directory / "weights.npz").write_bytes(bytes(data))
+    with pytest.raises(ModelError, match=r"is encrypted or compressed other than as numpy does"):
+        load_model(directory)

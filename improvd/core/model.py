@@ -180,6 +180,7 @@ def _whole(value: object) -> bool:
 
 NPY_MAGIC = b"\x93NUMPY"
 NPY_LENGTH_BYTES = {(1, 0): 2, (2, 0): 4}  # .npy versions read, and the bytes of their header-length field
+ZIP_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)  # np.savez and np.savez_compressed
 NPY_HEADERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
 
 
@@ -227,6 +228,8 @@ def _declared_arrays(file: Path) -> dict[str, _Declared]:
             name = member.filename.removesuffix(".npy")
             if name == member.filename or name in found:
                 raise ModelError(f"{file}: member {member.filename!r} is not an array of its own (NAME.npy)")
+            if member.compress_type not in ZIP_METHODS or member.flag_bits & 1:  # zipfile raises RuntimeErrors
+                raise ModelError(f"{file}: array {name} is encrypted or compressed other than as numpy does")
             with archive.open(member) as stream:
                 magic = stream.read(len(NPY_MAGIC) + 2)
                 version = tuple(magic[len(NPY_MAGIC) :])
