@@ -144,8 +144,10 @@ def test_integer_weights(tmp_path):
         ({"lstm_units": []}, r"lstm_units must be a non-empty list"),
         ({"lstm_units": [6, "5"]}, r"lstm_units must be a non-empty list"),
         ({"input": "bytes"}, r'input must be "onehot" or "embedding"'),
-        ({"sequence_length": 0}, r"sequence_length must be a positive whole number"),
-        ({"sequence_length": True}, r"sequence_length must be a positive whole number"),
+        ({"sequence_length": 0}, r"sequence_length must be a whole number from 1 to 256"),
+        ({"sequence_length": True}, r"sequence_length must be a whole number from 1 to 256"),
+        ({"sequence_length": 10**30}, r"sequence_length must be a whole number from 1 to 256"),
+        ({"sequence_length": 257}, r"sequence_length must be a whole number from 1 to 256"),
         ({"lstm_units": [6, True]}, r"lstm_units must be a non-empty list"),
         (
             {"vocabulary": ["_", "r", "60", "62", "64", "65", "67", "69"]},

@@ -39,6 +39,8 @@ WEIGHTS_NPZ = "weights.npz"
 MAX_CARD_BYTES = 1 << 20  # model.json
 MAX_WEIGHTS_BYTES = 64 << 20  # weights.npz on disk, and its arrays as their headers declare them (float32 or not)
 MAX_ARRAYS = 64  # arrays in weights.npz
+MAX_SEQUENCE_LENGTH = 256  # the call's steps the engine keeps and feeds again at a key change, on the timing
+# thread (the shipped model: 128; a default answer takes up to 208 steps); 10**30 raised OverflowError there
 MAX_NPY_HEADER = 4096  # bytes of one array's .npy header (numpy writes 118 or so)
 MAX_STEP_MACS = 1_000_000  # multiply-adds of one LSTM step (step_macs): the shipped model takes 607,104
 MAX_SONG_GAP = 64  # song ends primed before each call (training's default is 16): bounded work at a model switch
@@ -143,8 +145,8 @@ def _read_card(file: Path) -> dict[str, Any]:
         raise ModelError(f"{file}: lstm_units must be a non-empty list of positive whole numbers, got {units!r}")
     if card.get("input") not in ("onehot", "embedding"):
         raise ModelError(f'{file}: input must be "onehot" or "embedding", got {card.get("input")!r}')
-    if not _whole(card.get("sequence_length")) or card["sequence_length"] < 1:
-        raise ModelError(f"{file}: sequence_length must be a positive whole number")
+    if not _whole(card.get("sequence_length")) or not 1 <= card["sequence_length"] <= MAX_SEQUENCE_LENGTH:
+        raise ModelError(f"{file}: sequence_length must be a whole number from 1 to {MAX_SEQUENCE_LENGTH}")
     try:
         card["_vocabulary"] = Vocabulary(card.get("vocabulary") or [])
     except (EncodingError, TypeError, AttributeError) as error:
