@@ -145,8 +145,8 @@ def _read_card(file: Path) -> dict[str, Any]:
         raise ModelError(f"{file}: lstm_units must be a non-empty list of positive whole numbers, got {units!r}")
     if card.get("input") not in ("onehot", "embedding"):
         raise ModelError(f'{file}: input must be "onehot" or "embedding", got {card.get("input")!r}')
-    if not _whole(card.get("sequence_length")) or not 1 <= card["sequence_length"] <= MAX_SEQUENCE_LENGTH:
-        raise ModelError(f"{file}: sequence_length must be a whole number from 1 to {MAX_SEQUENCE_LENGTH}")
+    if not _whole(card.get("sequence_length")) or card["sequence_length"] < 1:
+        raise ModelError(f"{file}: sequence_length must be a positive whole number")
     try:
         card["_vocabulary"] = Vocabulary(card.get("vocabulary") or [])
     except (EncodingError, TypeError, AttributeError) as error:
@@ -158,13 +158,23 @@ def _read_card(file: Path) -> dict[str, Any]:
         raise ModelError(f"{file}: vocabulary lacks the special symbol(s) {lacking}")
     if not any(p % 12 in WHITE_KEYS for p in card["_vocabulary"].pitches):
         raise ModelError(f"{file}: vocabulary has no pitch on a white key (answers keep to the white keys)")
-    macs = step_macs(len(card["_vocabulary"]), units)
+    too_big = size_problem(len(card["_vocabulary"]), units, card["sequence_length"])
+    if too_big:
+        raise ModelError(f"{file}: {too_big}")
+    return card
+
+
+def size_problem(vocab: int, lstm_units: list[int], sequence_length: int) -> str | None:
+    """Why the daemon cannot play a model of these sizes in time, or None (improvd-train asks before it fits)."""
+    if sequence_length > MAX_SEQUENCE_LENGTH:
+        return f"sequence_length {sequence_length} is over the limit of {MAX_SEQUENCE_LENGTH}"
+    macs = step_macs(vocab, lstm_units)
     if macs > MAX_STEP_MACS:
-        raise ModelError(
-            f"{file}: lstm_units {units} take {macs} multiply-adds a step, over the limit of {MAX_STEP_MACS} "
+        return (
+            f"lstm_units {lstm_units} take {macs} multiply-adds a step, over the limit of {MAX_STEP_MACS} "
             "(too slow to answer in time at the highest tempo)"
         )
-    return card
+    return None
 
 
 def step_macs(vocab: int, lstm_units: list[int]) -> int:
