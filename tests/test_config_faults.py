@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import subprocess
 import sys
+import threading
+from pathlib import Path
 
 import pytest
 
-from improvd.daemon import config
+from improvd.daemon import config, mqtt
 from improvd.daemon.config import ConfigError
 from tests.inprocess import make_daemon
 from tests.services import wait_for
@@ -46,10 +49,10 @@ def test_an_unreadable_password_file_is_a_config_error(tmp_path, monkeypatch):
     secret = tmp_path / "secret"
     secret.write_text("s3cret\n")
 
-    def denied(self, *args, **kwargs):
+    def denied(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(type(secret), "read_text", denied)
+    monkeypatch.setattr(mqtt, "read_capped", denied)
     with pytest.raises(ConfigError, match=r"password_file .*: cannot be read \(Permission denied\)"):
         config.from_table({"mqtt": {"username": "u", "password_file": str(secret)}}, argparse.Namespace())
 
@@ -87,3 +90,79 @@ def test_a_reload_keeps_the_clock_and_says_which_settings_it_changed(tmp_path):
     daemon.on_midi([0xF8], 0.0)
     assert clocks == [0xF8]
     assert ("reloaded", {"changed": {"temperature": 1.0}}) in events
+
+
+NESTED = "a = " + "[" * 5000 + "]" * 5000 + "\n"  # 10 KB
+
+
+def test_a_deeply_nested_file_is_one_line_and_exit_2(tmp_path):
+    """It raised RecursionError: a traceback at start, and a reload that ended the daemon with status 1."""
+    file = tmp_path / "nested.toml"
+    file.write_text(NESTED)
+    result = run_with(file)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "not valid TOML: nested too deeply" in result.stderr
+
+
+def test_a_reload_of_a_deeply_nested_file_keeps_the_running_configuration(tmp_path, caplog):
+    file = tmp_path / "improvd.toml"
+    file.write_text("temperature = 1.5\n")
+    daemon = make_daemon(config_file=str(file))
+    file.write_text(NESTED)
+
+    async def reload() -> None:
+        daemon._loop = asyncio.get_running_loop()
+        await daemon.reload()
+
+    asyncio.run(reload())
+    assert daemon.controller.config.temperature == 1.5
+    assert "reload refused, configuration unchanged: " in caplog.text and "nested too deeply" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("fifo", "cannot be the configuration file: not a regular file"),
+        ("folder", "cannot read the configuration file: Is a directory"),
+        ("/dev/zero", "cannot be the configuration file: over the limit of 65536 bytes"),
+    ],
+)
+def test_a_file_that_is_not_a_regular_file_is_refused_in_bounded_time_and_memory(tmp_path, kind, message):
+    """A link to /dev/zero took 3 GB in 4.8 s at a reload; a FIFO blocked the reload for ever."""
+    file = tmp_path / "improvd.toml"
+    if kind == "fifo":
+        os.mkfifo(file)
+    elif kind == "folder":
+        file.mkdir()
+    else:
+        file.symlink_to(kind)
+    errors: list[Exception] = []
+
+    def read() -> None:
+        try:
+            config.read_file(file)
+        except ConfigError as error:
+            errors.append(error)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(10)
+    assert not reader.is_alive(), "read_file blocked"
+    assert message in str(errors[0])
+
+
+def test_dev_null_is_an_empty_configuration():
+    assert config.read_file(Path("/dev/null")) == {}
+
+
+def test_a_file_over_the_size_limit_is_refused(tmp_path):
+    file = tmp_path / "improvd.toml"
+    file.write_text("# " + "x" * config.MAX_CONFIG_BYTES + "\nbpm = 100\n")
+    with pytest.raises(ConfigError, match=rf"over the limit of {config.MAX_CONFIG_BYTES} bytes"):
+        config.read_file(file)
+
+
+def test_a_long_bad_value_is_shown_cut(tmp_path):
+    with pytest.raises(ConfigError) as error:
+        config.from_table({"meter": "4/4" * 10_000})
+    assert len(str(error.value)) < 300 and "(30002 characters)" in str(error.value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import socket
 
@@ -48,12 +49,33 @@ def test_defaults():
         ({"tls_ca": "/nonexistent/ca.pem"}, "mqtt.tls_ca = '/nonexistent/ca.pem': no such file"),
         ({"password_file": "/nonexistent/pw"}, "mqtt.password_file = '/nonexistent/pw': no such file"),
         ({"host": ""}, "mqtt.host is empty"),
+        ({"instance": "x" * 70_000}, "(70000 characters): at most 64 characters"),
+        ({"instance": "studio\udcff"}, "mqtt.instance = 'studio\\udcff': not UTF-8 text"),
+        ({"instance": "a\tb"}, "mqtt.instance = 'a\\tb': must not hold control characters"),
+        ({"client_id": "c" * 2000}, "mqtt.client_id = 'ccc"),
+        ({"username": "\udcff"}, "mqtt.username = '\\udcff': not UTF-8 text"),
     ],
 )
 def test_bad_tables_name_the_key(table, message):
+    """A 70,000-character instance, or one of bytes that are not UTF-8, killed the control plane after READY."""
     with pytest.raises(MqttConfigError) as error:
         MqttConfig.from_table(table)
     assert message in str(error.value)
+    assert len(str(error.value)) < 200
+
+
+def test_an_instance_flag_of_bytes_that_are_not_utf8_is_refused():
+    """argv bytes that are not UTF-8 reach Python as lone surrogates; publishing them raised UnicodeEncodeError."""
+    flags = parse_flags("--instance", os.fsdecode(b"studio\xff"))
+    with pytest.raises(MqttConfigError, match=r"mqtt.instance = .*: not UTF-8 text"):
+        config_from({}, flags)
+
+
+def test_a_password_file_over_the_limit_is_refused(tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_text("s" * 5000)
+    with pytest.raises(MqttConfigError, match=r"password_file = .*: cannot be read \(over the limit of 1024 bytes\)"):
+        MqttConfig.from_table({"password_file": str(secret)})
 
 
 def test_password_file_and_tls(tmp_path):

@@ -126,3 +126,29 @@ def test_fine_tuning_resumes_from_an_exported_model(tiny_run):
     tuned, first = load_model(tiny_run / "models" / "tuned"), load_model(tiny_run / "models" / "tiny")
     assert tuned.lstm_units == first.lstm_units == [12, 8] and tuned.card["training"]["resumed_from"] == str(exported)
     assert not np.array_equal(tuned.weights["dense_kernel"], first.weights["dense_kernel"])  # it did train
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--lstm-units", "2000"], r"lstm_units \[2000\] take \d+ multiply-adds a step, over the limit"),
+        (["--sequence-length", "512"], r"sequence_length 512 is over the limit of 256"),
+    ],
+)
+def test_fit_refuses_before_fitting_a_model_improvd_would_refuse(tmp_path, capsys, monkeypatch, flags, message):
+    """Issue 29: hours of training gave a model that every improvd refuses at load."""
+    import re
+
+    from training import train
+
+    def no_fit(*args, **kwargs):
+        raise AssertionError("fit ran")
+
+    monkeypatch.setattr(train, "fit", no_fit)
+    args = ["fit", "--files", "kinder0", "--max-tunes", "5", "--name", "big", "--cache-dir", str(tmp_path / "cache")]
+    args += ["--models-dir", str(tmp_path / "models"), "--run-dir", str(tmp_path / "run"), *flags]
+    assert main(args) == 2
+    error = capsys.readouterr().err
+    assert "Traceback" not in error  # the corpus's progress line, then one line
+    assert re.fullmatch(rf"improvd-train: improvd would refuse this model: {message}.*", error.splitlines()[-1])
+    assert not (tmp_path / "models").exists()

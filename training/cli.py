@@ -12,7 +12,7 @@ import sys
 from dataclasses import asdict, fields
 from pathlib import Path
 
-from improvd.core.model import ModelError
+from improvd.core.model import ModelError, size_problem
 
 from .corpus import DEFAULT_CACHE_DIR
 from .train import Settings
@@ -137,6 +137,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     prepared = prepare(settings, args.cache_dir)
+    too_big = size_problem(len(prepared.vocabulary), list(settings.lstm_units), settings.sequence_length)
+    if too_big:
+        raise ValueError(f"improvd would refuse this model: {too_big}")
     print(json.dumps({k: v for k, v in prepared.corpus.summary().items() if k != "files"}), file=sys.stderr)
     run_dir = Path(args.run_dir or Path("runs") / args.name)
     model, summary = fit(settings, run_dir, prepared, args.resume)

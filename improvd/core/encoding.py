@@ -105,10 +105,11 @@ def decode(symbols: Iterable[str]) -> list[Note]:
 
 
 def parse_symbol(symbol: str, index: int = 0) -> int | None:
-    """The pitch a note or rest symbol starts (None for a rest)."""
+    """The pitch a note or rest symbol starts (None for a rest); a pitch is written as ``str`` writes it (ASCII
+    digits, no leading zero: ``"060"`` is refused, since it would be a second name of ``"60"``)."""
     if symbol == REST:
         return None
-    if symbol.isdigit() and int(symbol) in MIDI_RANGE:
+    if symbol.isascii() and symbol.isdigit() and str(int(symbol)) == symbol and int(symbol) in MIDI_RANGE:
         return int(symbol)
     raise EncodingError(f"step {index}: '{symbol}' is not a pitch, '{REST}', '{HOLD}' or '{SONG_END}'")
 
@@ -211,11 +212,13 @@ class Vocabulary:
             raise EncodingError(f"symbol {missing} is not in the vocabulary") from None
 
     def fold(self, symbol: str) -> str:
-        """``symbol`` with its pitch folded by octaves into the vocabulary's pitch range."""
+        """``symbol`` with its pitch folded by octaves into the vocabulary's pitch range; in a gap of the range, or
+        a range narrower than an octave, the nearest pitch of its class, else the nearest pitch."""
         if not is_pitch(symbol) or symbol in self.index:
             return symbol
-        folded = str(fold_pitch(int(symbol), self.pitches[0], self.pitches[-1]))
-        if folded in self.index:
-            return folded
-        # A gap inside the range: take the nearest pitch of the same class, else the nearest pitch.
-        return str(min(self.pitches, key=lambda p: (abs(p - int(folded)) % 12 != 0, abs(p - int(folded)))))
+        pitch, lowest, highest = int(symbol), self.pitches[0], self.pitches[-1]
+        if highest - lowest >= 11:
+            pitch = fold_pitch(pitch, lowest, highest)
+            if str(pitch) in self.index:
+                return str(pitch)
+        return str(min(self.pitches, key=lambda p: (abs(p - pitch) % 12 != 0, abs(p - pitch))))

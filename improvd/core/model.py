@@ -15,18 +15,21 @@ weights.npz holds float32 arrays in Keras' own layouts (gate order i, f, c, o):
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import stat
 import sys
 import zipfile
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from improvd.core.encoding import SPECIAL_SYMBOLS, STEP_QUARTER_LENGTH, EncodingError, Vocabulary
+from improvd.core.keys import WHITE_KEYS
 
 MODEL_FORMAT = "improvd-model"
 MODEL_FORMAT_VERSION = 1
@@ -36,6 +39,10 @@ WEIGHTS_NPZ = "weights.npz"
 MAX_CARD_BYTES = 1 << 20  # model.json
 MAX_WEIGHTS_BYTES = 64 << 20  # weights.npz on disk, and its arrays as their headers declare them (float32 or not)
 MAX_ARRAYS = 64  # arrays in weights.npz
+MAX_SEQUENCE_LENGTH = 256  # the call's steps the engine keeps and feeds again at a key change, on the timing
+# thread (the shipped model: 128; a default answer takes up to 208 steps); 10**30 raised OverflowError there
+MAX_NPY_HEADER = 4096  # bytes of one array's .npy header (numpy writes 118 or so)
+MAX_STEP_MACS = 1_000_000  # multiply-adds of one LSTM step (step_macs): the shipped model takes 607,104
 MAX_SONG_GAP = 64  # song ends primed before each call (training's default is 16): bounded work at a model switch
 
 
@@ -78,18 +85,18 @@ def load_model(directory: str | Path) -> Model:
     _check_file(path / MODEL_JSON, MAX_CARD_BYTES)
     _check_file(path / WEIGHTS_NPZ, MAX_WEIGHTS_BYTES)
     card = _read_card(path / MODEL_JSON)
-    weights = _read_weights(path / WEIGHTS_NPZ)
+    vocabulary, units = card["_vocabulary"], card["lstm_units"]
+    weights = _read_weights(path / WEIGHTS_NPZ, len(vocabulary), card["input"], units)
     model = Model(
         path=path,
-        vocabulary=card["_vocabulary"],
+        vocabulary=vocabulary,
         sequence_length=card["sequence_length"],
         input=card["input"],
-        lstm_units=card["lstm_units"],
+        lstm_units=units,
         weights=weights,
         card={k: v for k, v in card.items() if not k.startswith("_")},
         song_gap=card["_song_gap"],
     )
-    check_shapes(model)
     return model
 
 
@@ -149,7 +156,33 @@ def _read_card(file: Path) -> dict[str, Any]:
     lacking = [s for s in SPECIAL_SYMBOLS if s not in card["_vocabulary"]]
     if lacking:
         raise ModelError(f"{file}: vocabulary lacks the special symbol(s) {lacking}")
+    if not any(p % 12 in WHITE_KEYS for p in card["_vocabulary"].pitches):
+        raise ModelError(f"{file}: vocabulary has no pitch on a white key (answers keep to the white keys)")
+    too_big = size_problem(len(card["_vocabulary"]), units, card["sequence_length"])
+    if too_big:
+        raise ModelError(f"{file}: {too_big}")
     return card
+
+
+def size_problem(vocab: int, lstm_units: list[int], sequence_length: int) -> str | None:
+    """Why the daemon cannot play a model of these sizes in time, or None (improvd-train asks before it fits)."""
+    if sequence_length > MAX_SEQUENCE_LENGTH:
+        return f"sequence_length {sequence_length} is over the limit of {MAX_SEQUENCE_LENGTH}"
+    macs = step_macs(vocab, lstm_units)
+    if macs > MAX_STEP_MACS:
+        return (
+            f"lstm_units {lstm_units} take {macs} multiply-adds a step, over the limit of {MAX_STEP_MACS} "
+            "(too slow to answer in time at the highest tempo)"
+        )
+    return None
+
+
+def step_macs(vocab: int, lstm_units: list[int]) -> int:
+    """Multiply-adds of one LSTM step (improvd.core.runtime): each layer's recurrent product, the input product of
+    every layer but the first (whose input is a row of a table), and the dense layer."""
+    recurrent = sum(4 * u * u for u in lstm_units)
+    inputs = sum(4 * i * u for i, u in pairwise(lstm_units))
+    return recurrent + inputs + lstm_units[-1] * vocab
 
 
 def _whole(value: object) -> bool:
@@ -157,32 +190,32 @@ def _whole(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+NPY_MAGIC = b"\x93NUMPY"
+NPY_LENGTH_BYTES = {(1, 0): 2, (2, 0): 4}  # .npy versions read, and the bytes of their header-length field
+ZIP_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)  # np.savez and np.savez_compressed
 NPY_HEADERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
 
 
-def _declared_bytes(file: Path) -> int:
-    """The bytes that the arrays of an .npz archive will take, from their .npy headers, read before any data."""
-    total = 0
-    with zipfile.ZipFile(file) as archive:
-        members = archive.infolist()
-        if len(members) > MAX_ARRAYS:
-            raise ModelError(f"{file}: {len(members)} arrays, over the limit of {MAX_ARRAYS}")
-        for member in members:
-            with archive.open(member) as stream:
-                version = np.lib.format.read_magic(stream)
-                if version not in NPY_HEADERS:
-                    raise ModelError(f"{file}: array {member.filename} has .npy format version {version}")
-                shape, _, dtype = NPY_HEADERS[version](stream)
-            if not dtype.hasobject:  # object arrays are refused by np.load (no pickle)
-                total += math.prod(shape) * dtype.itemsize
-    return total
+@dataclass(frozen=True)
+class _Declared:
+    """What one .npy member of weights.npz declares in its header, read before any of its data."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    header_bytes: int  # magic, length field and header
+    stored_bytes: int  # the member's size once decompressed, as the zip declares it
+
+    @property
+    def data_bytes(self) -> int:
+        return math.prod(self.shape) * self.dtype.itemsize
 
 
-def _read_weights(file: Path) -> dict[str, np.ndarray]:
+def _read_weights(file: Path, vocab: int, input_kind: str, lstm_units: list[int]) -> dict[str, np.ndarray]:
+    """The arrays of weights.npz: their headers are read and checked against the card (names, shapes, sizes)
+    before any of their data is decompressed."""
     try:
-        declared = _declared_bytes(file)
-        if declared > MAX_WEIGHTS_BYTES:
-            raise ModelError(f"{file}: its arrays declare {declared} bytes, over the limit of {MAX_WEIGHTS_BYTES}")
+        declared = _declared_arrays(file)
+        _check_declared(file, declared, vocab, input_kind, lstm_units)
         with np.load(file, allow_pickle=False) as archive:
             weights = {name: archive[name] for name in archive.files}
     except FileNotFoundError:
@@ -190,11 +223,69 @@ def _read_weights(file: Path) -> dict[str, np.ndarray]:
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
         raise ModelError(f"{file}: not a readable numpy .npz archive ({error})") from None
     for name, array in weights.items():
-        if array.dtype.kind != "f":
-            raise ModelError(f"{file}: array {name} has dtype {array.dtype}, expected floats")
         if not np.all(np.isfinite(array)):
             raise ModelError(f"{file}: array {name} holds NaN or infinite values")
     return {name: array.astype(np.float32) for name, array in weights.items()}
+
+
+def _declared_arrays(file: Path) -> dict[str, _Declared]:
+    """Each member's .npy header, by array name; a header longer than MAX_NPY_HEADER is refused unread (numpy
+    reads a header whole before it checks its length: a deflated gigabyte of header took that much memory)."""
+    found: dict[str, _Declared] = {}
+    with zipfile.ZipFile(file) as archive:
+        members = archive.infolist()
+        if len(members) > MAX_ARRAYS:
+            raise ModelError(f"{file}: {len(members)} arrays, over the limit of {MAX_ARRAYS}")
+        for member in members:
+            name = member.filename.removesuffix(".npy")
+            if name == member.filename or name in found:
+                raise ModelError(f"{file}: member {member.filename!r} is not an array of its own (NAME.npy)")
+            if member.compress_type not in ZIP_METHODS or member.flag_bits & 1:  # zipfile raises RuntimeErrors
+                raise ModelError(f"{file}: array {name} is encrypted or compressed other than as numpy does")
+            with archive.open(member) as stream:
+                magic = stream.read(len(NPY_MAGIC) + 2)
+                version = tuple(magic[len(NPY_MAGIC) :])
+                if magic[: len(NPY_MAGIC)] != NPY_MAGIC or version not in NPY_LENGTH_BYTES:
+                    raise ModelError(f"{file}: array {name} is not a .npy array of format 1.0 or 2.0")
+                length_field = stream.read(NPY_LENGTH_BYTES[version])
+                length = int.from_bytes(length_field, "little")
+                if length > MAX_NPY_HEADER:
+                    raise ModelError(
+                        f"{file}: array {name} has a header of {length} bytes, over the limit of {MAX_NPY_HEADER}"
+                    )
+                header = stream.read(length)
+            shape, _, dtype = NPY_HEADERS[version](io.BytesIO(length_field + header))
+            found[name] = _Declared(shape, dtype, len(magic) + len(length_field) + length, member.file_size)
+    return found
+
+
+def _check_declared(file: Path, declared: dict[str, _Declared], vocab: int, input_kind: str, units: list[int]) -> None:
+    """Refuse arrays whose headers declare more than MAX_WEIGHTS_BYTES, other types than floats, other names or
+    shapes than the card needs, or more stored data than their header declares."""
+    total = sum(d.data_bytes for d in declared.values() if not d.dtype.hasobject)
+    if total > MAX_WEIGHTS_BYTES:
+        raise ModelError(f"{file}: its arrays declare {total} bytes, over the limit of {MAX_WEIGHTS_BYTES}")
+    for name, array in declared.items():
+        if array.dtype.kind != "f":
+            raise ModelError(f"{file}: array {name} has dtype {array.dtype}, expected floats")
+    embedding = declared.get("embedding")
+    embedding_dim = embedding.shape[1] if embedding is not None and len(embedding.shape) == 2 else None
+    expected = expected_shapes(vocab, input_kind, units, embedding_dim)
+    missing = sorted(set(expected) - set(declared))
+    extra = sorted(set(declared) - set(expected))
+    if missing or extra:
+        raise ModelError(f"{file}: arrays do not match {MODEL_JSON} (missing {missing}, unexpected {extra})")
+    for name, shape in expected.items():
+        if declared[name].shape != shape:
+            raise ModelError(
+                f"{file}: {name} has shape {declared[name].shape}, but {MODEL_JSON} "
+                f"(vocabulary of {vocab}, lstm_units {units}) needs {shape}"
+            )
+        if declared[name].stored_bytes != declared[name].header_bytes + declared[name].data_bytes:
+            raise ModelError(
+                f"{file}: array {name} stores {declared[name].stored_bytes} bytes, but its header declares "
+                f"{declared[name].header_bytes + declared[name].data_bytes}"
+            )
 
 
 def expected_shapes(vocab: int, input_kind: str, lstm_units: list[int], embedding_dim: int | None) -> dict[str, tuple]:
@@ -212,21 +303,3 @@ def expected_shapes(vocab: int, input_kind: str, lstm_units: list[int], embeddin
     shapes["dense_kernel"] = (input_dim, vocab)
     shapes["dense_bias"] = (vocab,)
     return shapes
-
-
-def check_shapes(model: Model) -> None:
-    """Raise ModelError if the weights disagree with the card (names or shapes)."""
-    file = model.path / WEIGHTS_NPZ
-    embedding = model.weights.get("embedding")
-    embedding_dim = embedding.shape[1] if embedding is not None and embedding.ndim == 2 else None
-    expected = expected_shapes(len(model.vocabulary), model.input, model.lstm_units, embedding_dim)
-    missing = sorted(set(expected) - set(model.weights))
-    extra = sorted(set(model.weights) - set(expected))
-    if missing or extra:
-        raise ModelError(f"{file}: arrays do not match {MODEL_JSON} (missing {missing}, unexpected {extra})")
-    for name, shape in expected.items():
-        if model.weights[name].shape != shape:
-            raise ModelError(
-                f"{file}: {name} has shape {model.weights[name].shape}, but {MODEL_JSON} "
-                f"(vocabulary of {len(model.vocabulary)}, lstm_units {model.lstm_units}) needs {shape}"
-            )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import stat
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
@@ -23,6 +24,8 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 DEFAULT_CONFIG = Path("/etc/improvd/improvd.toml")
+MAX_CONFIG_BYTES = 64 << 10  # the configuration file (systemd/improvd.toml, every key documented, is 8 KB)
+SHOWN_CHARS = 80  # of a bad value in an error line
 CC_KEYS = ("temperature", "respond", "panic", "enable", "metronome")
 RESERVED_CC = {64: "the sustain pedal", **{n: "a channel mode message" for n in range(120, 128)}}
 
@@ -173,11 +176,29 @@ def _flag_value(text: str) -> int | str:
     return int(text) if text.lstrip("-").isdigit() else text
 
 
+def read_capped(path: str | Path, limit: int) -> bytes:
+    """The bytes of the file at ``path`` (symbolic links followed), at most ``limit`` of them.
+
+    It is opened without blocking, then judged by what it is: a FIFO, socket, folder or block device raises
+    ValueError before anything is read; a character device is read like a file (``/dev/null`` is empty, ``/dev/zero``
+    is over the limit); more than ``limit`` bytes raises ValueError; OSError as ``open`` and ``read`` raise it.
+    """
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+    with os.fdopen(descriptor, "rb") as handle:
+        mode = os.fstat(descriptor).st_mode
+        if not (stat.S_ISREG(mode) or stat.S_ISCHR(mode)):
+            raise ValueError("not a regular file")
+        data = handle.read(limit + 1)  # the size may have changed since fstat
+    if len(data) > limit:
+        raise ValueError(f"over the limit of {limit} bytes")
+    return data
+
+
 def read_file(path: Path) -> dict[str, Any]:
-    """The TOML table of ``path``; a missing or malformed file raises ConfigError."""
+    """The TOML table of ``path``; a missing, malformed, oversized or too deeply nested file, or one that is not a
+    regular file, raises ConfigError."""
     try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
+        return tomllib.loads(read_capped(path, MAX_CONFIG_BYTES).decode("utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: configuration file not found") from None
     except OSError as error:
@@ -186,6 +207,10 @@ def read_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid TOML: {error}") from None
     except UnicodeDecodeError as error:
         raise ConfigError(f"{path}: not UTF-8 text (byte {error.start})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid TOML: nested too deeply") from None
+    except ValueError as error:
+        raise ConfigError(f"{path}: cannot be the configuration file: {error}") from None
 
 
 def config_path(args: argparse.Namespace) -> Path | None:
@@ -228,7 +253,9 @@ def _checked(key: str, value: Any, where: str) -> Any:
 
 
 def _show(value: Any) -> str:
-    return f'"{value}"' if isinstance(value, str) else repr(value)
+    """``value`` as an error line shows it: cut to SHOWN_CHARS characters."""
+    text = f'"{value}"' if isinstance(value, str) else repr(value)
+    return text if len(text) <= SHOWN_CHARS else f"{text[: SHOWN_CHARS - 1]}… ({len(text)} characters)"
 
 
 def _cc(table: Any, source: str) -> dict[str, int]:

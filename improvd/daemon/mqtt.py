@@ -27,6 +27,7 @@ from typing import Any, Protocol
 import aiomqtt
 
 from improvd.core.schema import BY_NAME
+from improvd.daemon.config import read_capped
 from improvd.daemon.control import VALIDATORS as MQTT_SETTINGS
 from improvd.daemon.control import ControlError, parse
 from improvd.daemon.tally import Tally
@@ -40,6 +41,9 @@ EVENT_QUEUE = 1000
 REFUSALS_LOGGED = 32  # subtopics whose first refused message is logged with its reason; the rest are counted
 OFFLINE_TIMEOUT = 0.5  # seconds to publish "offline" at a clean exit (the daemon waits this long for it)
 TOPIC_CHARS_FORBIDDEN = set("+#/\0")
+MAX_INSTANCE_CHARS = 64  # the instance name (a host name has at most 63)
+MAX_TEXT_CHARS = 1024  # every other text setting of [mqtt], and the password file
+TEXT_KEYS = ("instance", "host", "username", "password", "client_id", "discovery_prefix")
 
 
 class Controller(Protocol):
@@ -102,8 +106,9 @@ class MqttConfig:
         if not self.host:
             raise MqttConfigError("mqtt.host is empty: give a host name or address")
         config = self if self.instance else replace(self, instance=socket.gethostname().split(".")[0] or "improvd")
-        if TOPIC_CHARS_FORBIDDEN & set(config.instance):
-            raise MqttConfigError(f"mqtt.instance = {config.instance!r}: must not hold '/', '+', '#'")
+        for key in TEXT_KEYS:
+            _check_text(key, getattr(config, key), MAX_INSTANCE_CHARS if key == "instance" else MAX_TEXT_CHARS)
+        _check_instance(config.instance)
         for key in ("tls_ca", "tls_cert", "tls_key", "password_file"):
             path = getattr(config, key)
             if path is None:
@@ -117,9 +122,10 @@ class MqttConfig:
             raise MqttConfigError("give mqtt.password or mqtt.password_file, not both")
         if config.password_file is not None:
             try:
-                lines = Path(config.password_file).read_text(encoding="utf-8").splitlines()
-            except (OSError, UnicodeDecodeError) as error:
-                reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
+                lines = read_capped(config.password_file, MAX_TEXT_CHARS).decode("utf-8").splitlines()
+            except (OSError, ValueError) as error:
+                reason = error.strerror if isinstance(error, OSError) else error
+                reason = "not UTF-8 text" if isinstance(error, UnicodeDecodeError) else reason
                 raise MqttConfigError(
                     f"mqtt.password_file = {config.password_file!r}: cannot be read ({reason})"
                 ) from None
@@ -135,6 +141,34 @@ class MqttConfig:
         return self.tls or self.tls_ca is not None or self.tls_cert is not None
 
 
+def _check_instance(instance: str) -> None:
+    """The instance name goes into every topic: no control characters, no '/', '+' or '#' (its length and UTF-8
+    are ``_check_text``'s)."""
+    shown = _shown(instance)
+    if TOPIC_CHARS_FORBIDDEN & set(instance):
+        raise MqttConfigError(f"mqtt.instance = {shown}: must not hold '/', '+', '#'")
+    if not instance.isprintable():
+        raise MqttConfigError(f"mqtt.instance = {shown}: must not hold control characters")
+
+
+def _check_text(key: str, value: str | None, limit: int) -> None:
+    """A text setting must be UTF-8 (a flag of other bytes reaches Python as lone surrogates) and at most ``limit``
+    characters (an instance of 70,000 characters, or of bytes that are not UTF-8, killed the control plane after
+    READY)."""
+    if value is None:
+        return
+    if len(value) > limit:
+        raise MqttConfigError(f"mqtt.{key} = {_shown(value)}: at most {limit} characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise MqttConfigError(f"mqtt.{key} = {_shown(value)}: not UTF-8 text") from None
+
+
+def _shown(value: str) -> str:
+    return repr(value) if len(value) <= 40 else f"{value[:39]!r}… ({len(value)} characters)"
+
+
 def _check_type(key: str, value: Any, default: Any) -> None:
     expected = type(default) if default is not None else str
     if isinstance(value, bool) != (expected is bool) or not isinstance(value, expected):
@@ -148,7 +182,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--mqtt-host", help="broker host name or address (default: localhost)")
     group.add_argument("--mqtt-port", type=int, help="broker port, 1-65535 (default: 1883)")
     group.add_argument(
-        "--instance", help="instance name in the topics improvd/<instance>/..., no / + # (default: host name)"
+        "--instance",
+        help="instance name in the topics improvd/<instance>/..., at most 64 characters, no / + # (default: host name)",
     )
     group.add_argument("--mqtt-username", help="user name at the broker (default: anonymous)")
     group.add_argument("--mqtt-password-file", help="file whose first line is the password (default: none)")

@@ -10,6 +10,7 @@ without notes; every error names the file.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -18,6 +19,7 @@ import mido
 from music21 import chord, meter, stream, tempo
 
 from improvd.core.notes import PlayedNote
+from improvd.core.schema import BY_NAME
 from improvd.offline.notation import ScoreError, melody_of, read_score
 
 MIDI_SUFFIXES = (".mid", ".midi")
@@ -28,6 +30,7 @@ CHORD_WINDOW = 0.03  # seconds: MIDI notes starting this close together sound as
 MAX_FILE_BYTES = 1 << 20  # a larger input file is refused before it is parsed
 MAX_CALL_STEPS = 4096  # 16th steps from the first note's start to the last note's end (256 bars of 4/4)
 MAX_NOTES = 4096  # notes in the call
+BPM = BY_NAME["bpm"]  # a call's tempo, given or the file's, is one the engine plays at
 
 
 class CallError(ValueError):
@@ -97,12 +100,27 @@ def _check_size(call: Call, path: Path) -> None:
         )
 
 
+def _checked_bpm(bpm: float, where: str, given: bool) -> float:
+    """``bpm`` when the engine plays at that tempo; else CallError naming it (``given``: it is ``--bpm``)."""
+    if math.isfinite(bpm) and BPM.low <= bpm <= BPM.high:
+        return bpm
+    if given:
+        raise CallError(f"{where}: --bpm {bpm:g}: give a tempo from {BPM.span(' to ')} BPM")
+    raise CallError(
+        f"{where}: its tempo of {bpm:g} BPM is outside {BPM.span(' to ')}; give --bpm to play it at another"
+    )
+
+
 def _midi_call(path: Path, bpm: float | None) -> Call:
+    if bpm is not None:
+        _checked_bpm(bpm, str(path), given=True)
     try:
         midi = mido.MidiFile(path)
         events = list(midi)  # delta times in seconds, through the tempo map
     except Exception as error:  # mido raises OSError, EOFError, KeyError, ValueError... for bad files
         raise CallError(f"{path}: not a readable MIDI file ({type(error).__name__}: {error})") from None
+    if midi.ticks_per_beat <= 0:  # mido reads the header's division signed: SMPTE frames are negative
+        raise CallError(f"{path}: SMPTE timing (frames per second) is not supported; save it in ticks per quarter")
     file_bpm, signature, notes = DEFAULT_BPM, (4, 4), []
     sounding: dict[tuple[int, int], tuple[float, int]] = {}
     now, tempo_seen, meter_seen = 0.0, False, False
@@ -120,11 +138,12 @@ def _midi_call(path: Path, bpm: float | None) -> Call:
             if message.type == "note_on" and message.velocity > 0:
                 sounding[key] = (now, message.velocity)
     notes += [PlayedNote(pitch, start, now, velocity) for (_, pitch), (start, velocity) in sounding.items()]
-    notes = [n for n in notes if n.end > n.start]
+    if bpm is None and notes:
+        _checked_bpm(file_bpm, str(path), given=False)
+    scale = file_bpm / bpm if bpm else 1.0  # stretched first: the chord window is in seconds as played
+    notes = [replace(n, start=n.start * scale, end=n.end * scale) for n in notes if n.end > n.start]
     _refuse_chords([n.start for n in notes], path, CHORD_WINDOW)
-    scale = file_bpm / bpm if bpm else 1.0
-    line = [replace(n, start=n.start * scale, end=n.end * scale) for n in top_line(notes)]
-    return Call(line, bpm or file_bpm, signature, 0, path.stem)
+    return Call(top_line(notes), bpm or file_bpm, signature, 0, path.stem)
 
 
 def top_line(notes: list[PlayedNote]) -> list[PlayedNote]:
@@ -178,7 +197,7 @@ def call_from_score(score: stream.Stream, bpm: float | None, where: str, title: 
         melody = melody_of(score, where)
     except ScoreError as error:
         raise CallError(str(error)) from None
-    bpm = bpm or _score_bpm(score)
+    bpm = _checked_bpm(bpm, where, given=True) if bpm is not None else _checked_bpm(_score_bpm(score), where, False)
     seconds_per_quarter = 60.0 / bpm
     signature, pickup = _bars(part)
     bar_steps = Call([], bpm, signature).steps_per_bar
