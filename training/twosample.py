@@ -93,6 +93,14 @@ def _share(flags: list[bool]) -> float:
     return float(np.mean(flags)) if flags else 0.0
 
 
+def _distance(these: list[int], those: list[int], size: int) -> float:
+    """Half the L1 distance between the histograms of two lists of small non-negative numbers (0: the same)."""
+    if not these or not those:
+        return 1.0
+    first = np.bincount(these, minlength=size) / len(these)
+    return float(np.abs(first - np.bincount(those, minlength=size) / len(those)).sum() / 2)
+
+
 def _mean(values: list[int]) -> float:
     return float(np.mean(values)) if values else 0.0
 
@@ -139,6 +147,11 @@ def features(call: Line, continuation: Line, tonic: int, scale: frozenset[int]) 
         "intervals_of_call": _share([i in set(_intervals(call_pitches)) for i in _intervals(pitches)]),
         "pitches_of_call": _share([p in set(call_pitches) for p in pitches]),
         "lengths_of_call": _share([length in {n[2] for n in call.notes} for _, _, length in notes]),
+        "interval_distance": _distance(
+            [min(i, 12) for i in intervals], [min(abs(i), 12) for i in _intervals(call_pitches)], 13
+        ),
+        "length_distance": _distance([min(n[2], 16) for n in notes], [min(n[2], 16) for n in call.notes], 17),
+        "pitch_class_distance": _distance([p % 12 for p in pitches], [p % 12 for p in call_pitches], 12),
         "outside_call_range": _share([not min(call_pitches) <= p <= max(call_pitches) for p in pitches]),
         "entry_interval": float(pitches[0] - call_pitches[-1]),
         "tonic": _share([d == 0 for d in degrees]),
