@@ -20,7 +20,8 @@ The driver's contract (times are floats in seconds on the driver's clock):
   then the barge-in releases; usually [].
 * Output is queued inside the engine with the time it is due (``schedule`` adds
   to it); the driver sleeps until ``next_due()`` and sends what ``pop_due(now)``
-  returns, in time order. ``panic``, ``set_enabled(False, t)``, ``stop`` and a
+  returns, in time order; ``drop_late(t)`` drops what a stalled driver can no
+  longer play on time (note_ons due before ``t`` and their note_offs). ``panic``, ``set_enabled(False, t)``, ``stop`` and a
   barge-in clear the queue and return (to send at once) a note_off for every
   sounding note (a barge-in for improvd's own only: the player's notes passed
   through sound on while their keys are down); ``panic``, disabling and ``stop``
@@ -99,7 +100,7 @@ import dataclasses
 import heapq
 import itertools
 import math
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -200,6 +201,7 @@ class Engine:
         self._events: list[Event] = []
         self._own: set[tuple[int, int]] = set()  # (channel, note) of improvd's own notes now on
         self._passed: set[tuple[int, int]] = set()  # ... and of the player's notes passed through and still on
+        self._silent = False  # a panic's releases went out and nothing has been sent since: another sends nothing
         self._pending_model: Model | None = None
         self._grid = Grid()
         self._respond_requested = False
@@ -557,6 +559,7 @@ class Engine:
             _track(self._passed, message)
             self._thru_channels.add(message.channel)
             passed = [Timed(time, message, "player")]
+            self._silent = False
         return passed + self._hear(message, time)
 
     @property
@@ -646,7 +649,30 @@ class Engine:
             self._on_grid.pop(order, None)
             _track(self._own, message)
             due.append(Timed(at, message))
+        self._silent = self._silent and not due
         return due
+
+    def drop_late(self, before: float) -> int:
+        """Drop every queued note_on due before ``before``, too late to play (the driver was stopped or starved),
+        with the note_off that would end it; every other message stays, so each release of a sounding note still
+        goes out. Returns how many messages were dropped."""
+        if not self._queue or self._queue[0][0] >= before:
+            return 0
+        kept, unplayed, dropped = [], Counter(), 0
+        for item in sorted(self._queue):  # (time, order, message): order is unique, messages are never compared
+            time, order, message = item
+            key = (message.channel, message.note) if message.type in ("note_on", "note_off") else None
+            if message.type == "note_on" and message.velocity > 0 and time < before:
+                unplayed[key] += 1
+            elif key is not None and unplayed[key] and _is_release(message):
+                unplayed[key] -= 1
+            else:
+                kept.append(item)
+                continue
+            dropped += 1
+            self._on_grid.pop(order, None)
+        self._queue = kept  # a sorted list is a heap
+        return dropped
 
     def _release(self, time: float, all_notes_off: bool = True, own_only: bool = False) -> list[Timed]:
         """Clear the queue; note_off for every sounding note, or improvd's ``own_only`` (then CC 123 and
@@ -675,10 +701,14 @@ class Engine:
 
     def panic(self, time: float) -> list[Timed]:
         """Release everything now and stop the metronome; a response or count-in in progress ends, listening
-        goes on. A ``panic`` event says so."""
+        goes on. A ``panic`` event says so. A panic with nothing sent since the last one's releases sends nothing
+        (a flood of panics costs the output nothing)."""
         self._events.append(Event(time, "panic", {}))
         self.settings.metronome = False  # silence means silence: set/metronome turns it on again
-        return self._silence(time)
+        silent = self._silent
+        released = self._silence(time)
+        self._silent = True
+        return [] if silent else released
 
     def _silence(self, time: float) -> list[Timed]:
         """What panic, Stop and disabling share: every note released, the call forgotten."""
