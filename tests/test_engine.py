@@ -537,3 +537,14 @@ def test_the_last_bar_line_before_a_time(model):
         engine.tick(1.0 + k * STEP)
     assert engine.bar_line(1.0 + 29.5 * STEP) == pytest.approx(1.0 + 24 * STEP)
     assert engine.bar_line(1.0 + 40 * STEP) == pytest.approx(1.0 + 36 * STEP)  # carried on at the tempo
+
+
+def test_a_second_panic_with_nothing_sent_since_sends_nothing(model):
+    engine = Engine(model, Settings(bpm=BPM, thru=True), seed=0)
+    engine.start(0.0)
+    engine.feed(mido.Message("note_on", channel=1, note=64, velocity=70), 0.01)
+    assert engine.panic(0.02)  # the note, then All Notes Off and the pedal up on both channels
+    assert engine.panic(0.03) == [] and engine.panic(0.04) == []
+    assert [e.name for e in engine.drain_events()] == ["panic"] * 3
+    engine.feed(mido.Message("control_change", channel=1, control=7, value=90), 0.05)  # something went out
+    assert engine.panic(0.06)
