@@ -37,7 +37,7 @@ The driver's contract (times are floats in seconds on the driver's clock):
 * ``drain_events()`` returns what happened since the last call, each an
   ``Event(time, name, data)``: ``phrase_end`` {call_steps}, ``response_start``
   {steps, first_step, entry, transposition}, ``response_end`` ({} or
-  {interrupted: True}), ``barge_in``, ``panic``, ``respond_ignored`` {reason},
+  {interrupted: True}), ``barge_in``, ``panic``, ``input_lost`` {released}, ``respond_ignored`` {reason},
   ``count_in`` {listen_at_step}, ``tempo`` {bpm, fit}.
 
 Listening becomes responding at the tick that completes ``phrase_end_steps``
@@ -588,6 +588,16 @@ class Engine:
         elif message.type == "control_change" and message.control == SUSTAIN:
             self._buffer.pedal(message.value >= 64, self._snap(time))
         return []
+
+    def input_lost(self, time: float) -> list[Timed]:
+        """Player input was lost (the input queue overflowed) and a release may have been among it: every note
+        passed through is released now, and every key and the pedal count as up. Returns the releases; an
+        ``input_lost`` event {released} says so."""
+        released = [mido.Message("note_off", channel=c, note=n, velocity=0) for c, n in sorted(self._passed)]
+        self._passed = set()
+        self._buffer.release_all(self._snap(time))
+        self._events.append(Event(time, "input_lost", {"released": len(released)}))
+        return [Timed(time, message) for message in released]
 
     def _barge_in(self, time: float) -> list[Timed]:
         """The player plays over the answer: improvd's notes released (not a key the player now holds through

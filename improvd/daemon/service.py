@@ -97,6 +97,7 @@ class Daemon:
             self.engine, ports.send, self._report, config.clock, config.clock_out, self.stats, ports.read_before_tick
         )
         ports.quiet = self.timing.quiet  # the input reader keeps off the interpreter around each send
+        ports.on_overflow = lambda: self.timing.submit(self.engine.input_lost)  # a lost release: release thru notes
         self.controller = Controller(
             config, model, self.timing, ports, runtimes, self.notifier, self._schedule, self.dropped
         )
