@@ -80,6 +80,8 @@ class Controller:
         self._waiting: set[str] = set()  # commands (and enabled) queued to the timing thread, not yet run
         self._waiting_lock = threading.Lock()  # the MIDI reader and the asyncio loop both command
         self._enabled = True  # the last enabled value asked for
+        self._model_wanted: Path | None = None  # the model to load next (load_model_soon)
+        self._model_loading = False  # a task loads models until none is wanted
 
     # --- what MQTT reads and asks ---
 
@@ -185,8 +187,25 @@ class Controller:
     # --- model switching, off the timing path ---
 
     def load_model_soon(self, path: Path) -> None:
-        """Load the model at ``path`` in a task of the loop, then switch to it; a failure is an error event."""
-        self._schedule(self._load_model(path))
+        """Load the model at ``path`` in a task of the loop, then switch to it; a failure is an error event.
+
+        Called in the loop. While a model loads, only the last one asked for waits: a flood of ``set/model``
+        loads two models at most, one after the other, and the last one asked for is the one that plays.
+        """
+        waiting, self._model_wanted = self._model_wanted, path
+        if waiting is not None:
+            self.dropped.add("model changes replaced by a later one before they loaded")
+        if not self._model_loading:
+            self._model_loading = True
+            self._schedule(self._load_wanted())
+
+    async def _load_wanted(self) -> None:
+        try:
+            while self._model_wanted is not None:
+                path, self._model_wanted = self._model_wanted, None
+                await self._load_model(path)
+        finally:
+            self._model_loading = False
 
     async def _load_model(self, path: Path) -> None:
         try:
