@@ -9,7 +9,9 @@ lateness statistics (``LatenessStats``) are recorded without a lock, changes
 are merged before they reach it, the other threads keep off the interpreter
 around each send and no garbage collection starts near one (``quiet``:
 improvd.daemon.quiet), and it takes the interpreter back from a busy thread
-within SWITCH_INTERVAL.
+within SWITCH_INTERVAL. A loop that finds itself more than STALE_AFTER behind
+(the process was stopped or starved) does not play the missed stretch in a
+burst: it drops what is too late and sends the releases (``late`` event).
 
 ``sleep_until`` waits on an Event (so another thread can wake it early) until
 shortly before the deadline, then spins on ``time.monotonic`` for the rest:
