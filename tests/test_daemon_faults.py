@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from improvd.core.model import DEFAULT_MODEL_DIR
+from improvd.core.model import DEFAULT_MODEL_DIR, ModelError
 from improvd.core.runtime import LSTMRuntime
 from improvd.daemon import controller, offloop, service
 from tests.helpers import write_model
@@ -157,3 +157,34 @@ def test_the_offline_message_has_its_whole_timeout_at_a_clean_stop():
     assert service.OFFLINE_TIMEOUT == 0.5
     assert asyncio.run(scenario()) == 0
     assert said == ["offline"]
+
+
+def test_a_flood_of_model_changes_loads_the_last_one_asked_for_and_no_more_than_two(monkeypatch):
+    """Every ``set/model`` started a load of its own: a flood of them loaded as many models at once."""
+    started: list[Path] = []
+    release = threading.Event()
+
+    def load(path: Path) -> Path:
+        started.append(path)
+        release.wait(10)
+        raise ModelError(f"{path.name} is no model")
+
+    monkeypatch.setattr(controller, "load_model", load)
+    daemon = make_daemon()
+    daemon.controller.event = lambda name, data: None
+
+    async def scenario() -> None:
+        daemon._loop = asyncio.get_running_loop()
+        for k in range(500):
+            daemon.controller.load_model_soon(Path(f"/models/m{k}"))
+            for _ in range(1000 if k == 0 else 0):  # until the first load has begun
+                if started:
+                    break
+                await asyncio.sleep(0.01)
+        release.set()
+        while daemon._background:  # the loading tasks
+            await asyncio.sleep(0.01)
+
+    asyncio.run(scenario())
+    assert started == [Path("/models/m0"), Path("/models/m499")]
+    assert daemon.dropped.take() == {"model changes replaced by a later one before they loaded": 498}

@@ -15,6 +15,7 @@ from improvd.core.encoding import encode
 from improvd.core.engine import Engine, Settings, Timed
 from improvd.core.model import DEFAULT_SONG_GAP, load_model
 from improvd.core.runtime import LSTMRuntime
+from improvd.core.simulate import drive
 from improvd.offline.notation import essen_tune, melody_of
 from tests.helpers import PHRASE, RUNNING, call, favouring, run, run_until_sounding, sounding_after
 from tests.tiny_model import SONG_GAP
@@ -437,6 +438,56 @@ def test_thru_passes_the_players_messages_at_once_and_releases_them_with_improvd
     assert engine.feed(mido.Message("note_on", channel=2, note=65, velocity=70), 0.04) == []
 
 
+def until_the_answer_sounds(engine: Engine, messages: list) -> float:
+    """Drive ``engine`` until one of improvd's own notes sounds; the time of that boundary."""
+    for boundary in drive(engine, messages, 200):
+        if any(t.source == "improvd" and t.message.type == "note_on" for t in boundary.sent):
+            return boundary.time
+    raise AssertionError("no answer note sounded")
+
+
+def test_a_barge_in_releases_improvds_notes_and_never_the_key_the_player_holds(model):
+    """The tester's find: with thru, a note played over the answer was passed through, then released with the
+    answer's notes while its key was still down. Here the player first holds a key of its own through the
+    answer, then strikes the very note the answer sounds (one channel for both)."""
+    engine = Engine(model, Settings(bpm=BPM, min_call_steps=4, gate=1.0, thru=True, input_channel=None), seed=4)
+    drone = mido.Message("note_on", channel=3, note=40, velocity=70)
+    at = until_the_answer_sounds(engine, [(0.001, drone), *call(PHRASE)])  # the drone stays down throughout
+    ((channel, note),) = engine.sounding - {(3, 40)}
+    struck = mido.Message("note_on", channel=channel, note=note, velocity=80)
+    sent = engine.feed(struck, at + 0.001)
+    assert sent[0] == Timed(at + 0.001, struck, "player")
+    assert [t.message for t in sent[1:] if t.message.type == "note_off"] == []  # improvd's note: now the player's
+    assert "barge_in" in [e.name for e in engine.drain_events()]
+    assert engine.sounding == {(3, 40), (channel, note)}
+    assert engine.pop_due(math.inf) == []  # the rest of the answer is dropped
+    released = engine.feed(mido.Message("note_off", channel=channel, note=note), at + 0.2)
+    assert [(t.message.type, t.message.note) for t in released] == [("note_off", note)]
+    assert engine.sounding == {(3, 40)}
+    assert sounding_after([t for t in engine.stop(at + 0.3)]) == set()  # the exit still releases the drone
+    assert not engine.sounding
+
+
+def test_a_barge_in_releases_the_answers_other_notes(model):
+    engine = Engine(model, Settings(bpm=BPM, min_call_steps=4, gate=1.0, thru=True), seed=4)
+    at = until_the_answer_sounds(engine, call(PHRASE))
+    answer = set(engine.sounding)
+    sent = engine.feed(mido.Message("note_on", channel=5, note=30, velocity=80), at + 0.001)
+    assert {(t.message.channel, t.message.note) for t in sent if t.message.type == "note_off"} == answer
+    assert engine.sounding == {(5, 30)}
+
+
+def test_a_key_passed_through_is_released_after_thru_is_turned_off(model):
+    engine = Engine(model, Settings(bpm=BPM, thru=True), seed=0)
+    engine.start(0.0)
+    engine.feed(mido.Message("note_on", channel=1, note=64, velocity=70), 0.01)
+    engine.update(thru=False)
+    released = engine.feed(mido.Message("note_off", channel=1, note=64), 0.02)
+    assert [(t.message.type, t.source) for t in released] == [("note_off", "player")]
+    assert not engine.sounding
+    assert engine.feed(mido.Message("note_off", channel=1, note=64), 0.03) == []
+
+
 def test_a_call_is_answered_as_itself_not_with_the_call_before_it(model):
     """The tester's lux#298 then han1#48: a call in D major with C sharps, then one of A, C and D only. The
     second is moved as it would be alone (its own collection), and its echo is its own notes."""
@@ -486,3 +537,14 @@ def test_the_last_bar_line_before_a_time(model):
         engine.tick(1.0 + k * STEP)
     assert engine.bar_line(1.0 + 29.5 * STEP) == pytest.approx(1.0 + 24 * STEP)
     assert engine.bar_line(1.0 + 40 * STEP) == pytest.approx(1.0 + 36 * STEP)  # carried on at the tempo
+
+
+def test_a_second_panic_with_nothing_sent_since_sends_nothing(model):
+    engine = Engine(model, Settings(bpm=BPM, thru=True), seed=0)
+    engine.start(0.0)
+    engine.feed(mido.Message("note_on", channel=1, note=64, velocity=70), 0.01)
+    assert engine.panic(0.02)  # the note, then All Notes Off and the pedal up on both channels
+    assert engine.panic(0.03) == [] and engine.panic(0.04) == []
+    assert [e.name for e in engine.drain_events()] == ["panic"] * 3
+    engine.feed(mido.Message("control_change", channel=1, control=7, value=90), 0.05)  # something went out
+    assert engine.panic(0.06)

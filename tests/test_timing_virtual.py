@@ -144,3 +144,52 @@ def test_finish_releases_what_sounds_and_sends_all_notes_off_last(tiny_model_dir
     last = [data for _, data in sent[before:]]
     assert [0x80, 64, 0] in last or [0x90, 64, 0] in last
     assert last[-2:] == [[0xB0, 123, 0], [0xB0, 64, 0]]
+
+
+def test_after_a_stall_what_is_too_late_is_dropped_and_released_not_burst_out(tiny_model_dir):
+    """The tester's find: SIGSTOP for 9 s mid-answer, then SIGCONT, sent the rest of the answer in one burst 9.4 s
+    late. Now the notes too late to play are dropped, the sounding ones released at once, a ``late`` event says
+    so, and the grid goes on where it was: a call played after the stall is answered on the grid's steps."""
+    clock = VirtualTime(-START_DELAY)  # the grid's origin is 0
+    sent, reports = [], []
+    settings = Settings(bpm=BPM, min_call_steps=4, response_bars=2, gate=1.0, metronome=True)
+    pending = call(PHRASE)
+
+    def hand_on() -> bool:
+        while pending and pending[0][0] < clock.now():
+            timing.feed(pending[0][1], pending.pop(0)[0])
+        return True
+
+    timing = daemon_loop(
+        Engine(load_model(tiny_model_dir), settings, seed=7), clock, sent, reports, before_tick=hand_on
+    )
+    timing.begin()
+    for _ in range(100):
+        timing.run_until(clock.now() + STEP / 2)
+        if any(data[0] == 0x90 and data[2] > 0 for _, data in sent):  # an answer note sounds (clicks: 0x99)
+            break
+    timing.run_until(clock.now() + STEP / 4)
+    stalled = clock.now()
+    clock.time = resumed = stalled + 9.0  # SIGSTOP ... SIGCONT
+    timing.run_until(resumed + 0.001)
+    burst = [data for t, data in sent if t >= resumed and data[0] & 0xF0 in (0x80, 0x90)]
+    assert burst and all(data[0] & 0xF0 == 0x80 or data[2] == 0 for data in burst)  # releases only
+    assert not any(sounding(sent, resumed))
+    events = [e for r in reports if hasattr(r, "events") for e in r.events]
+    (late,) = [e for e in events if e.name == "late"]
+    assert late.data["behind_ms"] >= 9000 and late.data["dropped"] > 0 and late.data["released"] == len(burst)
+    pending += [(resumed + 1.0 + t, message) for t, message in call(PHRASE)]  # anywhere: the answer keeps to the grid
+    timing.run_until(resumed + 6.0)
+    again = [t for t, data in sent if t > resumed + 1.0 and data[0] == 0x90 and data[2] > 0]
+    assert len(again) >= 2 and all(abs(t / STEP - round(t / STEP)) < 1e-6 for t in again)
+    assert [e.name for e in events].count("late") == 1  # one event for the whole stretch
+
+
+def sounding(sent: list, until: float) -> set[tuple[int, int]]:
+    """(status channel, note) whose last message up to ``until`` was a note_on."""
+    on: set[tuple[int, int]] = set()
+    for t, data in sent:
+        if t <= until and data[0] & 0xF0 in (0x80, 0x90):
+            key = (data[0] & 0x0F, data[1])
+            (on.add if data[0] & 0xF0 == 0x90 and data[2] > 0 else on.discard)(key)
+    return on

@@ -20,12 +20,14 @@ The driver's contract (times are floats in seconds on the driver's clock):
   then the barge-in releases; usually [].
 * Output is queued inside the engine with the time it is due (``schedule`` adds
   to it); the driver sleeps until ``next_due()`` and sends what ``pop_due(now)``
-  returns, in time order. ``panic``, ``set_enabled(False, t)``, ``stop`` and a
+  returns, in time order; ``drop_late(t)`` drops what a stalled driver can no
+  longer play on time (note_ons due before ``t`` and their note_offs). ``panic``, ``set_enabled(False, t)``, ``stop`` and a
   barge-in clear the queue and return (to send at once) a note_off for every
-  sounding note; ``panic``, disabling and ``stop`` add CC 123 and CC 64 = 0 on
-  the output channel. So every note_on sent has its note_off on every path.
-  ``sounding`` is the set of (channel, note) pairs now on, improvd's and those
-  passed through. ``all_notes_off(t)`` returns CC 123 and CC 64 = 0 alone,
+  sounding note (a barge-in for improvd's own only: the player's notes passed
+  through sound on while their keys are down); ``panic``, disabling and ``stop``
+  add CC 123 and CC 64 = 0 on the output channel. So every note_on sent has its
+  note_off on every path. ``sounding`` is the set of (channel, note) pairs now
+  on, improvd's and those passed through. ``all_notes_off(t)`` returns CC 123 and CC 64 = 0 alone,
   changing nothing: the daemon sends it at start and when its output port
   returns, for notes a killed run left on.
 * ``update(time=None, **settings)`` checks all changes before applying any
@@ -35,7 +37,7 @@ The driver's contract (times are floats in seconds on the driver's clock):
 * ``drain_events()`` returns what happened since the last call, each an
   ``Event(time, name, data)``: ``phrase_end`` {call_steps}, ``response_start``
   {steps, first_step, entry, transposition}, ``response_end`` ({} or
-  {interrupted: True}), ``barge_in``, ``panic``, ``respond_ignored`` {reason},
+  {interrupted: True}), ``barge_in``, ``panic``, ``input_lost`` {released}, ``respond_ignored`` {reason},
   ``count_in`` {listen_at_step}, ``tempo`` {bpm, fit}.
 
 Listening becomes responding at the tick that completes ``phrase_end_steps``
@@ -98,7 +100,7 @@ import dataclasses
 import heapq
 import itertools
 import math
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -197,7 +199,9 @@ class Engine:
         self._on_grid: dict[int, float] = {}  # queue order -> grid position (steps) of what was queued on the grid
         self._response_end = 0.0  # grid position where the answer in progress ends
         self._events: list[Event] = []
-        self.sounding: set[tuple[int, int]] = set()  # (channel, note) of every output note now on
+        self._own: set[tuple[int, int]] = set()  # (channel, note) of improvd's own notes now on
+        self._passed: set[tuple[int, int]] = set()  # ... and of the player's notes passed through and still on
+        self._silent = False  # a panic's releases went out and nothing has been sent since: another sends nothing
         self._pending_model: Model | None = None
         self._grid = Grid()
         self._respond_requested = False
@@ -546,14 +550,22 @@ class Engine:
 
     def feed(self, message: mido.Message, time: float) -> list[Timed]:
         """Take one player message; returns what to send at once: the message itself with ``thru`` (a channel
-        message on the player's channel, tracked like improvd's notes so every release covers it), then the
-        barge-in releases; usually []."""
+        message on the player's channel, its notes kept apart from improvd's so that panic, disabling and Stop
+        release them and a barge-in does not), then the barge-in releases; usually []. The release of a note
+        passed through goes on after ``thru`` is turned off."""
         passed = []
-        if self.settings.thru and hasattr(message, "channel"):
-            self._track(message)
+        key = (getattr(message, "channel", None), getattr(message, "note", None))
+        if hasattr(message, "channel") and (self.settings.thru or (_is_release(message) and key in self._passed)):
+            _track(self._passed, message)
             self._thru_channels.add(message.channel)
             passed = [Timed(time, message, "player")]
+            self._silent = False
         return passed + self._hear(message, time)
+
+    @property
+    def sounding(self) -> frozenset[tuple[int, int]]:
+        """(channel, note) of every note now on at the output: improvd's own and the player's passed through."""
+        return frozenset(self._own | self._passed)
 
     def _hear(self, message: mido.Message, time: float) -> list[Timed]:
         """The call's part of a player message: notes and the sustain pedal; barge-in releases returned."""
@@ -577,10 +589,23 @@ class Engine:
             self._buffer.pedal(message.value >= 64, self._snap(time))
         return []
 
+    def input_lost(self, time: float) -> list[Timed]:
+        """Player input was lost (the input queue overflowed) and a release may have been among it: every note
+        passed through is released now, and every key and the pedal count as up. Returns the releases; an
+        ``input_lost`` event {released} says so."""
+        released = [mido.Message("note_off", channel=c, note=n, velocity=0) for c, n in sorted(self._passed)]
+        self._passed = set()
+        self._buffer.release_all(self._snap(time))
+        self._events.append(Event(time, "input_lost", {"released": len(released)}))
+        return [Timed(time, message) for message in released]
+
     def _barge_in(self, time: float) -> list[Timed]:
+        """The player plays over the answer: improvd's notes released (not a key the player now holds through
+        thru: the note_off would cut the player's note), the rest of the answer dropped."""
         if self.settings.barge_in != "stop":
             return []
-        released = self._release(time, all_notes_off=False)
+        self._own -= self._passed  # struck again by the player: the player's release ends it
+        released = self._release(time, all_notes_off=False, own_only=True)
         self.mode = "listening"
         self._events.append(Event(time, "barge_in", {}))
         self._events.append(Event(time, "response_end", {"interrupted": True}))
@@ -632,22 +657,43 @@ class Engine:
         while self._queue and self._queue[0][0] <= time:
             at, order, message = heapq.heappop(self._queue)
             self._on_grid.pop(order, None)
-            self._track(message)
+            _track(self._own, message)
             due.append(Timed(at, message))
+        self._silent = self._silent and not due
         return due
 
-    def _track(self, message: mido.Message) -> None:
-        if message.type == "note_on" and message.velocity > 0:
-            self.sounding.add((message.channel, message.note))
-        elif message.type in ("note_on", "note_off"):
-            self.sounding.discard((message.channel, message.note))
+    def drop_late(self, before: float) -> int:
+        """Drop every queued note_on due before ``before``, too late to play (the driver was stopped or starved),
+        with the note_off that would end it; every other message stays, so each release of a sounding note still
+        goes out. Returns how many messages were dropped."""
+        if not self._queue or self._queue[0][0] >= before:
+            return 0
+        kept, unplayed, dropped = [], Counter(), 0
+        for item in sorted(self._queue):  # (time, order, message): order is unique, messages are never compared
+            time, order, message = item
+            key = (message.channel, message.note) if message.type in ("note_on", "note_off") else None
+            if message.type == "note_on" and message.velocity > 0 and time < before:
+                unplayed[key] += 1
+            elif key is not None and unplayed[key] and _is_release(message):
+                unplayed[key] -= 1
+            else:
+                kept.append(item)
+                continue
+            dropped += 1
+            self._on_grid.pop(order, None)
+        self._queue = kept  # a sorted list is a heap
+        return dropped
 
-    def _release(self, time: float, all_notes_off: bool = True) -> list[Timed]:
-        """Clear the queue; note_off for every sounding note (then CC 123 and CC 64 = 0)."""
+    def _release(self, time: float, all_notes_off: bool = True, own_only: bool = False) -> list[Timed]:
+        """Clear the queue; note_off for every sounding note, or improvd's ``own_only`` (then CC 123 and
+        CC 64 = 0)."""
         self._queue.clear()
         self._on_grid.clear()
-        messages = [mido.Message("note_off", channel=c, note=n, velocity=0) for c, n in sorted(self.sounding)]
-        self.sounding.clear()
+        notes = self._own if own_only else self._own | self._passed
+        messages = [mido.Message("note_off", channel=c, note=n, velocity=0) for c, n in sorted(notes)]
+        self._own = set()
+        if not own_only:
+            self._passed = set()
         return [Timed(time, m) for m in messages] + (self.all_notes_off(time) if all_notes_off else [])
 
     def all_notes_off(self, time: float) -> list[Timed]:
@@ -665,10 +711,14 @@ class Engine:
 
     def panic(self, time: float) -> list[Timed]:
         """Release everything now and stop the metronome; a response or count-in in progress ends, listening
-        goes on. A ``panic`` event says so."""
+        goes on. A ``panic`` event says so. A panic with nothing sent since the last one's releases sends nothing
+        (a flood of panics costs the output nothing)."""
         self._events.append(Event(time, "panic", {}))
         self.settings.metronome = False  # silence means silence: set/metronome turns it on again
-        return self._silence(time)
+        silent = self._silent
+        released = self._silence(time)
+        self._silent = True
+        return [] if silent else released
 
     def _silence(self, time: float) -> list[Timed]:
         """What panic, Stop and disabling share: every note released, the call forgotten."""
@@ -726,6 +776,18 @@ class Engine:
     def drain_events(self) -> list[Event]:
         events, self._events = self._events, []
         return events
+
+
+def _is_release(message: mido.Message) -> bool:
+    return message.type == "note_off" or (message.type == "note_on" and message.velocity == 0)
+
+
+def _track(notes: set[tuple[int, int]], message: mido.Message) -> None:
+    """Keep ``notes`` (channel, note) as ``message`` leaves them: a note_on adds, a release removes."""
+    if message.type == "note_on" and message.velocity > 0:
+        notes.add((message.channel, message.note))
+    elif message.type in ("note_on", "note_off"):
+        notes.discard((message.channel, message.note))
 
 
 def _closing(symbols: list[str], plan: AnswerPlan, tonic: int) -> int:

@@ -67,6 +67,12 @@ class SeedBuffer:
             if not self._down:
                 self._released_at = step
 
+    def release_all(self, step: int) -> None:
+        """Every key up and the pedal up on ``step`` (input was lost: a release may have been among it)."""
+        for pitch in list(self._down):
+            self.note_off(pitch, step)
+        self.pedal(False, step)
+
     def has_onset(self, step: int) -> bool:
         return step in self._onsets
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from improvd.daemon.models import PrimedRuntimes, model_dir
 from improvd.daemon.notify import Notifier
 from improvd.daemon.offloop import off_loop
 from improvd.daemon.ports import MidiPorts
+from improvd.daemon.tally import Tally
 from improvd.daemon.timing import TimingThread
 
 log = logging.getLogger("improvd")
@@ -60,7 +62,9 @@ class Controller:
         runtimes: PrimedRuntimes,
         notifier: Notifier,
         schedule: Callable[[Coroutine[Any, Any, None]], None],
+        dropped: Tally | None = None,
     ) -> None:
+        """``dropped`` counts the repeated commands merged with one still waiting (the daemon logs the counts)."""
         self.config = config
         self.model = model
         self.timing = timing
@@ -72,6 +76,12 @@ class Controller:
         self.recording: Path | None = None
         self._schedule = schedule
         self._status = ""
+        self.dropped = dropped or Tally()
+        self._waiting: set[str] = set()  # commands (and enabled) queued to the timing thread, not yet run
+        self._waiting_lock = threading.Lock()  # the MIDI reader and the asyncio loop both command
+        self._enabled = True  # the last enabled value asked for
+        self._model_wanted: Path | None = None  # the model to load next (load_model_soon)
+        self._model_loading = False  # a task loads models until none is wanted
 
     # --- what MQTT reads and asks ---
 
@@ -115,22 +125,41 @@ class Controller:
 
     def change(self, changes: dict) -> None:
         """Queue valid changes to the timing thread: the engine settings merged with any not yet applied
-        (``TimingThread.change``), then ``enabled``."""
+        (``TimingThread.change``), then ``enabled`` (the last value asked for, when one still waits)."""
         settings = {k: v for k, v in changes.items() if k != "enabled"}
         if settings:
             self.timing.change(settings)
         if "enabled" in changes:
-            enabled = bool(changes["enabled"])
-            self.timing.submit(lambda now: self.engine.set_enabled(enabled, now))
+            self._enabled = bool(changes["enabled"])
+            self._submit_once("enabled", lambda now: self.engine.set_enabled(self._enabled, now))
 
     def command(self, name: str) -> None:
-        """Queue ``respond`` (answer now) or ``panic`` (release everything); ValueError for any other name."""
+        """Queue ``respond`` (answer now) or ``panic`` (release everything); ValueError for any other name.
+
+        A command that still waits for the timing thread is not queued again (a flood of them costs that thread
+        one run per look); the repeats are counted in ``dropped``.
+        """
         if name == "respond":
-            self.timing.submit(lambda now: self.engine.respond_now() or [])
+            self._submit_once(name, lambda now: self.engine.respond_now() or [])
         elif name == "panic":
-            self.timing.submit(self.engine.panic)
+            self._submit_once(name, self.engine.panic)
         else:
             raise ValueError(f"command {name!r}: unknown (allowed: {', '.join(COMMANDS)})")
+
+    def _submit_once(self, key: str, action: Callable[[float], list]) -> None:
+        """Submit ``action`` to the timing thread unless one of the same ``key`` waits there (thread-safe)."""
+        with self._waiting_lock:
+            if key in self._waiting:
+                self.dropped.add("repeated commands merged with one still waiting")
+                return
+            self._waiting.add(key)
+
+        def run(now: float) -> list:
+            with self._waiting_lock:
+                self._waiting.discard(key)
+            return action(now)
+
+        self.timing.submit(run)
 
     def models(self) -> list[str]:
         """The names ``set/model`` accepts: the folders holding a model.json under the models path."""
@@ -158,8 +187,25 @@ class Controller:
     # --- model switching, off the timing path ---
 
     def load_model_soon(self, path: Path) -> None:
-        """Load the model at ``path`` in a task of the loop, then switch to it; a failure is an error event."""
-        self._schedule(self._load_model(path))
+        """Load the model at ``path`` in a task of the loop, then switch to it; a failure is an error event.
+
+        Called in the loop. While a model loads, only the last one asked for waits: a flood of ``set/model``
+        loads two models at most, one after the other, and the last one asked for is the one that plays.
+        """
+        waiting, self._model_wanted = self._model_wanted, path
+        if waiting is not None:
+            self.dropped.add("model changes replaced by a later one before they loaded")
+        if not self._model_loading:
+            self._model_loading = True
+            self._schedule(self._load_wanted())
+
+    async def _load_wanted(self) -> None:
+        try:
+            while self._model_wanted is not None:
+                path, self._model_wanted = self._model_wanted, None
+                await self._load_model(path)
+        finally:
+            self._model_loading = False
 
     async def _load_model(self, path: Path) -> None:
         try:

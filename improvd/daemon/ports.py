@@ -33,11 +33,14 @@ log = logging.getLogger("improvd.daemon.ports")
 
 CLIENT = "improvd"
 APIS = {"alsa": rtmidi.API_LINUX_ALSA, "jack": rtmidi.API_UNIX_JACK}
+INPUT_QUEUE = 16384  # messages rtmidi's JACK input keeps for the reader (rtmidi's default: 1024, a quarter second
+# of a 5,000-a-second storm); when it is full, what comes is lost: the reader notices and says so (``on_overflow``)
 INPUT_POLL = 0.004  # seconds between looks at JACK input while messages come and go
 IDLE_AFTER = 2.0  # once nothing was heard or sent for this long, the reader looks only every IDLE_POLL,
 IDLE_POLL = 0.01  # ... or not at all while the timing thread looks before every grid tick:
 TICKS_FRESH = 1.0  # ... it did so this recently (longer than the slowest step, 0.75 s at 20 BPM)
 JACK_FLUSH = 0.2  # seconds for queued output to leave before the ports close (a loaded server's cycles stall)
+OVERFLOW = "times the MIDI input queue was full (messages lost)"
 SYSEX_END = 0xF7
 PROBE_INTERVAL = 1.0  # seconds between lone F7s sent to improvd's own JACK input (see MidiPorts.probe)
 PROBE_LOST = 5.0  # seconds without a probe coming back before the JACK server is checked
@@ -68,8 +71,9 @@ def _create(kind: type, api: str) -> rtmidi.MidiIn | rtmidi.MidiOut:
         raise MidiSystemError(f"unknown MIDI API {api!r}: use alsa or jack")
     if APIS[api] not in rtmidi.get_compiled_api():
         raise MidiSystemError(f"this python-rtmidi was built without {api.upper()} support: reinstall python-rtmidi")
+    limit = {"queue_size_limit": INPUT_QUEUE} if kind is rtmidi.MidiIn else {}
     try:
-        return kind(APIS[api], name=CLIENT)
+        return kind(APIS[api], name=CLIENT, **limit)
     except rtmidi.SystemError:
         raise MidiSystemError(_advice(api)) from None
 
@@ -173,6 +177,8 @@ class MidiPorts:
         self._probe_sent_at = self._probe_back_at = time.monotonic()
         self._probes_out = 0  # probes sent and not yet back
         self.dropped = Tally()  # what the input dropped, by reason (the daemon adds its own and logs the counts)
+        self.on_overflow: Callable[[], None] = lambda: None  # called (in the reader's thread) when input was lost
+        self._unbroken = 0  # messages read since JACK's queue was last found empty
         self.failure: BaseException | None = None  # set when reading the input failed: the daemon then exits
         self.server_gone = False
         self._listen()
@@ -246,8 +252,9 @@ class MidiPorts:
                 event = self._in.handle.get_message() if self._in.connected else None
             now = time.monotonic()
             if event is None:
-                self._looked_at = now
+                self._looked_at, self._unbroken = now, 0
                 return heard
+            self._count_unbroken()
             arrival = self._arrivals.arrival(event[1], now, self._looked_at)  # a probe's delta counts too
             if event[0] == [SYSEX_END] and self._probes_out:
                 self._probes_out, self._probe_back_at = 0, now
@@ -255,6 +262,17 @@ class MidiPorts:
             heard, self._active_at = True, now
             self._deliver(event[0], arrival)
         return heard
+
+    def _count_unbroken(self) -> None:
+        """rtmidi's JACK input drops what comes while its queue is full (it only prints a line): once as many
+        messages as the queue holds were read without finding it empty, it was full, and input may be lost
+        (a note_off among it). That is counted and ``on_overflow`` called: the daemon releases the notes it
+        passed through."""
+        self._unbroken += 1
+        if self._unbroken >= INPUT_QUEUE - 1:  # rtmidi's ring keeps one slot free
+            self._unbroken = 0
+            self.dropped.add(OVERFLOW)
+            self.on_overflow()
 
     def _callback(self, event: tuple[list[int], float], _data: object = None) -> None:
         self._deliver(event[0], self._arrivals.arrival(event[1], time.monotonic()))

@@ -19,6 +19,7 @@ import faulthandler
 import functools
 import gc
 import logging
+import math
 import os
 import signal
 import sys
@@ -41,7 +42,7 @@ from improvd.daemon.ports import MidiPorts, MidiSystemError
 from improvd.daemon.quiet import quiet_loop
 from improvd.daemon.recorder import Recorder
 from improvd.daemon.reports import Changed, Events, Failed, Report, SendFailed, Tempo, Warned
-from improvd.daemon.tally import Tally, describe
+from improvd.daemon.tally import Tally, Throttle, describe
 from improvd.daemon.timing import LatenessStats, TimingThread
 
 try:
@@ -96,7 +97,11 @@ class Daemon:
             self.engine, ports.send, self._report, config.clock, config.clock_out, self.stats, ports.read_before_tick
         )
         ports.quiet = self.timing.quiet  # the input reader keeps off the interpreter around each send
-        self.controller = Controller(config, model, self.timing, ports, runtimes, self.notifier, self._schedule)
+        ports.on_overflow = lambda: self.timing.submit(self.engine.input_lost)  # a lost release: release thru notes
+        self.controller = Controller(
+            config, model, self.timing, ports, runtimes, self.notifier, self._schedule, self.dropped
+        )
+        self.throttle = Throttle()  # a flood of one kind of event is logged and published as a count
         self.input = InputFilter()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped: asyncio.Event | None = None
@@ -155,9 +160,12 @@ class Daemon:
     def _on_report(self, report: Report) -> None:
         match report:
             case Events(events):
+                now = time.monotonic()
                 for event in events:
-                    log.info("%s %s", event.name, event.data or "")
-                    self.controller.event(event.name, dict(event.data))
+                    if self.throttle.allow(event.name, now):
+                        (log.warning if event.name == "late" else log.info)("%s %s", event.name, event.data or "")
+                        self.controller.event(event.name, dict(event.data))
+                self._log_held_back(now)
                 self.controller.changed()
             case Changed():
                 self.controller.changed()
@@ -233,6 +241,7 @@ class Daemon:
         closer.join(CLOSE_GRACE)
         log.info("stopped; timing: %s%s", self.stats.summary(), self._clicks())
         self._log_dropped()
+        self._log_held_back(math.inf)
         code = 1 if alive or self._failed else 0
         if closer.is_alive():  # a MIDI system call that hangs must not hold the exit: the exit closes the ports
             log.warning("closing the MIDI ports hangs; exiting without waiting")
@@ -284,6 +293,13 @@ class Daemon:
             await asyncio.sleep(self.controller.config.stats_interval)
             log.info("timing: %s%s", self.stats.summary(), self._clicks())
             self._log_dropped()
+            self._log_held_back(time.monotonic())
+
+    def _log_held_back(self, now: float) -> None:
+        """One line for the events of a flood that were neither logged nor published (``Throttle``)."""
+        held = self.throttle.held_back(now)
+        if held:
+            log.warning("events not logged or published (too many a second): %s", describe(held))
 
     def _log_dropped(self) -> None:
         """One line for what was dropped since the last: counts, never a line per message."""

@@ -9,7 +9,9 @@ lateness statistics (``LatenessStats``) are recorded without a lock, changes
 are merged before they reach it, the other threads keep off the interpreter
 around each send and no garbage collection starts near one (``quiet``:
 improvd.daemon.quiet), and it takes the interpreter back from a busy thread
-within SWITCH_INTERVAL.
+within SWITCH_INTERVAL. A loop that finds itself more than STALE_AFTER behind
+(the process was stopped or starved) does not play the missed stretch in a
+burst: it drops what is too late and sends the releases (``late`` event).
 
 ``sleep_until`` waits on an Event (so another thread can wake it early) until
 shortly before the deadline, then spins on ``time.monotonic`` for the rest:
@@ -32,7 +34,7 @@ from typing import Any
 import mido
 
 from improvd.core.clock import InternalClock, MidiClockFollower
-from improvd.core.engine import explicit
+from improvd.core.engine import Event, explicit
 from improvd.daemon.osthread import name_this_thread
 from improvd.daemon.quiet import COLLECTOR_AHEAD, CollectorPause, QuietWindow
 from improvd.daemon.reports import Changed, Events, Failed, Report, SendFailed, Tempo, Warned
@@ -45,6 +47,8 @@ START_DELAY = 0.05  # the internal clock's first step begins this long after the
 RELEASE_AGAIN = 1.0  # seconds: the start's All Notes Off is sent again then (a JACK graph still removing a killed
 # run's clients delivers nothing until it is done, and the first may be lost)
 SWITCH_INTERVAL = 0.0005  # seconds: how long a busy thread keeps the interpreter from a waiting one (Python: 5 ms)
+STALE_AFTER = 0.1  # seconds: a note due longer ago than this is too late to play (the process was stopped or
+# starved): it is dropped, its release and every other release sent at once, and a ``late`` event says so
 BPM_FOLLOW = 0.5  # a followed tempo this far (BPM) from the engine's is passed on
 CLOCK, START, CONTINUE, STOP = 0xF8, 0xFA, 0xFB, 0xFC
 
@@ -256,6 +260,10 @@ class TimingThread(threading.Thread):
         self.heartbeat = self.time.now()
         self._drain(self.engine.next_due())
         due = self.engine.next_due()
+        behind = self.time.now() - self._oldest(due)
+        if behind > STALE_AFTER:
+            self._recover(behind)
+            return
         self.quiet.next_send = min(math.inf if due is None else due, self._pulses[0] if self._pulses else math.inf)
         now = self.time.now()
         self.collector.hold(self.quiet.next_send - COLLECTOR_AHEAD <= now)
@@ -267,6 +275,32 @@ class TimingThread(threading.Thread):
             self._tick_internal()
         else:
             self._wait(due, now)
+
+    def _oldest(self, due: float | None) -> float:
+        """The earliest of the next send, clock pulse and internal tick: the loop is that far behind, if past."""
+        oldest = math.inf if due is None else due
+        if self._pulses:
+            oldest = min(oldest, self._pulses[0])
+        if self.internal is not None:
+            oldest = min(oldest, self.internal.next_boundary)
+        return oldest
+
+    def _recover(self, behind: float) -> None:
+        """The loop was ``behind`` by more than STALE_AFTER (the process was stopped, or starved): tick the
+        missed grid steps (nothing was heard in them), drop what is too late to play, send the releases at once
+        and say so in one ``late`` event, instead of playing the missed stretch in a burst."""
+        now = self.time.now()
+        stale = now - STALE_AFTER
+        while self.internal is not None and self.internal.next_boundary <= stale:
+            self._tick_internal()  # the grid keeps its bar lines; an answer drawn in the stretch is dropped too
+        pulses = len(self._pulses)
+        while self._pulses and self._pulses[0] <= stale:
+            self._pulses.popleft()
+        dropped = self.engine.drop_late(stale) + pulses - len(self._pulses)
+        released = self.engine.pop_due(stale)
+        self._send_now(released)
+        data = {"behind_ms": round(behind * 1000), "dropped": dropped, "released": len(released)}
+        self._report(Events([Event(now, "late", data)]))
 
     def _wait(self, due: float | None, now: float) -> None:
         deadline = now + MAX_WAIT
