@@ -36,7 +36,8 @@ The driver's contract (times are floats in seconds on the driver's clock):
   ``Event(time, name, data)``: ``phrase_end`` {call_steps}, ``response_start``
   {steps, first_step, entry, transposition}, ``response_end`` ({} or
   {interrupted: True}), ``barge_in``, ``panic``, ``respond_ignored`` {reason},
-  ``count_in`` {listen_at_step}, ``tempo`` {bpm, fit}.
+  ``count_in`` {listen_at_step}, ``notes_ignored`` {reason, notes} (played in a count-in before its last beat),
+  ``tempo`` {bpm, fit}.
 
 Listening becomes responding at the tick that completes ``phrase_end_steps``
 silent steps (no key down and no note held by the pedal) after a call of at
@@ -207,7 +208,8 @@ class Engine:
         self._shift = 0
         self._touch = Touch()
         self._thru_channels: set[int] = set()  # channels the player's messages went out on (their pedal too)
-        self._count_in_start = self._count_in_end = 0  # the count-in's grid steps: listening starts at the end
+        self._count_in_start = self._count_in_end = 0  # the count-in's grid steps: listening starts in its last beat
+        self._count_in_ignored = 0  # notes played in the count-in before its last beat
         self._deviations: dict[tuple[int, int], float] = {}  # (step, pitch) -> how far off the grid it was played
         self._heard: deque[tuple[float, mido.Message]] = deque(maxlen=HEARD_MESSAGES)  # the call's, for follow
         self._load(model)
@@ -278,21 +280,36 @@ class Engine:
         self._queue_click(0, time)
 
     def _count_in(self, step: int) -> None:
-        """Click ``count_in_bars`` bars from the first bar line at or after ``step``; listen after them."""
+        """Click ``count_in_bars`` bars from the first bar line at or after ``step`` (a step whose click is not yet
+        queued); listen from the last beat of them on (a pickup starts the call), after them at the latest."""
         s = self.settings
         self._count_in_start = next_bar_line(step, s.meter)
         self._count_in_end = self._count_in_start + s.count_in_bars * bar_steps(s.meter)
+        self._count_in_ignored = 0
         self.mode = "counting_in"
         self._buffer.reset_call()
         self._call_steps = 0
         self._events.append(Event(self._grid.step_start, "count_in", {"listen_at_step": self._count_in_end}))
 
+    def _pickup_step(self) -> int:
+        """The first step of the count-in's last beat: notes from there on start the call."""
+        return self._count_in_end - beat_steps(self.settings.meter)
+
+    def _counted_in(self, time: float) -> None:
+        """The count-in's last beat has come: listen, and say how many notes played before it were not heard."""
+        self.mode = "listening"
+        if self._count_in_ignored:
+            data = {"reason": "count-in", "notes": self._count_in_ignored}
+            self._events.append(Event(time, "notes_ignored", data))
+        self._count_in_ignored = 0
+
     def _queue_click(self, step: int, time: float) -> None:
         s = self.settings
-        counting = self.mode == "counting_in" and self._count_in_start <= step < self._count_in_end
+        counting = self._count_in_start <= step < self._count_in_end
         if self.mode == "idle" or not (s.metronome or counting):
             return
-        found = click(step, s.meter, s.metronome_notes)
+        last_bar = counting and step >= self._count_in_end - bar_steps(s.meter)
+        found = click(step, s.meter, s.metronome_notes, count_in_end=last_bar)
         if found is not None:
             note, velocity = found
             self._push(time, mido.Message("note_on", channel=s.metronome_channel, note=note, velocity=velocity))
@@ -311,8 +328,8 @@ class Engine:
             self._retime_queue()
         if self.mode == "responding" and self._grid.step >= self._response_end - 1e-6:
             self._end_response(time)
-        if self.mode == "counting_in" and self._grid.step >= self._count_in_end:
-            self.mode = "listening"
+        if self.mode == "counting_in" and self._grid.step >= self._pickup_step():
+            self._counted_in(time)
         self._queue_click(self._grid.step + 1, time + self.step_seconds())
         if self.mode in ("idle", "counting_in"):
             return
@@ -558,9 +575,10 @@ class Engine:
     def _hear(self, message: mido.Message, time: float) -> list[Timed]:
         """The call's part of a player message: notes and the sustain pedal; barge-in releases returned."""
         channel = self.settings.input_channel
-        if self.mode in ("idle", "counting_in") or (
-            channel is not None and getattr(message, "channel", channel) != channel
-        ):
+        if self.mode == "idle" or (channel is not None and getattr(message, "channel", channel) != channel):
+            return []
+        if self.mode == "counting_in" and self._snap(time) < self._pickup_step():
+            self._count_in_ignored += message.type == "note_on" and message.velocity > 0
             return []
         if message.type in ("note_on", "note_off") or (message.type == "control_change" and message.control == SUSTAIN):
             self._heard.append((time, message))
@@ -677,6 +695,7 @@ class Engine:
             self._end_response(time)
         if self.mode == "counting_in":
             self.mode = "listening"
+        self._count_in_start = self._count_in_end = 0
         self._buffer.reset_call()
         self._call_steps = 0
         self._heard.clear()
@@ -696,6 +715,7 @@ class Engine:
             self.mode = "listening"
             if self.settings.count_in_bars:
                 self._count_in(self._grid.step + 1)
+            self._queue_click(self._grid.step + 1, self._step_time(self._grid.step + 1))  # its tick has passed
         return []
 
     def update(self, time: float | None = None, **changes: Any) -> list[Timed]:
