@@ -135,8 +135,27 @@ def test_the_answer_fills_whole_bars_and_ends_on_a_bar_line(model, meter, bars, 
     assert max(t.time for t in sent if t.message.type in ("note_on", "note_off")) <= end * STEP + 1e-9
 
 
+@pytest.mark.parametrize(
+    ("meter", "notes", "bars"),
+    [
+        ("2/4", [(60 + k % 5, 2 * k, 2) for k in range(16)], 4),  # four bars of 2/4 in 8ths: four bars, not 4 beats
+        ("4/4", [(60, 12, 4)] + [(62 + k % 3, 16 + 4 * k, 4) for k in range(8)], 2),  # a pickup adds no bar
+        ("4/4", [(60 + k % 3, 4 * k, 4) for k in range(13)], 4),  # three bars and the next downbeat
+        ("3/4", [(60 + k % 4, 4 * k, 4) for k in range(36)], 8),  # twelve bars: eight at most
+        ("4/4", [(60, 0, 2), (62, 2, 2), (64, 4, 2), (65, 6, 2)], 1),  # half a bar: one
+    ],
+)
+def test_the_answer_is_as_many_bars_as_the_call_by_default(model, meter, notes, bars):
+    engine = Engine(model, Settings(bpm=BPM, meter=meter, min_call_steps=4), seed=6)
+    _, events = run(engine, call(notes), 500)
+    start = next(e for e in events if e.name == "response_start")
+    bar = {"4/4": 16, "3/4": 12, "2/4": 8}[meter]
+    assert start.data["first_step"] + start.data["steps"] == start.data["entry"] + bars * bar
+    assert engine.settings.response_bars == "match"
+
+
 def test_a_song_end_never_ends_an_answer_early(model):
-    engine = Engine(favouring(model, "/"), Settings(bpm=BPM, min_call_steps=4), seed=1)
+    engine = Engine(favouring(model, "/"), Settings(bpm=BPM, min_call_steps=4, response_bars=2), seed=1)
     sent, events = run(engine, call(PHRASE), 80)
     assert next(e for e in events if e.name == "response_end").time == pytest.approx(64 * STEP)
     assert any(t.message.type == "note_on" for t in sent)

@@ -61,7 +61,7 @@ steps from the grid origin. The model places the first note itself (holds and
 rests of the silence may come first), but a note is forced on the first bar
 line at or after the first answer step if none came before: at most a bar of
 silence. With ``response_steps`` None the answer fills ``response_bars`` bars
-after that bar line and ends on a bar line; otherwise it lasts
+after that bar line (with ``"match"``, as many as the call played in: ``_call_bars``) and ends on a bar line; otherwise it lasts
 ``response_steps`` steps (or as many as the call played, with ``"match"``). Its
 last bar is drawn again, up to ``CADENCE_TRIES`` times, until its last note on
 a strong beat is the tonic or the dominant. A song end is never drawn, the
@@ -116,6 +116,7 @@ from improvd.core.metronome import CLICK_STEPS, click
 from improvd.core.model import Model
 from improvd.core.runtime import LSTMRuntime, softmax
 from improvd.core.sampler import Sampler
+from improvd.core.schema import MATCH_BARS
 from improvd.core.seedbuffer import SeedBuffer
 from improvd.core.settings import Settings
 from improvd.core.songcache import SongCache
@@ -431,12 +432,21 @@ class Engine:
         s = self.settings
         entry = next_bar_line(first, s.meter)
         if s.response_steps is None:
-            end = entry + s.response_bars * bar_steps(s.meter)
+            bars = self._call_bars() if s.response_bars == "match" else int(s.response_bars)
+            end = entry + bars * bar_steps(s.meter)
         elif s.response_steps == "match":
             end = first + max(1, min(256, self._call_steps - self._buffer.silent_steps))
         else:
             end = first + int(s.response_steps)
         return AnswerPlan(first, min(entry, end - 1), end, strong_positions(s.meter), bar_steps(s.meter))
+
+    def _call_bars(self) -> int:
+        """The bars the call played in: the bar lines from its first step to its last sounding one (a pickup
+        adds none, nor does the silence after it), 1 to MATCH_BARS."""
+        bar = bar_steps(self.settings.meter)
+        first = self._grid.step - self._call_steps
+        last = self._grid.step - 1 - self._buffer.silent_steps
+        return max(1, min(MATCH_BARS, last // bar - next_bar_line(first, self.settings.meter) // bar + 1))
 
     def _echo(self, plan: AnswerPlan, call: list[str]) -> Echo | None:
         """The call's played steps (its closing silence left out) laid over the answer, in the LSTM's indices."""

@@ -19,6 +19,7 @@ FILE, FLAG, MQTT, CC = "file", "flag", "mqtt", "cc"
 DAEMON = frozenset({FILE, FLAG})  # the configuration file and its flags
 STEERED = DAEMON | {MQTT}
 METER_TEXT = "a time signature such as 4/4, 3/4 or 6/8 (at most 64 16ths a bar)"
+MATCH_BARS = 8  # response_bars = "match": as many bars as the call, at most this many
 
 
 @dataclass(frozen=True)
@@ -200,7 +201,15 @@ SETTINGS: tuple[Setting, ...] = (
         "time signature of the bars the answer fills, e.g. 4/4, 3/4, 6/8 (at most 64 16ths a bar)",
         sources=STEERED,
     ),
-    Setting("response_bars", "whole", "answer length in whole bars, {range}", 1, 16, sources=STEERED),
+    Setting(
+        "response_bars",
+        "whole",
+        f"answer length in whole bars: {{range}}, or match (as many bars as your phrase, 1 to {MATCH_BARS})",
+        1,
+        16,
+        words=("match",),
+        sources=STEERED,
+    ),
     Setting(
         "response_steps",
         "whole",

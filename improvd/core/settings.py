@@ -26,7 +26,7 @@ class Settings:
     min_call_steps: int = 8
     max_call_steps: int = 0
     meter: str = "4/4"
-    response_bars: int = 2
+    response_bars: int | str = "match"  # "match": as many whole bars as the call (1 to MATCH_BARS)
     response_steps: int | str | None = None  # None: whole bars (response_bars)
     barge_in: str = "stop"
     velocity: int | None = None

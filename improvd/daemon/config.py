@@ -52,7 +52,7 @@ class Config:
     min_call_steps: int = 8
     max_call_steps: int = 0
     meter: str = "4/4"
-    response_bars: int = 2
+    response_bars: int | str = "match"  # as many whole bars as the call
     response_steps: int | str | None = None  # None: whole bars (response_bars)
     barge_in: str = "stop"
     velocity: int = 0  # 0 = follow the player

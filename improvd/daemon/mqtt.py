@@ -245,7 +245,14 @@ def _entities(state: dict, models: list[str]) -> dict[str, dict]:
         "number/temperature": _number("temperature", "Temperature", 0.05),
         "number/bpm": _number("bpm", "Tempo", 1, unit_of_measurement="BPM"),
         "switch/enabled": _switch("enabled", "Enabled"),
-        "number/response_bars": _number("response_bars", "Response length", 1, unit_of_measurement="bars"),
+        "number/response_bars": _number(
+            "response_bars",
+            "Response length",
+            1,
+            unit_of_measurement="bars",
+            # "match" (as long as the call) reads as unknown
+            value_template="{{ value_json.response_bars if value_json.response_bars is number else 'None' }}",
+        ),
         "number/response_steps": _number(
             "response_steps",
             "Response length in 16ths",
