@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import random
+from dataclasses import dataclass
 
 import mido
 import pytest
@@ -117,3 +118,83 @@ def test_the_followed_call_is_heard_as_the_tune_is_written(model):
     fixed = Engine(model, Settings(bpm=96, min_call_steps=4, buffer_steps=256, phrase_end_steps=16), seed=2)
     follow(fixed, notes, notes[-1][1] + 16 * 60 / 84 / 4 + 0.05)
     assert fixed._buffer.last_note_symbols()[:60] != expected[:60]
+
+
+# --- what players play: swing, 16th runs, triplets, rubato and a drifting tempo, from known tempi ------------------
+
+
+@dataclass(frozen=True)
+class Performance:
+    """Onsets at beat positions played at a tempo that moves from ``start_bpm`` to ``end_bpm`` (in a straight line
+    over the beats, reaching ``end_bpm`` at the last onset), from ``start`` seconds, each off by up to ``jitter``."""
+
+    beats: tuple[float, ...]
+    start_bpm: float
+    end_bpm: float
+    start: float = 1.37
+    jitter: float = 0.01
+
+    def time(self, beat: float) -> float:
+        """When ``beat`` falls on the player's grid: the tempo's ramp, then straight on at the end tempo."""
+        last = max(self.beats)
+        slope = (self.end_bpm - self.start_bpm) / last
+        within = min(beat, last)
+        seconds = (
+            60 * within / self.start_bpm if slope == 0 else 60 / slope * math.log(1 + slope * within / self.start_bpm)
+        )
+        return self.start + seconds + max(0.0, beat - last) * 60 / self.end_bpm
+
+    def notes(self, seed: int = 4) -> list[tuple[float, float, int, int]]:
+        """(onset, release, pitch, velocity): a scale up and down, each note released just before the next."""
+        rng = random.Random(seed)
+        ons = [self.time(b) + rng.uniform(-self.jitter, self.jitter) for b in self.beats]
+        offs = [*(later - 0.03 for later in ons[1:]), ons[-1] + 60 / self.end_bpm]
+        pitches = [60 + [0, 2, 4, 5, 7, 9, 11, 12, 11, 9, 7, 5, 4, 2][k % 14] for k in range(len(ons))]
+        return [(on, off, pitch, rng.randint(70, 100)) for on, off, pitch in zip(ons, offs, pitches, strict=True)]
+
+    def off_grid(self, time: float) -> float:
+        """Seconds from ``time`` to the nearest 16th of the player's grid (extrapolated past the call)."""
+        low, high = -4.0, max(self.beats) + 64
+        for _ in range(60):  # the beat at ``time``, by bisection
+            middle = (low + high) / 2
+            low, high = (middle, high) if self.time(middle) < time else (low, middle)
+        sixteenth = round(low * 4) / 4
+        return abs(time - self.time(sixteenth))
+
+
+SWING = (*(b + offbeat for b in range(16) for offbeat in (0, 2 / 3)), 16)  # 8ths swung 2:1, then a downbeat
+TRIPLETS = (*(b + t for b in range(16) for t in ((0, 1 / 3, 2 / 3) if b % 2 else (0, 2 / 3))), 16)
+SCALE = tuple(k / 4 for k in range(33))  # two bars of running 16ths and a downbeat
+EIGHTHS = tuple(b / 2 for b in range(33))
+FOLLOWED = {
+    "swing at 92": (Performance(SWING, 92, 92), 96),
+    "triplets at 80": (Performance(TRIPLETS, 80, 80), 84),
+    "16ths at 110": (Performance(SCALE, 110, 110), 110),
+    "16ths at 110, bpm 100": (Performance(SCALE, 110, 110), 100),
+    "8ths at 100 with 15 ms rubato": (Performance(EIGHTHS, 100, 100, jitter=0.015), 100),
+    "accelerando 100 to 105": (Performance(EIGHTHS, 100, 105, jitter=0.008), 100),
+    "ritardando 120 to 114": (Performance(EIGHTHS, 120, 114, jitter=0.008), 120),
+}
+
+
+@pytest.mark.parametrize(("performance", "bpm"), FOLLOWED.values(), ids=FOLLOWED.keys())
+def test_the_tempo_at_the_end_of_what_players_play(performance, bpm):
+    """Within 2% of the tempo played at the call's end, from a ``bpm`` near it, and on the call's first beat."""
+    beat = estimate([n[0] for n in performance.notes()], prior_bpm=bpm)
+    assert beat.bpm == pytest.approx(performance.end_bpm, rel=0.02)
+    assert abs(beat.origin - performance.start) < 0.03
+
+
+@pytest.mark.parametrize(("performance", "bpm"), FOLLOWED.values(), ids=FOLLOWED.keys())
+def test_the_answer_goes_on_on_the_players_grid(model, performance, bpm):
+    """The engine's grid starts at 0 at ``bpm``; the player starts at 1.37 s. The answer's notes fall within 20 ms
+    of the player's 16th grid as it was heading at the call's end (p90), and its length is whole bars of it."""
+    engine = Engine(model, Settings(bpm=bpm, follow_tempo=True, min_call_steps=4), seed=2)
+    notes = performance.notes()
+    sent, events = follow(engine, notes, notes[-1][1] + 20.0)
+    tempo = next(e for e in events if e.name == "tempo")
+    assert tempo.data["bpm"] == pytest.approx(performance.end_bpm, rel=0.02)
+    answer = [t.time for t in sent if t.message.type == "note_on" and t.message.velocity and t.time > notes[-1][1]]
+    assert len(answer) >= 4
+    off = sorted(performance.off_grid(time) for time in answer)
+    assert off[int(0.9 * (len(off) - 1))] <= 0.020, off

@@ -422,7 +422,7 @@ class Engine:
         self._touch = Touch()
         for onset in regridded.onsets:
             self._touch.record(*onset)
-        self._renumber(regridded.open_step, beat.origin + regridded.open_step * self.step_seconds())
+        self._renumber(regridded.open_step, beat.time(regridded.open_step / 4))
         self._call_steps = regridded.call_steps
         self._reprime()
         self._events.append(Event(time, "tempo", {"bpm": self.settings.bpm, "fit": round(beat.fit, 3)}))
