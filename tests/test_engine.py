@@ -505,3 +505,45 @@ def test_the_last_bar_line_before_a_time(model):
         engine.tick(1.0 + k * STEP)
     assert engine.bar_line(1.0 + 29.5 * STEP) == pytest.approx(1.0 + 24 * STEP)
     assert engine.bar_line(1.0 + 40 * STEP) == pytest.approx(1.0 + 36 * STEP)  # carried on at the tempo
+
+
+# --- the key, the range and the instrument ---------------------------------------------------------------------
+
+C_AND_B_FLAT = [(60, 0, 2), (62, 2, 2), (65, 4, 2), (67, 6, 2), (69, 8, 2), (67, 10, 2), (65, 12, 2), (62, 14, 4)]
+
+
+@pytest.mark.parametrize(
+    ("key", "shift", "collection"), [("G minor", 2, {10, 0, 2, 3, 5, 7, 9}), ("auto", -5, {5, 7, 9, 10, 0, 2, 4})]
+)
+def test_a_stated_key_moves_the_answer_into_it(model, key, shift, collection):
+    """C D F G A sit in C major and in B flat major alike: stated as G minor (two flats), the answer keeps to
+    B flat major's notes; left to itself the call is heard in F major (its best-fitting key)."""
+    engine = Engine(model, Settings(bpm=BPM, min_call_steps=4, key=key, response_bars=2), seed=5)
+    sent, events = run(engine, call(C_AND_B_FLAT), 120)
+    start = next(e for e in events if e.name == "response_start")
+    assert start.data["transposition"] == shift
+    notes = {t.message.note % 12 for t in sent if t.message.type == "note_on" and t.message.velocity}
+    assert notes and notes <= collection
+
+
+@pytest.mark.parametrize("span", [(60, 72), (62, 66)])
+def test_the_answer_keeps_to_its_range(model, span):
+    for seed in range(4):
+        engine = Engine(model, Settings(bpm=BPM, min_call_steps=4, range=span, response_bars=2), seed=seed)
+        sent, _ = run(engine, call(PHRASE), 120)
+        notes = [t.message.note for t in sent if t.message.type == "note_on" and t.message.velocity]
+        assert notes and all(span[0] <= note <= span[1] for note in notes), (seed, notes)
+
+
+def test_the_program_goes_out_on_the_output_channel_at_start_and_when_it_or_the_channel_changes(model):
+    engine = Engine(model, Settings(bpm=BPM, program=40, output_channel=2), seed=0)
+    engine.start(0.0)
+    engine.update(time=0.1, temperature=0.5)  # no change of instrument: nothing sent
+    engine.update(time=0.2, program=41)
+    engine.update(time=0.3, output_channel=5)
+    engine.update(time=0.4, program=None)  # none: nothing more to send
+    sent = [(t.time, t.message.channel, t.message.program) for t in engine.pop_due(1.0)]
+    assert sent == [(0.0, 2, 40), (0.2, 2, 41), (0.3, 5, 41)]
+    quiet = Engine(model, Settings(bpm=BPM), seed=0)
+    quiet.start(0.0)
+    assert not [t for t in quiet.pop_due(1.0) if t.message.type == "program_change"]

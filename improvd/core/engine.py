@@ -111,7 +111,7 @@ from improvd.core.echo import Echo
 from improvd.core.encoding import HOLD, REST, SONG_END, is_pitch, tonic_pitch_class
 from improvd.core.follow import regrid
 from improvd.core.grid import Grid, bar_steps, next_bar_line, strong_positions
-from improvd.core.keys import WHITE_KEYS, diatonic_shift, estimate_key
+from improvd.core.keys import WHITE_KEYS, diatonic_shift, estimate_key, key_shift, parse_key
 from improvd.core.metronome import CLICK_STEPS, click
 from improvd.core.model import Model
 from improvd.core.runtime import LSTMRuntime, softmax
@@ -276,9 +276,16 @@ class Engine:
     def start(self, time: float) -> None:
         """Step 0 (bar 1) begins at ``time``; a count-in starts there, and its click (or the metronome's) is queued."""
         self._renumber(0, time)
+        self._queue_program(time)
         if self.mode != "idle" and self.settings.count_in_bars:
             self._count_in(0)
         self._queue_click(0, time)
+
+    def _queue_program(self, time: float) -> None:
+        """The answer's instrument: a program change on the output channel (none without ``program``)."""
+        s = self.settings
+        if s.program is not None:
+            self._push(time, mido.Message("program_change", channel=s.output_channel, program=s.program), False)
 
     def _count_in(self, step: int) -> None:
         """Click ``count_in_bars`` bars from the first bar line at or after ``step`` (a step whose click is not yet
@@ -393,13 +400,12 @@ class Engine:
         self._heard.clear()
         call = self._buffer.last_note_symbols()
         self._events.append(Event(time, "phrase_end", {"call_steps": self._call_steps}))
-        shift = diatonic_shift(call)
+        shift, tonic = self._key(call)
         if shift != self._shift:
             self._shift = shift
             self._reprime()
         self._feed_lstm(HOLD)  # the step that opened at this tick sounds as the call's silence going on
         plan = self._plan(self._grid.step + 1)
-        tonic = (tonic_pitch_class(estimate_key(call)[0]) + shift) % 12
         self._in_key = self._collection_mask(call)
         self._places = self._onset_places(call)
         symbols = self._sample_answer(plan, self._echo(plan, call), tonic)
@@ -469,12 +475,26 @@ class Engine:
         places = {(first + k) % beat for k, symbol in enumerate(call) if is_pitch(symbol)}
         return beat, frozenset(places | {0})
 
+    def _key(self, call: list[str]) -> tuple[int, int]:
+        """(semitones that move the call onto the white keys, the tonic's pitch class there): the call's own
+        diatonic collection and best-fitting tonic, or those of the ``key`` setting."""
+        stated = None if self.settings.key == "auto" else parse_key(self.settings.key)
+        if stated is None:
+            shift = diatonic_shift(call)
+            return shift, (tonic_pitch_class(estimate_key(call)[0]) + shift) % 12
+        shift = key_shift(*stated)
+        return shift, (stated[0] + shift) % 12
+
     def _collection_mask(self, call: list[str]) -> np.ndarray:
         """Symbols the answer may draw: no song end, and pitches of the white keys (the call's diatonic collection
-        in the model's key) or of a pitch class the call itself played (its own accidentals)."""
+        in the model's key) or of a pitch class the call itself played (its own accidentals), inside ``range``
+        once moved back (unless no pitch is: then ``_fold`` brings each note into it)."""
         classes = set(WHITE_KEYS) | {(int(s) + self._shift) % 12 for s in call if is_pitch(s)}
-        vocabulary = self.model.vocabulary
-        return self._playable & np.array([not is_pitch(s) or int(s) % 12 in classes for s in vocabulary.symbols])
+        symbols = self.model.vocabulary.symbols
+        mask = self._playable & np.array([not is_pitch(s) or int(s) % 12 in classes for s in symbols])
+        low, high = self.settings.range
+        inside = np.array([not is_pitch(s) or low <= int(s) - self._shift <= high for s in symbols])
+        return mask & inside if (mask & inside & self._onset_mask).any() else mask
 
     def _sample_answer(self, plan: AnswerPlan, echo: Echo | None, tonic: int) -> list[str]:
         """The answer's symbols in the model's key, one per step from ``plan.first`` to ``plan.end``; its last bar
@@ -551,7 +571,7 @@ class Engine:
         end = self._step_time(first + len(symbols))
         self._response_end = float(first + len(symbols))  # the step that opens after the answer
         for k, (start, length, pitch) in enumerate(notes):
-            played = _midi_range(pitch - self._shift)
+            played = _fold(pitch - self._shift, *s.range)
             velocity = s.velocity if s.velocity is not None else self._touch.velocity(first + start, s.meter)
             self._push(ons[k], mido.Message("note_on", channel=s.output_channel, note=played, velocity=velocity))
             off = min(ons[k] + s.gate * length * step, ons[k + 1] if k + 1 < len(ons) else end)
@@ -737,14 +757,19 @@ class Engine:
         if unknown:
             raise ValueError(f"unknown setting(s): {', '.join(unknown)}")
         candidate = dataclasses.replace(self.settings, **explicit(changes)).validate()
-        enabled, tempo = candidate.enabled, self.settings.bpm
+        enabled, tempo, instrument = candidate.enabled, self.settings.bpm, self._instrument()
         self.settings = dataclasses.replace(candidate, enabled=self.settings.enabled)
+        if self._instrument() != instrument:
+            self._queue_program(self._grid.step_start if time is None else time)
         self._buffer.resize(self.settings.buffer_steps or self.model.sequence_length)
         if self.settings.bpm != tempo:
             self._retime_queue()  # a new tempo takes the answer in progress with it
         if enabled != self.settings.enabled:
             return self.set_enabled(enabled, self._grid.step_start if time is None else time)
         return []
+
+    def _instrument(self) -> tuple[int, int | None]:
+        return self.settings.output_channel, self.settings.program
 
     def set_model(self, model: Model) -> None:
         """Use ``model`` from now on, or from the end of the response in progress."""
@@ -779,6 +804,16 @@ def _notes_of(symbols: list[str]) -> list[tuple[int, int, int]]:
             start, length, pitch = notes[-1]
             notes[-1] = (start, length + 1, pitch)
     return notes
+
+
+def _fold(pitch: int, low: int, high: int) -> int:
+    """``pitch`` moved by octaves into ``low`` to ``high``; where the range is narrower than an octave and no
+    octave of it fits, the nearer end."""
+    while pitch > high and pitch - 12 >= low:
+        pitch -= 12
+    while pitch < low and pitch + 12 <= high:
+        pitch += 12
+    return min(max(pitch, low), high)
 
 
 def _midi_range(pitch: int) -> int:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from improvd.core.metronome import DEFAULT_NOTES
-from improvd.core.schema import SETTINGS, Setting
+from improvd.core.schema import EVERY_NOTE, SETTINGS, Setting
 
 
 @dataclass
@@ -39,6 +39,9 @@ class Settings:
     metronome_notes: tuple[int, int] = DEFAULT_NOTES
     count_in_bars: int = 0
     output_channel: int = 0
+    program: int | None = None  # a program change on the output channel, or none
+    key: str = "auto"  # "auto": the call's own; or a key such as "G minor"
+    range: tuple[int, int] = EVERY_NOTE  # the answer's lowest and highest note
     input_channel: int | None = None
     buffer_steps: int | None = None
     enabled: bool = True
