@@ -20,7 +20,8 @@ The driver's contract (times are floats in seconds on the driver's clock):
   then the barge-in releases; usually [].
 * Output is queued inside the engine with the time it is due (``schedule`` adds
   to it); the driver sleeps until ``next_due()`` and sends what ``pop_due(now)``
-  returns, in time order. ``panic``, ``set_enabled(False, t)``, ``stop`` and a
+  returns, in time order. With a ``program``, ``start`` and each change of it or
+  of ``output_channel`` queue a program_change there. ``panic``, ``set_enabled(False, t)``, ``stop`` and a
   barge-in clear the queue and return (to send at once) a note_off for every
   sounding note; ``panic``, disabling and ``stop`` add CC 123 and CC 64 = 0 on
   the output channel. So every note_on sent has its note_off on every path.
@@ -50,9 +51,11 @@ the call and its silence; it then consumes a hold for the step that opened at
 the tick (already under way, silent) and draws the answer one symbol per
 following grid step, so each answer symbol sounds on the step it was drawn
 for. Before drawing, the engine moves the call onto the white keys by its
-diatonic collection (improvd.core.keys.diatonic_shift) and re-primes the LSTM if
-that move changed. The whole answer is drawn at the tick (a few milliseconds)
-and queued, moved back and folded by octaves into MIDI range; its first
+diatonic collection (improvd.core.keys.diatonic_shift), or by the ``key``
+setting's when one is stated (``_key``), and re-primes the LSTM if that move
+changed. The whole answer is drawn at the tick (a few milliseconds) and queued,
+moved back and folded by octaves into ``range`` (its notes are drawn inside it
+where the collection has any there); its first
 possible note is due a whole step after the tick, so the phrase-end work is off
 the timing-critical path as long as a tick returns within a step.
 
@@ -61,10 +64,11 @@ steps from the grid origin. The model places the first note itself (holds and
 rests of the silence may come first), but a note is forced on the first bar
 line at or after the first answer step if none came before: at most a bar of
 silence. With ``response_steps`` None the answer fills ``response_bars`` bars
-after that bar line (with ``"match"``, as many as the call played in: ``_call_bars``) and ends on a bar line; otherwise it lasts
+after that bar line (with ``"match"``, as many as the call played in:
+``_call_bars``) and ends on a bar line; otherwise it lasts
 ``response_steps`` steps (or as many as the call played, with ``"match"``). Its
 last bar is drawn again, up to ``CADENCE_TRIES`` times, until its last note on
-a strong beat is the tonic or the dominant. A song end is never drawn, the
+a strong beat is the tonic (the call's, or the stated key's) or the dominant. A song end is never drawn, the
 answer keeps to the call's collection (the white keys in the model's key, plus
 the call's own accidentals), and it starts notes only at the places in the beat
 where the call started some (a call in 8ths gets no 16th off the 8ths). The engine listens again at the boundary after
