@@ -198,3 +198,17 @@ def test_the_answer_goes_on_on_the_players_grid(model, performance, bpm):
     assert len(answer) >= 4
     off = sorted(performance.off_grid(time) for time in answer)
     assert off[int(0.9 * (len(off) - 1))] <= 0.020, off
+
+
+def test_a_jig_in_6_8_is_heard_in_quarter_notes_on_its_dotted_quarter_beat():
+    """Six 8ths, then quarter-8th twice, at quarter = 120: in 6/8 (compound) it is 120 from a bpm of 90 to 140,
+    its beats the dotted quarters; heard as simple time from 100 the dotted quarter (80) would be taken for the
+    quarter, so the engine tells the estimate the metre."""
+    figures = ((0, 0.5, 1.0, 1.5, 2.0, 2.5), (0, 1.0, 1.5, 2.5))
+    jig = Performance((*(3 * bar + x for bar in range(8) for x in figures[bar % 2]), 24), 120, 120)
+    onsets = [n[0] for n in jig.notes()]
+    for bpm in (90, 100, 120, 140):
+        beat = estimate(onsets, prior_bpm=bpm, compound=True)
+        assert beat.bpm == pytest.approx(120, rel=0.02) and abs(beat.origin - jig.start) < 0.03
+        assert beat.time(1.5) - beat.time(0) == pytest.approx(0.75, abs=0.01)  # the first dotted quarter
+    assert estimate(onsets, prior_bpm=100).bpm == pytest.approx(80, rel=0.02)

@@ -131,6 +131,7 @@ SUSTAIN = 64
 ALL_NOTES_OFF = 123
 HEARD_MESSAGES = 4096  # the call's messages kept for following its tempo (a call of 4096 steps: 256 bars)
 CLOSED = 2  # an answer that ends on the tonic or the dominant on a strong beat
+COMPOUND_STEPS = 6  # 16ths in a compound metre's beat (a dotted quarter: 6/8, 9/8, 12/8)
 CADENCE_TRIES = 12  # draws of the answer's last bar at most (each a bar of LSTM steps: well under a millisecond)
 
 
@@ -423,7 +424,7 @@ class Engine:
         """Hear the call again on the player's own grid (improvd.core.follow); the old one stays if its tempo cannot be
         told (too few onsets)."""
         onsets = [t for t, m in self._heard if m.type == "note_on" and m.velocity > 0]
-        beat = estimate_beat(onsets, self.settings.bpm)
+        beat = estimate_beat(onsets, self.settings.bpm, compound=beat_steps(self.settings.meter) == COMPOUND_STEPS)
         regridded = beat and regrid(list(self._heard), beat, time, self._buffer.symbols.maxlen or 1)
         if not regridded:
             return

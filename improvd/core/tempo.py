@@ -37,6 +37,8 @@ MAX_ONSETS = 256  # the call's last onsets that are heard (16 bars of 16ths): th
 PRIOR_BPM = 100.0
 PRIOR_OCTAVES = 0.6  # the prior's width (standard deviation, in octaves of tempo), chosen on Essen calls at 72-160 BPM
 DIVISIONS = (1, 2, 3, 4)  # grid points a beat: quarters, 8ths, triplets (and swung 8ths), 16ths
+COMPOUND_BEAT = 1.5  # quarters in a compound metre's beat (a dotted quarter)
+COMPOUND_DIVISIONS = (1, 3, 6)  # grid points a dotted quarter: itself, 8ths, 16ths
 PATTERN_WEIGHT = 1.0  # how much a bit an onset of pattern cost counts against a hypothesis
 CANDIDATES = 3  # the best hypotheses of each division whose pattern is weighed
 MAX_DRIFT = 0.25  # a tempo change within a call beyond this fraction is not believed: the straight line is kept
@@ -121,18 +123,18 @@ def pattern_bits(times: np.ndarray, bpm: float, division: int) -> float:
     return bits / len(times)
 
 
-def _hypothesis(times: np.ndarray, prior_bpm: float) -> tuple[float, int]:
-    """(tempo, division) of the best weighted hypothesis on the coarse grid of tempi."""
-    prior = _prior(COARSE, prior_bpm)
-    quarters = np.exp(2j * np.pi * times[None, :] * COARSE[:, None] / 60.0)  # each onset's place in each beat
-    best, best_score = (float(COARSE[0]), 2), -1.0
-    grid = np.ones_like(quarters)
-    for division in DIVISIONS:
-        grid *= quarters  # the onsets' angles on the grid of ``division`` points a beat
-        weighed = np.abs(grid.mean(axis=1)) * prior
+def _hypothesis(times: np.ndarray, prior_bpm: float, divisions: tuple[int, ...], unit: float) -> tuple[float, int]:
+    """(beats a minute, division) of the best weighted hypothesis on the coarse grid of tempi; ``prior_bpm`` and
+    the result count beats of ``unit`` quarters."""
+    tempi = COARSE / unit
+    prior = _prior(tempi, prior_bpm)
+    beats = np.exp(2j * np.pi * times[None, :] * tempi[:, None] / 60.0)  # each onset's place in each beat
+    best, best_score = (float(tempi[0]), 2), -1.0
+    for division in divisions:
+        weighed = np.abs((beats**division).mean(axis=1)) * prior  # the fit on the grid of ``division`` a beat
         peaks = np.flatnonzero((weighed >= np.roll(weighed, 1)) & (weighed >= np.roll(weighed, -1)))
         for index in peaks[np.argsort(weighed[peaks])[::-1][:CANDIDATES]]:
-            bpm = float(COARSE[index])
+            bpm = float(tempi[index])
             score = float(weighed[index]) * math.exp(-PATTERN_WEIGHT * pattern_bits(times, bpm, division))
             if score > best_score:
                 best, best_score = (bpm, division), score
@@ -185,20 +187,25 @@ def _believable(coefficients: np.ndarray, last: float) -> bool:
     return bool(start > 0 and end > 0 and abs(end / start - 1) <= MAX_DRIFT)
 
 
-def estimate(onsets: Sequence[float], prior_bpm: float = PRIOR_BPM) -> Beat | None:
+def estimate(onsets: Sequence[float], prior_bpm: float = PRIOR_BPM, compound: bool = False) -> Beat | None:
     """The beat of ``onsets`` (seconds, any order), or None with fewer than MIN_ONSETS distinct onsets.
-    ``prior_bpm`` centres the prior: the tempo the player was last heard at (or was set)."""
+    ``prior_bpm`` centres the prior: the tempo the player was last heard at (or was set). In a ``compound``
+    metre (6/8) the beat is a dotted quarter divided in COMPOUND_DIVISIONS (8ths, 16ths), and the tempo is still
+    reported (and the prior given) in quarter notes."""
+    unit = COMPOUND_BEAT if compound else 1.0  # quarters a beat
     times = np.unique(np.round(np.asarray(onsets, float), 4))[-MAX_ONSETS:]
     if len(times) < MIN_ONSETS:
         return None
     start = float(times[0])
     times = times - start  # the fit does not depend on where time starts; large times lose precision
-    coarse, division = _hypothesis(times, prior_bpm)
+    centre = prior_bpm / unit
+    coarse, division = _hypothesis(times, centre, COMPOUND_DIVISIONS if compound else DIVISIONS, unit)
     fine = np.geomspace(coarse * 0.995, coarse * 1.005, 101)
-    weighed = _fit(times, 60.0 / fine / division) * _prior(fine, prior_bpm)
+    weighed = _fit(times, 60.0 / fine / division) * _prior(fine, centre)
     bpm = float(fine[int(np.argmax(weighed))])
     fit = float(np.max(_fit(times, np.array([60.0 / bpm / division]))))
     points, (c0, c1, c2) = _drift(times, 60.0 / bpm / division)
-    last = float(points[-1]) / division
-    period, bend = c1 * division, c2 * division * division
+    per_quarter = division / unit  # grid points a quarter note
+    last = float(points[-1]) / per_quarter
+    period, bend = c1 * per_quarter, c2 * per_quarter * per_quarter
     return Beat(60.0 / (period + 2 * bend * last), start + c0, fit, period, bend, last)
