@@ -12,7 +12,7 @@ import pytest
 
 from improvd.core.engine import Engine, Settings
 from improvd.core.model import load_model
-from improvd.core.tempo import MIN_ONSETS, estimate
+from improvd.core.tempo import MAX_BPM, MIN_BPM, MIN_ONSETS, estimate
 from improvd.offline.notation import essen_tune, melody_of
 
 TUNES = ["kinder0#1", "erk5#5", "erk10#112", "han1#3", "ballad10#43"]
@@ -212,3 +212,22 @@ def test_a_jig_in_6_8_is_heard_in_quarter_notes_on_its_dotted_quarter_beat():
         assert beat.bpm == pytest.approx(120, rel=0.02) and abs(beat.origin - jig.start) < 0.03
         assert beat.time(1.5) - beat.time(0) == pytest.approx(0.75, abs=0.01)  # the first dotted quarter
     assert estimate(onsets, prior_bpm=100).bpm == pytest.approx(80, rel=0.02)
+
+
+@pytest.mark.parametrize(
+    "onsets",
+    [
+        [0, 0.001, 0.002, 0.003, 0.004, 0.005],  # a smear of one chord
+        [0, 0.001, 0.002, 5.0, 5.001, 5.002],
+        [k * 0.01 for k in range(300)],  # faster than any grid
+        [k * 100.0 for k in range(8)],  # slower than any
+        [1e6 + k * 0.5 for k in range(8)],  # far from time 0
+        [0.2 * k + 0.002 * k * k for k in range(24)],  # slowing down ever faster
+        [0.3 * k - 0.004 * k * k for k in range(24)],  # speeding up ever faster
+    ],
+)
+def test_any_onsets_give_a_tempo_the_settings_allow_or_none(onsets):
+    for compound in (False, True):
+        beat = estimate(onsets, prior_bpm=120, compound=compound)
+        assert beat is not None and MIN_BPM <= beat.bpm <= MAX_BPM and math.isfinite(beat.origin)
+        assert beat.time(beat.beats(onsets[-1])) == pytest.approx(onsets[-1], abs=1e-6)

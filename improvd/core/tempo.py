@@ -108,12 +108,14 @@ def _points(times: np.ndarray, spacing: float, residuals: bool = False) -> Any:
     return (points, heard - points) if residuals else points
 
 
-def pattern_bits(times: np.ndarray, bpm: float, division: int) -> float:
+def _pattern_bits(times: np.ndarray, bpm: float, division: int) -> float:
     """Bits an onset of the call costs on the grid of ``division`` points a beat at ``bpm``: each place in the
     beat filled in a share q of the beats the call spans, the binary entropy of q summed over those beats."""
     spacing = 60.0 / bpm / division
     heard, off = _points(times, spacing, residuals=True)
     points = np.unique(heard[np.abs(off) <= OFF_GRID])
+    if not len(points):
+        return OFF_GRID_BITS
     last = int(points[-1])
     bits = OFF_GRID_BITS * (len(times) - len(points))  # an onset off the grid, or a second on one point
     for place in range(division):
@@ -135,7 +137,7 @@ def _hypothesis(times: np.ndarray, prior_bpm: float, divisions: tuple[int, ...],
         peaks = np.flatnonzero((weighed >= np.roll(weighed, 1)) & (weighed >= np.roll(weighed, -1)))
         for index in peaks[np.argsort(weighed[peaks])[::-1][:CANDIDATES]]:
             bpm = float(tempi[index])
-            score = float(weighed[index]) * math.exp(-PATTERN_WEIGHT * pattern_bits(times, bpm, division))
+            score = float(weighed[index]) * math.exp(-PATTERN_WEIGHT * _pattern_bits(times, bpm, division))
             if score > best_score:
                 best, best_score = (bpm, division), score
     return best
@@ -144,11 +146,17 @@ def _hypothesis(times: np.ndarray, prior_bpm: float, divisions: tuple[int, ...],
 def _drift(times: np.ndarray, spacing: float) -> tuple[np.ndarray, np.ndarray]:
     """Each onset's grid point, following the tempo as it moves (the points of the straight grid, then of the
     parabola through them, refitted), and the parabola's coefficients (time = c0 + c1 * point + c2 * point**2;
-    a straight line where the call is too short or the parabola not believable)."""
+    a straight line where the call is too short or the parabola not believable; the grid itself, at ``spacing``
+    through the first onset, where the onsets do not give a line that rises at most MAX_DRIFT off it)."""
     points = _points(times, spacing).astype(float)
+    grid = np.array([times[0] - points[0] * spacing, spacing, 0.0])
     on = np.ones(len(times), bool)  # the onsets that lie on the grid (an 8th between quarters does not)
     for _ in range(3):
+        if len(np.unique(points[on])) < 2:
+            return points, grid  # a smear of onsets on one grid point: no line through them
         coefficients = _line(points[on], times[on])
+        if abs(coefficients[1] / spacing - 1) > MAX_DRIFT:
+            return points, grid
         if np.count_nonzero(on) >= MIN_DRIFT_ONSETS and len(np.unique(points[on])) >= MIN_DRIFT_ONSETS:
             curved = np.polynomial.polynomial.polyfit(points[on], times[on], 2)
             if _believable(curved, float(points[-1])) and _bends(points[on], times[on], coefficients, curved):
@@ -208,4 +216,8 @@ def estimate(onsets: Sequence[float], prior_bpm: float = PRIOR_BPM, compound: bo
     per_quarter = division / unit  # grid points a quarter note
     last = float(points[-1]) / per_quarter
     period, bend = c1 * per_quarter, c2 * per_quarter * per_quarter
-    return Beat(60.0 / (period + 2 * bend * last), start + c0, fit, period, bend, last)
+    end = 60.0 / (period + 2 * bend * last)
+    if not MIN_BPM <= end <= MAX_BPM:  # a drift past the tempi heard: the tempo found, straight on
+        straight = min(max(bpm * unit, MIN_BPM), MAX_BPM)
+        return Beat(straight, start + c0, fit, 60.0 / straight, 0.0, last)
+    return Beat(end, start + c0, fit, period, bend, last)
