@@ -231,3 +231,11 @@ def test_any_onsets_give_a_tempo_the_settings_allow_or_none(onsets):
         beat = estimate(onsets, prior_bpm=120, compound=compound)
         assert beat is not None and MIN_BPM <= beat.bpm <= MAX_BPM and math.isfinite(beat.origin)
         assert beat.time(beat.beats(onsets[-1])) == pytest.approx(onsets[-1], abs=1e-6)
+
+
+@pytest.mark.parametrize("bpm", [80, 92, 120, 140])
+def test_8ths_straight_or_swung_are_heard_as_8ths_from_a_bpm_a_fifth_below_or_more_above(bpm):
+    """Straight 8ths at 100 fit triplets at 67 and 16ths at 50 as well as 8ths; swung 8ths at 92 fit straight 8ths
+    at 138: the prior decides, and a triplet division weighs less than a straight one before the notes are heard."""
+    for performance, tempo in ((Performance(EIGHTHS, 100, 100, jitter=0.015), 100), (Performance(SWING, 92, 92), 92)):
+        assert estimate([n[0] for n in performance.notes()], prior_bpm=bpm).bpm == pytest.approx(tempo, rel=0.02)

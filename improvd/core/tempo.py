@@ -7,7 +7,7 @@ d grid points (``DIVISIONS``: quarters, 8ths, triplets, 16ths). Three things wei
   onset on the grid, near 0: spread over it);
 * the prior: log-normal in T, centred on the tempo the player was last heard at (Ellis's tempo prior, as in beat
   trackers), which decides where the notes do not (quarters at 60 are 8ths at 120, a 16th run at 110 is an 8th
-  run at 220);
+  run at 220), times a weight of the division (``TRIPLETS``: straight 8ths at 100 are triplets at 67 too);
 * the pattern's cost: with the first onset's grid point a beat, each of the d places in the beat is filled in
   some share q of the beats the call spans; the bits an onset costs (the binary entropy of each place's q,
   summed over the beats, per onset) are low when the call does the same thing in every beat (swung 8ths fill
@@ -36,9 +36,10 @@ MIN_ONSETS = 6  # fewer onsets say too little: the last tempo is kept
 MAX_ONSETS = 256  # the call's last onsets that are heard (16 bars of 16ths): the phrase end's work stays short
 PRIOR_BPM = 100.0
 PRIOR_OCTAVES = 0.6  # the prior's width (standard deviation, in octaves of tempo), chosen on Essen calls at 72-160 BPM
-DIVISIONS = (1, 2, 3, 4)  # grid points a beat: quarters, 8ths, triplets (and swung 8ths), 16ths
+TRIPLETS = 0.8  # how likely a triplet division is beside a straight one, before the notes are heard
+DIVISIONS = {1: 1.0, 2: 1.0, 3: TRIPLETS, 4: 1.0}  # grid points a beat (quarters, 8ths, triplets, 16ths): weight
 COMPOUND_BEAT = 1.5  # quarters in a compound metre's beat (a dotted quarter)
-COMPOUND_DIVISIONS = (1, 3, 6)  # grid points a dotted quarter: itself, 8ths, 16ths
+COMPOUND_DIVISIONS = {1: 1.0, 3: 1.0, 6: 1.0}  # grid points a dotted quarter: itself, 8ths, 16ths
 PATTERN_WEIGHT = 1.0  # how much a bit an onset of pattern cost counts against a hypothesis
 CANDIDATES = 3  # the best hypotheses of each division whose pattern is weighed
 MAX_DRIFT = 0.25  # a tempo change within a call beyond this fraction is not believed: the straight line is kept
@@ -125,15 +126,15 @@ def _pattern_bits(times: np.ndarray, bpm: float, division: int) -> float:
     return bits / len(times)
 
 
-def _hypothesis(times: np.ndarray, prior_bpm: float, divisions: tuple[int, ...], unit: float) -> tuple[float, int]:
+def _hypothesis(times: np.ndarray, prior_bpm: float, divisions: dict[int, float], unit: float) -> tuple[float, int]:
     """(beats a minute, division) of the best weighted hypothesis on the coarse grid of tempi; ``prior_bpm`` and
     the result count beats of ``unit`` quarters."""
     tempi = COARSE / unit
     prior = _prior(tempi, prior_bpm)
     beats = np.exp(2j * np.pi * times[None, :] * tempi[:, None] / 60.0)  # each onset's place in each beat
     best, best_score = (float(tempi[0]), 2), -1.0
-    for division in divisions:
-        weighed = np.abs((beats**division).mean(axis=1)) * prior  # the fit on the grid of ``division`` a beat
+    for division, weight in divisions.items():
+        weighed = np.abs((beats**division).mean(axis=1)) * prior * weight  # the fit on ``division`` points a beat
         peaks = np.flatnonzero((weighed >= np.roll(weighed, 1)) & (weighed >= np.roll(weighed, -1)))
         for index in peaks[np.argsort(weighed[peaks])[::-1][:CANDIDATES]]:
             bpm = float(tempi[index])
