@@ -239,3 +239,8 @@ def test_8ths_straight_or_swung_are_heard_as_8ths_from_a_bpm_a_fifth_below_or_mo
     at 138: the prior decides, and a triplet division weighs less than a straight one before the notes are heard."""
     for performance, tempo in ((Performance(EIGHTHS, 100, 100, jitter=0.015), 100), (Performance(SWING, 92, 92), 92)):
         assert estimate([n[0] for n in performance.notes()], prior_bpm=bpm).bpm == pytest.approx(tempo, rel=0.02)
+
+
+def test_the_beat_is_plain_floats_for_the_log_and_the_state():
+    beat = estimate([n[0] for n in Performance(EIGHTHS, 100, 105).notes()], prior_bpm=100)
+    assert all(type(value) is float for value in (beat.bpm, beat.origin, beat.fit, beat.period, beat.bend, beat.until))

@@ -216,7 +216,8 @@ def estimate(onsets: Sequence[float], prior_bpm: float = PRIOR_BPM, compound: bo
     points, (c0, c1, c2) = _drift(times, 60.0 / bpm / division)
     per_quarter = division / unit  # grid points a quarter note
     last = float(points[-1]) / per_quarter
-    period, bend = c1 * per_quarter, c2 * per_quarter * per_quarter
+    period, bend = float(c1) * per_quarter, float(c2) * per_quarter * per_quarter
+    c0 = float(c0)
     end = 60.0 / (period + 2 * bend * last)
     if not MIN_BPM <= end <= MAX_BPM:  # a drift past the tempi heard: the tempo found, straight on
         straight = min(max(bpm * unit, MIN_BPM), MAX_BPM)
