@@ -132,9 +132,12 @@ def _hypothesis(times: np.ndarray, prior_bpm: float, divisions: dict[int, float]
     tempi = COARSE / unit
     prior = _prior(tempi, prior_bpm)
     beats = np.exp(2j * np.pi * times[None, :] * tempi[:, None] / 60.0)  # each onset's place in each beat
+    powers = [np.ones_like(beats)]  # the onsets' places on the grid of k points a beat (products: cheaper than **)
+    for _ in range(max(divisions)):
+        powers.append(powers[-1] * beats)
     best, best_score = (float(tempi[0]), 2), -1.0
     for division, weight in divisions.items():
-        weighed = np.abs((beats**division).mean(axis=1)) * prior * weight  # the fit on ``division`` points a beat
+        weighed = np.abs(powers[division].mean(axis=1)) * prior * weight  # the fit on ``division`` points a beat
         peaks = np.flatnonzero((weighed >= np.roll(weighed, 1)) & (weighed >= np.roll(weighed, -1)))
         for index in peaks[np.argsort(weighed[peaks])[::-1][:CANDIDATES]]:
             bpm = float(tempi[index])
