@@ -14,6 +14,7 @@ import pytest
 
 from improvd.daemon import config, mqtt
 from improvd.daemon.config import ConfigError
+from improvd.daemon.control import parse
 from tests.inprocess import make_daemon
 from tests.services import wait_for
 
@@ -166,3 +167,22 @@ def test_a_long_bad_value_is_shown_cut(tmp_path):
     with pytest.raises(ConfigError) as error:
         config.from_table({"meter": "4/4" * 10_000})
     assert len(str(error.value)) < 300 and "(30002 characters)" in str(error.value)
+
+
+def test_mqtt_values_reach_the_engine_in_its_units_and_the_state_in_the_daemons():
+    """Channel 16 and program 1 over MQTT are the engine's 15 and 0; the program change goes out on channel 16."""
+    daemon = make_daemon()
+    daemon.timing.start()
+    try:
+        text = b'{"output_channel": 16, "program": 1, "key": "g minor", "range": [48, 84], "meter": "6/8"}'
+        changes = parse("set", text).changes
+        daemon.controller.apply(changes)
+        wait_for(lambda: daemon.engine.settings.program == 0, 5, "the MQTT change")
+        wait_for(lambda: [0xCF, 0] in daemon.ports.sent, 5, "the program change on channel 16")
+    finally:
+        daemon.timing.stop()
+    settings = daemon.engine.settings
+    assert (settings.output_channel, settings.key, settings.range) == (15, "G minor", (48, 84))
+    state = daemon.controller.state()
+    assert (state["output_channel"], state["program"], state["key"], state["range"]) == (16, 1, "G minor", [48, 84])
+    assert state["beat_bpm"] == round(state["bpm"] * 2 / 3, 2)  # 6/8 clicks the dotted quarter

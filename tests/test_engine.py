@@ -136,8 +136,27 @@ def test_the_answer_fills_whole_bars_and_ends_on_a_bar_line(model, meter, bars, 
     assert max(t.time for t in sent if t.message.type in ("note_on", "note_off")) <= end * STEP + 1e-9
 
 
+@pytest.mark.parametrize(
+    ("meter", "notes", "bars"),
+    [
+        ("2/4", [(60 + k % 5, 2 * k, 2) for k in range(16)], 4),  # four bars of 2/4 in 8ths: four bars, not 4 beats
+        ("4/4", [(60, 12, 4)] + [(62 + k % 3, 16 + 4 * k, 4) for k in range(8)], 2),  # a pickup adds no bar
+        ("4/4", [(60 + k % 3, 4 * k, 4) for k in range(13)], 4),  # three bars and the next downbeat
+        ("3/4", [(60 + k % 4, 4 * k, 4) for k in range(36)], 8),  # twelve bars: eight at most
+        ("4/4", [(60, 0, 2), (62, 2, 2), (64, 4, 2), (65, 6, 2)], 1),  # half a bar: one
+    ],
+)
+def test_the_answer_is_as_many_bars_as_the_call_by_default(model, meter, notes, bars):
+    engine = Engine(model, Settings(bpm=BPM, meter=meter, min_call_steps=4), seed=6)
+    _, events = run(engine, call(notes), 500)
+    start = next(e for e in events if e.name == "response_start")
+    bar = {"4/4": 16, "3/4": 12, "2/4": 8}[meter]
+    assert start.data["first_step"] + start.data["steps"] == start.data["entry"] + bars * bar
+    assert engine.settings.response_bars == "match"
+
+
 def test_a_song_end_never_ends_an_answer_early(model):
-    engine = Engine(favouring(model, "/"), Settings(bpm=BPM, min_call_steps=4), seed=1)
+    engine = Engine(favouring(model, "/"), Settings(bpm=BPM, min_call_steps=4, response_bars=2), seed=1)
     sent, events = run(engine, call(PHRASE), 80)
     assert next(e for e in events if e.name == "response_end").time == pytest.approx(64 * STEP)
     assert any(t.message.type == "note_on" for t in sent)
@@ -548,3 +567,45 @@ def test_a_second_panic_with_nothing_sent_since_sends_nothing(model):
     assert [e.name for e in engine.drain_events()] == ["panic"] * 3
     engine.feed(mido.Message("control_change", channel=1, control=7, value=90), 0.05)  # something went out
     assert engine.panic(0.06)
+
+
+# --- the key, the range and the instrument ---------------------------------------------------------------------
+
+C_AND_B_FLAT = [(60, 0, 2), (62, 2, 2), (65, 4, 2), (67, 6, 2), (69, 8, 2), (67, 10, 2), (65, 12, 2), (62, 14, 4)]
+
+
+@pytest.mark.parametrize(
+    ("key", "shift", "collection"), [("G minor", 2, {10, 0, 2, 3, 5, 7, 9}), ("auto", -5, {5, 7, 9, 10, 0, 2, 4})]
+)
+def test_a_stated_key_moves_the_answer_into_it(model, key, shift, collection):
+    """C D F G A sit in C major and in B flat major alike: stated as G minor (two flats), the answer keeps to
+    B flat major's notes; left to itself the call is heard in F major (its best-fitting key)."""
+    engine = Engine(model, Settings(bpm=BPM, min_call_steps=4, key=key, response_bars=2), seed=5)
+    sent, events = run(engine, call(C_AND_B_FLAT), 120)
+    start = next(e for e in events if e.name == "response_start")
+    assert start.data["transposition"] == shift
+    notes = {t.message.note % 12 for t in sent if t.message.type == "note_on" and t.message.velocity}
+    assert notes and notes <= collection
+
+
+@pytest.mark.parametrize("span", [(60, 72), (62, 66)])
+def test_the_answer_keeps_to_its_range(model, span):
+    for seed in range(4):
+        engine = Engine(model, Settings(bpm=BPM, min_call_steps=4, range=span, response_bars=2), seed=seed)
+        sent, _ = run(engine, call(PHRASE), 120)
+        notes = [t.message.note for t in sent if t.message.type == "note_on" and t.message.velocity]
+        assert notes and all(span[0] <= note <= span[1] for note in notes), (seed, notes)
+
+
+def test_the_program_goes_out_on_the_output_channel_at_start_and_when_it_or_the_channel_changes(model):
+    engine = Engine(model, Settings(bpm=BPM, program=40, output_channel=2), seed=0)
+    engine.start(0.0)
+    engine.update(time=0.1, temperature=0.5)  # no change of instrument: nothing sent
+    engine.update(time=0.2, program=41)
+    engine.update(time=0.3, output_channel=5)
+    engine.update(time=0.4, program=None)  # none: nothing more to send
+    sent = [(t.time, t.message.channel, t.message.program) for t in engine.pop_due(1.0)]
+    assert sent == [(0.0, 2, 40), (0.2, 2, 41), (0.3, 5, 41)]
+    quiet = Engine(model, Settings(bpm=BPM), seed=0)
+    quiet.start(0.0)
+    assert not [t for t in quiet.pop_due(1.0) if t.message.type == "program_change"]

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import math
 import random
+from dataclasses import dataclass
 
 import mido
 import pytest
 
 from improvd.core.engine import Engine, Settings
 from improvd.core.model import load_model
-from improvd.core.tempo import MIN_ONSETS, estimate
+from improvd.core.tempo import MAX_BPM, MIN_BPM, MIN_ONSETS, estimate
 from improvd.offline.notation import essen_tune, melody_of
 
 TUNES = ["kinder0#1", "erk5#5", "erk10#112", "han1#3", "ballad10#43"]
@@ -117,3 +118,129 @@ def test_the_followed_call_is_heard_as_the_tune_is_written(model):
     fixed = Engine(model, Settings(bpm=96, min_call_steps=4, buffer_steps=256, phrase_end_steps=16), seed=2)
     follow(fixed, notes, notes[-1][1] + 16 * 60 / 84 / 4 + 0.05)
     assert fixed._buffer.last_note_symbols()[:60] != expected[:60]
+
+
+# --- what players play: swing, 16th runs, triplets, rubato and a drifting tempo, from known tempi ------------------
+
+
+@dataclass(frozen=True)
+class Performance:
+    """Onsets at beat positions played at a tempo that moves from ``start_bpm`` to ``end_bpm`` (in a straight line
+    over the beats, reaching ``end_bpm`` at the last onset), from ``start`` seconds, each off by up to ``jitter``."""
+
+    beats: tuple[float, ...]
+    start_bpm: float
+    end_bpm: float
+    start: float = 1.37
+    jitter: float = 0.01
+
+    def time(self, beat: float) -> float:
+        """When ``beat`` falls on the player's grid: the tempo's ramp, then straight on at the end tempo."""
+        last = max(self.beats)
+        slope = (self.end_bpm - self.start_bpm) / last
+        within = min(beat, last)
+        seconds = (
+            60 * within / self.start_bpm if slope == 0 else 60 / slope * math.log(1 + slope * within / self.start_bpm)
+        )
+        return self.start + seconds + max(0.0, beat - last) * 60 / self.end_bpm
+
+    def notes(self, seed: int = 4) -> list[tuple[float, float, int, int]]:
+        """(onset, release, pitch, velocity): a scale up and down, each note released just before the next."""
+        rng = random.Random(seed)
+        ons = [self.time(b) + rng.uniform(-self.jitter, self.jitter) for b in self.beats]
+        offs = [*(later - 0.03 for later in ons[1:]), ons[-1] + 60 / self.end_bpm]
+        pitches = [60 + [0, 2, 4, 5, 7, 9, 11, 12, 11, 9, 7, 5, 4, 2][k % 14] for k in range(len(ons))]
+        return [(on, off, pitch, rng.randint(70, 100)) for on, off, pitch in zip(ons, offs, pitches, strict=True)]
+
+    def off_grid(self, time: float) -> float:
+        """Seconds from ``time`` to the nearest 16th of the player's grid (extrapolated past the call)."""
+        low, high = -4.0, max(self.beats) + 64
+        for _ in range(60):  # the beat at ``time``, by bisection
+            middle = (low + high) / 2
+            low, high = (middle, high) if self.time(middle) < time else (low, middle)
+        sixteenth = round(low * 4) / 4
+        return abs(time - self.time(sixteenth))
+
+
+SWING = (*(b + offbeat for b in range(16) for offbeat in (0, 2 / 3)), 16)  # 8ths swung 2:1, then a downbeat
+TRIPLETS = (*(b + t for b in range(16) for t in ((0, 1 / 3, 2 / 3) if b % 2 else (0, 2 / 3))), 16)
+SCALE = tuple(k / 4 for k in range(33))  # two bars of running 16ths and a downbeat
+EIGHTHS = tuple(b / 2 for b in range(33))
+FOLLOWED = {
+    "swing at 92": (Performance(SWING, 92, 92), 96),
+    "triplets at 80": (Performance(TRIPLETS, 80, 80), 84),
+    "16ths at 110": (Performance(SCALE, 110, 110), 110),
+    "16ths at 110, bpm 100": (Performance(SCALE, 110, 110), 100),
+    "8ths at 100 with 15 ms rubato": (Performance(EIGHTHS, 100, 100, jitter=0.015), 100),
+    "accelerando 100 to 105": (Performance(EIGHTHS, 100, 105, jitter=0.008), 100),
+    "ritardando 120 to 114": (Performance(EIGHTHS, 120, 114, jitter=0.008), 120),
+}
+
+
+@pytest.mark.parametrize(("performance", "bpm"), FOLLOWED.values(), ids=FOLLOWED.keys())
+def test_the_tempo_at_the_end_of_what_players_play(performance, bpm):
+    """Within 2% of the tempo played at the call's end, from a ``bpm`` near it, and on the call's first beat."""
+    beat = estimate([n[0] for n in performance.notes()], prior_bpm=bpm)
+    assert beat.bpm == pytest.approx(performance.end_bpm, rel=0.02)
+    assert abs(beat.origin - performance.start) < 0.03
+
+
+@pytest.mark.parametrize(("performance", "bpm"), FOLLOWED.values(), ids=FOLLOWED.keys())
+def test_the_answer_goes_on_on_the_players_grid(model, performance, bpm):
+    """The engine's grid starts at 0 at ``bpm``; the player starts at 1.37 s. The answer's notes fall within 20 ms
+    of the player's 16th grid as it was heading at the call's end (p90), and its length is whole bars of it."""
+    engine = Engine(model, Settings(bpm=bpm, follow_tempo=True, min_call_steps=4), seed=2)
+    notes = performance.notes()
+    sent, events = follow(engine, notes, notes[-1][1] + 20.0)
+    tempo = next(e for e in events if e.name == "tempo")
+    assert tempo.data["bpm"] == pytest.approx(performance.end_bpm, rel=0.02)
+    answer = [t.time for t in sent if t.message.type == "note_on" and t.message.velocity and t.time > notes[-1][1]]
+    assert len(answer) >= 4
+    off = sorted(performance.off_grid(time) for time in answer)
+    assert off[int(0.9 * (len(off) - 1))] <= 0.020, off
+
+
+def test_a_jig_in_6_8_is_heard_in_quarter_notes_on_its_dotted_quarter_beat():
+    """Six 8ths, then quarter-8th twice, at quarter = 120: in 6/8 (compound) it is 120 from a bpm of 90 to 140,
+    its beats the dotted quarters; heard as simple time from 100 the dotted quarter (80) would be taken for the
+    quarter, so the engine tells the estimate the metre."""
+    figures = ((0, 0.5, 1.0, 1.5, 2.0, 2.5), (0, 1.0, 1.5, 2.5))
+    jig = Performance((*(3 * bar + x for bar in range(8) for x in figures[bar % 2]), 24), 120, 120)
+    onsets = [n[0] for n in jig.notes()]
+    for bpm in (90, 100, 120, 140):
+        beat = estimate(onsets, prior_bpm=bpm, compound=True)
+        assert beat.bpm == pytest.approx(120, rel=0.02) and abs(beat.origin - jig.start) < 0.03
+        assert beat.time(1.5) - beat.time(0) == pytest.approx(0.75, abs=0.01)  # the first dotted quarter
+    assert estimate(onsets, prior_bpm=100).bpm == pytest.approx(80, rel=0.02)
+
+
+@pytest.mark.parametrize(
+    "onsets",
+    [
+        [0, 0.001, 0.002, 0.003, 0.004, 0.005],  # a smear of one chord
+        [0, 0.001, 0.002, 5.0, 5.001, 5.002],
+        [k * 0.01 for k in range(300)],  # faster than any grid
+        [k * 100.0 for k in range(8)],  # slower than any
+        [1e6 + k * 0.5 for k in range(8)],  # far from time 0
+        [0.2 * k + 0.002 * k * k for k in range(24)],  # slowing down ever faster
+        [0.3 * k - 0.004 * k * k for k in range(24)],  # speeding up ever faster
+    ],
+)
+def test_any_onsets_give_a_tempo_the_settings_allow_or_none(onsets):
+    for compound in (False, True):
+        beat = estimate(onsets, prior_bpm=120, compound=compound)
+        assert beat is not None and MIN_BPM <= beat.bpm <= MAX_BPM and math.isfinite(beat.origin)
+        assert beat.time(beat.beats(onsets[-1])) == pytest.approx(onsets[-1], abs=1e-6)
+
+
+@pytest.mark.parametrize("bpm", [80, 92, 120, 140])
+def test_8ths_straight_or_swung_are_heard_as_8ths_from_a_bpm_a_fifth_below_or_more_above(bpm):
+    """Straight 8ths at 100 fit triplets at 67 and 16ths at 50 as well as 8ths; swung 8ths at 92 fit straight 8ths
+    at 138: the prior decides, and a triplet division weighs less than a straight one before the notes are heard."""
+    for performance, tempo in ((Performance(EIGHTHS, 100, 100, jitter=0.015), 100), (Performance(SWING, 92, 92), 92)):
+        assert estimate([n[0] for n in performance.notes()], prior_bpm=bpm).bpm == pytest.approx(tempo, rel=0.02)
+
+
+def test_the_beat_is_plain_floats_for_the_log_and_the_state():
+    beat = estimate([n[0] for n in Performance(EIGHTHS, 100, 105).notes()], prior_bpm=100)
+    assert all(type(value) is float for value in (beat.bpm, beat.origin, beat.fit, beat.period, beat.bend, beat.until))

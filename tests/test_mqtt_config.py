@@ -108,10 +108,12 @@ def test_flags_override_the_table(tmp_path):
 
 
 # Home Assistant's MQTT discovery rules (home-assistant.io/integrations/mqtt, number.mqtt, select.mqtt, button.mqtt,
-# sensor.mqtt, switch.mqtt): the config topic is <prefix>/<component>/[<node_id>/]<object_id>/config with ids of
+# sensor.mqtt, switch.mqtt, text.mqtt): the config topic is <prefix>/<component>/[<node_id>/]<object_id>/config with ids of
 # [a-zA-Z0-9_-]; default_entity_id (not the deprecated object_id) is <component>.<slug of [a-z0-9_]>; origin needs a
 # name; an enum sensor has options and no unit or state class; a button has no state.
-CONFIG_TOPIC = re.compile(r"homeassistant/(number|select|switch|sensor|button)/[a-zA-Z0-9_-]+/[a-zA-Z0-9_-]+/config")
+CONFIG_TOPIC = re.compile(
+    r"homeassistant/(number|select|switch|sensor|button|text)/[a-zA-Z0-9_-]+/[a-zA-Z0-9_-]+/config"
+)
 COMMON_KEYS = {
     "name", "unique_id", "default_entity_id", "device", "origin", "availability_topic", "payload_available",
     "payload_not_available", "json_attributes_topic", "json_attributes_template", "icon", "entity_category",
@@ -122,19 +124,23 @@ KEYS = {  # documented options each component may carry (beyond COMMON_KEYS), an
     "select": ({"command_topic", "state_topic", "value_template", "options"}, {"command_topic", "options"}),
     "switch": ({"command_topic", "state_topic", "value_template", "payload_on", "payload_off", "state_on",
                 "state_off"}, {"command_topic"}),
-    "sensor": ({"state_topic", "value_template", "device_class", "options"}, {"state_topic"}),
+    "sensor": ({"state_topic", "value_template", "device_class", "options", "unit_of_measurement"}, {"state_topic"}),
     "button": ({"command_topic", "payload_press"}, {"command_topic"}),
+    "text": ({"command_topic", "state_topic", "value_template", "pattern", "min", "max", "mode"}, {"command_topic"}),
 }  # fmt: skip
 ENTITIES = {
-    "number": {"temperature", "bpm", "response_bars", "response_steps", "phrase_end_steps", "count_in_bars"},
+    "number": {"temperature", "bpm", "response_bars", "response_steps", "phrase_end_steps", "count_in_bars",
+               "output_channel", "program"},
     "switch": {"enabled", "metronome", "thru"},
-    "select": {"model", "groove"},
-    "sensor": {"mode"},
+    "select": {"model", "groove", "key"},
+    "sensor": {"mode", "clock", "beat_bpm"},
     "button": {"respond", "panic"},
-}
+    "text": {"meter", "range"},
+}  # fmt: skip
 DAEMON_STATE = {  # what Daemon.state() holds
     **dict.fromkeys(("temperature", "bpm", "enabled", "response_steps", "response_bars", "meter", "groove")),
     **dict.fromkeys(("metronome", "count_in_bars", "thru", "recording", "phrase_end_steps", "clock", "ports")),
+    **dict.fromkeys(("beat_bpm", "output_channel", "program", "key", "range")),
     "mode": "listening", "model": "essen", "timing": {}, "version": "0.1.0",
 }  # fmt: skip
 
@@ -179,7 +185,10 @@ def assert_command_is_accepted(instance: str, component: str, payload: dict) -> 
         "switch": [payload.get("payload_on"), payload.get("payload_off")],
         "select": payload.get("options"),
         "button": [payload.get("payload_press", "PRESS")],
+        "text": [{"set/meter": "3/4", "set/range": "48 84"}.get(subtopic)],
     }[component]
+    if component == "text":
+        assert all(re.fullmatch(payload["pattern"], sample) for sample in samples)
     for sample in samples:
         text = str(int(sample)) if isinstance(sample, float) and sample.is_integer() else str(sample)
         parse(subtopic, text.encode())

@@ -93,11 +93,39 @@ def test_a_word_of_the_table_is_taken_in_any_case_at_the_daemons_doors():
 def test_home_assistant_numbers_have_the_tables_range():
     entities = mqtt._entities(mqtt._every_setting(), ["essen"])
     numbers = {path.split("/")[1]: entity for path, entity in entities.items() if path.startswith("number/")}
-    steered = {s.name for s in RANGED if MQTT in s.sources}
+    steered = {s.name for s in RANGED if MQTT in s.sources and s.kind != "notes"}  # two notes: a text box
     assert set(numbers) == steered
+    assert {s.name for s in RANGED if MQTT in s.sources and s.kind == "notes"} == {"range"}
+    assert re.fullmatch(entities["text/range"]["pattern"], "48 84")
+    assert BY_NAME["range"].check("48 84", outside=True) == (48, 84)
+    assert all(BY_NAME["key"].check(option, outside=True) == option for option in entities["select/key"]["options"])
     for name, entity in numbers.items():
         assert (entity["min"], entity["max"]) == BY_NAME[name].bounds(outside=True), name
     assert entities["select/groove"]["options"] == list(BY_NAME["groove"].words)
+
+
+def test_home_assistant_shows_the_meter_the_clock_and_the_beat_and_says_bpm_counts_quarters():
+    entities = mqtt._entities(mqtt._every_setting(), ["essen"])
+    assert entities["text/meter"]["command_topic"] == "set/meter"
+    assert re.fullmatch(entities["text/meter"]["pattern"], "6/8") and BY_NAME["meter"].check("6/8") == "6/8"
+    assert {"sensor/clock", "sensor/beat_bpm"} <= set(entities)
+    assert "quarter notes" in entities["number/bpm"]["name"] and "quarter notes" in BY_NAME["bpm"].help
+
+
+def test_a_key_is_named_as_musicians_name_it_and_kept_as_the_table_writes_it():
+    key = BY_NAME["key"]
+    assert [key.check(text, outside=True) for text in ("g minor", "Bb major", "f# Dorian", "E-", "AUTO")] == [
+        "G minor",
+        "Bb major",
+        "F# dorian",
+        "Eb major",
+        "auto",
+    ]
+    for bad in ("H minor", "G blues", "", 7, "G minor major"):
+        with pytest.raises(ValueError, match="a tonic and a mode"):
+            key.check(bad, outside=True)
+    with pytest.raises(ValueError, match="the first not above the second"):
+        BY_NAME["range"].check([72, 60], outside=True)
 
 
 def test_run_help_shows_each_flags_range_from_the_table():

@@ -21,7 +21,9 @@ The driver's contract (times are floats in seconds on the driver's clock):
 * Output is queued inside the engine with the time it is due (``schedule`` adds
   to it); the driver sleeps until ``next_due()`` and sends what ``pop_due(now)``
   returns, in time order; ``drop_late(t)`` drops what a stalled driver can no
-  longer play on time (note_ons due before ``t`` and their note_offs). ``panic``, ``set_enabled(False, t)``, ``stop`` and a
+  longer play on time (note_ons due before ``t`` and their note_offs). With a
+  ``program``, ``start`` and each change of it or of ``output_channel`` queue a
+  program_change there. ``panic``, ``set_enabled(False, t)``, ``stop`` and a
   barge-in clear the queue and return (to send at once) a note_off for every
   sounding note (a barge-in for improvd's own only: the player's notes passed
   through sound on while their keys are down); ``panic``, disabling and ``stop``
@@ -38,7 +40,8 @@ The driver's contract (times are floats in seconds on the driver's clock):
   ``Event(time, name, data)``: ``phrase_end`` {call_steps}, ``response_start``
   {steps, first_step, entry, transposition}, ``response_end`` ({} or
   {interrupted: True}), ``barge_in``, ``panic``, ``input_lost`` {released}, ``respond_ignored`` {reason},
-  ``count_in`` {listen_at_step}, ``tempo`` {bpm, fit}.
+  ``count_in`` {listen_at_step}, ``notes_ignored`` {reason, notes} (played in a count-in before its last beat),
+  ``tempo`` {bpm, fit}.
 
 Listening becomes responding at the tick that completes ``phrase_end_steps``
 silent steps (no key down and no note held by the pedal) after a call of at
@@ -51,9 +54,11 @@ the call and its silence; it then consumes a hold for the step that opened at
 the tick (already under way, silent) and draws the answer one symbol per
 following grid step, so each answer symbol sounds on the step it was drawn
 for. Before drawing, the engine moves the call onto the white keys by its
-diatonic collection (improvd.core.keys.diatonic_shift) and re-primes the LSTM if
-that move changed. The whole answer is drawn at the tick (a few milliseconds)
-and queued, moved back and folded by octaves into MIDI range; its first
+diatonic collection (improvd.core.keys.diatonic_shift), or by the ``key``
+setting's when one is stated (``_key``), and re-primes the LSTM if that move
+changed. The whole answer is drawn at the tick (a few milliseconds) and queued,
+moved back and folded by octaves into ``range`` (its notes are drawn inside it
+where the collection has any there); its first
 possible note is due a whole step after the tick, so the phrase-end work is off
 the timing-critical path as long as a tick returns within a step.
 
@@ -62,10 +67,11 @@ steps from the grid origin. The model places the first note itself (holds and
 rests of the silence may come first), but a note is forced on the first bar
 line at or after the first answer step if none came before: at most a bar of
 silence. With ``response_steps`` None the answer fills ``response_bars`` bars
-after that bar line and ends on a bar line; otherwise it lasts
+after that bar line (with ``"match"``, as many as the call played in:
+``_call_bars``) and ends on a bar line; otherwise it lasts
 ``response_steps`` steps (or as many as the call played, with ``"match"``). Its
 last bar is drawn again, up to ``CADENCE_TRIES`` times, until its last note on
-a strong beat is the tonic or the dominant. A song end is never drawn, the
+a strong beat is the tonic (the call's, or the stated key's) or the dominant. A song end is never drawn, the
 answer keeps to the call's collection (the white keys in the model's key, plus
 the call's own accidentals), and it starts notes only at the places in the beat
 where the call started some (a call in 8ths gets no 16th off the 8ths). The engine listens again at the boundary after
@@ -112,11 +118,12 @@ from improvd.core.echo import Echo
 from improvd.core.encoding import HOLD, REST, SONG_END, is_pitch, tonic_pitch_class
 from improvd.core.follow import regrid
 from improvd.core.grid import Grid, bar_steps, next_bar_line, strong_positions
-from improvd.core.keys import WHITE_KEYS, diatonic_shift, estimate_key
+from improvd.core.keys import WHITE_KEYS, diatonic_shift, estimate_key, key_shift, parse_key
 from improvd.core.metronome import CLICK_STEPS, click
 from improvd.core.model import Model
 from improvd.core.runtime import LSTMRuntime, softmax
 from improvd.core.sampler import Sampler
+from improvd.core.schema import MATCH_BARS
 from improvd.core.seedbuffer import SeedBuffer
 from improvd.core.settings import Settings
 from improvd.core.songcache import SongCache
@@ -127,6 +134,7 @@ SUSTAIN = 64
 ALL_NOTES_OFF = 123
 HEARD_MESSAGES = 4096  # the call's messages kept for following its tempo (a call of 4096 steps: 256 bars)
 CLOSED = 2  # an answer that ends on the tonic or the dominant on a strong beat
+COMPOUND_STEPS = 6  # 16ths in a compound metre's beat (a dotted quarter: 6/8, 9/8, 12/8)
 CADENCE_TRIES = 12  # draws of the answer's last bar at most (each a bar of LSTM steps: well under a millisecond)
 
 
@@ -211,7 +219,8 @@ class Engine:
         self._shift = 0
         self._touch = Touch()
         self._thru_channels: set[int] = set()  # channels the player's messages went out on (their pedal too)
-        self._count_in_start = self._count_in_end = 0  # the count-in's grid steps: listening starts at the end
+        self._count_in_start = self._count_in_end = 0  # the count-in's grid steps: listening starts in its last beat
+        self._count_in_ignored = 0  # notes played in the count-in before its last beat
         self._deviations: dict[tuple[int, int], float] = {}  # (step, pitch) -> how far off the grid it was played
         self._heard: deque[tuple[float, mido.Message]] = deque(maxlen=HEARD_MESSAGES)  # the call's, for follow
         self._load(model)
@@ -277,26 +286,48 @@ class Engine:
     def start(self, time: float) -> None:
         """Step 0 (bar 1) begins at ``time``; a count-in starts there, and its click (or the metronome's) is queued."""
         self._renumber(0, time)
+        self._queue_program(time)
         if self.mode != "idle" and self.settings.count_in_bars:
             self._count_in(0)
         self._queue_click(0, time)
 
+    def _queue_program(self, time: float) -> None:
+        """The answer's instrument: a program change on the output channel (none without ``program``)."""
+        s = self.settings
+        if s.program is not None:
+            self._push(time, mido.Message("program_change", channel=s.output_channel, program=s.program), False)
+
     def _count_in(self, step: int) -> None:
-        """Click ``count_in_bars`` bars from the first bar line at or after ``step``; listen after them."""
+        """Click ``count_in_bars`` bars from the first bar line at or after ``step`` (a step whose click is not yet
+        queued); listen from the last beat of them on (a pickup starts the call), after them at the latest."""
         s = self.settings
         self._count_in_start = next_bar_line(step, s.meter)
         self._count_in_end = self._count_in_start + s.count_in_bars * bar_steps(s.meter)
+        self._count_in_ignored = 0
         self.mode = "counting_in"
         self._buffer.reset_call()
         self._call_steps = 0
         self._events.append(Event(self._grid.step_start, "count_in", {"listen_at_step": self._count_in_end}))
 
+    def _pickup_step(self) -> int:
+        """The first step of the count-in's last beat: notes from there on start the call."""
+        return self._count_in_end - beat_steps(self.settings.meter)
+
+    def _counted_in(self, time: float) -> None:
+        """The count-in's last beat has come: listen, and say how many notes played before it were not heard."""
+        self.mode = "listening"
+        if self._count_in_ignored:
+            data = {"reason": "count-in", "notes": self._count_in_ignored}
+            self._events.append(Event(time, "notes_ignored", data))
+        self._count_in_ignored = 0
+
     def _queue_click(self, step: int, time: float) -> None:
         s = self.settings
-        counting = self.mode == "counting_in" and self._count_in_start <= step < self._count_in_end
+        counting = self._count_in_start <= step < self._count_in_end
         if self.mode == "idle" or not (s.metronome or counting):
             return
-        found = click(step, s.meter, s.metronome_notes)
+        last_bar = counting and step >= self._count_in_end - bar_steps(s.meter)
+        found = click(step, s.meter, s.metronome_notes, count_in_end=last_bar)
         if found is not None:
             note, velocity = found
             self._push(time, mido.Message("note_on", channel=s.metronome_channel, note=note, velocity=velocity))
@@ -315,8 +346,8 @@ class Engine:
             self._retime_queue()
         if self.mode == "responding" and self._grid.step >= self._response_end - 1e-6:
             self._end_response(time)
-        if self.mode == "counting_in" and self._grid.step >= self._count_in_end:
-            self.mode = "listening"
+        if self.mode == "counting_in" and self._grid.step >= self._pickup_step():
+            self._counted_in(time)
         self._queue_click(self._grid.step + 1, time + self.step_seconds())
         if self.mode in ("idle", "counting_in"):
             return
@@ -379,13 +410,12 @@ class Engine:
         self._heard.clear()
         call = self._buffer.last_note_symbols()
         self._events.append(Event(time, "phrase_end", {"call_steps": self._call_steps}))
-        shift = diatonic_shift(call)
+        shift, tonic = self._key(call)
         if shift != self._shift:
             self._shift = shift
             self._reprime()
         self._feed_lstm(HOLD)  # the step that opened at this tick sounds as the call's silence going on
         plan = self._plan(self._grid.step + 1)
-        tonic = (tonic_pitch_class(estimate_key(call)[0]) + shift) % 12
         self._in_key = self._collection_mask(call)
         self._places = self._onset_places(call)
         symbols = self._sample_answer(plan, self._echo(plan, call), tonic)
@@ -399,7 +429,7 @@ class Engine:
         """Hear the call again on the player's own grid (improvd.core.follow); the old one stays if its tempo cannot be
         told (too few onsets)."""
         onsets = [t for t, m in self._heard if m.type == "note_on" and m.velocity > 0]
-        beat = estimate_beat(onsets, self.settings.bpm)
+        beat = estimate_beat(onsets, self.settings.bpm, compound=beat_steps(self.settings.meter) == COMPOUND_STEPS)
         regridded = beat and regrid(list(self._heard), beat, time, self._buffer.symbols.maxlen or 1)
         if not regridded:
             return
@@ -408,7 +438,7 @@ class Engine:
         self._touch = Touch()
         for onset in regridded.onsets:
             self._touch.record(*onset)
-        self._renumber(regridded.open_step, beat.origin + regridded.open_step * self.step_seconds())
+        self._renumber(regridded.open_step, beat.time(regridded.open_step / 4))
         self._call_steps = regridded.call_steps
         self._reprime()
         self._events.append(Event(time, "tempo", {"bpm": self.settings.bpm, "fit": round(beat.fit, 3)}))
@@ -418,12 +448,21 @@ class Engine:
         s = self.settings
         entry = next_bar_line(first, s.meter)
         if s.response_steps is None:
-            end = entry + s.response_bars * bar_steps(s.meter)
+            bars = self._call_bars() if s.response_bars == "match" else int(s.response_bars)
+            end = entry + bars * bar_steps(s.meter)
         elif s.response_steps == "match":
             end = first + max(1, min(256, self._call_steps - self._buffer.silent_steps))
         else:
             end = first + int(s.response_steps)
         return AnswerPlan(first, min(entry, end - 1), end, strong_positions(s.meter), bar_steps(s.meter))
+
+    def _call_bars(self) -> int:
+        """The bars the call played in: the bar lines from its first step to its last sounding one (a pickup
+        adds none, nor does the silence after it), 1 to MATCH_BARS."""
+        bar = bar_steps(self.settings.meter)
+        first = self._grid.step - self._call_steps
+        last = self._grid.step - 1 - self._buffer.silent_steps
+        return max(1, min(MATCH_BARS, last // bar - next_bar_line(first, self.settings.meter) // bar + 1))
 
     def _echo(self, plan: AnswerPlan, call: list[str]) -> Echo | None:
         """The call's played steps (its closing silence left out) laid over the answer, in the LSTM's indices."""
@@ -446,12 +485,26 @@ class Engine:
         places = {(first + k) % beat for k, symbol in enumerate(call) if is_pitch(symbol)}
         return beat, frozenset(places | {0})
 
+    def _key(self, call: list[str]) -> tuple[int, int]:
+        """(semitones that move the call onto the white keys, the tonic's pitch class there): the call's own
+        diatonic collection and best-fitting tonic, or those of the ``key`` setting."""
+        stated = None if self.settings.key == "auto" else parse_key(self.settings.key)
+        if stated is None:
+            shift = diatonic_shift(call)
+            return shift, (tonic_pitch_class(estimate_key(call)[0]) + shift) % 12
+        shift = key_shift(*stated)
+        return shift, (stated[0] + shift) % 12
+
     def _collection_mask(self, call: list[str]) -> np.ndarray:
         """Symbols the answer may draw: no song end, and pitches of the white keys (the call's diatonic collection
-        in the model's key) or of a pitch class the call itself played (its own accidentals)."""
+        in the model's key) or of a pitch class the call itself played (its own accidentals), inside ``range``
+        once moved back (unless no pitch is: then ``_fold`` brings each note into it)."""
         classes = set(WHITE_KEYS) | {(int(s) + self._shift) % 12 for s in call if is_pitch(s)}
-        vocabulary = self.model.vocabulary
-        return self._playable & np.array([not is_pitch(s) or int(s) % 12 in classes for s in vocabulary.symbols])
+        symbols = self.model.vocabulary.symbols
+        mask = self._playable & np.array([not is_pitch(s) or int(s) % 12 in classes for s in symbols])
+        low, high = self.settings.range
+        inside = np.array([not is_pitch(s) or low <= int(s) - self._shift <= high for s in symbols])
+        return mask & inside if (mask & inside & self._onset_mask).any() else mask
 
     def _sample_answer(self, plan: AnswerPlan, echo: Echo | None, tonic: int) -> list[str]:
         """The answer's symbols in the model's key, one per step from ``plan.first`` to ``plan.end``; its last bar
@@ -528,7 +581,7 @@ class Engine:
         end = self._step_time(first + len(symbols))
         self._response_end = float(first + len(symbols))  # the step that opens after the answer
         for k, (start, length, pitch) in enumerate(notes):
-            played = _midi_range(pitch - self._shift)
+            played = _fold(pitch - self._shift, *s.range)
             velocity = s.velocity if s.velocity is not None else self._touch.velocity(first + start, s.meter)
             self._push(ons[k], mido.Message("note_on", channel=s.output_channel, note=played, velocity=velocity))
             off = min(ons[k] + s.gate * length * step, ons[k + 1] if k + 1 < len(ons) else end)
@@ -570,9 +623,10 @@ class Engine:
     def _hear(self, message: mido.Message, time: float) -> list[Timed]:
         """The call's part of a player message: notes and the sustain pedal; barge-in releases returned."""
         channel = self.settings.input_channel
-        if self.mode in ("idle", "counting_in") or (
-            channel is not None and getattr(message, "channel", channel) != channel
-        ):
+        if self.mode == "idle" or (channel is not None and getattr(message, "channel", channel) != channel):
+            return []
+        if self.mode == "counting_in" and self._snap(time) < self._pickup_step():
+            self._count_in_ignored += message.type == "note_on" and message.velocity > 0
             return []
         if message.type in ("note_on", "note_off") or (message.type == "control_change" and message.control == SUSTAIN):
             self._heard.append((time, message))
@@ -727,6 +781,7 @@ class Engine:
             self._end_response(time)
         if self.mode == "counting_in":
             self.mode = "listening"
+        self._count_in_start = self._count_in_end = 0
         self._buffer.reset_call()
         self._call_steps = 0
         self._heard.clear()
@@ -746,6 +801,7 @@ class Engine:
             self.mode = "listening"
             if self.settings.count_in_bars:
                 self._count_in(self._grid.step + 1)
+            self._queue_click(self._grid.step + 1, self._step_time(self._grid.step + 1))  # its tick has passed
         return []
 
     def update(self, time: float | None = None, **changes: Any) -> list[Timed]:
@@ -757,14 +813,19 @@ class Engine:
         if unknown:
             raise ValueError(f"unknown setting(s): {', '.join(unknown)}")
         candidate = dataclasses.replace(self.settings, **explicit(changes)).validate()
-        enabled, tempo = candidate.enabled, self.settings.bpm
+        enabled, tempo, instrument = candidate.enabled, self.settings.bpm, self._instrument()
         self.settings = dataclasses.replace(candidate, enabled=self.settings.enabled)
+        if self._instrument() != instrument:
+            self._queue_program(self._grid.step_start if time is None else time)
         self._buffer.resize(self.settings.buffer_steps or self.model.sequence_length)
         if self.settings.bpm != tempo:
             self._retime_queue()  # a new tempo takes the answer in progress with it
         if enabled != self.settings.enabled:
             return self.set_enabled(enabled, self._grid.step_start if time is None else time)
         return []
+
+    def _instrument(self) -> tuple[int, int | None]:
+        return self.settings.output_channel, self.settings.program
 
     def set_model(self, model: Model) -> None:
         """Use ``model`` from now on, or from the end of the response in progress."""
@@ -811,6 +872,16 @@ def _notes_of(symbols: list[str]) -> list[tuple[int, int, int]]:
             start, length, pitch = notes[-1]
             notes[-1] = (start, length + 1, pitch)
     return notes
+
+
+def _fold(pitch: int, low: int, high: int) -> int:
+    """``pitch`` moved by octaves into ``low`` to ``high``; where the range is narrower than an octave and no
+    octave of it fits, the nearer end."""
+    while pitch > high and pitch - 12 >= low:
+        pitch -= 12
+    while pitch < low and pitch + 12 <= high:
+        pitch += 12
+    return min(max(pitch, low), high)
 
 
 def _midi_range(pitch: int) -> int:

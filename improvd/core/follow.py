@@ -1,10 +1,10 @@
 """Following the player's tempo: a call heard on the engine's grid is heard again on the player's own.
 
 At a phrase end with ``clock = "follow"`` the engine estimates the call's tempo and beat (improvd.core.tempo),
-lays a new 16th grid from that beat (step 0 on the call's first beat, so bar 1 starts there) and replays the
-call's messages onto it exactly as they would have been heard live: each snaps to the nearest boundary and
-each step closes once the messages played before its end are in. The answer then plays on that grid,
-extrapolated from the call.
+lays a new 16th grid from that beat (step 0 on the call's first beat, so bar 1 starts there; a call that sped up
+or slowed down gets a grid that did too, ``Beat.time``) and replays the call's messages onto it exactly as they
+would have been heard live: each snaps to the nearest boundary and each step closes once the messages played
+before its end are in. The answer then plays on that grid, extrapolated from the call's end at its last tempo.
 """
 
 from __future__ import annotations
@@ -36,25 +36,27 @@ class Regridded:
 def regrid(messages: list[tuple[float, mido.Message]], beat: Beat, now: float, length: int) -> Regridded | None:
     """``messages`` (the call's, in time order) replayed on ``beat``'s grid up to the step open at ``now``
     (the last step that starts at least FOLLOW_LEAD before the answer's first); None without a note."""
-    step = 60.0 / beat.bpm / 4
     starts = [t for t, m in messages if m.type == "note_on" and m.velocity > 0]
     if not starts:
         return None
 
+    def steps(time: float) -> float:
+        return beat.beats(time) * 4
+
     def snap(time: float) -> int:
-        return math.floor((time - beat.origin) / step + 0.5)
+        return math.floor(steps(time) + 0.5)
 
     first = snap(min(starts))
-    open_step = max(first + 1, math.ceil((now + FOLLOW_LEAD - beat.origin) / step) - 1)
+    open_step = max(first + 1, math.ceil(steps(now + FOLLOW_LEAD)) - 1)
     result = Regridded(SeedBuffer(length), open_step, open_step - first)
     deviations: dict[tuple[int, int], float] = {}
     pending = iter(messages)
     waiting = next(pending, None)
     for k in range(first, open_step):
-        while waiting is not None and waiting[0] < beat.origin + (k + 1) * step:
+        while waiting is not None and waiting[0] < beat.time((k + 1) / 4):
             time, message = waiting
             at = snap(time)
-            deviations[(at, getattr(message, "note", -1))] = (time - beat.origin) / step - at
+            deviations[(at, getattr(message, "note", -1))] = steps(time) - at
             _hear(result.buffer, message, at)
             waiting = next(pending, None)
         symbol = result.buffer.close(k)

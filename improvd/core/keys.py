@@ -82,3 +82,44 @@ def diatonic_shift(symbols: Sequence[str]) -> int:
     fit = [max(scores[(-t) % 12], scores[12 + (9 - t) % 12]) for t in tied]
     best = int(tied[int(np.argmax(fit))])
     return (best + 6) % 12 - 6
+
+
+MODE_DEGREES = {  # a mode's tonic, in semitones above the major tonic of its diatonic collection
+    "major": 0,
+    "ionian": 0,
+    "dorian": 2,
+    "phrygian": 4,
+    "lydian": 5,
+    "mixolydian": 7,
+    "minor": 9,
+    "aeolian": 9,
+    "locrian": 11,
+}
+_LETTERS = {"c": 0, "d": 2, "e": 4, "f": 5, "g": 7, "a": 9, "b": 11}
+KEY_TEXT = 'a tonic and a mode such as "G minor", "D dorian", "Bb major" or "F# mixolydian"'
+
+
+def parse_key(text: str) -> tuple[int, str] | None:
+    """(tonic pitch class, mode) of a key named as "G minor", "Bb major", "f# Dorian", "E-" (major); None if it
+    names none. A flat is ``b`` or ``-``, a sharp ``#``."""
+    words = text.strip().lower().split()
+    if not 1 <= len(words) <= 2 or not words[0] or words[0][0] not in _LETTERS:
+        return None
+    mode = words[1] if len(words) == 2 else "major"
+    accidentals = words[0][1:]
+    if mode not in MODE_DEGREES or accidentals not in ("", "b", "-", "#"):
+        return None
+    tonic = _LETTERS[words[0][0]] + {"": 0, "b": -1, "-": -1, "#": 1}[accidentals]
+    return tonic % 12, mode
+
+
+def key_name(tonic: int, mode: str) -> str:
+    """The key's name as ``parse_key`` reads it back: "G minor", "Bb major"."""
+    names = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
+    return f"{names[tonic % 12]} {mode}"
+
+
+def key_shift(tonic: int, mode: str) -> int:
+    """Semitones (-6..5) that move the key's diatonic collection onto the white keys (G minor, two flats: +2)."""
+    major = (tonic - MODE_DEGREES[mode]) % 12
+    return (-major + 6) % 12 - 6

@@ -9,16 +9,20 @@ outside, 0 to 15 in the engine) and ``empty`` is the daemon's word or value for 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from improvd.core.grid import parse_meter
+from improvd.core.keys import KEY_TEXT, key_name, parse_key
 
-Kind = Literal["number", "whole", "switch", "choice", "text", "folder", "meter", "notes"]
+Kind = Literal["number", "whole", "switch", "choice", "text", "folder", "meter", "notes", "key"]
 FILE, FLAG, MQTT, CC = "file", "flag", "mqtt", "cc"
 DAEMON = frozenset({FILE, FLAG})  # the configuration file and its flags
 STEERED = DAEMON | {MQTT}
 METER_TEXT = "a time signature such as 4/4, 3/4 or 6/8 (at most 64 16ths a bar)"
+EVERY_NOTE = (0, 127)  # the MIDI notes: the default range
+MATCH_BARS = 8  # response_bars = "match": as many bars as the call, at most this many
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,8 @@ class Setting:
     words: tuple[str, ...] = ()  # the choices, or words a whole number may be instead ("match")
     sources: frozenset[str] = DAEMON
     engine: bool = True  # a field of improvd.core.settings.Settings
+    parts: tuple[str, str] = ("first beat of the bar", "other beats")  # what the two of "notes" are
+    ordered: bool = False  # "notes": the first may not be above the second
 
     def span(self, between: str = "-") -> str:
         """The range as the daemon counts it: ``1-16`` (``above 0 to 1`` where low is not allowed)."""
@@ -57,7 +63,9 @@ class Setting:
             "switch": "true or false",
             "choice": ("one of " if len(self.words) > 2 else "") + _either(self.words),
             "meter": METER_TEXT,
-            "notes": f"two MIDI notes from {low} to {high} [first beat of the bar, other beats], e.g. [76, 77]",
+            "notes": f"two MIDI notes from {low} to {high} [{', '.join(self.parts)}]"
+            + (", the first not above the second" if self.ordered else ""),
+            "key": KEY_TEXT,
         }.get(self.kind, "a string")
         extra = [f'"{word}"' for word in self.words if self.kind != "choice"]
         extra += [f'"{self.empty}"'] if outside and isinstance(self.empty, str) else []
@@ -134,10 +142,20 @@ def _check_meter(setting: Setting, value: Any, low: float, high: float) -> str |
 
 
 def _check_notes(setting: Setting, value: Any, low: float, high: float) -> tuple[int, int] | None:
+    if isinstance(value, str):  # a plain-text payload or a flag: "48 84", "[48, 84]"
+        found = re.fullmatch(r"\[?\s*(-?\d{1,4})\s*(?:,\s*|\s+)(-?\d{1,4})\s*\]?", value.strip())
+        value = [int(found[1]), int(found[2])] if found else None
     if not isinstance(value, (list, tuple)) or len(value) != 2:
         return None
     first, other = (_check_whole(setting, note, low, high) for note in value)
-    return None if first is None or other is None else (first, other)
+    if first is None or other is None or (setting.ordered and first > other):
+        return None
+    return first, other
+
+
+def _check_key(setting: Setting, value: Any, low: float, high: float) -> str | None:
+    key = parse_key(value) if isinstance(value, str) else None
+    return None if key is None else key_name(*key)
 
 
 _CHECKS = {
@@ -149,6 +167,7 @@ _CHECKS = {
     "folder": _check_text,
     "meter": _check_meter,
     "notes": _check_notes,
+    "key": _check_key,
 }
 
 CHANNEL = {"low": 0, "high": 15, "offset": 1}
@@ -160,7 +179,6 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "input_channel", "whole", "listen to this channel only: {range} or all", **CHANNEL, empty="all", nullable=True
     ),
-    Setting("output_channel", "whole", "play on this channel, {range}", **CHANNEL),
     Setting("model", "text", "model directory (model.json + weights.npz)", sources=STEERED, engine=False),
     Setting("models_path", "text", "folder of the models that MQTT set/model may switch to by name", engine=False),
     Setting(
@@ -171,7 +189,14 @@ SETTINGS: tuple[Setting, ...] = (
         engine=False,
     ),
     Setting("clock_out", "switch", "send MIDI clock, Start and Stop on the output at the internal tempo", engine=False),
-    Setting("bpm", "number", "tempo of the internal clock, {range} beats per minute", 20, 300, sources=STEERED),
+    Setting(
+        "bpm",
+        "number",
+        "tempo of the internal clock in quarter notes a minute, {range} (6/8 clicks its dotted quarter: 2/3 of it)",
+        20,
+        300,
+        sources=STEERED,
+    ),
     Setting("enabled", "switch", "answer phrases at all (--no-enabled: listen only)", sources=STEERED | {CC}),
     Setting("temperature", "number", "sampling temperature, {range} (safe to wild)", 0.05, 2.0, sources=STEERED | {CC}),
     Setting(
@@ -200,7 +225,15 @@ SETTINGS: tuple[Setting, ...] = (
         "time signature of the bars the answer fills, e.g. 4/4, 3/4, 6/8 (at most 64 16ths a bar)",
         sources=STEERED,
     ),
-    Setting("response_bars", "whole", "answer length in whole bars, {range}", 1, 16, sources=STEERED),
+    Setting(
+        "response_bars",
+        "whole",
+        f"answer length in whole bars: {{range}}, or match (as many bars as your phrase, 1 to {MATCH_BARS})",
+        1,
+        16,
+        words=("match",),
+        sources=STEERED,
+    ),
     Setting(
         "response_steps",
         "whole",
@@ -263,6 +296,35 @@ SETTINGS: tuple[Setting, ...] = (
         "thru",
         "switch",
         "pass what you play to the output as it arrives (for a controller without sound)",
+        sources=STEERED,
+    ),
+    Setting("output_channel", "whole", "play on this channel, {range}", **CHANNEL, sources=STEERED),
+    Setting(
+        "program",
+        "whole",
+        "the answer's instrument: a program change to {range} (General MIDI numbering) on the output channel at "
+        "start and when it changes, or none",
+        0,
+        127,
+        offset=1,
+        empty="none",
+        nullable=True,
+        sources=STEERED,
+    ),
+    Setting(
+        "key",
+        "key",
+        'the answer\'s key: auto (from your phrase) or a tonic and a mode, e.g. "G minor", "D dorian"',
+        words=("auto",),
+        sources=STEERED,
+    ),
+    Setting(
+        "range",
+        "notes",
+        "lowest and highest note of the answer, {range} each (MIDI numbers, 60 = middle C)",
+        *EVERY_NOTE,
+        parts=("lowest", "highest"),
+        ordered=True,
         sources=STEERED,
     ),
     Setting(

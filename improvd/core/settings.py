@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from improvd.core.metronome import DEFAULT_NOTES
-from improvd.core.schema import SETTINGS, Setting
+from improvd.core.schema import EVERY_NOTE, SETTINGS, Setting
 
 
 @dataclass
@@ -26,7 +26,7 @@ class Settings:
     min_call_steps: int = 8
     max_call_steps: int = 0
     meter: str = "4/4"
-    response_bars: int = 2
+    response_bars: int | str = "match"  # "match": as many whole bars as the call (1 to MATCH_BARS)
     response_steps: int | str | None = None  # None: whole bars (response_bars)
     barge_in: str = "stop"
     velocity: int | None = None
@@ -39,6 +39,9 @@ class Settings:
     metronome_notes: tuple[int, int] = DEFAULT_NOTES
     count_in_bars: int = 0
     output_channel: int = 0
+    program: int | None = None  # a program change on the output channel, or none
+    key: str = "auto"  # "auto": the call's own; or a key such as "G minor"
+    range: tuple[int, int] = EVERY_NOTE  # the answer's lowest and highest note
     input_channel: int | None = None
     buffer_steps: int | None = None
     enabled: bool = True

@@ -19,6 +19,7 @@ import mido
 from improvd.core.engine import Engine, Event, Timed
 from improvd.core.grid import bar_steps
 from improvd.core.notes import PlayedNote
+from improvd.core.schema import MATCH_BARS
 
 TAIL_STEPS = 64  # steps to wait beyond the longest possible response before giving up
 
@@ -83,7 +84,8 @@ def _step_limit(engine: Engine, call: list[PlayedNote]) -> int:
     settings = engine.settings
     call_steps = math.ceil(max(n.end for n in call) / engine.step_seconds())
     if settings.response_steps is None:
-        response = (settings.response_bars + 1) * bar_steps(settings.meter)  # a pickup bar, then whole bars
+        bars = MATCH_BARS if settings.response_bars == "match" else int(settings.response_bars)
+        response = (bars + 1) * bar_steps(settings.meter)  # a pickup bar, then whole bars
     else:
         response = call_steps if settings.response_steps == "match" else int(settings.response_steps)
     return call_steps + settings.phrase_end_steps + response + TAIL_STEPS

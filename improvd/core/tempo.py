@@ -1,44 +1,91 @@
-"""The player's tempo and beat phase from the onsets of a call, with no click to play along to.
+"""The player's tempo, beat phase and tempo drift from the onsets of a call, with no click to play along to.
 
-Each candidate tempo from ``MIN_BPM`` to ``MAX_BPM`` lays an 8th-note grid over the onsets; how well the onsets
-sit on it is the length R of the mean of ``exp(2*pi*i*t/eighth)`` (1: every onset on the grid, near 0: spread
-over it). A tempo and its double fit alike (every 8th of a tempo is an 8th of its double), so R is weighed by
-a log-normal prior centred on the tempo the player was last heard at (Ellis's tempo prior, as in beat
-trackers): the estimate is the candidate with the best weighted fit, refined on a finer grid around it. The
-octave stays ambiguous where the notes do not decide it (quarters at 60 are 8ths at 120): a call far from the
-last tempo may be heard at its double or half, its rhythm intact. The phase is the mean's angle: the
-8th-note grid point nearest the first onset is taken as a beat (the call starts on one), where the grid is
-anchored. A tempo error of 1% drifts by a third of an 8th over a 4-bar call, so the fit is sharp: the
-search steps are 0.3% and then 0.01%.
+A hypothesis is a tempo T (quarter notes a minute, ``MIN_BPM`` to ``MAX_BPM``) and a division of its beat into
+d grid points (``DIVISIONS``: quarters, 8ths, triplets, 16ths). Three things weigh it:
+
+* the fit R: the length of the mean of ``exp(2*pi*i*t/g)`` over the onsets, g the grid's spacing (1: every
+  onset on the grid, near 0: spread over it);
+* the prior: log-normal in T, centred on the tempo the player was last heard at (Ellis's tempo prior, as in beat
+  trackers), which decides where the notes do not (quarters at 60 are 8ths at 120, a 16th run at 110 is an 8th
+  run at 220), times a weight of the division (``TRIPLETS``: straight 8ths at 100 are triplets at 67 too);
+* the pattern's cost: with the first onset's grid point a beat, each of the d places in the beat is filled in
+  some share q of the beats the call spans; the bits an onset costs (the binary entropy of each place's q,
+  summed over the beats, per onset) are low when the call does the same thing in every beat (swung 8ths fill
+  the first and third triplet of each beat at 92; heard at 138 the same onsets fall in a three-against-two
+  pattern that costs over a bit an onset), so ``exp(-PATTERN_WEIGHT * bits)`` weighs the hypothesis.
+
+The best weighted hypothesis is refined on a finer grid of tempi (steps of 0.3% and then 0.01%: a tempo error
+of 1% drifts by a third of an 8th over a 4-bar call). Then each onset is given its grid point, following the
+tempo as it moves, and a parabola through (grid point, time) by least squares gives the beat's time as the call
+went: an accelerando or ritardando is heard (where the parabola explains the onsets better than a straight line
+by more than jitter would, an F test), and the tempo reported is the one at the call's last onset, where the
+answer goes on (straight on at that tempo: ``Beat.time``). Only the last MAX_ONSETS onsets are heard.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 MIN_BPM, MAX_BPM = 40.0, 240.0
 MIN_ONSETS = 6  # fewer onsets say too little: the last tempo is kept
+MAX_ONSETS = 256  # the call's last onsets that are heard (16 bars of 16ths): the phrase end's work stays short
 PRIOR_BPM = 100.0
 PRIOR_OCTAVES = 0.6  # the prior's width (standard deviation, in octaves of tempo), chosen on Essen calls at 72-160 BPM
+TRIPLETS = 0.8  # how likely a triplet division is beside a straight one, before the notes are heard
+DIVISIONS = {1: 1.0, 2: 1.0, 3: TRIPLETS, 4: 1.0}  # grid points a beat (quarters, 8ths, triplets, 16ths): weight
+COMPOUND_BEAT = 1.5  # quarters in a compound metre's beat (a dotted quarter)
+COMPOUND_DIVISIONS = {1: 1.0, 3: 1.0, 6: 1.0}  # grid points a dotted quarter: itself, 8ths, 16ths
+PATTERN_WEIGHT = 1.0  # how much a bit an onset of pattern cost counts against a hypothesis
+CANDIDATES = 3  # the best hypotheses of each division whose pattern is weighed
+MAX_DRIFT = 0.25  # a tempo change within a call beyond this fraction is not believed: the straight line is kept
+MIN_DRIFT_ONSETS = 8  # fewer onsets fit a straight line only
+DRIFT_F = 12.0  # the F statistic a drift must reach to be heard (a steady tempo's reaches it once in about 1000)
+OFF_GRID = 0.3  # of a grid spacing: an onset further off its grid point is off the grid (out of the drift's fit)
+OFF_GRID_BITS = 2.0  # what an onset off the grid costs the pattern (as if on a grid twice as fine)
 COARSE = np.geomspace(MIN_BPM, MAX_BPM, 600)  # 0.3% apart
 
 
 @dataclass(frozen=True)
 class Beat:
-    """A tempo in quarter notes a minute and the time of a beat (the one nearest the call's first onset)."""
+    """The call's beat: ``time(u)`` is when beat ``u`` (counted from the call's first, at ``origin``) falls:
+    ``origin + period * u + bend * u**2`` up to ``until`` (the call's last onset), straight on after it at
+    ``bpm``, the tempo at the call's end (quarter notes a minute). ``fit`` is R at the tempo found."""
 
     bpm: float
     origin: float
-    fit: float  # R at that tempo: 1 when every onset is on its 8th grid
+    fit: float
+    period: float = 0.0  # seconds a beat at the origin (0: 60 / bpm)
+    bend: float = 0.0  # seconds a beat squared: > 0 slowing down, < 0 speeding up
+    until: float = 0.0  # the beat (from the origin) where the curve goes on as a straight line
+
+    def time(self, beats: float) -> float:
+        """When beat ``beats`` (from the origin, fractional) falls."""
+        period = self.period or 60.0 / self.bpm
+        if beats <= self.until:
+            return self.origin + period * beats + self.bend * beats * beats
+        end = self.origin + period * self.until + self.bend * self.until**2
+        return end + (beats - self.until) * 60.0 / self.bpm
+
+    def beats(self, time: float) -> float:
+        """The beat (from the origin, fractional) at ``time``: the inverse of ``time``."""
+        period = self.period or 60.0 / self.bpm
+        if time >= self.time(self.until):
+            return self.until + (time - self.time(self.until)) * self.bpm / 60.0
+        if abs(self.bend) < 1e-12:
+            return (time - self.origin) / period
+        # bend * u^2 + period * u - (time - origin) = 0, the root on the curve's rising side
+        disc = max(0.0, period * period + 4 * self.bend * (time - self.origin))
+        return (-period + math.sqrt(disc)) / (2 * self.bend)
 
 
-def _fit(onsets: np.ndarray, bpm: np.ndarray) -> np.ndarray:
-    """R for each tempo in ``bpm``: how closely the onsets sit on its 8th-note grid."""
-    eighth = 30.0 / bpm
-    angles = 2 * np.pi * onsets[None, :] / eighth[:, None]
+def _fit(onsets: np.ndarray, spacing: np.ndarray) -> np.ndarray:
+    """R for each grid spacing in ``spacing`` (seconds): how closely the onsets sit on its grid."""
+    angles = 2 * np.pi * onsets[None, :] / spacing[:, None]
     return np.abs(np.exp(1j * angles).mean(axis=1))
 
 
@@ -46,20 +93,136 @@ def _prior(bpm: np.ndarray, centre: float) -> np.ndarray:
     return np.exp(-0.5 * (np.log2(bpm / centre) / PRIOR_OCTAVES) ** 2)
 
 
-def estimate(onsets: Sequence[float], prior_bpm: float = PRIOR_BPM) -> Beat | None:
+def _entropy(q: float) -> float:
+    """Bits of a yes/no that is yes in a share ``q`` of cases."""
+    return 0.0 if q <= 0 or q >= 1 else -(q * math.log2(q) + (1 - q) * math.log2(1 - q))
+
+
+def _points(times: np.ndarray, spacing: float, residuals: bool = False) -> Any:
+    """Each onset's grid point, the first onset's nearest grid point being 0 (the grid's phase from the fit);
+    with ``residuals``, also how far off it each onset is (in spacings)."""
+    mean = np.exp(2j * np.pi * times / spacing).mean()
+    offset = float(np.angle(mean)) / (2 * np.pi) * spacing  # grid points at offset + k * spacing
+    first = offset + round((times[0] - offset) / spacing) * spacing
+    heard = (times - first) / spacing
+    points = np.round(heard).astype(int)
+    return (points, heard - points) if residuals else points
+
+
+def _pattern_bits(times: np.ndarray, bpm: float, division: int) -> float:
+    """Bits an onset of the call costs on the grid of ``division`` points a beat at ``bpm``: each place in the
+    beat filled in a share q of the beats the call spans, the binary entropy of q summed over those beats."""
+    spacing = 60.0 / bpm / division
+    heard, off = _points(times, spacing, residuals=True)
+    points = np.unique(heard[np.abs(off) <= OFF_GRID])
+    if not len(points):
+        return OFF_GRID_BITS
+    last = int(points[-1])
+    bits = OFF_GRID_BITS * (len(times) - len(points))  # an onset off the grid, or a second on one point
+    for place in range(division):
+        beats = (last - place) // division + 1 if last >= place else 0
+        if beats:
+            bits += beats * _entropy(np.count_nonzero(points % division == place) / beats)
+    return bits / len(times)
+
+
+def _hypothesis(times: np.ndarray, prior_bpm: float, divisions: dict[int, float], unit: float) -> tuple[float, int]:
+    """(beats a minute, division) of the best weighted hypothesis on the coarse grid of tempi; ``prior_bpm`` and
+    the result count beats of ``unit`` quarters."""
+    tempi = COARSE / unit
+    prior = _prior(tempi, prior_bpm)
+    beats = np.exp(2j * np.pi * times[None, :] * tempi[:, None] / 60.0)  # each onset's place in each beat
+    powers = [np.ones_like(beats)]  # the onsets' places on the grid of k points a beat (products: cheaper than **)
+    for _ in range(max(divisions)):
+        powers.append(powers[-1] * beats)
+    best, best_score = (float(tempi[0]), 2), -1.0
+    for division, weight in divisions.items():
+        weighed = np.abs(powers[division].mean(axis=1)) * prior * weight  # the fit on ``division`` points a beat
+        peaks = np.flatnonzero((weighed >= np.roll(weighed, 1)) & (weighed >= np.roll(weighed, -1)))
+        for index in peaks[np.argsort(weighed[peaks])[::-1][:CANDIDATES]]:
+            bpm = float(tempi[index])
+            score = float(weighed[index]) * math.exp(-PATTERN_WEIGHT * _pattern_bits(times, bpm, division))
+            if score > best_score:
+                best, best_score = (bpm, division), score
+    return best
+
+
+def _drift(times: np.ndarray, spacing: float) -> tuple[np.ndarray, np.ndarray]:
+    """Each onset's grid point, following the tempo as it moves (the points of the straight grid, then of the
+    parabola through them, refitted), and the parabola's coefficients (time = c0 + c1 * point + c2 * point**2;
+    a straight line where the call is too short or the parabola not believable; the grid itself, at ``spacing``
+    through the first onset, where the onsets do not give a line that rises at most MAX_DRIFT off it)."""
+    points = _points(times, spacing).astype(float)
+    grid = np.array([times[0] - points[0] * spacing, spacing, 0.0])
+    on = np.ones(len(times), bool)  # the onsets that lie on the grid (an 8th between quarters does not)
+    for _ in range(3):
+        if len(np.unique(points[on])) < 2:
+            return points, grid  # a smear of onsets on one grid point: no line through them
+        coefficients = _line(points[on], times[on])
+        if abs(coefficients[1] / spacing - 1) > MAX_DRIFT:
+            return points, grid
+        if np.count_nonzero(on) >= MIN_DRIFT_ONSETS and len(np.unique(points[on])) >= MIN_DRIFT_ONSETS:
+            curved = np.polynomial.polynomial.polyfit(points[on], times[on], 2)
+            if _believable(curved, float(points[-1])) and _bends(points[on], times[on], coefficients, curved):
+                coefficients = curved
+        heard = _inverse(coefficients, times)
+        points = np.round(heard)
+        on = np.abs(heard - points) <= OFF_GRID
+        if np.count_nonzero(on) < 2:
+            on[:] = True
+    return points, coefficients
+
+
+def _line(points: np.ndarray, times: np.ndarray) -> np.ndarray:
+    return np.pad(np.polynomial.polynomial.polyfit(points, times, 1), (0, 1))
+
+
+def _inverse(coefficients: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """The grid point (fractional) where the parabola reaches each of ``times``."""
+    c0, c1, c2 = coefficients
+    if abs(c2) < 1e-12:
+        return (times - c0) / c1
+    return (-c1 + np.sqrt(np.maximum(0.0, c1 * c1 + 4 * c2 * (times - c0)))) / (2 * c2)
+
+
+def _bends(points: np.ndarray, times: np.ndarray, line: np.ndarray, curve: np.ndarray) -> bool:
+    """The parabola explains the onsets better than the line by more than their jitter would (an F test):
+    a steady tempo played unevenly keeps the line, whose slope is several times surer at the call's end."""
+    rest = [float(np.sum((times - np.polynomial.polynomial.polyval(points, c)) ** 2)) for c in (line, curve)]
+    freedom = len(times) - 3
+    return rest[0] - rest[1] > DRIFT_F * max(rest[1], 1e-12) / freedom
+
+
+def _believable(coefficients: np.ndarray, last: float) -> bool:
+    """The parabola rises all through the call and its tempo changes by at most MAX_DRIFT."""
+    start, end = coefficients[1], coefficients[1] + 2 * coefficients[2] * last
+    return bool(start > 0 and end > 0 and abs(end / start - 1) <= MAX_DRIFT)
+
+
+def estimate(onsets: Sequence[float], prior_bpm: float = PRIOR_BPM, compound: bool = False) -> Beat | None:
     """The beat of ``onsets`` (seconds, any order), or None with fewer than MIN_ONSETS distinct onsets.
-    ``prior_bpm`` centres the prior: the tempo the player was last heard at (or was set)."""
-    times = np.unique(np.round(np.asarray(onsets, float), 4))
+    ``prior_bpm`` centres the prior: the tempo the player was last heard at (or was set). In a ``compound``
+    metre (6/8) the beat is a dotted quarter divided in COMPOUND_DIVISIONS (8ths, 16ths), and the tempo is still
+    reported (and the prior given) in quarter notes."""
+    unit = COMPOUND_BEAT if compound else 1.0  # quarters a beat
+    times = np.unique(np.round(np.asarray(onsets, float), 4))[-MAX_ONSETS:]
     if len(times) < MIN_ONSETS:
         return None
     start = float(times[0])
     times = times - start  # the fit does not depend on where time starts; large times lose precision
-    coarse = COARSE[int(np.argmax(_fit(times, COARSE) * _prior(COARSE, prior_bpm)))]
+    centre = prior_bpm / unit
+    coarse, division = _hypothesis(times, centre, COMPOUND_DIVISIONS if compound else DIVISIONS, unit)
     fine = np.geomspace(coarse * 0.995, coarse * 1.005, 101)
-    weighed = _fit(times, fine) * _prior(fine, prior_bpm)
+    weighed = _fit(times, 60.0 / fine / division) * _prior(fine, centre)
     bpm = float(fine[int(np.argmax(weighed))])
-    eighth = 30.0 / bpm
-    mean = np.exp(2j * np.pi * times / eighth).mean()
-    offset = float(np.angle(mean)) / (2 * np.pi) * eighth  # grid points at offset + k * eighth
-    first = offset + round(-offset / eighth) * eighth  # the grid point nearest the first onset (time 0)
-    return Beat(bpm, start + first, float(np.abs(mean)))
+    fit = float(np.max(_fit(times, np.array([60.0 / bpm / division]))))
+    points, (c0, c1, c2) = _drift(times, 60.0 / bpm / division)
+    per_quarter = division / unit  # grid points a quarter note
+    last = float(points[-1]) / per_quarter
+    period, bend = float(c1) * per_quarter, float(c2) * per_quarter * per_quarter
+    c0 = float(c0)
+    end = 60.0 / (period + 2 * bend * last)
+    if not MIN_BPM <= end <= MAX_BPM:  # a drift past the tempi heard: the tempo found, straight on
+        straight = min(max(bpm * unit, MIN_BPM), MAX_BPM)
+        return Beat(straight, start + c0, fit, 60.0 / straight, 0.0, last)
+    return Beat(end, start + c0, fit, period, bend, last)

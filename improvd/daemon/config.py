@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from improvd.core.schema import BY_NAME, CC_NUMBER, FILE, FLAG, SETTINGS, Setting
+from improvd.core.schema import BY_NAME, CC_NUMBER, EVERY_NOTE, FILE, FLAG, SETTINGS, Setting
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -43,6 +43,9 @@ class Config:
     output: str = ""
     input_channel: int | None = None
     output_channel: int = 1
+    program: int | None = None  # None = send no program change (counted from 1, as General MIDI counts them)
+    key: str = "auto"
+    range: tuple[int, int] = EVERY_NOTE
     model: str = ""  # "" = the shipped model
     models_path: str = ""  # "" = the folder that holds the model
     clock: str = "internal"
@@ -55,7 +58,7 @@ class Config:
     min_call_steps: int = 8
     max_call_steps: int = 0
     meter: str = "4/4"
-    response_bars: int = 2
+    response_bars: int | str = "match"  # as many whole bars as the call
     response_steps: int | str | None = None  # None: whole bars (response_bars)
     barge_in: str = "stop"
     velocity: int = 0  # 0 = follow the player
@@ -116,6 +119,7 @@ DEFAULT_WORDS = {
     "model": "the shipped model, models/essen",
     "models_path": "the folder that holds the model",
     "response_steps": "unset: whole bars",
+    "program": "none",
     "record_dir": "none",
     "seed": "random",
 }
@@ -163,7 +167,8 @@ def _add_flag(parser: argparse.ArgumentParser, setting: Setting, flag: str, help
     if setting.kind == "switch":
         parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
     elif setting.kind == "notes":
-        parser.add_argument(flag, nargs=2, type=int, metavar=("FIRST", "OTHER"), help=help_text)
+        metavar = tuple(part.split()[0].upper() for part in setting.parts)  # FIRST OTHER, LOWEST HIGHEST
+        parser.add_argument(flag, nargs=2, type=int, metavar=metavar, help=help_text)
     elif setting.kind == "choice":
         parser.add_argument(flag, type=str.lower, choices=setting.words, help=help_text)
     elif setting.words or isinstance(setting.empty, str):

@@ -75,7 +75,10 @@ def _validator(setting: Setting) -> Callable[[Any], Any]:
 
 # key -> validator of a JSON value (or a value parsed from a plain-text payload)
 VALIDATORS: dict[str, Callable[[Any], Any]] = {s.name: _validator(s) for s in SETTINGS if MQTT in s.sources}
-TEXT_PAYLOADS = tuple(s.name for s in SETTINGS if MQTT in s.sources and s.kind in ("text", "choice", "meter"))
+# plain-text payloads given to the check as they are ("G minor", "3/4", "48 84": the check reads two notes from text)
+TEXT_PAYLOADS = tuple(
+    s.name for s in SETTINGS if MQTT in s.sources and s.kind in ("text", "choice", "meter", "key", "notes")
+)
 
 
 def _reject_constant(name: str) -> float:

@@ -18,6 +18,8 @@ from typing import Any
 
 from improvd import __version__
 from improvd.core.model import MODEL_JSON, Model, ModelError, load_model
+from improvd.core.schema import BY_NAME, MQTT, SETTINGS
+from improvd.core.touch import beat_steps
 from improvd.daemon.config import Config
 from improvd.daemon.models import PrimedRuntimes, model_dir
 from improvd.daemon.notify import Notifier
@@ -28,18 +30,8 @@ from improvd.daemon.timing import TimingThread
 
 log = logging.getLogger("improvd")
 
-ENGINE_KEYS = (
-    "temperature",
-    "bpm",
-    "response_steps",
-    "response_bars",
-    "meter",
-    "groove",
-    "metronome",
-    "count_in_bars",
-    "thru",
-    "phrase_end_steps",
-)
+# the engine's settings MQTT steers, from the table (enabled is applied apart)
+ENGINE_KEYS = tuple(s.name for s in SETTINGS if s.engine and MQTT in s.sources and s.name != "enabled")
 COMMANDS = ("respond", "panic")
 
 
@@ -101,6 +93,11 @@ class Controller:
             "metronome": settings.metronome,
             "count_in_bars": settings.count_in_bars,
             "thru": settings.thru,
+            "beat_bpm": round(settings.bpm * 4 / beat_steps(settings.meter), 2),  # the meter's beat (6/8: dotted)
+            "output_channel": settings.output_channel + 1,
+            "program": None if settings.program is None else settings.program + 1,
+            "key": settings.key,
+            "range": list(settings.range),
             "recording": self.recording.name if self.recording else None,
             "phrase_end_steps": settings.phrase_end_steps,
             "clock": self.config.clock,
@@ -110,15 +107,16 @@ class Controller:
         }
 
     def apply(self, changes: dict) -> None:
-        """Validate all the changes, then apply them together; ValueError names what is wrong."""
+        """Validate all the changes (in the daemon's units, as MQTT gives them), then apply them together in the
+        engine's; ValueError names what is wrong."""
         allowed = [*ENGINE_KEYS, "enabled", "model"]
         unknown = sorted(set(changes) - set(allowed))
         if unknown:
             raise ValueError(f"{unknown[0]}: cannot be changed here (allowed: {', '.join(allowed)})")
-        settings = {k: v for k, v in changes.items() if k in ENGINE_KEYS}
+        settings = {k: BY_NAME[k].to_engine(v) for k, v in changes.items() if k in ENGINE_KEYS}  # channel 1 is 0
         dataclasses.replace(self.engine.settings, **settings).validate()
         model_path = self._model_path(changes["model"]) if "model" in changes else None
-        self.change({k: v for k, v in changes.items() if k != "model"})
+        self.change({**settings, **{k: v for k, v in changes.items() if k == "enabled"}})
         if model_path is not None:
             self.load_model_soon(model_path)
         log.debug("changed: %s", ", ".join(f"{k} = {v}" for k, v in changes.items()))

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 import aiomqtt
 
+from improvd.core.keys import key_name
 from improvd.core.schema import BY_NAME
 from improvd.daemon.config import read_capped
 from improvd.daemon.control import VALIDATORS as MQTT_SETTINGS
@@ -233,6 +234,8 @@ def config_from(table: dict[str, Any], args: argparse.Namespace) -> MqttConfig:
     return MqttConfig.from_table(merged)
 
 
+METER_PATTERN = r"^\s*\d{1,2}\s*/\s*\d{1,2}\s*$"  # what Home Assistant's meter box lets through (the table checks)
+KEY_CHOICES = [key_name(tonic, mode) for mode in ("major", "minor") for tonic in range(12)]  # the key select's
 MODES = ("idle", "counting_in", "listening", "responding")  # the engine's modes: the mode sensor's enum options
 LEGACY_DISCOVERY = ("number/temperature", "number/bpm", "switch/enabled", "sensor/mode")  # before 0.2: flat topics
 TOPIC_KEYS = ("command_topic", "json_attributes_topic")  # relative to the prefix in _entities
@@ -278,9 +281,48 @@ def _entities(state: dict, models: list[str]) -> dict[str, dict]:
     choices = sorted({*models, str(state.get("model", ""))} - {""})
     entities = {
         "number/temperature": _number("temperature", "Temperature", 0.05),
-        "number/bpm": _number("bpm", "Tempo", 1, unit_of_measurement="BPM"),
+        "number/bpm": _number("bpm", "Tempo (quarter notes)", 1, unit_of_measurement="BPM"),
+        "sensor/beat_bpm": {
+            "name": "Beat (the meter's: a dotted quarter in 6/8)",
+            "value_template": "{{ value_json.beat_bpm }}",
+            "unit_of_measurement": "BPM",
+        },
+        "text/meter": {
+            "name": "Meter",
+            "command_topic": "set/meter",
+            "value_template": "{{ value_json.meter }}",
+            "pattern": METER_PATTERN,
+        },
+        "sensor/clock": {"name": "Clock (set in the configuration)", "value_template": "{{ value_json.clock }}"},
+        "number/output_channel": _number("output_channel", "Output channel", 1),
+        "number/program": _number(
+            "program",
+            "Program",
+            1,
+            # none (no program change sent) reads as unknown
+            value_template="{{ value_json.program if value_json.program is number else 'None' }}",
+        ),
+        "select/key": {
+            "name": "Key",
+            "command_topic": "set/key",
+            "value_template": "{{ value_json.key }}",
+            "options": [*BY_NAME["key"].words, *KEY_CHOICES],
+        },
+        "text/range": {
+            "name": "Range (lowest highest)",
+            "command_topic": "set/range",
+            "value_template": "{{ value_json.range | join(' ') }}",
+            "pattern": r"^\s*\d{1,3}\s+\d{1,3}\s*$",
+        },
         "switch/enabled": _switch("enabled", "Enabled"),
-        "number/response_bars": _number("response_bars", "Response length", 1, unit_of_measurement="bars"),
+        "number/response_bars": _number(
+            "response_bars",
+            "Response length",
+            1,
+            unit_of_measurement="bars",
+            # "match" (as long as the call) reads as unknown
+            value_template="{{ value_json.response_bars if value_json.response_bars is number else 'None' }}",
+        ),
         "number/response_steps": _number(
             "response_steps",
             "Response length in 16ths",
@@ -330,7 +372,7 @@ def _entities(state: dict, models: list[str]) -> dict[str, dict]:
 
 def _every_setting() -> dict:
     """A state that holds every setting an entity can show (the daemon's, in short)."""
-    return {**dict.fromkeys(MQTT_SETTINGS), "mode": "idle", "timing": {}, "model": "essen"}
+    return {**dict.fromkeys(MQTT_SETTINGS), "mode": "idle", "timing": {}, "model": "essen", "clock": "", "beat_bpm": 0}
 
 
 def discovery(config: MqttConfig, version: str, state: dict | None = None, models: list[str] | None = None) -> dict:

@@ -66,7 +66,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model", type=Path, default=DEFAULT_MODEL_DIR, help=f"model directory (default {DEFAULT_MODEL_DIR})"
     )
-    parser.add_argument("--bpm", type=float, help="tempo of the call (default: the file's, else 120)")
+    parser.add_argument(
+        "--bpm", type=float, help="tempo of the call in quarter notes a minute (default: the file's, else 120)"
+    )
     parser.add_argument("--musicxml", type=Path, help="also write call and response as a MusicXML score")
 
 

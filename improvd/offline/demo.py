@@ -45,7 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=Settings.temperature,
         help=f"sampling temperature ({BY_NAME['temperature'].span(' to ')})",
     )
-    parser.add_argument("--bpm", type=float, default=DEFAULT_BPM, help=f"tempo (default {DEFAULT_BPM:g})")
+    parser.add_argument(
+        "--bpm", type=float, default=DEFAULT_BPM, help=f"tempo in quarter notes a minute (default {DEFAULT_BPM:g})"
+    )
 
 
 def default_tune(model: Model) -> str:
