@@ -1,0 +1,88 @@
+"""The two-sample test: features of hand-made continuations, and the classifier on data of known separability."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from training import twosample
+from training.twosample import Line, features
+
+CALL = Line(
+    [(60, 0, 4), (62, 4, 4), (64, 8, 4), (65, 12, 4), (67, 16, 8), (65, 24, 8), (64, 32, 16), (62, 48, 16)], 16, "4/4"
+)
+
+
+def test_a_continuation_that_plays_the_call_again_reuses_all_of_it():
+    found = features(CALL, CALL, 0, frozenset({0, 2, 4, 5, 7, 9, 11}))
+    assert found["bars_of_call"] == 1.0 and found["runs_of_call"] == 1.0 and found["longest_run_of_call"] == 8
+    assert found["interval_distance"] == 0.0 and found["length_distance"] == 0.0 and found["pitch_class_distance"] == 0
+    assert found["downbeats"] == 1.0 and found["notes_per_bar_vs_call"] == 0.0 and found["mean_pitch_vs_call"] == 0
+    assert found["steps"] == 1.0 and found["fourths_fifths"] == 0.0 and found["outside_key_signature"] == 0.0
+    assert found["last_note_length"] == 16 and found["ends_on_strong_beat"] == 1.0 and not found["ends_on_tonic"]
+
+
+def test_a_leaping_continuation_that_leaves_the_downbeats_and_leads_on():
+    leaps = Line(
+        [(60, 2, 2), (67, 4, 4), (79, 16 + 6, 2), (76, 32 + 2, 6), (72, 48 + 10, 4), (79, 48 + 14, 2)], 16, "4/4"
+    )
+    found = features(CALL, leaps, 0, frozenset({0, 2, 4, 5, 7, 9, 11}))
+    assert found["downbeats"] == 0.0 and found["bars_of_call"] == 0.0 and found["runs_of_call"] == 0.0
+    assert found["fourths_fifths"] == pytest.approx(2 / 5) and found["wide_leaps"] == pytest.approx(1 / 5)
+    assert (
+        found["thirds"] == pytest.approx(2 / 5)
+        and found["widest_interval"] == 12
+        and found["top_vs_call"] == 12
+        and found["onsets_off_8ths"] == 0.0
+    )
+    assert found["last_note_length"] == 2 and found["last_onset_in_bar"] == pytest.approx(14 / 16)
+    assert found["ends_on_strong_beat"] == 0.0 and found["ends_on_dominant"] == 1.0
+    assert found["notes_per_bar"] == pytest.approx(6 / 4) and found["bars_repeated"] == 0.0
+
+
+def test_every_feature_is_named_once_and_is_a_number():
+    found = features(CALL, CALL, 0, frozenset())
+    assert tuple(found) == twosample.FEATURES and all(isinstance(v, float | int) for v in found.values())
+
+
+def test_the_classifier_tells_apart_what_differs_and_not_what_is_alike():
+    rng = np.random.default_rng(7)
+    groups = [f"tune{k}" for k in range(200)]
+    real = rng.normal(0, 1, (200, 6))
+    shifted = rng.normal(0, 1, (200, 6)) + np.array([2.5, 0, 0, 0, 0, 0])
+    alike = rng.normal(0, 1, (200, 6))
+    apart = twosample.compare(real, shifted, groups)
+    assert apart["balanced_accuracy"] >= 0.85 and apart["auc"] >= 0.9
+    assert apart["ci95"][0] <= apart["balanced_accuracy"] <= apart["ci95"][1]
+    same = twosample.compare(real, alike, groups)
+    assert 0.4 <= same["balanced_accuracy"] <= 0.6 and same["ci95"][0] <= 0.5 <= same["ci95"][1]
+
+
+def test_a_tune_is_never_judged_by_a_classifier_that_saw_it():
+    """Each tune's two rows share a value no other tune has, and the label flips between them: a classifier
+    trained with a tune's own rows could learn nothing from that either, but the held-out scores must be the
+    same whatever the rows of that one tune say (they were never seen when scoring it)."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(0, 1, (40, 3))
+    y = np.r_[np.zeros(20), np.ones(20)]
+    groups = np.array([f"t{k % 20}" for k in range(40)])
+    scores = twosample.held_out_scores(x, y, groups)
+    changed = x.copy()
+    changed[[0, 20]] += 100.0  # tune t0's rows only
+    again = twosample.held_out_scores(changed, y, groups)
+    assert again[0] != scores[0] or again[20] != scores[20]  # t0 is scored with its own (changed) features
+    fold_mates = [k for k in range(40) if k % 20 != 0]
+    moved = [k for k in fold_mates if abs(again[k] - scores[k]) > 1e-9]
+    assert moved and len(moved) < len(fold_mates)  # only the other folds' classifiers saw t0
+
+
+def test_auc_counts_pairs_and_ties():
+    y = np.array([0, 0, 1, 1])
+    assert twosample.auc(y, np.array([0.1, 0.4, 0.35, 0.8])) == 0.75
+    assert twosample.auc(y, np.array([0.5, 0.5, 0.5, 0.5])) == 0.5
+
+
+def test_each_call_has_a_seed_of_its_own():
+    seeds = {twosample.seed_of(f"erk5#{k}", 1) for k in range(100)}
+    assert len(seeds) == 100 and twosample.seed_of("erk5#1", 1) != twosample.seed_of("erk5#1", 2)
+    assert twosample.seed_of("erk5#1", 1) == twosample.seed_of("erk5#1", 1)
