@@ -15,7 +15,7 @@ from improvd.core.grid import parse_meter
 from improvd.core.model import DEFAULT_MODEL_DIR, Model, ModelError, load_model
 from improvd.core.schema import BY_NAME
 from improvd.core.simulate import OfflineError, Performance, perform
-from improvd.files import write_all
+from improvd.files import check_target, write_all
 from improvd.offline import audio
 from improvd.offline.call_reader import Call, CallError, read_call
 from improvd.offline.writers import grid_melody, write_midi, write_musicxml
@@ -112,6 +112,7 @@ def check_outputs(source: Path, outputs: list[Path]) -> None:
             raise UsageError(f"{path}: the folder {path.parent} does not exist")
         if path.is_dir():
             raise UsageError(f"{path}: is a folder; give a file name")
+        check_target(path)  # /dev/null, a FIFO or a link is never replaced by the output
         if path.exists() and source.exists() and path.samefile(source):
             raise UsageError(f"{path}: is the input file; give another name for the output")
     if len({path.resolve() for path in outputs}) < len(outputs):
