@@ -57,11 +57,42 @@ def _key_scores(weights: np.ndarray) -> np.ndarray:
 
 def estimate_key(symbols: Sequence[str]) -> tuple[str, str]:
     """(tonic, mode) of the melody in ``symbols``; C major when there are no notes."""
-    weights = pitch_class_weights(symbols)
-    if not weights.any():
+    return key_of_weights(pitch_class_weights(symbols))
+
+
+def key_of_weights(weights: np.ndarray) -> tuple[str, str]:
+    """(tonic, mode) that best fits ``weights`` (time per pitch class, C first); C major when all are 0."""
+    if not np.any(weights):
         return "C", "major"
-    best = int(np.argmax(_key_scores(weights)))
+    best = int(np.argmax(_key_scores(np.asarray(weights, float))))
     return TONIC_NAMES[best % 12], "major" if best < 12 else "minor"
+
+
+_LETTERS = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
+_MAJOR_BY_SHARPS = ("Gb", "Db", "Ab", "Eb", "Bb", "F", "C", "G", "D", "A", "E", "B", "F#")  # -6 .. 6
+_MINOR_BY_SHARPS = ("Ebm", "Bbm", "Fm", "Cm", "Gm", "Dm", "Am", "Em", "Bm", "F#m", "C#m", "G#m", "D#m")
+
+
+def tonic_class(tonic: str) -> int:
+    """Pitch class of a tonic name: a letter, then sharps (``#``) or flats (``-`` as music21 writes, or ``b``)."""
+    letter, accidentals = tonic[:1].upper(), tonic[1:]
+    if letter not in _LETTERS or (accidentals.strip("#") and accidentals.strip("-b")):
+        raise ValueError(f"not a tonic name: {tonic!r}")
+    return (_LETTERS[letter] + accidentals.count("#") - len(accidentals.strip("#"))) % 12
+
+
+def signature_sharps(tonic: str, mode: str) -> int:
+    """Sharps (negative: flats) of the key signature of ``tonic`` ``mode`` (major or minor), -6..6: the
+    enharmonic key with fewer accidentals (A-sharp major is written B-flat major; F-sharp major keeps 6 sharps)."""
+    major = (tonic_class(tonic) + (3 if mode == "minor" else 0)) % 12
+    sharps = major * 7 % 12
+    return sharps - 12 if sharps > 6 else sharps
+
+
+def midi_key_name(tonic: str, mode: str) -> str:
+    """The key as a MIDI key_signature meta message names it (mido: ``"Bb"``, ``"F#m"``)."""
+    names = _MINOR_BY_SHARPS if mode == "minor" else _MAJOR_BY_SHARPS
+    return names[signature_sharps(tonic, mode) + 6]
 
 
 WHITE_KEYS = frozenset({0, 2, 4, 5, 7, 9, 11})  # C major's diatonic collection

@@ -18,7 +18,7 @@ import mido
 from music21 import chord, meter, stream, tempo
 
 from improvd.core.notes import PlayedNote
-from improvd.offline.notation import ScoreError, melody_of, read_score
+from improvd.offline.notation import ScoreError, melody_of, read_score, signature_key
 
 MIDI_SUFFIXES = (".mid", ".midi")
 NOTATION_SUFFIXES = (".abc", ".krn", ".musicxml", ".mxl", ".xml")
@@ -103,7 +103,7 @@ def _midi_call(path: Path, bpm: float | None) -> Call:
         events = list(midi)  # delta times in seconds, through the tempo map
     except Exception as error:  # mido raises OSError, EOFError, KeyError, ValueError... for bad files
         raise CallError(f"{path}: not a readable MIDI file ({type(error).__name__}: {error})") from None
-    file_bpm, signature, notes = DEFAULT_BPM, (4, 4), []
+    file_bpm, signature, notes, file_key = DEFAULT_BPM, (4, 4), [], None
     sounding: dict[tuple[int, int], tuple[float, int]] = {}
     now, tempo_seen, meter_seen = 0.0, False, False
     for message in events:
@@ -112,6 +112,8 @@ def _midi_call(path: Path, bpm: float | None) -> Call:
             file_bpm, tempo_seen = mido.tempo2bpm(message.tempo), True
         elif message.type == "time_signature" and not meter_seen:
             signature, meter_seen = (message.numerator, message.denominator), True
+        elif message.type == "key_signature" and file_key is None:
+            file_key = (message.key.rstrip("m").replace("b", "-"), "minor" if message.key.endswith("m") else "major")
         elif message.type in ("note_on", "note_off") and message.channel != DRUM_CHANNEL:
             key = (message.channel, message.note)
             if key in sounding:
@@ -124,7 +126,7 @@ def _midi_call(path: Path, bpm: float | None) -> Call:
     _refuse_chords([n.start for n in notes], path, CHORD_WINDOW)
     scale = file_bpm / bpm if bpm else 1.0
     line = [replace(n, start=n.start * scale, end=n.end * scale) for n in top_line(notes)]
-    return Call(line, bpm or file_bpm, signature, 0, path.stem)
+    return Call(line, bpm or file_bpm, signature, 0, path.stem, file_key)
 
 
 def top_line(notes: list[PlayedNote]) -> list[PlayedNote]:
@@ -191,7 +193,7 @@ def call_from_score(score: stream.Stream, bpm: float | None, where: str, title: 
         position += item.quarter_length
     if score.metadata and score.metadata.title:
         title = readable(score.metadata.title)
-    return Call(notes, bpm, signature, bar_steps if pickup else 0, title)
+    return Call(notes, bpm, signature, bar_steps if pickup else 0, title, signature_key(part))
 
 
 def _score_bpm(score: stream.Stream) -> float:
