@@ -243,3 +243,24 @@ def test_continue_without_musescore_names_the_package_and_writes_nothing(tunes, 
 def test_continue_reads_the_calls_key_from_the_file(tunes):
     assert read_call(tunes["pickup-d.abc"]).key == ("D", "major")
     assert read_call(tunes["bflat.mid"]).key == ("B-", "major")
+
+
+def test_musescore_opens_each_midi_file_in_its_key(tunes, tmp_path):
+    """MuseScore's own import of the MIDI files (continue's and a session recording) has their key signature:
+    MuseScore 3 writes what it read back out as MusicXML."""
+    from improvd.daemon.recorder import Session, Writer
+
+    require_binary("mscore3", "musescore3")
+    assert continue_(tunes["pickup-d.abc"], "-o", tmp_path / "pickup.mid", "--seed", 3) == 0
+    assert continue_(tunes["bflat.mid"], "-o", tmp_path / "bflat-answer.mid", "--seed", 3) == 0
+    session = Session(start=0.0)
+    session.grid(0, 0.0, 0.125, "4/4")
+    for k, pitch in enumerate([62, 66, 69, 74, 73, 71, 69, 67, 66, 64, 62]):
+        session.add("player", mido.Message("note_on", note=pitch, velocity=80), k * 0.5)
+        session.add("player", mido.Message("note_off", note=pitch), k * 0.5 + 0.45)
+    recording = Writer(session, tmp_path).save()
+    for source, fifths in ((tmp_path / "pickup.mid", "2"), (tmp_path / "bflat-answer.mid", "-2"), (recording, "2")):
+        out = source.with_suffix(".musicxml")
+        done = mscore("-o", str(out), str(source), folder=tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert ElementTree.parse(out).getroot().findtext(".//key/fifths") == fifths, source.name
