@@ -36,6 +36,8 @@ MAX_MESSAGES = 200_000  # about 3 MB of MIDI: hours of playing
 SESSION_SECONDS = 3600.0
 TRACKS = ("player", "improvd")
 NOTE_ON, NOTE_OFF = 0x90, 0x80
+ENDED_SAVES = 2  # saves that find an ended session unchanged before it is done with: the first may come before
+# the timing thread's last message to it (it took the new session at its next message)
 
 
 @dataclass(frozen=True)
@@ -262,6 +264,7 @@ class Writer:
         self._grids: list[Grid] = []
         self._start: float | None = None
         self._written: tuple | None = None  # what the file on disk holds: message counts and grids
+        self.idle = 0  # saves since the session ended that found nothing new (improvd.daemon.recorder.Recorder)
         self._lock = threading.Lock()
 
     def _version(self, grids: list[Grid], start: float) -> tuple:
@@ -382,5 +385,7 @@ class Recorder:
                 if path is not None:
                     written.append(path)
                 elif writer.session is not self.session:
-                    self._writers.remove(writer)
+                    writer.idle += 1
+                    if writer.idle >= ENDED_SAVES:
+                        self._writers.remove(writer)
         return written
