@@ -69,7 +69,8 @@ def accidentals(path: Path) -> tuple[int, int, int]:
             needed = alter != before and not tied
             needless += written and not needed
             missing += needed and not written
-            held[(step, octave)] = alter
+            if not tied:  # a note tied over a bar line carries its accidental to itself only
+                held[(step, octave)] = alter
     return notes, needless, missing
 
 
@@ -264,3 +265,29 @@ def test_musescore_opens_each_midi_file_in_its_key(tunes, tmp_path):
         done = mscore("-o", str(out), str(source), folder=tmp_path)
         assert done.returncode == 0, done.stderr
         assert ElementTree.parse(out).getroot().findtext(".//key/fifths") == fifths, source.name
+
+
+@pytest.mark.parametrize(
+    ("signature", "start", "length", "rest", "written"),
+    [
+        ((6, 8), 0, 2, False, [1.5, 0.5]),  # a dotted quarter tied to an 8th, not a half across the beat
+        ((6, 8), 0, 3, True, [3]),  # an empty bar: one rest
+        ((6, 8), 0, 2, True, [1.5, 0.5]),
+        ((6, 8), 0, 3, False, [3]),
+        ((4, 4), 1, 2, False, [2]),  # quarter, half, quarter
+        ((4, 4), 1, 3, False, [2, 1]),
+        ((4, 4), 2.5, 1, False, [0.5, 0.5]),
+        ((4, 4), 0, 1.5, False, [1.5]),
+        ((4, 4), 0, 2, True, [2]),
+        ((4, 4), 1, 2, True, [1, 1]),
+        ((4, 4), 0.5, 1, False, [0.5, 0.5]),  # off the beat: tied at the beat
+        ((4, 4), 3, 2, False, [1, 1]),  # tied over the bar line
+        ((3, 4), 0, 3, False, [3]),
+        ((2, 4), 0.75, 0.5, False, [0.25, 0.25]),
+    ],
+)
+def test_notes_and_rests_are_written_by_the_metre(signature, start, length, rest, written):
+    from improvd.offline.metre import Metre, pieces
+
+    found = pieces(Fraction(start), Fraction(length), Metre.of(*signature), rest)
+    assert found == [Fraction(w) for w in written]

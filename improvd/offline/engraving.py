@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
-from music21 import expressions, instrument, key, metadata, meter, note, pitch, stream, tempo
+from music21 import expressions, instrument, key, metadata, meter, note, pitch, stream, tempo, tie
 
 from improvd.core.encoding import Note
 from improvd.core.keys import key_of_weights, signature_sharps
+from improvd.offline.metre import Metre, pieces
 
 CALL_LABEL, ANSWER_LABEL = "call", "answer (improvd)"
 
@@ -121,23 +122,23 @@ def score(call: list[Note], answer: list[Note], heading: Heading) -> stream.Scor
     part.insert(0, meter.TimeSignature(f"{numerator}/{denominator}"))
     part.insert(0, key.KeySignature(found.sharps))
     part.insert(0, instrument.Piano())
-    mark = tempo.MetronomeMark(number=round(heading.bpm, 1), referent=note.Note(type="quarter"))
+    metre = Metre.of(numerator, denominator)
+    beat = note.Note(quarterLength=metre.beat)
+    mark = tempo.MetronomeMark(number=round(heading.bpm / metre.beat, 1), referent=beat.duration)
     mark.placement = "above"
     part.insert(0, mark)
     position = opening
     for onset, item in notes:
         if onset > position:
-            part.append(note.Rest(quarterLength=onset - position))
-        element = note.Note(spelled(item.pitch, names), quarterLength=item.quarter_length)
+            _write(part, None, position - opening, onset - position, metre)
         if onset in (notes[0][0], begins):
-            label = CALL_LABEL if onset != begins else ANSWER_LABEL
-            words = expressions.TextExpression(label)
+            words = expressions.TextExpression(ANSWER_LABEL if onset == begins else CALL_LABEL)
             words.placement = "above"
             part.insert(onset - opening, words)
-        part.append(element)
+        _write(part, spelled(item.pitch, names), onset - opening, item.quarter_length, metre)
         position = onset + item.quarter_length
     if (position - opening) % bar:  # the last bar filled to its bar line
-        part.append(note.Rest(quarterLength=bar - (position - opening) % bar))
+        _write(part, None, position - opening, bar - (position - opening) % bar, metre)
     made = part.makeNotation()
     _accidentals(made, found)
     _pickup(made, first - opening)
@@ -145,6 +146,19 @@ def score(call: list[Note], answer: list[Note], heading: Heading) -> stream.Scor
     whole.insert(0, metadata.Metadata(title=heading.title or "improvd", composer="improvd"))
     whole.insert(0, made)
     return whole
+
+
+def _write(part: stream.Part, sounding: pitch.Pitch | None, start: Fraction, length: Fraction, metre: Metre) -> None:
+    """A note (``sounding``) or rest at ``start`` in tied pieces by the metre (improvd.offline.metre)."""
+    lengths = pieces(start, length, metre, rest=sounding is None)
+    for index, piece in enumerate(lengths):
+        if sounding is None:
+            part.append(note.Rest(quarterLength=piece))
+            continue
+        element = note.Note(pitch.Pitch(sounding.nameWithOctave), quarterLength=piece)  # a pitch of its own each
+        if len(lengths) > 1:
+            element.tie = tie.Tie("start" if index == 0 else "stop" if index == len(lengths) - 1 else "continue")
+        part.append(element)
 
 
 def _accidentals(part: stream.Part, signature: key.KeySignature) -> None:
