@@ -291,3 +291,26 @@ def test_notes_and_rests_are_written_by_the_metre(signature, start, length, rest
 
     found = pieces(Fraction(start), Fraction(length), Metre.of(*signature), rest)
     assert found == [Fraction(w) for w in written]
+
+
+def test_tunes_of_another_collection_keep_their_key_signature_and_pickup(tmp_path):
+    """Ryan's Mammoth Collection (in music21's corpus; improvd never trained on it): reels, jigs and hornpipes
+    with key signatures and pickups of their own, continued: the file's key signature and the pickup as the
+    first bar, no accidental needless or missing."""
+    from music21 import corpus
+
+    folder = Path(corpus.getComposer("ryansMammoth")[0]).parent
+    total = 0
+    for k, path in enumerate(sorted(folder.glob("*.abc"))[::75]):
+        out = tmp_path / f"{k}.musicxml"
+        assert continue_(path, "-o", tmp_path / f"{k}.mid", "--musicxml", out, "--seed", 1, "--bars", 2) == 0
+        part = converter.parse(path, forceSource=True)
+        part = part.scores[0] if isinstance(part, stream.Opus) else part
+        measures = list(part.parts[0].getElementsByClass(stream.Measure))
+        signature = part.parts[0].recurse().getElementsByClass("KeySignature")[0]
+        back = read_back(out)
+        assert (back["sharps"], back["first_bar"]) == (signature.sharps, measures[0].duration.quarterLength), path
+        notes, needless, missing = accidentals(out)
+        assert (needless, missing) == (0, 0), path.name
+        total += notes
+    assert total > 1000

@@ -163,18 +163,23 @@ def _write(part: stream.Part, sounding: pitch.Pitch | None, start: Fraction, len
 
 def _accidentals(part: stream.Part, signature: key.KeySignature) -> None:
     """Accidentals where a note leaves the key signature, or restores it after an accidental earlier in the bar at
-    that pitch and octave; none on a note tied over from the bar before, no courtesy ones across bar lines."""
-    tied: set[str] = set()
+    that pitch and octave; none on a note tied from the one before, no courtesy ones."""
+    given = {p.step: p.alter for p in signature.alteredPitches}
     for measure in part.getElementsByClass(stream.Measure):
-        measure.makeAccidentals(
-            useKeySignature=signature,
-            cautionaryPitchClass=False,
-            cautionaryNotImmediateRepeat=False,
-            overrideStatus=True,
-            tiePitchSet=tied,
-            inPlace=True,
-        )
-        tied = {n.pitch.nameWithOctave for n in measure.notes if n.tie is not None and n.tie.type != "stop"}
+        held: dict[tuple[str, int], float] = {}
+        for element in measure.notes:
+            sounding = element.pitch
+            alter = sounding.alter
+            if element.tie is not None and element.tie.type in ("stop", "continue"):
+                needed = False  # its accidental is the first piece's; it does not hold for the notes after it
+            else:
+                needed = alter != held.get((sounding.step, sounding.octave), given.get(sounding.step, 0.0))
+                held[(sounding.step, sounding.octave)] = alter
+            if needed and sounding.accidental is None:
+                sounding.accidental = pitch.Accidental("natural")
+            if sounding.accidental is not None:
+                sounding.accidental.displayStatus = needed
+                sounding.accidental.displayType = "normal" if needed else "never"
 
 
 def _pickup(part: stream.Part, rests: Fraction) -> None:
