@@ -365,3 +365,18 @@ def test_a_followed_call_and_its_answer_are_on_the_files_grid(tmp_path, tiny_mod
     offsets = [tick - first - round(q * 480) for tick, q in zip(ticks["player"], quarters, strict=True)]
     assert max(map(abs, offsets)) <= 12  # every note within a tenth of a 16th of its beat (the fit is 0.5% off)
     assert ticks["improvd"] and all((tick - first) % 120 == 0 for tick in ticks["improvd"])
+
+
+def test_a_first_write_that_fails_leaves_no_file(tmp_path, monkeypatch):
+    """The name is held by an empty file until the first write renames the whole file over it; a first write that
+    fails takes the empty file away again."""
+    session = Session(start=0.0)
+    session.add("player", mido.Message("note_on", note=60), 0.5)
+
+    def broken(path, write):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(recorder, "stage", broken)
+    with pytest.raises(OSError, match="disk full"):
+        Writer(session, tmp_path).save()
+    assert list(tmp_path.iterdir()) == []

@@ -330,9 +330,16 @@ class Writer:
                 for chunk in chunks:
                     out.write(chunk)
 
-        if self.path is None:
+        reserved = self.path is None
+        if reserved:
             self.path = _reserve(self.folder, self.session.file_stem())
-        stage(self.path, write).replace(self.path)
+        try:
+            stage(self.path, write).replace(self.path)
+        except BaseException:
+            if reserved:  # the empty file that held the name goes too: nothing half-written is left
+                self.path.unlink(missing_ok=True)
+                self.path = None
+            raise
 
 
 def _reserve(folder: Path, stem: str) -> Path:
