@@ -8,7 +8,8 @@ import mido
 import pytest
 
 from improvd.daemon import recorder
-from improvd.daemon.recorder import Grid, Session, Writer, layout
+from improvd.daemon.recorder import Session, Writer
+from improvd.daemon.session_layout import Grid, layout
 from improvd.files import stage as files_stage
 
 

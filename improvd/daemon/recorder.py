@@ -15,7 +15,6 @@ A session holds at most ``MAX_MESSAGES`` messages and grids: past that it drops 
 
 from __future__ import annotations
 
-import bisect
 import math
 import os
 import threading
@@ -28,29 +27,15 @@ import numpy as np
 
 from improvd.core.grid import parse_meter
 from improvd.core.keys import key_of_weights, midi_key_name
+from improvd.daemon.session_layout import TICKS_PER_BEAT, Grid, Layout, layout
 from improvd.files import stage
 
-TICKS_PER_BEAT = 480
-TICKS_PER_STEP = TICKS_PER_BEAT // 4
 MAX_MESSAGES = 200_000  # about 3 MB of MIDI: hours of playing
 SESSION_SECONDS = 3600.0
 TRACKS = ("player", "improvd")
 NOTE_ON, NOTE_OFF = 0x90, 0x80
 ENDED_SAVES = 2  # saves that find an ended session unchanged before it is done with: the first may come before
 # the timing thread's last message to it (it took the new session at its next message)
-
-
-@dataclass(frozen=True)
-class Grid:
-    """From ``time`` on, step ``step`` (fractional: between boundaries) falls at ``time`` and each step lasts
-    ``step_seconds``, in ``meter``; ``renumbered``: a grid of its own (a followed phrase, a MIDI Start), not the
-    last one going on at a new tempo or metre."""
-
-    time: float
-    step: float
-    step_seconds: float
-    meter: tuple[int, int]
-    renumbered: bool
 
 
 @dataclass
@@ -107,84 +92,10 @@ class Session:
         return f"improvd-{self.started_at:%Y%m%d-%H%M%S}"
 
 
-@dataclass(frozen=True)
-class Layout:
-    """Where times fall in the file: anchors (time, tick, seconds per tick), and the tempo track's events."""
-
-    times: list[float]
-    anchors: list[tuple[int, float]]  # (tick, seconds per tick) from each time on
-    meta: list[tuple[int, mido.MetaMessage]]
-
-    def tick(self, time: float) -> int:
-        index = bisect.bisect_right(self.times, time) - 1
-        if index < 0:
-            return 0  # before bar 1: at its start
-        tick, seconds = self.anchors[index]
-        return max(0, tick + round((time - self.times[index]) / seconds))
-
-
 def _follows(step: int, start: float, last: tuple[int, float], before: float, now: float) -> bool:
     """Step ``step`` at ``start`` is the one after ``last``, the step between lasting as steps did or do now."""
     gap = start - last[1]
     return step == last[0] + 1 and (abs(gap - before) < before / 2 or abs(gap - now) < now / 2)
-
-
-def _signature(steps: int) -> tuple[int, int]:
-    """A bar of ``steps`` 16ths as a time signature: 4 -> 1/4, 6 -> 3/8, 12 -> 3/4, 5 -> 5/16."""
-    denominator = 16
-    while steps % 2 == 0 and denominator > 4:
-        steps, denominator = steps // 2, denominator // 2
-    return steps, denominator
-
-
-def layout(grids: list[Grid], start: float, bpm: float, meter: tuple[int, int]) -> Layout:
-    """The file's tempo map and bars for ``grids`` (bar 1 at ``start``; ``bpm`` and ``meter`` without grids).
-
-    Each grid's bar lines are the file's: where a grid starts mid-bar (a metre changed, a followed phrase began),
-    the bar before it is written short, with a time signature of its own."""
-    if not grids:
-        grids = [Grid(start, 0, 15.0 / bpm, meter, True)]
-    first = grids[0]
-    grids = [Grid(start, first.step + (start - first.time) / first.step_seconds, *_rest(first)), *grids[1:]]
-    times, anchors, meta = [], [], []
-    bar_line, bar = 0, 0  # the file's last bar line and bar length, in steps
-    previous, position, anchored = None, 0.0, 0.0  # anchored: the last grid's place, where the next may not go back
-    for g in grids:
-        if previous is not None:
-            if g.renumbered:
-                position += (g.time - previous.time) / previous.step_seconds
-            else:
-                position += g.step - previous.step
-        steps = g.meter[0] * 16 // g.meter[1]
-        changes = previous is None or g.renumbered or g.meter != previous.meter
-        if changes:
-            rest = math.ceil(g.step / steps - 1e-6) * steps - g.step  # steps to this grid's next bar line
-            if bar:
-                bar_line += math.floor((position - bar_line) / bar + 1e-6) * bar
-            gap = round(position + rest - bar_line)
-            while bar and gap > bar:
-                bar_line, gap = bar_line + bar, gap - bar
-            if gap and gap != bar:
-                meta.append((bar_line * TICKS_PER_STEP, _time_signature(_signature(gap))))
-            bar_line += gap
-            meta.append((bar_line * TICKS_PER_STEP, _time_signature(g.meter)))
-            position, bar = max(bar_line - rest, anchored), steps  # where this grid's bar lines are the file's
-        anchored = position
-        tick = round(position * TICKS_PER_STEP)
-        meta.append((tick, mido.MetaMessage("set_tempo", tempo=round(g.step_seconds * 4e6))))
-        times.append(g.time)
-        anchors.append((tick, g.step_seconds / TICKS_PER_STEP))
-        previous = g
-    meta.sort(key=lambda item: item[0])  # stable: a bar's signature before its tempo
-    return Layout(times, anchors, meta)
-
-
-def _rest(g: Grid) -> tuple[float, tuple[int, int], bool]:
-    return g.step_seconds, g.meter, True
-
-
-def _time_signature(signature: tuple[int, int]) -> mido.MetaMessage:
-    return mido.MetaMessage("time_signature", numerator=signature[0], denominator=signature[1])
 
 
 def _variable(value: int) -> bytes:
