@@ -48,7 +48,7 @@ def melody_key(melody: list[Note], stated: tuple[str, str] | None = None) -> tup
         return stated or estimate
 
     def inside(found: tuple[str, str]) -> float:
-        scale = {p.pitchClass for p in music21_key(*found).getScale("major").getPitches()}
+        scale = {p.pitchClass for p in music21_key(*found).getScale().getPitches()}  # its signature's notes
         return sum(weights[pc] for pc in scale) / weights.sum()
 
     return estimate if inside(stated) < inside(estimate) - MISFIT else stated
@@ -112,33 +112,23 @@ def score(call: list[Note], answer: list[Note], heading: Heading) -> stream.Scor
     short when the music starts after a bar line (a pickup: bar lines fall every bar from step 0)."""
     notes, begins = conversation(call, answer)
     numerator, denominator = heading.meter
-    bar = Fraction(numerator * 4, denominator)
-    first = notes[0][0] if notes else Fraction(0)
-    opening = first - first % bar  # the bar line at or before the first note: the score starts there
-    found = music21_key(*heading.key)
-    names = spelling(found)
-    part = stream.Part()
-    part.partName = heading.title or "improvd"
-    part.insert(0, meter.TimeSignature(f"{numerator}/{denominator}"))
-    part.insert(0, key.KeySignature(found.sharps))
-    part.insert(0, instrument.Piano())
     metre = Metre.of(numerator, denominator)
-    beat = note.Note(quarterLength=metre.beat)
-    mark = tempo.MetronomeMark(number=round(heading.bpm / metre.beat, 1), referent=beat.duration)
-    mark.placement = "above"
-    part.insert(0, mark)
-    position = opening
+    first = notes[0][0] if notes else Fraction(0)
+    opening = first - first % metre.bar  # the bar line at or before the first note: the score starts there
+    found = music21_key(*heading.key)
+    part = _staff(heading, found, metre)
+    names, position = spelling(found), opening
     for onset, item in notes:
         if onset > position:
             _write(part, None, position - opening, onset - position, metre)
-        if onset in (notes[0][0], begins):
+        if onset in (first, begins):
             words = expressions.TextExpression(ANSWER_LABEL if onset == begins else CALL_LABEL)
             words.placement = "above"
             part.insert(onset - opening, words)
         _write(part, spelled(item.pitch, names), onset - opening, item.quarter_length, metre)
         position = onset + item.quarter_length
-    if (position - opening) % bar:  # the last bar filled to its bar line
-        _write(part, None, position - opening, bar - (position - opening) % bar, metre)
+    if (position - opening) % metre.bar:  # the last bar filled to its bar line
+        _write(part, None, position - opening, metre.bar - (position - opening) % metre.bar, metre)
     made = part.makeNotation()
     _accidentals(made, found)
     _pickup(made, first - opening)
@@ -146,6 +136,21 @@ def score(call: list[Note], answer: list[Note], heading: Heading) -> stream.Scor
     whole.insert(0, metadata.Metadata(title=heading.title or "improvd", composer="improvd"))
     whole.insert(0, made)
     return whole
+
+
+def _staff(heading: Heading, found: key.Key, metre: Metre) -> stream.Part:
+    """An empty staff with its name, time and key signature, instrument and tempo (by the beat: a dotted
+    quarter in 6/8)."""
+    part = stream.Part()
+    part.partName = heading.title or "improvd"
+    part.insert(0, meter.TimeSignature("{}/{}".format(*heading.meter)))
+    part.insert(0, key.KeySignature(found.sharps))
+    part.insert(0, instrument.Piano())
+    beat = note.Note(quarterLength=metre.beat)
+    mark = tempo.MetronomeMark(number=round(heading.bpm / metre.beat, 1), referent=beat.duration)
+    mark.placement = "above"
+    part.insert(0, mark)
+    return part
 
 
 def _write(part: stream.Part, sounding: pitch.Pitch | None, start: Fraction, length: Fraction, metre: Metre) -> None:
