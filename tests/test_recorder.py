@@ -381,3 +381,24 @@ def test_a_first_write_that_fails_leaves_no_file(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         Writer(session, tmp_path).save()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_pause_in_midi_clock_is_silence_in_the_file_and_the_bars_go_on():
+    """MIDI Stop, then Continue 3.3 s later: the steps go on from where they stopped; the music before the pause
+    stays where it was, and the bars after it are the steps' own."""
+    session = Session(start=0.0)
+    for step in range(1, 21):
+        session.grid(step, step * 0.125, 0.125, "4/4")
+    for step in range(21, 40):
+        session.grid(step, 3.3 + step * 0.125, 0.125, "4/4")
+    place = layout(session.grids, 0.0, 120.0, (4, 4))
+    assert place.tick(1.0) == 8 * 120  # before the pause: where it was played
+    signatures = [(tick, m.numerator * 1920 // m.denominator) for tick, m in place.meta if m.type == "time_signature"]
+    bars = [
+        b
+        for k, (tick, length) in enumerate(signatures)
+        for b in range(tick, 20_000, length)
+        if k + 1 == len(signatures) or b < signatures[k + 1][0]
+    ]
+    after = [place.tick(3.3 + step * 0.125) for step in (32, 48, 64)]  # bar lines of the steps, after the pause
+    assert set(after) <= set(bars) and place.tick(3.3 + 40 * 0.125) not in bars

@@ -64,17 +64,20 @@ class Session:
 
     def grid(self, step: int, step_start: float, step_seconds: float, meter: str) -> None:
         """The grid at a boundary: step ``step`` opened at ``step_start``, steps now last ``step_seconds``. A step
-        that does not follow the last one is a new grid, from its step 0 (a followed phrase's first beat, MIDI
-        Start): the grids after that are replaced. A new tempo or metre goes on from this step."""
+        numbered afresh starts a grid from its step 0 (a followed phrase's first beat, MIDI Start), replacing the
+        grids after that; the next step after a pause (MIDI Stop, then Continue) a grid from itself. A new tempo
+        or metre goes on from this step."""
         last, self._last_tick = self._last_tick, (step, step_start)
         if meter != self._meter[0]:
             self._meter = (meter, parse_meter(meter))
         signature = self._meter[1]
         current = self.grids[-1] if self.grids else None
-        if current is None or last is None or not _follows(step, step_start, last, current.step_seconds, step_seconds):
+        if current is None or last is None or step != last[0] + 1:
             origin = step_start - step * step_seconds
             kept = [g for g in self.grids if g.time < origin]
             self.grids = [*kept, Grid(origin, 0, step_seconds, signature, True)]
+        elif not _in_time(step_start - last[1], current.step_seconds, step_seconds):
+            self.grids.append(Grid(step_start, step, step_seconds, signature, True))
         elif (current.step_seconds, current.meter) != (step_seconds, signature) and not self._full():
             self.grids.append(Grid(step_start, step, step_seconds, signature, False))
 
@@ -92,10 +95,9 @@ class Session:
         return f"improvd-{self.started_at:%Y%m%d-%H%M%S}"
 
 
-def _follows(step: int, start: float, last: tuple[int, float], before: float, now: float) -> bool:
-    """Step ``step`` at ``start`` is the one after ``last``, the step between lasting as steps did or do now."""
-    gap = start - last[1]
-    return step == last[0] + 1 and (abs(gap - before) < before / 2 or abs(gap - now) < now / 2)
+def _in_time(gap: float, before: float, now: float) -> bool:
+    """A step lasted ``gap``: as steps did (``before``) or do now, not a pause."""
+    return abs(gap - before) < before / 2 or abs(gap - now) < now / 2
 
 
 def _variable(value: int) -> bytes:
