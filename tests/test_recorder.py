@@ -277,13 +277,15 @@ def test_a_save_encodes_only_what_came_since_the_last(tmp_path, monkeypatch):
 
     monkeypatch.setattr(recorder._Track, "encode", counted)
     session = Session(start=0.0)
-    writer = Writer(session, tmp_path)
+    looks = []
+    writer = Writer(session, tmp_path, lambda: looks.append(len(encoded)))
     for k in range(1000):
         session.add("player", note_on(k), k * 0.1)
     writer.save()
     session.add("player", note_on(0), 200.0)
     writer.save()
-    assert encoded == [1000, 0, 1, 0]  # player, improvd; then the one new message
+    assert sum(encoded) == 1001 and encoded[-1] == 1  # the 1000, then only the one new message
+    assert len(looks) == len(encoded)  # it looks at the timing thread's next send before each block
     assert len(mido.MidiFile(writer.path).tracks[1]) == 1001 + 1 + 12 + 1  # name, notes, releases, end
 
 

@@ -103,7 +103,8 @@ class Daemon:
         self._stopped: asyncio.Event | None = None
         self._failed = False
         self._background: set[asyncio.Task] = set()
-        self.recorder = Recorder(Path(config.record_dir).expanduser(), time.monotonic()) if config.record_dir else None
+        folder = Path(config.record_dir).expanduser() if config.record_dir else None
+        self.recorder = Recorder(folder, time.monotonic(), self.timing.quiet.keep_off) if folder else None
         self.timing.recording = self.recorder.session if self.recorder else None
         self._recording_dropped = 0  # messages a full session did not keep, as last logged
 
