@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 # Debian packages the tests use: a JACK server for real MIDI ports, a real MQTT broker, FluidSynth for demo audio,
 # systemd-analyze to verify and rate the service unit.
-TEST_DEBS := jackd2 mosquitto mosquitto-clients fluidsynth fluid-soundfont-gm systemd
+TEST_DEBS := jackd2 mosquitto mosquitto-clients fluidsynth fluid-soundfont-gm systemd musescore3
 RUN_ARGS ?=
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 

@@ -113,3 +113,51 @@ def test_a_failing_second_file_leaves_neither(tmp_path, monkeypatch):
     tune.write_text(TUNE)
     assert cli_main(continue_args(tune, tmp_path / "out.mid", "--musicxml", str(tmp_path / "out.musicxml"))) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tune.abc"]
+
+
+@pytest.mark.parametrize("kind", ["fifo", "link", "device"])
+def test_continue_never_replaces_what_is_not_a_regular_file(kind, tmp_path, capsys):
+    """`-o /dev/null` as root used to exit 0 with /dev/null replaced by a regular file (write, then rename over
+    the path); a FIFO or a link is replaced the same way by any user. The device is a null device made in the
+    test's own folder (as root): never the machine's /dev/null, which a bug would replace."""
+    import os
+    import stat
+
+    tune = tmp_path / "tune.abc"
+    tune.write_text(TUNE)
+    if kind == "fifo":
+        target = tmp_path / "pipe.mid"
+        os.mkfifo(target)
+    elif kind == "link":
+        target = tmp_path / "link.mid"
+        (tmp_path / "real.mid").write_bytes(b"keep")
+        target.symlink_to(tmp_path / "real.mid")
+    else:
+        target = tmp_path / "null"
+        try:
+            os.mknod(target, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+        except PermissionError:
+            pytest.skip("making a device node needs root (the FIFO and link cases run for everyone)")
+    before = os.lstat(target)
+    assert cli_main(continue_args(tune, target)) == 1
+    assert "not a regular file" in capsys.readouterr().err
+    after = os.lstat(target)
+    assert (stat.S_IFMT(after.st_mode), after.st_ino) == (stat.S_IFMT(before.st_mode), before.st_ino)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temporary left
+
+
+def test_a_rename_never_replaces_a_device_that_appeared_meanwhile(tmp_path):
+    """The check before the rename, not only before the work: a FIFO made while the file was written stays."""
+    import os
+
+    from improvd.files import NotRegularFile, atomic_write
+
+    target = tmp_path / "out.mid"
+
+    def write(temporary: Path) -> None:
+        temporary.write_bytes(b"MThd")
+        os.mkfifo(target)
+
+    with pytest.raises(NotRegularFile):
+        atomic_write(target, write)
+    assert [p.name for p in tmp_path.iterdir()] == ["out.mid"] and target.is_fifo()

@@ -269,6 +269,10 @@ class Engine:
     def step_seconds(self) -> float:
         return 60.0 / self.settings.bpm / 4
 
+    def open_step(self) -> tuple[int, float]:
+        """The open step's index on the grid and its start time (a recording lays its bars out by them)."""
+        return self._grid.step, self._grid.step_start
+
     def next_boundary(self) -> float:
         """Where the driver's next tick falls: the open step's end (the grid may move when it follows the player)."""
         return self._grid.step_start + self.step_seconds()

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from improvd.core.encoding import HOLD, SONG_END, parse_symbol
+from improvd.core.encoding import HOLD, SONG_END, EncodingError, parse_symbol, tonic_pitch_class
 
 # Aarden-Essen key profiles (as in music21.analysis.discrete.AardenEssen), index 0 = tonic.
 MAJOR_PROFILE = np.array(
@@ -57,11 +57,33 @@ def _key_scores(weights: np.ndarray) -> np.ndarray:
 
 def estimate_key(symbols: Sequence[str]) -> tuple[str, str]:
     """(tonic, mode) of the melody in ``symbols``; C major when there are no notes."""
-    weights = pitch_class_weights(symbols)
-    if not weights.any():
+    return key_of_weights(pitch_class_weights(symbols))
+
+
+def key_of_weights(weights: np.ndarray) -> tuple[str, str]:
+    """(tonic, mode) that best fits ``weights`` (time per pitch class, C first); C major when all are 0."""
+    if not np.any(weights):
         return "C", "major"
-    best = int(np.argmax(_key_scores(weights)))
+    best = int(np.argmax(_key_scores(np.asarray(weights, float))))
     return TONIC_NAMES[best % 12], "major" if best < 12 else "minor"
+
+
+_MAJOR_BY_SHARPS = ("Gb", "Db", "Ab", "Eb", "Bb", "F", "C", "G", "D", "A", "E", "B", "F#")  # -6 .. 6
+_MINOR_BY_SHARPS = ("Ebm", "Bbm", "Fm", "Cm", "Gm", "Dm", "Am", "Em", "Bm", "F#m", "C#m", "G#m", "D#m")
+
+
+def signature_sharps(tonic: str, mode: str) -> int:
+    """Sharps (negative: flats) of the key signature of ``tonic`` ``mode`` (major or minor), -6..6: the
+    enharmonic key with fewer accidentals (A-sharp major is written B-flat major; F-sharp major keeps 6 sharps)."""
+    major = (tonic_pitch_class(tonic) + (3 if mode == "minor" else 0)) % 12
+    sharps = major * 7 % 12
+    return sharps - 12 if sharps > 6 else sharps
+
+
+def midi_key_name(tonic: str, mode: str) -> str:
+    """The key as a MIDI key_signature meta message names it (mido: ``"Bb"``, ``"F#m"``)."""
+    names = _MINOR_BY_SHARPS if mode == "minor" else _MAJOR_BY_SHARPS
+    return names[signature_sharps(tonic, mode) + 6]
 
 
 WHITE_KEYS = frozenset({0, 2, 4, 5, 7, 9, 11})  # C major's diatonic collection
@@ -95,7 +117,6 @@ MODE_DEGREES = {  # a mode's tonic, in semitones above the major tonic of its di
     "aeolian": 9,
     "locrian": 11,
 }
-_LETTERS = {"c": 0, "d": 2, "e": 4, "f": 5, "g": 7, "a": 9, "b": 11}
 KEY_TEXT = 'a tonic and a mode such as "G minor", "D dorian", "Bb major" or "F# mixolydian"'
 
 
@@ -103,14 +124,13 @@ def parse_key(text: str) -> tuple[int, str] | None:
     """(tonic pitch class, mode) of a key named as "G minor", "Bb major", "f# Dorian", "E-" (major); None if it
     names none. A flat is ``b`` or ``-``, a sharp ``#``."""
     words = text.strip().lower().split()
-    if not 1 <= len(words) <= 2 or not words[0] or words[0][0] not in _LETTERS:
-        return None
     mode = words[1] if len(words) == 2 else "major"
-    accidentals = words[0][1:]
-    if mode not in MODE_DEGREES or accidentals not in ("", "b", "-", "#"):
+    if not 1 <= len(words) <= 2 or len(words[0]) > 2 or mode not in MODE_DEGREES:
         return None
-    tonic = _LETTERS[words[0][0]] + {"": 0, "b": -1, "-": -1, "#": 1}[accidentals]
-    return tonic % 12, mode
+    try:
+        return tonic_pitch_class(words[0]), mode
+    except EncodingError:
+        return None
 
 
 def key_name(tonic: int, mode: str) -> str:

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from improvd import __version__
+from improvd.core.grid import parse_meter
 from improvd.core.model import Model, ModelError
 from improvd.daemon import config as configuration
 from improvd.daemon.config import Config, ConfigError
@@ -107,7 +108,8 @@ class Daemon:
         self._stopped: asyncio.Event | None = None
         self._failed = False
         self._background: set[asyncio.Task] = set()
-        self.recorder = Recorder(Path(config.record_dir).expanduser(), time.monotonic()) if config.record_dir else None
+        folder = Path(config.record_dir).expanduser() if config.record_dir else None
+        self.recorder = Recorder(folder, time.monotonic(), self.timing.quiet.keep_off) if folder else None
         self.timing.recording = self.recorder.session if self.recorder else None
         self._recording_dropped = 0  # messages a full session did not keep, as last logged
 
@@ -228,12 +230,12 @@ class Daemon:
             if self.controller.control_plane is not None:
                 self.controller.control_plane.request_stop()
             mqtt_task.cancel()  # it says offline while the timing thread releases the notes
+        for task in tasks:
+            task.cancel()  # the port watcher must not take the timing thread's stop for a failure
         await off_loop(self.timing.stop)  # releases every sounding note on the output
         alive = self.timing.is_alive()
         if self.recorder is not None:
             await self._save_recording(rotate=False)
-        for task in tasks:
-            task.cancel()
         if mqtt_task is not None:
             await asyncio.wait([mqtt_task], timeout=STOP_GRACE)
         closer = threading.Thread(target=self.ports.close, name="improvd-close", daemon=True)
@@ -320,26 +322,24 @@ class Daemon:
             await self._save_recording(rotate=self.recorder.due(time.monotonic()))
 
     async def _save_recording(self, rotate: bool) -> None:
-        """Write the session being recorded (and start a new one when ``rotate``); a failure is one error line."""
-        session = self.recorder.session
+        """Write what changed of the sessions recorded (and start a new one when ``rotate``); a failure is one
+        error line."""
         if rotate:
             self.recorder.rotate(self.engine.bar_line(time.monotonic()))  # the new file's bar 1 is a bar line
             self.timing.recording = self.recorder.session
-        if not len(session):
-            return
+        settings = self.engine.settings
         try:
-            settings = self.engine.settings
-            meter = tuple(int(part) for part in settings.meter.split("/"))
-            path = await off_loop(session.write, self.recorder.folder, settings.bpm, meter)
+            await off_loop(self.recorder.save, settings.bpm, parse_meter(settings.meter))
         except (OSError, TimeoutError) as error:
             log.error("recording not written: %s", error)
             self.controller.event("error", {"reason": f"recording not written: {error}"})
             return
-        if path != self.controller.recording:
+        path, session = self.recorder.path, self.recorder.session
+        if path is not None and path != self.controller.recording:
             self.controller.recording = path
             log.info("recording to %s", path)
             self.controller.event("recording", {"file": path.name})
-        if session.dropped and session.dropped != self._recording_dropped:
+        if path is not None and session.dropped and session.dropped != self._recording_dropped:
             self._recording_dropped = session.dropped
             log.warning("recording %s is full: %d messages not kept", path.name, session.dropped)
 

@@ -336,6 +336,12 @@ class TimingThread(threading.Thread):
         if self.recording is not None:
             self.recording.start = origin
 
+    def _record_grid(self) -> None:
+        """The grid after a boundary, for the session being recorded (its tempo map and bars)."""
+        if self.recording is not None:
+            step, start = self.engine.open_step()
+            self.recording.grid(step, start, self.engine.step_seconds(), self.engine.settings.meter)
+
     def _record(self, timed: Any) -> None:
         """Keep improvd's own messages in the session being recorded (the player's were kept as they came)."""
         if self.recording is not None and timed.source == "improvd":
@@ -352,6 +358,7 @@ class TimingThread(threading.Thread):
             self._drain(self.engine.next_due())
         boundary = self.internal.next_boundary
         self.engine.tick(boundary)
+        self._record_grid()
         step = self.engine.step_seconds()
         self.internal.advance(self.engine.next_boundary())
         if self.clock_out:
@@ -414,6 +421,7 @@ class TimingThread(threading.Thread):
             elif action.name == "tick":
                 self._follow_tempo()
                 self.engine.tick(action.time)
+                self._record_grid()
             else:
                 self._send_now(self.engine.stop(action.time))
         self._events()

@@ -20,7 +20,7 @@ from music21 import chord, meter, stream, tempo
 
 from improvd.core.notes import PlayedNote
 from improvd.core.schema import BY_NAME
-from improvd.offline.notation import ScoreError, melody_of, read_score
+from improvd.offline.notation import ScoreError, melody_of, read_score, signature_key
 
 MIDI_SUFFIXES = (".mid", ".midi")
 NOTATION_SUFFIXES = (".abc", ".krn", ".musicxml", ".mxl", ".xml")
@@ -121,7 +121,7 @@ def _midi_call(path: Path, bpm: float | None) -> Call:
         raise CallError(f"{path}: not a readable MIDI file ({type(error).__name__}: {error})") from None
     if midi.ticks_per_beat <= 0:  # mido reads the header's division signed: SMPTE frames are negative
         raise CallError(f"{path}: SMPTE timing (frames per second) is not supported; save it in ticks per quarter")
-    file_bpm, signature, notes = DEFAULT_BPM, (4, 4), []
+    file_bpm, signature, notes, file_key = DEFAULT_BPM, (4, 4), [], None
     sounding: dict[tuple[int, int], tuple[float, int]] = {}
     now, tempo_seen, meter_seen = 0.0, False, False
     for message in events:
@@ -130,6 +130,8 @@ def _midi_call(path: Path, bpm: float | None) -> Call:
             file_bpm, tempo_seen = mido.tempo2bpm(message.tempo), True
         elif message.type == "time_signature" and not meter_seen:
             signature, meter_seen = (message.numerator, message.denominator), True
+        elif message.type == "key_signature" and file_key is None:
+            file_key = (message.key.rstrip("m").replace("b", "-"), "minor" if message.key.endswith("m") else "major")
         elif message.type in ("note_on", "note_off") and message.channel != DRUM_CHANNEL:
             key = (message.channel, message.note)
             if key in sounding:
@@ -143,7 +145,7 @@ def _midi_call(path: Path, bpm: float | None) -> Call:
     scale = file_bpm / bpm if bpm else 1.0  # stretched first: the chord window is in seconds as played
     notes = [replace(n, start=n.start * scale, end=n.end * scale) for n in notes if n.end > n.start]
     _refuse_chords([n.start for n in notes], path, CHORD_WINDOW)
-    return Call(top_line(notes), bpm or file_bpm, signature, 0, path.stem)
+    return Call(top_line(notes), bpm or file_bpm, signature, 0, path.stem, file_key)
 
 
 def top_line(notes: list[PlayedNote]) -> list[PlayedNote]:
@@ -210,7 +212,7 @@ def call_from_score(score: stream.Stream, bpm: float | None, where: str, title: 
         position += item.quarter_length
     if score.metadata and score.metadata.title:
         title = readable(score.metadata.title)
-    return Call(notes, bpm, signature, bar_steps if pickup else 0, title)
+    return Call(notes, bpm, signature, bar_steps if pickup else 0, title, signature_key(part))
 
 
 def _score_bpm(score: stream.Stream) -> float:

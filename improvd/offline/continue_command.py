@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import random
 import sys
+import tempfile
 from pathlib import Path
 
 from improvd.core.engine import Engine, Settings
@@ -15,9 +16,10 @@ from improvd.core.grid import parse_meter
 from improvd.core.model import DEFAULT_MODEL_DIR, Model, ModelError, load_model
 from improvd.core.schema import BY_NAME
 from improvd.core.simulate import OfflineError, Performance, perform
-from improvd.files import write_all
-from improvd.offline import audio
+from improvd.files import check_target, write_all
+from improvd.offline import audio, render
 from improvd.offline.call_reader import Call, CallError, read_call
+from improvd.offline.engraving import Heading, melody_key
 from improvd.offline.writers import grid_melody, write_midi, write_musicxml
 
 DEFAULT_BARS = 4
@@ -70,6 +72,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--bpm", type=float, help="tempo of the call in quarter notes a minute (default: the file's, else 120)"
     )
     parser.add_argument("--musicxml", type=Path, help="also write call and response as a MusicXML score")
+    parser.add_argument(
+        "--score",
+        type=Path,
+        help=f"also draw the score as a picture, {' or '.join(render.SUFFIXES)}, with MuseScore "
+        f"(Debian: {render.PACKAGE})",
+    )
 
 
 def length_settings(call: Call, steps: int | None, bars: int | None) -> dict:
@@ -103,26 +111,32 @@ def is_audio(path: Path) -> bool:
     return path.suffix.lower() == ".wav"
 
 
-def check_outputs(source: Path, outputs: list[Path]) -> None:
-    """Refuse outputs that cannot be written as files, or would overwrite the input or each other, and a WAV
-    where FluidSynth or a SoundFont is missing."""
+def check_outputs(source: Path, outputs: list[Path], score: Path | None = None) -> None:
+    """Refuse outputs that cannot be written as files, or would overwrite the input or each other, a WAV where
+    FluidSynth or a SoundFont is missing, and a score picture where MuseScore is."""
     why_not = audio.missing() if any(is_audio(path) for path in outputs) else None
     if why_not:
         raise UsageError(f"{outputs[0]}: cannot render a WAV: {why_not}; or give a .mid file")
+    if score is not None:
+        render.check_suffix(score)
+        if render.missing():
+            raise UsageError(f"{score}: cannot draw the score: {render.missing()}")
+        outputs = [*outputs, score]
     for path in outputs:
         if not path.parent.is_dir():
             raise UsageError(f"{path}: the folder {path.parent} does not exist")
         if path.is_dir():
             raise UsageError(f"{path}: is a folder; give a file name")
+        check_target(path)  # /dev/null, a FIFO or a link is never replaced by the output
         if path.exists() and source.exists() and path.samefile(source):
             raise UsageError(f"{path}: is the input file; give another name for the output")
     if len({path.resolve() for path in outputs}) < len(outputs):
-        raise UsageError(f"{outputs[0]}: the MIDI and MusicXML outputs must be two different files")
+        raise UsageError(f"{outputs[0]}: the outputs must be different files")
 
 
 def main(args: argparse.Namespace) -> int:
     try:
-        check_outputs(args.input, [path for path in (args.output, args.musicxml) if path is not None])
+        check_outputs(args.input, [path for path in (args.output, args.musicxml) if path is not None], args.score)
         call = read_call(args.input, args.bpm)
         length = length_settings(call, args.steps, args.bars)
         model = load_model(args.model)
@@ -131,31 +145,36 @@ def main(args: argparse.Namespace) -> int:
         performance = respond(call, model, settings, seed)
 
         def midi(path: Path) -> Path:
-            return write_midi(path, call.notes, performance.response, call.bpm, call.time_signature, call.title)
+            return write_midi(
+                path, call.notes, performance.response, call.bpm, call.time_signature, call.title, call_key(call)
+            )
 
         writes = [(args.output, audio.audio_writer(midi) if is_audio(args.output) else midi)]
         if args.musicxml:
             writes.append((args.musicxml, lambda p: write_score(p, call, performance, settings.gate)))
-        write_all(writes)  # both files or neither
-    except (CallError, ModelError, OfflineError, audio.RenderError, ValueError, OSError) as error:
+        with tempfile.TemporaryDirectory(prefix="improvd-score-") as folder:
+            if args.score:
+                drawn = write_score(Path(folder) / "score.musicxml", call, performance, settings.gate)
+                writes += render.drawings(drawn, args.score, Path(folder))
+            write_all(writes)  # every file or none
+    except (CallError, ModelError, OfflineError, audio.RenderError, render.RenderError, ValueError, OSError) as error:
         print(f"improvd continue: error: {error}", file=sys.stderr)
         return 1
     print(
         f"{args.input}: call of {len(call.notes)} notes at {call.bpm:g} bpm, answered with "
         f"{len(performance.response)} notes by {model.name} (seed {seed}) -> {args.output}"
-        + (f", {args.musicxml}" if args.musicxml else "")
+        + "".join(f", {path}" for path, _ in writes[1:])
     )
     return 0
 
 
+def call_key(call: Call) -> tuple[str, str]:
+    """The call's key: the file's own, else (or when its notes do not fit it) the key improvd estimates."""
+    return melody_key(grid_melody(call.notes, call.step_seconds), call.key)
+
+
 def write_score(path: Path, call: Call, performance: Performance, gate: float) -> Path:
-    """Call and response on the sixteenth grid as a two-part MusicXML score."""
+    """Call and response on the sixteenth grid as a MusicXML score of one staff, in the call's key."""
     step = call.step_seconds
-    numerator, denominator = call.time_signature
-    return write_musicxml(
-        path,
-        grid_melody(call.notes, step),
-        grid_melody(performance.response, step, gate),
-        f"{numerator}/{denominator}",
-        call.title,
-    )
+    heading = Heading(call.title, call.time_signature, call_key(call), call.bpm)
+    return write_musicxml(path, grid_melody(call.notes, step), grid_melody(performance.response, step, gate), heading)

@@ -3,7 +3,7 @@
 The tune comes from the Essen collection inside music21; by default the demo
 tune named in the model's card, else DEMO_TUNE when the card lists it among
 the tunes the model never trained on (or lists none), else the first of those.
-Writes demo.mid, demo.musicxml, demo.png and, when FluidSynth and a General
+Writes demo.mid, demo.musicxml, demo.png, demo.score.png when MuseScore is installed and, when FluidSynth and a General
 MIDI SoundFont are installed, demo.wav.
 """
 
@@ -17,12 +17,12 @@ from improvd.core.engine import Settings
 from improvd.core.model import DEFAULT_MODEL_DIR, Model, ModelError, load_model
 from improvd.core.schema import BY_NAME
 from improvd.core.simulate import OfflineError, Performance
-from improvd.offline import audio
+from improvd.offline import audio, render
 from improvd.offline.call_reader import Call, CallError, call_from_score
-from improvd.offline.continue_command import respond, write_score
-from improvd.offline.notation import ScoreError, analyse_key, essen_tune, score_from_melody
+from improvd.offline.continue_command import call_key, respond, write_score
+from improvd.offline.notation import ScoreError, essen_tune
 from improvd.offline.pianoroll import PianoRollUnavailable, draw_piano_roll
-from improvd.offline.writers import grid_melody, write_midi
+from improvd.offline.writers import write_midi
 
 DEMO_TUNE = "erk10#112"  # "Es liegt ein Schloss in Oesterreich": in the shipped model's test split (models/README.md)
 CALL_BARS = 4
@@ -70,7 +70,7 @@ def main(args: argparse.Namespace) -> int:
         performance = respond(call, model, settings, args.seed)
         args.out.mkdir(parents=True, exist_ok=True)
         lines = write_all(args.out, call, performance, settings.gate, f"{ident} {call.title}".strip())
-    except (CallError, ScoreError, ModelError, OfflineError, ValueError, OSError) as error:
+    except (CallError, ScoreError, ModelError, OfflineError, render.RenderError, ValueError, OSError) as error:
         print(f"improvd demo: error: {error}", file=sys.stderr)
         return 1
     print(
@@ -83,10 +83,11 @@ def main(args: argparse.Namespace) -> int:
 
 def write_all(folder: Path, call: Call, performance: Performance, gate: float, title: str) -> list[str]:
     """The four files; one line per file saying what it is (or why audio was skipped)."""
-    midi = write_midi(folder / "demo.mid", call.notes, performance.response, call.bpm, call.time_signature, title)
+    tonic, mode = call_key(call)
+    midi = write_midi(
+        folder / "demo.mid", call.notes, performance.response, call.bpm, call.time_signature, title, (tonic, mode)
+    )
     score = write_score(folder / "demo.musicxml", call, performance, gate)
-    melody = grid_melody(call.notes, call.step_seconds) + grid_melody(performance.response, call.step_seconds, gate)
-    tonic, mode = analyse_key(score_from_melody(melody))
     tonic = tonic.replace("-", "♭")  # music21 writes B- for B flat
     bar_seconds = call.steps_per_bar * call.step_seconds
     end = max(n.end for n in call.notes + performance.response)
@@ -96,6 +97,10 @@ def write_all(folder: Path, call: Call, performance: Performance, gate: float, t
         f"  {midi}  MIDI: call and response on tracks of their own",
         f"  {score}  MusicXML: opens in MuseScore",
     ]
+    if render.missing():
+        lines.append(f"  score picture skipped: {render.missing()}")
+    else:
+        lines.append(f"  {render.render(score, folder / 'demo.score.png')[0]}  the score as MuseScore draws it")
     try:
         picture = draw_piano_roll(
             folder / "demo.png", call.notes, performance.response, call.bpm, bar_lines, f"{title} — key {tonic} {mode}"

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-from music21 import chord, converter, corpus, key, note, stream
+from music21 import chord, converter, corpus, key, stream
 
 from improvd.core.encoding import Note
 
@@ -160,19 +160,23 @@ def key_of(score: stream.Stream) -> tuple[str, str]:
     return analyse_key(score)
 
 
+def signature_key(score: stream.Stream) -> tuple[str, str] | None:
+    """(tonic, mode) of the score's first key signature, None without one. A signature with no major or minor
+    mode (a bare signature, or Dorian) is the major key of its signature or its relative minor, whichever
+    music21's analysis of the score prefers."""
+    found = next(iter(score.recurse().getElementsByClass(key.KeySignature)), None)
+    if found is None:
+        return None
+    if isinstance(found, key.Key) and found.mode in ("major", "minor"):
+        return found.tonic.name, found.mode
+    minor = found.asKey("minor")
+    tonic, mode = analyse_key(score)
+    if (tonic, mode) == (minor.tonic.name, "minor"):
+        return tonic, mode
+    return found.asKey("major").tonic.name, "major"
+
+
 def analyse_key(score: stream.Stream) -> tuple[str, str]:
     """music21's Krumhansl-Schmuckler style key analysis; (tonic, mode)."""
     estimate = score.analyze("key")
     return estimate.tonic.name, estimate.mode
-
-
-def score_from_melody(melody: list[Note], title: str | None = None) -> stream.Part:
-    """A music21 part for a melody (for writing MusicXML and for key analysis)."""
-    part = stream.Part()
-    if title:
-        part.partName = title
-    for item in melody:
-        element = note.Rest() if item.pitch is None else note.Note(item.pitch)
-        element.quarterLength = item.quarter_length
-        part.append(element)
-    return part

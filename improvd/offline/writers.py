@@ -1,4 +1,5 @@
-"""Call and response to files: a MIDI file (one named track each) and a MusicXML score (one part each).
+"""Call and response to files: a MIDI file (one named track each; tempo, metre and key meta messages) and a
+MusicXML score (one staff, the answer following the call: improvd.offline.engraving).
 
 Every file is written to a temporary name beside the target and renamed into
 place, so a failure never leaves a half-written file. The MIDI bytes depend only
@@ -10,11 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import mido
-from music21 import instrument, metadata, meter, note, stream
 
 from improvd.core.encoding import Note
+from improvd.core.keys import midi_key_name
 from improvd.core.notes import PlayedNote
 from improvd.files import atomic_write
+from improvd.offline.engraving import Heading, score
 
 TICKS_PER_BEAT = 480
 CALL_TRACK, RESPONSE_TRACK = "Call", "Response (improvd)"
@@ -54,8 +56,10 @@ def write_midi(
     bpm: float,
     time_signature: tuple[int, int] = (4, 4),
     title: str = "",
+    key: tuple[str, str] = ("C", "major"),
 ) -> Path:
-    """A type 1 MIDI file: a tempo track, then the call and the response on tracks of their own."""
+    """A type 1 MIDI file: a tempo track (title, tempo, time and key signature), then the call and the response on
+    tracks of their own."""
     midi = mido.MidiFile(type=1, ticks_per_beat=TICKS_PER_BEAT)
     numerator, denominator = time_signature
     midi.tracks.append(
@@ -64,6 +68,7 @@ def write_midi(
                 mido.MetaMessage("track_name", name=title or "improvd"),
                 mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm)),
                 mido.MetaMessage("time_signature", numerator=numerator, denominator=denominator),
+                mido.MetaMessage("key_signature", key=midi_key_name(*key)),
             ]
         )
     )
@@ -93,24 +98,7 @@ def grid_melody(notes: list[PlayedNote], step_seconds: float, gate: float = 1.0)
     return melody
 
 
-def _part(name: str, melody: list[Note], program: int, signature: str) -> stream.Part:
-    part = stream.Part()
-    part.partName = name
-    part.insert(0, instrument.instrumentFromMidiProgram(program))
-    part.insert(0, meter.TimeSignature(signature))
-    for item in melody:
-        element = note.Rest() if item.pitch is None else note.Note(item.pitch)
-        element.quarterLength = item.quarter_length
-        part.append(element)
-    return part
-
-
-def write_musicxml(
-    path: str | Path, call: list[Note], response: list[Note], signature: str = "4/4", title: str = ""
-) -> Path:
-    """A score with the call and the response as two parts, aligned in time (both melodies start at step 0)."""
-    score = stream.Score()
-    score.insert(0, metadata.Metadata(title=title or "improvd", composer="improvd"))
-    score.insert(0, _part(CALL_TRACK, call, CALL_PROGRAM, signature))
-    score.insert(0, _part(RESPONSE_TRACK, response, RESPONSE_PROGRAM, signature))
-    return atomic_write(path, lambda temporary: score.makeNotation().write("musicxml", fp=temporary))
+def write_musicxml(path: str | Path, call: list[Note], response: list[Note], heading: Heading) -> Path:
+    """A score of one staff: the call, then the response (both melodies count from step 0), as ``heading`` says."""
+    made = score(call, response, heading)
+    return atomic_write(path, lambda temporary: made.write("musicxml", fp=temporary))
