@@ -46,7 +46,9 @@ def test_a_real_essen_call_through_the_engine(tiny_model_dir):
     tests = as_played.test_calls(["kinder0#1", "kinder0#2", "kinder0#3"])
     assert tests and all(len(t.call.notes) and t.real for t in tests)
     model = load_model(tiny_model_dir)
-    report = as_played.report(tests, {"model": lambda settings, seed: Engine(model, settings, seed=seed)}, 2)
+    answered = as_played.answers(tests, lambda settings, seed: Engine(model, settings, seed=seed), 2)
+    assert [a.notes for a in answered[0]] != [a.notes for a in answered[1]]  # each seed draws its own
+    report = as_played.report(tests, {"model": answered})
     assert set(report) == {"model", "real"}
     for test in tests:  # the real bars start on bar 5's line
         assert min(n.start for n in test.real) >= (test.call.bar_start_step + 4 * test.call.steps_per_bar) * STEP - 1e-6

@@ -12,6 +12,7 @@ pytest.importorskip("keras")
 from improvd.core.encoding import SPECIAL_SYMBOLS
 from improvd.core.model import load_model
 from improvd.core.runtime import LSTMRuntime
+from training import twosample
 from training.cli import main
 
 pytestmark = pytest.mark.train
@@ -75,6 +76,13 @@ def test_evaluate_prints_every_field(tiny_run, capsys):
         for key in AS_PLAYED:
             assert 0 <= played[name][key] <= 1, (name, key)
     assert played["model"]["key_signature_agreement"] >= 0 and "key_signature_agreement" not in played["real"]
+    test = report["two_sample"]
+    assert test["setup"]["calls"] == played["setup"]["calls"]
+    for name in ("model", "lstm_alone", "baseline", "temperature_2", "two_seeds"):
+        found = test[name] if name in test else test["controls"][name]
+        assert 0 <= found["balanced_accuracy"] <= 1 and 0 <= found["auc"] <= 1, name
+        assert found["ci95"][0] <= found["balanced_accuracy"] <= found["ci95"][1], name
+        assert found["separating"] and all(f["feature"] in twosample.FEATURES for f in found["separating"])
 
 
 def test_export_of_a_run_folder(tiny_run):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training import twosample
+from training import as_played, twosample
 from training.twosample import Line, features
 
 CALL = Line(
@@ -83,6 +83,6 @@ def test_auc_counts_pairs_and_ties():
 
 
 def test_each_call_has_a_seed_of_its_own():
-    seeds = {twosample.seed_of(f"erk5#{k}", 1) for k in range(100)}
-    assert len(seeds) == 100 and twosample.seed_of("erk5#1", 1) != twosample.seed_of("erk5#1", 2)
-    assert twosample.seed_of("erk5#1", 1) == twosample.seed_of("erk5#1", 1)
+    seeds = {as_played.seed_of(f"erk5#{k}", 1) for k in range(100)}
+    assert len(seeds) == 100 and as_played.seed_of("erk5#1", 1) != as_played.seed_of("erk5#1", 2)
+    assert as_played.seed_of("erk5#1", 1) == as_played.seed_of("erk5#1", 1)

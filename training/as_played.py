@@ -23,6 +23,7 @@ The real bars get the same figures, so each is read beside what folk tunes do.
 from __future__ import annotations
 
 import contextlib
+import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -128,16 +129,26 @@ def real(test: CallCase) -> Continuation:
     return Continuation(test.real, test.call.bar_start_step + CALL_BARS * test.call.steps_per_bar)
 
 
-def report(tests: list[CallCase], makers: dict[str, EngineMaker], seeds: int, temperature: float = 1.0) -> dict:
-    """Figures for each engine of ``makers`` (name -> maker) and for the real bars; ``seeds`` answers a call."""
+def seed_of(ident: str, salt: int) -> int:
+    """A seed of the call ``ident``'s own, another for each ``salt``: one seed for every call would draw the same
+    random numbers at each call, which biases a whole set of answers alike."""
+    return zlib.crc32(f"{salt}:{ident}".encode())
+
+
+def answers(tests: list[CallCase], make: EngineMaker, seeds: int, temperature: float = 1.0) -> list[list[Continuation]]:
+    """``seeds`` answers to each call of ``tests``, by seed: each call answered with seeds of its own."""
+    return [[answer(t, make, seed_of(t.ident, seed), temperature) for t in tests] for seed in range(seeds)]
+
+
+def report(tests: list[CallCase], answered: dict[str, list[list[Continuation]]]) -> dict:
+    """Figures for each system of ``answered`` (name -> its answers by seed, as ``answers`` gives them) and for
+    the real bars."""
+    seeds = len(next(iter(answered.values())))
     runs = [test for _ in range(seeds) for test in tests]
     reals = figures(runs, [real(test) for test in runs])
     result: dict = {}
-    for name, make in makers.items():
-        answers = [
-            answer(t, make, seed * 100_003 + k, temperature) for seed in range(seeds) for k, t in enumerate(tests)
-        ]
-        played = figures(runs, answers)
+    for name, by_seed in answered.items():
+        played = figures(runs, [continuation for seed in by_seed for continuation in seed])
         played["onset_position_overlap"] = _overlaps(played.pop("histograms"), reals["histograms"], runs, seeds)
         result[name] = played
     reals.pop("histograms")

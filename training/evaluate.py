@@ -156,33 +156,33 @@ def engine_makers(model: Model, ngram: NGram) -> dict[str, as_played.EngineMaker
     }
 
 
-def as_played_report(makers: dict[str, as_played.EngineMaker], tests: list[as_played.CallCase], seeds: int) -> dict:
-    """Continuations through the engine (training.as_played) of the calls ``tests`` by each system of ``makers``."""
-    figures = as_played.report(tests, makers, seeds)
+def continuations_report(model: Model, ngram: NGram, tests: list[as_played.CallCase], seeds: int, say) -> dict:
+    """The as-played figures (training.as_played) and the two-sample test (training.twosample) of each system of
+    ``engine_makers`` on the calls ``tests``; both read the same answers, each call answered with seeds of its own
+    (the model as the daemon runs it with at least two, for the two-sample test's null check)."""
+    makers = engine_makers(model, ngram)
+    say(f"as played: {len(tests)} calls x {seeds} seeds through the engine, for each system")
+    answered = {name: as_played.answers(tests, make, seeds) for name, make in makers.items()}
+    null = answered["model"][1] if seeds > 1 else as_played.answers(tests, makers["model"], 2)[1]
+    say("two-sample test: the controls at temperature 2")
+    control = as_played.answers(tests, makers["model"], 1, temperature=2.0)[0]
     setup = {"calls": len(tests), "seeds": seeds, "temperature": 1.0, "call_bars": as_played.CALL_BARS}
     setup["note"] = (
         "the first 4 bars of each test tune of 8+ bars played to the engine; the answer's 4 bars beside bars 5-8"
     )
-    return {"setup": setup, **figures}
-
-
-def two_sample_report(makers: dict[str, as_played.EngineMaker], tests: list[as_played.CallCase]) -> dict:
-    """The two-sample test (training.twosample) of each system of ``makers`` on the calls ``tests``, with its
-    controls: the first system at temperature 2, and the first system with two seeds."""
-
-    def answerer(make: as_played.EngineMaker, temperature: float = 1.0) -> twosample.Answerer:
-        return lambda case, seed: as_played.answer(case, make, seed, temperature)
-
-    systems = {name: answerer(make) for name, make in makers.items()}
-    found = twosample.report(tests, systems, answerer(next(iter(makers.values())), 2.0))
-    setup = {
+    first = {name: by_seed[0] for name, by_seed in answered.items()}
+    test = {
         "calls": len(tests),
         "features": len(twosample.FEATURES),
         "classifier": f"logistic regression (L2 {twosample.PENALTY}), {twosample.FOLDS} folds by tune",
-        "note": "the tune's real bars 5-8 against each system's 4-bar answer to bars 1-4, each call with a seed of"
-        " its own; 0.5 means the classifier cannot tell them apart",
+        "note": "the tune's real bars 5-8 against each system's 4-bar answer to bars 1-4 (its first seed); 0.5 means"
+        " the classifier cannot tell them apart; controls: the model at temperature 2 against the real bars, and"
+        " the model's answers with two seeds against each other",
     }
-    return {"setup": setup, **found}
+    return {
+        "as_played": {"setup": setup, **as_played.report(tests, answered)},
+        "two_sample": {"setup": test, **twosample.report(tests, first, null, control)},
+    }
 
 
 def evaluate(
@@ -225,11 +225,7 @@ def evaluate(
     }
     if test_idents is not None:
         tests = as_played.test_calls(test_idents)[:max_continuations]
-        makers = engine_makers(model, ngram)
-        say(f"as played: {len(tests)} calls x {seeds} seeds through the engine")
-        report["as_played"] = as_played_report(makers, tests, seeds)
-        say(f"two-sample test: {len(tests)} calls, each answered by every system and the controls")
-        report["two_sample"] = two_sample_report(makers, tests)
+        report |= continuations_report(model, ngram, tests, seeds, say)
     return report
 
 

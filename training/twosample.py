@@ -13,15 +13,12 @@ bars and its answer always fall in the same fold), and predicts each held-out co
 
 The same classifier gives two controls: a system's answers at temperature 2 against the real bars (the test
 has power when it tells them apart) and two sets of answers of one system, each call with other seeds (the
-null: it must not tell them apart). Each call is answered with a seed of its own (``seed_of``): one seed for
-every call draws the same random numbers at each call, which biases a whole set of answers alike.
+null: it must not tell them apart). Each call is answered with a seed of its own (training.as_played.seed_of).
 """
 
 from __future__ import annotations
 
 import itertools
-import zlib
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +26,7 @@ import numpy as np
 from improvd.core.grid import strong_positions
 from improvd.core.touch import beat_steps
 
+from . import as_played
 from .as_played import CALL_BARS, CallCase, Continuation
 
 FOLDS = 5
@@ -279,34 +277,25 @@ def separating(first: np.ndarray, second: np.ndarray, count: int = SEPARATING) -
     ]
 
 
-def seed_of(ident: str, salt: int) -> int:
-    """A seed of the call ``ident``'s own, different for each ``salt``."""
-    return zlib.crc32(f"{salt}:{ident}".encode())
-
-
-Answerer = Callable[[CallCase, int], Continuation]
-
-
-def report(tests: list[CallCase], systems: dict[str, Answerer], control: Answerer) -> dict:
-    """The test for each system of ``systems`` (name -> answer(case, seed)) against the real bars 5-8, and the two
-    controls on ``control`` (a system answering at temperature 2) and on the first system (two seeds)."""
+def report(
+    tests: list[CallCase],
+    answered: dict[str, list[Continuation]],
+    null: list[Continuation],
+    control: list[Continuation],
+) -> dict:
+    """The test for each system of ``answered`` (name -> one answer to each call of ``tests``) against the real
+    bars 5-8, and the controls: ``control`` (answers at temperature 2) against the real bars, and ``null`` (the
+    first system's answers with other seeds) against the first system's."""
     groups = [t.ident for t in tests]
-    real = np.array(
-        [describe(t, Continuation(t.real, t.call.bar_start_step + CALL_BARS * t.call.steps_per_bar)) for t in tests]
-    )
 
-    def answers(answer: Answerer, salt: int) -> np.ndarray:
-        return np.array([describe(t, answer(t, seed_of(t.ident, salt))) for t in tests])
+    def described(continuations: list[Continuation]) -> np.ndarray:
+        return np.array([describe(t, c) for t, c in zip(tests, continuations, strict=True)])
 
-    found: dict = {}
-    first = None
-    for name, answer in systems.items():
-        vectors = answers(answer, 1)
-        first = vectors if first is None else first
-        found[name] = compare(real, vectors, groups)
-    main = next(iter(systems.values()))
+    real = described([as_played.real(t) for t in tests])
+    found = {name: compare(real, described(c), groups) for name, c in answered.items()}
+    first = described(next(iter(answered.values())))
     found["controls"] = {
-        "temperature_2": compare(real, answers(control, 1), groups),
-        "two_seeds": compare(first, answers(main, 2), groups),
+        "temperature_2": compare(real, described(control), groups),
+        "two_seeds": compare(first, described(null), groups),
     }
     return found
