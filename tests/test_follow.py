@@ -117,3 +117,26 @@ def test_the_followed_call_is_heard_as_the_tune_is_written(model):
     fixed = Engine(model, Settings(bpm=96, min_call_steps=4, buffer_steps=256, phrase_end_steps=16), seed=2)
     follow(fixed, notes, notes[-1][1] + 16 * 60 / 84 / 4 + 0.05)
     assert fixed._buffer.last_note_symbols()[:60] != expected[:60]
+
+
+def test_a_long_call_is_followed_from_its_last_notes_only(model, monkeypatch):
+    """A 2,200-note call: the tempo fit took 116 ms on the timing thread and sends went out up to 197 ms late.
+    The phrase end now replays the call's last HEARD_MESSAGES messages and fits the last MAX_ONSETS onsets."""
+    from improvd.core import engine as engine_module
+    from improvd.core import tempo
+
+    fitted, replayed = [], []
+    original_fit, original_regrid = tempo._fit, engine_module.regrid
+    monkeypatch.setattr(tempo, "_fit", lambda onsets, bpm: fitted.append(len(onsets)) or original_fit(onsets, bpm))
+    monkeypatch.setattr(
+        engine_module,
+        "regrid",
+        lambda messages, *rest: replayed.append(len(messages)) or original_regrid(messages, *rest),
+    )
+    step = 60 / 100 / 4
+    notes = [(k * step, (k + 0.8) * step, 60 + (k * 5) % 12, 80) for k in range(2200)]
+    engine = Engine(model, Settings(bpm=100, follow_tempo=True, min_call_steps=4), seed=1)
+    _, events = follow(engine, notes, 2210 * step)
+    assert any(e.name == "tempo" for e in events) and any(e.name == "response_start" for e in events)
+    assert fitted and max(fitted) <= tempo.MAX_ONSETS
+    assert replayed == [engine_module.HEARD_MESSAGES]

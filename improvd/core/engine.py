@@ -129,7 +129,7 @@ from improvd.core.touch import Touch, beat_steps
 
 SUSTAIN = 64
 ALL_NOTES_OFF = 123
-HEARD_MESSAGES = 4096  # the call's messages kept for following its tempo (a call of 4096 steps: 256 bars)
+HEARD_MESSAGES = 256  # the call's last messages kept for following its tempo (128 notes; the phrase end replays them)
 
 
 @dataclass(frozen=True)

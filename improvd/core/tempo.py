@@ -21,6 +21,7 @@ import numpy as np
 
 MIN_BPM, MAX_BPM = 40.0, 240.0
 MIN_ONSETS = 6  # fewer onsets say too little: the last tempo is kept
+MAX_ONSETS = 64  # the last onsets fitted: the fit costs onsets x 701 complex exponentials (under a millisecond)
 PRIOR_BPM = 100.0
 PRIOR_OCTAVES = 0.6  # the prior's width (standard deviation, in octaves of tempo), chosen on Essen calls at 72-160 BPM
 COARSE = np.geomspace(MIN_BPM, MAX_BPM, 600)  # 0.3% apart
@@ -47,9 +48,9 @@ def _prior(bpm: np.ndarray, centre: float) -> np.ndarray:
 
 
 def estimate(onsets: Sequence[float], prior_bpm: float = PRIOR_BPM) -> Beat | None:
-    """The beat of ``onsets`` (seconds, any order), or None with fewer than MIN_ONSETS distinct onsets.
-    ``prior_bpm`` centres the prior: the tempo the player was last heard at (or was set)."""
-    times = np.unique(np.round(np.asarray(onsets, float), 4))
+    """The beat of the last MAX_ONSETS distinct ``onsets`` (seconds, any order), or None with fewer than
+    MIN_ONSETS. ``prior_bpm`` centres the prior: the tempo the player was last heard at (or was set)."""
+    times = np.unique(np.round(np.asarray(onsets, float), 4))[-MAX_ONSETS:]
     if len(times) < MIN_ONSETS:
         return None
     start = float(times[0])
