@@ -36,6 +36,7 @@ from improvd.core.songcache import SongCache
 CLOSED = 2  # an answer that ends on the tonic or the dominant on a strong beat
 CADENCE_TRIES = 12  # draws of the answer's last bar at most
 SLICE_STEPS = 16  # LSTM steps drawn at one tick beyond those due (about 0.1 ms each at the shipped model's size)
+FIRST_SLICE = 8  # at the phrase end, which has the key, the plan and the echo to find first
 
 
 class Predictor(Protocol):
@@ -158,18 +159,19 @@ class Drawing:
         self._cache = cache
         self._logits = logits
         self._echo = echo
-        self._due = plan.first
+        self._due: int | None = None  # the step last asked for; None before the first slice
         self._entered = False
         self._steps = self._draw()
 
     def advance(self, due: int) -> None:
         """Draw until the symbol of grid step ``due`` is drawn for good (or the answer is), then at most
-        ``SLICE_STEPS`` LSTM steps more."""
+        ``SLICE_STEPS`` LSTM steps more (``FIRST_SLICE`` the first time)."""
+        limit = FIRST_SLICE if self._due is None else SLICE_STEPS
         self._due = due
         extra = 0
         while not self.done:
             if self.plan.first + len(self.symbols) > due:
-                if extra == SLICE_STEPS:
+                if extra == limit:
                     return
                 extra += 1
             next(self._steps, None)
@@ -190,18 +192,18 @@ class Drawing:
         best_score, best_state = -1, saved
         for attempt in range(CADENCE_TRIES):
             if attempt:
-                if best_score == CLOSED or self._due >= plan.final:
+                if best_score == CLOSED or self._late():
                     break  # closed, or its first step is due: the best finished try is played
                 self._load(saved)
             ending: list[str] = []
             for step in range(plan.final, plan.end):
-                if attempt == 0 and self._due >= plan.final:  # no time to try again: this draw is the ending
+                if attempt == 0 and self._late():  # no time to try again: this draw is the ending
                     self.symbols += ending
                     for rest in range(step, plan.end):
                         self.symbols.append(self._draw_one(rest))
                         yield
                     return
-                if attempt and self._due >= plan.final:
+                if attempt and self._late():
                     break  # this try is too late: left unfinished
                 ending.append(self._draw_one(step))
                 yield
@@ -211,6 +213,10 @@ class Drawing:
                     best, best_score, best_state = ending, score, self._save()
         self._load(best_state)
         self.symbols += best
+
+    def _late(self) -> bool:
+        """The last bar's first step is due: the cadence must be chosen now."""
+        return self._due is not None and self._due >= self.plan.final
 
     def _draw_one(self, step: int) -> str:
         index = draw_step(

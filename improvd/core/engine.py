@@ -118,7 +118,7 @@ from improvd.core.grid import Grid, bar_steps, next_bar_line, strong_positions
 from improvd.core.keys import diatonic_shift, estimate_key
 from improvd.core.metronome import CLICK_STEPS, click
 from improvd.core.model import Model
-from improvd.core.priming import Priming
+from improvd.core.priming import SILENT_STEPS, Priming
 from improvd.core.runtime import LSTMRuntime
 from improvd.core.sampler import Sampler
 from improvd.core.seedbuffer import SeedBuffer
@@ -335,12 +335,13 @@ class Engine:
             self._respond(time)
 
     def _prime_ahead(self, symbol: str) -> None:
-        """Once the call falls silent its collection is known: if it moved, the spare LSTM hears the call on the
-        new white keys, a slice a tick, to be swapped in at the phrase end (``_rekey``)."""
+        """Once the call has fallen silent its collection is known: if it moved, the spare LSTM hears the call on
+        the new white keys, a slice a tick, and takes over once it has caught up (at the phrase end at the latest:
+        ``_rekey``)."""
         priming = self._priming
         if priming.shift is not None:
             priming.feed(self._index_of(symbol, priming.shift))
-        if self._buffer.silent_steps == 1:
+        if self._buffer.silent_steps == SILENT_STEPS:
             call = self._buffer.last_note_symbols()
             shift = diatonic_shift(call)
             if shift != priming.shift:

@@ -2,7 +2,7 @@
 
 The engine hears the call on the white keys (improvd.core.keys.diatonic_shift). When the call's collection
 moves, the LSTM must hear the whole call again, moved: up to a buffer's length of steps (128 for the shipped
-model, several milliseconds). The engine starts that as soon as the call falls silent, on a second runtime
+model, several milliseconds). The engine starts that once the call has fallen silent for ``SILENT_STEPS`` steps, on a second runtime
 and song cache, ``PRIME_STEPS`` steps a tick while the phrase-end silence passes, and swaps it in once it has
 caught up (at the phrase end at the latest, where what is left is done at once: nothing, unless the call
 ended sooner than the slices could finish). After an answer that the player played over, the call in progress
@@ -18,7 +18,8 @@ import numpy as np
 
 from improvd.core.songcache import SongCache
 
-PRIME_STEPS = 16  # LSTM steps a tick (about 0.06 ms each at the shipped model's size)
+PRIME_STEPS = 20  # LSTM steps a tick (about 0.06 ms each at the shipped model's size): 129 in 7 ticks
+SILENT_STEPS = 2  # the call is taken to have fallen silent (a gap of one 16th is staccato, not a phrase end)
 
 
 class Priming:
