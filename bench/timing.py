@@ -379,15 +379,30 @@ def run_one(
     }
 
 
+PULSE_WINDOW = 96  # pulses fitted together: a second at 240 BPM, over which the dummy server's clock runs steadily
+
+
 def pulse_lateness(pulses: list[float], bpm: float) -> list[float]:
-    """How late each MIDI clock pulse came, in seconds: its time less its place on the nominal 24-a-quarter grid
-    laid through the earliest pulses (each numbered by its time, so one the dummy server dropped moves none)."""
-    if not pulses:
-        return []
+    """How late each MIDI clock pulse came, in seconds: its time less its place on a 24-a-quarter grid fitted by
+    least squares through each PULSE_WINDOW pulses, moved to the earliest of them. The synth times pulses by
+    the dummy server's clock, which under load runs a few percent off the daemon's and unevenly, so one grid
+    for a whole run would measure that clock. Each pulse is numbered on from the one before by the periods
+    between them, so one the dummy server dropped moves none after it."""
     period = 60 / bpm / 24
-    offsets = [t - pulses[0] - round((t - pulses[0]) / period) * period for t in pulses]
-    earliest = min(offsets)
-    return [offset - earliest for offset in offsets]
+    numbers = [0]
+    for before, after in itertools.pairwise(pulses):
+        numbers.append(numbers[-1] + max(1, round((after - before) / period)))
+    lateness: list[float] = []
+    for start in range(0, len(pulses) - 1, PULSE_WINDOW):
+        ns, ts = numbers[start : start + PULSE_WINDOW], pulses[start : start + PULSE_WINDOW]
+        if len(ns) < 2:
+            break
+        mean_n, mean_t = statistics.fmean(ns), statistics.fmean(ts)
+        spread_n = sum((n - mean_n) ** 2 for n in ns)
+        slope = sum((n - mean_n) * (t - mean_t) for n, t in zip(ns, ts, strict=True)) / spread_n
+        offsets = [t - mean_t - (n - mean_n) * slope for n, t in zip(ns, ts, strict=True)]
+        lateness += [offset - min(offsets) for offset in offsets]
+    return lateness
 
 
 def spread(seconds: list[float]) -> dict[str, float]:
