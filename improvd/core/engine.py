@@ -481,31 +481,40 @@ class Engine:
 
     def _draw_answer(self) -> None:
         """Draw the answer's next slice (the symbol of the step that opens at the next boundary at least) and queue
-        its notes: symbol k sounds on grid step ``first + k``, moved by the call's groove when it is followed; each
-        note_off comes at ``gate`` of the note's length and never after the next note's onset (so a repeated pitch
-        retriggers) or the answer's end. A note's note_off is queued once the symbol after it is drawn."""
+        the notes drawn (``_queue_symbol``); the last note's note_off once the whole answer is drawn."""
         drawing = self._drawing
         plan = drawing.plan
         origin = self._response_end - (plan.end - plan.first)  # the answer's first step on the grid as it now is
         queued = self._queued_symbols
         drawing.advance(plan.first + math.floor(self._grid.step + 1 - origin + 1e-6))
         for k in range(queued, len(drawing.symbols)):
-            symbol, step = drawing.symbols[k], plan.first + k
-            held = self._open_note
-            if symbol == HOLD and held is not None and held[1] + held[2] == step:
-                self._open_note = (held[0], held[1], held[2] + 1, held[3])
-                continue
-            on = self._step_time(origin + k) + self._groove_shift(step) * self.step_seconds()
-            self._close_note(on if is_pitch(symbol) else math.inf)  # a rest: the gate ends it before any next note
-            if is_pitch(symbol):
-                s = self.settings
-                note = mido.Message("note_on", channel=s.output_channel, note=_midi_range(int(symbol) - self._shift))
-                note = note.copy(velocity=s.velocity if s.velocity is not None else self._touch.velocity(step, s.meter))
-                self._open_note = (on, step, 1, note)
-                self._push(on, note)
+            self._queue_symbol(drawing.symbols[k], plan.first + k, origin + k)
         self._queued_symbols = len(drawing.symbols)
         if drawing.done:
             self._close_note(self._step_time(self._response_end))
+
+    def _queue_symbol(self, symbol: str, step: int, position: float) -> None:
+        """The answer's ``symbol`` for its plan's ``step``, at grid ``position``: a pitch is a note_on there, moved by
+        the call's groove when it is followed; a hold lengthens the note it continues; the note before a pitch or a
+        rest gets its note_off, at ``gate`` of its length and never after the next note's onset (so a repeated
+        pitch retriggers; after a rest the gate, at most 1, always ends it first)."""
+        held = self._open_note
+        if symbol == HOLD and held is not None and held[1] + held[2] == step:
+            self._open_note = (held[0], held[1], held[2] + 1, held[3])
+            return
+        on = self._step_time(position) + self._groove_shift(step) * self.step_seconds()
+        self._close_note(on if is_pitch(symbol) else math.inf)
+        if is_pitch(symbol):
+            s = self.settings
+            velocity = s.velocity if s.velocity is not None else self._touch.velocity(step, s.meter)
+            note = _midi_range(int(symbol) - self._shift)
+            self._open_note = (
+                on,
+                step,
+                1,
+                mido.Message("note_on", channel=s.output_channel, note=note, velocity=velocity),
+            )
+            self._push(on, self._open_note[3])
 
     def _close_note(self, bound: float) -> None:
         """Queue the open answer note's note_off: at ``gate`` of its length, never after ``bound``."""
