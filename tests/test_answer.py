@@ -11,7 +11,7 @@ from improvd.core.engine import Engine, Settings
 from improvd.core.model import load_model
 from improvd.core.runtime import LSTMRuntime
 from improvd.core.simulate import drive
-from tests.helpers import PHRASE, call
+from tests.helpers import PHRASE, call, run
 
 G_MAJOR = [(67, 0, 2), (69, 2, 2), (71, 4, 2), (72, 6, 2), (74, 8, 2), (66, 10, 2), (67, 12, 4)]  # moves the key
 
@@ -97,3 +97,25 @@ def test_a_setting_changed_while_the_answer_is_drawn_leaves_it_as_the_phrase_end
         return sent
 
     assert answer_to(True) == answer_to(False)
+
+
+def test_an_answer_that_is_all_last_bar_is_still_drawn_again_until_it_closes(shipped, monkeypatch):
+    """16 steps from step 17: its first step is due at the phrase end, before any redraw could finish. The bar is
+    drawn for good a step at a time as it falls due, the redraws go on from there; before, the first draw was
+    played as it came (7 of 20 closing, as with one try)."""
+    step = 60 / 120 / 4
+    c_major = [(60, 0, 2), (62, 2, 2), (64, 4, 2), (65, 6, 2), (67, 8, 4)]
+
+    def closes() -> int:
+        count = 0
+        for seed in range(20):
+            settings = Settings(min_call_steps=4, response_steps=16, phrase_end_steps=4)
+            sent, _ = run(Engine(shipped, settings, seed=seed), call(c_major), 60)
+            last = max((t for t in sent if t.message.type == "note_on" and t.message.velocity), key=lambda t: t.time)
+            count += round(last.time / step) == 32 and last.message.note % 12 in (0, 7)
+        return count
+
+    redrawn = closes()
+    monkeypatch.setattr(answer, "CADENCE_TRIES", 1)
+    single = closes()
+    assert redrawn >= single + 10, (redrawn, single)

@@ -12,10 +12,11 @@ must be queued by the next boundary (``advance(due)``), and the drawing takes at
 beyond those, so a tick never holds the timing thread for more than a few hundred microseconds of drawing,
 whatever the answer's length, metre or tempo. The symbols drawn so far are ``symbols`` (step ``plan.first + k``
 for symbol ``k``); the engine queues them as they come. Its last bar is drawn again, up to ``CADENCE_TRIES``
-times, until the answer closes (``closing``), keeping the draw that closes best: as many tries as the slices
-fit before that bar is due. When its first step is due the best finished try is the ending (or, with none
-finished, the first try goes on as drawn). The LSTM then stands after the ending that is played (one timeline).
-Slices are counted in steps, never in seconds, so simulated and real time draw the same answer.
+times, until the answer closes (``closing``), keeping the draw that closes best. The tries run in the slices
+before that bar is due and on while it plays: each of its steps is drawn for good when it falls due, from the
+best finished try (none finished: the try under way), and the tries after that continue from there. With time
+for every try first, this is the cadence drawn at once. The LSTM then stands after the ending that is played
+(one timeline). Slices are counted in steps, never in seconds, so simulated and real time draw the same answer.
 """
 
 from __future__ import annotations
@@ -186,37 +187,49 @@ class Drawing:
         self.done = True
 
     def _cadence(self) -> Iterator[None]:
+        """The last bar, drawn again up to CADENCE_TRIES times until the answer closes, keeping the try that closes
+        best. Each try continues what is drawn for good of the bar: when a step falls due, its symbol is drawn for
+        good from the best finished try (none finished: the try under way), and a try that went another way is
+        left unfinished. With time for every try before the bar is due, this is the cadence drawn at once."""
         plan = self.plan
-        saved = self._save()
-        best: list[str] = []
-        best_score, best_state = -1, saved
-        for attempt in range(CADENCE_TRIES):
-            if attempt:
-                if best_score == CLOSED or self._late():
-                    break  # closed, or its first step is due: the best finished try is played
-                self._load(saved)
-            ending: list[str] = []
-            for step in range(plan.final, plan.end):
-                if attempt == 0 and self._late():  # no time to try again: this draw is the ending
-                    self.symbols += ending
-                    for rest in range(step, plan.end):
-                        self.symbols.append(self._draw_one(rest))
-                        yield
-                    return
-                if attempt and self._late():
-                    break  # this try is too late: left unfinished
-                ending.append(self._draw_one(step))
+        start = len(self.symbols)  # the last bar's first symbol
+        base = self._save()  # the state after what is drawn for good
+        best: tuple[list[str], int, tuple] | None = None  # (the bar's symbols, how it closes, the state after it)
+        for _ in range(CADENCE_TRIES):
+            if best is not None and best[1] == CLOSED:
+                break
+            self._load(base)
+            ending: list[str] | None = self.symbols[start:]
+            while ending is not None and plan.final + len(ending) < plan.end:
+                ending.append(self._draw_one(plan.final + len(ending)))
                 yield
-            else:
-                score = closing(self.symbols + ending, plan, self._rules.tonic)
-                if score > best_score:
-                    best, best_score, best_state = ending, score, self._save()
-        self._load(best_state)
-        self.symbols += best
+                base, ending = self._commit_due(start, base, best, ending)
+            if ending is not None:
+                score = closing(self.symbols[:start] + ending, plan, self._rules.tonic)
+                if best is None or score > best[1]:
+                    best = (ending, score, self._save())
+        assert best is not None  # the first try is never left: commits come from it until one is finished
+        self._load(best[2])
+        self.symbols[start:] = best[0]
 
-    def _late(self) -> bool:
-        """The last bar's first step is due: the cadence must be chosen now."""
-        return self._due is not None and self._due >= self.plan.final
+    def _commit_due(
+        self, start: int, base: tuple, best: tuple[list[str], int, tuple] | None, ending: list[str]
+    ) -> tuple[tuple, list[str] | None]:
+        """Draw for good the last bar's symbols now due, from ``best`` or else the try under way (``ending``);
+        returns the state after what is drawn for good, and ``ending``, or None when it went another way."""
+        source = best[0] if best is not None else ending
+        committed = len(self.symbols) - start
+        if self._due is None or self.plan.first + len(self.symbols) > self._due or committed >= len(source):
+            return base, ending
+        running = self._save()
+        self._load(base)
+        while self.plan.first + len(self.symbols) <= self._due and committed < len(source):
+            self.symbols.append(source[committed])
+            self._hear(self.plan.final + committed, self._vocabulary.index(source[committed]))
+            committed += 1
+        base = self._save()
+        self._load(running)
+        return base, ending if ending[:committed] == self.symbols[start:] else None
 
     def _draw_one(self, step: int) -> str:
         index = draw_step(
@@ -228,13 +241,16 @@ class Drawing:
             self._cache,
             self._echo,
         )
+        self._hear(step, index)
+        return self._vocabulary[index]
+
+    def _hear(self, step: int, index: int) -> None:
+        """The LSTM, the song cache and the echo take the answer's own ``index`` at ``step``."""
         if self._echo is not None:
             self._echo.heard(step, index)
-        symbol = self._vocabulary[index]
-        self._entered = self._entered or is_pitch(symbol)
+        self._entered = self._entered or bool(self._rules.onsets[index])
         self._logits = self._runtime.step(index)
         self._cache.add(index, count=False)  # the cache follows the answer but does not learn from it
-        return symbol
 
     def _save(self) -> tuple:
         echo = self._echo and self._echo.snapshot()
