@@ -1,13 +1,15 @@
 """The floor under bench/timing.py's figures: a bare python-rtmidi program run beside the daemon.
 
-It opens the daemon's two JACK clients for music, an input and an output, and nothing else (not the
-daemon's third, its SysEx prober: that one's cost is improvd's). While the
+It opens the daemon's three JACK clients: an input and an output for music, and a SysEx guard doing the
+daemon's probing (every ``PROBE_INTERVAL`` it reads the input and sends a lone F7 to it, from a client of its
+own: improvd/daemon/ports.py). While the
 daemon is played it plays a legato line of 16ths on its own grid, at the daemon's tempo, with the daemon's timer
 (``improvd.daemon.timing.sleep_until``), to the port ``--to`` on ``--channel``: on each step a note_off and a
 note_on, due at the same time, as the daemon sends a line. So, measured over the same seconds
 as the daemon: its idle CPU is what the two JACK clients cost by themselves (each wakes every JACK period), and its
 send lateness and the onset error of its notes at the receiver are what this machine gives any Python sender
-at that moment. The daemon's figures divided by these say what improvd adds.
+at that moment. The daemon's figures divided by these say what improvd adds; with the guard beside it the idle
+CPU compares like with like (each JACK client wakes every period: about 0.9% of a core here).
 
 Commands on stdin, one a line: ``play`` starts the grid, ``idle`` stops it. At the end of input it prints its
 send lateness in seconds as JSON (``{"lateness": [...]}``) and exits.
@@ -28,6 +30,7 @@ import rtmidi
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from improvd.daemon.ports import PROBE_INTERVAL, SYSEX_END
 from improvd.daemon.timing import sleep_until
 
 PITCH = 60
@@ -54,6 +57,22 @@ def play_grid(port: rtmidi.MidiOut, step: float, channel: int, playing: threadin
     port.send_message(batch[0])
 
 
+def guard(listener: rtmidi.MidiIn, stopping: threading.Event) -> None:
+    """The daemon's SysEx guard: a third JACK client that sends a lone F7 to the input every PROBE_INTERVAL, the
+    input read before each probe (what the daemon's loop does; its reader thread reads while music comes)."""
+    prober = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="reference-probe")
+    own = next((name for name in prober.get_ports() if name.startswith("reference") and name.endswith(":in")), None)
+    if own is None:
+        raise SystemExit("reference: cannot find its own input port for the SysEx guard")
+    prober.open_port(prober.get_ports().index(own), "probe")
+    while not stopping.wait(PROBE_INTERVAL):
+        while listener.get_message() is not None:
+            pass
+        prober.send_message([SYSEX_END])
+    prober.close_port()
+    prober.delete()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bpm", type=float, required=True, help="the daemon's tempo (a step is a 16th)")
@@ -61,9 +80,13 @@ def main() -> int:
     parser.add_argument("--channel", type=int, default=16, choices=range(1, 17), help="their MIDI channel (1-16)")
     args = parser.parse_args()
     listener = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name="reference")
+    listener.ignore_types(sysex=True, timing=True, active_sense=True)  # as the daemon's input
     listener.open_virtual_port("in")
     sender = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="reference")
     connect(sender, args.to)
+    stopping = threading.Event()
+    guarding = threading.Thread(target=guard, args=(listener, stopping))
+    guarding.start()
     playing, lateness, grid = threading.Event(), [], None
     print("ready", flush=True)
     for line in sys.stdin:
@@ -78,6 +101,8 @@ def main() -> int:
     playing.clear()
     if grid is not None:
         grid.join()
+    stopping.set()
+    guarding.join()
     for port in (listener, sender):
         port.close_port()
         port.delete()

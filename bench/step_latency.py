@@ -3,7 +3,11 @@
 (a) tutorial_window: the tutorial's way, Keras ``model.predict`` over the whole 64-step one-hot window;
 (b) keras_stateful: a stateful Keras LSTM called on one step;
 (c) improvd: improvd's numpy runtime step, song cache and sampling;
-plus phrase_end: the engine's work at a phrase end (key estimate, re-prime, sampling the whole answer).
+plus the engine's ticks as the daemon's timing thread runs them, with every shipped model loaded and primed:
+listening_tick, a tick during a call (the seed buffer, one LSTM step, the song cache); phrase_end, the tick at
+which the engine answers (key estimate, the first slice of the answer); longest_hold, the longest tick from the
+call's first silent step to the answer's end (the key change heard again, the answer's slices, the cadence's
+redraws); answer_work, all those ticks together (what drawing the answer costs in all).
 
 Prints one JSON object (with --json) or a table. Not a test: these machines are shared, so compare the ratios.
 Uses models/essen when it exists, else a default-size model (one LSTM of 256 units) with random weights.
@@ -21,6 +25,7 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as the daemon runs (improvd/cli.py)
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import keras
@@ -37,6 +42,7 @@ from training.export import export_model
 from training.model import build_model
 
 WINDOW = 64
+CLOCK = [time.perf_counter]  # or time.thread_time: the CPU the measured thread used, on a machine others load
 
 
 def percentiles(seconds: list[float]) -> dict[str, float]:
@@ -50,9 +56,9 @@ def timed(function, repeats: int) -> list[float]:
     gc.disable()
     try:
         for _ in range(repeats):
-            start = time.perf_counter()
+            start = CLOCK[0]()
             function()
-            samples.append(time.perf_counter() - start)
+            samples.append(CLOCK[0]() - start)
     finally:
         gc.enable()
     return samples
@@ -108,7 +114,8 @@ def bench(repeats: int) -> dict:
     state["count"] = False
     improvd_times = timed(improvd_step, repeats * 50)
 
-    phrase_end_times = phrase_end_work(model, repeats)
+    primed = [Engine(load_model(path)) for path in shipped_models()]  # every shipped model, as the daemon holds them
+    phrase = phrase_end_work(model, repeats)
 
     tutorial = keras_lstm(model.lstm_units, vocab, model.weights, shape=(WINDOW, vocab))
     tutorial.predict(window, verbose=0)
@@ -126,7 +133,8 @@ def bench(repeats: int) -> dict:
         "tutorial_window": percentiles(tutorial_times),
         "keras_stateful": percentiles(stateful_times),
         "improvd": percentiles(improvd_times),
-        "phrase_end": percentiles(phrase_end_times),
+        "models_primed": len(primed),
+        **{name: percentiles(samples) for name, samples in phrase.items()},
     }
     result["load_average_1min"] = round(os.getloadavg()[0], 2)
     result["speedup_p50_vs_tutorial"] = round(result["tutorial_window"]["p50_ms"] / result["improvd"]["p50_ms"], 1)
@@ -134,25 +142,45 @@ def bench(repeats: int) -> dict:
     return result
 
 
-def phrase_end_work(model, repeats: int) -> list[float]:
-    """Time the tick at which the engine answers: key estimate, re-prime when the key moved, the whole answer sampled."""
-    samples = []
+def shipped_models() -> list[Path]:
+    """Every model folder shipped beside the default one."""
+    return sorted(path.parent for path in DEFAULT_MODEL_DIR.parent.glob("*/weights.npz"))
+
+
+def phrase_end_work(model, repeats: int) -> dict[str, list[float]]:
+    """Time the engine's ticks through a call of 64 steps in a random key (so the key often moves) and its answer
+    of 32 steps: each tick of the call, the phrase-end tick, the longest tick from the call's first silent step to
+    the answer's end, and the sum of those ticks."""
+    samples: dict[str, list[float]] = {"listening_tick": [], "phrase_end": [], "longest_hold": [], "answer_work": []}
     rng = np.random.default_rng(1)
     for _ in range(repeats):
         engine = Engine(model, Settings(bpm=120, response_steps=32), seed=int(rng.integers(1 << 30)))
         step = engine.step_seconds()
         engine.start(0.0)
         root = int(rng.integers(55, 67))
-        for k in range(WINDOW):
-            if k % 2 == 0:
+        holds: list[float] = []
+        gc.disable()
+        for k in range(WINDOW + 64):
+            if k < WINDOW and k % 2 == 0:
                 pitch = root + int(rng.choice([0, 2, 4, 5, 7, 9, 11, 12]))
                 engine.feed(mido.Message("note_on", note=pitch, velocity=80), k * step)
                 engine.feed(mido.Message("note_off", note=pitch), (k + 1.9) * step)
+            engine.pop_due((k + 1) * step)
+            start = CLOCK[0]()
             engine.tick((k + 1) * step)
-        engine.respond_now()
-        start = time.perf_counter()
-        engine.tick((WINDOW + 1) * step)
-        samples.append(time.perf_counter() - start)
+            seconds = CLOCK[0]() - start
+            names = [event.name for event in engine.drain_events()]
+            if k < WINDOW - 1:
+                samples["listening_tick"].append(seconds)
+            else:
+                holds.append(seconds)
+            if "phrase_end" in names:
+                samples["phrase_end"].append(seconds)
+            if "response_end" in names:
+                break
+        gc.enable()
+        samples["longest_hold"].append(max(holds))
+        samples["answer_work"].append(sum(holds))
     return samples
 
 
@@ -162,8 +190,16 @@ def main() -> int:
     parser.add_argument(
         "--repeats", type=int, default=200, help="windows predicted by the tutorial's way (default 200)"
     )
+    parser.add_argument(
+        "--cpu",
+        action="store_true",
+        help="time by the thread's CPU time, not the wall clock (a loaded machine preempts the wall-clock figures)",
+    )
     args = parser.parse_args()
+    if args.cpu:
+        CLOCK[0] = time.thread_time
     result = bench(args.repeats)
+    result["clock"] = "thread CPU time" if args.cpu else "wall"
     if args.json:
         print(json.dumps(result))
     else:

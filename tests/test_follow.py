@@ -244,3 +244,26 @@ def test_8ths_straight_or_swung_are_heard_as_8ths_from_a_bpm_a_fifth_below_or_mo
 def test_the_beat_is_plain_floats_for_the_log_and_the_state():
     beat = estimate([n[0] for n in Performance(EIGHTHS, 100, 105).notes()], prior_bpm=100)
     assert all(type(value) is float for value in (beat.bpm, beat.origin, beat.fit, beat.period, beat.bend, beat.until))
+
+
+def test_a_long_call_is_followed_from_its_last_notes_only(model, monkeypatch):
+    """A 2,200-note call: the tempo fit took 116 ms on the timing thread and sends went out up to 197 ms late.
+    The phrase end now replays the call's last HEARD_MESSAGES messages and fits the last MAX_ONSETS onsets."""
+    from improvd.core import engine as engine_module
+    from improvd.core import tempo
+
+    fitted, replayed = [], []
+    original_fit, original_regrid = tempo._fit, engine_module.regrid
+    monkeypatch.setattr(tempo, "_fit", lambda onsets, bpm: fitted.append(len(onsets)) or original_fit(onsets, bpm))
+    monkeypatch.setattr(
+        engine_module,
+        "regrid",
+        lambda messages, *rest: replayed.append(len(messages)) or original_regrid(messages, *rest),
+    )
+    step = 60 / 100 / 4
+    notes = [(k * step, (k + 0.8) * step, 60 + (k * 5) % 12, 80) for k in range(2200)]
+    engine = Engine(model, Settings(bpm=100, follow_tempo=True, min_call_steps=4), seed=1)
+    _, events = follow(engine, notes, 2210 * step)
+    assert any(e.name == "tempo" for e in events) and any(e.name == "response_start" for e in events)
+    assert fitted and max(fitted) <= tempo.MAX_ONSETS
+    assert replayed == [engine_module.HEARD_MESSAGES]

@@ -87,3 +87,82 @@ def test_input_reaches_the_daemon_and_clock_and_sysex_are_left_to_rtmidi():
     source.callback(([0x80, 60, 0], 0.25))
     assert heard == [[0x90, 60, 90], [0x80, 60, 0]]
     ports.close()
+
+
+class LoopbackInput(FakeHandle):
+    """A JACK input whose queue the prober's F7s arrive in (unless ``swallowing``: a SysEx left open eats them)."""
+
+    def __init__(self) -> None:
+        super().__init__([])
+        self.queue: list[tuple[list[int], float]] = []
+        self.name = "input"
+
+    def get_message(self):
+        return self.queue.pop(0) if self.queue else None
+
+    def set_port_name(self, name: str) -> None:
+        self.name = name
+
+
+def probing_ports(monkeypatch, swallowing: bool = False, read_at_once: bool = True):
+    """JACK MidiPorts on fakes; ``read_at_once``: the timing thread reads the input while the probe's
+    send_message has not yet returned (the interpreter switched threads there)."""
+    import threading
+
+    from improvd.daemon import ports as port_module
+
+    monkeypatch.setattr(port_module, "PROBE_INTERVAL", 0.0)
+    monkeypatch.setattr(port_module, "PROBE_TRAVEL", 0.0)
+    heard: list[list[int]] = []
+    source = LoopbackInput()
+    holder: dict = {}
+
+    class Prober(FakeHandle):
+        def get_ports(self) -> list[str]:
+            return [f"improvd:{source.name}"]
+
+        def open_port(self, index: int, name: str) -> None:
+            self.opened = self.get_ports()[index]
+
+        def send_message(self, message: list[int]) -> None:
+            super().send_message(message)
+            if not swallowing:
+                source.queue.append((list(message), 0.0))
+            if read_at_once:
+                holder["ports"].read_before_tick()
+
+    def create(kind: type, api: str) -> FakeHandle:
+        if kind is rtmidi.MidiIn:
+            return source
+        return FakeHandle([]) if "output" not in holder else Prober([])
+
+    ports = MidiPorts("jack", "", "", lambda data, arrival: heard.append(data), False, create=create)
+    holder["ports"], holder["output"] = ports, True
+    ports._reader = threading.Thread(target=lambda: None)  # no reader thread: the test reads where it wants
+    ports.open()
+    return ports, heard
+
+
+def test_a_probe_heard_back_before_it_was_counted_is_no_unterminated_sysex(monkeypatch):
+    """Twice the exit log said ``unterminated SysEx ended by improvd`` with no SysEx sent: the probe was counted
+    out after send_message, so a read in between took it for player input and the next probe counted it lost."""
+    ports, heard = probing_ports(monkeypatch)
+    for _ in range(4):
+        ports.probe()  # the first makes the prober; each later one sends an F7 that comes straight back
+    assert "unterminated SysEx ended by improvd" not in ports.dropped.take()
+    assert [0xF7] not in heard  # a probe is never handed on as the player's
+
+
+def test_a_probe_still_queued_unread_is_no_unterminated_sysex(monkeypatch):
+    ports, _ = probing_ports(monkeypatch, read_at_once=False)
+    ports.quiet.near = lambda: True  # a send is always near: the loop's gated look reads nothing
+    for _ in range(4):
+        ports.probe()
+    assert "unterminated SysEx ended by improvd" not in ports.dropped.take()
+
+
+def test_a_probe_an_open_sysex_swallowed_is_counted(monkeypatch):
+    ports, _ = probing_ports(monkeypatch, swallowing=True, read_at_once=False)
+    for _ in range(3):
+        ports.probe()  # the prober, a first F7 (swallowed), then the look that finds it gone
+    assert ports.dropped.take() == {"unterminated SysEx ended by improvd": 1}

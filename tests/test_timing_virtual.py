@@ -41,7 +41,7 @@ def test_the_loop_answers_a_call_exactly_as_the_simulated_driver_does(tiny_model
     The player's messages reach the loop as the JACK reader hands them on: before the tick of the boundary after
     them (the look before each tick)."""
     model = load_model(tiny_model_dir)
-    settings = Settings(bpm=BPM, min_call_steps=4)
+    settings = Settings(bpm=BPM, min_call_steps=4, response_bars=2)
     messages = call(PHRASE)
     expected = []
     for boundary in drive(Engine(model, settings, seed=7), messages, 80):
@@ -94,7 +94,7 @@ def test_an_answer_under_midi_clock_lands_on_the_masters_pulses(tiny_model_dir):
     JACK's 64-frame period boundaries (1.3 ms): every answer note starts within 2 ms of the pulse that opens its step,
     though the answer is queued ahead: each tick moves what is queued to the grid the pulses now give."""
     clock, sent, reports = VirtualTime(0.0), [], []
-    settings = Settings(bpm=BPM, min_call_steps=4)
+    settings = Settings(bpm=BPM, min_call_steps=4, response_bars=2)
     timing = daemon_loop(Engine(load_model(tiny_model_dir), settings, seed=7), clock, sent, reports, clock="midi")
     timing.begin()
     period, count = 64 / 48000, 6 * 256

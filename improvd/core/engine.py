@@ -55,12 +55,14 @@ the tick (already under way, silent) and draws the answer one symbol per
 following grid step, so each answer symbol sounds on the step it was drawn
 for. Before drawing, the engine moves the call onto the white keys by its
 diatonic collection (improvd.core.keys.diatonic_shift), or by the ``key``
-setting's when one is stated (``_key``), and re-primes the LSTM if that move
-changed. The whole answer is drawn at the tick (a few milliseconds) and queued,
-moved back and folded by octaves into ``range`` (its notes are drawn inside it
-where the collection has any there); its first
-possible note is due a whole step after the tick, so the phrase-end work is off
-the timing-critical path as long as a tick returns within a step.
+setting's when one is stated (``_key``); when that move changes, a spare LSTM
+hears the call again in slices while the phrase-end silence passes
+(improvd.core.priming) and takes over. The answer is drawn in slices
+(improvd.core.answer): each tick draws the symbol of the step that opens at the
+next boundary and at most ``SLICE_STEPS`` LSTM steps more, and queues the notes
+drawn, moved back and folded by octaves into ``range`` (its notes are drawn
+inside it where the collection has any there); so no tick holds the driver for
+more than a slice, whatever the answer's length, metre or tempo.
 
 Where it sounds (``AnswerPlan``). Bar lines fall every ``bar_steps(meter)``
 steps from the grid origin. The model places the first note itself (holds and
@@ -70,8 +72,9 @@ silence. With ``response_steps`` None the answer fills ``response_bars`` bars
 after that bar line (with ``"match"``, as many as the call played in:
 ``_call_bars``) and ends on a bar line; otherwise it lasts
 ``response_steps`` steps (or as many as the call played, with ``"match"``). Its
-last bar is drawn again, up to ``CADENCE_TRIES`` times, until its last note on
-a strong beat is the tonic (the call's, or the stated key's) or the dominant. A song end is never drawn, the
+last bar is drawn again, up to ``CADENCE_TRIES`` times (as many as the slices fit
+before it is due), until its last note on a strong beat is the tonic (the call's,
+or the stated key's) or the dominant. A song end is never drawn, the
 answer keeps to the call's collection (the white keys in the model's key, plus
 the call's own accidentals), and it starts notes only at the places in the beat
 where the call started some (a call in 8ths gets no 16th off the 8ths). The engine listens again at the boundary after
@@ -94,10 +97,11 @@ sounding answer note at once, drops the rest of the answer and starts the next
 call; with ``"overlap"`` the answer plays on and the player's notes go into the
 buffer for the next call.
 
-While answering, the LSTM consumes its own symbols (it is continuing). After
-the answer (or a barge-in) the LSTM and the cache are re-primed from the
-player's buffer, so the next answer follows what the player played, not what
-improvd played.
+While answering, the LSTM consumes its own symbols (it is continuing). The
+temperature, top-p and the rules of the answer are those of its phrase end. After
+the answer the next call's first step (a barge-in: at once) re-primes the LSTM and the cache from the
+player's buffer (a call played over the answer is heard again in slices), so
+the next answer follows what the player played, not what improvd played.
 """
 
 from __future__ import annotations
@@ -109,19 +113,21 @@ import math
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import mido
 import numpy as np
 
+from improvd.core.answer import AnswerPlan, Drawing, Predictor, Rules, collection_mask, onset_places
 from improvd.core.echo import Echo
 from improvd.core.encoding import HOLD, REST, SONG_END, is_pitch, tonic_pitch_class
 from improvd.core.follow import regrid
 from improvd.core.grid import Grid, bar_steps, next_bar_line, strong_positions
-from improvd.core.keys import WHITE_KEYS, diatonic_shift, estimate_key, key_shift, parse_key
+from improvd.core.keys import diatonic_shift, estimate_key, key_shift, parse_key
 from improvd.core.metronome import CLICK_STEPS, click
 from improvd.core.model import Model
-from improvd.core.runtime import LSTMRuntime, softmax
+from improvd.core.priming import SILENT_STEPS, Priming
+from improvd.core.runtime import LSTMRuntime
 from improvd.core.sampler import Sampler
 from improvd.core.schema import MATCH_BARS
 from improvd.core.seedbuffer import SeedBuffer
@@ -132,31 +138,8 @@ from improvd.core.touch import Touch, beat_steps
 
 SUSTAIN = 64
 ALL_NOTES_OFF = 123
-HEARD_MESSAGES = 4096  # the call's messages kept for following its tempo (a call of 4096 steps: 256 bars)
-CLOSED = 2  # an answer that ends on the tonic or the dominant on a strong beat
+HEARD_MESSAGES = 256  # the call's last messages kept for following its tempo (128 notes; the phrase end replays them)
 COMPOUND_STEPS = 6  # 16ths in a compound metre's beat (a dotted quarter: 6/8, 9/8, 12/8)
-CADENCE_TRIES = 12  # draws of the answer's last bar at most (each a bar of LSTM steps: well under a millisecond)
-
-
-class Predictor(Protocol):
-    """What the engine asks of its step model (improvd.core.runtime.LSTMRuntime): logits of the next symbol."""
-
-    def prime(self, indices: list[int]) -> Any: ...
-    def step(self, index: int) -> np.ndarray: ...
-    def snapshot(self) -> Any: ...
-    def restore(self, snapshot: Any) -> None: ...
-
-
-@dataclass(frozen=True)
-class AnswerPlan:
-    """Grid steps of an answer: ``first`` (its first symbol), ``entry`` (its first bar line: the first note
-    comes there at the latest), ``end`` (the step after its last symbol); its metre's strong positions and bar."""
-
-    first: int
-    entry: int
-    end: int
-    strong: frozenset[int]
-    bar: int
 
 
 @dataclass(frozen=True)
@@ -223,6 +206,9 @@ class Engine:
         self._count_in_ignored = 0  # notes played in the count-in before its last beat
         self._deviations: dict[tuple[int, int], float] = {}  # (step, pitch) -> how far off the grid it was played
         self._heard: deque[tuple[float, mido.Message]] = deque(maxlen=HEARD_MESSAGES)  # the call's, for follow
+        self._drawing: Drawing | None = None  # the answer being drawn
+        self._queued_symbols = 0  # of the drawing's symbols, those whose notes are queued
+        self._open_note: tuple[float, int, int, mido.Message] | None = None  # (on time, first step, steps, note_on)
         self._load(model)
 
     # --- model and state -----------------------------------------------------
@@ -236,17 +222,18 @@ class Engine:
         self._cache = SongCache(self._song_end)
         self._runtime.prime([self._song_end] * model.song_gap)  # a call starts as a song does in training
         self._song_start = self._runtime.snapshot()
+        self._priming = Priming(self._predictor(model), SongCache(self._song_end), self._song_start, self._song_end)
         self._onset_mask = np.array([is_pitch(s) for s in vocabulary.symbols])
         self._playable = np.array([s != SONG_END for s in vocabulary.symbols])
-        self._in_key = self._playable
-        self._places = (1, frozenset({0}))  # every step, until a call says otherwise
         self._reprime()
 
-    def _index_of(self, symbol: str) -> int:
-        """The LSTM's index of a player's symbol (a pitch transposed and folded into the vocabulary)."""
+    def _index_of(self, symbol: str, shift: int | None = None) -> int:
+        """The LSTM's index of a player's symbol (a pitch transposed by ``shift``, the call's by default, and folded
+        into the vocabulary)."""
         vocabulary = self.model.vocabulary
         if is_pitch(symbol):
-            symbol = vocabulary.fold(str(_midi_range(int(symbol) + self._shift)))  # MIDI 0-5 may move below 0
+            moved = int(symbol) + (self._shift if shift is None else shift)
+            symbol = vocabulary.fold(str(_midi_range(moved)))  # MIDI 0-5 may move below 0
         return vocabulary.index[symbol]
 
     def _feed_lstm(self, symbol: str) -> None:
@@ -259,6 +246,7 @@ class Engine:
         self._cache.add(index, count=not own)
 
     def _reprime(self) -> None:
+        self._priming.cancel()
         self._runtime.restore(self._song_start)
         self._step(self._song_end)  # the cache starts a new song too
         for symbol in self._buffer.last_note_symbols():
@@ -350,6 +338,8 @@ class Engine:
             self._retime_queue()
         if self.mode == "responding" and self._grid.step >= self._response_end - 1e-6:
             self._end_response(time)
+        if self.mode == "responding":
+            self._draw_answer()
         if self.mode == "counting_in" and self._grid.step >= self._pickup_step():
             self._counted_in(time)
         self._queue_click(self._grid.step + 1, time + self.step_seconds())
@@ -379,8 +369,50 @@ class Engine:
             self._reprime()  # the song's start, then this first step
         else:
             self._feed_lstm(symbol)
+        self._prime_ahead(symbol)
         if self._phrase_ended():
             self._respond(time)
+
+    def _prime_ahead(self, symbol: str) -> None:
+        """Once the call has fallen silent its collection is known: if it moved, the spare LSTM hears the call on
+        the new white keys, a slice a tick, and takes over once it has caught up (at the phrase end at the latest:
+        ``_rekey``)."""
+        priming = self._priming
+        if priming.shift is not None:
+            priming.feed(self._index_of(symbol, priming.shift))
+        if self._buffer.silent_steps == SILENT_STEPS:
+            call = self._buffer.last_note_symbols()
+            shift = diatonic_shift(call)
+            if shift != priming.shift:
+                if shift == self._shift:
+                    priming.cancel()  # the call came back to the collection the LSTM hears it in
+                else:
+                    priming.begin(shift, [self._index_of(s, shift) for s in call])
+        if priming.shift is not None:
+            priming.advance()
+            if priming.done:
+                self._swap()
+
+    def _rekey(self, shift: int) -> None:
+        """At the phrase end: hear the call moved by ``shift``: the spare LSTM primed for it (what is left of its
+        priming done now), or, when none was, the call heard again at once."""
+        priming = self._priming
+        if priming.shift == shift:
+            priming.finish()
+            self._swap()
+        elif shift != self._shift:
+            self._shift = shift
+            self._reprime()
+        else:
+            priming.cancel()
+
+    def _swap(self) -> None:
+        """The primed spare LSTM and song cache become the engine's; the engine's the spare pair."""
+        priming = self._priming
+        self._runtime, priming.runtime = priming.runtime, self._runtime
+        self._cache, priming.cache = priming.cache, self._cache
+        self._logits, self._shift = priming.logits, priming.shift
+        priming.cancel()
 
     def _phrase_ended(self) -> bool:
         s = self.settings
@@ -408,6 +440,7 @@ class Engine:
             self._events.append(Event(self._grid.step_start, "respond_ignored", {"reason": "nothing played yet"}))
 
     def _respond(self, time: float) -> None:
+        """The phrase end: plan the answer, fix its rules, and draw (and queue) its first slice."""
         self._respond_requested = False
         if self.settings.follow_tempo:
             self._follow(time)
@@ -415,18 +448,31 @@ class Engine:
         call = self._buffer.last_note_symbols()
         self._events.append(Event(time, "phrase_end", {"call_steps": self._call_steps}))
         shift, tonic = self._key(call)
-        if shift != self._shift:
-            self._shift = shift
-            self._reprime()
+        if shift != self._shift or self._priming.shift is not None:
+            self._rekey(shift)
         self._feed_lstm(HOLD)  # the step that opened at this tick sounds as the call's silence going on
         plan = self._plan(self._grid.step + 1)
-        self._in_key = self._collection_mask(call)
-        self._places = self._onset_places(call)
-        symbols = self._sample_answer(plan, self._echo(plan, call), tonic)
-        self._queue_response(symbols, plan.first)
+        s = self.settings
+        rules = Rules(
+            in_key=collection_mask(self.model.vocabulary.symbols, self._playable, call, shift, s.range),
+            onsets=self._onset_mask,
+            places=onset_places(call, self._grid.step - len(call), beat_steps(s.meter)),
+            tonic=tonic,
+            temperature=s.temperature,
+            top_p=s.top_p,
+            memory=self._memory,
+        )
+        echo = self._echo(plan, call)
+        self._drawing = Drawing(
+            plan, rules, self.model.vocabulary.symbols, self._sampler, self._runtime, self._cache, self._logits, echo
+        )
+        self._response_end = float(plan.end)  # the step that opens after the answer
+        self._open_note = None
+        self._queued_symbols = 0
         self._call_steps = 0
         self.mode = "responding"
-        data = {"steps": len(symbols), "first_step": plan.first, "entry": plan.entry, "transposition": shift}
+        self._draw_answer()
+        data = {"steps": plan.end - plan.first, "first_step": plan.first, "entry": plan.entry, "transposition": shift}
         self._events.append(Event(time, "response_start", data))
 
     def _follow(self, time: float) -> None:
@@ -481,13 +527,19 @@ class Engine:
         indices = {first_step + k: self._index_of(symbol) for k, symbol in enumerate(call[:played])}
         return Echo(indices, plan.entry, plan.bar, self._onset_mask, until=max(plan.first, plan.end - plan.bar))
 
-    def _onset_places(self, call: list[str]) -> tuple[int, frozenset[int]]:
-        """(steps in a beat, the places in the beat where the call started notes, the beat's own start among them):
-        the answer's onsets keep to the call's rhythmic vocabulary (a call in 8ths gets no 16th off the 8ths)."""
-        beat = beat_steps(self.settings.meter)
-        first = self._grid.step - len(call)
-        places = {(first + k) % beat for k, symbol in enumerate(call) if is_pitch(symbol)}
-        return beat, frozenset(places | {0})
+    def _draw_answer(self) -> None:
+        """Draw the answer's next slice (the symbol of the step that opens at the next boundary at least) and queue
+        the notes drawn (``_queue_symbol``); the last note's note_off once the whole answer is drawn."""
+        drawing = self._drawing
+        plan = drawing.plan
+        origin = self._response_end - (plan.end - plan.first)  # the answer's first step on the grid as it now is
+        queued = self._queued_symbols
+        drawing.advance(plan.first + math.floor(self._grid.step + 1 - origin + 1e-6))
+        for k in range(queued, len(drawing.symbols)):
+            self._queue_symbol(drawing.symbols[k], plan.first + k, origin + k)
+        self._queued_symbols = len(drawing.symbols)
+        if drawing.done:
+            self._close_note(self._step_time(self._response_end))
 
     def _key(self, call: list[str]) -> tuple[int, int]:
         """(semitones that move the call onto the white keys, the tonic's pitch class there): the call's own
@@ -499,109 +551,51 @@ class Engine:
         shift = key_shift(*stated)
         return shift, (stated[0] + shift) % 12
 
-    def _collection_mask(self, call: list[str]) -> np.ndarray:
-        """Symbols the answer may draw: no song end, and pitches of the white keys (the call's diatonic collection
-        in the model's key) or of a pitch class the call itself played (its own accidentals), inside ``range``
-        once moved back (unless no pitch is: then ``_fold`` brings each note into it)."""
-        classes = set(WHITE_KEYS) | {(int(s) + self._shift) % 12 for s in call if is_pitch(s)}
-        symbols = self.model.vocabulary.symbols
-        mask = self._playable & np.array([not is_pitch(s) or int(s) % 12 in classes for s in symbols])
-        low, high = self.settings.range
-        inside = np.array([not is_pitch(s) or low <= int(s) - self._shift <= high for s in symbols])
-        return mask & inside if (mask & inside & self._onset_mask).any() else mask
+    def _queue_symbol(self, symbol: str, step: int, position: float) -> None:
+        """The answer's ``symbol`` for its plan's ``step``, at grid ``position``: a pitch is a note_on there, moved by
+        the call's groove when it is followed; a hold lengthens the note it continues; the note before a pitch or a
+        rest gets its note_off, at ``gate`` of its length and never after the next note's onset (so a repeated
+        pitch retriggers; after a rest the gate, at most 1, always ends it first)."""
+        held = self._open_note
+        if symbol == HOLD and held is not None and held[1] + held[2] == step:
+            self._open_note = (held[0], held[1], held[2] + 1, held[3])
+            return
+        on = self._step_time(position) + self._groove_shift(step) * self.step_seconds()
+        self._close_note(on if is_pitch(symbol) else math.inf)
+        if is_pitch(symbol):
+            s = self.settings
+            velocity = s.velocity if s.velocity is not None else self._touch.velocity(step, s.meter)
+            note = _fold(int(symbol) - self._shift, *s.range)
+            self._open_note = (
+                on,
+                step,
+                1,
+                mido.Message("note_on", channel=s.output_channel, note=note, velocity=velocity),
+            )
+            self._push(on, self._open_note[3])
 
-    def _sample_answer(self, plan: AnswerPlan, echo: Echo | None, tonic: int) -> list[str]:
-        """The answer's symbols in the model's key, one per step from ``plan.first`` to ``plan.end``; its last bar
-        is drawn again (up to CADENCE_TRIES times) until the answer closes (``_closing``), keeping the draw that
-        closes best, which is then the one the LSTM has heard."""
-        final = max(plan.first, plan.end - plan.bar)
-        symbols = self._sample_steps(plan, plan.first, final, echo, [])
-        saved = self._save(echo)
-        best, best_score = [], -1
-        for attempt in range(CADENCE_TRIES):
-            if attempt:
-                self._load_saved(saved, echo)
-            ending = self._sample_steps(plan, final, plan.end, echo, symbols)
-            score = _closing(symbols + ending, plan, tonic)
-            if score > best_score:
-                best, best_score = ending, score
-            if score == CLOSED:
-                break
-        if best is not ending:  # one timeline: the LSTM hears the ending that is played
-            self._load_saved(saved, echo)
-            for step, symbol in enumerate(best, start=final):
-                index = self.model.vocabulary.index[symbol]
-                if echo is not None:
-                    echo.heard(step, index)
-                self._step(index, own=True)
-        return symbols + best
-
-    def _save(self, echo: Echo | None) -> tuple:
-        return self._runtime.snapshot(), self._cache.snapshot(), echo and echo.snapshot(), self._logits
-
-    def _load_saved(self, saved: tuple, echo: Echo | None) -> None:
-        runtime, cache, echoed, self._logits = saved
-        self._runtime.restore(runtime)
-        self._cache.restore(cache)
-        if echo is not None:
-            echo.restore(echoed)
-
-    def _sample_steps(self, plan: AnswerPlan, start: int, stop: int, echo: Echo | None, before: list[str]) -> list[str]:
-        """Symbols for grid steps ``start`` to ``stop``: never a song end; a note at ``plan.entry`` at the latest."""
-        vocabulary = self.model.vocabulary
-        entered = any(is_pitch(symbol) for symbol in before)
-        symbols: list[str] = []
-        for step in range(start, stop):
-            probabilities = softmax(self._logits)
-            if self._memory:
-                probabilities = self._cache.mix(probabilities)
-            if echo is not None and self._memory:
-                probabilities = echo.mix(probabilities, step)
-            if not entered and step >= plan.entry:
-                allowed = self._onset_mask & self._in_key  # the entry is due: a note now, wherever it falls
-            elif step % self._places[0] not in self._places[1]:
-                allowed = self._in_key & ~self._onset_mask  # no onset where the call's rhythm never put one
-            else:
-                allowed = self._in_key
-            with np.errstate(divide="ignore"):  # a symbol the echo or cache rules out has logit -inf
-                logits = np.log(probabilities)
-            index = self._sampler.sample(logits, self.settings.temperature, self.settings.top_p, allowed)
-            if echo is not None:
-                echo.heard(step, index)
-            symbol = vocabulary.symbols[index]
-            entered = entered or is_pitch(symbol)
-            symbols.append(symbol)
-            self._step(index, own=True)
-        return symbols
-
-    def _queue_response(self, symbols: list[str], first: int) -> None:
-        """Note_on/note_off pairs: symbol k sounds on grid step ``first + k``, moved by the call's groove when it
-        is followed; each note_off comes at ``gate`` of the note's length and never after the next note's onset
-        (so a repeated pitch retriggers)."""
-        step = self.step_seconds()
-        s = self.settings
-        notes = _notes_of(symbols)
-        ons = [self._step_time(first + start) + self._groove_shift(first + start) * step for start, _, _ in notes]
-        end = self._step_time(first + len(symbols))
-        self._response_end = float(first + len(symbols))  # the step that opens after the answer
-        for k, (start, length, pitch) in enumerate(notes):
-            played = _fold(pitch - self._shift, *s.range)
-            velocity = s.velocity if s.velocity is not None else self._touch.velocity(first + start, s.meter)
-            self._push(ons[k], mido.Message("note_on", channel=s.output_channel, note=played, velocity=velocity))
-            off = min(ons[k] + s.gate * length * step, ons[k + 1] if k + 1 < len(ons) else end)
-            self._push(off, mido.Message("note_off", channel=s.output_channel, note=played, velocity=0))
+    def _close_note(self, bound: float) -> None:
+        """Queue the open answer note's note_off: at ``gate`` of its length, never after ``bound``."""
+        if self._open_note is None:
+            return
+        on, _, length, note_on = self._open_note
+        off = min(on + self.settings.gate * length * self.step_seconds(), bound)
+        self._push(off, mido.Message("note_off", channel=note_on.channel, note=note_on.note, velocity=0))
+        self._open_note = None
 
     def _groove_shift(self, step: int) -> float:
         return self._touch.shift(step, self.settings.meter) if self.settings.groove == "follow" else 0.0
 
     def _end_response(self, time: float) -> None:
         self.mode = "listening"
+        self._drawing = None
         self._events.append(Event(time, "response_end", {}))
         if self._pending_model is not None:
             model, self._pending_model = self._pending_model, None
             self._load(model)
-        else:
-            self._reprime()
+        elif self._call_steps:  # the player played on over the answer: that call is heard again, in slices
+            self._priming.begin(self._shift, [self._index_of(s) for s in self._buffer.last_note_symbols()])
+        # otherwise the next call's first step primes the LSTM afresh (``_close_step``)
 
     # --- player input ----------------------------------------------------------
 
@@ -853,29 +847,6 @@ def _track(notes: set[tuple[int, int]], message: mido.Message) -> None:
         notes.add((message.channel, message.note))
     elif message.type in ("note_on", "note_off"):
         notes.discard((message.channel, message.note))
-
-
-def _closing(symbols: list[str], plan: AnswerPlan, tonic: int) -> int:
-    """How an answer ends: CLOSED when its last note starts on a strong beat of its last bar and is the tonic or
-    the dominant; 1 when such a note comes but weaker ones lead on after it; 0 otherwise."""
-    last_bar = max(0, plan.end - plan.bar - plan.first)
-    notes = [k for k in range(last_bar, len(symbols)) if is_pitch(symbols[k])]
-    strong = [k for k in notes if (plan.first + k) % plan.bar in plan.strong]
-    if not strong or (int(symbols[strong[-1]]) - tonic) % 12 not in (0, 7):
-        return 0
-    return CLOSED if strong[-1] == notes[-1] else 1
-
-
-def _notes_of(symbols: list[str]) -> list[tuple[int, int, int]]:
-    """(start step, length in steps, pitch) for each note in ``symbols``; rests end notes."""
-    notes: list[tuple[int, int, int]] = []
-    for k, symbol in enumerate(symbols):
-        if is_pitch(symbol):
-            notes.append((k, 1, int(symbol)))
-        elif symbol == HOLD and notes and notes[-1][0] + notes[-1][1] == k:
-            start, length, pitch = notes[-1]
-            notes[-1] = (start, length + 1, pitch)
-    return notes
 
 
 def _fold(pitch: int, low: int, high: int) -> int:

@@ -44,6 +44,7 @@ OVERFLOW = "times the MIDI input queue was full (messages lost)"
 SYSEX_END = 0xF7
 PROBE_INTERVAL = 1.0  # seconds between lone F7s sent to improvd's own JACK input (see MidiPorts.probe)
 PROBE_LOST = 5.0  # seconds without a probe coming back before the JACK server is checked
+PROBE_TRAVEL = 0.1  # seconds a probe takes back at most (JACK periods are milliseconds): read after that, it is lost
 OWN_PORT = re.compile(rf"^{CLIENT}(-\d+)?:")
 ADVICE = {
     "alsa": (
@@ -344,7 +345,9 @@ class MidiPorts:
         end as part of that SysEx, and drops them all until an F7 comes: one
         unterminated SysEx would deafen improvd for good. The probe ends such a
         SysEx within a second; a probe that does not come back was one that did
-        (counted). When none comes back for PROBE_LOST seconds the JACK server
+        (counted only when the input was read empty PROBE_TRAVEL after it was
+        sent: a probe still queued, or heard back before it was counted out, is
+        no SysEx). When none comes back for PROBE_LOST seconds the JACK server
         is checked with a fresh client: MidiSystemError if it is gone, or was
         restarted (improvd's ports are not in it). Called from the asyncio loop.
         """
@@ -364,10 +367,11 @@ class MidiPorts:
         if now - self._probe_back_at > PROBE_LOST:
             self._check_server()
             self._probe_back_at = now
-        elif self._probes_out == 1:
-            self.dropped.add("unterminated SysEx ended by improvd")
-        self._prober.send_message([SYSEX_END])  # the prober is only used from the daemon's loop
+        elif self._probes_out == 1 and self._looked_at > self._probe_sent_at + PROBE_TRAVEL:
+            self.dropped.add("unterminated SysEx ended by improvd")  # the input was read: the probe never came
+        # counted out before it is sent: a reader may hear it back before send_message has returned
         self._probes_out, self._probe_sent_at = self._probes_out + 1, now
+        self._prober.send_message([SYSEX_END])  # the prober is only used from the daemon's loop
 
     def _start_probing(self, now: float) -> None:
         """Make the prober (a JACK client of its own; MidiSystemError when the server is gone) and aim it."""

@@ -1,0 +1,271 @@
+"""The answer's drawing: where it sounds, the rule for each step, the cadence's redraws and the echo, drawn in slices.
+
+Where it sounds (``AnswerPlan``): the engine plans it at the phrase end (improvd.core.engine).
+
+The rule for each step (``draw_step``): the LSTM's probabilities, mixed with the song cache and the echo, then the
+symbols ``allowed`` at that step (never a song end; the call's collection; onsets only at the places in the beat
+where the call put some; a note forced on the entry bar line if none came before), then one seeded draw with the
+temperature and top-p the phrase end found.
+
+Drawn in slices (``Drawing``). An answer is not drawn at once: at each tick the engine asks for the steps that
+must be queued by the next boundary (``advance(due)``), and the drawing takes at most ``SLICE_STEPS`` LSTM steps
+beyond those, so a tick never holds the timing thread for more than a few hundred microseconds of drawing,
+whatever the answer's length, metre or tempo. The symbols drawn so far are ``symbols`` (step ``plan.first + k``
+for symbol ``k``); the engine queues them as they come. Its last bar is drawn again, up to ``CADENCE_TRIES``
+times, until the answer closes (``closing``), keeping the draw that closes best. The tries run in the slices
+before that bar is due and on while it plays: each of its steps is drawn for good when it falls due, from the
+best finished try (none finished: the try under way), and the tries after that continue from there. With time
+for every try first, this is the cadence drawn at once. The LSTM then stands after the ending that is played
+(one timeline). Slices are counted in steps, never in seconds, so simulated and real time draw the same answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from improvd.core.echo import Echo
+from improvd.core.encoding import is_pitch
+from improvd.core.keys import WHITE_KEYS
+from improvd.core.runtime import softmax
+from improvd.core.sampler import Sampler
+from improvd.core.songcache import SongCache
+
+CLOSED = 2  # an answer that ends on the tonic or the dominant on a strong beat
+CADENCE_TRIES = 12  # draws of the answer's last bar at most
+SLICE_STEPS = 16  # LSTM steps drawn at one tick beyond those due (about 0.1 ms each at the shipped model's size)
+FIRST_SLICE = 8  # at the phrase end, which has the key, the plan and the echo to find first
+
+
+class Predictor(Protocol):
+    """What the drawing asks of its step model (improvd.core.runtime.LSTMRuntime): logits of the next symbol."""
+
+    def prime(self, indices: list[int]) -> Any: ...
+    def step(self, index: int) -> np.ndarray: ...
+    def snapshot(self) -> Any: ...
+    def restore(self, snapshot: Any) -> None: ...
+
+
+@dataclass(frozen=True)
+class AnswerPlan:
+    """Grid steps of an answer: ``first`` (its first symbol), ``entry`` (its first bar line: the first note
+    comes there at the latest), ``end`` (the step after its last symbol); its metre's strong positions and bar."""
+
+    first: int
+    entry: int
+    end: int
+    strong: frozenset[int]
+    bar: int
+
+    @property
+    def final(self) -> int:
+        """The first step of the answer's last bar (the cadence's), or ``first`` for an answer within one bar."""
+        return max(self.first, self.end - self.bar)
+
+
+@dataclass(frozen=True)
+class Rules:
+    """What the phrase end fixes for the whole answer: which symbols may be drawn, and how."""
+
+    in_key: np.ndarray  # bool per symbol: the call's collection (no song end)
+    onsets: np.ndarray  # bool per symbol: starts a note
+    places: tuple[int, frozenset[int]]  # (steps in a beat, places in the beat where an onset may come)
+    tonic: int  # pitch class of the tonic in the model's key
+    temperature: float
+    top_p: float | None
+    memory: bool  # the song cache and the echo mixed in
+
+
+def collection_mask(
+    symbols: list[str], playable: np.ndarray, call: list[str], shift: int, span: tuple[int, int]
+) -> np.ndarray:
+    """Symbols the answer may draw: ``playable`` ones, pitches of the white keys (the call's diatonic collection in
+    the model's key) or of a pitch class the call itself played (its own accidentals, moved by ``shift``), inside
+    ``span`` (lowest and highest MIDI note) once moved back, unless no pitch is: then the engine folds each note
+    into it."""
+    classes = set(WHITE_KEYS) | {(int(s) + shift) % 12 for s in call if is_pitch(s)}
+    mask = playable & np.array([not is_pitch(s) or int(s) % 12 in classes for s in symbols])
+    low, high = span
+    inside = mask & np.array([not is_pitch(s) or low <= int(s) - shift <= high for s in symbols])
+    return inside if any(is_pitch(s) for s, ok in zip(symbols, inside, strict=True) if ok) else mask
+
+
+def onset_places(call: list[str], first_step: int, beat: int) -> tuple[int, frozenset[int]]:
+    """(steps in a beat, the places in the beat where the call, whose first step is ``first_step``, started notes,
+    the beat's own start among them): the answer's onsets keep to the call's rhythmic vocabulary."""
+    places = {(first_step + k) % beat for k, symbol in enumerate(call) if is_pitch(symbol)}
+    return beat, frozenset(places | {0})
+
+
+def allowed_at(step: int, plan: AnswerPlan, entered: bool, rules: Rules) -> np.ndarray:
+    """The symbols allowed at grid ``step``: a note when the entry is due and none came yet, no onset where the
+    call's rhythm never put one, otherwise the call's collection."""
+    if not entered and step >= plan.entry:
+        return rules.onsets & rules.in_key  # the entry is due: a note now, wherever it falls
+    if step % rules.places[0] not in rules.places[1]:
+        return rules.in_key & ~rules.onsets
+    return rules.in_key
+
+
+def draw_step(
+    logits: np.ndarray,
+    step: int,
+    allowed: np.ndarray,
+    rules: Rules,
+    sampler: Sampler,
+    cache: SongCache | None,
+    echo: Echo | None,
+) -> int:
+    """One answer symbol's index at grid ``step``: the LSTM's ``logits`` as probabilities, the song ``cache``'s and
+    the ``echo``'s proposals mixed in (with ``rules.memory``), restricted to ``allowed``, drawn by ``sampler``."""
+    probabilities = softmax(logits)
+    if rules.memory and cache is not None:
+        probabilities = cache.mix(probabilities)
+    if rules.memory and echo is not None:
+        probabilities = echo.mix(probabilities, step)
+    with np.errstate(divide="ignore"):  # a symbol the echo or cache rules out has logit -inf
+        scores = np.log(probabilities)
+    return sampler.sample(scores, rules.temperature, rules.top_p, allowed)
+
+
+def closing(symbols: list[str], plan: AnswerPlan, tonic: int) -> int:
+    """How an answer ends: CLOSED when its last note starts on a strong beat of its last bar and is the tonic or
+    the dominant; 1 when such a note comes but weaker ones lead on after it; 0 otherwise."""
+    last_bar = max(0, plan.end - plan.bar - plan.first)
+    notes = [k for k in range(last_bar, len(symbols)) if is_pitch(symbols[k])]
+    strong = [k for k in notes if (plan.first + k) % plan.bar in plan.strong]
+    if not strong or (int(symbols[strong[-1]]) - tonic) % 12 not in (0, 7):
+        return 0
+    return CLOSED if strong[-1] == notes[-1] else 1
+
+
+class Drawing:
+    """One answer drawn step by step on ``runtime`` (standing where the answer starts, ``logits`` its last
+    output) and ``cache``; the engine owns both and gets them back, after the played ending, once ``done``."""
+
+    def __init__(
+        self,
+        plan: AnswerPlan,
+        rules: Rules,
+        symbols: list[str],
+        sampler: Sampler,
+        runtime: Predictor,
+        cache: SongCache,
+        logits: np.ndarray,
+        echo: Echo | None,
+    ) -> None:
+        self.plan = plan
+        self.symbols: list[str] = []  # drawn for good: step plan.first + k sounds symbols[k]
+        self.done = False
+        self._rules = rules
+        self._vocabulary = symbols
+        self._sampler = sampler
+        self._runtime = runtime
+        self._cache = cache
+        self._logits = logits
+        self._echo = echo
+        self._due: int | None = None  # the step last asked for; None before the first slice
+        self._entered = False
+        self._steps = self._draw()
+
+    def advance(self, due: int) -> None:
+        """Draw until the symbol of grid step ``due`` is drawn for good (or the answer is), then at most
+        ``SLICE_STEPS`` LSTM steps more (``FIRST_SLICE`` the first time)."""
+        limit = FIRST_SLICE if self._due is None else SLICE_STEPS
+        self._due = due
+        extra = 0
+        while not self.done:
+            if self.plan.first + len(self.symbols) > due:
+                if extra == limit:
+                    return
+                extra += 1
+            next(self._steps, None)
+
+    def _draw(self) -> Iterator[None]:
+        """The drawing as a generator: one LSTM step per ``next``."""
+        plan = self.plan
+        for step in range(plan.first, plan.final):
+            self.symbols.append(self._draw_one(step))
+            yield
+        yield from self._cadence()
+        self.done = True
+
+    def _cadence(self) -> Iterator[None]:
+        """The last bar, drawn again up to CADENCE_TRIES times until the answer closes, keeping the try that closes
+        best. Each try continues what is drawn for good of the bar: when a step falls due, its symbol is drawn for
+        good from the best finished try (none finished: the try under way), and a try that went another way is
+        left unfinished. With time for every try before the bar is due, this is the cadence drawn at once."""
+        plan = self.plan
+        start = len(self.symbols)  # the last bar's first symbol
+        base = self._save()  # the state after what is drawn for good
+        best: tuple[list[str], int, tuple] | None = None  # (the bar's symbols, how it closes, the state after it)
+        for _ in range(CADENCE_TRIES):
+            if best is not None and best[1] == CLOSED:
+                break
+            self._load(base)
+            ending: list[str] | None = self.symbols[start:]
+            while ending is not None and plan.final + len(ending) < plan.end:
+                ending.append(self._draw_one(plan.final + len(ending)))
+                yield
+                base, ending = self._commit_due(start, base, best, ending)
+            if ending is not None:
+                score = closing(self.symbols[:start] + ending, plan, self._rules.tonic)
+                if best is None or score > best[1]:
+                    best = (ending, score, self._save())
+        assert best is not None  # the first try is never left: commits come from it until one is finished
+        self._load(best[2])
+        self.symbols[start:] = best[0]
+
+    def _commit_due(
+        self, start: int, base: tuple, best: tuple[list[str], int, tuple] | None, ending: list[str]
+    ) -> tuple[tuple, list[str] | None]:
+        """Draw for good the last bar's symbols now due, from ``best`` or else the try under way (``ending``);
+        returns the state after what is drawn for good, and ``ending``, or None when it went another way."""
+        source = best[0] if best is not None else ending
+        committed = len(self.symbols) - start
+        if self._due is None or self.plan.first + len(self.symbols) > self._due or committed >= len(source):
+            return base, ending
+        running = self._save()
+        self._load(base)
+        while self.plan.first + len(self.symbols) <= self._due and committed < len(source):
+            self.symbols.append(source[committed])
+            self._hear(self.plan.final + committed, self._vocabulary.index(source[committed]))
+            committed += 1
+        base = self._save()
+        self._load(running)
+        return base, ending if ending[:committed] == self.symbols[start:] else None
+
+    def _draw_one(self, step: int) -> str:
+        index = draw_step(
+            self._logits,
+            step,
+            allowed_at(step, self.plan, self._entered, self._rules),
+            self._rules,
+            self._sampler,
+            self._cache,
+            self._echo,
+        )
+        self._hear(step, index)
+        return self._vocabulary[index]
+
+    def _hear(self, step: int, index: int) -> None:
+        """The LSTM, the song cache and the echo take the answer's own ``index`` at ``step``."""
+        if self._echo is not None:
+            self._echo.heard(step, index)
+        self._entered = self._entered or bool(self._rules.onsets[index])
+        self._logits = self._runtime.step(index)
+        self._cache.add(index, count=False)  # the cache follows the answer but does not learn from it
+
+    def _save(self) -> tuple:
+        echo = self._echo and self._echo.snapshot()
+        return self._runtime.snapshot(), self._cache.snapshot(), echo, self._logits, self._entered
+
+    def _load(self, saved: tuple) -> None:
+        runtime, cache, echo, self._logits, self._entered = saved
+        self._runtime.restore(runtime)
+        self._cache.restore(cache)
+        if self._echo is not None:
+            self._echo.restore(echo)

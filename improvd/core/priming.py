@@ -1,0 +1,66 @@
+"""Priming a second LSTM in slices, so that a change of key at a phrase end costs the timing thread nothing.
+
+The engine hears the call on the white keys (improvd.core.keys.diatonic_shift). When the call's collection
+moves, the LSTM must hear the whole call again, moved: up to a buffer's length of steps (128 for the shipped
+model, several milliseconds). The engine starts that once the call has fallen silent for ``SILENT_STEPS`` steps, on a second runtime
+and song cache, ``PRIME_STEPS`` steps a tick while the phrase-end silence passes, and swaps it in once it has
+caught up (at the phrase end at the latest, where what is left is done at once: nothing, unless the call
+ended sooner than the slices could finish). After an answer that the player played over, the call in progress
+is heard again the same way.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+import numpy as np
+
+from improvd.core.songcache import SongCache
+
+PRIME_STEPS = 20  # LSTM steps a tick (about 0.06 ms each at the shipped model's size): 129 in 7 ticks
+SILENT_STEPS = 2  # the call is taken to have fallen silent (a gap of one 16th is staccato, not a phrase end)
+
+
+class Priming:
+    """``runtime`` and ``cache`` (the engine's spare pair) hearing a song from ``start`` (a runtime snapshot):
+    the song end, then the indices given to ``begin`` and ``feed``, a slice at a time."""
+
+    def __init__(self, runtime: Any, cache: SongCache, start: Any, song_end: int) -> None:
+        self.runtime = runtime
+        self.cache = cache
+        self.logits: np.ndarray | None = None
+        self.shift: int | None = None  # the shift being primed, None when idle
+        self._start = start
+        self._song_end = song_end
+        self._pending: deque[int] = deque()
+
+    def begin(self, shift: int, indices: list[int]) -> None:
+        """Start hearing, moved by ``shift``, a call whose LSTM indices so far are ``indices``."""
+        self.shift = shift
+        self.runtime.restore(self._start)
+        self._pending = deque([self._song_end, *indices])
+
+    def feed(self, index: int) -> None:
+        """One more step of the call, heard after those already given."""
+        self._pending.append(index)
+
+    def advance(self, steps: int | None = None) -> None:
+        """Hear at most ``steps`` (``PRIME_STEPS``) of the pending indices."""
+        for _ in range(min(PRIME_STEPS if steps is None else steps, len(self._pending))):
+            index = self._pending.popleft()
+            self.logits = self.runtime.step(index)
+            self.cache.add(index)
+
+    @property
+    def done(self) -> bool:
+        """Primed, and every index given so far heard."""
+        return self.shift is not None and not self._pending
+
+    def finish(self) -> None:
+        """Hear everything pending now."""
+        self.advance(len(self._pending))
+
+    def cancel(self) -> None:
+        self.shift = None
+        self._pending.clear()

@@ -1,0 +1,121 @@
+"""The answer drawn in slices: no tick does more than a slice of LSTM steps, whatever the settings, and the
+slices draw the answer that drawing it at once would (the shipped model, whose step cost the slices are sized
+for)."""
+
+from __future__ import annotations
+
+import pytest
+
+from improvd.core import answer, priming
+from improvd.core.engine import Engine, Settings
+from improvd.core.model import load_model
+from improvd.core.runtime import LSTMRuntime
+from improvd.core.simulate import drive
+from tests.helpers import PHRASE, call, run
+
+G_MAJOR = [(67, 0, 2), (69, 2, 2), (71, 4, 2), (72, 6, 2), (74, 8, 2), (66, 10, 2), (67, 12, 4)]  # moves the key
+
+
+@pytest.fixture(scope="module")
+def shipped(repo_root):
+    return load_model(repo_root / "models" / "essen")
+
+
+class Counting(LSTMRuntime):
+    """The LSTM, counting the steps every instance of it takes (the engine keeps a spare one for priming)."""
+
+    steps = 0
+
+    def step(self, index):
+        Counting.steps += 1
+        return super().step(index)
+
+
+def steps_per_tick(engine: Engine, notes: list, boundaries: int) -> tuple[list[int], list]:
+    """LSTM steps taken at each boundary (feeding, sending and the tick), and every event."""
+    counts, events = [], []
+    Counting.steps = 0
+    for boundary in drive(engine, call(notes), boundaries):
+        counts.append(Counting.steps)
+        Counting.steps = 0
+        events += boundary.events
+    return counts, events
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"response_bars": 1},
+        {"meter": "64/16", "response_bars": 16, "bpm": 300},  # a 1,025-step answer: 293 ms late sends before
+        {"response_steps": 256, "groove": "follow"},
+        {"phrase_end_steps": 4},
+    ],
+)
+def test_no_tick_takes_more_than_a_slice_of_lstm_steps(shipped, changes):
+    """Before, the phrase-end tick drew the whole answer and its cadence's redraws at once (over 200 LSTM steps
+    for two bars, 1,858 for the 64/16 answer) and re-heard a call that moved the key (up to 129 more)."""
+    engine = Engine(shipped, Settings(**{"min_call_steps": 4, **changes}), seed=7, predictor=Counting)
+    counts, events = steps_per_tick(engine, G_MAJOR, 1300)
+    start = next(e for e in events if e.name == "response_start")
+    assert start.data["transposition"] != 0  # the key moved: the call was heard again, in slices
+    assert any(e.name == "response_end" for e in events)
+    assert max(counts) <= max(answer.SLICE_STEPS, priming.PRIME_STEPS) + 3, max(counts)
+
+
+def test_a_key_change_primed_in_slices_answers_as_hearing_the_call_again_at_once(shipped, monkeypatch):
+    def answer_to(notes: list) -> list:
+        engine = Engine(shipped, Settings(min_call_steps=4), seed=5)
+        return [(t.time, str(t.message)) for b in drive(engine, call(notes), 100) for t in b.sent]
+
+    sliced = answer_to(G_MAJOR)
+    monkeypatch.setattr(priming.Priming, "begin", lambda *_: None)  # no priming ahead: re-heard at the phrase end
+    assert answer_to(G_MAJOR) == sliced
+    assert any("note_on" in m for _, m in sliced)
+
+
+def test_the_answer_drawn_in_slices_is_the_answer_drawn_at_once(shipped, monkeypatch):
+    """Two bars leave the slices time for every redraw of the last bar: the same draws in the same order."""
+
+    def answer_to() -> list:
+        engine = Engine(shipped, Settings(min_call_steps=4, response_bars=2), seed=11)
+        return [(t.time, str(t.message)) for b in drive(engine, call(PHRASE), 100) for t in b.sent]
+
+    sliced = answer_to()
+    monkeypatch.setattr(answer, "SLICE_STEPS", 10**6)  # the whole answer at the phrase end, as before
+    assert answer_to() == sliced
+
+
+def test_a_setting_changed_while_the_answer_is_drawn_leaves_it_as_the_phrase_end_found_it(shipped):
+    def answer_to(change: bool) -> list:
+        engine = Engine(shipped, Settings(min_call_steps=4, response_bars=2), seed=3)
+        sent = []
+        for boundary in drive(engine, call(PHRASE), 100):
+            sent += [(t.time, str(t.message)) for t in boundary.sent]
+            if change and any(e.name == "response_start" for e in boundary.events):
+                engine.update(temperature=2.0, top_p=0.5)
+        return sent
+
+    assert answer_to(True) == answer_to(False)
+
+
+def test_an_answer_that_is_all_last_bar_is_still_drawn_again_until_it_closes(shipped, monkeypatch):
+    """16 steps from step 17: its first step is due at the phrase end, before any redraw could finish. The bar is
+    drawn for good a step at a time as it falls due, the redraws go on from there; before, the first draw was
+    played as it came (7 of 20 closing, as with one try)."""
+    step = 60 / 120 / 4
+    c_major = [(60, 0, 2), (62, 2, 2), (64, 4, 2), (65, 6, 2), (67, 8, 4)]
+
+    def closes() -> int:
+        count = 0
+        for seed in range(20):
+            settings = Settings(min_call_steps=4, response_steps=16, phrase_end_steps=4)
+            sent, _ = run(Engine(shipped, settings, seed=seed), call(c_major), 60)
+            last = max((t for t in sent if t.message.type == "note_on" and t.message.velocity), key=lambda t: t.time)
+            count += round(last.time / step) == 32 and last.message.note % 12 in (0, 7)
+        return count
+
+    redrawn = closes()
+    monkeypatch.setattr(answer, "CADENCE_TRIES", 1)
+    single = closes()
+    assert redrawn >= single + 10, (redrawn, single)
