@@ -179,10 +179,10 @@ def test_the_echo_lays_the_call_over_the_answer_bar_line_on_bar_line(model, monk
 
 
 def test_the_last_bar_is_drawn_again_until_the_answer_closes(repo_root, monkeypatch):
-    """The answer's last note starts on a strong beat of its last bar (step 32 or 40) and is the tonic or the
-    dominant (C or G here): nothing after it leads on into another bar. The shipped model: the tiny one rarely
-    closes a bar of its own accord. The redraws are drawn in slices, before that bar and on while it plays (each
-    step drawn for good when it falls due): 14 of these 20 answers close, 15 when all twelve were drawn at once."""
+    """The last note that starts on a strong beat of the answer's last bar (step 32 or 40) is the tonic or the
+    dominant (C or G here); weaker notes may lead on after it. The shipped model: the tiny one rarely closes a bar
+    of its own accord. The redraws are drawn in slices, before that bar and on while it plays (each step drawn for
+    good when it falls due)."""
     shipped = load_model(repo_root / "models" / "essen")
 
     def closes() -> int:
@@ -190,8 +190,9 @@ def test_the_last_bar_is_drawn_again_until_the_answer_closes(repo_root, monkeypa
         for seed in range(20):
             engine = Engine(shipped, Settings(bpm=BPM, min_call_steps=4, response_bars=1), seed=seed)
             sent, _ = run(engine, call(C_MAJOR), 80)
-            last = max((t for t in sent if t.message.type == "note_on" and t.message.velocity), key=lambda t: t.time)
-            count += round(last.time / STEP) in (32, 40) and last.message.note % 12 in (0, 7)
+            ons = [t for t in sent if t.message.type == "note_on" and t.message.velocity]
+            strong = [t.message.note for t in ons if round(t.time / STEP) in (32, 40)]
+            count += bool(strong) and strong[-1] % 12 in (0, 7)
         return count
 
     redrawn = closes()

@@ -73,6 +73,7 @@ class Rules:
     in_key: np.ndarray  # bool per symbol: the call's collection (no song end)
     onsets: np.ndarray  # bool per symbol: starts a note
     places: tuple[int, frozenset[int]]  # (steps in a beat, places in the beat where an onset may come)
+    downbeats: bool  # a note starts on every bar line (the call started one on each of its own)
     tonic: int  # pitch class of the tonic in the model's key
     temperature: float
     top_p: float | None
@@ -100,11 +101,20 @@ def onset_places(call: list[str], first_step: int, beat: int) -> tuple[int, froz
     return beat, frozenset(places | {0})
 
 
+def sounds_its_downbeats(call: list[str], first_step: int, bar: int) -> bool:
+    """Whether the call, whose first step is ``first_step``, started a note on every bar line from its first note to
+    its last."""
+    onsets = [first_step + k for k, symbol in enumerate(call) if is_pitch(symbol)]
+    lines = range(-(-onsets[0] // bar) * bar, onsets[-1] + 1, bar) if onsets else range(0)
+    return all(is_pitch(call[line - first_step]) for line in lines)
+
+
 def allowed_at(step: int, plan: AnswerPlan, entered: bool, rules: Rules) -> np.ndarray:
-    """The symbols allowed at grid ``step``: a note when the entry is due and none came yet, no onset where the
-    call's rhythm never put one, otherwise the call's collection."""
-    if not entered and step >= plan.entry:
-        return rules.onsets & rules.in_key  # the entry is due: a note now, wherever it falls
+    """The symbols allowed at grid ``step``: a note when the entry is due and none came yet, or on a bar line when
+    the call sounded every one of its own; no onset where the call's rhythm never put one; otherwise the call's
+    collection."""
+    if (not entered and step >= plan.entry) or (rules.downbeats and entered and step % plan.bar == 0):
+        return rules.onsets & rules.in_key  # a note now
     if step % rules.places[0] not in rules.places[1]:
         return rules.in_key & ~rules.onsets
     return rules.in_key
@@ -126,20 +136,31 @@ def draw_step(
         probabilities = cache.mix(probabilities)
     if rules.memory and echo is not None:
         probabilities = echo.mix(probabilities, step)
+    probabilities = keep_onset_mass(probabilities, allowed, rules.onsets)
     with np.errstate(divide="ignore"):  # a symbol the echo or cache rules out has logit -inf
         scores = np.log(probabilities)
     return sampler.sample(scores, rules.temperature, rules.top_p, allowed)
 
 
+def keep_onset_mass(probabilities: np.ndarray, allowed: np.ndarray, onsets: np.ndarray) -> np.ndarray:
+    """``probabilities`` with the mass of the notes ``allowed`` rules out handed to the notes it allows, in
+    proportion: a mask changes which note starts, not whether one starts (holds and rests keep what they had)."""
+    kept = probabilities[allowed & onsets].sum()
+    if kept <= 0:
+        return probabilities
+    scaled = probabilities.copy()
+    scaled[allowed & onsets] *= probabilities[onsets].sum() / kept
+    return scaled
+
+
 def closing(symbols: list[str], plan: AnswerPlan, tonic: int) -> int:
-    """How an answer ends: CLOSED when its last note starts on a strong beat of its last bar and is the tonic or
-    the dominant; 1 when such a note comes but weaker ones lead on after it; 0 otherwise."""
+    """How an answer ends: CLOSED when the last note that starts on a strong beat of its last bar is the tonic or
+    the dominant (weaker notes may lead on after it, as a tune's phrase leads into the next); 0 otherwise."""
     last_bar = max(0, plan.end - plan.bar - plan.first)
-    notes = [k for k in range(last_bar, len(symbols)) if is_pitch(symbols[k])]
-    strong = [k for k in notes if (plan.first + k) % plan.bar in plan.strong]
-    if not strong or (int(symbols[strong[-1]]) - tonic) % 12 not in (0, 7):
-        return 0
-    return CLOSED if strong[-1] == notes[-1] else 1
+    strong = [
+        k for k in range(last_bar, len(symbols)) if is_pitch(symbols[k]) and (plan.first + k) % plan.bar in plan.strong
+    ]
+    return CLOSED if strong and (int(symbols[strong[-1]]) - tonic) % 12 in (0, 7) else 0
 
 
 class Drawing:

@@ -118,7 +118,15 @@ from typing import Any
 import mido
 import numpy as np
 
-from improvd.core.answer import AnswerPlan, Drawing, Predictor, Rules, collection_mask, onset_places
+from improvd.core.answer import (
+    AnswerPlan,
+    Drawing,
+    Predictor,
+    Rules,
+    collection_mask,
+    onset_places,
+    sounds_its_downbeats,
+)
 from improvd.core.echo import Echo
 from improvd.core.encoding import HOLD, REST, SONG_END, is_pitch, tonic_pitch_class
 from improvd.core.follow import regrid
@@ -457,6 +465,7 @@ class Engine:
             in_key=collection_mask(self.model.vocabulary.symbols, self._playable, call, shift, s.range),
             onsets=self._onset_mask,
             places=onset_places(call, self._grid.step - len(call), beat_steps(s.meter)),
+            downbeats=sounds_its_downbeats(call, self._grid.step - len(call), bar_steps(s.meter)),
             tonic=tonic,
             temperature=s.temperature,
             top_p=s.top_p,
