@@ -37,6 +37,7 @@ from improvd.core.songcache import SongCache
 CLOSED = 2  # an answer that ends on the tonic or the dominant on a strong beat
 CADENCE_TRIES = 12  # draws of the answer's last bar at most
 SLICE_STEPS = 16  # LSTM steps drawn at one tick beyond those due (about 0.1 ms each at the shipped model's size)
+ONSET_GAIN = 1.0  # the odds of starting a note, against holding or resting, multiplied by this
 FIRST_SLICE = 8  # at the phrase end, which has the key, the plan and the echo to find first
 
 
@@ -136,7 +137,7 @@ def draw_step(
         probabilities = cache.mix(probabilities)
     if rules.memory and echo is not None:
         probabilities = echo.mix(probabilities, step)
-    probabilities = keep_onset_mass(probabilities, allowed, rules.onsets)
+    probabilities = keep_onset_mass(probabilities, allowed, rules.onsets) * np.where(rules.onsets, ONSET_GAIN, 1.0)
     with np.errstate(divide="ignore"):  # a symbol the echo or cache rules out has logit -inf
         scores = np.log(probabilities)
     return sampler.sample(scores, rules.temperature, rules.top_p, allowed)

@@ -131,7 +131,7 @@ from improvd.core.echo import Echo
 from improvd.core.encoding import HOLD, REST, SONG_END, is_pitch, tonic_pitch_class
 from improvd.core.follow import regrid
 from improvd.core.grid import Grid, bar_steps, next_bar_line, strong_positions
-from improvd.core.keys import diatonic_shift, estimate_key, key_shift, parse_key
+from improvd.core.keys import call_key, diatonic_shift, key_shift, parse_key
 from improvd.core.metronome import CLICK_STEPS, click
 from improvd.core.model import Model
 from improvd.core.priming import SILENT_STEPS, Priming
@@ -556,7 +556,9 @@ class Engine:
         stated = None if self.settings.key == "auto" else parse_key(self.settings.key)
         if stated is None:
             shift = diatonic_shift(call)
-            return shift, (tonic_pitch_class(estimate_key(call)[0]) + shift) % 12
+            first = self._grid.step - len(call)
+            bar_line = -first % bar_steps(self.settings.meter)  # the call's first bar line, as an index into it
+            return shift, (tonic_pitch_class(call_key(call, bar_line)[0]) + shift) % 12
         shift = key_shift(*stated)
         return shift, (stated[0] + shift) % 12
 

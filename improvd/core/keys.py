@@ -60,6 +60,26 @@ def estimate_key(symbols: Sequence[str]) -> tuple[str, str]:
     return key_of_weights(pitch_class_weights(symbols))
 
 
+TONIC_HINT = 0.1  # added to the score of the keys on the call's first downbeat note (see call_key)
+
+
+def call_key(symbols: Sequence[str], bar_line: int) -> tuple[str, str]:
+    """(tonic, mode) a musician hears in a call: ``estimate_key``'s correlations, with TONIC_HINT added to the two
+    keys whose tonic is the first note that starts at or after index ``bar_line`` of ``symbols`` (the call's first
+    downbeat; a pickup is often the dominant). Chosen on 306 calls of Essen tunes outside the shipped model's test
+    split, against music21's analysis of each whole tune: its tonic agreed with 0.794 of them without the hint,
+    0.810 with it (the test split's 293 calls: 0.768 and 0.792)."""
+    weights = pitch_class_weights(symbols)
+    if not weights.any():
+        return "C", "major"
+    scores = _key_scores(weights)
+    first = next((int(s) for s in symbols[max(bar_line, 0) :] if s.isdigit()), None)
+    if first is not None:
+        scores[[first % 12, 12 + first % 12]] += TONIC_HINT
+    best = int(np.argmax(scores))
+    return TONIC_NAMES[best % 12], "major" if best < 12 else "minor"
+
+
 def key_of_weights(weights: np.ndarray) -> tuple[str, str]:
     """(tonic, mode) that best fits ``weights`` (time per pitch class, C first); C major when all are 0."""
     if not np.any(weights):

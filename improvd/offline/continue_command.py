@@ -11,8 +11,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+from improvd.core.encoding import HOLD, REST
 from improvd.core.engine import Engine, Settings
 from improvd.core.grid import parse_meter
+from improvd.core.keys import call_key as heard_key
 from improvd.core.model import DEFAULT_MODEL_DIR, Model, ModelError, load_model
 from improvd.core.schema import BY_NAME
 from improvd.core.simulate import OfflineError, Performance, perform
@@ -20,7 +22,7 @@ from improvd.files import check_target, write_all
 from improvd.offline import audio, render
 from improvd.offline.call_reader import Call, CallError, read_call
 from improvd.offline.engraving import Heading, melody_key
-from improvd.offline.writers import grid_melody, write_midi, write_musicxml
+from improvd.offline.writers import Note, grid_melody, write_midi, write_musicxml
 
 DEFAULT_BARS = 4
 MAX_RESPONSE_STEPS = 256
@@ -169,8 +171,19 @@ def main(args: argparse.Namespace) -> int:
 
 
 def call_key(call: Call) -> tuple[str, str]:
-    """The call's key: the file's own, else (or when its notes do not fit it) the key improvd estimates."""
-    return melody_key(grid_melody(call.notes, call.step_seconds), call.key)
+    """The call's key: the file's own, else (or when its notes do not fit it) the key improvd hears in it, as the
+    engine does (improvd.core.keys.call_key: its first downbeat note favoured)."""
+    melody = grid_melody(call.notes, call.step_seconds)
+    return melody_key(melody, call.key, heard_key(call_symbols(melody), call.bar_start_step))
+
+
+def call_symbols(melody: list[Note]) -> list[str]:
+    """The melody as the engine's 16th-step symbols (a pitch where a note starts, holds after it, rests)."""
+    symbols: list[str] = []
+    for note in melody:
+        steps = max(1, round(note.quarter_length * 4))
+        symbols += [str(note.pitch) if note.pitch is not None else REST] + [HOLD] * (steps - 1)
+    return symbols
 
 
 def write_score(path: Path, call: Call, performance: Performance, gate: float) -> Path:

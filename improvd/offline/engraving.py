@@ -34,16 +34,18 @@ class Heading:
 MISFIT = 0.1  # a stated key whose signature leaves this much more of the notes' time out than the estimate's
 
 
-def melody_key(melody: list[Note], stated: tuple[str, str] | None = None) -> tuple[str, str]:
+def melody_key(
+    melody: list[Note], stated: tuple[str, str] | None = None, heard: tuple[str, str] | None = None
+) -> tuple[str, str]:
     """The key a score of ``melody`` is written in: ``stated`` (the file's own), else the major or minor key
-    improvd estimates (improvd.core.keys, by time per pitch class). A stated key whose signature leaves MISFIT
+    improvd estimates (``heard``, else improvd.core.keys by time per pitch class). A stated key whose signature leaves MISFIT
     more of the notes' time outside it than the estimate's is not the music's: the Essen files state a tonic
     (``K: G``) and write every flat of a G minor tune as an accidental."""
     weights = np.zeros(12)
     for item in melody:
         if item.pitch is not None:
             weights[item.pitch % 12] += item.quarter_length
-    estimate = key_of_weights(weights)
+    estimate = heard or key_of_weights(weights)
     if stated is None or not weights.any():
         return stated or estimate
 
