@@ -115,6 +115,7 @@ from improvd.core.grid import Grid, bar_steps, next_bar_line, strong_positions
 from improvd.core.keys import WHITE_KEYS, diatonic_shift, estimate_key
 from improvd.core.metronome import CLICK_STEPS, click
 from improvd.core.model import Model
+from improvd.core.recall import SessionMemory
 from improvd.core.runtime import LSTMRuntime, softmax
 from improvd.core.sampler import Sampler
 from improvd.core.seedbuffer import SeedBuffer
@@ -214,6 +215,7 @@ class Engine:
         self._count_in_start = self._count_in_end = 0  # the count-in's grid steps: listening starts at the end
         self._deviations: dict[tuple[int, int], float] = {}  # (step, pitch) -> how far off the grid it was played
         self._heard: deque[tuple[float, mido.Message]] = deque(maxlen=HEARD_MESSAGES)  # the call's, for follow
+        self._recall = SessionMemory(self._phrases_kept())  # the player's earlier calls (improvd.core.recall)
         self._load(model)
 
     # --- model and state -----------------------------------------------------
@@ -224,7 +226,8 @@ class Engine:
         self._runtime = self._predictor(model)
         vocabulary = model.vocabulary
         self._song_end = vocabulary.index[SONG_END]
-        self._cache = SongCache(self._song_end)
+        self._recall.bind(vocabulary.symbols)  # a model of another vocabulary starts an empty memory
+        self._cache = SongCache(self._song_end, self._recall)
         self._runtime.prime([self._song_end] * model.song_gap)  # a call starts as a song does in training
         self._song_start = self._runtime.snapshot()
         self._onset_mask = np.array([is_pitch(s) for s in vocabulary.symbols])
@@ -389,6 +392,7 @@ class Engine:
         self._in_key = self._collection_mask(call)
         self._places = self._onset_places(call)
         symbols = self._sample_answer(plan, self._echo(plan, call), tonic)
+        self._recall.remember(call, self._index_of)  # in this call's transposition, for the answers after it
         self._queue_response(symbols, plan.first)
         self._call_steps = 0
         self.mode = "responding"
@@ -760,11 +764,26 @@ class Engine:
         enabled, tempo = candidate.enabled, self.settings.bpm
         self.settings = dataclasses.replace(candidate, enabled=self.settings.enabled)
         self._buffer.resize(self.settings.buffer_steps or self.model.sequence_length)
+        self._recall.keep(self._phrases_kept())
         if self.settings.bpm != tempo:
             self._retime_queue()  # a new tempo takes the answer in progress with it
         if enabled != self.settings.enabled:
             return self.set_enabled(enabled, self._grid.step_start if time is None else time)
         return []
+
+    def _phrases_kept(self) -> int:
+        return self.settings.memory_phrases if self.settings.session_memory else 0
+
+    def forget(self, time: float) -> list[Timed]:
+        """Forget the player's earlier calls (the session memory); a ``forget`` event {phrases} says how many."""
+        self._events.append(Event(time, "forget", {"phrases": len(self._recall)}))
+        self._recall.clear()
+        return []
+
+    @property
+    def remembered(self) -> int:
+        """How many of the player's calls the session memory holds."""
+        return len(self._recall)
 
     def set_model(self, model: Model) -> None:
         """Use ``model`` from now on, or from the end of the response in progress."""

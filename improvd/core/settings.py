@@ -41,6 +41,8 @@ class Settings:
     output_channel: int = 0
     input_channel: int | None = None
     buffer_steps: int | None = None
+    session_memory: bool = True
+    memory_phrases: int = 8
     enabled: bool = True
 
     def validate(self) -> Settings:
