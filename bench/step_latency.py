@@ -3,7 +3,8 @@
 (a) tutorial_window: the tutorial's way, Keras ``model.predict`` over the whole 64-step one-hot window;
 (b) keras_stateful: a stateful Keras LSTM called on one step;
 (c) improvd: improvd's numpy runtime step, song cache and sampling;
-plus phrase_end: the engine's work at a phrase end (key estimate, re-prime, sampling the whole answer).
+plus improvd_full_memory: (c) with the session memory full (64 calls of one riff played over and over, the
+worst case: every step finds the most matches it follows), and phrase_end: the engine's work at a phrase end (key estimate, re-prime, sampling the whole answer).
 
 Prints one JSON object (with --json) or a table. Not a test: these machines are shared, so compare the ratios.
 Uses models/essen when it exists, else a default-size model (one LSTM of 256 units) with random weights.
@@ -30,6 +31,7 @@ import numpy as np
 from improvd.core.encoding import SONG_END, Vocabulary
 from improvd.core.engine import Engine, Settings
 from improvd.core.model import DEFAULT_MODEL_DIR, load_model
+from improvd.core.recall import CALL_STEPS, SessionMemory
 from improvd.core.runtime import LSTMRuntime, softmax
 from improvd.core.sampler import Sampler
 from improvd.core.songcache import SongCache
@@ -96,17 +98,27 @@ def bench(repeats: int) -> dict:
     # improvd first, before Keras starts its thread pools on this shared machine
     runtime, sampler = LSTMRuntime(model), Sampler(0)
     cache = SongCache(model.vocabulary.index[SONG_END])
-    state = {"index": 0, "count": True}  # the warm-up fills the song cache, as a call would
+    state = {"index": 0, "count": True, "cache": cache}  # the warm-up fills the song cache, as a call would
 
     def improvd_step() -> None:
         """One answer step as the engine takes it: LSTM step, song cache, sampling."""
         logits = runtime.step(state["index"])
-        cache.add(state["index"], count=state["count"])
-        state["index"] = sampler.sample(np.log(cache.mix(softmax(logits))), 1.0)
+        state["cache"].add(state["index"], count=state["count"])
+        state["index"] = sampler.sample(np.log(state["cache"].mix(softmax(logits))), 1.0)
 
     timed(improvd_step, 200)
     state["count"] = False
     improvd_times = timed(improvd_step, repeats * 50)
+
+    memory = SessionMemory(64)
+    riff = [str(s) for s in rng.integers(0, vocab, 16)]  # symbols as the vocabulary's indices
+    for _ in range(64):
+        memory.remember(riff * (CALL_STEPS // len(riff)), int)
+    state["cache"] = SongCache(model.vocabulary.index[SONG_END], memory)
+    for symbol in riff:
+        state["cache"].add(int(symbol))
+    state["index"] = int(riff[0])
+    memory_times = timed(improvd_step, repeats * 50)
 
     phrase_end_times = phrase_end_work(model, repeats)
 
@@ -126,6 +138,7 @@ def bench(repeats: int) -> dict:
         "tutorial_window": percentiles(tutorial_times),
         "keras_stateful": percentiles(stateful_times),
         "improvd": percentiles(improvd_times),
+        "improvd_full_memory": percentiles(memory_times),
         "phrase_end": percentiles(phrase_end_times),
     }
     result["load_average_1min"] = round(os.getloadavg()[0], 2)

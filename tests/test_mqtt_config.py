@@ -126,15 +126,24 @@ KEYS = {  # documented options each component may carry (beyond COMMON_KEYS), an
     "button": ({"command_topic", "payload_press"}, {"command_topic"}),
 }  # fmt: skip
 ENTITIES = {
-    "number": {"temperature", "bpm", "response_bars", "response_steps", "phrase_end_steps", "count_in_bars"},
-    "switch": {"enabled", "metronome", "thru"},
+    "number": {
+        "temperature",
+        "bpm",
+        "response_bars",
+        "response_steps",
+        "phrase_end_steps",
+        "count_in_bars",
+        "memory_phrases",
+    },
+    "switch": {"enabled", "metronome", "thru", "session_memory"},
     "select": {"model", "groove"},
-    "sensor": {"mode"},
-    "button": {"respond", "panic"},
+    "sensor": {"mode", "remembered"},
+    "button": {"respond", "panic", "forget"},
 }
 DAEMON_STATE = {  # what Daemon.state() holds
     **dict.fromkeys(("temperature", "bpm", "enabled", "response_steps", "response_bars", "meter", "groove")),
     **dict.fromkeys(("metronome", "count_in_bars", "thru", "recording", "phrase_end_steps", "clock", "ports")),
+    **dict.fromkeys(("session_memory", "memory_phrases", "remembered")),
     "mode": "listening", "model": "essen", "timing": {}, "version": "0.1.0",
 }  # fmt: skip
 
@@ -198,7 +207,7 @@ def test_home_assistant_entities_follow_the_controllers_state():
     keys = {topic.split("/")[1] + "/" + topic.split("/")[3] for topic in messages}
     assert keys == {
         "number/temperature", "number/bpm", "switch/enabled", "sensor/mode", "select/model", "button/respond",
-        "button/panic",
+        "button/panic", "button/forget",
     }  # fmt: skip
     assert messages["homeassistant/select/improvd_studio/model/config"]["options"] == ["tiny"]
     assert "json_attributes_topic" not in messages["homeassistant/sensor/improvd_studio/mode/config"]

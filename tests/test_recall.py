@@ -7,7 +7,7 @@ import pytest
 
 from improvd.core.engine import Engine, Settings
 from improvd.core.model import load_model
-from improvd.core.recall import ALPHA, CALL_STEPS, FADE, MIN_ORDER, SessionMemory
+from improvd.core.recall import ALPHA, CALL_STEPS, FADE, MATCHES, MIN_ORDER, SessionMemory
 from improvd.core.songcache import SongCache
 from tests.helpers import call, run
 
@@ -56,6 +56,10 @@ def test_it_holds_the_last_phrases_and_its_cost_stays_bounded():
         kept.remember([str(s) for s in rng.integers(0, V, 4 * CALL_STEPS)], int)
     assert len(kept) == 4
     assert sum(len(c.indices) for c in kept._calls) == 4 * CALL_STEPS
+    riff = [str(s) for s in rng.integers(0, V, 8)]
+    for _ in range(4):  # a riff played over and over: each context recurs hundreds of times
+        kept.remember(riff * (CALL_STEPS // len(riff)), int)
+    assert len(kept._match_lengths([int(s) for s in riff])) == MATCHES  # a step follows MATCHES at most
     kept.keep(2)
     assert len(kept) == 2
     kept.keep(0)
@@ -126,6 +130,8 @@ def test_an_answer_continues_the_motif_of_an_earlier_call_in_another_key(model, 
 
 def test_turning_it_off_forgets_and_a_change_of_size_keeps_the_last(model):
     _, engine = session(model, memory_on=True)
+    engine.update(temperature=0.5)  # what a reload (SIGHUP) does: the running memory is kept
+    assert engine.remembered == 2
     engine.update(memory_phrases=1)
     assert engine.remembered == 1
     engine.update(session_memory=False)

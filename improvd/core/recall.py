@@ -10,7 +10,8 @@ blends (Witten-Bell over the context lengths); the song cache (the present call)
 that, so the present call outweighs the memory. The constants were chosen with bench/session_memory.py.
 
 Bounded: at most ``phrases`` calls (64 at most by the settings table) of ``CALL_STEPS`` steps each, so a session
-that runs for days holds a few hundred kilobytes, and a step looks up one context per remembered call.
+that runs for days holds a few hundred kilobytes; a step looks up one context per remembered call and follows
+``MATCHES`` occurrences at most (a riff played over and over would otherwise make thousands).
 """
 
 from __future__ import annotations
@@ -22,11 +23,12 @@ import numpy as np
 
 from improvd.core.encoding import HOLD, REST
 
-MIN_ORDER = 4  # steps of context an earlier call must share with the answer's last steps (two 8ths)
+MIN_ORDER = 3  # steps of context an earlier call must share with the answer's last steps
 MAX_ORDER = 16
 ALPHA = 1.0  # how much the memory doubts a context (the song cache's ALPHA, for the same role)
 FADE = 0.7  # a call one phrase older counts this much as the one after it
 CALL_STEPS = 256  # the steps of a call kept (its last ones): 16 bars of 4/4
+MATCHES = 16  # earlier occurrences of a context looked at per step at most, the latest calls' first
 
 
 class _Call:
@@ -101,7 +103,7 @@ class SessionMemory:
         matches = []
         for age, call in enumerate(reversed(self._calls)):
             weight = FADE**age
-            for position in call.followers.get(context, ()):
+            for position in reversed(call.followers.get(context, ())[-(MATCHES - len(matches)) :]):
                 length = MIN_ORDER
                 while (
                     length < len(tail)
@@ -110,6 +112,8 @@ class SessionMemory:
                 ):
                     length += 1
                 matches.append((call.indices[position], length, weight))
+            if len(matches) >= MATCHES:
+                break
         return matches
 
 

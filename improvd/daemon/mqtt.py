@@ -296,7 +296,6 @@ def _entities(state: dict, models: list[str]) -> dict[str, dict]:
         "sensor/remembered": {
             "name": "Phrases remembered",
             "value_template": "{{ value_json.remembered }}",
-            "unit_of_measurement": "phrases",
         },
         "number/count_in_bars": _number("count_in_bars", "Count-in", 1, unit_of_measurement="bars"),
         "select/groove": {
