@@ -37,7 +37,8 @@ The driver's contract (times are floats in seconds on the driver's clock):
 * ``drain_events()`` returns what happened since the last call, each an
   ``Event(time, name, data)``: ``phrase_end`` {call_steps}, ``response_start``
   {steps, first_step, entry, transposition}, ``response_end`` ({} or
-  {interrupted: True}), ``barge_in``, ``panic``, ``input_lost`` {released}, ``respond_ignored`` {reason},
+  {interrupted: True}), ``barge_in``, ``panic``, ``forget`` {phrases}, ``input_lost`` {released},
+  ``respond_ignored`` {reason},
   ``count_in`` {listen_at_step}, ``tempo`` {bpm, fit}.
 
 Listening becomes responding at the tick that completes ``phrase_end_steps``
@@ -74,8 +75,9 @@ the answer's last step.
 Memory. The song cache (improvd.core.songcache) mixes what followed the same
 contexts earlier in the player's line into the LSTM's probabilities (it follows
 the answer as it goes but does not learn from it, which would let an answer
-loop); the echo (improvd.core.echo) lays the call over the answer bar line on bar
-line. Temperature divides the log probabilities; top-p keeps the smallest set of
+loop); under it the session memory (improvd.core.recall) mixes what followed the same
+contexts in the player's earlier calls, each remembered in its own transposition once it is answered; the echo
+(improvd.core.echo) lays the call over the answer bar line on bar line. Temperature divides the log probabilities; top-p keeps the smallest set of
 likely symbols; the generator is seeded.
 
 Touch (improvd.core.touch). Each note_off is due ``gate`` of its note's length after
