@@ -77,7 +77,8 @@ contexts earlier in the player's line into the LSTM's probabilities (it follows
 the answer as it goes but does not learn from it, which would let an answer
 loop); under it the session memory (improvd.core.recall) mixes what followed the same
 contexts in the player's earlier calls, each remembered in its own transposition once it is answered; the echo
-(improvd.core.echo) lays the call over the answer bar line on bar line. Temperature divides the log probabilities; top-p keeps the smallest set of
+(improvd.core.echo) lays the call over the answer bar line on bar line. Temperature divides the log
+probabilities; top-p keeps the smallest set of
 likely symbols; the generator is seeded.
 
 Touch (improvd.core.touch). Each note_off is due ``gate`` of its note's length after
