@@ -32,6 +32,8 @@ def test_an_earlier_call_pulls_towards_what_followed_the_same_context():
     assert mixed[int(MOTIF[MIN_ORDER])] == pytest.approx(BASE[0] * (1 - weight) + weight)
     assert mixed.sum() == pytest.approx(1.0)
     assert np.array_equal(kept.mix(BASE, [9, 9, 9, 9]), BASE)  # a context no call held leaves the LSTM alone
+    kept.quiet = True  # the answer's last bar
+    assert np.array_equal(kept.mix(BASE, [1, 2, *map(int, MOTIF[:MIN_ORDER])]), BASE)
 
 
 def test_older_calls_fade():
@@ -101,7 +103,7 @@ def model(tiny_model_dir):
 def session(model, memory_on: bool, forget: bool = False) -> tuple[list[tuple[int, int]], Engine]:
     """The first call in D, then one in C that stops inside the first one's motif (C E G of D F# A moved onto
     the white keys): the second answer's notes (pitch, step) and the engine."""
-    settings = Settings(bpm=120, max_call_steps=13, response_steps=6, session_memory=memory_on)
+    settings = Settings(bpm=120, max_call_steps=13, response_steps=22, session_memory=memory_on)
     engine = Engine(model, settings, seed=4)
     first = call(D_MAJOR)
     second = [(t + LATER * STEP, m) for t, m in call(C_MAJOR)]
@@ -121,11 +123,11 @@ def test_an_answer_continues_the_motif_of_an_earlier_call_in_another_key(model, 
     monkeypatch.setattr("improvd.core.recall.ALPHA", 1e-9)
     monkeypatch.setattr("improvd.core.echo.WEIGHT", 0.0)
     answer, engine = session(model, memory_on=True)
-    assert answer == [(72, 14), (71, 16), (67, 18)]
+    assert answer[:3] == [(72, 14), (71, 16), (67, 18)]  # the last bar (steps 20-35) is the cadence's
     assert engine.remembered == 2
-    assert session(model, memory_on=False)[0] != answer
+    assert session(model, memory_on=False)[0][:3] != answer[:3]
     assert session(model, memory_on=False)[1].remembered == 0
-    assert session(model, memory_on=True, forget=True)[0] != answer
+    assert session(model, memory_on=True, forget=True)[0][:3] != answer[:3]
 
 
 def test_turning_it_off_forgets_and_a_change_of_size_keeps_the_last(model):

@@ -466,6 +466,7 @@ class Engine:
         closes best, which is then the one the LSTM has heard."""
         final = max(plan.first, plan.end - plan.bar)
         symbols = self._sample_steps(plan, plan.first, final, echo, [])
+        self._recall.quiet = True  # the last bar is the cadence's: the session memory falls silent, as the echo does
         saved = self._save(echo)
         best, best_score = [], -1
         for attempt in range(CADENCE_TRIES):
@@ -484,6 +485,7 @@ class Engine:
                 if echo is not None:
                     echo.heard(step, index)
                 self._step(index, own=True)
+        self._recall.quiet = False
         return symbols + best
 
     def _save(self, echo: Echo | None) -> tuple:

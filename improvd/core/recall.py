@@ -7,7 +7,8 @@ the white keys), so calls in different keys meet in one key. While an answer is 
 followed the answer's present context (``MIN_ORDER`` to ``MAX_ORDER`` steps) in those calls, a call
 ``k`` phrases back counting ``FADE ** k`` as much as the last one, blended over the LSTM as the song cache
 blends (Witten-Bell over the context lengths); the song cache (the present call) and the echo are mixed over
-that, so the present call outweighs the memory. The constants were chosen with bench/session_memory.py.
+that, so the present call outweighs the memory. Like the echo it falls silent in the answer's last bar, which is
+the cadence's (an earlier call's line would lead on past the cadence). The constants were chosen with bench/session_memory.py.
 
 Bounded: at most ``phrases`` calls (64 at most by the settings table) of ``CALL_STEPS`` steps each, so a session
 that runs for days holds a few hundred kilobytes; a step looks up one context per remembered call and follows
@@ -48,6 +49,7 @@ class SessionMemory:
         self._calls: deque[_Call] = deque(maxlen=max(phrases, 1))
         self._phrases = phrases
         self._vocabulary: tuple[str, ...] = ()
+        self.quiet = False  # while True, ``mix`` proposes nothing (the answer's last bar, the cadence's)
 
     def __len__(self) -> int:
         """The calls held now."""
@@ -78,7 +80,7 @@ class SessionMemory:
 
     def mix(self, probabilities: np.ndarray, history: Sequence[int]) -> np.ndarray:
         """``probabilities`` with what followed the end of ``history`` (the song so far) in the remembered calls."""
-        if not self._calls or len(history) < MIN_ORDER:
+        if self.quiet or not self._calls or len(history) < MIN_ORDER:
             return probabilities
         lengths = self._match_lengths(history)
         mixed = probabilities
