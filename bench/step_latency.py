@@ -8,6 +8,8 @@ listening_tick, a tick during a call (the seed buffer, one LSTM step, the song c
 which the engine answers (key estimate, the first slice of the answer); longest_hold, the longest tick from the
 call's first silent step to the answer's end (the key change heard again, the answer's slices, the cadence's
 redraws); answer_work, all those ticks together (what drawing the answer costs in all).
+improvd_full_memory: (c) with the session memory full (64 calls of one riff played over and over, the
+worst case: every step finds the most matches it follows).
 
 Prints one JSON object (with --json) or a table. Not a test: these machines are shared, so compare the ratios.
 Uses models/essen when it exists, else a default-size model (one LSTM of 256 units) with random weights.
@@ -35,6 +37,7 @@ import numpy as np
 from improvd.core.encoding import SONG_END, Vocabulary
 from improvd.core.engine import Engine, Settings
 from improvd.core.model import DEFAULT_MODEL_DIR, load_model
+from improvd.core.recall import CALL_STEPS, SessionMemory
 from improvd.core.runtime import LSTMRuntime, softmax
 from improvd.core.sampler import Sampler
 from improvd.core.songcache import SongCache
@@ -102,17 +105,27 @@ def bench(repeats: int) -> dict:
     # improvd first, before Keras starts its thread pools on this shared machine
     runtime, sampler = LSTMRuntime(model), Sampler(0)
     cache = SongCache(model.vocabulary.index[SONG_END])
-    state = {"index": 0, "count": True}  # the warm-up fills the song cache, as a call would
+    state = {"index": 0, "count": True, "cache": cache}  # the warm-up fills the song cache, as a call would
 
     def improvd_step() -> None:
         """One answer step as the engine takes it: LSTM step, song cache, sampling."""
         logits = runtime.step(state["index"])
-        cache.add(state["index"], count=state["count"])
-        state["index"] = sampler.sample(np.log(cache.mix(softmax(logits))), 1.0)
+        state["cache"].add(state["index"], count=state["count"])
+        state["index"] = sampler.sample(np.log(state["cache"].mix(softmax(logits))), 1.0)
 
     timed(improvd_step, 200)
     state["count"] = False
     improvd_times = timed(improvd_step, repeats * 50)
+
+    memory = SessionMemory(64)
+    riff = [str(s) for s in rng.integers(0, vocab, 16)]  # symbols as the vocabulary's indices
+    for _ in range(64):
+        memory.remember(riff * (CALL_STEPS // len(riff)), int)
+    state["cache"] = SongCache(model.vocabulary.index[SONG_END], memory)
+    for symbol in riff:
+        state["cache"].add(int(symbol))
+    state["index"] = int(riff[0])
+    memory_times = timed(improvd_step, repeats * 50)
 
     primed = [Engine(load_model(path)) for path in shipped_models()]  # every shipped model, as the daemon holds them
     phrase = phrase_end_work(model, repeats)
@@ -133,6 +146,7 @@ def bench(repeats: int) -> dict:
         "tutorial_window": percentiles(tutorial_times),
         "keras_stateful": percentiles(stateful_times),
         "improvd": percentiles(improvd_times),
+        "improvd_full_memory": percentiles(memory_times),
         "models_primed": len(primed),
         **{name: percentiles(samples) for name, samples in phrase.items()},
     }

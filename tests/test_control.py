@@ -47,7 +47,7 @@ def test_good_settings(subtopic, payload, changes):
     assert parse(subtopic, payload) == Request(changes=changes)
 
 
-@pytest.mark.parametrize("name", ["respond", "panic"])
+@pytest.mark.parametrize("name", ["respond", "panic", "forget"])
 def test_commands_ignore_the_payload(name):
     assert parse(f"cmd/{name}", b"") == Request(command=name)
     assert parse(f"cmd/{name}", b"anything") == Request(command=name)

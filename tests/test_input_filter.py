@@ -8,7 +8,7 @@ import pytest
 from improvd.daemon import config as configuration
 from improvd.daemon.input_filter import MALFORMED, Change, Clock, Command, Drop, Feed, InputFilter
 
-CC = {"temperature": 20, "respond": 21, "panic": 22, "enable": 23, "metronome": 24}
+CC = {"temperature": 20, "respond": 21, "panic": 22, "enable": 23, "metronome": 24, "session_memory": 25, "forget": 26}
 
 
 def config(**table):
@@ -70,13 +70,16 @@ def test_a_note_off_is_fed_only_for_a_held_note():
         ([0xB0, 24, 64], Change("metronome", True)),
         ([0xB0, 21, 64], Command("respond")),
         ([0xB0, 22, 127], Command("panic")),
+        ([0xB0, 25, 64], Change("session_memory", True)),
+        ([0xB0, 25, 0], Change("session_memory", False)),
+        ([0xB0, 26, 64], Command("forget")),
     ],
 )
 def test_configured_control_changes_are_actions(data, decision):
     assert decide(data, thru=True, cc=CC) == decision
 
 
-@pytest.mark.parametrize("number", [21, 22])
+@pytest.mark.parametrize("number", [21, 22, 26])
 def test_releasing_respond_or_panic_does_nothing_and_is_not_passed_on(number):
     decision = decide([0xB0, number, 0], thru=True, cc=CC)
     assert isinstance(decision, Drop) and not decision.counted

@@ -290,8 +290,8 @@ def discovery_configs(probe) -> dict[str, bytes]:
 def test_home_assistant_discovery_is_retained_and_cleared_when_turned_off(mosquitto, probe, models):
     with Plane(config_for(mosquitto, homeassistant=True), EngineController(models, "tiny")):
         probe.wait_state(lambda s: True, "the first state")
-        # temperature, bpm, enabled, response_steps, phrase_end_steps, model, mode, respond, panic
-        wait_for(lambda: len([p for p in discovery_configs(probe).values() if p]) == 9, 10, "9 configs")
+        # temperature, bpm, enabled, response_steps, phrase_end_steps, model, mode, respond, panic, forget
+        wait_for(lambda: len([p for p in discovery_configs(probe).values() if p]) == 10, 10, "10 configs")
     configs = {t: json.loads(p) for t, p in discovery_configs(probe).items() if p}
     switch = configs["homeassistant/switch/improvd_test/enabled/config"]
     assert switch["command_topic"] == f"{PREFIX}/set/enabled"

@@ -130,17 +130,18 @@ KEYS = {  # documented options each component may carry (beyond COMMON_KEYS), an
 }  # fmt: skip
 ENTITIES = {
     "number": {"temperature", "bpm", "response_bars", "response_steps", "phrase_end_steps", "count_in_bars",
-               "output_channel", "program"},
-    "switch": {"enabled", "metronome", "thru"},
+               "output_channel", "program", "memory_phrases"},
+    "switch": {"enabled", "metronome", "thru", "session_memory"},
     "select": {"model", "groove", "key"},
-    "sensor": {"mode", "clock", "beat_bpm"},
-    "button": {"respond", "panic"},
+    "sensor": {"mode", "clock", "beat_bpm", "remembered"},
+    "button": {"respond", "panic", "forget"},
     "text": {"meter", "range"},
 }  # fmt: skip
 DAEMON_STATE = {  # what Daemon.state() holds
     **dict.fromkeys(("temperature", "bpm", "enabled", "response_steps", "response_bars", "meter", "groove")),
     **dict.fromkeys(("metronome", "count_in_bars", "thru", "recording", "phrase_end_steps", "clock", "ports")),
     **dict.fromkeys(("beat_bpm", "output_channel", "program", "key", "range")),
+    **dict.fromkeys(("session_memory", "memory_phrases", "remembered")),
     "mode": "listening", "model": "essen", "timing": {}, "version": "0.1.0",
 }  # fmt: skip
 
@@ -207,7 +208,7 @@ def test_home_assistant_entities_follow_the_controllers_state():
     keys = {topic.split("/")[1] + "/" + topic.split("/")[3] for topic in messages}
     assert keys == {
         "number/temperature", "number/bpm", "switch/enabled", "sensor/mode", "select/model", "button/respond",
-        "button/panic",
+        "button/panic", "button/forget",
     }  # fmt: skip
     assert messages["homeassistant/select/improvd_studio/model/config"]["options"] == ["tiny"]
     assert "json_attributes_topic" not in messages["homeassistant/sensor/improvd_studio/mode/config"]

@@ -50,6 +50,12 @@ def test_set_topics_change_the_daemon_and_its_retained_state(jack_server, mosqui
         wait_for(lambda: probe.events("error"), 10, "the error event")
         assert "bpm must be a number from 20 to 300" in probe.events("error")[0]["reason"]
         assert json.loads(retained(mosquitto, "state"))["bpm"] == 90
+        assert (state["session_memory"], state["memory_phrases"], state["remembered"]) == (True, 8, 0)
+        probe.publish("set/memory_phrases", "3")
+        probe.wait_state(lambda s: s["memory_phrases"] == 3, "memory_phrases 3")
+        probe.publish("cmd/forget", "")
+        wait_for(lambda: probe.events("forget"), 10, "the forget event")
+        assert probe.events("forget")[0]["phrases"] == 0
     finally:
         assert daemon.stop() == 0, daemon.text()
     assert retained(mosquitto, "status") == b"offline"  # a clean stop says so

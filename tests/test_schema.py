@@ -137,7 +137,11 @@ def test_run_help_shows_each_flags_range_from_the_table():
 
 
 def test_the_settings_a_control_change_steers_are_the_cc_keys():
-    settings = {"enabled" if key == "enable" else key for key in config.CC_KEYS} - {"respond", "panic"}  # commands
+    settings = {"enabled" if key == "enable" else key for key in config.CC_KEYS} - {
+        "respond",
+        "panic",
+        "forget",
+    }  # commands
     assert {s.name for s in SETTINGS if CC in s.sources} == settings
 
 

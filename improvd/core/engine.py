@@ -39,9 +39,9 @@ The driver's contract (times are floats in seconds on the driver's clock):
 * ``drain_events()`` returns what happened since the last call, each an
   ``Event(time, name, data)``: ``phrase_end`` {call_steps}, ``response_start``
   {steps, first_step, entry, transposition}, ``response_end`` ({} or
-  {interrupted: True}), ``barge_in``, ``panic``, ``input_lost`` {released}, ``respond_ignored`` {reason},
-  ``count_in`` {listen_at_step}, ``notes_ignored`` {reason, notes} (played in a count-in before its last beat),
-  ``tempo`` {bpm, fit}.
+  {interrupted: True}), ``barge_in``, ``panic``, ``forget`` {phrases}, ``input_lost`` {released},
+  ``respond_ignored`` {reason}, ``count_in`` {listen_at_step}, ``notes_ignored`` {reason, notes} (played in a
+  count-in before its last beat), ``tempo`` {bpm, fit}.
 
 Listening becomes responding at the tick that completes ``phrase_end_steps``
 silent steps (no key down and no note held by the pedal) after a call of at
@@ -83,8 +83,10 @@ the answer's last step.
 Memory. The song cache (improvd.core.songcache) mixes what followed the same
 contexts earlier in the player's line into the LSTM's probabilities (it follows
 the answer as it goes but does not learn from it, which would let an answer
-loop); the echo (improvd.core.echo) lays the call over the answer bar line on bar
-line. Temperature divides the log probabilities; top-p keeps the smallest set of
+loop); under it the session memory (improvd.core.recall) mixes what followed the same
+contexts in the player's earlier calls, each remembered in its own transposition once it is answered; the echo
+(improvd.core.echo) lays the call over the answer bar line on bar line. Temperature divides the log
+probabilities; top-p keeps the smallest set of
 likely symbols; the generator is seeded.
 
 Touch (improvd.core.touch). Each note_off is due ``gate`` of its note's length after
@@ -135,6 +137,7 @@ from improvd.core.keys import call_key, diatonic_shift, key_shift, parse_key
 from improvd.core.metronome import CLICK_STEPS, click
 from improvd.core.model import Model
 from improvd.core.priming import SILENT_STEPS, Priming
+from improvd.core.recall import SessionMemory
 from improvd.core.runtime import LSTMRuntime
 from improvd.core.sampler import Sampler
 from improvd.core.schema import MATCH_BARS
@@ -217,6 +220,8 @@ class Engine:
         self._drawing: Drawing | None = None  # the answer being drawn
         self._queued_symbols = 0  # of the drawing's symbols, those whose notes are queued
         self._open_note: tuple[float, int, int, mido.Message] | None = None  # (on time, first step, steps, note_on)
+        self._recall = SessionMemory(self._phrases_kept())  # the player's earlier calls (improvd.core.recall)
+        self._answered: list[str] = []  # the call being answered: remembered when its answer ends
         self._load(model)
 
     # --- model and state -----------------------------------------------------
@@ -227,7 +232,8 @@ class Engine:
         self._runtime = self._predictor(model)
         vocabulary = model.vocabulary
         self._song_end = vocabulary.index[SONG_END]
-        self._cache = SongCache(self._song_end)
+        self._recall.bind(vocabulary.symbols)  # a model of another vocabulary starts an empty memory
+        self._cache = SongCache(self._song_end, self._recall)
         self._runtime.prime([self._song_end] * model.song_gap)  # a call starts as a song does in training
         self._song_start = self._runtime.snapshot()
         self._priming = Priming(self._predictor(model), SongCache(self._song_end), self._song_start, self._song_end)
@@ -478,6 +484,7 @@ class Engine:
         self._response_end = float(plan.end)  # the step that opens after the answer
         self._open_note = None
         self._queued_symbols = 0
+        self._answered = call
         self._call_steps = 0
         self.mode = "responding"
         self._draw_answer()
@@ -600,6 +607,7 @@ class Engine:
     def _end_response(self, time: float) -> None:
         self.mode = "listening"
         self._drawing = None
+        self._remember_call()
         self._events.append(Event(time, "response_end", {}))
         if self._pending_model is not None:
             model, self._pending_model = self._pending_model, None
@@ -670,6 +678,8 @@ class Engine:
         self._own -= self._passed  # struck again by the player: the player's release ends it
         released = self._release(time, all_notes_off=False, own_only=True)
         self.mode = "listening"
+        self._drawing = None
+        self._remember_call()
         self._events.append(Event(time, "barge_in", {}))
         self._events.append(Event(time, "response_end", {"interrupted": True}))
         self._reprime()
@@ -827,6 +837,7 @@ class Engine:
         if self._instrument() != instrument:
             self._queue_program(self._grid.step_start if time is None else time)
         self._buffer.resize(self.settings.buffer_steps or self.model.sequence_length)
+        self._recall.keep(self._phrases_kept())
         if self.settings.bpm != tempo:
             self._retime_queue()  # a new tempo takes the answer in progress with it
         if enabled != self.settings.enabled:
@@ -835,6 +846,26 @@ class Engine:
 
     def _instrument(self) -> tuple[int, int | None]:
         return self.settings.output_channel, self.settings.program
+
+    def _remember_call(self) -> None:
+        """The call just answered goes into the session memory, in its transposition: for the answers after it."""
+        if self._answered:
+            self._recall.remember(self._answered, self._index_of)
+            self._answered = []
+
+    def _phrases_kept(self) -> int:
+        return self.settings.memory_phrases if self.settings.session_memory else 0
+
+    def forget(self, time: float) -> list[Timed]:
+        """Forget the player's earlier calls (the session memory); a ``forget`` event {phrases} says how many."""
+        self._events.append(Event(time, "forget", {"phrases": len(self._recall)}))
+        self._recall.clear()
+        return []
+
+    @property
+    def remembered(self) -> int:
+        """How many of the player's calls the session memory holds."""
+        return len(self._recall)
 
     def set_model(self, model: Model) -> None:
         """Use ``model`` from now on, or from the end of the response in progress."""

@@ -44,6 +44,8 @@ class Settings:
     range: tuple[int, int] = EVERY_NOTE  # the answer's lowest and highest note
     input_channel: int | None = None
     buffer_steps: int | None = None
+    session_memory: bool = True
+    memory_phrases: int = 8
     enabled: bool = True
 
     def validate(self) -> Settings:

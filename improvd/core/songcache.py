@@ -21,6 +21,8 @@ from collections import Counter, deque
 
 import numpy as np
 
+from improvd.core.recall import SessionMemory
+
 MIN_ORDER = 6  # steps of context; shorter contexts repeat by chance in any tune
 MAX_ORDER = 24
 ALPHA = 16.0  # how much the cache doubts a context: larger trusts the LSTM more
@@ -37,9 +39,21 @@ class SongCache:
     longer contexts. Same figures, a few hundred kilobytes at most.
     """
 
-    def __init__(self, song_end: int) -> None:
+    def __init__(self, song_end: int, memory: SessionMemory | None = None) -> None:
+        """``memory``, the player's earlier calls (improvd.core.recall), is mixed in under this song."""
         self.song_end = song_end
+        self._memory = memory
         self.reset()
+
+    @property
+    def memory_quiet(self) -> bool:
+        """Whether the session memory is silent (the answer's cadence bar)."""
+        return self._memory is not None and self._memory.quiet
+
+    @memory_quiet.setter
+    def memory_quiet(self, quiet: bool) -> None:
+        if self._memory is not None:
+            self._memory.quiet = quiet
 
     def reset(self) -> None:
         """A new song: forget everything."""
@@ -85,8 +99,11 @@ class SongCache:
         self._counted = deque(counted)
 
     def mix(self, probabilities: np.ndarray) -> np.ndarray:
-        """The LSTM's ``probabilities`` with what followed the current contexts earlier in the song."""
+        """The LSTM's ``probabilities`` with what followed the current contexts earlier in the session's
+        remembered calls, then (over that) earlier in this song."""
         mixed = np.asarray(probabilities, np.float64)
+        if self._memory is not None:
+            mixed = self._memory.mix(mixed, self._history)
         lengths = self._match_lengths()
         for k in range(MIN_ORDER, MAX_ORDER + 1):
             following = Counter(symbol for symbol, length in lengths if length >= k)

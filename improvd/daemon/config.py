@@ -26,7 +26,7 @@ else:  # pragma: no cover
 DEFAULT_CONFIG = Path("/etc/improvd/improvd.toml")
 MAX_CONFIG_BYTES = 64 << 10  # the configuration file (systemd/improvd.toml, every key documented, is 8 KB)
 SHOWN_CHARS = 80  # of a bad value in an error line
-CC_KEYS = ("temperature", "respond", "panic", "enable", "metronome")
+CC_KEYS = ("temperature", "respond", "panic", "enable", "metronome", "session_memory", "forget")
 RESERVED_CC = {64: "the sustain pedal", **{n: "a channel mode message" for n in range(120, 128)}}
 
 
@@ -69,6 +69,8 @@ class Config:
     metronome_notes: tuple[int, int] = (76, 77)  # the bar's first beat, the other beats
     count_in_bars: int = 0
     thru: bool = False
+    session_memory: bool = True
+    memory_phrases: int = 8
     record_dir: str = ""  # "" = no recording
     seed: int | None = None
     log_level: str = "info"
@@ -126,7 +128,8 @@ DEFAULT_WORDS = {
 CC_HELP = (
     f"Control changes, in the file only ([cc]: a CC number {CC_NUMBER.span()} per control; leave a key out for "
     f"off): temperature ({CC_NUMBER.span()} onto {BY_NAME['temperature'].span()}), respond (>= 64), panic (>= 64), "
-    "enable (on >= 64, off below), metronome (on >= 64, off below); CC 64 and 120-127 are refused"
+    "enable, metronome, session_memory (on >= 64, off below), forget (>= 64: forget your earlier phrases); "
+    "CC 64 and 120-127 are refused"
 )
 
 # flag dest -> config key (flags left at None are not given): one flag per key

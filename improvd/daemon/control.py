@@ -20,7 +20,7 @@ from improvd.core.schema import MQTT, SETTINGS, Setting
 MAX_PAYLOAD = 4096  # bytes
 MAX_DEPTH = 2  # JSON nesting: a settings object is flat; deeper payloads are refused before they are parsed
 MAX_NUMBER_CHARS = 32  # digits and signs of one JSON number; longer ones are refused, never converted
-COMMANDS = ("respond", "panic")
+COMMANDS = ("respond", "panic", "forget")
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 TRUE_WORDS = ("true", "on", "1")
 FALSE_WORDS = ("false", "off", "0")

@@ -32,7 +32,7 @@ log = logging.getLogger("improvd")
 
 # the engine's settings MQTT steers, from the table (enabled is applied apart)
 ENGINE_KEYS = tuple(s.name for s in SETTINGS if s.engine and MQTT in s.sources and s.name != "enabled")
-COMMANDS = ("respond", "panic")
+COMMANDS = ("respond", "panic", "forget")
 
 
 class Controller:
@@ -100,6 +100,9 @@ class Controller:
             "range": list(settings.range),
             "recording": self.recording.name if self.recording else None,
             "phrase_end_steps": settings.phrase_end_steps,
+            "session_memory": settings.session_memory,
+            "memory_phrases": settings.memory_phrases,
+            "remembered": self.engine.remembered,
             "clock": self.config.clock,
             "ports": self.ports.names(),
             "timing": self.timing.stats.summary().as_dict() | {"clicks": self.timing.click_stats.summary().as_dict()},
@@ -132,7 +135,8 @@ class Controller:
             self._submit_once("enabled", lambda now: self.engine.set_enabled(self._enabled, now))
 
     def command(self, name: str) -> None:
-        """Queue ``respond`` (answer now) or ``panic`` (release everything); ValueError for any other name.
+        """Queue ``respond`` (answer now), ``panic`` (release everything) or ``forget`` (empty the session
+        memory); ValueError for any other name.
 
         A command that still waits for the timing thread is not queued again (a flood of them costs that thread
         one run per look); the repeats are counted in ``dropped``.
@@ -141,6 +145,8 @@ class Controller:
             self._submit_once(name, lambda now: self.engine.respond_now() or [])
         elif name == "panic":
             self._submit_once(name, self.engine.panic)
+        elif name == "forget":
+            self._submit_once(name, self.engine.forget)
         else:
             raise ValueError(f"command {name!r}: unknown (allowed: {', '.join(COMMANDS)})")
 

@@ -58,7 +58,8 @@ class Clock:
 
 @dataclass(frozen=True)
 class Change:
-    """A setting from a control change, valid as it is: ``temperature``, ``enabled`` or ``metronome``."""
+    """A setting from a control change, valid as it is: ``temperature``, ``enabled``, ``metronome`` or
+    ``session_memory``."""
 
     name: str
     value: float | bool
@@ -66,7 +67,7 @@ class Change:
 
 @dataclass(frozen=True)
 class Command:
-    """A control pressed: ``respond`` or ``panic``."""
+    """A control pressed: ``respond``, ``panic`` or ``forget``."""
 
     name: str
 
@@ -137,6 +138,6 @@ def _control(message: mido.Message, cc: dict[str, int]) -> Decision | None:
     value = message.value
     if name == "temperature":
         return Change("temperature", BY_NAME["temperature"].scale(value / CC_NUMBER.high))
-    if name in ("enable", "metronome"):
+    if name in ("enable", "metronome", "session_memory"):
         return Change("enabled" if name == "enable" else name, value >= PRESSED)
     return Command(name) if value >= PRESSED else Drop("control released")

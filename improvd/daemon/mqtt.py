@@ -333,6 +333,12 @@ def _entities(state: dict, models: list[str]) -> dict[str, dict]:
         ),
         "number/phrase_end_steps": _number("phrase_end_steps", "Phrase end", 1, unit_of_measurement="16ths"),
         "switch/metronome": _switch("metronome", "Metronome"),
+        "switch/session_memory": _switch("session_memory", "Session memory"),
+        "number/memory_phrases": _number("memory_phrases", "Memory", 1, unit_of_measurement="phrases"),
+        "sensor/remembered": {
+            "name": "Phrases remembered",
+            "value_template": "{{ value_json.remembered }}",
+        },
         "number/count_in_bars": _number("count_in_bars", "Count-in", 1, unit_of_measurement="bars"),
         "select/groove": {
             "name": "Groove",
@@ -366,13 +372,22 @@ def _entities(state: dict, models: list[str]) -> dict[str, dict]:
     buttons = {
         "button/respond": {"name": "Respond", "command_topic": "cmd/respond"},
         "button/panic": {"name": "Panic", "command_topic": "cmd/panic"},
+        "button/forget": {"name": "Forget", "command_topic": "cmd/forget"},
     }
     return {**present, **buttons}
 
 
 def _every_setting() -> dict:
     """A state that holds every setting an entity can show (the daemon's, in short)."""
-    return {**dict.fromkeys(MQTT_SETTINGS), "mode": "idle", "timing": {}, "model": "essen", "clock": "", "beat_bpm": 0}
+    return {
+        **dict.fromkeys(MQTT_SETTINGS),
+        "mode": "idle",
+        "timing": {},
+        "model": "essen",
+        "clock": "",
+        "beat_bpm": 0,
+        "remembered": 0,
+    }
 
 
 def discovery(config: MqttConfig, version: str, state: dict | None = None, models: list[str] | None = None) -> dict:
