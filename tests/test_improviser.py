@@ -12,6 +12,8 @@ import pytest
 from improvd.core.engine import Engine, Settings
 from improvd.core.keys import diatonic_shift
 from improvd.core.model import load_model
+from improvd.core.notes import PlayedNote
+from improvd.core.simulate import perform
 from tests.helpers import PHRASE, RUNNING, call, favouring, run
 
 BPM = 120
@@ -97,3 +99,16 @@ def test_the_answer_keeps_to_the_calls_places_in_the_beat(model):
 
     assert onsets(PHRASE) == [22, 24, 26, 28]
     assert onsets(RUNNING) == list(range(21, 29))
+
+
+def test_a_rest_inside_a_call_played_from_a_file_is_not_its_end(model):
+    """Three quarters of rest (more than the phrase end's 8 steps) inside a call read from a file: the engine answers
+    8 steps after the call's last note, not at the rest (where the call's next note then barged in and left no
+    answer at all)."""
+    step = 60 / 120 / 4
+    notes = [PlayedNote(60 + 2 * k, k * 4 * step, (k + 1) * 4 * step) for k in range(4)]
+    notes += [PlayedNote(67 - 2 * k, (28 + k * 4) * step, (32 + k * 4) * step) for k in range(4)]  # after 12 silent
+    performance = perform(Engine(model, Settings(bpm=120, response_bars=1), seed=3), notes)
+    ends = [e.time for e in performance.events if e.name == "phrase_end"]
+    assert ends == [pytest.approx((44 + 8) * step)] and "barge_in" not in [e.name for e in performance.events]
+    assert performance.response and min(n.start for n in performance.response) >= notes[-1].end

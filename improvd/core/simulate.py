@@ -19,7 +19,7 @@ import mido
 from improvd.core.engine import Engine, Event, Timed
 from improvd.core.grid import bar_steps
 from improvd.core.notes import PlayedNote
-from improvd.core.schema import MATCH_BARS
+from improvd.core.schema import BY_NAME, MATCH_BARS
 
 TAIL_STEPS = 64  # steps to wait beyond the longest possible response before giving up
 
@@ -100,7 +100,13 @@ def perform(engine: Engine, call: list[PlayedNote]) -> Performance:
     sent: list[Timed] = []
     events: list[Event] = []
     answered = False
+    wanted = engine.settings.phrase_end_steps
+    inner = min(_longest_rest(call, engine.step_seconds()) + 1, BY_NAME["phrase_end_steps"].high)
+    if inner > wanted:  # a rest inside the call is not its end: the file holds the call whole
+        engine.update(phrase_end_steps=inner)
     for boundary in drive(engine, messages, _step_limit(engine, call)):
+        if engine.settings.phrase_end_steps != wanted and boundary.time > last:
+            engine.update(phrase_end_steps=wanted)  # every message fed: the pause after it ends the phrase
         sent += boundary.sent
         events += boundary.events
         answered = answered or any(e.name == "response_end" for e in boundary.events)
@@ -114,6 +120,16 @@ def perform(engine: Engine, call: list[PlayedNote]) -> Performance:
             f"({engine.settings.min_call_steps} steps) or never pause for phrase_end_steps"
         )
     return Performance(notes_of(sent), events, sent)
+
+
+def _longest_rest(call: list[PlayedNote], step_seconds: float) -> int:
+    """The longest silence inside ``call``, in whole steps (a note's onset after every earlier note has ended)."""
+    notes = sorted(call, key=lambda n: n.start)
+    longest, sounding_until = 0, notes[0].end
+    for note in notes[1:]:
+        longest = max(longest, round((note.start - sounding_until) / step_seconds))
+        sounding_until = max(sounding_until, note.end)
+    return longest
 
 
 def _last_time(sent: list[Timed], events: list[Event]) -> float:
