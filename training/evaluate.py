@@ -9,7 +9,10 @@ TensorFlow is needed; ``lstm_alone`` holds the figures of the LSTM without the c
 
 Continuations (``as_played``): the first 4 bars of each test tune played to the engine in simulated time,
 its answer beside the tune's bars 5-8 (training.as_played), for the model as the daemon runs it, the LSTM
-alone and the n-gram alone, each through the same engine.
+alone and the n-gram alone, each through the same engine, each call answered with seeds of its own. The
+two-sample test (``two_sample``, training.twosample) reads the same answers: can a classifier tell each
+system's answers from the tunes' real bars 5-8, with its control (answers at temperature 2) and its null check
+(two seeds of the model)?
 """
 
 from __future__ import annotations
