@@ -17,7 +17,7 @@ import pytest
 from music21 import converter, stream
 
 from improvd.core.encoding import Note
-from improvd.core.keys import midi_key_name, signature_sharps
+from improvd.core.keys import midi_key_name, signature_sharps, simplest
 from improvd.offline.call_reader import read_call
 from improvd.offline.engraving import Heading, melody_key, score
 from improvd.offline.notation import essen_files, essen_tune, melody_of, signature_key
@@ -32,6 +32,14 @@ Q:1/4=100
 K:D
 A | d2 f2 a2 | g2 e2 c2 | d3 e f2 | e4 A2 | B2 c2 d2 | e2 f2 g2 | f2 e2 d2 | d4 |]
 """
+IN_G_FLAT = """X:2
+T:In G flat
+M:4/4
+L:1/8
+K:Gb
+G2 A2 B2 c2 | d2 e2 f2 g2 | f2 e2 d2 c2 | B8 |]
+"""
+IN_C_SHARP = IN_G_FLAT.replace("K:Gb", "K:C#").replace("In G flat", "In C sharp")
 STEPS = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
 SHARP_ORDER, FLAT_ORDER = "FCGDAEB", "BEADGCF"
 
@@ -117,7 +125,8 @@ def meta(path: Path) -> dict:
 @pytest.fixture(scope="module")
 def tunes(tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("tunes")
-    made = {"pickup-d.abc": PICKUP_IN_D, "little-g.abc": ABC, "three.krn": KERN}
+    made = {"pickup-d.abc": PICKUP_IN_D, "little-g.abc": ABC, "three.krn": KERN, "gflat.abc": IN_G_FLAT}
+    made["csharp.abc"] = IN_C_SHARP
     for name, text in made.items():
         (folder / name).write_text(text)
     made_midi = folder / "bflat.mid"
@@ -135,6 +144,8 @@ def tunes(tmp_path_factory) -> dict[str, Path]:
         ("little-g.abc", 1, (2, 4), Fraction(1, 2)),
         ("three.krn", 1, (3, 4), Fraction(3)),  # no pickup: a whole first bar
         ("bflat.mid", -2, (4, 4), Fraction(4)),  # the MIDI file's own key signature
+        ("gflat.abc", -6, (4, 4), Fraction(4)),  # the file's own spelling: G flat, not F sharp
+        ("csharp.abc", 7, (4, 4), Fraction(4)),  # seven sharps, not D flat's five flats
     ],
 )
 def test_continue_writes_a_score_in_the_calls_key_metre_and_pickup(name, sharps, metre, pickup, tunes, tmp_path):
@@ -189,8 +200,13 @@ def test_needless_accidentals_are_under_one_percent_of_the_notes_of_essen_tunes(
 
 
 def test_a_midi_key_name_for_every_key():
-    assert [midi_key_name(t, "major") for t in ("C", "B-", "F#", "C#", "A#")] == ["C", "Bb", "F#", "Db", "Bb"]
-    assert [midi_key_name(t, "minor") for t in ("A", "G", "G#", "E-")] == ["Am", "Gm", "G#m", "D#m"]
+    """As the tonic is spelled (a file's own K:C# is 7 sharps, K:Gb 6 flats); an estimate is spelled simplest."""
+    assert [midi_key_name(t, "major") for t in ("C", "B-", "F#", "C#", "A#", "Gb", "Cb")] == [
+        "C", "Bb", "F#", "C#", "Bb", "Gb", "Cb"
+    ]  # fmt: skip
+    assert [midi_key_name(t, "minor") for t in ("A", "G", "G#", "E-", "D#")] == ["Am", "Gm", "G#m", "Ebm", "D#m"]
+    assert [simplest(t, "major") for t in ("C#", "Gb", "F#")] == [("Db", "major"), ("Gb", "major"), ("F#", "major")]
+    assert simplest("A-", "minor") == ("G#", "minor") and simplest("E-", "minor") == ("Eb", "minor")
 
 
 def test_a_stated_tonic_whose_notes_do_not_fit_gives_way_to_the_estimate():

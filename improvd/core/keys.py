@@ -88,22 +88,35 @@ def key_of_weights(weights: np.ndarray) -> tuple[str, str]:
     return TONIC_NAMES[best % 12], "major" if best < 12 else "minor"
 
 
-_MAJOR_BY_SHARPS = ("Gb", "Db", "Ab", "Eb", "Bb", "F", "C", "G", "D", "A", "E", "B", "F#")  # -6 .. 6
-_MINOR_BY_SHARPS = ("Ebm", "Bbm", "Fm", "Cm", "Gm", "Dm", "Am", "Em", "Bm", "F#m", "C#m", "G#m", "D#m")
+_MAJOR_BY_SHARPS = ("Cb", "Gb", "Db", "Ab", "Eb", "Bb", "F", "C", "G", "D", "A", "E", "B", "F#", "C#")  # -7 .. 7
+_MINOR_BY_SHARPS = ("Ab", "Eb", "Bb", "F", "C", "G", "D", "A", "E", "B", "F#", "C#", "G#", "D#", "A#")  # -7 .. 7
+_LETTER_FIFTHS = {"F": -1, "C": 0, "G": 1, "D": 2, "A": 3, "E": 4, "B": 5}
 
 
 def signature_sharps(tonic: str, mode: str) -> int:
-    """Sharps (negative: flats) of the key signature of ``tonic`` ``mode`` (major or minor), -6..6: the
-    enharmonic key with fewer accidentals (A-sharp major is written B-flat major; F-sharp major keeps 6 sharps)."""
-    major = (tonic_pitch_class(tonic) + (3 if mode == "minor" else 0)) % 12
-    sharps = major * 7 % 12
-    return sharps - 12 if sharps > 6 else sharps
+    """Sharps (negative: flats) of the key signature of ``tonic`` ``mode`` (major or minor) as the tonic is
+    spelled: C-sharp major has 7 sharps, D-flat major 5 flats; a spelling past 7 (G-sharp major) takes its
+    enharmonic. EncodingError for a name that is not a tonic."""
+    tonic_pitch_class(tonic)  # checks the name
+    name = tonic.strip()
+    fifths = _LETTER_FIFTHS[name[0].upper()] + 7 * (name.count("#") - name[1:].count("b") - name.count("-"))
+    fifths -= 3 if mode == "minor" else 0
+    return (fifths + 7) % 12 - 7 if abs(fifths) > 7 else fifths
+
+
+def simplest(tonic: str, mode: str) -> tuple[str, str]:
+    """The key spelled with at most 6 accidentals (an estimate's C-sharp major is written D-flat major)."""
+    fifths = signature_sharps(tonic, mode)
+    if abs(fifths) > 6:
+        fifths -= 12 if fifths > 0 else -12
+    names = _MINOR_BY_SHARPS if mode == "minor" else _MAJOR_BY_SHARPS
+    return names[fifths + 7], mode
 
 
 def midi_key_name(tonic: str, mode: str) -> str:
-    """The key as a MIDI key_signature meta message names it (mido: ``"Bb"``, ``"F#m"``)."""
+    """The key as a MIDI key_signature meta message names it, as spelled (mido: ``"Bb"``, ``"F#m"``, ``"C#"``)."""
     names = _MINOR_BY_SHARPS if mode == "minor" else _MAJOR_BY_SHARPS
-    return names[signature_sharps(tonic, mode) + 6]
+    return names[signature_sharps(tonic, mode) + 7] + ("m" if mode == "minor" else "")
 
 
 WHITE_KEYS = frozenset({0, 2, 4, 5, 7, 9, 11})  # C major's diatonic collection

@@ -27,7 +27,7 @@ import mido
 import numpy as np
 
 from improvd.core.grid import parse_meter
-from improvd.core.keys import key_of_weights, midi_key_name
+from improvd.core.keys import key_of_weights, midi_key_name, simplest
 from improvd.daemon.session_layout import TICKS_PER_BEAT, Grid, Layout, layout
 from improvd.files import stage
 
@@ -226,7 +226,7 @@ class Writer:
 
     def _tempo_track(self, place: Layout) -> bytes:
         player = self._tracks["player"]
-        key = key_of_weights(player.weights)
+        key = simplest(*key_of_weights(player.weights))
         events = [
             (0, mido.MetaMessage("track_name", name="improvd session")),
             (0, mido.MetaMessage("key_signature", key=midi_key_name(*key))),

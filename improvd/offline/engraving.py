@@ -15,7 +15,7 @@ import numpy as np
 from music21 import expressions, instrument, key, metadata, meter, note, pitch, stream, tempo, tie
 
 from improvd.core.encoding import Note
-from improvd.core.keys import key_of_weights, signature_sharps
+from improvd.core.keys import key_of_weights, signature_sharps, simplest
 from improvd.offline.metre import Metre, pieces
 
 CALL_LABEL, ANSWER_LABEL = "call", "answer (improvd)"
@@ -45,7 +45,7 @@ def melody_key(
     for item in melody:
         if item.pitch is not None:
             weights[item.pitch % 12] += item.quarter_length
-    estimate = heard or key_of_weights(weights)
+    estimate = simplest(*(heard or key_of_weights(weights)))
     if stated is None or not weights.any():
         return stated or estimate
 
@@ -57,7 +57,7 @@ def melody_key(
 
 
 def music21_key(tonic: str, mode: str) -> key.Key:
-    """The key as music21 writes it: of the signature ``signature_sharps`` gives (never more than 6 accidentals)."""
+    """The key as music21 writes it: of the signature ``signature_sharps`` gives (as the tonic is spelled)."""
     return key.KeySignature(signature_sharps(tonic, mode)).asKey("minor" if mode == "minor" else "major")
 
 
