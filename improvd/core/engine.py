@@ -148,6 +148,7 @@ SUSTAIN = 64
 ALL_NOTES_OFF = 123
 HEARD_MESSAGES = 256  # the call's last messages kept for following its tempo (128 notes; the phrase end replays them)
 COMPOUND_STEPS = 6  # 16ths in a compound metre's beat (a dotted quarter: 6/8, 9/8, 12/8)
+PHRASE_BARS = (4, 8)  # phrase_end = "music": a call that fills this many bars ends at its bar line's silent 16th
 
 
 @dataclass(frozen=True)
@@ -217,6 +218,8 @@ class Engine:
         self._drawing: Drawing | None = None  # the answer being drawn
         self._queued_symbols = 0  # of the drawing's symbols, those whose notes are queued
         self._open_note: tuple[float, int, int, mido.Message] | None = None  # (on time, first step, steps, note_on)
+        self._turn_end: int | None = None  # turns in bars: the bar line that ends the player's turn
+        self._call_first = 0  # the grid step of the call's first note
         self._load(model)
 
     # --- model and state -----------------------------------------------------
@@ -367,6 +370,7 @@ class Engine:
         self._call_steps += 1
         if starts:
             self._buffer.start_call()  # each call is a song of its own: the last call's key and motifs are gone
+            self._call_first, self._turn_end = step, self._turn_of(step)
         if is_pitch(symbol):
             deviation = self._deviations.get((step, int(symbol)), 0.0)
             self._touch.record(step, self._buffer.velocities[-1], deviation)
@@ -426,14 +430,45 @@ class Engine:
         s = self.settings
         if self._respond_requested:
             return True
-        played = self._call_steps - self._buffer.silent_steps
-        if self._buffer.silent_steps >= s.phrase_end_steps and not self._buffer.held:
+        if s.turns != "phrase":
+            return self._turn_end is not None and self._grid.step + 1 >= self._turn_end
+        silent = self._buffer.silent_steps
+        played = self._call_steps - silent
+        if self._buffer.held:
+            silent = 0
+        if silent >= s.phrase_end_steps or (silent and played >= s.min_call_steps and self._sounds_over()):
             if played >= s.min_call_steps:
                 return True
             self._call_steps = 0  # too short to answer: forget it, listen for a new call
             self._heard.clear()
             return False
         return bool(s.max_call_steps) and self._call_steps >= s.max_call_steps
+
+    def _sounds_over(self) -> bool:
+        """With ``phrase_end = "music"``, the call is over before ``phrase_end_steps`` of silence when it has filled
+        whole bars: at the first silent 16th on the bar line that ends its 4th or 8th bar (the lengths of a phrase;
+        counted from the first bar line at or after its first note, a pickup leading into it), the silence begun
+        within the beat before that bar line. A rest inside a phrase falls elsewhere in it; the model's own
+        probability of a note does not tell them apart (bench/dead_air.py). The LSTM must hear the call in the key
+        it is answered in: a call that moved the key waits for the spare LSTM's priming, so that no tick hears the
+        whole call again."""
+        s = self.settings
+        bar, beat = bar_steps(s.meter), beat_steps(s.meter)
+        closed = self._grid.step - 1
+        line = closed - closed % bar
+        silence = self._grid.step - self._buffer.silent_steps  # the first silent step
+        if s.phrase_end != "music" or not 0 <= line - silence < beat:
+            return False
+        if (line - next_bar_line(self._call_first, s.meter)) // bar not in PHRASE_BARS:
+            return False
+        shift = self._key(self._buffer.last_note_symbols())[0]
+        return shift == self._shift and self._priming.shift is None
+
+    def _turn_of(self, step: int) -> int | None:
+        """With ``turns`` a number of bars, the bar line that ends the player's turn begun by a note on ``step``: its
+        bars count from the first bar line at or after that note (a note before it is a pickup)."""
+        s = self.settings
+        return None if s.turns == "phrase" else next_bar_line(step, s.meter) + int(s.turns) * bar_steps(s.meter)
 
     # --- responding ------------------------------------------------------------
 
@@ -479,6 +514,7 @@ class Engine:
         self._open_note = None
         self._queued_symbols = 0
         self._call_steps = 0
+        self._turn_end = None
         self.mode = "responding"
         self._draw_answer()
         data = {"steps": plan.end - plan.first, "first_step": plan.first, "entry": plan.entry, "transposition": shift}
@@ -503,17 +539,28 @@ class Engine:
         self._events.append(Event(time, "tempo", {"bpm": self.settings.bpm, "fit": round(beat.fit, 3)}))
 
     def _plan(self, first: int) -> AnswerPlan:
-        """Where the answer starting at grid step ``first`` enters and ends."""
+        """Where the answer starting at grid step ``first`` enters and ends: its bars from the next bar line (the
+        bar line before, when ``phrase_end = "music"`` and ``first`` falls in that bar's first beat), its first note
+        by that bar line, or with ``"music"`` by the next beat line after ``first``; with ``turns`` in bars, as many
+        bars as the player's turn."""
         s = self.settings
+        bar, beat = bar_steps(s.meter), beat_steps(s.meter)
         entry = next_bar_line(first, s.meter)
-        if s.response_steps is None:
+        music = s.phrase_end == "music" and s.turns == "phrase"
+        if music and first % bar < beat:
+            entry = first - first % bar
+        latest = first + beat - first % beat if music else None
+        if s.turns != "phrase":
+            end = entry + int(s.turns) * bar
+        elif s.response_steps is None:
             bars = self._call_bars() if s.response_bars == "match" else int(s.response_bars)
-            end = entry + bars * bar_steps(s.meter)
+            end = entry + bars * bar
         elif s.response_steps == "match":
             end = first + max(1, min(256, self._call_steps - self._buffer.silent_steps))
         else:
             end = first + int(s.response_steps)
-        return AnswerPlan(first, min(entry, end - 1), end, strong_positions(s.meter), bar_steps(s.meter))
+        latest = None if latest is None else min(latest, end - 1)
+        return AnswerPlan(first, min(entry, end - 1), end, strong_positions(s.meter), bar, latest)
 
     def _call_bars(self) -> int:
         """The bars the call played in: the bar lines from its first step to its last sounding one (a pickup

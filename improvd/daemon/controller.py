@@ -100,6 +100,8 @@ class Controller:
             "range": list(settings.range),
             "recording": self.recording.name if self.recording else None,
             "phrase_end_steps": settings.phrase_end_steps,
+            "phrase_end": settings.phrase_end,
+            "turns": settings.turns,
             "clock": self.config.clock,
             "ports": self.ports.names(),
             "timing": self.timing.stats.summary().as_dict() | {"clicks": self.timing.click_stats.summary().as_dict()},
