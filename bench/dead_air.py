@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import sys
@@ -31,9 +32,10 @@ from improvd.core.engine import Engine, Settings
 from improvd.core.grid import bar_steps
 from improvd.core.model import DEFAULT_MODEL_DIR, load_model
 from improvd.core.notes import PlayedNote
-from improvd.core.simulate import perform
+from improvd.core.simulate import call_messages, drive, notes_of, perform
 
 CALL_BARS = 4
+AGAIN_BARS = 8  # the second playing of a call starts this many bars after the first one's end
 MODES = {"silence": {"phrase_end": "silence"}, "music": {"phrase_end": "music"}, "bars": {"turns": CALL_BARS}}
 
 
@@ -75,21 +77,26 @@ def calls(bpm: float, tunes: int) -> list[tuple[str, str, list[PlayedNote], int]
     return found
 
 
-def measure(model, mode: dict, bpm: float, tunes: int, seed: int) -> dict:
-    """The dead air of each call in one mode, summed up."""
+def measure(model, mode: dict, bpm: float, tunes: int, seed: int, again: bool) -> dict:
+    """The dead air of each call in one mode, summed up: the call played once to a fresh engine, or (``again``) a
+    second time in the same session, whole bars after the first answer (improvd already hears it in its key)."""
     beat = 60.0 / bpm
     on_bar, off_bar, extra, early, unanswered = [], [], [], 0, []
     for name, meter, notes, turn_end in calls(bpm, tunes):
-        engine = Engine(model, Settings(bpm=bpm, meter=meter, min_call_steps=8, **mode), seed=seed)
-        performance = perform(engine, notes)
-        early += any(e.name == "barge_in" for e in performance.events)
+        engine = Engine(model, Settings(bpm=bpm, meter=meter, min_call_steps=8, response_bars=4, **mode), seed=seed)
+        step, bar = engine.step_seconds(), bar_steps(meter)
+        if again:
+            notes, turn_end, response, events = _played_again(engine, notes, turn_end)
+        else:
+            performance = perform(engine, notes)
+            response, events = performance.response, performance.events
+        early += any(e.name == "barge_in" for e in events)
         last_off = max(n.end for n in notes)
-        after = [n.start for n in performance.response if n.start >= last_off - 1e-9]
+        after = [n.start for n in response if n.start >= last_off - 1e-9]
         if not after:  # the whole answer came inside the call
             unanswered.append(name)
             continue
         first = min(after)
-        step, bar = engine.step_seconds(), bar_steps(meter)
         (on_bar if round(last_off / step) % bar == 0 else off_bar).append(first - last_off)
         extra.append(round((round(first / step) - turn_end) / bar, 3))
     both = on_bar + off_bar
@@ -99,6 +106,20 @@ def measure(model, mode: dict, bpm: float, tunes: int, seed: int) -> dict:
     if "turns" in mode:
         result |= {"extra_bars_max": max(extra), "extra_bars_min": min(extra)}
     return result
+
+
+def _played_again(engine: Engine, notes: list[PlayedNote], turn_end: int) -> tuple:
+    """Play ``notes``, then the same again ``AGAIN_BARS`` bars after the call's end (the first answer over by
+    then): (the second call's notes, its turn's end, every note improvd played, every event)."""
+    step, bar = engine.step_seconds(), bar_steps(engine.settings.meter)
+    shift = (math.ceil(max(n.end for n in notes) / step / bar) + AGAIN_BARS) * bar
+    second = [PlayedNote(n.pitch, n.start + shift * step, n.end + shift * step, n.velocity) for n in notes]
+    sent, events = [], []
+    for boundary in drive(engine, call_messages(notes + second), shift + 2 * AGAIN_BARS * bar):
+        sent += boundary.sent
+        events += boundary.events
+    sent += engine.pop_due(math.inf)
+    return second, turn_end + shift, notes_of(sent), events
 
 
 def _figures(name: str, gaps: list[float], beat: float) -> dict:
@@ -119,13 +140,16 @@ def _figures(name: str, gaps: list[float], beat: float) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bpm", type=float, default=100.0)
-    parser.add_argument("--tunes", type=int, default=20, help="Essen test tunes (0: the hand-made phrases only)")
+    parser.add_argument("--tunes", type=int, default=10, help="Essen test tunes (0: the hand-made phrases only)")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     model = load_model(DEFAULT_MODEL_DIR)
     report = {"bpm": args.bpm, "seed": args.seed}
     for name, mode in MODES.items():
-        report[name] = measure(model, mode, args.bpm, args.tunes, args.seed)
+        report[name] = {
+            "first_call": measure(model, mode, args.bpm, args.tunes, args.seed, again=False),
+            "call_again": measure(model, mode, args.bpm, args.tunes, args.seed, again=True),
+        }
     print(json.dumps(report, indent=2))
 
 

@@ -47,7 +47,11 @@ Listening becomes responding at the tick that completes ``phrase_end_steps``
 silent steps (no key down and no note held by the pedal) after a call of at
 least ``min_call_steps`` played steps, at the first tick after ``respond_now``,
 or when the call reaches ``max_call_steps``. A call too short to answer is
-forgotten once the silence is long enough.
+forgotten once the silence is long enough. With ``phrase_end = "music"`` a call
+that fills 4 or 8 bars ends sooner, at the first silent step of the bar line
+that ends them (``_sounds_over``). With ``turns`` a number of bars, the call
+ends at the tick before the bar line that ends the player's turn, whatever it
+played, and the answer fills as many bars from that bar line.
 
 One timeline. At the phrase-end tick the LSTM has consumed every closed step of
 the call and its silence; it then consumes a hold for the step that opened at
@@ -68,7 +72,9 @@ Where it sounds (``AnswerPlan``). Bar lines fall every ``bar_steps(meter)``
 steps from the grid origin. The model places the first note itself (holds and
 rests of the silence may come first), but a note is forced on the first bar
 line at or after the first answer step if none came before: at most a bar of
-silence. With ``response_steps`` None the answer fills ``response_bars`` bars
+silence (with ``phrase_end = "music"``, on the next beat line after it, and the
+answer's bars count from the bar line before it when it falls in that bar's
+first beat: ``AnswerPlan.latest``). With ``response_steps`` None the answer fills ``response_bars`` bars
 after that bar line (with ``"match"``, as many as the call played in:
 ``_call_bars``) and ends on a bar line; otherwise it lasts
 ``response_steps`` steps (or as many as the call played, with ``"match"``). Its
