@@ -111,3 +111,16 @@ def test_turns_play_the_other_settings_rules_out(model):
     _, events = run(engine, call([(60, 0, 2)]), 40)
     start = event(events, "response_start").data
     assert (start["first_step"], start["steps"]) == (16, 16)
+
+
+def test_a_note_on_the_last_16th_of_a_turn_neither_stops_the_answer_nor_starts_a_turn(model):
+    """The answer is planned at the tick that opens the turn's last 16th: a note played on it comes too late to be
+    heard and is said to be ignored; the answer plays on from the bar line, and the next turn is the player's."""
+    engine = Engine(favouring(model, "_"), Settings(bpm=BPM, turns=1), seed=1)
+    notes = [(60, 0, 4), (64, 4, 4), (65, 8, 7), (71, 15, 1), *((p, s + 32, n) for p, s, n in TWO_BARS[:4])]
+    sent, events = run(engine, call(notes), 80)
+    assert not any(e.name == "barge_in" for e in events)
+    assert [e.data for e in events if e.name == "notes_ignored"] == [{"reason": "turn over", "notes": 1}]
+    starts = [e.data["first_step"] for e in events if e.name == "response_start"]
+    assert starts == [16, 48]  # the player's second turn, from the bar line after improvd's, answered after it
+    assert first_note(sent, 15 * STEP) == pytest.approx(16 * STEP)

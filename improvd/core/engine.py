@@ -40,7 +40,8 @@ The driver's contract (times are floats in seconds on the driver's clock):
   ``Event(time, name, data)``: ``phrase_end`` {call_steps}, ``response_start``
   {steps, first_step, entry, transposition}, ``response_end`` ({} or
   {interrupted: True}), ``barge_in``, ``panic``, ``input_lost`` {released}, ``respond_ignored`` {reason},
-  ``count_in`` {listen_at_step}, ``notes_ignored`` {reason, notes} (played in a count-in before its last beat),
+  ``count_in`` {listen_at_step}, ``notes_ignored`` {reason, notes} (played in a count-in before its last beat, or
+  on the last 16th of a player's turn of ``turns``),
   ``tempo`` {bpm, fit}.
 
 Listening becomes responding at the tick that completes ``phrase_end_steps``
@@ -691,6 +692,8 @@ class Engine:
         if message.type in ("note_on", "note_off") or (message.type == "control_change" and message.control == SUSTAIN):
             self._heard.append((time, message))
         if message.type == "note_on" and message.velocity > 0:
+            if self._after_the_turn(time):
+                return []
             released = self._barge_in(time) if self.mode == "responding" else []
             step = self._snap(time)
             self._buffer.note_on(message.note, message.velocity, step)
@@ -702,6 +705,17 @@ class Engine:
         elif message.type == "control_change" and message.control == SUSTAIN:
             self._buffer.pedal(message.value >= 64, self._snap(time))
         return []
+
+    def _after_the_turn(self, time: float) -> bool:
+        """With ``turns`` in bars, a note on the last 16th of the player's turn, heard after the answer was planned
+        from the bar line after it: no barge-in, and no call (its turn is over); a ``notes_ignored`` event says so."""
+        if self.mode != "responding" or self.settings.turns == "phrase" or self._drawing is None:
+            return False
+        plan = self._drawing.plan
+        if self._snap(time) >= self._response_end - (plan.end - plan.first):
+            return False
+        self._events.append(Event(time, "notes_ignored", {"reason": "turn over", "notes": 1}))
+        return True
 
     def input_lost(self, time: float) -> list[Timed]:
         """Player input was lost (the input queue overflowed) and a release may have been among it: every note
