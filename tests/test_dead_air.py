@@ -55,8 +55,9 @@ def test_a_call_that_falls_silent_in_its_last_beat_ends_on_the_bar_line(model):
     notes = [*FOUR_BARS[:-1], (71, 60, 2)]  # released at step 62, half a beat before the bar line
     engine = Engine(favouring(model, "_"), Settings(bpm=BPM, min_call_steps=4, phrase_end="music"), seed=1)
     sent, events = run(engine, call(notes), 110)
-    assert event(events, "phrase_end").time == pytest.approx(65 * STEP)  # the bar line's 16th is silent
-    assert first_note(sent, 62 * STEP) == pytest.approx(68 * STEP)
+    assert event(events, "phrase_end").time == pytest.approx(63 * STEP)  # a silent 16th: it may start on the bar line
+    assert event(events, "response_start").data["first_step"] == 64
+    assert first_note(sent, 62 * STEP) == pytest.approx(68 * STEP)  # the latest: by the next beat after it
 
 
 def test_earlier_in_the_bar_the_silence_ends_it_and_the_answer_enters_by_the_next_beat(model):

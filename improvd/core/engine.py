@@ -453,18 +453,18 @@ class Engine:
 
     def _sounds_over(self) -> bool:
         """With ``phrase_end = "music"``, the call is over before ``phrase_end_steps`` of silence when it has filled
-        whole bars: at the first silent 16th on the bar line that ends its 4th or 8th bar (the lengths of a phrase;
-        counted from the first bar line at or after its first note, a pickup leading into it), the silence begun
-        within the beat before that bar line. A rest inside a phrase falls elsewhere in it; the model's own
+        whole bars: it fell silent on the bar line that ends its 4th or 8th bar (the lengths of a phrase; counted
+        from the first bar line at or after its first note, a pickup leading into it) or within the beat before it,
+        and the answer may start on that bar line (its first silent 16th is closed, the step before that bar line
+        open) or, after a silence begun on it, as soon as that 16th is closed. A rest inside a phrase falls elsewhere in it; the model's own
         probability of a note does not tell them apart (bench/dead_air.py). The LSTM must hear the call in the key
         it is answered in: a call that moved the key waits for the spare LSTM's priming, so that no tick hears the
         whole call again."""
         s = self.settings
         bar, beat = bar_steps(s.meter), beat_steps(s.meter)
-        closed = self._grid.step - 1
-        line = closed - closed % bar
         silence = self._grid.step - self._buffer.silent_steps  # the first silent step
-        if s.phrase_end != "music" or not 0 <= line - silence < beat:
+        line = next_bar_line(silence, s.meter)
+        if s.phrase_end != "music" or line - silence >= beat or self._grid.step + 1 < line:
             return False
         if (line - next_bar_line(self._call_first, s.meter)) // bar not in PHRASE_BARS:
             return False
