@@ -57,7 +57,7 @@ def test_a_call_that_falls_silent_in_its_last_beat_ends_on_the_bar_line(model):
     sent, events = run(engine, call(notes), 110)
     assert event(events, "phrase_end").time == pytest.approx(63 * STEP)  # a silent 16th: it may start on the bar line
     assert event(events, "response_start").data["first_step"] == 64
-    assert first_note(sent, 62 * STEP) == pytest.approx(68 * STEP)  # the latest: by the next beat after it
+    assert first_note(sent, 62 * STEP) == pytest.approx(64 * STEP)  # the latest: that bar line, a beat line
 
 
 def test_earlier_in_the_bar_the_silence_ends_it_and_the_answer_enters_by_the_next_beat(model):

@@ -73,7 +73,7 @@ Where it sounds (``AnswerPlan``). Bar lines fall every ``bar_steps(meter)``
 steps from the grid origin. The model places the first note itself (holds and
 rests of the silence may come first), but a note is forced on the first bar
 line at or after the first answer step if none came before: at most a bar of
-silence (with ``phrase_end = "music"``, on the next beat line after it, and the
+silence (with ``phrase_end = "music"``, on the first beat line at or after it, and the
 answer's bars count from the bar line before it when it falls in that bar's
 first beat: ``AnswerPlan.latest``). With ``response_steps`` None the answer fills ``response_bars`` bars
 after that bar line (with ``"match"``, as many as the call played in:
@@ -548,7 +548,7 @@ class Engine:
     def _plan(self, first: int) -> AnswerPlan:
         """Where the answer starting at grid step ``first`` enters and ends: its bars from the next bar line (the
         bar line before, when ``phrase_end = "music"`` and ``first`` falls in that bar's first beat), its first note
-        by that bar line, or with ``"music"`` by the next beat line after ``first``; with ``turns`` in bars, as many
+        by that bar line, or with ``"music"`` by the first beat line at or after ``first``; with ``turns`` in bars, as many
         bars as the player's turn."""
         s = self.settings
         bar, beat = bar_steps(s.meter), beat_steps(s.meter)
@@ -556,7 +556,7 @@ class Engine:
         music = s.phrase_end == "music" and s.turns == "phrase"
         if music and first % bar < beat:
             entry = first - first % bar
-        latest = first + beat - first % beat if music else None
+        latest = first + (-first) % beat if music else None
         if s.turns != "phrase":
             end = entry + int(s.turns) * bar
         elif s.response_steps is None:
