@@ -132,7 +132,7 @@ ENTITIES = {
     "number": {"temperature", "bpm", "response_bars", "response_steps", "phrase_end_steps", "count_in_bars",
                "output_channel", "program", "memory_phrases"},
     "switch": {"enabled", "metronome", "thru", "session_memory"},
-    "select": {"model", "groove", "key"},
+    "select": {"model", "groove", "key", "phrase_end", "turns"},
     "sensor": {"mode", "clock", "beat_bpm", "remembered"},
     "button": {"respond", "panic", "forget"},
     "text": {"meter", "range"},
@@ -140,7 +140,7 @@ ENTITIES = {
 DAEMON_STATE = {  # what Daemon.state() holds
     **dict.fromkeys(("temperature", "bpm", "enabled", "response_steps", "response_bars", "meter", "groove")),
     **dict.fromkeys(("metronome", "count_in_bars", "thru", "recording", "phrase_end_steps", "clock", "ports")),
-    **dict.fromkeys(("beat_bpm", "output_channel", "program", "key", "range")),
+    **dict.fromkeys(("beat_bpm", "output_channel", "program", "key", "range", "phrase_end", "turns")),
     **dict.fromkeys(("session_memory", "memory_phrases", "remembered")),
     "mode": "listening", "model": "essen", "timing": {}, "version": "0.1.0",
 }  # fmt: skip

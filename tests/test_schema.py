@@ -94,7 +94,12 @@ def test_home_assistant_numbers_have_the_tables_range():
     entities = mqtt._entities(mqtt._every_setting(), ["essen"])
     numbers = {path.split("/")[1]: entity for path, entity in entities.items() if path.startswith("number/")}
     steered = {s.name for s in RANGED if MQTT in s.sources and s.kind != "notes"}  # two notes: a text box
-    assert set(numbers) == steered
+    assert set(numbers) == steered - {"turns"}  # phrase or a few bars: a select
+    assert [parse("set/turns", option.encode()).changes["turns"] for option in entities["select/turns"]["options"]] == [
+        "phrase",
+        *range(1, int(BY_NAME["turns"].high) + 1),
+    ]
+    assert entities["select/phrase_end"]["options"] == list(BY_NAME["phrase_end"].words)
     assert {s.name for s in RANGED if MQTT in s.sources and s.kind == "notes"} == {"range"}
     assert re.fullmatch(entities["text/range"]["pattern"], "48 84")
     assert BY_NAME["range"].check("48 84", outside=True) == (48, 84)

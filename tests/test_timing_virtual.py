@@ -35,16 +35,25 @@ def daemon_loop(engine: Engine, virtual: VirtualTime, sent: list, reports: list,
     )
 
 
-def test_the_loop_answers_a_call_exactly_as_the_simulated_driver_does(tiny_model_dir):
-    """Same call, same seed: the daemon's loop and improvd.core.simulate.drive send the same notes at the same times.
+FOUR_BARS = [((60, 65, 64, 71)[k % 4], 4 * k, 4) for k in range(16)]  # quarters to step 64: "music" ends it at 65
+
+
+@pytest.mark.parametrize(
+    ("changes", "notes"),
+    [({}, PHRASE), ({"phrase_end": "music"}, FOUR_BARS), ({"turns": 1}, PHRASE)],
+    ids=["silence", "music", "turns"],
+)
+def test_the_loop_answers_a_call_exactly_as_the_simulated_driver_does(tiny_model_dir, changes, notes):
+    """Same call, same seed: the daemon's loop and improvd.core.simulate.drive send the same notes at the same times,
+    however the phrase end is found.
 
     The player's messages reach the loop as the JACK reader hands them on: before the tick of the boundary after
     them (the look before each tick)."""
     model = load_model(tiny_model_dir)
-    settings = Settings(bpm=BPM, min_call_steps=4, response_bars=2)
-    messages = call(PHRASE)
+    settings = Settings(bpm=BPM, min_call_steps=4, response_bars=2, **changes)
+    messages = call(notes)
     expected = []
-    for boundary in drive(Engine(model, settings, seed=7), messages, 80):
+    for boundary in drive(Engine(model, settings, seed=7), messages, 110):
         expected += [(t.time, list(t.message.bytes())) for t in boundary.sent if t.message.type in NOTES]
 
     clock = VirtualTime(-START_DELAY)  # the grid's origin is then 0, as in the driver
@@ -60,7 +69,7 @@ def test_the_loop_answers_a_call_exactly_as_the_simulated_driver_does(tiny_model
 
     timing = daemon_loop(Engine(model, settings, seed=7), clock, sent, reports, before_tick=hand_on)
     timing.begin()
-    timing.run_until(80 * STEP)
+    timing.run_until(110 * STEP)
     notes = [(t, data) for t, data in sent if data[0] & 0xF0 in (0x80, 0x90)]
     assert any(data[0] & 0xF0 == 0x90 for _, data in expected)  # the driver answered
     assert [data for _, data in notes] == [data for _, data in expected]

@@ -52,14 +52,21 @@ class Predictor(Protocol):
 
 @dataclass(frozen=True)
 class AnswerPlan:
-    """Grid steps of an answer: ``first`` (its first symbol), ``entry`` (its first bar line: the first note
-    comes there at the latest), ``end`` (the step after its last symbol); its metre's strong positions and bar."""
+    """Grid steps of an answer: ``first`` (its first symbol), ``entry`` (its first bar line, which may come before
+    ``first`` when the answer enters late in that bar's first beat), ``end`` (the step after its last symbol); its
+    metre's strong positions and bar; ``latest``, where the first note comes at the latest (None: ``entry``)."""
 
     first: int
     entry: int
     end: int
     strong: frozenset[int]
     bar: int
+    latest: int | None = None
+
+    @property
+    def first_note(self) -> int:
+        """The step by which the answer's first note has come."""
+        return self.entry if self.latest is None else self.latest
 
     @property
     def final(self) -> int:
@@ -114,7 +121,7 @@ def allowed_at(step: int, plan: AnswerPlan, entered: bool, rules: Rules) -> np.n
     """The symbols allowed at grid ``step``: a note when the entry is due and none came yet, or on a bar line when
     the call sounded every one of its own; no onset where the call's rhythm never put one; otherwise the call's
     collection."""
-    if (not entered and step >= plan.entry) or (rules.downbeats and entered and step % plan.bar == 0):
+    if (not entered and step >= plan.first_note) or (rules.downbeats and entered and step % plan.bar == 0):
         return rules.onsets & rules.in_key  # a note now
     if step % rules.places[0] not in rules.places[1]:
         return rules.in_key & ~rules.onsets

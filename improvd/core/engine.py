@@ -41,13 +41,17 @@ The driver's contract (times are floats in seconds on the driver's clock):
   {steps, first_step, entry, transposition}, ``response_end`` ({} or
   {interrupted: True}), ``barge_in``, ``panic``, ``forget`` {phrases}, ``input_lost`` {released},
   ``respond_ignored`` {reason}, ``count_in`` {listen_at_step}, ``notes_ignored`` {reason, notes} (played in a
-  count-in before its last beat), ``tempo`` {bpm, fit}.
+  count-in before its last beat, or on the last 16th of a player's turn of ``turns``), ``tempo`` {bpm, fit}.
 
 Listening becomes responding at the tick that completes ``phrase_end_steps``
 silent steps (no key down and no note held by the pedal) after a call of at
 least ``min_call_steps`` played steps, at the first tick after ``respond_now``,
 or when the call reaches ``max_call_steps``. A call too short to answer is
-forgotten once the silence is long enough.
+forgotten once the silence is long enough. With ``phrase_end = "music"`` a call
+that fills 4 or 8 bars ends sooner, at the first silent step of the bar line
+that ends them (``_sounds_over``). With ``turns`` a number of bars, the call
+ends at the tick before the bar line that ends the player's turn, whatever it
+played, and the answer fills as many bars from that bar line.
 
 One timeline. At the phrase-end tick the LSTM has consumed every closed step of
 the call and its silence; it then consumes a hold for the step that opened at
@@ -68,7 +72,9 @@ Where it sounds (``AnswerPlan``). Bar lines fall every ``bar_steps(meter)``
 steps from the grid origin. The model places the first note itself (holds and
 rests of the silence may come first), but a note is forced on the first bar
 line at or after the first answer step if none came before: at most a bar of
-silence. With ``response_steps`` None the answer fills ``response_bars`` bars
+silence (with ``phrase_end = "music"``, on the first beat line at or after it, and the
+answer's bars count from the bar line before it when it falls in that bar's
+first beat: ``AnswerPlan.latest``). With ``response_steps`` None the answer fills ``response_bars`` bars
 after that bar line (with ``"match"``, as many as the call played in:
 ``_call_bars``) and ends on a bar line; otherwise it lasts
 ``response_steps`` steps (or as many as the call played, with ``"match"``). Its
@@ -151,6 +157,7 @@ SUSTAIN = 64
 ALL_NOTES_OFF = 123
 HEARD_MESSAGES = 256  # the call's last messages kept for following its tempo (128 notes; the phrase end replays them)
 COMPOUND_STEPS = 6  # 16ths in a compound metre's beat (a dotted quarter: 6/8, 9/8, 12/8)
+PHRASE_BARS = (4, 8)  # phrase_end = "music": a call that fills this many bars ends at its bar line's silent 16th
 
 
 @dataclass(frozen=True)
@@ -222,6 +229,8 @@ class Engine:
         self._open_note: tuple[float, int, int, mido.Message] | None = None  # (on time, first step, steps, note_on)
         self._recall = SessionMemory(self._phrases_kept())  # the player's earlier calls (improvd.core.recall)
         self._answered: list[str] = []  # the call being answered: remembered when its answer ends
+        self._turn_end: int | None = None  # turns in bars: the bar line that ends the player's turn
+        self._call_first = 0  # the grid step of the call's first note
         self._load(model)
 
     # --- model and state -----------------------------------------------------
@@ -373,6 +382,7 @@ class Engine:
         self._call_steps += 1
         if starts:
             self._buffer.start_call()  # each call is a song of its own: the last call's key and motifs are gone
+            self._call_first, self._turn_end = step, self._turn_of(step)
         if is_pitch(symbol):
             deviation = self._deviations.get((step, int(symbol)), 0.0)
             self._touch.record(step, self._buffer.velocities[-1], deviation)
@@ -432,14 +442,45 @@ class Engine:
         s = self.settings
         if self._respond_requested:
             return True
-        played = self._call_steps - self._buffer.silent_steps
-        if self._buffer.silent_steps >= s.phrase_end_steps and not self._buffer.held:
+        if s.turns != "phrase":
+            return self._turn_end is not None and self._grid.step + 1 >= self._turn_end
+        silent = self._buffer.silent_steps
+        played = self._call_steps - silent
+        if self._buffer.held:
+            silent = 0
+        if silent >= s.phrase_end_steps or (silent and played >= s.min_call_steps and self._sounds_over()):
             if played >= s.min_call_steps:
                 return True
             self._call_steps = 0  # too short to answer: forget it, listen for a new call
             self._heard.clear()
             return False
         return bool(s.max_call_steps) and self._call_steps >= s.max_call_steps
+
+    def _sounds_over(self) -> bool:
+        """With ``phrase_end = "music"``, the call is over before ``phrase_end_steps`` of silence when it has filled
+        whole bars: it fell silent on the bar line that ends its 4th or 8th bar (the lengths of a phrase; counted
+        from the first bar line at or after its first note, a pickup leading into it) or within the beat before it,
+        and the answer may start on that bar line (its first silent 16th is closed, the step before that bar line
+        open) or, after a silence begun on it, as soon as that 16th is closed. A rest inside a phrase falls elsewhere in it; the model's own
+        probability of a note does not tell them apart (bench/dead_air.py). The LSTM must hear the call in the key
+        it is answered in: a call that moved the key waits for the spare LSTM's priming, so that no tick hears the
+        whole call again."""
+        s = self.settings
+        bar, beat = bar_steps(s.meter), beat_steps(s.meter)
+        silence = self._grid.step - self._buffer.silent_steps  # the first silent step
+        line = next_bar_line(silence, s.meter)
+        if s.phrase_end != "music" or line - silence >= beat or self._grid.step + 1 < line:
+            return False
+        if (line - next_bar_line(self._call_first, s.meter)) // bar not in PHRASE_BARS:
+            return False
+        shift = self._key(self._buffer.last_note_symbols())[0]
+        return shift == self._shift and self._priming.shift is None
+
+    def _turn_of(self, step: int) -> int | None:
+        """With ``turns`` a number of bars, the bar line that ends the player's turn begun by a note on ``step``: its
+        bars count from the first bar line at or after that note (a note before it is a pickup)."""
+        s = self.settings
+        return None if s.turns == "phrase" else next_bar_line(step, s.meter) + int(s.turns) * bar_steps(s.meter)
 
     # --- responding ------------------------------------------------------------
 
@@ -486,6 +527,7 @@ class Engine:
         self._queued_symbols = 0
         self._answered = call
         self._call_steps = 0
+        self._turn_end = None
         self.mode = "responding"
         self._draw_answer()
         data = {"steps": plan.end - plan.first, "first_step": plan.first, "entry": plan.entry, "transposition": shift}
@@ -510,17 +552,28 @@ class Engine:
         self._events.append(Event(time, "tempo", {"bpm": self.settings.bpm, "fit": round(beat.fit, 3)}))
 
     def _plan(self, first: int) -> AnswerPlan:
-        """Where the answer starting at grid step ``first`` enters and ends."""
+        """Where the answer starting at grid step ``first`` enters and ends: its bars from the next bar line (the
+        bar line before, when ``phrase_end = "music"`` and ``first`` falls in that bar's first beat), its first note
+        by that bar line, or with ``"music"`` by the first beat line at or after ``first``; with ``turns`` in bars, as many
+        bars as the player's turn."""
         s = self.settings
+        bar, beat = bar_steps(s.meter), beat_steps(s.meter)
         entry = next_bar_line(first, s.meter)
-        if s.response_steps is None:
+        music = s.phrase_end == "music" and s.turns == "phrase"
+        if music and first % bar < beat:
+            entry = first - first % bar
+        latest = first + (-first) % beat if music else None
+        if s.turns != "phrase":
+            end = entry + int(s.turns) * bar
+        elif s.response_steps is None:
             bars = self._call_bars() if s.response_bars == "match" else int(s.response_bars)
-            end = entry + bars * bar_steps(s.meter)
+            end = entry + bars * bar
         elif s.response_steps == "match":
             end = first + max(1, min(256, self._call_steps - self._buffer.silent_steps))
         else:
             end = first + int(s.response_steps)
-        return AnswerPlan(first, min(entry, end - 1), end, strong_positions(s.meter), bar_steps(s.meter))
+        latest = None if latest is None else min(latest, end - 1)
+        return AnswerPlan(first, min(entry, end - 1), end, strong_positions(s.meter), bar, latest)
 
     def _call_bars(self) -> int:
         """The bars the call played in: the bar lines from its first step to its last sounding one (a pickup
@@ -648,6 +701,8 @@ class Engine:
         if message.type in ("note_on", "note_off") or (message.type == "control_change" and message.control == SUSTAIN):
             self._heard.append((time, message))
         if message.type == "note_on" and message.velocity > 0:
+            if self._after_the_turn(time):
+                return []
             released = self._barge_in(time) if self.mode == "responding" else []
             step = self._snap(time)
             self._buffer.note_on(message.note, message.velocity, step)
@@ -659,6 +714,17 @@ class Engine:
         elif message.type == "control_change" and message.control == SUSTAIN:
             self._buffer.pedal(message.value >= 64, self._snap(time))
         return []
+
+    def _after_the_turn(self, time: float) -> bool:
+        """With ``turns`` in bars, a note on the last 16th of the player's turn, heard after the answer was planned
+        from the bar line after it: no barge-in, and no call (its turn is over); a ``notes_ignored`` event says so."""
+        if self.mode != "responding" or self.settings.turns == "phrase" or self._drawing is None:
+            return False
+        plan = self._drawing.plan
+        if self._snap(time) >= self._response_end - (plan.end - plan.first):
+            return False
+        self._events.append(Event(time, "notes_ignored", {"reason": "turn over", "notes": 1}))
+        return True
 
     def input_lost(self, time: float) -> list[Timed]:
         """Player input was lost (the input queue overflowed) and a release may have been among it: every note

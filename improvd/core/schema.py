@@ -23,6 +23,7 @@ STEERED = DAEMON | {MQTT}
 METER_TEXT = "a time signature such as 4/4, 3/4 or 6/8 (at most 64 16ths a bar)"
 EVERY_NOTE = (0, 127)  # the MIDI notes: the default range
 MATCH_BARS = 8  # response_bars = "match": as many bars as the call, at most this many
+MAX_TURN_BARS = 8  # turns: the most bars a player's turn may have
 
 
 @dataclass(frozen=True)
@@ -215,6 +216,24 @@ SETTINGS: tuple[Setting, ...] = (
         "silent 16ths that end your phrase and start the answer, {range}",
         1,
         64,
+        sources=STEERED,
+    ),
+    Setting(
+        "phrase_end",
+        "choice",
+        "music (your phrase ends where it sounds over: a short silence the model expects to go on, the answer "
+        "entering on the next beat) or silence (phrase_end_steps of silence, the answer from the next bar line)",
+        words=("music", "silence"),
+        sources=STEERED,
+    ),
+    Setting(
+        "turns",
+        "whole",
+        "phrase (answer each phrase) or trade bars: your {range} bars, then as many of improvd's from the next bar "
+        "line, then yours again",
+        1,
+        MAX_TURN_BARS,
+        words=("phrase",),
         sources=STEERED,
     ),
     Setting("min_call_steps", "whole", "shortest phrase worth answering, in 16ths, {range}", 1, 1024),

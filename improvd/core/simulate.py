@@ -88,6 +88,8 @@ def _step_limit(engine: Engine, call: list[PlayedNote]) -> int:
         response = (bars + 1) * bar_steps(settings.meter)  # a pickup bar, then whole bars
     else:
         response = call_steps if settings.response_steps == "match" else int(settings.response_steps)
+    if settings.turns != "phrase":  # the player's turn, then as long an answer
+        response = 2 * (int(settings.turns) + 1) * bar_steps(settings.meter)
     return call_steps + settings.phrase_end_steps + response + TAIL_STEPS
 
 

@@ -55,6 +55,8 @@ class Config:
     temperature: float = 1.0
     top_p: float = 1.0
     phrase_end_steps: int = 8
+    phrase_end: str = "silence"
+    turns: int | str = "phrase"  # a number: trade that many bars
     min_call_steps: int = 8
     max_call_steps: int = 0
     meter: str = "4/4"

@@ -103,6 +103,8 @@ class Controller:
             "session_memory": settings.session_memory,
             "memory_phrases": settings.memory_phrases,
             "remembered": self.engine.remembered,
+            "phrase_end": settings.phrase_end,
+            "turns": settings.turns,
             "clock": self.config.clock,
             "ports": self.ports.names(),
             "timing": self.timing.stats.summary().as_dict() | {"clicks": self.timing.click_stats.summary().as_dict()},

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 import aiomqtt
 
 from improvd.core.keys import key_name
-from improvd.core.schema import BY_NAME
+from improvd.core.schema import BY_NAME, MAX_TURN_BARS
 from improvd.daemon.config import read_capped
 from improvd.daemon.control import VALIDATORS as MQTT_SETTINGS
 from improvd.daemon.control import ControlError, parse
@@ -345,6 +345,18 @@ def _entities(state: dict, models: list[str]) -> dict[str, dict]:
             "command_topic": "set/groove",
             "value_template": "{{ value_json.groove }}",
             "options": list(BY_NAME["groove"].words),
+        },
+        "select/phrase_end": {
+            "name": "Phrase end rule",
+            "command_topic": "set/phrase_end",
+            "value_template": "{{ value_json.phrase_end }}",
+            "options": list(BY_NAME["phrase_end"].words),
+        },
+        "select/turns": {
+            "name": "Turns (phrase, or bars each)",
+            "command_topic": "set/turns",
+            "value_template": "{{ value_json.turns }}",
+            "options": [*BY_NAME["turns"].words, *(str(bars) for bars in range(1, MAX_TURN_BARS + 1))],
         },
         "switch/thru": _switch("thru", "Thru"),
         "select/model": {

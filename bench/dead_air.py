@@ -1,0 +1,160 @@
+"""Dead air: from the call's last note off to the answer's first note, through the engine as the daemon plays it.
+
+Each call is played to ``improvd.core.engine.Engine`` in simulated time (improvd.core.simulate.perform, the
+daemon's loop without the waiting) at ``--bpm`` (100), with the shipped model: the first 4 bars of tunes of
+models/essen/model.json's ``test_tunes`` (real Essen phrases from music21's corpus: most end on a bar line) and
+hand-made phrases that end on a bar line and off it. Three ways to take turns:
+
+* ``silence``: ``phrase_end = "silence"`` (before: ``phrase_end_steps`` of silence, the answer from the next bar line);
+* ``music``: ``phrase_end = "music"`` (the phrase end the music tells, the answer from the next beat);
+* ``bars``: ``turns = 4`` (the player's 4 bars, then improvd's from the next bar line).
+
+For each, ``first_call`` (the call played to a fresh engine: a call off the white keys waits for the spare LSTM's
+priming) and ``call_again`` (the same call played a second time in the session, ``AGAIN_BARS`` bars after the
+first: improvd already hears it in its key): the dead air's median, p90 and max in beats (quarter notes) and
+seconds, split by where the call ends (``on_bar_line``: its last note off on a bar line), how many answers came in
+the middle of a call (a barge-in: the phrase end came too soon) and which calls had no answer note after their
+end, and for ``bars`` the extra bars: how many bars after the player's 4th bar the answer's first note came (goal
+0). Prints one JSON object. Goals (issue 28): ``music`` median <= 1 beat, ``bars`` extra bars 0. About 70 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from improvd.core.engine import Engine, Settings
+from improvd.core.grid import bar_steps
+from improvd.core.model import DEFAULT_MODEL_DIR, load_model
+from improvd.core.notes import PlayedNote
+from improvd.core.simulate import call_messages, drive, notes_of, perform
+
+CALL_BARS = 4
+AGAIN_BARS = 8  # the second playing of a call starts this many bars after the first one's end
+MODES = {"silence": {"phrase_end": "silence"}, "music": {"phrase_end": "music"}, "bars": {"turns": CALL_BARS}}
+
+
+def hand_made() -> list[tuple[str, list[tuple[int, int, int]]]]:
+    """(name, notes as (pitch, first 16th, 16ths)) in 4/4: phrases ending on a bar line and off it."""
+    scale = [60, 62, 64, 65, 67, 69, 71, 72]
+    quarters = [(scale[k % 8], 4 * k, 4) for k in range(15)] + [(60, 60, 4)]  # 4 bars of quarters
+    long_end = [(scale[k % 8], 4 * k, 4) for k in range(12)] + [(67, 48, 16)]  # 3 bars, then a whole note
+    eighths = [(scale[(k * 2) % 8], 2 * k, 2) for k in range(30)] + [(60, 60, 2)]  # ends on the last 8th of bar 4
+    half_end = [(scale[k % 8], 4 * k, 4) for k in range(13)] + [(64, 52, 8)]  # a half note to beat 4 of bar 4
+    arpeggio = [(p, 2 * k, 2) for k, p in enumerate([60, 64, 67, 72, 67, 64] * 4)] + [(60, 48, 8)]  # ends mid-bar
+    dotted = [(scale[k % 8], 6 * k, 6) for k in range(10)] + [(72, 60, 3)]  # ends a 16th before the bar line
+    return [
+        ("quarters_to_bar_line", quarters),
+        ("whole_note_to_bar_line", long_end),
+        ("eighths_to_bar_line", eighths),
+        ("half_note_to_beat_4", half_end),
+        ("arpeggio_to_beat_3", arpeggio),
+        ("dotted_to_a_16th_before", dotted),
+    ]
+
+
+def calls(bpm: float, tunes: int) -> list[tuple[str, str, list[PlayedNote], int]]:
+    """(name, meter, notes in seconds at ``bpm``, the grid step of the bar line after the 4th bar)."""
+    step = 60.0 / bpm / 4
+    found = [
+        (name, "4/4", [PlayedNote(p, s * step, (s + n) * step, 80) for p, s, n in notes], 64)
+        for name, notes in hand_made()
+    ]
+    if tunes:
+        from training.as_played import test_calls  # music21: only when Essen phrases are asked for
+
+        idents = json.loads((DEFAULT_MODEL_DIR / "model.json").read_text())["test_tunes"]
+        for case in test_calls(idents[: tunes * 3])[:tunes]:
+            call, scale = case.call, case.call.bpm / bpm
+            notes = [PlayedNote(n.pitch, n.start * scale, n.end * scale, n.velocity) for n in call.notes]
+            turn_end = call.bar_start_step + CALL_BARS * call.steps_per_bar
+            found.append((case.ident, case.meter, notes, turn_end))
+    return found
+
+
+def measure(model, mode: dict, bpm: float, tunes: int, seed: int, again: bool) -> dict:
+    """The dead air of each call in one mode, summed up: the call played once to a fresh engine, or (``again``) a
+    second time in the same session, whole bars after the first answer (improvd already hears it in its key)."""
+    beat = 60.0 / bpm
+    on_bar, off_bar, extra, early, unanswered = [], [], [], 0, []
+    for name, meter, notes, turn_end in calls(bpm, tunes):
+        engine = Engine(model, Settings(bpm=bpm, meter=meter, min_call_steps=8, response_bars=4, **mode), seed=seed)
+        step, bar = engine.step_seconds(), bar_steps(meter)
+        if again:
+            notes, turn_end, response, events = _played_again(engine, notes, turn_end)
+        else:
+            performance = perform(engine, notes)
+            response, events = performance.response, performance.events
+        early += any(e.name == "barge_in" for e in events)
+        last_off = max(n.end for n in notes)
+        after = [n.start for n in response if n.start >= last_off - 1e-9]
+        if not after:  # the whole answer came inside the call
+            unanswered.append(name)
+            continue
+        first = min(after)
+        (on_bar if round(last_off / step) % bar == 0 else off_bar).append(first - last_off)
+        extra.append(round((round(first / step) - turn_end) / bar, 3))
+    both = on_bar + off_bar
+    result = {"calls": len(both), "answered_mid_call": early, "no_answer_after_the_call": unanswered}
+    result |= _figures("all", both, beat)
+    result |= _figures("on_bar_line", on_bar, beat) | _figures("off_bar_line", off_bar, beat)
+    if "turns" in mode:
+        result |= {"extra_bars_max": max(extra), "extra_bars_min": min(extra)}
+    return result
+
+
+def _played_again(engine: Engine, notes: list[PlayedNote], turn_end: int) -> tuple:
+    """Play ``notes``, then the same again ``AGAIN_BARS`` bars after the call's end (the first answer over by
+    then): (the second call's notes, its turn's end, every note improvd played, every event)."""
+    step, bar = engine.step_seconds(), bar_steps(engine.settings.meter)
+    shift = (math.ceil(max(n.end for n in notes) / step / bar) + AGAIN_BARS) * bar
+    second = [PlayedNote(n.pitch, n.start + shift * step, n.end + shift * step, n.velocity) for n in notes]
+    sent, events = [], []
+    for boundary in drive(engine, call_messages(notes + second), shift + 2 * AGAIN_BARS * bar):
+        sent += boundary.sent
+        events += boundary.events
+    sent += engine.pop_due(math.inf)
+    return second, turn_end + shift, notes_of(sent), events
+
+
+def _figures(name: str, gaps: list[float], beat: float) -> dict:
+    if not gaps:
+        return {}
+    ordered = sorted(gaps)
+    p90 = ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))]
+    median = statistics.median(ordered)
+    return {
+        f"{name}_n": len(gaps),
+        f"{name}_median_beats": round(median / beat, 3),
+        f"{name}_p90_beats": round(p90 / beat, 3),
+        f"{name}_max_beats": round(ordered[-1] / beat, 3),
+        f"{name}_median_s": round(median, 3),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bpm", type=float, default=100.0)
+    parser.add_argument("--tunes", type=int, default=10, help="Essen test tunes (0: the hand-made phrases only)")
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    model = load_model(DEFAULT_MODEL_DIR)
+    report = {"bpm": args.bpm, "seed": args.seed}
+    for name, mode in MODES.items():
+        report[name] = {
+            "first_call": measure(model, mode, args.bpm, args.tunes, args.seed, again=False),
+            "call_again": measure(model, mode, args.bpm, args.tunes, args.seed, again=True),
+        }
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

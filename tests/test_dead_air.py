@@ -1,0 +1,127 @@
+"""Answer sooner (``phrase_end = "music"``) and trade bars (``turns``), in simulated time (issue 28)."""
+
+from __future__ import annotations
+
+import pytest
+
+from improvd.core.engine import Engine, Settings
+from improvd.core.model import load_model
+from tests.helpers import call, favouring, run
+
+BPM = 120
+STEP = 60 / BPM / 4
+FOUR_BARS = [((60, 65, 64, 71)[k % 4], 4 * k, 4) for k in range(16)]  # quarters on the white keys, to step 64
+TWO_BARS = FOUR_BARS[:8]
+
+
+@pytest.fixture(scope="module")
+def model(tiny_model_dir):
+    return load_model(tiny_model_dir)
+
+
+def first_note(sent: list, after: float) -> float:
+    return min(t.time for t in sent if t.message.type == "note_on" and t.message.velocity and t.time > after)
+
+
+def event(events: list, name: str):
+    return next(e for e in events if e.name == name)
+
+
+def test_a_phrase_that_filled_four_bars_is_answered_within_a_beat_not_a_bar(model):
+    """The call fills 4 bars and falls silent on the bar line at step 64: the phrase ends a 16th later and the first
+    note comes by the next beat (step 68); with ``"silence"`` 8 silent 16ths, then the next bar line (step 80)."""
+    holding = favouring(model, "_")  # a model that would hold the silence: its first note is the latest allowed
+    music = Engine(holding, Settings(bpm=BPM, min_call_steps=4, response_bars=2, phrase_end="music"), seed=1)
+    sent, events = run(music, call(FOUR_BARS), 110)
+    assert event(events, "phrase_end").time == pytest.approx(65 * STEP)
+    assert first_note(sent, 64 * STEP) == pytest.approx(68 * STEP)
+    start = event(events, "response_start").data
+    assert (start["first_step"], start["entry"]) == (66, 64)  # its bars counted from the bar line it enters after
+    assert event(events, "response_end").time == pytest.approx(96 * STEP)  # two bars: it still ends on a bar line
+    silence = Engine(holding, Settings(bpm=BPM, min_call_steps=4, response_bars=2, phrase_end="silence"), seed=1)
+    sent, events = run(silence, call(FOUR_BARS), 120)
+    assert event(events, "phrase_end").time == pytest.approx(72 * STEP)
+    assert first_note(sent, 64 * STEP) == pytest.approx(80 * STEP)
+
+
+def test_a_pickup_counts_with_the_bar_it_leads_into(model):
+    notes = [(59, 8, 8), *((p, s + 16, n) for p, s, n in FOUR_BARS)]  # half a bar of pickup, then 4 bars to 80
+    engine = Engine(favouring(model, "_"), Settings(bpm=BPM, min_call_steps=4, phrase_end="music"), seed=1)
+    _, events = run(engine, call(notes), 100)
+    assert event(events, "phrase_end").time == pytest.approx(81 * STEP)
+
+
+def test_a_call_that_falls_silent_in_its_last_beat_ends_on_the_bar_line(model):
+    notes = [*FOUR_BARS[:-1], (71, 60, 2)]  # released at step 62, half a beat before the bar line
+    engine = Engine(favouring(model, "_"), Settings(bpm=BPM, min_call_steps=4, phrase_end="music"), seed=1)
+    sent, events = run(engine, call(notes), 110)
+    assert event(events, "phrase_end").time == pytest.approx(63 * STEP)  # a silent 16th: it may start on the bar line
+    assert event(events, "response_start").data["first_step"] == 64
+    assert first_note(sent, 62 * STEP) == pytest.approx(64 * STEP)  # the latest: that bar line, a beat line
+
+
+def test_earlier_in_the_bar_the_silence_ends_it_and_the_answer_enters_by_the_next_beat(model):
+    engine = Engine(favouring(model, "_"), Settings(bpm=BPM, min_call_steps=4, phrase_end="music"), seed=1)
+    sent, events = run(engine, call(FOUR_BARS[:-2]), 110)  # released at step 56, two beats before the bar line
+    assert event(events, "phrase_end").time == pytest.approx(64 * STEP)  # phrase_end_steps: 56 to 63
+    assert first_note(sent, 56 * STEP) == pytest.approx(68 * STEP)  # the first step is 65, the next beat 68
+    silence = Engine(favouring(model, "_"), Settings(bpm=BPM, min_call_steps=4, phrase_end="silence"), seed=1)
+    sent, _ = run(silence, call(FOUR_BARS[:-2]), 110)
+    assert first_note(sent, 56 * STEP) == pytest.approx(80 * STEP)
+
+
+def test_a_rest_after_two_bars_or_a_two_bar_call_waits_for_the_silence(model):
+    """A call is heard as over at once only where a phrase ends, after its 4th or 8th bar: a rest after the 2nd bar
+    of a call that goes on is no phrase end, nor is the end of a call of 2 bars."""
+    rest = [*FOUR_BARS[:8], *FOUR_BARS[9:]]  # silent from the bar line at step 32 to 36
+    engine = Engine(favouring(model, "_"), Settings(bpm=BPM, min_call_steps=4, phrase_end="music"), seed=1)
+    _, events = run(engine, call(rest), 100)
+    assert [e.time for e in events if e.name == "phrase_end"] == [pytest.approx(65 * STEP)]
+    short = Engine(favouring(model, "_"), Settings(bpm=BPM, min_call_steps=4, phrase_end="music"), seed=1)
+    _, events = run(short, call(FOUR_BARS[:8]), 60)  # two bars, silent from step 32
+    assert event(events, "phrase_end").time == pytest.approx(40 * STEP)
+
+
+def test_a_long_note_never_ends_the_phrase_early(model):
+    """A whole note held through bar 2 (released 10 ms early, legato) is no silence: one phrase end, after it all."""
+    long_note = [*FOUR_BARS[:4], (67, 16, 16), *FOUR_BARS[8:]]
+    engine = Engine(favouring(model, "_"), Settings(bpm=BPM, min_call_steps=4, phrase_end="music"), seed=1)
+    _, events = run(engine, call(long_note), 100)
+    assert [e.time for e in events if e.name == "phrase_end"] == [pytest.approx(65 * STEP)]
+    assert not any(e.name == "barge_in" for e in events)
+
+
+def test_turns_trade_bars_from_the_bar_line_after_the_players_last(model):
+    """turns = 2: the player's two bars (a pickup before them belongs to them), improvd's two from
+    the bar line after them however early the player stopped, then the player's again: no bar between turns."""
+    engine = Engine(favouring(model, "_"), Settings(bpm=BPM, turns=2), seed=1)
+    first_turn = [(59, 12, 4), (60, 16, 4), (62, 20, 8), (64, 28, 4)]  # a pickup, then silent from step 32
+    second_turn = [(p, s + 80, n) for p, s, n in TWO_BARS[:5]]  # from improvd's last bar line, for 20 steps
+    sent, events = run(engine, call(first_turn + second_turn), 150)
+    starts = [e.data for e in events if e.name == "response_start"]
+    assert [(s["first_step"], s["entry"], s["steps"]) for s in starts] == [(48, 48, 32), (112, 112, 32)]
+    assert first_note(sent, 32 * STEP) == pytest.approx(48 * STEP)  # the forced note on the bar line itself
+    assert first_note(sent, 100 * STEP) == pytest.approx(112 * STEP)
+    assert [e.time for e in events if e.name == "response_end"] == [pytest.approx(80 * STEP), pytest.approx(144 * STEP)]
+    assert not any(e.name == "barge_in" for e in events)
+
+
+def test_turns_play_the_other_settings_rules_out(model):
+    """A call shorter than min_call_steps still has its turn answered, and response_bars does not set its length."""
+    engine = Engine(favouring(model, "_"), Settings(bpm=BPM, turns=1, min_call_steps=64, response_bars=4), seed=1)
+    _, events = run(engine, call([(60, 0, 2)]), 40)
+    start = event(events, "response_start").data
+    assert (start["first_step"], start["steps"]) == (16, 16)
+
+
+def test_a_note_on_the_last_16th_of_a_turn_neither_stops_the_answer_nor_starts_a_turn(model):
+    """The answer is planned at the tick that opens the turn's last 16th: a note played on it comes too late to be
+    heard and is said to be ignored; the answer plays on from the bar line, and the next turn is the player's."""
+    engine = Engine(favouring(model, "_"), Settings(bpm=BPM, turns=1), seed=1)
+    notes = [(60, 0, 4), (64, 4, 4), (65, 8, 7), (71, 15, 1), *((p, s + 32, n) for p, s, n in TWO_BARS[:4])]
+    sent, events = run(engine, call(notes), 80)
+    assert not any(e.name == "barge_in" for e in events)
+    assert [e.data for e in events if e.name == "notes_ignored"] == [{"reason": "turn over", "notes": 1}]
+    starts = [e.data["first_step"] for e in events if e.name == "response_start"]
+    assert starts == [16, 48]  # the player's second turn, from the bar line after improvd's, answered after it
+    assert first_note(sent, 15 * STEP) == pytest.approx(16 * STEP)
