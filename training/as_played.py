@@ -38,7 +38,7 @@ from improvd.core.keys import WHITE_KEYS
 from improvd.core.notes import PlayedNote
 from improvd.core.simulate import perform
 from improvd.offline.call_reader import Call, CallError, call_from_score
-from improvd.offline.notation import ScoreError, Tune, analyse_key, essen_tune
+from improvd.offline.notation import ScoreError, Tune, analyse_key, collection_tune
 
 CALL_BARS = 4
 MOTIF_NOTES = 4
@@ -73,15 +73,16 @@ class Continuation:
     transposition: int | None = None
 
 
-def test_calls(idents: Iterable[str]) -> list[CallCase]:
-    """The Essen tunes of ``idents`` that have 8 whole bars of a metre the engine takes, cut into call and real."""
-    return calls_of(_essen(idents))
+def test_calls(idents: Iterable[str], collection: str = "essen") -> list[CallCase]:
+    """The tunes of ``idents`` in one of music21's collections (improvd.offline.notation.COLLECTIONS) that have 8
+    whole bars of a metre the engine takes, cut into call and real."""
+    return calls_of(_tunes(idents, collection))
 
 
-def _essen(idents: Iterable[str]) -> Iterator[Tune]:
+def _tunes(idents: Iterable[str], collection: str) -> Iterator[Tune]:
     for ident in idents:
         with contextlib.suppress(ScoreError):
-            yield essen_tune(ident)
+            yield collection_tune(collection, ident)
 
 
 def calls_of(tunes: Iterable[Tune]) -> list[CallCase]:

@@ -13,6 +13,7 @@ from dataclasses import asdict, fields
 from pathlib import Path
 
 from improvd.core.model import ModelError, size_problem
+from improvd.offline.notation import COLLECTIONS
 
 from .corpus import DEFAULT_CACHE_DIR
 from .train import Settings
@@ -23,7 +24,14 @@ DEFAULT = Settings()  # the defaults of fit's options
 
 def _add_corpus_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--data", help="a folder of .krn/.abc/.mid/.musicxml/.mxl files (default: music21's Essen collection)"
+        "--data", help="a folder of .krn/.abc/.mid/.musicxml/.mxl files (default: music21's collection --corpus)"
+    )
+    parser.add_argument(
+        "--corpus",
+        choices=tuple(COLLECTIONS),
+        default="essen",
+        help="without --data: music21's Essen songs (essenFolksong) or British-Isles dance tunes and airs "
+        "(british: ryansMammoth, airdsAirs, miscFolk) (default: %(default)s)",
     )
     parser.add_argument(
         "--files", nargs="*", default=[], help="only these file stems, e.g. erk5 kinder0 (default: all)"
@@ -126,7 +134,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 def cmd_corpus(args: argparse.Namespace) -> int:
     from .corpus import load_corpus
 
-    corpus = load_corpus(args.data, args.files or None, args.max_tunes, args.cache_dir)
+    corpus = load_corpus(args.data, args.files or None, args.corpus, args.max_tunes, args.cache_dir)
     print(json.dumps(corpus.summary(), indent=2))
     return 0
 

@@ -18,7 +18,14 @@ from multiprocessing import Pool
 from pathlib import Path
 
 from improvd.core.encoding import EncodingError, encode, transpose, transposition_to_c, unacceptable_durations
-from improvd.offline.notation import SCORE_SUFFIXES, ScoreError, essen_files, key_of, melody_of, tunes_in
+from improvd.offline.notation import (
+    SCORE_SUFFIXES,
+    ScoreError,
+    collection_files,
+    key_of,
+    melody_of,
+    tunes_in,
+)
 
 CACHE_VERSION = 1
 DEFAULT_CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "improvd"
@@ -46,8 +53,9 @@ class Corpus:
         }
 
 
-def find_files(data: str | None, names: list[str] | None = None) -> tuple[str, list[Path]]:
-    """(corpus name, files): the Essen collection (optionally only ``names``, file stems) or a folder of scores."""
+def find_files(data: str | None, names: list[str] | None = None, corpus: str = "essen") -> tuple[str, list[Path]]:
+    """(corpus name, files): a folder of scores, else one of music21's collections (``notation.COLLECTIONS``:
+    essen, british); optionally only ``names``, file stems."""
     if data:
         folder = Path(data)
         if not folder.is_dir():
@@ -55,8 +63,8 @@ def find_files(data: str | None, names: list[str] | None = None) -> tuple[str, l
         files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in SCORE_SUFFIXES and p.is_file())
         name = f"folder:{folder.resolve()}"
     else:
-        files = essen_files()
-        name = "essen"
+        files = collection_files(corpus)
+        name = corpus
     if names:
         wanted = set(names)
         unknown = wanted - {p.stem for p in files}
@@ -115,13 +123,14 @@ def _parse_job(job: tuple[Path, int | None]) -> dict:
 def load_corpus(
     data: str | None = None,
     names: list[str] | None = None,
+    corpus: str = "essen",
     max_tunes: int | None = None,
     cache_dir: str | Path | None = DEFAULT_CACHE_DIR,
     workers: int | None = None,
     progress: bool = True,
 ) -> Corpus:
     """Parse (or read from cache) the chosen files; ``max_tunes`` caps tunes per file."""
-    name, files = find_files(data, names)
+    name, files = find_files(data, names, corpus)
     cache_file = Path(cache_dir) / f"corpus-{cache_key(name, files, max_tunes)}.json" if cache_dir else None
     if cache_file and cache_file.is_file():
         raw = json.loads(cache_file.read_text(encoding="utf-8"))

@@ -30,6 +30,7 @@ from improvd.core.engine import Engine
 from improvd.core.model import MODEL_JSON, Model, load_model
 from improvd.core.runtime import LSTMRuntime, softmax
 from improvd.core.songcache import SongCache
+from improvd.offline.notation import COLLECTIONS
 
 from . import as_played, twosample
 from .corpus import DEFAULT_CACHE_DIR
@@ -195,9 +196,11 @@ def evaluate(
     max_continuations: int = 300,
     seeds: int = 3,
     progress: bool = False,
+    collection: str = "essen",
 ) -> dict:
     """The evaluate JSON for ``model``; ``songs`` maps split name ("train", "validation", "test") to songs.
-    ``test_idents``: the Essen idents of the test songs, for the continuations as played (None: none)."""
+    ``test_idents``: the idents of the test songs in music21's ``collection``, for the continuations as played
+    (None: none)."""
     vocabulary = model.vocabulary
 
     def indices(part: str) -> list[list[int]]:
@@ -227,7 +230,7 @@ def evaluate(
         "onset_steps": sum(1 for t in test for i in t if vocabulary.symbols[i].isdigit()),
     }
     if test_idents is not None:
-        tests = as_played.test_calls(test_idents)[:max_continuations]
+        tests = as_played.test_calls(test_idents, collection)[:max_continuations]
         report |= continuations_report(model, ngram, tests, seeds, say)
     return report
 
@@ -249,10 +252,10 @@ def evaluate_directory(
     prepared = prepare(Settings(**model.card["settings"]), cache_dir, progress=progress)
     if prepared.split["test"] != model.card["test_tunes"]:
         raise ValueError(f"{Path(directory) / MODEL_JSON}: the corpus no longer gives the test split it was trained on")
-    essen = prepared.corpus.name == "essen"  # as played needs each tune's metre: Essen tunes are parsed by ident
+    known = prepared.corpus.name in COLLECTIONS  # as played needs each tune's metre: its tunes are parsed by ident
     songs = {part: prepared.songs(part) for part in prepared.split}
-    idents = prepared.split["test"] if essen else None
-    report = evaluate(model, songs, idents, max_continuations, seeds, progress)
+    idents = prepared.split["test"] if known else None
+    report = evaluate(model, songs, idents, max_continuations, seeds, progress, prepared.corpus.name)
     if save:
         path = Path(directory) / MODEL_JSON
         card = json.loads(path.read_text(encoding="utf-8"))

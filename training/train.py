@@ -29,7 +29,8 @@ MIN_LR = 1e-5
 class Settings:
     """Everything a run depends on; saved in model.json so a run can be repeated."""
 
-    data: str | None = None  # a folder of scores; None: music21's Essen collection
+    data: str | None = None  # a folder of scores; None: the music21 collection ``corpus``
+    corpus: str = "essen"  # essen | british (improvd.offline.notation.COLLECTIONS)
     files: list[str] = field(default_factory=list)  # file stems to use; empty: all
     max_tunes: int | None = None  # per file; None: all
     seed: int = 1
@@ -49,7 +50,7 @@ class Settings:
     strategy: str = "default"  # default | mirrored | multiworker
 
     def corpus_options(self) -> dict:
-        return {"data": self.data, "names": self.files or None, "max_tunes": self.max_tunes}
+        return {"data": self.data, "names": self.files or None, "corpus": self.corpus, "max_tunes": self.max_tunes}
 
 
 @dataclass

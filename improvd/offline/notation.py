@@ -18,6 +18,9 @@ from music21 import chord, converter, corpus, key, stream
 from improvd.core.encoding import Note
 
 ESSEN_DIR = Path(corpus.getComposer("essenFolksong")[0]).parent if corpus.getComposer("essenFolksong") else None
+# the music21 collections improvd trains on, by corpus name; no other part of music21's corpus goes into training,
+# tuning or model selection, so held-out checks on the rest stay honest
+COLLECTIONS = {"essen": ("essenFolksong",), "british": ("ryansMammoth", "airdsAirs", "miscFolk")}
 SCORE_SUFFIXES = (".abc", ".krn", ".mid", ".midi", ".musicxml", ".mxl", ".xml")
 MAX_EXPANDED_BYTES = 16 << 20  # what a compressed .mxl's members may expand to, as its zip headers declare
 MAX_ARCHIVE_MEMBERS = 64
@@ -40,6 +43,36 @@ def essen_files() -> list[Path]:
     if ESSEN_DIR is None:
         raise ScoreError("music21's corpus has no essenFolksong collection")
     return sorted(ESSEN_DIR.glob("*.abc"))
+
+
+def collection_files(name: str) -> list[Path]:
+    """The abc files of one of COLLECTIONS, sorted; ScoreError for another name or a corpus without them."""
+    if name not in COLLECTIONS:
+        raise ScoreError(f"no corpus '{name}' (one of {', '.join(COLLECTIONS)})")
+    files = []
+    for folder in COLLECTIONS[name]:
+        found = sorted(Path(p) for p in corpus.getComposer(folder) if Path(p).suffix == ".abc")
+        if not found:
+            raise ScoreError(f"music21's corpus has no {folder} collection")
+        files.extend(found)
+    return files
+
+
+def collection_tune(name: str, ident: str) -> Tune:
+    """One tune of one of COLLECTIONS by ident (``"erk5#12"``, ``"book1#3"``, ``"LanigansBallJig"``)."""
+    if name == "essen":
+        return essen_tune(ident)
+    stem, _, number = ident.partition("#")
+    path = next((p for p in collection_files(name) if p.stem == stem), None)
+    if path is None:
+        raise ScoreError(f"no tune '{ident}' in corpus '{name}'")
+    lines = _abc_tune(path, number) if number.isdigit() else None
+    if lines is not None:
+        return Tune(ident, converter.parse(lines, format="abc"))
+    for tune in tunes_in(path):
+        if tune.ident == ident:
+            return tune
+    raise ScoreError(f"no tune '{ident}' in corpus '{name}'")
 
 
 def read_score(path: str | Path) -> stream.Stream:
@@ -106,9 +139,11 @@ def essen_tune(ident: str) -> Tune:
 
 
 def _abc_tune(path: Path, number: str) -> str | None:
-    """The lines of tune ``X: number`` in an abc collection (the Essen files have no file header), or None."""
+    """The lines of tune ``X: number`` (``X:0001`` is number 1) in an abc collection, or None; a file header (the
+    Essen files have none; Aird's books hold only comments there) is left out."""
     for block in re.split(r"(?m)^(?=X:)", path.read_text(encoding="latin-1")):
-        if re.match(rf"X:\s*{number}\s*$", block.split("\n", 1)[0]):
+        found = re.match(r"X:\s*(\d+)\s*$", block.split("\n", 1)[0])
+        if found and int(found.group(1)) == int(number):
             return block
     return None
 
