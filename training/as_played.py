@@ -150,7 +150,7 @@ def report(tests: list[CallCase], answered: dict[str, list[list[Continuation]]])
     result: dict = {}
     for name, by_seed in answered.items():
         played = figures(runs, [continuation for seed in by_seed for continuation in seed])
-        played["onset_position_overlap"] = _overlaps(played.pop("histograms"), reals["histograms"], runs, seeds)
+        played["onset_position_overlap"] = overlaps(played.pop("histograms"), reals["histograms"], runs, seeds)
         result[name] = played
     reals.pop("histograms")
     return result | {"real": reals}
@@ -192,7 +192,7 @@ def figures(tests: list[CallCase], continuations: list[Continuation]) -> dict:
     return found
 
 
-def _overlaps(played: dict, reals: dict, runs: list[CallCase], seeds: int) -> dict:
+def overlaps(played: dict, reals: dict, runs: list[CallCase], seeds: int) -> dict:
     """Per metre with at least ``MIN_METRE_TUNES`` calls: the overlap of the two onset-position histograms."""
     calls: dict[str, int] = defaultdict(int)
     for test in runs:
