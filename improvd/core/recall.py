@@ -82,21 +82,7 @@ class SessionMemory:
         """``probabilities`` with what followed the end of ``history`` (the song so far) in the remembered calls."""
         if self.quiet or not self._calls or len(history) < MIN_ORDER:
             return probabilities
-        lengths = self._match_lengths(history)
-        mixed = probabilities
-        for k in range(MIN_ORDER, MAX_ORDER + 1):
-            following: Counter[int] = Counter()
-            for symbol, length, weight in lengths:
-                if length >= k:
-                    following[symbol] += weight
-            if not following:
-                break
-            total = sum(following.values())
-            weight = total / (total + ALPHA * len(following))
-            mixed = mixed * (1.0 - weight)
-            for index, count in following.items():
-                mixed[index] += weight * count / total
-        return mixed
+        return interpolate(probabilities, self._match_lengths(history), MIN_ORDER, MAX_ORDER, ALPHA)
 
     def _match_lengths(self, history: Sequence[int]) -> list[tuple[int, int, float]]:
         """(symbol that followed, steps of context shared with ``history``'s end, the call's weight) per match."""
@@ -127,3 +113,26 @@ def _played(call: Sequence[str]) -> list[str]:
     if played and played[-1] == REST:
         played.pop()
     return played
+
+
+def interpolate(
+    probabilities: np.ndarray, matches: list[tuple[int, int, float]], low: int, high: int, alpha: float
+) -> np.ndarray:
+    """Witten-Bell over contexts of ``low`` to ``high`` steps, shortest first: at order k, what followed the
+    ``matches`` (symbol, steps of context shared with now, weight) sharing at least k steps takes the share
+    n / (n + alpha t) of the mixture (n their weight in all, t the symbols among them); the rest keeps what came
+    before. The song cache (improvd.core.songcache) and the session memory both mix by it."""
+    mixed = probabilities
+    for k in range(low, high + 1):
+        following: Counter[int] = Counter()
+        for symbol, length, weight in matches:
+            if length >= k:
+                following[symbol] += weight
+        if not following:
+            break  # no longer context ending here was seen either
+        total = sum(following.values())
+        share = total / (total + alpha * len(following))
+        mixed = mixed * (1.0 - share)
+        for index, count in following.items():
+            mixed[index] += share * count / total
+    return mixed

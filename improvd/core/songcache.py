@@ -17,11 +17,11 @@ count, so a daemon left running for hours holds bounded memory.
 
 from __future__ import annotations
 
-from collections import Counter, deque
+from collections import deque
 
 import numpy as np
 
-from improvd.core.recall import SessionMemory
+from improvd.core.recall import SessionMemory, interpolate
 
 MIN_ORDER = 6  # steps of context; shorter contexts repeat by chance in any tune
 MAX_ORDER = 24
@@ -104,17 +104,8 @@ class SongCache:
         mixed = np.asarray(probabilities, np.float64)
         if self._memory is not None:
             mixed = self._memory.mix(mixed, self._history)
-        lengths = self._match_lengths()
-        for k in range(MIN_ORDER, MAX_ORDER + 1):
-            following = Counter(symbol for symbol, length in lengths if length >= k)
-            if not following:
-                break  # no longer context ending here was seen either
-            total = sum(following.values())
-            weight = total / (total + ALPHA * len(following))
-            mixed = mixed * (1.0 - weight)
-            for index, count in following.items():
-                mixed[index] += weight * count / total
-        return mixed
+        matches = [(symbol, length, 1.0) for symbol, length in self._match_lengths()]
+        return interpolate(mixed, matches, MIN_ORDER, MAX_ORDER, ALPHA)
 
     def _match_lengths(self) -> list[tuple[int, int]]:
         """(symbol that followed, steps of context it shares with now, up to MAX_ORDER) for each earlier match."""
