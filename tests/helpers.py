@@ -366,3 +366,21 @@ def run_help() -> str:
 
 
 WIDE = {"COLUMNS": "400", "PATH": "/usr/bin:/bin"}  # one line per flag
+
+
+def raised_without_blocking(call: Callable[[], object], seconds: float = 10.0) -> BaseException | None:
+    """What ``call`` raised (None if nothing), run in a thread of its own that must end within ``seconds``: for
+    reads that once blocked for ever (a FIFO, a device), where the wait only bounds a hang, never times a result."""
+    raised: list[BaseException] = []
+
+    def run_it() -> None:
+        try:
+            call()
+        except BaseException as error:
+            raised.append(error)
+
+    thread = threading.Thread(target=run_it, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"{call} blocked"
+    return raised[0] if raised else None

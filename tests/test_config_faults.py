@@ -7,7 +7,6 @@ import asyncio
 import os
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ import pytest
 from improvd.daemon import config, mqtt
 from improvd.daemon.config import ConfigError
 from improvd.daemon.control import parse
+from tests.helpers import raised_without_blocking
 from tests.inprocess import make_daemon
 from tests.services import wait_for
 
@@ -137,19 +137,8 @@ def test_a_file_that_is_not_a_regular_file_is_refused_in_bounded_time_and_memory
         file.mkdir()
     else:
         file.symlink_to(kind)
-    errors: list[Exception] = []
-
-    def read() -> None:
-        try:
-            config.read_file(file)
-        except ConfigError as error:
-            errors.append(error)
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    reader.join(10)
-    assert not reader.is_alive(), "read_file blocked"
-    assert message in str(errors[0])
+    error = raised_without_blocking(lambda: config.read_file(file))
+    assert isinstance(error, ConfigError) and message in str(error)
 
 
 def test_dev_null_is_an_empty_configuration():

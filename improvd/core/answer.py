@@ -146,7 +146,7 @@ def draw_step(
         probabilities = cache.mix(probabilities)
     if rules.memory and echo is not None:
         probabilities = echo.mix(probabilities, step)
-    probabilities = keep_onset_mass(probabilities, allowed, rules.onsets) * np.where(rules.onsets, ONSET_GAIN, 1.0)
+    probabilities = keep_onset_mass(probabilities, allowed, rules.onsets)
     with np.errstate(divide="ignore"):  # a symbol the echo or cache rules out has logit -inf
         scores = np.log(probabilities)
     return sampler.sample(scores, rules.temperature, rules.top_p, allowed)
@@ -154,12 +154,14 @@ def draw_step(
 
 def keep_onset_mass(probabilities: np.ndarray, allowed: np.ndarray, onsets: np.ndarray) -> np.ndarray:
     """``probabilities`` with the mass of the notes ``allowed`` rules out handed to the notes it allows, in
-    proportion: a mask changes which note starts, not whether one starts (holds and rests keep what they had)."""
+    proportion, and those notes' odds raised by ONSET_GAIN: a mask changes which note starts, not whether one starts
+    (holds and rests keep what they had)."""
     kept = probabilities[allowed & onsets].sum()
     if kept <= 0:
         return probabilities
     scaled = probabilities.copy()
     scaled[allowed & onsets] *= probabilities[onsets].sum() / kept
+    scaled[allowed & onsets] *= ONSET_GAIN
     return scaled
 
 
