@@ -140,3 +140,19 @@ def test_turning_it_off_forgets_and_a_change_of_size_keeps_the_last(model):
     assert engine.remembered == 0
     with pytest.raises(ValueError, match="memory_phrases = 0 is not allowed"):
         engine.update(memory_phrases=0)
+
+
+def test_the_lstm_that_hears_a_call_in_its_new_key_takes_over_with_the_session_memory(model, monkeypatch):
+    """A call whose key moved is heard again by the spare LSTM and song cache while its silence passes, and they
+    take over before the phrase end: the session memory must be mixed in under that cache too (it was not, so
+    every other answer after a change of key forgot the player's earlier calls)."""
+    swap, memory_after = Engine._swap, []
+
+    def swapped(engine: Engine, *spare) -> None:
+        swap(engine, *spare)
+        memory_after.append(engine._cache._memory is engine._recall)
+
+    monkeypatch.setattr(Engine, "_swap", swapped)
+    engine = Engine(model, Settings(bpm=120, phrase_end_steps=16, response_steps=8), seed=4)
+    run(engine, call(D_MAJOR) + [(t + LATER * STEP, m) for t, m in call(C_MAJOR)], LATER + 40)
+    assert memory_after == [True, True] and engine.remembered == 2  # D moved onto the white keys, then C back

@@ -245,7 +245,9 @@ class Engine:
         self._cache = SongCache(self._song_end, self._recall)
         self._runtime.prime([self._song_end] * model.song_gap)  # a call starts as a song does in training
         self._song_start = self._runtime.snapshot()
-        self._priming = Priming(self._predictor(model), SongCache(self._song_end), self._song_start, self._song_end)
+        self._priming = Priming(
+            self._predictor(model), SongCache(self._song_end, self._recall), self._song_start, self._song_end
+        )
         self._onset_mask = np.array([is_pitch(s) for s in vocabulary.symbols])
         self._playable = np.array([s != SONG_END for s in vocabulary.symbols])
         self._reprime()
