@@ -8,6 +8,10 @@ listening_tick, a tick during a call (the seed buffer, one LSTM step, the song c
 which the engine answers (key estimate, the first slice of the answer); longest_hold, the longest tick from the
 call's first silent step to the answer's end (the key change heard again, the answer's slices, the cadence's
 redraws); answer_work, all those ticks together (what drawing the answer costs in all).
+follow_inline and follow_aside: with ``clock = "follow"``, the longest tick from a followed call's first silent step
+to its phrase end (the tempo fit of 256 onsets, the call replayed on the player's grid, an LSTM hearing it again),
+done at the phrase end (inline: as before the daemon's thread for it) and done aside by that thread
+(improvd.daemon.aside, as the daemon runs it), ticks paced in real time through the silence as the daemon's are.
 improvd_full_memory: (c) with the session memory full (64 calls of one riff played over and over, the
 worst case: every step finds the most matches it follows).
 
@@ -41,6 +45,8 @@ from improvd.core.recall import CALL_STEPS, SessionMemory
 from improvd.core.runtime import LSTMRuntime, softmax
 from improvd.core.sampler import Sampler
 from improvd.core.songcache import SongCache
+from improvd.daemon.aside import Aside
+from improvd.daemon.timing import SWITCH_INTERVAL
 from training.export import export_model
 from training.model import build_model
 
@@ -129,6 +135,7 @@ def bench(repeats: int) -> dict:
 
     primed = [Engine(load_model(path)) for path in shipped_models()]  # every shipped model, as the daemon holds them
     phrase = phrase_end_work(model, repeats)
+    followed = {f"follow_{way}": follow_phrase_end(model, way, max(3, repeats // 20)) for way in ("inline", "aside")}
 
     tutorial = keras_lstm(model.lstm_units, vocab, model.weights, shape=(WINDOW, vocab))
     tutorial.predict(window, verbose=0)
@@ -149,9 +156,16 @@ def bench(repeats: int) -> dict:
         "improvd_full_memory": percentiles(memory_times),
         "models_primed": len(primed),
         **{name: percentiles(samples) for name, samples in phrase.items()},
+        **{
+            name: {**percentiles(samples), "max_ms": round(max(samples) * 1000, 4)}
+            for name, samples in followed.items()
+        },
     }
     result["load_average_1min"] = round(os.getloadavg()[0], 2)
     result["speedup_p50_vs_tutorial"] = round(result["tutorial_window"]["p50_ms"] / result["improvd"]["p50_ms"], 1)
+    result["follow_longest_hold_aside_vs_inline_p50"] = round(
+        result["follow_aside"]["p50_ms"] / result["follow_inline"]["p50_ms"], 3
+    )
     result["speedup_p50_vs_keras_stateful"] = round(result["keras_stateful"]["p50_ms"] / result["improvd"]["p50_ms"], 1)
     return result
 
@@ -196,6 +210,53 @@ def phrase_end_work(model, repeats: int) -> dict[str, list[float]]:
         samples["longest_hold"].append(max(holds))
         samples["answer_work"].append(sum(holds))
     return samples
+
+
+FOLLOW_ONSETS = 256  # the call's onsets the tempo fit hears at most (tempo.MAX_ONSETS)
+
+
+def follow_phrase_end(model, way: str, repeats: int) -> list[float]:
+    """The longest tick from a followed call's first silent step to its phrase end, ``way`` "inline" (the follow work
+    done at the phrase end) or "aside" (done by the daemon's thread for it while the silence passes, the ticks of the
+    silence paced in real time with the daemon's switch interval). The call: 256 onsets in 16ths at 110 BPM heard
+    from 120, struck on a pad that sends no releases (so the 256 messages the engine keeps of a call are all
+    onsets), keys forgotten STUCK_STEPS after their last strike, then the phrase-end silence."""
+    holds = []
+    aside = Aside() if way == "aside" else None
+    switch = sys.getswitchinterval()
+    rng = np.random.default_rng(2)
+    for _ in range(repeats):
+        settings = Settings(bpm=120, follow_tempo=True, min_call_steps=4)
+        engine = Engine(model, settings, seed=int(rng.integers(1 << 30)), aside=aside)
+        step, played = engine.step_seconds(), 60 / 110 / 4
+        engine.start(0.0)
+        strikes = [(0.3 + k * played + rng.uniform(-0.004, 0.004), 60 + 2 * (k % 4)) for k in range(FOLLOW_ONSETS)]
+        longest, silent, k = 0.0, False, 0
+        sys.setswitchinterval(SWITCH_INTERVAL if aside else switch)
+        gc.disable()
+        try:
+            while True:
+                boundary = (k + 1) * step
+                while strikes and strikes[0][0] < boundary:
+                    at, pitch = strikes.pop(0)
+                    engine.feed(mido.Message("note_on", note=pitch, velocity=80), at)
+                engine.pop_due(boundary)
+                start = CLOCK[0]()
+                engine.tick(boundary)
+                seconds = CLOCK[0]() - start
+                names = [event.name for event in engine.drain_events()]
+                silent = silent or (not strikes and engine._buffer.silent_steps > 0)
+                if silent:
+                    longest = max(longest, seconds)
+                    time.sleep(step)  # the silence passes in real time: the thread aside has its time
+                if "phrase_end" in names:
+                    break
+                k += 1
+        finally:
+            gc.enable()
+            sys.setswitchinterval(switch)
+        holds.append(longest)
+    return holds
 
 
 def main() -> int:

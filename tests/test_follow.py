@@ -3,6 +3,7 @@ player's grid, in simulated time."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 import mido
 import pytest
 
+from improvd.core import follow as follow_module
 from improvd.core.engine import Engine, Settings
 from improvd.core.model import load_model
 from improvd.core.tempo import MAX_BPM, MIN_BPM, MIN_ONSETS, estimate
@@ -60,11 +62,13 @@ def model(tiny_model_dir):
     return load_model(tiny_model_dir)
 
 
-def follow(engine: Engine, notes, until: float) -> tuple[list, list]:
-    """Drive ``engine`` as the daemon's timing thread does: tick where the engine says its next boundary is."""
+def follow(engine: Engine, notes, until: float, extra=(), after_tick=lambda boundary: None) -> tuple[list, list]:
+    """Drive ``engine`` as the daemon's timing thread does: tick where the engine says its next boundary is; ``extra``
+    (time, message) are played too, and ``after_tick`` is called after each tick."""
     messages = sorted(
         [(on, mido.Message("note_on", note=p, velocity=v)) for on, _, p, v in notes]
-        + [(off, mido.Message("note_off", note=p)) for _, off, p, _ in notes],
+        + [(off, mido.Message("note_off", note=p)) for _, off, p, _ in notes]
+        + list(extra),
         key=lambda item: item[0],
     )
     sent, events = [], []
@@ -77,6 +81,7 @@ def follow(engine: Engine, notes, until: float) -> tuple[list, list]:
         sent += engine.pop_due(boundary)
         engine.tick(boundary)
         events += engine.drain_events()
+        after_tick(boundary)
         boundary = engine.next_boundary()
     return sent + engine.pop_due(math.inf), events
 
@@ -257,13 +262,14 @@ def test_a_long_call_is_followed_from_its_last_notes_only(model, monkeypatch):
     """A 2,200-note call: the tempo fit took 116 ms on the timing thread and sends went out up to 197 ms late.
     The phrase end now replays the call's last HEARD_MESSAGES messages and fits the last MAX_ONSETS onsets."""
     from improvd.core import engine as engine_module
+    from improvd.core import follow as follow_module
     from improvd.core import tempo
 
     fitted, replayed = [], []
-    original_fit, original_regrid = tempo._fit, engine_module.regrid
+    original_fit, original_regrid = tempo._fit, follow_module.regrid
     monkeypatch.setattr(tempo, "_fit", lambda onsets, bpm: fitted.append(len(onsets)) or original_fit(onsets, bpm))
     monkeypatch.setattr(
-        engine_module,
+        follow_module,
         "regrid",
         lambda messages, *rest: replayed.append(len(messages)) or original_regrid(messages, *rest),
     )
@@ -274,3 +280,84 @@ def test_a_long_call_is_followed_from_its_last_notes_only(model, monkeypatch):
     assert any(e.name == "tempo" for e in events) and any(e.name == "response_start" for e in events)
     assert fitted and max(fitted) <= tempo.MAX_ONSETS
     assert replayed == [engine_module.HEARD_MESSAGES]
+
+
+# --- the follow work done aside (the daemon's thread for it: improvd.daemon.aside) ----------------------------------
+
+
+class Worker:
+    """The engine's ``aside``: keeps the work handed to it, to do when ``work`` is called (the daemon's thread does it
+    while the phrase end's silence passes); ``fits`` says for each tempo fit whether it ran inside a tick."""
+
+    def __init__(self, engine: Engine, monkeypatch) -> None:
+        self.handed: list = []
+        self.fits: list[bool] = []
+        self._in_tick = False
+        estimate_of = follow_module.estimate
+        monkeypatch.setattr(
+            follow_module, "estimate", lambda *a, **k: self.fits.append(self._in_tick) or estimate_of(*a, **k)
+        )
+        tick = engine.tick
+
+        def ticked(time: float) -> None:
+            self._in_tick = True
+            tick(time)
+            self._in_tick = False
+
+        engine.tick = ticked
+        engine._aside = self.handed.append
+
+    def work(self, boundary: float = 0.0) -> None:
+        while self.handed:
+            job = self.handed.pop(0)
+            if not job.cancelled:
+                job.run()
+
+
+TWO_PHRASES = [  # swing at 92, then the same a minor third up and a little faster, from 30 s
+    *Performance(SWING, 92, 92).notes(),
+    *((on + 30, off + 30, pitch + 3, v) for on, off, pitch, v in Performance(SWING, 96, 96).notes()),
+]
+# 1.6 s into the second phrase's closing silence: its follow work was handed over 8 16ths into it (1.3 s), its
+# phrase end is due after 12 (2 s)
+SILENCE = TWO_PHRASES[-1][1] + 1.6
+ASIDE = {  # case: for each tempo fit, whether it ran on the timing thread (inside a tick)
+    "in time": [False, False],  # one a phrase, both aside
+    "too slow": [True, True],  # the work handed over was not done by the phrase end: done there
+    "a note in the silence": [False, False, False],  # the phrase went on: its work is done aside again
+    "phrase end sooner": [False, False, True],  # phrase_end_steps lowered in the silence: another grid
+}
+
+
+@pytest.mark.parametrize("case", ASIDE)
+def test_the_follow_work_done_aside_gives_the_same_answer_and_is_taken_at_the_phrase_end(model, monkeypatch, case):
+    """The phrase end takes the work done aside (no tempo fit on the timing thread) when it finished for that
+    phrase end; where it did not, the phrase end does it again itself. The answer is the same as without it."""
+    settings = Settings(bpm=96, follow_tempo=True, min_call_steps=4, phrase_end_steps=12)
+    extra = (
+        []
+        if case != "a note in the silence"
+        else [
+            (SILENCE, mido.Message("note_on", note=67, velocity=80)),
+            (SILENCE + 0.3, mido.Message("note_off", note=67)),
+        ]
+    )
+
+    def shorten(engine: Engine, boundary: float) -> None:
+        if case == "phrase end sooner" and boundary > SILENCE and engine.settings.phrase_end_steps == 12:
+            engine.update(phrase_end_steps=10)
+
+    reference = Engine(model, dataclasses.replace(settings), seed=3)
+    expected = follow(reference, TWO_PHRASES, 60.0, extra, lambda b: shorten(reference, b))
+    engine = Engine(model, dataclasses.replace(settings), seed=3)
+    worker = Worker(engine, monkeypatch)
+
+    def after_tick(boundary: float) -> None:
+        shorten(engine, boundary)
+        if case != "too slow":
+            worker.work()
+
+    sent, events = follow(engine, TWO_PHRASES, 60.0, extra, after_tick)
+    assert [(t.time, str(t.message)) for t in sent] == [(t.time, str(t.message)) for t in expected[0]]
+    assert events == expected[1] and sum(e.name == "tempo" for e in events) == 2
+    assert worker.fits == ASIDE[case]

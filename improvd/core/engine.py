@@ -61,7 +61,9 @@ for. Before drawing, the engine moves the call onto the white keys by its
 diatonic collection (improvd.core.keys.diatonic_shift), or by the ``key``
 setting's when one is stated (``_key``); when that move changes, a spare LSTM
 hears the call again in slices while the phrase-end silence passes
-(improvd.core.priming) and takes over. The answer is drawn in slices
+(improvd.core.priming) and takes over. With ``follow_tempo`` the call is heard again on the player's own grid
+(improvd.core.follow.Following): work handed to ``aside`` FOLLOW_AHEAD steps before the phrase end is due and
+taken there when it finished for it (otherwise done there, with the same result). The answer is drawn in slices
 (improvd.core.answer): each tick draws the symbol of the step that opens at the
 next boundary and at most ``SLICE_STEPS`` LSTM steps more, and queues the notes
 drawn, moved back and folded by octaves into ``range`` (its notes are drawn
@@ -136,8 +138,8 @@ from improvd.core.answer import (
     sounds_its_downbeats,
 )
 from improvd.core.echo import Echo
-from improvd.core.encoding import HOLD, REST, SONG_END, is_pitch, tonic_pitch_class
-from improvd.core.follow import regrid
+from improvd.core.encoding import HOLD, REST, SONG_END, Vocabulary, is_pitch, tonic_pitch_class
+from improvd.core.follow import Following
 from improvd.core.grid import Grid, bar_steps, next_bar_line, strong_positions
 from improvd.core.keys import call_key, diatonic_shift, key_shift, parse_key
 from improvd.core.metronome import CLICK_STEPS, click
@@ -150,7 +152,6 @@ from improvd.core.schema import MATCH_BARS
 from improvd.core.seedbuffer import SeedBuffer
 from improvd.core.settings import Settings
 from improvd.core.songcache import SongCache
-from improvd.core.tempo import estimate as estimate_beat
 from improvd.core.touch import Touch, beat_steps
 
 SUSTAIN = 64
@@ -158,6 +159,7 @@ ALL_NOTES_OFF = 123
 HEARD_MESSAGES = 256  # the call's last messages kept for following its tempo (128 notes; the phrase end replays them)
 COMPOUND_STEPS = 6  # 16ths in a compound metre's beat (a dotted quarter: 6/8, 9/8, 12/8)
 PHRASE_BARS = (4, 8)  # phrase_end = "music": a call that fills this many bars ends at its bar line's silent 16th
+FOLLOW_AHEAD = 4  # clock = "follow" with ``aside``: the follow work starts this many 16ths before the phrase end due
 
 
 @dataclass(frozen=True)
@@ -196,9 +198,12 @@ class Engine:
         seed: int | None = None,
         predictor: Callable[[Model], Predictor] = LSTMRuntime,
         memory: bool = True,
+        aside: Callable[[Following], None] | None = None,
     ) -> None:
         """``predictor`` makes the step model from ``model`` (the LSTM; evaluate passes an n-gram); without
-        ``memory`` the answer is the predictor's alone (no song cache, no echo), for evaluate's comparisons."""
+        ``memory`` the answer is the predictor's alone (no song cache, no echo), for evaluate's comparisons.
+        ``aside`` takes a followed call's work (improvd.core.follow.Following) to do off the caller's thread while
+        the phrase end's silence passes (the daemon's thread for it); without it the phrase end does that work."""
         self.settings = (settings or Settings()).validate()
         self._predictor = predictor
         self._memory = memory
@@ -224,6 +229,8 @@ class Engine:
         self._count_in_ignored = 0  # notes played in the count-in before its last beat
         self._deviations: dict[tuple[int, int], float] = {}  # (step, pitch) -> how far off the grid it was played
         self._heard: deque[tuple[float, mido.Message]] = deque(maxlen=HEARD_MESSAGES)  # the call's, for follow
+        self._aside = aside
+        self._following: Following | None = None  # the follow work handed aside for the phrase end expected
         self._drawing: Drawing | None = None  # the answer being drawn
         self._queued_symbols = 0  # of the drawing's symbols, those whose notes are queued
         self._open_note: tuple[float, int, int, mido.Message] | None = None  # (on time, first step, steps, note_on)
@@ -245,21 +252,21 @@ class Engine:
         self._cache = SongCache(self._song_end, self._recall)
         self._runtime.prime([self._song_end] * model.song_gap)  # a call starts as a song does in training
         self._song_start = self._runtime.snapshot()
-        self._priming = Priming(
-            self._predictor(model), SongCache(self._song_end, self._recall), self._song_start, self._song_end
-        )
+        self._priming = self._spare()
+        self._drop_following()
         self._onset_mask = np.array([is_pitch(s) for s in vocabulary.symbols])
         self._playable = np.array([s != SONG_END for s in vocabulary.symbols])
         self._reprime()
 
+    def _spare(self) -> Priming:
+        """A spare LSTM and song cache (the session memory under it too, as the engine's), to prime aside."""
+        cache = SongCache(self._song_end, self._recall)
+        return Priming(self._predictor(self.model), cache, self._song_start, self._song_end)
+
     def _index_of(self, symbol: str, shift: int | None = None) -> int:
         """The LSTM's index of a player's symbol (a pitch transposed by ``shift``, the call's by default, and folded
         into the vocabulary)."""
-        vocabulary = self.model.vocabulary
-        if is_pitch(symbol):
-            moved = int(symbol) + (self._shift if shift is None else shift)
-            symbol = vocabulary.fold(str(_midi_range(moved)))  # MIDI 0-5 may move below 0
-        return vocabulary.index[symbol]
+        return _index(self.model.vocabulary, symbol, self._shift if shift is None else shift)
 
     def _feed_lstm(self, symbol: str) -> None:
         """One LSTM step on a player's ``symbol``."""
@@ -398,6 +405,8 @@ class Engine:
         self._prime_ahead(symbol)
         if self._phrase_ended():
             self._respond(time)
+        else:
+            self._follow_ahead(time)
 
     def _prime_ahead(self, symbol: str) -> None:
         """Once the call has fallen silent its collection is known: if it moved, the spare LSTM hears the call on
@@ -432,9 +441,10 @@ class Engine:
         else:
             priming.cancel()
 
-    def _swap(self) -> None:
-        """The primed spare LSTM and song cache become the engine's; the engine's the spare pair."""
-        priming = self._priming
+    def _swap(self, priming: Priming | None = None) -> None:
+        """The primed spare LSTM and song cache (``priming``'s, the engine's spare pair by default) become the
+        engine's; the engine's become ``priming``'s."""
+        priming = priming or self._priming
         self._runtime, priming.runtime = priming.runtime, self._runtime
         self._cache, priming.cache = priming.cache, self._cache
         self._logits, self._shift = priming.logits, priming.shift
@@ -454,7 +464,7 @@ class Engine:
             if played >= s.min_call_steps:
                 return True
             self._call_steps = 0  # too short to answer: forget it, listen for a new call
-            self._heard.clear()
+            self._forget_heard()
             return False
         return bool(s.max_call_steps) and self._call_steps >= s.max_call_steps
 
@@ -501,7 +511,7 @@ class Engine:
         self._respond_requested = False
         if self.settings.follow_tempo:
             self._follow(time)
-        self._heard.clear()
+        self._forget_heard()
         call = self._buffer.last_note_symbols()
         self._events.append(Event(time, "phrase_end", {"call_steps": self._call_steps}))
         shift, tonic = self._key(call)
@@ -537,11 +547,15 @@ class Engine:
 
     def _follow(self, time: float) -> None:
         """Hear the call again on the player's own grid (improvd.core.follow); the old one stays if its tempo cannot be
-        told (too few onsets)."""
-        onsets = [t for t, m in self._heard if m.type == "note_on" and m.velocity > 0]
-        beat = estimate_beat(onsets, self.settings.bpm, compound=beat_steps(self.settings.meter) == COMPOUND_STEPS)
-        regridded = beat and regrid(list(self._heard), beat, time, self._buffer.symbols.maxlen or 1)
-        if not regridded:
+        told (too few onsets). The work handed aside is taken when it finished for this phrase end; otherwise it
+        is done now, with the same result."""
+        job, self._following = self._following, None
+        if job is None or not job.ready_for(time, self._follow_inputs()):
+            if job is not None:
+                job.cancelled = True
+            job = self._following_for(time).run()
+        beat, regridded = job.beat, job.regridded
+        if beat is None or regridded is None:
             return
         self.settings.bpm = round(beat.bpm, 2)
         self._buffer = regridded.buffer
@@ -550,8 +564,52 @@ class Engine:
             self._touch.record(*onset)
         self._renumber(regridded.open_step, beat.time(regridded.open_step / 4))
         self._call_steps = regridded.call_steps
-        self._reprime()
+        self._priming.cancel()  # it heard the call on the engine's grid
+        self._swap(job.priming)  # the LSTM that heard it on the player's, moved as it is answered
         self._events.append(Event(time, "tempo", {"bpm": self.settings.bpm, "fit": round(beat.fit, 3)}))
+
+    def _follow_ahead(self, time: float) -> None:
+        """With ``aside``, once the call has been silent so long that its phrase ends FOLLOW_AHEAD ticks from now
+        unless the player goes on, hand its follow work aside, for the phrase end then due."""
+        s = self.settings
+        if not s.follow_tempo or self._aside is None or self._following is not None or s.turns != "phrase":
+            return
+        silent = 0 if self._buffer.held else self._buffer.silent_steps
+        if (
+            silent < max(SILENT_STEPS, s.phrase_end_steps - FOLLOW_AHEAD)
+            or self._call_steps - silent < s.min_call_steps
+        ):
+            return
+        self._following = self._following_for(time + (s.phrase_end_steps - silent) * self.step_seconds())
+        self._aside(self._following)
+
+    def _following_for(self, end: float) -> Following:
+        """The follow work of the call heard so far, for a phrase end at ``end``."""
+        vocabulary, stated = self.model.vocabulary, self._stated_key()
+
+        def prepare(call: list[str]) -> tuple[int, list[int]]:
+            shift = _shift_for(call, stated)
+            return shift, [_index(vocabulary, symbol, shift) for symbol in call]
+
+        prior, compound, length, *_ = inputs = self._follow_inputs()
+        return Following(list(self._heard), end, inputs, self._spare(), prepare, prior, compound, length)
+
+    def _follow_inputs(self) -> tuple[Any, ...]:
+        """What the follow work is made from besides the call: the tempo prior, the metre (compound or not), the
+        buffer's length, the key and the model."""
+        s = self.settings
+        compound = beat_steps(s.meter) == COMPOUND_STEPS
+        return s.bpm, compound, self._buffer.symbols.maxlen or 1, self._stated_key(), id(self.model)
+
+    def _forget_heard(self) -> None:
+        """The call's messages are forgotten, and any follow work made from them."""
+        self._heard.clear()
+        self._drop_following()
+
+    def _drop_following(self) -> None:
+        if self._following is not None:
+            self._following.cancelled = True
+            self._following = None
 
     def _plan(self, first: int) -> AnswerPlan:
         """Where the answer starting at grid step ``first`` enters and ends: its bars from the next bar line (the
@@ -615,14 +673,16 @@ class Engine:
     def _key(self, call: list[str]) -> tuple[int, int]:
         """(semitones that move the call onto the white keys, the tonic's pitch class there): the call's own
         diatonic collection and best-fitting tonic, or those of the ``key`` setting."""
-        stated = None if self.settings.key == "auto" else parse_key(self.settings.key)
+        stated = self._stated_key()
+        shift = _shift_for(call, stated)
         if stated is None:
-            shift = diatonic_shift(call)
             first = self._grid.step - len(call)
             bar_line = -first % bar_steps(self.settings.meter)  # the call's first bar line, as an index into it
             return shift, (tonic_pitch_class(call_key(call, bar_line)[0]) + shift) % 12
-        shift = key_shift(*stated)
         return shift, (stated[0] + shift) % 12
+
+    def _stated_key(self) -> tuple[int, str] | None:
+        return None if self.settings.key == "auto" else parse_key(self.settings.key)
 
     def _queue_symbol(self, symbol: str, step: int, position: float) -> None:
         """The answer's ``symbol`` for its plan's ``step``, at grid ``position``: a pitch is a note_on there, moved by
@@ -702,6 +762,7 @@ class Engine:
             return []
         if message.type in ("note_on", "note_off") or (message.type == "control_change" and message.control == SUSTAIN):
             self._heard.append((time, message))
+            self._drop_following()  # made from the call without this message
         if message.type == "note_on" and message.velocity > 0:
             if self._after_the_turn(time):
                 return []
@@ -871,7 +932,7 @@ class Engine:
         self._count_in_start = self._count_in_end = 0
         self._buffer.reset_call()
         self._call_steps = 0
-        self._heard.clear()
+        self._forget_heard()
         return released
 
     def stop(self, time: float) -> list[Timed]:
@@ -967,6 +1028,18 @@ def _fold(pitch: int, low: int, high: int) -> int:
     while pitch < low and pitch + 12 <= high:
         pitch += 12
     return min(max(pitch, low), high)
+
+
+def _index(vocabulary: Vocabulary, symbol: str, shift: int) -> int:
+    """The LSTM's index of a player's ``symbol``, a pitch transposed by ``shift`` and folded into ``vocabulary``."""
+    if is_pitch(symbol):
+        symbol = vocabulary.fold(str(_midi_range(int(symbol) + shift)))  # MIDI 0-5 may move below 0
+    return vocabulary.index[symbol]
+
+
+def _shift_for(call: list[str], stated: tuple[int, str] | None) -> int:
+    """Semitones that move ``call`` onto the white keys: by its own diatonic collection, or by the ``stated`` key."""
+    return diatonic_shift(call) if stated is None else key_shift(*stated)
 
 
 def _midi_range(pitch: int) -> int:

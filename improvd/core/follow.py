@@ -5,18 +5,27 @@ lays a new 16th grid from that beat (step 0 on the call's first beat, so bar 1 s
 or slowed down gets a grid that did too, ``Beat.time``) and replays the call's messages onto it exactly as they
 would have been heard live: each snaps to the nearest boundary and each step closes once the messages played
 before its end are in. The answer then plays on that grid, extrapolated from the call's end at its last tempo.
+
+That work (the tempo fit, the replay and an LSTM hearing the replayed call: tens of milliseconds for a long call)
+need not hold the timing thread. ``Following`` is all of it for one call, for the phrase end expected at a given
+time, done in slices by whoever runs it (the daemon: a thread of its own, while the phrase end's silence passes);
+the engine takes its result at the phrase end when it finished for that very phrase end, and otherwise does the
+same work at once. Its result depends on its inputs alone, never on when or where it ran.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import mido
 
 from improvd.core.encoding import is_pitch
+from improvd.core.priming import Priming
 from improvd.core.seedbuffer import SeedBuffer
-from improvd.core.tempo import Beat
+from improvd.core.tempo import Beat, estimate
 
 FOLLOW_LEAD = 0.03  # seconds: the answer's first step starts at least this long after the phrase-end tick
 SUSTAIN = 64
@@ -36,7 +45,7 @@ class Regridded:
 def regrid(messages: list[tuple[float, mido.Message]], beat: Beat, now: float, length: int) -> Regridded | None:
     """``messages`` (the call's, in time order) replayed on ``beat``'s grid up to the step open at ``now``
     (the last step that starts at least FOLLOW_LEAD before the answer's first); None without a note."""
-    starts = [t for t, m in messages if m.type == "note_on" and m.velocity > 0]
+    starts = onsets(messages)
     if not starts:
         return None
 
@@ -47,7 +56,7 @@ def regrid(messages: list[tuple[float, mido.Message]], beat: Beat, now: float, l
         return math.floor(steps(time) + 0.5)
 
     first = snap(min(starts))
-    open_step = max(first + 1, math.ceil(steps(now + FOLLOW_LEAD)) - 1)
+    open_step = open_step_at(beat, first, now)
     result = Regridded(SeedBuffer(length), open_step, open_step - first)
     deviations: dict[tuple[int, int], float] = {}
     pending = iter(messages)
@@ -63,6 +72,82 @@ def regrid(messages: list[tuple[float, mido.Message]], beat: Beat, now: float, l
         if is_pitch(symbol):
             result.onsets.append((k, result.buffer.velocities[-1], deviations.get((k, int(symbol)), 0.0)))
     return result
+
+
+def onsets(messages: list[tuple[float, mido.Message]]) -> list[float]:
+    """The times of the note_ons among ``messages``."""
+    return [t for t, m in messages if m.type == "note_on" and m.velocity > 0]
+
+
+def open_step_at(beat: Beat, first: int, now: float) -> int:
+    """The step of ``beat``'s grid open at a phrase end at ``now`` (the last that starts at least FOLLOW_LEAD before
+    the answer's first), for a call whose first step is ``first``."""
+    return max(first + 1, math.ceil(beat.beats(now + FOLLOW_LEAD) * 4) - 1)
+
+
+class Following:
+    """The follow work of one call, for a phrase end at ``end``: the tempo fit (``beat``), the call replayed on the
+    player's grid (``regridded``) and ``priming`` (a spare LSTM and song cache) hearing the replayed call moved by
+    ``shift`` (``prepare`` gives the shift and the LSTM's indices of the call's symbols). ``inputs`` are what it was
+    made from besides the messages (tempo prior, metre, buffer length, key, model): the engine uses its result only
+    where the phrase end finds them unchanged. ``finished`` once done; ``cancelled`` asks whoever runs it to stop."""
+
+    def __init__(
+        self,
+        messages: list[tuple[float, mido.Message]],
+        end: float,
+        inputs: tuple[Any, ...],
+        priming: Priming,
+        prepare: Callable[[list[str]], tuple[int, list[int]]],
+        prior_bpm: float,
+        compound: bool,
+        length: int,
+    ) -> None:
+        self.messages = list(messages)
+        self.end = end
+        self.inputs = inputs
+        self.priming = priming
+        self._prepare = prepare
+        self._fit = (prior_bpm, compound)
+        self._length = length
+        self.beat: Beat | None = None
+        self.regridded: Regridded | None = None
+        self.shift = 0
+        self.finished = False
+        self.cancelled = False
+
+    def slices(self) -> Iterator[None]:
+        """The work, yielding between slices (the fit, the replay, each PRIME_STEPS of the LSTM's priming)."""
+        prior_bpm, compound = self._fit
+        self.beat = estimate(onsets(self.messages), prior_bpm, compound=compound)
+        if self.beat is not None:
+            yield
+            self.regridded = regrid(self.messages, self.beat, self.end, self._length)
+        if self.regridded is not None:
+            yield
+            self.shift, indices = self._prepare(self.regridded.buffer.last_note_symbols())
+            self.priming.begin(self.shift, indices)
+            while not self.priming.done:
+                yield
+                self.priming.advance()
+        self.finished = True
+
+    def run(self) -> Following:
+        """All of it, at once."""
+        for _ in self.slices():
+            pass
+        return self
+
+    def ready_for(self, now: float, inputs: tuple[Any, ...]) -> bool:
+        """Finished, for a phrase end at ``now`` with these ``inputs``: its replay ends on the step that phrase end
+        opens (a phrase end sooner or later than expected, or a tempo changed meanwhile, lays another grid)."""
+        if not self.finished or self.cancelled or inputs != self.inputs:
+            return False
+        regridded = self.regridded
+        if self.beat is None or regridded is None:
+            return True  # nothing to follow: the tempo could not be told, or the call has no note
+        first = regridded.open_step - regridded.call_steps
+        return open_step_at(self.beat, first, now) == regridded.open_step
 
 
 def _hear(buffer: SeedBuffer, message: mido.Message, step: int) -> None:

@@ -33,6 +33,7 @@ from improvd import __version__
 from improvd.core.grid import parse_meter
 from improvd.core.model import Model, ModelError
 from improvd.daemon import config as configuration
+from improvd.daemon.aside import Aside
 from improvd.daemon.config import Config, ConfigError
 from improvd.daemon.controller import Controller
 from improvd.daemon.input_filter import Change, Clock, Command, Drop, Feed, InputFilter
@@ -90,7 +91,9 @@ class Daemon:
         self.ports = ports
         self.args = args
         runtimes = PrimedRuntimes()
-        self.engine = Engine(model, Settings(**config.engine_settings()), seed=config.seed, predictor=runtimes.take)
+        self.aside = Aside()  # a followed call's phrase-end work, off the timing thread
+        settings = Settings(**config.engine_settings())
+        self.engine = Engine(model, settings, seed=config.seed, predictor=runtimes.take, aside=self.aside)
         self.stats = LatenessStats()
         self.dropped: Tally = ports.dropped  # hostile or broken input (the ports count theirs), logged as counts
         self.notifier = Notifier()
@@ -98,6 +101,8 @@ class Daemon:
             self.engine, ports.send, self._report, config.clock, config.clock_out, self.stats, ports.read_before_tick
         )
         ports.quiet = self.timing.quiet  # the input reader keeps off the interpreter around each send
+        self.aside.keep_off = self.timing.quiet.keep_off  # and so does the work aside
+        self.aside.start()
         ports.on_overflow = lambda: self.timing.submit(self.engine.input_lost)  # a lost release: release thru notes
         self.controller = Controller(
             config, model, self.timing, ports, runtimes, self.notifier, self._schedule, self.dropped
