@@ -166,3 +166,51 @@ def test_a_probe_an_open_sysex_swallowed_is_counted(monkeypatch):
     for _ in range(3):
         ports.probe()  # the prober, a first F7 (swallowed), then the look that finds it gone
     assert ports.dropped.take() == {"unterminated SysEx ended by improvd": 1}
+
+
+def test_a_probe_lost_while_the_input_queue_overflowed_is_no_unterminated_sysex(monkeypatch):
+    """A flood filled rtmidi's input queue, which drops what comes while it is full: a probe among that was lost
+    without any SysEx. The overflow is counted; a SysEx left open is not claimed."""
+    from improvd.daemon import ports as port_module
+
+    monkeypatch.setattr(port_module, "INPUT_QUEUE", 4)
+    ports, _ = probing_ports(monkeypatch, swallowing=True, read_at_once=False)
+    source = ports._in.handle
+    ports.probe()  # the prober
+    ports.probe()  # a first F7, lost in the full queue
+    source.queue += [([0x90, 60, 90], 0.0)] * 3  # the flood: as many as the queue holds, read without a pause
+    ports.read_before_tick()
+    ports.probe()  # the look that finds the first F7 gone
+    assert ports.dropped.take() == {port_module.OVERFLOW: 1}
+
+
+def test_a_probe_that_came_while_the_reader_was_between_its_look_and_its_clock_is_no_unterminated_sysex(
+    monkeypatch,
+):
+    """The reader found the queue empty, then was preempted (a loaded machine) before it read the clock; the probe
+    came back meanwhile. The time the queue was found empty is the time it was looked at, not a later one."""
+    from improvd.daemon import ports as port_module
+
+    clock = [100.0]
+    monkeypatch.setattr(port_module.time, "monotonic", lambda: clock[0])
+    ports, _ = probing_ports(monkeypatch, swallowing=True, read_at_once=False)
+    monkeypatch.setattr(port_module, "PROBE_TRAVEL", 0.1)
+    source = ports._in.handle
+    ports.probe()  # the prober
+    ports.probe()  # a first F7, sent at 100.0, on its way
+    look = source.get_message
+
+    def preempted():
+        found = look()
+        if found is None and clock[0] < 100.5:  # empty at 100.05; the probe arrives; the reader runs again at 100.3
+            source.queue.append(([port_module.SYSEX_END], 0.0))
+            clock[0] = 100.3
+        return found
+
+    clock[0] = 100.05
+    source.get_message = preempted
+    ports.read_before_tick()
+    clock[0] = 101.0
+    ports.quiet.near = lambda: True  # a send is near: the loop's own gated look reads nothing
+    ports.probe()
+    assert "unterminated SysEx ended by improvd" not in ports.dropped.take()

@@ -249,11 +249,12 @@ class MidiPorts:
         """
         heard = False
         while not (gated and self.quiet.near()):
+            looked = time.monotonic()  # what came after this may still be queued, however late the clock is read
             with self._in_lock:
                 event = self._in.handle.get_message() if self._in.connected else None
             now = time.monotonic()
             if event is None:
-                self._looked_at, self._unbroken = now, 0
+                self._looked_at, self._unbroken = looked, 0
                 return heard
             self._count_unbroken()
             arrival = self._arrivals.arrival(event[1], now, self._looked_at)  # a probe's delta counts too
@@ -272,6 +273,7 @@ class MidiPorts:
         self._unbroken += 1
         if self._unbroken >= INPUT_QUEUE - 1:  # rtmidi's ring keeps one slot free
             self._unbroken = 0
+            self._probes_out = 0  # a probe lost with the rest is no SysEx left open
             self.dropped.add(OVERFLOW)
             self.on_overflow()
 
@@ -347,7 +349,7 @@ class MidiPorts:
         SysEx within a second; a probe that does not come back was one that did
         (counted only when the input was read empty PROBE_TRAVEL after it was
         sent: a probe still queued, or heard back before it was counted out, is
-        no SysEx). When none comes back for PROBE_LOST seconds the JACK server
+        no SysEx, and nor is one lost while the input queue overflowed). When none comes back for PROBE_LOST seconds the JACK server
         is checked with a fresh client: MidiSystemError if it is gone, or was
         restarted (improvd's ports are not in it). Called from the asyncio loop.
         """
