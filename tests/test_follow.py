@@ -14,6 +14,7 @@ import pytest
 from improvd.core import follow as follow_module
 from improvd.core.engine import Engine, Settings
 from improvd.core.model import load_model
+from improvd.core.runtime import LSTMRuntime
 from improvd.core.tempo import MAX_BPM, MIN_BPM, MIN_ONSETS, estimate
 from improvd.offline.notation import essen_tune, melody_of
 
@@ -287,27 +288,38 @@ def test_a_long_call_is_followed_from_its_last_notes_only(model, monkeypatch):
 
 class Worker:
     """The engine's ``aside``: keeps the work handed to it, to do when ``work`` is called (the daemon's thread does it
-    while the phrase end's silence passes); ``fits`` says for each tempo fit whether it ran inside a tick."""
+    while the phrase end's silence passes). ``fits`` counts the tempo fits; ``at_phrase_end`` says for each phrase end
+    whether it did follow work itself (a tempo fit or an LSTM step)."""
 
     def __init__(self, engine: Engine, monkeypatch) -> None:
         self.handed: list = []
-        self.fits: list[bool] = []
-        self._in_tick = False
-        estimate_of = follow_module.estimate
-        monkeypatch.setattr(
-            follow_module, "estimate", lambda *a, **k: self.fits.append(self._in_tick) or estimate_of(*a, **k)
-        )
-        tick = engine.tick
+        self.fits = 0
+        self.at_phrase_end: list[bool] = []
+        self._work = 0  # fits and LSTM steps so far
+        estimate_of, step_of, follow_of = follow_module.estimate, LSTMRuntime.step, engine._follow
 
-        def ticked(time: float) -> None:
-            self._in_tick = True
-            tick(time)
-            self._in_tick = False
+        def counted(function):
+            def call(*args, **kwargs):
+                self._work += 1
+                return function(*args, **kwargs)
 
-        engine.tick = ticked
+            return call
+
+        def fit(*args, **kwargs):
+            self.fits += 1
+            return counted(estimate_of)(*args, **kwargs)
+
+        def followed(time: float) -> None:
+            before = self._work
+            follow_of(time)
+            self.at_phrase_end.append(self._work > before)
+
+        monkeypatch.setattr(follow_module, "estimate", fit)
+        monkeypatch.setattr(LSTMRuntime, "step", counted(step_of))
+        engine._follow = followed
         engine._aside = self.handed.append
 
-    def work(self, boundary: float = 0.0) -> None:
+    def work(self) -> None:
         while self.handed:
             job = self.handed.pop(0)
             if not job.cancelled:
@@ -321,11 +333,12 @@ TWO_PHRASES = [  # swing at 92, then the same a minor third up and a little fast
 # 1.6 s into the second phrase's closing silence: its follow work was handed over 8 16ths into it (1.3 s), its
 # phrase end is due after 12 (2 s)
 SILENCE = TWO_PHRASES[-1][1] + 1.6
-ASIDE = {  # case: for each tempo fit, whether it ran on the timing thread (inside a tick)
-    "in time": [False, False],  # one a phrase, both aside
-    "too slow": [True, True],  # the work handed over was not done by the phrase end: done there
-    "a note in the silence": [False, False, False],  # the phrase went on: its work is done aside again
-    "phrase end sooner": [False, False, True],  # phrase_end_steps lowered in the silence: another grid
+ASIDE = {  # case: whether each phrase end did the follow work itself, and the tempo fits in all
+    "in time": ([False, False], 2),  # both done aside
+    "too slow": ([True, True], 2),  # the work handed over was not done by the phrase end: done there
+    "a note in the silence": ([False, False], 3),  # the phrase went on: its work is done aside again
+    "phrase end sooner": ([False, True], 3),  # phrase_end_steps lowered in the silence: another grid
+    "too few notes": ([False, False], 2),  # the second tempo cannot be told: the call heard on the engine's grid
 }
 
 
@@ -347,8 +360,9 @@ def test_the_follow_work_done_aside_gives_the_same_answer_and_is_taken_at_the_ph
         if case == "phrase end sooner" and boundary > SILENCE and engine.settings.phrase_end_steps == 12:
             engine.update(phrase_end_steps=10)
 
+    notes = TWO_PHRASES[: -len(Performance(SWING, 96, 96).notes()) + 5] if case == "too few notes" else TWO_PHRASES
     reference = Engine(model, dataclasses.replace(settings), seed=3)
-    expected = follow(reference, TWO_PHRASES, 60.0, extra, lambda b: shorten(reference, b))
+    expected = follow(reference, notes, 60.0, extra, lambda b: shorten(reference, b))
     engine = Engine(model, dataclasses.replace(settings), seed=3)
     worker = Worker(engine, monkeypatch)
 
@@ -357,7 +371,8 @@ def test_the_follow_work_done_aside_gives_the_same_answer_and_is_taken_at_the_ph
         if case != "too slow":
             worker.work()
 
-    sent, events = follow(engine, TWO_PHRASES, 60.0, extra, after_tick)
+    sent, events = follow(engine, notes, 60.0, extra, after_tick)
     assert [(t.time, str(t.message)) for t in sent] == [(t.time, str(t.message)) for t in expected[0]]
-    assert events == expected[1] and sum(e.name == "tempo" for e in events) == 2
-    assert worker.fits == ASIDE[case]
+    assert events == expected[1] and sum(e.name == "tempo" for e in events) == 2 - (case == "too few notes")
+    assert sum(e.name == "response_start" for e in events) == 2
+    assert (worker.at_phrase_end, worker.fits) == ASIDE[case]

@@ -411,8 +411,11 @@ class Engine:
     def _prime_ahead(self, symbol: str) -> None:
         """Once the call has fallen silent its collection is known: if it moved, the spare LSTM hears the call on
         the new white keys, a slice a tick, and takes over once it has caught up (at the phrase end at the latest:
-        ``_rekey``)."""
+        ``_rekey``). Not with ``follow_tempo``: its phrase end hears the call again anyway (``_follow``)."""
         priming = self._priming
+        if self.settings.follow_tempo:
+            priming.cancel()
+            return
         if priming.shift is not None:
             priming.feed(self._index_of(symbol, priming.shift))
         if self._buffer.silent_steps == SILENT_STEPS:
@@ -476,7 +479,7 @@ class Engine:
         open) or, after a silence begun on it, as soon as that 16th is closed. A rest inside a phrase falls elsewhere in it; the model's own
         probability of a note does not tell them apart (bench/dead_air.py). The LSTM must hear the call in the key
         it is answered in: a call that moved the key waits for the spare LSTM's priming, so that no tick hears the
-        whole call again."""
+        whole call again (not with ``follow_tempo``, whose phrase end hears it again anyway)."""
         s = self.settings
         bar, beat = bar_steps(s.meter), beat_steps(s.meter)
         silence = self._grid.step - self._buffer.silent_steps  # the first silent step
@@ -485,6 +488,8 @@ class Engine:
             return False
         if (line - next_bar_line(self._call_first, s.meter)) // bar not in PHRASE_BARS:
             return False
+        if s.follow_tempo:
+            return True  # its phrase end hears the call again anyway
         shift = self._key(self._buffer.last_note_symbols())[0]
         return shift == self._shift and self._priming.shift is None
 
@@ -548,25 +553,28 @@ class Engine:
     def _follow(self, time: float) -> None:
         """Hear the call again on the player's own grid (improvd.core.follow); the old one stays if its tempo cannot be
         told (too few onsets). The work handed aside is taken when it finished for this phrase end; otherwise it
-        is done now, with the same result."""
+        is done now, with the same result. Either way a spare LSTM heard the call as it is answered and takes over."""
         job, self._following = self._following, None
         if job is None or not job.ready_for(time, self._follow_inputs()):
             if job is not None:
                 job.cancelled = True
-            job = self._following_for(time).run()
+            job = self._following_for(time, 0).run()
         beat, regridded = job.beat, job.regridded
-        if beat is None or regridded is None:
-            return
-        self.settings.bpm = round(beat.bpm, 2)
-        self._buffer = regridded.buffer
-        self._touch = Touch()
-        for onset in regridded.onsets:
-            self._touch.record(*onset)
-        self._renumber(regridded.open_step, beat.time(regridded.open_step / 4))
-        self._call_steps = regridded.call_steps
-        self._priming.cancel()  # it heard the call on the engine's grid
-        self._swap(job.priming)  # the LSTM that heard it on the player's, moved as it is answered
-        self._events.append(Event(time, "tempo", {"bpm": self.settings.bpm, "fit": round(beat.fit, 3)}))
+        if beat is not None and regridded is not None:
+            self.settings.bpm = round(beat.bpm, 2)
+            self._buffer = regridded.buffer
+            self._touch = Touch()
+            for onset in regridded.onsets:
+                self._touch.record(*onset)
+            self._renumber(regridded.open_step, beat.time(regridded.open_step / 4))
+            self._call_steps = regridded.call_steps
+            self._events.append(Event(time, "tempo", {"bpm": self.settings.bpm, "fit": round(beat.fit, 3)}))
+        self._priming.cancel()
+        if job.call == self._buffer.last_note_symbols():
+            self._swap(job.priming)
+        else:  # the call on the engine's grid ended otherwise than the work aside foresaw
+            self._shift = _shift_for(self._buffer.last_note_symbols(), self._stated_key())
+            self._reprime()
 
     def _follow_ahead(self, time: float) -> None:
         """With ``aside``, once the call has been silent so long that its phrase ends FOLLOW_AHEAD ticks from now
@@ -580,19 +588,20 @@ class Engine:
             or self._call_steps - silent < s.min_call_steps
         ):
             return
-        self._following = self._following_for(time + (s.phrase_end_steps - silent) * self.step_seconds())
+        ahead = s.phrase_end_steps - silent
+        self._following = self._following_for(time + ahead * self.step_seconds(), ahead)
         self._aside(self._following)
 
-    def _following_for(self, end: float) -> Following:
-        """The follow work of the call heard so far, for a phrase end at ``end``."""
+    def _following_for(self, end: float, ahead: int) -> Following:
+        """The follow work of the call heard so far, for a phrase end at ``end``, ``ahead`` silent steps from now."""
         vocabulary, stated = self.model.vocabulary, self._stated_key()
 
         def prepare(call: list[str]) -> tuple[int, list[int]]:
             shift = _shift_for(call, stated)
             return shift, [_index(vocabulary, symbol, shift) for symbol in call]
 
-        prior, compound, length, *_ = inputs = self._follow_inputs()
-        return Following(list(self._heard), end, inputs, self._spare(), prepare, prior, compound, length)
+        as_heard = self._buffer.after_silence(ahead)
+        return Following(list(self._heard), as_heard, end, self._follow_inputs(), self._spare(), prepare)
 
     def _follow_inputs(self) -> tuple[Any, ...]:
         """What the follow work is made from besides the call: the tempo prior, the metre (compound or not), the

@@ -87,29 +87,28 @@ def open_step_at(beat: Beat, first: int, now: float) -> int:
 
 class Following:
     """The follow work of one call, for a phrase end at ``end``: the tempo fit (``beat``), the call replayed on the
-    player's grid (``regridded``) and ``priming`` (a spare LSTM and song cache) hearing the replayed call moved by
-    ``shift`` (``prepare`` gives the shift and the LSTM's indices of the call's symbols). ``inputs`` are what it was
-    made from besides the messages (tempo prior, metre, buffer length, key, model): the engine uses its result only
-    where the phrase end finds them unchanged. ``finished`` once done; ``cancelled`` asks whoever runs it to stop."""
+    player's grid (``regridded``) and ``priming`` (a spare LSTM and song cache) hearing ``call`` moved by ``shift``:
+    the replayed call, or where there is none (its tempo cannot be told) ``as_heard``, the call as the engine's own
+    grid will hold it then (``prepare`` gives the shift and the LSTM's indices of a call's symbols). ``inputs`` are
+    what it was made from besides those: the tempo prior, a compound metre or not and the buffer's length (which it
+    uses), then whatever else the caller's ``prepare`` depends on; the engine takes its result only where the phrase
+    end finds them unchanged. ``finished`` once done; ``cancelled`` asks whoever runs it to stop."""
 
     def __init__(
         self,
         messages: list[tuple[float, mido.Message]],
+        as_heard: list[str],
         end: float,
         inputs: tuple[Any, ...],
         priming: Priming,
         prepare: Callable[[list[str]], tuple[int, list[int]]],
-        prior_bpm: float,
-        compound: bool,
-        length: int,
     ) -> None:
         self.messages = list(messages)
+        self.call = as_heard
         self.end = end
         self.inputs = inputs
         self.priming = priming
         self._prepare = prepare
-        self._fit = (prior_bpm, compound)
-        self._length = length
         self.beat: Beat | None = None
         self.regridded: Regridded | None = None
         self.shift = 0
@@ -118,18 +117,19 @@ class Following:
 
     def slices(self) -> Iterator[None]:
         """The work, yielding between slices (the fit, the replay, each PRIME_STEPS of the LSTM's priming)."""
-        prior_bpm, compound = self._fit
+        prior_bpm, compound, length = self.inputs[:3]
         self.beat = estimate(onsets(self.messages), prior_bpm, compound=compound)
         if self.beat is not None:
             yield
-            self.regridded = regrid(self.messages, self.beat, self.end, self._length)
+            self.regridded = regrid(self.messages, self.beat, self.end, length)
         if self.regridded is not None:
+            self.call = self.regridded.buffer.last_note_symbols()
+        yield
+        self.shift, indices = self._prepare(self.call)
+        self.priming.begin(self.shift, indices)
+        while not self.priming.done:
             yield
-            self.shift, indices = self._prepare(self.regridded.buffer.last_note_symbols())
-            self.priming.begin(self.shift, indices)
-            while not self.priming.done:
-                yield
-                self.priming.advance()
+            self.priming.advance()
         self.finished = True
 
     def run(self) -> Following:

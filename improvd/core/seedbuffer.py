@@ -145,8 +145,17 @@ class SeedBuffer:
 
     def last_note_symbols(self) -> list[str]:
         """The buffer's symbols, from the first note on (leading holds of nothing dropped)."""
-        symbols = list(self.symbols)
-        for index, symbol in enumerate(symbols):
-            if is_pitch(symbol) or symbol == REST:
-                return symbols[index:]
-        return []
+        return from_first_note(list(self.symbols))
+
+    def after_silence(self, steps: int) -> list[str]:
+        """``last_note_symbols`` as they will be after ``steps`` more silent steps (the first silent one closed)."""
+        kept = self.symbols.maxlen or 0
+        return from_first_note([*self.symbols, *[HOLD] * steps][-kept:] if kept else [])
+
+
+def from_first_note(symbols: list[str]) -> list[str]:
+    """``symbols`` from the first note or rest on (leading holds of nothing dropped)."""
+    for index, symbol in enumerate(symbols):
+        if is_pitch(symbol) or symbol == REST:
+            return symbols[index:]
+    return []
