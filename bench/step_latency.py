@@ -135,7 +135,7 @@ def bench(repeats: int) -> dict:
 
     primed = [Engine(load_model(path)) for path in shipped_models()]  # every shipped model, as the daemon holds them
     phrase = phrase_end_work(model, repeats)
-    followed = {f"follow_{way}": follow_phrase_end(model, way, max(3, repeats // 20)) for way in ("inline", "aside")}
+    followed = follow_figures(model, max(3, repeats // 20))
 
     tutorial = keras_lstm(model.lstm_units, vocab, model.weights, shape=(WINDOW, vocab))
     tutorial.predict(window, verbose=0)
@@ -156,16 +156,10 @@ def bench(repeats: int) -> dict:
         "improvd_full_memory": percentiles(memory_times),
         "models_primed": len(primed),
         **{name: percentiles(samples) for name, samples in phrase.items()},
-        **{
-            name: {**percentiles(samples), "max_ms": round(max(samples) * 1000, 4)}
-            for name, samples in followed.items()
-        },
+        **followed,
     }
     result["load_average_1min"] = round(os.getloadavg()[0], 2)
     result["speedup_p50_vs_tutorial"] = round(result["tutorial_window"]["p50_ms"] / result["improvd"]["p50_ms"], 1)
-    result["follow_longest_hold_aside_vs_inline_p50"] = round(
-        result["follow_aside"]["p50_ms"] / result["follow_inline"]["p50_ms"], 3
-    )
     result["speedup_p50_vs_keras_stateful"] = round(result["keras_stateful"]["p50_ms"] / result["improvd"]["p50_ms"], 1)
     return result
 
@@ -210,6 +204,18 @@ def phrase_end_work(model, repeats: int) -> dict[str, list[float]]:
         samples["longest_hold"].append(max(holds))
         samples["answer_work"].append(sum(holds))
     return samples
+
+
+def follow_figures(model, repeats: int) -> dict:
+    """follow_inline and follow_aside (``follow_phrase_end``), and the second's p50 as a ratio of the first's."""
+    figures = {}
+    for way in ("inline", "aside"):
+        holds = follow_phrase_end(model, way, repeats)
+        figures[f"follow_{way}"] = {**percentiles(holds), "max_ms": round(max(holds) * 1000, 4)}
+    figures["follow_aside_vs_inline_p50"] = round(
+        figures["follow_aside"]["p50_ms"] / figures["follow_inline"]["p50_ms"], 3
+    )
+    return figures
 
 
 FOLLOW_ONSETS = 256  # the call's onsets the tempo fit hears at most (tempo.MAX_ONSETS)
@@ -270,10 +276,19 @@ def main() -> int:
         action="store_true",
         help="time by the thread's CPU time, not the wall clock (a loaded machine preempts the wall-clock figures)",
     )
+    parser.add_argument(
+        "--follow", action="store_true", help="the follow figures alone, --repeats phrase ends each (no Keras)"
+    )
     args = parser.parse_args()
     if args.cpu:
         CLOCK[0] = time.thread_time
-    result = bench(args.repeats)
+    if args.follow:
+        with tempfile.TemporaryDirectory() as workdir:
+            model = load_model(model_dir(Path(workdir)))
+        result = {"model": str(model.path), **follow_figures(model, args.repeats)}
+        result["load_average_1min"] = round(os.getloadavg()[0], 2)
+    else:
+        result = bench(args.repeats)
     result["clock"] = "thread CPU time" if args.cpu else "wall"
     if args.json:
         print(json.dumps(result))
