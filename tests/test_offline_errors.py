@@ -17,10 +17,14 @@ from tests.helpers import write_model
 MELODY = [(60, 0, 480), (62, 480, 960), (64, 960, 1920)]
 
 
-def melody_midi(path: Path, tempo: int = 500_000) -> Path:
+def melody_midi(path: Path, tempo: int = 500_000, changes: dict[int, int] | None = None) -> Path:
+    """MELODY at ``tempo`` (microseconds a quarter); ``changes`` sets another tempo just before the note of that index."""
     track = mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=tempo)])
     now = 0
-    for pitch, start, end in MELODY:
+    for index, (pitch, start, end) in enumerate(MELODY):
+        if index in (changes or {}):
+            track.append(mido.MetaMessage("set_tempo", tempo=changes[index], time=start - now))
+            now = start
         track.append(mido.Message("note_on", note=pitch, velocity=80, time=start - now))
         track.append(mido.Message("note_off", note=pitch, time=end - start))
         now = end
@@ -77,3 +81,23 @@ def test_an_smpte_timed_midi_file_says_so(tmp_path):
     path.write_bytes(bytes(data))
     with pytest.raises(CallError, match=r"smpte.mid: SMPTE timing \(frames per second\) is not supported"):
         read_call(path)
+
+
+def test_a_midi_file_whose_tempo_changes_before_its_first_note_is_read_at_the_tempo_its_notes_play(tmp_path):
+    """120 BPM at its start, 1 µs a quarter from its first note: it said "not a melody: all 1 onsets are chords"."""
+    path = melody_midi(tmp_path / "fast.mid", changes={0: 1})
+    with pytest.raises(CallError, match=r"fast.mid: its tempo of 6e\+07 BPM is outside 20 to 300; give --bpm"):
+        read_call(path)
+    assert read_call(melody_midi(tmp_path / "slow.mid", tempo=1, changes={0: 1_000_000})).bpm == 60
+
+
+def test_a_midi_file_whose_tempo_changes_under_its_notes_to_one_the_engine_cannot_play_says_where(tmp_path):
+    """At 1 µs a quarter from its second note on, its last two notes fell together: read as a call of 2 notes (or,
+    with fewer before, "all 1 onsets are chords"). With --bpm it is played at that one tempo, beat for beat."""
+    path = melody_midi(tmp_path / "rushed.mid", changes={1: 1})
+    with pytest.raises(CallError, match=r"rushed.mid: its tempo changes to 6e\+07 BPM at beat 1, outside 20 to 300"):
+        read_call(path)
+    call = read_call(path, bpm=60)
+    assert [(n.pitch, n.start, n.end) for n in call.notes] == [(60, 0.0, 1.0), (62, 1.0, 2.0), (64, 2.0, 4.0)]
+    mild = read_call(melody_midi(tmp_path / "mild.mid", changes={2: 400_000}))  # 120, then 150: played as it is
+    assert mild.bpm == 120 and mild.notes[-1].end == pytest.approx(1.0 + 2 * 0.4)

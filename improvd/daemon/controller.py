@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import threading
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -72,7 +73,7 @@ class Controller:
         self._waiting: set[str] = set()  # commands (and enabled) queued to the timing thread, not yet run
         self._waiting_lock = threading.Lock()  # the MIDI reader and the asyncio loop both command
         self._enabled = True  # the last enabled value asked for
-        self._model_wanted: Path | None = None  # the model to load next (load_model_soon)
+        self._model_wanted: tuple[Path, str] | None = None  # the model to load next and its name (load_model_soon)
         self._model_loading = False  # a task loads models until none is wanted
 
     # --- what MQTT reads and asks ---
@@ -123,7 +124,7 @@ class Controller:
         model_path = self._model_path(changes["model"]) if "model" in changes else None
         self.change({**settings, **{k: v for k, v in changes.items() if k == "enabled"}})
         if model_path is not None:
-            self.load_model_soon(model_path)
+            self.load_model_soon(model_path, changes["model"])
         log.debug("changed: %s", ", ".join(f"{k} = {v}" for k, v in changes.items()))
 
     def change(self, changes: dict) -> None:
@@ -192,13 +193,14 @@ class Controller:
 
     # --- model switching, off the timing path ---
 
-    def load_model_soon(self, path: Path) -> None:
-        """Load the model at ``path`` in a task of the loop, then switch to it; a failure is an error event.
+    def load_model_soon(self, path: Path, name: str | None = None) -> None:
+        """Load the model at ``path`` in a task of the loop, then switch to it; a failure is an error event that names
+        the model as ``name`` (as it was asked for; its folder's name by default), not its path on this machine.
 
         Called in the loop. While a model loads, only the last one asked for waits: a flood of ``set/model``
         loads two models at most, one after the other, and the last one asked for is the one that plays.
         """
-        waiting, self._model_wanted = self._model_wanted, path
+        waiting, self._model_wanted = self._model_wanted, (path, path.name if name is None else name)
         if waiting is not None:
             self.dropped.add("model changes replaced by a later one before they loaded")
         if not self._model_loading:
@@ -208,17 +210,18 @@ class Controller:
     async def _load_wanted(self) -> None:
         try:
             while self._model_wanted is not None:
-                path, self._model_wanted = self._model_wanted, None
-                await self._load_model(path)
+                (path, name), self._model_wanted = self._model_wanted, None
+                await self._load_model(path, name)
         finally:
             self._model_loading = False
 
-    async def _load_model(self, path: Path) -> None:
+    async def _load_model(self, path: Path, name: str) -> None:
         try:
             model = await off_loop(self._prepare_model, path)
         except (ModelError, TimeoutError) as error:
             log.error("model not changed: %s", error)
-            self.event("error", {"reason": str(error)})
+            within = str(error).replace(f"{path}{os.sep}", "").replace(str(path), "its folder")
+            self.event("error", {"reason": f"model {name!r}: {within}"})
             return
         self.timing.submit(lambda now: self.engine.set_model(model) or [])
         self.model = model

@@ -1,6 +1,6 @@
 """A file's melody as a call: the notes a player would have played, in seconds.
 
-MIDI files are read with mido (their own timing, tempo map included); abc,
+MIDI files are read with mido (their own timing, tempo map included, or beat for beat at ``--bpm``); abc,
 kern and MusicXML with music21 through ``improvd.offline.notation``. Either way the call
 is the top line: where notes sound together the highest one, and a lower note
 that starts under a held higher one is dropped. A piece where every onset is a
@@ -112,6 +112,8 @@ def _checked_bpm(bpm: float, where: str, given: bool) -> float:
 
 
 def _midi_call(path: Path, bpm: float | None) -> Call:
+    """The call of a MIDI file: as it plays through its tempo map (at the tempo in force at its first note, which
+    each later tempo under its notes must be one the engine plays too), or with ``bpm`` beat for beat at that tempo."""
     if bpm is not None:
         _checked_bpm(bpm, str(path), given=True)
     try:
@@ -121,13 +123,15 @@ def _midi_call(path: Path, bpm: float | None) -> Call:
         raise CallError(f"{path}: not a readable MIDI file ({type(error).__name__}: {error})") from None
     if midi.ticks_per_beat <= 0:  # mido reads the header's division signed: SMPTE frames are negative
         raise CallError(f"{path}: SMPTE timing (frames per second) is not supported; save it in ticks per quarter")
-    file_bpm, signature, notes, file_key = DEFAULT_BPM, (4, 4), [], None
-    sounding: dict[tuple[int, int], tuple[float, int]] = {}
-    now, tempo_seen, meter_seen = 0.0, False, False
+    signature, notes, file_key = (4, 4), [], None
+    tempi: list[tuple[float, float]] = []  # (beat, BPM) of each tempo in force at a note's start, changes only
+    sounding: dict[tuple[int, int], tuple[float, float, int]] = {}  # (channel, pitch) -> (second, beat, velocity)
+    now, beat, tempo, meter_seen = 0.0, 0.0, mido.bpm2tempo(DEFAULT_BPM), False
     for message in events:
         now += message.time
-        if message.type == "set_tempo" and not tempo_seen:
-            file_bpm, tempo_seen = mido.tempo2bpm(message.tempo), True
+        beat += message.time * 1e6 / tempo  # the delta was timed at the tempo in force before this message
+        if message.type == "set_tempo":
+            tempo = message.tempo
         elif message.type == "time_signature" and not meter_seen:
             signature, meter_seen = (message.numerator, message.denominator), True
         elif message.type == "key_signature" and file_key is None:
@@ -135,17 +139,29 @@ def _midi_call(path: Path, bpm: float | None) -> Call:
         elif message.type in ("note_on", "note_off") and message.channel != DRUM_CHANNEL:
             key = (message.channel, message.note)
             if key in sounding:
-                start, velocity = sounding.pop(key)
-                notes.append(PlayedNote(message.note, start, now, velocity))
+                start, first, velocity = sounding.pop(key)
+                notes.append((PlayedNote(message.note, start, now, velocity), first, beat))
             if message.type == "note_on" and message.velocity > 0:
-                sounding[key] = (now, message.velocity)
-    notes += [PlayedNote(pitch, start, now, velocity) for (_, pitch), (start, velocity) in sounding.items()]
+                sounding[key] = (now, beat, message.velocity)
+                if not tempi or tempi[-1][1] != mido.tempo2bpm(tempo):
+                    tempi.append((beat, mido.tempo2bpm(tempo)))
+    notes += [(PlayedNote(pitch, start, now, v), first, beat) for (_, pitch), (start, first, v) in sounding.items()]
+    file_bpm = tempi[0][1] if tempi else DEFAULT_BPM
     if bpm is None and notes:
         _checked_bpm(file_bpm, str(path), given=False)
-    scale = file_bpm / bpm if bpm else 1.0  # stretched first: the chord window is in seconds as played
-    notes = [replace(n, start=n.start * scale, end=n.end * scale) for n in notes if n.end > n.start]
-    _refuse_chords([n.start for n in notes], path, CHORD_WINDOW)
-    return Call(top_line(notes), bpm or file_bpm, signature, 0, path.stem, file_key)
+        for at, changed in tempi[1:]:
+            if not (math.isfinite(changed) and BPM.low <= changed <= BPM.high):
+                raise CallError(
+                    f"{path}: its tempo changes to {changed:g} BPM at beat {at:g}, outside {BPM.span(' to ')}; "
+                    "give --bpm to play it all at one tempo"
+                )
+    if bpm is None:
+        played = [note for note, _, _ in notes]
+    else:  # beat for beat at ``bpm``: the chord window is in seconds as played
+        played = [replace(note, start=first * 60 / bpm, end=last * 60 / bpm) for note, first, last in notes]
+    played = [n for n in played if n.end > n.start]
+    _refuse_chords([n.start for n in played], path, CHORD_WINDOW)
+    return Call(top_line(played), bpm or file_bpm, signature, 0, path.stem, file_key)
 
 
 def top_line(notes: list[PlayedNote]) -> list[PlayedNote]:
