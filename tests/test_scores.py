@@ -334,3 +334,17 @@ def test_tunes_of_another_collection_keep_their_key_signature_and_pickup(tmp_pat
         assert (needless, missing) == (0, 0), path.name
         total += notes
     assert total > 1000
+
+
+def test_a_note_off_the_key_is_spelt_as_the_source_spells_it(tmp_path):
+    """In E major, an abc ``=f`` (F natural) was engraved E-sharp, and the E after it got a natural sign: a note
+    the key's scale does not hold is named as the source names it (where it does not, by the usual choice)."""
+    tune = tmp_path / "natural.abc"
+    tune.write_text("X:1\nT:Natural\nM:4/4\nL:1/8\nK:E\ne2 =f2 e2 d2 | c2 =f2 g2 e2 | e2 d2 c2 B2 | A8 |]\n")
+    xml = tmp_path / "out.musicxml"
+    assert continue_(tune, "-o", tmp_path / "o.mid", "--musicxml", xml, "--seed", 1) == 0
+    root = ElementTree.parse(xml).getroot()
+    first = [(p.findtext("step"), int(p.findtext("alter") or 0)) for p in root.iter("pitch")][:3]
+    assert first == [("E", 0), ("F", 0), ("E", 0)]  # E, F natural (its sign written), E with no natural sign
+    assert accidentals(xml)[1:] == (0, 0)  # no needless accidental, none missing
+    assert read_call(tune).spelling[5] == "F"

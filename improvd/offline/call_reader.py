@@ -47,6 +47,7 @@ class Call:
     bar_start_step: int = 0  # the step where bar 1 begins: one bar in when a pickup fills the end of bar 0
     title: str = ""
     key: tuple[str, str] | None = field(default=None, compare=False)  # (tonic, mode) when the file says
+    spelling: dict[int, str] = field(default_factory=dict, compare=False)  # pitch class -> its name in the file
 
     @property
     def steps_per_bar(self) -> int:
@@ -228,7 +229,11 @@ def call_from_score(score: stream.Stream, bpm: float | None, where: str, title: 
         position += item.quarter_length
     if score.metadata and score.metadata.title:
         title = readable(score.metadata.title)
-    return Call(notes, bpm, signature, bar_steps if pickup else 0, title, signature_key(part))
+    spelling: dict[int, str] = {}  # each pitch class of the top line as the file first names it
+    for element in elements:
+        top = max(element.pitches, key=lambda p: p.midi)
+        spelling.setdefault(top.midi % 12, top.name)
+    return Call(notes, bpm, signature, bar_steps if pickup else 0, title, signature_key(part), spelling)
 
 
 def _score_bpm(score: stream.Stream) -> float:

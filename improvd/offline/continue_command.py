@@ -189,5 +189,5 @@ def call_symbols(melody: list[Note]) -> list[str]:
 def write_score(path: Path, call: Call, performance: Performance, gate: float) -> Path:
     """Call and response on the sixteenth grid as a MusicXML score of one staff, in the call's key."""
     step = call.step_seconds
-    heading = Heading(call.title, call.time_signature, call_key(call), call.bpm)
+    heading = Heading(call.title, call.time_signature, call_key(call), call.bpm, call.spelling)
     return write_musicxml(path, grid_melody(call.notes, step), grid_melody(performance.response, step, gate), heading)

@@ -8,7 +8,7 @@ would hold only rests while the other plays; on one staff the conversation reads
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 
 import numpy as np
@@ -29,6 +29,7 @@ class Heading:
     meter: tuple[int, int]
     key: tuple[str, str]  # (tonic, mode): "B-", "major"
     bpm: float
+    names: dict[int, str] = field(default_factory=dict)  # pitch class -> its name in the source, where it has one
 
 
 MISFIT = 0.1  # a stated key whose signature leaves this much more of the notes' time out than the estimate's
@@ -67,13 +68,15 @@ CHROMATIC = {  # semitones above the tonic -> (scale degree, alteration): the us
 }
 
 
-def spelling(found: key.Key) -> dict[int, str]:
-    """Pitch class -> its name in ``found``: the scale's own names, the rest as CHROMATIC spells them."""
+def spelling(found: key.Key, source: dict[int, str] | None = None) -> dict[int, str]:
+    """Pitch class -> its name in ``found``: the scale's own names, the rest as the ``source`` names them (an abc
+    ``=f`` in E major is an F natural, not an E-sharp), else as CHROMATIC spells them."""
     names = {p.pitchClass: p.name for p in found.getPitches()}
     for semitones, (degree, alteration) in CHROMATIC[found.mode].items():
+        pitch_class = (found.tonic.pitchClass + semitones) % 12
         named = found.pitchFromDegree(degree)
         named.accidental = pitch.Accidental(named.alter + alteration)
-        names[(found.tonic.pitchClass + semitones) % 12] = named.name
+        names[pitch_class] = (source or {}).get(pitch_class, named.name)
     return names
 
 
@@ -119,7 +122,7 @@ def score(call: list[Note], answer: list[Note], heading: Heading) -> stream.Scor
     opening = first - first % metre.bar  # the bar line at or before the first note: the score starts there
     found = music21_key(*heading.key)
     part = _staff(heading, found, metre)
-    names, position = spelling(found), opening
+    names, position = spelling(found, heading.names), opening
     for onset, item in notes:
         if onset > position:
             _write(part, None, position - opening, onset - position, metre)
