@@ -376,3 +376,22 @@ def test_the_follow_work_done_aside_gives_the_same_answer_and_is_taken_at_the_ph
     assert events == expected[1] and sum(e.name == "tempo" for e in events) == 2 - (case == "too few notes")
     assert sum(e.name == "response_start" for e in events) == 2
     assert (worker.at_phrase_end, worker.fits) == ASIDE[case]
+
+
+def test_a_phrase_the_music_ends_has_its_follow_work_done_aside_from_its_first_silent_step(model, monkeypatch):
+    """With ``phrase_end = "music"`` a 4-bar call that falls silent in the beat before its bar line ends on that bar
+    line, sooner than its silence would: the work is handed over at its first silent 16th, for that phrase end."""
+    step = 60 / 120 / 4
+    scale = [60, 62, 64, 65, 67, 69, 71, 72]
+    notes = [(k * step, (k + 1.5) * step, scale[k // 2 % 8], 80) for k in range(0, 58, 2)]
+    notes.append((58 * step, 61 * step - 0.01, 72, 80))  # silent from step 61; bar 5 begins at step 64
+    settings = Settings(bpm=120, follow_tempo=True, min_call_steps=4, phrase_end="music")
+    expected = follow(Engine(model, dataclasses.replace(settings), seed=3), notes, 20.0)
+    engine = Engine(model, dataclasses.replace(settings), seed=3)
+    worker = Worker(engine, monkeypatch)
+    sent, events = follow(engine, notes, 20.0, after_tick=lambda boundary: worker.work())
+    assert [(t.time, str(t.message)) for t in sent] == [(t.time, str(t.message)) for t in expected[0]]
+    assert events == expected[1]
+    phrase_end = next(e for e in events if e.name == "phrase_end")
+    assert phrase_end.time == pytest.approx(63 * step)  # the 16th before the bar line open: 2 silent 16ths in
+    assert (worker.at_phrase_end, worker.fits) == ([False], 1)

@@ -480,18 +480,26 @@ class Engine:
         probability of a note does not tell them apart (bench/dead_air.py). The LSTM must hear the call in the key
         it is answered in: a call that moved the key waits for the spare LSTM's priming, so that no tick hears the
         whole call again (not with ``follow_tempo``, whose phrase end hears it again anyway)."""
+        over = self._over_at()
+        if over is None or self._grid.step < over:
+            return False
+        if self.settings.follow_tempo:
+            return True  # its phrase end hears the call again anyway
+        shift = self._key(self._buffer.last_note_symbols())[0]
+        return shift == self._shift and self._priming.shift is None
+
+    def _over_at(self) -> int | None:
+        """With ``phrase_end = "music"``, the open step from which the call in its silence is over by the music
+        (``_sounds_over``), or None where its silence began elsewhere than in the beat before a phrase's bar line."""
         s = self.settings
         bar, beat = bar_steps(s.meter), beat_steps(s.meter)
         silence = self._grid.step - self._buffer.silent_steps  # the first silent step
         line = next_bar_line(silence, s.meter)
-        if s.phrase_end != "music" or line - silence >= beat or self._grid.step + 1 < line:
-            return False
+        if s.phrase_end != "music" or line - silence >= beat:
+            return None
         if (line - next_bar_line(self._call_first, s.meter)) // bar not in PHRASE_BARS:
-            return False
-        if s.follow_tempo:
-            return True  # its phrase end hears the call again anyway
-        shift = self._key(self._buffer.last_note_symbols())[0]
-        return shift == self._shift and self._priming.shift is None
+            return None
+        return line - 1
 
     def _turn_of(self, step: int) -> int | None:
         """With ``turns`` a number of bars, the bar line that ends the player's turn begun by a note on ``step``: its
@@ -577,18 +585,23 @@ class Engine:
             self._reprime()
 
     def _follow_ahead(self, time: float) -> None:
-        """With ``aside``, once the call has been silent so long that its phrase ends FOLLOW_AHEAD ticks from now
-        unless the player goes on, hand its follow work aside, for the phrase end then due."""
+        """With ``aside``, once the call's phrase ends FOLLOW_AHEAD ticks from now or sooner unless the player goes
+        on (by its silence, from its SILENT_STEPS-th silent step on; by the music, from its first), hand its
+        follow work aside, for the phrase end then due."""
         s = self.settings
         if not s.follow_tempo or self._aside is None or self._following is not None or s.turns != "phrase":
             return
         silent = 0 if self._buffer.held else self._buffer.silent_steps
-        if (
-            silent < max(SILENT_STEPS, s.phrase_end_steps - FOLLOW_AHEAD)
-            or self._call_steps - silent < s.min_call_steps
-        ):
+        if not silent or self._call_steps - silent < s.min_call_steps:
             return
         ahead = s.phrase_end_steps - silent
+        over = self._over_at()
+        if over is not None and over - self._grid.step < ahead:
+            ahead = over - self._grid.step
+        elif silent < SILENT_STEPS:
+            return
+        if ahead > FOLLOW_AHEAD:
+            return
         self._following = self._following_for(time + ahead * self.step_seconds(), ahead)
         self._aside(self._following)
 
