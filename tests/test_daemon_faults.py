@@ -100,7 +100,7 @@ def test_a_load_that_takes_too_long_is_an_error_event(monkeypatch):
 
     asyncio.run(scenario())
     release.set()
-    assert events == [("error", {"reason": "_prepare_model took over 0.1 s"})]
+    assert events == [("error", {"reason": "model 'nowhere': _prepare_model took over 0.1 s"})]
 
 
 def test_set_model_stays_inside_the_models_path_and_names_no_folders(tmp_path):

@@ -73,7 +73,7 @@ class Controller:
         self._waiting: set[str] = set()  # commands (and enabled) queued to the timing thread, not yet run
         self._waiting_lock = threading.Lock()  # the MIDI reader and the asyncio loop both command
         self._enabled = True  # the last enabled value asked for
-        self._model_wanted: tuple[Path, str] | None = None  # the model to load next and its name (load_model_soon)
+        self._model_wanted: tuple[Path, str | None] | None = None  # the model to load next, its name (load_model_soon)
         self._model_loading = False  # a task loads models until none is wanted
 
     # --- what MQTT reads and asks ---
@@ -200,7 +200,7 @@ class Controller:
         Called in the loop. While a model loads, only the last one asked for waits: a flood of ``set/model``
         loads two models at most, one after the other, and the last one asked for is the one that plays.
         """
-        waiting, self._model_wanted = self._model_wanted, (path, path.name if name is None else name)
+        waiting, self._model_wanted = self._model_wanted, (path, name)
         if waiting is not None:
             self.dropped.add("model changes replaced by a later one before they loaded")
         if not self._model_loading:
@@ -215,7 +215,10 @@ class Controller:
         finally:
             self._model_loading = False
 
-    async def _load_model(self, path: Path, name: str) -> None:
+    async def _load_model(self, path: Path, name: str | None = None) -> None:
+        """Load the model at ``path`` and switch to it, or leave the running one with an error event that names the
+        model as ``name`` (its folder's name by default) and none of the folders of this machine."""
+        name = path.name if name is None else name
         try:
             model = await off_loop(self._prepare_model, path)
         except (ModelError, TimeoutError) as error:
