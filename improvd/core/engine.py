@@ -140,6 +140,7 @@ from improvd.core.encoding import HOLD, REST, SONG_END, is_pitch, tonic_pitch_cl
 from improvd.core.follow import regrid
 from improvd.core.grid import Grid, bar_steps, next_bar_line, strong_positions
 from improvd.core.keys import call_key, diatonic_shift, key_shift, parse_key
+from improvd.core.lookback import Place
 from improvd.core.metronome import CLICK_STEPS, click
 from improvd.core.model import Model
 from improvd.core.priming import SILENT_STEPS, Priming
@@ -271,9 +272,17 @@ class Engine:
     def _reprime(self) -> None:
         self._priming.cancel()
         self._runtime.restore(self._song_start)
+        symbols = self._buffer.last_note_symbols()
+        self._runtime.seat(self._place_of(symbols))
         self._step(self._song_end)  # the cache starts a new song too
-        for symbol in self._buffer.last_note_symbols():
+        for symbol in symbols:
             self._feed_lstm(symbol)
+
+    def _place_of(self, symbols: list[str]) -> Place:
+        """The place in the bar of the first of ``symbols``, the buffer's last (a lookback model hears it; the
+        steps after follow on, one a tick)."""
+        bar = bar_steps(self.settings.meter)
+        return Place((self._grid.step - len(symbols)) % bar, bar)
 
     # --- the grid --------------------------------------------------------------
 
@@ -411,7 +420,7 @@ class Engine:
                 if shift == self._shift:
                     priming.cancel()  # the call came back to the collection the LSTM hears it in
                 else:
-                    priming.begin(shift, [self._index_of(s, shift) for s in call])
+                    priming.begin(shift, [self._index_of(s, shift) for s in call], self._place_of(call))
         if priming.shift is not None:
             priming.advance()
             if priming.done:
@@ -666,7 +675,8 @@ class Engine:
             model, self._pending_model = self._pending_model, None
             self._load(model)
         elif self._call_steps:  # the player played on over the answer: that call is heard again, in slices
-            self._priming.begin(self._shift, [self._index_of(s) for s in self._buffer.last_note_symbols()])
+            call = self._buffer.last_note_symbols()
+            self._priming.begin(self._shift, [self._index_of(s) for s in call], self._place_of(call))
         # otherwise the next call's first step primes the LSTM afresh (``_close_step``)
 
     # --- player input ----------------------------------------------------------
