@@ -3,6 +3,8 @@ start, and the engine seating the runtime on its own bar lines."""
 
 from __future__ import annotations
 
+import itertools
+
 import mido
 import numpy as np
 import pytest
@@ -134,4 +136,4 @@ def test_the_engine_seats_the_runtime_on_its_own_bar_lines(tmp_path, meter, bar)
     for heard in calls:  # the call's song end predicts its first step, and the places go on one a step
         places = [p for _, p in heard[:24]]
         assert places[0] == Place(first % bar, bar)
-        assert all(b == a.following() for a, b in zip(places, places[1:], strict=False))
+        assert all(b == a.following() for a, b in itertools.pairwise(places))

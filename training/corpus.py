@@ -21,8 +21,8 @@ from improvd.core.encoding import EncodingError, encode, transpose, transpositio
 from improvd.offline.notation import (
     SCORE_SUFFIXES,
     ScoreError,
-    collection_files,
     bar_places,
+    collection_files,
     key_of,
     melody_of,
     tunes_in,

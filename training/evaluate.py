@@ -132,7 +132,7 @@ def score_tunes(
     end = vocabulary.index[SONG_END]
     scores = Scores()
     for k, tune in enumerate(tunes):
-        places = places_of(bars[k] if bars else [], len(tune)) + [None]
+        places = [*places_of(bars[k] if bars else [], len(tune)), None]
         probabilities = predictor.first([end] * prefix, places[0])
         targets = [*tune, end]
         for t, true in enumerate(targets):
