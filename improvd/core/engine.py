@@ -626,8 +626,9 @@ class Engine:
         if stated is None:
             shift = diatonic_shift(call)
             first = self._grid.step - len(call)
-            bar_line = -first % bar_steps(self.settings.meter)  # the call's first bar line, as an index into it
-            return shift, (tonic_pitch_class(call_key(call, bar_line)[0]) + shift) % 12
+            bar = bar_steps(self.settings.meter)
+            bar_line = -first % bar  # the call's first bar line, as an index into it
+            return shift, (tonic_pitch_class(call_key(call, bar_line, bar)[0]) + shift) % 12
         shift = key_shift(*stated)
         return shift, (stated[0] + shift) % 12
 
