@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from improvd.core.encoding import encode, tonic_pitch_class
-from improvd.core.keys import diatonic_shift, estimate_key
+from improvd.core.keys import call_key, diatonic_shift, estimate_key
 from improvd.offline.notation import analyse_key, essen_files, melody_of, tunes_in
 
 
@@ -54,3 +54,23 @@ def test_a_dorian_call_is_not_moved_as_its_minor_relative_would_be():
     dorian = ["62", "_", "64", "65", "67", "_", "69", "_", "72", "71", "69", "_", "62", "_", "_", "_"]
     assert estimate_key(dorian) == ("D", "minor")  # a major/minor estimate would move it to A, B natural to F sharp
     assert diatonic_shift(dorian) == 0
+
+
+DEMO_CALL = [(67, 12, 4), (74, 16, 4), (74, 20, 4), (74, 24, 4), (70, 28, 4), (77, 32, 4), (78, 36, 4), (75, 40, 2)]
+DEMO_CALL += [(74, 42, 2), (78, 44, 4), (79, 48, 4), (74, 52, 4), (72, 56, 4), (70, 60, 4), (72, 64, 4), (74, 68, 8)]
+DEMO_CALL += [(77, 76, 2), (75, 78, 2)]  # erk10#112's bars 1-4 (pitch, step, steps): the demo's call
+
+
+def _symbols(notes: list[tuple[int, int, int]]) -> list[str]:
+    symbols: list[str] = []
+    for pitch, step, steps in notes:
+        symbols += ["r"] * (step - len(symbols)) + [str(pitch)] + ["_"] * (steps - 1)
+    return symbols
+
+
+def test_a_leading_tone_to_a_downbeat_is_heard_as_minor():
+    """erk10#112 (music21: G minor, it ends on G): F sharp leads up to the G of bar 3's downbeat; without that hint
+    the call's pitch classes fit B-flat major a little better."""
+    symbols = _symbols(DEMO_CALL)
+    assert call_key(symbols, 16, 16) == ("G", "minor")
+    assert call_key(symbols, 16, 12) == ("B-", "major")  # in 3/4 the G falls on no bar line

@@ -143,7 +143,7 @@ def test_integer_weights(tmp_path):
         ({"step_quarter_length": 0.5}, r"step_quarter_length 0.5"),
         ({"lstm_units": []}, r"lstm_units must be a non-empty list"),
         ({"lstm_units": [6, "5"]}, r"lstm_units must be a non-empty list"),
-        ({"input": "bytes"}, r'input must be "onehot" or "embedding"'),
+        ({"input": "bytes"}, r"input must be one of onehot, embedding, lookback"),
         ({"sequence_length": 0}, r"sequence_length must be a positive whole number"),
         ({"sequence_length": True}, r"sequence_length must be a positive whole number"),
         ({"sequence_length": 10**30}, r"sequence_length 1000000000000000000000000000000 is over the limit of 256"),

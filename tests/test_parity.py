@@ -8,8 +8,10 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from improvd.core.encoding import Vocabulary  # noqa: E402
+from improvd.core.lookback import PLACES, Place  # noqa: E402
 from improvd.core.model import DEFAULT_MODEL_DIR, load_model  # noqa: E402
 from improvd.core.runtime import LSTMRuntime, softmax  # noqa: E402
+from training.dataset import lookback_stream  # noqa: E402
 from training.export import export_model  # noqa: E402
 from training.model import build_model  # noqa: E402
 
@@ -19,16 +21,31 @@ STEPS = 1000
 
 def assert_parity(keras_model, directory) -> None:
     model = load_model(directory)
-    indices = np.random.default_rng(5).integers(0, len(model.vocabulary), STEPS)
-    expected = keras_model.predict(indices[None, :].astype("int32"), verbose=0)[0]
+    rng = np.random.default_rng(5)
+    indices = rng.integers(0, len(model.vocabulary), STEPS)
     runtime = LSTMRuntime(model)
-    got = np.stack([softmax(runtime.step(int(i))) for i in indices])
-    assert got.shape == expected.shape == (STEPS, len(model.vocabulary))
+    if model.input == "lookback":  # songs of random symbols (no song end) in bars of 12 and 16 steps
+        symbols = [s for s in model.vocabulary.symbols if s != "/"]
+        songs = [[symbols[i % len(symbols)] for i in indices[k : k + 200]] for k in range(0, STEPS - 200, 220)]
+        bars = [[(s, 0, 12 + 4 * (k % 2)) for s in range(0, 200, 12 + 4 * (k % 2))] for k in range(len(songs))]
+        rows = lookback_stream(songs, bars, model.vocabulary, 20)
+        places = [None if r[3] == PLACES else Place(int(r[3]), int(r[3] + r[4] + 1)) for r in rows]
+        expected = keras_model.predict(rows[None].astype("int32"), verbose=0)[0]
+        got = []
+        for row, place in zip(rows, places, strict=True):
+            runtime.seat(place)
+            got.append(softmax(runtime.step(int(row[0]))))
+        got = np.stack(got)
+    else:
+        expected = keras_model.predict(indices[None, :].astype("int32"), verbose=0)[0]
+        got = np.stack([softmax(runtime.step(int(i))) for i in indices])
+    assert got.shape == expected.shape and got.shape[1] == len(model.vocabulary)
     assert np.abs(got - expected).max() < 1e-5
 
 
 @pytest.mark.parametrize(
-    ("input_kind", "units"), [("onehot", (16, 12)), ("embedding", (10, 14, 8)), ("onehot", (9, 7, 11))]
+    ("input_kind", "units"),
+    [("onehot", (16, 12)), ("embedding", (10, 14, 8)), ("onehot", (9, 7, 11)), ("lookback", (10, 14))],
 )
 def test_random_stacked_models(tmp_path, input_kind, units):
     keras.utils.set_random_seed(len(units))

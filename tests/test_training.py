@@ -160,3 +160,20 @@ def test_fit_refuses_before_fitting_a_model_improvd_would_refuse(tmp_path, capsy
     assert "Traceback" not in error  # the corpus's progress line, then one line
     assert re.fullmatch(rf"improvd-train: improvd would refuse this model: {message}.*", error.splitlines()[-1])
     assert not (tmp_path / "models").exists()
+
+
+def test_a_lookback_model_starts_from_a_one_hot_model_and_evaluates(tiny_run, capsys):
+    args = ["fit", "--files", "kinder0", "--max-tunes", "40", "--epochs", "1", "--lstm-units", "12", "8"]
+    args += ["--sequence-length", "32", "--batch-size", "16", "--name", "looks", "--seed", "3"]
+    args += ["--input-kind", "lookback", "--init-from", str(tiny_run / "models" / "tiny")]
+    args += ["--models-dir", str(tiny_run / "models"), "--run-dir", str(tiny_run / "looks-run")]
+    assert main([*args, "--cache-dir", str(tiny_run / "cache")]) == 0
+    looks, first = load_model(tiny_run / "models" / "looks"), load_model(tiny_run / "models" / "tiny")
+    assert looks.input == "lookback" and looks.weights["lstm_0_kernel"].shape[0] > len(looks.vocabulary) * 3
+    assert not np.array_equal(looks.weights["dense_kernel"], first.weights["dense_kernel"])  # it did train
+    capsys.readouterr()
+    args = ["evaluate", str(tiny_run / "models" / "looks"), "--json", "--cache-dir", str(tiny_run / "cache")]
+    assert main([*args, "--max-continuations", "2", "--seeds", "2"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["bits_per_onset_pitch"] > 0 and report["lstm_alone"]["bits_per_step"] > 0
+    assert report["as_played"]["setup"]["calls"] >= 1 and 0 <= report["as_played"]["model"]["cadence"] <= 1

@@ -12,7 +12,7 @@ import sys
 from dataclasses import asdict, fields
 from pathlib import Path
 
-from improvd.core.model import ModelError, size_problem
+from improvd.core.model import INPUTS, ModelError, size_problem
 from improvd.offline.notation import COLLECTIONS
 
 from .corpus import DEFAULT_CACHE_DIR
@@ -72,9 +72,15 @@ def _add_fit_options(parser: argparse.ArgumentParser) -> None:
     net = parser.add_argument_group("network")
     net.add_argument(
         "--input-kind",
-        choices=("onehot", "embedding"),
+        choices=INPUTS,
         default=DEFAULT.input_kind,
-        help="how symbols enter the LSTM (default: %(default)s)",
+        help="how symbols enter the LSTM; lookback: with each step's place in the bar and what sounded one and two "
+        "bars back (default: %(default)s)",
+    )
+    net.add_argument(
+        "--init-from",
+        help="a one-hot model's folder of the same vocabulary and sizes that a lookback model starts from, its "
+        "lookback weights at zero (default: a new model)",
     )
     net.add_argument(
         "--embedding-dim",

@@ -21,13 +21,14 @@ from improvd.core.encoding import EncodingError, encode, transpose, transpositio
 from improvd.offline.notation import (
     SCORE_SUFFIXES,
     ScoreError,
+    bar_places,
     collection_files,
     key_of,
     melody_of,
     tunes_in,
 )
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: each song's bars (``Corpus.bars``)
 DEFAULT_CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "improvd"
 
 
@@ -38,6 +39,7 @@ class Corpus:
     name: str
     files: list[str]
     songs: dict[str, list[str]] = field(default_factory=dict)
+    bars: dict[str, list[tuple[int, int, int]]] = field(default_factory=dict)  # notation.bar_places of each song
     dropped: Counter = field(default_factory=Counter)
     failed_files: dict[str, str] = field(default_factory=dict)
 
@@ -90,7 +92,7 @@ def encode_tune(melody_notes: list, score) -> tuple[list[str] | None, str | None
 
 def parse_file(path: Path, max_tunes: int | None = None) -> dict:
     """Every tune of one file, encoded or with the reason it was dropped. Never raises."""
-    result: dict = {"file": str(path), "songs": {}, "dropped": {}, "error": None}
+    result: dict = {"file": str(path), "songs": {}, "bars": {}, "dropped": {}, "error": None}
     try:
         for count, tune in enumerate(tunes_in(path)):
             if max_tunes is not None and count >= max_tunes:
@@ -103,6 +105,7 @@ def parse_file(path: Path, max_tunes: int | None = None) -> dict:
                 result["dropped"][tune.ident] = reason
             else:
                 result["songs"][tune.ident] = symbols
+                result["bars"][tune.ident] = bar_places(tune.score)
     except Exception as error:  # a bad file is reported by name and skipped
         result["error"] = f"{type(error).__name__}: {error}"
     return result
@@ -134,7 +137,8 @@ def load_corpus(
     cache_file = Path(cache_dir) / f"corpus-{cache_key(name, files, max_tunes)}.json" if cache_dir else None
     if cache_file and cache_file.is_file():
         raw = json.loads(cache_file.read_text(encoding="utf-8"))
-        return Corpus(raw["name"], raw["files"], raw["songs"], Counter(raw["dropped"]), raw["failed_files"])
+        bars = {ident: [tuple(b) for b in places] for ident, places in raw["bars"].items()}
+        return Corpus(raw["name"], raw["files"], raw["songs"], bars, Counter(raw["dropped"]), raw["failed_files"])
     corpus = Corpus(name, [p.stem for p in files])
     jobs = sorted(((p, max_tunes) for p in files), key=lambda job: -job[0].stat().st_size)  # big files first
     workers = workers or os.cpu_count() or 1
@@ -151,11 +155,12 @@ def load_corpus(
             corpus.failed_files[result["file"]] = result["error"]
             print(f"skipped {result['file']}: {result['error']}", file=sys.stderr)
         corpus.songs.update(result["songs"])
+        corpus.bars.update(result["bars"])
         corpus.dropped.update(result["dropped"].values())
     if cache_file:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache_file.with_suffix(".tmp")
-        raw = {"name": corpus.name, "files": corpus.files, "songs": corpus.songs}
+        raw = {"name": corpus.name, "files": corpus.files, "songs": corpus.songs, "bars": corpus.bars}
         raw |= {"dropped": dict(corpus.dropped), "failed_files": corpus.failed_files}
         tmp.write_text(json.dumps(raw), encoding="utf-8")
         os.replace(tmp, cache_file)

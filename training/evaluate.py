@@ -27,6 +27,7 @@ import numpy as np
 
 from improvd.core.encoding import SONG_END, Vocabulary
 from improvd.core.engine import Engine
+from improvd.core.lookback import Place
 from improvd.core.model import MODEL_JSON, Model, load_model
 from improvd.core.runtime import LSTMRuntime, softmax
 from improvd.core.songcache import SongCache
@@ -34,6 +35,7 @@ from improvd.offline.notation import COLLECTIONS
 
 from . import as_played, twosample
 from .corpus import DEFAULT_CACHE_DIR
+from .dataset import bar_positions
 from .ngram import NGram
 
 NGRAM_PREFIX = 8  # song ends before each tune when counting n-grams and choosing their order
@@ -69,9 +71,13 @@ class Scores:
 class Predictor:
     """next-symbol probabilities after a history, for the LSTM or the n-gram model alike."""
 
-    def __init__(self, first: Callable[[list[int]], np.ndarray], step: Callable[[int], np.ndarray]) -> None:
-        self.first = first  # reset, feed the history, return probabilities of what comes next
-        self.step = step  # feed one more symbol, return probabilities of what comes next
+    def __init__(
+        self,
+        first: Callable[[list[int], Place | None], np.ndarray],
+        step: Callable[[int, Place | None], np.ndarray],
+    ) -> None:
+        self.first = first  # reset, feed the history, return probabilities of what comes next (at the place given)
+        self.step = step  # feed one more symbol, return probabilities of what comes next (at the place given)
 
     @classmethod
     def lstm(cls, model: Model, song_cache: bool = True) -> Predictor:
@@ -82,14 +88,17 @@ class Predictor:
         def predict(logits: np.ndarray) -> np.ndarray:
             return cache.mix(softmax(logits)) if song_cache else softmax(logits)
 
-        def first(history: list[int]) -> np.ndarray:
+        def first(history: list[int], place: Place | None) -> np.ndarray:
             cache.reset()
             for index in history:
                 cache.add(index)
-            return predict(runtime.prime(history))
+            runtime.prime(history[:-1])
+            return step(history[-1], place, count=False)
 
-        def step(index: int) -> np.ndarray:
-            cache.add(index)
+        def step(index: int, place: Place | None, count: bool = True) -> np.ndarray:
+            if count:
+                cache.add(index)
+            runtime.seat(place)
             return predict(runtime.step(index))
 
         return cls(first, step)
@@ -98,31 +107,45 @@ class Predictor:
     def ngram(cls, ngram: NGram) -> Predictor:
         history: list[int] = []
 
-        def first(start: list[int]) -> np.ndarray:
+        def first(start: list[int], place: Place | None) -> np.ndarray:
             history[:] = start
             return ngram.distribution(history)
 
-        def step(index: int) -> np.ndarray:
+        def step(index: int, place: Place | None) -> np.ndarray:
             history.append(index)
             return ngram.distribution(history)
 
         return cls(first, step)
 
 
-def score_tunes(predictor: Predictor, tunes: list[list[int]], vocabulary: Vocabulary, prefix: int) -> dict:
-    """Prediction figures over every step of every tune (and its closing song end)."""
+def score_tunes(
+    predictor: Predictor,
+    tunes: list[list[int]],
+    vocabulary: Vocabulary,
+    prefix: int,
+    bars: list[list[tuple[int, int, int]]] | None = None,
+) -> dict:
+    """Prediction figures over every step of every tune (and its closing song end); ``bars``: each tune's
+    measures (improvd.offline.notation.bar_places), which a lookback model hears."""
     pitch_indices = np.asarray(vocabulary.pitch_indices)
     pitch_set = set(vocabulary.pitch_indices)
     end = vocabulary.index[SONG_END]
     scores = Scores()
-    for tune in tunes:
-        probabilities = predictor.first([end] * prefix)
+    for k, tune in enumerate(tunes):
+        places = [*places_of(bars[k] if bars else [], len(tune)), None]
+        probabilities = predictor.first([end] * prefix, places[0])
         targets = [*tune, end]
         for t, true in enumerate(targets):
             scores.add(probabilities, true, pitch_indices, true in pitch_set)
             if t + 1 < len(targets):
-                probabilities = predictor.step(true)
+                probabilities = predictor.step(true, places[t + 1])
     return scores.figures()
+
+
+def places_of(bars: list[tuple[int, int, int]], steps: int) -> list[Place | None]:
+    """The place in the bar of each of a tune's ``steps`` (None where no measure says)."""
+    position, bar = bar_positions(bars, steps)
+    return [Place(int(p), int(b)) if p >= 0 else None for p, b in zip(position, bar, strict=True)]
 
 
 class NGramSteps:
@@ -135,6 +158,9 @@ class NGramSteps:
     def prime(self, indices: list[int]) -> np.ndarray | None:
         self._history = list(indices)
         return self._logits() if indices else None
+
+    def seat(self, place: Place | None) -> None:
+        """The n-gram knows no bars."""
 
     def step(self, index: int) -> np.ndarray:
         self._history.append(index)
@@ -197,8 +223,10 @@ def evaluate(
     seeds: int = 3,
     progress: bool = False,
     collection: str = "essen",
+    bars: dict[str, list[list[tuple[int, int, int]]]] | None = None,
 ) -> dict:
-    """The evaluate JSON for ``model``; ``songs`` maps split name ("train", "validation", "test") to songs.
+    """The evaluate JSON for ``model``; ``songs`` maps split name ("train", "validation", "test") to songs, and
+    ``bars`` to their measures (a lookback model hears them; None: no bars).
     ``test_idents``: the idents of the test songs in music21's ``collection``, for the continuations as played
     (None: none)."""
     vocabulary = model.vocabulary
@@ -218,9 +246,9 @@ def evaluate(
     say(f"n-gram order {ngram.order} (validation bits per step by order: {order_bits})")
     lstm, baseline = Predictor.lstm(model), Predictor.ngram(ngram)
     say(f"scoring {len(test)} test tunes")
-    gap = model.song_gap
-    report: dict = {"model": model.name, **score_tunes(lstm, test, vocabulary, gap)}
-    report["lstm_alone"] = score_tunes(Predictor.lstm(model, song_cache=False), test, vocabulary, gap)
+    gap, test_bars = model.song_gap, (bars or {}).get("test")
+    report: dict = {"model": model.name, **score_tunes(lstm, test, vocabulary, gap, test_bars)}
+    report["lstm_alone"] = score_tunes(Predictor.lstm(model, song_cache=False), test, vocabulary, gap, test_bars)
     base = {"order": ngram.order, "validation_bits_per_step_by_order": order_bits}
     base |= score_tunes(baseline, test, vocabulary, gap)
     report["baseline"] = base
@@ -255,7 +283,8 @@ def evaluate_directory(
     known = prepared.corpus.name in COLLECTIONS  # as played needs each tune's metre: its tunes are parsed by ident
     songs = {part: prepared.songs(part) for part in prepared.split}
     idents = prepared.split["test"] if known else None
-    report = evaluate(model, songs, idents, max_continuations, seeds, progress, prepared.corpus.name)
+    bars = {part: [prepared.corpus.bars.get(ident, []) for ident in prepared.split[part]] for part in prepared.split}
+    report = evaluate(model, songs, idents, max_continuations, seeds, progress, prepared.corpus.name, bars)
     if save:
         path = Path(directory) / MODEL_JSON
         card = json.loads(path.read_text(encoding="utf-8"))

@@ -7,7 +7,10 @@ sequence of N steps gives N targets.
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import layers
+
+from improvd.core.lookback import PLACES, input_width
 
 
 @keras.saving.register_keras_serializable(package="improvd")
@@ -28,6 +31,29 @@ class OneHot(layers.Layer):
         return {**super().get_config(), "depth": self.depth}
 
 
+@keras.saving.register_keras_serializable(package="improvd")
+class LookbackInputs(layers.Layer):
+    """(batch, time, 5) int rows of training.dataset.lookback_stream -> (batch, time, input_width(vocab)) floats:
+    the one-hot symbol, symbols one and two bars back, position and 16ths left (improvd.core.lookback's order; an
+    index past a part's size is all zeros)."""
+
+    def __init__(self, vocab: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.vocab = vocab
+
+    def call(self, inputs):
+        rows = keras.ops.cast(inputs, "int32")
+        sizes = (self.vocab, self.vocab, self.vocab, PLACES, PLACES)
+        parts = [keras.ops.one_hot(rows[..., k], size + 1)[..., :size] for k, size in enumerate(sizes)]
+        return keras.ops.concatenate(parts, axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], input_width(self.vocab))
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "vocab": self.vocab}
+
+
 def build_model(
     vocab_size: int,
     lstm_units: tuple[int, ...] = (256,),
@@ -37,13 +63,16 @@ def build_model(
     learning_rate: float = 1e-3,
 ) -> keras.Model:
     """A compiled model that maps (batch, time) int indices to (batch, time, vocab) probabilities."""
-    inputs = keras.Input(shape=(None,), dtype="int32", name="symbols")
-    if input_kind == "embedding":
+    shape = (None, 5) if input_kind == "lookback" else (None,)
+    inputs = keras.Input(shape=shape, dtype="int32", name="symbols")
+    if input_kind == "lookback":
+        x = LookbackInputs(vocab_size, name="lookback")(inputs)
+    elif input_kind == "embedding":
         x = layers.Embedding(vocab_size, embedding_dim, name="embedding")(inputs)
     elif input_kind == "onehot":
         x = OneHot(vocab_size, name="onehot")(inputs)
     else:
-        raise ValueError(f"input_kind must be 'onehot' or 'embedding', got {input_kind!r}")
+        raise ValueError(f"input_kind must be 'onehot', 'embedding' or 'lookback', got {input_kind!r}")
     for k, units in enumerate(lstm_units):
         x = layers.LSTM(units, return_sequences=True, name=f"lstm_{k}")(x)
         x = layers.Dropout(dropout, name=f"dropout_{k}")(x)
@@ -66,4 +95,20 @@ def lstm_units_of(model: keras.Model) -> list[int]:
 
 
 def input_kind_of(model: keras.Model) -> str:
+    if any(isinstance(layer, LookbackInputs) for layer in model.layers):
+        return "lookback"
     return "embedding" if any(isinstance(layer, layers.Embedding) for layer in model.layers) else "onehot"
+
+
+def warm_start(model: keras.Model, onehot: keras.Model) -> None:
+    """Start a lookback ``model`` from a one-hot model of the same vocabulary and sizes: its weights, and zero
+    weights for the lookback inputs, so it predicts exactly as ``onehot`` does until it learns to use them."""
+    for layer in model.layers:
+        if not layer.get_weights():
+            continue
+        weights = onehot.get_layer(layer.name).get_weights()
+        if layer.name == "lstm_0":
+            kernel = np.zeros(layer.get_weights()[0].shape, np.float32)
+            kernel[: weights[0].shape[0]] = weights[0]
+            weights = [kernel, *weights[1:]]
+        layer.set_weights(weights)

@@ -18,7 +18,7 @@ import numpy as np
 from improvd.core.encoding import Vocabulary
 
 from .corpus import DEFAULT_CACHE_DIR, Corpus, load_corpus
-from .dataset import evaluation_dataset, split_tunes, stream_of, training_dataset
+from .dataset import evaluation_dataset, lookback_stream, split_tunes, stream_of, training_dataset
 
 LR_DECAY = 0.3  # the learning rate is multiplied by this when validation loss stalls ...
 LR_PATIENCE = 2  # ... for this many epochs (early stopping waits longer: --patience)
@@ -48,6 +48,7 @@ class Settings:
     patience: int = 5
     max_minutes: float | None = None  # stop after the epoch that passes this wall-clock budget
     strategy: str = "default"  # default | mirrored | multiworker
+    init_from: str | None = None  # a lookback model starts from this one-hot model's folder (training.model.warm_start)
 
     def corpus_options(self) -> dict:
         return {"data": self.data, "names": self.files or None, "corpus": self.corpus, "max_tunes": self.max_tunes}
@@ -63,6 +64,13 @@ class Prepared:
 
     def songs(self, part: str) -> list[list[str]]:
         return [self.corpus.songs[ident] for ident in self.split[part]]
+
+    def stream(self, part: str, settings: Settings) -> np.ndarray:
+        """The part's training stream (training.dataset): symbols, and for a lookback model their bars."""
+        if settings.input_kind != "lookback":
+            return stream_of(self.songs(part), self.vocabulary, settings.song_gap)
+        bars = [self.corpus.bars.get(ident, []) for ident in self.split[part]]
+        return lookback_stream(self.songs(part), bars, self.vocabulary, settings.song_gap)
 
 
 def prepare(settings: Settings, cache_dir: str | Path | None = DEFAULT_CACHE_DIR, progress: bool = True) -> Prepared:
@@ -108,7 +116,7 @@ def fit(settings: Settings, run_dir: str | Path, prepared: Prepared, resume: str
     """Train; returns (best Keras model, history dict). The best epoch's weights are restored."""
     import keras
 
-    from .model import build_model, compile_model
+    from .model import build_model, compile_model, warm_start
 
     # first of all: MultiWorkerMirroredStrategy configures collective ops, which must come before any TensorFlow op
     strategy = _strategy(settings.strategy)
@@ -116,8 +124,7 @@ def fit(settings: Settings, run_dir: str | Path, prepared: Prepared, resume: str
     run.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(settings.seed)
     vocabulary = prepared.vocabulary
-    train_stream = stream_of(prepared.songs("train"), vocabulary, settings.song_gap)
-    val_stream = stream_of(prepared.songs("validation"), vocabulary, settings.song_gap)
+    train_stream, val_stream = prepared.stream("train", settings), prepared.stream("validation", settings)
     train_data, steps = training_dataset(train_stream, settings.sequence_length, settings.batch_size, settings.seed)
     val_data = evaluation_dataset(val_stream, settings.sequence_length, settings.batch_size)
     with strategy.scope():
@@ -135,6 +142,8 @@ def fit(settings: Settings, run_dir: str | Path, prepared: Prepared, resume: str
                 settings.embedding_dim,
                 settings.learning_rate,
             )
+            if settings.init_from:
+                warm_start(model, keras.models.load_model(Path(settings.init_from) / "model.keras"))
     callbacks = [
         keras.callbacks.EarlyStopping("val_loss", patience=settings.patience, restore_best_weights=True),
         keras.callbacks.ReduceLROnPlateau("val_loss", factor=LR_DECAY, patience=LR_PATIENCE, min_lr=MIN_LR),

@@ -142,6 +142,7 @@ from improvd.core.encoding import HOLD, REST, SONG_END, Vocabulary, is_pitch, to
 from improvd.core.follow import Following
 from improvd.core.grid import Grid, bar_steps, next_bar_line, strong_positions
 from improvd.core.keys import call_key, diatonic_shift, key_shift, parse_key
+from improvd.core.lookback import Place
 from improvd.core.metronome import CLICK_STEPS, click
 from improvd.core.model import Model
 from improvd.core.priming import SILENT_STEPS, Priming
@@ -280,9 +281,17 @@ class Engine:
     def _reprime(self) -> None:
         self._priming.cancel()
         self._runtime.restore(self._song_start)
+        symbols = self._buffer.last_note_symbols()
+        self._runtime.seat(self._place_of(symbols))
         self._step(self._song_end)  # the cache starts a new song too
-        for symbol in self._buffer.last_note_symbols():
+        for symbol in symbols:
             self._feed_lstm(symbol)
+
+    def _place_of(self, symbols: list[str]) -> Place:
+        """The place in the bar of the first of ``symbols``, the buffer's last (a lookback model hears it; the
+        steps after follow on, one a tick)."""
+        bar = bar_steps(self.settings.meter)
+        return Place((self._grid.step - len(symbols)) % bar, bar)
 
     # --- the grid --------------------------------------------------------------
 
@@ -425,7 +434,7 @@ class Engine:
                 if shift == self._shift:
                     priming.cancel()  # the call came back to the collection the LSTM hears it in
                 else:
-                    priming.begin(shift, [self._index_of(s, shift) for s in call])
+                    priming.begin(shift, [self._index_of(s, shift) for s in call], self._place_of(call))
         if priming.shift is not None:
             priming.advance()
             if priming.done:
@@ -607,21 +616,24 @@ class Engine:
 
     def _following_for(self, end: float, ahead: int) -> Following:
         """The follow work of the call heard so far, for a phrase end at ``end``, ``ahead`` silent steps from now."""
-        vocabulary, stated = self.model.vocabulary, self._stated_key()
+        vocabulary, stated, bar = self.model.vocabulary, self._stated_key(), bar_steps(self.settings.meter)
 
-        def prepare(call: list[str]) -> tuple[int, list[int]]:
+        def prepare(call: list[str], open_step: int) -> tuple[int, list[int], Place]:
             shift = _shift_for(call, stated)
-            return shift, [_index(vocabulary, symbol, shift) for symbol in call]
+            place = Place((open_step - len(call)) % bar, bar)
+            return shift, [_index(vocabulary, symbol, shift) for symbol in call], place
 
         as_heard = self._buffer.after_silence(ahead)
-        return Following(list(self._heard), as_heard, end, self._follow_inputs(), self._spare(), prepare)
+        heard = list(self._heard)
+        return Following(heard, as_heard, end, self._grid.step + ahead, self._follow_inputs(), self._spare(), prepare)
 
     def _follow_inputs(self) -> tuple[Any, ...]:
         """What the follow work is made from besides the call: the tempo prior, the metre (compound or not), the
-        buffer's length, the key and the model."""
+        buffer's length, the key, the model and the bar's length."""
         s = self.settings
         compound = beat_steps(s.meter) == COMPOUND_STEPS
-        return s.bpm, compound, self._buffer.symbols.maxlen or 1, self._stated_key(), id(self.model)
+        length = self._buffer.symbols.maxlen or 1
+        return s.bpm, compound, length, self._stated_key(), id(self.model), bar_steps(s.meter)
 
     def _forget_heard(self) -> None:
         """The call's messages are forgotten, and any follow work made from them."""
@@ -699,8 +711,9 @@ class Engine:
         shift = _shift_for(call, stated)
         if stated is None:
             first = self._grid.step - len(call)
-            bar_line = -first % bar_steps(self.settings.meter)  # the call's first bar line, as an index into it
-            return shift, (tonic_pitch_class(call_key(call, bar_line)[0]) + shift) % 12
+            bar = bar_steps(self.settings.meter)
+            bar_line = -first % bar  # the call's first bar line, as an index into it
+            return shift, (tonic_pitch_class(call_key(call, bar_line, bar)[0]) + shift) % 12
         return shift, (stated[0] + shift) % 12
 
     def _stated_key(self) -> tuple[int, str] | None:
@@ -750,7 +763,8 @@ class Engine:
             model, self._pending_model = self._pending_model, None
             self._load(model)
         elif self._call_steps:  # the player played on over the answer: that call is heard again, in slices
-            self._priming.begin(self._shift, [self._index_of(s) for s in self._buffer.last_note_symbols()])
+            call = self._buffer.last_note_symbols()
+            self._priming.begin(self._shift, [self._index_of(s) for s in call], self._place_of(call))
         # otherwise the next call's first step primes the LSTM afresh (``_close_step``)
 
     # --- player input ----------------------------------------------------------

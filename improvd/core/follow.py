@@ -23,6 +23,7 @@ from typing import Any
 import mido
 
 from improvd.core.encoding import is_pitch
+from improvd.core.lookback import Place
 from improvd.core.priming import Priming
 from improvd.core.seedbuffer import SeedBuffer
 from improvd.core.tempo import Beat, estimate
@@ -89,7 +90,8 @@ class Following:
     """The follow work of one call, for a phrase end at ``end``: the tempo fit (``beat``), the call replayed on the
     player's grid (``regridded``) and ``priming`` (a spare LSTM and song cache) hearing ``call`` moved by ``shift``:
     the replayed call, or where there is none (its tempo cannot be told) ``as_heard``, the call as the engine's own
-    grid will hold it then (``prepare`` gives the shift and the LSTM's indices of a call's symbols). ``inputs`` are
+    grid will hold it then, the phrase end opening its step ``open_step`` (``prepare`` gives the shift, the LSTM's
+    indices of a call's symbols and the place in the bar of its first, from the step that phrase end opens). ``inputs`` are
     what it was made from besides those: the tempo prior, a compound metre or not and the buffer's length (which it
     uses), then whatever else the caller's ``prepare`` depends on; the engine takes its result only where the phrase
     end finds them unchanged. ``finished`` once done; ``cancelled`` asks whoever runs it to stop."""
@@ -99,13 +101,15 @@ class Following:
         messages: list[tuple[float, mido.Message]],
         as_heard: list[str],
         end: float,
+        open_step: int,
         inputs: tuple[Any, ...],
         priming: Priming,
-        prepare: Callable[[list[str]], tuple[int, list[int]]],
+        prepare: Callable[[list[str], int], tuple[int, list[int], Place]],
     ) -> None:
         self.messages = list(messages)
         self.call = as_heard
         self.end = end
+        self.open_step = open_step
         self.inputs = inputs
         self.priming = priming
         self._prepare = prepare
@@ -122,11 +126,12 @@ class Following:
         if self.beat is not None:
             yield
             self.regridded = regrid(self.messages, self.beat, self.end, length)
+        open_step = self.open_step
         if self.regridded is not None:
-            self.call = self.regridded.buffer.last_note_symbols()
+            self.call, open_step = self.regridded.buffer.last_note_symbols(), self.regridded.open_step
         yield
-        self.shift, indices = self._prepare(self.call)
-        self.priming.begin(self.shift, indices)
+        self.shift, indices, place = self._prepare(self.call, open_step)
+        self.priming.begin(self.shift, indices, place)
         while not self.priming.done:
             yield
             self.priming.advance()

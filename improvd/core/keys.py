@@ -10,6 +10,7 @@ included; a major/minor estimate would move a D Dorian call (no sharps) to A wit
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import numpy as np
@@ -61,21 +62,29 @@ def estimate_key(symbols: Sequence[str]) -> tuple[str, str]:
 
 
 TONIC_HINT = 0.1  # added to the score of the keys on the call's first downbeat note (see call_key)
+LEADING_HINT = 0.1  # added to the minor key of a downbeat note reached by a semitone up from the note before
 
 
-def call_key(symbols: Sequence[str], bar_line: int) -> tuple[str, str]:
+def call_key(symbols: Sequence[str], bar_line: int, bar_steps: int = 16) -> tuple[str, str]:
     """(tonic, mode) a musician hears in a call: ``estimate_key``'s correlations, with TONIC_HINT added to the two
     keys whose tonic is the first note that starts at or after index ``bar_line`` of ``symbols`` (the call's first
-    downbeat; a pickup is often the dominant). Chosen on 306 calls of Essen tunes outside the shipped model's test
-    split, against music21's analysis of each whole tune: its tonic agreed with 0.794 of them without the hint,
-    0.810 with it (the test split's 293 calls: 0.768 and 0.792)."""
+    downbeat; a pickup is often the dominant), and LEADING_HINT to the minor key of each note on a bar line (every
+    ``bar_steps`` from ``bar_line``) that the note before it leads up to by a semitone (harmonic minor's raised
+    seventh: Essen's key profiles, learned mostly from major and natural minor, weigh it little). Chosen on 306
+    calls of Essen tunes outside the shipped model's test split, against music21's analysis of each whole tune:
+    its tonic agreed with 0.794 of them with neither hint, 0.810 with the first, 0.820 with both (the test
+    split's 293 calls: 0.768, 0.792, 0.792)."""
     weights = pitch_class_weights(symbols)
     if not weights.any():
         return "C", "major"
     scores = _key_scores(weights)
-    first = next((int(s) for s in symbols[max(bar_line, 0) :] if s.isdigit()), None)
+    onsets = [(index, int(s)) for index, s in enumerate(symbols) if s.isdigit()]
+    first = next((pitch for index, pitch in onsets if index >= max(bar_line, 0)), None)
     if first is not None:
         scores[[first % 12, 12 + first % 12]] += TONIC_HINT
+    for (_, before), (index, pitch) in itertools.pairwise(onsets):
+        if pitch - before == 1 and index >= bar_line and (index - bar_line) % bar_steps == 0:
+            scores[12 + pitch % 12] += LEADING_HINT
     best = int(np.argmax(scores))
     return TONIC_NAMES[best % 12], "major" if best < 12 else "minor"
 

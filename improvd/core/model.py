@@ -6,7 +6,8 @@ without tensorflow and without pickle.
 weights.npz holds float32 arrays in Keras' own layouts (gate order i, f, c, o):
 
 * ``embedding``                 (vocab, embedding_dim)      only when input is "embedding"
-* ``lstm_<k>_kernel``           (input_dim, 4 * units_k)    input_dim = vocab for one-hot input
+* ``lstm_<k>_kernel``           (input_dim, 4 * units_k)    input_dim = vocab for one-hot input,
+                                                            improvd.core.lookback.input_width(vocab) for lookback
 * ``lstm_<k>_recurrent_kernel`` (units_k, 4 * units_k)
 * ``lstm_<k>_bias``             (4 * units_k,)
 * ``dense_kernel``              (units_last, vocab)
@@ -30,10 +31,12 @@ import numpy as np
 
 from improvd.core.encoding import SPECIAL_SYMBOLS, STEP_QUARTER_LENGTH, EncodingError, Vocabulary
 from improvd.core.keys import WHITE_KEYS
+from improvd.core.lookback import input_width
 
 MODEL_FORMAT = "improvd-model"
 MODEL_FORMAT_VERSION = 1
 DEFAULT_SONG_GAP = 16  # training's default, for cards without settings.song_gap
+INPUTS = ("onehot", "embedding", "lookback")  # what the first layer takes: the symbol, or also its place in the bar
 MODEL_JSON = "model.json"
 WEIGHTS_NPZ = "weights.npz"
 MAX_CARD_BYTES = 1 << 20  # model.json
@@ -66,7 +69,7 @@ class Model:
     path: Path
     vocabulary: Vocabulary
     sequence_length: int
-    input: str  # "onehot" or "embedding"
+    input: str  # "onehot", "embedding" or "lookback" (improvd.core.lookback)
     lstm_units: list[int]
     weights: dict[str, np.ndarray]
     card: dict[str, Any] = field(default_factory=dict)
@@ -143,8 +146,8 @@ def _read_card(file: Path) -> dict[str, Any]:
     units = card.get("lstm_units")
     if not isinstance(units, list) or not units or not all(_whole(u) and u > 0 for u in units):
         raise ModelError(f"{file}: lstm_units must be a non-empty list of positive whole numbers, got {units!r}")
-    if card.get("input") not in ("onehot", "embedding"):
-        raise ModelError(f'{file}: input must be "onehot" or "embedding", got {card.get("input")!r}')
+    if card.get("input") not in INPUTS:
+        raise ModelError(f"{file}: input must be one of {', '.join(INPUTS)}, got {card.get('input')!r}")
     if not _whole(card.get("sequence_length")) or card["sequence_length"] < 1:
         raise ModelError(f"{file}: sequence_length must be a positive whole number")
     try:
@@ -291,7 +294,7 @@ def _check_declared(file: Path, declared: dict[str, _Declared], vocab: int, inpu
 def expected_shapes(vocab: int, input_kind: str, lstm_units: list[int], embedding_dim: int | None) -> dict[str, tuple]:
     """The weight names and shapes that a model of these sizes must have."""
     shapes: dict[str, tuple] = {}
-    input_dim = vocab
+    input_dim = input_width(vocab) if input_kind == "lookback" else vocab
     if input_kind == "embedding":
         shapes["embedding"] = (vocab, embedding_dim)
         input_dim = embedding_dim

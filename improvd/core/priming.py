@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from improvd.core.lookback import Place
 from improvd.core.songcache import SongCache
 
 PRIME_STEPS = 20  # LSTM steps a tick (about 0.06 ms each at the shipped model's size): 129 in 7 ticks
@@ -35,10 +36,12 @@ class Priming:
         self._song_end = song_end
         self._pending: deque[int] = deque()
 
-    def begin(self, shift: int, indices: list[int]) -> None:
-        """Start hearing, moved by ``shift``, a call whose LSTM indices so far are ``indices``."""
+    def begin(self, shift: int, indices: list[int], place: Place) -> None:
+        """Start hearing, moved by ``shift``, a call whose LSTM indices so far are ``indices``, the first of them at
+        ``place`` in its bar."""
         self.shift = shift
         self.runtime.restore(self._start)
+        self.runtime.seat(place)
         self._pending = deque([self._song_end, *indices])
 
     def feed(self, index: int) -> None:

@@ -2,7 +2,10 @@
 
 The first layer's input projection is folded into a lookup table
 (``embedding @ kernel + bias`` or, for one-hot input, ``kernel + bias``), so a
-step costs one table row plus one small matrix product per layer.
+step costs one table row plus one small matrix product per layer. A lookback
+model (improvd.core.lookback) adds four more rows a step: the symbols one and
+two bars back and the place in the bar, which the runtime keeps itself from the
+place it is ``seat``-ed at and the symbols it has heard since the last song end.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from improvd.core.encoding import SONG_END
+from improvd.core.lookback import MAX_LOOKBACK, PLACES, Place
 from improvd.core.model import Model
 
 
@@ -26,7 +31,10 @@ class LSTMRuntime:
         first = w["lstm_0_kernel"]
         if model.input == "embedding":
             first = w["embedding"] @ first
-        self._input_table = (first + w["lstm_0_bias"]).astype(np.float32)
+        vocab = len(model.vocabulary)
+        self._input_table = (first[:vocab] + w["lstm_0_bias"]).astype(np.float32)
+        self._lookback = _LookbackTables(first[vocab:], vocab) if model.input == "lookback" else None
+        self._song_end = model.vocabulary.index[SONG_END]
         self._layers = [
             (
                 w[f"lstm_{k}_kernel"] if k else None,
@@ -41,23 +49,40 @@ class LSTMRuntime:
         self.vocabulary = model.vocabulary
         self.reset()
 
+    @property
+    def looks_back(self) -> bool:
+        """Whether the model takes the place in the bar (``seat`` matters)."""
+        return self._lookback is not None
+
     def reset(self) -> None:
-        """Forget everything heard: zero state, as Keras starts a sequence."""
+        """Forget everything heard: zero state, as Keras starts a sequence; no place in a bar, no history."""
         self._state = [(np.zeros(u, np.float32), np.zeros(u, np.float32)) for *_, u in self._layers]
+        self._place: Place | None = None
+        self._history: list[int] = []
 
-    def snapshot(self) -> list[tuple[np.ndarray, np.ndarray]]:
+    def seat(self, place: Place | None) -> None:
+        """The step that the next ``step`` predicts falls at ``place`` (None: no bar, as between songs); the steps
+        after it follow on bar by bar."""
+        self._place = place
+
+    def snapshot(self) -> tuple:
         """A copy of the state, to restore after trying a continuation."""
-        return [(h.copy(), c.copy()) for h, c in self._state]
+        return [(h.copy(), c.copy()) for h, c in self._state], self._place, list(self._history)
 
-    def restore(self, snapshot: list[tuple[np.ndarray, np.ndarray]]) -> None:
-        self._state = [(h.copy(), c.copy()) for h, c in snapshot]
+    def restore(self, snapshot: tuple) -> None:
+        state, self._place, history = snapshot
+        self._state = [(h.copy(), c.copy()) for h, c in state]
+        self._history = list(history)
 
     def step(self, index: int) -> np.ndarray:
         """Feed one symbol index; return the logits of the next symbol (float32, vocab-sized)."""
+        first = self._input_table[index]
+        if self._lookback is not None:
+            first = first + self._look_back(index)
         x = None
         new_state = []
         for (kernel, recurrent, bias, units), (h, c) in zip(self._layers, self._state, strict=True):
-            z = self._input_table[index] if kernel is None else x @ kernel + bias
+            z = first if kernel is None else x @ kernel + bias
             z = z + h @ recurrent
             i = _sigmoid(z[:units])
             f = _sigmoid(z[units : 2 * units])
@@ -70,6 +95,23 @@ class LSTMRuntime:
         self._state = new_state
         return x @ self._dense_kernel + self._dense_bias
 
+    def _look_back(self, index: int) -> np.ndarray:
+        """The lookback rows for the step after ``index``; the history and the place move on by one step."""
+        history = self._history
+        if index == self._song_end:
+            history.clear()  # before a song's start, lookback hears song ends
+        else:
+            history.append(index)
+            if len(history) > MAX_LOOKBACK:
+                del history[: len(history) - MAX_LOOKBACK]
+        place = self._place
+        if place is None:
+            return self._lookback.none
+        bar = place.bar_steps
+        back = [history[-n] if len(history) >= n else self._song_end for n in (bar, 2 * bar)]
+        self._place = place.following()
+        return self._lookback.row(back[0], back[1], *place.rows())
+
     def prime(self, indices: Iterable[int]) -> np.ndarray | None:
         """Reset, then feed ``indices``; return the last logits (None if there were none)."""
         self.reset()
@@ -77,6 +119,19 @@ class LSTMRuntime:
         for index in indices:
             logits = self.step(index)
         return logits
+
+
+class _LookbackTables:
+    """The first kernel's rows past the symbol's, split by part (improvd.core.lookback's order)."""
+
+    def __init__(self, rows: np.ndarray, vocab: int) -> None:
+        rows = rows.astype(np.float32)
+        self._one, self._two = rows[:vocab], rows[vocab : 2 * vocab]
+        self._position, self._left = rows[2 * vocab : 2 * vocab + PLACES], rows[2 * vocab + PLACES :]
+        self.none = np.zeros(rows.shape[1], np.float32)
+
+    def row(self, one: int, two: int, position: int, left: int) -> np.ndarray:
+        return self._one[one] + self._two[two] + self._position[position] + self._left[left]
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:

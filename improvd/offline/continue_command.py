@@ -172,9 +172,10 @@ def main(args: argparse.Namespace) -> int:
 
 def call_key(call: Call) -> tuple[str, str]:
     """The call's key: the file's own, else (or when its notes do not fit it) the key improvd hears in it, as the
-    engine does (improvd.core.keys.call_key: its first downbeat note favoured)."""
+    engine does (improvd.core.keys.call_key)."""
     melody = grid_melody(call.notes, call.step_seconds)
-    return melody_key(melody, call.key, heard_key(call_symbols(melody), call.bar_start_step))
+    heard = heard_key(call_symbols(melody), call.bar_start_step, call.steps_per_bar)
+    return melody_key(melody, call.key, heard)
 
 
 def call_symbols(melody: list[Note]) -> list[str]:

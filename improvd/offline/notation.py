@@ -169,6 +169,19 @@ def melody_of(score: stream.Stream, where: str = "score") -> list[Note]:
     return _line(events, Fraction(flat.highestTime))
 
 
+def bar_places(score: stream.Stream) -> list[tuple[int, int, int]]:
+    """Where ``melody_of(score)``'s steps fall in their bars: (first step, its position in the bar, the bar's 16ths)
+    for each measure, in order (a pickup measure starts past its bar line); [] for a score without measures."""
+    part = score.parts[0] if isinstance(score, stream.Score) and score.parts else score
+    places = []
+    for measure in part.getElementsByClass(stream.Measure):
+        bar = round(float(measure.barDuration.quarterLength) * 4)
+        if bar >= 1:
+            start, position = round(float(measure.offset) * 4), round(float(measure.paddingLeft) * 4)
+            places.append((start, min(max(position, 0), bar - 1), bar))
+    return places
+
+
 def _line(events: dict[Fraction, tuple[int, Fraction]], end: Fraction) -> list[Note]:
     """Monophonic notes from onset -> (pitch, length): a note ends at the next onset; gaps are rests."""
     melody: list[Note] = []
