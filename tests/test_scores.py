@@ -239,7 +239,7 @@ def test_musescore_draws_the_demo_and_a_pickup_tune_headless(tunes, tiny_model_d
     back = read_back(tmp_path / "demo" / "demo.musicxml")  # erk10#112: G minor written with every flat
     assert (back["sharps"], back["metre"], back["first_bar"]) == (-2, (4, 4), 1)  # a quarter's pickup
     assert accidentals(tmp_path / "demo" / "demo.musicxml")[1:] == (0, 0)
-    assert meta(tmp_path / "demo" / "demo.mid")["key_signature"].key == "Bb"
+    assert meta(tmp_path / "demo" / "demo.mid")["key_signature"].key == "Gm"  # heard as music21 hears it
     picture = tmp_path / "demo" / "demo.score.png"
     assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
