@@ -192,6 +192,23 @@ def test_no_tick_hears_more_than_a_slice_of_candidate_steps_and_the_phrase_end_n
     assert caught_up[-1]
 
 
+def test_a_call_played_over_the_answer_in_another_key_is_answered_as_the_chosen_model_alone(trained):
+    """barge_in = overlap: the next call starts while the answer plays (the spare LSTM hears it after the answer,
+    then its key moves); auto answers both calls note for note as the chosen model alone does."""
+    second = [(time + 40 * STEP, message) for time, message in call(B_FLAT)]
+    played = call(PHRASE) + second
+    settings = {"barge_in": "overlap", "response_bars": 1}
+    alone, alone_events = run(Engine(named(trained, "tiny"), Settings(**settings), seed=7), played, 260)
+    engine = Engine(flat(trained, "flat"), Settings(**settings), seed=7)
+    unlikely = dataclasses.replace(flat(trained, "flat"), card={"name": "flat", "style_prior_bits": 100})
+    engine.set_styles(Styles({"tiny": named(trained, "tiny"), "flat": unlikely}))
+    sent, events = run(engine, played, 260)
+    starts = [e.data for e in events if e.name == "response_start"]
+    assert len(starts) == 2 and starts == [e.data for e in alone_events if e.name == "response_start"]
+    assert starts[1]["transposition"] != starts[0]["transposition"]
+    assert notes(sent) == notes(alone)
+
+
 def test_auto_turned_off_in_the_middle_of_a_call_answers_as_the_model_alone(trained):
     """While auto listens the engine's own LSTM rests; turned off mid-call, it hears the call so far at once and
     answers note for note as it would have alone."""

@@ -433,6 +433,7 @@ class Engine:
                 if shift == self._shift:
                     priming.cancel()  # the call came back to the collection the LSTM hears it in
                 elif self._resting:
+                    priming.cancel()
                     self._shift = shift  # style auto: the candidates hear the call again (_hear_styles)
                 else:
                     priming.begin(shift, [self._index_of(s, shift) for s in call])
