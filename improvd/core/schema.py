@@ -351,7 +351,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "style",
         "text",
-        "auto (at each phrase end the model under the models path that predicted your phrase best answers it) or "
+        "auto (at each phrase end the model under the models path that found your phrase most likely answers it) or "
         "a model's folder name there",
         sources=STEERED | {CC},
         engine=False,
