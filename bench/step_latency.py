@@ -14,6 +14,11 @@ done at the phrase end (inline: as before the daemon's thread for it) and done a
 (improvd.daemon.aside, as the daemon runs it), ticks paced in real time through the silence as the daemon's are.
 improvd_full_memory: (c) with the session memory full (64 calls of one riff played over and over, the
 worst case: every step finds the most matches it follows).
+The same ticks with style auto over every shipped model (improvd.core.styles: each candidate hears the call too,
+and at the phrase end the best takes over): listening_tick_auto, phrase_end_auto, longest_hold_auto,
+answer_work_auto; style_choice, phrase_end_auto less phrase_end on the same call (what choosing and handing over
+adds to the phrase-end tick: on a loaded machine the difference of two noisy figures), and style_choose,
+``Styles.choose`` alone after a call of 64 steps and its silence (scoring every candidate, the handed-over state).
 
 Prints one JSON object (with --json) or a table. Not a test: these machines are shared, so compare the ratios.
 Uses models/essen when it exists, else a default-size model (one LSTM of 256 units) with random weights.
@@ -40,11 +45,13 @@ import numpy as np
 
 from improvd.core.encoding import SONG_END, Vocabulary
 from improvd.core.engine import Engine, Settings
+from improvd.core.lookback import Place
 from improvd.core.model import DEFAULT_MODEL_DIR, load_model
 from improvd.core.recall import CALL_STEPS, SessionMemory
 from improvd.core.runtime import LSTMRuntime, softmax
 from improvd.core.sampler import Sampler
 from improvd.core.songcache import SongCache
+from improvd.core.styles import Styles, models_under
 from improvd.daemon.aside import Aside
 from improvd.daemon.timing import SWITCH_INTERVAL
 from training.export import export_model
@@ -133,9 +140,11 @@ def bench(repeats: int) -> dict:
     state["index"] = int(riff[0])
     memory_times = timed(improvd_step, repeats * 50)
 
-    primed = [Engine(load_model(path)) for path in shipped_models()]  # every shipped model, as the daemon holds them
+    primed = models_under(DEFAULT_MODEL_DIR.parent) if len(shipped_models()) > 1 else {"bench": model}
     phrase = phrase_end_work(model, repeats)
     followed = follow_figures(model, max(3, repeats // 20))
+    auto = phrase_end_work(model, repeats, Styles(primed))
+    choice = [a - b for a, b in zip(auto["phrase_end"], phrase["phrase_end"], strict=True)]
 
     tutorial = keras_lstm(model.lstm_units, vocab, model.weights, shape=(WINDOW, vocab))
     tutorial.predict(window, verbose=0)
@@ -154,9 +163,12 @@ def bench(repeats: int) -> dict:
         "keras_stateful": percentiles(stateful_times),
         "improvd": percentiles(improvd_times),
         "improvd_full_memory": percentiles(memory_times),
-        "models_primed": len(primed),
+        "models_primed": sorted(primed),
         **{name: percentiles(samples) for name, samples in phrase.items()},
         **followed,
+        **{f"{name}_auto": percentiles(samples) for name, samples in auto.items()},
+        "style_choice": percentiles(choice),
+        "style_choose": percentiles(choose_work(Styles(primed), repeats)),
     }
     result["load_average_1min"] = round(os.getloadavg()[0], 2)
     result["speedup_p50_vs_tutorial"] = round(result["tutorial_window"]["p50_ms"] / result["improvd"]["p50_ms"], 1)
@@ -169,14 +181,30 @@ def shipped_models() -> list[Path]:
     return sorted(path.parent for path in DEFAULT_MODEL_DIR.parent.glob("*/weights.npz"))
 
 
-def phrase_end_work(model, repeats: int) -> dict[str, list[float]]:
+def choose_work(styles: Styles, repeats: int) -> list[float]:
+    """``styles.choose()`` after hearing a call of 64 steps (a note every 8th) and 8 silent steps, caught up."""
+    rng = np.random.default_rng(2)
+    samples = []
+    for _ in range(repeats * 5):
+        notes = [str(int(rng.integers(60, 80))) if k % 2 == 0 else "_" for k in range(WINDOW)]
+        styles.restart(0, notes + ["r"] + ["_"] * 7, Place(0, 16))
+        styles.advance(1 << 30)
+        start = CLOCK[0]()
+        styles.choose()
+        samples.append(CLOCK[0]() - start)
+    return samples
+
+
+def phrase_end_work(model, repeats: int, styles: Styles | None = None) -> dict[str, list[float]]:
     """Time the engine's ticks through a call of 64 steps in a random key (so the key often moves) and its answer
     of 32 steps: each tick of the call, the phrase-end tick, the longest tick from the call's first silent step to
-    the answer's end, and the sum of those ticks."""
+    the answer's end, and the sum of those ticks; with ``styles``, answering with style auto. The same calls, the
+    same seeds, with or without."""
     samples: dict[str, list[float]] = {"listening_tick": [], "phrase_end": [], "longest_hold": [], "answer_work": []}
     rng = np.random.default_rng(1)
     for _ in range(repeats):
         engine = Engine(model, Settings(bpm=120, response_steps=32), seed=int(rng.integers(1 << 30)))
+        engine.set_styles(styles)
         step = engine.step_seconds()
         engine.start(0.0)
         root = int(rng.integers(55, 67))

@@ -1,7 +1,8 @@
-"""improvd-train corpus|fit|export|evaluate: the offline pipeline from scores to a model directory.
+"""improvd-train corpus|fit|export|evaluate|compare: the offline pipeline from scores to a model directory.
 
 corpus parses (and caches) the scores; fit trains on the train split and exports models/NAME; export turns a run
-folder's best checkpoint into a model directory; evaluate measures a model on the test split.
+folder's best checkpoint into a model directory; evaluate measures a model on the test split; compare measures
+several models and style auto on each one's test split.
 """
 
 from __future__ import annotations
@@ -201,6 +202,24 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import compare_directories
+
+    report = compare_directories(
+        args.model_dirs,
+        cache_dir=args.cache_dir,
+        max_calls=args.max_calls,
+        seeds=args.seeds,
+        two_sample=not args.no_two_sample,
+        progress=True,
+        max_tunes=args.max_tunes,
+        only=args.split,
+        calibration=args.calibrate,
+    )
+    print(json.dumps(report, indent=2))
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="improvd-train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -240,6 +259,25 @@ def parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--save", action="store_true", help="also write the figures into model.json")
     evaluate.set_defaults(run=cmd_evaluate)
+    about = "every model and style auto on every model's test split, on the same calls"
+    compare = commands.add_parser("compare", help=about, description=about)
+    compare.add_argument("model_dirs", nargs="+", help="model directories (each with its corpus in model.json)")
+    compare.add_argument("--max-calls", type=int, default=150, help="test calls per split (default: %(default)s)")
+    compare.add_argument(
+        "--max-tunes", type=int, default=100, help="test tunes scored per split (default: %(default)s)"
+    )
+    compare.add_argument("--seeds", type=int, default=2, help="answers played per call (default: %(default)s)")
+    compare.add_argument("--split", nargs="*", help="only these corpora's test splits, e.g. british (default: all)")
+    compare.add_argument("--no-two-sample", action="store_true", help="leave out the two-sample test")
+    compare.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="instead: choose style auto's priors (style_prior_bits of each card) on the validation splits' calls",
+    )
+    compare.add_argument(
+        "--cache-dir", default=str(DEFAULT_CACHE_DIR), help="parsed-corpus cache (default: %(default)s)"
+    )
+    compare.set_defaults(run=cmd_compare)
     return top
 
 

@@ -38,7 +38,7 @@ The driver's contract (times are floats in seconds on the driver's clock):
   at once when listening, at the end of the answer when responding.
 * ``drain_events()`` returns what happened since the last call, each an
   ``Event(time, name, data)``: ``phrase_end`` {call_steps}, ``response_start``
-  {steps, first_step, entry, transposition}, ``response_end`` ({} or
+  {steps, first_step, entry, transposition, model}, ``response_end`` ({} or
   {interrupted: True}), ``barge_in``, ``panic``, ``forget`` {phrases}, ``input_lost`` {released},
   ``respond_ignored`` {reason}, ``count_in`` {listen_at_step}, ``notes_ignored`` {reason, notes} (played in a
   count-in before its last beat, or on the last 16th of a player's turn of ``turns``), ``tempo`` {bpm, fit}.
@@ -63,7 +63,10 @@ setting's when one is stated (``_key``); when that move changes, a spare LSTM
 hears the call again in slices while the phrase-end silence passes
 (improvd.core.priming) and takes over. With ``follow_tempo`` the call is heard again on the player's own grid
 (improvd.core.follow.Following): work handed to ``aside`` FOLLOW_AHEAD steps before the phrase end is due and
-taken there when it finished for it (otherwise done there, with the same result). The answer is drawn in slices
+taken there when it finished for it (otherwise done there, with the same result). With style auto
+(``set_styles``) every candidate model hears the call too, a slice a tick, and at the phrase end the one that
+predicted it best takes over as it heard it (improvd.core.styles; ``response_start`` names it). The answer is drawn
+in slices
 (improvd.core.answer): each tick draws the symbol of the step that opens at the
 next boundary and at most ``SLICE_STEPS`` LSTM steps more, and queues the notes
 drawn, moved back and folded by octaves into ``range`` (its notes are drawn
@@ -153,6 +156,7 @@ from improvd.core.schema import MATCH_BARS
 from improvd.core.seedbuffer import SeedBuffer
 from improvd.core.settings import Settings
 from improvd.core.songcache import SongCache
+from improvd.core.styles import Handover, Styles
 from improvd.core.touch import Touch, beat_steps
 
 SUSTAIN = 64
@@ -218,6 +222,9 @@ class Engine:
         self._passed: set[tuple[int, int]] = set()  # ... and of the player's notes passed through and still on
         self._silent = False  # a panic's releases went out and nothing has been sent since: another sends nothing
         self._pending_model: Model | None = None
+        self._styles: Styles | None = None  # style auto: the candidates that hear the call (improvd.core.styles)
+        self._pending_styles: tuple[Styles | None] | None = None  # set_styles during an answer, for after it
+        self._resting = False  # style auto while listening: the candidates hear the call, the engine's LSTM rests
         self._grid = Grid()
         self._respond_requested = False
         self.mode = "listening" if self.settings.enabled else "idle"
@@ -243,21 +250,33 @@ class Engine:
 
     # --- model and state -----------------------------------------------------
 
-    def _load(self, model: Model) -> None:
+    def _load(self, model: Model, handover: Handover | None = None) -> None:
+        """Answer with ``model`` from now on: primed afresh, or as ``handover`` (style auto's choice) has heard
+        the call already, only the song cache hearing it again."""
         self.model = model
         self._buffer.resize(self.settings.buffer_steps or model.sequence_length)
-        self._runtime = self._predictor(model)
         vocabulary = model.vocabulary
         self._song_end = vocabulary.index[SONG_END]
         self._recall.bind(vocabulary.symbols)  # a model of another vocabulary starts an empty memory
         self._cache = SongCache(self._song_end, self._recall)
-        self._runtime.prime([self._song_end] * model.song_gap)  # a call starts as a song does in training
-        self._song_start = self._runtime.snapshot()
-        self._priming = self._spare()
+        if handover is None:
+            self._runtime = self._predictor(model)
+            self._runtime.prime([self._song_end] * model.song_gap)  # a call starts as a song does in training
+            self._song_start = self._runtime.snapshot()
+            self._priming = self._spare()
+        else:
+            self._runtime, self._song_start = handover.runtime, handover.song_start
+            cache = SongCache(self._song_end, self._recall)
+            self._priming = Priming(handover.spare, cache, self._song_start, self._song_end)
         self._drop_following()
         self._onset_mask = np.array([is_pitch(s) for s in vocabulary.symbols])
         self._playable = np.array([s != SONG_END for s in vocabulary.symbols])
-        self._reprime()
+        if handover is None:
+            self._reprime()
+            return
+        self._logits = handover.logits
+        for index in [self._song_end, *map(self._index_of, self._buffer.last_note_symbols())]:
+            self._cache.add(index)
 
     def _spare(self) -> Priming:
         """A spare LSTM and song cache (the session memory under it too, as the engine's), to prime aside."""
@@ -274,8 +293,10 @@ class Engine:
         self._step(self._index_of(symbol))
 
     def _step(self, index: int, own: bool = False) -> None:
-        """The LSTM and the song cache take one symbol (the cache does not count improvd's ``own``)."""
-        self._logits = self._runtime.step(index)
+        """The LSTM and the song cache take one symbol (the cache does not count improvd's ``own``); the LSTM not
+        while it rests (``_hear_styles``)."""
+        if not self._resting:
+            self._logits = self._runtime.step(index)
         self._cache.add(index, count=not own)
 
     def _reprime(self) -> None:
@@ -286,6 +307,8 @@ class Engine:
         self._step(self._song_end)  # the cache starts a new song too
         for symbol in symbols:
             self._feed_lstm(symbol)
+        if self._styles is not None:
+            self._styles.restart(self._shift, symbols, self._place_of(symbols))  # heard in slices (_hear_styles)
 
     def _place_of(self, symbols: list[str]) -> Place:
         """The place in the bar of the first of ``symbols``, the buffer's last (a lookback model hears it; the
@@ -412,6 +435,7 @@ class Engine:
         else:
             self._feed_lstm(symbol)
         self._prime_ahead(symbol)
+        self._hear_styles(None if starts else symbol)
         if self._phrase_ended():
             self._respond(time)
         else:
@@ -433,12 +457,44 @@ class Engine:
             if shift != priming.shift:
                 if shift == self._shift:
                     priming.cancel()  # the call came back to the collection the LSTM hears it in
+                elif self._resting:
+                    priming.cancel()
+                    self._shift = shift  # style auto: the candidates hear the call again (_hear_styles)
                 else:
                     priming.begin(shift, [self._index_of(s, shift) for s in call], self._place_of(call))
         if priming.shift is not None:
             priming.advance()
             if priming.done:
                 self._swap()
+
+    def _hear_styles(self, symbol: str | None) -> None:
+        """Style auto: the candidates hear the call's new ``symbol`` (None: a re-prime gave them the call) in the
+        transposition it will be answered in (the spare LSTM's while it primes one: a move hears the call again),
+        a slice a tick (improvd.core.styles). Meanwhile the engine's own LSTM and spare rest: at the phrase end the
+        chosen candidate takes over with the call heard (``_choose_style``)."""
+        styles = self._styles
+        if styles is None:
+            return
+        self._resting = True
+        shift = self._shift if self._priming.shift is None else self._priming.shift
+        if shift != styles.shift:
+            call = self._buffer.last_note_symbols()
+            styles.restart(shift, call, self._place_of(call))
+        elif symbol is not None:
+            styles.feed(symbol)
+        styles.advance()
+
+    def _choose_style(self) -> None:
+        """Style auto, at the phrase end: the candidate that predicted the call best answers it, handed over with
+        the call heard in its transposition (improvd.core.styles)."""
+        if self._styles is None:
+            return
+        shift = self._styles.shift  # never None here: _hear_styles has given them the call in this tick
+        handover = self._styles.choose()
+        self._resting = False
+        if shift is not None:
+            self._shift = shift
+            self._load(handover.model, handover)
 
     def _rekey(self, shift: int) -> None:
         """At the phrase end: hear the call moved by ``shift``: the spare LSTM primed for it (what is left of its
@@ -487,15 +543,17 @@ class Engine:
         and the answer may start on that bar line (its first silent 16th is closed, the step before that bar line
         open) or, after a silence begun on it, as soon as that 16th is closed. A rest inside a phrase falls elsewhere in it; the model's own
         probability of a note does not tell them apart (bench/dead_air.py). The LSTM must hear the call in the key
-        it is answered in: a call that moved the key waits for the spare LSTM's priming, so that no tick hears the
-        whole call again (not with ``follow_tempo``, whose phrase end hears it again anyway)."""
+        it is answered in: a call that moved the key waits for the spare LSTM's priming (and style auto's candidates
+        for theirs), so that no tick hears the whole call again (not with ``follow_tempo``, whose phrase end hears it
+        again anyway)."""
         over = self._over_at()
         if over is None or self._grid.step < over:
             return False
         if self.settings.follow_tempo:
             return True  # its phrase end hears the call again anyway
         shift = self._key(self._buffer.last_note_symbols())[0]
-        return shift == self._shift and self._priming.shift is None
+        caught_up = self._styles is None or self._styles.caught_up  # style auto's candidates have heard it all
+        return shift == self._shift and self._priming.shift is None and caught_up
 
     def _over_at(self) -> int | None:
         """With ``phrase_end = "music"``, the open step from which the call in its silence is over by the music
@@ -537,6 +595,7 @@ class Engine:
         call = self._buffer.last_note_symbols()
         self._events.append(Event(time, "phrase_end", {"call_steps": self._call_steps}))
         shift, tonic = self._key(call)
+        self._choose_style()
         if shift != self._shift or self._priming.shift is not None:
             self._rekey(shift)
         self._feed_lstm(HOLD)  # the step that opened at this tick sounds as the call's silence going on
@@ -565,6 +624,7 @@ class Engine:
         self.mode = "responding"
         self._draw_answer()
         data = {"steps": plan.end - plan.first, "first_step": plan.first, "entry": plan.entry, "transposition": shift}
+        data["model"] = self.model.name
         self._events.append(Event(time, "response_start", data))
 
     def _follow(self, time: float) -> None:
@@ -589,6 +649,8 @@ class Engine:
         self._priming.cancel()
         if job.call == self._buffer.last_note_symbols():
             self._swap(job.priming)
+            if self._styles is not None:  # style auto's candidates hear the call on the player's grid too
+                self._styles.restart(self._shift, job.call, self._place_of(job.call))
         else:  # the call on the engine's grid ended otherwise than the work aside foresaw
             self._shift = _shift_for(self._buffer.last_note_symbols(), self._stated_key())
             self._reprime()
@@ -759,6 +821,9 @@ class Engine:
         self._drawing = None
         self._remember_call()
         self._events.append(Event(time, "response_end", {}))
+        if self._pending_styles is not None:
+            (styles,), self._pending_styles = self._pending_styles, None
+            self.set_styles(styles)
         if self._pending_model is not None:
             model, self._pending_model = self._pending_model, None
             self._load(model)
@@ -1038,6 +1103,19 @@ class Engine:
             self._pending_model = model
         else:
             self._load(model)
+
+    def set_styles(self, styles: Styles | None) -> None:
+        """Style auto with these candidates (None: the model alone answers) from now on, or from the end of the
+        response in progress; they hear the call in progress from its next step."""
+        if self.mode == "responding":
+            self._pending_styles = (styles,)
+        else:
+            self._styles = styles
+            if styles is not None:
+                styles.shift = None  # the next step gives them the call so far
+            elif self._resting:
+                self._resting = False
+                self._reprime()  # the engine's own LSTM hears the call in progress
 
     def drain_events(self) -> list[Event]:
         events, self._events = self._events, []

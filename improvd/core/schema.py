@@ -20,6 +20,8 @@ Kind = Literal["number", "whole", "switch", "choice", "text", "folder", "meter",
 FILE, FLAG, MQTT, CC = "file", "flag", "mqtt", "cc"
 DAEMON = frozenset({FILE, FLAG})  # the configuration file and its flags
 STEERED = DAEMON | {MQTT}
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # a model's folder name under the models path
+AUTO = "auto"  # the style whose model is chosen at each phrase end (improvd.core.styles)
 METER_TEXT = "a time signature such as 4/4, 3/4 or 6/8 (at most 64 16ths a bar)"
 EVERY_NOTE = (0, 127)  # the MIDI notes: the default range
 MATCH_BARS = 8  # response_bars = "match": as many bars as the call, at most this many
@@ -347,6 +349,14 @@ SETTINGS: tuple[Setting, ...] = (
         sources=STEERED,
     ),
     Setting(
+        "style",
+        "text",
+        "auto (at each phrase end the model under the models path that found your phrase most likely answers it) or "
+        "a model's folder name there",
+        sources=STEERED | {CC},
+        engine=False,
+    ),
+    Setting(
         "buffer_steps",
         "whole",
         "16ths of the call the model is primed with (None: the model's sequence length)",
@@ -377,4 +387,13 @@ SETTINGS: tuple[Setting, ...] = (
     ),
 )
 BY_NAME = {setting.name: setting for setting in SETTINGS}
+
+
+def check_style(value: Any) -> str:
+    """A style: auto, a model's folder name, or "" (the model alone); ValueError says what is allowed."""
+    if isinstance(value, str) and (value in ("", AUTO) or MODEL_NAME.fullmatch(value)):
+        return value
+    raise ValueError("auto or a model's folder name (letters, digits, '.', '_', '-'), or empty for the model alone")
+
+
 CC_NUMBER = Setting("cc", "whole", "a control change number, {range}", 0, 127, sources=frozenset(), engine=False)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from improvd.core.schema import BY_NAME, CC_NUMBER, EVERY_NOTE, FILE, FLAG, SETTINGS, Setting
+from improvd.core.schema import BY_NAME, CC_NUMBER, EVERY_NOTE, FILE, FLAG, SETTINGS, Setting, check_style
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -26,7 +26,7 @@ else:  # pragma: no cover
 DEFAULT_CONFIG = Path("/etc/improvd/improvd.toml")
 MAX_CONFIG_BYTES = 64 << 10  # the configuration file (systemd/improvd.toml, every key documented, is 8 KB)
 SHOWN_CHARS = 80  # of a bad value in an error line
-CC_KEYS = ("temperature", "respond", "panic", "enable", "metronome", "session_memory", "forget")
+CC_KEYS = ("temperature", "respond", "panic", "enable", "metronome", "session_memory", "forget", "style")
 RESERVED_CC = {64: "the sustain pedal", **{n: "a channel mode message" for n in range(120, 128)}}
 
 
@@ -48,6 +48,7 @@ class Config:
     range: tuple[int, int] = EVERY_NOTE
     model: str = ""  # "" = the shipped model
     models_path: str = ""  # "" = the folder that holds the model
+    style: str = ""  # "" = the model alone; auto, or a model's folder name under the models path
     clock: str = "internal"
     clock_out: bool = False
     bpm: float = 120.0
@@ -103,10 +104,19 @@ def _folder_or_nothing(value: Any) -> str:
     return text
 
 
+def _style(value: Any) -> str:
+    try:
+        return check_style(value)
+    except ValueError as allowed:
+        raise ValueError(f"must be {allowed}") from None
+
+
 def _door(setting: Setting) -> Callable[[Any], Any]:
     """The check of a key of the file or a flag, in the daemon's units."""
     if setting.kind == "folder":
         return _folder_or_nothing
+    if setting.name == "style":
+        return _style
     return lambda value: _must(setting, value)
 
 
@@ -122,6 +132,7 @@ DEFAULT_WORDS = {
     "input_channel": "all",
     "model": "the shipped model, models/essen",
     "models_path": "the folder that holds the model",
+    "style": "none: the model alone answers",
     "response_steps": "unset: whole bars",
     "program": "none",
     "record_dir": "none",
@@ -130,8 +141,8 @@ DEFAULT_WORDS = {
 CC_HELP = (
     f"Control changes, in the file only ([cc]: a CC number {CC_NUMBER.span()} per control; leave a key out for "
     f"off): temperature ({CC_NUMBER.span()} onto {BY_NAME['temperature'].span()}), respond (>= 64), panic (>= 64), "
-    "enable, metronome, session_memory (on >= 64, off below), forget (>= 64: forget your earlier phrases); "
-    "CC 64 and 120-127 are refused"
+    "enable, metronome, session_memory (on >= 64, off below), forget (>= 64: forget your earlier phrases), "
+    "style (auto, then the models by name); CC 64 and 120-127 are refused"
 )
 
 # flag dest -> config key (flags left at None are not given): one flag per key

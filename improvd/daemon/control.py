@@ -10,18 +10,16 @@ is applied here: the controller applies the changes all together or not at all.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from improvd.core.schema import MQTT, SETTINGS, Setting
+from improvd.core.schema import MODEL_NAME, MQTT, SETTINGS, Setting, check_style
 
 MAX_PAYLOAD = 4096  # bytes
 MAX_DEPTH = 2  # JSON nesting: a settings object is flat; deeper payloads are refused before they are parsed
 MAX_NUMBER_CHARS = 32  # digits and signs of one JSON number; longer ones are refused, never converted
 COMMANDS = ("respond", "panic", "forget")
-MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 TRUE_WORDS = ("true", "on", "1")
 FALSE_WORDS = ("false", "off", "0")
 
@@ -57,10 +55,19 @@ def _model(value: Any) -> str:
     return value
 
 
+def _style(value: Any) -> str:
+    try:
+        return check_style(value)
+    except ValueError as allowed:
+        raise ControlError(f"style must be {allowed}, got {value!r}") from None
+
+
 def _validator(setting: Setting) -> Callable[[Any], Any]:
     """The check of a JSON value (or one parsed from a plain-text payload) of ``setting``, from the table."""
     if setting.name == "model":
         return _model
+    if setting.name == "style":
+        return _style
     if setting.kind == "switch":
         return lambda value: _switch(value, setting.name)
 

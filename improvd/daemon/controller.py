@@ -19,10 +19,11 @@ from typing import Any
 
 from improvd import __version__
 from improvd.core.model import MODEL_JSON, Model, ModelError, load_model
-from improvd.core.schema import BY_NAME, MQTT, SETTINGS
+from improvd.core.schema import AUTO, BY_NAME, MQTT, SETTINGS
+from improvd.core.styles import Styles, models_under
 from improvd.core.touch import beat_steps
 from improvd.daemon.config import Config
-from improvd.daemon.models import PrimedRuntimes, model_dir
+from improvd.daemon.models import PrimedRuntimes, models_root
 from improvd.daemon.notify import Notifier
 from improvd.daemon.offloop import off_loop
 from improvd.daemon.ports import MidiPorts
@@ -75,6 +76,7 @@ class Controller:
         self._enabled = True  # the last enabled value asked for
         self._model_wanted: tuple[Path, str | None] | None = None  # the model to load next, its name (load_model_soon)
         self._model_loading = False  # a task loads models until none is wanted
+        self.style = config.style  # "" (the model alone), auto or a model's name: the last one asked for
 
     # --- what MQTT reads and asks ---
 
@@ -87,6 +89,8 @@ class Controller:
             "enabled": settings.enabled,
             "mode": self.engine.mode,
             "model": self.model.path.name,
+            "style": self.style,
+            "answering": self.engine.model.name,  # the model of the last answer (style auto chooses it)
             "response_steps": settings.response_steps,
             "response_bars": settings.response_bars,
             "meter": settings.meter,
@@ -115,14 +119,16 @@ class Controller:
     def apply(self, changes: dict) -> None:
         """Validate all the changes (in the daemon's units, as MQTT gives them), then apply them together in the
         engine's; ValueError names what is wrong."""
-        allowed = [*ENGINE_KEYS, "enabled", "model"]
+        allowed = [*ENGINE_KEYS, "enabled", "model", "style"]
         unknown = sorted(set(changes) - set(allowed))
         if unknown:
             raise ValueError(f"{unknown[0]}: cannot be changed here (allowed: {', '.join(allowed)})")
         settings = {k: BY_NAME[k].to_engine(v) for k, v in changes.items() if k in ENGINE_KEYS}  # channel 1 is 0
         dataclasses.replace(self.engine.settings, **settings).validate()
         model_path = self._model_path(changes["model"]) if "model" in changes else None
-        self.change({**settings, **{k: v for k, v in changes.items() if k == "enabled"}})
+        if changes.get("style") not in (None, "", AUTO):
+            self._model_path(changes["style"])  # a style names a model under the models path
+        self.change({**settings, **{k: v for k, v in changes.items() if k in ("enabled", "style")}})
         if model_path is not None:
             self.load_model_soon(model_path, changes["model"])
         log.debug("changed: %s", ", ".join(f"{k} = {v}" for k, v in changes.items()))
@@ -130,7 +136,10 @@ class Controller:
     def change(self, changes: dict) -> None:
         """Queue valid changes to the timing thread: the engine settings merged with any not yet applied
         (``TimingThread.change``), then ``enabled`` (the last value asked for, when one still waits)."""
-        settings = {k: v for k, v in changes.items() if k != "enabled"}
+        settings = {k: v for k, v in changes.items() if k not in ("enabled", "style")}
+        if "style" in changes:
+            style = changes["style"]
+            self.set_style(self._style_of_cc(style) if isinstance(style, float) else style)
         if settings:
             self.timing.change(settings)
         if "enabled" in changes:
@@ -177,7 +186,7 @@ class Controller:
             return []
 
     def _models_root(self) -> Path:
-        return Path(self.config.models_path).expanduser() if self.config.models_path else model_dir(self.config).parent
+        return models_root(self.config)
 
     def _model_path(self, name: str) -> Path:
         """The model directory ``name`` under the models path, symbolic links resolved; it must stay inside.
@@ -192,6 +201,42 @@ class Controller:
         return path
 
     # --- model switching, off the timing path ---
+
+    def set_style(self, style: str) -> None:
+        """Answer in ``style`` from the next answer (thread-safe): auto (every model under the models path primed
+        off the loop, then handed to the engine), a model's name (loaded as ``set/model`` loads it) or "" (the
+        configured model alone); a failure is an error event."""
+        self.style = style
+        self._schedule(self._apply_style(style))
+
+    def _style_of_cc(self, fraction: float) -> str:
+        """A CC's place (0 to 1) across auto and the models under the models path, in name order."""
+        choices = [AUTO, *self.models()]
+        return choices[min(len(choices) - 1, int(fraction * len(choices)))]
+
+    async def _apply_style(self, style: str) -> None:
+        if style != AUTO:
+            self.timing.submit(lambda now: self.engine.set_styles(None) or [])
+            if style:
+                try:
+                    self.load_model_soon(self._model_path(style), style)
+                except ValueError as error:
+                    self.event("error", {"reason": str(error)})
+            else:
+                self.load_model_soon(self.model.path)
+            return
+        try:
+            styles = await off_loop(self._prepare_styles)
+        except (ModelError, TimeoutError) as error:
+            log.error("style not changed: %s", error)
+            self.event("error", {"reason": str(error)})
+            return
+        self.timing.submit(lambda now: self.engine.set_styles(styles) or [])
+        log.info("style auto: %s", ", ".join(styles.names))
+
+    def _prepare_styles(self) -> Styles:
+        """Every model under the models path, loaded and primed (in a loader thread)."""
+        return Styles(models_under(self._models_root()))
 
     def load_model_soon(self, path: Path, name: str | None = None) -> None:
         """Load the model at ``path`` in a task of the loop, then switch to it; a failure is an error event that names

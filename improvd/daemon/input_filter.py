@@ -58,8 +58,9 @@ class Clock:
 
 @dataclass(frozen=True)
 class Change:
-    """A setting from a control change, valid as it is: ``temperature``, ``enabled``, ``metronome`` or
-    ``session_memory``."""
+    """A setting from a control change, valid as it is: ``temperature``, ``enabled``, ``metronome``,
+    ``session_memory`` or ``style`` (the CC's place from 0 to 1, which the controller turns into auto or a model's
+    name)."""
 
     name: str
     value: float | bool
@@ -138,6 +139,8 @@ def _control(message: mido.Message, cc: dict[str, int]) -> Decision | None:
     value = message.value
     if name == "temperature":
         return Change("temperature", BY_NAME["temperature"].scale(value / CC_NUMBER.high))
+    if name == "style":  # its place across auto and the models: the controller knows them
+        return Change("style", value / CC_NUMBER.high)
     if name in ("enable", "metronome", "session_memory"):
         return Change("enabled" if name == "enable" else name, value >= PRESSED)
     return Command(name) if value >= PRESSED else Drop("control released")

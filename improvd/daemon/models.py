@@ -20,6 +20,11 @@ def model_dir(config: Config) -> Path:
     return Path(config.model).expanduser() if config.model else DEFAULT_MODEL_DIR
 
 
+def models_root(config: Config) -> Path:
+    """The models path: ``models_path``, or the folder that holds the configured model."""
+    return Path(config.models_path).expanduser() if config.models_path else model_dir(config).parent
+
+
 def load_configured_model(config: Config) -> Model:
     """The configured model; a missing shipped model says how to get one."""
     path = model_dir(config)

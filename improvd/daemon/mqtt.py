@@ -27,7 +27,7 @@ from typing import Any, Protocol
 import aiomqtt
 
 from improvd.core.keys import key_name
-from improvd.core.schema import BY_NAME, MAX_TURN_BARS
+from improvd.core.schema import AUTO, BY_NAME, MAX_TURN_BARS
 from improvd.daemon.config import read_capped
 from improvd.daemon.control import VALIDATORS as MQTT_SETTINGS
 from improvd.daemon.control import ControlError, parse
@@ -365,6 +365,12 @@ def _entities(state: dict, models: list[str]) -> dict[str, dict]:
             "value_template": "{{ value_json.model }}",
             "options": choices,
         },
+        "select/style": {
+            "name": "Style",
+            "command_topic": "set/style",
+            "value_template": "{{ value_json.style }}",
+            "options": [AUTO, *choices],
+        },
         "sensor/mode": {
             "name": "Mode",
             "value_template": "{{ value_json.mode }}",
@@ -381,6 +387,7 @@ def _entities(state: dict, models: list[str]) -> dict[str, dict]:
         }
     if not choices:
         present.pop("select/model", None)
+        present.pop("select/style", None)
     buttons = {
         "button/respond": {"name": "Respond", "command_topic": "cmd/respond"},
         "button/panic": {"name": "Panic", "command_topic": "cmd/panic"},
@@ -396,6 +403,7 @@ def _every_setting() -> dict:
         "mode": "idle",
         "timing": {},
         "model": "essen",
+        "style": "",
         "clock": "",
         "beat_bpm": 0,
         "remembered": 0,

@@ -32,12 +32,13 @@ from typing import Any
 from improvd import __version__
 from improvd.core.grid import parse_meter
 from improvd.core.model import Model, ModelError
+from improvd.core.styles import load_style
 from improvd.daemon import config as configuration
 from improvd.daemon.aside import Aside
 from improvd.daemon.config import Config, ConfigError
 from improvd.daemon.controller import Controller
 from improvd.daemon.input_filter import Change, Clock, Command, Drop, Feed, InputFilter
-from improvd.daemon.models import PrimedRuntimes, load_configured_model, model_dir
+from improvd.daemon.models import PrimedRuntimes, load_configured_model, model_dir, models_root
 from improvd.daemon.notify import Notifier, watchdog_interval
 from improvd.daemon.offloop import off_loop
 from improvd.daemon.ports import MidiPorts, MidiSystemError
@@ -374,6 +375,8 @@ class Daemon:
             log.info("reload changed %s", ", ".join(f"{k} to {v}" for k, v in changed.items()))
         if model_dir(new) != model_dir(old):
             self.controller.load_model_soon(model_dir(new))
+        if new.style != old.style:
+            self.controller.set_style(new.style)
         if restart or (new.mqtt != old.mqtt):
             log.warning(
                 "reloaded; changes to %s take effect after a restart",
@@ -394,6 +397,8 @@ def main(args: argparse.Namespace) -> int:
     faulthandler.enable()  # a crash in a C extension (rtmidi, JACK) leaves every thread's stack in the log
     try:
         model = load_configured_model(config)
+        if config.style:
+            model, styles = load_style(config.style, model_dir(config), models_root(config))
     except ModelError as error:
         log.error("cannot load the model: %s", error)
         return 1
@@ -406,5 +411,7 @@ def main(args: argparse.Namespace) -> int:
         log.error("%s", error)
         return 1
     daemon = Daemon(config, model, ports, args)
+    if config.style:
+        daemon.engine.set_styles(styles)  # before the timing thread starts
     with asyncio.Runner(loop_factory=functools.partial(quiet_loop, daemon.timing.quiet)) as runner:
         return runner.run(daemon.run())

@@ -15,9 +15,10 @@ from improvd.core.encoding import HOLD, REST
 from improvd.core.engine import Engine, Settings
 from improvd.core.grid import parse_meter
 from improvd.core.keys import call_key as heard_key
-from improvd.core.model import DEFAULT_MODEL_DIR, Model, ModelError, load_model
+from improvd.core.model import DEFAULT_MODEL_DIR, Model, ModelError
 from improvd.core.schema import BY_NAME
 from improvd.core.simulate import OfflineError, Performance, perform
+from improvd.core.styles import Styles, load_style
 from improvd.files import check_target, write_all
 from improvd.offline import audio, render
 from improvd.offline.call_reader import Call, CallError, read_call
@@ -70,6 +71,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model", type=Path, default=DEFAULT_MODEL_DIR, help=f"model directory (default {DEFAULT_MODEL_DIR})"
     )
+    add_style_arguments(parser)
     parser.add_argument(
         "--bpm", type=float, help="tempo of the call in quarter notes a minute (default: the file's, else 120)"
     )
@@ -101,12 +103,34 @@ def meter_of(call: Call) -> str:
     return f"{numerator}/{denominator}"
 
 
-def respond(call: Call, model: Model, settings: Settings, seed: int) -> Performance:
-    """The engine's answer to ``call`` (settings validated; bpm and meter are the call's)."""
+def add_style_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--style",
+        help="auto (the model under --models-path that predicts the call best answers) or a model's folder name "
+        "there (default: --model)",
+    )
+    parser.add_argument(
+        "--models-path",
+        type=Path,
+        default=DEFAULT_MODEL_DIR.parent,
+        help=f"the models --style chooses from (default {DEFAULT_MODEL_DIR.parent})",
+    )
+
+
+def respond(call: Call, model: Model, settings: Settings, seed: int, styles: Styles | None = None) -> Performance:
+    """The engine's answer to ``call`` (settings validated; bpm and meter are the call's), with style auto when
+    ``styles`` are given (the response_start event names the model that answered)."""
     settings.bpm = call.bpm
     settings.meter = meter_of(call)
     settings.validate()
-    return perform(Engine(model, settings, seed=seed), call.notes)
+    engine = Engine(model, settings, seed=seed)
+    engine.set_styles(styles)
+    return perform(engine, call.notes)
+
+
+def answered_by(performance: Performance) -> str:
+    """The name of the model that answered (the first answer's)."""
+    return next(e.data["model"] for e in performance.events if e.name == "response_start")
 
 
 def is_audio(path: Path) -> bool:
@@ -141,10 +165,10 @@ def main(args: argparse.Namespace) -> int:
         check_outputs(args.input, [path for path in (args.output, args.musicxml) if path is not None], args.score)
         call = read_call(args.input, args.bpm)
         length = length_settings(call, args.steps, args.bars)
-        model = load_model(args.model)
+        model, styles = load_style(args.style, args.model, args.models_path)
         seed = args.seed if args.seed is not None else random.randrange(2**31)
         settings = Settings(temperature=args.temperature, top_p=args.top_p, **length)
-        performance = respond(call, model, settings, seed)
+        performance = respond(call, model, settings, seed, styles)
 
         def midi(path: Path) -> Path:
             return write_midi(
@@ -164,7 +188,7 @@ def main(args: argparse.Namespace) -> int:
         return 1
     print(
         f"{args.input}: call of {len(call.notes)} notes at {call.bpm:g} bpm, answered with "
-        f"{len(performance.response)} notes by {model.name} (seed {seed}) -> {args.output}"
+        f"{len(performance.response)} notes by {answered_by(performance)} (seed {seed}) -> {args.output}"
         + "".join(f", {path}" for path, _ in writes[1:])
     )
     return 0

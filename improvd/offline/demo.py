@@ -1,6 +1,6 @@
-"""`improvd demo`: no keyboard needed. The first bars of an Essen tune as the call, and files to look at and hear.
+"""`improvd demo`: no keyboard needed. The first bars of a tune as the call, and files to look at and hear.
 
-The tune comes from the Essen collection inside music21; by default the demo
+The tune comes from the music21 collection the model was trained on (Essen, or british); by default the demo
 tune named in the model's card, else DEMO_TUNE when the card lists it among
 the tunes the model never trained on (or lists none), else the first of those.
 Writes demo.mid, demo.musicxml, demo.png, demo.score.png when MuseScore is installed and, when FluidSynth and a General
@@ -14,13 +14,14 @@ import sys
 from pathlib import Path
 
 from improvd.core.engine import Settings
-from improvd.core.model import DEFAULT_MODEL_DIR, Model, ModelError, load_model
+from improvd.core.model import DEFAULT_MODEL_DIR, Model, ModelError
 from improvd.core.schema import BY_NAME
 from improvd.core.simulate import OfflineError, Performance
+from improvd.core.styles import load_style
 from improvd.offline import audio, render
 from improvd.offline.call_reader import Call, CallError, call_from_score
-from improvd.offline.continue_command import call_key, respond, write_score
-from improvd.offline.notation import ScoreError, essen_tune
+from improvd.offline.continue_command import add_style_arguments, answered_by, call_key, respond, write_score
+from improvd.offline.notation import COLLECTIONS, ScoreError, collection_tune
 from improvd.offline.pianoroll import PianoRollUnavailable, draw_piano_roll
 from improvd.offline.writers import write_midi
 
@@ -34,7 +35,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out", type=Path, default=Path("improvd-demo"), help="folder for the files (default improvd-demo)"
     )
-    parser.add_argument("--tune", help="Essen tune ident such as 'erk5#5' (default: the model card's demo tune)")
+    parser.add_argument(
+        "--tune",
+        help="ident of a tune of the model's collection such as 'erk5#5' (Essen) or 'book1#3' (british) "
+        "(default: the model card's demo tune)",
+    )
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"random seed (default {DEFAULT_SEED})")
     parser.add_argument(
         "--model", type=Path, default=DEFAULT_MODEL_DIR, help=f"model directory (default {DEFAULT_MODEL_DIR})"
@@ -45,6 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=Settings.temperature,
         help=f"sampling temperature ({BY_NAME['temperature'].span(' to ')})",
     )
+    add_style_arguments(parser)
     parser.add_argument(
         "--bpm", type=float, default=DEFAULT_BPM, help=f"tempo in quarter notes a minute (default {DEFAULT_BPM:g})"
     )
@@ -61,21 +67,29 @@ def default_tune(model: Model) -> str:
     return tunes[0]
 
 
+def collection_of(model: Model) -> str:
+    """The music21 collection the model was trained on (its card's corpus name), else essen."""
+    corpus = model.card.get("corpus")
+    name = corpus.get("name") if isinstance(corpus, dict) else None
+    return name if name in COLLECTIONS else "essen"
+
+
 def main(args: argparse.Namespace) -> int:
     try:
-        model = load_model(args.model)
+        model, styles = load_style(args.style, args.model, args.models_path)
         ident = args.tune or default_tune(model)
-        call = call_from_score(essen_tune(ident).score, args.bpm, f"Essen tune {ident}", ident).first_bars(CALL_BARS)
+        tune = collection_tune(collection_of(model), ident)
+        call = call_from_score(tune.score, args.bpm, f"tune {ident}", ident).first_bars(CALL_BARS)
         settings = Settings(temperature=args.temperature, response_bars=CALL_BARS)
-        performance = respond(call, model, settings, args.seed)
+        performance = respond(call, model, settings, args.seed, styles)
         args.out.mkdir(parents=True, exist_ok=True)
         lines = write_all(args.out, call, performance, settings.gate, f"{ident} {call.title}".strip())
     except (CallError, ScoreError, ModelError, OfflineError, render.RenderError, ValueError, OSError) as error:
         print(f"improvd demo: error: {error}", file=sys.stderr)
         return 1
     print(
-        f"Essen tune {ident} ({call.title}): the first {CALL_BARS} bars, {len(call.notes)} notes at {call.bpm:g} bpm, "
-        f"answered with {len(performance.response)} notes by model {model.name} (seed {args.seed})."
+        f"tune {ident} ({call.title}): the first {CALL_BARS} bars, {len(call.notes)} notes at {call.bpm:g} bpm, "
+        f"answered with {len(performance.response)} notes by model {answered_by(performance)} (seed {args.seed})."
     )
     print("\n".join(lines))
     return 0

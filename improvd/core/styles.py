@@ -1,0 +1,210 @@
+"""Which model answers with ``style = auto``: the one that predicted the call best.
+
+Every candidate model has an LSTM runtime of its own that hears the call as the engine's does: from its song
+start, a song end, then the call's steps moved by the transposition it will be answered in (every model is
+trained in C major / A minor) and folded into the candidate's own vocabulary. It keeps, for each step it heard,
+what it had predicted for it. At the phrase end ``choose`` hands over the candidate whose score is lowest: the bits
+it spent on the whole call (-log2 of the probability it gave each step that came, summed: the call's likelihood
+under the model, as Bayes' rule weighs it) plus its prior, the model card's ``style_prior_bits`` (-log2 of the
+prior probability of its style, up to a constant; 0 when the card has none). The priors make up for one model
+predicting every kind of music better than another: they are chosen on the collections' validation calls
+(``improvd-train compare --calibrate``, models/README.md). Ties go by name. The handed-over state is the one the
+engine's own LSTM would have after hearing the call, so the switch needs no re-prime.
+
+The timing thread hears at most ``STYLE_STEPS`` candidate steps a tick (``advance``): a call that moved the key is
+heard again, moved, a slice a tick while its closing silence passes, as improvd.core.priming hears it for the
+engine's own model; ``choose`` hears what is left at once. Scores are taken in one numpy call at the phrase end.
+The daemon makes a ``Styles`` off the timing thread (loading and priming the candidates is slow).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from improvd.core.encoding import SONG_END, Vocabulary, fold_pitch, is_pitch
+from improvd.core.lookback import Place
+from improvd.core.model import MODEL_JSON, Model, ModelError, load_model
+from improvd.core.runtime import LSTMRuntime
+from improvd.core.schema import AUTO, MODEL_NAME
+
+LOG2 = math.log(2)
+STYLE_STEPS = 32  # candidate LSTM steps a tick at most, all candidates together (0.02-0.05 ms each)
+SCORED_STEPS = 256  # a call's last steps scored (16 bars of 4/4): a call that goes on and on costs no more
+PRIOR_KEY = "style_prior_bits"  # the model card's key of a candidate's prior
+
+
+def call_index(vocabulary: Vocabulary, symbol: str, shift: int) -> int:
+    """The index of a player's ``symbol`` in ``vocabulary``: a pitch moved by ``shift`` semitones (into MIDI range
+    by octaves) and folded into the vocabulary's range."""
+    if is_pitch(symbol):
+        symbol = vocabulary.fold(str(fold_pitch(int(symbol) + shift, 0, 127)))
+    return vocabulary.index[symbol]
+
+
+def prior_of(model: Model) -> float:
+    """The bits added to ``model``'s score of a call (its card's ``style_prior_bits``, else 0); ModelError for one
+    that is no finite number."""
+    prior = model.card.get(PRIOR_KEY, 0.0)
+    if isinstance(prior, bool) or not isinstance(prior, (int, float)) or not math.isfinite(prior):
+        raise ModelError(f"{model.path / MODEL_JSON}: {PRIOR_KEY} must be a finite number of bits, got {prior!r}")
+    return float(prior)
+
+
+@dataclass
+class Handover:
+    """What the engine needs to answer with a candidate at once: a runtime in the state the engine's own would be
+    in after hearing the call, a second one for its key changes, the state after a song's leading song ends, and
+    the logits of the next step."""
+
+    model: Model
+    runtime: LSTMRuntime
+    spare: LSTMRuntime
+    song_start: Any
+    logits: np.ndarray
+
+
+class _Candidate:
+    """One model's runtime following the call, and what it predicted for each step of it."""
+
+    def __init__(self, name: str, model: Model) -> None:
+        self.name, self.model = name, model
+        self.prior = prior_of(model)
+        self.runtime = LSTMRuntime(model)
+        self.song_end = model.vocabulary.index[SONG_END]
+        self.runtime.prime([self.song_end] * model.song_gap)  # a call starts as a song does in training
+        self.song_start = self.runtime.snapshot()
+        self._onset = np.array([is_pitch(s) for s in model.vocabulary.symbols])
+        self.logits: np.ndarray | None = None
+        self.pending: deque[int] = deque()
+        # (the logits before a call step, the index that came), the call's last SCORED_STEPS
+        self._heard: deque[tuple[np.ndarray, int]] = deque(maxlen=SCORED_STEPS)
+
+    def restart(self, indices: list[int], place: Place) -> None:
+        """Hear, from the song start, a song end and then ``indices``, the first at ``place`` in its bar (queued for
+        ``advance``)."""
+        self.runtime.restore(self.song_start)
+        self.runtime.seat(place)
+        self.logits = None
+        self._heard.clear()
+        self.pending = deque([self.song_end, *indices])
+
+    def advance(self, steps: int) -> int:
+        """Hear at most ``steps`` of what is queued; returns how many."""
+        done = min(steps, len(self.pending))
+        for _ in range(done):
+            index = self.pending.popleft()
+            if self.logits is not None:
+                self._heard.append((self.logits, index))
+            self.logits = self.runtime.step(index)
+        return done
+
+    def bits(self) -> tuple[np.ndarray, np.ndarray]:
+        """(the bits spent on each of the call's last ``SCORED_STEPS`` steps, those spent on each onset pitch among
+        them: -log2 of its probability among the pitches, as improvd-train evaluate counts them)."""
+        if not self._heard:
+            return np.zeros(0), np.zeros(0)
+        logits = np.stack([logits for logits, _ in self._heard]).astype(np.float64)
+        indices = np.array([index for _, index in self._heard])
+        came = logits[np.arange(len(indices)), indices]
+        onsets = self._onset[indices]
+        pitch_logits = logits[onsets][:, self._onset]
+        return (_logsumexp(logits) - came) / LOG2, (_logsumexp(pitch_logits) - came[onsets]) / LOG2
+
+    def score(self) -> float:
+        """The bits spent on the call heard, plus the prior."""
+        return float(self.bits()[0].sum()) + self.prior
+
+
+def _logsumexp(logits: np.ndarray) -> np.ndarray:
+    top = logits.max(axis=1, initial=-np.inf) if logits.size else np.zeros(len(logits))
+    return top + np.log(np.exp(logits - top[:, None]).sum(axis=1))
+
+
+class Styles:
+    """The candidate models of ``style = auto``, each hearing the call as the player plays it."""
+
+    def __init__(self, models: Mapping[str, Model]) -> None:
+        """``models`` by name (at least one); each gets a runtime primed with its song ends (slow)."""
+        if not models:
+            raise ValueError("style auto needs at least one model under the models path")
+        self._candidates = [_Candidate(name, model) for name, model in sorted(models.items())]
+        self.shift: int | None = None  # the transposition the call is heard in; None: no call heard yet
+
+    @property
+    def names(self) -> list[str]:
+        return [candidate.name for candidate in self._candidates]
+
+    def restart(self, shift: int, call: list[str], place: Place) -> None:
+        """A call heard afresh: every candidate, from its song start, hears a song end and ``call`` (the player's
+        symbols so far, the first at ``place`` in its bar) moved by ``shift``, in slices (``advance``)."""
+        self.shift = shift
+        for candidate in self._candidates:
+            candidate.restart([call_index(candidate.model.vocabulary, symbol, shift) for symbol in call], place)
+
+    def feed(self, symbol: str) -> None:
+        """One more step of the call, heard after those given (in the transposition of the last ``restart``)."""
+        for candidate in self._candidates:
+            candidate.pending.append(call_index(candidate.model.vocabulary, symbol, self.shift or 0))
+
+    def advance(self, steps: int = STYLE_STEPS) -> None:
+        """Hear at most ``steps`` of what is queued, the candidates furthest behind first."""
+        for candidate in sorted(self._candidates, key=lambda c: -len(c.pending)):
+            steps -= candidate.advance(max(steps, 0))
+
+    @property
+    def caught_up(self) -> bool:
+        """Every candidate has heard everything given so far."""
+        return not any(candidate.pending for candidate in self._candidates)
+
+    def bits(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Each candidate's bits on each step of the call heard and on each of its onset pitches (``_Candidate.bits``),
+        by name: what ``scores`` sums, for choosing the priors (training/compare.py)."""
+        return {candidate.name: candidate.bits() for candidate in self._candidates}
+
+    def scores(self) -> dict[str, float]:
+        """Each candidate's score of the call so far (its bits plus its prior; lower is better)."""
+        return {candidate.name: candidate.score() for candidate in self._candidates}
+
+    def choose(self) -> Handover:
+        """At the phrase end: hear what is left, then hand over the candidate with the lowest score (the first by
+        name on a tie). The candidates then wait for the next ``restart``."""
+        for candidate in self._candidates:
+            candidate.advance(len(candidate.pending))
+        scores = self.scores()
+        best = next(c for c in self._candidates if c.name == min(scores, key=lambda name: (scores[name], name)))
+        self.shift = None
+        runtime = LSTMRuntime(best.model)
+        runtime.restore(best.runtime.snapshot())
+        return Handover(best.model, runtime, LSTMRuntime(best.model), best.song_start, best.logits)
+
+
+def models_under(root: Path) -> dict[str, Model]:
+    """Every model directory (a folder holding model.json) right under ``root``, loaded, by folder name; a folder
+    that fails to load raises ModelError naming it, and a root without any model is a ModelError too."""
+    try:
+        folders = sorted(p for p in Path(root).iterdir() if (p / MODEL_JSON).is_file())
+    except OSError as error:
+        raise ModelError(f"{root}: cannot list the models path ({error.strerror or error})") from None
+    if not folders:
+        raise ModelError(f"{root}: no model directories (folders holding {MODEL_JSON}) for style auto")
+    return {folder.name: load_model(folder) for folder in folders}
+
+
+def load_style(style: str | None, model: Path, models_path: Path) -> tuple[Model, Styles | None]:
+    """(the model that answers first, the candidates of style auto or None) for ``style``: None (the model at
+    ``model``), ``auto`` (every model under ``models_path``; the one at ``model`` until a call chooses) or a
+    model's folder name under ``models_path``. Errors are ModelErrors naming what is missing."""
+    if style is None:
+        return load_model(model), None
+    if style == AUTO:
+        return load_model(model), Styles(models_under(models_path))
+    if not MODEL_NAME.fullmatch(style) or not (Path(models_path) / style / MODEL_JSON).is_file():
+        raise ModelError(f"style {style!r}: no such model under {models_path} (give auto or a model's folder name)")
+    return load_model(Path(models_path) / style), None

@@ -1,0 +1,395 @@
+"""Style auto: every candidate follows the call and the one that predicted it best answers (improvd.core.styles)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import math
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from improvd.core import styles as styles_module
+from improvd.core.encoding import SONG_END
+from improvd.core.engine import Engine, Settings
+from improvd.core.lookback import Place
+from improvd.core.model import load_model
+from improvd.core.runtime import LSTMRuntime
+from improvd.core.simulate import drive
+from improvd.core.styles import Styles
+from tests.helpers import ABC, PHRASE, STEP, call, run
+
+ANSWER = 120  # boundaries: the phrase ends at 20, the answer is over well before this
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_model_dir):
+    return load_model(tiny_model_dir)
+
+
+def flat(model, name: str):
+    """The model with its output weights zeroed: every symbol equally likely at every step, whatever it heard."""
+    weights = {**model.weights, "dense_kernel": np.zeros_like(model.weights["dense_kernel"])}
+    weights["dense_bias"] = np.zeros_like(model.weights["dense_bias"])
+    return dataclasses.replace(model, weights=weights, path=Path(name), card={**model.card, "name": name})
+
+
+def named(model, name: str):
+    return dataclasses.replace(model, path=Path(name), card={**model.card, "name": name})
+
+
+def answer(engine: Engine) -> tuple[list, list]:
+    return run(engine, call(PHRASE), ANSWER)
+
+
+def notes(sent: list) -> list[tuple[float, int]]:
+    return [(round(t.time, 9), t.message.note) for t in sent if t.message.type == "note_on"]
+
+
+def hear(styles: Styles, symbols: list[str], slice_steps: int = 1) -> None:
+    """The candidates hear ``symbols`` as a call, a few steps a tick."""
+    styles.restart(0, symbols[:1], Place(0, 16))
+    for symbol in symbols[1:]:
+        styles.feed(symbol)
+        styles.advance(slice_steps)
+
+
+def pitch_count(model) -> int:
+    return sum(symbol.isdigit() for symbol in model.vocabulary.symbols)
+
+
+CALL = ["67", "_", "69", "_", "71", "_", "72", "_", "74", "_", "_", "_"] * 4
+
+
+def test_the_flat_model_spends_log2_of_its_vocabulary_a_step_and_the_trained_one_less(trained):
+    styles = Styles({"tiny": named(trained, "tiny"), "flat": flat(trained, "flat")})
+    hear(styles, CALL)
+    assert not styles.caught_up  # 1 step a tick for 2 candidates: behind
+    handover = styles.choose()  # hears the rest
+    assert styles.caught_up
+    scores = styles.scores()
+    assert scores["flat"] == pytest.approx(len(CALL) * math.log2(len(trained.vocabulary)), rel=1e-5)
+    assert scores["tiny"] < scores["flat"]
+    assert handover.model.name == "tiny"
+    pitches = styles.bits()["flat"][1]  # bits per onset pitch: among the pitches
+    assert len(pitches) == 20 and pitches == pytest.approx([math.log2(pitch_count(trained))] * 20, rel=1e-5)
+
+
+def test_a_card_s_prior_moves_the_choice(trained):
+    """style_prior_bits is added to the model's bits over the call: a prior that outweighs the difference wins."""
+    styles = Styles({"tiny": named(trained, "tiny"), "flat": flat(trained, "flat")})
+    hear(styles, CALL)
+    styles.choose()
+    margin = styles.scores()["flat"] - styles.scores()["tiny"]
+    favoured = dataclasses.replace(flat(trained, "flat"), card={"name": "flat", "style_prior_bits": -margin - 0.01})
+    styles = Styles({"tiny": named(trained, "tiny"), "flat": favoured})
+    hear(styles, CALL)
+    assert styles.choose().model.name == "flat"
+    expected = len(CALL) * math.log2(len(trained.vocabulary)) - margin - 0.01
+    assert styles.scores()["flat"] == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("prior", ["5", None, float("nan"), float("inf"), True, [1]])
+def test_a_prior_that_is_no_finite_number_is_a_clear_error(trained, prior):
+    from improvd.core.model import ModelError
+
+    broken = dataclasses.replace(flat(trained, "flat"), card={"name": "flat", "style_prior_bits": prior})
+    with pytest.raises(ModelError, match=r"model.json: style_prior_bits must be a finite number of bits, got "):
+        Styles({"tiny": named(trained, "tiny"), "flat": broken})
+
+
+def test_the_shipped_cards_carry_the_priors_chosen_on_the_validation_calls():
+    """models/README.md: improvd-train compare --calibrate chose them (british 0, the first by name)."""
+    from improvd.core.model import DEFAULT_MODEL_DIR
+
+    assert load_model(DEFAULT_MODEL_DIR.parent / "essen").card["style_prior_bits"] == 5.0
+    assert load_model(DEFAULT_MODEL_DIR.parent / "british").card["style_prior_bits"] == 0.0
+
+
+def test_a_call_that_goes_on_and_on_is_scored_on_its_last_steps(trained):
+    """The phrase end's scoring costs the same whatever the call's length: its last SCORED_STEPS steps count."""
+    styles = Styles({"flat": flat(trained, "flat")})
+    hear(styles, CALL * 7, slice_steps=2)  # 336 steps
+    styles.choose()
+    assert len(styles.bits()["flat"][0]) == styles_module.SCORED_STEPS == 256
+
+
+def test_every_candidate_hears_the_call_moved_and_folded_into_its_own_vocabulary(trained):
+    """The handed-over runtime is in the state of one that heard a song end and the call moved by the shift."""
+    styles = Styles({"tiny": named(trained, "tiny")})
+    styles.restart(
+        -3, ["70", "_", "72", "_", "99"], Place(0, 16)
+    )  # B-flat major moved onto the white keys; 99 folded down
+    handover = styles.choose()
+    alone = LSTMRuntime(trained)
+    vocabulary = trained.vocabulary
+    song_end = vocabulary.index[SONG_END]
+    expected = alone.prime([song_end] * trained.song_gap + [song_end])
+    for symbol in ["67", "_", "69", "_", vocabulary.fold("96")]:
+        expected = alone.step(vocabulary.index[symbol])
+    np.testing.assert_array_equal(handover.logits, expected)
+
+
+def test_auto_switches_to_the_model_that_predicted_the_call_and_answers_as_that_model_alone(trained):
+    """The switch hands over the candidate's primed state: the answer is note for note the one the trained model
+    gives when it is the only model (same seed), and response_start names it."""
+    alone, alone_events = answer(Engine(named(trained, "tiny"), Settings(), seed=5))
+    engine = Engine(flat(trained, "flat"), Settings(), seed=5)
+    engine.set_styles(Styles({"tiny": named(trained, "tiny"), "flat": flat(trained, "flat")}))
+    sent, events = answer(engine)
+    start = next(e for e in events if e.name == "response_start")
+    assert start.data["model"] == "tiny"
+    assert next(e for e in alone_events if e.name == "response_start").data["model"] == "tiny"
+    assert notes(sent) and notes(sent) == notes(alone)
+    assert engine.model.name == "tiny"
+
+
+# a 4-bar call in B-flat major (its collection moves the LSTM's transposition once it falls silent), in 8ths
+B_FLAT = [(70 + (0, 2, 4, 5, 7, 5, 4, 2)[k % 8], 2 * k, 2) for k in range(32)]
+
+
+def test_a_call_that_moves_the_key_is_answered_as_the_chosen_model_alone_answers_it(trained):
+    """The candidates hear the call again on the new white keys while its silence passes, as the engine's spare
+    LSTM does: the answer is note for note the chosen model's alone (one that moved the key through its spare)."""
+    alone, alone_events = run(Engine(named(trained, "tiny"), Settings(), seed=7), call(B_FLAT), 200)
+    engine = Engine(flat(trained, "flat"), Settings(), seed=7)
+    unlikely = dataclasses.replace(flat(trained, "flat"), card={"name": "flat", "style_prior_bits": 100})
+    engine.set_styles(Styles({"tiny": named(trained, "tiny"), "flat": unlikely}))
+    sent, events = run(engine, call(B_FLAT), 200)
+    start = next(e for e in events if e.name == "response_start")
+    assert start.data["model"] == "tiny" and start.data["transposition"] != 0
+    assert start.data == next(e for e in alone_events if e.name == "response_start").data
+    assert notes(sent) and notes(sent) == notes(alone)
+
+
+def test_no_tick_hears_more_than_a_slice_of_candidate_steps_and_the_phrase_end_none(trained, monkeypatch):
+    """The key's move is heard again by every candidate (the buffer's steps each) a slice a tick in the phrase end's
+    silence: no tick before the phrase end steps the candidates more than STYLE_STEPS times, and they have heard
+    everything before it, so the phrase end only chooses."""
+    steps: list[int] = []
+
+    class Counting(LSTMRuntime):
+        def step(self, index: int) -> np.ndarray:
+            steps.append(index)
+            return super().step(index)
+
+    monkeypatch.setattr(styles_module, "LSTMRuntime", Counting)
+    styles = Styles({"tiny": named(trained, "tiny"), "flat": flat(trained, "flat")})
+    engine = Engine(named(trained, "tiny"), Settings(), seed=7)
+    engine.set_styles(styles)
+    steps.clear()  # the candidates' song starts
+    per_tick, caught_up = [], []
+    for boundary in drive(engine, call(B_FLAT), 200):
+        if any(e.name == "phrase_end" for e in boundary.events):
+            break
+        per_tick.append(len(steps))
+        caught_up.append(styles.caught_up)
+    heard = np.diff([0, *per_tick])
+    assert heard.max() == styles_module.STYLE_STEPS  # the move was heard again in slices
+    assert heard[-8:].sum() > 2 * trained.sequence_length  # the call (the buffer's) heard again by both
+    assert caught_up[-1]
+
+
+def test_a_call_played_over_the_answer_in_another_key_is_answered_as_the_chosen_model_alone(trained):
+    """barge_in = overlap: the next call starts while the answer plays (the spare LSTM hears it after the answer,
+    then its key moves); auto answers both calls note for note as the chosen model alone does."""
+    second = [(time + 40 * STEP, message) for time, message in call(B_FLAT)]
+    played = call(PHRASE) + second
+    settings = {"barge_in": "overlap", "response_bars": 1}
+    alone, alone_events = run(Engine(named(trained, "tiny"), Settings(**settings), seed=7), played, 260)
+    engine = Engine(flat(trained, "flat"), Settings(**settings), seed=7)
+    unlikely = dataclasses.replace(flat(trained, "flat"), card={"name": "flat", "style_prior_bits": 100})
+    engine.set_styles(Styles({"tiny": named(trained, "tiny"), "flat": unlikely}))
+    sent, events = run(engine, played, 260)
+    starts = [e.data for e in events if e.name == "response_start"]
+    assert len(starts) == 2 and starts == [e.data for e in alone_events if e.name == "response_start"]
+    assert starts[1]["transposition"] != starts[0]["transposition"]
+    assert notes(sent) == notes(alone)
+
+
+def test_auto_turned_off_in_the_middle_of_a_call_answers_as_the_model_alone(trained):
+    """While auto listens the engine's own LSTM rests; turned off mid-call, it hears the call so far at once and
+    answers note for note as it would have alone."""
+    alone, _ = run(Engine(named(trained, "tiny"), Settings(), seed=7), call(B_FLAT), 200)
+    engine = Engine(named(trained, "tiny"), Settings(), seed=7)
+    engine.set_styles(Styles({"tiny": named(trained, "tiny"), "flat": flat(trained, "flat")}))
+    sent = []
+    for boundary in drive(engine, call(B_FLAT), 200):
+        sent += boundary.sent
+        if round(boundary.time / STEP) == 30:
+            engine.set_styles(None)
+    sent += engine.pop_due(math.inf)
+    assert notes(sent) and notes(sent) == notes(alone)
+
+
+def test_without_styles_the_model_answers_whatever_predicts_better(trained):
+    engine = Engine(flat(trained, "flat"), Settings(), seed=5)
+    _, events = answer(engine)
+    assert next(e for e in events if e.name == "response_start").data["model"] == "flat"
+
+
+def test_styles_set_during_an_answer_take_effect_after_it(trained):
+    engine = Engine(flat(trained, "flat"), Settings(response_bars=1), seed=5)
+    styles = Styles({"tiny": named(trained, "tiny"), "flat": flat(trained, "flat")})
+    second = [(time + 64 * STEP, message) for time, message in call(PHRASE)]  # after the first answer (32-48)
+    events = []
+    for boundary in drive(engine, call(PHRASE) + second, 140):
+        events += boundary.events
+        if any(e.name == "response_start" for e in boundary.events):
+            engine.set_styles(styles)  # while responding: for the next call
+            assert engine.mode == "responding"
+    assert [e.data["model"] for e in events if e.name == "response_start"] == ["flat", "tiny"]
+
+
+def test_a_style_with_no_models_is_a_clear_error():
+    with pytest.raises(ValueError, match="at least one model"):
+        Styles({})
+
+
+@pytest.fixture(scope="module")
+def models_path(tiny_model_dir, tmp_path_factory) -> Path:
+    """A models path with the tiny trained model and a flat copy of it (no TensorFlow: the weights are copied)."""
+    root = tmp_path_factory.mktemp("styles")
+    shutil.copytree(tiny_model_dir, root / "tiny")
+    shutil.copytree(tiny_model_dir, root / "flat")
+    weights = dict(np.load(root / "flat" / "weights.npz"))
+    weights["dense_kernel"][:] = 0
+    weights["dense_bias"][:] = 0
+    np.savez(root / "flat" / "weights.npz", **weights)
+    for name in ("tiny", "flat"):
+        card = json.loads((root / name / "model.json").read_text())
+        (root / name / "model.json").write_text(json.dumps({**card, "name": name}))
+    return root
+
+
+def continue_with(*argv) -> int:
+    from improvd.offline import continue_command
+
+    parser = argparse.ArgumentParser(prog="improvd continue")
+    continue_command.add_arguments(parser)
+    return continue_command.main(parser.parse_args([str(a) for a in argv]))
+
+
+@pytest.mark.parametrize(("style", "answers"), [("auto", "tiny"), ("flat", "flat"), ("tiny", "tiny")])
+def test_continue_with_a_style(models_path, tmp_path, capsys, style, answers):
+    call_file = tmp_path / "call.abc"
+    call_file.write_text(ABC)
+    flags = ["--models-path", models_path, "--model", models_path / "flat", "--seed", 3]
+    assert continue_with(call_file, "-o", tmp_path / "out.mid", "--style", style, *flags) == 0
+    assert f"notes by {answers} (seed 3)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("style", ["nosuch", "../tiny", ""])
+def test_continue_with_an_unknown_style_says_so(models_path, tmp_path, capsys, style):
+    call_file = tmp_path / "call.abc"
+    call_file.write_text(ABC)
+    assert continue_with(call_file, "-o", tmp_path / "out.mid", "--style", style, "--models-path", models_path) == 1
+    assert f"style {style!r}: no such model under {models_path}" in capsys.readouterr().err
+    assert not (tmp_path / "out.mid").exists()
+
+
+def test_auto_over_a_folder_without_models_says_so(tmp_path, capsys, tiny_model_dir):
+    call_file = tmp_path / "call.abc"
+    call_file.write_text(ABC)
+    argv = ["-o", tmp_path / "out.mid", "--style", "auto", "--models-path", tmp_path, "--model", tiny_model_dir]
+    assert continue_with(call_file, *argv) == 1
+    assert "no model directories" in capsys.readouterr().err
+
+
+def test_demo_with_style_auto_names_the_model_that_answered(models_path, tmp_path, capsys):
+    from improvd.offline import demo
+
+    parser = argparse.ArgumentParser(prog="improvd demo")
+    demo.add_arguments(parser)
+    args = ["--out", tmp_path, "--style", "auto", "--models-path", models_path, "--model", models_path / "flat"]
+    assert demo.main(parser.parse_args([str(a) for a in [*args, "--tune", "kinder0#1"]])) == 0
+    assert "by model tiny" in capsys.readouterr().out
+
+
+# --- the daemon's doors: the file and flags, MQTT, Home Assistant, a CC -------------------------------------------
+
+
+def test_the_style_door_of_the_file_and_of_mqtt_refuse_what_is_no_model_name():
+    from improvd.daemon import config as configuration
+    from improvd.daemon.control import ControlError, parse
+
+    assert configuration.from_table({"style": "auto"}, argparse.Namespace(no_mqtt=True, config=None)).style == "auto"
+    with pytest.raises(
+        configuration.ConfigError, match=re.escape('style = "../essen": must be auto or a model\'s folder name')
+    ):
+        configuration.from_table({"style": "../essen"}, argparse.Namespace(no_mqtt=True, config=None))
+    assert parse("set/style", b"auto").changes == {"style": "auto"}
+    assert parse("set", b'{"style": "essen"}').changes == {"style": "essen"}
+    with pytest.raises(ControlError, match="style must be auto or a model's folder name"):
+        parse("set/style", b"../essen")
+
+
+def test_home_assistant_gets_a_style_select_of_auto_and_the_models():
+    from improvd.daemon.mqtt import MqttConfig, discovery
+
+    found = discovery(MqttConfig(), "1", {"style": "", "model": "essen"}, ["british", "essen"])
+    select = next(entity for topic, entity in found.items() if "select" in topic and "style" in topic)
+    assert select["options"] == ["auto", "british", "essen"]
+    assert select["command_topic"].endswith("set/style")
+
+
+def test_set_style_auto_primes_every_model_under_the_models_path_and_hands_them_to_the_engine(models_path):
+    from tests.inprocess import make_daemon
+
+    daemon = make_daemon({"models_path": str(models_path)})
+    controller = daemon.controller
+
+    async def scenario() -> None:
+        daemon._loop = asyncio.get_running_loop()
+        with pytest.raises(ValueError, match="model 'nosuch': no such model under the models path"):
+            controller.apply({"style": "nosuch"})
+        controller.apply({"style": "auto"})
+        await asyncio.sleep(0)  # the task is spawned from the loop
+        while daemon._background:  # the task that primes the candidates
+            await asyncio.sleep(0.01)
+
+    asyncio.run(scenario())
+    while not daemon.timing._inbox.empty():  # what the timing thread would run next
+        _, action = daemon.timing._inbox.get_nowait()
+        action(0.0)
+    assert daemon.engine._styles is not None and daemon.engine._styles.names == ["flat", "tiny"]
+    assert controller.state()["style"] == "auto"
+
+
+@pytest.mark.parametrize(("value", "style"), [(0, "auto"), (63, "flat"), (127, "tiny")])
+def test_a_style_cc_picks_across_auto_and_the_models_in_name_order(models_path, value, style):
+    import mido
+
+    from improvd.daemon.input_filter import Change, InputFilter
+    from tests.inprocess import make_daemon
+
+    daemon = make_daemon({"models_path": str(models_path), "cc": {"style": 20}})
+    decision = InputFilter().decide(
+        mido.Message("control_change", control=20, value=value).bytes(), daemon.controller.config, False
+    )
+    assert isinstance(decision, Change) and decision.name == "style"
+    chosen = []
+    daemon.controller.set_style = chosen.append
+    daemon.controller.change({"style": decision.value})
+    assert chosen == [style]
+
+
+def test_the_priors_are_fitted_so_that_each_collection_gets_its_own_model():
+    """training/compare.py --calibrate: the smallest prior that gives the most calls their own model, on the mean
+    over collections. Model 0 (british) predicts its own calls 3 bits worse than model 1 (essen) does; essen its
+    own 10 bits better: essen's prior must reach 3 bits (a tie goes to the first by name, as style auto breaks it)."""
+    from training.compare import fit_priors, own_shares
+
+    by_collection = {
+        "british": (0, np.array([[13.0, 10.0]] * 5)),
+        "essen": (1, np.array([[20.0, 10.0]] * 5)),
+    }
+    assert own_shares(by_collection, np.zeros(2)).tolist() == [0.0, 1.0]
+    priors = fit_priors(by_collection, 2)
+    assert priors.tolist() == [0.0, 3.0]
+    assert own_shares(by_collection, priors).tolist() == [1.0, 1.0]

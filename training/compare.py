@@ -1,0 +1,201 @@
+"""Every model beside every other on each model's own test split, on the same calls: which answers which best.
+
+For each collection (the corpus of a model given; its splits rebuilt from the model's card), each model and
+``auto`` (improvd.core.styles over all the models given) is measured on the same test tunes and calls: bits per
+onset pitch over every step of every test tune (each model as the daemon runs it, the symbols folded into its
+vocabulary), the figures as played (training.as_played) and the two-sample test (training.twosample), and for
+auto the share of calls it answered with each model.
+
+``calibrate`` chooses the candidates' priors (the model card's ``style_prior_bits``) on the VALIDATION splits'
+calls: the bits each model spent on each call, as style auto hears it, and the priors (the first model's 0) that
+make auto choose each collection's own model most often, on the mean share over collections (balanced accuracy).
+Beside it, the same for the bits spent on the call's onset pitches alone (among the pitches), which auto does not
+use: it chose worse.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from improvd.core.engine import Engine
+from improvd.core.model import Model, load_model
+from improvd.core.styles import Styles
+
+from . import as_played, twosample
+from .corpus import DEFAULT_CACHE_DIR
+from .evaluate import Predictor, score_tunes
+
+AUTO = "auto"
+PRIOR_GRID = np.round(np.arange(-20.0, 20.001, 0.25), 2)  # the bits a prior may add to a call's
+CALIBRATION_PASSES = 3  # coordinate passes over the priors (one is enough for two models)
+
+
+def split_of(model: Model, name: str, cache_dir: str | Path | None) -> tuple[str, list[str], list[list[str]]]:
+    """(corpus name, idents, songs) of the split ``name`` (test, validation) of the corpus ``model`` was trained
+    on, rebuilt from its card."""
+    from .train import Settings, prepare
+
+    prepared = prepare(Settings(**model.card["settings"]), cache_dir, progress=False)
+    if prepared.split["test"] != model.card.get("test_tunes"):
+        raise ValueError(f"{model.path}: the corpus no longer gives the test split it was trained on")
+    return prepared.corpus.name, prepared.split[name], prepared.songs(name)
+
+
+def compare(
+    models: dict[str, Model],
+    cache_dir: str | Path | None = DEFAULT_CACHE_DIR,
+    max_calls: int = 150,
+    seeds: int = 2,
+    two_sample: bool = True,
+    progress: bool = True,
+    max_tunes: int = 100,
+    only: list[str] | None = None,
+) -> dict:
+    """The figures of every model and auto on every model's test split, by corpus name: bits per onset pitch on
+    its first ``max_tunes`` tunes (the song cache costs milliseconds a step in Python), the rest on its first
+    ``max_calls`` calls; ``only``: just these corpora's splits."""
+    styles = Styles(models)
+    report = {}
+    for model in models.values():
+        collection, idents, songs = split_of(model, "test", cache_dir)
+        if not only or collection in only:
+            say = _say(collection if progress else None)
+            report[collection] = _on_split(models, styles, collection, idents, songs[:max_tunes], max_calls, seeds, say)
+            if two_sample:
+                say("two-sample test")
+                report[collection]["two_sample"] = report[collection].pop("_answers")()
+            report[collection].pop("_answers", None)
+    return report
+
+
+def _on_split(models, styles, collection, idents, songs, max_calls, seeds, say) -> dict:
+    found: dict = {"tunes_scored": len(songs), "bits_per_onset_pitch": {}}
+    for name, model in models.items():
+        vocabulary = model.vocabulary
+        tunes = [vocabulary.indices(vocabulary.fold(s) for s in song) for song in songs]
+        bits = score_tunes(Predictor.lstm(model), tunes, vocabulary, model.song_gap)["bits_per_onset_pitch"]
+        found["bits_per_onset_pitch"][name] = bits
+        say(f"{name}: {bits} bits per onset pitch")
+    calls = _calls(idents, collection, max_calls)
+    engines: list[Engine] = []
+    makers = {name: _maker(model) for name, model in models.items()} | {AUTO: _auto(models, styles, engines)}
+    say(f"as played: {len(calls)} calls x {seeds} seeds")
+    answered = {name: as_played.answers(calls, make, max(seeds, 2)) for name, make in makers.items()}
+    found["calls"] = len(calls)
+    found["as_played"] = as_played.report(calls, {name: by_seed[:seeds] for name, by_seed in answered.items()})
+    found["auto_chose"] = dict(Counter(engine.model.name for engine in engines[: len(calls)]))
+
+    def two_sample() -> dict:
+        control = as_played.answers(calls, makers[AUTO], 1, temperature=2.0)[0]
+        first = {name: by_seed[0] for name, by_seed in answered.items()}
+        return twosample.report(calls, first, answered[AUTO][1], control)
+
+    found["_answers"] = two_sample
+    return found
+
+
+def _calls(idents: list[str], collection: str, max_calls: int) -> list[as_played.CallCase]:
+    """The first ``max_calls`` calls of the tunes ``idents``, parsed only as far as needed."""
+    calls: list[as_played.CallCase] = []
+    for start in range(0, len(idents), 25):
+        if len(calls) < max_calls:
+            calls += as_played.test_calls(idents[start : start + 25], collection)
+    return calls[:max_calls]
+
+
+def _say(collection: str | None):
+    if collection is None:
+        return lambda text: None
+    return lambda text: print(f"{collection}: {text}", file=sys.stderr, flush=True)
+
+
+def _maker(model: Model) -> as_played.EngineMaker:
+    return lambda settings, seed: Engine(model, settings, seed=seed)
+
+
+def _auto(models: dict[str, Model], styles: Styles, engines: list[Engine]) -> as_played.EngineMaker:
+    """Engines answering with style auto over ``styles`` (one at a time: they share the candidates)."""
+
+    def make(settings, seed: int) -> Engine:
+        engine = Engine(next(iter(models.values())), settings, seed=seed)
+        engine.set_styles(styles)
+        engines.append(engine)
+        return engine
+
+    return make
+
+
+def call_bits(models: dict[str, Model], calls: list[as_played.CallCase]) -> dict[str, np.ndarray]:
+    """Each model's bits on each call as style auto hears it (calls x models, in name order): on the whole call
+    (what auto scores) and on its onset pitches alone."""
+    styles = Styles(models)
+    rows: dict[str, list] = {"call": [], "onset_pitches": []}
+    for case in calls:
+        as_played.answer(case, _auto(models, styles, []), as_played.seed_of(case.ident, 0))
+        heard = styles.bits().values()
+        rows["call"].append([float(np.sum(steps)) for steps, _ in heard])
+        rows["onset_pitches"].append([float(np.sum(pitches)) for _, pitches in heard])
+    return {criterion: np.array(row) for criterion, row in rows.items()}
+
+
+def calibrate(
+    models: dict[str, Model], cache_dir: str | Path | None = DEFAULT_CACHE_DIR, max_calls: int = 150, progress=True
+) -> dict:
+    """The priors (bits added to a call's, by model name; the first by name 0) that make style auto choose each
+    collection's own model on the most of its VALIDATION calls (the mean share over collections), and the shares
+    with and without them; the same for the bits on the onset pitches alone, which auto does not use, beside it."""
+    names = sorted(models)
+    heard = {}
+    for name in names:
+        collection, idents, _ = split_of(models[name], "validation", cache_dir)
+        _say(collection if progress else None)(f"validation: {max_calls} calls at most")
+        heard[collection] = (names.index(name), call_bits(models, _calls(idents, collection, max_calls)))
+    report = {}
+    for criterion in ("call", "onset_pitches"):
+        by_collection = {collection: (own, bits[criterion]) for collection, (own, bits) in heard.items()}
+        priors = fit_priors(by_collection, len(names))
+        report[criterion] = {
+            "priors": dict(zip(names, priors.round(2).tolist(), strict=True)),
+            "own_model_share_without": _by_collection(by_collection, np.zeros(len(names))),
+            "own_model_share_with": _by_collection(by_collection, priors),
+        }
+    report["calls"] = {collection: len(bits["call"]) for collection, (_, bits) in heard.items()}
+    return report
+
+
+def fit_priors(by_collection: dict, count: int) -> np.ndarray:
+    """Priors (the first 0) with the highest mean share of own-model choices, the smallest on a tie."""
+    priors = np.zeros(count)
+    for _ in range(CALIBRATION_PASSES):
+        for k in range(1, count):
+            priors[k] = max(PRIOR_GRID, key=lambda p: (own_shares(by_collection, _with(priors, k, p)).mean(), -abs(p)))
+    return priors
+
+
+def _by_collection(by_collection: dict, priors: np.ndarray) -> dict[str, float]:
+    return dict(zip(by_collection, own_shares(by_collection, priors).round(3).tolist(), strict=True))
+
+
+def _with(priors: np.ndarray, k: int, value: float) -> np.ndarray:
+    changed = priors.copy()
+    changed[k] = value
+    return changed
+
+
+def own_shares(by_collection: dict, priors: np.ndarray) -> np.ndarray:
+    """For each collection, the share of its calls on which its own model has the lowest bits plus prior."""
+    return np.array([np.mean(np.argmin(bits + priors, axis=1) == own) for own, bits in by_collection.values()])
+
+
+def compare_directories(directories: list[str], calibration: bool = False, **options) -> dict:
+    models = {}
+    for directory in directories:
+        model = load_model(directory)
+        models[model.name] = model
+    if calibration:
+        return calibrate(models, options["cache_dir"], options["max_calls"], options["progress"])
+    return compare(models, **options)
