@@ -21,7 +21,8 @@ INDEX = {"_": 0, "r": 1, **{str(n): n for n in range(2, V)}}  # a hold is index 
 def memory(*calls: list[str], phrases: int = 8) -> SessionMemory:
     kept = SessionMemory(phrases)
     for symbols in calls:
-        kept.remember(symbols, INDEX.__getitem__)
+        kept.remember(symbols, 0)
+    kept.attune(0, lambda symbol, _shift: INDEX[symbol])
     return kept
 
 
@@ -55,12 +56,14 @@ def test_it_holds_the_last_phrases_and_its_cost_stays_bounded():
     rng = np.random.default_rng(0)
     kept = SessionMemory(4)
     for _ in range(1000):  # a long session of long calls
-        kept.remember([str(s) for s in rng.integers(0, V, 4 * CALL_STEPS)], int)
+        kept.remember([str(s) for s in rng.integers(0, V, 4 * CALL_STEPS)], 0)
+    kept.attune(0, lambda symbol, _shift: int(symbol))
     assert len(kept) == 4
     assert sum(len(c.indices) for c in kept._calls) == 4 * CALL_STEPS
     riff = [str(s) for s in rng.integers(0, V, 8)]
     for _ in range(4):  # a riff played over and over: each context recurs hundreds of times
-        kept.remember(riff * (CALL_STEPS // len(riff)), int)
+        kept.remember(riff * (CALL_STEPS // len(riff)), 0)
+    kept.attune(0, lambda symbol, _shift: int(symbol))
     assert len(kept._match_lengths([int(s) for s in riff])) == MATCHES  # a step follows MATCHES at most
     kept.keep(2)
     assert len(kept) == 2
@@ -68,10 +71,25 @@ def test_it_holds_the_last_phrases_and_its_cost_stays_bounded():
     assert len(kept) == 0
 
 
+def test_a_call_whose_notes_lie_in_the_present_key_comes_back_as_played_else_moved_by_its_own():
+    """F A G A B-flat C, answered in F major (moved by -5 onto the white keys), then heard by an answer in B-flat
+    major (+2), whose collection holds all its notes: at the pitches played. By an answer in B major (+1), which
+    does not hold F: moved by its own transposition, as C E D E F G."""
+    base = np.full(128, 1.0 / 128)
+    kept = SessionMemory(8)
+    kept.remember(["65", "69", "67", "69", "70", "72"], -5)
+    kept.attune(2, lambda symbol, shift: int(symbol) + shift)
+    assert kept.mix(base, [67, 71, 69]).argmax() == 71  # F A G then A, in B-flat's transposition
+    assert np.array_equal(kept.mix(base, [60, 64, 62]), base)
+    kept.attune(1, lambda symbol, shift: int(symbol) + shift)
+    assert kept.mix(base, [60, 64, 62]).argmax() == 64
+    assert np.array_equal(kept.mix(base, [67, 71, 69]), base)
+
+
 def test_another_vocabulary_starts_empty_and_the_same_one_keeps_the_calls():
     kept = memory(MOTIF)
     kept.bind(SYMBOLS)
-    kept.remember(MOTIF, int)
+    kept.remember(MOTIF, 0)
     kept.bind(list(SYMBOLS))
     assert len(kept) == 1
     kept.bind([*SYMBOLS, "x"])
@@ -140,3 +158,21 @@ def test_turning_it_off_forgets_and_a_change_of_size_keeps_the_last(model):
     assert engine.remembered == 0
     with pytest.raises(ValueError, match="memory_phrases = 0 is not allowed"):
         engine.update(memory_phrases=0)
+
+
+F_MAJOR = [(65, 0, 2), (69, 2, 2), (67, 4, 2), (69, 6, 2), (70, 8, 2), (72, 10, 2), (77, 12, 1)]  # to white: -5
+B_FLAT = [(70, 0, 2), (75, 2, 2), (74, 4, 2), (72, 6, 2), (65, 8, 2), (69, 10, 2), (67, 12, 2)]  # to white: +2
+
+
+def test_an_earlier_call_in_the_present_calls_collection_comes_back_at_the_pitches_played(model, monkeypatch):
+    """A call in F, then one in B-flat that stops on the first one's F A G: trusted fully (the echo silent), the
+    memory continues at the pitches played (A B-flat C). Moved by its own transposition the first call met the
+    second as C E D, not G B A, and the memory had nothing to continue."""
+    monkeypatch.setattr("improvd.core.recall.ALPHA", 1e-9)
+    monkeypatch.setattr("improvd.core.echo.WEIGHT", 0.0)
+    settings = Settings(bpm=120, max_call_steps=13, response_steps=22, session_memory=True)
+    engine = Engine(model, settings, seed=4)
+    second = [(t + LATER * STEP, m) for t, m in call(B_FLAT)]
+    sent, _ = run(engine, call(F_MAJOR) + second, LATER + 40)
+    answer = [(t.message.note, round(t.time / STEP) - LATER) for t in sent if t.message.type == "note_on"]
+    assert [(p, s) for p, s in answer if s > 0][:3] == [(69, 14), (70, 16), (72, 18)]

@@ -505,6 +505,7 @@ class Engine:
         shift, tonic = self._key(call)
         if shift != self._shift or self._priming.shift is not None:
             self._rekey(shift)
+        self._recall.attune(shift, self._index_of)  # the earlier calls heard in this call's key
         self._feed_lstm(HOLD)  # the step that opened at this tick sounds as the call's silence going on
         plan = self._plan(self._grid.step + 1)
         s = self.settings
@@ -916,7 +917,7 @@ class Engine:
     def _remember_call(self) -> None:
         """The call just answered goes into the session memory, in its transposition: for the answers after it."""
         if self._answered:
-            self._recall.remember(self._answered, self._index_of)
+            self._recall.remember(self._answered, self._shift)
             self._answered = []
 
     def _phrases_kept(self) -> int:

@@ -2,8 +2,12 @@
 
 Each call is answered as a song of its own (improvd.core.songcache), so without this a motif played three
 phrases ago is gone. As the Continuator learns a player, the memory keeps the player's last ``phrases`` calls
-(never improvd's answers), each in the model's transposition of that call (the diatonic collection moved onto
-the white keys), so calls in different keys meet in one key. While an answer is drawn it proposes what
+(never improvd's answers) as played, with the transposition it was answered in. Each answer hears them in its
+own (``attune``): a call whose notes all lie in the present call's diatonic collection at the pitches played (a
+tune's phrases are often heard in different collections, F major's F A G Bb in B-flat major's too, and moved by
+their own transpositions half the phrases of the Essen test tunes brought an earlier motif back a fourth or a
+fifth away), one that does not moved by its own onto the white keys, so a motif played in D comes back in an
+answer in G. While an answer is drawn it proposes what
 followed the answer's present context (``MIN_ORDER`` to ``MAX_ORDER`` steps) in those calls, a call
 ``k`` phrases back counting ``FADE ** k`` as much as the last one, blended over the LSTM as the song cache
 blends (Witten-Bell over the context lengths); the song cache (the present call) and the echo are mixed over
@@ -19,10 +23,14 @@ from __future__ import annotations
 
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
+from typing import TypeAlias
 
 import numpy as np
 
-from improvd.core.encoding import HOLD, REST
+from improvd.core.encoding import HOLD, REST, is_pitch
+from improvd.core.keys import WHITE_KEYS
+
+IndexOf: TypeAlias = Callable[[str, int], int]  # a player's symbol, moved by a transposition: the model's index
 
 MIN_ORDER = 3  # steps of context an earlier call must share with the answer's last steps
 MAX_ORDER = 16
@@ -33,11 +41,26 @@ MATCHES = 16  # earlier occurrences of a context looked at per step at most, the
 
 
 class _Call:
-    """One remembered call: its indices and, for each ``MIN_ORDER``-step context, the positions that followed it."""
+    """One remembered call: its symbols as played, the transposition it was answered in, and (once attuned) its
+    indices and, for each ``MIN_ORDER``-step context, the positions that followed it."""
 
-    def __init__(self, indices: Sequence[int]) -> None:
-        self.indices = tuple(indices[-CALL_STEPS:])
+    def __init__(self, symbols: Sequence[str], shift: int) -> None:
+        self.symbols = tuple(symbols[-CALL_STEPS:])
+        self.shift = shift
+        self._classes = {int(symbol) % 12 for symbol in self.symbols if is_pitch(symbol)}
+        self._heard_in: int | None = None  # the transposition the indices are in
+        self.indices: tuple[int, ...] = ()
         self.followers: dict[tuple[int, ...], list[int]] = {}
+
+    def attune(self, shift: int, index_of: IndexOf) -> None:
+        """Index the call for an answer in transposition ``shift``: by ``shift`` (at the pitches played) when all
+        its notes lie in that collection, else by its own."""
+        used = shift if all((c + shift) % 12 in WHITE_KEYS for c in self._classes) else self.shift
+        if used == self._heard_in:
+            return
+        self._heard_in = used
+        self.indices = tuple(index_of(symbol, used) for symbol in self.symbols)
+        self.followers = {}
         for position in range(MIN_ORDER, len(self.indices)):
             self.followers.setdefault(self.indices[position - MIN_ORDER : position], []).append(position)
 
@@ -71,12 +94,25 @@ class SessionMemory:
             self._vocabulary = tuple(vocabulary)
             self._calls.clear()
 
-    def remember(self, call: Sequence[str], index_of: Callable[[str], int]) -> None:
-        """Keep the player's ``call`` (symbols, from its first note) as ``index_of`` maps it into the model's
-        transposition; its closing silence is left out. Nothing is kept while the memory is off."""
+    def remember(self, call: Sequence[str], shift: int) -> None:
+        """Keep the player's ``call`` (symbols, from its first note), answered in transposition ``shift``; its
+        closing silence is left out. Nothing is kept while the memory is off."""
         played = _played(call)
         if self._phrases and len(played) > MIN_ORDER:
-            self._calls.append(_Call([index_of(symbol) for symbol in played]))
+            self._calls.append(_Call(played, shift))
+
+    def attune(self, shift: int, index_of: IndexOf) -> None:
+        """Hear the calls for an answer in transposition ``shift``, ``index_of(symbol, shift)`` giving the model's
+        index of a player's symbol moved by ``shift`` (before an answer's first ``mix``)."""
+        known: dict[tuple[str, int], int] = {}  # a call holds few symbols, over and over
+
+        def lookup(symbol: str, used: int) -> int:
+            if (symbol, used) not in known:
+                known[symbol, used] = index_of(symbol, used)
+            return known[symbol, used]
+
+        for call in self._calls:
+            call.attune(shift, lookup)
 
     def mix(self, probabilities: np.ndarray, history: Sequence[int]) -> np.ndarray:
         """``probabilities`` with what followed the end of ``history`` (the song so far) in the remembered calls."""
