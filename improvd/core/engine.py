@@ -229,6 +229,7 @@ class Engine:
         self._open_note: tuple[float, int, int, mido.Message] | None = None  # (on time, first step, steps, note_on)
         self._recall = SessionMemory(self._phrases_kept())  # the player's earlier calls (improvd.core.recall)
         self._answered: list[str] = []  # the call being answered: remembered when its answer ends
+        self._answered_at = (0, 16)  # its first step's place in its bar, and the bar's steps
         self._turn_end: int | None = None  # turns in bars: the bar line that ends the player's turn
         self._call_first = 0  # the grid step of the call's first note
         self._load(model)
@@ -527,6 +528,7 @@ class Engine:
         self._open_note = None
         self._queued_symbols = 0
         self._answered = call
+        self._answered_at = ((self._grid.step - len(call)) % plan.bar, plan.bar)
         self._call_steps = 0
         self._turn_end = None
         self.mode = "responding"
@@ -595,7 +597,9 @@ class Engine:
             return None
         first_step = self._grid.step - len(call)  # the buffer's last symbol is the step that just closed
         indices = {first_step + k: self._index_of(symbol) for k, symbol in enumerate(call[:played])}
-        return Echo(indices, plan.entry, plan.bar, self._onset_mask, until=max(plan.first, plan.end - plan.bar))
+        until = max(plan.first, plan.end - plan.bar)
+        earlier = self._recall.echoes(plan.entry, plan.bar, self._onset_mask)  # the player's earlier calls
+        return Echo(indices, plan.entry, plan.bar, self._onset_mask, until=until, earlier=earlier)
 
     def _draw_answer(self) -> None:
         """Draw the answer's next slice (the symbol of the step that opens at the next boundary at least) and queue
@@ -917,7 +921,7 @@ class Engine:
     def _remember_call(self) -> None:
         """The call just answered goes into the session memory, in its transposition: for the answers after it."""
         if self._answered:
-            self._recall.remember(self._answered, self._shift)
+            self._recall.remember(self._answered, self._shift, *self._answered_at)
             self._answered = []
 
     def _phrases_kept(self) -> int:

@@ -7,12 +7,21 @@ own (``attune``): a call whose notes all lie in the present call's diatonic coll
 tune's phrases are often heard in different collections, F major's F A G Bb in B-flat major's too, and moved by
 their own transpositions half the phrases of the Essen test tunes brought an earlier motif back a fourth or a
 fifth away), one that does not moved by its own onto the white keys, so a motif played in D comes back in an
-answer in G. While an answer is drawn it proposes what
-followed the answer's present context (``MIN_ORDER`` to ``MAX_ORDER`` steps) in those calls, a call
-``k`` phrases back counting ``FADE ** k`` as much as the last one, blended over the LSTM as the song cache
-blends (Witten-Bell over the context lengths); the song cache (the present call) and the echo are mixed over
-that, so the present call outweighs the memory. Like the echo it falls silent in the answer's last bar, which is
-the cadence's (an earlier call's line would lead on past the cadence). The constants were chosen with bench/session_memory.py.
+answer in G. The memory reaches the answer two ways:
+
+* what followed the answer's present context (``MIN_ORDER`` to ``MAX_ORDER`` steps) in those calls, a call ``k``
+  phrases back counting ``FADE ** k`` as much as the last one, blended over the LSTM as the song cache blends
+  (Witten-Bell over the context lengths); the song cache (the present call) and the echoes are mixed over that.
+  Like the present call's echo it falls silent in the answer's last bar, which is the cadence's (an earlier
+  call's line would lead on past the cadence);
+* each call laid over the answer bar line on bar line, as the echo lays the present call (``echoes``,
+  improvd.core.echo), the last call at ``FADE`` of the present call's weight, each older one at ``FADE`` of the
+  one after it, mixed at once with the present call's echo. An answer that starts after a pause has no context
+  an earlier call shares, so without these an earlier motif rarely came back (a 4-note run of an earlier call
+  in 19.8% of the answers of bench/session_memory.py, 15.3% with the memory off); they speak in the last bar
+  too, where the present call's echo is silent: a phrase comes back with its ending.
+
+The constants were chosen with bench/session_memory.py.
 
 Bounded: at most ``phrases`` calls (64 at most by the settings table) of ``CALL_STEPS`` steps each, so a session
 that runs for days holds a few hundred kilobytes; a step looks up one context per remembered call and follows
@@ -27,6 +36,7 @@ from typing import TypeAlias
 
 import numpy as np
 
+from improvd.core.echo import Echo
 from improvd.core.encoding import HOLD, REST, is_pitch
 from improvd.core.keys import WHITE_KEYS
 
@@ -44,9 +54,12 @@ class _Call:
     """One remembered call: its symbols as played, the transposition it was answered in, and (once attuned) its
     indices and, for each ``MIN_ORDER``-step context, the positions that followed it."""
 
-    def __init__(self, symbols: Sequence[str], shift: int) -> None:
-        self.symbols = tuple(symbols[-CALL_STEPS:])
+    def __init__(self, symbols: Sequence[str], shift: int, phase: int, bar: int) -> None:
+        kept = symbols[-CALL_STEPS:]
+        self.symbols = tuple(kept)
         self.shift = shift
+        self.phase = (phase + len(symbols) - len(kept)) % bar  # the first kept step's place in its bar
+        self.bar = bar
         self._classes = {int(symbol) % 12 for symbol in self.symbols if is_pitch(symbol)}
         self._heard_in: int | None = None  # the transposition the indices are in
         self.indices: tuple[int, ...] = ()
@@ -94,12 +107,13 @@ class SessionMemory:
             self._vocabulary = tuple(vocabulary)
             self._calls.clear()
 
-    def remember(self, call: Sequence[str], shift: int) -> None:
-        """Keep the player's ``call`` (symbols, from its first note), answered in transposition ``shift``; its
-        closing silence is left out. Nothing is kept while the memory is off."""
+    def remember(self, call: Sequence[str], shift: int, phase: int, bar: int) -> None:
+        """Keep the player's ``call`` (symbols, from its first note, which fell ``phase`` steps into a bar of
+        ``bar`` steps), answered in transposition ``shift``; its closing silence is left out. Nothing is kept
+        while the memory is off."""
         played = _played(call)
         if self._phrases and len(played) > MIN_ORDER:
-            self._calls.append(_Call(played, shift))
+            self._calls.append(_Call(played, shift, phase, bar))
 
     def attune(self, shift: int, index_of: IndexOf) -> None:
         """Hear the calls for an answer in transposition ``shift``, ``index_of(symbol, shift)`` giving the model's
@@ -113,6 +127,17 @@ class SessionMemory:
 
         for call in self._calls:
             call.attune(shift, lookup)
+
+    def echoes(self, entry: int, bar: int, is_onset: np.ndarray) -> list[Echo]:
+        """The attuned calls of bars of ``bar`` steps laid over an answer whose first full bar starts at ``entry``
+        (improvd.core.echo), the last call's echo at FADE of the present call's weight, each older one at FADE of
+        the one after it; they speak to the answer's end."""
+        echoes = []
+        for age, call in enumerate(reversed(self._calls), start=1):
+            if call.bar == bar and call.indices:
+                steps = {call.phase + k: index for k, index in enumerate(call.indices)}
+                echoes.append(Echo(steps, entry, bar, is_onset, scale=FADE**age))
+        return echoes
 
     def mix(self, probabilities: np.ndarray, history: Sequence[int]) -> np.ndarray:
         """``probabilities`` with what followed the end of ``history`` (the song so far) in the remembered calls."""
