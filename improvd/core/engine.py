@@ -90,8 +90,9 @@ Memory. The song cache (improvd.core.songcache) mixes what followed the same
 contexts earlier in the player's line into the LSTM's probabilities (it follows
 the answer as it goes but does not learn from it, which would let an answer
 loop); under it the session memory (improvd.core.recall) mixes what followed the same
-contexts in the player's earlier calls, each remembered in its own transposition once it is answered; the echo
-(improvd.core.echo) lays the call over the answer bar line on bar line. Temperature divides the log
+contexts in the player's earlier calls, each remembered as played once it is answered and heard in the present
+call's key; the echo (improvd.core.echo) lays the call over the answer bar line on bar line, and the earlier calls
+under it. Temperature divides the log
 probabilities; top-p keeps the smallest set of
 likely symbols; the generator is seeded.
 
@@ -919,7 +920,8 @@ class Engine:
         return self.settings.output_channel, self.settings.program
 
     def _remember_call(self) -> None:
-        """The call just answered goes into the session memory, in its transposition: for the answers after it."""
+        """The call just answered goes into the session memory, as played, with its transposition and its place in
+        the bar: for the answers after it."""
         if self._answered:
             self._recall.remember(self._answered, self._shift, *self._answered_at)
             self._answered = []
