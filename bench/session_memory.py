@@ -107,7 +107,7 @@ def as_played_figures(model, tests: list[as_played.CallCase], seeds: int) -> dic
                     perform(engine, before.call.notes)
                 answers.append(as_played.answer(test, lambda settings, _seed, e=engine: _reset(e, settings), seed))
         played = as_played.figures(runs_, answers)
-        played["onset_position_overlap"] = as_played._overlaps(
+        played["onset_position_overlap"] = as_played.overlaps(
             played.pop("histograms"), reals["histograms"], runs_, seeds
         )
         result["on" if memory else "off"] = played

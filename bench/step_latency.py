@@ -133,7 +133,8 @@ def bench(repeats: int) -> dict:
     memory = SessionMemory(64)
     riff = [str(s) for s in rng.integers(0, vocab, 16)]  # symbols as the vocabulary's indices
     for _ in range(64):
-        memory.remember(riff * (CALL_STEPS // len(riff)), int)
+        memory.remember(riff * (CALL_STEPS // len(riff)), 0, 0, 16)
+    memory.attune(0, lambda symbol, _shift: int(symbol))
     state["cache"] = SongCache(model.vocabulary.index[SONG_END], memory)
     for symbol in riff:
         state["cache"].add(int(symbol))

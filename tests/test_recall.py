@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from improvd.core.echo import WEIGHT, Echo
 from improvd.core.engine import Engine, Settings
 from improvd.core.model import load_model
 from improvd.core.recall import ALPHA, CALL_STEPS, FADE, MATCHES, MIN_ORDER, SessionMemory
@@ -21,7 +22,8 @@ INDEX = {"_": 0, "r": 1, **{str(n): n for n in range(2, V)}}  # a hold is index 
 def memory(*calls: list[str], phrases: int = 8) -> SessionMemory:
     kept = SessionMemory(phrases)
     for symbols in calls:
-        kept.remember(symbols, INDEX.__getitem__)
+        kept.remember(symbols, 0, 0, 16)
+    kept.attune(0, lambda symbol, _shift: INDEX[symbol])
     return kept
 
 
@@ -55,12 +57,14 @@ def test_it_holds_the_last_phrases_and_its_cost_stays_bounded():
     rng = np.random.default_rng(0)
     kept = SessionMemory(4)
     for _ in range(1000):  # a long session of long calls
-        kept.remember([str(s) for s in rng.integers(0, V, 4 * CALL_STEPS)], int)
+        kept.remember([str(s) for s in rng.integers(0, V, 4 * CALL_STEPS)], 0, 0, 16)
+    kept.attune(0, lambda symbol, _shift: int(symbol))
     assert len(kept) == 4
     assert sum(len(c.indices) for c in kept._calls) == 4 * CALL_STEPS
     riff = [str(s) for s in rng.integers(0, V, 8)]
     for _ in range(4):  # a riff played over and over: each context recurs hundreds of times
-        kept.remember(riff * (CALL_STEPS // len(riff)), int)
+        kept.remember(riff * (CALL_STEPS // len(riff)), 0, 0, 16)
+    kept.attune(0, lambda symbol, _shift: int(symbol))
     assert len(kept._match_lengths([int(s) for s in riff])) == MATCHES  # a step follows MATCHES at most
     kept.keep(2)
     assert len(kept) == 2
@@ -68,10 +72,46 @@ def test_it_holds_the_last_phrases_and_its_cost_stays_bounded():
     assert len(kept) == 0
 
 
+def test_a_call_whose_notes_lie_in_the_present_key_comes_back_as_played_else_moved_by_its_own():
+    """F A G A B-flat C, answered in F major (moved by -5 onto the white keys), then heard by an answer in B-flat
+    major (+2), whose collection holds all its notes: at the pitches played. By an answer in B major (+1), which
+    does not hold F: moved by its own transposition, as C E D E F G."""
+    base = np.full(128, 1.0 / 128)
+    kept = SessionMemory(8)
+    kept.remember(["65", "69", "67", "69", "70", "72"], -5, 0, 16)
+    kept.attune(2, lambda symbol, shift: int(symbol) + shift)
+    assert kept.mix(base, [67, 71, 69]).argmax() == 71  # F A G then A, in B-flat's transposition
+    assert np.array_equal(kept.mix(base, [60, 64, 62]), base)
+    kept.attune(1, lambda symbol, shift: int(symbol) + shift)
+    assert kept.mix(base, [60, 64, 62]).argmax() == 64
+    assert np.array_equal(kept.mix(base, [67, 71, 69]), base)
+
+
+def test_earlier_calls_are_laid_over_the_answer_under_the_present_one_and_speak_in_its_last_bar():
+    """Two earlier calls in bars of 16 steps (an older one in bars of 12 is left out): echoes at FADE and FADE**2
+    of the present call's weight, mixed at once with it; from the present echo's ``until`` (the last bar) on, only they."""
+    kept = SessionMemory(8)
+    for symbols, bar in ((["11", "11", "11", "11"], 12), (["3", "4", "5", "6"], 16), (["7", "8", "9", "10"], 16)):
+        kept.remember(symbols, 0, 0, bar)
+    kept.attune(0, lambda symbol, _shift: INDEX[symbol])
+    onsets = np.ones(V, bool)
+    earlier = kept.echoes(16, 16, onsets)
+    assert len(earlier) == 2
+    present = Echo({16: 2, 17: 2}, 16, 16, onsets, until=17, earlier=earlier)
+    share = WEIGHT / 2  # (agreed + 1) / (onsets + 2), nothing heard yet
+    mixed = present.mix(BASE, 16)
+    assert mixed[2] == pytest.approx(share + (1 - share * (1 + FADE + FADE**2)) / V)
+    assert mixed[7] - mixed[0] == pytest.approx(share * FADE)  # the last call, "7" on the bar's first step
+    assert mixed[3] - mixed[0] == pytest.approx(share * FADE**2)
+    assert mixed.sum() == pytest.approx(1.0)
+    later = present.mix(BASE, 17)  # the present echo is silent from its last bar on; the earlier calls are not
+    assert later[2] == later[0] and later[8] - later[0] == pytest.approx(share * FADE)
+
+
 def test_another_vocabulary_starts_empty_and_the_same_one_keeps_the_calls():
     kept = memory(MOTIF)
     kept.bind(SYMBOLS)
-    kept.remember(MOTIF, int)
+    kept.remember(MOTIF, 0, 0, 16)
     kept.bind(list(SYMBOLS))
     assert len(kept) == 1
     kept.bind([*SYMBOLS, "x"])
@@ -156,3 +196,43 @@ def test_the_lstm_that_hears_a_call_in_its_new_key_takes_over_with_the_session_m
     engine = Engine(model, Settings(bpm=120, phrase_end_steps=16, response_steps=8), seed=4)
     run(engine, call(D_MAJOR) + [(t + LATER * STEP, m) for t, m in call(C_MAJOR)], LATER + 40)
     assert memory_after == [True, True] and engine.remembered == 2  # D moved onto the white keys, then C back
+
+
+F_MAJOR = [(65, 0, 2), (69, 2, 2), (67, 4, 2), (69, 6, 2), (70, 8, 2), (72, 10, 2), (77, 12, 1)]  # to white: -5
+B_FLAT = [(70, 0, 2), (75, 2, 2), (74, 4, 2), (72, 6, 2), (65, 8, 2), (69, 10, 2), (67, 12, 2)]  # to white: +2
+
+
+def test_an_earlier_call_in_the_present_calls_collection_comes_back_at_the_pitches_played(model, monkeypatch):
+    """A call in F, then one in B-flat that stops on the first one's F A G: trusted fully (the echo silent), the
+    memory continues at the pitches played (A B-flat C). Moved by its own transposition the first call met the
+    second as C E D, not G B A, and the memory had nothing to continue."""
+    monkeypatch.setattr("improvd.core.recall.ALPHA", 1e-9)
+    monkeypatch.setattr("improvd.core.echo.WEIGHT", 0.0)
+    settings = Settings(bpm=120, max_call_steps=13, response_steps=22, session_memory=True)
+    engine = Engine(model, settings, seed=4)
+    second = [(t + LATER * STEP, m) for t, m in call(B_FLAT)]
+    sent, _ = run(engine, call(F_MAJOR) + second, LATER + 40)
+    answer = [(t.message.note, round(t.time / STEP) - LATER) for t in sent if t.message.type == "note_on"]
+    assert [(p, s) for p, s in answer if s > 0][:3] == [(69, 14), (70, 16), (72, 18)]
+
+
+FIRST_CALL = [(60, 0, 4), (64, 4, 4), (67, 8, 4), (72, 12, 4), (71, 16, 4), (67, 20, 4), (65, 24, 4), (64, 28, 3)]
+SECOND_CALL = [(72, 0, 4), (69, 4, 4), (65, 8, 4), (62, 12, 4), (64, 16, 4), (65, 20, 4), (67, 24, 4), (60, 28, 3)]
+
+
+def test_an_earlier_call_comes_back_bar_on_bar_in_the_answers_last_bar(model, monkeypatch):
+    """Two 2-bar calls in C; the echoes trusted fully: the answer to the second plays the first one's second bar
+    (B G F E) as its last, the cadence's bar, where the present call's echo is silent. Off, it does not."""
+    monkeypatch.setattr("improvd.core.echo.WEIGHT", 100.0)
+
+    def last_bar(memory_on: bool) -> list[tuple[int, int]]:
+        engine = Engine(model, Settings(bpm=120, response_bars=2, session_memory=memory_on), seed=4)
+        second = [(t + LATER * STEP, m) for t, m in call(SECOND_CALL)]
+        sent, events = run(engine, call(FIRST_CALL) + second, LATER + 120)
+        start = [e for e in events if e.name == "response_start"][-1].data
+        end = start["first_step"] + start["steps"]
+        notes = [(t.message.note, round(t.time / STEP)) for t in sent if t.message.type == "note_on"]
+        return [(p, s - (end - 16)) for p, s in notes if end - 16 <= s < end]
+
+    assert last_bar(True) == [(71, 0), (67, 4), (65, 8), (64, 12)]
+    assert last_bar(False) != [(71, 0), (67, 4), (65, 8), (64, 12)]

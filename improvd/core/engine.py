@@ -95,8 +95,9 @@ Memory. The song cache (improvd.core.songcache) mixes what followed the same
 contexts earlier in the player's line into the LSTM's probabilities (it follows
 the answer as it goes but does not learn from it, which would let an answer
 loop); under it the session memory (improvd.core.recall) mixes what followed the same
-contexts in the player's earlier calls, each remembered in its own transposition once it is answered; the echo
-(improvd.core.echo) lays the call over the answer bar line on bar line. Temperature divides the log
+contexts in the player's earlier calls, each remembered as played once it is answered and heard in the present
+call's key; the echo (improvd.core.echo) lays the call over the answer bar line on bar line, and the earlier calls
+under it. Temperature divides the log
 probabilities; top-p keeps the smallest set of
 likely symbols; the generator is seeded.
 
@@ -244,6 +245,7 @@ class Engine:
         self._open_note: tuple[float, int, int, mido.Message] | None = None  # (on time, first step, steps, note_on)
         self._recall = SessionMemory(self._phrases_kept())  # the player's earlier calls (improvd.core.recall)
         self._answered: list[str] = []  # the call being answered: remembered when its answer ends
+        self._answered_at = (0, 16)  # its first step's place in its bar, and the bar's steps
         self._turn_end: int | None = None  # turns in bars: the bar line that ends the player's turn
         self._call_first = 0  # the grid step of the call's first note
         self._load(model)
@@ -598,6 +600,7 @@ class Engine:
         self._choose_style()
         if shift != self._shift or self._priming.shift is not None:
             self._rekey(shift)
+        self._recall.attune(shift, self._index_of)  # the earlier calls heard in this call's key
         self._feed_lstm(HOLD)  # the step that opened at this tick sounds as the call's silence going on
         plan = self._plan(self._grid.step + 1)
         s = self.settings
@@ -619,6 +622,7 @@ class Engine:
         self._open_note = None
         self._queued_symbols = 0
         self._answered = call
+        self._answered_at = ((self._grid.step - len(call)) % plan.bar, plan.bar)
         self._call_steps = 0
         self._turn_end = None
         self.mode = "responding"
@@ -750,7 +754,9 @@ class Engine:
             return None
         first_step = self._grid.step - len(call)  # the buffer's last symbol is the step that just closed
         indices = {first_step + k: self._index_of(symbol) for k, symbol in enumerate(call[:played])}
-        return Echo(indices, plan.entry, plan.bar, self._onset_mask, until=max(plan.first, plan.end - plan.bar))
+        until = max(plan.first, plan.end - plan.bar)
+        earlier = self._recall.echoes(plan.entry, plan.bar, self._onset_mask)  # the player's earlier calls
+        return Echo(indices, plan.entry, plan.bar, self._onset_mask, until=until, earlier=earlier)
 
     def _draw_answer(self) -> None:
         """Draw the answer's next slice (the symbol of the step that opens at the next boundary at least) and queue
@@ -1078,9 +1084,10 @@ class Engine:
         return self.settings.output_channel, self.settings.program
 
     def _remember_call(self) -> None:
-        """The call just answered goes into the session memory, in its transposition: for the answers after it."""
+        """The call just answered goes into the session memory, as played, with its transposition and its place in
+        the bar: for the answers after it."""
         if self._answered:
-            self._recall.remember(self._answered, self._index_of)
+            self._recall.remember(self._answered, self._shift, *self._answered_at)
             self._answered = []
 
     def _phrases_kept(self) -> int:

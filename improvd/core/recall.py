@@ -2,13 +2,26 @@
 
 Each call is answered as a song of its own (improvd.core.songcache), so without this a motif played three
 phrases ago is gone. As the Continuator learns a player, the memory keeps the player's last ``phrases`` calls
-(never improvd's answers), each in the model's transposition of that call (the diatonic collection moved onto
-the white keys), so calls in different keys meet in one key. While an answer is drawn it proposes what
-followed the answer's present context (``MIN_ORDER`` to ``MAX_ORDER`` steps) in those calls, a call
-``k`` phrases back counting ``FADE ** k`` as much as the last one, blended over the LSTM as the song cache
-blends (Witten-Bell over the context lengths); the song cache (the present call) and the echo are mixed over
-that, so the present call outweighs the memory. Like the echo it falls silent in the answer's last bar, which is
-the cadence's (an earlier call's line would lead on past the cadence). The constants were chosen with bench/session_memory.py.
+(never improvd's answers) as played, with the transposition it was answered in. Each answer hears them in its
+own (``attune``): a call whose notes all lie in the present call's diatonic collection at the pitches played (a
+tune's phrases are often heard in different collections, F major's F A G Bb in B-flat major's too, and moved by
+their own transpositions half the phrases of the Essen test tunes brought an earlier motif back a fourth or a
+fifth away), one that does not moved by its own onto the white keys, so a motif played in D comes back in an
+answer in G. The memory reaches the answer two ways:
+
+* what followed the answer's present context (``MIN_ORDER`` to ``MAX_ORDER`` steps) in those calls, a call ``k``
+  phrases back counting ``FADE ** k`` as much as the last one, blended over the LSTM as the song cache blends
+  (Witten-Bell over the context lengths); the song cache (the present call) and the echoes are mixed over that.
+  Like the present call's echo it falls silent in the answer's last bar, which is the cadence's (an earlier
+  call's line would lead on past the cadence);
+* each call laid over the answer bar line on bar line, as the echo lays the present call (``echoes``,
+  improvd.core.echo), the last call at ``FADE`` of the present call's weight, each older one at ``FADE`` of the
+  one after it, mixed at once with the present call's echo. An answer that starts after a pause has no context
+  an earlier call shares, so without these an earlier motif rarely came back (a 4-note run of an earlier call
+  in 19.8% of the answers of bench/session_memory.py, 15.3% with the memory off); they speak in the last bar
+  too, where the present call's echo is silent: a phrase comes back with its ending.
+
+The constants were chosen with bench/session_memory.py.
 
 Bounded: at most ``phrases`` calls (64 at most by the settings table) of ``CALL_STEPS`` steps each, so a session
 that runs for days holds a few hundred kilobytes; a step looks up one context per remembered call and follows
@@ -19,10 +32,15 @@ from __future__ import annotations
 
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
+from typing import TypeAlias
 
 import numpy as np
 
-from improvd.core.encoding import HOLD, REST
+from improvd.core.echo import Echo
+from improvd.core.encoding import HOLD, REST, is_pitch
+from improvd.core.keys import WHITE_KEYS
+
+IndexOf: TypeAlias = Callable[[str, int], int]  # a player's symbol, moved by a transposition: the model's index
 
 MIN_ORDER = 3  # steps of context an earlier call must share with the answer's last steps
 MAX_ORDER = 16
@@ -33,11 +51,29 @@ MATCHES = 16  # earlier occurrences of a context looked at per step at most, the
 
 
 class _Call:
-    """One remembered call: its indices and, for each ``MIN_ORDER``-step context, the positions that followed it."""
+    """One remembered call: its symbols as played, the transposition it was answered in, and (once attuned) its
+    indices and, for each ``MIN_ORDER``-step context, the positions that followed it."""
 
-    def __init__(self, indices: Sequence[int]) -> None:
-        self.indices = tuple(indices[-CALL_STEPS:])
+    def __init__(self, symbols: Sequence[str], shift: int, phase: int, bar: int) -> None:
+        kept = symbols[-CALL_STEPS:]
+        self.symbols = tuple(kept)
+        self.shift = shift
+        self.phase = (phase + len(symbols) - len(kept)) % bar  # the first kept step's place in its bar
+        self.bar = bar
+        self._classes = {int(symbol) % 12 for symbol in self.symbols if is_pitch(symbol)}
+        self._heard_in: int | None = None  # the transposition the indices are in
+        self.indices: tuple[int, ...] = ()
         self.followers: dict[tuple[int, ...], list[int]] = {}
+
+    def attune(self, shift: int, index_of: IndexOf) -> None:
+        """Index the call for an answer in transposition ``shift``: by ``shift`` (at the pitches played) when all
+        its notes lie in that collection, else by its own."""
+        used = shift if all((c + shift) % 12 in WHITE_KEYS for c in self._classes) else self.shift
+        if used == self._heard_in:
+            return
+        self._heard_in = used
+        self.indices = tuple(index_of(symbol, used) for symbol in self.symbols)
+        self.followers = {}
         for position in range(MIN_ORDER, len(self.indices)):
             self.followers.setdefault(self.indices[position - MIN_ORDER : position], []).append(position)
 
@@ -71,12 +107,37 @@ class SessionMemory:
             self._vocabulary = tuple(vocabulary)
             self._calls.clear()
 
-    def remember(self, call: Sequence[str], index_of: Callable[[str], int]) -> None:
-        """Keep the player's ``call`` (symbols, from its first note) as ``index_of`` maps it into the model's
-        transposition; its closing silence is left out. Nothing is kept while the memory is off."""
+    def remember(self, call: Sequence[str], shift: int, phase: int, bar: int) -> None:
+        """Keep the player's ``call`` (symbols, from its first note, which fell ``phase`` steps into a bar of
+        ``bar`` steps), answered in transposition ``shift``; its closing silence is left out. Nothing is kept
+        while the memory is off."""
         played = _played(call)
         if self._phrases and len(played) > MIN_ORDER:
-            self._calls.append(_Call([index_of(symbol) for symbol in played]))
+            self._calls.append(_Call(played, shift, phase, bar))
+
+    def attune(self, shift: int, index_of: IndexOf) -> None:
+        """Hear the calls for an answer in transposition ``shift``, ``index_of(symbol, shift)`` giving the model's
+        index of a player's symbol moved by ``shift`` (before an answer's first ``mix``)."""
+        known: dict[tuple[str, int], int] = {}  # a call holds few symbols, over and over
+
+        def lookup(symbol: str, used: int) -> int:
+            if (symbol, used) not in known:
+                known[symbol, used] = index_of(symbol, used)
+            return known[symbol, used]
+
+        for call in self._calls:
+            call.attune(shift, lookup)
+
+    def echoes(self, entry: int, bar: int, is_onset: np.ndarray) -> list[Echo]:
+        """The attuned calls of bars of ``bar`` steps laid over an answer whose first full bar starts at ``entry``
+        (improvd.core.echo), the last call's echo at FADE of the present call's weight, each older one at FADE of
+        the one after it; they speak to the answer's end."""
+        echoes = []
+        for age, call in enumerate(reversed(self._calls), start=1):
+            if call.bar == bar and call.indices:
+                steps = {call.phase + k: index for k, index in enumerate(call.indices)}
+                echoes.append(Echo(steps, entry, bar, is_onset, scale=FADE**age))
+        return echoes
 
     def mix(self, probabilities: np.ndarray, history: Sequence[int]) -> np.ndarray:
         """``probabilities`` with what followed the end of ``history`` (the song so far) in the remembered calls."""
