@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Protocol
 
 import numpy as np
@@ -89,6 +90,16 @@ class Rules:
     top_p: float | None
     memory: bool  # the song cache and the echo mixed in
 
+    @cached_property
+    def notes(self) -> np.ndarray:
+        """The symbols allowed where a note must start: the onsets of the call's collection."""
+        return self.onsets & self.in_key
+
+    @cached_property
+    def no_onset(self) -> np.ndarray:
+        """The symbols allowed where no note may start: the call's collection's holds and rests."""
+        return self.in_key & ~self.onsets
+
 
 def collection_mask(
     symbols: list[str], playable: np.ndarray, call: list[str], shift: int, span: tuple[int, int]
@@ -124,9 +135,9 @@ def allowed_at(step: int, plan: AnswerPlan, entered: bool, rules: Rules) -> np.n
     the call sounded every one of its own; no onset where the call's rhythm never put one; otherwise the call's
     collection."""
     if (not entered and step >= plan.first_note) or (rules.downbeats and entered and step % plan.bar == 0):
-        return rules.onsets & rules.in_key  # a note now
+        return rules.notes  # a note now
     if step % rules.places[0] not in rules.places[1]:
-        return rules.in_key & ~rules.onsets
+        return rules.no_onset
     return rules.in_key
 
 
@@ -156,12 +167,15 @@ def keep_onset_mass(probabilities: np.ndarray, allowed: np.ndarray, onsets: np.n
     """``probabilities`` with the mass of the notes ``allowed`` rules out handed to the notes it allows, in
     proportion, and those notes' odds raised by ONSET_GAIN: a mask changes which note starts, not whether one starts
     (holds and rests keep what they had)."""
-    kept = probabilities[allowed & onsets].sum()
+    both = allowed & onsets
+    taken = probabilities[both]
+    kept = taken.sum()
     if kept <= 0:
         return probabilities
+    taken *= probabilities[onsets].sum() / kept
+    taken *= ONSET_GAIN
     scaled = probabilities.copy()
-    scaled[allowed & onsets] *= probabilities[onsets].sum() / kept
-    scaled[allowed & onsets] *= ONSET_GAIN
+    scaled[both] = taken
     return scaled
 
 
