@@ -41,7 +41,7 @@ SLICE_STEPS = 10  # LSTM steps drawn at one tick beyond those due (about 0.12 ms
 ONSET_GAIN = 1.4  # the odds of starting a note rather than holding or resting are multiplied by this
 # (chosen on 306 Essen calls outside the test split, against 1.8: notes per bar 0.98 of the real bars', 1.03 at
 # 1.8; the two-sample test 0.670 against 0.698: the LSTM, started after the phrase end's silence, under-plays)
-FIRST_SLICE = 4  # at the phrase end, which has the key, the plan and the echo to find first
+FIRST_SLICE = 2  # at the phrase end, which has the key, the plan, the rules and the echo to find first
 
 
 class Predictor(Protocol):

@@ -675,7 +675,8 @@ class Engine:
         if played == 0:
             return None
         first_step = self._grid.step - len(call)  # the buffer's last symbol is the step that just closed
-        indices = {first_step + k: self._index_of(symbol) for k, symbol in enumerate(call[:played])}
+        index_of = {symbol: self._index_of(symbol) for symbol in set(call[:played])}  # a few symbols, many steps
+        indices = {first_step + k: index_of[symbol] for k, symbol in enumerate(call[:played])}
         return Echo(indices, plan.entry, plan.bar, self._onset_mask, until=max(plan.first, plan.end - plan.bar))
 
     def _draw_answer(self) -> None:
