@@ -85,6 +85,25 @@ def test_no_tick_holds_the_timing_thread_past_its_budget_of_lstm_steps(shipped, 
     assert counts[phrase_end] <= PHRASE_END_STEPS, counts[phrase_end]
 
 
+def test_a_long_call_that_moves_the_key_is_heard_again_before_its_phrase_end(shipped):
+    """A call of 128 steps (the shipped model's whole buffer) in G major: its 129 priming steps are spread over the
+    silent ticks before the phrase end, which is left its own budget. Before, 16 a tick left the phrase-end tick 44
+    LSTM steps (20 a tick at 58f604c: 26)."""
+    notes = [(pitch, start + 16 * bar, length) for bar in range(8) for pitch, start, length in G_MAJOR]
+    engine = Engine(shipped, Settings(min_call_steps=4), seed=7, predictor=Counting)
+    counts, phrase_end = [], None
+    Counting.steps = 0
+    for k, boundary in enumerate(drive(engine, call(notes), 180)):
+        counts.append(Counting.steps)
+        Counting.steps = 0
+        if any(e.name == "phrase_end" for e in boundary.events):
+            phrase_end = k
+            assert boundary.events[-1].data["transposition"] != 0  # the key moved: the call was heard again
+    assert phrase_end is not None
+    assert counts[phrase_end] <= PHRASE_END_STEPS, counts[phrase_end]
+    assert max(counts) <= 24, max(counts)  # 129 and the silent steps, evenly over the 6 ticks before the phrase end
+
+
 def test_a_key_change_primed_in_slices_answers_as_hearing_the_call_again_at_once(shipped, monkeypatch):
     def answer_to(notes: list) -> list:
         engine = Engine(shipped, Settings(min_call_steps=4), seed=5)

@@ -144,7 +144,7 @@ from improvd.core.grid import Grid, bar_steps, next_bar_line, strong_positions
 from improvd.core.keys import call_key, diatonic_shift, key_shift, parse_key
 from improvd.core.metronome import CLICK_STEPS, click
 from improvd.core.model import Model
-from improvd.core.priming import SILENT_STEPS, Priming
+from improvd.core.priming import PRIME_STEPS, SILENT_STEPS, Priming
 from improvd.core.recall import SessionMemory
 from improvd.core.runtime import LSTMRuntime
 from improvd.core.sampler import Sampler
@@ -410,8 +410,9 @@ class Engine:
 
     def _prime_ahead(self, symbol: str) -> None:
         """Once the call has fallen silent its collection is known: if it moved, the spare LSTM hears the call on
-        the new white keys, a slice a tick, and takes over once it has caught up (at the phrase end at the latest:
-        ``_rekey``). Not with ``follow_tempo``: its phrase end hears the call again anyway (``_follow``)."""
+        the new white keys, a slice a tick (PRIME_STEPS, or more to catch up by the tick before the phrase end's),
+        and takes over once it has caught up (at the phrase end at the latest: ``_rekey``). Not with
+        ``follow_tempo``: its phrase end hears the call again anyway (``_follow``)."""
         priming = self._priming
         if self.settings.follow_tempo:
             priming.cancel()
@@ -427,7 +428,8 @@ class Engine:
                 else:
                     priming.begin(shift, [self._index_of(s, shift) for s in call])
         if priming.shift is not None:
-            priming.advance()
+            ticks = self.settings.phrase_end_steps - self._buffer.silent_steps  # left before the phrase end's
+            priming.advance(max(PRIME_STEPS, -(-priming.pending // ticks)) if ticks > 0 else None)
             if priming.done:
                 self._swap()
 
