@@ -9,13 +9,14 @@ temperature and top-p the phrase end found.
 
 Drawn in slices (``Drawing``). An answer is not drawn at once: at each tick the engine asks for the steps that
 must be queued by the next boundary (``advance(due)``), and the drawing takes at most ``SLICE_STEPS`` LSTM steps
-beyond those, so a tick never holds the timing thread for more than a few hundred microseconds of drawing,
-whatever the answer's length, metre or tempo. The symbols drawn so far are ``symbols`` (step ``plan.first + k``
+beyond those (``FIRST_SLICE`` at the phrase end), so no tick holds the timing thread for more than about 1.5 ms
+of drawing at the shipped model's size, whatever the answer's length, metre or tempo (the slices are sized to
+keep every tick under 2 ms: tests/test_answer.py). The symbols drawn so far are ``symbols`` (step ``plan.first + k``
 for symbol ``k``); the engine queues them as they come. Its last bar is drawn again, up to ``CADENCE_TRIES``
 times, until the answer closes (``closing``), keeping the draw that closes best. The tries run in the slices
 before that bar is due and on while it plays: each of its steps is drawn for good when it falls due, from the
 best finished try (none finished: the try under way), and the tries after that continue from there. With time
-for every try first, this is the cadence drawn at once. The LSTM then stands after the ending that is played
+for every try first (from three bars on), this is the cadence drawn at once. The LSTM then stands after the ending that is played
 (one timeline). Slices are counted in steps, never in seconds, so simulated and real time draw the same answer.
 """
 
@@ -41,7 +42,7 @@ SLICE_STEPS = 10  # LSTM steps drawn at one tick beyond those due (about 0.12 ms
 ONSET_GAIN = 1.4  # the odds of starting a note rather than holding or resting are multiplied by this
 # (chosen on 306 Essen calls outside the test split, against 1.8: notes per bar 0.98 of the real bars', 1.03 at
 # 1.8; the two-sample test 0.670 against 0.698: the LSTM, started after the phrase end's silence, under-plays)
-FIRST_SLICE = 2  # at the phrase end, which has the key, the plan, the rules and the echo to find first
+FIRST_SLICE = 0  # at the phrase end, which has the key, the plan, the rules and the echo to find first
 
 
 class Predictor(Protocol):
