@@ -63,6 +63,47 @@ def test_no_tick_takes_more_than_a_slice_of_lstm_steps(shipped, changes):
     assert max(counts) <= max(answer.SLICE_STEPS, priming.PRIME_STEPS) + 3, max(counts)
 
 
+TICK_STEPS = 17  # LSTM steps in 2 ms of the timing thread, at about 0.12 ms a drawn step of the shipped model
+PHRASE_END_STEPS = 8  # the phrase end also finds the key, the plan, the rules and the echo (about 0.5 ms)
+
+
+@pytest.mark.parametrize("changes", [{}, {"response_bars": 1}, {"phrase_end_steps": 4}, {"response_steps": 32}])
+def test_no_tick_holds_the_timing_thread_past_its_budget_of_lstm_steps(shipped, changes):
+    """The slices are sized for the shipped model: no tick over TICK_STEPS LSTM steps, the phrase end's over
+    PHRASE_END_STEPS. Before, a tick of the priming took up to 21 (2.0-2.3 ms of CPU on a loaded 2-core machine), one of
+    the answer 17, and the phrase end 11 (with the key, 1.8-2.1 ms)."""
+    engine = Engine(shipped, Settings(**{"min_call_steps": 4, **changes}), seed=7, predictor=Counting)
+    counts, phrase_end = [], None
+    Counting.steps = 0
+    for k, boundary in enumerate(drive(engine, call(G_MAJOR), 200)):
+        counts.append(Counting.steps)
+        Counting.steps = 0
+        if any(e.name == "phrase_end" for e in boundary.events):
+            phrase_end = k
+    assert phrase_end is not None and max(counts) > 0
+    assert max(counts) <= TICK_STEPS, max(counts)
+    assert counts[phrase_end] <= PHRASE_END_STEPS, counts[phrase_end]
+
+
+def test_a_long_call_that_moves_the_key_is_heard_again_before_its_phrase_end(shipped):
+    """A call of 128 steps (the shipped model's whole buffer) in G major: its 129 priming steps are spread over the
+    silent ticks before the phrase end, which is left its own budget. Before, 16 a tick left the phrase-end tick 44
+    LSTM steps (20 a tick at 58f604c: 26)."""
+    notes = [(pitch, start + 16 * bar, length) for bar in range(8) for pitch, start, length in G_MAJOR]
+    engine = Engine(shipped, Settings(min_call_steps=4), seed=7, predictor=Counting)
+    counts, phrase_end = [], None
+    Counting.steps = 0
+    for k, boundary in enumerate(drive(engine, call(notes), 180)):
+        counts.append(Counting.steps)
+        Counting.steps = 0
+        if any(e.name == "phrase_end" for e in boundary.events):
+            phrase_end = k
+            assert boundary.events[-1].data["transposition"] != 0  # the key moved: the call was heard again
+    assert phrase_end is not None
+    assert counts[phrase_end] <= PHRASE_END_STEPS, counts[phrase_end]
+    assert max(counts) <= 24, max(counts)  # 129 and the silent steps, evenly over the 6 ticks before the phrase end
+
+
 def test_a_key_change_primed_in_slices_answers_as_hearing_the_call_again_at_once(shipped, monkeypatch):
     def answer_to(notes: list) -> list:
         engine = Engine(shipped, Settings(min_call_steps=4), seed=5)
@@ -75,10 +116,11 @@ def test_a_key_change_primed_in_slices_answers_as_hearing_the_call_again_at_once
 
 
 def test_the_answer_drawn_in_slices_is_the_answer_drawn_at_once(shipped, monkeypatch):
-    """Two bars leave the slices time for every redraw of the last bar: the same draws in the same order."""
+    """Three bars leave the slices time for every redraw of the last bar (two, for 9 of the 12): the same draws in
+    the same order."""
 
     def answer_to() -> list:
-        engine = Engine(shipped, Settings(min_call_steps=4, response_bars=2), seed=11)
+        engine = Engine(shipped, Settings(min_call_steps=4, response_bars=3), seed=11)
         return [(t.time, str(t.message)) for b in drive(engine, call(PHRASE), 100) for t in b.sent]
 
     sliced = answer_to()

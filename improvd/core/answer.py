@@ -9,13 +9,14 @@ temperature and top-p the phrase end found.
 
 Drawn in slices (``Drawing``). An answer is not drawn at once: at each tick the engine asks for the steps that
 must be queued by the next boundary (``advance(due)``), and the drawing takes at most ``SLICE_STEPS`` LSTM steps
-beyond those, so a tick never holds the timing thread for more than a few hundred microseconds of drawing,
-whatever the answer's length, metre or tempo. The symbols drawn so far are ``symbols`` (step ``plan.first + k``
+beyond those (``FIRST_SLICE`` at the phrase end), so no tick holds the timing thread for more than about 1.5 ms
+of drawing at the shipped model's size, whatever the answer's length, metre or tempo (the slices are sized to
+keep every tick under 2 ms: tests/test_answer.py). The symbols drawn so far are ``symbols`` (step ``plan.first + k``
 for symbol ``k``); the engine queues them as they come. Its last bar is drawn again, up to ``CADENCE_TRIES``
 times, until the answer closes (``closing``), keeping the draw that closes best. The tries run in the slices
 before that bar is due and on while it plays: each of its steps is drawn for good when it falls due, from the
 best finished try (none finished: the try under way), and the tries after that continue from there. With time
-for every try first, this is the cadence drawn at once. The LSTM then stands after the ending that is played
+for every try first (from three bars on), this is the cadence drawn at once. The LSTM then stands after the ending that is played
 (one timeline). Slices are counted in steps, never in seconds, so simulated and real time draw the same answer.
 """
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Protocol
 
 import numpy as np
@@ -37,11 +39,11 @@ from improvd.core.songcache import SongCache
 
 CLOSED = 2  # an answer that ends on the tonic or the dominant on a strong beat
 CADENCE_TRIES = 12  # draws of the answer's last bar at most
-SLICE_STEPS = 16  # LSTM steps drawn at one tick beyond those due (about 0.1 ms each at the shipped model's size)
+SLICE_STEPS = 10  # LSTM steps drawn at one tick beyond those due (about 0.12 ms each with the draw, shipped model)
 ONSET_GAIN = 1.4  # the odds of starting a note rather than holding or resting are multiplied by this
 # (chosen on 306 Essen calls outside the test split, against 1.8: notes per bar 0.98 of the real bars', 1.03 at
 # 1.8; the two-sample test 0.670 against 0.698: the LSTM, started after the phrase end's silence, under-plays)
-FIRST_SLICE = 8  # at the phrase end, which has the key, the plan and the echo to find first
+FIRST_SLICE = 0  # at the phrase end, which has the key, the plan, the rules and the echo to find first
 
 
 class Predictor(Protocol):
@@ -91,6 +93,16 @@ class Rules:
     top_p: float | None
     memory: bool  # the song cache and the echo mixed in
 
+    @cached_property
+    def notes(self) -> np.ndarray:
+        """The symbols allowed where a note must start: the onsets of the call's collection."""
+        return self.onsets & self.in_key
+
+    @cached_property
+    def no_onset(self) -> np.ndarray:
+        """The symbols allowed where no note may start: the call's collection's holds and rests."""
+        return self.in_key & ~self.onsets
+
 
 def collection_mask(
     symbols: list[str], playable: np.ndarray, call: list[str], shift: int, span: tuple[int, int]
@@ -126,9 +138,9 @@ def allowed_at(step: int, plan: AnswerPlan, entered: bool, rules: Rules) -> np.n
     the call sounded every one of its own; no onset where the call's rhythm never put one; otherwise the call's
     collection."""
     if (not entered and step >= plan.first_note) or (rules.downbeats and entered and step % plan.bar == 0):
-        return rules.onsets & rules.in_key  # a note now
+        return rules.notes  # a note now
     if step % rules.places[0] not in rules.places[1]:
-        return rules.in_key & ~rules.onsets
+        return rules.no_onset
     return rules.in_key
 
 
@@ -158,12 +170,15 @@ def keep_onset_mass(probabilities: np.ndarray, allowed: np.ndarray, onsets: np.n
     """``probabilities`` with the mass of the notes ``allowed`` rules out handed to the notes it allows, in
     proportion, and those notes' odds raised by ONSET_GAIN: a mask changes which note starts, not whether one starts
     (holds and rests keep what they had)."""
-    kept = probabilities[allowed & onsets].sum()
+    both = allowed & onsets
+    taken = probabilities[both]
+    kept = taken.sum()
     if kept <= 0:
         return probabilities
+    taken *= probabilities[onsets].sum() / kept
+    taken *= ONSET_GAIN
     scaled = probabilities.copy()
-    scaled[allowed & onsets] *= probabilities[onsets].sum() / kept
-    scaled[allowed & onsets] *= ONSET_GAIN
+    scaled[both] = taken
     return scaled
 
 

@@ -149,7 +149,7 @@ from improvd.core.keys import call_key, diatonic_shift, key_shift, parse_key
 from improvd.core.lookback import Place
 from improvd.core.metronome import CLICK_STEPS, click
 from improvd.core.model import Model
-from improvd.core.priming import SILENT_STEPS, Priming
+from improvd.core.priming import PRIME_STEPS, SILENT_STEPS, Priming
 from improvd.core.recall import SessionMemory
 from improvd.core.runtime import LSTMRuntime
 from improvd.core.sampler import Sampler
@@ -445,8 +445,9 @@ class Engine:
 
     def _prime_ahead(self, symbol: str) -> None:
         """Once the call has fallen silent its collection is known: if it moved, the spare LSTM hears the call on
-        the new white keys, a slice a tick, and takes over once it has caught up (at the phrase end at the latest:
-        ``_rekey``). Not with ``follow_tempo``: its phrase end hears the call again anyway (``_follow``)."""
+        the new white keys, a slice a tick (PRIME_STEPS, or more to catch up by the tick before the phrase end's),
+        and takes over once it has caught up (at the phrase end at the latest: ``_rekey``). Not with
+        ``follow_tempo``: its phrase end hears the call again anyway (``_follow``)."""
         priming = self._priming
         if self.settings.follow_tempo:
             priming.cancel()
@@ -465,7 +466,8 @@ class Engine:
                 else:
                     priming.begin(shift, [self._index_of(s, shift) for s in call], self._place_of(call))
         if priming.shift is not None:
-            priming.advance()
+            ticks = self.settings.phrase_end_steps - self._buffer.silent_steps  # left before the phrase end's
+            priming.advance(max(PRIME_STEPS, -(-priming.pending // ticks)) if ticks > 0 else None)
             if priming.done:
                 self._swap()
 
@@ -753,7 +755,8 @@ class Engine:
         if played == 0:
             return None
         first_step = self._grid.step - len(call)  # the buffer's last symbol is the step that just closed
-        indices = {first_step + k: self._index_of(symbol) for k, symbol in enumerate(call[:played])}
+        index_of = {symbol: self._index_of(symbol) for symbol in set(call[:played])}  # a few symbols, many steps
+        indices = {first_step + k: index_of[symbol] for k, symbol in enumerate(call[:played])}
         until = max(plan.first, plan.end - plan.bar)
         earlier = self._recall.echoes(plan.entry, plan.bar, self._onset_mask)  # the player's earlier calls
         return Echo(indices, plan.entry, plan.bar, self._onset_mask, until=until, earlier=earlier)

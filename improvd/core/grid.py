@@ -8,21 +8,31 @@ internal clock, MIDI Start with MIDI clock, the first bar line of a file offline
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 METER_DENOMINATORS = (1, 2, 4, 8, 16)
 MAX_BAR_STEPS = 64  # 4/1 or 16/4: longer bars are not bars a phrase can be answered in
 
 
 def parse_meter(meter: str) -> tuple[int, int]:
     """(beats, beat unit) of a time signature such as ``"3/4"``; ValueError says what is allowed."""
-    beats, _, unit = str(meter).strip().partition("/")
-    if beats.isdigit() and unit.isdigit() and int(unit) in METER_DENOMINATORS and int(beats) >= 1:
-        steps = int(beats) * 16 // int(unit)
-        if int(beats) * 16 % int(unit) == 0 and 1 <= steps <= MAX_BAR_STEPS:
-            return int(beats), int(unit)
+    parsed = _parsed(str(meter).strip())
+    if parsed is not None:
+        return parsed
     raise ValueError(
         f"meter = {meter!r} is not allowed: use a time signature such as 4/4, 3/4 or 6/8 "
         f"(a whole number of 16ths a bar, at most {MAX_BAR_STEPS})"
     )
+
+
+@lru_cache(maxsize=64)  # the engine asks for the same metre several times a tick
+def _parsed(meter: str) -> tuple[int, int] | None:
+    beats, _, unit = meter.partition("/")
+    if beats.isdigit() and unit.isdigit() and int(unit) in METER_DENOMINATORS and int(beats) >= 1:
+        steps = int(beats) * 16 // int(unit)
+        if int(beats) * 16 % int(unit) == 0 and 1 <= steps <= MAX_BAR_STEPS:
+            return int(beats), int(unit)
+    return None
 
 
 def bar_steps(meter: str) -> int:

@@ -38,16 +38,19 @@ _KEYS = np.concatenate([_rotations(MAJOR_PROFILE), _rotations(MINOR_PROFILE)])  
 
 def pitch_class_weights(symbols: Sequence[str]) -> np.ndarray:
     """Steps each pitch class sounds for in ``symbols`` (holds count for the note they continue)."""
-    weights = np.zeros(12)
+    counts = [0] * 12
     current: int | None = None
+    parsed: dict[str, int | None] = {}  # a call of 128 steps has a dozen symbols: each parsed once
     for index, symbol in enumerate(symbols):
         if symbol == SONG_END:
             current = None
         elif symbol != HOLD:
-            current = parse_symbol(symbol, index)
+            if symbol not in parsed:
+                parsed[symbol] = parse_symbol(symbol, index)
+            current = parsed[symbol]
         if current is not None:
-            weights[current % 12] += 1
-    return weights
+            counts[current % 12] += 1
+    return np.array(counts, float)
 
 
 def _key_scores(weights: np.ndarray) -> np.ndarray:

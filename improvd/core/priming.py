@@ -3,9 +3,10 @@
 The engine hears the call on the white keys (improvd.core.keys.diatonic_shift). When the call's collection
 moves, the LSTM must hear the whole call again, moved: up to a buffer's length of steps (128 for the shipped
 model, several milliseconds). The engine starts that once the call has fallen silent for ``SILENT_STEPS`` steps, on a second runtime
-and song cache, ``PRIME_STEPS`` steps a tick while the phrase-end silence passes, and swaps it in once it has
-caught up (at the phrase end at the latest, where what is left is done at once: nothing, unless the call
-ended sooner than the slices could finish). After an answer that the player played over, the call in progress
+and song cache, ``PRIME_STEPS`` steps a tick while the phrase-end silence passes (more when that would not
+catch up by the tick before the phrase end's: a call of 128 steps takes 23-24 a tick with ``phrase_end_steps``
+8), and swaps it in once it has caught up (at the phrase end at the latest, where what is left is done at once:
+nothing, unless the call ended sooner than ``phrase_end_steps`` of silence). After an answer that the player played over, the call in progress
 is heard again the same way.
 """
 
@@ -19,7 +20,7 @@ import numpy as np
 from improvd.core.lookback import Place
 from improvd.core.songcache import SongCache
 
-PRIME_STEPS = 20  # LSTM steps a tick (about 0.06 ms each at the shipped model's size): 129 in 7 ticks
+PRIME_STEPS = 16  # LSTM steps a tick at least (about 0.08 ms each at the shipped model's size)
 SILENT_STEPS = 2  # the call is taken to have fallen silent (a gap of one 16th is staccato, not a phrase end)
 
 
@@ -54,6 +55,11 @@ class Priming:
             index = self._pending.popleft()
             self.logits = self.runtime.step(index)
             self.cache.add(index)
+
+    @property
+    def pending(self) -> int:
+        """Indices given and not yet heard."""
+        return len(self._pending)
 
     @property
     def done(self) -> bool:

@@ -31,15 +31,18 @@ class Sampler:
         nothing is a caller's bug: ValueError."""
         probabilities = softmax(logits, temperature)
         if allowed is not None:
-            if not allowed.any():
-                raise ValueError("the mask allows no symbol")
             probabilities = np.where(allowed, probabilities, 0.0)
             total = probabilities.sum()
-            probabilities = probabilities / total if total > 0 else allowed / allowed.sum()
+            if total > 0:
+                probabilities /= total
+            elif allowed.any():
+                probabilities = allowed / allowed.sum()
+            else:
+                raise ValueError("the mask allows no symbol")
         if top_p is not None and top_p < 1.0:
             probabilities = _nucleus(probabilities, top_p)
-        cumulative = np.cumsum(probabilities)
-        index = int(np.searchsorted(cumulative, self._rng.random() * cumulative[-1], side="right"))
+        cumulative = probabilities.cumsum()
+        index = int(cumulative.searchsorted(self._rng.random() * cumulative[-1], side="right"))
         return min(index, len(probabilities) - 1)
 
 

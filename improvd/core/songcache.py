@@ -105,7 +105,7 @@ class SongCache:
         if self._memory is not None:
             mixed = self._memory.mix(mixed, self._history)
         matches = [(symbol, length, 1.0) for symbol, length in self._match_lengths()]
-        return interpolate(mixed, matches, MIN_ORDER, MAX_ORDER, ALPHA)
+        return interpolate(mixed, matches, MIN_ORDER, MAX_ORDER, ALPHA) if matches else mixed
 
     def _match_lengths(self) -> list[tuple[int, int]]:
         """(symbol that followed, steps of context it shares with now, up to MAX_ORDER) for each earlier match."""

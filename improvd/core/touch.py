@@ -30,9 +30,13 @@ def beat_steps(meter: str) -> int:
 
 def metric_place(position: int, meter: str) -> int:
     """0 for the downbeat, 1 for another beat, 2 for an 8th between beats, 3 for a 16th."""
-    if position % bar_steps(meter) == 0:
+    return _place(position, bar_steps(meter), beat_steps(meter))
+
+
+def _place(position: int, bar: int, beat: int) -> int:
+    if position % bar == 0:
         return 0
-    if position % beat_steps(meter) == 0:
+    if position % beat == 0:
         return 1
     return 2 if position % 2 == 0 else 3
 
@@ -54,8 +58,9 @@ class Touch:
         recent = list(self._onsets)[-LEVEL_ONSETS:]
         level = fmean(v for _, v, _ in recent)
         mean = fmean(v for _, v, _ in self._onsets)
-        place = metric_place(step, meter)
-        same = [v for s, v, _ in self._onsets if metric_place(s, meter) == place]
+        bar, beat = bar_steps(meter), beat_steps(meter)
+        place = _place(step, bar, beat)
+        same = [v for s, v, _ in self._onsets if _place(s, bar, beat) == place]
         accent = fmean(same) - mean if same else 0.0
         return max(1, min(127, round(level + accent)))
 
