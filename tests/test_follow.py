@@ -17,6 +17,7 @@ from improvd.core.engine import Engine, Settings
 from improvd.core.model import load_model
 from improvd.core.runtime import LSTMRuntime
 from improvd.core.tempo import MAX_BPM, MIN_BPM, MIN_ONSETS, estimate
+from improvd.daemon.aside import Aside
 from improvd.offline.notation import essen_tune, melody_of
 
 TUNES = ["kinder0#1", "erk5#5", "erk10#112", "han1#3", "ballad10#43"]
@@ -459,3 +460,25 @@ def test_a_respond_now_under_follow_waits_for_its_work_done_aside_and_never_does
     ends = [[e.time for e in found if e.name == "phrase_end"] for found in (events, without[1])]
     assert len(ends[0]) == 1 and ends[0][0] - ends[1][0] == pytest.approx(engine_module.FOLLOW_WAIT * step)
     assert ends[1][0] - asked < 2 * step  # respond_now (after the first tick past ``asked``) answers at the next
+
+
+@pytest.mark.parametrize("ended", ["respond_now", "max_call_steps", "phrase_end_steps 2"])
+def test_the_answer_of_a_waited_phrase_end_never_depends_on_the_daemons_thread(model, ended):
+    """The daemon's own thread for the work aside (improvd.daemon.aside), whenever it gets to it: the answer is the
+    one of an engine whose work aside is never done (every phrase end doing it itself, FOLLOW_WAIT 16ths on)."""
+    settings = Settings(bpm=96, follow_tempo=True, min_call_steps=4, phrase_end_steps=2 if ended[-1] == "2" else 12)
+    settings.max_call_steps = 40 if ended == "max_call_steps" else 0
+    notes = Performance(SWING, 92, 92).notes()
+    asked = notes[-1][1] + 0.05
+
+    def run(engine: Engine) -> tuple[list, list]:
+        def after_tick(boundary: float) -> None:
+            if ended == "respond_now" and asked < boundary <= asked + engine.step_seconds():
+                engine.respond_now()
+
+        return follow(engine, notes, 20.0, after_tick=after_tick)
+
+    expected = run(Engine(model, dataclasses.replace(settings), seed=3, aside=lambda work: None))
+    sent, events = run(Engine(model, dataclasses.replace(settings), seed=3, aside=Aside()))
+    assert [(t.time, str(t.message)) for t in sent] == [(t.time, str(t.message)) for t in expected[0]]
+    assert events == expected[1] and any(e.name == "tempo" for e in events)
