@@ -482,3 +482,21 @@ def test_the_answer_of_a_waited_phrase_end_never_depends_on_the_daemons_thread(m
     sent, events = run(Engine(model, dataclasses.replace(settings), seed=3, aside=Aside()))
     assert [(t.time, str(t.message)) for t in sent] == [(t.time, str(t.message)) for t in expected[0]]
     assert events == expected[1] and any(e.name == "tempo" for e in events)
+
+
+@pytest.mark.parametrize("ended", ["max_call_steps", "phrase_end_steps 2"])
+def test_a_phrase_end_sooner_than_the_work_aside_starts_waits_for_it(model, monkeypatch, ended):
+    """A phrase end ``_follow_ahead`` hands no work over for (its call too long, its silence too short) hands it over
+    itself and answers FOLLOW_WAIT 16ths later, taking it there: no tempo fit on the timing thread."""
+    settings = Settings(bpm=96, follow_tempo=True, min_call_steps=4, phrase_end_steps=2 if ended[-1] == "2" else 12)
+    settings.max_call_steps = 40 if ended == "max_call_steps" else 0
+    notes = Performance(SWING, 92, 92).notes()
+    expected = follow(Engine(model, dataclasses.replace(settings), seed=3, aside=lambda work: None), notes, 20.0)
+    engine = Engine(model, dataclasses.replace(settings), seed=3)
+    worker = Worker(engine, monkeypatch)
+    sent, events = follow(engine, notes, 20.0, after_tick=lambda boundary: worker.work())
+    assert [(t.time, str(t.message)) for t in sent] == [(t.time, str(t.message)) for t in expected[0]]
+    assert events == expected[1]
+    # max_call_steps: the call played on in the wait, so that phrase end did the work; the rest, a call of its own,
+    # ended by its silence
+    assert worker.at_phrase_end == ([True, False] if ended == "max_call_steps" else [False])

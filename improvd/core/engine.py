@@ -368,6 +368,7 @@ class Engine:
         self.mode = "counting_in"
         self._buffer.reset_call()
         self._call_steps = 0
+        self._respond_at = None
         self._events.append(Event(self._grid.step_start, "count_in", {"listen_at_step": self._count_in_end}))
 
     def _pickup_step(self) -> int:
