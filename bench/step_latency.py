@@ -11,7 +11,9 @@ redraws); answer_work, all those ticks together (what drawing the answer costs i
 follow_inline and follow_aside: with ``clock = "follow"``, the longest tick from a followed call's first silent step
 to its phrase end (the tempo fit of 256 onsets, the call replayed on the player's grid, an LSTM hearing it again),
 done at the phrase end (inline: as before the daemon's thread for it) and done aside by that thread
-(improvd.daemon.aside, as the daemon runs it), ticks paced in real time through the silence as the daemon's are.
+(improvd.daemon.aside, as the daemon runs it), ticks paced in real time through the silence as the daemon's are;
+follow_respond: the same with ``respond_now`` at the call's first silent step (a phrase end no work was handed aside
+for: it hands it aside then and waits FOLLOW_WAIT 16ths for it).
 improvd_full_memory: (c) with the session memory full (64 calls of one riff played over and over, the
 worst case: every step finds the most matches it follows).
 The same ticks with style auto over every shipped model (improvd.core.styles: each candidate hears the call too,
@@ -236,14 +238,15 @@ def phrase_end_work(model, repeats: int, styles: Styles | None = None) -> dict[s
 
 
 def follow_figures(model, repeats: int) -> dict:
-    """follow_inline and follow_aside (``follow_phrase_end``), and the second's p50 as a ratio of the first's."""
+    """follow_inline, follow_aside and follow_respond (``follow_phrase_end``), and the p50 of the last two as ratios
+    of the first's."""
     figures = {}
-    for way in ("inline", "aside"):
+    for way in ("inline", "aside", "respond"):
         holds = follow_phrase_end(model, way, repeats)
         figures[f"follow_{way}"] = {**percentiles(holds), "max_ms": round(max(holds) * 1000, 4)}
-    figures["follow_aside_vs_inline_p50"] = round(
-        figures["follow_aside"]["p50_ms"] / figures["follow_inline"]["p50_ms"], 3
-    )
+    for way in ("aside", "respond"):
+        ratio = figures[f"follow_{way}"]["p50_ms"] / figures["follow_inline"]["p50_ms"]
+        figures[f"follow_{way}_vs_inline_p50"] = round(ratio, 3)
     return figures
 
 
@@ -253,11 +256,12 @@ FOLLOW_ONSETS = 256  # the call's onsets the tempo fit hears at most (tempo.MAX_
 def follow_phrase_end(model, way: str, repeats: int) -> list[float]:
     """The longest tick from a followed call's first silent step to its phrase end, ``way`` "inline" (the follow work
     done at the phrase end) or "aside" (done by the daemon's thread for it while the silence passes, the ticks of the
-    silence paced in real time with the daemon's switch interval). The call: 256 onsets in 16ths at 110 BPM heard
+    silence paced in real time with the daemon's switch interval) or "respond" (as "aside", ``respond_now`` at the
+    first silent step). The call: 256 onsets in 16ths at 110 BPM heard
     from 120, struck on a pad that sends no releases (so the 256 messages the engine keeps of a call are all
     onsets), keys forgotten STUCK_STEPS after their last strike, then the phrase-end silence."""
     holds = []
-    aside = Aside() if way == "aside" else None
+    aside = None if way == "inline" else Aside()
     switch = sys.getswitchinterval()
     rng = np.random.default_rng(2)
     for _ in range(repeats):
@@ -280,7 +284,10 @@ def follow_phrase_end(model, way: str, repeats: int) -> list[float]:
                 engine.tick(boundary)
                 seconds = CLOCK[0]() - start
                 names = [event.name for event in engine.drain_events()]
-                silent = silent or (not strikes and engine._buffer.silent_steps > 0)
+                if not silent and not strikes and engine._buffer.silent_steps > 0:
+                    silent = True
+                    if way == "respond":
+                        engine.respond_now()
                 if silent:
                     longest = max(longest, seconds)
                     time.sleep(step)  # the silence passes in real time: the thread aside has its time

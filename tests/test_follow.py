@@ -11,11 +11,13 @@ from dataclasses import dataclass
 import mido
 import pytest
 
+from improvd.core import engine as engine_module
 from improvd.core import follow as follow_module
 from improvd.core.engine import Engine, Settings
 from improvd.core.model import load_model
 from improvd.core.runtime import LSTMRuntime
 from improvd.core.tempo import MAX_BPM, MIN_BPM, MIN_ONSETS, estimate
+from improvd.daemon.aside import Aside
 from improvd.offline.notation import essen_tune, melody_of
 
 TUNES = ["kinder0#1", "erk5#5", "erk10#112", "han1#3", "ballad10#43"]
@@ -267,7 +269,6 @@ def test_the_beat_is_plain_floats_for_the_log_and_the_state():
 def test_a_long_call_is_followed_from_its_last_notes_only(model, monkeypatch):
     """A 2,200-note call: the tempo fit took 116 ms on the timing thread and sends went out up to 197 ms late.
     The phrase end now replays the call's last HEARD_MESSAGES messages and fits the last MAX_ONSETS onsets."""
-    from improvd.core import engine as engine_module
     from improvd.core import follow as follow_module
     from improvd.core import tempo
 
@@ -338,19 +339,21 @@ TWO_PHRASES = [  # swing at 92, then the same a minor third up and a little fast
 # 1.6 s into the second phrase's closing silence: its follow work was handed over 8 16ths into it (1.3 s), its
 # phrase end is due after 12 (2 s)
 SILENCE = TWO_PHRASES[-1][1] + 1.6
-ASIDE = {  # case: whether each phrase end did the follow work itself, and the tempo fits in all
-    "in time": ([False, False], 2),  # both done aside
-    "too slow": ([True, True], 2),  # the work handed over was not done by the phrase end: done there
-    "a note in the silence": ([False, False], 3),  # the phrase went on: its work is done aside again
-    "phrase end sooner": ([False, True], 3),  # phrase_end_steps lowered in the silence: another grid
-    "too few notes": ([False, False], 2),  # the second tempo cannot be told: the call heard on the engine's grid
+ASIDE = {  # case: whether each phrase end did the follow work itself, the tempo fits in all, and whether the second
+    # phrase end waited for work handed aside at it (its answer then that of a phrase end FOLLOW_WAIT 16ths later)
+    "in time": ([False, False], 2, False),  # both done aside
+    "too slow": ([True, True], 2, False),  # the work handed over was not done by the phrase end: done there
+    "a note in the silence": ([False, False], 3, False),  # the phrase went on: its work is done aside again
+    "phrase end sooner": ([False, False], 3, True),  # phrase_end_steps lowered in the silence: it waits for its work
+    "too few notes": ([False, False], 2, False),  # the second tempo cannot be told: the call heard on the engine's grid
 }
 
 
 @pytest.mark.parametrize("case", ASIDE)
 def test_the_follow_work_done_aside_gives_the_same_answer_and_is_taken_at_the_phrase_end(model, monkeypatch, case):
     """The phrase end takes the work done aside (no tempo fit on the timing thread) when it finished for that
-    phrase end; where it did not, the phrase end does it again itself. The answer is the same as without it."""
+    phrase end; where it did not, the phrase end does it again itself. The answer is the same as where the work
+    aside is never done, and as without ``aside`` where no phrase end waited for it."""
     settings = Settings(bpm=96, follow_tempo=True, min_call_steps=4, phrase_end_steps=12)
     extra = (
         []
@@ -367,7 +370,10 @@ def test_the_follow_work_done_aside_gives_the_same_answer_and_is_taken_at_the_ph
 
     notes = TWO_PHRASES[: -len(Performance(SWING, 96, 96).notes()) + 5] if case == "too few notes" else TWO_PHRASES
     reference = Engine(model, dataclasses.replace(settings), seed=3)
-    expected = follow(reference, notes, 60.0, extra, lambda b: shorten(reference, b))
+    without = follow(reference, notes, 60.0, extra, lambda b: shorten(reference, b))
+    idle = Engine(model, dataclasses.replace(settings), seed=3)
+    idle._aside = lambda work: None  # never done: every phrase end does its work itself
+    expected = follow(idle, notes, 60.0, extra, lambda b: shorten(idle, b))
     engine = Engine(model, dataclasses.replace(settings), seed=3)
     worker = Worker(engine, monkeypatch)
 
@@ -380,7 +386,14 @@ def test_the_follow_work_done_aside_gives_the_same_answer_and_is_taken_at_the_ph
     assert [(t.time, str(t.message)) for t in sent] == [(t.time, str(t.message)) for t in expected[0]]
     assert events == expected[1] and sum(e.name == "tempo" for e in events) == 2 - (case == "too few notes")
     assert sum(e.name == "response_start" for e in events) == 2
-    assert (worker.at_phrase_end, worker.fits) == ASIDE[case]
+    at_phrase_end, fits, waited = ASIDE[case]
+    assert (worker.at_phrase_end, worker.fits) == (at_phrase_end, fits)
+    assert (expected == without) is not waited
+    step = (
+        60 / next(e for e in events if e.name == "tempo").data["bpm"] / 4
+    )  # the first phrase's, till the second's end
+    ends = [[e.time for e in found if e.name == "phrase_end"][1] for found in (events, without[1])]
+    assert ends[0] - ends[1] == pytest.approx(waited * engine_module.FOLLOW_WAIT * step)
 
 
 def test_a_phrase_the_music_ends_has_its_follow_work_done_aside_from_its_first_silent_step(model, monkeypatch):
@@ -400,3 +413,90 @@ def test_a_phrase_the_music_ends_has_its_follow_work_done_aside_from_its_first_s
     phrase_end = next(e for e in events if e.name == "phrase_end")
     assert phrase_end.time == pytest.approx(63 * step)  # the 16th before the bar line open: 2 silent 16ths in
     assert (worker.at_phrase_end, worker.fits) == ([False], 1)
+
+
+RESPONDED = {  # case: whether the phrase end did the follow work itself, and the tempo fits in all
+    "in time": ([False], 1),  # done aside while the phrase end waited: taken there
+    "never done": ([True], 1),  # the aside thread never got to it: the waited phrase end does it itself
+    "a note meanwhile": ([True], 2),  # the call went on in the wait: the phrase end, still due then, does it itself
+}
+
+
+@pytest.mark.parametrize("case", RESPONDED)
+def test_a_respond_now_under_follow_waits_for_its_work_done_aside_and_never_does_it_on_its_tick(
+    model, monkeypatch, case
+):
+    """``respond_now`` after a followed call, long before its silence ends it: no work was handed aside for that
+    phrase end, so the tick that answers it would have fitted the tempo itself. It hands the work aside and answers
+    FOLLOW_WAIT 16ths later, taking the work if it is finished and doing it itself if not: the same answer either
+    way, and a player who plays on in the wait cannot put the answer off again."""
+    settings = Settings(bpm=96, follow_tempo=True, min_call_steps=4, phrase_end_steps=12)
+    notes = Performance(SWING, 92, 92).notes()
+    asked = notes[-1][1] + 0.05  # the call's last release, then at once respond_now (as cmd/respond)
+    # a note 0.4 s on falls in the wait: after the tick that respond_now asked, before the phrase end it waits for
+    extra = [] if case != "a note meanwhile" else [(asked + 0.4, mido.Message("note_on", note=67, velocity=80))]
+
+    def run(engine: Engine, work=lambda: None) -> tuple[list, list]:
+        state = {"asked": False}
+
+        def after_tick(boundary: float) -> None:
+            if boundary > asked and not state["asked"]:
+                state["asked"] = True
+                engine.respond_now()
+            work()
+
+        return follow(engine, notes, 20.0, extra, after_tick)
+
+    idle = Engine(model, dataclasses.replace(settings), seed=3, aside=lambda work: None)  # the work is never done
+    expected = run(idle)
+    engine = Engine(model, dataclasses.replace(settings), seed=3)
+    worker = Worker(engine, monkeypatch)
+    sent, events = run(engine, worker.handed.clear if case == "never done" else worker.work)
+    assert [(t.time, str(t.message)) for t in sent] == [(t.time, str(t.message)) for t in expected[0]]
+    assert events == expected[1]
+    assert (worker.at_phrase_end, worker.fits) == RESPONDED[case]
+    without = run(Engine(model, dataclasses.replace(settings), seed=3))  # no aside: answered at the next tick
+    step = 60 / settings.bpm / 4
+    ends = [[e.time for e in found if e.name == "phrase_end"] for found in (events, without[1])]
+    assert len(ends[0]) == 1 and ends[0][0] - ends[1][0] == pytest.approx(engine_module.FOLLOW_WAIT * step)
+    assert ends[1][0] - asked < 2 * step  # respond_now (after the first tick past ``asked``) answers at the next
+
+
+@pytest.mark.parametrize("ended", ["respond_now", "max_call_steps", "phrase_end_steps 2"])
+def test_the_answer_of_a_waited_phrase_end_never_depends_on_the_daemons_thread(model, ended):
+    """The daemon's own thread for the work aside (improvd.daemon.aside), whenever it gets to it: the answer is the
+    one of an engine whose work aside is never done (every phrase end doing it itself, FOLLOW_WAIT 16ths on)."""
+    settings = Settings(bpm=96, follow_tempo=True, min_call_steps=4, phrase_end_steps=2 if ended[-1] == "2" else 12)
+    settings.max_call_steps = 40 if ended == "max_call_steps" else 0
+    notes = Performance(SWING, 92, 92).notes()
+    asked = notes[-1][1] + 0.05
+
+    def run(engine: Engine) -> tuple[list, list]:
+        def after_tick(boundary: float) -> None:
+            if ended == "respond_now" and asked < boundary <= asked + engine.step_seconds():
+                engine.respond_now()
+
+        return follow(engine, notes, 20.0, after_tick=after_tick)
+
+    expected = run(Engine(model, dataclasses.replace(settings), seed=3, aside=lambda work: None))
+    sent, events = run(Engine(model, dataclasses.replace(settings), seed=3, aside=Aside()))
+    assert [(t.time, str(t.message)) for t in sent] == [(t.time, str(t.message)) for t in expected[0]]
+    assert events == expected[1] and any(e.name == "tempo" for e in events)
+
+
+@pytest.mark.parametrize("ended", ["max_call_steps", "phrase_end_steps 2"])
+def test_a_phrase_end_sooner_than_the_work_aside_starts_waits_for_it(model, monkeypatch, ended):
+    """A phrase end ``_follow_ahead`` hands no work over for (its call too long, its silence too short) hands it over
+    itself and answers FOLLOW_WAIT 16ths later, taking it there: no tempo fit on the timing thread."""
+    settings = Settings(bpm=96, follow_tempo=True, min_call_steps=4, phrase_end_steps=2 if ended[-1] == "2" else 12)
+    settings.max_call_steps = 40 if ended == "max_call_steps" else 0
+    notes = Performance(SWING, 92, 92).notes()
+    expected = follow(Engine(model, dataclasses.replace(settings), seed=3, aside=lambda work: None), notes, 20.0)
+    engine = Engine(model, dataclasses.replace(settings), seed=3)
+    worker = Worker(engine, monkeypatch)
+    sent, events = follow(engine, notes, 20.0, after_tick=lambda boundary: worker.work())
+    assert [(t.time, str(t.message)) for t in sent] == [(t.time, str(t.message)) for t in expected[0]]
+    assert events == expected[1]
+    # max_call_steps: the call played on in the wait, so that phrase end did the work; the rest, a call of its own,
+    # ended by its silence
+    assert worker.at_phrase_end == ([True, False] if ended == "max_call_steps" else [False])

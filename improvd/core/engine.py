@@ -63,7 +63,8 @@ setting's when one is stated (``_key``); when that move changes, a spare LSTM
 hears the call again in slices while the phrase-end silence passes
 (improvd.core.priming) and takes over. With ``follow_tempo`` the call is heard again on the player's own grid
 (improvd.core.follow.Following): work handed to ``aside`` FOLLOW_AHEAD steps before the phrase end is due and
-taken there when it finished for it (otherwise done there, with the same result). With style auto
+taken there when it finished for it (otherwise done there, with the same result); a phrase end it was not handed
+aside for waits FOLLOW_WAIT steps for it (``_wait_for_follow``). With style auto
 (``set_styles``) every candidate model hears the call too, a slice a tick, and at the phrase end the one that
 predicted it best takes over as it heard it (improvd.core.styles; ``response_start`` names it). The answer is drawn
 in slices
@@ -166,6 +167,7 @@ HEARD_MESSAGES = 256  # the call's last messages kept for following its tempo (1
 COMPOUND_STEPS = 6  # 16ths in a compound metre's beat (a dotted quarter: 6/8, 9/8, 12/8)
 PHRASE_BARS = (4, 8)  # phrase_end = "music": a call that fills this many bars ends at its bar line's silent 16th
 FOLLOW_AHEAD = 4  # clock = "follow" with ``aside``: the follow work starts this many 16ths before the phrase end due
+FOLLOW_WAIT = 2  # ... and a phrase end it was not started for waits this many 16ths for it (``_wait_for_follow``)
 
 
 @dataclass(frozen=True)
@@ -240,6 +242,7 @@ class Engine:
         self._heard: deque[tuple[float, mido.Message]] = deque(maxlen=HEARD_MESSAGES)  # the call's, for follow
         self._aside = aside
         self._following: Following | None = None  # the follow work handed aside for the phrase end expected
+        self._respond_at: int | None = None  # a phrase end waiting for its follow work: the step it answers at
         self._drawing: Drawing | None = None  # the answer being drawn
         self._queued_symbols = 0  # of the drawing's symbols, those whose notes are queued
         self._open_note: tuple[float, int, int, mido.Message] | None = None  # (on time, first step, steps, note_on)
@@ -365,6 +368,7 @@ class Engine:
         self.mode = "counting_in"
         self._buffer.reset_call()
         self._call_steps = 0
+        self._respond_at = None
         self._events.append(Event(self._grid.step_start, "count_in", {"listen_at_step": self._count_in_end}))
 
     def _pickup_step(self) -> int:
@@ -524,6 +528,8 @@ class Engine:
 
     def _phrase_ended(self) -> bool:
         s = self.settings
+        if self._respond_at is not None:
+            return self._grid.step >= self._respond_at  # it ended already, and waits for its follow work
         if self._respond_requested:
             return True
         if s.turns != "phrase":
@@ -592,7 +598,10 @@ class Engine:
 
     def _respond(self, time: float) -> None:
         """The phrase end: plan the answer, fix its rules, and draw (and queue) its first slice."""
+        if self._wait_for_follow(time):
+            return
         self._respond_requested = False
+        self._respond_at = None
         if self.settings.follow_tempo:
             self._follow(time)
         self._forget_heard()
@@ -661,6 +670,25 @@ class Engine:
             self._shift = _shift_for(self._buffer.last_note_symbols(), self._stated_key())
             self._reprime()
 
+    def _wait_for_follow(self, time: float) -> bool:
+        """With ``aside``, a followed phrase end whose follow work was not handed aside for it (``respond_now``,
+        ``max_call_steps``, a phrase end sooner than ``_follow_ahead`` foresees, a setting changed since) hands it
+        aside now and answers FOLLOW_WAIT ticks later, as that phrase end would (its silence gone on so long), so
+        that no tick does the work. There it takes the work if finished, else does it itself with the same result
+        (``_follow``): the wait is bounded, and the answer never depends on the aside thread's timing. Not with
+        ``turns`` in bars (the answer starts on the bar line that ends the player's turn), nor twice for one call
+        (a message played meanwhile makes the phrase end, still due then, do the work itself)."""
+        s, job = self.settings, self._following
+        if not s.follow_tempo or self._aside is None or s.turns != "phrase" or self._respond_at is not None:
+            return False
+        if job is not None and job.open_step == self._grid.step and job.inputs == self._follow_inputs():
+            return False  # handed aside for this very phrase end: taken there or done again (_follow)
+        self._drop_following()
+        self._respond_at = self._grid.step + FOLLOW_WAIT
+        self._following = self._following_for(time + FOLLOW_WAIT * self.step_seconds(), FOLLOW_WAIT)
+        self._aside(self._following)
+        return True
+
     def _follow_ahead(self, time: float) -> None:
         """With ``aside``, once the call's phrase ends FOLLOW_AHEAD ticks from now or sooner unless the player goes
         on (by its silence, from its SILENT_STEPS-th silent step on; by the music, from its first), hand its
@@ -668,6 +696,8 @@ class Engine:
         s = self.settings
         if not s.follow_tempo or self._aside is None or self._following is not None or s.turns != "phrase":
             return
+        if self._respond_at is not None:
+            return  # the phrase ended already: it waits for its own work, or does it (_wait_for_follow)
         silent = 0 if self._buffer.held else self._buffer.silent_steps
         if not silent or self._call_steps - silent < s.min_call_steps:
             return
@@ -704,8 +734,9 @@ class Engine:
         return s.bpm, compound, length, self._stated_key(), id(self.model), bar_steps(s.meter)
 
     def _forget_heard(self) -> None:
-        """The call's messages are forgotten, and any follow work made from them."""
+        """The call's messages are forgotten, and any follow work made from them (a phrase end waiting for it too)."""
         self._heard.clear()
+        self._respond_at = None
         self._drop_following()
 
     def _drop_following(self) -> None:
@@ -952,6 +983,8 @@ class Engine:
         the answer's end, keep their times."""
         times = {order: time for time, order, _ in self._queue if order in self._on_grid}
         end = self._step_time(self._response_end)
+        if self._respond_at is not None:
+            self._respond_at += step - self._grid.step
         self._grid.step, self._grid.step_start = step, step_start
         self._on_grid = {order: self._grid_position(time) for order, time in times.items()}
         self._response_end = self._grid_position(end)

@@ -4,8 +4,9 @@ A followed call's phrase end (``clock = "follow"``) needs the call's tempo fitte
 player's grid and an LSTM to hear it again: tens of milliseconds for a long call. The engine hands that work
 (improvd.core.follow.Following) over a few 16ths before the phrase end is due, and ``Aside`` does it here, a slice
 at a time, keeping off the interpreter around each send (``keep_off``: improvd.daemon.quiet) and stopping at the
-next slice once the work is cancelled (the player played on). The engine takes the result at the phrase end when
-it is finished and does the same work itself when it is not: the answer never depends on this thread's timing.
+next slice once the work is cancelled (the player played on). A phrase end it was not handed over for (``respond_now``
+and the like) hands it over then and answers two 16ths later. The engine takes the result at the phrase end when it
+is finished and does the same work itself when it is not: the answer never depends on this thread's timing.
 """
 
 from __future__ import annotations
