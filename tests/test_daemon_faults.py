@@ -188,27 +188,3 @@ def test_a_flood_of_model_changes_loads_the_last_one_asked_for_and_no_more_than_
     asyncio.run(scenario())
     assert started == [Path("/models/m0"), Path("/models/m499")]
     assert daemon.dropped.take() == {"model changes replaced by a later one before they loaded": 498}
-
-
-def test_the_sysex_guards_jack_client_is_made_before_the_timing_thread_starts(monkeypatch):
-    """Making a JACK client held the whole process for over a second on a busy dummy server; made at the port
-    watcher's first look, 3 s after ready, it stalled the timing thread in the middle of a player's first call."""
-    import asyncio
-
-    from improvd.daemon import service
-    from tests.inprocess import make_daemon
-
-    monkeypatch.setattr(service, "PORT_POLL", 3600.0)  # the port watcher never looks
-    daemon = make_daemon()
-    probes: list[bool] = []
-    daemon.ports.probe = lambda: probes.append(daemon.timing.is_alive())
-
-    async def run_then_stop() -> int:
-        running = asyncio.create_task(daemon.run())
-        while daemon._stopped is None or not daemon.timing.is_alive():
-            await asyncio.sleep(0)
-        daemon._stopped.set()
-        return await running
-
-    assert asyncio.run(run_then_stop()) == 0
-    assert probes == [False]  # once, with the timing thread not yet started

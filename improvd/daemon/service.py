@@ -205,8 +205,6 @@ class Daemon:
         self._loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self.reload()))
         try:
             self.ports.open()
-            self.ports.probe()  # JACK: the SysEx guard's client is made now, before anything is timed (making a
-            # JACK client stalled the process for over a second on a busy dummy server, and an answer with it)
         except Exception as error:  # rtmidi raises its own errors (a JACK server gone meanwhile)
             log.error("cannot open the MIDI ports: %s", error)
             return 1
