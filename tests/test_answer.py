@@ -67,20 +67,27 @@ TICK_STEPS = 17  # LSTM steps in 2 ms of the timing thread, at about 0.12 ms a d
 PHRASE_END_STEPS = 8  # the phrase end also finds the key, the plan, the rules and the echo (about 0.5 ms)
 
 
+def steps_a_tick(engine: Engine, performance: list, ticks: int) -> tuple[list[int], int, list]:
+    """The LSTM steps (``Counting``'s) each tick of ``engine`` took, the phrase end's tick and its events."""
+    counts, phrase_end, events = [], None, []
+    Counting.steps = 0
+    for k, boundary in enumerate(drive(engine, performance, ticks)):
+        counts.append(Counting.steps)
+        Counting.steps = 0
+        if any(e.name == "phrase_end" for e in boundary.events):
+            phrase_end, events = k, boundary.events
+    assert phrase_end is not None
+    return counts, phrase_end, events
+
+
 @pytest.mark.parametrize("changes", [{}, {"response_bars": 1}, {"phrase_end_steps": 4}, {"response_steps": 32}])
 def test_no_tick_holds_the_timing_thread_past_its_budget_of_lstm_steps(shipped, changes):
     """The slices are sized for the shipped model: no tick over TICK_STEPS LSTM steps, the phrase end's over
     PHRASE_END_STEPS. Before, a tick of the priming took up to 21 (2.0-2.3 ms of CPU on a loaded 2-core machine), one of
     the answer 17, and the phrase end 11 (with the key, 1.8-2.1 ms)."""
     engine = Engine(shipped, Settings(**{"min_call_steps": 4, **changes}), seed=7, predictor=Counting)
-    counts, phrase_end = [], None
-    Counting.steps = 0
-    for k, boundary in enumerate(drive(engine, call(G_MAJOR), 200)):
-        counts.append(Counting.steps)
-        Counting.steps = 0
-        if any(e.name == "phrase_end" for e in boundary.events):
-            phrase_end = k
-    assert phrase_end is not None and max(counts) > 0
+    counts, phrase_end, _ = steps_a_tick(engine, call(G_MAJOR), 200)
+    assert max(counts) > 0
     assert max(counts) <= TICK_STEPS, max(counts)
     assert counts[phrase_end] <= PHRASE_END_STEPS, counts[phrase_end]
 
@@ -91,15 +98,8 @@ def test_a_long_call_that_moves_the_key_is_heard_again_before_its_phrase_end(shi
     LSTM steps (20 a tick at 58f604c: 26)."""
     notes = [(pitch, start + 16 * bar, length) for bar in range(8) for pitch, start, length in G_MAJOR]
     engine = Engine(shipped, Settings(min_call_steps=4), seed=7, predictor=Counting)
-    counts, phrase_end = [], None
-    Counting.steps = 0
-    for k, boundary in enumerate(drive(engine, call(notes), 180)):
-        counts.append(Counting.steps)
-        Counting.steps = 0
-        if any(e.name == "phrase_end" for e in boundary.events):
-            phrase_end = k
-            assert boundary.events[-1].data["transposition"] != 0  # the key moved: the call was heard again
-    assert phrase_end is not None
+    counts, phrase_end, events = steps_a_tick(engine, call(notes), 180)
+    assert events[-1].data["transposition"] != 0  # the key moved: the call was heard again
     assert counts[phrase_end] <= PHRASE_END_STEPS, counts[phrase_end]
     assert max(counts) <= 24, max(counts)  # 129 and the silent steps, evenly over the 6 ticks before the phrase end
 
