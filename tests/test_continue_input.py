@@ -73,8 +73,15 @@ def test_missing_file(tmp_path):
 
 def test_empty_file(tmp_path):
     (tmp_path / "empty.mid").write_bytes(b"")
-    with pytest.raises(CallError, match=r"empty\.mid: not a readable MIDI file"):
+    with pytest.raises(CallError, match=r"empty\.mid: not a readable MIDI file \(it is empty\)"):
         read_call(tmp_path / "empty.mid")
+
+
+def test_truncated_midi(tmp_path):
+    whole = write_midi(tmp_path / "whole.mid", [(60, 0, 480), (62, 480, 960)]).read_bytes()
+    (tmp_path / "cut.mid").write_bytes(whole[: len(whole) - 9])
+    with pytest.raises(CallError, match=r"cut\.mid: not a readable MIDI file \(it ends in the middle: truncated\)"):
+        read_call(tmp_path / "cut.mid")
 
 
 def test_text_renamed_mid(tmp_path):
@@ -85,7 +92,7 @@ def test_text_renamed_mid(tmp_path):
 
 def test_empty_abc(tmp_path):
     (tmp_path / "empty.abc").write_text("")
-    with pytest.raises(CallError, match=r"empty\.abc: "):
+    with pytest.raises(CallError, match=r"empty\.abc: cannot be read as music \(it is empty\)"):
         read_call(tmp_path / "empty.abc")
 
 

@@ -120,7 +120,10 @@ def _midi_call(path: Path, bpm: float | None) -> Call:
     try:
         midi = mido.MidiFile(path)
         events = list(midi)  # delta times in seconds, through the tempo map
-    except Exception as error:  # mido raises OSError, EOFError, KeyError, ValueError... for bad files
+    except EOFError:
+        why = "it is empty" if path.stat().st_size == 0 else "it ends in the middle: truncated"
+        raise CallError(f"{path}: not a readable MIDI file ({why})") from None
+    except Exception as error:  # mido raises OSError, KeyError, ValueError... for bad files
         raise CallError(f"{path}: not a readable MIDI file ({type(error).__name__}: {error})") from None
     if midi.ticks_per_beat <= 0:  # mido reads the header's division signed: SMPTE frames are negative
         raise CallError(f"{path}: SMPTE timing (frames per second) is not supported; save it in ticks per quarter")

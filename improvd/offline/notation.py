@@ -84,6 +84,8 @@ def read_score(path: str | Path) -> stream.Stream:
         raise ScoreError(f"{path}: unsupported file type '{path.suffix}' (use one of {', '.join(SCORE_SUFFIXES)})")
     if path.suffix.lower() == ".mxl":
         _check_archive(path)
+    if path.stat().st_size == 0:  # music21's message for one names its parser's internals
+        raise ScoreError(f"{path}: cannot be read as music (it is empty)")
     try:
         return converter.parse(path, forceSource=True)  # never load music21's pickle cache
     except Exception as error:  # music21 raises many unrelated types for bad input
@@ -129,7 +131,9 @@ def essen_tune(ident: str) -> Tune:
         raise ScoreError("music21's corpus has no essenFolksong collection")
     stem, _, number = ident.partition("#")
     path = ESSEN_DIR / f"{stem}.abc"
-    lines = _abc_tune(path, number) if number.isdigit() and path.is_file() else None
+    if not path.is_file():
+        raise ScoreError(f"no Essen tune '{ident}' (idents look like 'erk5#12')")
+    lines = _abc_tune(path, number) if number.isdigit() else None
     if lines is not None:
         return Tune(ident, converter.parse(lines, format="abc"))
     for tune in tunes_in(path):
