@@ -49,11 +49,6 @@ class LSTMRuntime:
         self.vocabulary = model.vocabulary
         self.reset()
 
-    @property
-    def looks_back(self) -> bool:
-        """Whether the model takes the place in the bar (``seat`` matters)."""
-        return self._lookback is not None
-
     def reset(self) -> None:
         """Forget everything heard: zero state, as Keras starts a sequence; no place in a bar, no history."""
         self._state = [(np.zeros(u, np.float32), np.zeros(u, np.float32)) for *_, u in self._layers]
