@@ -418,7 +418,9 @@ def test_a_phrase_the_music_ends_has_its_follow_work_done_aside_from_its_first_s
 RESPONDED = {  # case: whether the phrase end did the follow work itself, and the tempo fits in all
     "in time": ([False], 1),  # done aside while the phrase end waited: taken there
     "never done": ([True], 1),  # the aside thread never got to it: the waited phrase end does it itself
-    "a note meanwhile": ([True], 2),  # the call went on in the wait: the phrase end, still due then, does it itself
+    # the call went on in the wait: its work is handed aside again at the next tick and taken at the phrase end, still
+    # due then (before, that phrase end did it itself: ([True], 2))
+    "a note meanwhile": ([False], 2),
 }
 
 
@@ -429,7 +431,7 @@ def test_a_respond_now_under_follow_waits_for_its_work_done_aside_and_never_does
     """``respond_now`` after a followed call, long before its silence ends it: no work was handed aside for that
     phrase end, so the tick that answers it would have fitted the tempo itself. It hands the work aside and answers
     FOLLOW_WAIT 16ths later, taking the work if it is finished and doing it itself if not: the same answer either
-    way, and a player who plays on in the wait cannot put the answer off again."""
+    way, and a player who plays on in the wait cannot put the answer off again (the work is handed aside again)."""
     settings = Settings(bpm=96, follow_tempo=True, min_call_steps=4, phrase_end_steps=12)
     notes = Performance(SWING, 92, 92).notes()
     asked = notes[-1][1] + 0.05  # the call's last release, then at once respond_now (as cmd/respond)
@@ -500,3 +502,29 @@ def test_a_phrase_end_sooner_than_the_work_aside_starts_waits_for_it(model, monk
     # max_call_steps: the call played on in the wait, so that phrase end did the work; the rest, a call of its own,
     # ended by its silence
     assert worker.at_phrase_end == ([True, False] if ended == "max_call_steps" else [False])
+
+
+TURN = Performance(EIGHTHS[:16], 100, 100).notes()  # two bars of 8ths at 100, ended well before the turn's end
+LAST = {"a 16th before": 2.6, "in the last 16th": 1.6}  # a last note, this many 16ths before the turn's bar line
+
+
+@pytest.mark.parametrize("played_last", LAST)
+def test_a_turn_of_bars_has_its_follow_work_done_aside_before_its_bar_line(model, monkeypatch, played_last):
+    """``turns`` in bars: the phrase end is the tick before the bar line that ends the player's turn, whatever is
+    played, so the work is handed aside FOLLOW_AHEAD 16ths ahead, and again after each note: the phrase end takes it.
+    Before, it did the tempo fit and primed an LSTM on the call itself (tens of milliseconds of a 256-onset call).
+    Only a note heard after the tick before it leaves it the work to do. The answer is the same either way."""
+    settings = Settings(bpm=100, follow_tempo=True, turns=2, min_call_steps=4)
+    step = 60 / settings.bpm / 4
+    first = math.floor(TURN[0][0] / step + 0.5)
+    ends = (-(-first // 16) * 16 + 32) * step  # the turn's bar line on the engine's grid (two bars after the first)
+    notes = [*TURN, (ends - LAST[played_last] * step, ends - (LAST[played_last] - 0.4) * step, 72, 80)]
+    expected = follow(Engine(model, dataclasses.replace(settings), seed=3, aside=lambda work: None), notes, 12.0)
+    engine = Engine(model, dataclasses.replace(settings), seed=3)
+    worker = Worker(engine, monkeypatch)
+    sent, events = follow(engine, notes, 12.0, after_tick=lambda boundary: worker.work())
+    assert [(t.time, str(t.message)) for t in sent] == [(t.time, str(t.message)) for t in expected[0]]
+    assert events == expected[1] and any(e.name == "tempo" for e in events)
+    phrase_end = next(e for e in events if e.name == "phrase_end")
+    assert phrase_end.time == pytest.approx(ends - step)
+    assert worker.at_phrase_end == [played_last == "in the last 16th"]

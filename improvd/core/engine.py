@@ -676,8 +676,9 @@ class Engine:
         aside now and answers FOLLOW_WAIT ticks later, as that phrase end would (its silence gone on so long), so
         that no tick does the work. There it takes the work if finished, else does it itself with the same result
         (``_follow``): the wait is bounded, and the answer never depends on the aside thread's timing. Not with
-        ``turns`` in bars (the answer starts on the bar line that ends the player's turn), nor twice for one call
-        (a message played meanwhile makes the phrase end, still due then, do the work itself)."""
+        ``turns`` in bars (the answer starts on the bar line that ends the player's turn; its work is handed aside
+        ahead of it: ``_follow_ahead``), nor twice for one call (a message played meanwhile has the work handed aside
+        again at the next tick, for the phrase end still due then)."""
         s, job = self.settings, self._following
         if not s.follow_tempo or self._aside is None or s.turns != "phrase" or self._respond_at is not None:
             return False
@@ -691,26 +692,36 @@ class Engine:
 
     def _follow_ahead(self, time: float) -> None:
         """With ``aside``, once the call's phrase ends FOLLOW_AHEAD ticks from now or sooner unless the player goes
-        on (by its silence, from its SILENT_STEPS-th silent step on; by the music, from its first), hand its
-        follow work aside, for the phrase end then due."""
+        on (``_ends_in``), hand its follow work aside, for the phrase end then due. A message played since drops it
+        (``_hear``) and the next tick hands it over again: so a phrase end that waits for its work
+        (``_wait_for_follow``) or ends a turn of ``turns`` bars does that work itself only when the player played in
+        its last tick (or the thread aside was too slow)."""
         s = self.settings
-        if not s.follow_tempo or self._aside is None or self._following is not None or s.turns != "phrase":
+        if not s.follow_tempo or self._aside is None or self._following is not None:
             return
-        if self._respond_at is not None:
-            return  # the phrase ended already: it waits for its own work, or does it (_wait_for_follow)
-        silent = 0 if self._buffer.held else self._buffer.silent_steps
-        if not silent or self._call_steps - silent < s.min_call_steps:
-            return
-        ahead = s.phrase_end_steps - silent
-        over = self._over_at()
-        if over is not None and over - self._grid.step < ahead:
-            ahead = over - self._grid.step
-        elif silent < SILENT_STEPS:
-            return
-        if ahead > FOLLOW_AHEAD:
+        ahead = self._ends_in()
+        if ahead is None or not 0 < ahead <= FOLLOW_AHEAD:
             return
         self._following = self._following_for(time + ahead * self.step_seconds(), ahead)
         self._aside(self._following)
+
+    def _ends_in(self) -> int | None:
+        """Ticks from now to the call's phrase end, due then unless the player goes on (None: not yet foreseen): the
+        one that waits for its work; with ``turns`` in bars, the tick before the bar line that ends the turn; by its
+        silence, from its SILENT_STEPS-th silent step on; by the music, from its first."""
+        s = self.settings
+        if self._respond_at is not None:
+            return self._respond_at - self._grid.step
+        if s.turns != "phrase":
+            return None if self._turn_end is None else self._turn_end - 1 - self._grid.step
+        silent = 0 if self._buffer.held else self._buffer.silent_steps
+        if not silent or self._call_steps - silent < s.min_call_steps:
+            return None
+        ahead = s.phrase_end_steps - silent
+        over = self._over_at()
+        if over is not None and over - self._grid.step < ahead:
+            return over - self._grid.step
+        return None if silent < SILENT_STEPS else ahead
 
     def _following_for(self, end: float, ahead: int) -> Following:
         """The follow work of the call heard so far, for a phrase end at ``end``, ``ahead`` silent steps from now."""
