@@ -13,7 +13,10 @@ to its phrase end (the tempo fit of 256 onsets, the call replayed on the player'
 done at the phrase end (inline: as before the daemon's thread for it) and done aside by that thread
 (improvd.daemon.aside, as the daemon runs it), ticks paced in real time through the silence as the daemon's are;
 follow_respond: the same with ``respond_now`` at the call's first silent step (a phrase end no work was handed aside
-for: it hands it aside then and waits FOLLOW_WAIT 16ths for it).
+for: it hands it aside then and waits FOLLOW_WAIT 16ths for it); follow_wait_note and follow_wait_note_last: a note
+played in the wait's first or last 16th; follow_turns_inline, follow_turns and follow_turns_last: ``turns`` of 8 bars,
+the call played up to 2 16ths before the turn's phrase end, the work done there or aside (and a note in the last
+16th before it). Each ``_vs_inline_p50`` is a p50 over its inline way's.
 improvd_full_memory: (c) with the session memory full (64 calls of one riff played over and over, the
 worst case: every step finds the most matches it follows).
 The same ticks with style auto over every shipped model (improvd.core.styles: each candidate hears the call too,
@@ -237,16 +240,30 @@ def phrase_end_work(model, repeats: int, styles: Styles | None = None) -> dict[s
     return samples
 
 
+FOLLOW_WAYS = {  # way: (aside or not, settings' changes, what the player does at the call's first silent 16th)
+    "inline": (False, {}, None),
+    "aside": (True, {}, None),
+    "respond": (True, {}, "respond_now"),
+    "wait_note": (True, {}, "respond_now, a note in the wait's first 16th"),
+    "wait_note_last": (True, {}, "respond_now, a note in the wait's last 16th"),
+    "turns_inline": (False, {"turns": 8}, None),
+    "turns": (True, {"turns": 8}, None),
+    "turns_last": (True, {"turns": 8}, "a note in the turn's last 16th"),
+}
+
+
 def follow_figures(model, repeats: int) -> dict:
-    """follow_inline, follow_aside and follow_respond (``follow_phrase_end``), and the p50 of the last two as ratios
-    of the first's."""
+    """follow_<way> for each of FOLLOW_WAYS (``follow_phrase_end``), and the p50 of each as a ratio of its inline
+    way's (the phrase end doing the work itself, as every way did before the work went aside)."""
     figures = {}
-    for way in ("inline", "aside", "respond"):
+    for way in FOLLOW_WAYS:
         holds = follow_phrase_end(model, way, repeats)
         figures[f"follow_{way}"] = {**percentiles(holds), "max_ms": round(max(holds) * 1000, 4)}
-    for way in ("aside", "respond"):
-        ratio = figures[f"follow_{way}"]["p50_ms"] / figures["follow_inline"]["p50_ms"]
-        figures[f"follow_{way}_vs_inline_p50"] = round(ratio, 3)
+    for way in FOLLOW_WAYS:
+        if not way.endswith("inline"):
+            inline = "turns_inline" if way.startswith("turns") else "inline"
+            ratio = figures[f"follow_{way}"]["p50_ms"] / figures[f"follow_{inline}"]["p50_ms"]
+            figures[f"follow_{way}_vs_inline_p50"] = round(ratio, 3)
     return figures
 
 
@@ -254,22 +271,31 @@ FOLLOW_ONSETS = 256  # the call's onsets the tempo fit hears at most (tempo.MAX_
 
 
 def follow_phrase_end(model, way: str, repeats: int) -> list[float]:
-    """The longest tick from a followed call's first silent step to its phrase end, ``way`` "inline" (the follow work
-    done at the phrase end) or "aside" (done by the daemon's thread for it while the silence passes, the ticks of the
-    silence paced in real time with the daemon's switch interval) or "respond" (as "aside", ``respond_now`` at the
-    first silent step). The call: 256 onsets in 16ths at 110 BPM heard
-    from 120, struck on a pad that sends no releases (so the 256 messages the engine keeps of a call are all
-    onsets), keys forgotten STUCK_STEPS after their last strike, then the phrase-end silence."""
+    """The longest tick from a followed call's first silent step to its phrase end, ``way`` one of FOLLOW_WAYS: "inline" (the
+    follow work done at the phrase end) or "aside" (done by the daemon's thread for it while the silence passes, the
+    ticks after the call's last onset paced in real time with the daemon's switch interval); "respond" (as "aside",
+    ``respond_now`` at the first silent 16th: a phrase end no work was handed aside for, which hands it aside then
+    and waits FOLLOW_WAIT 16ths for it), with a note played in the wait's first or last 16th ("wait_note",
+    "wait_note_last"); "turns..." with ``turns`` 8 bars, the call played until the 16th before the tick before the
+    bar line that ends the turn ("turns_last": with a note in that 16th too). The call: 256 onsets in 16ths at 110
+    BPM heard from 120 (with turns, those of the turn: 115), struck on a pad that sends no releases (so the 256
+    messages the engine keeps of a call are all onsets), then the phrase-end silence."""
     holds = []
-    aside = None if way == "inline" else Aside()
+    with_aside, changes, action = FOLLOW_WAYS[way]
+    aside = Aside() if with_aside else None
     switch = sys.getswitchinterval()
     rng = np.random.default_rng(2)
     for _ in range(repeats):
-        settings = Settings(bpm=120, follow_tempo=True, min_call_steps=4)
+        settings = Settings(bpm=120, follow_tempo=True, min_call_steps=4, **changes)
         engine = Engine(model, settings, seed=int(rng.integers(1 << 30)), aside=aside)
         step, played = engine.step_seconds(), 60 / 110 / 4
         engine.start(0.0)
         strikes = [(0.3 + k * played + rng.uniform(-0.004, 0.004), 60 + 2 * (k % 4)) for k in range(FOLLOW_ONSETS)]
+        if "turns" in changes:  # the turn's bar line: 8 bars from the bar line after the first note (step 16)
+            phrase_end = (16 + 8 * 16 - 1) * step
+            strikes = [strike for strike in strikes if strike[0] < phrase_end - 2 * step]
+            if action:
+                strikes.append((phrase_end - 0.5 * step, 72))
         longest, silent, k = 0.0, False, 0
         sys.setswitchinterval(SWITCH_INTERVAL if aside else switch)
         gc.disable()
@@ -284,10 +310,15 @@ def follow_phrase_end(model, way: str, repeats: int) -> list[float]:
                 engine.tick(boundary)
                 seconds = CLOCK[0]() - start
                 names = [event.name for event in engine.drain_events()]
-                if not silent and not strikes and engine._buffer.silent_steps > 0:
+                last = action is not None and "turns" in changes  # a strike to come in the turn's last 16th
+                if not silent and len(strikes) <= last and engine._buffer.silent_steps > 0:
                     silent = True
-                    if way == "respond":
-                        engine.respond_now()
+                    if action and action.startswith("respond_now"):
+                        engine.respond_now()  # the next tick hands the work aside and waits FOLLOW_WAIT ticks
+                        if action.endswith("first 16th"):
+                            strikes.append((boundary + 1.5 * step, 72))
+                        elif action.endswith("last 16th"):
+                            strikes.append((boundary + 2.5 * step, 72))
                 if silent:
                     longest = max(longest, seconds)
                     time.sleep(step)  # the silence passes in real time: the thread aside has its time
