@@ -277,7 +277,7 @@ def follow_phrase_end(model, way: str, repeats: int) -> list[float]:
     ``respond_now`` at the first silent 16th: a phrase end no work was handed aside for, which hands it aside then
     and waits FOLLOW_WAIT 16ths for it), with a note played in the wait's first or last 16th ("wait_note",
     "wait_note_last"); "turns..." with ``turns`` 8 bars, the call played until the 16th before the tick before the
-    bar line that ends the turn ("turns_last": with a note in that 16th too). The call: 256 onsets in 16ths at 110
+    bar line that ends the turn ("turns_last": with a note in that 16th too), timed from its last onset on. The call: 256 onsets in 16ths at 110
     BPM heard from 120 (with turns, those of the turn: 115), struck on a pad that sends no releases (so the 256
     messages the engine keeps of a call are all onsets), then the phrase-end silence."""
     holds = []
@@ -310,8 +310,9 @@ def follow_phrase_end(model, way: str, repeats: int) -> list[float]:
                 engine.tick(boundary)
                 seconds = CLOCK[0]() - start
                 names = [event.name for event in engine.drain_events()]
-                last = action is not None and "turns" in changes  # a strike to come in the turn's last 16th
-                if not silent and len(strikes) <= last and engine._buffer.silent_steps > 0:
+                turns = "turns" in changes  # the turn ends by the bar line, not by silence (pads hold keys a while)
+                last = turns and action is not None  # a strike to come in the turn's last 16th
+                if not silent and len(strikes) <= last and (turns or engine._buffer.silent_steps > 0):
                     silent = True
                     if action and action.startswith("respond_now"):
                         engine.respond_now()  # the next tick hands the work aside and waits FOLLOW_WAIT ticks
