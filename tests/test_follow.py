@@ -13,6 +13,7 @@ import pytest
 
 from improvd.core import engine as engine_module
 from improvd.core import follow as follow_module
+from improvd.core import priming as priming_module
 from improvd.core.engine import Engine, Settings
 from improvd.core.model import load_model
 from improvd.core.runtime import LSTMRuntime
@@ -301,6 +302,7 @@ class Worker:
         self.handed: list = []
         self.fits = 0
         self.at_phrase_end: list[bool] = []
+        self.done_at_phrase_end: list[int] = []  # fits and LSTM steps
         self._work = 0  # fits and LSTM steps so far
         estimate_of, step_of, follow_of = follow_module.estimate, LSTMRuntime.step, engine._follow
 
@@ -319,6 +321,7 @@ class Worker:
             before = self._work
             follow_of(time)
             self.at_phrase_end.append(self._work > before)
+            self.done_at_phrase_end.append(self._work - before)
 
         monkeypatch.setattr(follow_module, "estimate", fit)
         monkeypatch.setattr(LSTMRuntime, "step", counted(step_of))
@@ -344,7 +347,8 @@ ASIDE = {  # case: whether each phrase end did the follow work itself, the tempo
     "in time": ([False, False], 2, False),  # both done aside
     "too slow": ([True, True], 2, False),  # the work handed over was not done by the phrase end: done there
     "a note in the silence": ([False, False], 3, False),  # the phrase went on: its work is done aside again
-    "phrase end sooner": ([False, False], 3, True),  # phrase_end_steps lowered in the silence: it waits for its work
+    # phrase_end_steps lowered in the silence: it waits for its work, handed over again (which takes the first's fit)
+    "phrase end sooner": ([False, False], 2, True),
     "too few notes": ([False, False], 2, False),  # the second tempo cannot be told: the call heard on the engine's grid
 }
 
@@ -513,7 +517,8 @@ def test_a_turn_of_bars_has_its_follow_work_done_aside_before_its_bar_line(model
     """``turns`` in bars: the phrase end is the tick before the bar line that ends the player's turn, whatever is
     played, so the work is handed aside FOLLOW_AHEAD 16ths ahead, and again after each note: the phrase end takes it.
     Before, it did the tempo fit and primed an LSTM on the call itself (tens of milliseconds of a 256-onset call).
-    Only a note heard after the tick before it leaves it the work to do. The answer is the same either way."""
+    Only a note heard after the tick before it leaves it work to do: the fit, and the LSTM's steps from that note on.
+    The answer is the same either way."""
     settings = Settings(bpm=100, follow_tempo=True, turns=2, min_call_steps=4)
     step = 60 / settings.bpm / 4
     first = math.floor(TURN[0][0] / step + 0.5)
@@ -528,3 +533,38 @@ def test_a_turn_of_bars_has_its_follow_work_done_aside_before_its_bar_line(model
     phrase_end = next(e for e in events if e.name == "phrase_end")
     assert phrase_end.time == pytest.approx(ends - step)
     assert worker.at_phrase_end == [played_last == "in the last 16th"]
+    # and then the fit and the LSTM's steps from that note on, from the last checkpoint of the work handed aside
+    # before it (before, the whole call again: 34 steps)
+    assert worker.done_at_phrase_end[0] <= 1 + priming_module.CHECKPOINT_STEPS + 2
+
+
+def test_a_priming_resumed_from_an_earlier_ones_checkpoints_is_the_priming_done_afresh(model):
+    """Resumed from the last checkpoint that heard only the same first indices (the same shift and place), the LSTM,
+    its logits and the song cache end as those primed from the song's start; a different shift takes nothing."""
+    from improvd.core.lookback import Place
+    from improvd.core.priming import Priming
+    from improvd.core.songcache import SongCache
+
+    engine = Engine(model, Settings(), seed=1)
+    song = [int(k % len(model.vocabulary)) for k in range(3, 60, 2)]
+    changed = [*song[:21], song[21] + 1, *song[22:]]  # a note played after the earlier priming was handed over
+
+    def primed(indices: list[int], earlier: Priming | None = None, shift: int = 0) -> Priming:
+        priming = engine._spare()
+        priming.begin(shift, indices, Place(2, 16), earlier, keep=True)
+        steps = 0
+        while not priming.done:
+            priming.advance(1)
+            steps += 1
+        priming.steps = steps
+        return priming
+
+    earlier = primed(song)
+    for again, different in ((primed(changed, earlier), False), (primed(changed, earlier, shift=2), True)):
+        fresh = primed(changed, shift=2 if different else 0)
+        assert again.steps == (len(changed) + 1 if different else len(changed) + 1 - 20)  # from checkpoint 20
+        assert (again.logits == fresh.logits).all()
+        assert repr(again.runtime.snapshot()) == repr(fresh.runtime.snapshot())
+        assert again.cache.snapshot() == fresh.cache.snapshot()
+    assert isinstance(earlier.cache, SongCache)
+    assert primed(song, earlier).steps == (len(song) + 1) % priming_module.CHECKPOINT_STEPS  # past the last one

@@ -242,6 +242,7 @@ class Engine:
         self._heard: deque[tuple[float, mido.Message]] = deque(maxlen=HEARD_MESSAGES)  # the call's, for follow
         self._aside = aside
         self._following: Following | None = None  # the follow work handed aside for the phrase end expected
+        self._handed: Following | None = None  # the last made for this call (dropped or not): the next takes from it
         self._respond_at: int | None = None  # a phrase end waiting for its follow work: the step it answers at
         self._drawing: Drawing | None = None  # the answer being drawn
         self._queued_symbols = 0  # of the drawing's symbols, those whose notes are queued
@@ -733,8 +734,10 @@ class Engine:
             return shift, [_index(vocabulary, symbol, shift) for symbol in call], place
 
         as_heard = self._buffer.after_silence(ahead)
-        heard = list(self._heard)
-        return Following(heard, as_heard, end, self._grid.step + ahead, self._follow_inputs(), self._spare(), prepare)
+        heard, inputs = list(self._heard), self._follow_inputs()
+        job = Following(heard, as_heard, end, self._grid.step + ahead, inputs, self._spare(), prepare, self._handed)
+        self._handed = job
+        return job
 
     def _follow_inputs(self) -> tuple[Any, ...]:
         """What the follow work is made from besides the call: the tempo prior, the metre (compound or not), the
@@ -749,6 +752,7 @@ class Engine:
         self._heard.clear()
         self._respond_at = None
         self._drop_following()
+        self._handed = None
 
     def _drop_following(self) -> None:
         if self._following is not None:

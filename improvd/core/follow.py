@@ -105,6 +105,7 @@ class Following:
         inputs: tuple[Any, ...],
         priming: Priming,
         prepare: Callable[[list[str], int], tuple[int, list[int], Place]],
+        earlier: Following | None = None,
     ) -> None:
         self.messages = list(messages)
         self.call = as_heard
@@ -113,25 +114,37 @@ class Following:
         self.inputs = inputs
         self.priming = priming
         self._prepare = prepare
+        while earlier is not None and not earlier.fitted and earlier._earlier is not None:
+            earlier = earlier._earlier  # cancelled before it began: what it would have taken, instead
+        self._earlier = earlier if earlier is not None and earlier.inputs == inputs else None
         self.beat: Beat | None = None
+        self.fitted = False  # the beat is found (None too)
         self.regridded: Regridded | None = None
         self.shift = 0
         self.finished = False
         self.cancelled = False
 
     def slices(self) -> Iterator[None]:
-        """The work, yielding between slices (the fit, the replay, each PRIME_STEPS of the LSTM's priming)."""
+        """The work, yielding between slices (the fit, the replay, each PRIME_STEPS of the LSTM's priming). What an
+        ``earlier`` work of the same inputs (perhaps cancelled, or still going on in another thread) has done of it
+        already is taken from it: its fit and replay of the same messages, its priming's checkpoints (so a note
+        played after that work was handed aside costs the fit, the replay and the steps from that note on)."""
         prior_bpm, compound, length = self.inputs[:3]
-        self.beat = estimate(onsets(self.messages), prior_bpm, compound=compound)
+        earlier = self._earlier
+        same = earlier is not None and earlier.fitted and earlier.messages == self.messages
+        self.beat = earlier.beat if same else estimate(onsets(self.messages), prior_bpm, compound=compound)
+        self.fitted = True
         if self.beat is not None:
             yield
-            self.regridded = regrid(self.messages, self.beat, self.end, length)
+            replayed = earlier.regridded if same and earlier.end == self.end else None
+            self.regridded = replayed or regrid(self.messages, self.beat, self.end, length)
         open_step = self.open_step
         if self.regridded is not None:
             self.call, open_step = self.regridded.buffer.last_note_symbols(), self.regridded.open_step
         yield
         self.shift, indices, place = self._prepare(self.call, open_step)
-        self.priming.begin(self.shift, indices, place)
+        self.priming.begin(self.shift, indices, place, earlier.priming if earlier is not None else None, keep=True)
+        self._earlier = None  # all taken: no chain of earlier works kept
         while not self.priming.done:
             yield
             self.priming.advance()

@@ -22,6 +22,7 @@ from improvd.core.songcache import SongCache
 
 PRIME_STEPS = 16  # LSTM steps a tick at least (about 0.08 ms each at the shipped model's size)
 SILENT_STEPS = 2  # the call is taken to have fallen silent (a gap of one 16th is staccato, not a phrase end)
+CHECKPOINT_STEPS = 4  # LSTM steps between a checkpointed priming's checkpoints (``begin`` with ``earlier``)
 
 
 class Priming:
@@ -36,14 +37,43 @@ class Priming:
         self._start = start
         self._song_end = song_end
         self._pending: deque[int] = deque()
+        self._song: tuple[int, Place, list[int]] | None = None  # begun with checkpoints: (shift, place, indices)
+        self._heard = 0  # of those indices (the song end first)
+        self.checkpoints: list[tuple[int, Any, tuple, np.ndarray | None]] = []  # (heard, runtime, cache, logits)
 
-    def begin(self, shift: int, indices: list[int], place: Place) -> None:
+    def begin(
+        self, shift: int, indices: list[int], place: Place, earlier: Priming | None = None, keep: bool = False
+    ) -> None:
         """Start hearing, moved by ``shift``, a call whose LSTM indices so far are ``indices``, the first of them at
-        ``place`` in its bar."""
+        ``place`` in its bar. ``keep``: keep a checkpoint every CHECKPOINT_STEPS steps; and start from the last of
+        ``earlier``'s (a priming from the same start, perhaps still going on in another thread) that heard what this
+        one hears first (the same shift, place and first indices): the same state, in fewer steps."""
         self.shift = shift
-        self.runtime.restore(self._start)
-        self.runtime.seat(place)
-        self._pending = deque([self._song_end, *indices])
+        song = [self._song_end, *indices]
+        self._pending = deque(song)
+        self._song, self._heard, self.checkpoints = None, 0, []
+        found = [] if earlier is None else earlier._checkpoints_for(self._start, shift, place, song)
+        if not found:
+            self.runtime.restore(self._start)
+            self.runtime.seat(place)
+        else:
+            self._heard, runtime, cache, self.logits = found[-1]
+            self.runtime.restore(runtime)
+            self.cache.restore(cache)
+            for _ in range(self._heard):
+                self._pending.popleft()
+        if keep:
+            self._song, self.checkpoints = (shift, place, song), found
+
+    def _checkpoints_for(self, start: Any, shift: int, place: Place, song: list[int]) -> list[tuple]:
+        """The checkpoints that heard only the first of ``song``'s indices from ``start`` (the shift and place)."""
+        if self._song is None or start is not self._start or self._song[:2] != (shift, place):
+            return []
+        heard = self._song[2]
+        common = next(
+            (k for k, (a, b) in enumerate(zip(heard, song, strict=False)) if a != b), min(len(heard), len(song))
+        )
+        return [found for found in list(self.checkpoints) if found[0] <= common]
 
     def feed(self, index: int) -> None:
         """One more step of the call, heard after those already given."""
@@ -55,6 +85,9 @@ class Priming:
             index = self._pending.popleft()
             self.logits = self.runtime.step(index)
             self.cache.add(index)
+            self._heard += 1
+            if self._song is not None and self._heard % CHECKPOINT_STEPS == 0:
+                self.checkpoints.append((self._heard, self.runtime.snapshot(), self.cache.snapshot(), self.logits))
 
     @property
     def pending(self) -> int:

@@ -87,11 +87,7 @@ class Beat:
         if beats <= 0:
             return self.origin + beats * 60.0 / start
         within = min(beats, self.until)
-        return (
-            self.origin
-            + 60.0 * float(_ramp_minutes(np.array(within), start, slope))
-            + (beats - within) * 60.0 / self.bpm
-        )
+        return self.origin + 60.0 * _ramp_minute(within, start, slope) + (beats - within) * 60.0 / self.bpm
 
     def beats(self, time: float) -> float:
         """The beat (from the origin, fractional) at ``time``: the inverse of ``time``."""
@@ -105,6 +101,13 @@ class Beat:
         growth = slope * minutes
         # u = start / slope * (exp(slope * minutes) - 1), the inverse of the ramp
         return start * minutes if abs(growth) < 1e-12 else start * math.expm1(growth) / slope
+
+
+def _ramp_minute(beats: float, start: float, slope: float) -> float:
+    """``_ramp_minutes`` of one beat, in plain floats (the same arithmetic, some 30 times cheaper)."""
+    x = slope * beats / start
+    ratio = 1 - x / 2 + x * x / 3 if abs(x) < 1e-3 else float(np.log1p(x)) / x  # numpy's: math's differs now and then
+    return beats / start * ratio
 
 
 def _ramp_minutes(beats: np.ndarray, start: float, slope: float) -> np.ndarray:
