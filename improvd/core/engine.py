@@ -62,9 +62,10 @@ diatonic collection (improvd.core.keys.diatonic_shift), or by the ``key``
 setting's when one is stated (``_key``); when that move changes, a spare LSTM
 hears the call again in slices while the phrase-end silence passes
 (improvd.core.priming) and takes over. With ``follow_tempo`` the call is heard again on the player's own grid
-(improvd.core.follow.Following): work handed to ``aside`` FOLLOW_AHEAD steps before the phrase end is due and
-taken there when it finished for it (otherwise done there, with the same result); a phrase end it was not handed
-aside for waits FOLLOW_WAIT steps for it (``_wait_for_follow``). With style auto
+(improvd.core.follow.Following): work handed to ``aside`` FOLLOW_AHEAD steps before the phrase end is due (a turn's
+too), again after each note played meanwhile, and taken there when it finished for it (otherwise done there from
+what was done, with the same result); a phrase end it was not handed aside for waits FOLLOW_WAIT steps for it
+(``_wait_for_follow``). With style auto
 (``set_styles``) every candidate model hears the call too, a slice a tick, and at the phrase end the one that
 predicted it best takes over as it heard it (improvd.core.styles; ``response_start`` names it). The answer is drawn
 in slices

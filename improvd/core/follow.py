@@ -10,7 +10,8 @@ That work (the tempo fit, the replay and an LSTM hearing the replayed call: tens
 need not hold the timing thread. ``Following`` is all of it for one call, for the phrase end expected at a given
 time, done in slices by whoever runs it (the daemon: a thread of its own, while the phrase end's silence passes);
 the engine takes its result at the phrase end when it finished for that very phrase end, and otherwise does the
-same work at once. Its result depends on its inputs alone, never on when or where it ran.
+same work at once, taking what an earlier work for the same call did of it (its fit of the same notes, its LSTM from a
+checkpoint). Its result depends on its inputs alone, never on when or where it ran, nor on what was taken.
 """
 
 from __future__ import annotations

@@ -7,7 +7,8 @@ and song cache, ``PRIME_STEPS`` steps a tick while the phrase-end silence passes
 catch up by the tick before the phrase end's: a call of 128 steps takes 23-24 a tick with ``phrase_end_steps``
 8), and swaps it in once it has caught up (at the phrase end at the latest, where what is left is done at once:
 nothing, unless the call ended sooner than ``phrase_end_steps`` of silence). After an answer that the player played over, the call in progress
-is heard again the same way.
+is heard again the same way. A followed call's priming (improvd.core.follow) keeps checkpoints, so that the same call
+heard again with a note more starts from the last one that heard the same first steps.
 """
 
 from __future__ import annotations
