@@ -568,3 +568,29 @@ def test_a_priming_resumed_from_an_earlier_ones_checkpoints_is_the_priming_done_
         assert again.cache.snapshot() == fresh.cache.snapshot()
     assert isinstance(earlier.cache, SongCache)
     assert primed(song, earlier).steps == (len(song) + 1) % priming_module.CHECKPOINT_STEPS  # past the last one
+
+
+@pytest.mark.parametrize("turns", [1, 2])
+def test_no_tick_of_a_followed_turn_holds_the_timing_thread_past_its_budget(repo_root, monkeypatch, turns):
+    """Bar trading under ``clock = "follow"`` with the shipped model (the thread aside doing its work between ticks):
+    no tick does more than test_answer's budgets of LSTM steps (and the phrase end's, no tempo fit). Before, the
+    phrase end fitted the tempo and heard the call again: a fit and 25 LSTM steps on its tick (one bar), 42 (two)."""
+    from tests.test_answer import PHRASE_END_STEPS, TICK_STEPS
+
+    shipped = load_model(repo_root / "models" / "essen")
+    engine = Engine(shipped, Settings(bpm=100, follow_tempo=True, turns=turns, min_call_steps=4), seed=5)
+    worker = Worker(engine, monkeypatch)
+    done = []
+
+    def after_tick(boundary: float) -> None:
+        done.append(worker._work)  # the fits and LSTM steps so far: those of this tick, since the last work aside
+        worker.work()
+        worker._work = 0
+
+    notes = TURN[: 8 * turns]  # the player's bars, ended before the turn's bar line
+    _, events = follow(engine, notes, 10.0, after_tick=after_tick)
+    ends = [e.time for e in events if e.name == "phrase_end"]
+    phrase_end = round(ends[0] / (60 / 100 / 4))  # the tick's index (ticks from 0, one a 16th until then)
+    assert any(e.name == "tempo" for e in events) and worker.fits >= 1
+    assert max(done) <= TICK_STEPS, max(done)
+    assert done[phrase_end] <= PHRASE_END_STEPS, done[phrase_end]
