@@ -295,7 +295,7 @@ def follow_phrase_end(model, way: str, repeats: int) -> list[float]:
             phrase_end = (16 + 8 * 16 - 1) * step
             strikes = [strike for strike in strikes if strike[0] < phrase_end - 2 * step]
             if action:
-                strikes.append((phrase_end - 0.5 * step, 72))
+                strikes.append((phrase_end - 0.5 * step, 62))
         longest, silent, k = 0.0, False, 0
         sys.setswitchinterval(SWITCH_INTERVAL if aside else switch)
         gc.disable()
@@ -317,9 +317,9 @@ def follow_phrase_end(model, way: str, repeats: int) -> list[float]:
                     if action and action.startswith("respond_now"):
                         engine.respond_now()  # the next tick hands the work aside and waits FOLLOW_WAIT ticks
                         if action.endswith("first 16th"):
-                            strikes.append((boundary + 1.5 * step, 72))
+                            strikes.append((boundary + 1.5 * step, 62))
                         elif action.endswith("last 16th"):
-                            strikes.append((boundary + 2.5 * step, 72))
+                            strikes.append((boundary + 2.5 * step, 62))
                 if silent:
                     longest = max(longest, seconds)
                     time.sleep(step)  # the silence passes in real time: the thread aside has its time
