@@ -120,6 +120,7 @@ class Following:
         self._earlier = earlier if earlier is not None and earlier.inputs == inputs else None
         self.beat: Beat | None = None
         self.fitted = False  # the beat is found (None too)
+        self.begun = False  # the priming has begun
         self.regridded: Regridded | None = None
         self.shift = 0
         self.finished = False
@@ -137,7 +138,8 @@ class Following:
         self.fitted = True
         if self.beat is not None:
             yield
-            replayed = earlier.regridded if same and earlier.end == self.end else None
+            # its replay once it has begun priming: by then it reads the replayed buffer no more (the engine will)
+            replayed = earlier.regridded if same and earlier.end == self.end and earlier.begun else None
             self.regridded = replayed or regrid(self.messages, self.beat, self.end, length)
         open_step = self.open_step
         if self.regridded is not None:
@@ -145,6 +147,7 @@ class Following:
         yield
         self.shift, indices, place = self._prepare(self.call, open_step)
         self.priming.begin(self.shift, indices, place, earlier.priming if earlier is not None else None, keep=True)
+        self.begun = True
         self._earlier = None  # all taken: no chain of earlier works kept
         while not self.priming.done:
             yield
