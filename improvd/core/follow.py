@@ -95,7 +95,8 @@ class Following:
     indices of a call's symbols and the place in the bar of its first, from the step that phrase end opens). ``inputs`` are
     what it was made from besides those: the tempo prior, a compound metre or not and the buffer's length (which it
     uses), then whatever else the caller's ``prepare`` depends on; the engine takes its result only where the phrase
-    end finds them unchanged. ``finished`` once done; ``cancelled`` asks whoever runs it to stop."""
+    end finds them unchanged. ``finished`` once done; ``cancelled`` asks whoever runs it to stop. ``earlier``: the work
+    made before for the same call (dropped, or not finished in time), whose progress ``slices`` takes."""
 
     def __init__(
         self,

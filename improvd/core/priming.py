@@ -23,7 +23,7 @@ from improvd.core.songcache import SongCache
 
 PRIME_STEPS = 16  # LSTM steps a tick at least (about 0.08 ms each at the shipped model's size)
 SILENT_STEPS = 2  # the call is taken to have fallen silent (a gap of one 16th is staccato, not a phrase end)
-CHECKPOINT_STEPS = 4  # LSTM steps between a checkpointed priming's checkpoints (``begin`` with ``earlier``)
+CHECKPOINT_STEPS = 4  # LSTM steps between a checkpointed priming's checkpoints (``begin`` with ``keep``)
 
 
 class Priming:
