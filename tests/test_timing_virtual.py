@@ -14,6 +14,7 @@ import pytest
 from improvd.core.engine import Engine, Settings
 from improvd.core.model import load_model
 from improvd.core.simulate import drive
+from improvd.daemon.aside import Aside
 from improvd.daemon.reports import Tempo
 from improvd.daemon.timing import CLOCK, START, START_DELAY, STOP, TimingThread
 from tests.helpers import PHRASE, call
@@ -40,12 +41,19 @@ FOUR_BARS = [((60, 65, 64, 71)[k % 4], 4 * k, 4) for k in range(16)]  # quarters
 
 @pytest.mark.parametrize(
     ("changes", "notes"),
-    [({}, PHRASE), ({"phrase_end": "music"}, FOUR_BARS), ({"turns": 1}, PHRASE)],
-    ids=["silence", "music", "turns"],
+    [
+        ({}, PHRASE),
+        ({"phrase_end": "music"}, FOUR_BARS),
+        ({"turns": 1}, PHRASE),
+        ({"turns": 1, "follow_tempo": True}, PHRASE),
+        ({"follow_tempo": True}, PHRASE),
+    ],
+    ids=["silence", "music", "turns", "turns followed", "silence followed"],
 )
 def test_the_loop_answers_a_call_exactly_as_the_simulated_driver_does(tiny_model_dir, changes, notes):
     """Same call, same seed: the daemon's loop and improvd.core.simulate.drive send the same notes at the same times,
-    however the phrase end is found.
+    however the phrase end is found (followed, the loop's engine has the daemon's thread for the work aside, the
+    driver's none).
 
     The player's messages reach the loop as the JACK reader hands them on: before the tick of the boundary after
     them (the look before each tick)."""
@@ -67,7 +75,8 @@ def test_the_loop_answers_a_call_exactly_as_the_simulated_driver_does(tiny_model
             heard = True
         return heard
 
-    timing = daemon_loop(Engine(model, settings, seed=7), clock, sent, reports, before_tick=hand_on)
+    aside = Aside() if settings.follow_tempo else None
+    timing = daemon_loop(Engine(model, settings, seed=7, aside=aside), clock, sent, reports, before_tick=hand_on)
     timing.begin()
     timing.run_until(110 * STEP)
     notes = [(t, data) for t, data in sent if data[0] & 0xF0 in (0x80, 0x90)]
