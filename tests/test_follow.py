@@ -594,3 +594,23 @@ def test_no_tick_of_a_followed_turn_holds_the_timing_thread_past_its_budget(repo
     assert any(e.name == "tempo" for e in events) and worker.fits >= 1
     assert max(done) <= TICK_STEPS, max(done)
     assert done[phrase_end] <= PHRASE_END_STEPS, done[phrase_end]
+
+
+def test_the_screened_fit_finds_the_beat_that_weighing_every_tempo_exactly_finds(monkeypatch):
+    """The fit screens R in float32 and weighs exactly only the tempi the screen cannot rule out: the same Beat, bit
+    for bit, as weighing all of them exactly (``SCREEN_SPAN`` 0), on played rhythms, random onsets and a jig."""
+    from improvd.core import tempo
+
+    rng = random.Random(5)
+    calls = []
+    for k in range(24):
+        bpm = rng.uniform(50, 230)
+        beats = [0.0]
+        while len(beats) < rng.randint(6, 120):
+            beats.append(beats[-1] + rng.choice([0.25, 0.5, 0.5, 0.75, 1.0, 1 / 3]))
+        drifted = Performance(tuple(beats), bpm, bpm * rng.uniform(0.9, 1.1), rng.uniform(0, 50), rng.uniform(0, 0.03))
+        calls.append(([n[0] for n in drifted.notes(seed=k)], bpm * rng.uniform(0.6, 1.6), k % 4 == 0))
+        calls.append((sorted(rng.uniform(0, 20) for _ in range(rng.randint(6, 60))), bpm, k % 3 == 0))
+    screened = [tempo.estimate(onsets, prior, compound=compound) for onsets, prior, compound in calls]
+    monkeypatch.setattr(tempo, "SCREEN_SPAN", 0.0)
+    assert [tempo.estimate(onsets, prior, compound=compound) for onsets, prior, compound in calls] == screened
