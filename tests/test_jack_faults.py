@@ -28,7 +28,7 @@ def heard_after_unterminated_sysex(monkeypatch, probe_interval: float) -> bool:
     ports.open()
 
     def probing() -> bool:
-        ports.probe()  # the daemon's port watcher calls it every half second; the first makes the prober
+        ports.probe()  # the daemon's port watcher calls it every half second
         return ports._probe_target is not None
 
     wait_for(probing, 10, "the prober on improvd's input")

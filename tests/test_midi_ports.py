@@ -185,8 +185,8 @@ def test_a_probe_heard_back_before_it_was_counted_is_no_unterminated_sysex(monke
     """Twice the exit log said ``unterminated SysEx ended by improvd`` with no SysEx sent: the probe was counted
     out after send_message, so a read in between took it for player input and the next probe counted it lost."""
     ports, heard = probing_ports(monkeypatch)
-    for _ in range(4):
-        ports.probe()  # the first makes the prober; each later one sends an F7 that comes straight back
+    for _ in range(3):
+        ports.probe()  # each sends an F7 that comes straight back (open made the prober)
     assert "unterminated SysEx ended by improvd" not in ports.dropped.take()
     assert [0xF7] not in heard  # a probe is never handed on as the player's
 
@@ -194,15 +194,15 @@ def test_a_probe_heard_back_before_it_was_counted_is_no_unterminated_sysex(monke
 def test_a_probe_still_queued_unread_is_no_unterminated_sysex(monkeypatch):
     ports, _ = probing_ports(monkeypatch, read_at_once=False)
     ports.quiet.near = lambda: True  # a send is always near: the loop's gated look reads nothing
-    for _ in range(4):
+    for _ in range(3):
         ports.probe()
     assert "unterminated SysEx ended by improvd" not in ports.dropped.take()
 
 
 def test_a_probe_an_open_sysex_swallowed_is_counted(monkeypatch):
     ports, _ = probing_ports(monkeypatch, swallowing=True, read_at_once=False)
-    for _ in range(3):
-        ports.probe()  # the prober, a first F7 (swallowed), then the look that finds it gone
+    for _ in range(2):
+        ports.probe()  # a first F7 (swallowed), then the look that finds it gone
     assert ports.dropped.take() == {"unterminated SysEx ended by improvd": 1}
 
 
@@ -214,7 +214,6 @@ def test_a_probe_lost_while_the_input_queue_overflowed_is_no_unterminated_sysex(
     monkeypatch.setattr(port_module, "INPUT_QUEUE", 4)
     ports, _ = probing_ports(monkeypatch, swallowing=True, read_at_once=False)
     source = ports._in.handle
-    ports.probe()  # the prober
     ports.probe()  # a first F7, lost in the full queue
     source.queue += [([0x90, 60, 90], 0.0)] * 3  # the flood: as many as the queue holds, read without a pause
     ports.read_before_tick()
@@ -234,7 +233,6 @@ def test_a_probe_that_came_while_the_reader_was_between_its_look_and_its_clock_i
     ports, _ = probing_ports(monkeypatch, swallowing=True, read_at_once=False)
     monkeypatch.setattr(port_module, "PROBE_TRAVEL", 0.1)
     source = ports._in.handle
-    ports.probe()  # the prober
     ports.probe()  # a first F7, sent at 100.0, on its way
     look = source.get_message
 
@@ -255,13 +253,12 @@ def test_a_probe_that_came_while_the_reader_was_between_its_look_and_its_clock_i
 
 
 def clocked_ports(monkeypatch, swallowing: bool = False):
-    """probing_ports on a clock the test moves (``clock[0]``), the prober and the monitor made and aimed."""
+    """probing_ports on a clock the test moves (``clock[0]``)."""
     from improvd.daemon import ports as port_module
 
     clock = [100.0]
     monkeypatch.setattr(port_module.time, "monotonic", lambda: clock[0])
     ports, _ = probing_ports(monkeypatch, swallowing=swallowing, read_at_once=False)
-    ports.probe()  # the prober and the monitor
     return ports, clock
 
 
@@ -353,3 +350,10 @@ def test_the_timing_threads_look_at_the_input_never_waits_for_its_lock(monkeypat
         tick.join(10)
         assert looked == [False]  # it looks again at the next tick
     assert ports.read_before_tick()
+
+
+def test_open_makes_every_jack_client_before_anything_is_timed(monkeypatch):
+    """python-rtmidi holds the interpreter lock through each JACK server round trip: the prober, made at the port
+    watcher's look a second after ready, held the timing thread 1.2-2 s on a busy server in play tests."""
+    ports, _ = probing_ports(monkeypatch, read_at_once=False)
+    assert ports._probe_target == "improvd:in" and ports._monitoring  # aimed at its input and its output

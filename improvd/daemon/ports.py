@@ -175,12 +175,12 @@ class MidiPorts:
         self.quiet = QuietWindow()  # the daemon gives the timing thread's: the reader keeps off around its sends
         self._in = _Side(self._made(rtmidi.MidiIn, "in"), "input", input)
         self._out = _Side(self._made(rtmidi.MidiOut, "out"), "output", output)
-        self._prober: rtmidi.MidiOut | None = None  # JACK only, made by the first probe (not in the start's rush)
+        self._prober: rtmidi.MidiOut | None = None  # JACK only, made by ``open``
         self._probe_target: str | None = None  # the JACK name of improvd's own input port, once the prober is on it
         self._probe_sent_at = self._probe_back_at = time.monotonic()  # ..._back_at: the input last heard anything
         self._probes_out = 0  # probes sent and not yet back
         self._input_reaimed = False  # the input heard nothing for PROBE_LOST and the prober was connected anew
-        self._monitor: rtmidi.MidiIn | None = None  # JACK only, made with the prober: hears improvd's own output
+        self._monitor: rtmidi.MidiIn | None = None  # JACK only, made by ``open``: hears improvd's own output
         self._monitoring = False  # the monitor is connected to the output port
         self._unheard_since: float | None = None  # the first send since the monitor last heard anything
         self._output_reaimed = False  # the monitor heard nothing for OUTPUT_LOST and was connected anew
@@ -307,7 +307,13 @@ class MidiPorts:
                 self.failure = error
 
     def open(self) -> None:
-        """Open both sides: virtual ports, or the named ports when they exist (else they wait for ``poll``)."""
+        """Open both sides: virtual ports, or the named ports when they exist (else they wait for ``poll``); under
+        JACK make the prober and the monitor too (MidiSystemError when the server is gone meanwhile).
+
+        Every JACK client is made here, before anything is timed: python-rtmidi holds the interpreter lock through
+        each JACK server round trip, and on a busy server making a client held every thread of improvd for 1.2-2 s
+        (a play test, the prober made at the port watcher's look a second after ready: ``late {'behind_ms': 1973}``).
+        """
         with self._in_lock, self._out_lock:
             for side in (self._in, self._out):
                 if not side.wanted:
@@ -318,6 +324,7 @@ class MidiPorts:
                     log.warning("%s port matching %r not found; waiting for it", side.direction, side.wanted)
                     side.lost_logged = True
         if self.api == "jack":
+            self._start_probing(time.monotonic())
             self._reader.start()
 
     def _connect(self, side: _Side, names: list[str]) -> bool:
@@ -384,9 +391,6 @@ class MidiPorts:
         """
         now = time.monotonic()
         if self.api != "jack" or now - self._probe_sent_at < PROBE_INTERVAL:
-            return
-        if self._prober is None:
-            self._start_probing(now)
             return
         self._check_output(now)
         if self._probe_target is None:  # waiting for the named input: only the server can be checked
