@@ -14,6 +14,7 @@ import pytest
 
 from improvd.daemon import ports as port_module
 from improvd.daemon.ports import MidiPorts
+from tests.helpers import INSTANCE, Probe
 from tests.services import Daemon, JackServer, wait_for
 
 pytestmark = pytest.mark.jack
@@ -79,23 +80,15 @@ WALL = 0x40000000  # waitpid's __WALL: any thread
 
 
 def jack_process_thread(pid: int, name: str) -> int:
-    """The thread id of the JACK process thread that improvd's client ``name`` runs (``improvd-out``: the output).
+    """The thread id of the JACK process thread of improvd's client ``name`` (``improvd-out``: the output's).
 
-    rtmidi starts a client's threads while improvd has named the calling thread after the client; of the two
-    (server notifications and JACK's process cycle), the process thread is the one JACK wakes every period.
+    rtmidi makes a client's threads while improvd has named the calling thread after the client: libjack starts
+    the thread that takes the server's notifications when it opens the client, and the process thread, which runs
+    every JACK cycle, when it activates it, so the process thread is the newer, with the higher id.
     """
-    tasks = [t for t in Path(f"/proc/{pid}/task").iterdir() if (t / "comm").read_text().strip() == name]
-
-    def switches() -> dict[Path, int]:
-        lines = {t: (t / "status").read_text().splitlines() for t in tasks}
-        return {
-            t: int(next(x for x in v if x.startswith("voluntary_ctxt_switches")).split()[1]) for t, v in lines.items()
-        }
-
-    before = switches()
-    time.sleep(0.5)
-    after = switches()
-    return int(max(tasks, key=lambda t: after[t] - before[t]).name)
+    tasks = [int(t.name) for t in Path(f"/proc/{pid}/task").iterdir() if (t / "comm").read_text().strip() == name]
+    assert len(tasks) >= 2, f"threads named {name}: {tasks}"
+    return max(tasks)
 
 
 @contextmanager
@@ -120,14 +113,18 @@ def stopped(tid: int) -> Iterator[None]:
     ("client", "error"),
     [("improvd-out", "JACK output delivers nothing"), ("improvd-in", "JACK input has heard nothing")],
 )
-def test_a_jack_client_that_stops_running_ends_the_daemon_with_status_1(tmp_path, client, error):
+@pytest.mark.mqtt
+def test_a_jack_client_that_stops_running_ends_the_daemon_with_status_1(tmp_path, mosquitto, client, error):
     """A play test: improvd's output client stopped running (jackd: ``client = improvd-01 was not finished``);
     improvd played on into nothing, its timing statistics perfect. Now it says so and exits (systemd restarts it:
     jackd drops a stopped client only when its process is gone)."""
     name = f"improvd-stuck-{os.getpid()}"
     server = JackServer(name, tmp_path / "jackd.log")
     server.start()
-    daemon = Daemon(tmp_path, ["--metronome"], env={"JACK_DEFAULT_SERVER": name, "JACK_NO_START_SERVER": "1"})
+    probe = Probe(mosquitto)
+    mqtt = ["--mqtt-host", mosquitto.host, "--mqtt-port", str(mosquitto.port), "--instance", INSTANCE]
+    env = {"JACK_DEFAULT_SERVER": name, "JACK_NO_START_SERVER": "1"}
+    daemon = Daemon(tmp_path, ["--metronome", *mqtt], env=env, mqtt=True)
     try:
         daemon.wait_log("ready", timeout=30)
         wait_for(lambda: any(p.endswith(":probe") for p in server.ports()), 30, "improvd's prober")
@@ -137,5 +134,8 @@ def test_a_jack_client_that_stops_running_ends_the_daemon_with_status_1(tmp_path
     finally:
         server.stop()
         daemon.stop()
+        probe.close()
     assert daemon.process.returncode == 1, daemon.text()
     assert error in daemon.text()
+    assert [e for e in probe.events("error") if error in e["reason"]], probe.payloads("events")
+    assert probe.payloads("status")[-1] == b"offline"
