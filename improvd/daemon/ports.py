@@ -324,7 +324,7 @@ class MidiPorts:
                     log.warning("%s port matching %r not found; waiting for it", side.direction, side.wanted)
                     side.lost_logged = True
         if self.api == "jack":
-            self._start_probing(time.monotonic())
+            self._start_probing()
             self._reader.start()
 
     def _connect(self, side: _Side, names: list[str]) -> bool:
@@ -439,13 +439,13 @@ class MidiPorts:
         self._check_server()
         if self._output_reaimed:
             raise MidiSystemError(
-                f"improvd's JACK output delivers nothing: what it sent {now - since:.1f} s ago has not left its port "
-                f"(its JACK client stopped running)"
+                f"improvd's JACK output delivers nothing: what it sent {now - since:.1f} s ago has not reached its "
+                f"monitor, improvd-NN:monitor (its JACK client stopped running, or a patchbay keeps cutting them apart)"
             )
         self._output_reaimed = True
         self._aim_monitor()
 
-    def _start_probing(self, now: float) -> None:
+    def _start_probing(self) -> None:
         """Make the prober and the monitor (JACK clients of their own; MidiSystemError when the server is gone)
         and aim them."""
         self._prober = self._fresh_client("probe")
@@ -454,7 +454,7 @@ class MidiPorts:
         self._monitor = self._made(rtmidi.MidiIn, "monitor")
         self._monitor.ignore_types(sysex=False, timing=False, active_sense=False)  # it hears all improvd sends
         self._aim_monitor()
-        self._probe_sent_at = self._probe_back_at = now
+        self._probe_sent_at = self._probe_back_at = time.monotonic()
 
     def _aim_monitor(self) -> None:
         """Connect the monitor to improvd's own JACK output port (found as the prober finds the input's).
