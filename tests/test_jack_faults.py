@@ -1,14 +1,20 @@
-"""Faults that are JACK's own, on real JACK servers: an unterminated SysEx, a server that goes away."""
+"""Faults that are JACK's own, on real JACK servers: an unterminated SysEx, a server that goes away, a JACK client
+of improvd's that stops running."""
 
 from __future__ import annotations
 
+import ctypes
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
 from improvd.daemon import ports as port_module
 from improvd.daemon.ports import MidiPorts
+from tests.helpers import INSTANCE, Probe
 from tests.services import Daemon, JackServer, wait_for
 
 pytestmark = pytest.mark.jack
@@ -23,7 +29,7 @@ def heard_after_unterminated_sysex(monkeypatch, probe_interval: float) -> bool:
     ports.open()
 
     def probing() -> bool:
-        ports.probe()  # the daemon's port watcher calls it every half second; the first makes the prober
+        ports.probe()  # the daemon's port watcher calls it every half second
         return ports._probe_target is not None
 
     wait_for(probing, 10, "the prober on improvd's input")
@@ -67,3 +73,69 @@ def test_a_jack_server_that_dies_ends_the_daemon_with_status_1(tmp_path):
         daemon.stop()
     assert daemon.process.returncode == 1, daemon.text()
     assert "the JACK server is gone" in daemon.text()
+
+
+PTRACE_SEIZE, PTRACE_INTERRUPT, PTRACE_DETACH = 0x4206, 0x4207, 17
+WALL = 0x40000000  # waitpid's __WALL: any thread
+
+
+def jack_process_thread(pid: int, name: str) -> int:
+    """The thread id of the JACK process thread of improvd's client ``name`` (``improvd-out``: the output's).
+
+    rtmidi makes a client's threads while improvd has named the calling thread after the client: libjack starts
+    the thread that takes the server's notifications when it opens the client, and the process thread, which runs
+    every JACK cycle, when it activates it, so the process thread is the newer, with the higher id.
+    """
+    tasks = [int(t.name) for t in Path(f"/proc/{pid}/task").iterdir() if (t / "comm").read_text().strip() == name]
+    assert len(tasks) >= 2, f"threads named {name}: {tasks}"
+    return max(tasks)
+
+
+@contextmanager
+def stopped(tid: int) -> Iterator[None]:
+    """One thread of another process held stopped (ptrace), the rest running: a JACK client whose process
+    thread never finishes its cycle, as jackd logged it in a play test (``client = improvd-01 was not finished``)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+    libc.ptrace.restype = ctypes.c_long
+    if libc.ptrace(PTRACE_SEIZE, tid, None, None) != 0:
+        pytest.fail(f"cannot ptrace thread {tid}: {os.strerror(ctypes.get_errno())}")
+    libc.ptrace(PTRACE_INTERRUPT, tid, None, None)
+    os.waitpid(tid, WALL)  # it is stopped
+    try:
+        yield
+    finally:
+        if libc.ptrace(PTRACE_DETACH, tid, None, None) != 0:  # the process ended meanwhile: reap the thread
+            os.waitpid(tid, WALL)
+
+
+@pytest.mark.parametrize(
+    ("client", "error"),
+    [("improvd-out", "JACK output delivers nothing"), ("improvd-in", "JACK input has heard nothing")],
+)
+@pytest.mark.mqtt
+def test_a_jack_client_that_stops_running_ends_the_daemon_with_status_1(tmp_path, mosquitto, client, error):
+    """A play test: improvd's output client stopped running (jackd: ``client = improvd-01 was not finished``);
+    improvd played on into nothing, its timing statistics perfect. Now it says so and exits (systemd restarts it:
+    jackd drops a stopped client only when its process is gone)."""
+    name = f"improvd-stuck-{os.getpid()}"
+    server = JackServer(name, tmp_path / "jackd.log")
+    server.start()
+    probe = Probe(mosquitto)
+    mqtt = ["--mqtt-host", mosquitto.host, "--mqtt-port", str(mosquitto.port), "--instance", INSTANCE]
+    env = {"JACK_DEFAULT_SERVER": name, "JACK_NO_START_SERVER": "1"}
+    daemon = Daemon(tmp_path, ["--metronome", *mqtt], env=env, mqtt=True)
+    try:
+        daemon.wait_log("ready", timeout=30)
+        wait_for(lambda: any(p.endswith(":probe") for p in server.ports()), 30, "improvd's prober")
+        with stopped(jack_process_thread(daemon.process.pid, client)):
+            wait_for(lambda: error in daemon.text() or daemon.process.poll() is not None, 60, "the daemon to notice")
+        wait_for(lambda: daemon.process.poll() is not None, 30, "the daemon to exit")
+    finally:
+        server.stop()
+        daemon.stop()
+        probe.close()
+    assert daemon.process.returncode == 1, daemon.text()
+    assert error in daemon.text()
+    assert [e for e in probe.events("error") if error in e["reason"]], probe.payloads("events")
+    assert probe.payloads("status")[-1] == b"offline"

@@ -104,6 +104,42 @@ class LoopbackInput(FakeHandle):
         self.name = name
 
 
+class LoopbackOutput(FakeHandle):
+    """A JACK output whose sends reach the monitor connected to it (unless ``stalled``: its client stopped)."""
+
+    def __init__(self) -> None:
+        super().__init__([])
+        self.name = "out"
+        self.monitor: Monitor | None = None
+        self.stalled = False
+
+    def set_port_name(self, name: str) -> None:
+        self.name = name
+
+    def send_message(self, message: list[int]) -> None:
+        super().send_message(message)
+        if self.monitor is not None and not self.stalled:
+            self.monitor.queue.append((list(message), 0.0))
+
+
+class Monitor(LoopbackInput):
+    """improvd's monitor: a JACK input that lists the output's port and, opened on it, hears what it delivers."""
+
+    def __init__(self, output: LoopbackOutput) -> None:
+        super().__init__()
+        self.output = output
+
+    def get_ports(self) -> list[str]:
+        return [f"improvd-01:{self.output.name}"]
+
+    def open_port(self, index: int, name: str) -> None:
+        self.opened = self.get_ports()[index]
+        self.output.monitor = self
+
+    def close_port(self) -> None:
+        self.opened, self.output.monitor = None, None
+
+
 def probing_ports(monkeypatch, swallowing: bool = False, read_at_once: bool = True):
     """JACK MidiPorts on fakes; ``read_at_once``: the timing thread reads the input while the probe's
     send_message has not yet returned (the interpreter switched threads there)."""
@@ -131,10 +167,12 @@ def probing_ports(monkeypatch, swallowing: bool = False, read_at_once: bool = Tr
             if read_at_once:
                 holder["ports"].read_before_tick()
 
+    output = LoopbackOutput()
+
     def create(kind: type, api: str) -> FakeHandle:
         if kind is rtmidi.MidiIn:
-            return source
-        return FakeHandle([]) if "output" not in holder else Prober([])
+            return source if "output" not in holder else Monitor(output)
+        return output if "output" not in holder else Prober([])  # improvd's output, then the prober (and checks)
 
     ports = MidiPorts("jack", "", "", lambda data, arrival: heard.append(data), False, create=create)
     holder["ports"], holder["output"] = ports, True
@@ -147,8 +185,8 @@ def test_a_probe_heard_back_before_it_was_counted_is_no_unterminated_sysex(monke
     """Twice the exit log said ``unterminated SysEx ended by improvd`` with no SysEx sent: the probe was counted
     out after send_message, so a read in between took it for player input and the next probe counted it lost."""
     ports, heard = probing_ports(monkeypatch)
-    for _ in range(4):
-        ports.probe()  # the first makes the prober; each later one sends an F7 that comes straight back
+    for _ in range(3):
+        ports.probe()  # each sends an F7 that comes straight back (open made the prober)
     assert "unterminated SysEx ended by improvd" not in ports.dropped.take()
     assert [0xF7] not in heard  # a probe is never handed on as the player's
 
@@ -156,15 +194,15 @@ def test_a_probe_heard_back_before_it_was_counted_is_no_unterminated_sysex(monke
 def test_a_probe_still_queued_unread_is_no_unterminated_sysex(monkeypatch):
     ports, _ = probing_ports(monkeypatch, read_at_once=False)
     ports.quiet.near = lambda: True  # a send is always near: the loop's gated look reads nothing
-    for _ in range(4):
+    for _ in range(3):
         ports.probe()
     assert "unterminated SysEx ended by improvd" not in ports.dropped.take()
 
 
 def test_a_probe_an_open_sysex_swallowed_is_counted(monkeypatch):
     ports, _ = probing_ports(monkeypatch, swallowing=True, read_at_once=False)
-    for _ in range(3):
-        ports.probe()  # the prober, a first F7 (swallowed), then the look that finds it gone
+    for _ in range(2):
+        ports.probe()  # a first F7 (swallowed), then the look that finds it gone
     assert ports.dropped.take() == {"unterminated SysEx ended by improvd": 1}
 
 
@@ -176,7 +214,6 @@ def test_a_probe_lost_while_the_input_queue_overflowed_is_no_unterminated_sysex(
     monkeypatch.setattr(port_module, "INPUT_QUEUE", 4)
     ports, _ = probing_ports(monkeypatch, swallowing=True, read_at_once=False)
     source = ports._in.handle
-    ports.probe()  # the prober
     ports.probe()  # a first F7, lost in the full queue
     source.queue += [([0x90, 60, 90], 0.0)] * 3  # the flood: as many as the queue holds, read without a pause
     ports.read_before_tick()
@@ -196,7 +233,6 @@ def test_a_probe_that_came_while_the_reader_was_between_its_look_and_its_clock_i
     ports, _ = probing_ports(monkeypatch, swallowing=True, read_at_once=False)
     monkeypatch.setattr(port_module, "PROBE_TRAVEL", 0.1)
     source = ports._in.handle
-    ports.probe()  # the prober
     ports.probe()  # a first F7, sent at 100.0, on its way
     look = source.get_message
 
@@ -214,3 +250,110 @@ def test_a_probe_that_came_while_the_reader_was_between_its_look_and_its_clock_i
     ports.quiet.near = lambda: True  # a send is near: the loop's own gated look reads nothing
     ports.probe()
     assert "unterminated SysEx ended by improvd" not in ports.dropped.take()
+
+
+def clocked_ports(monkeypatch, swallowing: bool = False):
+    """probing_ports on a clock the test moves (``clock[0]``)."""
+    from improvd.daemon import ports as port_module
+
+    clock = [100.0]
+    monkeypatch.setattr(port_module.time, "monotonic", lambda: clock[0])
+    ports, _ = probing_ports(monkeypatch, swallowing=swallowing, read_at_once=False)
+    return ports, clock
+
+
+def test_an_output_whose_jack_client_stopped_is_an_error_once_its_monitor_was_connected_anew(monkeypatch):
+    """A play test: the output's JACK client stopped running (jackd: ``client = improvd-01 was not finished``) and
+    improvd played on into nothing for the rest of the session, its timing statistics perfect."""
+    import pytest
+
+    from improvd.daemon.ports import OUTPUT_LOST, MidiSystemError
+
+    ports, clock = clocked_ports(monkeypatch)
+    output = ports._out.handle
+    for _ in range(3):  # delivering: never an error, however long
+        ports.send([0x90, 60, 90])
+        clock[0] += OUTPUT_LOST + 1
+        ports.probe()
+    output.stalled = True
+    ports.send([0x80, 60, 0])
+    clock[0] += OUTPUT_LOST / 2
+    ports.probe()  # not yet
+    clock[0] += OUTPUT_LOST
+    ports.probe()  # the monitor is connected anew (a patchbay may have cut it) ...
+    assert output.monitor is not None and ports._monitoring
+    ports.send([0x90, 62, 90])
+    clock[0] += OUTPUT_LOST + 0.1
+    with pytest.raises(MidiSystemError, match="JACK output delivers nothing"):
+        ports.probe()  # ... and still hears nothing
+
+
+def test_a_monitor_cut_from_the_output_is_connected_anew_and_no_error(monkeypatch):
+    from improvd.daemon.ports import OUTPUT_LOST
+
+    ports, clock = clocked_ports(monkeypatch)
+    output = ports._out.handle
+    output.monitor.close_port()  # jack_disconnect, or a patchbay that drops connections it does not know
+    for _ in range(6):
+        ports.send([0x90, 60, 90])
+        clock[0] += OUTPUT_LOST + 0.1
+        ports.probe()
+    assert output.monitor is not None
+
+
+def test_an_idle_output_is_no_error(monkeypatch):
+    from improvd.daemon.ports import OUTPUT_LOST
+
+    ports, clock = clocked_ports(monkeypatch)
+    ports._out.handle.stalled = True
+    for _ in range(6):
+        clock[0] += OUTPUT_LOST + 0.1
+        ports.probe()  # nothing was sent: nothing can be missing
+
+
+def test_an_input_whose_jack_client_stopped_is_an_error_once_its_prober_was_connected_anew(monkeypatch):
+    """Nothing comes in, not even the probes: the server is there, the prober connected anew, then an error."""
+    import pytest
+
+    from improvd.daemon.ports import PROBE_INTERVAL, PROBE_LOST, MidiSystemError
+
+    ports, clock = clocked_ports(monkeypatch, swallowing=True)
+    with pytest.raises(MidiSystemError, match="JACK input has heard nothing"):
+        for _ in range(int(3 * PROBE_LOST / PROBE_INTERVAL)):
+            clock[0] += PROBE_INTERVAL
+            ports.probe()
+    assert clock[0] - 100.0 > 2 * PROBE_LOST  # once for the server and the new connection, once for the error
+
+
+def test_an_input_that_hears_the_player_but_not_its_probes_is_no_error(monkeypatch):
+    """A flood that overflows rtmidi's queue loses probes with the rest: the input runs, it hears the player."""
+    from improvd.daemon.ports import PROBE_INTERVAL, PROBE_LOST
+
+    ports, clock = clocked_ports(monkeypatch, swallowing=True)
+    for _ in range(int(4 * PROBE_LOST / PROBE_INTERVAL)):
+        ports._in.handle.queue.append(([0x90, 60, 90], 0.0))
+        clock[0] += PROBE_INTERVAL
+        ports.probe()
+
+
+def test_the_timing_threads_look_at_the_input_never_waits_for_its_lock(monkeypatch):
+    """Playing on JACK, the timing thread was 1.4-2 s late once: it waited for the input's lock, held while the
+    prober was connected to improvd's input (JACK server round trips, slow while jackd's graph was stalled)."""
+    import threading
+
+    ports, _ = probing_ports(monkeypatch, read_at_once=False)
+    ports._in.handle.queue.append(([0x90, 60, 90], 0.0))
+    looked: list[bool] = []
+    with ports._in_lock:  # the loop connecting the prober, or reconnecting the input
+        tick = threading.Thread(target=lambda: looked.append(ports.read_before_tick()), daemon=True)
+        tick.start()
+        tick.join(10)
+        assert looked == [False]  # it looks again at the next tick
+    assert ports.read_before_tick()
+
+
+def test_open_makes_every_jack_client_before_anything_is_timed(monkeypatch):
+    """python-rtmidi holds the interpreter lock through each JACK server round trip: the prober, made at the port
+    watcher's look a second after ready, held the timing thread 1.2-2 s on a busy server in play tests."""
+    ports, _ = probing_ports(monkeypatch, read_at_once=False)
+    assert ports._probe_target == "improvd:in" and ports._monitoring  # aimed at its input and its output

@@ -41,6 +41,7 @@ STATE_INTERVAL = 0.05  # at most one state publish per interval: a burst of chan
 EVENT_QUEUE = 1000
 REFUSALS_LOGGED = 32  # subtopics whose first refused message is logged with its reason; the rest are counted
 OFFLINE_TIMEOUT = 0.5  # seconds to publish "offline" at a clean exit (the daemon waits this long for it)
+LAST_EVENTS = 4  # events still queued at a clean exit that are published before "offline" (the newest)
 TOPIC_CHARS_FORBIDDEN = set("+#/\0")
 MAX_INSTANCE_CHARS = 64  # the instance name (a host name has at most 63)
 MAX_TEXT_CHARS = 1024  # every other text setting of [mqtt], and the password file
@@ -622,13 +623,18 @@ class ControlPlane:
         return list(models()) if callable(models) else []
 
     async def _say_offline(self, client: aiomqtt.Client) -> None:
-        """A clean shutdown: ``offline`` now (the Last Will only fires on a lost connection)."""
+        """A clean shutdown: the last events still queued (the error that ends the daemon is one), then ``offline``
+        (the Last Will only fires on a lost connection)."""
         try:
-            await asyncio.wait_for(
-                client.publish(self.topic("status"), b"offline", qos=1, retain=True), OFFLINE_TIMEOUT
-            )
+            await asyncio.wait_for(self._last_words(client), OFFLINE_TIMEOUT)
         except (aiomqtt.MqttError, asyncio.TimeoutError):
             log.warning("MQTT: could not publish offline on shutdown")
+
+    async def _last_words(self, client: aiomqtt.Client) -> None:
+        for name, data in list(self._events)[-LAST_EVENTS:]:
+            await client.publish(self.topic("events"), json.dumps({"event": name, **data}, default=str), qos=0)
+        self._events.clear()
+        await client.publish(self.topic("status"), b"offline", qos=1, retain=True)
 
     async def _serve_until_lost(self, client: aiomqtt.Client) -> None:
         """Receive and publish side by side; when either fails (the connection is gone) stop both."""

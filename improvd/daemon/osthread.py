@@ -1,15 +1,19 @@
 """Give the calling thread its Python name at the OS level too, so ``top -H`` and ``/proc`` show it.
 
 Python before 3.14 leaves every thread with the process's name, which hides
-which thread uses the CPU (improvd's own, or the JACK client threads rtmidi starts).
+which thread uses the CPU (improvd's own, or the JACK client threads rtmidi starts:
+they take the name of the thread that made the client, see ``os_named``).
 """
 
 from __future__ import annotations
 
 import ctypes
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 PR_SET_NAME = 15
+PR_GET_NAME = 16
 NAME_BYTES = 15  # the kernel keeps 15 bytes and a NUL
 
 
@@ -19,5 +23,29 @@ def name_this_thread() -> bool:
         prctl = ctypes.CDLL(None).prctl  # libc's, already loaded: no library search (which runs ldconfig)
     except AttributeError:
         return False
-    name = threading.current_thread().name.encode()[:NAME_BYTES]
-    return prctl(PR_SET_NAME, ctypes.c_char_p(name), 0, 0, 0) == 0
+    return _set_name(prctl, threading.current_thread().name.encode())
+
+
+def _set_name(prctl: Callable[..., int], name: bytes) -> bool:
+    return prctl(PR_SET_NAME, ctypes.c_char_p(name[:NAME_BYTES]), 0, 0, 0) == 0
+
+
+@contextmanager
+def os_named(name: str) -> Iterator[None]:
+    """The calling thread carries the OS name ``name`` inside the block, its own again after it.
+
+    Threads started meanwhile (a JACK client's, made by rtmidi) keep ``name``:
+    ``improvd-out`` in ``top -H`` is the output's JACK thread.
+    """
+    try:
+        prctl = ctypes.CDLL(None).prctl
+    except AttributeError:
+        yield
+        return
+    old = ctypes.create_string_buffer(NAME_BYTES + 1)
+    named = prctl(PR_GET_NAME, old, 0, 0, 0) == 0 and _set_name(prctl, name.encode())
+    try:
+        yield
+    finally:
+        if named:
+            _set_name(prctl, old.value)

@@ -5,9 +5,10 @@ without one the daemon opens a virtual port of a client named ``improvd`` (under
 JACK the second client of that name becomes ``improvd-01``). JACK input is read
 by polling (see ``MidiPorts._poll_input``). ``MidiPorts.poll``,
 called from the daemon's asyncio loop every half second, notices a named port
-that went away and reconnects when it is back. Each side has a lock of its own, held
+that went away and reconnects when it is back; under JACK ``MidiPorts.probe`` checks
+that improvd's own JACK clients still run. Each side has a lock of its own, held
 only to use or replace its handle: the timing thread's sends wait for nothing but an
-output reconnect, never for input being read or ports being listed.
+output reconnect, never for input being read, ports being listed or renamed.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Any
 
 import rtmidi
 
-from improvd.daemon.osthread import name_this_thread
+from improvd.daemon.osthread import name_this_thread, os_named
 from improvd.daemon.quiet import QuietWindow
 from improvd.daemon.tally import Tally
 
@@ -45,6 +46,7 @@ SYSEX_END = 0xF7
 PROBE_INTERVAL = 1.0  # seconds between lone F7s sent to improvd's own JACK input (see MidiPorts.probe)
 PROBE_LOST = 5.0  # seconds without a probe coming back before the JACK server is checked
 PROBE_TRAVEL = 0.1  # seconds a probe takes back at most (JACK periods are milliseconds): read after that, it is lost
+OUTPUT_LOST = 2.0  # seconds a message improvd sent may take to reach its monitor before its JACK output is checked
 OWN_PORT = re.compile(rf"^{CLIENT}(-\d+)?:")
 ADVICE = {
     "alsa": (
@@ -171,18 +173,29 @@ class MidiPorts:
         self._looked_at = self._active_at = time.monotonic()  # queue last found empty; last message heard or sent
         self._ticks_read_at = float("-inf")  # the timing thread's last look before a tick
         self.quiet = QuietWindow()  # the daemon gives the timing thread's: the reader keeps off around its sends
-        self._in = _Side(self._create(rtmidi.MidiIn, api), "input", input)
-        self._out = _Side(self._create(rtmidi.MidiOut, api), "output", output)
-        self._prober: rtmidi.MidiOut | None = None  # JACK only, made by the first probe (not in the start's rush)
+        self._in = _Side(self._made(rtmidi.MidiIn, "in"), "input", input)
+        self._out = _Side(self._made(rtmidi.MidiOut, "out"), "output", output)
+        self._prober: rtmidi.MidiOut | None = None  # JACK only, made by ``open``
         self._probe_target: str | None = None  # the JACK name of improvd's own input port, once the prober is on it
-        self._probe_sent_at = self._probe_back_at = time.monotonic()
+        self._probe_sent_at = self._probe_back_at = time.monotonic()  # ..._back_at: the input last heard anything
         self._probes_out = 0  # probes sent and not yet back
+        self._input_reaimed = False  # the input heard nothing for PROBE_LOST and the prober was connected anew
+        self._monitor: rtmidi.MidiIn | None = None  # JACK only, made by ``open``: hears improvd's own output
+        self._monitoring = False  # the monitor is connected to the output port
+        self._unheard_since: float | None = None  # the first send since the monitor last heard anything
+        self._output_reaimed = False  # the monitor heard nothing for OUTPUT_LOST and was connected anew
         self.dropped = Tally()  # what the input dropped, by reason (the daemon adds its own and logs the counts)
         self.on_overflow: Callable[[], None] = lambda: None  # called (in the reader's thread) when input was lost
         self._unbroken = 0  # messages read since JACK's queue was last found empty
         self.failure: BaseException | None = None  # set when reading the input failed: the daemon then exits
         self.server_gone = False
         self._listen()
+
+    def _made(self, kind: type, role: str) -> Any:
+        """A handle of ``kind`` whose JACK threads (started with its client) are named ``improvd-<role>``:
+        ``top -H`` tells them apart, and tests/test_jack_faults.py stops one."""
+        with os_named(f"{CLIENT}-{role}"):
+            return self._create(kind, self.api)
 
     def _listen(self) -> None:
         # sysex and active sensing never reach Python; clock messages only when following MIDI clock
@@ -250,16 +263,21 @@ class MidiPorts:
         heard = False
         while not (gated and self.quiet.near()):
             looked = time.monotonic()  # what came after this may still be queued, however late the clock is read
-            with self._in_lock:
+            if not self._in_lock.acquire(blocking=gated):  # the timing thread never waits for a reconnect or
+                return heard  # for the prober being connected (JACK server round trips): it looks at the next tick
+            try:
                 event = self._in.handle.get_message() if self._in.connected else None
+            finally:
+                self._in_lock.release()
             now = time.monotonic()
             if event is None:
                 self._looked_at, self._unbroken = looked, 0
                 return heard
+            self._probe_back_at, self._input_reaimed = now, False  # whatever it hears, the input runs
             self._count_unbroken()
             arrival = self._arrivals.arrival(event[1], now, self._looked_at)  # a probe's delta counts too
             if event[0] == [SYSEX_END] and self._probes_out:
-                self._probes_out, self._probe_back_at = 0, now
+                self._probes_out = 0
                 continue
             heard, self._active_at = True, now
             self._deliver(event[0], arrival)
@@ -289,7 +307,13 @@ class MidiPorts:
                 self.failure = error
 
     def open(self) -> None:
-        """Open both sides: virtual ports, or the named ports when they exist (else they wait for ``poll``)."""
+        """Open both sides: virtual ports, or the named ports when they exist (else they wait for ``poll``); under
+        JACK make the prober and the monitor too (MidiSystemError when the server is gone meanwhile).
+
+        Every JACK client is made here, before anything is timed: python-rtmidi holds the interpreter lock through
+        each JACK server round trip, and on a busy server making a client held every thread of improvd for 1.2-2 s
+        (a play test, the prober made at the port watcher's look a second after ready: ``late {'behind_ms': 1973}``).
+        """
         with self._in_lock, self._out_lock:
             for side in (self._in, self._out):
                 if not side.wanted:
@@ -300,6 +324,7 @@ class MidiPorts:
                     log.warning("%s port matching %r not found; waiting for it", side.direction, side.wanted)
                     side.lost_logged = True
         if self.api == "jack":
+            self._start_probing()
             self._reader.start()
 
     def _connect(self, side: _Side, names: list[str]) -> bool:
@@ -314,6 +339,8 @@ class MidiPorts:
         if side is self._in:  # rtmidi's JACK input forgets its callback when its port is closed
             self._listen()
             self._aim_probe()
+        else:
+            self._aim_monitor()
         return True
 
     def _aim_probe(self) -> None:
@@ -341,24 +368,31 @@ class MidiPorts:
         self._probes_out = 0
 
     def probe(self) -> None:
-        """JACK input only: send a lone F7 (SysEx end) to improvd's own input port, every PROBE_INTERVAL.
+        """JACK only, every PROBE_INTERVAL: the SysEx guard, and the check that improvd's JACK clients still run.
 
         rtmidi's JACK input takes every message after a SysEx start without its
         end as part of that SysEx, and drops them all until an F7 comes: one
-        unterminated SysEx would deafen improvd for good. The probe ends such a
-        SysEx within a second; a probe that does not come back was one that did
-        (counted only when the input was read empty PROBE_TRAVEL after it was
-        sent: a probe still queued, or heard back before it was counted out, is
-        no SysEx, and nor is one lost while the input queue overflowed). When none comes back for PROBE_LOST seconds the JACK server
-        is checked with a fresh client: MidiSystemError if it is gone, or was
-        restarted (improvd's ports are not in it). Called from the asyncio loop.
+        unterminated SysEx would deafen improvd for good. So a lone F7 (SysEx end)
+        is sent to improvd's own input port: it ends such a SysEx within a second;
+        a probe that does not come back was one that did (counted only when the
+        input was read empty PROBE_TRAVEL after it was sent: a probe still queued,
+        or heard back before it was counted out, is no SysEx, and nor is one lost
+        while the input queue overflowed).
+
+        MidiSystemError when the daemon cannot go on: when the input has heard
+        nothing (not even a probe) for PROBE_LOST seconds, or what improvd sent
+        has not reached its monitor (a JACK input on its own output port) within
+        OUTPUT_LOST, the JACK server is checked with a fresh client (gone, or
+        restarted: improvd's ports are not in it); when it runs, the probe or the
+        monitor is connected anew (a patchbay may have cut it), and if that side
+        stays silent just as long again, its JACK client has stopped running
+        (jackd logs ``client = improvd-01 was not finished``): the process must go
+        for the server to drop it. Called from the asyncio loop.
         """
         now = time.monotonic()
         if self.api != "jack" or now - self._probe_sent_at < PROBE_INTERVAL:
             return
-        if self._prober is None:
-            self._start_probing(now)
-            return
+        self._check_output(now)
         if self._probe_target is None:  # waiting for the named input: only the server can be checked
             if now - self._probe_back_at > PROBE_LOST:
                 self._probe_back_at = now
@@ -367,32 +401,95 @@ class MidiPorts:
         with self._read_lock:
             self._hand_on(gated=True)
         if now - self._probe_back_at > PROBE_LOST:
-            self._check_server()
-            self._probe_back_at = now
+            self._check_input(now)
         elif self._probes_out == 1 and self._looked_at > self._probe_sent_at + PROBE_TRAVEL:
             self.dropped.add("unterminated SysEx ended by improvd")  # the input was read: the probe never came
         # counted out before it is sent: a reader may hear it back before send_message has returned
         self._probes_out, self._probe_sent_at = self._probes_out + 1, now
         self._prober.send_message([SYSEX_END])  # the prober is only used from the daemon's loop
 
-    def _start_probing(self, now: float) -> None:
-        """Make the prober (a JACK client of its own; MidiSystemError when the server is gone) and aim it."""
-        self._prober = self._fresh_client()
+    def _check_input(self, now: float) -> None:
+        """The input heard nothing for PROBE_LOST: the server, then the prober connected anew, then an error."""
+        silent = now - self._probe_back_at
+        self._check_server()
+        self._probe_back_at = now
+        if self._input_reaimed:
+            raise MidiSystemError(
+                f"improvd's JACK input has heard nothing, not even its own probes, for {silent + PROBE_LOST:.0f} s: "
+                f"its JACK client ({self._probe_target}) stopped running"
+            )
+        self._input_reaimed = True
         with self._in_lock:
             self._aim_probe()
-        self._probe_sent_at = self._probe_back_at = now
 
-    def _fresh_client(self) -> rtmidi.MidiOut:
+    def _check_output(self, now: float) -> None:
+        """Read the monitor: what was sent OUTPUT_LOST ago and never heard there means the server is checked,
+        then the monitor connected anew, then an error."""
+        if not self._monitoring:
+            return
+        heard = False
+        while self._monitor.get_message() is not None:
+            heard = True
+        since = self._unheard_since
+        if heard:
+            self._unheard_since, self._output_reaimed = None, False  # a send meanwhile counts from the next one
+            return
+        if since is None or now - since < OUTPUT_LOST:
+            return
+        self._check_server()
+        if self._output_reaimed:
+            raise MidiSystemError(
+                f"improvd's JACK output delivers nothing: what it sent {now - since:.1f} s ago has not reached its "
+                f"monitor, improvd-NN:monitor (its JACK client stopped running, or a patchbay keeps cutting them apart)"
+            )
+        self._output_reaimed = True
+        self._aim_monitor()
+
+    def _start_probing(self) -> None:
+        """Make the prober and the monitor (JACK clients of their own; MidiSystemError when the server is gone)
+        and aim them."""
+        self._prober = self._fresh_client("probe")
+        with self._in_lock:
+            self._aim_probe()
+        self._monitor = self._made(rtmidi.MidiIn, "monitor")
+        self._monitor.ignore_types(sysex=False, timing=False, active_sense=False)  # it hears all improvd sends
+        self._aim_monitor()
+        self._probe_sent_at = self._probe_back_at = time.monotonic()
+
+    def _aim_monitor(self) -> None:
+        """Connect the monitor to improvd's own JACK output port (found as the prober finds the input's).
+
+        Only the loop opens and closes ports, so no lock is held: sends go on while the port is renamed.
+        """
+        self._monitoring, self._unheard_since = False, None
+        if self._monitor is None or self._out.connected is None:
+            return
+        marker = f"{self._out.label}-improvd-{os.getpid()}-{time.monotonic_ns()}"
+        self._out.handle.set_port_name(marker)
+        try:
+            names = self._monitor.get_ports()
+            found = next((i for i, name in enumerate(names) if name.endswith(":" + marker)), None)
+            if found is None:
+                log.warning("cannot find improvd's own JACK output port; an output that stops will not be noticed")
+                return
+            if self._monitor.is_port_open():
+                self._monitor.close_port()
+            self._monitor.open_port(found, "monitor")
+        finally:
+            self._out.handle.set_port_name(self._out.label)
+        self._monitoring = True
+
+    def _fresh_client(self, role: str) -> rtmidi.MidiOut:
         """A new JACK client; MidiSystemError (and ``server_gone``: close nothing) when the server is gone."""
         try:
-            return self._create(rtmidi.MidiOut, self.api)
+            return self._made(rtmidi.MidiOut, role)
         except MidiSystemError:
             self.server_gone = True
             raise MidiSystemError("the JACK server is gone") from None
 
     def _check_server(self) -> None:
         """Raise MidiSystemError when the JACK server is gone or is a new one (improvd's input not in it)."""
-        fresh = self._fresh_client()
+        fresh = self._fresh_client("check")
         try:
             if self._probe_target is not None and self._probe_target not in fresh.get_ports():
                 self.server_gone = True
@@ -406,7 +503,9 @@ class MidiPorts:
             if self._out.connected is None:
                 return False
             self._out.handle.send_message(message)
-        self._active_at = time.monotonic()  # a player may barge in: the reader stays quick
+        self._active_at = now = time.monotonic()  # a player may barge in: the reader stays quick
+        if self._unheard_since is None and self._monitoring:
+            self._unheard_since = now  # the monitor must hear something within OUTPUT_LOST (``_check_output``)
         return True
 
     def poll(self) -> list[tuple[str, str, str]]:
@@ -428,6 +527,8 @@ class MidiPorts:
             lost, side.connected = side.connected, None
             if side is self._in:
                 self._probe_target = None  # its port is closed: nothing to probe until it is back
+            else:
+                self._monitoring = False  # ... nor to monitor
             if side.handle.is_port_open():
                 side.handle.close_port()
             return [("port_lost", side.direction, lost)]
@@ -461,8 +562,9 @@ class MidiPorts:
                     side.handle.close_port()
                 side.connected = None
                 side.handle.delete()
-            if self._prober is not None:
-                self._prober.delete()
+            for client in (self._prober, self._monitor):
+                if client is not None:
+                    client.delete()
 
 
 def list_ports(api: str) -> dict[str, list[str]]:

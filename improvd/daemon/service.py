@@ -263,13 +263,15 @@ class Daemon:
             try:
                 self._check_ports()
             except MidiSystemError as error:
+                self.controller.event("error", {"reason": str(error)})  # before the status goes offline
                 self._fail(str(error))
                 return
 
     def _check_ports(self) -> None:
-        """Lost and returned ports, the JACK input's probe and server; MidiSystemError when the daemon cannot go on.
+        """Lost and returned ports, the JACK probe and server; MidiSystemError when the daemon cannot go on.
 
-        A dead input reader or timing thread, or a JACK server that is gone, ends the daemon (systemd restarts it).
+        A dead input reader or timing thread, a JACK server that is gone, or a JACK client of improvd's that stopped
+        running ends the daemon (systemd restarts it; the process must go for jackd to drop a stopped client).
         """
         if self.ports.failure is not None:
             raise MidiSystemError(f"reading the MIDI input failed: {self.ports.failure!r}")
