@@ -89,13 +89,17 @@ def _on_split(models, styles, collection, idents, songs, max_calls, seeds, say) 
     found["as_played"] = as_played.report(calls, {name: by_seed[:seeds] for name, by_seed in answered.items()})
     found["auto_chose"] = dict(Counter(engine.model.name for engine in engines[: len(calls)]))
 
-    def two_sample() -> dict:
-        control = as_played.answers(calls, makers[AUTO], 1, temperature=2.0)[0]
-        first = {name: by_seed[0] for name, by_seed in answered.items()}
-        return twosample.report(calls, first, answered[AUTO][1], control)
-
-    found["_answers"] = two_sample
+    found["_answers"] = lambda: two_sample(
+        calls, answered, as_played.answers(calls, makers[AUTO], 1, temperature=2.0)[0]
+    )
     return found
+
+
+def two_sample(calls: list[as_played.CallCase], answered: dict[str, list], control: list) -> dict:
+    """The two-sample test of each system's first seed against the real bars; the controls are auto at temperature
+    2 (``control``) and auto against itself: its answers with two seeds (``answered[AUTO]``)."""
+    first = {name: by_seed[0] for name, by_seed in answered.items()}
+    return twosample.report(calls, first, (answered[AUTO][0], answered[AUTO][1]), control)
 
 
 def _calls(idents: list[str], collection: str, max_calls: int) -> list[as_played.CallCase]:
