@@ -4,12 +4,13 @@ Every candidate model has an LSTM runtime of its own that hears the call as the 
 start, a song end, then the call's steps moved by the transposition it will be answered in (every model is
 trained in C major / A minor) and folded into the candidate's own vocabulary. It keeps, for each step it heard,
 what it had predicted for it. At the phrase end ``choose`` hands over the candidate whose score is lowest: the bits
-it spent on the whole call (-log2 of the probability it gave each step that came, summed: the call's likelihood
-under the model, as Bayes' rule weighs it) plus its prior, the model card's ``style_prior_bits`` (-log2 of the
-prior probability of its style, up to a constant; 0 when the card has none). The priors make up for one model
-predicting every kind of music better than another: they are chosen on the collections' validation calls
-(``improvd-train compare --calibrate``, models/README.md). Ties go by name. The handed-over state is the one the
-engine's own LSTM would have after hearing the call, so the switch needs no re-prime.
+it spent on the call up to its closing silence (-log2 of the probability it gave each step that came, summed: the
+call's likelihood under the model, as Bayes' rule weighs it) plus its prior, the model card's ``style_prior_bits``
+(-log2 of the prior probability of its style, up to a constant; 0 when the card has none). The closing silence
+(from the first rest after the call's last onset) is the player leaving improvd its turn, not the style: its first
+step costs every model some 12 bits, and it only blurs the choice. The priors are chosen on the collections'
+validation calls (``improvd-train compare --calibrate``, models/README.md). Ties go by name. The handed-over state
+is the one the engine's own LSTM would have after hearing the call, so the switch needs no re-prime.
 
 The timing thread hears at most ``STYLE_STEPS`` candidate steps a tick (``advance``): a call that moved the key is
 heard again, moved, a slice a tick while its closing silence passes, as improvd.core.priming hears it for the
@@ -28,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from improvd.core.encoding import SONG_END, Vocabulary, fold_pitch, is_pitch
+from improvd.core.encoding import HOLD, REST, SONG_END, Vocabulary, fold_pitch, is_pitch
 from improvd.core.lookback import Place
 from improvd.core.model import MODEL_JSON, Model, ModelError, load_model
 from improvd.core.runtime import LSTMRuntime
@@ -81,6 +82,7 @@ class _Candidate:
         self.runtime.prime([self.song_end] * model.song_gap)  # a call starts as a song does in training
         self.song_start = self.runtime.snapshot()
         self._onset = np.array([is_pitch(s) for s in model.vocabulary.symbols])
+        self._rest, self._hold = model.vocabulary.index[REST], model.vocabulary.index[HOLD]
         self.logits: np.ndarray | None = None
         self.pending: deque[int] = deque()
         # (the logits before a call step, the index that came), the call's last SCORED_STEPS
@@ -106,19 +108,33 @@ class _Candidate:
         return done
 
     def bits(self) -> tuple[np.ndarray, np.ndarray]:
-        """(the bits spent on each of the call's last ``SCORED_STEPS`` steps, those spent on each onset pitch among
-        them: -log2 of its probability among the pitches, as improvd-train evaluate counts them)."""
-        if not self._heard:
+        """(the bits spent on each of the call's last ``SCORED_STEPS`` steps up to its closing silence, those spent on
+        each onset pitch among them: -log2 of its probability among the pitches, as improvd-train evaluate counts
+        them)."""
+        heard = list(self._heard)[: self._closing_silence()]
+        if not heard:
             return np.zeros(0), np.zeros(0)
-        logits = np.stack([logits for logits, _ in self._heard]).astype(np.float64)
-        indices = np.array([index for _, index in self._heard])
+        logits = np.stack([logits for logits, _ in heard]).astype(np.float64)
+        indices = np.array([index for _, index in heard])
         came = logits[np.arange(len(indices)), indices]
         onsets = self._onset[indices]
         pitch_logits = logits[onsets][:, self._onset]
         return (_logsumexp(logits) - came) / LOG2, (_logsumexp(pitch_logits) - came[onsets]) / LOG2
 
+    def _closing_silence(self) -> int:
+        """Where the call's closing silence starts among the steps heard: its first rest after the last onset (the
+        length of what was heard when the call ends on a sounding note)."""
+        start = len(self._heard)
+        for k in range(len(self._heard) - 1, -1, -1):
+            index = self._heard[k][1]
+            if index == self._rest:
+                start = k
+            elif index != self._hold:
+                break
+        return start
+
     def score(self) -> float:
-        """The bits spent on the call heard, plus the prior."""
+        """The bits spent on the call heard up to its closing silence, plus the prior."""
         return float(self.bits()[0].sum()) + self.prior
 
 
