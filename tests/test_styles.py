@@ -212,6 +212,44 @@ def test_no_tick_hears_more_than_a_slice_of_candidate_steps_and_the_phrase_end_n
     assert caught_up[-1]
 
 
+def test_a_listening_tick_steps_each_candidate_once_and_the_engine_s_own_lstm_not_at_all(trained, monkeypatch):
+    """Under style auto a tick of the call costs one LSTM step per candidate, the call's first tick too: the song
+    end each call opens with is heard once, when the candidates are made (for a model that does not hear the place
+    in the bar), and the engine's own LSTM, which the chosen candidate replaces at the phrase end, rests."""
+    assert trained.input != "lookback"
+    candidate_steps: list[int] = []
+    own_steps: list[int] = []
+
+    def counting(into: list[int]) -> type[LSTMRuntime]:
+        class Counting(LSTMRuntime):
+            def step(self, index: int) -> np.ndarray:
+                into.append(index)
+                return super().step(index)
+
+        return Counting
+
+    monkeypatch.setattr(styles_module, "LSTMRuntime", counting(candidate_steps))
+    styles = Styles({"tiny": named(trained, "tiny"), "flat": flat(trained, "flat")})
+    engine = Engine(named(trained, "tiny"), Settings(), seed=7, predictor=counting(own_steps))
+    engine.set_styles(styles)
+    second = [(time + ANSWER * STEP, message) for time, message in call(PHRASE)]  # after the first's answer
+    candidate_steps.clear()
+    own_steps.clear()
+    listening, heard, own = False, [], []
+    for boundary in drive(engine, call(PHRASE) + second, 2 * ANSWER):
+        listening = listening or any(abs(boundary.time - start) < STEP / 2 for start in (STEP, (ANSWER + 1) * STEP))
+        if any(e.name == "phrase_end" for e in boundary.events):
+            listening = False
+        if listening:
+            heard.append(len(candidate_steps))
+            own.append(len(own_steps))
+        candidate_steps.clear()
+        own_steps.clear()
+    assert len(heard) == 2 * 19  # each call's ticks before its phrase end's
+    assert heard[:12] == heard[19:31] == [2] * 12  # while the player plays (the silence may hear a moved key again)
+    assert sum(own) == 0
+
+
 def test_a_call_played_over_the_answer_in_another_key_is_answered_as_the_chosen_model_alone(trained):
     """barge_in = overlap: the next call starts while the answer plays (the spare LSTM hears it after the answer,
     then its key moves); auto answers both calls note for note as the chosen model alone does."""

@@ -437,6 +437,7 @@ class Engine:
         if self.mode == "responding":
             return  # overlap: the player's notes go into the next call; the LSTM is busy answering
         if starts:
+            self._resting = self._resting or self._styles is not None  # style auto: the candidates hear the call
             self._reprime()  # the song's start, then this first step
         else:
             self._feed_lstm(symbol)

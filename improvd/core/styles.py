@@ -81,6 +81,10 @@ class _Candidate:
         self.song_end = model.vocabulary.index[SONG_END]
         self.runtime.prime([self.song_end] * model.song_gap)  # a call starts as a song does in training
         self.song_start = self.runtime.snapshot()
+        # a call's first song end, heard once: the same state for every call where the place in the bar is not heard
+        self._opened = (
+            None if model.input == "lookback" else (self.runtime.step(self.song_end), self.runtime.snapshot())
+        )
         self._onset = np.array([is_pitch(s) for s in model.vocabulary.symbols])
         self._rest, self._hold = model.vocabulary.index[REST], model.vocabulary.index[HOLD]
         self.logits: np.ndarray | None = None
@@ -90,12 +94,18 @@ class _Candidate:
 
     def restart(self, indices: list[int], place: Place) -> None:
         """Hear, from the song start, a song end and then ``indices``, the first at ``place`` in its bar (queued for
-        ``advance``)."""
-        self.runtime.restore(self.song_start)
-        self.runtime.seat(place)
-        self.logits = None
+        ``advance``; the song end is heard at once for a model that does not hear the place in the bar)."""
         self._heard.clear()
-        self.pending = deque([self.song_end, *indices])
+        if self._opened is None:
+            self.runtime.restore(self.song_start)
+            self.runtime.seat(place)
+            self.logits = None
+            self.pending = deque([self.song_end, *indices])
+        else:
+            logits, opened = self._opened
+            self.runtime.restore(opened)
+            self.logits = logits.copy()
+            self.pending = deque(indices)
 
     def advance(self, steps: int) -> int:
         """Hear at most ``steps`` of what is queued; returns how many."""
