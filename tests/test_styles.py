@@ -250,6 +250,22 @@ def test_a_listening_tick_steps_each_candidate_once_and_the_engine_s_own_lstm_no
     assert sum(own) == 0
 
 
+def test_a_switch_to_a_model_of_another_vocabulary_keeps_the_session_memory(trained, tmp_path):
+    """The earlier calls are kept as played: the model auto switches to hears them in its own vocabulary."""
+    from tests.helpers import write_model
+
+    other = load_model(write_model(tmp_path / "other"))
+    assert other.vocabulary.symbols != trained.vocabulary.symbols
+    engine = Engine(named(trained, "tiny"), Settings(), seed=3)
+    second = [(time + ANSWER * STEP, message) for time, message in call(PHRASE)]  # after the first's answer
+    switched = []
+    for boundary in drive(engine, call(PHRASE) + second, 2 * ANSWER):
+        if any(e.name == "response_end" for e in boundary.events) and not switched:
+            engine.set_styles(Styles({"other": other}))
+            switched.append(boundary.time)
+    assert engine.model is other and len(engine._recall) == 2  # both calls, the first heard by tiny
+
+
 def test_a_call_played_over_the_answer_in_another_key_is_answered_as_the_chosen_model_alone(trained):
     """barge_in = overlap: the next call starts while the answer plays (the spare LSTM hears it after the answer,
     then its key moves); auto answers both calls note for note as the chosen model alone does."""

@@ -262,7 +262,7 @@ class Engine:
         self._buffer.resize(self.settings.buffer_steps or model.sequence_length)
         vocabulary = model.vocabulary
         self._song_end = vocabulary.index[SONG_END]
-        self._recall.bind(vocabulary.symbols)  # a model of another vocabulary starts an empty memory
+        self._recall.bind(vocabulary.symbols)  # a model of another vocabulary hears the earlier calls in its own
         self._cache = SongCache(self._song_end, self._recall)
         if handover is None:
             self._runtime = self._predictor(model)
