@@ -250,6 +250,88 @@ def test_a_listening_tick_steps_each_candidate_once_and_the_engine_s_own_lstm_no
     assert sum(own) == 0
 
 
+@pytest.mark.parametrize("way", ["never", "at once", "a slice a tick"])
+def test_what_the_aside_thread_did_or_did_not_do_the_choice_is_the_same(trained, way):
+    """Jobs handed aside and never run, run at once, or run a slice a tick (some finished, some not when the phrase
+    end comes, steps queued meanwhile): the scores and the handed-over logits are those heard without ``aside``."""
+    models = {"tiny": named(trained, "tiny"), "flat": flat(trained, "flat")}
+    alone = Styles(models)
+    hear(alone, CALL)
+    expected = alone.choose().logits, alone.scores()
+    styles = Styles(models)
+    running: list = []
+    styles.aside = {
+        "never": lambda job: None,
+        "at once": lambda job: [None for _ in job.slices()],
+        "a slice a tick": lambda job: running.append(job.slices()),
+    }[way]
+    styles.restart(0, CALL[:1], Place(0, 16))
+    for symbol in CALL[1:]:
+        styles.feed(symbol)
+        styles.advance(1)
+        for slices in running:
+            next(slices, None)
+    handover = styles.choose()
+    np.testing.assert_array_equal(handover.logits, expected[0])
+    assert styles.scores() == expected[1] and styles.caught_up and not styles.busy_aside
+
+
+@pytest.mark.parametrize("way", ["never", "at once", "between ticks", "thread"])
+def test_with_an_aside_thread_the_candidates_hear_the_call_there_and_the_answer_is_the_same(trained, monkeypatch, way):
+    """In the daemon the candidates' steps are handed to its aside thread: whether that thread does none of them
+    (the timing thread takes them back once ASIDE_STEPS are queued, and choose hears the rest), all at once, between
+    ticks, or as a real thread gets to them, the phrase end falls on the same tick and the answer is note for note
+    the one heard on the timing thread alone; here the call moves the key, heard again in the silence. Done
+    between ticks, no tick of the call as it is played steps a candidate."""
+    from improvd.daemon.aside import Aside
+
+    on_timing_thread: list[int] = []
+    aside_running = [False]
+
+    class Counting(LSTMRuntime):
+        def step(self, index: int) -> np.ndarray:
+            if not aside_running[0]:
+                on_timing_thread.append(index)
+            return super().step(index)
+
+    monkeypatch.setattr(styles_module, "LSTMRuntime", Counting)
+    handed: list = []
+
+    def between_ticks() -> None:
+        aside_running[0] = True
+        for job in handed:
+            for _ in job.slices():
+                pass
+        aside_running[0] = False
+        handed.clear()
+
+    def answered(aside) -> tuple[list, list, list[int]]:
+        engine = Engine(flat(trained, "flat"), Settings(), seed=7, aside=aside)
+        engine.set_styles(Styles({"tiny": named(trained, "tiny"), "flat": flat(trained, "flat")}))
+        on_timing_thread.clear()  # their song starts
+        sent, ends, per_tick = [], [], []
+        for boundary in drive(engine, call(B_FLAT), 200):
+            sent += boundary.sent
+            ends += [boundary.time for e in boundary.events if e.name == "phrase_end"]
+            per_tick.append(len(on_timing_thread))
+            on_timing_thread.clear()
+            between_ticks()
+        return notes(sent), ends, per_tick
+
+    expected, expected_ends, _ = answered(None)
+    ways = {
+        "never": lambda work: None,
+        "at once": lambda work: [None for _ in work.slices()],
+        "between ticks": handed.append,
+        "thread": Aside(),
+    }
+    got, ends, per_tick = answered(ways[way])
+    assert expected and got == expected and ends == expected_ends
+    if way == "between ticks":
+        played = B_FLAT[-1][1] + B_FLAT[-1][2]  # the call's last step
+        assert per_tick[:played] == [0] * played and sum(per_tick) > 0  # the silence heard the moved key
+
+
 def test_a_switch_to_a_model_of_another_vocabulary_keeps_the_session_memory(trained, tmp_path):
     """The earlier calls are kept as played: the model auto switches to hears them in its own vocabulary."""
     from tests.helpers import write_model
@@ -469,7 +551,8 @@ def test_the_priors_are_fitted_so_that_each_collection_gets_its_own_model():
 def test_the_priors_serve_the_collection_auto_serves_worst_first():
     """The goal is a share for each collection: 0.8 and 0.8 beat 0.7 and 1.0, though their mean is lower. Essen's
     bits less british's: 7 british calls +1 (british's whatever the prior), 1 at -2, 2 at -20; 2 essen calls at -1,
-    8 at -10. A prior of 2 bits (a tie goes to british) gives british 8 of its 10 and essen 8 of its 10 (its -1 calls go british)."""
+    8 at -10. A prior of 2 bits (a tie goes to british) gives british 8 of its 10 and essen 8 of its 10 (its -1
+    calls go british)."""
     from training.compare import fit_priors, own_shares
 
     def calls(differences: list[float]) -> np.ndarray:

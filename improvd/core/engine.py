@@ -1157,6 +1157,7 @@ class Engine:
             self._styles = styles
             if styles is not None:
                 styles.shift = None  # the next step gives them the call so far
+                styles.aside = self._aside  # the daemon's thread hears for them, off the timing thread
             elif self._resting:
                 self._resting = False
                 self._reprime()  # the engine's own LSTM hears the call in progress
