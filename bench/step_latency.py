@@ -24,6 +24,8 @@ and at the phrase end the best takes over): listening_tick_auto, phrase_end_auto
 answer_work_auto; style_choice, phrase_end_auto less phrase_end on the same call (what choosing and handing over
 adds to the phrase-end tick: on a loaded machine the difference of two noisy figures), and style_choose,
 ``Styles.choose`` alone after a call of 64 steps and its silence (scoring every candidate, the handed-over state).
+The same with the daemon's aside thread hearing for the candidates (as ``improvd run`` does): the ``_auto_aside``
+figures, each tick waiting for that thread as a 16th's time would.
 
 Prints one JSON object (with --json) or a table. Not a test: these machines are shared, so compare the ratios.
 Uses models/essen when it exists, else a default-size model (one LSTM of 256 units) with random weights.
@@ -63,6 +65,7 @@ from training.export import export_model
 from training.model import build_model
 
 WINDOW = 64
+ASIDE_PAUSE = 0.0005  # seconds between looks at whether the aside thread has heard what a tick handed it
 CLOCK = [time.perf_counter]  # or time.thread_time: the CPU the measured thread used, on a machine others load
 
 
@@ -151,6 +154,7 @@ def bench(repeats: int) -> dict:
     followed = follow_figures(model, max(3, repeats // 20))
     auto = phrase_end_work(model, repeats, Styles(primed))
     choice = [a - b for a, b in zip(auto["phrase_end"], phrase["phrase_end"], strict=True)]
+    aside = phrase_end_work(model, repeats, Styles(primed), Aside())
 
     tutorial = keras_lstm(model.lstm_units, vocab, model.weights, shape=(WINDOW, vocab))
     tutorial.predict(window, verbose=0)
@@ -173,6 +177,7 @@ def bench(repeats: int) -> dict:
         **{name: percentiles(samples) for name, samples in phrase.items()},
         **followed,
         **{f"{name}_auto": percentiles(samples) for name, samples in auto.items()},
+        **{f"{name}_auto_aside": percentiles(samples) for name, samples in aside.items()},
         "style_choice": percentiles(choice),
         "style_choose": percentiles(choose_work(Styles(primed), repeats)),
     }
@@ -201,15 +206,22 @@ def choose_work(styles: Styles, repeats: int) -> list[float]:
     return samples
 
 
-def phrase_end_work(model, repeats: int, styles: Styles | None = None) -> dict[str, list[float]]:
+def phrase_end_work(
+    model, repeats: int, styles: Styles | None = None, aside: Aside | None = None
+) -> dict[str, list[float]]:
     """Time the engine's ticks through a call of 64 steps in a random key (so the key often moves) and its answer
     of 32 steps: each tick of the call, the phrase-end tick, the longest tick from the call's first silent step to
     the answer's end, and the sum of those ticks; with ``styles``, answering with style auto. The same calls, the
-    same seeds, with or without."""
+    same seeds, with or without. With ``aside`` (the daemon's thread for work off the timing thread, which hears
+    for the candidates there) the next tick waits until that thread has heard what a tick handed it, or a 16th
+    has passed, with the daemon's switch interval."""
     samples: dict[str, list[float]] = {"listening_tick": [], "phrase_end": [], "longest_hold": [], "answer_work": []}
     rng = np.random.default_rng(1)
+    switch = sys.getswitchinterval()
+    if aside is not None:
+        sys.setswitchinterval(SWITCH_INTERVAL)
     for _ in range(repeats):
-        engine = Engine(model, Settings(bpm=120, response_steps=32), seed=int(rng.integers(1 << 30)))
+        engine = Engine(model, Settings(bpm=120, response_steps=32), seed=int(rng.integers(1 << 30)), aside=aside)
         engine.set_styles(styles)
         step = engine.step_seconds()
         engine.start(0.0)
@@ -234,9 +246,14 @@ def phrase_end_work(model, repeats: int, styles: Styles | None = None) -> dict[s
                 samples["phrase_end"].append(seconds)
             if "response_end" in names:
                 break
+            if aside is not None:  # the aside thread has a 16th (not timed) to hear what the tick handed it
+                waited = time.perf_counter() + step
+                while styles.busy_aside and time.perf_counter() < waited:
+                    time.sleep(ASIDE_PAUSE)
         gc.enable()
         samples["longest_hold"].append(max(holds))
         samples["answer_work"].append(sum(holds))
+    sys.setswitchinterval(switch)
     return samples
 
 

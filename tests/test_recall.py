@@ -108,14 +108,25 @@ def test_earlier_calls_are_laid_over_the_answer_under_the_present_one_and_speak_
     assert later[2] == later[0] and later[8] - later[0] == pytest.approx(share * FADE)
 
 
-def test_another_vocabulary_starts_empty_and_the_same_one_keeps_the_calls():
-    kept = memory(MOTIF)
-    kept.bind(SYMBOLS)
-    kept.remember(MOTIF, 0, 0, 16)
-    kept.bind(list(SYMBOLS))
-    assert len(kept) == 1
+def test_another_vocabulary_keeps_the_calls_as_played_and_hears_them_in_it_once_attuned():
+    """A switch to a model of another vocabulary (style auto's, set/model) keeps the session's calls: they propose
+    nothing until the next attune indexes them in the new vocabulary, and then what they proposed before."""
+    kept = memory([*MOTIF, "10"])
+    context = [int(s) for s in MOTIF]
+    assert kept.mix(BASE, context)[10] > BASE[10]
     kept.bind([*SYMBOLS, "x"])
-    assert len(kept) == 0
+    assert len(kept) == 1
+    assert np.array_equal(kept.mix(BASE, context), BASE)  # not heard in this vocabulary yet
+    assert kept.echoes(0, 16, np.ones(V, bool)) == []
+    kept.attune(0, lambda symbol, _shift: V - 1 - INDEX[symbol])  # the new vocabulary's order: reversed
+    moved = kept.mix(BASE, [V - 1 - index for index in context])
+    assert moved[V - 1 - 10] > BASE[0] and moved[V - 1 - 10] == pytest.approx(kept_before(context))
+    kept.bind([*SYMBOLS, "x"])  # the same vocabulary: still attuned
+    assert kept.mix(BASE, [V - 1 - index for index in context])[V - 1 - 10] == moved[V - 1 - 10]
+
+
+def kept_before(context: list[int]) -> float:
+    return memory([*MOTIF, "10"]).mix(BASE, context)[10]
 
 
 def test_the_song_cache_mixes_the_memory_under_the_present_song():

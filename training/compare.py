@@ -8,7 +8,8 @@ auto the share of calls it answered with each model.
 
 ``calibrate`` chooses the candidates' priors (the model card's ``style_prior_bits``) on the VALIDATION splits'
 calls: the bits each model spent on each call, as style auto hears it, and the priors (the first model's 0) that
-make auto choose each collection's own model most often, on the mean share over collections (balanced accuracy).
+make auto choose each collection's own model most often on the collection where it does so least (the goal is a
+share for each collection), then on the mean share over collections (balanced accuracy).
 Beside it, the same for the bits spent on the call's onset pitches alone (among the pitches), which auto does not
 use: it chose worse.
 """
@@ -89,13 +90,17 @@ def _on_split(models, styles, collection, idents, songs, max_calls, seeds, say) 
     found["as_played"] = as_played.report(calls, {name: by_seed[:seeds] for name, by_seed in answered.items()})
     found["auto_chose"] = dict(Counter(engine.model.name for engine in engines[: len(calls)]))
 
-    def two_sample() -> dict:
-        control = as_played.answers(calls, makers[AUTO], 1, temperature=2.0)[0]
-        first = {name: by_seed[0] for name, by_seed in answered.items()}
-        return twosample.report(calls, first, answered[AUTO][1], control)
-
-    found["_answers"] = two_sample
+    found["_answers"] = lambda: two_sample(
+        calls, answered, as_played.answers(calls, makers[AUTO], 1, temperature=2.0)[0]
+    )
     return found
+
+
+def two_sample(calls: list[as_played.CallCase], answered: dict[str, list], control: list) -> dict:
+    """The two-sample test of each system's first seed against the real bars; the controls are auto at temperature
+    2 (``control``) and auto against itself: its answers with two seeds (``answered[AUTO]``)."""
+    first = {name: by_seed[0] for name, by_seed in answered.items()}
+    return twosample.report(calls, first, (answered[AUTO][0], answered[AUTO][1]), control)
 
 
 def _calls(idents: list[str], collection: str, max_calls: int) -> list[as_played.CallCase]:
@@ -146,7 +151,8 @@ def calibrate(
     models: dict[str, Model], cache_dir: str | Path | None = DEFAULT_CACHE_DIR, max_calls: int = 150, progress=True
 ) -> dict:
     """The priors (bits added to a call's, by model name; the first by name 0) that make style auto choose each
-    collection's own model on the most of its VALIDATION calls (the mean share over collections), and the shares
+    collection's own model on the most of its VALIDATION calls (the least share over collections, then the mean),
+    and the shares
     with and without them; the same for the bits on the onset pitches alone, which auto does not use, beside it."""
     names = sorted(models)
     heard = {}
@@ -168,12 +174,17 @@ def calibrate(
 
 
 def fit_priors(by_collection: dict, count: int) -> np.ndarray:
-    """Priors (the first 0) with the highest mean share of own-model choices, the smallest on a tie."""
+    """Priors (the first 0) with the highest least share of own-model choices over the collections, then the
+    highest mean share, the smallest on a tie."""
     priors = np.zeros(count)
     for _ in range(CALIBRATION_PASSES):
         for k in range(1, count):
-            priors[k] = max(PRIOR_GRID, key=lambda p: (own_shares(by_collection, _with(priors, k, p)).mean(), -abs(p)))
+            priors[k] = max(PRIOR_GRID, key=lambda p: _merit(own_shares(by_collection, _with(priors, k, p)), p))
     return priors
+
+
+def _merit(shares: np.ndarray, prior: float) -> tuple[float, float, float]:
+    return float(shares.min()), float(shares.mean()), -abs(prior)
 
 
 def _by_collection(by_collection: dict, priors: np.ndarray) -> dict[str, float]:

@@ -193,7 +193,8 @@ def continuations_report(model: Model, ngram: NGram, tests: list[as_played.CallC
     makers = engine_makers(model, ngram)
     say(f"as played: {len(tests)} calls x {seeds} seeds through the engine, for each system")
     answered = {name: as_played.answers(tests, make, seeds) for name, make in makers.items()}
-    null = answered["model"][1] if seeds > 1 else as_played.answers(tests, makers["model"], 2)[1]
+    twins = answered["model"] if seeds > 1 else as_played.answers(tests, makers["model"], 2)
+    null = (twins[0], twins[1])
     say("two-sample test: the controls at temperature 2")
     control = as_played.answers(tests, makers["model"], 1, temperature=2.0)[0]
     setup = {"calls": len(tests), "seeds": seeds, "temperature": 1.0, "call_bars": as_played.CALL_BARS}

@@ -280,12 +280,12 @@ def separating(first: np.ndarray, second: np.ndarray, count: int = SEPARATING) -
 def report(
     tests: list[CallCase],
     answered: dict[str, list[Continuation]],
-    null: list[Continuation],
+    null: tuple[list[Continuation], list[Continuation]],
     control: list[Continuation],
 ) -> dict:
     """The test for each system of ``answered`` (name -> one answer to each call of ``tests``) against the real
-    bars 5-8, and the controls: ``control`` (answers at temperature 2) against the real bars, and ``null`` (the
-    first system's answers with other seeds) against the first system's."""
+    bars 5-8, and the controls: ``control`` (answers at temperature 2) against the real bars, and ``null`` (one
+    system's answers to each call with two seeds) the one against the other."""
     groups = [t.ident for t in tests]
 
     def described(continuations: list[Continuation]) -> np.ndarray:
@@ -293,9 +293,8 @@ def report(
 
     real = described([as_played.real(t) for t in tests])
     found = {name: compare(real, described(c), groups) for name, c in answered.items()}
-    first = described(next(iter(answered.values())))
     found["controls"] = {
         "temperature_2": compare(real, described(control), groups),
-        "two_seeds": compare(first, described(null), groups),
+        "two_seeds": compare(described(null[0]), described(null[1]), groups),
     }
     return found

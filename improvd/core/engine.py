@@ -264,7 +264,7 @@ class Engine:
         self._buffer.resize(self.settings.buffer_steps or model.sequence_length)
         vocabulary = model.vocabulary
         self._song_end = vocabulary.index[SONG_END]
-        self._recall.bind(vocabulary.symbols)  # a model of another vocabulary starts an empty memory
+        self._recall.bind(vocabulary.symbols)  # a model of another vocabulary hears the earlier calls in its own
         self._cache = SongCache(self._song_end, self._recall)
         if handover is None:
             self._runtime = self._predictor(model)
@@ -439,6 +439,7 @@ class Engine:
         if self.mode == "responding":
             return  # overlap: the player's notes go into the next call; the LSTM is busy answering
         if starts:
+            self._resting = self._resting or self._styles is not None  # style auto: the candidates hear the call
             self._reprime()  # the song's start, then this first step
         else:
             self._feed_lstm(symbol)
@@ -1172,6 +1173,7 @@ class Engine:
             self._styles = styles
             if styles is not None:
                 styles.shift = None  # the next step gives them the call so far
+                styles.aside = self._aside  # the daemon's thread hears for them, off the timing thread
             elif self._resting:
                 self._resting = False
                 self._reprime()  # the engine's own LSTM hears the call in progress

@@ -65,6 +65,10 @@ class _Call:
         self.indices: tuple[int, ...] = ()
         self.followers: dict[tuple[int, ...], list[int]] = {}
 
+    def unindex(self) -> None:
+        """Forget the indices (another model's vocabulary): the next ``attune`` indexes the call afresh."""
+        self._heard_in, self.indices, self.followers = None, (), {}
+
     def attune(self, shift: int, index_of: IndexOf) -> None:
         """Index the call for an answer in transposition ``shift``: by ``shift`` (at the pitches played) when all
         its notes lie in that collection, else by its own."""
@@ -102,10 +106,12 @@ class SessionMemory:
         self._calls.clear()
 
     def bind(self, vocabulary: Sequence[str]) -> None:
-        """The model's vocabulary from now on: the calls are kept when it is the one they were indexed in."""
+        """The model's vocabulary from now on. The calls are kept as played: in another vocabulary than the one
+        they were indexed in, they propose nothing until the next ``attune`` indexes them in it."""
         if tuple(vocabulary) != self._vocabulary:
             self._vocabulary = tuple(vocabulary)
-            self._calls.clear()
+            for call in self._calls:
+                call.unindex()
 
     def remember(self, call: Sequence[str], shift: int, phase: int, bar: int) -> None:
         """Keep the player's ``call`` (symbols, from its first note, which fell ``phase`` steps into a bar of

@@ -4,31 +4,33 @@ Every candidate model has an LSTM runtime of its own that hears the call as the 
 start, a song end, then the call's steps moved by the transposition it will be answered in (every model is
 trained in C major / A minor) and folded into the candidate's own vocabulary. It keeps, for each step it heard,
 what it had predicted for it. At the phrase end ``choose`` hands over the candidate whose score is lowest: the bits
-it spent on the whole call (-log2 of the probability it gave each step that came, summed: the call's likelihood
-under the model, as Bayes' rule weighs it) plus its prior, the model card's ``style_prior_bits`` (-log2 of the
-prior probability of its style, up to a constant; 0 when the card has none). The priors make up for one model
-predicting every kind of music better than another: they are chosen on the collections' validation calls
-(``improvd-train compare --calibrate``, models/README.md). Ties go by name. The handed-over state is the one the
-engine's own LSTM would have after hearing the call, so the switch needs no re-prime.
+it spent on the call up to its closing silence (-log2 of the probability it gave each step that came, summed: the
+call's likelihood under the model, as Bayes' rule weighs it) plus its prior, the model card's ``style_prior_bits``
+(-log2 of the prior probability of its style, up to a constant; 0 when the card has none). The closing silence
+(from the first rest after the call's last onset) is the player leaving improvd its turn, not the style: its first
+step costs every model some 12 bits, and it only blurs the choice. The priors are chosen on the collections'
+validation calls (``improvd-train compare --calibrate``, models/README.md). Ties go by name. The handed-over state
+is the one the engine's own LSTM would have after hearing the call, so the switch needs no re-prime.
 
 The timing thread hears at most ``STYLE_STEPS`` candidate steps a tick (``advance``): a call that moved the key is
 heard again, moved, a slice a tick while its closing silence passes, as improvd.core.priming hears it for the
-engine's own model; ``choose`` hears what is left at once. Scores are taken in one numpy call at the phrase end.
-The daemon makes a ``Styles`` off the timing thread (loading and priming the candidates is slow).
+engine's own model; ``choose`` hears what is left at once. In the daemon the steps of a call being played are
+handed to its aside thread instead (``Styles.aside``), with the same outcome. Scores are taken in one numpy call at
+the phrase end. The daemon makes a ``Styles`` off the timing thread (loading and priming the candidates is slow).
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from improvd.core.encoding import SONG_END, Vocabulary, fold_pitch, is_pitch
+from improvd.core.encoding import HOLD, REST, SONG_END, Vocabulary, fold_pitch, is_pitch
 from improvd.core.lookback import Place
 from improvd.core.model import MODEL_JSON, Model, ModelError, load_model
 from improvd.core.runtime import LSTMRuntime
@@ -36,6 +38,7 @@ from improvd.core.schema import AUTO, MODEL_NAME
 
 LOG2 = math.log(2)
 STYLE_STEPS = 32  # candidate LSTM steps a tick at most, all candidates together (0.02-0.05 ms each)
+ASIDE_STEPS = 4  # with an aside thread, a candidate's queue it is handed at most (the steps of a call being played)
 SCORED_STEPS = 256  # a call's last steps scored (16 bars of 4/4): a call that goes on and on costs no more
 PRIOR_KEY = "style_prior_bits"  # the model card's key of a candidate's prior
 
@@ -70,6 +73,30 @@ class Handover:
     logits: np.ndarray
 
 
+class _Job:
+    """Steps of one candidate heard on the daemon's aside thread (improvd.daemon.aside), from a copy of its state:
+    the candidate takes the result (``state``, ``logits``, ``heard``) once ``done``, and never one ``cancelled``."""
+
+    def __init__(self, model: Model, state: tuple, logits: np.ndarray | None, indices: list[int]) -> None:
+        self.cancelled = False
+        self.done = False
+        self.model, self.state, self.logits, self.indices = model, state, logits, indices
+        self.heard: list[tuple[np.ndarray, int]] = []
+
+    def slices(self) -> Iterator[None]:
+        """One LSTM step a slice."""
+        runtime = LSTMRuntime(self.model)
+        runtime.restore(self.state)
+        logits = self.logits
+        for index in self.indices:
+            if logits is not None:
+                self.heard.append((logits, index))
+            logits = runtime.step(index)
+            yield
+        self.state, self.logits = runtime.snapshot(), logits
+        self.done = True
+
+
 class _Candidate:
     """One model's runtime following the call, and what it predicted for each step of it."""
 
@@ -80,20 +107,35 @@ class _Candidate:
         self.song_end = model.vocabulary.index[SONG_END]
         self.runtime.prime([self.song_end] * model.song_gap)  # a call starts as a song does in training
         self.song_start = self.runtime.snapshot()
+        # a call's first song end, heard once: the same state for every call where the place in the bar is not heard
+        self._opened = (
+            None if model.input == "lookback" else (self.runtime.step(self.song_end), self.runtime.snapshot())
+        )
         self._onset = np.array([is_pitch(s) for s in model.vocabulary.symbols])
+        self._rest, self._hold = model.vocabulary.index[REST], model.vocabulary.index[HOLD]
         self.logits: np.ndarray | None = None
         self.pending: deque[int] = deque()
         # (the logits before a call step, the index that came), the call's last SCORED_STEPS
         self._heard: deque[tuple[np.ndarray, int]] = deque(maxlen=SCORED_STEPS)
+        self.job: _Job | None = None  # steps handed to the aside thread, their result not taken yet
 
     def restart(self, indices: list[int], place: Place) -> None:
         """Hear, from the song start, a song end and then ``indices``, the first at ``place`` in its bar (queued for
-        ``advance``)."""
-        self.runtime.restore(self.song_start)
-        self.runtime.seat(place)
-        self.logits = None
+        ``advance``; the song end is heard at once for a model that does not hear the place in the bar)."""
+        if self.job is not None:
+            self.job.cancelled = True  # its result is never taken
+            self.job = None
         self._heard.clear()
-        self.pending = deque([self.song_end, *indices])
+        if self._opened is None:
+            self.runtime.restore(self.song_start)
+            self.runtime.seat(place)
+            self.logits = None
+            self.pending = deque([self.song_end, *indices])
+        else:
+            logits, opened = self._opened
+            self.runtime.restore(opened)
+            self.logits = logits.copy()
+            self.pending = deque(indices)
 
     def advance(self, steps: int) -> int:
         """Hear at most ``steps`` of what is queued; returns how many."""
@@ -105,20 +147,60 @@ class _Candidate:
             self.logits = self.runtime.step(index)
         return done
 
+    def hand(self, aside: Callable[[_Job], None]) -> None:
+        """Take the result of the job handed aside before, if it is done; then, unless it goes on, hand ``aside``
+        what is queued."""
+        self._take()
+        if self.job is None and self.pending:
+            self.job = _Job(self.model, self.runtime.snapshot(), self.logits, list(self.pending))
+            self.pending.clear()
+            aside(self.job)
+
+    def recall(self) -> None:
+        """The job handed aside: its result taken if it is done, else its steps queued here again, before those
+        queued since (it goes on for nothing)."""
+        self._take()
+        if self.job is not None:
+            self.job.cancelled = True
+            self.pending.extendleft(reversed(self.job.indices))
+            self.job = None
+
+    def _take(self) -> None:
+        job = self.job
+        if job is not None and job.done:
+            self.runtime.restore(job.state)
+            self.logits = job.logits
+            self._heard.extend(job.heard)
+            self.job = None
+
     def bits(self) -> tuple[np.ndarray, np.ndarray]:
-        """(the bits spent on each of the call's last ``SCORED_STEPS`` steps, those spent on each onset pitch among
-        them: -log2 of its probability among the pitches, as improvd-train evaluate counts them)."""
-        if not self._heard:
+        """(the bits spent on each of the call's last ``SCORED_STEPS`` steps up to its closing silence, those spent on
+        each onset pitch among them: -log2 of its probability among the pitches, as improvd-train evaluate counts
+        them)."""
+        heard = list(self._heard)[: self._closing_silence()]
+        if not heard:
             return np.zeros(0), np.zeros(0)
-        logits = np.stack([logits for logits, _ in self._heard]).astype(np.float64)
-        indices = np.array([index for _, index in self._heard])
+        logits = np.stack([logits for logits, _ in heard]).astype(np.float64)
+        indices = np.array([index for _, index in heard])
         came = logits[np.arange(len(indices)), indices]
         onsets = self._onset[indices]
         pitch_logits = logits[onsets][:, self._onset]
         return (_logsumexp(logits) - came) / LOG2, (_logsumexp(pitch_logits) - came[onsets]) / LOG2
 
+    def _closing_silence(self) -> int:
+        """Where the call's closing silence starts among the steps heard: its first rest after the last onset (the
+        length of what was heard when the call ends on a sounding note)."""
+        start = len(self._heard)
+        for k in range(len(self._heard) - 1, -1, -1):
+            index = self._heard[k][1]
+            if index == self._rest:
+                start = k
+            elif index != self._hold:
+                break
+        return start
+
     def score(self) -> float:
-        """The bits spent on the call heard, plus the prior."""
+        """The bits spent on the call heard up to its closing silence, plus the prior."""
         return float(self.bits()[0].sum()) + self.prior
 
 
@@ -128,7 +210,13 @@ def _logsumexp(logits: np.ndarray) -> np.ndarray:
 
 
 class Styles:
-    """The candidate models of ``style = auto``, each hearing the call as the player plays it."""
+    """The candidate models of ``style = auto``, each hearing the call as the player plays it.
+
+    With ``aside`` (the daemon's thread for work off the timing thread, set by the engine) ``advance`` hands the
+    steps to that thread instead of taking them, each candidate's as a job on a copy of its state, taken back at a
+    later ``advance`` once done. What the candidates hear, and when the engine deems them caught up (``caught_up``:
+    the steps ``advance`` was given leave for), are the same either way: the thread's timing only decides how much
+    ``choose`` has left to hear itself."""
 
     def __init__(self, models: Mapping[str, Model]) -> None:
         """``models`` by name (at least one); each gets a runtime primed with its song ends (slow)."""
@@ -136,6 +224,8 @@ class Styles:
             raise ValueError("style auto needs at least one model under the models path")
         self._candidates = [_Candidate(name, model) for name, model in sorted(models.items())]
         self.shift: int | None = None  # the transposition the call is heard in; None: no call heard yet
+        self.aside: Callable[[_Job], None] | None = None
+        self._behind = 0  # steps queued that no ``advance`` has given leave for yet
 
     @property
     def names(self) -> list[str]:
@@ -147,21 +237,37 @@ class Styles:
         self.shift = shift
         for candidate in self._candidates:
             candidate.restart([call_index(candidate.model.vocabulary, symbol, shift) for symbol in call], place)
+        self._behind = sum(len(candidate.pending) for candidate in self._candidates)
 
     def feed(self, symbol: str) -> None:
         """One more step of the call, heard after those given (in the transposition of the last ``restart``)."""
         for candidate in self._candidates:
             candidate.pending.append(call_index(candidate.model.vocabulary, symbol, self.shift or 0))
+        self._behind += len(self._candidates)
 
     def advance(self, steps: int = STYLE_STEPS) -> None:
-        """Hear at most ``steps`` of what is queued, the candidates furthest behind first."""
+        """Hear at most ``steps`` of what is queued, the candidates furthest behind first; with ``aside``, hand it
+        what is queued instead (``_Candidate.hand``) while that is the few steps of a call being played (at most
+        ASIDE_STEPS a candidate). A call heard again (a moved key, in the silence) is heard here, in slices: the
+        aside thread would hold the interpreter from the timing thread's ticks for the whole of it."""
+        self._behind -= min(steps, self._behind)
+        few = self.aside is not None and all(len(c.pending) <= ASIDE_STEPS for c in self._candidates)
         for candidate in sorted(self._candidates, key=lambda c: -len(c.pending)):
-            steps -= candidate.advance(max(steps, 0))
+            if few and self.aside is not None:
+                candidate.hand(self.aside)
+            else:
+                candidate.recall()
+                steps -= candidate.advance(max(steps, 0))
 
     @property
     def caught_up(self) -> bool:
-        """Every candidate has heard everything given so far."""
-        return not any(candidate.pending for candidate in self._candidates)
+        """``advance`` has given leave for every step given so far (all heard, without ``aside``)."""
+        return self._behind == 0
+
+    @property
+    def busy_aside(self) -> bool:
+        """A job handed aside is not done yet."""
+        return any(c.job is not None and not c.job.done for c in self._candidates)
 
     def bits(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Each candidate's bits on each step of the call heard and on each of its onset pitches (``_Candidate.bits``),
@@ -176,7 +282,9 @@ class Styles:
         """At the phrase end: hear what is left, then hand over the candidate with the lowest score (the first by
         name on a tie). The candidates then wait for the next ``restart``."""
         for candidate in self._candidates:
+            candidate.recall()
             candidate.advance(len(candidate.pending))
+        self._behind = 0
         scores = self.scores()
         best = next(c for c in self._candidates if c.name == min(scores, key=lambda name: (scores[name], name)))
         self.shift = None
