@@ -98,14 +98,23 @@ def test_a_beat_of_half_notes_gets_the_first_note_by_the_next_quarter(model):
     assert first_note(sent, 128 * STEP) == pytest.approx(132 * STEP)
 
 
-def test_earlier_in_the_bar_the_silence_ends_it_and_the_answer_enters_by_the_next_beat(model):
+def test_a_silence_in_the_last_half_bar_ends_the_call_on_the_bar_line(model):
+    """Released two beats before the bar line that ends the 4th bar (a half-bar rest closes the phrase): the answer
+    starts on that bar line, its first note there at the latest. Before, the silence rule ended it at step 64 and
+    the first note came on the next beat (68)."""
     engine = Engine(favouring(model, "_"), Settings(bpm=BPM, min_call_steps=4, phrase_end="music"), seed=1)
-    sent, events = run(engine, call(FOUR_BARS[:-2]), 110)  # released at step 56, two beats before the bar line
-    assert event(events, "phrase_end").time == pytest.approx(64 * STEP)  # phrase_end_steps: 56 to 63
-    assert first_note(sent, 56 * STEP) == pytest.approx(68 * STEP)  # the first step is 65, the next beat 68
-    silence = Engine(favouring(model, "_"), Settings(bpm=BPM, min_call_steps=4, phrase_end="silence"), seed=1)
-    sent, _ = run(silence, call(FOUR_BARS[:-2]), 110)
-    assert first_note(sent, 56 * STEP) == pytest.approx(80 * STEP)
+    sent, events = run(engine, call(FOUR_BARS[:-2]), 110)  # released at step 56
+    assert event(events, "phrase_end").time == pytest.approx(63 * STEP)
+    assert first_note(sent, 56 * STEP) == pytest.approx(64 * STEP)
+
+
+def test_earlier_in_the_bar_the_silence_ends_it_and_the_answer_enters_by_the_next_beat(model):
+    notes = [*FOUR_BARS[:-4], (64, 48, 2)]  # released at step 50, half a beat after the bar's second beat line
+    engine = Engine(favouring(model, "_"), Settings(bpm=BPM, min_call_steps=4, phrase_end="music"), seed=1)
+    sent, events = run(engine, call(notes), 110)
+    assert event(events, "phrase_end").time == pytest.approx(58 * STEP)  # phrase_end_steps: 50 to 57
+    assert first_note(sent, 50 * STEP) == pytest.approx(60 * STEP)  # the first step is 59, the next beat 60
+    assert event(events, "response_start").data["entry"] == 64  # "silence" would force it there: a bar line
 
 
 def test_a_rest_after_two_bars_or_a_two_bar_call_waits_for_the_silence(model):

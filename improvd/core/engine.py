@@ -48,8 +48,8 @@ silent steps (no key down and no note held by the pedal) after a call of at
 least ``min_call_steps`` played steps, at the first tick after ``respond_now``,
 or when the call reaches ``max_call_steps``. A call too short to answer is
 forgotten once the silence is long enough. With ``phrase_end = "music"`` a call
-that fills 4 or 8 bars and falls silent in the beat before the bar line that
-ends them ends sooner: two silent steps, or as many more as the player's own
+that fills 4 or 8 bars and falls silent in the last half bar (or beat) before
+the bar line that ends them ends sooner: two silent steps, or as many more as the player's own
 articulation leaves after its last note (``_sounds_over``). With ``turns`` a number of bars, the call
 ends at the tick before the bar line that ends the player's turn, whatever it
 played, and the answer fills as many bars from that bar line.
@@ -553,8 +553,8 @@ class Engine:
     def _sounds_over(self) -> bool:
         """With ``phrase_end = "music"``, the call is over before ``phrase_end_steps`` of silence when it has filled
         whole bars: it fell silent on the bar line that ends its 4th or 8th bar (the lengths of a phrase; counted
-        from the first bar line at or after its first note, a pickup leading into it) or within the beat before it
-        (its beat line included), and its silence has gone on longer than the player's own articulation leaves after
+        from the first bar line at or after its first note, a pickup leading into it) or in the half bar (or beat,
+        whichever is longer) before it, and its silence has gone on longer than the player's own articulation leaves after
         that last note (``_over_at``); the answer may start on that bar line. A rest inside a phrase falls elsewhere
         in it; the model's own probability of a note does not tell them apart (bench/dead_air.py). The LSTM must hear
         the call in the key it is answered in: a call whose last notes moved the key waits for the spare LSTM's
@@ -571,7 +571,8 @@ class Engine:
 
     def _over_at(self) -> int | None:
         """With ``phrase_end = "music"``, the open step from which the call in its silence is over by the music
-        (``_sounds_over``), or None where its silence began elsewhere than in the beat before a phrase's bar line:
+        (``_sounds_over``), or None where its silence began elsewhere than in the half bar (or beat) before a phrase's
+        bar line:
         the step before that bar line, once SILENT_STEPS silent steps are closed (a 16th is staccato) and more than
         the call's articulation leaves after its last note (improvd.core.seedbuffer.usual_gap: a player who releases
         every note early is not over at the first gap)."""
@@ -579,7 +580,7 @@ class Engine:
         bar, beat = bar_steps(s.meter), beat_steps(s.meter)
         silence = self._grid.step - self._buffer.silent_steps  # the first silent step
         line = next_bar_line(silence, s.meter)
-        if s.phrase_end != "music" or line - silence > beat:
+        if s.phrase_end != "music" or line - silence > max(beat, bar // 2):
             return None
         if (line - next_bar_line(self._call_first, s.meter)) // bar not in PHRASE_BARS:
             return None
