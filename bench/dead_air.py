@@ -133,14 +133,14 @@ def _played_again(engine: Engine, notes: list[PlayedNote], turn_end: int) -> tup
     return second, turn_end + shift, notes_of(sent), events
 
 
-def played_tunes(model_dir: Path, bpm: float, tunes: int) -> list[tuple[str, str, list[PlayedNote]]]:
+def played_tunes(model, bpm: float, tunes: int) -> list[tuple[str, str, list[PlayedNote]]]:
     """(ident, meter, notes in seconds at ``bpm``): the first PLAYED_BARS bars of the first ``tunes`` tunes of the
     model's validation split that have a metre the engine takes."""
     from improvd.offline.call_reader import CallError, call_from_score
     from improvd.offline.notation import ScoreError, collection_tune
     from training.compare import DEFAULT_CACHE_DIR, split_of
 
-    collection, idents, _ = split_of(load_model(model_dir), "validation", DEFAULT_CACHE_DIR)
+    collection, idents, _ = split_of(model, "validation", DEFAULT_CACHE_DIR)
     found = []
     for ident in idents:
         try:
@@ -203,7 +203,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     model = load_model(DEFAULT_MODEL_DIR)
-    played = played_tunes(DEFAULT_MODEL_DIR, args.bpm, args.validation) if args.validation else []
+    played = played_tunes(model, args.bpm, args.validation) if args.validation else []
     report = {"bpm": args.bpm, "seed": args.seed}
     for name, mode in MODES.items():
         report[name] = {
