@@ -15,7 +15,13 @@ first: improvd already hears it in its key): the dead air's median, p90 and max 
 seconds, split by where the call ends (``on_bar_line``: its last note off on a bar line), how many answers came in
 the middle of a call (a barge-in: the phrase end came too soon) and which calls had no answer note after their
 end, and for ``bars`` the extra bars: how many bars after the player's 4th bar the answer's first note came (goal
-0). Prints one JSON object. Goals (issue 28): ``music`` median <= 1 beat, ``bars`` extra bars 0. About 70 s.
+0).
+
+``false_ends`` (``silence`` and ``music``): the first 8 bars of ``--validation`` tunes of the model's validation
+split (never its test tunes), each played whole as one call with its own rests, legato as written (``gate`` 1) and
+detached (each note released at ``gate`` 0.75 or 0.5 of its length, a 16th early for a quarter at 0.75): the share of
+calls whose phrase end came before their last note off (the answer barging in on a player who had not finished).
+Prints one JSON object. Goals (issue 28): ``music`` median <= 1 beat, ``bars`` extra bars 0. About 90 s.
 """
 
 from __future__ import annotations
@@ -38,6 +44,8 @@ from improvd.core.notes import PlayedNote
 from improvd.core.simulate import call_messages, drive, notes_of, perform
 
 CALL_BARS = 4
+PLAYED_BARS = 8  # false ends: each validation tune's first 8 bars, one call
+GATES = (1.0, 0.75, 0.5)  # false ends: each note sounds this share of its written length
 AGAIN_BARS = 8  # the second playing of a call starts this many bars after the first one's end
 MODES = {"silence": {"phrase_end": "silence"}, "music": {"phrase_end": "music"}, "bars": {"turns": CALL_BARS}}
 
@@ -125,6 +133,53 @@ def _played_again(engine: Engine, notes: list[PlayedNote], turn_end: int) -> tup
     return second, turn_end + shift, notes_of(sent), events
 
 
+def played_tunes(model, bpm: float, tunes: int) -> list[tuple[str, str, list[PlayedNote]]]:
+    """(ident, meter, notes in seconds at ``bpm``): the first PLAYED_BARS bars of the first ``tunes`` tunes of the
+    model's validation split that have a metre the engine takes."""
+    from improvd.offline.call_reader import CallError, call_from_score
+    from improvd.offline.notation import ScoreError, collection_tune
+    from training.compare import DEFAULT_CACHE_DIR, split_of
+
+    collection, idents, _ = split_of(model, "validation", DEFAULT_CACHE_DIR)
+    found = []
+    for ident in idents:
+        try:
+            whole = call_from_score(collection_tune(collection, ident).score, None, ident, ident)
+        except (ScoreError, CallError):
+            continue
+        call, scale = whole.first_bars(PLAYED_BARS), whole.bpm / bpm
+        meter = f"{call.time_signature[0]}/{call.time_signature[1]}"
+        try:
+            Settings(meter=meter).validate()
+        except ValueError:
+            continue  # a metre the engine does not take
+        notes = [PlayedNote(n.pitch, n.start * scale, n.end * scale, n.velocity) for n in call.notes]
+        found.append((ident, meter, notes))
+        if len(found) == tunes:
+            break
+    return found
+
+
+def false_ends(model, mode: dict, bpm: float, played: list, seed: int) -> dict:
+    """For each gate in GATES, the share of ``played`` calls whose first phrase end came before their last note
+    off, and which."""
+    result = {}
+    for gate in GATES:
+        early = []
+        for ident, meter, notes in played:
+            detached = [PlayedNote(n.pitch, n.start, n.start + gate * (n.end - n.start), n.velocity) for n in notes]
+            engine = Engine(model, Settings(bpm=bpm, meter=meter, min_call_steps=8, response_bars=4, **mode), seed=seed)
+            last_off = max(n.end for n in detached)
+            for boundary in drive(engine, call_messages(detached), round(last_off / engine.step_seconds()) + 1):
+                if any(e.name == "phrase_end" for e in boundary.events):
+                    if boundary.time < last_off - 1e-9:
+                        early.append(ident)
+                    break
+        result[f"gate_{gate}"] = {"calls": len(played), "false_end_rate": round(len(early) / len(played), 3)}
+        result[f"gate_{gate}"]["false_ends"] = early
+    return result
+
+
 def _figures(name: str, gaps: list[float], beat: float) -> dict:
     if not gaps:
         return {}
@@ -144,15 +199,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bpm", type=float, default=100.0)
     parser.add_argument("--tunes", type=int, default=10, help="Essen test tunes (0: the hand-made phrases only)")
+    parser.add_argument("--validation", type=int, default=60, help="validation tunes played whole (0: none)")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     model = load_model(DEFAULT_MODEL_DIR)
+    played = played_tunes(model, args.bpm, args.validation) if args.validation else []
     report = {"bpm": args.bpm, "seed": args.seed}
     for name, mode in MODES.items():
         report[name] = {
             "first_call": measure(model, mode, args.bpm, args.tunes, args.seed, again=False),
             "call_again": measure(model, mode, args.bpm, args.tunes, args.seed, again=True),
         }
+        if played and "turns" not in mode:
+            report[name]["false_ends"] = false_ends(model, mode, args.bpm, played, args.seed)
     print(json.dumps(report, indent=2))
 
 

@@ -14,6 +14,7 @@ from improvd.core.simulate import drive
 from tests.helpers import PHRASE, call, run
 
 G_MAJOR = [(67, 0, 2), (69, 2, 2), (71, 4, 2), (72, 6, 2), (74, 8, 2), (66, 10, 2), (67, 12, 4)]  # moves the key
+C_MAJOR = [(60, 0, 2), (62, 2, 2), (64, 4, 2), (65, 6, 2), (67, 8, 2), (59, 10, 2), (60, 12, 4)]  # G_MAJOR in C
 
 
 @pytest.fixture(scope="module")
@@ -102,6 +103,28 @@ def test_a_long_call_that_moves_the_key_is_heard_again_before_its_phrase_end(shi
     assert events[-1].data["transposition"] != 0  # the key moved: the call was heard again
     assert counts[phrase_end] <= PHRASE_END_STEPS, counts[phrase_end]
     assert max(counts) <= 24, max(counts)  # 129 and the silent steps, evenly over the 6 ticks before the phrase end
+
+
+@pytest.mark.parametrize(
+    ("changes", "bars"), [({"key": "G major"}, 4), ({"phrase_end": "music"}, 4), ({"turns": 2}, 2)]
+)
+def test_a_call_in_a_moved_key_is_heard_again_while_it_is_played(shipped, changes, bars):
+    """A call in G major (or in C with the key stated as G major): the spare LSTM hears it on the white keys from
+    the 16th its collection moves, so no tick, the phrase end's least, hears the whole call again, with the key
+    stated, the music's phrase end two 16ths into the silence of a 4-bar call, or a player's turn of 2 bars. Before,
+    the priming began at the second silent 16th and went by the call's own collection, not the stated key: the
+    phrase end heard the call again at once: 76 LSTM steps at the phrase end with the key stated, 10 with "music",
+    35 with turns."""
+    notes = [
+        (pitch + (0 if "key" in changes else 7), start + 16 * bar, length)
+        for bar in range(bars)
+        for pitch, start, length in C_MAJOR
+    ]
+    engine = Engine(shipped, Settings(**{"min_call_steps": 4, **changes}), seed=7, predictor=Counting)
+    counts, phrase_end, events = steps_a_tick(engine, call(notes), 120)
+    assert events[-1].data["transposition"] == 5  # G major moved onto the white keys
+    assert counts[phrase_end] <= PHRASE_END_STEPS, counts[phrase_end]
+    assert max(counts) <= TICK_STEPS, max(counts)
 
 
 def test_a_key_change_primed_in_slices_answers_as_hearing_the_call_again_at_once(shipped, monkeypatch):

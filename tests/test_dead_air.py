@@ -28,15 +28,16 @@ def event(events: list, name: str):
 
 
 def test_a_phrase_that_filled_four_bars_is_answered_within_a_beat_not_a_bar(model):
-    """The call fills 4 bars and falls silent on the bar line at step 64: the phrase ends a 16th later and the first
-    note comes by the next beat (step 68); with ``"silence"`` 8 silent 16ths, then the next bar line (step 80)."""
+    """The call fills 4 bars and falls silent on the bar line at step 64: two silent 16ths end the phrase (one is
+    staccato) and the first note comes by the next beat (step 68); with ``"silence"`` 8 silent 16ths, then the next
+    bar line (step 80)."""
     holding = favouring(model, "_")  # a model that would hold the silence: its first note is the latest allowed
     music = Engine(holding, Settings(bpm=BPM, min_call_steps=4, response_bars=2, phrase_end="music"), seed=1)
     sent, events = run(music, call(FOUR_BARS), 110)
-    assert event(events, "phrase_end").time == pytest.approx(65 * STEP)
+    assert event(events, "phrase_end").time == pytest.approx(66 * STEP)
     assert first_note(sent, 64 * STEP) == pytest.approx(68 * STEP)
     start = event(events, "response_start").data
-    assert (start["first_step"], start["entry"]) == (66, 64)  # its bars counted from the bar line it enters after
+    assert (start["first_step"], start["entry"]) == (67, 64)  # its bars counted from the bar line it enters after
     assert event(events, "response_end").time == pytest.approx(96 * STEP)  # two bars: it still ends on a bar line
     silence = Engine(holding, Settings(bpm=BPM, min_call_steps=4, response_bars=2, phrase_end="silence"), seed=1)
     sent, events = run(silence, call(FOUR_BARS), 120)
@@ -44,30 +45,76 @@ def test_a_phrase_that_filled_four_bars_is_answered_within_a_beat_not_a_bar(mode
     assert first_note(sent, 64 * STEP) == pytest.approx(80 * STEP)
 
 
+def test_a_first_call_that_moves_the_key_is_answered_as_soon_as_one_on_the_white_keys(model):
+    """The spare LSTM hears a call in G major on the white keys while it is played, so a fresh engine's first call
+    ends at its second silent 16th too. Before, the priming began at the call's second silent 16th and the phrase
+    end waited for it (step 69 at 16 steps a tick)."""
+    in_g = [((67, 72, 71, 66)[k % 4], 4 * k, 4) for k in range(16)]  # F sharp: the collection of G major
+    engine = Engine(favouring(model, "_"), Settings(bpm=BPM, min_call_steps=4, phrase_end="music"), seed=1)
+    sent, events = run(engine, call(in_g), 110)
+    assert event(events, "phrase_end").time == pytest.approx(66 * STEP)
+    assert event(events, "response_start").data["transposition"] == 5  # G major moved onto the white keys
+    assert first_note(sent, 64 * STEP) == pytest.approx(68 * STEP)
+
+
 def test_a_pickup_counts_with_the_bar_it_leads_into(model):
     notes = [(59, 8, 8), *((p, s + 16, n) for p, s, n in FOUR_BARS)]  # half a bar of pickup, then 4 bars to 80
     engine = Engine(favouring(model, "_"), Settings(bpm=BPM, min_call_steps=4, phrase_end="music"), seed=1)
     _, events = run(engine, call(notes), 100)
-    assert event(events, "phrase_end").time == pytest.approx(81 * STEP)
+    assert event(events, "phrase_end").time == pytest.approx(82 * STEP)
 
 
-def test_a_call_that_falls_silent_in_its_last_beat_ends_on_the_bar_line(model):
-    notes = [*FOUR_BARS[:-1], (71, 60, 2)]  # released at step 62, half a beat before the bar line
+def test_a_call_that_falls_silent_on_its_last_beat_ends_on_the_bar_line(model):
+    """Released on the last beat line before the bar line that ends its 4th bar (a half note, then a quarter's
+    rest): the answer starts on that bar line, its first note there at the latest. Before, a silence begun on the
+    beat line waited for ``phrase_end_steps`` (step 68) and the first note came a bar later."""
+    notes = [*FOUR_BARS[:-2], (71, 56, 4)]  # released at step 60
     engine = Engine(favouring(model, "_"), Settings(bpm=BPM, min_call_steps=4, phrase_end="music"), seed=1)
     sent, events = run(engine, call(notes), 110)
-    assert event(events, "phrase_end").time == pytest.approx(63 * STEP)  # a silent 16th: it may start on the bar line
+    assert event(events, "phrase_end").time == pytest.approx(63 * STEP)  # the bar line's step opens next
     assert event(events, "response_start").data["first_step"] == 64
-    assert first_note(sent, 62 * STEP) == pytest.approx(64 * STEP)  # the latest: that bar line, a beat line
+    assert first_note(sent, 60 * STEP) == pytest.approx(64 * STEP)
+
+
+def test_notes_released_early_at_the_fourth_bar_line_are_no_phrase_end(model):
+    """A player who releases each quarter a 16th early leaves a 16th of silence before every bar line: at the 4th
+    that is the call's own articulation, not its end. One phrase end, after the 8th bar: two silent 16ths (the
+    silence a 16th longer than the call leaves after a quarter). Before, the answer came in after the 4th bar and
+    the player's next note stopped it."""
+    detached = [((60, 65, 64, 71)[k % 4], 4 * k, 3) for k in range(32)]  # 8 bars, the last released at step 127
+    engine = Engine(favouring(model, "_"), Settings(bpm=BPM, min_call_steps=4, phrase_end="music"), seed=1)
+    _, events = run(engine, call(detached), 170)
+    assert [e.time for e in events if e.name == "phrase_end"] == [pytest.approx(129 * STEP)]
+    assert not any(e.name == "barge_in" for e in events)
+
+
+def test_a_beat_of_half_notes_gets_the_first_note_by_the_next_quarter(model):
+    """In 4/2 the beat is a half note: the answer's first note comes by the next quarter line (step 132, a beat of
+    the answer's grid a player counts in quarters), not the next half-note beat (step 136)."""
+    notes = [((60, 65, 64, 71)[k % 4], 8 * k, 8) for k in range(16)]  # 4 bars of 4/2 in half notes, to step 128
+    engine = Engine(favouring(model, "_"), Settings(bpm=BPM, min_call_steps=4, meter="4/2", phrase_end="music"), seed=1)
+    sent, events = run(engine, call(notes), 200)
+    assert event(events, "phrase_end").time == pytest.approx(130 * STEP)
+    assert first_note(sent, 128 * STEP) == pytest.approx(132 * STEP)
+
+
+def test_a_silence_in_the_last_half_bar_ends_the_call_on_the_bar_line(model):
+    """Released two beats before the bar line that ends the 4th bar (a half-bar rest closes the phrase): the answer
+    starts on that bar line, its first note there at the latest. Before, the silence rule ended it at step 64 and
+    the first note came on the next beat (68)."""
+    engine = Engine(favouring(model, "_"), Settings(bpm=BPM, min_call_steps=4, phrase_end="music"), seed=1)
+    sent, events = run(engine, call(FOUR_BARS[:-2]), 110)  # released at step 56
+    assert event(events, "phrase_end").time == pytest.approx(63 * STEP)
+    assert first_note(sent, 56 * STEP) == pytest.approx(64 * STEP)
 
 
 def test_earlier_in_the_bar_the_silence_ends_it_and_the_answer_enters_by_the_next_beat(model):
+    notes = [*FOUR_BARS[:-4], (64, 48, 2)]  # released at step 50, half a beat after the bar's second beat line
     engine = Engine(favouring(model, "_"), Settings(bpm=BPM, min_call_steps=4, phrase_end="music"), seed=1)
-    sent, events = run(engine, call(FOUR_BARS[:-2]), 110)  # released at step 56, two beats before the bar line
-    assert event(events, "phrase_end").time == pytest.approx(64 * STEP)  # phrase_end_steps: 56 to 63
-    assert first_note(sent, 56 * STEP) == pytest.approx(68 * STEP)  # the first step is 65, the next beat 68
-    silence = Engine(favouring(model, "_"), Settings(bpm=BPM, min_call_steps=4, phrase_end="silence"), seed=1)
-    sent, _ = run(silence, call(FOUR_BARS[:-2]), 110)
-    assert first_note(sent, 56 * STEP) == pytest.approx(80 * STEP)
+    sent, events = run(engine, call(notes), 110)
+    assert event(events, "phrase_end").time == pytest.approx(58 * STEP)  # phrase_end_steps: 50 to 57
+    assert first_note(sent, 50 * STEP) == pytest.approx(60 * STEP)  # the first step is 59, the next beat 60
+    assert event(events, "response_start").data["entry"] == 64  # "silence" would force it there: a bar line
 
 
 def test_a_rest_after_two_bars_or_a_two_bar_call_waits_for_the_silence(model):
@@ -76,7 +123,7 @@ def test_a_rest_after_two_bars_or_a_two_bar_call_waits_for_the_silence(model):
     rest = [*FOUR_BARS[:8], *FOUR_BARS[9:]]  # silent from the bar line at step 32 to 36
     engine = Engine(favouring(model, "_"), Settings(bpm=BPM, min_call_steps=4, phrase_end="music"), seed=1)
     _, events = run(engine, call(rest), 100)
-    assert [e.time for e in events if e.name == "phrase_end"] == [pytest.approx(65 * STEP)]
+    assert [e.time for e in events if e.name == "phrase_end"] == [pytest.approx(66 * STEP)]
     short = Engine(favouring(model, "_"), Settings(bpm=BPM, min_call_steps=4, phrase_end="music"), seed=1)
     _, events = run(short, call(FOUR_BARS[:8]), 60)  # two bars, silent from step 32
     assert event(events, "phrase_end").time == pytest.approx(40 * STEP)
@@ -87,7 +134,7 @@ def test_a_long_note_never_ends_the_phrase_early(model):
     long_note = [*FOUR_BARS[:4], (67, 16, 16), *FOUR_BARS[8:]]
     engine = Engine(favouring(model, "_"), Settings(bpm=BPM, min_call_steps=4, phrase_end="music"), seed=1)
     _, events = run(engine, call(long_note), 100)
-    assert [e.time for e in events if e.name == "phrase_end"] == [pytest.approx(65 * STEP)]
+    assert [e.time for e in events if e.name == "phrase_end"] == [pytest.approx(66 * STEP)]
     assert not any(e.name == "barge_in" for e in events)
 
 

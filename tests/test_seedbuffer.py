@@ -9,7 +9,7 @@ import mido
 
 from improvd.core.engine import Engine, Settings
 from improvd.core.model import load_model
-from improvd.core.seedbuffer import STUCK_STEPS, SeedBuffer
+from improvd.core.seedbuffer import STUCK_STEPS, SeedBuffer, usual_gap
 from tests.helpers import run
 
 
@@ -187,3 +187,14 @@ def test_a_line_played_with_the_pedal_is_answered_exactly_as_without(tiny_model_
     (plain, plain_call), (pedalled, pedalled_call) = answer(False), answer(True)
     assert pedalled_call == plain_call and plain_call[:13:4] == ["72", "71", "69", "67"]
     assert pedalled == plain and plain
+
+
+def test_the_usual_gap_scales_the_calls_articulation_to_its_last_note():
+    """Legato leaves none; quarters released a 16th early leave one after a quarter and two after a half note; a
+    notated rest among legato notes is no articulation (the median over the notes)."""
+    assert usual_gap(["60", "_", "_", "_", "62", "_", "_", "_", "64", "r"]) == 0
+    detached = ["60", "_", "_", "r", "62", "_", "_", "r"]
+    assert usual_gap([*detached, "64", "_", "_", "r"]) == 1
+    assert usual_gap([*detached, "64", "_", "_", "_", "_", "_", "r", "_"]) == 2
+    assert usual_gap(["60", "_", "62", "_", "r", "_", "_", "_", "64", "_", "65", "_", "67", "_", "r"]) == 0
+    assert usual_gap(["r", "60", "_", "r"]) == usual_gap([]) == 0

@@ -48,8 +48,9 @@ silent steps (no key down and no note held by the pedal) after a call of at
 least ``min_call_steps`` played steps, at the first tick after ``respond_now``,
 or when the call reaches ``max_call_steps``. A call too short to answer is
 forgotten once the silence is long enough. With ``phrase_end = "music"`` a call
-that fills 4 or 8 bars ends sooner, at the first silent step of the bar line
-that ends them (``_sounds_over``). With ``turns`` a number of bars, the call
+that fills 4 or 8 bars and falls silent in the last half bar (or beat) before
+the bar line that ends them ends sooner: two silent steps, or as many more as the player's own
+articulation leaves after its last note (``_sounds_over``). With ``turns`` a number of bars, the call
 ends at the tick before the bar line that ends the player's turn, whatever it
 played, and the answer fills as many bars from that bar line.
 
@@ -79,8 +80,8 @@ Where it sounds (``AnswerPlan``). Bar lines fall every ``bar_steps(meter)``
 steps from the grid origin. The model places the first note itself (holds and
 rests of the silence may come first), but a note is forced on the first bar
 line at or after the first answer step if none came before: at most a bar of
-silence (with ``phrase_end = "music"``, on the first beat line at or after it, and the
-answer's bars count from the bar line before it when it falls in that bar's
+silence (with ``phrase_end = "music"``, on the first beat line at or after it, a quarter line in a metre of
+half-note beats, and the answer's bars count from the bar line before it when it falls in that bar's
 first beat: ``AnswerPlan.latest``). With ``response_steps`` None the answer fills ``response_bars`` bars
 after that bar line (with ``"match"``, as many as the call played in:
 ``_call_bars``) and ends on a bar line; otherwise it lasts
@@ -156,7 +157,7 @@ from improvd.core.recall import SessionMemory
 from improvd.core.runtime import LSTMRuntime
 from improvd.core.sampler import Sampler
 from improvd.core.schema import MATCH_BARS
-from improvd.core.seedbuffer import SeedBuffer
+from improvd.core.seedbuffer import SeedBuffer, usual_gap
 from improvd.core.settings import Settings
 from improvd.core.songcache import SongCache
 from improvd.core.styles import Handover, Styles
@@ -451,31 +452,34 @@ class Engine:
             self._follow_ahead(time)
 
     def _prime_ahead(self, symbol: str) -> None:
-        """Once the call has fallen silent its collection is known: if it moved, the spare LSTM hears the call on
-        the new white keys, a slice a tick (PRIME_STEPS, or more to catch up by the tick before the phrase end's),
-        and takes over once it has caught up (at the phrase end at the latest: ``_rekey``). Not with
-        ``follow_tempo``: its phrase end hears the call again anyway (``_follow``)."""
+        """While the call sounds, the spare LSTM hears it on the white keys of the collection that holds most of its
+        sounding time so far, from the step that collection moves away from the one the engine's LSTM hears it in:
+        PRIME_STEPS a tick to catch up, then a step a tick. The engine's LSTM hears it on too, in case the call
+        comes back. From the call's first silent step the one whose collection the call ended in is kept; the spare
+        takes over once it has caught up (in the silence, as many steps a tick as catch up by the tick before the
+        phrase end's; at the phrase end at the latest: ``_rekey``). So a call is heard in its key by its second
+        silent step unless its last notes moved it to a third collection, and ``phrase_end = "music"`` need not wait.
+        Not with ``follow_tempo``: its phrase end hears the call again anyway (``_follow``)."""
         priming = self._priming
         if self.settings.follow_tempo:
             priming.cancel()
             return
         if priming.shift is not None:
             priming.feed(self._index_of(symbol, priming.shift))
-        if self._buffer.silent_steps == SILENT_STEPS:
+        silent = self._buffer.silent_steps
+        if silent <= 1:
             call = self._buffer.last_note_symbols()
-            shift = diatonic_shift(call)
-            if shift != priming.shift:
-                if shift == self._shift:
-                    priming.cancel()  # the call came back to the collection the LSTM hears it in
-                elif self._resting:
-                    priming.cancel()
-                    self._shift = shift  # style auto: the candidates hear the call again (_hear_styles)
-                else:
-                    priming.begin(shift, [self._index_of(s, shift) for s in call], self._place_of(call))
+            shift = _shift_for(call, self._stated_key())
+            if silent and shift == self._shift:
+                priming.cancel()  # the call ended in the collection the LSTM hears it in
+            elif shift not in (self._shift, priming.shift) and self._resting:
+                self._shift = shift  # style auto: the candidates hear the call again (_hear_styles)
+            elif shift not in (self._shift, priming.shift):
+                priming.begin(shift, [self._index_of(s, shift) for s in call], self._place_of(call))
         if priming.shift is not None:
-            ticks = self.settings.phrase_end_steps - self._buffer.silent_steps  # left before the phrase end's
-            priming.advance(max(PRIME_STEPS, -(-priming.pending // ticks)) if ticks > 0 else None)
-            if priming.done:
+            ticks = self.settings.phrase_end_steps - silent  # left before the phrase end's
+            priming.advance(max(PRIME_STEPS, -(-priming.pending // ticks)) if silent and ticks > 0 else None)
+            if priming.done and silent:
                 self._swap()
 
     def _hear_styles(self, symbol: str | None) -> None:
@@ -552,13 +556,13 @@ class Engine:
     def _sounds_over(self) -> bool:
         """With ``phrase_end = "music"``, the call is over before ``phrase_end_steps`` of silence when it has filled
         whole bars: it fell silent on the bar line that ends its 4th or 8th bar (the lengths of a phrase; counted
-        from the first bar line at or after its first note, a pickup leading into it) or within the beat before it,
-        and the answer may start on that bar line (its first silent 16th is closed, the step before that bar line
-        open) or, after a silence begun on it, as soon as that 16th is closed. A rest inside a phrase falls elsewhere in it; the model's own
-        probability of a note does not tell them apart (bench/dead_air.py). The LSTM must hear the call in the key
-        it is answered in: a call that moved the key waits for the spare LSTM's priming (and style auto's candidates
-        for theirs), so that no tick hears the whole call again (not with ``follow_tempo``, whose phrase end hears it
-        again anyway)."""
+        from the first bar line at or after its first note, a pickup leading into it) or in the half bar (or beat,
+        whichever is longer) before it, and its silence has gone on longer than the player's own articulation leaves after
+        that last note (``_over_at``); the answer may start on that bar line. A rest inside a phrase falls elsewhere
+        in it; the model's own probability of a note does not tell them apart (bench/dead_air.py). The LSTM must hear
+        the call in the key it is answered in: a call whose last notes moved the key waits for the spare LSTM's
+        priming (and style auto's candidates for theirs), so that no tick hears the whole call again (not with
+        ``follow_tempo``, whose phrase end hears it again anyway)."""
         over = self._over_at()
         if over is None or self._grid.step < over:
             return False
@@ -570,16 +574,20 @@ class Engine:
 
     def _over_at(self) -> int | None:
         """With ``phrase_end = "music"``, the open step from which the call in its silence is over by the music
-        (``_sounds_over``), or None where its silence began elsewhere than in the beat before a phrase's bar line."""
+        (``_sounds_over``), or None where its silence began elsewhere than in the half bar (or beat) before a phrase's
+        bar line:
+        the step before that bar line, once SILENT_STEPS silent steps are closed (a 16th is staccato) and more than
+        the call's articulation leaves after its last note (improvd.core.seedbuffer.usual_gap: a player who releases
+        every note early is not over at the first gap)."""
         s = self.settings
         bar, beat = bar_steps(s.meter), beat_steps(s.meter)
         silence = self._grid.step - self._buffer.silent_steps  # the first silent step
         line = next_bar_line(silence, s.meter)
-        if s.phrase_end != "music" or line - silence >= beat:
+        if s.phrase_end != "music" or line - silence > max(beat, bar // 2):
             return None
         if (line - next_bar_line(self._call_first, s.meter)) // bar not in PHRASE_BARS:
             return None
-        return line - 1
+        return max(line - 1, silence + max(SILENT_STEPS, usual_gap(self._buffer.last_note_symbols()) + 1))
 
     def _turn_of(self, step: int) -> int | None:
         """With ``turns`` a number of bars, the bar line that ends the player's turn begun by a note on ``step``: its
@@ -772,7 +780,8 @@ class Engine:
         music = s.phrase_end == "music" and s.turns == "phrase"
         if music and first % bar < beat:
             entry = first - first % bar
-        latest = first + (-first) % beat if music else None
+        pulse = 4 if beat % 4 == 0 else beat  # a beat of whole quarters: the next quarter
+        latest = first + (-first) % pulse if music else None
         if s.turns != "phrase":
             end = entry + int(s.turns) * bar
         elif s.response_steps is None:

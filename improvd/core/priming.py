@@ -2,11 +2,12 @@
 
 The engine hears the call on the white keys (improvd.core.keys.diatonic_shift). When the call's collection
 moves, the LSTM must hear the whole call again, moved: up to a buffer's length of steps (128 for the shipped
-model, several milliseconds). The engine starts that once the call has fallen silent for ``SILENT_STEPS`` steps, on a second runtime
-and song cache, ``PRIME_STEPS`` steps a tick while the phrase-end silence passes (more when that would not
-catch up by the tick before the phrase end's: a call of 128 steps takes 23-24 a tick with ``phrase_end_steps``
-8), and swaps it in once it has caught up (at the phrase end at the latest, where what is left is done at once:
-nothing, unless the call ended sooner than ``phrase_end_steps`` of silence). After an answer that the player played over, the call in progress
+model, several milliseconds). The engine starts that on a second runtime and song cache at the step the
+collection of the call so far moves, while it is played, ``PRIME_STEPS`` steps a tick (in the phrase-end silence,
+more when that would not catch up by the tick before the phrase end's: a call of 128 steps whose last notes moved
+it takes 23-24 a tick with ``phrase_end_steps`` 8), and swaps it in once the call is silent and it has caught up
+(at the phrase end at the latest, where what is left is done at once: nothing, unless the call ended sooner than
+``phrase_end_steps`` of silence). After an answer that the player played over, the call in progress
 is heard again the same way. A followed call's priming (improvd.core.follow) keeps checkpoints, so that the same call
 heard again with a note more starts from the last one that heard the same first steps.
 """

@@ -223,8 +223,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "phrase_end",
         "choice",
-        "music (your phrase ends where it sounds over: a short silence the model expects to go on, the answer "
-        "entering on the next beat) or silence (phrase_end_steps of silence, the answer from the next bar line)",
+        "music (a phrase that fills 4 or 8 bars ends at their bar line after two silent 16ths, or longer if you "
+        "play detached; the answer by the next beat) or silence (phrase_end_steps of silence, the answer from the "
+        "next bar line)",
         words=("music", "silence"),
         sources=STEERED,
     ),

@@ -17,7 +17,10 @@ player goes on: one lost note_off (or sustain-off) cannot hold a call open forev
 
 from __future__ import annotations
 
+import math
+import statistics
 from collections import deque
+from collections.abc import Sequence
 
 from improvd.core.encoding import HOLD, REST, is_pitch
 
@@ -159,3 +162,22 @@ def from_first_note(symbols: list[str]) -> list[str]:
         if is_pitch(symbol) or symbol == REST:
             return symbols[index:]
     return []
+
+
+def usual_gap(symbols: Sequence[str]) -> int:
+    """The silent steps the player would leave after the last note of ``symbols`` before playing on, at the call's
+    own articulation: that note's sounding steps times the usual ratio of silence to sound in its notes before
+    (the median over each note followed by another, the lower middle), rounded down; 0 for legato playing and for a
+    single note."""
+    ratios: list[float] = []
+    last = tail = 0  # the last note's sounding steps, and the silence after it
+    for symbol in symbols:
+        if is_pitch(symbol):
+            if last:
+                ratios.append(tail / last)
+            last, tail = 1, 0
+        elif symbol == REST or tail:
+            tail += 1
+        elif last:
+            last += 1
+    return math.floor(last * statistics.median_low(ratios) + 1e-9) if ratios else 0
