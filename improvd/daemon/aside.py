@@ -7,6 +7,8 @@ at a time, keeping off the interpreter around each send (``keep_off``: improvd.d
 next slice once the work is cancelled (the player played on). A phrase end it was not handed over for (``respond_now``
 and the like) hands it over then and answers two 16ths later. The engine takes the result at the phrase end when it
 is finished and does the same work itself when it is not: the answer never depends on this thread's timing.
+With ``style = "auto"`` the candidate models' steps of a call being played come here too (improvd.core.styles), each
+a job on a copy of a candidate's state that the timing thread takes back once it is done.
 """
 
 from __future__ import annotations
