@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from improvd.core.echo import WEIGHT, Echo
+from improvd.core.echo import ODDS, WEIGHT, Echo
 from improvd.core.engine import Engine, Settings
 from improvd.core.model import load_model
 from improvd.core.recall import ALPHA, CALL_STEPS, FADE, MATCHES, MIN_ORDER, SessionMemory
@@ -89,7 +89,7 @@ def test_a_call_whose_notes_lie_in_the_present_key_comes_back_as_played_else_mov
 
 def test_earlier_calls_are_laid_over_the_answer_under_the_present_one_and_speak_in_its_last_bar():
     """Two earlier calls in bars of 16 steps (an older one in bars of 12 is left out): echoes at FADE and FADE**2
-    of the present call's weight, mixed at once with it; from the present echo's ``until`` (the last bar) on, only they."""
+    of the present call's weight, each multiplying its symbol's odds at once with it; from the present echo's ``until`` (the last bar) on, only they."""
     kept = SessionMemory(8)
     for symbols, bar in ((["11", "11", "11", "11"], 12), (["3", "4", "5", "6"], 16), (["7", "8", "9", "10"], 16)):
         kept.remember(symbols, 0, 0, bar)
@@ -99,13 +99,15 @@ def test_earlier_calls_are_laid_over_the_answer_under_the_present_one_and_speak_
     assert len(earlier) == 2
     present = Echo({16: 2, 17: 2}, 16, 16, onsets, until=17, earlier=earlier)
     share = WEIGHT / 2  # (agreed + 1) / (onsets + 2), nothing heard yet
+    odds = {2: 1 + ODDS * share, 7: 1 + ODDS * share * FADE, 3: 1 + ODDS * share * FADE**2}  # "7": the last call's
+    total = V - 3 + sum(odds.values())  # each proposal multiplies its symbol's odds at once
     mixed = present.mix(BASE, 16)
-    assert mixed[2] == pytest.approx(share + (1 - share * (1 + FADE + FADE**2)) / V)
-    assert mixed[7] - mixed[0] == pytest.approx(share * FADE)  # the last call, "7" on the bar's first step
-    assert mixed[3] - mixed[0] == pytest.approx(share * FADE**2)
+    for symbol, factor in odds.items():
+        assert mixed[symbol] == pytest.approx(factor / total)
+    assert mixed[0] == pytest.approx(1 / total)
     assert mixed.sum() == pytest.approx(1.0)
     later = present.mix(BASE, 17)  # the present echo is silent from its last bar on; the earlier calls are not
-    assert later[2] == later[0] and later[8] - later[0] == pytest.approx(share * FADE)
+    assert later[2] == later[0] and later[8] / later[0] == pytest.approx(1 + ODDS * share * FADE)
 
 
 def test_another_vocabulary_keeps_the_calls_as_played_and_hears_them_in_it_once_attuned():

@@ -1,0 +1,52 @@
+"""The call's echo: its proposal raises the odds of the call's symbol, so the model's sense of where the answer
+can go from where it stands is kept."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from improvd.core.echo import ODDS, WEIGHT, Echo
+
+V = 8
+ONSETS = np.ones(V, bool)
+
+
+def echo(proposed: int) -> Echo:
+    """An echo of a call of one note (index ``proposed``) laid over an answer's first bar line, at step 16."""
+    return Echo({16: proposed}, 16, 16, ONSETS)
+
+
+def model(likely: float, proposed: int) -> np.ndarray:
+    """The model's probabilities: ``likely`` for the proposed symbol, the rest spread evenly."""
+    probabilities = np.full(V, (1 - likely) / (V - 1))
+    probabilities[proposed] = likely
+    return probabilities
+
+
+def test_the_call_s_note_is_taken_up_where_the_model_finds_it_likely_and_seldom_where_it_does_not():
+    """Nothing heard yet, the weight is WEIGHT / 2: the call's note's odds are multiplied by 1 + ODDS * that, so a
+    note the model gives 1 in 1000 (a leap it does not expect from where the answer stands) stays under 1 in 100,
+    where adding the weight as a share of the probability made it 0.4 whatever the model said."""
+    factor = 1 + ODDS * WEIGHT / 2
+    for likely in (0.001, 0.3):
+        mixed = echo(3).mix(model(likely, 3), 16)
+        odds = mixed[3] / (1 - mixed[3])
+        assert odds == pytest.approx(factor * likely / (1 - likely))
+        assert mixed.sum() == pytest.approx(1.0)
+    assert echo(3).mix(model(0.001, 3), 16)[3] < 0.01
+    assert echo(3).mix(model(0.3, 3), 16)[3] > 0.6
+
+
+def test_the_others_keep_their_proportions_and_an_echo_with_nothing_to_say_changes_nothing():
+    probabilities = np.array([0.1, 0.2, 0.3, 0.05, 0.15, 0.1, 0.05, 0.05])
+    mixed = echo(3).mix(probabilities, 16)
+    others = np.delete(np.arange(V), 3)
+    assert np.allclose(mixed[others] / mixed[others].sum(), probabilities[others] / probabilities[others].sum())
+    assert echo(3).mix(probabilities, 17) is probabilities  # the call has nothing at step 17
+
+
+def test_an_echo_trusted_fully_gives_its_proposal_alone(monkeypatch):
+    monkeypatch.setattr("improvd.core.echo.WEIGHT", 100.0)
+    mixed = echo(3).mix(model(0.001, 3), 16)
+    assert mixed[3] == 1.0 and mixed.sum() == 1.0
