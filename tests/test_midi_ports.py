@@ -357,3 +357,26 @@ def test_open_makes_every_jack_client_before_anything_is_timed(monkeypatch):
     watcher's look a second after ready, held the timing thread 1.2-2 s on a busy server in play tests."""
     ports, _ = probing_ports(monkeypatch, read_at_once=False)
     assert ports._probe_target == "improvd:in" and ports._monitoring  # aimed at its input and its output
+
+
+def test_a_send_the_monitor_hears_before_send_has_returned_is_no_lost_output(monkeypatch):
+    """The loop read the monitor while the timing thread's send had delivered and not yet returned (the interpreter
+    switched threads there): that send was then marked unheard after it was heard, and OUTPUT_LOST later the
+    server was checked and the monitor connected anew (JACK server round trips, the output port renamed) for
+    nothing."""
+    from improvd.daemon.ports import OUTPUT_LOST
+
+    ports, clock = clocked_ports(monkeypatch)
+    output = ports._out.handle
+    deliver = output.send_message
+
+    def delivered_then_read(message: list[int]) -> None:
+        deliver(message)
+        ports.probe()  # the loop's look at the monitor, before send_message returns
+
+    output.send_message = delivered_then_read
+    for note in range(60, 64):
+        ports.send([0x90, note, 90])
+        clock[0] += OUTPUT_LOST + 0.1
+        ports.probe()
+        assert not ports._output_reaimed  # nothing was lost: the monitor is left as it is

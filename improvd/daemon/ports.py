@@ -502,10 +502,10 @@ class MidiPorts:
         with self._out_lock:
             if self._out.connected is None:
                 return False
+            if self._unheard_since is None and self._monitoring:  # before the send: the loop may read it at once
+                self._unheard_since = time.monotonic()  # the monitor must hear something within OUTPUT_LOST
             self._out.handle.send_message(message)
-        self._active_at = now = time.monotonic()  # a player may barge in: the reader stays quick
-        if self._unheard_since is None and self._monitoring:
-            self._unheard_since = now  # the monitor must hear something within OUTPUT_LOST (``_check_output``)
+        self._active_at = time.monotonic()  # a player may barge in: the reader stays quick
         return True
 
     def poll(self) -> list[tuple[str, str, str]]:
