@@ -344,28 +344,14 @@ class MidiPorts:
         return True
 
     def _aim_probe(self) -> None:
-        """Connect the prober to improvd's own JACK input (the caller holds the input's lock).
-
-        rtmidi cannot name its own ports, so the input is renamed for a moment
-        to a name no other client has, found in the prober's list, and renamed back.
-        """
+        """Connect the prober to improvd's own JACK input (the caller holds the input's lock; ``_open_on_own``)."""
         if self._prober is None or self._in.connected is None:
             return
-        marker = f"{self._in.label}-improvd-{os.getpid()}-{time.monotonic_ns()}"
-        self._in.handle.set_port_name(marker)
-        try:
-            names = self._prober.get_ports()
-            found = next((i for i, name in enumerate(names) if name.endswith(":" + marker)), None)
-            if found is None:
-                log.warning("cannot find improvd's own JACK input port; unterminated SysEx will not be cleared")
-                return
-            if self._prober.is_port_open():
-                self._prober.close_port()
-            self._prober.open_port(found, "probe")
-        finally:
-            self._in.handle.set_port_name(self._in.label)
-        self._probe_target = names[found].rsplit(":", 1)[0] + ":" + self._in.label
-        self._probes_out = 0
+        target = _open_on_own(self._prober, "probe", self._in)
+        if target is None:
+            log.warning("cannot find improvd's own JACK input port; unterminated SysEx will not be cleared")
+            return
+        self._probe_target, self._probes_out = target, 0
 
     def probe(self) -> None:
         """JACK only, every PROBE_INTERVAL: the SysEx guard, and the check that improvd's JACK clients still run.
@@ -464,19 +450,9 @@ class MidiPorts:
         self._monitoring, self._unheard_since = False, None
         if self._monitor is None or self._out.connected is None:
             return
-        marker = f"{self._out.label}-improvd-{os.getpid()}-{time.monotonic_ns()}"
-        self._out.handle.set_port_name(marker)
-        try:
-            names = self._monitor.get_ports()
-            found = next((i for i, name in enumerate(names) if name.endswith(":" + marker)), None)
-            if found is None:
-                log.warning("cannot find improvd's own JACK output port; an output that stops will not be noticed")
-                return
-            if self._monitor.is_port_open():
-                self._monitor.close_port()
-            self._monitor.open_port(found, "monitor")
-        finally:
-            self._out.handle.set_port_name(self._out.label)
+        if _open_on_own(self._monitor, "monitor", self._out) is None:
+            log.warning("cannot find improvd's own JACK output port; an output that stops will not be noticed")
+            return
         self._monitoring = True
 
     def _fresh_client(self, role: str) -> rtmidi.MidiOut:
@@ -565,6 +541,27 @@ class MidiPorts:
             for client in (self._prober, self._monitor):
                 if client is not None:
                     client.delete()
+
+
+def _open_on_own(client: Any, port: str, side: _Side) -> str | None:
+    """Open ``client``'s port ``port`` connected to ``side``'s own JACK port; that port's JACK name (None: not found).
+
+    rtmidi cannot name its own ports, so ``side``'s is renamed for a moment
+    to a name no other client has, found in ``client``'s list, and renamed back.
+    """
+    marker = f"{side.label}-improvd-{os.getpid()}-{time.monotonic_ns()}"
+    side.handle.set_port_name(marker)
+    try:
+        names = client.get_ports()
+        found = next((i for i, name in enumerate(names) if name.endswith(":" + marker)), None)
+        if found is None:
+            return None
+        if client.is_port_open():
+            client.close_port()
+        client.open_port(found, port)
+    finally:
+        side.handle.set_port_name(side.label)
+    return names[found].rsplit(":", 1)[0] + ":" + side.label
 
 
 def list_ports(api: str) -> dict[str, list[str]]:
