@@ -167,7 +167,7 @@ SUSTAIN = 64
 ALL_NOTES_OFF = 123
 HEARD_MESSAGES = 256  # the call's last messages kept for following its tempo (128 notes; the phrase end replays them)
 COMPOUND_STEPS = 6  # 16ths in a compound metre's beat (a dotted quarter: 6/8, 9/8, 12/8)
-PHRASE_BARS = (4, 8)  # phrase_end = "music": a call that fills this many bars ends at its bar line's silent 16th
+PHRASE_BARS = (4, 8)  # phrase_end = "music": a call that fills this many bars may end by its silence (``_over_at``)
 FOLLOW_AHEAD = 4  # clock = "follow" with ``aside``: the follow work starts this many 16ths before the phrase end due
 FOLLOW_WAIT = 2  # ... and a phrase end it was not started for waits this many 16ths for it (``_wait_for_follow``)
 

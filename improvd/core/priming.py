@@ -47,9 +47,10 @@ class Priming:
         self, shift: int, indices: list[int], place: Place, earlier: Priming | None = None, keep: bool = False
     ) -> None:
         """Start hearing, moved by ``shift``, a call whose LSTM indices so far are ``indices``, the first of them at
-        ``place`` in its bar. ``keep``: keep a checkpoint every CHECKPOINT_STEPS steps; and start from the last of
-        ``earlier``'s (a priming from the same start, perhaps still going on in another thread) that heard what this
-        one hears first (the same shift, place and first indices): the same state, in fewer steps."""
+        ``place`` in its bar, from the last checkpoint of ``earlier`` (a priming from the same start begun with
+        ``keep``, perhaps still going on in another thread) that heard what this one hears first (the same shift,
+        place and first indices): the same state, in fewer steps. ``keep``: keep a checkpoint every CHECKPOINT_STEPS
+        steps (those taken from ``earlier`` too)."""
         self.shift = shift
         song = [self._song_end, *indices]
         self._pending = deque(song)
