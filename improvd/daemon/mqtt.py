@@ -632,7 +632,7 @@ class ControlPlane:
 
     async def _last_words(self, client: aiomqtt.Client) -> None:
         for name, data in list(self._events)[-LAST_EVENTS:]:
-            await client.publish(self.topic("events"), json.dumps({"event": name, **data}, default=str), qos=0)
+            await client.publish(self.topic("events"), _event_payload(name, data), qos=0)
         self._events.clear()
         await client.publish(self.topic("status"), b"offline", qos=1, retain=True)
 
@@ -699,9 +699,14 @@ class ControlPlane:
                 self._raise_if_stopping()  # a PUBACK in the same turn as the stop would keep this loop alive for ever
             while self._events:
                 name, data = self._events.popleft()
-                await client.publish(self.topic("events"), json.dumps({"event": name, **data}, default=str), qos=1)
+                await client.publish(self.topic("events"), _event_payload(name, data), qos=1)
                 self._raise_if_stopping()
             await asyncio.sleep(STATE_INTERVAL)
+
+
+def _event_payload(name: str, data: dict) -> str:
+    """An event as published on the events topic: ``{"event": name, ...data}``."""
+    return json.dumps({"event": name, **data}, default=str)
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
