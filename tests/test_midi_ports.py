@@ -380,3 +380,60 @@ def test_a_send_the_monitor_hears_before_send_has_returned_is_no_lost_output(mon
         clock[0] += OUTPUT_LOST + 0.1
         ports.probe()
         assert not ports._output_reaimed  # nothing was lost: the monitor is left as it is
+
+
+def test_an_input_port_back_gets_a_fresh_wait_for_its_first_probe(monkeypatch):
+    """The prober connected anew had heard nothing yet (a patchbay cut it again) when the player's port went away;
+    it came back, and at the port watcher's next look the input counted as silent since before the port went: the
+    daemon ended ("its JACK client stopped running") before the reconnected input's first probe was even sent."""
+    import threading
+
+    from improvd.daemon import ports as port_module
+    from improvd.daemon.ports import PROBE_LOST
+
+    clock = [100.0]
+    monkeypatch.setattr(port_module.time, "monotonic", lambda: clock[0])
+    source, output = LoopbackInput(), LoopbackOutput()
+    source.ports = ["keys:out"]
+    cut = [True]  # the patchbay cuts the prober from the input
+
+    class Prober(FakeHandle):
+        def get_ports(self) -> list[str]:
+            return [f"improvd:{source.name}"]
+
+        def open_port(self, index: int, name: str) -> None:
+            self.opened = self.get_ports()[index]
+
+        def send_message(self, message: list[int]) -> None:
+            super().send_message(message)
+            if not cut[0]:
+                source.queue.append((list(message), 0.0))
+
+    made: list[str] = []
+
+    def create(kind: type, api: str) -> FakeHandle:
+        made.append(kind.__name__)
+        if kind is rtmidi.MidiIn:
+            return source if made.count("MidiIn") == 1 else Monitor(output)
+        return output if made.count("MidiOut") == 1 else Prober([])
+
+    ports = MidiPorts("jack", "keys", "", lambda data, arrival: None, False, create=create)
+    ports._reader = threading.Thread(target=lambda: None)
+    ports.open()
+    while not ports._input_reaimed:  # nothing comes back: the server checked, the prober connected anew
+        clock[0] += 1.0
+        ports.probe()
+    source.ports.clear()
+    assert ports.poll() == [("port_lost", "input", "keys:out")]
+    for _ in range(int(PROBE_LOST) - 1):
+        clock[0] += 1.0
+        ports.probe()
+        ports.poll()
+    clock[0] += 0.9
+    cut[0] = False  # the patchbay leaves the new connection alone
+    source.ports.append("keys:out")
+    assert ports.poll() == [("port_back", "input", "keys:out")]
+    for _ in range(2 * int(PROBE_LOST)):
+        clock[0] += 0.5
+        ports.probe()  # its probes come back
+    assert not ports._input_reaimed

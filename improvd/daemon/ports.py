@@ -352,6 +352,7 @@ class MidiPorts:
             log.warning("cannot find improvd's own JACK input port; unterminated SysEx will not be cleared")
             return
         self._probe_target, self._probes_out = target, 0
+        self._probe_back_at = time.monotonic()  # a prober aimed afresh has PROBE_LOST to hear its first probe back
 
     def probe(self) -> None:
         """JACK only, every PROBE_INTERVAL: the SysEx guard, and the check that improvd's JACK clients still run.
