@@ -267,6 +267,21 @@ def test_the_beat_is_plain_floats_for_the_log_and_the_state():
     assert all(type(value) is float for value in (beat.bpm, beat.origin, beat.fit, beat.start_bpm, beat.until))
 
 
+@pytest.mark.parametrize("start_bpm", [80.0, 99.99, 100.0, 100.01, 125.0])
+def test_the_replay_places_each_beat_of_a_ramp_where_the_drift_fit_does_bit_for_bit(start_bpm):
+    """``Beat.time`` (the replay, in plain floats) and the drift fit (``_ramp_minutes``, on arrays) write the tempo
+    ramp's minutes twice: on the series where the ramp is nearly steady, and on ``log1p`` beyond it."""
+    import numpy as np
+
+    from improvd.core.tempo import Beat, _ramp_minutes
+
+    beat = Beat(bpm=100.0, origin=1.5, fit=1.0, start_bpm=start_bpm, until=64.0)
+    start, slope = beat._ramp()
+    beats = np.arange(0, 64.25, 0.25)
+    fitted = beat.origin + 60.0 * _ramp_minutes(beats, start, slope)
+    assert [beat.time(float(u)) for u in beats] == fitted.tolist()
+
+
 def test_a_long_call_is_followed_from_its_last_notes_only(model, monkeypatch):
     """A 2,200-note call: the tempo fit took 116 ms on the timing thread and sends went out up to 197 ms late.
     The phrase end now replays the call's last HEARD_MESSAGES messages and fits the last MAX_ONSETS onsets."""
