@@ -140,6 +140,27 @@ class Monitor(LoopbackInput):
         self.opened, self.output.monitor = None, None
 
 
+class Prober(FakeHandle):
+    """improvd's prober: lists the input's port and, opened on it, sends its F7s there (unless ``cut``: a SysEx left
+    open eats them, or a patchbay cut the connection); ``after_send`` runs before send_message returns."""
+
+    def __init__(self, source: LoopbackInput, cut: bool = False, after_send=lambda: None) -> None:
+        super().__init__([])
+        self.source, self.cut, self.after_send = source, cut, after_send
+
+    def get_ports(self) -> list[str]:
+        return [f"improvd:{self.source.name}"]
+
+    def open_port(self, index: int, name: str) -> None:
+        self.opened = self.get_ports()[index]
+
+    def send_message(self, message: list[int]) -> None:
+        super().send_message(message)
+        if not self.cut:
+            self.source.queue.append((list(message), 0.0))
+        self.after_send()
+
+
 def probing_ports(monkeypatch, swallowing: bool = False, read_at_once: bool = True):
     """JACK MidiPorts on fakes; ``read_at_once``: the timing thread reads the input while the probe's
     send_message has not yet returned (the interpreter switched threads there)."""
@@ -152,27 +173,18 @@ def probing_ports(monkeypatch, swallowing: bool = False, read_at_once: bool = Tr
     heard: list[list[int]] = []
     source = LoopbackInput()
     holder: dict = {}
-
-    class Prober(FakeHandle):
-        def get_ports(self) -> list[str]:
-            return [f"improvd:{source.name}"]
-
-        def open_port(self, index: int, name: str) -> None:
-            self.opened = self.get_ports()[index]
-
-        def send_message(self, message: list[int]) -> None:
-            super().send_message(message)
-            if not swallowing:
-                source.queue.append((list(message), 0.0))
-            if read_at_once:
-                holder["ports"].read_before_tick()
-
     output = LoopbackOutput()
+
+    def read() -> None:
+        if read_at_once:
+            holder["ports"].read_before_tick()
 
     def create(kind: type, api: str) -> FakeHandle:
         if kind is rtmidi.MidiIn:
             return source if "output" not in holder else Monitor(output)
-        return output if "output" not in holder else Prober([])  # improvd's output, then the prober (and checks)
+        if "output" not in holder:
+            return output
+        return Prober(source, swallowing, read)  # the prober (and the server's checks)
 
     ports = MidiPorts("jack", "", "", lambda data, arrival: heard.append(data), False, create=create)
     holder["ports"], holder["output"] = ports, True
@@ -395,27 +407,13 @@ def test_an_input_port_back_gets_a_fresh_wait_for_its_first_probe(monkeypatch):
     monkeypatch.setattr(port_module.time, "monotonic", lambda: clock[0])
     source, output = LoopbackInput(), LoopbackOutput()
     source.ports = ["keys:out"]
-    cut = [True]  # the patchbay cuts the prober from the input
-
-    class Prober(FakeHandle):
-        def get_ports(self) -> list[str]:
-            return [f"improvd:{source.name}"]
-
-        def open_port(self, index: int, name: str) -> None:
-            self.opened = self.get_ports()[index]
-
-        def send_message(self, message: list[int]) -> None:
-            super().send_message(message)
-            if not cut[0]:
-                source.queue.append((list(message), 0.0))
-
     made: list[str] = []
 
     def create(kind: type, api: str) -> FakeHandle:
         made.append(kind.__name__)
         if kind is rtmidi.MidiIn:
             return source if made.count("MidiIn") == 1 else Monitor(output)
-        return output if made.count("MidiOut") == 1 else Prober([])
+        return output if made.count("MidiOut") == 1 else Prober(source, cut=True)  # a patchbay cuts the prober
 
     ports = MidiPorts("jack", "keys", "", lambda data, arrival: None, False, create=create)
     ports._reader = threading.Thread(target=lambda: None)
@@ -430,7 +428,7 @@ def test_an_input_port_back_gets_a_fresh_wait_for_its_first_probe(monkeypatch):
         ports.probe()
         ports.poll()
     clock[0] += 0.9
-    cut[0] = False  # the patchbay leaves the new connection alone
+    ports._prober.cut = False  # the patchbay leaves the new connection alone
     source.ports.append("keys:out")
     assert ports.poll() == [("port_back", "input", "keys:out")]
     for _ in range(2 * int(PROBE_LOST)):
