@@ -61,13 +61,14 @@ C_MAJOR = [(60, 0, 2), (62, 2, 2), (64, 4, 2), (65, 6, 2), (67, 8, 4)]  # no tra
 
 @pytest.mark.parametrize("phrase_end_steps", [1, 4, 8, 16])
 def test_phrase_end_comes_exactly_after_the_release_and_the_answer_by_the_next_bar_line(model, phrase_end_steps):
-    engine = Engine(model, Settings(bpm=BPM, phrase_end_steps=phrase_end_steps, min_call_steps=4), seed=2)
+    settings = Settings(bpm=BPM, phrase_end_steps=phrase_end_steps, min_call_steps=4, phrase_end="silence")
+    engine = Engine(model, settings, seed=2)
     sent, events = run(engine, call(PHRASE), 80)
     phrase_end = next(e for e in events if e.name == "phrase_end")
     assert phrase_end.time == pytest.approx((12 + phrase_end_steps) * STEP)
     start = next(e for e in events if e.name == "response_start")
     assert start.data["first_step"] == 12 + phrase_end_steps + 1  # the step after the one open at the tick
-    assert start.data["entry"] == 16 if phrase_end_steps < 4 else 32  # the first bar line of 4/4 at or after it
+    assert start.data["entry"] == (16 if phrase_end_steps < 4 else 32)  # the first bar line of 4/4 at or after it
     first = min(t.time for t in sent if t.message.type == "note_on")
     assert phrase_end.time + STEP - 1e-9 <= first <= start.data["entry"] * STEP + 1e-9
     assert all(round(t.time / STEP, 9) % 1 == 0 for t in sent if t.message.type == "note_on")  # on the grid
@@ -116,12 +117,15 @@ def test_each_answer_note_sounds_on_the_step_the_lstm_generated_it_for(model, me
     assert model.vocabulary.symbols[heard[start + 20]] == "_"  # the step open at the phrase end: silence goes on
 
 
-def test_the_model_places_the_first_note_and_enters_by_the_first_bar_line(model):
-    """A model that would hold the silence forever enters on the bar line; one that starts at once, at once."""
-    holding = Engine(favouring(model, "_"), Settings(bpm=BPM, min_call_steps=4), seed=1)
+@pytest.mark.parametrize(("phrase_end", "latest"), [("silence", 32), ("music", 24)])
+def test_the_model_places_the_first_note_and_enters_by_the_first_bar_line(model, phrase_end, latest):
+    """A model that would hold the silence forever enters on the bar line (with "music", on the first beat line
+    after the answer's start, step 21); one that starts at once, at once."""
+    settings = Settings(bpm=BPM, min_call_steps=4, phrase_end=phrase_end)
+    holding = Engine(favouring(model, "_"), settings, seed=1)
     sent, _ = run(holding, call(PHRASE), 80)
-    assert min(t.time for t in sent if t.message.type == "note_on") == pytest.approx(32 * STEP)
-    eager = Engine(favouring(model, "72"), Settings(bpm=BPM, min_call_steps=4), seed=1, memory=False)
+    assert min(t.time for t in sent if t.message.type == "note_on") == pytest.approx(latest * STEP)
+    eager = Engine(favouring(model, "72"), settings, seed=1, memory=False)
     sent, _ = run(eager, call(RUNNING), 80)
     assert min(t.time for t in sent if t.message.type == "note_on") == pytest.approx(21 * STEP)
 
@@ -166,11 +170,13 @@ def test_a_song_end_never_ends_an_answer_early(model):
 def test_the_echo_lays_the_call_over_the_answer_bar_line_on_bar_line(model, monkeypatch):
     """Trusted fully, the echo makes the answer the call again: its pickup before the answer's first bar line,
     then its first bar on that bar line, transposed back into the call's key (E minor here). Before the
-    pickup's place the echo has nothing to say and the model chooses."""
+    pickup's place the echo has nothing to say and the model chooses. (The silence rule: with "music" this call's
+    answer would start on bar line 48, with no room for the pickup.)"""
     monkeypatch.setattr("improvd.core.echo.WEIGHT", 100.0)
     pickup = [(71, 12, 2), (69, 14, 2)]  # the last two 8ths of bar 0 lead into bar 1
     bars = [(67, 16, 4), (66, 20, 2), (64, 22, 2), (66, 24, 4), (71, 28, 4), (64, 32, 8)]  # released at step 40
-    engine = Engine(model, Settings(bpm=BPM, min_call_steps=4, response_bars=2, buffer_steps=256), seed=3)
+    settings = Settings(bpm=BPM, min_call_steps=4, response_bars=2, buffer_steps=256, phrase_end="silence")
+    engine = Engine(model, settings, seed=3)
     sent, events = run(engine, call(pickup + bars), 120)
     start = next(e for e in events if e.name == "response_start")
     assert (start.data["first_step"], start.data["entry"]) == (49, 64)

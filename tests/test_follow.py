@@ -372,8 +372,9 @@ ASIDE = {  # case: whether each phrase end did the follow work itself, the tempo
 def test_the_follow_work_done_aside_gives_the_same_answer_and_is_taken_at_the_phrase_end(model, monkeypatch, case):
     """The phrase end takes the work done aside (no tempo fit on the timing thread) when it finished for that
     phrase end; where it did not, the phrase end does it again itself. The answer is the same as where the work
-    aside is never done, and as without ``aside`` where no phrase end waited for it."""
-    settings = Settings(bpm=96, follow_tempo=True, min_call_steps=4, phrase_end_steps=12)
+    aside is never done, and as without ``aside`` where no phrase end waited for it. (The silence rule's wait,
+    which these cases time: "music" ends these calls before it.)"""
+    settings = Settings(bpm=96, follow_tempo=True, min_call_steps=4, phrase_end_steps=12, phrase_end="silence")
     extra = (
         []
         if case != "a note in the silence"
@@ -450,8 +451,9 @@ def test_a_respond_now_under_follow_waits_for_its_work_done_aside_and_never_does
     """``respond_now`` after a followed call, long before its silence ends it: no work was handed aside for that
     phrase end, so the tick that answers it would have fitted the tempo itself. It hands the work aside and answers
     FOLLOW_WAIT 16ths later, taking the work if it is finished and doing it itself if not: the same answer either
-    way, and a player who plays on in the wait cannot put the answer off again (the work is handed aside again)."""
-    settings = Settings(bpm=96, follow_tempo=True, min_call_steps=4, phrase_end_steps=12)
+    way, and a player who plays on in the wait cannot put the answer off again (the work is handed aside again).
+    (The silence rule: with "music" this call ends by itself at the tick respond_now answers.)"""
+    settings = Settings(bpm=96, follow_tempo=True, min_call_steps=4, phrase_end_steps=12, phrase_end="silence")
     notes = Performance(SWING, 92, 92).notes()
     asked = notes[-1][1] + 0.05  # the call's last release, then at once respond_now (as cmd/respond)
     # a note 0.4 s on falls in the wait: after the tick that respond_now asked, before the phrase end it waits for

@@ -26,7 +26,7 @@ def model(tiny_model_dir):
 
 
 def test_a_hold_of_the_silence_lasts_to_the_bar_line_where_a_note_enters_and_later_holds_lengthen_it(model):
-    settings = Settings(bpm=BPM, min_call_steps=4, response_steps=16, gate=0.75)
+    settings = Settings(bpm=BPM, min_call_steps=4, response_steps=16, gate=0.75, phrase_end="silence")
     engine = Engine(favouring(model, "_"), settings, seed=1, memory=False)
     sent, events = run(engine, call(PHRASE), 60)
     assert next(e for e in events if e.name == "response_start").data["entry"] == 32  # answer steps 21 to 36

@@ -187,7 +187,8 @@ def test_a_call_that_moves_the_key_is_answered_as_the_chosen_model_alone_answers
 def test_no_tick_hears_more_than_a_slice_of_candidate_steps_and_the_phrase_end_none(trained, monkeypatch):
     """The key's move is heard again by every candidate (the call's steps so far each) a slice a tick, from the step
     it moves (while the call is played): no tick before the phrase end steps the candidates more than STYLE_STEPS
-    times, and they have heard everything before it, so the phrase end only chooses."""
+    times, and they have heard everything before it, so the phrase end only chooses (the silence rule's several
+    ticks of silence; with "music" the phrase end waits for ``caught_up``: the key test above)."""
     steps: list[int] = []
 
     class Counting(LSTMRuntime):
@@ -197,7 +198,7 @@ def test_no_tick_hears_more_than_a_slice_of_candidate_steps_and_the_phrase_end_n
 
     monkeypatch.setattr(styles_module, "LSTMRuntime", Counting)
     styles = Styles({"tiny": named(trained, "tiny"), "flat": flat(trained, "flat")})
-    engine = Engine(named(trained, "tiny"), Settings(), seed=7)
+    engine = Engine(named(trained, "tiny"), Settings(phrase_end="silence"), seed=7)
     engine.set_styles(styles)
     steps.clear()  # the candidates' song starts
     per_tick, caught_up = [], []

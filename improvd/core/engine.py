@@ -457,7 +457,8 @@ class Engine:
         PRIME_STEPS a tick to catch up, then a step a tick. The engine's LSTM hears it on too, in case the call
         comes back. From the call's first silent step the one whose collection the call ended in is kept; the spare
         takes over once it has caught up (in the silence, as many steps a tick as catch up by the tick before the
-        phrase end's; at the phrase end at the latest: ``_rekey``). So a call is heard in its key by its second
+        phrase end's, or by the tick the music ends the call: ``_ticks_to_catch_up``; at the phrase end at the
+        latest: ``_rekey``). So a call is heard in its key by its second
         silent step unless its last notes moved it to a third collection, and ``phrase_end = "music"`` need not wait.
         Not with ``follow_tempo``: its phrase end hears the call again anyway (``_follow``)."""
         priming = self._priming
@@ -474,13 +475,26 @@ class Engine:
                 priming.cancel()  # the call ended in the collection the LSTM hears it in
             elif shift not in (self._shift, priming.shift) and self._resting:
                 self._shift = shift  # style auto: the candidates hear the call again (_hear_styles)
+                priming.cancel()  # a spare begun before the engine rested would swap an older key back in
             elif shift not in (self._shift, priming.shift):
                 priming.begin(shift, [self._index_of(s, shift) for s in call], self._place_of(call))
         if priming.shift is not None:
-            ticks = self.settings.phrase_end_steps - silent  # left before the phrase end's
-            priming.advance(max(PRIME_STEPS, -(-priming.pending // ticks)) if silent and ticks > 0 else None)
+            ticks = self._ticks_to_catch_up(silent)
+            priming.advance(max(PRIME_STEPS, -(-priming.pending // ticks)) if ticks else None)
             if priming.done and silent:
                 self._swap()
+
+    def _ticks_to_catch_up(self, silent: int) -> int:
+        """In the call's silence, the ticks the spare LSTM has to catch up in (0: not silent, or past the wait): those
+        before the tick of the silence's phrase end, or, when the music ends the call sooner (``_over_at``), up to and
+        with that tick (it primes before it asks ``_sounds_over``), so that the spare is swapped in by then."""
+        if not silent:
+            return 0
+        ticks = self.settings.phrase_end_steps - silent
+        over = self._over_at()
+        if over is not None:
+            ticks = min(ticks, max(1, over - self._grid.step + 1))
+        return max(ticks, 0)
 
     def _hear_styles(self, symbol: str | None) -> None:
         """Style auto: the candidates hear the call's new ``symbol`` (None: a re-prime gave them the call) in the
