@@ -6,6 +6,7 @@ import pytest
 
 from improvd.core.engine import Engine, Settings
 from improvd.core.model import load_model
+from improvd.core.simulate import drive
 from tests.helpers import call, favouring, run
 
 BPM = 120
@@ -151,6 +152,19 @@ def test_turns_trade_bars_from_the_bar_line_after_the_players_last(model):
     assert first_note(sent, 100 * STEP) == pytest.approx(112 * STEP)
     assert [e.time for e in events if e.name == "response_end"] == [pytest.approx(80 * STEP), pytest.approx(144 * STEP)]
     assert not any(e.name == "barge_in" for e in events)
+
+
+def test_turns_set_while_a_call_is_played_end_that_calls_turn(model):
+    """``turns`` set to a number of bars in the middle of a call makes that call a turn: it ends on the bar line
+    after its Nth bar, as if turns had been set before it began (it was never answered, nor any turn after it)."""
+    engine = Engine(favouring(model, "_"), Settings(bpm=BPM), seed=1)
+    events = []
+    for boundary in drive(engine, call(FOUR_BARS[:12]), 120):  # quarters from step 0 to 48
+        if boundary.time == pytest.approx(20 * STEP):
+            engine.update(boundary.time, turns=2)
+        events += boundary.events
+    starts = [e.data["first_step"] for e in events if e.name == "response_start"]
+    assert starts[:1] == [32]  # the bar line after the call's 2nd bar
 
 
 def test_turns_play_the_other_settings_rules_out(model):

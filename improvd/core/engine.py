@@ -252,7 +252,6 @@ class Engine:
         self._recall = SessionMemory(self._phrases_kept())  # the player's earlier calls (improvd.core.recall)
         self._answered: list[str] = []  # the call being answered: remembered when its answer ends
         self._answered_at = (0, 16)  # its first step's place in its bar, and the bar's steps
-        self._turn_end: int | None = None  # turns in bars: the bar line that ends the player's turn
         self._call_first = 0  # the grid step of the call's first note
         self._load(model)
 
@@ -432,7 +431,7 @@ class Engine:
         self._call_steps += 1
         if starts:
             self._buffer.start_call()  # each call is a song of its own: the last call's key and motifs are gone
-            self._call_first, self._turn_end = step, self._turn_of(step)
+            self._call_first = step
         if is_pitch(symbol):
             deviation = self._deviations.get((step, int(symbol)), 0.0)
             self._touch.record(step, self._buffer.velocities[-1], deviation)
@@ -554,7 +553,8 @@ class Engine:
         if self._respond_requested:
             return True
         if s.turns != "phrase":
-            return self._turn_end is not None and self._grid.step + 1 >= self._turn_end
+            turn_end = self._turn_end()
+            return turn_end is not None and self._grid.step + 1 >= turn_end
         silent = self._buffer.silent_steps
         played = self._call_steps - silent
         if self._buffer.held:
@@ -603,11 +603,14 @@ class Engine:
             return None
         return max(line - 1, silence + max(SILENT_STEPS, usual_gap(self._buffer.last_note_symbols()) + 1))
 
-    def _turn_of(self, step: int) -> int | None:
-        """With ``turns`` a number of bars, the bar line that ends the player's turn begun by a note on ``step``: its
-        bars count from the first bar line at or after that note (a note before it is a pickup)."""
+    def _turn_end(self) -> int | None:
+        """With ``turns`` a number of bars and a call begun, the bar line that ends the player's turn: its bars count
+        from the first bar line at or after the call's first note (a note before it is a pickup). Worked out from
+        the settings as they are now, so that ``turns`` set while a call is played ends that call's turn too."""
         s = self.settings
-        return None if s.turns == "phrase" else next_bar_line(step, s.meter) + int(s.turns) * bar_steps(s.meter)
+        if s.turns == "phrase" or not self._call_steps:
+            return None
+        return next_bar_line(self._call_first, s.meter) + int(s.turns) * bar_steps(s.meter)
 
     # --- responding ------------------------------------------------------------
 
@@ -660,7 +663,6 @@ class Engine:
         self._answered = call
         self._answered_at = ((self._grid.step - len(call)) % plan.bar, plan.bar)
         self._call_steps = 0
-        self._turn_end = None
         self.mode = "responding"
         self._draw_answer()
         data = {"steps": plan.end - plan.first, "first_step": plan.first, "entry": plan.entry, "transposition": shift}
@@ -738,7 +740,8 @@ class Engine:
         if self._respond_at is not None:
             return self._respond_at - self._grid.step
         if s.turns != "phrase":
-            return None if self._turn_end is None else self._turn_end - 1 - self._grid.step
+            turn_end = self._turn_end()
+            return None if turn_end is None else turn_end - 1 - self._grid.step
         silent = 0 if self._buffer.held else self._buffer.silent_steps
         if not silent or self._call_steps - silent < s.min_call_steps:
             return None
