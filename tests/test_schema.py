@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from improvd.core.schema import BY_NAME, CC, FILE, FLAG, MQTT, SETTINGS, Setting
+from improvd.core.schema import BY_NAME, CC, FILE, FLAG, MQTT, SETTINGS, Setting, check_style
 from improvd.core.settings import Settings
 from improvd.daemon import config, mqtt
 from improvd.daemon.config import Config, ConfigError
@@ -115,6 +115,17 @@ def test_home_assistant_shows_the_meter_the_clock_and_the_beat_and_says_bpm_coun
     assert re.fullmatch(entities["text/meter"]["pattern"], "6/8") and BY_NAME["meter"].check("6/8") == "6/8"
     assert {"sensor/clock", "sensor/beat_bpm"} <= set(entities)
     assert "quarter notes" in entities["number/bpm"]["name"] and "quarter notes" in BY_NAME["bpm"].help
+
+
+def test_style_auto_is_a_word_of_any_case_and_a_model_name_keeps_its_own():
+    assert [check_style(text) for text in ("AUTO", "Auto", "auto", "essen", "My-Model", "")] == [
+        "auto",
+        "auto",
+        "auto",
+        "essen",
+        "My-Model",
+        "",
+    ]
 
 
 def test_a_key_is_named_as_musicians_name_it_and_kept_as_the_table_writes_it():

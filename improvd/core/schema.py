@@ -392,7 +392,9 @@ BY_NAME = {setting.name: setting for setting in SETTINGS}
 
 def check_style(value: Any) -> str:
     """A style: auto, a model's folder name, or "" (the model alone); ValueError says what is allowed."""
-    if isinstance(value, str) and (value in ("", AUTO) or MODEL_NAME.fullmatch(value)):
+    if isinstance(value, str) and value.lower() == AUTO:
+        return AUTO  # a word, as every setting's words: any case
+    if isinstance(value, str) and (value == "" or MODEL_NAME.fullmatch(value)):
         return value
     raise ValueError("auto or a model's folder name (letters, digits, '.', '_', '-'), or empty for the model alone")
 

@@ -182,6 +182,7 @@ class MidiPorts:
         self._input_reaimed = False  # the input heard nothing for PROBE_LOST and the prober was connected anew
         self._monitor: rtmidi.MidiIn | None = None  # JACK only, made by ``open``: hears improvd's own output
         self._monitoring = False  # the monitor is connected to the output port
+        self._monitored = ""  # the JACK name of the output port the monitor listens to
         self._unheard_since: float | None = None  # the first send since the monitor last heard anything
         self._output_reaimed = False  # the monitor heard nothing for OUTPUT_LOST and was connected anew
         self.dropped = Tally()  # what the input dropped, by reason (the daemon adds its own and logs the counts)
@@ -426,8 +427,9 @@ class MidiPorts:
         self._check_server()
         if self._output_reaimed:
             raise MidiSystemError(
-                f"improvd's JACK output delivers nothing: what it sent {now - since:.1f} s ago has not reached its "
-                f"monitor, improvd-NN:monitor (its JACK client stopped running, or a patchbay keeps cutting them apart)"
+                f"improvd's JACK output delivers nothing: what it sent to {self._monitored} {now - since:.1f} s ago "
+                f"has not reached improvd's monitor port listening there (its JACK client stopped running, or a "
+                f"patchbay keeps cutting them apart)"
             )
         self._output_reaimed = True
         self._aim_monitor()
@@ -451,10 +453,11 @@ class MidiPorts:
         self._monitoring, self._unheard_since = False, None
         if self._monitor is None or self._out.connected is None:
             return
-        if _open_on_own(self._monitor, "monitor", self._out) is None:
+        monitored = _open_on_own(self._monitor, "monitor", self._out)
+        if monitored is None:
             log.warning("cannot find improvd's own JACK output port; an output that stops will not be noticed")
             return
-        self._monitoring = True
+        self._monitoring, self._monitored = True, monitored
 
     def _fresh_client(self, role: str) -> rtmidi.MidiOut:
         """A new JACK client; MidiSystemError (and ``server_gone``: close nothing) when the server is gone."""
