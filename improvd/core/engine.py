@@ -582,7 +582,7 @@ class Engine:
             return False
         if self.settings.follow_tempo:
             return True  # its phrase end hears the call again anyway
-        shift = self._key(self._buffer.last_note_symbols())[0]
+        shift = _shift_for(self._buffer.last_note_symbols(), self._stated_key())
         caught_up = self._styles is None or self._styles.caught_up  # style auto's candidates have heard it all
         return shift == self._shift and self._priming.shift is None and caught_up
 
