@@ -41,6 +41,9 @@ from improvd.daemon.control import MAX_PAYLOAD, ControlError, Request, parse
             {"temperature": 0.9, "bpm": 100.0, "enabled": False},
         ),
         ("set", b'{"response_steps": "match", "model": "essen"}', {"response_steps": "match", "model": "essen"}),
+        # a string in a set object reads as its own topic's payload: what Node-RED and dashboards often send
+        ("set", b'{"turns": "4", "temperature": "0.5"}', {"turns": 4, "temperature": 0.5}),
+        ("set", b'{"model": "1"}', {"model": "1"}),
     ],
 )
 def test_good_settings(subtopic, payload, changes):
@@ -98,7 +101,9 @@ def test_commands_ignore_the_payload(name):
             b'{"temperature": 0.5, "volume": 3}',
             "unknown key 'volume' (allowed: model, bpm, enabled, temperature",
         ),
-        ("set", b'{"temperature": "0.5"}', "temperature must be a number"),
+        ("set", b'{"temperature": "warm"}', "temperature must be a number"),
+        ("set", b'{"temperature": "NaN"}', "NaN is not a number"),
+        ("set", b'{"turns": "[4]"}', "expected a single value"),
         ("set", b'{"temperature": 0.5, "bpm": 1000}', "bpm must be"),
         ("set", b"", "empty payload"),
         ("set/volume", b"1", "no such topic 'set/volume'"),

@@ -178,7 +178,12 @@ def parse_object(text: str) -> dict[str, Any]:
     unknown = sorted(set(value) - set(VALIDATORS))
     if unknown:
         raise ControlError(f"unknown key {unknown[0]!r} (allowed: {', '.join(VALIDATORS)})")
-    return {key: VALIDATORS[key](item) for key, item in value.items()}
+    return {key: VALIDATORS[key](_as_topic(key, item)) for key, item in value.items()}
+
+
+def _as_topic(key: str, item: Any) -> Any:
+    """A string in a ``set`` object read as the setting's own topic reads its payload: ``{"turns": "4"}`` is 4."""
+    return _scalar(item) if isinstance(item, str) and key not in TEXT_PAYLOADS else item
 
 
 def parse(subtopic: str, payload: bytes) -> Request:
@@ -192,7 +197,6 @@ def parse(subtopic: str, payload: bytes) -> Request:
         return Request(changes=parse_object(_text(payload)))
     if parts[0] == "set" and len(parts) == 2 and parts[1] in VALIDATORS:
         text = _text(payload)
-        value = text if parts[1] in TEXT_PAYLOADS else _scalar(text)
-        return Request(changes={parts[1]: VALIDATORS[parts[1]](value)})
+        return Request(changes={parts[1]: VALIDATORS[parts[1]](_as_topic(parts[1], text))})
     topics = ["set", *(f"set/{key}" for key in VALIDATORS), *(f"cmd/{name}" for name in COMMANDS)]
     raise ControlError(f"no such topic {subtopic!r} (topics: {', '.join(topics)})")
