@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import signal
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -48,15 +49,55 @@ def heard_after_unterminated_sysex(monkeypatch, probe_interval: float) -> bool:
             wait_for(heard, 10, "a note after an unterminated SysEx")
         except TimeoutError:
             return False
-        return True
+        return ports.dropped.take() == {port_module.SYSEX_OPEN: 1}
     finally:
         player.delete()
         ports.close()
 
 
 def test_an_unterminated_sysex_does_not_deafen_the_jack_input(jack_server, monkeypatch):
-    """rtmidi's JACK input drops everything after F0 without F7 until an F7 comes; the probe sends one."""
+    """rtmidi's JACK input drops everything after F0 without F7 until an F7 comes; the probe sends one, and the
+    SysEx it ended is counted once."""
     assert heard_after_unterminated_sysex(monkeypatch, port_module.PROBE_INTERVAL)
+
+
+def test_probes_a_stalled_jack_server_delivers_late_are_no_unterminated_sysex(tmp_path, monkeypatch):
+    """Play tests on the dummy JACK server, under load: the exit log said ``unterminated SysEx ended by improvd``
+    with no SysEx sent. The server stalled for longer than a probe's interval; its probes came late, not lost."""
+    monkeypatch.setattr(port_module, "PROBE_INTERVAL", 0.2)  # longer than a probe took back at most, once
+    name = f"improvd-stalling-{os.getpid()}"
+    server = JackServer(name, tmp_path / "jackd.log")
+    server.start()
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", name)
+    monkeypatch.setenv("JACK_NO_START_SERVER", "1")
+    heard: list[list[int]] = []
+    ports = MidiPorts("jack", "", "", lambda data, arrival: heard.append(data), clock=False)
+    try:
+        ports.open()
+
+        def probed(until: float) -> None:
+            while time.monotonic() < until:
+                ports.probe()
+                time.sleep(0.02)
+
+        probed(time.monotonic() + 0.3)
+        os.kill(server.process.pid, signal.SIGSTOP)  # no JACK cycle runs: nothing is delivered
+        try:
+            probed(time.monotonic() + 0.7)  # the input is read empty after each probe
+        finally:
+            os.kill(server.process.pid, signal.SIGCONT)
+        sent = ports._probe_number
+
+        def back() -> bool:
+            ports.probe()
+            return ports._marked >= sent
+
+        wait_for(back, 10, "the probes sent while the server stalled")
+        assert port_module.SYSEX_OPEN not in ports.dropped.take()
+        assert heard == []  # no probe handed on as the player's
+    finally:
+        ports.close()
+        server.stop()
 
 
 def test_a_jack_server_that_dies_ends_the_daemon_with_status_1(tmp_path):

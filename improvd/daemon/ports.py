@@ -43,9 +43,12 @@ TICKS_FRESH = 1.0  # ... it did so this recently (longer than the slowest step, 
 JACK_FLUSH = 0.2  # seconds for queued output to leave before the ports close (a loaded server's cycles stall)
 OVERFLOW = "times the MIDI input queue was full (messages lost)"
 SYSEX_END = 0xF7
-PROBE_INTERVAL = 1.0  # seconds between lone F7s sent to improvd's own JACK input (see MidiPorts.probe)
+MARK = 0xF2  # a probe's second message: a Song Position Pointer carrying the probe's number (improvd drops a player's)
+MARKS = 1 << 14  # probe numbers wrap at this (two 7-bit data bytes)
+MARKS_KEPT = 64  # a mark numbered among the last this many probes sent is improvd's; any other is the player's
+SYSEX_OPEN = "unterminated SysEx ended by improvd"
+PROBE_INTERVAL = 1.0  # seconds between probes sent to improvd's own JACK input (see MidiPorts.probe)
 PROBE_LOST = 5.0  # seconds without a probe coming back before the JACK server is checked
-PROBE_TRAVEL = 0.1  # seconds a probe takes back at most (JACK periods are milliseconds): read after that, it is lost
 OUTPUT_LOST = 2.0  # seconds a message improvd sent may take to reach its monitor before its JACK output is checked
 OWN_PORT = re.compile(rf"^{CLIENT}(-\d+)?:")
 ADVICE = {
@@ -178,7 +181,9 @@ class MidiPorts:
         self._prober: rtmidi.MidiOut | None = None  # JACK only, made by ``open``
         self._probe_target: str | None = None  # the JACK name of improvd's own input port, once the prober is on it
         self._probe_sent_at = self._probe_back_at = time.monotonic()  # ..._back_at: the input last heard anything
-        self._probes_out = 0  # probes sent and not yet back
+        self._probe_number = 0  # the number of the last probe sent (``_is_probe``)
+        self._marked = 0  # the number of the last probe whose mark was heard
+        self._ended = False  # an F7 was heard since that mark (or what came was lost: nothing can be claimed)
         self._input_reaimed = False  # the input heard nothing for PROBE_LOST and the prober was connected anew
         self._monitor: rtmidi.MidiIn | None = None  # JACK only, made by ``open``: hears improvd's own output
         self._monitoring = False  # the monitor is connected to the output port
@@ -277,8 +282,7 @@ class MidiPorts:
             self._probe_back_at, self._input_reaimed = now, False  # whatever it hears, the input runs
             self._count_unbroken()
             arrival = self._arrivals.arrival(event[1], now, self._looked_at)  # a probe's delta counts too
-            if event[0] == [SYSEX_END] and self._probes_out:
-                self._probes_out = 0
+            if self._is_probe(event[0]):
                 continue
             heard, self._active_at = True, now
             self._deliver(event[0], arrival)
@@ -292,9 +296,32 @@ class MidiPorts:
         self._unbroken += 1
         if self._unbroken >= INPUT_QUEUE - 1:  # rtmidi's ring keeps one slot free
             self._unbroken = 0
-            self._probes_out = 0  # a probe lost with the rest is no SysEx left open
+            self._ended = True  # a probe's F7 lost with the rest is no SysEx left open
             self.dropped.add(OVERFLOW)
             self.on_overflow()
+
+    def _is_probe(self, data: list[int]) -> bool:
+        """True for a probe's message heard back (the caller drops it); an F7 swallowed before its mark is counted.
+
+        A lone F7 is never for the engine (the input filter drops a player's too); it marks that whatever SysEx was
+        open has ended. A mark (``MARK``, numbered) heard with no F7 since the mark before means the probe's F7 was
+        taken as the end of a SysEx left open: the one case counted as ``SYSEX_OPEN``. A probe late or lost on its
+        way (a stalled or overloaded JACK server) claims nothing: its mark, if it comes, comes after its F7.
+        """
+        if data == [SYSEX_END]:
+            self._ended = True
+            return True
+        if len(data) != 3 or data[0] != MARK:
+            return False
+        number = data[1] | data[2] << 7
+        if (self._probe_number - number) % MARKS >= MARKS_KEPT:
+            return False  # not one of improvd's: the player's Song Position Pointer, for the input filter to drop
+        if (number - self._marked) % MARKS >= MARKS_KEPT:
+            return True  # this mark, or an earlier one, again: the server doubled it
+        if not self._ended:
+            self.dropped.add(SYSEX_OPEN)
+        self._marked, self._ended = number, False
+        return True
 
     def _callback(self, event: tuple[list[int], float], _data: object = None) -> None:
         self._deliver(event[0], self._arrivals.arrival(event[1], time.monotonic()))
@@ -352,7 +379,8 @@ class MidiPorts:
         if target is None:
             log.warning("cannot find improvd's own JACK input port; unterminated SysEx will not be cleared")
             return
-        self._probe_target, self._probes_out = target, 0
+        self._probe_target = target
+        self._marked, self._ended = self._probe_number, False  # marks an earlier connection sent count as doubled
         self._probe_back_at = time.monotonic()  # a prober aimed afresh has PROBE_LOST to hear its first probe back
 
     def probe(self) -> None:
@@ -360,12 +388,11 @@ class MidiPorts:
 
         rtmidi's JACK input takes every message after a SysEx start without its
         end as part of that SysEx, and drops them all until an F7 comes: one
-        unterminated SysEx would deafen improvd for good. So a lone F7 (SysEx end)
-        is sent to improvd's own input port: it ends such a SysEx within a second;
-        a probe that does not come back was one that did (counted only when the
-        input was read empty PROBE_TRAVEL after it was sent: a probe still queued,
-        or heard back before it was counted out, is no SysEx, and nor is one lost
-        while the input queue overflowed).
+        unterminated SysEx would deafen improvd for good. So a probe is sent to
+        improvd's own input port: a lone F7 (SysEx end), which ends such a SysEx
+        within a second, then a numbered mark; a mark heard without its F7 before
+        it counts one SysEx left open (``_is_probe``). A probe that comes late, or
+        never (a stalled server, an input queue that overflowed), claims nothing.
 
         MidiSystemError when the daemon cannot go on: when the input has heard
         nothing (not even a probe) for PROBE_LOST seconds, or what improvd sent
@@ -390,11 +417,11 @@ class MidiPorts:
             self._hand_on(gated=True)
         if now - self._probe_back_at > PROBE_LOST:
             self._check_input(now)
-        elif self._probes_out == 1 and self._looked_at > self._probe_sent_at + PROBE_TRAVEL:
-            self.dropped.add("unterminated SysEx ended by improvd")  # the input was read: the probe never came
-        # counted out before it is sent: a reader may hear it back before send_message has returned
-        self._probes_out, self._probe_sent_at = self._probes_out + 1, now
+        # numbered before it is sent: a reader may hear it back before send_message has returned
+        self._probe_number, self._probe_sent_at = (self._probe_number + 1) % MARKS, now
+        number = self._probe_number
         self._prober.send_message([SYSEX_END])  # the prober is only used from the daemon's loop
+        self._prober.send_message([MARK, number & 0x7F, number >> 7])
 
     def _check_input(self, now: float) -> None:
         """The input heard nothing for PROBE_LOST: the server, then the prober connected anew, then an error."""
