@@ -490,3 +490,38 @@ def test_an_input_port_back_gets_a_fresh_wait_for_its_first_probe(monkeypatch):
         clock[0] += 0.5
         ports.probe()  # its probes come back
     assert not ports._input_reaimed
+
+
+def test_a_send_while_the_output_is_being_reconnected_never_waits(monkeypatch):
+    """Reconnecting a named output is JACK server round trips under the output's lock (seconds on a busy server):
+    the timing thread's sends waited for it. Now such a send is not sent, as into a port that is gone (the daemon
+    releases every note once the port is back)."""
+    import threading
+
+    sources, sinks = ["keys:out"], ["synth:in"]
+    ports, _, sink = ports_with_fakes(sources, sinks, [])
+    ports.open()
+    sinks.remove("synth:in")
+    assert ports.poll() == [("port_lost", "output", "synth:in")]
+    sinks.append("synth:in")
+    opening, done = threading.Event(), threading.Event()
+    open_port = sink.open_port
+
+    def slow_open(index: int, name: str) -> None:
+        opening.set()
+        done.wait(10)  # the server answers once the test has sent
+        open_port(index, name)
+
+    sink.open_port = slow_open
+    watcher = threading.Thread(target=lambda: ports.poll(), daemon=True)  # the port watcher's thread
+    watcher.start()
+    assert opening.wait(10)
+    sent: list[bool] = []
+    timing = threading.Thread(target=lambda: sent.append(ports.send([0x90, 60, 90])), daemon=True)
+    timing.start()
+    timing.join(10)
+    done.set()
+    watcher.join(10)
+    assert sent == [False] and sink.sent == []  # it returned at once, with nothing sent into the half-made port
+    assert ports.send([0x80, 60, 0]) and sink.sent == [[0x80, 60, 0]]
+    ports.close()

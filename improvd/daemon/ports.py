@@ -4,11 +4,15 @@
 without one the daemon opens a virtual port of a client named ``improvd`` (under
 JACK the second client of that name becomes ``improvd-01``). JACK input is read
 by polling (see ``MidiPorts._poll_input``). ``MidiPorts.poll``,
-called from the daemon's asyncio loop every half second, notices a named port
+called by the daemon's port watcher every half second, notices a named port
 that went away and reconnects when it is back; under JACK ``MidiPorts.probe`` checks
-that improvd's own JACK clients still run. Each side has a lock of its own, held
-only to use or replace its handle: the timing thread's sends wait for nothing but an
-output reconnect, never for input being read, ports being listed or renamed.
+that improvd's own JACK clients still run. Both run in a thread of the watcher's
+(one look at a time: ``_watching``, which ``close`` waits for), never on the
+asyncio loop or the timing thread: a reconnect or a server check is a round trip to
+the MIDI system, seconds on a busy JACK server. Each side has a lock of its own,
+held only to use or replace its handle: the timing thread waits for none of them
+(a send while the output is being reconnected is not sent, as into a port that is
+gone), nor for input being read, ports being listed or renamed.
 """
 
 from __future__ import annotations
@@ -169,6 +173,8 @@ class MidiPorts:
         self._clock = clock
         self._in_lock = threading.Lock()  # the input handle: reading it, reconnecting it, aiming the probe at it
         self._out_lock = threading.Lock()  # the output handle: sending, reconnecting it
+        self._watching = threading.Lock()  # held by a look of the port watcher (probe, poll) and by close
+        self._closed = False
         self._reading = threading.Event()  # set: the JACK input reader stops
         self._reader = threading.Thread(target=self._poll_input, name="improvd-midi-in", daemon=True)
         self._read_lock = threading.Lock()  # one reader of JACK's queue at a time, so messages stay in order
@@ -402,9 +408,13 @@ class MidiPorts:
         monitor is connected anew (a patchbay may have cut it), and if that side
         stays silent just as long again, its JACK client has stopped running
         (jackd logs ``client = improvd-01 was not finished``): the process must go
-        for the server to drop it. Called from the asyncio loop.
+        for the server to drop it. Called by the port watcher, in its thread.
         """
-        now = time.monotonic()
+        with self._watching:
+            if not self._closed:
+                self._probe(time.monotonic())
+
+    def _probe(self, now: float) -> None:
         if self.api != "jack" or now - self._probe_sent_at < PROBE_INTERVAL:
             return
         self._check_output(now)
@@ -420,7 +430,7 @@ class MidiPorts:
         # numbered before it is sent: a reader may hear it back before send_message has returned
         self._probe_number, self._probe_sent_at = (self._probe_number + 1) % MARKS, now
         number = self._probe_number
-        self._prober.send_message([SYSEX_END])  # the prober is only used from the daemon's loop
+        self._prober.send_message([SYSEX_END])  # the prober is only used by the port watcher
         self._prober.send_message([MARK, number & 0x7F, number >> 7])
 
     def _check_input(self, now: float) -> None:
@@ -475,7 +485,7 @@ class MidiPorts:
     def _aim_monitor(self) -> None:
         """Connect the monitor to improvd's own JACK output port (found as the prober finds the input's).
 
-        Only the loop opens and closes ports, so no lock is held: sends go on while the port is renamed.
+        Only the port watcher opens and closes ports, so no lock is held: sends go on while the port is renamed.
         """
         self._monitoring, self._unheard_since = False, None
         if self._monitor is None or self._out.connected is None:
@@ -505,22 +515,32 @@ class MidiPorts:
             fresh.delete()
 
     def send(self, message: list[int]) -> bool:
-        """Send raw bytes on the output; False when the output is not connected."""
-        with self._out_lock:
+        """Send raw bytes on the output; False when the output is not connected, or is being connected (the port
+        watcher holds its lock through JACK server round trips: the timing thread never waits for them; the port
+        was not connected meanwhile, and the daemon releases every note once it is back)."""
+        if not self._out_lock.acquire(blocking=False):
+            return False
+        try:
             if self._out.connected is None:
                 return False
-            if self._unheard_since is None and self._monitoring:  # before the send: the loop may read it at once
+            if self._unheard_since is None and self._monitoring:  # before the send: the watcher may read it at once
                 self._unheard_since = time.monotonic()  # the monitor must hear something within OUTPUT_LOST
             self._out.handle.send_message(message)
+        finally:
+            self._out_lock.release()
         self._active_at = time.monotonic()  # a player may barge in: the reader stays quick
         return True
 
     def poll(self) -> list[tuple[str, str, str]]:
         """Notice lost and returned named ports: ``(event, direction, port name)`` with event port_lost/port_back.
 
-        The ports are listed without a lock (a JACK server round trip that touches nothing a send or a read uses);
-        a side's lock is taken only when its port is closed or opened.
+        The ports are listed without a lock (touching nothing a send or a read uses); a side's lock is taken only
+        when its port is closed or opened. Called by the port watcher, in its thread.
         """
+        with self._watching:
+            return [] if self._closed else self._poll()
+
+    def _poll(self) -> list[tuple[str, str, str]]:
         events = []
         for side, lock in ((self._in, self._in_lock), (self._out, self._out_lock)):
             if side.wanted:
@@ -552,7 +572,10 @@ class MidiPorts:
         return {"input": self._in.wanted, "output": self._out.wanted}
 
     def close(self) -> None:
-        """Close both ports; nothing is called on clients of a JACK server that is gone (libjack may crash)."""
+        """Close both ports, once a look of the port watcher under way has ended; nothing is called on clients of a
+        JACK server that is gone (libjack may crash)."""
+        with self._watching:
+            self._closed = True
         if self.server_gone:
             self._reading.set()
             return
