@@ -180,3 +180,47 @@ def test_a_jack_client_that_stops_running_ends_the_daemon_with_status_1(tmp_path
     assert error in daemon.text()
     assert [e for e in probe.events("error") if error in e["reason"]], probe.payloads("events")
     assert probe.payloads("status")[-1] == b"offline"
+
+
+def test_a_server_check_and_a_reconnect_leave_the_other_threads_running_while_the_server_stalls(tmp_path, monkeypatch):
+    """python-rtmidi holds the interpreter lock through each call into libjack: a JACK server round trip of the port
+    watcher's (a server check, a named port connected anew) held every thread of improvd, the timing thread too,
+    for as long as the server took. Now they are libjack calls through ctypes, which free it: while the server is
+    stopped, another thread runs, and it is the one that lets the server go on (else a fallback does, after 10 s,
+    and leaves its mark)."""
+    import subprocess
+    import threading
+
+    import rtmidi
+
+    name = f"improvd-held-{os.getpid()}"
+    server = JackServer(name, tmp_path / "jackd.log")
+    server.start()
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", name)
+    monkeypatch.setenv("JACK_NO_START_SERVER", "1")
+    ports = MidiPorts("jack", "keys", "", lambda data, arrival: None, clock=False)
+    player = None
+    try:
+        ports.open()  # waiting for "keys"
+        player = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="keys")
+        player.open_virtual_port("out")
+        fallback_mark = tmp_path / "fallback"
+        for call in (ports._check_server, ports.poll):
+            os.kill(server.process.pid, signal.SIGSTOP)
+            fallback = subprocess.Popen(
+                ["sh", "-c", f"sleep 10; touch {fallback_mark}; kill -CONT {server.process.pid}"]
+            )
+            watcher = threading.Thread(target=call, daemon=True)  # the port watcher's thread
+            watcher.start()
+            time.sleep(0.2)  # it waits for the stopped server by now; this thread wakes only if it is let run
+            os.kill(server.process.pid, signal.SIGCONT)
+            watcher.join(30)
+            fallback.kill()
+            fallback.wait()
+            assert not fallback_mark.exists(), call.__name__
+        assert ports.names()["input"] == "keys:out"  # the poll reconnected it
+    finally:
+        if player is not None:
+            player.delete()
+        ports.close()
+        server.stop()

@@ -89,14 +89,76 @@ def test_input_reaches_the_daemon_and_clock_and_sysex_are_left_to_rtmidi():
     ports.close()
 
 
-class LoopbackInput(FakeHandle):
+class Jack:
+    """A fake JACK server: improvd's four ports (each a fake handle with a client and a port ``name`` it may
+    rename), other clients' ports (``sources`` and ``sinks``), the ``connections`` between them, and the
+    JackPatch improvd is given (``connect``, ``has_port``; ``gone``: no server answers)."""
+
+    def __init__(self) -> None:
+        self.handles: list[FakeHandle] = []
+        self.sources: list[str] = []  # other clients' output ports
+        self.sinks: list[str] = []  # ... input ports
+        self.connections: set[tuple[str, str]] = set()
+        self.gone = False
+
+    def add(self, handle: FakeHandle, client: str) -> FakeHandle:
+        handle.jack, handle.client = self, client
+        self.handles.append(handle)
+        return handle
+
+    def ports(self, inputs: bool) -> list[str]:
+        own = [h.port for h in self.handles if isinstance(h, LoopbackInput) == inputs and h.opened]
+        return own + (self.sinks if inputs else self.sources)
+
+    def connected(self, source: FakeHandle, destination: FakeHandle) -> bool:
+        return (source.port, destination.port) in self.connections
+
+    def has_port(self, name: str | None) -> bool:
+        self._answer()
+        return name is None or name in self.ports(True) + self.ports(False)
+
+    def connect(self, source: str, destination: str) -> bool:
+        self._answer()
+        if source not in self.ports(False) or destination not in self.ports(True):
+            return False
+        self.connections.add((source, destination))
+        return True
+
+    def _answer(self) -> None:
+        from improvd.daemon.jackpatch import JackGone
+
+        if self.gone:
+            raise JackGone("no server")
+
+
+class JackHandle(FakeHandle):
+    """A handle of improvd's on the fake JACK server: it lists the other direction's ports."""
+
+    jack: Jack
+    client: str
+
+    def __init__(self, name: str) -> None:
+        super().__init__([])
+        self.name = name
+
+    @property
+    def port(self) -> str:
+        return f"{self.client}:{self.name}"
+
+    def set_port_name(self, name: str) -> None:
+        self.name = name
+
+    def get_ports(self) -> list[str]:
+        return self.jack.ports(inputs=not isinstance(self, LoopbackInput))
+
+
+class LoopbackInput(JackHandle):
     """A JACK input whose queue what comes arrives in, SysEx ignored as rtmidi's JACK input ignores it: a SysEx
     start without its end (``open_sysex``) takes everything after it as SysEx, until a message ending in F7."""
 
-    def __init__(self) -> None:
-        super().__init__([])
+    def __init__(self, name: str = "in") -> None:
+        super().__init__(name)
         self.queue: list[tuple[list[int], float]] = []
-        self.name = "input"
         self.open_sysex = False
 
     def arrive(self, message: list[int]) -> None:
@@ -108,63 +170,31 @@ class LoopbackInput(FakeHandle):
     def get_message(self):
         return self.queue.pop(0) if self.queue else None
 
-    def set_port_name(self, name: str) -> None:
-        self.name = name
 
-
-class LoopbackOutput(FakeHandle):
-    """A JACK output whose sends reach the monitor connected to it (unless ``stalled``: its client stopped)."""
+class LoopbackOutput(JackHandle):
+    """A JACK output whose sends reach the monitor when connected to it (unless ``stalled``: its client stopped)."""
 
     def __init__(self) -> None:
-        super().__init__([])
-        self.name = "out"
-        self.monitor: Monitor | None = None
+        super().__init__("out")
+        self.monitor: LoopbackInput | None = None
         self.stalled = False
-
-    def set_port_name(self, name: str) -> None:
-        self.name = name
 
     def send_message(self, message: list[int]) -> None:
         super().send_message(message)
-        if self.monitor is not None and not self.stalled:
+        if not self.stalled and self.jack.connected(self, self.monitor):
             self.monitor.queue.append((list(message), 0.0))
 
 
-class Monitor(LoopbackInput):
-    """improvd's monitor: a JACK input that lists the output's port and, opened on it, hears what it delivers."""
-
-    def __init__(self, output: LoopbackOutput) -> None:
-        super().__init__()
-        self.output = output
-
-    def get_ports(self) -> list[str]:
-        return [f"improvd-01:{self.output.name}"]
-
-    def open_port(self, index: int, name: str) -> None:
-        self.opened = self.get_ports()[index]
-        self.output.monitor = self
-
-    def close_port(self) -> None:
-        self.opened, self.output.monitor = None, None
-
-
-class Prober(FakeHandle):
-    """improvd's prober: lists the input's port and, opened on it, sends its probes there (unless ``cut``: a
-    patchbay cut the connection, or the input's client stopped); while ``held`` is a list, the server stalls and
-    they wait in it; ``lose`` messages from now on the server loses; ``after_send`` runs before send_message
-    returns."""
+class Prober(JackHandle):
+    """improvd's prober: its probes reach improvd's input when connected to it (unless ``cut``: its input's client
+    stopped, or a patchbay cuts every connection); while ``held`` is a list, the server stalls and they wait in
+    it; ``lose`` messages from now on the server loses; ``after_send`` runs before send_message returns."""
 
     def __init__(self, source: LoopbackInput, cut: bool = False, after_send=lambda: None) -> None:
-        super().__init__([])
+        super().__init__("probe")
         self.source, self.cut, self.after_send = source, cut, after_send
         self.held: list[list[int]] | None = None
         self.lose = 0
-
-    def get_ports(self) -> list[str]:
-        return [f"improvd:{self.source.name}"]
-
-    def open_port(self, index: int, name: str) -> None:
-        self.opened = self.get_ports()[index]
 
     def send_message(self, message: list[int]) -> None:
         super().send_message(message)
@@ -172,7 +202,7 @@ class Prober(FakeHandle):
             self.lose -= 1
         elif self.held is not None:
             self.held.append(list(message))
-        elif not self.cut:
+        elif not self.cut and self.jack.connected(self, self.source):
             self.source.arrive(message)
         self.after_send()
 
@@ -183,33 +213,40 @@ class Prober(FakeHandle):
             self.source.arrive(message)
 
 
-def probing_ports(monkeypatch, cut: bool = False, read_at_once: bool = True):
-    """JACK MidiPorts on fakes; ``read_at_once``: the timing thread reads the input while the probe's
-    send_message has not yet returned (the interpreter switched threads there)."""
+def jack_ports(input: str = "", cut: bool = False, after_send=lambda: None):
+    """JACK MidiPorts (not opened) on a fake JACK server, without a reader thread: the test reads where it wants."""
     import threading
 
+    jack = Jack()
+    source, output = jack.add(LoopbackInput(), "improvd"), jack.add(LoopbackOutput(), "improvd-01")
+    prober, monitor = (
+        jack.add(Prober(source, cut, after_send), "improvd-02"),
+        jack.add(LoopbackInput("monitor"), "improvd-03"),
+    )
+    output.monitor = monitor
+    made = iter([source, output, prober, monitor])
+    heard: list[list[int]] = []
+    ports = MidiPorts(
+        "jack", input, "", lambda data, arrival: heard.append(data), False, lambda kind, api: next(made), jack
+    )
+    ports._reader = threading.Thread(target=lambda: None)
+    return ports, jack, heard
+
+
+def probing_ports(monkeypatch, cut: bool = False, read_at_once: bool = True):
+    """JACK MidiPorts on fakes, opened; ``read_at_once``: the timing thread reads the input while the probe's
+    send_message has not yet returned (the interpreter switched threads there)."""
     from improvd.daemon import ports as port_module
 
     monkeypatch.setattr(port_module, "PROBE_INTERVAL", 0.0)
-    heard: list[list[int]] = []
-    source = LoopbackInput()
-    holder: dict = {}
-    output = LoopbackOutput()
+    holder: list[MidiPorts] = []
 
     def read() -> None:
         if read_at_once:
-            holder["ports"].read_before_tick()
+            holder[0].read_before_tick()
 
-    def create(kind: type, api: str) -> FakeHandle:
-        if kind is rtmidi.MidiIn:
-            return source if "output" not in holder else Monitor(output)
-        if "output" not in holder:
-            return output
-        return Prober(source, cut, read)  # the prober (and the server's checks)
-
-    ports = MidiPorts("jack", "", "", lambda data, arrival: heard.append(data), False, create=create)
-    holder["ports"], holder["output"] = ports, True
-    ports._reader = threading.Thread(target=lambda: None)  # no reader thread: the test reads where it wants
+    ports, _, heard = jack_ports(cut=cut, after_send=read)
+    holder.append(ports)
     ports.open()
     return ports, heard
 
@@ -348,7 +385,7 @@ def test_an_output_whose_jack_client_stopped_is_an_error_once_its_monitor_was_co
     ports.probe()  # not yet
     clock[0] += OUTPUT_LOST
     ports.probe()  # the monitor is connected anew (a patchbay may have cut it) ...
-    assert output.monitor is not None and ports._monitoring
+    assert ports._monitoring
     ports.send([0x90, 62, 90])
     clock[0] += OUTPUT_LOST + 0.1
     with pytest.raises(MidiSystemError, match="JACK output delivers nothing"):
@@ -359,13 +396,13 @@ def test_a_monitor_cut_from_the_output_is_connected_anew_and_no_error(monkeypatc
     from improvd.daemon.ports import OUTPUT_LOST
 
     ports, clock = clocked_ports(monkeypatch)
-    output = ports._out.handle
-    output.monitor.close_port()  # jack_disconnect, or a patchbay that drops connections it does not know
+    jack = ports._patch
+    jack.connections.discard(("improvd-01:out", "improvd-03:monitor"))  # jack_disconnect, or a patchbay
     for _ in range(6):
         ports.send([0x90, 60, 90])
         clock[0] += OUTPUT_LOST + 0.1
         ports.probe()
-    assert output.monitor is not None
+    assert ("improvd-01:out", "improvd-03:monitor") in jack.connections
 
 
 def test_an_idle_output_is_no_error(monkeypatch):
@@ -449,47 +486,45 @@ def test_a_send_the_monitor_hears_before_send_has_returned_is_no_lost_output(mon
         assert not ports._output_reaimed  # nothing was lost: the monitor is left as it is
 
 
-def test_an_input_port_back_gets_a_fresh_wait_for_its_first_probe(monkeypatch):
-    """The prober connected anew had heard nothing yet (a patchbay cut it again) when the player's port went away;
-    it came back, and at the port watcher's next look the input counted as silent since before the port went: the
-    daemon ended ("its JACK client stopped running") before the reconnected input's first probe was even sent."""
-    import threading
-
+def test_a_named_jack_input_is_connected_to_improvds_own_port_which_is_probed_while_it_is_gone(monkeypatch):
+    """Under JACK improvd's own ports stay as they are: a named port is connected to them (a JackPatch call, with
+    the interpreter lock free), never opened, so its loss and return are no reason to aim the prober anew."""
     from improvd.daemon import ports as port_module
     from improvd.daemon.ports import PROBE_LOST
 
     clock = [100.0]
     monkeypatch.setattr(port_module.time, "monotonic", lambda: clock[0])
-    source, output = LoopbackInput(), LoopbackOutput()
-    source.ports = ["keys:out"]
-    made: list[str] = []
-
-    def create(kind: type, api: str) -> FakeHandle:
-        made.append(kind.__name__)
-        if kind is rtmidi.MidiIn:
-            return source if made.count("MidiIn") == 1 else Monitor(output)
-        return output if made.count("MidiOut") == 1 else Prober(source, cut=True)  # a patchbay cuts the prober
-
-    ports = MidiPorts("jack", "keys", "", lambda data, arrival: None, False, create=create)
-    ports._reader = threading.Thread(target=lambda: None)
+    ports, jack, _ = jack_ports(input="keys")
+    jack.sources.append("keys:out")
     ports.open()
-    while not ports._input_reaimed:  # nothing comes back: the server checked, the prober connected anew
-        clock[0] += 1.0
-        ports.probe()
-    source.ports.clear()
+    assert ports.names()["input"] == "keys:out" and ("keys:out", "improvd:in") in jack.connections
+    jack.sources.clear()
+    jack.connections.discard(("keys:out", "improvd:in"))  # JACK drops a connection with its port
     assert ports.poll() == [("port_lost", "input", "keys:out")]
-    for _ in range(int(PROBE_LOST) - 1):
+    for _ in range(3 * int(PROBE_LOST)):
         clock[0] += 1.0
-        ports.probe()
-        ports.poll()
-    clock[0] += 0.9
-    ports._prober.cut = False  # the patchbay leaves the new connection alone
-    source.ports.append("keys:out")
-    assert ports.poll() == [("port_back", "input", "keys:out")]
-    for _ in range(2 * int(PROBE_LOST)):
-        clock[0] += 0.5
-        ports.probe()  # its probes come back
+        ports.probe()  # its probes come back: the input is not silent
+        assert ports.poll() == []
     assert not ports._input_reaimed
+    jack.sources.append("keys:out")
+    assert ports.poll() == [("port_back", "input", "keys:out")]
+    assert ("keys:out", "improvd:in") in jack.connections and ports._in.handle.opened == "virtual in"
+
+
+def test_a_jack_server_gone_at_a_reconnect_is_an_error_and_nothing_is_closed(monkeypatch):
+    import pytest
+
+    from improvd.daemon.ports import MidiSystemError
+
+    ports, jack, _ = jack_ports(input="keys")
+    ports.open()
+    jack.sources.append("keys:out")
+    jack.gone = True
+    with pytest.raises(MidiSystemError, match="the JACK server is gone"):
+        ports.poll()
+    assert ports.server_gone
+    ports.close()
+    assert ports._in.handle.opened == "virtual in"  # nothing is called on a client of a server that is gone
 
 
 def test_a_send_while_the_output_is_being_reconnected_never_waits(monkeypatch):

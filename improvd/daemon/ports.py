@@ -9,10 +9,13 @@ that went away and reconnects when it is back; under JACK ``MidiPorts.probe`` ch
 that improvd's own JACK clients still run. Both run in a thread of the watcher's
 (one look at a time: ``_watching``, which ``close`` waits for), never on the
 asyncio loop or the timing thread: a reconnect or a server check is a round trip to
-the MIDI system, seconds on a busy JACK server. Each side has a lock of its own,
-held only to use or replace its handle: the timing thread waits for none of them
-(a send while the output is being reconnected is not sent, as into a port that is
-gone), nor for input being read, ports being listed or renamed.
+the MIDI system, seconds on a busy JACK server. Under JACK those round trips are
+libjack's own calls (``improvd.daemon.jackpatch``), which leave the interpreter
+lock free, and improvd's own ports stay open from ``open`` to ``close``: a named
+port is connected to them. Each side has a lock of its own, held only to use or
+replace its handle (an ALSA reconnect replaces it): the timing thread waits for
+none of them (a send while the output is being replaced is not sent, as into a
+port that is gone), nor for input being read, ports being listed or renamed.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from typing import Any
 
 import rtmidi
 
+from improvd.daemon.jackpatch import JackGone, JackPatch
 from improvd.daemon.osthread import name_this_thread, os_named
 from improvd.daemon.quiet import QuietWindow
 from improvd.daemon.tally import Tally
@@ -164,14 +168,17 @@ class MidiPorts:
         on_message: Callable[[list[int], float], None],
         clock: bool,
         create: Callable[[type, str], Any] | None = None,
+        patch: Any = None,
     ) -> None:
         """``create(kind, api)`` makes an rtmidi-like handle of ``kind`` (rtmidi.MidiIn or MidiOut); the default
-        makes rtmidi's, tests pass fakes (tests/test_midi_ports.py)."""
+        makes rtmidi's. ``patch`` makes JACK connections and checks the server (``improvd.daemon.jackpatch``'s
+        ``JackPatch``, made by ``open`` under JACK by default). Tests pass fakes (tests/test_midi_ports.py)."""
         self.api = api
         self._create = create or _create
+        self._patch = patch
         self._on_message = on_message
         self._clock = clock
-        self._in_lock = threading.Lock()  # the input handle: reading it, reconnecting it, aiming the probe at it
+        self._in_lock = threading.Lock()  # the input handle: reading it, replacing its port (ALSA)
         self._out_lock = threading.Lock()  # the output handle: sending, reconnecting it
         self._watching = threading.Lock()  # held by a look of the port watcher (probe, poll) and by close
         self._closed = False
@@ -185,6 +192,7 @@ class MidiPorts:
         self._in = _Side(self._made(rtmidi.MidiIn, "in"), "input", input)
         self._out = _Side(self._made(rtmidi.MidiOut, "out"), "output", output)
         self._prober: rtmidi.MidiOut | None = None  # JACK only, made by ``open``
+        self._prober_port: str | None = None  # its port's JACK name
         self._probe_target: str | None = None  # the JACK name of improvd's own input port, once the prober is on it
         self._probe_sent_at = self._probe_back_at = time.monotonic()  # ..._back_at: the input last heard anything
         self._probe_number = 0  # the number of the last probe sent (``_is_probe``)
@@ -192,8 +200,9 @@ class MidiPorts:
         self._ended = False  # an F7 was heard since that mark (or what came was lost: nothing can be claimed)
         self._input_reaimed = False  # the input heard nothing for PROBE_LOST and the prober was connected anew
         self._monitor: rtmidi.MidiIn | None = None  # JACK only, made by ``open``: hears improvd's own output
+        self._monitor_port: str | None = None  # its port's JACK name
         self._monitoring = False  # the monitor is connected to the output port
-        self._monitored = ""  # the JACK name of the output port the monitor listens to
+        self._monitored: str | None = None  # the JACK name of improvd's own output port, which the monitor hears
         self._unheard_since: float | None = None  # the first send since the monitor last heard anything
         self._output_reaimed = False  # the monitor heard nothing for OUTPUT_LOST and was connected anew
         self.dropped = Tally()  # what the input dropped, by reason (the daemon adds its own and logs the counts)
@@ -275,10 +284,11 @@ class MidiPorts:
         heard = False
         while not (gated and self.quiet.near()):
             looked = time.monotonic()  # what came after this may still be queued, however late the clock is read
-            if not self._in_lock.acquire(blocking=gated):  # the timing thread never waits for a reconnect or
-                return heard  # for the prober being connected (JACK server round trips): it looks at the next tick
+            if not self._in_lock.acquire(blocking=gated):  # the timing thread never waits for a reconnect:
+                return heard  # it looks at the next tick
             try:
-                event = self._in.handle.get_message() if self._in.connected else None
+                reading = self._in.connected or self.api == "jack"  # JACK: improvd's own port stays open
+                event = self._in.handle.get_message() if reading else None
             finally:
                 self._in_lock.release()
             now = time.monotonic()
@@ -344,49 +354,63 @@ class MidiPorts:
         """Open both sides: virtual ports, or the named ports when they exist (else they wait for ``poll``); under
         JACK make the prober and the monitor too (MidiSystemError when the server is gone meanwhile).
 
-        Every JACK client is made here, before anything is timed: python-rtmidi holds the interpreter lock through
-        each JACK server round trip, and on a busy server making a client held every thread of improvd for 1.2-2 s
-        (a play test, the prober made at the port watcher's look a second after ready: ``late {'behind_ms': 1973}``).
+        Every JACK client and port is made here, before anything is timed: python-rtmidi holds the interpreter lock
+        through each JACK server round trip, and on a busy server making a client held every thread of improvd for
+        1.2-2 s (a play test, the prober made at the port watcher's look a second after ready: ``late {'behind_ms':
+        1973}``). Under JACK improvd's own ports stay as they are until ``close``: a named port is connected to
+        them, and connected anew, by ``JackPatch`` (without the interpreter lock), never by opening a port.
         """
         with self._in_lock, self._out_lock:
             for side in (self._in, self._out):
-                if not side.wanted:
+                if not side.wanted or self.api == "jack":
                     side.handle.open_virtual_port(side.label)
+                if not side.wanted:
                     side.connected = "virtual"
                     log.info("opened virtual %s port %r of client %r", side.direction, side.label, CLIENT)
-                elif not self._connect(side, side.handle.get_ports()):
-                    log.warning("%s port matching %r not found; waiting for it", side.direction, side.wanted)
-                    side.lost_logged = True
         if self.api == "jack":
             self._start_probing()
+        for side, lock in ((self._in, self._in_lock), (self._out, self._out_lock)):
+            if side.wanted and not self._connect(side, side.handle.get_ports(), lock):
+                log.warning("%s port matching %r not found; waiting for it", side.direction, side.wanted)
+                side.lost_logged = True
+        if self.api == "jack":
             self._reader.start()
 
-    def _connect(self, side: _Side, names: list[str]) -> bool:
-        """Open the first of ``names`` that matches what ``side`` wants (the caller holds the side's lock)."""
+    def _connect(self, side: _Side, names: list[str], lock: threading.Lock) -> bool:
+        """Connect ``side`` to the first of ``names`` that matches what it wants: under JACK improvd's own port to
+        it (no lock: the handle is not touched), under ALSA by opening it (holding ``lock``, the side's)."""
         index = match_port(names, side.wanted)
         if index is None:
             return False
-        if side.handle.is_port_open():
-            side.handle.close_port()
-        side.handle.open_port(index, side.label)
-        side.connected = names[index]
-        if side is self._in:  # rtmidi's JACK input forgets its callback when its port is closed
-            self._listen()
-            self._aim_probe()
+        if self.api == "jack":
+            own = self._probe_target if side is self._in else self._monitored
+            ends = (names[index], own) if side is self._in else (own, names[index])
+            if own is None or not self._patched(self._patch.connect, *ends):
+                return False
         else:
-            self._aim_monitor()
+            with lock:
+                if side.handle.is_port_open():
+                    side.handle.close_port()
+                side.handle.open_port(index, side.label)
+                if side is self._in:  # rtmidi's input forgets its callback when its port is closed
+                    self._listen()
+        side.connected = names[index]
         return True
 
+    def _patched(self, call: Callable[..., Any], *args: Any) -> Any:
+        """``call(*args)`` of the JackPatch; MidiSystemError (and ``server_gone``) when no JACK server answers."""
+        try:
+            return call(*args)
+        except JackGone:
+            self.server_gone = True
+            raise MidiSystemError("the JACK server is gone") from None
+
     def _aim_probe(self) -> None:
-        """Connect the prober to improvd's own JACK input (the caller holds the input's lock; ``_open_on_own``)."""
-        if self._prober is None or self._in.connected is None:
+        """Connect the prober to improvd's own JACK input (anew: a patchbay may have cut it)."""
+        if self._prober_port is None or self._probe_target is None:
             return
-        target = _open_on_own(self._prober, "probe", self._in)
-        if target is None:
-            log.warning("cannot find improvd's own JACK input port; unterminated SysEx will not be cleared")
-            return
-        self._probe_target = target
-        self._marked, self._ended = self._probe_number, False  # marks an earlier connection sent count as doubled
+        if self._patched(self._patch.connect, self._prober_port, self._probe_target):
+            self._marked, self._ended = self._probe_number, False  # marks sent before count as doubled
         self._probe_back_at = time.monotonic()  # a prober aimed afresh has PROBE_LOST to hear its first probe back
 
     def probe(self) -> None:
@@ -418,7 +442,7 @@ class MidiPorts:
         if self.api != "jack" or now - self._probe_sent_at < PROBE_INTERVAL:
             return
         self._check_output(now)
-        if self._probe_target is None:  # waiting for the named input: only the server can be checked
+        if self._probe_target is None:  # improvd's own input was not found: only the server can be checked
             if now - self._probe_back_at > PROBE_LOST:
                 self._probe_back_at = now
                 self._check_server()
@@ -444,8 +468,7 @@ class MidiPorts:
                 f"its JACK client ({self._probe_target}) stopped running"
             )
         self._input_reaimed = True
-        with self._in_lock:
-            self._aim_probe()
+        self._aim_probe()
 
     def _check_output(self, now: float) -> None:
         """Read the monitor: what was sent OUTPUT_LOST ago and never heard there means the server is checked,
@@ -472,52 +495,48 @@ class MidiPorts:
         self._aim_monitor()
 
     def _start_probing(self) -> None:
-        """Make the prober and the monitor (JACK clients of their own; MidiSystemError when the server is gone)
-        and aim them."""
-        self._prober = self._fresh_client("probe")
-        with self._in_lock:
-            self._aim_probe()
+        """Make the prober and the monitor (JACK clients of their own; MidiSystemError when the server is gone),
+        learn the JACK names of improvd's four ports (``_jack_name``) and connect the prober to the input, the
+        output to the monitor."""
+        if self._patch is None:
+            self._patch = JackPatch()
+        try:
+            self._prober = self._made(rtmidi.MidiOut, "probe")
+        except MidiSystemError:
+            self.server_gone = True
+            raise MidiSystemError("the JACK server is gone") from None
         self._monitor = self._made(rtmidi.MidiIn, "monitor")
         self._monitor.ignore_types(sysex=False, timing=False, active_sense=False)  # it hears all improvd sends
+        self._prober.open_virtual_port("probe")
+        self._monitor.open_virtual_port("monitor")
+        self._probe_target = _jack_name(self._in.handle, "in", self._prober)  # an output lists the inputs
+        self._monitored = _jack_name(self._out.handle, "out", self._monitor)  # ... an input the outputs
+        self._prober_port = _jack_name(self._prober, "probe", self._monitor)
+        self._monitor_port = _jack_name(self._monitor, "monitor", self._prober)
+        if self._probe_target is None or self._prober_port is None:
+            log.warning("cannot find improvd's own JACK input port; unterminated SysEx will not be cleared")
+        if self._monitored is None or self._monitor_port is None:
+            log.warning("cannot find improvd's own JACK output port; an output that stops will not be noticed")
+        self._aim_probe()
         self._aim_monitor()
         self._probe_sent_at = self._probe_back_at = time.monotonic()
 
     def _aim_monitor(self) -> None:
-        """Connect the monitor to improvd's own JACK output port (found as the prober finds the input's).
-
-        Only the port watcher opens and closes ports, so no lock is held: sends go on while the port is renamed.
-        """
+        """Connect improvd's own JACK output port to the monitor (anew: a patchbay may have cut it)."""
         self._monitoring, self._unheard_since = False, None
-        if self._monitor is None or self._out.connected is None:
-            return
-        monitored = _open_on_own(self._monitor, "monitor", self._out)
-        if monitored is None:
-            log.warning("cannot find improvd's own JACK output port; an output that stops will not be noticed")
-            return
-        self._monitoring, self._monitored = True, monitored
-
-    def _fresh_client(self, role: str) -> rtmidi.MidiOut:
-        """A new JACK client; MidiSystemError (and ``server_gone``: close nothing) when the server is gone."""
-        try:
-            return self._made(rtmidi.MidiOut, role)
-        except MidiSystemError:
-            self.server_gone = True
-            raise MidiSystemError("the JACK server is gone") from None
+        if self._monitored is not None and self._monitor_port is not None:
+            self._monitoring = self._patched(self._patch.connect, self._monitored, self._monitor_port)
 
     def _check_server(self) -> None:
         """Raise MidiSystemError when the JACK server is gone or is a new one (improvd's input not in it)."""
-        fresh = self._fresh_client("check")
-        try:
-            if self._probe_target is not None and self._probe_target not in fresh.get_ports():
-                self.server_gone = True
-                raise MidiSystemError(f"the JACK server was restarted: improvd's port {self._probe_target} is gone")
-        finally:
-            fresh.delete()
+        if not self._patched(self._patch.has_port, self._probe_target):
+            self.server_gone = True
+            raise MidiSystemError(f"the JACK server was restarted: improvd's port {self._probe_target} is gone")
 
     def send(self, message: list[int]) -> bool:
-        """Send raw bytes on the output; False when the output is not connected, or is being connected (the port
-        watcher holds its lock through JACK server round trips: the timing thread never waits for them; the port
-        was not connected meanwhile, and the daemon releases every note once it is back)."""
+        """Send raw bytes on the output; False when the output is not connected, or its port is being replaced (an
+        ALSA reconnect, under the output's lock: the timing thread never waits for it; the port was not connected
+        meanwhile, and the daemon releases every note once it is back)."""
         if not self._out_lock.acquire(blocking=False):
             return False
         try:
@@ -544,22 +563,18 @@ class MidiPorts:
         events = []
         for side, lock in ((self._in, self._in_lock), (self._out, self._out_lock)):
             if side.wanted:
-                names = side.handle.get_ports()
-                with lock:
-                    events += self._poll_side(side, names)
+                events += self._poll_side(side, side.handle.get_ports(), lock)
         return events
 
-    def _poll_side(self, side: _Side, names: list[str]) -> list[tuple[str, str, str]]:
+    def _poll_side(self, side: _Side, names: list[str], lock: threading.Lock) -> list[tuple[str, str, str]]:
         if side.connected is not None and side.connected not in names:
             lost, side.connected = side.connected, None
-            if side is self._in:
-                self._probe_target = None  # its port is closed: nothing to probe until it is back
-            else:
-                self._monitoring = False  # ... nor to monitor
-            if side.handle.is_port_open():
-                side.handle.close_port()
+            if self.api != "jack":  # under JACK the connection went with the port; improvd's own port stays
+                with lock:
+                    if side.handle.is_port_open():
+                        side.handle.close_port()
             return [("port_lost", side.direction, lost)]
-        if side.connected is None and self._connect(side, names):
+        if side.connected is None and self._connect(side, names, lock):
             side.lost_logged = False
             return [("port_back", side.direction, side.connected)]
         return []
@@ -597,25 +612,20 @@ class MidiPorts:
                     client.delete()
 
 
-def _open_on_own(client: Any, port: str, side: _Side) -> str | None:
-    """Open ``client``'s port ``port`` connected to ``side``'s own JACK port; that port's JACK name (None: not found).
+def _jack_name(handle: Any, label: str, lister: Any) -> str | None:
+    """The JACK name of ``handle``'s own port ``label``, found among the ports ``lister`` lists (None: not found).
 
-    rtmidi cannot name its own ports, so ``side``'s is renamed for a moment
-    to a name no other client has, found in ``client``'s list, and renamed back.
+    rtmidi cannot name its own ports, so the port is renamed for a moment to a
+    name no other client has, found in ``lister``'s list, and renamed back.
     """
-    marker = f"{side.label}-improvd-{os.getpid()}-{time.monotonic_ns()}"
-    side.handle.set_port_name(marker)
+    marker = f"{label}-improvd-{os.getpid()}-{time.monotonic_ns()}"
+    handle.set_port_name(marker)
     try:
-        names = client.get_ports()
-        found = next((i for i, name in enumerate(names) if name.endswith(":" + marker)), None)
-        if found is None:
-            return None
-        if client.is_port_open():
-            client.close_port()
-        client.open_port(found, port)
+        names = lister.get_ports()
     finally:
-        side.handle.set_port_name(side.label)
-    return names[found].rsplit(":", 1)[0] + ":" + side.label
+        handle.set_port_name(label)
+    found = next((name for name in names if name.endswith(":" + marker)), None)
+    return None if found is None else found.rsplit(":", 1)[0] + ":" + label
 
 
 def list_ports(api: str) -> dict[str, list[str]]:
