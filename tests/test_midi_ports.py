@@ -327,6 +327,28 @@ def test_a_probe_the_jack_server_doubled_is_no_unterminated_sysex_nor_player_inp
     assert heard == []
 
 
+def test_the_guard_still_counts_a_sysex_left_open_after_a_stall_longer_than_the_marks_it_keeps(monkeypatch):
+    from improvd.daemon.ports import MARKS_KEPT
+
+    ports, _ = probing_ports(monkeypatch, read_at_once=False)
+    prober, source = ports._prober, ports._in.handle
+    prober.held = []
+    for _ in range(MARKS_KEPT + 6):
+        ports.probe()
+    prober.held = prober.held[:2]  # the server lost all but the first probe
+    prober.resume()
+    ports.read_before_tick()
+    for _ in range(2):
+        ports.probe()
+        ports.read_before_tick()
+    assert SYSEX_OPEN not in ports.dropped.take()
+    source.arrive([0xF0, 0x7D])  # then a SysEx left open
+    for _ in range(2):
+        ports.probe()
+        ports.read_before_tick()
+    assert ports.dropped.take() == {SYSEX_OPEN: 1}
+
+
 def test_a_song_position_pointer_from_the_player_is_handed_on(monkeypatch):
     """A probe's mark is a Song Position Pointer numbered among the last probes sent: the player's is not one."""
     ports, heard = probing_ports(monkeypatch, read_at_once=False)

@@ -329,14 +329,14 @@ class MidiPorts:
             return True
         if len(data) != 3 or data[0] != MARK:
             return False
-        number = data[1] | data[2] << 7
-        if (self._probe_number - number) % MARKS >= MARKS_KEPT:
+        age = (self._probe_number - (data[1] | data[2] << 7)) % MARKS  # probes sent since this one
+        if age >= MARKS_KEPT:
             return False  # not one of improvd's: the player's Song Position Pointer, for the input filter to drop
-        if (number - self._marked) % MARKS >= MARKS_KEPT:
+        if age >= (self._probe_number - self._marked) % MARKS:
             return True  # this mark, or an earlier one, again: the server doubled it
         if not self._ended:
             self.dropped.add(SYSEX_OPEN)
-        self._marked, self._ended = number, False
+        self._marked, self._ended = (self._probe_number - age) % MARKS, False
         return True
 
     def _callback(self, event: tuple[list[int], float], _data: object = None) -> None:
