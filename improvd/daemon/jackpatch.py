@@ -17,6 +17,7 @@ import ctypes
 import errno
 import os
 from pathlib import Path
+from typing import Protocol
 
 NO_START_SERVER = 0x01  # JackNoStartServer
 
@@ -35,6 +36,14 @@ def _loaded_libjack() -> str:
             if os.path.basename(path).startswith("libjack") and ".so" in path:
                 return path
     return "libjack.so.0"
+
+
+class Patch(Protocol):
+    """What ``MidiPorts`` needs of a JackPatch (tests/test_midi_ports.py passes a fake JACK server)."""
+
+    def has_port(self, name: str | None) -> bool: ...
+
+    def connect(self, source: str, destination: str) -> bool: ...
 
 
 class JackPatch:

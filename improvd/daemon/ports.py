@@ -33,7 +33,7 @@ from typing import Any
 
 import rtmidi
 
-from improvd.daemon.jackpatch import JackGone, JackPatch
+from improvd.daemon.jackpatch import JackGone, JackPatch, Patch
 from improvd.daemon.osthread import name_this_thread, os_named
 from improvd.daemon.quiet import QuietWindow
 from improvd.daemon.tally import Tally
@@ -168,7 +168,7 @@ class MidiPorts:
         on_message: Callable[[list[int], float], None],
         clock: bool,
         create: Callable[[type, str], Any] | None = None,
-        patch: Any = None,
+        patch: Patch | None = None,
     ) -> None:
         """``create(kind, api)`` makes an rtmidi-like handle of ``kind`` (rtmidi.MidiIn or MidiOut); the default
         makes rtmidi's. ``patch`` makes JACK connections and checks the server (``improvd.daemon.jackpatch``'s
