@@ -30,7 +30,7 @@ import rtmidi
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from improvd.daemon.ports import PROBE_INTERVAL, SYSEX_END
+from improvd.daemon.ports import MARK, MARKS, PROBE_INTERVAL, SYSEX_END
 from improvd.daemon.timing import sleep_until
 
 PITCH = 60
@@ -58,17 +58,21 @@ def play_grid(port: rtmidi.MidiOut, step: float, channel: int, playing: threadin
 
 
 def guard(listener: rtmidi.MidiIn, stopping: threading.Event) -> None:
-    """The daemon's SysEx guard: a third JACK client that sends a lone F7 to the input every PROBE_INTERVAL, the
-    input read before each probe (what the daemon's loop does; its reader thread reads while music comes)."""
+    """The daemon's SysEx guard: a third JACK client that sends a lone F7 and a numbered mark to the input every
+    PROBE_INTERVAL, the input read before each probe (what the daemon's loop does; its reader thread reads while
+    music comes)."""
     prober = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="reference-probe")
     own = next((name for name in prober.get_ports() if name.startswith("reference") and name.endswith(":in")), None)
     if own is None:
         raise SystemExit("reference: cannot find its own input port for the SysEx guard")
     prober.open_port(prober.get_ports().index(own), "probe")
+    number = 0
     while not stopping.wait(PROBE_INTERVAL):
         while listener.get_message() is not None:
             pass
+        number = (number + 1) % MARKS
         prober.send_message([SYSEX_END])
+        prober.send_message([MARK, number & 0x7F, number >> 7])
     prober.close_port()
     prober.delete()
 

@@ -188,3 +188,42 @@ def test_a_flood_of_model_changes_loads_the_last_one_asked_for_and_no_more_than_
     asyncio.run(scenario())
     assert started == [Path("/models/m0"), Path("/models/m499")]
     assert daemon.dropped.take() == {"model changes replaced by a later one before they loaded": 498}
+
+
+def test_a_slow_look_at_the_ports_holds_neither_the_loop_nor_the_timing_thread(monkeypatch):
+    """Reconnecting a port and checking the JACK server are round trips to the server, seconds on a busy one; the
+    port watcher made them on the asyncio loop (MQTT, the systemd watchdog and signals waited). Now a look at the
+    ports runs in a thread of its own and what it found comes back to the loop."""
+    monkeypatch.setattr(service, "PORT_POLL", 0.001)
+    daemon = make_daemon()
+    looking, answered = threading.Event(), threading.Event()
+    waited_out: list[bool] = []
+
+    def slow_poll() -> list:
+        if looking.is_set():
+            return []
+        looking.set()
+        if not answered.wait(10):  # the server answers once the loop and the timing thread have run meanwhile
+            waited_out.append(True)
+        return [("port_back", "output", "synth:in")]
+
+    daemon.ports.poll = slow_poll
+    events: list[str] = []
+    daemon.controller.event = lambda name, data: events.append(name)
+
+    async def run_then_stop() -> int:
+        running = asyncio.create_task(daemon.run())
+        while not looking.is_set():
+            await asyncio.sleep(0.001)
+        ticked = threading.Event()
+        daemon.timing.submit(lambda now: ticked.set() or [])
+        while not ticked.is_set():
+            await asyncio.sleep(0.001)  # the loop runs meanwhile, and the timing thread does what it is given
+        answered.set()
+        while "port_back" not in events:
+            await asyncio.sleep(0.001)
+        daemon._stopped.set()
+        return await running
+
+    assert asyncio.run(run_then_stop()) == 0
+    assert waited_out == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import signal
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -48,15 +49,55 @@ def heard_after_unterminated_sysex(monkeypatch, probe_interval: float) -> bool:
             wait_for(heard, 10, "a note after an unterminated SysEx")
         except TimeoutError:
             return False
-        return True
+        return ports.dropped.take() == {port_module.SYSEX_OPEN: 1}
     finally:
         player.delete()
         ports.close()
 
 
 def test_an_unterminated_sysex_does_not_deafen_the_jack_input(jack_server, monkeypatch):
-    """rtmidi's JACK input drops everything after F0 without F7 until an F7 comes; the probe sends one."""
+    """rtmidi's JACK input drops everything after F0 without F7 until an F7 comes; the probe sends one, and the
+    SysEx it ended is counted once."""
     assert heard_after_unterminated_sysex(monkeypatch, port_module.PROBE_INTERVAL)
+
+
+def test_probes_a_stalled_jack_server_delivers_late_are_no_unterminated_sysex(tmp_path, monkeypatch):
+    """Play tests on the dummy JACK server, under load: the exit log said ``unterminated SysEx ended by improvd``
+    with no SysEx sent. The server stalled for longer than a probe's interval; its probes came late, not lost."""
+    monkeypatch.setattr(port_module, "PROBE_INTERVAL", 0.2)  # longer than a probe took back at most, once
+    name = f"improvd-stalling-{os.getpid()}"
+    server = JackServer(name, tmp_path / "jackd.log")
+    server.start()
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", name)
+    monkeypatch.setenv("JACK_NO_START_SERVER", "1")
+    heard: list[list[int]] = []
+    ports = MidiPorts("jack", "", "", lambda data, arrival: heard.append(data), clock=False)
+    try:
+        ports.open()
+
+        def probed(until: float) -> None:
+            while time.monotonic() < until:
+                ports.probe()
+                time.sleep(0.02)
+
+        probed(time.monotonic() + 0.3)
+        os.kill(server.process.pid, signal.SIGSTOP)  # no JACK cycle runs: nothing is delivered
+        try:
+            probed(time.monotonic() + 0.7)  # the input is read empty after each probe
+        finally:
+            os.kill(server.process.pid, signal.SIGCONT)
+        sent = ports._probe_number
+
+        def back() -> bool:
+            ports.probe()
+            return ports._marked >= sent
+
+        wait_for(back, 10, "the probes sent while the server stalled")
+        assert port_module.SYSEX_OPEN not in ports.dropped.take()
+        assert heard == []  # no probe handed on as the player's
+    finally:
+        ports.close()
+        server.stop()
 
 
 def test_a_jack_server_that_dies_ends_the_daemon_with_status_1(tmp_path):
@@ -139,3 +180,47 @@ def test_a_jack_client_that_stops_running_ends_the_daemon_with_status_1(tmp_path
     assert error in daemon.text()
     assert [e for e in probe.events("error") if error in e["reason"]], probe.payloads("events")
     assert probe.payloads("status")[-1] == b"offline"
+
+
+def test_a_server_check_and_a_reconnect_leave_the_other_threads_running_while_the_server_stalls(tmp_path, monkeypatch):
+    """python-rtmidi holds the interpreter lock through each call into libjack: a JACK server round trip of the port
+    watcher's (a server check, a named port connected anew) held every thread of improvd, the timing thread too,
+    for as long as the server took. Now they are libjack calls through ctypes, which free it: while the server is
+    stopped, another thread runs, and it is the one that lets the server go on (else a fallback does, after 10 s,
+    and leaves its mark)."""
+    import subprocess
+    import threading
+
+    import rtmidi
+
+    name = f"improvd-held-{os.getpid()}"
+    server = JackServer(name, tmp_path / "jackd.log")
+    server.start()
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", name)
+    monkeypatch.setenv("JACK_NO_START_SERVER", "1")
+    ports = MidiPorts("jack", "keys", "", lambda data, arrival: None, clock=False)
+    player = None
+    try:
+        ports.open()  # waiting for "keys"
+        player = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="keys")
+        player.open_virtual_port("out")
+        fallback_mark = tmp_path / "fallback"
+        for call in (ports._check_server, ports.poll):
+            os.kill(server.process.pid, signal.SIGSTOP)
+            fallback = subprocess.Popen(
+                ["sh", "-c", f"sleep 10; touch {fallback_mark}; kill -CONT {server.process.pid}"]
+            )
+            watcher = threading.Thread(target=call, daemon=True)  # the port watcher's thread
+            watcher.start()
+            time.sleep(0.2)  # it waits for the stopped server by now; this thread wakes only if it is let run
+            os.kill(server.process.pid, signal.SIGCONT)
+            watcher.join(30)
+            fallback.kill()
+            fallback.wait()
+            assert not fallback_mark.exists(), call.__name__
+        assert ports.names()["input"] == "keys:out"  # the poll reconnected it
+    finally:
+        if player is not None:
+            player.delete()
+        ports.close()
+        server.stop()

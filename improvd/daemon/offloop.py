@@ -1,4 +1,5 @@
-"""A slow or blocking call (a model load, a file read or write, the timing thread's stop) run off the asyncio loop."""
+"""A slow or blocking call (a model load, a file read or write, the timing thread's stop, a look at the MIDI ports)
+run off the asyncio loop."""
 
 from __future__ import annotations
 
@@ -11,11 +12,12 @@ from typing import Any
 LOAD_TIMEOUT = 30.0  # seconds a model load or configuration reload may take; then it is refused
 
 
-async def off_loop(function: Callable[..., Any], *args: Any) -> Any:
-    """``function(*args)`` in a thread of its own, within LOAD_TIMEOUT (TimeoutError after it).
+async def off_loop(function: Callable[..., Any], *args: Any, name: str = "improvd-load") -> Any:
+    """``function(*args)`` in a thread of its own named ``name``, within LOAD_TIMEOUT (TimeoutError after it).
 
     The thread is a daemon thread, not an executor's: a read that blocks for
-    ever (a FIFO, a dead network mount) can never hold up the exit.
+    ever (a FIFO, a dead network mount, a JACK server that stopped answering)
+    can never hold up the exit.
     """
     loop = asyncio.get_running_loop()
     future = loop.create_future()
@@ -36,7 +38,7 @@ async def off_loop(function: Callable[..., Any], *args: Any) -> Any:
         with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody waits for the outcome
             loop.call_soon_threadsafe(settle, *outcome)
 
-    threading.Thread(target=run, name="improvd-load", daemon=True).start()
+    threading.Thread(target=run, name=name, daemon=True).start()
     try:
         return await asyncio.wait_for(future, LOAD_TIMEOUT)
     except asyncio.TimeoutError:

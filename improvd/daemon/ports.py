@@ -4,11 +4,18 @@
 without one the daemon opens a virtual port of a client named ``improvd`` (under
 JACK the second client of that name becomes ``improvd-01``). JACK input is read
 by polling (see ``MidiPorts._poll_input``). ``MidiPorts.poll``,
-called from the daemon's asyncio loop every half second, notices a named port
+called by the daemon's port watcher every half second, notices a named port
 that went away and reconnects when it is back; under JACK ``MidiPorts.probe`` checks
-that improvd's own JACK clients still run. Each side has a lock of its own, held
-only to use or replace its handle: the timing thread's sends wait for nothing but an
-output reconnect, never for input being read, ports being listed or renamed.
+that improvd's own JACK clients still run. Both run in a thread of the watcher's
+(one look at a time: ``_watching``, which ``close`` waits for), never on the
+asyncio loop or the timing thread: a reconnect or a server check is a round trip to
+the MIDI system, seconds on a busy JACK server. Under JACK those round trips are
+libjack's own calls (``improvd.daemon.jackpatch``), which leave the interpreter
+lock free, and improvd's own ports stay open from ``open`` to ``close``: a named
+port is connected to them. Each side has a lock of its own, held only to use or
+replace its handle (an ALSA reconnect replaces it): the timing thread waits for
+none of them (a send while the output is being replaced is not sent, as into a
+port that is gone), nor for input being read, ports being listed or renamed.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from typing import Any
 
 import rtmidi
 
+from improvd.daemon.jackpatch import JackGone, JackPatch, Patch
 from improvd.daemon.osthread import name_this_thread, os_named
 from improvd.daemon.quiet import QuietWindow
 from improvd.daemon.tally import Tally
@@ -43,9 +51,12 @@ TICKS_FRESH = 1.0  # ... it did so this recently (longer than the slowest step, 
 JACK_FLUSH = 0.2  # seconds for queued output to leave before the ports close (a loaded server's cycles stall)
 OVERFLOW = "times the MIDI input queue was full (messages lost)"
 SYSEX_END = 0xF7
-PROBE_INTERVAL = 1.0  # seconds between lone F7s sent to improvd's own JACK input (see MidiPorts.probe)
+MARK = 0xF2  # a probe's second message: a Song Position Pointer carrying the probe's number (improvd drops a player's)
+MARKS = 1 << 14  # probe numbers wrap at this (two 7-bit data bytes)
+MARKS_KEPT = 64  # a mark numbered among the last this many probes sent is improvd's; any other is the player's
+SYSEX_OPEN = "unterminated SysEx ended by improvd"
+PROBE_INTERVAL = 1.0  # seconds between probes sent to improvd's own JACK input (see MidiPorts.probe)
 PROBE_LOST = 5.0  # seconds without a probe coming back before the JACK server is checked
-PROBE_TRAVEL = 0.1  # seconds a probe takes back at most (JACK periods are milliseconds): read after that, it is lost
 OUTPUT_LOST = 2.0  # seconds a message improvd sent may take to reach its monitor before its JACK output is checked
 OWN_PORT = re.compile(rf"^{CLIENT}(-\d+)?:")
 ADVICE = {
@@ -157,15 +168,20 @@ class MidiPorts:
         on_message: Callable[[list[int], float], None],
         clock: bool,
         create: Callable[[type, str], Any] | None = None,
+        patch: Patch | None = None,
     ) -> None:
         """``create(kind, api)`` makes an rtmidi-like handle of ``kind`` (rtmidi.MidiIn or MidiOut); the default
-        makes rtmidi's, tests pass fakes (tests/test_midi_ports.py)."""
+        makes rtmidi's. ``patch`` makes JACK connections and checks the server (``improvd.daemon.jackpatch``'s
+        ``JackPatch``, made by ``open`` under JACK by default). Tests pass fakes (tests/test_midi_ports.py)."""
         self.api = api
         self._create = create or _create
+        self._patch = patch
         self._on_message = on_message
         self._clock = clock
-        self._in_lock = threading.Lock()  # the input handle: reading it, reconnecting it, aiming the probe at it
+        self._in_lock = threading.Lock()  # the input handle: reading it, replacing its port (ALSA)
         self._out_lock = threading.Lock()  # the output handle: sending, reconnecting it
+        self._watching = threading.Lock()  # held by a look of the port watcher (probe, poll) and by close
+        self._closed = False
         self._reading = threading.Event()  # set: the JACK input reader stops
         self._reader = threading.Thread(target=self._poll_input, name="improvd-midi-in", daemon=True)
         self._read_lock = threading.Lock()  # one reader of JACK's queue at a time, so messages stay in order
@@ -176,13 +192,17 @@ class MidiPorts:
         self._in = _Side(self._made(rtmidi.MidiIn, "in"), "input", input)
         self._out = _Side(self._made(rtmidi.MidiOut, "out"), "output", output)
         self._prober: rtmidi.MidiOut | None = None  # JACK only, made by ``open``
+        self._prober_port: str | None = None  # its port's JACK name
         self._probe_target: str | None = None  # the JACK name of improvd's own input port, once the prober is on it
         self._probe_sent_at = self._probe_back_at = time.monotonic()  # ..._back_at: the input last heard anything
-        self._probes_out = 0  # probes sent and not yet back
+        self._probe_number = 0  # the number of the last probe sent (``_is_probe``)
+        self._marked = 0  # the number of the last probe whose mark was heard
+        self._ended = False  # an F7 was heard since that mark (or what came was lost: nothing can be claimed)
         self._input_reaimed = False  # the input heard nothing for PROBE_LOST and the prober was connected anew
         self._monitor: rtmidi.MidiIn | None = None  # JACK only, made by ``open``: hears improvd's own output
+        self._monitor_port: str | None = None  # its port's JACK name
         self._monitoring = False  # the monitor is connected to the output port
-        self._monitored = ""  # the JACK name of the output port the monitor listens to
+        self._monitored: str | None = None  # the JACK name of improvd's own output port, which the monitor hears
         self._unheard_since: float | None = None  # the first send since the monitor last heard anything
         self._output_reaimed = False  # the monitor heard nothing for OUTPUT_LOST and was connected anew
         self.dropped = Tally()  # what the input dropped, by reason (the daemon adds its own and logs the counts)
@@ -264,10 +284,11 @@ class MidiPorts:
         heard = False
         while not (gated and self.quiet.near()):
             looked = time.monotonic()  # what came after this may still be queued, however late the clock is read
-            if not self._in_lock.acquire(blocking=gated):  # the timing thread never waits for a reconnect or
-                return heard  # for the prober being connected (JACK server round trips): it looks at the next tick
+            if not self._in_lock.acquire(blocking=gated):  # the timing thread never waits for a reconnect:
+                return heard  # it looks at the next tick
             try:
-                event = self._in.handle.get_message() if self._in.connected else None
+                reading = self._in.connected or self.api == "jack"  # JACK: improvd's own port stays open
+                event = self._in.handle.get_message() if reading else None
             finally:
                 self._in_lock.release()
             now = time.monotonic()
@@ -277,8 +298,7 @@ class MidiPorts:
             self._probe_back_at, self._input_reaimed = now, False  # whatever it hears, the input runs
             self._count_unbroken()
             arrival = self._arrivals.arrival(event[1], now, self._looked_at)  # a probe's delta counts too
-            if event[0] == [SYSEX_END] and self._probes_out:
-                self._probes_out = 0
+            if self._is_probe(event[0]):
                 continue
             heard, self._active_at = True, now
             self._deliver(event[0], arrival)
@@ -292,9 +312,32 @@ class MidiPorts:
         self._unbroken += 1
         if self._unbroken >= INPUT_QUEUE - 1:  # rtmidi's ring keeps one slot free
             self._unbroken = 0
-            self._probes_out = 0  # a probe lost with the rest is no SysEx left open
+            self._ended = True  # a probe's F7 lost with the rest is no SysEx left open
             self.dropped.add(OVERFLOW)
             self.on_overflow()
+
+    def _is_probe(self, data: list[int]) -> bool:
+        """True for a probe's message heard back (the caller drops it); an F7 swallowed before its mark is counted.
+
+        A lone F7 is never for the engine (the input filter drops a player's too); it marks that whatever SysEx was
+        open has ended. A mark (``MARK``, numbered) heard with no F7 since the mark before means the probe's F7 was
+        taken as the end of a SysEx left open: the one case counted as ``SYSEX_OPEN``. A probe late or lost on its
+        way (a stalled or overloaded JACK server) claims nothing: its mark, if it comes, comes after its F7.
+        """
+        if data == [SYSEX_END]:
+            self._ended = True
+            return True
+        if len(data) != 3 or data[0] != MARK:
+            return False
+        age = (self._probe_number - (data[1] | data[2] << 7)) % MARKS  # probes sent since this one
+        if age >= MARKS_KEPT:
+            return False  # not one of improvd's: the player's Song Position Pointer, for the input filter to drop
+        if age >= (self._probe_number - self._marked) % MARKS:
+            return True  # this mark, or an earlier one, again: the server doubled it
+        if not self._ended:
+            self.dropped.add(SYSEX_OPEN)
+        self._marked, self._ended = (self._probe_number - age) % MARKS, False
+        return True
 
     def _callback(self, event: tuple[list[int], float], _data: object = None) -> None:
         self._deliver(event[0], self._arrivals.arrival(event[1], time.monotonic()))
@@ -311,48 +354,63 @@ class MidiPorts:
         """Open both sides: virtual ports, or the named ports when they exist (else they wait for ``poll``); under
         JACK make the prober and the monitor too (MidiSystemError when the server is gone meanwhile).
 
-        Every JACK client is made here, before anything is timed: python-rtmidi holds the interpreter lock through
-        each JACK server round trip, and on a busy server making a client held every thread of improvd for 1.2-2 s
-        (a play test, the prober made at the port watcher's look a second after ready: ``late {'behind_ms': 1973}``).
+        Every JACK client and port is made here, before anything is timed: python-rtmidi holds the interpreter lock
+        through each JACK server round trip, and on a busy server making a client held every thread of improvd for
+        1.2-2 s (a play test, the prober made at the port watcher's look a second after ready: ``late {'behind_ms':
+        1973}``). Under JACK improvd's own ports stay as they are until ``close``: a named port is connected to
+        them, and connected anew, by ``JackPatch`` (without the interpreter lock), never by opening a port.
         """
         with self._in_lock, self._out_lock:
             for side in (self._in, self._out):
-                if not side.wanted:
+                if not side.wanted or self.api == "jack":
                     side.handle.open_virtual_port(side.label)
+                if not side.wanted:
                     side.connected = "virtual"
                     log.info("opened virtual %s port %r of client %r", side.direction, side.label, CLIENT)
-                elif not self._connect(side, side.handle.get_ports()):
-                    log.warning("%s port matching %r not found; waiting for it", side.direction, side.wanted)
-                    side.lost_logged = True
         if self.api == "jack":
             self._start_probing()
+        for side, lock in ((self._in, self._in_lock), (self._out, self._out_lock)):
+            if side.wanted and not self._connect(side, side.handle.get_ports(), lock):
+                log.warning("%s port matching %r not found; waiting for it", side.direction, side.wanted)
+                side.lost_logged = True
+        if self.api == "jack":
             self._reader.start()
 
-    def _connect(self, side: _Side, names: list[str]) -> bool:
-        """Open the first of ``names`` that matches what ``side`` wants (the caller holds the side's lock)."""
+    def _connect(self, side: _Side, names: list[str], lock: threading.Lock) -> bool:
+        """Connect ``side`` to the first of ``names`` that matches what it wants: under JACK improvd's own port to
+        it (no lock: the handle is not touched), under ALSA by opening it (holding ``lock``, the side's)."""
         index = match_port(names, side.wanted)
         if index is None:
             return False
-        if side.handle.is_port_open():
-            side.handle.close_port()
-        side.handle.open_port(index, side.label)
-        side.connected = names[index]
-        if side is self._in:  # rtmidi's JACK input forgets its callback when its port is closed
-            self._listen()
-            self._aim_probe()
+        if self.api == "jack":
+            own = self._probe_target if side is self._in else self._monitored
+            ends = (names[index], own) if side is self._in else (own, names[index])
+            if own is None or not self._patched(self._patch.connect, *ends):
+                return False
         else:
-            self._aim_monitor()
+            with lock:
+                if side.handle.is_port_open():
+                    side.handle.close_port()
+                side.handle.open_port(index, side.label)
+                if side is self._in:  # rtmidi's input forgets its callback when its port is closed
+                    self._listen()
+        side.connected = names[index]
         return True
 
+    def _patched(self, call: Callable[..., Any], *args: Any) -> Any:
+        """``call(*args)`` of the JackPatch; MidiSystemError (and ``server_gone``) when no JACK server answers."""
+        try:
+            return call(*args)
+        except JackGone:
+            self.server_gone = True
+            raise MidiSystemError("the JACK server is gone") from None
+
     def _aim_probe(self) -> None:
-        """Connect the prober to improvd's own JACK input (the caller holds the input's lock; ``_open_on_own``)."""
-        if self._prober is None or self._in.connected is None:
+        """Connect the prober to improvd's own JACK input (anew: a patchbay may have cut it)."""
+        if self._prober_port is None or self._probe_target is None:
             return
-        target = _open_on_own(self._prober, "probe", self._in)
-        if target is None:
-            log.warning("cannot find improvd's own JACK input port; unterminated SysEx will not be cleared")
-            return
-        self._probe_target, self._probes_out = target, 0
+        if self._patched(self._patch.connect, self._prober_port, self._probe_target):
+            self._marked, self._ended = self._probe_number, False  # marks sent before count as doubled
         self._probe_back_at = time.monotonic()  # a prober aimed afresh has PROBE_LOST to hear its first probe back
 
     def probe(self) -> None:
@@ -360,12 +418,11 @@ class MidiPorts:
 
         rtmidi's JACK input takes every message after a SysEx start without its
         end as part of that SysEx, and drops them all until an F7 comes: one
-        unterminated SysEx would deafen improvd for good. So a lone F7 (SysEx end)
-        is sent to improvd's own input port: it ends such a SysEx within a second;
-        a probe that does not come back was one that did (counted only when the
-        input was read empty PROBE_TRAVEL after it was sent: a probe still queued,
-        or heard back before it was counted out, is no SysEx, and nor is one lost
-        while the input queue overflowed).
+        unterminated SysEx would deafen improvd for good. So a probe is sent to
+        improvd's own input port: a lone F7 (SysEx end), which ends such a SysEx
+        within a second, then a numbered mark; a mark heard without its F7 before
+        it counts one SysEx left open (``_is_probe``). A probe that comes late, or
+        never (a stalled server, an input queue that overflowed), claims nothing.
 
         MidiSystemError when the daemon cannot go on: when the input has heard
         nothing (not even a probe) for PROBE_LOST seconds, or what improvd sent
@@ -375,13 +432,17 @@ class MidiPorts:
         monitor is connected anew (a patchbay may have cut it), and if that side
         stays silent just as long again, its JACK client has stopped running
         (jackd logs ``client = improvd-01 was not finished``): the process must go
-        for the server to drop it. Called from the asyncio loop.
+        for the server to drop it. Called by the port watcher, in its thread.
         """
-        now = time.monotonic()
+        with self._watching:
+            if not self._closed:
+                self._probe(time.monotonic())
+
+    def _probe(self, now: float) -> None:
         if self.api != "jack" or now - self._probe_sent_at < PROBE_INTERVAL:
             return
         self._check_output(now)
-        if self._probe_target is None:  # waiting for the named input: only the server can be checked
+        if self._probe_target is None:  # improvd's own input was not found: only the server can be checked
             if now - self._probe_back_at > PROBE_LOST:
                 self._probe_back_at = now
                 self._check_server()
@@ -390,11 +451,11 @@ class MidiPorts:
             self._hand_on(gated=True)
         if now - self._probe_back_at > PROBE_LOST:
             self._check_input(now)
-        elif self._probes_out == 1 and self._looked_at > self._probe_sent_at + PROBE_TRAVEL:
-            self.dropped.add("unterminated SysEx ended by improvd")  # the input was read: the probe never came
-        # counted out before it is sent: a reader may hear it back before send_message has returned
-        self._probes_out, self._probe_sent_at = self._probes_out + 1, now
-        self._prober.send_message([SYSEX_END])  # the prober is only used from the daemon's loop
+        # numbered before it is sent: a reader may hear it back before send_message has returned
+        self._probe_number, self._probe_sent_at = (self._probe_number + 1) % MARKS, now
+        number = self._probe_number
+        self._prober.send_message([SYSEX_END])  # the prober is only used by the port watcher
+        self._prober.send_message([MARK, number & 0x7F, number >> 7])
 
     def _check_input(self, now: float) -> None:
         """The input heard nothing for PROBE_LOST: the server, then the prober connected anew, then an error."""
@@ -407,8 +468,7 @@ class MidiPorts:
                 f"its JACK client ({self._probe_target}) stopped running"
             )
         self._input_reaimed = True
-        with self._in_lock:
-            self._aim_probe()
+        self._aim_probe()
 
     def _check_output(self, now: float) -> None:
         """Read the monitor: what was sent OUTPUT_LOST ago and never heard there means the server is checked,
@@ -435,84 +495,86 @@ class MidiPorts:
         self._aim_monitor()
 
     def _start_probing(self) -> None:
-        """Make the prober and the monitor (JACK clients of their own; MidiSystemError when the server is gone)
-        and aim them."""
-        self._prober = self._fresh_client("probe")
-        with self._in_lock:
-            self._aim_probe()
+        """Make the prober and the monitor (JACK clients of their own; MidiSystemError when the server is gone),
+        learn the JACK names of improvd's four ports (``_jack_name``) and connect the prober to the input, the
+        output to the monitor."""
+        if self._patch is None:
+            self._patch = JackPatch()
+        try:
+            self._prober = self._made(rtmidi.MidiOut, "probe")
+        except MidiSystemError:
+            self.server_gone = True
+            raise MidiSystemError("the JACK server is gone") from None
         self._monitor = self._made(rtmidi.MidiIn, "monitor")
         self._monitor.ignore_types(sysex=False, timing=False, active_sense=False)  # it hears all improvd sends
+        self._prober.open_virtual_port("probe")
+        self._monitor.open_virtual_port("monitor")
+        self._probe_target = _jack_name(self._in.handle, "in", self._prober)  # an output lists the inputs
+        self._monitored = _jack_name(self._out.handle, "out", self._monitor)  # ... an input the outputs
+        self._prober_port = _jack_name(self._prober, "probe", self._monitor)
+        self._monitor_port = _jack_name(self._monitor, "monitor", self._prober)
+        if self._probe_target is None or self._prober_port is None:
+            log.warning("cannot find improvd's own JACK input port; unterminated SysEx will not be cleared")
+        if self._monitored is None or self._monitor_port is None:
+            log.warning("cannot find improvd's own JACK output port; an output that stops will not be noticed")
+        self._aim_probe()
         self._aim_monitor()
         self._probe_sent_at = self._probe_back_at = time.monotonic()
 
     def _aim_monitor(self) -> None:
-        """Connect the monitor to improvd's own JACK output port (found as the prober finds the input's).
-
-        Only the loop opens and closes ports, so no lock is held: sends go on while the port is renamed.
-        """
+        """Connect improvd's own JACK output port to the monitor (anew: a patchbay may have cut it)."""
         self._monitoring, self._unheard_since = False, None
-        if self._monitor is None or self._out.connected is None:
-            return
-        monitored = _open_on_own(self._monitor, "monitor", self._out)
-        if monitored is None:
-            log.warning("cannot find improvd's own JACK output port; an output that stops will not be noticed")
-            return
-        self._monitoring, self._monitored = True, monitored
-
-    def _fresh_client(self, role: str) -> rtmidi.MidiOut:
-        """A new JACK client; MidiSystemError (and ``server_gone``: close nothing) when the server is gone."""
-        try:
-            return self._made(rtmidi.MidiOut, role)
-        except MidiSystemError:
-            self.server_gone = True
-            raise MidiSystemError("the JACK server is gone") from None
+        if self._monitored is not None and self._monitor_port is not None:
+            self._monitoring = self._patched(self._patch.connect, self._monitored, self._monitor_port)
 
     def _check_server(self) -> None:
         """Raise MidiSystemError when the JACK server is gone or is a new one (improvd's input not in it)."""
-        fresh = self._fresh_client("check")
-        try:
-            if self._probe_target is not None and self._probe_target not in fresh.get_ports():
-                self.server_gone = True
-                raise MidiSystemError(f"the JACK server was restarted: improvd's port {self._probe_target} is gone")
-        finally:
-            fresh.delete()
+        if not self._patched(self._patch.has_port, self._probe_target):
+            self.server_gone = True
+            raise MidiSystemError(f"the JACK server was restarted: improvd's port {self._probe_target} is gone")
 
     def send(self, message: list[int]) -> bool:
-        """Send raw bytes on the output; False when the output is not connected."""
-        with self._out_lock:
+        """Send raw bytes on the output; False when the output is not connected, or its port is being replaced (an
+        ALSA reconnect, under the output's lock: the timing thread never waits for it; the port was not connected
+        meanwhile, and the daemon releases every note once it is back)."""
+        if not self._out_lock.acquire(blocking=False):
+            return False
+        try:
             if self._out.connected is None:
                 return False
-            if self._unheard_since is None and self._monitoring:  # before the send: the loop may read it at once
+            if self._unheard_since is None and self._monitoring:  # before the send: the watcher may read it at once
                 self._unheard_since = time.monotonic()  # the monitor must hear something within OUTPUT_LOST
             self._out.handle.send_message(message)
+        finally:
+            self._out_lock.release()
         self._active_at = time.monotonic()  # a player may barge in: the reader stays quick
         return True
 
     def poll(self) -> list[tuple[str, str, str]]:
         """Notice lost and returned named ports: ``(event, direction, port name)`` with event port_lost/port_back.
 
-        The ports are listed without a lock (a JACK server round trip that touches nothing a send or a read uses);
-        a side's lock is taken only when its port is closed or opened.
+        The ports are listed without a lock (touching nothing a send or a read uses); a side's lock is taken only
+        when its port is closed or opened. Called by the port watcher, in its thread.
         """
+        with self._watching:
+            return [] if self._closed else self._poll()
+
+    def _poll(self) -> list[tuple[str, str, str]]:
         events = []
         for side, lock in ((self._in, self._in_lock), (self._out, self._out_lock)):
             if side.wanted:
-                names = side.handle.get_ports()
-                with lock:
-                    events += self._poll_side(side, names)
+                events += self._poll_side(side, side.handle.get_ports(), lock)
         return events
 
-    def _poll_side(self, side: _Side, names: list[str]) -> list[tuple[str, str, str]]:
+    def _poll_side(self, side: _Side, names: list[str], lock: threading.Lock) -> list[tuple[str, str, str]]:
         if side.connected is not None and side.connected not in names:
             lost, side.connected = side.connected, None
-            if side is self._in:
-                self._probe_target = None  # its port is closed: nothing to probe until it is back
-            else:
-                self._monitoring = False  # ... nor to monitor
-            if side.handle.is_port_open():
-                side.handle.close_port()
+            if self.api != "jack":  # under JACK the connection went with the port; improvd's own port stays
+                with lock:
+                    if side.handle.is_port_open():
+                        side.handle.close_port()
             return [("port_lost", side.direction, lost)]
-        if side.connected is None and self._connect(side, names):
+        if side.connected is None and self._connect(side, names, lock):
             side.lost_logged = False
             return [("port_back", side.direction, side.connected)]
         return []
@@ -525,7 +587,10 @@ class MidiPorts:
         return {"input": self._in.wanted, "output": self._out.wanted}
 
     def close(self) -> None:
-        """Close both ports; nothing is called on clients of a JACK server that is gone (libjack may crash)."""
+        """Close both ports, once a look of the port watcher under way has ended; nothing is called on clients of a
+        JACK server that is gone (libjack may crash)."""
+        with self._watching:
+            self._closed = True
         if self.server_gone:
             self._reading.set()
             return
@@ -547,25 +612,20 @@ class MidiPorts:
                     client.delete()
 
 
-def _open_on_own(client: Any, port: str, side: _Side) -> str | None:
-    """Open ``client``'s port ``port`` connected to ``side``'s own JACK port; that port's JACK name (None: not found).
+def _jack_name(handle: Any, label: str, lister: Any) -> str | None:
+    """The JACK name of ``handle``'s own port ``label``, found among the ports ``lister`` lists (None: not found).
 
-    rtmidi cannot name its own ports, so ``side``'s is renamed for a moment
-    to a name no other client has, found in ``client``'s list, and renamed back.
+    rtmidi cannot name its own ports, so the port is renamed for a moment to a
+    name no other client has, found in ``lister``'s list, and renamed back.
     """
-    marker = f"{side.label}-improvd-{os.getpid()}-{time.monotonic_ns()}"
-    side.handle.set_port_name(marker)
+    marker = f"{label}-improvd-{os.getpid()}-{time.monotonic_ns()}"
+    handle.set_port_name(marker)
     try:
-        names = client.get_ports()
-        found = next((i for i, name in enumerate(names) if name.endswith(":" + marker)), None)
-        if found is None:
-            return None
-        if client.is_port_open():
-            client.close_port()
-        client.open_port(found, port)
+        names = lister.get_ports()
     finally:
-        side.handle.set_port_name(side.label)
-    return names[found].rsplit(":", 1)[0] + ":" + side.label
+        handle.set_port_name(label)
+    found = next((name for name in names if name.endswith(":" + marker)), None)
+    return None if found is None else found.rsplit(":", 1)[0] + ":" + label
 
 
 def list_ports(api: str) -> dict[str, list[str]]:

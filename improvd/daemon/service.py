@@ -261,24 +261,37 @@ class Daemon:
         while True:
             await asyncio.sleep(PORT_POLL)
             try:
-                self._check_ports()
-            except MidiSystemError as error:
-                self.controller.event("error", {"reason": str(error)})  # before the status goes offline
-                self._fail(str(error))
+                self._check_threads()
+                events = await off_loop(self._look_at_ports, name="improvd-ports")
+            except (MidiSystemError, TimeoutError) as error:
+                reason = f"the MIDI system does not answer: {error}" if isinstance(error, TimeoutError) else str(error)
+                self.controller.event("error", {"reason": reason})  # before the status goes offline
+                self._fail(reason)
                 return
+            if self._stopped.is_set():  # the exit began during the look (a cancel that its end can swallow)
+                return
+            self._on_port_events(events)
 
-    def _check_ports(self) -> None:
-        """Lost and returned ports, the JACK probe and server; MidiSystemError when the daemon cannot go on.
-
-        A dead input reader or timing thread, a JACK server that is gone, or a JACK client of improvd's that stopped
-        running ends the daemon (systemd restarts it; the process must go for jackd to drop a stopped client).
-        """
+    def _check_threads(self) -> None:
+        """MidiSystemError when the input reader or the timing thread has died: the daemon cannot go on."""
         if self.ports.failure is not None:
             raise MidiSystemError(f"reading the MIDI input failed: {self.ports.failure!r}")
         if not self.timing.is_alive():
             raise MidiSystemError("the timing thread has ended")
+
+    def _look_at_ports(self) -> list[tuple[str, str, str]]:
+        """The JACK probe and server, lost and returned ports: in a thread of its own (``off_loop``), since each
+        reconnect and server check is a round trip to the MIDI system; what it found comes back as events.
+
+        MidiSystemError when the daemon cannot go on: a JACK server that is gone, or a JACK client of improvd's
+        that stopped running (systemd restarts it; the process must go for jackd to drop a stopped client).
+        """
         self.ports.probe()
-        for name, direction, port in self.ports.poll():
+        return self.ports.poll()
+
+    def _on_port_events(self, events: list[tuple[str, str, str]]) -> None:
+        """On the loop: the notes released for a lost port, the output's for one back, an event each."""
+        for name, direction, port in events:
             if name == "port_lost":
                 log.warning("%s port %r is gone; notes released, reconnecting when it is back", direction, port)
                 self.timing.submit(self.engine.panic)
