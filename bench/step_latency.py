@@ -50,7 +50,7 @@ import keras
 import mido
 import numpy as np
 
-from improvd.core.encoding import SONG_END, Vocabulary
+from improvd.core.encoding import SONG_END, Vocabulary, is_pitch
 from improvd.core.engine import Engine, Settings
 from improvd.core.lookback import Place
 from improvd.core.model import DEFAULT_MODEL_DIR, load_model
@@ -125,7 +125,8 @@ def bench(repeats: int) -> dict:
 
     # improvd first, before Keras starts its thread pools on this shared machine
     runtime, sampler = LSTMRuntime(model), Sampler(0)
-    cache = SongCache(model.vocabulary.index[SONG_END])
+    is_onset = np.array([is_pitch(s) for s in model.vocabulary.symbols])
+    cache = SongCache(model.vocabulary.index[SONG_END], is_onset)
     state = {"index": 0, "count": True, "cache": cache}  # the warm-up fills the song cache, as a call would
 
     def improvd_step() -> None:
@@ -143,7 +144,7 @@ def bench(repeats: int) -> dict:
     for _ in range(64):
         memory.remember(riff * (CALL_STEPS // len(riff)), 0, 0, 16)
     memory.attune(0, lambda symbol, _shift: int(symbol))
-    state["cache"] = SongCache(model.vocabulary.index[SONG_END], memory)
+    state["cache"] = SongCache(model.vocabulary.index[SONG_END], is_onset, memory)
     for symbol in riff:
         state["cache"].add(int(symbol))
     state["index"] = int(riff[0])

@@ -9,12 +9,12 @@ import pytest
 from improvd.core.echo import ODDS, WEIGHT, Echo
 
 V = 8
-ONSETS = np.ones(V, bool)
+PITCHES = np.arange(60, 60 + V)  # every index a note: index k is MIDI 60 + k
 
 
 def echo(proposed: int) -> Echo:
     """An echo of a call of one note (index ``proposed``) laid over an answer's first bar line, at step 16."""
-    return Echo({16: proposed}, 16, 16, ONSETS)
+    return Echo({16: proposed}, 16, 16, PITCHES)
 
 
 def model(likely: float, proposed: int) -> np.ndarray:
@@ -50,3 +50,39 @@ def test_an_echo_trusted_fully_gives_its_proposal_alone(monkeypatch):
     monkeypatch.setattr("improvd.core.echo.WEIGHT", 100.0)
     mixed = echo(3).mix(model(0.001, 3), 16)
     assert mixed[3] == 1.0 and mixed.sum() == 1.0
+
+
+HOLD, REST = 0, 1
+NOTES = np.array([-1, -1, *range(60, 72)])  # a hold, a rest, then C4 to B4
+
+
+def note(pitch: int) -> int:
+    return list(NOTES).index(pitch)
+
+
+def test_a_note_of_the_call_follows_the_call_s_motion_from_where_the_answer_stands():
+    """The call goes C4 E4 (two degrees up). An answer that stands on C4 is proposed the call's E4; one that
+    stands on D4 the note two degrees up from there, F4 (not E4, a step the call never made, nor F#4); one on a
+    black key nothing, as is the call's first note whatever the answer played before it."""
+    call = {16: note(60), 17: HOLD, 18: note(64), 19: HOLD}
+    for answered, proposed in ((60, note(64)), (62, note(65)), (61, None)):
+        echo = Echo(call, 16, 16, NOTES)
+        assert echo.proposal(16) == note(60)  # nothing of the answer heard yet: the call's own note
+        echo.heard(16, note(answered))
+        assert echo.proposal(17) == HOLD
+        assert echo.proposal(18) == proposed, answered
+    echo = Echo(call, 16, 16, NOTES)
+    echo.heard(16, note(62))
+    mixed = echo.mix(np.full(len(NOTES), 1 / len(NOTES)), 18)
+    assert mixed.argmax() == note(65) and mixed[note(64)] == mixed[note(66)]
+
+
+def test_the_answer_s_last_note_is_part_of_what_a_snapshot_keeps():
+    call = {16: note(60), 18: note(64)}
+    echo = Echo(call, 16, 16, NOTES)
+    echo.heard(16, note(60))
+    kept = echo.snapshot()
+    echo.heard(17, note(62))
+    assert echo.proposal(18) == note(65)
+    echo.restore(kept)
+    assert echo.proposal(18) == note(64)

@@ -94,10 +94,10 @@ def test_earlier_calls_are_laid_over_the_answer_under_the_present_one_and_speak_
     for symbols, bar in ((["11", "11", "11", "11"], 12), (["3", "4", "5", "6"], 16), (["7", "8", "9", "10"], 16)):
         kept.remember(symbols, 0, 0, bar)
     kept.attune(0, lambda symbol, _shift: INDEX[symbol])
-    onsets = np.ones(V, bool)
-    earlier = kept.echoes(16, 16, onsets)
+    pitches = np.arange(60, 60 + V)  # every index a note
+    earlier = kept.echoes(16, 16, pitches)
     assert len(earlier) == 2
-    present = Echo({16: 2, 17: 2}, 16, 16, onsets, until=17, earlier=earlier)
+    present = Echo({16: 2, 17: 2}, 16, 16, pitches, until=17, earlier=earlier)
     share = WEIGHT / 2  # (agreed + 1) / (onsets + 2), nothing heard yet
     odds = {2: 1 + ODDS * share, 7: 1 + ODDS * share * FADE, 3: 1 + ODDS * share * FADE**2}  # "7": the last call's
     total = V - 3 + sum(odds.values())  # each proposal multiplies its symbol's odds at once
@@ -119,7 +119,7 @@ def test_another_vocabulary_keeps_the_calls_as_played_and_hears_them_in_it_once_
     kept.bind([*SYMBOLS, "x"])
     assert len(kept) == 1
     assert np.array_equal(kept.mix(BASE, context), BASE)  # not heard in this vocabulary yet
-    assert kept.echoes(0, 16, np.ones(V, bool)) == []
+    assert kept.echoes(0, 16, np.arange(60, 60 + V)) == []
     kept.attune(0, lambda symbol, _shift: V - 1 - INDEX[symbol])  # the new vocabulary's order: reversed
     moved = kept.mix(BASE, [V - 1 - index for index in context])
     assert moved[V - 1 - 10] > BASE[0] and moved[V - 1 - 10] == pytest.approx(kept_before(context))
@@ -133,11 +133,11 @@ def kept_before(context: list[int]) -> float:
 
 def test_the_song_cache_mixes_the_memory_under_the_present_song():
     kept = memory([*MOTIF, "10"])
-    cache = SongCache(0, kept)
+    cache = SongCache(0, np.ones(V, bool), kept)
     for index in map(int, MOTIF):
         cache.add(index)
     assert cache.mix(BASE).argmax() == 10
-    assert np.allclose(SongCache(0).mix(BASE), BASE)
+    assert np.allclose(SongCache(0, np.ones(V, bool)).mix(BASE), BASE)
 
 
 # --- through the engine ----------------------------------------------------------------------------------------

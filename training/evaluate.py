@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from improvd.core.encoding import SONG_END, Vocabulary
+from improvd.core.encoding import SONG_END, Vocabulary, is_pitch
 from improvd.core.engine import Engine
 from improvd.core.lookback import Place
 from improvd.core.model import MODEL_JSON, Model, load_model
@@ -83,7 +83,8 @@ class Predictor:
     def lstm(cls, model: Model, song_cache: bool = True) -> Predictor:
         """The LSTM as the daemon runs it: with the song cache mixed in, unless ``song_cache`` is False."""
         runtime = LSTMRuntime(model)
-        cache = SongCache(model.vocabulary.index[SONG_END])
+        symbols = model.vocabulary.symbols
+        cache = SongCache(model.vocabulary.index[SONG_END], np.array([is_pitch(s) for s in symbols]))
 
         def predict(logits: np.ndarray) -> np.ndarray:
             return cache.mix(softmax(logits)) if song_cache else softmax(logits)

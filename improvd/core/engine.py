@@ -265,7 +265,9 @@ class Engine:
         vocabulary = model.vocabulary
         self._song_end = vocabulary.index[SONG_END]
         self._recall.bind(vocabulary.symbols)  # a model of another vocabulary hears the earlier calls in its own
-        self._cache = SongCache(self._song_end, self._recall)
+        self._onset_mask = np.array([is_pitch(s) for s in vocabulary.symbols])
+        self._pitches = np.array([int(s) if is_pitch(s) else -1 for s in vocabulary.symbols])
+        self._cache = SongCache(self._song_end, self._onset_mask, self._recall)
         if handover is None:
             self._runtime = self._predictor(model)
             self._runtime.prime([self._song_end] * model.song_gap)  # a call starts as a song does in training
@@ -273,10 +275,9 @@ class Engine:
             self._priming = self._spare()
         else:
             self._runtime, self._song_start = handover.runtime, handover.song_start
-            cache = SongCache(self._song_end, self._recall)
+            cache = SongCache(self._song_end, self._onset_mask, self._recall)
             self._priming = Priming(handover.spare, cache, self._song_start, self._song_end)
         self._drop_following()
-        self._onset_mask = np.array([is_pitch(s) for s in vocabulary.symbols])
         self._playable = np.array([s != SONG_END for s in vocabulary.symbols])
         if handover is None:
             self._reprime()
@@ -287,7 +288,7 @@ class Engine:
 
     def _spare(self) -> Priming:
         """A spare LSTM and song cache (the session memory under it too, as the engine's), to prime aside."""
-        cache = SongCache(self._song_end, self._recall)
+        cache = SongCache(self._song_end, self._onset_mask, self._recall)
         return Priming(self._predictor(self.model), cache, self._song_start, self._song_end)
 
     def _index_of(self, symbol: str, shift: int | None = None) -> int:
@@ -832,8 +833,8 @@ class Engine:
         index_of = {symbol: self._index_of(symbol) for symbol in set(call[:played])}  # a few symbols, many steps
         indices = {first_step + k: index_of[symbol] for k, symbol in enumerate(call[:played])}
         until = max(plan.first, plan.end - plan.bar)
-        earlier = self._recall.echoes(plan.entry, plan.bar, self._onset_mask)  # the player's earlier calls
-        return Echo(indices, plan.entry, plan.bar, self._onset_mask, until=until, earlier=earlier)
+        earlier = self._recall.echoes(plan.entry, plan.bar, self._pitches)  # the player's earlier calls
+        return Echo(indices, plan.entry, plan.bar, self._pitches, until=until, earlier=earlier)
 
     def _draw_answer(self) -> None:
         """Draw the answer's next slice (the symbol of the step that opens at the next boundary at least) and queue

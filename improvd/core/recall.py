@@ -134,7 +134,7 @@ class SessionMemory:
         for call in self._calls:
             call.attune(shift, lookup)
 
-    def echoes(self, entry: int, bar: int, is_onset: np.ndarray) -> list[Echo]:
+    def echoes(self, entry: int, bar: int, pitches: np.ndarray) -> list[Echo]:
         """The attuned calls of bars of ``bar`` steps laid over an answer whose first full bar starts at ``entry``
         (improvd.core.echo), the last call's echo at FADE of the present call's weight, each older one at FADE of
         the one after it; they speak to the answer's end."""
@@ -142,7 +142,7 @@ class SessionMemory:
         for age, call in enumerate(reversed(self._calls), start=1):
             if call.bar == bar and call.indices:
                 steps = {call.phase + k: index for k, index in enumerate(call.indices)}
-                echoes.append(Echo(steps, entry, bar, is_onset, scale=FADE**age))
+                echoes.append(Echo(steps, entry, bar, pitches, scale=FADE**age))
         return echoes
 
     def mix(self, probabilities: np.ndarray, history: Sequence[int]) -> np.ndarray:
@@ -182,13 +182,23 @@ def _played(call: Sequence[str]) -> list[str]:
     return played
 
 
+ANY_NOTE = -1  # a match's symbol: a note starts, which one as the mixture has it (``interpolate``'s ``notes``)
+
+
 def interpolate(
-    probabilities: np.ndarray, matches: list[tuple[int, int, float]], low: int, high: int, alpha: float
+    probabilities: np.ndarray,
+    matches: list[tuple[int, int, float]],
+    low: int,
+    high: int,
+    alpha: float,
+    notes: np.ndarray | None = None,
 ) -> np.ndarray:
     """Witten-Bell over contexts of ``low`` to ``high`` steps, shortest first: at order k, what followed the
     ``matches`` (symbol, steps of context shared with now, weight) sharing at least k steps takes the share
     n / (n + alpha t) of the mixture (n their weight in all, t the symbols among them); the rest keeps what came
-    before. The song cache (improvd.core.songcache) and the session memory both mix by it."""
+    before. A match's symbol ANY_NOTE spreads its part over the ``notes`` (a bool mask of the symbols that start
+    one) in proportion to the mixture before that order. The song cache (improvd.core.songcache) and the session
+    memory both mix by it."""
     mixed = probabilities
     for k in range(low, high + 1):
         following: Counter[int] = Counter()
@@ -199,7 +209,12 @@ def interpolate(
             break  # no longer context ending here was seen either
         total = sum(following.values())
         share = total / (total + alpha * len(following))
+        before = mixed
         mixed = mixed * (1.0 - share)
         for index, count in following.items():
-            mixed[index] += share * count / total
+            if index == ANY_NOTE:
+                spread = np.where(notes, before, 0.0)
+                mixed += share * count / total * (spread / spread.sum() if spread.sum() > 0 else before)
+            else:
+                mixed[index] += share * count / total
     return mixed

@@ -13,6 +13,16 @@ LSTM's distribution unchanged. This is the short-term model of Pearce's IDyOM
 The constants were chosen on the validation split (``improvd-train evaluate``
 reports the LSTM with and without the cache). Only the last ``WINDOW`` steps
 count, so a daemon left running for hours holds bounded memory.
+
+A context tells which note comes next only if it reaches back to the last
+note: six steps of holds (or rests) match wherever the song held any note
+that long, and the note that followed there is a leap from the note held now.
+Such a shorter match says when a note starts, not which: its part goes to the
+notes in proportion to the mixture underneath (``ANY_NOTE``,
+improvd.core.recall). On 306 Essen calls outside the test split, answered
+through the engine (3 seeds each), steps were 0.457 of the answers' intervals
+against the real bars' 0.491 and 4ths or 5ths 0.103 against 0.076, 0.469 and
+0.093 with this, and the two-sample test 0.623 to 0.603.
 """
 
 from __future__ import annotations
@@ -21,7 +31,7 @@ from collections import deque
 
 import numpy as np
 
-from improvd.core.recall import SessionMemory, interpolate
+from improvd.core.recall import ANY_NOTE, SessionMemory, interpolate
 
 MIN_ORDER = 6  # steps of context; shorter contexts repeat by chance in any tune
 MAX_ORDER = 24
@@ -39,9 +49,11 @@ class SongCache:
     longer contexts. Same figures, a few hundred kilobytes at most.
     """
 
-    def __init__(self, song_end: int, memory: SessionMemory | None = None) -> None:
-        """``memory``, the player's earlier calls (improvd.core.recall), is mixed in under this song."""
+    def __init__(self, song_end: int, is_onset: np.ndarray, memory: SessionMemory | None = None) -> None:
+        """``is_onset`` tells which indices start a note; ``memory``, the player's earlier calls
+        (improvd.core.recall), is mixed in under this song."""
         self.song_end = song_end
+        self._is_onset = is_onset
         self._memory = memory
         self.reset()
 
@@ -104,8 +116,20 @@ class SongCache:
         mixed = np.asarray(probabilities, np.float64)
         if self._memory is not None:
             mixed = self._memory.mix(mixed, self._history)
-        matches = [(symbol, length, 1.0) for symbol, length in self._match_lengths()]
-        return interpolate(mixed, matches, MIN_ORDER, MAX_ORDER, ALPHA) if matches else mixed
+        reach = self._since_note()
+        matches = [
+            (ANY_NOTE if self._is_onset[symbol] and length < reach else symbol, length, 1.0)
+            for symbol, length in self._match_lengths()
+        ]
+        return interpolate(mixed, matches, MIN_ORDER, MAX_ORDER, ALPHA, self._is_onset) if matches else mixed
+
+    def _since_note(self) -> int:
+        """The steps of context that reach back to the song's last note (MAX_ORDER + 1 when none does)."""
+        history = self._history
+        for back in range(1, min(len(history), MAX_ORDER) + 1):
+            if self._is_onset[history[-back]]:
+                return back
+        return MAX_ORDER + 1
 
     def _match_lengths(self) -> list[tuple[int, int]]:
         """(symbol that followed, steps of context it shares with now, up to MAX_ORDER) for each earlier match."""
