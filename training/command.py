@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from improvd.extras import MissingExtra, require
+
+# evaluate and compare step LSTMs one 16th at a time, as the daemon does: a BLAS thread pool only adds threads
+# that spin after each small product (10x slower on a loaded 2-core machine). Set before numpy loads OpenBLAS; a
+# user's own setting wins; Keras's training does not use OpenBLAS.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
 def main(argv: list[str] | None = None) -> int:
