@@ -107,7 +107,7 @@ def test_auto_answers_in_the_chosen_transposition_and_moves_the_answer_back_into
     engine.set_styles(Styles({"m": flat_on(trained, "m", "C"), "sharps": loser}))
     sent, events = run(engine, call(A_MINOR), 200)
     start = next(e for e in events if e.name == "response_start")
-    assert start.data["model"] == "m" and start.data["transposition"] == 3
+    assert start.data["model"] == "m" and start.data["transposition"] == 3 and start.data["offset"] == 3
     answer = [t.message.note for t in sent if t.message.type == "note_on"]
     assert len(answer) > 8
     assert all(note % 12 in WHITE_KEYS for note in answer)

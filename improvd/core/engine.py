@@ -68,7 +68,9 @@ too), again after each note played meanwhile, and taken there when it finished f
 what was done, with the same result); a phrase end it was not handed aside for waits FOLLOW_WAIT steps for it
 (``_wait_for_follow``). With style auto
 (``set_styles``) every candidate model hears the call too, a slice a tick, and at the phrase end the one that
-predicted it best takes over as it heard it (improvd.core.styles; ``response_start`` names it). The answer is drawn
+predicted it best takes over as it heard it, in the transposition it heard it best in (the white keys, or a model's
+minor transposition: the answer's collection and tonic move with it; improvd.core.styles; ``response_start`` names
+it). The answer is drawn
 in slices
 (improvd.core.answer): each tick draws the symbol of the step that opens at the
 next boundary and at most ``SLICE_STEPS`` LSTM steps more, and queues the notes
@@ -670,6 +672,7 @@ class Engine:
         self.mode = "responding"
         self._draw_answer()
         data = {"steps": plan.end - plan.first, "first_step": plan.first, "entry": plan.entry, "transposition": shift}
+        data["offset"] = offset  # the transposition's move from the call's white keys (a model's minor transposition)
         data["model"] = self.model.name
         self._events.append(Event(time, "response_start", data))
 
