@@ -292,7 +292,8 @@ def minor_tonic(songs: list[list[str]]) -> str:
     """The tonic the minor tunes among ``songs`` (as transposed for training) sit on, which style auto hears a
     minor call in too (improvd.core.styles): among the songs whose key estimate (improvd.core.keys.estimate_key,
     music21's analysis) is minor and whose last note is that tonic, the tonic most of them end on; A (the white
-    keys' minor, as a corpus whose keys name their mode is transposed) on a tie or when none does."""
+    keys' minor, where a corpus whose keys name their mode puts its minor tunes) when it ties for the most, or when
+    none does."""
     counts: dict[str, int] = {}
     for song in songs:
         tonic, mode = estimate_key(song)

@@ -4,12 +4,13 @@ Every candidate model has an LSTM runtime of its own that hears the call as the 
 start, a song end, then the call's steps moved by the transposition it will be answered in (the call's diatonic
 collection on the white keys, as every model's major tunes were trained in C major) and folded into the
 candidate's own vocabulary. A model whose minor tunes were trained on another tonic than A (its card's
-``minor_tonic``: Essen's abc keys name only a tonic, so its minor tunes sit in C minor) has a second runtime that
-hears the call moved so that the collection's A lies on that tonic; the transposition that predicted the call
-better counts for the model, and the answer is drawn there (``Handover.offset``) and moved back. It keeps, for each step it heard,
-what it had predicted for it. At the phrase end ``choose`` hands over the candidate whose score is lowest: the bits
-it spent on the call up to its closing silence (-log2 of the probability it gave each step that came, summed: the
-call's likelihood under the model, as Bayes' rule weighs it) plus its prior, the model card's ``style_prior_bits``
+``minor_tonic``: Essen's abc keys name only a tonic, so its minor tunes sit in C minor) is a candidate twice, the
+second hearing the call moved so that the collection's A lies on that tonic; the transposition that predicted the
+call better counts for the model, and the answer is drawn there (``Handover.offset``) and moved back. Each
+candidate keeps, for each step it heard, what it had predicted for it. At the phrase end ``choose`` hands over
+the model whose score is lowest: the bits it spent on the call up to its closing silence (-log2 of the
+probability it gave each step that came, summed: the call's likelihood under the model, as Bayes' rule weighs it)
+plus its prior, the model card's ``style_prior_bits``
 (-log2 of the prior probability of its style, up to a constant; 0 when the card has none). The closing silence
 (from the first rest after the call's last onset) is the player leaving improvd its turn, not the style: its first
 step costs every model some 12 bits, and it only blurs the choice. The priors are chosen on the collections'
