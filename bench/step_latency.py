@@ -25,7 +25,9 @@ answer_work_auto; style_choice, phrase_end_auto less phrase_end on the same call
 adds to the phrase-end tick: on a loaded machine the difference of two noisy figures), and style_choose,
 ``Styles.choose`` alone after a call of 64 steps and its silence (scoring every candidate, the handed-over state).
 The same with the daemon's aside thread hearing for the candidates (as ``improvd run`` does): the ``_auto_aside``
-figures, each tick waiting for that thread as a 16th's time would.
+figures, each tick waiting for that thread as a 16th's time would. ``--transpositions``: listening_tick_auto,
+listening_tick_auto_aside and style_choose alone, with each model heard in one transposition and as its card has
+it (essen's ``minor_tonic`` C: twice), in turn, and the ratios.
 
 Prints one JSON object (with --json) or a table. Not a test: these machines are shared, so compare the ratios.
 Uses models/essen when it exists, else a default-size model (one LSTM of 256 units) with random weights.
@@ -34,6 +36,7 @@ Uses models/essen when it exists, else a default-size model (one LSTM of 256 uni
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import json
 import os
@@ -58,7 +61,7 @@ from improvd.core.recall import CALL_STEPS, SessionMemory
 from improvd.core.runtime import LSTMRuntime, softmax
 from improvd.core.sampler import Sampler
 from improvd.core.songcache import SongCache
-from improvd.core.styles import Styles, models_under
+from improvd.core.styles import MINOR_TONIC_KEY, Styles, models_under
 from improvd.daemon.aside import Aside
 from improvd.daemon.timing import SWITCH_INTERVAL
 from training.export import export_model
@@ -185,6 +188,38 @@ def bench(repeats: int) -> dict:
     result["load_average_1min"] = round(os.getloadavg()[0], 2)
     result["speedup_p50_vs_tutorial"] = round(result["tutorial_window"]["p50_ms"] / result["improvd"]["p50_ms"], 1)
     result["speedup_p50_vs_keras_stateful"] = round(result["keras_stateful"]["p50_ms"] / result["improvd"]["p50_ms"], 1)
+    return result
+
+
+def transposition_figures(repeats: int) -> dict:
+    """Style auto's figures with every shipped model as its card has it (``two``: a model whose ``minor_tonic`` is
+    not A heard in two transpositions) and with each heard in one (the card without it: ``one``), in turn (one, two,
+    two, one), and each p50 and p99 of ``two`` over ``one``'s (both runs of each pooled)."""
+    cards = models_under(DEFAULT_MODEL_DIR.parent)
+    ways = {
+        "two": cards,
+        "one": {
+            name: dataclasses.replace(m, card={k: v for k, v in m.card.items() if k != MINOR_TONIC_KEY})
+            for name, m in cards.items()
+        },
+    }
+    samples: dict[str, dict[str, list[float]]] = {way: {} for way in ways}
+    for way in ("one", "two", "two", "one"):
+        primed = ways[way]
+        timed_ticks = {
+            "listening_tick_auto": phrase_end_work(cards["essen"], repeats, Styles(primed))["listening_tick"],
+            "listening_tick_auto_aside": phrase_end_work(cards["essen"], repeats, Styles(primed), Aside())[
+                "listening_tick"
+            ],
+            "style_choose": choose_work(Styles(primed), repeats),
+        }
+        for name, seconds in timed_ticks.items():
+            samples[way].setdefault(name, []).extend(seconds)
+    result: dict = {"models_primed": sorted(cards)}
+    for name in samples["one"]:
+        one, two = percentiles(samples["one"][name]), percentiles(samples["two"][name])
+        ratios = {f"{p}_ratio": round(two[f"{p}_ms"] / one[f"{p}_ms"], 3) for p in ("p50", "p99")}
+        result[name] = {"one_transposition": one, "two": two, **ratios}
     return result
 
 
@@ -365,10 +400,17 @@ def main() -> int:
     parser.add_argument(
         "--follow", action="store_true", help="the follow figures alone, --repeats phrase ends each (no Keras)"
     )
+    parser.add_argument(
+        "--transpositions",
+        action="store_true",
+        help="style auto's figures alone, each model heard in one transposition and as its card has it (no Keras)",
+    )
     args = parser.parse_args()
     if args.cpu:
         CLOCK[0] = time.thread_time
-    if args.follow:
+    if args.transpositions:
+        result = {**transposition_figures(args.repeats), "load_average_1min": round(os.getloadavg()[0], 2)}
+    elif args.follow:
         with tempfile.TemporaryDirectory() as workdir:
             model = load_model(model_dir(Path(workdir)))
         result = {"model": str(model.path), **follow_figures(model, args.repeats)}

@@ -46,6 +46,7 @@ def test_fit_writes_run_folder_and_model_directory(tiny_run):
     counts = card["split"]["counts"]
     assert counts["test"] == len(card["test_tunes"]) >= 1 and sum(counts.values()) == card["corpus"]["songs"]
     assert card["training"]["epochs_run"] == 1
+    assert card["minor_tonic"] == "A"  # style auto's: none of these children's songs is minor and ends on its tonic
 
 
 def test_keras_file_reloads_in_safe_mode_and_matches_numpy(tiny_run):

@@ -66,7 +66,8 @@ class CallCase:
 @dataclass(frozen=True)
 class Continuation:
     """Notes (seconds from the call's grid origin), the grid step of their first full bar, and the
-    transposition the engine used (None for the real bars)."""
+    transposition that moved the call onto the white keys (None for the real bars; the engine's own less its
+    ``offset``, a model's minor transposition)."""
 
     notes: list[PlayedNote]
     first_bar: int
@@ -122,7 +123,7 @@ def answer(test: CallCase, make_engine: EngineMaker, seed: int, temperature: flo
     settings = Settings(bpm=test.call.bpm, meter=test.meter, response_bars=CALL_BARS, temperature=temperature, gate=1.0)
     performance = perform(make_engine(settings, seed), test.call.notes)
     start = next(e for e in performance.events if e.name == "response_start")
-    return Continuation(performance.response, start.data["entry"], start.data["transposition"])
+    return Continuation(performance.response, start.data["entry"], start.data["transposition"] - start.data["offset"])
 
 
 def real(test: CallCase) -> Continuation:

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from improvd.core.encoding import Vocabulary
+from improvd.core.encoding import Vocabulary, is_pitch, tonic_pitch_class
+from improvd.core.keys import estimate_key
 
 from .corpus import DEFAULT_CACHE_DIR, Corpus, load_corpus
 from .dataset import evaluation_dataset, lookback_stream, split_tunes, stream_of, training_dataset
@@ -282,5 +283,21 @@ def card_of(settings: Settings, prepared: Prepared, summary: dict | None = None)
             "counts": {part: len(idents) for part, idents in prepared.split.items()},
         },
         "test_tunes": prepared.split["test"],
+        "minor_tonic": minor_tonic(prepared.songs("train")),
         "training": summary or {},
     }
+
+
+def minor_tonic(songs: list[list[str]]) -> str:
+    """The tonic the minor tunes among ``songs`` (as transposed for training) sit on, which style auto hears a
+    minor call in too (improvd.core.styles): among the songs whose key estimate (improvd.core.keys.estimate_key,
+    music21's analysis) is minor and whose last note is that tonic, the tonic most of them end on; A (the white
+    keys' minor, where a corpus whose keys name their mode puts its minor tunes) when it ties for the most, or when
+    none does."""
+    counts: dict[str, int] = {}
+    for song in songs:
+        tonic, mode = estimate_key(song)
+        last = next((int(symbol) for symbol in reversed(song) if is_pitch(symbol)), None)
+        if mode == "minor" and last is not None and last % 12 == tonic_pitch_class(tonic):
+            counts[tonic] = counts.get(tonic, 0) + 1
+    return max(counts, key=lambda tonic: (counts[tonic], tonic == "A"), default="A")

@@ -106,13 +106,13 @@ class Rules:
 
 
 def collection_mask(
-    symbols: list[str], playable: np.ndarray, call: list[str], shift: int, span: tuple[int, int]
+    symbols: list[str], playable: np.ndarray, call: list[str], shift: int, span: tuple[int, int], offset: int = 0
 ) -> np.ndarray:
-    """Symbols the answer may draw: ``playable`` ones, pitches of the white keys (the call's diatonic collection in
-    the model's key) or of a pitch class the call itself played (its own accidentals, moved by ``shift``), inside
-    ``span`` (lowest and highest MIDI note) once moved back, unless no pitch is: then the engine folds each note
-    into it."""
-    classes = set(WHITE_KEYS) | {(int(s) + shift) % 12 for s in call if is_pitch(s)}
+    """Symbols the answer may draw: ``playable`` ones, pitches of the white keys moved by ``offset`` (the call's
+    diatonic collection in the model's key: ``offset`` is the model's minor transposition, improvd.core.styles) or
+    of a pitch class the call itself played (its own accidentals, moved by ``shift``), inside ``span`` (lowest and
+    highest MIDI note) once moved back, unless no pitch is: then the engine folds each note into it."""
+    classes = {(c + offset) % 12 for c in WHITE_KEYS} | {(int(s) + shift) % 12 for s in call if is_pitch(s)}
     mask = playable & np.array([not is_pitch(s) or int(s) % 12 in classes for s in symbols])
     low, high = span
     inside = mask & np.array([not is_pitch(s) or low <= int(s) - shift <= high for s in symbols])

@@ -68,7 +68,9 @@ too), again after each note played meanwhile, and taken there when it finished f
 what was done, with the same result); a phrase end it was not handed aside for waits FOLLOW_WAIT steps for it
 (``_wait_for_follow``). With style auto
 (``set_styles``) every candidate model hears the call too, a slice a tick, and at the phrase end the one that
-predicted it best takes over as it heard it (improvd.core.styles; ``response_start`` names it). The answer is drawn
+predicted it best takes over as it heard it, in the transposition it heard it best in (the white keys, or a model's
+minor transposition: the answer's collection and tonic move with it; improvd.core.styles; ``response_start`` names
+it). The answer is drawn
 in slices
 (improvd.core.answer): each tick draws the symbol of the step that opens at the
 next boundary and at most ``SLICE_STEPS`` LSTM steps more, and queues the notes
@@ -160,7 +162,7 @@ from improvd.core.schema import MATCH_BARS
 from improvd.core.seedbuffer import SeedBuffer, usual_gap
 from improvd.core.settings import Settings
 from improvd.core.songcache import SongCache
-from improvd.core.styles import Handover, Styles
+from improvd.core.styles import Handover, Styles, moved
 from improvd.core.touch import Touch, beat_steps
 
 SUSTAIN = 64
@@ -513,17 +515,20 @@ class Engine:
             styles.feed(symbol)
         styles.advance()
 
-    def _choose_style(self) -> None:
+    def _choose_style(self) -> int:
         """Style auto, at the phrase end: the candidate that predicted the call best answers it, handed over with
-        the call heard in its transposition (improvd.core.styles)."""
+        the call heard in its transposition (improvd.core.styles). Returns the semitones that transposition lies
+        from the call's white keys (0 without style auto)."""
         if self._styles is None:
-            return
+            return 0
         shift = self._styles.shift  # never None here: _hear_styles has given them the call in this tick
         handover = self._styles.choose()
         self._resting = False
-        if shift is not None:
-            self._shift = shift
-            self._load(handover.model, handover)
+        if shift is None:
+            return 0
+        self._shift = moved(shift, handover.offset)
+        self._load(handover.model, handover)
+        return handover.offset
 
     def _rekey(self, shift: int) -> None:
         """At the phrase end: hear the call moved by ``shift``: the spare LSTM primed for it (what is left of its
@@ -637,15 +642,16 @@ class Engine:
         call = self._buffer.last_note_symbols()
         self._events.append(Event(time, "phrase_end", {"call_steps": self._call_steps}))
         shift, tonic = self._key(call)
-        self._choose_style()
+        offset = self._choose_style()  # style auto: the chosen model's transposition, from the white keys
+        shift, tonic = moved(shift, offset), (tonic + offset) % 12
         if shift != self._shift or self._priming.shift is not None:
             self._rekey(shift)
-        self._recall.attune(shift, self._index_of)  # the earlier calls heard in this call's key
+        self._recall.attune(shift, self._index_of, offset)  # the earlier calls heard in this call's key
         self._feed_lstm(HOLD)  # the step that opened at this tick sounds as the call's silence going on
         plan = self._plan(self._grid.step + 1)
         s = self.settings
         rules = Rules(
-            in_key=collection_mask(self.model.vocabulary.symbols, self._playable, call, shift, s.range),
+            in_key=collection_mask(self.model.vocabulary.symbols, self._playable, call, shift, s.range, offset),
             onsets=self._onset_mask,
             places=onset_places(call, self._grid.step - len(call), beat_steps(s.meter)),
             downbeats=sounds_its_downbeats(call, self._grid.step - len(call), bar_steps(s.meter)),
@@ -667,6 +673,7 @@ class Engine:
         self.mode = "responding"
         self._draw_answer()
         data = {"steps": plan.end - plan.first, "first_step": plan.first, "entry": plan.entry, "transposition": shift}
+        data["offset"] = offset  # the transposition's move from the call's white keys (a model's minor transposition)
         data["model"] = self.model.name
         self._events.append(Event(time, "response_start", data))
 

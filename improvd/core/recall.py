@@ -69,10 +69,11 @@ class _Call:
         """Forget the indices (another model's vocabulary): the next ``attune`` indexes the call afresh."""
         self._heard_in, self.indices, self.followers = None, (), {}
 
-    def attune(self, shift: int, index_of: IndexOf) -> None:
-        """Index the call for an answer in transposition ``shift``: by ``shift`` (at the pitches played) when all
-        its notes lie in that collection, else by its own."""
-        used = shift if all((c + shift) % 12 in WHITE_KEYS for c in self._classes) else self.shift
+    def attune(self, shift: int, index_of: IndexOf, offset: int = 0) -> None:
+        """Index the call for an answer in transposition ``shift``, whose collection is the white keys moved by
+        ``offset``: by ``shift`` (at the pitches played) when all its notes lie in that collection, else by its
+        own."""
+        used = shift if all((c + shift - offset) % 12 in WHITE_KEYS for c in self._classes) else self.shift
         if used == self._heard_in:
             return
         self._heard_in = used
@@ -121,9 +122,10 @@ class SessionMemory:
         if self._phrases and len(played) > MIN_ORDER:
             self._calls.append(_Call(played, shift, phase, bar))
 
-    def attune(self, shift: int, index_of: IndexOf) -> None:
-        """Hear the calls for an answer in transposition ``shift``, ``index_of(symbol, shift)`` giving the model's
-        index of a player's symbol moved by ``shift`` (before an answer's first ``mix``)."""
+    def attune(self, shift: int, index_of: IndexOf, offset: int = 0) -> None:
+        """Hear the calls for an answer in transposition ``shift`` (its collection the white keys moved by
+        ``offset``), ``index_of(symbol, shift)`` giving the model's index of a player's symbol moved by ``shift``
+        (before an answer's first ``mix``)."""
         known: dict[tuple[str, int], int] = {}  # a call holds few symbols, over and over
 
         def lookup(symbol: str, used: int) -> int:
@@ -132,7 +134,7 @@ class SessionMemory:
             return known[symbol, used]
 
         for call in self._calls:
-            call.attune(shift, lookup)
+            call.attune(shift, lookup, offset)
 
     def echoes(self, entry: int, bar: int, pitches: np.ndarray) -> list[Echo]:
         """The attuned calls of bars of ``bar`` steps laid over an answer whose first full bar starts at ``entry``

@@ -1,11 +1,16 @@
 """Which model answers with ``style = auto``: the one that predicted the call best.
 
 Every candidate model has an LSTM runtime of its own that hears the call as the engine's does: from its song
-start, a song end, then the call's steps moved by the transposition it will be answered in (every model is
-trained in C major / A minor) and folded into the candidate's own vocabulary. It keeps, for each step it heard,
-what it had predicted for it. At the phrase end ``choose`` hands over the candidate whose score is lowest: the bits
-it spent on the call up to its closing silence (-log2 of the probability it gave each step that came, summed: the
-call's likelihood under the model, as Bayes' rule weighs it) plus its prior, the model card's ``style_prior_bits``
+start, a song end, then the call's steps moved by the transposition it will be answered in (the call's diatonic
+collection on the white keys, as every model's major tunes were trained in C major) and folded into the
+candidate's own vocabulary. A model whose minor tunes were trained on another tonic than A (its card's
+``minor_tonic``: Essen's abc keys name only a tonic, so its minor tunes sit in C minor) is a candidate twice, the
+second hearing the call moved so that the collection's A lies on that tonic; the transposition that predicted the
+call better counts for the model, and the answer is drawn there (``Handover.offset``) and moved back. Each
+candidate keeps, for each step it heard, what it had predicted for it. At the phrase end ``choose`` hands over
+the model whose score is lowest: the bits it spent on the call up to its closing silence (-log2 of the
+probability it gave each step that came, summed: the call's likelihood under the model, as Bayes' rule weighs it)
+plus its prior, the model card's ``style_prior_bits``
 (-log2 of the prior probability of its style, up to a constant; 0 when the card has none). The closing silence
 (from the first rest after the call's last onset) is the player leaving improvd its turn, not the style: its first
 step costs every model some 12 bits, and it only blurs the choice. The priors are chosen on the collections'
@@ -30,7 +35,16 @@ from typing import Any
 
 import numpy as np
 
-from improvd.core.encoding import HOLD, REST, SONG_END, Vocabulary, fold_pitch, is_pitch
+from improvd.core.encoding import (
+    HOLD,
+    REST,
+    SONG_END,
+    EncodingError,
+    Vocabulary,
+    fold_pitch,
+    is_pitch,
+    tonic_pitch_class,
+)
 from improvd.core.lookback import Place
 from improvd.core.model import MODEL_JSON, Model, ModelError, load_model
 from improvd.core.runtime import LSTMRuntime
@@ -41,6 +55,8 @@ STYLE_STEPS = 32  # candidate LSTM steps a tick at most, all candidates together
 ASIDE_STEPS = 4  # with an aside thread, a candidate's queue it is handed at most (the steps of a call being played)
 SCORED_STEPS = 256  # a call's last steps scored (16 bars of 4/4): a call that goes on and on costs no more
 PRIOR_KEY = "style_prior_bits"  # the model card's key of a candidate's prior
+MINOR_TONIC_KEY = "minor_tonic"  # the model card's key of the tonic its minor tunes were trained in (A without it)
+MINOR_ON_WHITE_KEYS = 9  # A: the tonic of a minor call moved onto the white keys
 
 
 def call_index(vocabulary: Vocabulary, symbol: str, shift: int) -> int:
@@ -60,17 +76,38 @@ def prior_of(model: Model) -> float:
     return float(prior)
 
 
+def transpositions(model: Model) -> tuple[int, ...]:
+    """The semitones, beside the call's move onto the white keys, ``model`` hears a call in: 0, and for a model whose
+    card's ``minor_tonic`` is not A the move that takes the white keys' A there (-6..5: C is +3); ModelError for a
+    ``minor_tonic`` that names no tonic."""
+    tonic = model.card.get(MINOR_TONIC_KEY, "A")
+    try:
+        pitch_class = tonic_pitch_class(tonic) if isinstance(tonic, str) else None
+    except EncodingError:
+        pitch_class = None
+    if pitch_class is None:
+        raise ModelError(f"{model.path / MODEL_JSON}: {MINOR_TONIC_KEY} must name a tonic (C, E-, F#), got {tonic!r}")
+    offset = moved(pitch_class - MINOR_ON_WHITE_KEYS, 0)
+    return (0,) if offset == 0 else (0, offset)
+
+
+def moved(shift: int, offset: int) -> int:
+    """The transposition ``offset`` semitones from ``shift``, as the smallest move (-6..5)."""
+    return (shift + offset + 6) % 12 - 6
+
+
 @dataclass
 class Handover:
     """What the engine needs to answer with a candidate at once: a runtime in the state the engine's own would be
-    in after hearing the call, a second one for its key changes, the state after a song's leading song ends, and
-    the logits of the next step."""
+    in after hearing the call, a second one for its key changes, the state after a song's leading song ends, the
+    logits of the next step, and the semitones its transposition lies from the call's white keys (``moved``)."""
 
     model: Model
     runtime: LSTMRuntime
     spare: LSTMRuntime
     song_start: Any
     logits: np.ndarray
+    offset: int = 0
 
 
 class _Job:
@@ -98,10 +135,11 @@ class _Job:
 
 
 class _Candidate:
-    """One model's runtime following the call, and what it predicted for each step of it."""
+    """One model's runtime following the call in one of its transpositions (``offset`` semitones from the call's
+    white keys), and what it predicted for each step of it."""
 
-    def __init__(self, name: str, model: Model) -> None:
-        self.name, self.model = name, model
+    def __init__(self, name: str, model: Model, offset: int = 0) -> None:
+        self.name, self.model, self.offset = name, model, offset
         self.prior = prior_of(model)
         self.runtime = LSTMRuntime(model)
         self.song_end = model.vocabulary.index[SONG_END]
@@ -219,30 +257,37 @@ class Styles:
     ``choose`` has left to hear itself."""
 
     def __init__(self, models: Mapping[str, Model]) -> None:
-        """``models`` by name (at least one); each gets a runtime primed with its song ends (slow)."""
+        """``models`` by name (at least one); each gets a runtime primed with its song ends for each of its
+        ``transpositions`` (slow)."""
         if not models:
             raise ValueError("style auto needs at least one model under the models path")
-        self._candidates = [_Candidate(name, model) for name, model in sorted(models.items())]
+        self._candidates = [
+            _Candidate(name, model, offset)
+            for name, model in sorted(models.items())
+            for offset in transpositions(model)
+        ]
         self.shift: int | None = None  # the transposition the call is heard in; None: no call heard yet
         self.aside: Callable[[_Job], None] | None = None
         self._behind = 0  # steps queued that no ``advance`` has given leave for yet
 
     @property
     def names(self) -> list[str]:
-        return [candidate.name for candidate in self._candidates]
+        return list(dict.fromkeys(candidate.name for candidate in self._candidates))
 
     def restart(self, shift: int, call: list[str], place: Place) -> None:
         """A call heard afresh: every candidate, from its song start, hears a song end and ``call`` (the player's
         symbols so far, the first at ``place`` in its bar) moved by ``shift``, in slices (``advance``)."""
         self.shift = shift
         for candidate in self._candidates:
-            candidate.restart([call_index(candidate.model.vocabulary, symbol, shift) for symbol in call], place)
+            moves = moved(shift, candidate.offset)
+            candidate.restart([call_index(candidate.model.vocabulary, symbol, moves) for symbol in call], place)
         self._behind = sum(len(candidate.pending) for candidate in self._candidates)
 
     def feed(self, symbol: str) -> None:
         """One more step of the call, heard after those given (in the transposition of the last ``restart``)."""
         for candidate in self._candidates:
-            candidate.pending.append(call_index(candidate.model.vocabulary, symbol, self.shift or 0))
+            moves = moved(self.shift or 0, candidate.offset)
+            candidate.pending.append(call_index(candidate.model.vocabulary, symbol, moves))
         self._behind += len(self._candidates)
 
     def advance(self, steps: int = STYLE_STEPS) -> None:
@@ -269,28 +314,39 @@ class Styles:
         """A job handed aside is not done yet."""
         return any(c.job is not None and not c.job.done for c in self._candidates)
 
+    def _best(self) -> dict[str, tuple[float, _Candidate]]:
+        """Each model's (score, transposition) that spent the fewest bits on the call (the first of its
+        ``transpositions`` on a tie), by name."""
+        best: dict[str, tuple[float, _Candidate]] = {}
+        for candidate in self._candidates:
+            score = candidate.score()
+            if candidate.name not in best or score < best[candidate.name][0]:
+                best[candidate.name] = (score, candidate)
+        return best
+
     def bits(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """Each candidate's bits on each step of the call heard and on each of its onset pitches (``_Candidate.bits``),
-        by name: what ``scores`` sums, for choosing the priors (training/compare.py)."""
-        return {candidate.name: candidate.bits() for candidate in self._candidates}
+        """Each model's bits on each step of the call heard and on each of its onset pitches (``_Candidate.bits``),
+        in its best transposition, by name: what ``scores`` sums, for choosing the priors (training/compare.py)."""
+        return {name: candidate.bits() for name, (_, candidate) in self._best().items()}
 
     def scores(self) -> dict[str, float]:
-        """Each candidate's score of the call so far (its bits plus its prior; lower is better)."""
-        return {candidate.name: candidate.score() for candidate in self._candidates}
+        """Each model's score of the call so far (its bits in its best transposition plus its prior; lower is
+        better)."""
+        return {name: score for name, (score, _) in self._best().items()}
 
     def choose(self) -> Handover:
-        """At the phrase end: hear what is left, then hand over the candidate with the lowest score (the first by
-        name on a tie). The candidates then wait for the next ``restart``."""
+        """At the phrase end: hear what is left, then hand over the model with the lowest score (the first by name
+        on a tie) in its best transposition. The candidates then wait for the next ``restart``."""
         for candidate in self._candidates:
             candidate.recall()
             candidate.advance(len(candidate.pending))
         self._behind = 0
-        scores = self.scores()
-        best = next(c for c in self._candidates if c.name == min(scores, key=lambda name: (scores[name], name)))
+        scored = self._best()
+        _, best = scored[min(scored, key=lambda name: (scored[name][0], name))]
         self.shift = None
         runtime = LSTMRuntime(best.model)
         runtime.restore(best.runtime.snapshot())
-        return Handover(best.model, runtime, LSTMRuntime(best.model), best.song_start, best.logits)
+        return Handover(best.model, runtime, LSTMRuntime(best.model), best.song_start, best.logits, best.offset)
 
 
 def models_under(root: Path) -> dict[str, Model]:

@@ -1,0 +1,144 @@
+"""Style auto hears a model in the tonic its minor tunes were trained in too (the card's ``minor_tonic``): Essen's
+abc keys name only a tonic, so its minor tunes sit in C minor while a minor call moved onto the white keys is in A
+minor (improvd.core.styles.transpositions)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from improvd.core.answer import collection_mask
+from improvd.core.engine import Engine, Settings
+from improvd.core.keys import WHITE_KEYS
+from improvd.core.lookback import Place
+from improvd.core.model import ModelError, load_model
+from improvd.core.recall import _Call
+from improvd.core.styles import Styles, transpositions
+from tests.helpers import call, run
+
+FLATS = {3, 8, 10}  # E-flat, A-flat, B-flat: C minor's notes outside the white keys
+# an A-minor call on the white keys (no E-flat, A-flat or B-flat), in 8ths; it ends at step 32
+A_MINOR = [
+    (pitch, 2 * k, 2) for k, pitch in enumerate([69, 71, 72, 74, 76, 74, 72, 71, 69, 72, 76, 74, 72, 71, 69, 69])
+]
+SYMBOLS = [symbol for pitch, _, _ in A_MINOR for symbol in (str(pitch), "_")]
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_model_dir):
+    return load_model(tiny_model_dir)
+
+
+def flat_on(model, name: str, minor_tonic: str | None, favoured: set[int] = FLATS):
+    """The model with its output weights zeroed and its bias 4 nats up on the pitches of ``favoured`` classes: the
+    same prediction whatever it heard, which spends fewer bits on a call the more of those notes it holds."""
+    symbols = model.vocabulary.symbols
+    bias = np.array([4.0 if s.isdigit() and int(s) % 12 in favoured else 0.0 for s in symbols], np.float32)
+    weights = {**model.weights, "dense_kernel": np.zeros_like(model.weights["dense_kernel"]), "dense_bias": bias}
+    card = {**model.card, "name": name, "style_prior_bits": 0.0}
+    card.pop("minor_tonic", None)
+    if minor_tonic is not None:
+        card["minor_tonic"] = minor_tonic
+    return dataclasses.replace(model, weights=weights, path=Path(name), card=card)
+
+
+@pytest.mark.parametrize(
+    ("tonic", "expected"), [(None, (0,)), ("A", (0,)), ("C", (0, 3)), ("E-", (0, -6)), ("Bb", (0, 1)), ("g", (0, -2))]
+)
+def test_a_card_s_minor_tonic_adds_the_transposition_that_takes_the_white_keys_a_there(trained, tonic, expected):
+    assert transpositions(flat_on(trained, "m", tonic)) == expected
+
+
+@pytest.mark.parametrize("tonic", ["H", "", 3, None, ["C"], "C minor"])
+def test_a_minor_tonic_that_names_no_tonic_is_a_clear_error(trained, tonic):
+    broken = dataclasses.replace(trained, path=Path("m"), card={**trained.card, "minor_tonic": tonic})
+    with pytest.raises(ModelError, match=r"m/model.json: minor_tonic must name a tonic \(C, E-, F#\), got "):
+        Styles({"m": broken})
+
+
+def test_the_shipped_cards_say_where_their_minor_tunes_were_trained():
+    """models/README.md: Essen's minor training tunes end on C (580 of those music21 calls minor and that end on
+    their tonic, 128 on A); the British ones on A (155 of 159)."""
+    from improvd.core.model import DEFAULT_MODEL_DIR
+
+    assert load_model(DEFAULT_MODEL_DIR.parent / "essen").card["minor_tonic"] == "C"
+    assert load_model(DEFAULT_MODEL_DIR.parent / "british").card["minor_tonic"] == "A"
+
+
+def heard(styles: Styles, shift: int) -> None:
+    styles.restart(shift, SYMBOLS[:1], Place(0, 16))
+    for symbol in SYMBOLS[1:]:
+        styles.feed(symbol)
+
+
+def test_a_model_is_scored_in_its_better_transposition_and_handed_over_there(trained):
+    """A model whose minor tunes sit on C hears an A-minor call in A minor and in C minor (its E-flats, A-flats and
+    B-flats are what the model favours): its score is the better one's, the transposition the handover's."""
+    c_minor = Styles({"m": flat_on(trained, "m", "C")})
+    heard(c_minor, 0)
+    in_a = Styles({"m": flat_on(trained, "m", None)})
+    heard(in_a, 0)
+    moved = Styles({"m": flat_on(trained, "m", None)})
+    heard(moved, 3)  # the call moved as the second transposition hears it
+    handover = c_minor.choose()
+    in_a.choose(), moved.choose()
+    assert moved.scores()["m"] < in_a.scores()["m"] - 10  # C minor's flats are what it favours
+    assert c_minor.scores()["m"] == pytest.approx(moved.scores()["m"], rel=1e-6)
+    assert handover.offset == 3 and c_minor.names == ["m"]
+    np.testing.assert_array_equal(c_minor.bits()["m"][0], moved.bits()["m"][0])
+
+
+def test_the_model_that_fits_the_call_in_its_own_key_keeps_the_first_transposition(trained):
+    """Favouring the white keys' own notes, the model's first transposition (the white keys) scores better."""
+    styles = Styles({"m": flat_on(trained, "m", "C", favoured={9, 11, 4})})
+    heard(styles, 0)
+    assert styles.choose().offset == 0
+
+
+def test_auto_answers_in_the_chosen_transposition_and_moves_the_answer_back_into_the_call_s_key(trained):
+    """The C-minor model wins the A-minor call in C minor: response_start says the answer's transposition (+3), the
+    answer, drawn among C minor's notes, sounds in the call's own collection (the white keys), its favoured
+    E-flats, A-flats and B-flats moved back to C, F and G."""
+    engine = Engine(flat_on(trained, "m", None), Settings(), seed=3)
+    loser = flat_on(trained, "sharps", None, favoured={1, 6, 8})  # favours what the call never plays
+    engine.set_styles(Styles({"m": flat_on(trained, "m", "C"), "sharps": loser}))
+    sent, events = run(engine, call(A_MINOR), 200)
+    start = next(e for e in events if e.name == "response_start")
+    assert start.data["model"] == "m" and start.data["transposition"] == 3 and start.data["offset"] == 3
+    answer = [t.message.note for t in sent if t.message.type == "note_on"]
+    assert len(answer) > 8
+    assert all(note % 12 in WHITE_KEYS for note in answer)
+    assert sum(note % 12 in {0, 5, 7} for note in answer) > 0.6 * len(answer)  # what it favours, moved back
+
+
+def test_the_answer_s_collection_is_the_white_keys_moved_with_the_model_s_transposition(trained):
+    """In C minor (offset 3) the answer may draw E-flat, A-flat and B-flat, not E, A or B (the white keys would let
+    those through, which moved back are C-sharp, F-sharp and G-sharp)."""
+    symbols = [str(p) for p in range(48, 84)]
+    mask = collection_mask(symbols, np.ones(len(symbols), bool), ["69", "_", "72"], 3, (0, 127), 3)
+    allowed = {int(s) % 12 for s, ok in zip(symbols, mask, strict=True) if ok}
+    assert allowed == {0, 2, 3, 5, 7, 8, 10}
+
+
+def test_an_earlier_call_in_the_same_collection_is_heard_in_the_model_s_transposition():
+    """Session memory: an earlier A-minor call (heard at shift 0) is indexed for an answer in C minor (shift 3,
+    offset 3) as the present call is, at +3, not by its own shift."""
+    earlier = _Call(["69", "_", "72", "_", "76", "_", "74"], 0, 0, 16)
+    earlier.attune(3, lambda symbol, used: used, 3)
+    assert set(earlier.indices) == {3}
+
+
+def test_training_records_the_tonic_most_minor_tunes_end_on():
+    """training.train.minor_tonic: C minor songs that end on C outnumber A minor ones that end on A; a tie, or no
+    minor song ending on its tonic, is A."""
+    from training.train import minor_tonic
+
+    c_minor = ["60", "_", "63", "_", "67", "_", "65", "_", "63", "_", "62", "_", "60", "_", "_", "_"]
+    a_minor = [str(int(s) + 9) if s.isdigit() else s for s in c_minor]
+    c_major = ["60", "_", "64", "_", "67", "_", "65", "_", "64", "_", "62", "_", "60", "_", "_", "_"]
+    assert minor_tonic([c_minor, c_minor, a_minor, c_major]) == "C"
+    assert minor_tonic([c_minor, a_minor]) == "A"
+    assert minor_tonic([c_major]) == "A"
