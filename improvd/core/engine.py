@@ -146,7 +146,7 @@ from improvd.core.answer import (
 )
 from improvd.core.echo import Echo
 from improvd.core.encoding import HOLD, REST, SONG_END, Vocabulary, is_pitch, tonic_pitch_class
-from improvd.core.follow import Following
+from improvd.core.follow import Following, hear
 from improvd.core.grid import Grid, bar_steps, next_bar_line, strong_positions
 from improvd.core.keys import call_key, diatonic_shift, key_shift, parse_key
 from improvd.core.lookback import Place
@@ -242,6 +242,7 @@ class Engine:
         self._count_in_ignored = 0  # notes played in the count-in before its last beat
         self._deviations: dict[tuple[int, int], float] = {}  # (step, pitch) -> how far off the grid it was played
         self._heard: deque[tuple[float, mido.Message]] = deque(maxlen=HEARD_MESSAGES)  # the call's, for follow
+        self._late: list[tuple[float, mido.Message]] = []  # ... heard since the last tick (``_take_late``)
         self._aside = aside
         self._following: Following | None = None  # the follow work handed aside for the phrase end expected
         self._handed: Following | None = None  # the last made for this call (dropped or not): the next takes from it
@@ -415,9 +416,9 @@ class Engine:
         if self.mode == "counting_in" and self._grid.step >= self._pickup_step():
             self._counted_in(time)
         self._queue_click(self._grid.step + 1, time + self.step_seconds())
-        if self.mode in ("idle", "counting_in"):
-            return
-        self._close_step(closed, time)
+        if self.mode not in ("idle", "counting_in"):
+            self._close_step(closed, time)
+        self._take_late()
 
     def _close_step(self, step: int, time: float) -> None:
         in_call = self._call_steps > 0 or self._buffer.held or self._respond_requested
@@ -448,6 +449,7 @@ class Engine:
         if self._phrase_ended():
             self._respond(time)
         else:
+            self._take_late()
             self._follow_ahead(time)
 
     def _prime_ahead(self, symbol: str) -> None:
@@ -688,6 +690,7 @@ class Engine:
             self._renumber(regridded.open_step, beat.time(regridded.open_step / 4))
             self._call_steps = regridded.call_steps
             self._events.append(Event(time, "tempo", {"bpm": self.settings.bpm, "fit": round(beat.fit, 3)}))
+            self._hear_late(regridded.open_step, time)
         self._priming.cancel()
         if job.call == self._buffer.last_note_symbols():
             self._swap(job.priming)
@@ -696,6 +699,31 @@ class Engine:
         else:  # the call on the engine's grid ended otherwise than the work aside foresaw
             self._shift = _shift_for(self._buffer.last_note_symbols(), self._stated_key())
             self._reprime()
+
+    def _take_late(self) -> None:
+        """The messages heard since the last tick join the call's (``_heard``); follow work made without them is
+        dropped (``_follow_ahead`` hands it aside again, at this tick if its phrase end is near)."""
+        if self._late:
+            self._heard.extend(self._late)
+            self._late.clear()
+            self._drop_following()
+
+    def _hear_late(self, step: int, time: float) -> None:
+        """The messages heard since the tick before a followed phrase end came after its follow work was made (no
+        tick was left to hand it aside again): the replayed call hears them at ``step``, the step open on the player's
+        grid, so a note begins the next call (as one played over the answer with ``barge_in = "overlap"``); with
+        ``turns`` in bars it is ignored (a ``notes_ignored`` event: its turn is over), as one played after the tick."""
+        kept, ignored = [], 0
+        for heard in self._late:
+            message = heard[1]
+            if self.settings.turns != "phrase" and message.type == "note_on" and message.velocity > 0:
+                ignored += 1
+                continue
+            hear(self._buffer, message, step)
+            kept.append(heard)
+        self._late = kept  # the next call's (``_take_late``)
+        if ignored:
+            self._events.append(Event(time, "notes_ignored", {"reason": "turn over", "notes": ignored}))
 
     def _wait_for_follow(self, time: float) -> bool:
         """With ``aside``, a followed phrase end whose follow work was not handed aside for it (``respond_now``,
@@ -711,6 +739,7 @@ class Engine:
             return False
         if job is not None and job.open_step == self._grid.step and job.inputs == self._follow_inputs():
             return False  # handed aside for this very phrase end: taken there or done again (_follow)
+        self._take_late()  # the call goes on to the phrase end it waits for
         self._drop_following()
         self._respond_at = self._grid.step + FOLLOW_WAIT
         self._following = self._following_for(time + FOLLOW_WAIT * self.step_seconds(), FOLLOW_WAIT)
@@ -945,8 +974,9 @@ class Engine:
             self._count_in_ignored += message.type == "note_on" and message.velocity > 0
             return []
         if message.type in ("note_on", "note_off") or (message.type == "control_change" and message.control == SUSTAIN):
-            self._heard.append((time, message))
-            self._drop_following()  # made from the call without this message
+            self._late.append((time, message))  # the call's at the next tick, unless that is the phrase end
+            if self._following is not None and self._ends_in() != 1:
+                self._drop_following()  # made from the call without this message: handed aside again then
         if message.type == "note_on" and message.velocity > 0:
             if self._after_the_turn(time):
                 return []
@@ -1119,6 +1149,7 @@ class Engine:
         self._buffer.reset_call()
         self._call_steps = 0
         self._forget_heard()
+        self._late.clear()
         return released
 
     def stop(self, time: float) -> list[Timed]:
