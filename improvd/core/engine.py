@@ -152,7 +152,7 @@ from improvd.core.keys import call_key, diatonic_shift, key_shift, parse_key
 from improvd.core.lookback import Place
 from improvd.core.metronome import CLICK_STEPS, click
 from improvd.core.model import Model
-from improvd.core.priming import PRIME_STEPS, SILENT_STEPS, Priming
+from improvd.core.priming import PLAYING_STEPS, PRIME_STEPS, SILENT_STEPS, Priming
 from improvd.core.recall import SessionMemory
 from improvd.core.runtime import LSTMRuntime
 from improvd.core.sampler import Sampler
@@ -441,6 +441,7 @@ class Engine:
             return  # overlap: the player's notes go into the next call; the LSTM is busy answering
         if starts:
             self._resting = self._resting or self._styles is not None  # style auto: the candidates hear the call
+            self._shift = _shift_for([symbol], self._stated_key())  # heard afresh: in its own key from the start
             self._reprime()  # the song's start, then this first step
         else:
             self._feed_lstm(symbol)
@@ -455,12 +456,11 @@ class Engine:
     def _prime_ahead(self, symbol: str) -> None:
         """While the call sounds, the spare LSTM hears it on the white keys of the collection that holds most of its
         sounding time so far, from the step that collection moves away from the one the engine's LSTM hears it in:
-        PRIME_STEPS a tick to catch up, then a step a tick. The engine's LSTM hears it on too, in case the call
-        comes back. From the call's first silent step the one whose collection the call ended in is kept; the spare
-        takes over once it has caught up (in the silence, as many steps a tick as catch up by the tick before the
-        phrase end's, or by the tick the music ends the call: ``_ticks_to_catch_up``; at the phrase end at the
-        latest: ``_rekey``). So a call is heard in its key by its second
-        silent step unless its last notes moved it to a third collection, and ``phrase_end = "music"`` need not wait.
+        PLAYING_STEPS a tick (one more than the call adds) until it has caught up. The engine's LSTM hears it on too,
+        in case the call comes back. From the call's first silent step the one whose collection the call ended in is
+        kept; the spare takes over once it has caught up (in the silence, as many steps a tick as catch up by the tick
+        before the phrase end's, or by the tick the music ends the call: ``_ticks_to_catch_up``; at the phrase end at
+        the latest: ``_rekey``), so ``phrase_end = "music"`` need not wait.
         Not with ``follow_tempo``: its phrase end hears the call again anyway (``_follow``)."""
         priming = self._priming
         if self.settings.follow_tempo:
@@ -481,7 +481,7 @@ class Engine:
                 priming.begin(shift, [self._index_of(s, shift) for s in call], self._place_of(call))
         if priming.shift is not None:
             ticks = self._ticks_to_catch_up(silent)
-            priming.advance(max(PRIME_STEPS, -(-priming.pending // ticks)) if ticks else None)
+            priming.advance(max(PRIME_STEPS, -(-priming.pending // ticks)) if ticks else PLAYING_STEPS)
             if priming.done and silent:
                 self._swap()
 

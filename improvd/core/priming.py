@@ -3,9 +3,10 @@
 The engine hears the call on the white keys (improvd.core.keys.diatonic_shift). When the call's collection
 moves, the LSTM must hear the whole call again, moved: up to a buffer's length of steps (128 for the shipped
 model, several milliseconds). The engine starts that on a second runtime and song cache at the step the
-collection of the call so far moves, while it is played, ``PRIME_STEPS`` steps a tick (in the phrase-end silence,
-more when that would not catch up by the tick before the phrase end's: a call of 128 steps whose last notes moved
-it takes 23-24 a tick with ``phrase_end_steps`` 8), and swaps it in once the call is silent and it has caught up
+collection of the call so far moves: while it is played, ``PLAYING_STEPS`` steps a tick (so that a tick of a call
+steps the LSTMs three times at most, and a key the call leaves again cost little); in the phrase-end silence
+``PRIME_STEPS``, more when that would not catch up by the tick before the phrase end's (a call of 128 steps whose last
+notes moved it takes 23-24 a tick with ``phrase_end_steps`` 8); and swaps it in once the call is silent and it has caught up
 (at the phrase end at the latest, where what is left is done at once: nothing, unless the call ended sooner than
 ``phrase_end_steps`` of silence). After an answer that the player played over, the call in progress
 is heard again the same way. A followed call's priming (improvd.core.follow) keeps checkpoints, so that the same call
@@ -22,7 +23,8 @@ import numpy as np
 from improvd.core.lookback import Place
 from improvd.core.songcache import SongCache
 
-PRIME_STEPS = 16  # LSTM steps a tick at least (about 0.08 ms each at the shipped model's size)
+PRIME_STEPS = 16  # LSTM steps a tick at least in the silence (about 0.08 ms each at the shipped model's size)
+PLAYING_STEPS = 2  # ... while the call is played: one to keep up with it, one to catch up
 SILENT_STEPS = 2  # the call is taken to have fallen silent (a gap of one 16th is staccato, not a phrase end)
 CHECKPOINT_STEPS = 4  # LSTM steps between a checkpointed priming's checkpoints (``begin`` with ``keep``)
 
