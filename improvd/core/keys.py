@@ -146,14 +146,15 @@ def diatonic_shift(symbols: Sequence[str]) -> int:
     weights = pitch_class_weights(symbols)
     if not weights.any():
         return 0
-    inside = _INSIDE @ weights
-    tied = np.flatnonzero(inside >= inside.max() - 1e-9)
+    inside = (_INSIDE @ weights).tolist()  # 12 floats: plain Python is quicker than numpy's calls on them
+    top = max(inside) - 1e-9
+    tied = [shift for shift, held in enumerate(inside) if held >= top]
     if len(tied) == 1:  # one collection holds the most (the engine asks at every step of a call: most often so)
-        return (int(tied[0]) + 6) % 12 - 6
+        return (tied[0] + 6) % 12 - 6
     scores = _key_scores(weights)
     # shift t takes major tonic -t (and its relative minor, 9 above) to C (and A)
     fit = [max(scores[(-t) % 12], scores[12 + (9 - t) % 12]) for t in tied]
-    best = int(tied[int(np.argmax(fit))])
+    best = tied[int(np.argmax(fit))]
     return (best + 6) % 12 - 6
 
 
