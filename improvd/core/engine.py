@@ -41,7 +41,8 @@ The driver's contract (times are floats in seconds on the driver's clock):
   {steps, first_step, entry, transposition, model}, ``response_end`` ({} or
   {interrupted: True}), ``barge_in``, ``panic``, ``forget`` {phrases}, ``input_lost`` {released},
   ``respond_ignored`` {reason}, ``count_in`` {listen_at_step}, ``notes_ignored`` {reason, notes} (played in a
-  count-in before its last beat, or on the last 16th of a player's turn of ``turns``), ``tempo`` {bpm, fit}.
+  count-in before its last beat, or on the last 16th of a player's turn of ``turns``, or followed, after the tick
+  before it), ``tempo`` {bpm, fit}.
 
 Listening becomes responding at the tick that completes ``phrase_end_steps``
 silent steps (no key down and no note held by the pedal) after a call of at
@@ -64,9 +65,10 @@ setting's when one is stated (``_key``); when that move changes, a spare LSTM
 hears the call again in slices while the phrase-end silence passes
 (improvd.core.priming) and takes over. With ``follow_tempo`` the call is heard again on the player's own grid
 (improvd.core.follow.Following): work handed to ``aside`` FOLLOW_AHEAD steps before the phrase end is due (a turn's
-too), again after each note played meanwhile, and taken there when it finished for it (otherwise done there from
-what was done, with the same result); a phrase end it was not handed aside for waits FOLLOW_WAIT steps for it
-(``_wait_for_follow``). With style auto
+too), again at the tick after each message played meanwhile, and taken there when it finished for it (otherwise done
+there from what was done, with the same result); a phrase end it was not handed aside for waits FOLLOW_WAIT steps for
+it (``_wait_for_follow``). A message heard after the tick before the phrase end comes too late for that work (aside or
+not): the replayed call hears it on its open step, so a note begins the next call (``_hear_late``). With style auto
 (``set_styles``) every candidate model hears the call too, a slice a tick, and at the phrase end the one that
 predicted it best takes over as it heard it (improvd.core.styles; ``response_start`` names it). The answer is drawn
 in slices
@@ -691,6 +693,8 @@ class Engine:
             self._call_steps = regridded.call_steps
             self._events.append(Event(time, "tempo", {"bpm": self.settings.bpm, "fit": round(beat.fit, 3)}))
             self._hear_late(regridded.open_step, time)
+        else:  # the engine's grid stays: what it heard of them in the call's steps is this call's, not the next's
+            self._late = [(at, message) for at, message in self._late if self._snap(at) >= self._grid.step]
         self._priming.cancel()
         if job.call == self._buffer.last_note_symbols():
             self._swap(job.priming)
