@@ -64,14 +64,16 @@ def test_no_tick_takes_more_than_a_slice_of_lstm_steps(shipped, changes):
     assert max(counts) <= max(answer.SLICE_STEPS, priming.PRIME_STEPS) + 3, max(counts)
 
 
-def test_a_call_that_moves_its_key_is_heard_again_a_step_or_two_a_tick_while_it_is_played(shipped):
+@pytest.mark.parametrize("length", [2, 1])  # legato 8ths, staccato (a silent 16th after each)
+def test_a_call_that_moves_its_key_is_heard_again_a_step_or_two_a_tick_while_it_is_played(shipped, length):
     """A call of 32 16ths in C major that moves to G major halfway (its F sharps): the spare LSTM hears it again in
-    the new key from its start, two steps a tick while it is played (before, 16 at once: a 17-step tick, the
-    listening step's p99), so no tick of it steps the LSTMs more than three times; in its silence it catches up
-    (the key heard at its phrase end, the answer's transposition) and the answer is drawn in slices as ever."""
+    the new key from its start, two steps a tick while it is played (before, 16 at once, and 16 again at each
+    staccato gap: 17-step ticks, the listening step's p99), so no tick of it steps the LSTMs more than three times;
+    in its silence it catches up (the key heard at its phrase end, the answer's transposition) and the answer is
+    drawn in slices as ever."""
     scale = [60, 62, 64, 65, 67, 69, 71, 72]
     moved = [67, 69, 71, 72, 74, 66, 67, 66]  # G major: F sharp
-    notes = [(pitch, 2 * k, 2) for k, pitch in enumerate([*scale, *moved])]
+    notes = [(pitch, 2 * k, length) for k, pitch in enumerate([*scale, *moved])]
     engine = Engine(shipped, Settings(min_call_steps=4), seed=7, predictor=Counting)
     counts, events = steps_per_tick(engine, notes, 120)
     played = counts[1:32]  # the boundaries that close the call's steps, its last release at step 32

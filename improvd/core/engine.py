@@ -490,14 +490,15 @@ class Engine:
     def _ticks_to_catch_up(self, silent: int) -> int:
         """In the call's silence, the ticks the spare LSTM has to catch up in (0: not silent, or past the wait): those
         before the tick of the silence's phrase end, or, when the music ends the call sooner (``_over_at``), up to and
-        with that tick (it primes before it asks ``_sounds_over``), so that the spare is swapped in by then."""
+        with that tick (it primes before it asks ``_sounds_over``), so that the spare is swapped in by then. A first
+        silent step with ticks to spare after it is not yet a silence (a gap of a 16th is staccato: SILENT_STEPS): 0."""
         if not silent:
             return 0
         ticks = self.settings.phrase_end_steps - silent
         over = self._over_at()
         if over is not None:
             ticks = min(ticks, max(1, over - self._grid.step + 1))
-        return max(ticks, 0)
+        return 0 if silent < SILENT_STEPS and ticks > 1 else max(ticks, 0)
 
     def _hear_styles(self, symbol: str | None) -> None:
         """Style auto: the candidates hear the call's new ``symbol`` (None: a re-prime gave them the call) in the
