@@ -162,7 +162,7 @@ from improvd.core.schema import MATCH_BARS
 from improvd.core.seedbuffer import SeedBuffer, usual_gap
 from improvd.core.settings import Settings
 from improvd.core.songcache import SongCache
-from improvd.core.styles import Handover, Styles
+from improvd.core.styles import STYLE_STEPS, Handover, Styles
 from improvd.core.touch import Touch, beat_steps
 
 SUSTAIN = 64
@@ -461,7 +461,7 @@ class Engine:
         PLAYING_STEPS a tick (one more than the call adds) until it has caught up. The engine's LSTM hears it on too,
         in case the call comes back. From the call's first silent step the one whose collection the call ended in is
         kept; the spare takes over once it has caught up (in the silence, as many steps a tick as catch up by the tick
-        before the phrase end's, or by the tick the music ends the call: ``_ticks_to_catch_up``; at the phrase end at
+        before the phrase end's, or by the tick the music ends the call: ``_catch_up``; at the phrase end at
         the latest: ``_rekey``), so ``phrase_end = "music"`` need not wait.
         Not with ``follow_tempo``: its phrase end hears the call again anyway (``_follow``)."""
         priming = self._priming
@@ -482,23 +482,26 @@ class Engine:
             elif shift not in (self._shift, priming.shift):
                 priming.begin(shift, [self._index_of(s, shift) for s in call], self._place_of(call))
         if priming.shift is not None:
-            ticks = self._ticks_to_catch_up(silent)
-            priming.advance(max(PRIME_STEPS, -(-priming.pending // ticks)) if ticks else PLAYING_STEPS)
+            priming.advance(self._catch_up(priming.pending, PLAYING_STEPS, PRIME_STEPS))
             if priming.done and silent:
                 self._swap()
 
-    def _ticks_to_catch_up(self, silent: int) -> int:
-        """In the call's silence, the ticks the spare LSTM has to catch up in (0: not silent, or past the wait): those
-        before the tick of the silence's phrase end, or, when the music ends the call sooner (``_over_at``), up to and
-        with that tick (it primes before it asks ``_sounds_over``), so that the spare is swapped in by then. A first
-        silent step with ticks to spare after it is not yet a silence (a gap of a 16th is staccato: SILENT_STEPS): 0."""
+    def _catch_up(self, behind: int, playing: int, least: int) -> int:
+        """Steps a tick for a second hearing of the call that is ``behind`` steps behind it: ``playing`` while the
+        call is played; in its silence at least ``least``, and as many more as catch up by the tick before the
+        silence's phrase end, or, when the music ends the call sooner (``_over_at``), by that tick (it primes before
+        it asks ``_sounds_over``). A first silent step with ticks to spare after it is not yet a silence (a gap of a
+        16th is staccato: SILENT_STEPS)."""
+        silent = self._buffer.silent_steps
         if not silent:
-            return 0
+            return playing
         ticks = self.settings.phrase_end_steps - silent
         over = self._over_at()
         if over is not None:
             ticks = min(ticks, max(1, over - self._grid.step + 1))
-        return 0 if silent < SILENT_STEPS and ticks > 1 else max(ticks, 0)
+        if silent < SILENT_STEPS and ticks > 1:
+            return playing
+        return max(least, -(-behind // ticks)) if ticks > 0 else least
 
     def _hear_styles(self, symbol: str | None) -> None:
         """Style auto: the candidates hear the call's new ``symbol`` (None: a re-prime gave them the call) in the
@@ -515,7 +518,7 @@ class Engine:
             styles.restart(shift, call, self._place_of(call))
         elif symbol is not None:
             styles.feed(symbol)
-        styles.advance()
+        styles.advance(self._catch_up(styles.behind, PLAYING_STEPS * len(styles.names), STYLE_STEPS))
 
     def _choose_style(self) -> None:
         """Style auto, at the phrase end: the candidate that predicted the call best answers it, handed over with

@@ -12,9 +12,10 @@ step costs every model some 12 bits, and it only blurs the choice. The priors ar
 validation calls (``improvd-train compare --calibrate``, models/README.md). Ties go by name. The handed-over state
 is the one the engine's own LSTM would have after hearing the call, so the switch needs no re-prime.
 
-The timing thread hears at most ``STYLE_STEPS`` candidate steps a tick (``advance``): a call that moved the key is
-heard again, moved, a slice a tick while its closing silence passes, as improvd.core.priming hears it for the
-engine's own model; ``choose`` hears what is left at once. In the daemon the steps of a call being played are
+The timing thread hears the candidate steps the engine gives leave for a tick (``advance``): a call that moved the
+key is heard again, moved, a slice a tick (a few steps a candidate while it is played, at least ``STYLE_STEPS`` in
+its closing silence), as improvd.core.priming hears it for the engine's own model; ``choose`` hears what is left at
+once. In the daemon the steps of a call being played are
 handed to its aside thread instead (``Styles.aside``), with the same outcome. Scores are taken in one numpy call at
 the phrase end. The daemon makes a ``Styles`` off the timing thread (loading and priming the candidates is slow).
 """
@@ -37,7 +38,7 @@ from improvd.core.runtime import LSTMRuntime
 from improvd.core.schema import AUTO, MODEL_NAME
 
 LOG2 = math.log(2)
-STYLE_STEPS = 32  # candidate LSTM steps a tick at most, all candidates together (0.02-0.05 ms each)
+STYLE_STEPS = 32  # candidate LSTM steps a tick of the silence at least, all candidates together (0.02-0.05 ms each)
 ASIDE_STEPS = 4  # with an aside thread, a candidate's queue it is handed at most (the steps of a call being played)
 SCORED_STEPS = 256  # a call's last steps scored (16 bars of 4/4): a call that goes on and on costs no more
 PRIOR_KEY = "style_prior_bits"  # the model card's key of a candidate's prior
@@ -258,6 +259,11 @@ class Styles:
             else:
                 candidate.recall()
                 steps -= candidate.advance(max(steps, 0))
+
+    @property
+    def behind(self) -> int:
+        """Steps given that ``advance`` has not given leave for yet."""
+        return self._behind
 
     @property
     def caught_up(self) -> bool:
