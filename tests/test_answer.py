@@ -83,6 +83,50 @@ def test_a_call_that_moves_its_key_is_heard_again_a_step_or_two_a_tick_while_it_
     assert max(counts) <= max(answer.SLICE_STEPS, priming.PRIME_STEPS) + 3, max(counts)
 
 
+@pytest.mark.parametrize("way", ["never", "at once", "between ticks", "thread"])
+def test_with_an_aside_thread_the_spare_lstm_steps_there_and_the_answer_is_the_same(shipped, way):
+    """In the daemon the spare LSTM's steps of a call heard again in its moved key go to its aside thread, on a copy
+    of its state: whether that thread does none of them (the spare's swap does them itself), all at once, between
+    ticks, or as a real thread gets to them, the phrase end falls on the same tick and the answer is note for note
+    the one without it. Done between ticks, each tick of the call as it is played steps the engine's own LSTM alone
+    (without it, 3 steps a tick from the one its key moves at until the spare has caught up)."""
+    from improvd.daemon.aside import Aside
+
+    scale = [60, 62, 64, 65, 67, 69, 71, 72]
+    moved = [67, 69, 71, 72, 74, 66, 67, 66]  # G major: F sharp
+    notes = [(pitch, 2 * k, 2) for k, pitch in enumerate([*scale, *moved])]
+    handed: list = []
+
+    def answered(aside) -> tuple[list, list, list[int]]:
+        engine = Engine(shipped, Settings(min_call_steps=4), seed=7, predictor=Counting, aside=aside)
+        sent, events, per_tick = [], [], []
+        Counting.steps = 0
+        for boundary in drive(engine, call(notes), 120):
+            sent += [(t.time, str(t.message)) for t in boundary.sent]
+            events += boundary.events
+            per_tick.append(Counting.steps)
+            for job in handed:  # the thread aside, between ticks
+                for _ in job.slices():
+                    pass
+            handed.clear()
+            Counting.steps = 0
+        return sent, events, per_tick
+
+    expected = answered(None)
+    ways = {
+        "never": lambda work: None,
+        "at once": lambda work: [None for _ in work.slices()],
+        "between ticks": handed.append,
+        "thread": Aside(),
+    }
+    sent, events, per_tick = answered(ways[way])
+    assert sent == expected[0] and events == expected[1]
+    assert next(e for e in events if e.name == "response_start").data["transposition"] == 5  # the spare took over
+    if way == "between ticks":
+        assert set(per_tick[1:32]) == {1}, per_tick  # the engine's own LSTM (its first: the song end kept)
+        assert max(expected[2][1:32]) == 3
+
+
 TICK_STEPS = 17  # LSTM steps in 2 ms of the timing thread, at about 0.12 ms a drawn step of the shipped model
 PHRASE_END_STEPS = 8  # the phrase end also finds the key, the plan, the rules and the echo (about 0.5 ms)
 

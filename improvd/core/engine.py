@@ -273,11 +273,12 @@ class Engine:
             self._runtime = self._predictor(model)
             self._runtime.prime([self._song_end] * model.song_gap)  # a call starts as a song does in training
             self._song_start = self._runtime.snapshot()
-            self._priming = self._spare()
+            self._priming = self._spare(self._aside)
         else:
             self._runtime, self._song_start = handover.runtime, handover.song_start
             cache = SongCache(self._song_end, self._recall)
-            self._priming = Priming(handover.spare, cache, self._song_start, self._song_end)
+            self._priming = Priming(handover.spare, cache, self._song_start, self._song_end, self._aside)
+        self._opened: dict[Place, tuple[Any, np.ndarray]] = {}  # place -> the LSTM after a song's first song end
         self._drop_following()
         self._onset_mask = np.array([is_pitch(s) for s in vocabulary.symbols])
         self._playable = np.array([s != SONG_END for s in vocabulary.symbols])
@@ -288,10 +289,11 @@ class Engine:
         for index in [self._song_end, *map(self._index_of, self._buffer.last_note_symbols())]:
             self._cache.add(index)
 
-    def _spare(self) -> Priming:
-        """A spare LSTM and song cache (the session memory under it too, as the engine's), to prime aside."""
+    def _spare(self, aside: Callable[[Any], None] | None = None) -> Priming:
+        """A spare LSTM and song cache (the session memory under it too, as the engine's), to prime in slices (its
+        LSTM's steps on ``aside``'s thread, with one)."""
         cache = SongCache(self._song_end, self._recall)
-        return Priming(self._predictor(self.model), cache, self._song_start, self._song_end)
+        return Priming(self._predictor(self.model), cache, self._song_start, self._song_end, aside)
 
     def _index_of(self, symbol: str, shift: int | None = None) -> int:
         """The LSTM's index of a player's symbol (a pitch transposed by ``shift``, the call's by default, and folded
@@ -311,14 +313,28 @@ class Engine:
 
     def _reprime(self) -> None:
         self._priming.cancel()
-        self._runtime.restore(self._song_start)
         symbols = self._buffer.last_note_symbols()
-        self._runtime.seat(self._place_of(symbols))
-        self._step(self._song_end)  # the cache starts a new song too
+        self._open_song(self._place_of(symbols))
         for symbol in symbols:
             self._feed_lstm(symbol)
         if self._styles is not None:
             self._styles.restart(self._shift, symbols, self._place_of(symbols))  # heard in slices (_hear_styles)
+
+    def _open_song(self, place: Place) -> None:
+        """The LSTM at its song start, seated at ``place``, then a song end heard (the cache starts a new song too).
+        The state after that song end is the same every time at a place: kept, so that a call's first tick steps the
+        LSTM once."""
+        opened = self._opened.get(place)
+        if opened is None or self._resting:
+            self._runtime.restore(self._song_start)
+            self._runtime.seat(place)
+            self._step(self._song_end)
+            if not self._resting:
+                self._opened[place] = (self._runtime.snapshot(), self._logits.copy())
+            return
+        self._runtime.restore(opened[0])
+        self._logits = opened[1].copy()
+        self._cache.add(self._song_end)
 
     def _place_of(self, symbols: list[str]) -> Place:
         """The place in the bar of the first of ``symbols``, the buffer's last (a lookback model hears it; the
@@ -445,9 +461,9 @@ class Engine:
             self._resting = self._resting or self._styles is not None  # style auto: the candidates hear the call
             self._shift = _shift_for([symbol], self._stated_key())  # heard afresh: in its own key from the start
             self._reprime()  # the song's start, then this first step
-        else:
-            self._feed_lstm(symbol)
-        self._prime_ahead(symbol)
+        index = None if starts else self._index_of(symbol)
+        if not self._prime_ahead(symbol) and index is not None:
+            self._step(index)  # (a spare that took over at this tick heard it already)
         self._hear_styles(None if starts else symbol)
         if self._phrase_ended():
             self._respond(time)
@@ -455,7 +471,7 @@ class Engine:
             self._take_late()
             self._follow_ahead(time)
 
-    def _prime_ahead(self, symbol: str) -> None:
+    def _prime_ahead(self, symbol: str) -> bool:
         """While the call sounds, the spare LSTM hears it on the white keys of the collection that holds most of its
         sounding time so far, from the step that collection moves away from the one the engine's LSTM hears it in:
         PLAYING_STEPS a tick (one more than the call adds) until it has caught up. The engine's LSTM hears it on too,
@@ -463,11 +479,12 @@ class Engine:
         kept; the spare takes over once it has caught up (in the silence, as many steps a tick as catch up by the tick
         before the phrase end's, or by the tick the music ends the call: ``_catch_up``; at the phrase end at
         the latest: ``_rekey``), so ``phrase_end = "music"`` need not wait.
-        Not with ``follow_tempo``: its phrase end hears the call again anyway (``_follow``)."""
+        Not with ``follow_tempo``: its phrase end hears the call again anyway (``_follow``). True when the spare took
+        over at this tick: the engine's LSTM need not hear ``symbol``."""
         priming = self._priming
         if self.settings.follow_tempo:
             priming.cancel()
-            return
+            return False
         if priming.shift is not None:
             priming.feed(self._index_of(symbol, priming.shift))
         silent = self._buffer.silent_steps
@@ -485,6 +502,8 @@ class Engine:
             priming.advance(self._catch_up(priming.pending, PLAYING_STEPS, PRIME_STEPS))
             if priming.done and silent:
                 self._swap()
+                return True
+        return False
 
     def _catch_up(self, behind: int, playing: int, least: int) -> int:
         """Steps a tick for a second hearing of the call that is ``behind`` steps behind it: ``playing`` while the
@@ -549,6 +568,7 @@ class Engine:
         """The primed spare LSTM and song cache (``priming``'s, the engine's spare pair by default) become the
         engine's; the engine's become ``priming``'s."""
         priming = priming or self._priming
+        priming.settle()
         self._runtime, priming.runtime = priming.runtime, self._runtime
         self._cache, priming.cache = priming.cache, self._cache
         self._logits, self._shift = priming.logits, priming.shift
@@ -1242,6 +1262,12 @@ class Engine:
             elif self._resting:
                 self._resting = False
                 self._reprime()  # the engine's own LSTM hears the call in progress
+
+    @property
+    def busy_aside(self) -> bool:
+        """Steps handed aside (the spare LSTM's, style auto's candidates') are not done yet (a bench paces its ticks by
+        it, as a 16th's time would)."""
+        return self._priming.busy_aside or (self._styles is not None and self._styles.busy_aside)
 
     def drain_events(self) -> list[Event]:
         events, self._events = self._events, []

@@ -15,7 +15,9 @@ heard again with a note more starts from the last one that heard the same first 
 
 from __future__ import annotations
 
+import copy
 from collections import deque
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -33,9 +35,18 @@ class Priming:
     """``runtime`` and ``cache`` (the engine's spare pair) hearing a song from ``start`` (a runtime snapshot):
     the song end, then the indices given to ``begin`` and ``feed``, a slice at a time."""
 
-    def __init__(self, runtime: Any, cache: SongCache, start: Any, song_end: int) -> None:
+    def __init__(
+        self, runtime: Any, cache: SongCache, start: Any, song_end: int, aside: Callable[[Steps], None] | None = None
+    ) -> None:
+        """``aside`` (the daemon's thread for work off the timing thread) takes the LSTM's steps that ``advance``
+        gives leave for, a job at a time (``Steps``), on a copy of its state; the song cache hears them at once.
+        ``done`` counts what was given leave, so the caller's decisions never depend on that thread; ``settle``
+        takes its result, or does what it has not done yet."""
         self.runtime = runtime
         self.cache = cache
+        self.aside = aside
+        self._job: Steps | None = None  # the steps handed aside, their result not taken yet
+        self._queued: list[int] = []  # given leave while that job ran: the next job's
         self.logits: np.ndarray | None = None
         self.shift: int | None = None  # the shift being primed, None when idle
         self._start = start
@@ -53,6 +64,7 @@ class Priming:
         ``keep``, perhaps still going on in another thread) that heard what this one hears first (the same shift,
         place and first indices): the same state, in fewer steps. ``keep``: keep a checkpoint every CHECKPOINT_STEPS
         steps (those taken from ``earlier`` too)."""
+        self._drop_job()
         self.shift = shift
         song = [self._song_end, *indices]
         self._pending = deque(song)
@@ -85,8 +97,13 @@ class Priming:
         self._pending.append(index)
 
     def advance(self, steps: int | None = None) -> None:
-        """Hear at most ``steps`` (``PRIME_STEPS``) of the pending indices."""
-        for _ in range(min(PRIME_STEPS if steps is None else steps, len(self._pending))):
+        """Hear at most ``steps`` (``PRIME_STEPS``) of the pending indices (with ``aside``, hand the LSTM's steps to
+        it, unless it keeps checkpoints)."""
+        count = min(PRIME_STEPS if steps is None else steps, len(self._pending))
+        if self.aside is not None and self._song is None:
+            self._hand([self._pending.popleft() for _ in range(count)])
+            return
+        for _ in range(count):
             index = self._pending.popleft()
             self.logits = self.runtime.step(index)
             self.cache.add(index)
@@ -104,10 +121,82 @@ class Priming:
         """Primed, and every index given so far heard."""
         return self.shift is not None and not self._pending
 
+    def _hand(self, indices: list[int]) -> None:
+        """The song cache hears ``indices`` now, the LSTM aside: a job of them and those queued, once the job before
+        is taken (each job starts from the state the last one left)."""
+        for index in indices:
+            self.cache.add(index)
+        self._heard += len(indices)
+        self._queued += indices
+        self._take()
+        if self._job is None and self._queued and self.aside is not None:
+            self._job = Steps(copy.copy(self.runtime), self.runtime.snapshot(), self._queued)
+            self._queued = []
+            self.aside(self._job)
+
+    def _take(self) -> None:
+        """The result of the job handed aside, once it is done."""
+        job = self._job
+        if job is not None and job.done:
+            self.runtime.restore(job.state)
+            self.logits = job.logits
+            self._job = None
+
+    def settle(self) -> None:
+        """The LSTM's steps given leave are all taken: the result of the job aside if it is done, else its steps
+        and those queued done here (it goes on for nothing)."""
+        self._take()
+        if self._job is not None:
+            self._job.cancelled = True
+            self._queued[:0] = self._job.indices
+            self._job = None
+        for index in self._queued:
+            self.logits = self.runtime.step(index)
+        self._queued = []
+
+    @property
+    def busy_aside(self) -> bool:
+        """A job handed aside is not done yet."""
+        return self._job is not None and not self._job.done
+
     def finish(self) -> None:
-        """Hear everything pending now."""
-        self.advance(len(self._pending))
+        """Hear everything pending now, here."""
+        aside, self.aside = self.aside, None
+        try:
+            self.settle()
+            self.advance(len(self._pending))
+        finally:
+            self.aside = aside
 
     def cancel(self) -> None:
+        self._drop_job()
         self.shift = None
         self._pending.clear()
+
+    def _drop_job(self) -> None:
+        if self._job is not None:
+            self._job.cancelled = True
+            self._job = None
+        self._queued = []
+
+
+class Steps:
+    """LSTM steps of a priming heard on the daemon's aside thread (improvd.daemon.aside), on ``runtime`` (a copy of
+    the priming's, that thread's alone) from ``state``: the priming takes the result (``state``, ``logits``) once
+    ``done``, and never one ``cancelled``."""
+
+    def __init__(self, runtime: Any, state: Any, indices: list[int]) -> None:
+        self.cancelled = False
+        self.done = False
+        self.runtime, self.state, self.indices = runtime, state, indices
+        self.logits: np.ndarray | None = None
+
+    def slices(self) -> Iterator[None]:
+        """One LSTM step a slice."""
+        runtime = self.runtime
+        runtime.restore(self.state)
+        for index in self.indices:
+            self.logits = runtime.step(index)
+            yield
+        self.state = runtime.snapshot()
+        self.done = True
