@@ -5,12 +5,14 @@ moves, the LSTM must hear the whole call again, moved: up to a buffer's length o
 model, several milliseconds). The engine starts that on a second runtime and song cache at the step the
 collection of the call so far moves: while it is played, ``PLAYING_STEPS`` steps a tick (so that a tick of a call
 steps the LSTMs three times at most, and a key the call leaves again cost little); in the phrase-end silence
-``PRIME_STEPS``, more when that would not catch up by the tick before the phrase end's (a call of 128 steps whose last
-notes moved it takes 23-24 a tick with ``phrase_end_steps`` 8); and swaps it in once the call is silent and it has caught up
-(at the phrase end at the latest, where what is left is done at once: nothing, unless the call ended sooner than
+``PRIME_STEPS``, more when that would not catch up by the tick before the phrase end's (a call of 128 steps whose
+last notes moved it takes 23-24 a tick with ``phrase_end_steps`` 8); and swaps it in once the call is silent and it
+has caught up (at the phrase end at the latest, where what is left is done at once: nothing, unless the call ended sooner than
 ``phrase_end_steps`` of silence). After an answer that the player played over, the call in progress
-is heard again the same way. A followed call's priming (improvd.core.follow) keeps checkpoints, so that the same call
-heard again with a note more starts from the last one that heard the same first steps.
+is heard again the same way. With the daemon's thread aside (``aside``) the LSTM's steps given leave go there, on a
+copy of its state (``Steps``), and the timing thread takes the result. A followed call's priming (improvd.core.follow)
+keeps checkpoints, so that the same call heard again with a note more starts from the last one that heard the same
+first steps.
 """
 
 from __future__ import annotations
