@@ -500,6 +500,36 @@ def test_a_respond_now_under_follow_waits_for_its_work_done_aside_and_never_does
     assert ends[1][0] - asked < 2 * step  # respond_now (after the first tick past ``asked``) answers at the next
 
 
+def test_a_note_and_its_release_too_late_for_a_followed_phrase_end_leave_no_key_down(model):
+    """A note struck and released in the last 16th of ``respond_now``'s wait, after the tick before its phrase end:
+    the call replayed on the player's grid hears both on its open step (the note begins the next call, its release
+    ends it), so the next call, played after the answer, ends by its silence as it would without them. A release not
+    heard there would leave the key down in the replayed call until the stuck-key limit (64 16ths)."""
+    settings = Settings(bpm=96, follow_tempo=True, min_call_steps=4, phrase_end_steps=12, phrase_end="silence")
+    notes = Performance(SWING, 92, 92).notes()
+    asked = notes[-1][1] + 0.05
+    step = 60 / settings.bpm / 4
+    late = math.floor(asked / step + 1) * step + 2.3 * step  # in the wait's last 16th (see the test above)
+    extra = [(late, mido.Message("note_on", note=85, velocity=80)), (late + 0.1, mido.Message("note_off", note=85))]
+    again = [(on + 16.5, off + 16.5, pitch, v) for on, off, pitch, v in notes[:8]]  # short, after the answer
+
+    def phrase_ends(extra: list) -> list[float]:
+        engine = Engine(model, dataclasses.replace(settings), seed=3, aside=lambda work: None)
+        state = {"asked": False}
+
+        def after_tick(boundary: float) -> None:
+            if boundary > asked and not state["asked"]:
+                state["asked"] = True
+                engine.respond_now()
+
+        _, events = follow(engine, notes + again, 30.0, extra, after_tick)
+        return [e.time for e in events if e.name == "phrase_end"]
+
+    ends = phrase_ends(extra)
+    assert len(ends) == 2 and ends == phrase_ends([])
+    assert ends[1] - again[-1][1] < (settings.phrase_end_steps + 2) * step  # the next call's own silence ended it
+
+
 @pytest.mark.parametrize("ended", ["respond_now", "max_call_steps", "phrase_end_steps 2"])
 def test_the_answer_of_a_waited_phrase_end_never_depends_on_the_daemons_thread(model, ended):
     """The daemon's own thread for the work aside (improvd.daemon.aside), whenever it gets to it: the answer is the
