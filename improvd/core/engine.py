@@ -660,6 +660,8 @@ class Engine:
         self._respond_at = None
         if self.settings.follow_tempo:
             self._follow(time)
+        else:
+            self._keep_late_after_the_call()
         self._forget_heard()
         call = self._buffer.last_note_symbols()
         self._events.append(Event(time, "phrase_end", {"call_steps": self._call_steps}))
@@ -717,8 +719,8 @@ class Engine:
             self._call_steps = regridded.call_steps
             self._events.append(Event(time, "tempo", {"bpm": self.settings.bpm, "fit": round(beat.fit, 3)}))
             self._hear_late(regridded.open_step, time)
-        else:  # the engine's grid stays: what it heard of them in the call's steps is this call's, not the next's
-            self._late = [(at, message) for at, message in self._late if self._snap(at) >= self._grid.step]
+        else:
+            self._keep_late_after_the_call()
         self._priming.cancel()
         if job.call == self._buffer.last_note_symbols():
             self._swap(job.priming)
@@ -752,6 +754,11 @@ class Engine:
         self._late = kept  # the next call's (``_take_late``)
         if ignored:
             self._events.append(Event(time, "notes_ignored", {"reason": "turn over", "notes": ignored}))
+
+    def _keep_late_after_the_call(self) -> None:
+        """At a phrase end on the engine's own grid, of the messages heard since the last tick those it heard in the
+        call's steps are the call's (its buffer has them), those on the open step on the next call's."""
+        self._late = [(at, message) for at, message in self._late if self._snap(at) >= self._grid.step]
 
     def _wait_for_follow(self, time: float) -> bool:
         """With ``aside``, a followed phrase end whose follow work was not handed aside for it (``respond_now``,
