@@ -11,7 +11,7 @@ from improvd.core.engine import Engine, Settings
 from improvd.core.model import load_model
 from improvd.core.runtime import LSTMRuntime
 from improvd.core.simulate import drive
-from tests.helpers import PHRASE, call, run
+from tests.helpers import PHRASE, STEP, call, run
 
 G_MAJOR = [(67, 0, 2), (69, 2, 2), (71, 4, 2), (72, 6, 2), (74, 8, 2), (66, 10, 2), (67, 12, 4)]  # moves the key
 C_MAJOR = [(60, 0, 2), (62, 2, 2), (64, 4, 2), (65, 6, 2), (67, 8, 2), (59, 10, 2), (60, 12, 4)]  # G_MAJOR in C
@@ -121,10 +121,15 @@ def test_with_an_aside_thread_the_spare_lstm_steps_there_and_the_answer_is_the_s
     }
     sent, events, per_tick = answered(ways[way])
     assert sent == expected[0] and events == expected[1]
+    phrase_end = round(next(e for e in events if e.name == "phrase_end").time / STEP)  # the boundary's index
     assert next(e for e in events if e.name == "response_start").data["transposition"] == 5  # the spare took over
     if way == "between ticks":
         assert set(per_tick[1:32]) == {1}, per_tick  # the engine's own LSTM (its first: the song end kept)
         assert max(expected[2][1:32]) == 3
+    if way == "never":  # a thread a tick behind has its steps taken back: three ticks' worth at most (played: 2 each)
+        assert max(per_tick[1:32]) <= 1 + 3 * priming.PLAYING_STEPS, per_tick
+        silence = max(expected[2][32:phrase_end])  # its steps a tick on the timing thread alone
+        assert silence >= priming.PRIME_STEPS and max(per_tick[32:phrase_end]) <= 2 * silence, per_tick
 
 
 TICK_STEPS = 17  # LSTM steps in 2 ms of the timing thread, at about 0.12 ms a drawn step of the shipped model

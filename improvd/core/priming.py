@@ -125,13 +125,17 @@ class Priming:
 
     def _hand(self, indices: list[int]) -> None:
         """The song cache hears ``indices`` now, the LSTM aside: a job of them and those queued, once the job before
-        is taken (each job starts from the state the last one left)."""
+        is taken (each job starts from the state the last one left); where that thread has fallen a tick behind (its
+        job not done, and steps queued from a tick before), here."""
         for index in indices:
             self.cache.add(index)
         self._heard += len(indices)
-        self._queued += indices
+        behind = self._queued
+        self._queued = behind + indices
         self._take()
-        if self._job is None and self._queued and self.aside is not None:
+        if self._job is not None and behind:
+            self.settle()
+        elif self._job is None and self._queued and self.aside is not None:
             self._job = Steps(copy.copy(self.runtime), self.runtime.snapshot(), self._queued)
             self._queued = []
             self.aside(self._job)

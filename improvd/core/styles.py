@@ -248,15 +248,18 @@ class Styles:
     def advance(self, steps: int = STYLE_STEPS) -> None:
         """Hear at most ``steps`` of what is queued, the candidates furthest behind first; with ``aside``, hand them
         to it instead (``_Candidate.hand``), each candidate's at most its share of ``steps`` a job (the caller gives
-        a slice a tick: no job holds the interpreter from the timing thread's ticks for long)."""
+        a slice a tick: no job holds the interpreter from the timing thread's ticks for long), unless that thread has
+        fallen behind by more than ``steps`` (its job not done): then here, as without it."""
         self._behind -= min(steps, self._behind)
         for candidate in sorted(self._candidates, key=lambda c: -len(c.pending)):
+            behind = candidate.job is not None and not candidate.job.done and len(candidate.pending) > steps
             share = min(max(steps, 0), len(candidate.pending))
-            if self.aside is not None:
+            if self.aside is not None and not behind:
                 candidate.hand(self.aside, share)
+                steps -= share
             else:
-                candidate.advance(share)
-            steps -= share
+                candidate.recall()
+                steps -= candidate.advance(max(steps, 0))
 
     @property
     def behind(self) -> int:
