@@ -25,9 +25,10 @@ answer_work_auto; style_choice, phrase_end_auto less phrase_end on the same call
 adds to the phrase-end tick: on a loaded machine the difference of two noisy figures), and style_choose,
 ``Styles.choose`` alone after a call of 64 steps and its silence (scoring every candidate, the handed-over state).
 The same with the daemon's aside thread hearing for the candidates (as ``improvd run`` does): the ``_auto_aside``
-figures, each tick waiting for that thread as a 16th's time would. ``--transpositions``: listening_tick_auto,
-listening_tick_auto_aside and style_choose alone, with each model heard in one transposition and as its card has
-it (essen's ``minor_tonic`` C: twice), in turn, and the ratios.
+figures, each tick waiting for that thread as a 16th's time would; and the model alone with that thread taking its
+spare LSTM's steps (a call heard again in a moved key): the ``_aside`` figures. ``--transpositions``:
+listening_tick_auto, listening_tick_auto_aside and style_choose alone, with each model heard in one transposition
+and as its card has it (essen's ``minor_tonic`` C: twice), in turn, and the ratios.
 
 Prints one JSON object (with --json) or a table. Not a test: these machines are shared, so compare the ratios.
 Uses models/essen when it exists, else a default-size model (one LSTM of 256 units) with random weights.
@@ -159,6 +160,7 @@ def bench(repeats: int) -> dict:
     auto = phrase_end_work(model, repeats, Styles(primed))
     choice = [a - b for a, b in zip(auto["phrase_end"], phrase["phrase_end"], strict=True)]
     aside = phrase_end_work(model, repeats, Styles(primed), Aside())
+    alone_aside = phrase_end_work(model, repeats, None, Aside())
 
     tutorial = keras_lstm(model.lstm_units, vocab, model.weights, shape=(WINDOW, vocab))
     tutorial.predict(window, verbose=0)
@@ -182,6 +184,7 @@ def bench(repeats: int) -> dict:
         **followed,
         **{f"{name}_auto": percentiles(samples) for name, samples in auto.items()},
         **{f"{name}_auto_aside": percentiles(samples) for name, samples in aside.items()},
+        **{f"{name}_aside": percentiles(samples) for name, samples in alone_aside.items()},
         "style_choice": percentiles(choice),
         "style_choose": percentiles(choose_work(Styles(primed), repeats)),
     }
@@ -249,8 +252,8 @@ def phrase_end_work(
     of 32 steps: each tick of the call, the phrase-end tick, the longest tick from the call's first silent step to
     the answer's end, and the sum of those ticks; with ``styles``, answering with style auto. The same calls, the
     same seeds, with or without. With ``aside`` (the daemon's thread for work off the timing thread, which hears
-    for the candidates there) the next tick waits until that thread has heard what a tick handed it, or a 16th
-    has passed, with the daemon's switch interval."""
+    for the candidates and the spare LSTM there) the next tick waits until that thread has heard what a tick handed
+    it, or a 16th has passed, with the daemon's switch interval."""
     samples: dict[str, list[float]] = {"listening_tick": [], "phrase_end": [], "longest_hold": [], "answer_work": []}
     rng = np.random.default_rng(1)
     switch = sys.getswitchinterval()
@@ -284,7 +287,7 @@ def phrase_end_work(
                 break
             if aside is not None:  # the aside thread has a 16th (not timed) to hear what the tick handed it
                 waited = time.perf_counter() + step
-                while styles.busy_aside and time.perf_counter() < waited:
+                while engine.busy_aside and time.perf_counter() < waited:
                     time.sleep(ASIDE_PAUSE)
         gc.enable()
         samples["longest_hold"].append(max(holds))

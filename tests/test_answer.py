@@ -11,7 +11,7 @@ from improvd.core.engine import Engine, Settings
 from improvd.core.model import load_model
 from improvd.core.runtime import LSTMRuntime
 from improvd.core.simulate import drive
-from tests.helpers import PHRASE, call, run
+from tests.helpers import PHRASE, STEP, call, run
 
 G_MAJOR = [(67, 0, 2), (69, 2, 2), (71, 4, 2), (72, 6, 2), (74, 8, 2), (66, 10, 2), (67, 12, 4)]  # moves the key
 C_MAJOR = [(60, 0, 2), (62, 2, 2), (64, 4, 2), (65, 6, 2), (67, 8, 2), (59, 10, 2), (60, 12, 4)]  # G_MAJOR in C
@@ -62,6 +62,74 @@ def test_no_tick_takes_more_than_a_slice_of_lstm_steps(shipped, changes):
     assert start.data["transposition"] != 0  # the key moved: the call was heard again, in slices
     assert any(e.name == "response_end" for e in events)
     assert max(counts) <= max(answer.SLICE_STEPS, priming.PRIME_STEPS) + 3, max(counts)
+
+
+@pytest.mark.parametrize("length", [2, 1])  # legato 8ths, staccato (a silent 16th after each)
+def test_a_call_that_moves_its_key_is_heard_again_a_step_or_two_a_tick_while_it_is_played(shipped, length):
+    """A call of 32 16ths in C major that moves to G major halfway (its F sharps): the spare LSTM hears it again in
+    the new key from its start, two steps a tick while it is played (before, 16 at once, and 16 again at each
+    staccato gap: 17-step ticks, the listening step's p99), so no tick of it steps the LSTMs more than three times;
+    in its silence it catches up (the key heard at its phrase end, the answer's transposition) and the answer is
+    drawn in slices as ever."""
+    scale = [60, 62, 64, 65, 67, 69, 71, 72]
+    moved = [67, 69, 71, 72, 74, 66, 67, 66]  # G major: F sharp
+    notes = [(pitch, 2 * k, length) for k, pitch in enumerate([*scale, *moved])]
+    engine = Engine(shipped, Settings(min_call_steps=4), seed=7, predictor=Counting)
+    counts, events = steps_per_tick(engine, notes, 120)
+    played = counts[1:32]  # the boundaries that close the call's steps, its last release at step 32
+    start = next(e for e in events if e.name == "response_start")
+    assert start.data["transposition"] == 5  # G major heard on the white keys: the spare took over
+    assert max(played) <= 3 and played.count(3) > 8, played
+    assert max(counts) <= max(answer.SLICE_STEPS, priming.PRIME_STEPS) + 3, max(counts)
+
+
+@pytest.mark.parametrize("way", ["never", "at once", "between ticks", "thread"])
+def test_with_an_aside_thread_the_spare_lstm_steps_there_and_the_answer_is_the_same(shipped, way):
+    """In the daemon the spare LSTM's steps of a call heard again in its moved key go to its aside thread, on a copy
+    of its state: whether that thread does none of them (the spare's swap does them itself), all at once, between
+    ticks, or as a real thread gets to them, the phrase end falls on the same tick and the answer is note for note
+    the one without it. Done between ticks, each tick of the call as it is played steps the engine's own LSTM alone
+    (without it, 3 steps a tick from the one its key moves at until the spare has caught up)."""
+    from improvd.daemon.aside import Aside
+
+    scale = [60, 62, 64, 65, 67, 69, 71, 72]
+    moved = [67, 69, 71, 72, 74, 66, 67, 66]  # G major: F sharp
+    notes = [(pitch, 2 * k, 2) for k, pitch in enumerate([*scale, *moved])]
+    handed: list = []
+
+    def answered(aside) -> tuple[list, list, list[int]]:
+        engine = Engine(shipped, Settings(min_call_steps=4), seed=7, predictor=Counting, aside=aside)
+        sent, events, per_tick = [], [], []
+        Counting.steps = 0
+        for boundary in drive(engine, call(notes), 120):
+            sent += [(t.time, str(t.message)) for t in boundary.sent]
+            events += boundary.events
+            per_tick.append(Counting.steps)
+            for job in handed:  # the thread aside, between ticks
+                for _ in job.slices():
+                    pass
+            handed.clear()
+            Counting.steps = 0
+        return sent, events, per_tick
+
+    expected = answered(None)
+    ways = {
+        "never": lambda work: None,
+        "at once": lambda work: [None for _ in work.slices()],
+        "between ticks": handed.append,
+        "thread": Aside(),
+    }
+    sent, events, per_tick = answered(ways[way])
+    assert sent == expected[0] and events == expected[1]
+    phrase_end = round(next(e for e in events if e.name == "phrase_end").time / STEP)  # the boundary's index
+    assert next(e for e in events if e.name == "response_start").data["transposition"] == 5  # the spare took over
+    if way == "between ticks":
+        assert set(per_tick[1:32]) == {1}, per_tick  # the engine's own LSTM (its first: the song end kept)
+        assert max(expected[2][1:32]) == 3
+    if way == "never":  # a thread a tick behind has its steps taken back: three ticks' worth at most (played: 2 each)
+        assert max(per_tick[1:32]) <= 1 + 3 * priming.PLAYING_STEPS, per_tick
+        silence = max(expected[2][32:phrase_end])  # its steps a tick on the timing thread alone
+        assert silence >= priming.PRIME_STEPS and max(per_tick[32:phrase_end]) <= 2 * silence, per_tick
 
 
 TICK_STEPS = 17  # LSTM steps in 2 ms of the timing thread, at about 0.12 ms a drawn step of the shipped model

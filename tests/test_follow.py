@@ -441,6 +441,9 @@ RESPONDED = {  # case: whether the phrase end did the follow work itself, and th
     # the call went on in the wait: its work is handed aside again at the next tick and taken at the phrase end, still
     # due then (before, that phrase end did it itself: ([True], 2))
     "a note meanwhile": ([False], 2),
+    # a note in the wait's last 16th, after the tick before the phrase end: too late for its work, it begins the next
+    # call (before, that phrase end fitted the tempo again and heard the call again itself: ([True], 2))
+    "a note in the last 16th": ([False], 1),
 }
 
 
@@ -456,10 +459,16 @@ def test_a_respond_now_under_follow_waits_for_its_work_done_aside_and_never_does
     settings = Settings(bpm=96, follow_tempo=True, min_call_steps=4, phrase_end_steps=12, phrase_end="silence")
     notes = Performance(SWING, 92, 92).notes()
     asked = notes[-1][1] + 0.05  # the call's last release, then at once respond_now (as cmd/respond)
-    # a note 0.4 s on falls in the wait: after the tick that respond_now asked, before the phrase end it waits for
-    extra = [] if case != "a note meanwhile" else [(asked + 0.4, mido.Message("note_on", note=67, velocity=80))]
+    step = 60 / settings.bpm / 4
+    asked_at = math.floor(asked / step + 1) * step  # the tick after which respond_now is asked
+    # a note 0.4 s on falls in the wait: after the tick that respond_now asked, before the phrase end it waits for;
+    # one 2.3 16ths on falls in the first half of its last 16th (on the engine's grid, a step the phrase end closes)
+    played = {"a note meanwhile": asked + 0.4, "a note in the last 16th": asked_at + 2.3 * step}.get(case)
+    extra = [] if played is None else [(played, mido.Message("note_on", note=67, velocity=80))]
+    if case == "a note in the last 16th":  # released in it too
+        extra.append((played + 0.1, mido.Message("note_off", note=67)))
 
-    def run(engine: Engine, work=lambda: None) -> tuple[list, list]:
+    def run(engine: Engine, work=lambda: None, extra=extra) -> tuple[list, list]:
         state = {"asked": False}
 
         def after_tick(boundary: float) -> None:
@@ -478,11 +487,47 @@ def test_a_respond_now_under_follow_waits_for_its_work_done_aside_and_never_does
     assert [(t.time, str(t.message)) for t in sent] == [(t.time, str(t.message)) for t in expected[0]]
     assert events == expected[1]
     assert (worker.at_phrase_end, worker.fits) == RESPONDED[case]
+    if case == "a note in the last 16th":  # not in the call answered, nor in its tempo: the same notes as without it
+        alone = run(Engine(model, dataclasses.replace(settings), seed=3, aside=lambda work: None), extra=[])
+        # (the next call's touch, heard meanwhile, moves a velocity)
+        assert [(t.time, t.message.type, t.message.note) for t in sent] == [
+            (t.time, t.message.type, t.message.note) for t in alone[0]
+        ]
+        assert events == alone[1]
     without = run(Engine(model, dataclasses.replace(settings), seed=3))  # no aside: answered at the next tick
-    step = 60 / settings.bpm / 4
     ends = [[e.time for e in found if e.name == "phrase_end"] for found in (events, without[1])]
     assert len(ends[0]) == 1 and ends[0][0] - ends[1][0] == pytest.approx(engine_module.FOLLOW_WAIT * step)
     assert ends[1][0] - asked < 2 * step  # respond_now (after the first tick past ``asked``) answers at the next
+
+
+def test_a_note_and_its_release_too_late_for_a_followed_phrase_end_leave_no_key_down(model):
+    """A note struck and released in the last 16th of ``respond_now``'s wait, after the tick before its phrase end:
+    the call replayed on the player's grid hears both on its open step (the note begins the next call, its release
+    ends it), so the next call, played after the answer, ends by its silence as it would without them. A release not
+    heard there would leave the key down in the replayed call until the stuck-key limit (64 16ths)."""
+    settings = Settings(bpm=96, follow_tempo=True, min_call_steps=4, phrase_end_steps=12, phrase_end="silence")
+    notes = Performance(SWING, 92, 92).notes()
+    asked = notes[-1][1] + 0.05
+    step = 60 / settings.bpm / 4
+    late = math.floor(asked / step + 1) * step + 2.3 * step  # in the wait's last 16th (see the test above)
+    extra = [(late, mido.Message("note_on", note=85, velocity=80)), (late + 0.1, mido.Message("note_off", note=85))]
+    again = [(on + 16.5, off + 16.5, pitch, v) for on, off, pitch, v in notes[:8]]  # short, after the answer
+
+    def phrase_ends(extra: list) -> list[float]:
+        engine = Engine(model, dataclasses.replace(settings), seed=3, aside=lambda work: None)
+        state = {"asked": False}
+
+        def after_tick(boundary: float) -> None:
+            if boundary > asked and not state["asked"]:
+                state["asked"] = True
+                engine.respond_now()
+
+        _, events = follow(engine, notes + again, 30.0, extra, after_tick)
+        return [e.time for e in events if e.name == "phrase_end"]
+
+    ends = phrase_ends(extra)
+    assert len(ends) == 2 and ends == phrase_ends([])
+    assert ends[1] - again[-1][1] < (settings.phrase_end_steps + 2) * step  # the next call's own silence ended it
 
 
 @pytest.mark.parametrize("ended", ["respond_now", "max_call_steps", "phrase_end_steps 2"])
@@ -520,9 +565,10 @@ def test_a_phrase_end_sooner_than_the_work_aside_starts_waits_for_it(model, monk
     sent, events = follow(engine, notes, 20.0, after_tick=lambda boundary: worker.work())
     assert [(t.time, str(t.message)) for t in sent] == [(t.time, str(t.message)) for t in expected[0]]
     assert events == expected[1]
-    # max_call_steps: the call played on in the wait, so that phrase end did the work; the rest, a call of its own,
-    # ended by its silence
-    assert worker.at_phrase_end == ([True, False] if ended == "max_call_steps" else [False])
+    # max_call_steps: the call played on in the wait, its last 16th too: that phrase end took the work handed aside
+    # at the tick before it (before, it did the work itself), and what came after began the next call, which its
+    # silence ended
+    assert worker.at_phrase_end == ([False, False] if ended == "max_call_steps" else [False])
 
 
 TURN = Performance(EIGHTHS[:16], 100, 100).notes()  # two bars of 8ths at 100, ended well before the turn's end
@@ -534,8 +580,8 @@ def test_a_turn_of_bars_has_its_follow_work_done_aside_before_its_bar_line(model
     """``turns`` in bars: the phrase end is the tick before the bar line that ends the player's turn, whatever is
     played, so the work is handed aside FOLLOW_AHEAD 16ths ahead, and again after each note: the phrase end takes it.
     Before, it did the tempo fit and primed an LSTM on the call itself (tens of milliseconds of a 256-onset call).
-    Only a note heard after the tick before it leaves it work to do: the fit, and the LSTM's steps from that note on.
-    The answer is the same either way."""
+    A note heard after the tick before it comes too late for that work: its turn is over (before, the phrase end
+    fitted the tempo again and stepped the LSTM from that note on). The answer is the same either way."""
     settings = Settings(bpm=100, follow_tempo=True, turns=2, min_call_steps=4)
     step = 60 / settings.bpm / 4
     first = math.floor(TURN[0][0] / step + 0.5)
@@ -549,10 +595,9 @@ def test_a_turn_of_bars_has_its_follow_work_done_aside_before_its_bar_line(model
     assert events == expected[1] and any(e.name == "tempo" for e in events)
     phrase_end = next(e for e in events if e.name == "phrase_end")
     assert phrase_end.time == pytest.approx(ends - step)
-    assert worker.at_phrase_end == [played_last == "in the last 16th"]
-    # and then the fit and the LSTM's steps from that note on, from the last checkpoint of the work handed aside
-    # before it (before, the whole call again: 34 steps)
-    assert worker.done_at_phrase_end[0] <= 1 + priming_module.CHECKPOINT_STEPS + 2
+    assert worker.at_phrase_end == [False] and worker.done_at_phrase_end == [0]
+    ignored = [e.data for e in events if e.name == "notes_ignored"]
+    assert ignored == ([{"reason": "turn over", "notes": 1}] if played_last == "in the last 16th" else [])
 
 
 def test_a_priming_resumed_from_an_earlier_ones_checkpoints_is_the_priming_done_afresh(model):

@@ -41,7 +41,8 @@ The driver's contract (times are floats in seconds on the driver's clock):
   {steps, first_step, entry, transposition, model}, ``response_end`` ({} or
   {interrupted: True}), ``barge_in``, ``panic``, ``forget`` {phrases}, ``input_lost`` {released},
   ``respond_ignored`` {reason}, ``count_in`` {listen_at_step}, ``notes_ignored`` {reason, notes} (played in a
-  count-in before its last beat, or on the last 16th of a player's turn of ``turns``), ``tempo`` {bpm, fit}.
+  count-in before its last beat, or on the last 16th of a player's turn of ``turns``, or followed, after the tick
+  before it), ``tempo`` {bpm, fit}.
 
 Listening becomes responding at the tick that completes ``phrase_end_steps``
 silent steps (no key down and no note held by the pedal) after a call of at
@@ -64,9 +65,10 @@ setting's when one is stated (``_key``); when that move changes, a spare LSTM
 hears the call again in slices while the phrase-end silence passes
 (improvd.core.priming) and takes over. With ``follow_tempo`` the call is heard again on the player's own grid
 (improvd.core.follow.Following): work handed to ``aside`` FOLLOW_AHEAD steps before the phrase end is due (a turn's
-too), again after each note played meanwhile, and taken there when it finished for it (otherwise done there from
-what was done, with the same result); a phrase end it was not handed aside for waits FOLLOW_WAIT steps for it
-(``_wait_for_follow``). With style auto
+too), again at the tick after each message played meanwhile, and taken there when it finished for it (otherwise done
+there from what was done, with the same result); a phrase end it was not handed aside for waits FOLLOW_WAIT steps for
+it (``_wait_for_follow``). A message heard after the tick before the phrase end comes too late for that work (aside or
+not): the replayed call hears it on its open step, so a note begins the next call (``_hear_late``). With style auto
 (``set_styles``) every candidate model hears the call too, a slice a tick, and at the phrase end the one that
 predicted it best takes over as it heard it, in the transposition it heard it best in (the white keys, or a model's
 minor transposition: the answer's collection and tonic move with it; improvd.core.styles; ``response_start`` names
@@ -148,13 +150,13 @@ from improvd.core.answer import (
 )
 from improvd.core.echo import Echo
 from improvd.core.encoding import HOLD, REST, SONG_END, Vocabulary, is_pitch, tonic_pitch_class
-from improvd.core.follow import Following
+from improvd.core.follow import Following, hear
 from improvd.core.grid import Grid, bar_steps, next_bar_line, strong_positions
 from improvd.core.keys import call_key, diatonic_shift, key_shift, parse_key
 from improvd.core.lookback import Place
 from improvd.core.metronome import CLICK_STEPS, click
 from improvd.core.model import Model
-from improvd.core.priming import PRIME_STEPS, SILENT_STEPS, Priming
+from improvd.core.priming import PLAYING_STEPS, PRIME_STEPS, SILENT_STEPS, Priming
 from improvd.core.recall import SessionMemory
 from improvd.core.runtime import LSTMRuntime
 from improvd.core.sampler import Sampler
@@ -162,7 +164,7 @@ from improvd.core.schema import MATCH_BARS
 from improvd.core.seedbuffer import SeedBuffer, usual_gap
 from improvd.core.settings import Settings
 from improvd.core.songcache import SongCache
-from improvd.core.styles import Handover, Styles, moved
+from improvd.core.styles import STYLE_STEPS, Handover, Styles, moved
 from improvd.core.touch import Touch, beat_steps
 
 SUSTAIN = 64
@@ -244,6 +246,7 @@ class Engine:
         self._count_in_ignored = 0  # notes played in the count-in before its last beat
         self._deviations: dict[tuple[int, int], float] = {}  # (step, pitch) -> how far off the grid it was played
         self._heard: deque[tuple[float, mido.Message]] = deque(maxlen=HEARD_MESSAGES)  # the call's, for follow
+        self._late: list[tuple[float, mido.Message]] = []  # ... heard since the last tick (``_take_late``)
         self._aside = aside
         self._following: Following | None = None  # the follow work handed aside for the phrase end expected
         self._handed: Following | None = None  # the last made for this call (dropped or not): the next takes from it
@@ -274,11 +277,12 @@ class Engine:
             self._runtime = self._predictor(model)
             self._runtime.prime([self._song_end] * model.song_gap)  # a call starts as a song does in training
             self._song_start = self._runtime.snapshot()
-            self._priming = self._spare()
+            self._priming = self._spare(self._aside)
         else:
             self._runtime, self._song_start = handover.runtime, handover.song_start
             cache = SongCache(self._song_end, self._onset_mask, self._recall)
-            self._priming = Priming(handover.spare, cache, self._song_start, self._song_end)
+            self._priming = Priming(handover.spare, cache, self._song_start, self._song_end, self._aside)
+        self._opened: dict[Place, tuple[Any, np.ndarray]] = {}  # place -> the LSTM after a song's first song end
         self._drop_following()
         self._playable = np.array([s != SONG_END for s in vocabulary.symbols])
         if handover is None:
@@ -288,10 +292,11 @@ class Engine:
         for index in [self._song_end, *map(self._index_of, self._buffer.last_note_symbols())]:
             self._cache.add(index)
 
-    def _spare(self) -> Priming:
-        """A spare LSTM and song cache (the session memory under it too, as the engine's), to prime aside."""
+    def _spare(self, aside: Callable[[Any], None] | None = None) -> Priming:
+        """A spare LSTM and song cache (the session memory under it too, as the engine's), to prime in slices (its
+        LSTM's steps on ``aside``'s thread, with one)."""
         cache = SongCache(self._song_end, self._onset_mask, self._recall)
-        return Priming(self._predictor(self.model), cache, self._song_start, self._song_end)
+        return Priming(self._predictor(self.model), cache, self._song_start, self._song_end, aside)
 
     def _index_of(self, symbol: str, shift: int | None = None) -> int:
         """The LSTM's index of a player's symbol (a pitch transposed by ``shift``, the call's by default, and folded
@@ -311,14 +316,28 @@ class Engine:
 
     def _reprime(self) -> None:
         self._priming.cancel()
-        self._runtime.restore(self._song_start)
         symbols = self._buffer.last_note_symbols()
-        self._runtime.seat(self._place_of(symbols))
-        self._step(self._song_end)  # the cache starts a new song too
+        self._open_song(self._place_of(symbols))
         for symbol in symbols:
             self._feed_lstm(symbol)
         if self._styles is not None:
             self._styles.restart(self._shift, symbols, self._place_of(symbols))  # heard in slices (_hear_styles)
+
+    def _open_song(self, place: Place) -> None:
+        """The LSTM at its song start, seated at ``place``, then a song end heard (the cache starts a new song too).
+        The state after that song end is the same every time at a place: kept, so that a call's first tick steps the
+        LSTM once."""
+        opened = self._opened.get(place)
+        if opened is None or self._resting:
+            self._runtime.restore(self._song_start)
+            self._runtime.seat(place)
+            self._step(self._song_end)
+            if not self._resting:
+                self._opened[place] = (self._runtime.snapshot(), self._logits.copy())
+            return
+        self._runtime.restore(opened[0])
+        self._logits = opened[1].copy()
+        self._cache.add(self._song_end)
 
     def _place_of(self, symbols: list[str]) -> Place:
         """The place in the bar of the first of ``symbols``, the buffer's last (a lookback model hears it; the
@@ -418,9 +437,9 @@ class Engine:
         if self.mode == "counting_in" and self._grid.step >= self._pickup_step():
             self._counted_in(time)
         self._queue_click(self._grid.step + 1, time + self.step_seconds())
-        if self.mode in ("idle", "counting_in"):
-            return
-        self._close_step(closed, time)
+        if self.mode not in ("idle", "counting_in"):
+            self._close_step(closed, time)
+        self._take_late()
 
     def _close_step(self, step: int, time: float) -> None:
         in_call = self._call_steps > 0 or self._buffer.held or self._respond_requested
@@ -443,30 +462,32 @@ class Engine:
             return  # overlap: the player's notes go into the next call; the LSTM is busy answering
         if starts:
             self._resting = self._resting or self._styles is not None  # style auto: the candidates hear the call
+            self._shift = _shift_for([symbol], self._stated_key())  # heard afresh: in its own key from the start
             self._reprime()  # the song's start, then this first step
-        else:
-            self._feed_lstm(symbol)
-        self._prime_ahead(symbol)
+        index = None if starts else self._index_of(symbol)
+        if not self._prime_ahead(symbol) and index is not None:
+            self._step(index)  # (a spare that took over at this tick heard it already)
         self._hear_styles(None if starts else symbol)
         if self._phrase_ended():
             self._respond(time)
         else:
+            self._take_late()
             self._follow_ahead(time)
 
-    def _prime_ahead(self, symbol: str) -> None:
+    def _prime_ahead(self, symbol: str) -> bool:
         """While the call sounds, the spare LSTM hears it on the white keys of the collection that holds most of its
         sounding time so far, from the step that collection moves away from the one the engine's LSTM hears it in:
-        PRIME_STEPS a tick to catch up, then a step a tick. The engine's LSTM hears it on too, in case the call
-        comes back. From the call's first silent step the one whose collection the call ended in is kept; the spare
-        takes over once it has caught up (in the silence, as many steps a tick as catch up by the tick before the
-        phrase end's, or by the tick the music ends the call: ``_ticks_to_catch_up``; at the phrase end at the
-        latest: ``_rekey``). So a call is heard in its key by its second
-        silent step unless its last notes moved it to a third collection, and ``phrase_end = "music"`` need not wait.
-        Not with ``follow_tempo``: its phrase end hears the call again anyway (``_follow``)."""
+        PLAYING_STEPS a tick (one more than the call adds) until it has caught up. The engine's LSTM hears it on too,
+        in case the call comes back. From the call's first silent step the one whose collection the call ended in is
+        kept; the spare takes over once it has caught up (in the silence, as many steps a tick as catch up by the tick
+        before the phrase end's, or by the tick the music ends the call: ``_catch_up``; at the phrase end at
+        the latest: ``_rekey``), so ``phrase_end = "music"`` need not wait.
+        Not with ``follow_tempo``: its phrase end hears the call again anyway (``_follow``). True when the spare took
+        over at this tick: the engine's LSTM need not hear ``symbol``."""
         priming = self._priming
         if self.settings.follow_tempo:
             priming.cancel()
-            return
+            return False
         if priming.shift is not None:
             priming.feed(self._index_of(symbol, priming.shift))
         silent = self._buffer.silent_steps
@@ -481,22 +502,28 @@ class Engine:
             elif shift not in (self._shift, priming.shift):
                 priming.begin(shift, [self._index_of(s, shift) for s in call], self._place_of(call))
         if priming.shift is not None:
-            ticks = self._ticks_to_catch_up(silent)
-            priming.advance(max(PRIME_STEPS, -(-priming.pending // ticks)) if ticks else None)
+            priming.advance(self._catch_up(priming.pending, PLAYING_STEPS, PRIME_STEPS))
             if priming.done and silent:
                 self._swap()
+                return True
+        return False
 
-    def _ticks_to_catch_up(self, silent: int) -> int:
-        """In the call's silence, the ticks the spare LSTM has to catch up in (0: not silent, or past the wait): those
-        before the tick of the silence's phrase end, or, when the music ends the call sooner (``_over_at``), up to and
-        with that tick (it primes before it asks ``_sounds_over``), so that the spare is swapped in by then."""
+    def _catch_up(self, behind: int, playing: int, least: int) -> int:
+        """Steps a tick for a second hearing of the call that is ``behind`` steps behind it: ``playing`` while the
+        call is played; in its silence at least ``least``, and as many more as catch up by the tick before the
+        silence's phrase end, or, when the music ends the call sooner (``_over_at``), by that tick (it primes before
+        it asks ``_sounds_over``). A first silent step with ticks to spare after it is not yet a silence (a gap of a
+        16th is staccato: SILENT_STEPS)."""
+        silent = self._buffer.silent_steps
         if not silent:
-            return 0
+            return playing
         ticks = self.settings.phrase_end_steps - silent
         over = self._over_at()
         if over is not None:
             ticks = min(ticks, max(1, over - self._grid.step + 1))
-        return max(ticks, 0)
+        if silent < SILENT_STEPS and ticks > 1:
+            return playing
+        return max(least, -(-behind // ticks)) if ticks > 0 else least
 
     def _hear_styles(self, symbol: str | None) -> None:
         """Style auto: the candidates hear the call's new ``symbol`` (None: a re-prime gave them the call) in the
@@ -513,7 +540,7 @@ class Engine:
             styles.restart(shift, call, self._place_of(call))
         elif symbol is not None:
             styles.feed(symbol)
-        styles.advance()
+        styles.advance(self._catch_up(styles.behind, PLAYING_STEPS * len(styles.names), STYLE_STEPS))
 
     def _choose_style(self) -> int:
         """Style auto, at the phrase end: the candidate that predicted the call best answers it, handed over with
@@ -547,6 +574,7 @@ class Engine:
         """The primed spare LSTM and song cache (``priming``'s, the engine's spare pair by default) become the
         engine's; the engine's become ``priming``'s."""
         priming = priming or self._priming
+        priming.settle()
         self._runtime, priming.runtime = priming.runtime, self._runtime
         self._cache, priming.cache = priming.cache, self._cache
         self._logits, self._shift = priming.logits, priming.shift
@@ -638,6 +666,8 @@ class Engine:
         self._respond_at = None
         if self.settings.follow_tempo:
             self._follow(time)
+        else:
+            self._keep_late_after_the_call()
         self._forget_heard()
         call = self._buffer.last_note_symbols()
         self._events.append(Event(time, "phrase_end", {"call_steps": self._call_steps}))
@@ -696,6 +726,9 @@ class Engine:
             self._renumber(regridded.open_step, beat.time(regridded.open_step / 4))
             self._call_steps = regridded.call_steps
             self._events.append(Event(time, "tempo", {"bpm": self.settings.bpm, "fit": round(beat.fit, 3)}))
+            self._hear_late(regridded.open_step, time)
+        else:
+            self._keep_late_after_the_call()
         self._priming.cancel()
         if job.call == self._buffer.last_note_symbols():
             self._swap(job.priming)
@@ -704,6 +737,36 @@ class Engine:
         else:  # the call on the engine's grid ended otherwise than the work aside foresaw
             self._shift = _shift_for(self._buffer.last_note_symbols(), self._stated_key())
             self._reprime()
+
+    def _take_late(self) -> None:
+        """The messages heard since the last tick join the call's (``_heard``); follow work made without them is
+        dropped (``_follow_ahead`` hands it aside again, at this tick if its phrase end is near)."""
+        if self._late:
+            self._heard.extend(self._late)
+            self._late.clear()
+            self._drop_following()
+
+    def _hear_late(self, step: int, time: float) -> None:
+        """The messages heard since the tick before a followed phrase end came after its follow work was made (no
+        tick was left to hand it aside again): the replayed call hears them at ``step``, the step open on the player's
+        grid, so a note begins the next call (as one played over the answer with ``barge_in = "overlap"``); with
+        ``turns`` in bars it is ignored (a ``notes_ignored`` event: its turn is over), as one played after the tick."""
+        kept, ignored = [], 0
+        for heard in self._late:
+            message = heard[1]
+            if self.settings.turns != "phrase" and message.type == "note_on" and message.velocity > 0:
+                ignored += 1
+                continue
+            hear(self._buffer, message, step)
+            kept.append(heard)
+        self._late = kept  # the next call's (``_take_late``)
+        if ignored:
+            self._events.append(Event(time, "notes_ignored", {"reason": "turn over", "notes": ignored}))
+
+    def _keep_late_after_the_call(self) -> None:
+        """At a phrase end on the engine's own grid, of the messages heard since the last tick those it heard in the
+        call's steps are the call's (its buffer has them), those on the open step on the next call's."""
+        self._late = [(at, message) for at, message in self._late if self._snap(at) >= self._grid.step]
 
     def _wait_for_follow(self, time: float) -> bool:
         """With ``aside``, a followed phrase end whose follow work was not handed aside for it (``respond_now``,
@@ -719,6 +782,7 @@ class Engine:
             return False
         if job is not None and job.open_step == self._grid.step and job.inputs == self._follow_inputs():
             return False  # handed aside for this very phrase end: taken there or done again (_follow)
+        self._take_late()  # the call goes on to the phrase end it waits for
         self._drop_following()
         self._respond_at = self._grid.step + FOLLOW_WAIT
         self._following = self._following_for(time + FOLLOW_WAIT * self.step_seconds(), FOLLOW_WAIT)
@@ -953,8 +1017,9 @@ class Engine:
             self._count_in_ignored += message.type == "note_on" and message.velocity > 0
             return []
         if message.type in ("note_on", "note_off") or (message.type == "control_change" and message.control == SUSTAIN):
-            self._heard.append((time, message))
-            self._drop_following()  # made from the call without this message
+            self._late.append((time, message))  # the call's at the next tick, unless that is the phrase end
+            if self._following is not None and self._ends_in() != 1:
+                self._drop_following()  # made from the call without this message: handed aside again then
         if message.type == "note_on" and message.velocity > 0:
             if self._after_the_turn(time):
                 return []
@@ -1127,6 +1192,7 @@ class Engine:
         self._buffer.reset_call()
         self._call_steps = 0
         self._forget_heard()
+        self._late.clear()
         return released
 
     def stop(self, time: float) -> list[Timed]:
@@ -1211,6 +1277,12 @@ class Engine:
             elif self._resting:
                 self._resting = False
                 self._reprime()  # the engine's own LSTM hears the call in progress
+
+    @property
+    def busy_aside(self) -> bool:
+        """Steps handed aside (the spare LSTM's, style auto's candidates') are not done yet (a bench paces its ticks by
+        it, as a 16th's time would)."""
+        return self._priming.busy_aside or (self._styles is not None and self._styles.busy_aside)
 
     def drain_events(self) -> list[Event]:
         events, self._events = self._events, []

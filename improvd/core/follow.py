@@ -68,7 +68,7 @@ def regrid(messages: list[tuple[float, mido.Message]], beat: Beat, now: float, l
             time, message = waiting
             at = snap(time)
             deviations[(at, getattr(message, "note", -1))] = steps(time) - at
-            _hear(result.buffer, message, at)
+            hear(result.buffer, message, at)
             waiting = next(pending, None)
         symbol = result.buffer.close(k)
         if is_pitch(symbol):
@@ -173,7 +173,8 @@ class Following:
         return open_step_at(self.beat, first, now) == regridded.open_step
 
 
-def _hear(buffer: SeedBuffer, message: mido.Message, step: int) -> None:
+def hear(buffer: SeedBuffer, message: mido.Message, step: int) -> None:
+    """``buffer`` hears a player's ``message`` (a note, a release or the sustain pedal) at ``step``."""
     if message.type == "note_on" and message.velocity > 0:
         buffer.note_on(message.note, message.velocity, step)
     elif message.type in ("note_on", "note_off"):

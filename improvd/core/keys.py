@@ -34,29 +34,33 @@ def _rotations(profile: np.ndarray) -> np.ndarray:
 
 
 _KEYS = np.concatenate([_rotations(MAJOR_PROFILE), _rotations(MINOR_PROFILE)])  # 24 x 12: majors then minors
+_KEY_NORMS = np.linalg.norm(_KEYS, axis=1)
+
+
+_CLASSES: dict[str, int | None] = {HOLD: -1, SONG_END: None}  # symbol -> pitch class (a rest: None), once parsed
 
 
 def pitch_class_weights(symbols: Sequence[str]) -> np.ndarray:
     """Steps each pitch class sounds for in ``symbols`` (holds count for the note they continue)."""
     counts = [0] * 12
     current: int | None = None
-    parsed: dict[str, int | None] = {}  # a call of 128 steps has a dozen symbols: each parsed once
+    classes = _CLASSES  # the engine asks at every step of a call: each symbol is parsed once (a few dozen in all)
     for index, symbol in enumerate(symbols):
-        if symbol == SONG_END:
-            current = None
-        elif symbol != HOLD:
-            if symbol not in parsed:
-                parsed[symbol] = parse_symbol(symbol, index)
-            current = parsed[symbol]
+        found = classes.get(symbol, -2)
+        if found == -2:  # never seen: parsed (an EncodingError naming it if it is none)
+            pitch = parse_symbol(symbol, index)
+            found = classes[symbol] = None if pitch is None else pitch % 12
+        if found != -1:  # not a hold: the note (or rest, or song end) it continues
+            current = found
         if current is not None:
-            counts[current % 12] += 1
+            counts[current] += 1
     return np.array(counts, float)
 
 
 def _key_scores(weights: np.ndarray) -> np.ndarray:
     """Correlation of ``weights`` with each of the 24 key profiles (12 majors, then 12 minors)."""
     centred = weights - weights.mean()
-    return _KEYS @ centred / (np.linalg.norm(_KEYS, axis=1) * (np.linalg.norm(centred) or 1.0))
+    return _KEYS @ centred / (_KEY_NORMS * (np.linalg.norm(centred) or 1.0))
 
 
 def estimate_key(symbols: Sequence[str]) -> tuple[str, str]:
@@ -142,12 +146,15 @@ def diatonic_shift(symbols: Sequence[str]) -> int:
     weights = pitch_class_weights(symbols)
     if not weights.any():
         return 0
-    inside = _INSIDE @ weights
-    tied = np.flatnonzero(inside >= inside.max() - 1e-9)
+    inside = (_INSIDE @ weights).tolist()  # 12 floats: plain Python is quicker than numpy's calls on them
+    top = max(inside) - 1e-9
+    tied = [shift for shift, held in enumerate(inside) if held >= top]
+    if len(tied) == 1:  # one collection holds the most (the engine asks at every step of a call: most often so)
+        return (tied[0] + 6) % 12 - 6
     scores = _key_scores(weights)
     # shift t takes major tonic -t (and its relative minor, 9 above) to C (and A)
     fit = [max(scores[(-t) % 12], scores[12 + (9 - t) % 12]) for t in tied]
-    best = int(tied[int(np.argmax(fit))])
+    best = tied[int(np.argmax(fit))]
     return (best + 6) % 12 - 6
 
 

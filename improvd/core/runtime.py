@@ -20,7 +20,12 @@ from improvd.core.model import Model
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 0.5 * (np.tanh(0.5 * x) + 1.0)  # exact sigmoid, no overflow warnings
+    """0.5 * (tanh(0.5 * x) + 1): the exact sigmoid, no overflow warnings (in place on one new array)."""
+    y = x * 0.5
+    np.tanh(y, out=y)
+    y += 1.0
+    y *= 0.5
+    return y
 
 
 class LSTMRuntime:
@@ -77,15 +82,17 @@ class LSTMRuntime:
         x = None
         new_state = []
         for (kernel, recurrent, bias, units), (h, c) in zip(self._layers, self._state, strict=True):
-            z = first if kernel is None else x @ kernel + bias
-            z = z + h @ recurrent
+            z = h @ recurrent
+            z += first if kernel is None else x @ kernel + bias
             gates = _sigmoid(z)  # i, f and o in one pass (the g quarter's is not used)
             c = gates[units : 2 * units] * c + gates[:units] * np.tanh(z[2 * units : 3 * units])
             h = gates[3 * units :] * np.tanh(c)
             new_state.append((h, c))
             x = h
         self._state = new_state
-        return x @ self._dense_kernel + self._dense_bias
+        logits = x @ self._dense_kernel
+        logits += self._dense_bias
+        return logits
 
     def _look_back(self, index: int) -> np.ndarray:
         """The lookback rows for the step after ``index``; the history and the place move on by one step."""

@@ -17,10 +17,11 @@ step costs every model some 12 bits, and it only blurs the choice. The priors ar
 validation calls (``improvd-train compare --calibrate``, models/README.md). Ties go by name. The handed-over state
 is the one the engine's own LSTM would have after hearing the call, so the switch needs no re-prime.
 
-The timing thread hears at most ``STYLE_STEPS`` candidate steps a tick (``advance``): a call that moved the key is
-heard again, moved, a slice a tick while its closing silence passes, as improvd.core.priming hears it for the
-engine's own model; ``choose`` hears what is left at once. In the daemon the steps of a call being played are
-handed to its aside thread instead (``Styles.aside``), with the same outcome. Scores are taken in one numpy call at
+The timing thread hears the candidate steps the engine gives leave for a tick (``advance``): a call that moved the
+key is heard again, moved, a slice a tick (a few steps a candidate while it is played, at least ``STYLE_STEPS`` in
+its closing silence), as improvd.core.priming hears it for the engine's own model; ``choose`` hears what is left at
+once. In the daemon those steps are handed to its aside thread instead (``Styles.aside``), a slice a job, with the
+same outcome. Scores are taken in one numpy call at
 the phrase end. The daemon makes a ``Styles`` off the timing thread (loading and priming the candidates is slow).
 """
 
@@ -51,8 +52,7 @@ from improvd.core.runtime import LSTMRuntime
 from improvd.core.schema import AUTO, MODEL_NAME
 
 LOG2 = math.log(2)
-STYLE_STEPS = 32  # candidate LSTM steps a tick at most, all candidates together (0.02-0.05 ms each)
-ASIDE_STEPS = 4  # with an aside thread, a candidate's queue it is handed at most (the steps of a call being played)
+STYLE_STEPS = 32  # candidate LSTM steps a tick of the silence at least, all candidates together (0.02-0.05 ms each)
 SCORED_STEPS = 256  # a call's last steps scored (16 bars of 4/4): a call that goes on and on costs no more
 PRIOR_KEY = "style_prior_bits"  # the model card's key of a candidate's prior
 MINOR_TONIC_KEY = "minor_tonic"  # the model card's key of the tonic its minor tunes were trained in (A without it)
@@ -185,13 +185,13 @@ class _Candidate:
             self.logits = self.runtime.step(index)
         return done
 
-    def hand(self, aside: Callable[[_Job], None]) -> None:
+    def hand(self, aside: Callable[[_Job], None], steps: int) -> None:
         """Take the result of the job handed aside before, if it is done; then, unless it goes on, hand ``aside``
-        what is queued."""
+        at most ``steps`` of what is queued."""
         self._take()
-        if self.job is None and self.pending:
-            self.job = _Job(self.model, self.runtime.snapshot(), self.logits, list(self.pending))
-            self.pending.clear()
+        if self.job is None and self.pending and steps > 0:
+            indices = [self.pending.popleft() for _ in range(min(steps, len(self.pending)))]
+            self.job = _Job(self.model, self.runtime.snapshot(), self.logits, indices)
             aside(self.job)
 
     def recall(self) -> None:
@@ -291,18 +291,25 @@ class Styles:
         self._behind += len(self._candidates)
 
     def advance(self, steps: int = STYLE_STEPS) -> None:
-        """Hear at most ``steps`` of what is queued, the candidates furthest behind first; with ``aside``, hand it
-        what is queued instead (``_Candidate.hand``) while that is the few steps of a call being played (at most
-        ASIDE_STEPS a candidate). A call heard again (a moved key, in the silence) is heard here, in slices: the
-        aside thread would hold the interpreter from the timing thread's ticks for the whole of it."""
+        """Hear at most ``steps`` of what is queued, the candidates furthest behind first; with ``aside``, hand them
+        to it instead (``_Candidate.hand``), each candidate's at most its share of ``steps`` a job (the caller gives
+        a slice a tick: no job holds the interpreter from the timing thread's ticks for long), unless that thread has
+        fallen behind by more than ``steps`` (its job not done): then here, as without it."""
         self._behind -= min(steps, self._behind)
-        few = self.aside is not None and all(len(c.pending) <= ASIDE_STEPS for c in self._candidates)
         for candidate in sorted(self._candidates, key=lambda c: -len(c.pending)):
-            if few and self.aside is not None:
-                candidate.hand(self.aside)
+            behind = candidate.job is not None and not candidate.job.done and len(candidate.pending) > steps
+            share = min(max(steps, 0), len(candidate.pending))
+            if self.aside is not None and not behind:
+                candidate.hand(self.aside, share)
+                steps -= share
             else:
                 candidate.recall()
                 steps -= candidate.advance(max(steps, 0))
+
+    @property
+    def behind(self) -> int:
+        """Steps given that ``advance`` has not given leave for yet."""
+        return self._behind
 
     @property
     def caught_up(self) -> bool:
