@@ -77,6 +77,19 @@ def test_a_note_of_the_call_follows_the_call_s_motion_from_where_the_answer_stan
     assert mixed.argmax() == note(65) and mixed[note(64)] == mixed[note(66)]
 
 
+def test_a_note_moves_in_the_scale_of_the_answer_s_transposition():
+    """Heard in C minor (3 semitones above the white keys' A minor), the call C4 E-flat4 is two degrees up: from
+    D4 that reaches F4, from G4 B-flat4 (on the white keys' scale: nothing, B-flat is off it)."""
+    call = {16: note(60), 18: note(63)}
+    for answered, proposed in ((62, note(65)), (67, note(70))):
+        echo = Echo(call, 16, 16, NOTES, key_offset=3)
+        echo.heard(16, note(answered))
+        assert echo.proposal(18) == proposed, answered
+    echo = Echo(call, 16, 16, NOTES)
+    echo.heard(16, note(67))
+    assert echo.proposal(18) is None
+
+
 def test_the_answer_s_last_note_is_part_of_what_a_snapshot_keeps():
     call = {16: note(60), 18: note(64)}
     echo = Echo(call, 16, 16, NOTES)

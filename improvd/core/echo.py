@@ -62,14 +62,17 @@ class Echo:
         until: int | None = None,
         scale: float = 1.0,
         earlier: Sequence[Echo] = (),
+        key_offset: int = 0,
     ) -> None:
         """``call`` maps grid steps to the LSTM's indices of the call's played steps (its trailing silence
         left out); ``pitches`` gives each index's MIDI pitch in the model's key (-1 for one that starts no note);
         from step ``until`` on the echo is silent. Its weight is WEIGHT times ``scale``; the echoes of ``earlier``
-        calls are mixed with it."""
+        calls are mixed with it. A note is moved by degrees of the white keys' scale moved up ``key_offset``
+        semitones (the answer's transposition from the white keys: 3 where a model answers in C minor)."""
         self._call = call
         self._is_onset = pitches >= 0
         self._pitches = pitches
+        self._key_offset = key_offset
         self._index_of = {int(pitch): index for index, pitch in enumerate(pitches) if pitch >= 0}
         notes = sorted(at for at, index in call.items() if self._is_onset[index])
         self._before = {at: call[earlier] for earlier, at in itertools.pairwise(notes)}  # the call's note before
@@ -104,12 +107,12 @@ class Echo:
         """The index of the note that the call's step from ``before`` to ``proposed`` reaches from ``last``, in
         degrees of the white keys' scale; None where one of the three is off them or the note is not in the
         vocabulary."""
-        degrees = [_degree(int(self._pitches[index])) for index in (before, proposed, last)]
+        degrees = [_degree(int(self._pitches[index]) - self._key_offset) for index in (before, proposed, last)]
         if None in degrees:
             return None
         start, end, here = degrees
         octave, degree = divmod(here + end - start, len(SCALE))
-        return self._index_of.get(12 * octave + SCALE[degree])
+        return self._index_of.get(12 * octave + SCALE[degree] + self._key_offset)
 
     def mix(self, probabilities: np.ndarray, step: int) -> np.ndarray:
         """``probabilities`` with this echo's and the earlier calls' proposals at ``step`` mixed in at once: each

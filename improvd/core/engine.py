@@ -690,7 +690,7 @@ class Engine:
             top_p=s.top_p,
             memory=self._memory,
         )
-        echo = self._echo(plan, call)
+        echo = self._echo(plan, call, offset)
         self._drawing = Drawing(
             plan, rules, self.model.vocabulary.symbols, self._sampler, self._runtime, self._cache, self._logits, echo
         )
@@ -891,8 +891,9 @@ class Engine:
         last = self._grid.step - 1 - self._buffer.silent_steps
         return max(1, min(MATCH_BARS, last // bar - next_bar_line(first, self.settings.meter) // bar + 1))
 
-    def _echo(self, plan: AnswerPlan, call: list[str]) -> Echo | None:
-        """The call's played steps (its closing silence left out) laid over the answer, in the LSTM's indices."""
+    def _echo(self, plan: AnswerPlan, call: list[str], offset: int) -> Echo | None:
+        """The call's played steps (its closing silence left out) laid over the answer, in the LSTM's indices, its
+        notes moved in the scale of the answer's transposition (``offset`` from the white keys)."""
         played = len(call)
         if REST in call:
             last_rest = len(call) - 1 - call[::-1].index(REST)
@@ -904,8 +905,8 @@ class Engine:
         index_of = {symbol: self._index_of(symbol) for symbol in set(call[:played])}  # a few symbols, many steps
         indices = {first_step + k: index_of[symbol] for k, symbol in enumerate(call[:played])}
         until = max(plan.first, plan.end - plan.bar)
-        earlier = self._recall.echoes(plan.entry, plan.bar, self._pitches)  # the player's earlier calls
-        return Echo(indices, plan.entry, plan.bar, self._pitches, until=until, earlier=earlier)
+        earlier = self._recall.echoes(plan.entry, plan.bar, self._pitches, offset)  # the player's earlier calls
+        return Echo(indices, plan.entry, plan.bar, self._pitches, until=until, earlier=earlier, key_offset=offset)
 
     def _draw_answer(self) -> None:
         """Draw the answer's next slice (the symbol of the step that opens at the next boundary at least) and queue

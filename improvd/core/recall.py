@@ -136,15 +136,15 @@ class SessionMemory:
         for call in self._calls:
             call.attune(shift, lookup, offset)
 
-    def echoes(self, entry: int, bar: int, pitches: np.ndarray) -> list[Echo]:
+    def echoes(self, entry: int, bar: int, pitches: np.ndarray, key_offset: int = 0) -> list[Echo]:
         """The attuned calls of bars of ``bar`` steps laid over an answer whose first full bar starts at ``entry``
-        (improvd.core.echo), the last call's echo at FADE of the present call's weight, each older one at FADE of
-        the one after it; they speak to the answer's end."""
+        (improvd.core.echo, its scale moved by ``key_offset``), the last call's echo at FADE of the present call's
+        weight, each older one at FADE of the one after it; they speak to the answer's end."""
         echoes = []
         for age, call in enumerate(reversed(self._calls), start=1):
             if call.bar == bar and call.indices:
                 steps = {call.phase + k: index for k, index in enumerate(call.indices)}
-                echoes.append(Echo(steps, entry, bar, pitches, scale=FADE**age))
+                echoes.append(Echo(steps, entry, bar, pitches, scale=FADE**age, key_offset=key_offset))
         return echoes
 
     def mix(self, probabilities: np.ndarray, history: Sequence[int]) -> np.ndarray:
