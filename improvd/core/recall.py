@@ -38,7 +38,7 @@ import numpy as np
 
 from improvd.core.echo import Echo
 from improvd.core.encoding import HOLD, REST, is_pitch
-from improvd.core.keys import WHITE_KEYS
+from improvd.core.keys import WHITE_KEYS, pitch_class_weights
 
 IndexOf: TypeAlias = Callable[[str, int], int]  # a player's symbol, moved by a transposition: the model's index
 
@@ -89,6 +89,7 @@ class SessionMemory:
         self._calls: deque[_Call] = deque(maxlen=max(phrases, 1))
         self._phrases = phrases
         self._vocabulary: tuple[str, ...] = ()
+        self._heard: np.ndarray | None = None  # ``heard``'s, until the calls change
         self.quiet = False  # while True, ``mix`` proposes nothing (the answer's last bar, the cadence's)
 
     def __len__(self) -> int:
@@ -99,11 +100,27 @@ class SessionMemory:
         """Hold the last ``phrases`` calls from now on (the oldest beyond them forgotten); 0 forgets all."""
         self._phrases = phrases
         kept = list(self._calls)[-phrases:] if phrases else []
+        if len(kept) != len(self._calls):
+            self._heard = None
         self._calls = deque(kept, maxlen=max(phrases, 1))
 
     def clear(self) -> None:
         """Forget every call (``cmd/forget``)."""
         self._calls.clear()
+        self._heard = None
+
+    def heard(self) -> np.ndarray:
+        """Weights per pitch class of the calls held, as played: each call's share of its sounding time, the last
+        call's counting 1, each older one FADE of the one after it (all zero when none is held). The engine hears
+        a call whose notes fit several diatonic collections in the one that holds most of these
+        (improvd.core.keys.diatonic_shift)."""
+        if self._heard is None:
+            heard = np.zeros(12)
+            for age, call in enumerate(reversed(self._calls)):
+                weights = pitch_class_weights(call.symbols)
+                heard += FADE**age * weights / max(weights.sum(), 1.0)
+            self._heard = heard
+        return self._heard
 
     def bind(self, vocabulary: Sequence[str]) -> None:
         """The model's vocabulary from now on. The calls are kept as played: in another vocabulary than the one
@@ -120,6 +137,7 @@ class SessionMemory:
         played = _played(call)
         if self._phrases and len(played) > MIN_ORDER:
             self._calls.append(_Call(played, shift, phase, bar))
+            self._heard = None
 
     def attune(self, shift: int, index_of: IndexOf) -> None:
         """Hear the calls for an answer in transposition ``shift``, ``index_of(symbol, shift)`` giving the model's
