@@ -251,6 +251,24 @@ def test_an_earlier_call_comes_back_bar_on_bar_in_the_answers_last_bar(model, mo
     assert last_bar(False) != [(71, 0), (67, 4), (65, 8), (64, 12)]
 
 
+ONE_BAR = [(60, 0, 4), (64, 4, 4), (67, 8, 2), (65, 10, 2), (64, 12, 3)]
+
+
+def test_a_call_played_a_third_time_is_not_handed_back_whole(model, monkeypatch):
+    """The same 1-bar call three times, answered in 1 bar (the cadence's), the echoes trusted fully: the two
+    earlier calls' echoes propose the call, and the third answer played it back note for note after a pickup. It
+    now plays all of it in a row but the last note, and ends otherwise."""
+    monkeypatch.setattr("improvd.core.echo.WEIGHT", 100.0)
+    engine = Engine(model, Settings(bpm=120, response_bars=1, session_memory=True), seed=0)
+    sent, events = run(engine, [(t + k * LATER * STEP, m) for k in range(3) for t, m in call(ONE_BAR)], 3 * LATER)
+    start = [e for e in events if e.name == "response_start"][-1].data["first_step"]
+    third = [t.message.note for t in sent if t.message.type == "note_on" and round(t.time / STEP) >= start]
+    pitches = [pitch for pitch, _, _ in ONE_BAR]
+    runs = [third[k : k + len(pitches)] for k in range(len(third))]
+    assert pitches not in runs
+    assert any(run[:-1] == pitches[:-1] for run in runs)
+
+
 AMBIGUOUS = [(69, 0, 4), (67, 4, 4), (69, 8, 4), (72, 12, 4), (74, 16, 8)]  # in C, F, G and B-flat major alike
 
 

@@ -652,6 +652,7 @@ class Engine:
             temperature=s.temperature,
             top_p=s.top_p,
             memory=self._memory,
+            call_notes=tuple(self._index_of(symbol) for symbol in call if is_pitch(symbol)),
         )
         echo = self._echo(plan, call)
         self._drawing = Drawing(
