@@ -98,11 +98,11 @@ Memory. The song cache (improvd.core.songcache) mixes what followed the same
 contexts earlier in the player's line into the LSTM's probabilities (it follows
 the answer as it goes but does not learn from it, which would let an answer
 loop); under it the session memory (improvd.core.recall) mixes what followed the same
-contexts in the player's earlier calls, each remembered as played once it is answered and heard in the present
-call's key; the echo (improvd.core.echo) lays the call over the answer bar line on bar line, and the earlier calls
-under it. Temperature divides the log
-probabilities; top-p keeps the smallest set of
-likely symbols; the generator is seeded.
+contexts (and the same last notes, in any rhythm) in the player's earlier calls, each remembered as played once
+it is answered and heard in the present call's key (which they help choose where the call fits several); the
+echo (improvd.core.echo) lays the call over the answer bar line on bar line, and the earlier calls under it.
+Temperature divides the log probabilities; top-p keeps the smallest set of likely symbols; the generator is
+seeded.
 
 Touch (improvd.core.touch). Each note_off is due ``gate`` of its note's length after
 its note_on and never after the next answer note's onset, so a repeated pitch
