@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from improvd.core.encoding import encode, tonic_pitch_class
-from improvd.core.keys import call_key, diatonic_shift, estimate_key, pitch_class_weights
+from improvd.core.keys import call_key, diatonic_shift, estimate_key
 from improvd.offline.notation import analyse_key, essen_files, melody_of, tunes_in
 
 
@@ -75,17 +74,3 @@ def test_a_leading_tone_to_a_downbeat_is_heard_as_minor():
     symbols = _symbols(DEMO_CALL)
     assert call_key(symbols, 16, 16) == ("G", "minor")
     assert call_key(symbols, 16, 12) == ("B-", "major")  # in 3/4 the G falls on no bar line
-
-
-def test_a_call_that_fits_several_collections_is_heard_in_the_one_that_holds_what_came_before():
-    """A G A C D fits C, F and G major alike; alone it is heard in F (shift -5, its best-fitting key). After a
-    phrase in C major it is heard in C, and after one in G major in G; what came before never outweighs the call's
-    own notes (with B-flat in it, F major's collection holds it, whatever came before)."""
-    call = [s for pitch in (69, 67, 69, 72, 74) for s in (str(pitch), "_", "_", "_")]
-    c_major = pitch_class_weights([str(pitch) for pitch in (60, 62, 64, 65, 67, 69, 71, 72)])
-    g_major = pitch_class_weights([str(pitch) for pitch in (67, 69, 71, 72, 74, 76, 78, 79)])
-    assert diatonic_shift(call) == -5
-    assert diatonic_shift(call, np.zeros(12)) == -5
-    assert diatonic_shift(call, c_major) == 0
-    assert diatonic_shift(call, g_major) == 5
-    assert diatonic_shift([*call, "70"], c_major) == -5

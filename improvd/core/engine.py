@@ -99,8 +99,7 @@ contexts earlier in the player's line into the LSTM's probabilities (it follows
 the answer as it goes but does not learn from it, which would let an answer
 loop); under it the session memory (improvd.core.recall) mixes what followed the same
 contexts (and the same last notes, in any rhythm) in the player's earlier calls, each remembered as played once
-it is answered and heard in the present call's key (which they help choose where the call fits several); the
-echo (improvd.core.echo) lays the call over the answer bar line on bar line, and the earlier calls under it.
+it is answered and heard in the present call's key; the echo (improvd.core.echo) lays the call over the answer bar line on bar line, and the earlier calls under it.
 Temperature divides the log probabilities; top-p keeps the smallest set of likely symbols; the generator is
 seeded.
 
@@ -469,7 +468,7 @@ class Engine:
         silent = self._buffer.silent_steps
         if silent <= 1:
             call = self._buffer.last_note_symbols()
-            shift = self._shift_of(call)
+            shift = _shift_for(call, self._stated_key())
             if silent and shift == self._shift:
                 priming.cancel()  # the call ended in the collection the LSTM hears it in
             elif shift not in (self._shift, priming.shift) and self._resting:
@@ -582,7 +581,7 @@ class Engine:
             return False
         if self.settings.follow_tempo:
             return True  # its phrase end hears the call again anyway
-        shift = self._shift_of(self._buffer.last_note_symbols())
+        shift = _shift_for(self._buffer.last_note_symbols(), self._stated_key())
         caught_up = self._styles is None or self._styles.caught_up  # style auto's candidates have heard it all
         return shift == self._shift and self._priming.shift is None and caught_up
 
@@ -695,7 +694,7 @@ class Engine:
             if self._styles is not None:  # style auto's candidates hear the call on the player's grid too
                 self._styles.restart(self._shift, job.call, self._place_of(job.call))
         else:  # the call on the engine's grid ended otherwise than the work aside foresaw
-            self._shift = self._shift_of(self._buffer.last_note_symbols())
+            self._shift = _shift_for(self._buffer.last_note_symbols(), self._stated_key())
             self._reprime()
 
     def _wait_for_follow(self, time: float) -> bool:
@@ -755,10 +754,9 @@ class Engine:
     def _following_for(self, end: float, ahead: int) -> Following:
         """The follow work of the call heard so far, for a phrase end at ``end``, ``ahead`` silent steps from now."""
         vocabulary, stated, bar = self.model.vocabulary, self._stated_key(), bar_steps(self.settings.meter)
-        heard = self._session_classes()
 
         def prepare(call: list[str], open_step: int) -> tuple[int, list[int], Place]:
-            shift = _shift_for(call, stated, heard)
+            shift = _shift_for(call, stated)
             place = Place((open_step - len(call)) % bar, bar)
             return shift, [_index(vocabulary, symbol, shift) for symbol in call], place
 
@@ -855,21 +853,13 @@ class Engine:
         """(semitones that move the call onto the white keys, the tonic's pitch class there): the call's own
         diatonic collection and best-fitting tonic, or those of the ``key`` setting."""
         stated = self._stated_key()
-        shift = self._shift_of(call)
+        shift = _shift_for(call, stated)
         if stated is None:
             first = self._grid.step - len(call)
             bar = bar_steps(self.settings.meter)
             bar_line = -first % bar  # the call's first bar line, as an index into it
             return shift, (tonic_pitch_class(call_key(call, bar_line, bar)[0]) + shift) % 12
         return shift, (stated[0] + shift) % 12
-
-    def _shift_of(self, call: list[str]) -> int:
-        """The transposition ``call`` is heard in (``_shift_for``), the session's earlier calls breaking ties."""
-        return _shift_for(call, self._stated_key(), self._session_classes())
-
-    def _session_classes(self) -> np.ndarray | None:
-        """The session memory's pitch classes (improvd.core.recall.SessionMemory.heard), None with it off."""
-        return self._recall.heard() if self._phrases_kept() else None
 
     def _stated_key(self) -> tuple[int, str] | None:
         return None if self.settings.key == "auto" else parse_key(self.settings.key)
@@ -1248,10 +1238,9 @@ def _index(vocabulary: Vocabulary, symbol: str, shift: int) -> int:
     return vocabulary.index[symbol]
 
 
-def _shift_for(call: list[str], stated: tuple[int, str] | None, heard: np.ndarray | None = None) -> int:
-    """Semitones that move ``call`` onto the white keys: by its own diatonic collection (of those that fit it
-    alike, the one that holds most of what was ``heard`` before it), or by the ``stated`` key."""
-    return diatonic_shift(call, heard) if stated is None else key_shift(*stated)
+def _shift_for(call: list[str], stated: tuple[int, str] | None) -> int:
+    """Semitones that move ``call`` onto the white keys: by its own diatonic collection, or by the ``stated`` key."""
+    return diatonic_shift(call) if stated is None else key_shift(*stated)
 
 
 def _midi_range(pitch: int) -> int:

@@ -135,27 +135,20 @@ WHITE_KEYS = frozenset({0, 2, 4, 5, 7, 9, 11})  # C major's diatonic collection
 _INSIDE = np.array([[(p + t) % 12 in WHITE_KEYS for p in range(12)] for t in range(12)], float)  # shift x class
 
 
-def diatonic_shift(symbols: Sequence[str], heard: np.ndarray | None = None) -> int:
+def diatonic_shift(symbols: Sequence[str]) -> int:
     """Semitones (-6..5) that move the melody onto the white keys: the diatonic collection that holds the most
-    of its sounding time; among collections that hold as much, the one that holds the most of ``heard`` (weights
-    per pitch class of what was played before it, the session memory's: a phrase of A and G after one in C major
-    is heard in C major, not F), then the one of the best-fitting major or minor key. 0 when there are no notes."""
+    of its sounding time; among collections that hold as much, the one of the best-fitting major or minor key.
+    0 when there are no notes."""
     weights = pitch_class_weights(symbols)
     if not weights.any():
         return 0
-    tied = _most(_INSIDE @ weights, np.arange(12))
-    if heard is not None and heard.any():
-        tied = _most(_INSIDE[tied] @ heard, tied)
+    inside = _INSIDE @ weights
+    tied = np.flatnonzero(inside >= inside.max() - 1e-9)
     scores = _key_scores(weights)
     # shift t takes major tonic -t (and its relative minor, 9 above) to C (and A)
     fit = [max(scores[(-t) % 12], scores[12 + (9 - t) % 12]) for t in tied]
     best = int(tied[int(np.argmax(fit))])
     return (best + 6) % 12 - 6
-
-
-def _most(values: np.ndarray, among: np.ndarray) -> np.ndarray:
-    """The entries of ``among`` whose ``values`` are the greatest (ties kept)."""
-    return among[values >= values.max() - 1e-9]
 
 
 MODE_DEGREES = {  # a mode's tonic, in semitones above the major tonic of its diatonic collection

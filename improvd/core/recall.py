@@ -7,8 +7,7 @@ own (``attune``): a call whose notes all lie in the present call's diatonic coll
 tune's phrases are often heard in different collections, F major's F A G Bb in B-flat major's too, and moved by
 their own transpositions half the phrases of the Essen test tunes brought an earlier motif back a fourth or a
 fifth away), one that does not moved by its own onto the white keys, so a motif played in D comes back in an
-answer in G; a present call that fits several collections alike is heard in the one that holds most of them
-(``heard``, improvd.core.keys.diatonic_shift). The memory reaches the answer three ways:
+answer in G. The memory reaches the answer three ways:
 
 * what followed the answer's present context (``MIN_ORDER`` to ``MAX_ORDER`` steps) in those calls, a call ``k``
   phrases back counting ``FADE ** k`` as much as the last one, blended over the LSTM as the song cache blends
@@ -47,7 +46,7 @@ import numpy as np
 
 from improvd.core.echo import Echo
 from improvd.core.encoding import HOLD, REST, is_pitch
-from improvd.core.keys import WHITE_KEYS, pitch_class_weights
+from improvd.core.keys import WHITE_KEYS
 
 IndexOf: TypeAlias = Callable[[str, int], int]  # a player's symbol, moved by a transposition: the model's index
 
@@ -107,7 +106,6 @@ class SessionMemory:
         self._calls: deque[_Call] = deque(maxlen=max(phrases, 1))
         self._phrases = phrases
         self._vocabulary: tuple[str, ...] = ()
-        self._heard: np.ndarray | None = None  # ``heard``'s, until the calls change
         self._is_note = np.zeros(0, bool)  # per index of the vocabulary: starts a note
         self.quiet = False  # while True, ``mix`` proposes no steps, only notes (the answer's last bar, the cadence's)
 
@@ -119,27 +117,11 @@ class SessionMemory:
         """Hold the last ``phrases`` calls from now on (the oldest beyond them forgotten); 0 forgets all."""
         self._phrases = phrases
         kept = list(self._calls)[-phrases:] if phrases else []
-        if len(kept) != len(self._calls):
-            self._heard = None
         self._calls = deque(kept, maxlen=max(phrases, 1))
 
     def clear(self) -> None:
         """Forget every call (``cmd/forget``)."""
         self._calls.clear()
-        self._heard = None
-
-    def heard(self) -> np.ndarray:
-        """Weights per pitch class of the calls held, as played: each call's share of its sounding time, the last
-        call's counting 1, each older one FADE of the one after it (all zero when none is held). The engine hears
-        a call whose notes fit several diatonic collections in the one that holds most of these
-        (improvd.core.keys.diatonic_shift)."""
-        if self._heard is None:
-            heard = np.zeros(12)
-            for age, call in enumerate(reversed(self._calls)):
-                weights = pitch_class_weights(call.symbols)
-                heard += FADE**age * weights / max(weights.sum(), 1.0)
-            self._heard = heard
-        return self._heard
 
     def bind(self, vocabulary: Sequence[str]) -> None:
         """The model's vocabulary from now on. The calls are kept as played: in another vocabulary than the one
@@ -157,7 +139,6 @@ class SessionMemory:
         played = _played(call)
         if self._phrases and len(played) > MIN_ORDER:
             self._calls.append(_Call(played, shift, phase, bar))
-            self._heard = None
 
     def attune(self, shift: int, index_of: IndexOf) -> None:
         """Hear the calls for an answer in transposition ``shift``, ``index_of(symbol, shift)`` giving the model's
