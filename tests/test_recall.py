@@ -289,4 +289,3 @@ def test_a_call_played_a_third_time_is_not_handed_back_whole(model, monkeypatch)
     runs = [third[k : k + len(pitches)] for k in range(len(third))]
     assert pitches not in runs
     assert any(run[:-1] == pitches[:-1] for run in runs)
-
