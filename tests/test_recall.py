@@ -132,23 +132,24 @@ def kept_before(context: list[int]) -> float:
 
 
 def test_the_notes_that_followed_the_answers_last_notes_in_an_earlier_call_come_back_in_any_rhythm():
-    """The answer's last two notes, 3 then 4, held longer than in either call: the step contexts differ, but the
-    notes that followed them (5 in the older call, 6 in the last) get the odds of which note starts, the older at
-    FADE of the last's, in the cadence's bar too (``quiet``), and holds and rests keep their share."""
+    """The answer's last two notes, 3 then 4, held longer than in any call: the step contexts differ, but the
+    notes that followed them (5 in the older call, 6 in the last, 7 in the call being answered) get the odds of
+    which note starts, the last call at FADE of the present call's weight and the older at FADE of the last's, in
+    the cadence's bar too (``quiet``), and holds and rests keep their share."""
     kept = SessionMemory(8)
     kept.bind(["_", "r", *map(str, range(2, V))])  # index k is symbol k, as INDEX has it
     for symbols in (["3", "_", "4", "_", "5", "_", "_", "_"], ["3", "4", "_", "_", "6", "_"]):
         kept.remember(symbols, 0, 0, 16)
-    kept.attune(0, lambda symbol, _shift: INDEX[symbol])
+    kept.attune(0, lambda symbol, _shift: INDEX[symbol], ["9", "3", "_", "4", "7", "_", "r"])
     kept.quiet = True
-    history = [1, 3, 0, 0, 0, 4, 0, 0, 0]
     assert NOTE_MIN == 2
-    mixed = kept.mix(BASE, history)
+    mixed = kept.mix(BASE, [1, 3, 0, 0, 0, 4, 0, 0, 0])
     notes = V - 2
-    share = (1 + FADE) / (1 + FADE + 2 * ALPHA)  # the two calls' weights, two continuations (Witten-Bell)
-    base = 1 / notes  # a note's share of the notes' mass
-    assert mixed[6] == pytest.approx(BASE[2] * notes * (base * (1 - share) + share / (1 + FADE)))
-    assert (mixed[5] - mixed[2]) / (mixed[6] - mixed[2]) == pytest.approx(FADE)  # 2: a note neither proposes
+    weights = {7: 1.0, 6: FADE, 5: FADE**2}
+    share = sum(weights.values()) / (sum(weights.values()) + 3 * ALPHA)  # three continuations (Witten-Bell)
+    assert mixed[7] == pytest.approx(BASE[2] * notes * ((1 - share) / notes + share / sum(weights.values())))
+    for note, weight in weights.items():  # 2: a note none proposes
+        assert (mixed[note] - mixed[2]) / (mixed[7] - mixed[2]) == pytest.approx(weight)
     assert mixed[0] == BASE[0] and mixed[1] == BASE[1] and mixed.sum() == pytest.approx(1.0)
     assert np.array_equal(kept.mix(BASE, [1, 7, 0, 0, 8, 0]), BASE)  # notes no call played in a row
 

@@ -21,12 +21,15 @@ answer in G. The memory reaches the answer three ways:
   in 19.8% of the answers of bench/session_memory.py, 15.3% with the memory off); they speak in the last bar
   too, where the present call's echo is silent: a phrase comes back with its ending;
 * as the Continuator matches notes, not grid steps: the notes that followed the answer's last ``NOTE_MIN`` to
-  ``NOTE_MAX`` notes (whatever their rhythm; at the answer's start, the present call's last notes) in those
-  calls, each call at ``FADE ** k`` again, blended by Witten-Bell into the odds of which note starts (not of
-  whether one does), in the last bar too: a motif comes back in the answer's own rhythm, and an earlier call's
-  continuation of a motif the present call ends with follows it. On 60 validation tunes of
-  bench/session_memory.py, answers sharing a 4-note run with an earlier phrase went 0.467 -> 0.606 (0.161 with
-  the memory off); contexts of 3 notes brought nothing (0.467), and silent in the last bar 0.533.
+  ``NOTE_MAX`` notes (whatever their rhythm; at the answer's start, the present call's last notes) in the present
+  call (weight 1) and those calls (the last at ``FADE``, each older one at ``FADE`` of the one after it), blended
+  by Witten-Bell into the odds of which note starts (not of whether one does), in the last bar too: a motif comes
+  back in the answer's own rhythm, and an earlier call's continuation of a motif the present call ends with
+  follows it. Matching the earlier calls alone (60 validation tunes of bench/session_memory.py) took answers
+  sharing a 4-note run with an earlier phrase from 0.467 to 0.606 (0.161 with the memory off; contexts of 3
+  notes 0.467, silent in the last bar 0.533) but as played, after another tune's call, the answers took up that
+  tune's motifs instead of the call's (motif reuse 0.30 on the test tunes, the real bars' 0.47); with the present
+  call above them, 0.506 and motif reuse 0.583 (0.317 before, the real bars' 0.533).
 
 The constants were chosen with bench/session_memory.py (``--split validation``).
 
@@ -107,6 +110,7 @@ class SessionMemory:
         self._phrases = phrases
         self._vocabulary: tuple[str, ...] = ()
         self._is_note = np.zeros(0, bool)  # per index of the vocabulary: starts a note
+        self._present: _Call | None = None  # the call being answered (``attune``), for its notes
         self.quiet = False  # while True, ``mix`` proposes no steps, only notes (the answer's last bar, the cadence's)
 
     def __len__(self) -> int:
@@ -122,6 +126,7 @@ class SessionMemory:
     def clear(self) -> None:
         """Forget every call (``cmd/forget``)."""
         self._calls.clear()
+        self._present = None
 
     def bind(self, vocabulary: Sequence[str]) -> None:
         """The model's vocabulary from now on. The calls are kept as played: in another vocabulary than the one
@@ -129,6 +134,7 @@ class SessionMemory:
         if tuple(vocabulary) != self._vocabulary:
             self._vocabulary = tuple(vocabulary)
             self._is_note = np.array([is_pitch(symbol) for symbol in vocabulary])
+            self._present = None
             for call in self._calls:
                 call.unindex()
 
@@ -140,9 +146,10 @@ class SessionMemory:
         if self._phrases and len(played) > MIN_ORDER:
             self._calls.append(_Call(played, shift, phase, bar))
 
-    def attune(self, shift: int, index_of: IndexOf) -> None:
+    def attune(self, shift: int, index_of: IndexOf, present: Sequence[str] = ()) -> None:
         """Hear the calls for an answer in transposition ``shift``, ``index_of(symbol, shift)`` giving the model's
-        index of a player's symbol moved by ``shift`` (before an answer's first ``mix``)."""
+        index of a player's symbol moved by ``shift`` (before an answer's first ``mix``), and the ``present``
+        call (its symbols) that answer is to: its notes are matched too, above the earlier calls'."""
         known: dict[tuple[str, int], int] = {}  # a call holds few symbols, over and over
 
         def lookup(symbol: str, used: int) -> int:
@@ -152,6 +159,10 @@ class SessionMemory:
 
         for call in self._calls:
             call.attune(shift, lookup)
+        played = _played(present)
+        self._present = _Call(played, shift, 0, 1) if len(played) > MIN_ORDER else None
+        if self._present is not None:
+            self._present.attune(shift, lookup)
 
     def echoes(self, entry: int, bar: int, is_onset: np.ndarray) -> list[Echo]:
         """The attuned calls of bars of ``bar`` steps laid over an answer whose first full bar starts at ``entry``
@@ -196,10 +207,12 @@ class SessionMemory:
         return mixed
 
     def _note_matches(self, notes: list[int]) -> list[tuple[int, int, float]]:
-        """(note that followed, notes of context shared with ``notes``' end, the call's weight) per match."""
+        """(note that followed, notes of context shared with ``notes``' end, the call's weight) per match: the
+        present call's weigh 1, the last earlier call's FADE, each older one's FADE of the one after it."""
         context = tuple(notes[-NOTE_MIN:])
-        matches = []
-        for age, call in enumerate(reversed(self._calls)):
+        matches: list[tuple[int, int, float]] = []
+        weighed = [(FADE**age, call) for age, call in enumerate(reversed(self._calls), start=1)]
+        for weight, call in [(1.0, self._present), *weighed] if self._present is not None else weighed:
             for position in reversed(call.note_followers.get(context, ())[-(MATCHES - len(matches)) :]):
                 length = NOTE_MIN
                 while (
@@ -208,7 +221,7 @@ class SessionMemory:
                     and call.notes[position - length - 1] == notes[-length - 1]
                 ):
                     length += 1
-                matches.append((call.notes[position], length, FADE**age))
+                matches.append((call.notes[position], length, weight))
             if len(matches) >= MATCHES:
                 break
         return matches
