@@ -152,6 +152,8 @@ def test_the_notes_that_followed_the_answers_last_notes_in_an_earlier_call_come_
         assert (mixed[note] - mixed[2]) / (mixed[7] - mixed[2]) == pytest.approx(weight)
     assert mixed[0] == BASE[0] and mixed[1] == BASE[1] and mixed.sum() == pytest.approx(1.0)
     assert np.array_equal(kept.mix(BASE, [1, 7, 0, 0, 8, 0]), BASE)  # notes no call played in a row
+    kept.clear()  # cmd/forget: nothing is left to match
+    assert np.array_equal(kept.mix(BASE, [1, 3, 0, 0, 0, 4, 0, 0, 0]), BASE)
 
 
 def test_the_song_cache_mixes_the_memory_under_the_present_song():

@@ -160,7 +160,7 @@ class SessionMemory:
         for call in self._calls:
             call.attune(shift, lookup)
         played = _played(present)
-        self._present = _Call(played, shift, 0, 1) if len(played) > MIN_ORDER else None
+        self._present = _Call(played, shift, 0, 1) if self._phrases and len(played) > MIN_ORDER else None
         if self._present is not None:
             self._present.attune(shift, lookup)
 
