@@ -140,7 +140,7 @@ def test_the_notes_that_followed_the_answers_last_notes_in_an_earlier_call_come_
     kept.bind(["_", "r", *map(str, range(2, V))])  # index k is symbol k, as INDEX has it
     for symbols in (["3", "_", "4", "_", "5", "_", "_", "_"], ["3", "4", "_", "_", "6", "_"]):
         kept.remember(symbols, 0, 0, 16)
-    kept.attune(0, lambda symbol, _shift: INDEX[symbol], ["9", "3", "_", "4", "7", "_", "r"])
+    kept.attune(0, lambda symbol, _shift: INDEX[symbol], present=["9", "3", "_", "4", "7", "_", "r"])
     kept.quiet = True
     assert NOTE_MIN == 2
     mixed = kept.mix(BASE, [1, 3, 0, 0, 0, 4, 0, 0, 0])

@@ -638,7 +638,7 @@ class Engine:
         self._choose_style()
         if shift != self._shift or self._priming.shift is not None:
             self._rekey(shift)
-        self._recall.attune(shift, self._index_of, call)  # the earlier calls heard in this call's key
+        self._recall.attune(shift, self._index_of, present=call)  # the earlier calls heard in this call's key
         self._feed_lstm(HOLD)  # the step that opened at this tick sounds as the call's silence going on
         plan = self._plan(self._grid.step + 1)
         s = self.settings
