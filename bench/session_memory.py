@@ -1,9 +1,10 @@
 """Session memory (issue 28): do answers bring back the player's earlier calls, and do issue 12's figures hold?
 
 Each session is one Essen test tune (models/essen/model.json's ``test_tunes``, the first ``--tunes`` of them
-that have 8 whole bars) played as a player would trade it: its 2-bar phrases one after another, each answered
-in 2 bars, into one engine in simulated time (improvd.core.simulate.perform, as the daemon plays), with the
-session memory on and off (one seed per session and ``--seeds`` seeds). It counts the answers to phrases 2-4
+that have 8 whole bars; ``--split validation``: the validation tunes, rebuilt from the corpus, to tune on)
+played as a player would trade it: its 2-bar phrases one after another, each answered in 2 bars, into one
+engine in simulated time (improvd.core.simulate.perform, as the daemon plays), with the session memory on and
+off (one seed per session and ``--seeds`` seeds). It counts the answers to phrases 2-4
 that share a run of 4 pitches with an *earlier* phrase of the session (``earlier``), and those whose shared run
 is not in the present phrase as well (``earlier_only``: what only a memory can bring back).
 
@@ -135,17 +136,31 @@ def _goals(played: dict, real: dict) -> dict:
     }
 
 
+def _split(model, name: str) -> list[str]:
+    """The tunes of split ``name``: the test split from the card, the validation split rebuilt from the corpus."""
+    if name == "test":
+        return json.loads((MODEL / "model.json").read_text())["test_tunes"]
+    from training.compare import split_of
+    from training.corpus import DEFAULT_CACHE_DIR
+
+    return split_of(model, name, DEFAULT_CACHE_DIR)[1]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tunes", type=int, default=120, help="test tunes to read (those with 8 bars are used)")
+    parser.add_argument(
+        "--tunes", type=int, default=120, help="tunes of the split to read (those with 8 bars are used)"
+    )
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--skip-as-played", action="store_true")
+    parser.add_argument("--split", choices=("test", "validation"), default="test", help="tune on validation")
     args = parser.parse_args()
     model = load_model(MODEL)
-    idents = json.loads((MODEL / "model.json").read_text())["test_tunes"][: args.tunes]
+    idents = _split(model, args.split)[: args.tunes]
     began = time.perf_counter()
     tests = as_played.test_calls(idents)
-    out: dict = {"tunes": len(tests), "seeds": args.seeds, "memory": memory_figures(model, tests, args.seeds)}
+    out: dict = {"split": args.split, "tunes": len(tests), "seeds": args.seeds}
+    out["memory"] = memory_figures(model, tests, args.seeds)
     if not args.skip_as_played:
         out["as_played"] = as_played_figures(model, tests, args.seeds)
     out["seconds"] = round(time.perf_counter() - began, 1)

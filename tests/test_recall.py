@@ -8,7 +8,7 @@ import pytest
 from improvd.core.echo import ODDS, WEIGHT, Echo
 from improvd.core.engine import Engine, Settings
 from improvd.core.model import load_model
-from improvd.core.recall import ALPHA, CALL_STEPS, FADE, MATCHES, MIN_ORDER, SessionMemory
+from improvd.core.recall import ALPHA, CALL_STEPS, FADE, MATCHES, MIN_ORDER, NOTE_MIN, SessionMemory
 from improvd.core.songcache import SongCache
 from tests.helpers import call, run
 
@@ -131,6 +131,31 @@ def kept_before(context: list[int]) -> float:
     return memory([*MOTIF, "10"]).mix(BASE, context)[10]
 
 
+def test_the_notes_that_followed_the_answers_last_notes_in_an_earlier_call_come_back_in_any_rhythm():
+    """The answer's last two notes, 3 then 4, held longer than in any call: the step contexts differ, but the
+    notes that followed them (5 in the older call, 6 in the last, 7 in the call being answered) get the odds of
+    which note starts, the last call at FADE of the present call's weight and the older at FADE of the last's, in
+    the cadence's bar too (``quiet``), and holds and rests keep their share."""
+    kept = SessionMemory(8)
+    kept.bind(["_", "r", *map(str, range(2, V))])  # index k is symbol k, as INDEX has it
+    for symbols in (["3", "_", "4", "_", "5", "_", "_", "_"], ["3", "4", "_", "_", "6", "_"]):
+        kept.remember(symbols, 0, 0, 16)
+    kept.attune(0, lambda symbol, _shift: INDEX[symbol], present=["9", "3", "_", "4", "7", "_", "r"])
+    kept.quiet = True
+    assert NOTE_MIN == 2
+    mixed = kept.mix(BASE, [1, 3, 0, 0, 0, 4, 0, 0, 0])
+    notes = V - 2
+    weights = {7: 1.0, 6: FADE, 5: FADE**2}
+    share = sum(weights.values()) / (sum(weights.values()) + 3 * ALPHA)  # three continuations (Witten-Bell)
+    assert mixed[7] == pytest.approx(BASE[2] * notes * ((1 - share) / notes + share / sum(weights.values())))
+    for note, weight in weights.items():  # 2: a note none proposes
+        assert (mixed[note] - mixed[2]) / (mixed[7] - mixed[2]) == pytest.approx(weight)
+    assert mixed[0] == BASE[0] and mixed[1] == BASE[1] and mixed.sum() == pytest.approx(1.0)
+    assert np.array_equal(kept.mix(BASE, [1, 7, 0, 0, 8, 0]), BASE)  # notes no call played in a row
+    kept.clear()  # cmd/forget: nothing is left to match
+    assert np.array_equal(kept.mix(BASE, [1, 3, 0, 0, 0, 4, 0, 0, 0]), BASE)
+
+
 def test_the_song_cache_mixes_the_memory_under_the_present_song():
     kept = memory([*MOTIF, "10"])
     cache = SongCache(0, np.ones(V, bool), kept)
@@ -249,3 +274,21 @@ def test_an_earlier_call_comes_back_bar_on_bar_in_the_answers_last_bar(model, mo
 
     assert last_bar(True) == [(71, 0), (67, 4), (65, 8), (64, 12)]
     assert last_bar(False) != [(71, 0), (67, 4), (65, 8), (64, 12)]
+
+
+ONE_BAR = [(60, 0, 4), (64, 4, 4), (67, 8, 2), (65, 10, 2), (64, 12, 3)]
+
+
+def test_a_call_played_a_third_time_is_not_handed_back_whole(model, monkeypatch):
+    """The same 1-bar call three times, answered in 1 bar (the cadence's), the echoes trusted fully: the two
+    earlier calls' echoes propose the call, and the third answer played it back note for note after a pickup. It
+    now plays all of it in a row but the last note, and ends otherwise."""
+    monkeypatch.setattr("improvd.core.echo.WEIGHT", 100.0)
+    engine = Engine(model, Settings(bpm=120, response_bars=1, session_memory=True), seed=0)
+    sent, events = run(engine, [(t + k * LATER * STEP, m) for k in range(3) for t, m in call(ONE_BAR)], 3 * LATER)
+    start = [e for e in events if e.name == "response_start"][-1].data["first_step"]
+    third = [t.message.note for t in sent if t.message.type == "note_on" and round(t.time / STEP) >= start]
+    pitches = [pitch for pitch, _, _ in ONE_BAR]
+    runs = [third[k : k + len(pitches)] for k in range(len(third))]
+    assert pitches not in runs
+    assert any(run[:-1] == pitches[:-1] for run in runs)

@@ -4,8 +4,9 @@ Where it sounds (``AnswerPlan``): the engine plans it at the phrase end (improvd
 
 The rule for each step (``draw_step``): the LSTM's probabilities, mixed with the song cache and the echo, then the
 symbols ``allowed`` at that step (never a song end; the call's collection; onsets only at the places in the beat
-where the call put some; a note forced on the entry bar line if none came before), then one seeded draw with the
-temperature and top-p the phrase end found.
+where the call put some; a note forced on the entry bar line if none came before; never the note that would play
+the whole call back, note for note, in a row: ``Drawing``), then one seeded draw with the temperature and top-p the
+phrase end found.
 
 Drawn in slices (``Drawing``). An answer is not drawn at once: at each tick the engine asks for the steps that
 must be queued by the next boundary (``advance(due)``), and the drawing takes at most ``SLICE_STEPS`` LSTM steps
@@ -93,6 +94,26 @@ class Rules:
     temperature: float
     top_p: float | None
     memory: bool  # the song cache and the echo mixed in
+    call_notes: tuple[int, ...] = ()  # the call's notes in order: never all of them played back in a row
+
+    @cached_property
+    def call_borders(self) -> tuple[int, ...]:
+        """For each k, the longest run of ``call_notes`` that both begins them and ends their first k + 1."""
+        notes, borders = self.call_notes, [0] * len(self.call_notes)
+        for k in range(1, len(notes)):
+            border = borders[k - 1]
+            while border and notes[k] != notes[border]:
+                border = borders[border - 1]
+            borders[k] = border + (notes[k] == notes[border])
+        return tuple(borders)
+
+    def copied(self, before: int, index: int) -> int:
+        """How many of the call's first notes the answer's last notes play, in a row, once it plays ``index``
+        after playing ``before`` of them (``index`` a note)."""
+        notes, borders = self.call_notes, self.call_borders
+        while before and (before == len(notes) or notes[before] != index):
+            before = borders[before - 1]
+        return before + 1 if before < len(notes) and notes[before] == index else before
 
     @cached_property
     def notes(self) -> np.ndarray:
@@ -220,6 +241,7 @@ class Drawing:
         self._echo = echo
         self._due: int | None = None  # the step last asked for; None before the first slice
         self._entered = False
+        self._copied = 0  # the call's first notes the answer's last ones play, in a row
         self._steps = self._draw()
 
     def advance(self, due: int) -> None:
@@ -298,7 +320,7 @@ class Drawing:
         index = draw_step(
             self._logits,
             step,
-            allowed_at(step, self.plan, self._entered, self._rules),
+            self._not_whole_call(allowed_at(step, self.plan, self._entered, self._rules)),
             self._rules,
             self._sampler,
             self._cache,
@@ -307,20 +329,33 @@ class Drawing:
         self._hear(step, index)
         return self._vocabulary[index]
 
+    def _not_whole_call(self, allowed: np.ndarray) -> np.ndarray:
+        """``allowed`` without the call's last note where the answer's last notes are all the call's others, in
+        a row: an answer never hands the whole call back, note for note (the echo, the song cache and the earlier
+        calls of a motif played again can all propose it), unless no other note is allowed there."""
+        notes = self._rules.call_notes
+        if len(notes) < 2 or self._copied != len(notes) - 1 or not allowed[notes[-1]]:
+            return allowed
+        others = allowed.copy()
+        others[notes[-1]] = False
+        return others if (others & self._rules.onsets).any() else allowed
+
     def _hear(self, step: int, index: int) -> None:
         """The LSTM, the song cache and the echo take the answer's own ``index`` at ``step``."""
         if self._echo is not None:
             self._echo.heard(step, index)
+        if self._rules.onsets[index]:
+            self._copied = self._rules.copied(self._copied, index)
         self._entered = self._entered or bool(self._rules.onsets[index])
         self._logits = self._runtime.step(index)
         self._cache.add(index, count=False)  # the cache follows the answer but does not learn from it
 
     def _save(self) -> tuple:
         echo = self._echo and self._echo.snapshot()
-        return self._runtime.snapshot(), self._cache.snapshot(), echo, self._logits, self._entered
+        return self._runtime.snapshot(), self._cache.snapshot(), echo, self._logits, self._entered, self._copied
 
     def _load(self, saved: tuple) -> None:
-        runtime, cache, echo, self._logits, self._entered = saved
+        runtime, cache, echo, self._logits, self._entered, self._copied = saved
         self._runtime.restore(runtime)
         self._cache.restore(cache)
         if self._echo is not None:

@@ -102,11 +102,10 @@ Memory. The song cache (improvd.core.songcache) mixes what followed the same
 contexts earlier in the player's line into the LSTM's probabilities (it follows
 the answer as it goes but does not learn from it, which would let an answer
 loop); under it the session memory (improvd.core.recall) mixes what followed the same
-contexts in the player's earlier calls, each remembered as played once it is answered and heard in the present
-call's key; the echo (improvd.core.echo) lays the call over the answer bar line on bar line, and the earlier calls
-under it. Temperature divides the log
-probabilities; top-p keeps the smallest set of
-likely symbols; the generator is seeded.
+contexts (and the same last notes, in any rhythm) in the player's earlier calls, each remembered as played once
+it is answered and heard in the present call's key; the echo (improvd.core.echo) lays the call over the answer bar line on bar line, and the earlier calls under it.
+Temperature divides the log probabilities; top-p keeps the smallest set of likely symbols; the generator is
+seeded.
 
 Touch (improvd.core.touch). Each note_off is due ``gate`` of its note's length after
 its note_on and never after the next answer note's onset, so a repeated pitch
@@ -676,7 +675,7 @@ class Engine:
         shift, tonic = moved(shift, offset), (tonic + offset) % 12
         if shift != self._shift or self._priming.shift is not None:
             self._rekey(shift)
-        self._recall.attune(shift, self._index_of, offset)  # the earlier calls heard in this call's key
+        self._recall.attune(shift, self._index_of, offset, present=call)  # the earlier calls heard in this call's key
         self._feed_lstm(HOLD)  # the step that opened at this tick sounds as the call's silence going on
         plan = self._plan(self._grid.step + 1)
         s = self.settings
@@ -689,6 +688,7 @@ class Engine:
             temperature=s.temperature,
             top_p=s.top_p,
             memory=self._memory,
+            call_notes=tuple(self._index_of(symbol) for symbol in call if is_pitch(symbol)),
         )
         echo = self._echo(plan, call, offset)
         self._drawing = Drawing(
