@@ -17,7 +17,8 @@ d grid points (``DIVISIONS``: quarters, 8ths, triplets, 16ths). Three things wei
 The best weighted hypothesis is refined on a finer grid of tempi (steps of 0.3% and then 0.01%: a tempo error
 of 1% drifts by a third of an 8th over a 4-bar call). Then each onset is given its grid point, following the
 tempo as it moves, and a parabola through (grid point, time) by least squares tells an accelerando or ritardando
-(where it explains the onsets better than a straight line by more than jitter would, an F test). A drift heard is
+(where it explains the onsets better than a straight line by more than jitter would, an F test, with and without the
+onset furthest off it: one note off the grid is no accelerando). A drift heard is
 then fitted as a tempo ramp, the tempo moving in a straight line over the beats (Gauss-Newton from the parabola,
 whose beat period moves in a straight line instead: its tempo at the call's end was 0.05% off a 5% ramp's, which
 an answer as long as a 4-bar call carries 5 ms off the player's grid), and the tempo reported is the one at the
@@ -302,7 +303,7 @@ def _drift(times: np.ndarray, spacing: float) -> tuple[np.ndarray, np.ndarray, n
             return points, on, grid
         if np.count_nonzero(on) >= MIN_DRIFT_ONSETS and len(np.unique(points[on])) >= MIN_DRIFT_ONSETS:
             curved = np.polynomial.polynomial.polyfit(points[on], times[on], 2)
-            if _believable(curved, float(points[-1])) and _bends(points[on], times[on], coefficients, curved):
+            if _believable(curved, float(points[-1])) and _bends_without_outlier(points[on], times[on]):
                 coefficients = curved
         heard = _inverse(coefficients, times)
         points = np.round(heard)
@@ -357,6 +358,21 @@ def _bends(points: np.ndarray, times: np.ndarray, line: np.ndarray, curve: np.nd
     rest = [float(np.sum((times - np.polynomial.polynomial.polyval(points, c)) ** 2)) for c in (line, curve)]
     freedom = len(times) - 3
     return rest[0] - rest[1] > DRIFT_F * max(rest[1], 1e-12) / freedom
+
+
+def _bends_without_outlier(points: np.ndarray, times: np.ndarray) -> bool:
+    """A drift is heard where the parabola through the onsets bends past the line (``_bends``) with and without the
+    onset furthest off the parabola: one note off the grid (a pickup placed late, at the call's end where a
+    parabola is freest) is no accelerando."""
+    curve = np.polynomial.polynomial.polyfit(points, times, 2)
+    if not _bends(points, times, _line(points, times), curve):
+        return False
+    keep = np.ones(len(times), bool)
+    keep[np.argmax(np.abs(times - np.polynomial.polynomial.polyval(points, curve)))] = False
+    if len(np.unique(points[keep])) < MIN_DRIFT_ONSETS:
+        return False
+    rest, kept = points[keep], times[keep]
+    return _bends(rest, kept, _line(rest, kept), np.polynomial.polynomial.polyfit(rest, kept, 2))
 
 
 def _believable(coefficients: np.ndarray, last: float) -> bool:
