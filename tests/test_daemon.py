@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from improvd.core.seedbuffer import STUCK_STEPS
 from tests.helpers import Synth, first_phrase, play, sleep_until
 from tests.services import Daemon, wait_for
 
@@ -102,8 +103,16 @@ def call_steps_as_played(tiny_model_dir: Path, sent: list, grid: float, bpm: flo
     step = engine.step_seconds()
     origin = grid + (math.floor((sent[0][0] - grid) / step) - 4) * step  # four steps before the first note's
     messages = [(t - origin, message) for t, message in sent]
-    _, events = run(engine, messages, round(messages[-1][0] / step) + PHRASE_END_STEPS + 4)
+    _, events = run(engine, messages, round(messages[-1][0] / step) + PHRASE_END_STEPS + 4 + STUCK_STEPS)
     return next(e.data["call_steps"] for e in events if e.name == "phrase_end")
+
+
+def call_steps_heard_possibly(tiny_model_dir: Path, sent: list, grid: float, bpm: float) -> set[int]:
+    """``call_steps_as_played`` of ``sent``, and of ``sent`` with any one note_off lost: the dummy JACK server
+    drops a message now and then under load, and a lost release holds the key until the seed buffer's
+    STUCK_STEPS let it go (the call ends later; where it began, which the test is about, is the same)."""
+    lost_one = [sent[:k] + sent[k + 1 :] for k, (_, message) in enumerate(sent) if message.type == "note_off"]
+    return {call_steps_as_played(tiny_model_dir, messages, grid, bpm) for messages in [sent, *lost_one]}
 
 
 def test_a_phrase_after_a_silence_is_heard_from_its_first_note(tmp_path, tiny_model_dir, player, synth):
@@ -123,11 +132,12 @@ def test_a_phrase_after_a_silence_is_heard_from_its_first_note(tmp_path, tiny_mo
         time.sleep(3)  # longer than ports.IDLE_AFTER after the last answer note: the input reader sleeps
         sleep_until(grid + (int((time.monotonic() - grid) / step) + 2 + phase) * step)
         sent = play(player, phrase, bpm)
-        wait_for(lambda: daemon.text().count("response_end") >= 2, 10, "the second response")
+        stuck = STUCK_STEPS * step  # a release the server lost: the key is let go after STUCK_STEPS
+        wait_for(lambda: daemon.text().count("response_end") >= 2, 10 + stuck, "the second response")
     finally:
         assert daemon.stop() == 0, daemon.text()
     heard = [int(n) for n in re.findall(r"phrase_end \{'call_steps': (\d+)\}", daemon.text())]
-    assert heard[1] == call_steps_as_played(tiny_model_dir, sent, grid, bpm), daemon.text()
+    assert heard[1] in call_steps_heard_possibly(tiny_model_dir, sent, grid, bpm), daemon.text()
 
 
 def test_sigterm_in_a_response_leaves_no_note_sounding(tmp_path, tiny_model_dir, player, synth):
