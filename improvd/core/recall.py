@@ -211,42 +211,35 @@ class SessionMemory:
     def _note_matches(self, notes: list[int]) -> list[tuple[int, int, float]]:
         """(note that followed, notes of context shared with ``notes``' end, the call's weight) per match: the
         present call's weigh 1, the last earlier call's FADE, each older one's FADE of the one after it."""
-        context = tuple(notes[-NOTE_MIN:])
-        matches: list[tuple[int, int, float]] = []
         weighed = [(FADE**age, call) for age, call in enumerate(reversed(self._calls), start=1)]
-        for weight, call in [(1.0, self._present), *weighed] if self._present is not None else weighed:
-            for position in reversed(call.note_followers.get(context, ())[-(MATCHES - len(matches)) :]):
-                length = NOTE_MIN
-                while (
-                    length < len(notes)
-                    and position - length > 0
-                    and call.notes[position - length - 1] == notes[-length - 1]
-                ):
-                    length += 1
-                matches.append((call.notes[position], length, weight))
-            if len(matches) >= MATCHES:
-                break
-        return matches
+        calls = [(1.0, self._present), *weighed] if self._present is not None else weighed
+        return _matches([(w, call.notes, call.note_followers) for w, call in calls], tuple(notes), NOTE_MIN)
 
     def _match_lengths(self, history: Sequence[int]) -> list[tuple[int, int, float]]:
         """(symbol that followed, steps of context shared with ``history``'s end, the call's weight) per match."""
-        tail = tuple(history[-MAX_ORDER:])
-        context = tail[-MIN_ORDER:]
-        matches = []
-        for age, call in enumerate(reversed(self._calls)):
-            weight = FADE**age
-            for position in reversed(call.followers.get(context, ())[-(MATCHES - len(matches)) :]):
-                length = MIN_ORDER
-                while (
-                    length < len(tail)
-                    and position - length > 0
-                    and call.indices[position - length - 1] == tail[-length - 1]
-                ):
-                    length += 1
-                matches.append((call.indices[position], length, weight))
-            if len(matches) >= MATCHES:
-                break
-        return matches
+        calls = [(FADE**age, call.indices, call.followers) for age, call in enumerate(reversed(self._calls))]
+        return _matches(calls, tuple(history[-MAX_ORDER:]), MIN_ORDER)
+
+
+def _matches(
+    sequences: Sequence[tuple[float, Sequence[int], dict[tuple[int, ...], list[int]]]],
+    tail: tuple[int, ...],
+    shortest: int,
+) -> list[tuple[int, int, float]]:
+    """(what followed, how much of ``tail``'s end it followed, the sequence's weight) for each place where the last
+    ``shortest`` of ``tail`` came before in ``sequences`` ((weight, sequence, the positions that followed each
+    context of ``shortest``)), the latest places of the first sequences first, MATCHES at most."""
+    context = tail[-shortest:]
+    matches: list[tuple[int, int, float]] = []
+    for weight, sequence, followers in sequences:
+        for position in reversed(followers.get(context, ())[-(MATCHES - len(matches)) :]):
+            length = shortest
+            while length < len(tail) and position - length > 0 and sequence[position - length - 1] == tail[-length - 1]:
+                length += 1
+            matches.append((sequence[position], length, weight))
+        if len(matches) >= MATCHES:
+            break
+    return matches
 
 
 def _played(call: Sequence[str]) -> list[str]:

@@ -303,7 +303,9 @@ def _drift(times: np.ndarray, spacing: float) -> tuple[np.ndarray, np.ndarray, n
             return points, on, grid
         if np.count_nonzero(on) >= MIN_DRIFT_ONSETS and len(np.unique(points[on])) >= MIN_DRIFT_ONSETS:
             curved = np.polynomial.polynomial.polyfit(points[on], times[on], 2)
-            if _believable(curved, float(points[-1])) and _bends_without_outlier(points[on], times[on]):
+            if _believable(curved, float(points[-1])) and _bends_without_outlier(
+                points[on], times[on], coefficients, curved
+            ):
                 coefficients = curved
         heard = _inverse(coefficients, times)
         points = np.round(heard)
@@ -360,12 +362,11 @@ def _bends(points: np.ndarray, times: np.ndarray, line: np.ndarray, curve: np.nd
     return rest[0] - rest[1] > DRIFT_F * max(rest[1], 1e-12) / freedom
 
 
-def _bends_without_outlier(points: np.ndarray, times: np.ndarray) -> bool:
-    """A drift is heard where the parabola through the onsets bends past the line (``_bends``) with and without the
-    onset furthest off the parabola: one note off the grid (a pickup placed late, at the call's end where a
-    parabola is freest) is no accelerando."""
-    curve = np.polynomial.polynomial.polyfit(points, times, 2)
-    if not _bends(points, times, _line(points, times), curve):
+def _bends_without_outlier(points: np.ndarray, times: np.ndarray, line: np.ndarray, curve: np.ndarray) -> bool:
+    """A drift is heard where ``curve``, the parabola through the onsets, bends past ``line`` (``_bends``) with and
+    without the onset furthest off the parabola: one note off the grid (a pickup placed late, at the call's end
+    where a parabola is freest) is no accelerando."""
+    if not _bends(points, times, line, curve):
         return False
     keep = np.ones(len(times), bool)
     keep[np.argmax(np.abs(times - np.polynomial.polynomial.polyval(points, curve)))] = False
