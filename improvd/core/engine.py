@@ -1330,8 +1330,10 @@ class Engine:
     @property
     def busy_aside(self) -> bool:
         """Steps handed aside (the spare LSTM's, style auto's candidates') are not done yet (a bench paces its ticks by
-        it, as a 16th's time would)."""
-        return self._priming.busy_aside or (self._styles is not None and self._styles.busy_aside)
+        it, as a 16th's time would), nor a followed turn's tempo fit."""
+        fit = self._turn_next
+        busy_fit = fit is not None and not fit.finished and not fit.cancelled
+        return busy_fit or self._priming.busy_aside or (self._styles is not None and self._styles.busy_aside)
 
     def drain_events(self) -> list[Event]:
         events, self._events = self._events, []
