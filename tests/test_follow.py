@@ -677,6 +677,24 @@ def test_the_players_next_turn_is_counted_at_its_own_tempo(model, again):
     turn_answered(events, sent, second, 16, 64)
 
 
+def test_a_followed_turns_answer_never_depends_on_the_daemons_thread(model):
+    """The tempo fit a followed turn counts its bars on is handed aside at each tick that heard a note and taken at
+    the next, done there where the daemon's thread (improvd.daemon.aside, racing the unpaced ticks here) has not
+    finished it: the same answer and events as an engine that does every fit itself, and as one whose work aside is
+    never done."""
+    performance = Performance(IN_FOUR["swing"], 92, 92, jitter=0.008)
+    settings = Settings(bpm=100, follow_tempo=True, turns=4, min_call_steps=4)
+    runs = [
+        follow(Engine(model, dataclasses.replace(settings), seed=3, aside=aside), performance.notes(), 30.0)
+        for aside in (None, Aside(), lambda work: None)
+    ]
+    expected = [(t.time, str(t.message)) for t in runs[0][0]]
+    assert any(e.name == "tempo" for e in runs[0][1])
+    for sent, events in runs[1:]:
+        assert [(t.time, str(t.message)) for t in sent] == expected
+        assert events == runs[0][1]
+
+
 IN_THREE = {  # four bars from the first beat, quarters a bar 3
     "3/4": tuple(b / 2 for b in range(24)),  # 8ths
     "6/8": tuple(3 * bar + x for bar in range(4) for x in ((0, 0.5, 1.0, 1.5, 2.0, 2.5), (0, 1.0, 1.5, 2.5))[bar % 2]),
