@@ -26,7 +26,7 @@ the player's bars from the player's bar line after its 4th (goal 0: the answer's
 split (never its test tunes), each played whole as one call with its own rests, legato as written (``gate`` 1) and
 detached (each note released at ``gate`` 0.75 or 0.5 of its length, a 16th early for a quarter at 0.75): the share of
 calls whose phrase end came before their last note off (the answer barging in on a player who had not finished).
-Prints one JSON object. Goals (issue 28): ``music`` median <= 1 beat, ``bars`` extra bars 0. About 90 s.
+Prints one JSON object. Goals (issue 28): ``music`` median <= 1 beat, ``bars`` extra bars 0. About 100 s.
 """
 
 from __future__ import annotations
