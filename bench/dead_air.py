@@ -17,11 +17,16 @@ the middle of a call (a barge-in: the phrase end came too soon) and which calls 
 end, and for ``bars`` the extra bars: how many bars after the player's 4th bar the answer's first note came (goal
 0).
 
+``bars_followed``: ``turns = 4`` with ``clock = "follow"`` and ``bpm`` 100, the same calls played at ``FOLLOWED``
+tempi off it (the engine ticked where it says its next boundary is, as the daemon does): the extra bars, counted in
+the player's bars from the player's bar line after its 4th (goal 0: the answer's first note on that bar line, or a
+16th's pickup before it), and the player's 16ths the turn was cut short by (the last 16th or two are not heard).
+
 ``false_ends`` (``silence`` and ``music``): the first 8 bars of ``--validation`` tunes of the model's validation
 split (never its test tunes), each played whole as one call with its own rests, legato as written (``gate`` 1) and
 detached (each note released at ``gate`` 0.75 or 0.5 of its length, a 16th early for a quarter at 0.75): the share of
 calls whose phrase end came before their last note off (the answer barging in on a player who had not finished).
-Prints one JSON object. Goals (issue 28): ``music`` median <= 1 beat, ``bars`` extra bars 0. About 90 s.
+Prints one JSON object. Goals (issue 28): ``music`` median <= 1 beat, ``bars`` extra bars 0. About 100 s.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ PLAYED_BARS = 8  # false ends: each validation tune's first 8 bars, one call
 GATES = (1.0, 0.75, 0.5)  # false ends: each note sounds this share of its written length
 AGAIN_BARS = 8  # the second playing of a call starts this many bars after the first one's end
 MODES = {"silence": {"phrase_end": "silence"}, "music": {"phrase_end": "music"}, "bars": {"turns": CALL_BARS}}
+FOLLOWED = (88.0, 112.0)  # bars_followed: the tempi the calls are played at, with ``bpm`` 100
 
 
 def hand_made() -> list[tuple[str, list[tuple[int, int, int]]]]:
@@ -133,6 +139,72 @@ def _played_again(engine: Engine, notes: list[PlayedNote], turn_end: int) -> tup
     return second, turn_end + shift, notes_of(sent), events
 
 
+def followed_bars(model, tempo: float, tunes: int, seed: int) -> dict:
+    """``turns = 4`` under ``clock = "follow"`` from ``bpm`` 100, each call played at ``tempo``: the extra bars and
+    the 16ths the turn was cut short by, in the player's own (``calls`` at ``tempo``), apart for calls that start on
+    their bar line and those with a pickup (follow counts bar 1 from the first note); the calls heard at a tempo
+    more than 2% off ``tempo``."""
+    step = 60.0 / tempo / 4
+    found: dict[str, dict] = {"on_bar_line": {}, "pickup": {}}
+    heard_at = {}
+    for name, meter, notes, turn_end in calls(tempo, tunes):
+        settings = Settings(bpm=100.0, meter=meter, follow_tempo=True, turns=CALL_BARS, min_call_steps=8)
+        bar = bar_steps(meter)
+        bar_line = turn_end * step  # the player's bar line after its 4th bar
+        sent, events = _followed(
+            Engine(model, settings, seed=seed), call_messages(notes), bar_line + 2 * CALL_BARS * bar * step
+        )
+        ends = [e.time for e in events if e.name == "phrase_end"]
+        answer = [n.start for n in notes_of(sent) if ends and n.start >= ends[0]]
+        bpm = next((e.data["bpm"] for e in events if e.name == "tempo"), None)
+        if bpm is not None and abs(bpm / tempo - 1) > 0.02:
+            heard_at[name] = bpm
+        kind = found[
+            "pickup" if round(min(n.start for n in notes) / step) < turn_end - CALL_BARS * bar else "on_bar_line"
+        ]
+        kind[name] = (
+            (round((min(answer) - bar_line) / (bar * step), 3), round((bar_line - ends[0]) / step, 2))
+            if answer
+            else None
+        )
+    report = {name: _bars_figures(measured) for name, measured in found.items()}
+    return report | {"heard_at": heard_at}
+
+
+def _bars_figures(measured: dict) -> dict:
+    """The extra bars and 16ths cut of ``measured`` (name: (extra bars, 16ths cut) or None: no answer)."""
+    answered = {name: value for name, value in measured.items() if value is not None}
+    if not answered:
+        return {"calls": 0}
+    extra, cut = zip(*answered.values(), strict=True)
+    return {
+        "calls": len(answered),
+        "no_answer": [name for name, value in measured.items() if value is None],
+        "late": [name for name, (bars, _) in answered.items() if bars > 0],
+        "extra_bars_max": max(extra),
+        "extra_bars_min": min(extra),
+        "cut_16ths_max": max(cut),
+        "cut_16ths_min": min(cut),
+    }
+
+
+def _followed(engine: Engine, messages: list, until: float) -> tuple[list, list]:
+    """``messages`` played to ``engine`` ticked where it says its next boundary is (a followed grid moves), as the
+    daemon's loop does: (what it sent, its events) up to ``until``."""
+    pending, sent, events = list(messages), [], []
+    engine.start(0.0)
+    boundary = 0.0
+    while boundary < until:
+        while pending and pending[0][0] < boundary:
+            time, message = pending.pop(0)
+            sent += engine.feed(message, time)
+        sent += engine.pop_due(boundary)
+        engine.tick(boundary)
+        events += engine.drain_events()
+        boundary = engine.next_boundary()
+    return sent + engine.pop_due(math.inf), events
+
+
 def played_tunes(model, bpm: float, tunes: int) -> list[tuple[str, str, list[PlayedNote]]]:
     """(ident, meter, notes in seconds at ``bpm``): the first PLAYED_BARS bars of the first ``tunes`` tunes of the
     model's validation split that have a metre the engine takes."""
@@ -212,6 +284,9 @@ def main() -> None:
         }
         if played and "turns" not in mode:
             report[name]["false_ends"] = false_ends(model, mode, args.bpm, played, args.seed)
+    report["bars_followed"] = {
+        f"at_{tempo:g}": followed_bars(model, tempo, args.tunes, args.seed) for tempo in FOLLOWED
+    }
     print(json.dumps(report, indent=2))
 
 

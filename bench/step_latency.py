@@ -40,6 +40,7 @@ import argparse
 import dataclasses
 import gc
 import json
+import math
 import os
 import sys
 import tempfile
@@ -56,6 +57,7 @@ import numpy as np
 
 from improvd.core.encoding import SONG_END, Vocabulary, is_pitch
 from improvd.core.engine import Engine, Settings
+from improvd.core.follow import FOLLOW_LEAD
 from improvd.core.lookback import Place
 from improvd.core.model import DEFAULT_MODEL_DIR, load_model
 from improvd.core.recall import CALL_STEPS, SessionMemory
@@ -347,8 +349,8 @@ def follow_phrase_end(model, way: str, repeats: int) -> list[float]:
         step, played = engine.step_seconds(), 60 / 110 / 4
         engine.start(0.0)
         strikes = [(0.3 + k * played + rng.uniform(-0.004, 0.004), 60 + 2 * (k % 4)) for k in range(FOLLOW_ONSETS)]
-        if "turns" in changes:  # the turn's bar line: 8 bars from the bar line after the first note (step 16)
-            phrase_end = (16 + 8 * 16 - 1) * step
+        if "turns" in changes:  # the tick before the turn's bar line: the player's 8th from its first beat, at 110
+            phrase_end = math.floor((0.3 + 8 * 16 * played - FOLLOW_LEAD) / step) * step
             strikes = [strike for strike in strikes if strike[0] < phrase_end - 2 * step]
             if action:
                 strikes.append((phrase_end - 0.5 * step, 62))
@@ -379,6 +381,10 @@ def follow_phrase_end(model, way: str, repeats: int) -> list[float]:
                 if silent:
                     longest = max(longest, seconds)
                     time.sleep(step)  # the silence passes in real time: the thread aside has its time
+                elif aside is not None:  # the call's ticks unpaced, but the aside thread has a 16th for a turn's fit
+                    waited = time.perf_counter() + step
+                    while engine.busy_aside and time.perf_counter() < waited:
+                        time.sleep(ASIDE_PAUSE)
                 if "phrase_end" in names:
                     break
                 k += 1

@@ -589,16 +589,18 @@ LAST = {"a 16th before": 2.6, "in the last 16th": 1.6}  # a last note, this many
 
 @pytest.mark.parametrize("played_last", LAST)
 def test_a_turn_of_bars_has_its_follow_work_done_aside_before_its_bar_line(model, monkeypatch, played_last):
-    """``turns`` in bars: the phrase end is the tick before the bar line that ends the player's turn, whatever is
-    played, so the work is handed aside FOLLOW_AHEAD 16ths ahead, and again after each note: the phrase end takes it.
-    Before, it did the tempo fit and primed an LSTM on the call itself (tens of milliseconds of a 256-onset call).
-    A note heard after the tick before it comes too late for that work: its turn is over (before, the phrase end
-    fitted the tempo again and stepped the LSTM from that note on). The answer is the same either way."""
+    """``turns`` in bars: the phrase end is the last tick FOLLOW_LEAD before the bar line that ends the player's
+    turn (its 2nd bar from its first beat, at its tempo), whatever is played, so the work is handed aside
+    FOLLOW_AHEAD 16ths ahead, and again after each note: the phrase end takes it (and the tempo fit its bars are
+    counted on, handed aside at each tick that heard a note). Before, it did the tempo fit and primed an LSTM on the
+    call itself (tens of milliseconds of a 256-onset call). A note heard after the tick before it comes too late for
+    that work: its turn is over (before, the phrase end fitted the tempo again and stepped the LSTM from that note
+    on). The answer is the same either way."""
     settings = Settings(bpm=100, follow_tempo=True, turns=2, min_call_steps=4)
     step = 60 / settings.bpm / 4
-    first = math.floor(TURN[0][0] / step + 0.5)
-    ends = (-(-first // 16) * 16 + 32) * step  # the turn's bar line on the engine's grid (two bars after the first)
-    notes = [*TURN, (ends - LAST[played_last] * step, ends - (LAST[played_last] - 0.4) * step, 72, 80)]
+    ends = Performance(EIGHTHS[:16], 100, 100).time(8)  # the turn's bar line on the player's grid
+    last = (ends - LAST[played_last] * step, ends - (LAST[played_last] - 0.4) * step, 72, 80)
+    notes = [*TURN[:12], last]  # a bar and a half of 8ths, then the last note
     expected = follow(Engine(model, dataclasses.replace(settings), seed=3, aside=lambda work: None), notes, 12.0)
     engine = Engine(model, dataclasses.replace(settings), seed=3)
     worker = Worker(engine, monkeypatch)
@@ -606,10 +608,108 @@ def test_a_turn_of_bars_has_its_follow_work_done_aside_before_its_bar_line(model
     assert [(t.time, str(t.message)) for t in sent] == [(t.time, str(t.message)) for t in expected[0]]
     assert events == expected[1] and any(e.name == "tempo" for e in events)
     phrase_end = next(e for e in events if e.name == "phrase_end")
-    assert phrase_end.time == pytest.approx(ends - step)
+    assert phrase_end.time == pytest.approx(math.floor((ends - follow_module.FOLLOW_LEAD) / step) * step)
     assert worker.at_phrase_end == [False] and worker.done_at_phrase_end == [0]
     ignored = [e.data for e in events if e.name == "notes_ignored"]
     assert ignored == ([{"reason": "turn over", "notes": 1}] if played_last == "in the last 16th" else [])
+
+
+# --- a followed turn of bars: the player's bars at the player's tempo (issue 28's play test) ---------------------------
+
+IN_FOUR = {  # four bars of 4/4 from the first beat, the turn's bar line (beat 16) left to the answer
+    "8ths": tuple(b / 2 for b in range(32)),
+    "swing": SWING[:-1],
+    "16ths": tuple(k / 4 for k in range(64)),
+}
+TURNS = {  # name: (what is played, tempo, the tempo at its end: a 5% accelerando)
+    **{f"{kind} at {bpm}": (kind, bpm, bpm) for kind in IN_FOUR for bpm in (80, 88, 92, 112, 130)},
+    **{f"8ths from {bpm} to {bpm * 1.05:g}": ("8ths", bpm, bpm * 1.05) for bpm in (88, 112)},
+    "swing from 92 to 96.6": ("swing", 92, 92 * 1.05),
+    "16ths from 120 to 126": ("16ths", 120, 126),
+}
+
+
+def turn_answered(events: list, sent: list, performance: Performance, bar_line: float, steps: int) -> None:
+    """The turn of ``performance`` (whose turn's bar line, from its first beat, is at beat ``bar_line``) ended at
+    the last tick before that bar line (its last 16th under way, or at most its last two, at 130 with ``bpm`` 100),
+    ``steps`` 16ths of the player's grid after its first beat, and the answer came in on it: its first bar line
+    that one, the answer's notes on the player's grid."""
+    ends = performance.time(bar_line)
+    phrase_end = next(e for e in events if e.name == "phrase_end" and e.time > performance.start)
+    start = next(e.data for e in events if e.name == "response_start" and e.time >= phrase_end.time)
+    assert start["entry"] == steps and phrase_end.data["call_steps"] + 1 == start["first_step"]
+    assert start["first_step"] in (steps - 1, steps), start  # the open step at the phrase end the turn's last 16th
+    assert 0 < ends - phrase_end.time < 60 / 100 / 4 + follow_module.FOLLOW_LEAD + 0.01
+    over = next(e.time for e in events if e.name == "response_end" and e.time > phrase_end.time)
+    answer = [
+        t.time for t in sent if t.message.type == "note_on" and t.message.velocity and phrase_end.time < t.time < over
+    ]
+    assert answer and answer[0] > ends - 60 / performance.end_bpm / 4 - 0.02  # at most a 16th's pickup
+    off = sorted(performance.off_grid(time) for time in answer)
+    assert off[int(0.9 * (len(off) - 1))] <= 0.020, off
+
+
+@pytest.mark.parametrize(("kind", "bpm", "end_bpm"), TURNS.values(), ids=TURNS.keys())
+def test_a_followed_turn_ends_where_the_players_fourth_bar_ends(model, kind, bpm, end_bpm):
+    """``turns = 4`` with ``clock = "follow"`` and ``bpm`` 100: the player's turn ends where its 4th bar ends at its
+    own tempo (fitted to the onsets heard so far, refitted as the turn goes on), and the answer's first bar line is
+    the one right after it. Before, the turn was counted in bars at ``bpm`` from the engine's bar line after the
+    first note: a turn at 92 was cut at its 16th 58 (found in a play test; 80: 56) and one at 100 from 1.37 s,
+    or faster, answered a bar late (entry 80)."""
+    performance = Performance(IN_FOUR[kind], bpm, end_bpm, jitter=0.008)
+    engine = Engine(model, Settings(bpm=100, follow_tempo=True, turns=4, min_call_steps=4), seed=2)
+    sent, events = follow(engine, performance.notes(), performance.time(40))
+    turn_answered(events, sent, performance, 16, 64)
+
+
+@pytest.mark.parametrize("again", [88, 92, 96, 106])
+def test_the_players_next_turn_is_counted_at_its_own_tempo(model, again):
+    """A first turn at ``bpm`` (100) from a bar line of the engine's grid (where the turn's bars were counted right
+    before), improvd's four bars, then the player's next four from the bar line after them, slower or faster: that
+    turn too ends where its 4th bar ends, counted from its first beat at the tempo it is played at. Before, it was
+    counted on the grid of the answer, at the last turn's tempo: at 88, 92 or 96 the turn was cut short (at its 16th
+    56, 59 or 61), at 106 it ran on past its bar line and the answer came a bar late."""
+    first = Performance(IN_FOUR["8ths"], 100, 100, start=2.4, jitter=0.008)
+    second = Performance(IN_FOUR["8ths"], again, again, start=first.time(32), jitter=0.008)
+    engine = Engine(model, Settings(bpm=100, follow_tempo=True, turns=4, min_call_steps=4), seed=2)
+    sent, events = follow(engine, first.notes() + second.notes(seed=5), second.time(40))
+    turn_answered(events, sent, first, 16, 64)
+    turn_answered(events, sent, second, 16, 64)
+
+
+def test_a_followed_turns_answer_never_depends_on_the_daemons_thread(model):
+    """The tempo fit a followed turn counts its bars on is handed aside at each tick that heard a note and taken at
+    the next, done there where the daemon's thread (improvd.daemon.aside, racing the unpaced ticks here) has not
+    finished it: the same answer and events as an engine that does every fit itself, and as one whose work aside is
+    never done."""
+    performance = Performance(IN_FOUR["swing"], 92, 92, jitter=0.008)
+    settings = Settings(bpm=100, follow_tempo=True, turns=4, min_call_steps=4)
+    runs = [
+        follow(Engine(model, dataclasses.replace(settings), seed=3, aside=aside), performance.notes(), 30.0)
+        for aside in (None, Aside(), lambda work: None)
+    ]
+    expected = [(t.time, str(t.message)) for t in runs[0][0]]
+    assert any(e.name == "tempo" for e in runs[0][1])
+    for sent, events in runs[1:]:
+        assert [(t.time, str(t.message)) for t in sent] == expected
+        assert events == runs[0][1]
+
+
+IN_THREE = {  # four bars from the first beat, quarters a bar 3
+    "3/4": tuple(b / 2 for b in range(24)),  # 8ths
+    "6/8": tuple(3 * bar + x for bar in range(4) for x in ((0, 0.5, 1.0, 1.5, 2.0, 2.5), (0, 1.0, 1.5, 2.5))[bar % 2]),
+}
+
+
+@pytest.mark.parametrize("bpm", [88, 112])
+@pytest.mark.parametrize("meter", IN_THREE)
+def test_a_followed_turn_in_3_4_and_6_8_ends_on_the_players_bar_line(model, meter, bpm):
+    """Four bars of 8ths in 3/4, and of a jig in 6/8 (its beat the dotted quarter, ``bpm`` in quarters), at a tempo
+    off ``bpm`` 100: the turn ends where the 4th bar of 3 quarters ends, and the answer comes in on it."""
+    performance = Performance(IN_THREE[meter], bpm, bpm, jitter=0.008)
+    engine = Engine(model, Settings(bpm=100, meter=meter, follow_tempo=True, turns=4, min_call_steps=4), seed=2)
+    sent, events = follow(engine, performance.notes(), performance.time(30))
+    turn_answered(events, sent, performance, 12, 48)
 
 
 def test_a_priming_resumed_from_an_earlier_ones_checkpoints_is_the_priming_done_afresh(model):

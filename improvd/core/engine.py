@@ -53,7 +53,8 @@ that fills 4 or 8 bars and falls silent in the last half bar (or beat) before
 the bar line that ends them ends sooner: two silent steps, or as many more as the player's own
 articulation leaves after its last note (``_sounds_over``). With ``turns`` a number of bars, the call
 ends at the tick before the bar line that ends the player's turn, whatever it
-played, and the answer fills as many bars from that bar line.
+played, and the answer fills as many bars from that bar line; followed, that bar line is the player's, where the
+tempo fitted to the turn's onsets so far puts it (``_turn_ends_in``).
 
 One timeline. At the phrase-end tick the LSTM has consumed every closed step of
 the call and its silence; it then consumes a hold for the step that opened at
@@ -149,7 +150,7 @@ from improvd.core.answer import (
 )
 from improvd.core.echo import Echo
 from improvd.core.encoding import HOLD, REST, SONG_END, Vocabulary, is_pitch, tonic_pitch_class
-from improvd.core.follow import Following, hear
+from improvd.core.follow import FOLLOW_LEAD, Following, TurnFit, hear, onsets
 from improvd.core.grid import Grid, bar_steps, next_bar_line, strong_positions
 from improvd.core.keys import call_key, diatonic_shift, key_shift, parse_key
 from improvd.core.lookback import Place
@@ -250,6 +251,8 @@ class Engine:
         self._following: Following | None = None  # the follow work handed aside for the phrase end expected
         self._handed: Following | None = None  # the last made for this call (dropped or not): the next takes from it
         self._respond_at: int | None = None  # a phrase end waiting for its follow work: the step it answers at
+        self._turn_fit: TurnFit | None = None  # a followed turn's tempo fit, that its last tick counted its bars on
+        self._turn_next: TurnFit | None = None  # ... and the fit handed aside for its next tick
         self._drawing: Drawing | None = None  # the answer being drawn
         self._queued_symbols = 0  # of the drawing's symbols, those whose notes are queued
         self._open_note: tuple[float, int, int, mido.Message] | None = None  # (on time, first step, steps, note_on)
@@ -586,8 +589,9 @@ class Engine:
         if self._respond_requested:
             return True
         if s.turns != "phrase":
-            turn_end = self._turn_end()
-            return turn_end is not None and self._grid.step + 1 >= turn_end
+            self._fit_turn()
+            ends_in = self._turn_ends_in()
+            return ends_in is not None and ends_in <= 0
         silent = self._buffer.silent_steps
         played = self._call_steps - silent
         if self._buffer.held:
@@ -636,14 +640,52 @@ class Engine:
             return None
         return max(line - 1, silence + max(SILENT_STEPS, usual_gap(self._buffer.last_note_symbols()) + 1))
 
-    def _turn_end(self) -> int | None:
-        """With ``turns`` a number of bars and a call begun, the bar line that ends the player's turn: its bars count
-        from the first bar line at or after the call's first note (a note before it is a pickup). Worked out from
-        the settings as they are now, so that ``turns`` set while a call is played ends that call's turn too."""
+    def _turn_ends_in(self) -> int | None:
+        """With ``turns`` a number of bars and a call begun, ticks from the last one to the tick that ends the
+        player's turn (0 or less: that one), the tick before the bar line that ends its Nth bar. Its bars count from
+        the first bar line at or after the call's first note on the engine's grid (a note before it is a pickup);
+        followed, once the tempo can be told (``_fit_turn``), on the player's own grid from the call's first beat (as
+        the phrase end will lay it: improvd.core.follow), its bar line where the player's tempo puts it, and the
+        turn ends at the last tick that the answer's first 16th can start after, FOLLOW_LEAD on. Worked out from the
+        settings as they are now, so that ``turns`` set while a call is played ends that call's turn too."""
         s = self.settings
         if s.turns == "phrase" or not self._call_steps:
             return None
-        return next_bar_line(self._call_first, s.meter) + int(s.turns) * bar_steps(s.meter)
+        steps = int(s.turns) * bar_steps(s.meter)
+        beat = self._turn_fit.result() if self._turn_fit is not None and s.follow_tempo else None
+        if beat is None:
+            return next_bar_line(self._call_first, s.meter) + steps - 1 - self._grid.step
+        line = beat.time(steps / 4)  # Beat counts quarters from the call's first beat
+        return math.floor((line - FOLLOW_LEAD - self._grid.step_start) / self.step_seconds())
+
+    def _fit_turn(self) -> None:
+        """A followed turn of ``turns`` bars, at its tick: its beat fitted to the onsets heard by the last tick (those
+        its phrase end would follow), the fit handed aside then when it is finished (``_hand_turn_fit``), else done
+        now: the turn's end never depends on the aside thread's timing."""
+        s = self.settings
+        if not s.follow_tempo or s.turns == "phrase":
+            self._turn_fit = None
+            return
+        key = (onsets(list(self._heard)), *self._follow_inputs()[:2])
+        for fit in (self._turn_fit, self._turn_next):
+            if fit is not None and fit.fits(*key):
+                self._turn_fit = fit
+                return
+        self._turn_fit = TurnFit(*key)
+
+    def _hand_turn_fit(self) -> None:
+        """A followed turn, after its tick has heard the messages played before it: the fit of its onsets, handed
+        aside for the next tick (``_fit_turn``) when a new one was heard."""
+        s = self.settings
+        if s.turns == "phrase" or self._aside is None or not self._call_steps:
+            return
+        key = (onsets(list(self._heard)), *self._follow_inputs()[:2])
+        if any(fit is not None and fit.fits(*key) for fit in (self._turn_fit, self._turn_next)):
+            return
+        if self._turn_next is not None:
+            self._turn_next.cancelled = True
+        self._turn_next = TurnFit(*key)
+        self._aside(self._turn_next)
 
     # --- responding ------------------------------------------------------------
 
@@ -796,9 +838,14 @@ class Engine:
         (``_wait_for_follow``) or ends a turn of ``turns`` bars does that work itself only when the player played in
         its last tick (or the thread aside was too slow)."""
         s = self.settings
-        if not s.follow_tempo or self._aside is None or self._following is not None:
+        if not s.follow_tempo or self._aside is None:
             return
+        self._hand_turn_fit()
         ahead = self._ends_in()
+        job = self._following
+        if job is not None and ahead is not None and job.open_step == self._grid.step + ahead:
+            return  # handed aside for the phrase end foreseen (a followed turn's may move: ``_turn_ends_in``)
+        self._drop_following()
         if ahead is None or not 0 < ahead <= FOLLOW_AHEAD:
             return
         self._following = self._following_for(time + ahead * self.step_seconds(), ahead)
@@ -812,8 +859,7 @@ class Engine:
         if self._respond_at is not None:
             return self._respond_at - self._grid.step
         if s.turns != "phrase":
-            turn_end = self._turn_end()
-            return None if turn_end is None else turn_end - 1 - self._grid.step
+            return self._turn_ends_in()
         silent = 0 if self._buffer.held else self._buffer.silent_steps
         if not silent or self._call_steps - silent < s.min_call_steps:
             return None
@@ -852,6 +898,7 @@ class Engine:
         self._respond_at = None
         self._drop_following()
         self._handed = None
+        self._turn_fit = self._turn_next = None
 
     def _drop_following(self) -> None:
         if self._following is not None:
@@ -1037,12 +1084,13 @@ class Engine:
         return []
 
     def _after_the_turn(self, time: float) -> bool:
-        """With ``turns`` in bars, a note on the last 16th of the player's turn, heard after the answer was planned
-        from the bar line after it: no barge-in, and no call (its turn is over); a ``notes_ignored`` event says so."""
+        """With ``turns`` in bars, a note on the last 16th of the player's turn (before the answer's bar line, which
+        a followed answer's first 16th may come before), heard after the answer was planned: no barge-in, and no
+        call (its turn is over); a ``notes_ignored`` event says so."""
         if self.mode != "responding" or self.settings.turns == "phrase" or self._drawing is None:
             return False
         plan = self._drawing.plan
-        if self._snap(time) >= self._response_end - (plan.end - plan.first):
+        if self._snap(time) >= self._response_end - (plan.end - plan.entry):
             return False
         self._events.append(Event(time, "notes_ignored", {"reason": "turn over", "notes": 1}))
         return True
@@ -1282,8 +1330,10 @@ class Engine:
     @property
     def busy_aside(self) -> bool:
         """Steps handed aside (the spare LSTM's, style auto's candidates') are not done yet (a bench paces its ticks by
-        it, as a 16th's time would)."""
-        return self._priming.busy_aside or (self._styles is not None and self._styles.busy_aside)
+        it, as a 16th's time would), nor a followed turn's tempo fit."""
+        fit = self._turn_next
+        busy_fit = fit is not None and not fit.finished and not fit.cancelled
+        return busy_fit or self._priming.busy_aside or (self._styles is not None and self._styles.busy_aside)
 
     def drain_events(self) -> list[Event]:
         events, self._events = self._events, []

@@ -173,6 +173,39 @@ class Following:
         return open_step_at(self.beat, first, now) == regridded.open_step
 
 
+class TurnFit:
+    """The tempo fit of a followed turn's onsets heard so far (``turns`` in bars): the engine counts the player's
+    bars on it, and hands it aside at the tick that heard a new onset, for the next tick. ``result()`` is the beat
+    (None: too few onsets), done at once where the work aside has not finished it: the same result either way."""
+
+    def __init__(self, starts: list[float], prior_bpm: float, compound: bool) -> None:
+        self.starts = starts
+        self.prior_bpm = prior_bpm
+        self.compound = compound
+        self.beat: Beat | None = None
+        self.finished = False
+        self.cancelled = False
+
+    def fits(self, starts: list[float], prior_bpm: float, compound: bool) -> bool:
+        """Made from these very onsets, prior and metre."""
+        return (starts, prior_bpm, compound) == (self.starts, self.prior_bpm, self.compound)
+
+    def slices(self) -> Iterator[None]:
+        """The fit, in one slice."""
+        self.result()
+        yield from ()
+
+    def run(self) -> TurnFit:
+        self.result()
+        return self
+
+    def result(self) -> Beat | None:
+        if not self.finished:
+            self.beat = estimate(self.starts, self.prior_bpm, compound=self.compound)
+            self.finished = True
+        return self.beat
+
+
 def hear(buffer: SeedBuffer, message: mido.Message, step: int) -> None:
     """``buffer`` hears a player's ``message`` (a note, a release or the sustain pedal) at ``step``."""
     if message.type == "note_on" and message.velocity > 0:
