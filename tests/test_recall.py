@@ -87,6 +87,26 @@ def test_a_call_whose_notes_lie_in_the_present_key_comes_back_as_played_else_mov
     assert np.array_equal(kept.mix(base, [67, 71, 69]), base)
 
 
+def test_an_earlier_call_moved_by_its_own_transposition_speaks_in_the_present_calls_register():
+    """C minor around C4 (moved by -3 onto the white keys: A minor around A3), then E minor around F#4, whose
+    collection does not hold it, answered moved by +5 (around B4): moved by its own -3, the earlier call sat an
+    octave below the present one and drew the answer down with it (a play test: an E minor call in D4-D5
+    answered in E3-C4 after three calls so moved). Now it comes by the whole octaves that bring it nearest the
+    present call: its C4 as A4, not A3; its notes are matched there too."""
+    kept = SessionMemory(8)
+    kept.bind(["_", *map(str, range(1, 128))])  # index k is pitch k, 0 a hold
+    kept.remember(["60", "_", "67", "_", "63", "_", "62", "_", "60"], -3, 0, 16)
+    e_minor = ["64", "_", "66", "_", "67", "_", "71", "_", "69", "_", "67", "_", "66", "_", "64"]
+    kept.attune(5, lambda symbol, shift: int(symbol) + shift if symbol.isdigit() else 0, present=e_minor)
+    (echo,) = kept.echoes(16, 16, np.arange(128))
+    assert echo.proposal(16) == 69  # the call's first note, C4 moved by -3 and up an octave
+    notes = [index for index in kept._calls[0].indices if index]
+    assert abs(np.mean(notes) - np.mean([int(s) + 5 for s in e_minor if s.isdigit()])) < 6
+    base = np.full(128, 1 / 128)
+    assert kept.mix(base, [1, 69, 0, 76, 0])[1:].argmax() + 1 == 72  # A4 E5 then C5: the earlier call's notes
+    assert np.array_equal(kept.mix(base, [1, 57, 0, 64, 0]), base)  # A3 E4 were not played
+
+
 def test_earlier_calls_are_laid_over_the_answer_under_the_present_one_and_speak_in_its_last_bar():
     """Two earlier calls in bars of 16 steps (an older one in bars of 12 is left out): echoes at FADE and FADE**2
     of the present call's weight, each multiplying its symbol's odds at once with it; from the present echo's ``until`` (the last bar) on, only they."""
