@@ -124,6 +124,7 @@ class SessionMemory:
         self._is_note = np.zeros(0, bool)  # per index of the vocabulary: starts a note
         self._present: _Call | None = None  # the call being answered (``attune``), for its notes
         self.quiet = False  # while True, ``mix`` proposes no steps, only notes (the answer's last bar, the cadence's)
+        self._bar: int | None = None  # the answer's bar (``attune``): calls in bars of another length give no steps
 
     def __len__(self) -> int:
         """The calls held now."""
@@ -158,11 +159,15 @@ class SessionMemory:
         if self._phrases and len(played) > MIN_ORDER:
             self._calls.append(_Call(played, shift, phase, bar))
 
-    def attune(self, shift: int, index_of: IndexOf, offset: int = 0, present: Sequence[str] = ()) -> None:
+    def attune(
+        self, shift: int, index_of: IndexOf, offset: int = 0, present: Sequence[str] = (), bar: int | None = None
+    ) -> None:
         """Hear the calls for an answer in transposition ``shift`` (its collection the white keys moved by
         ``offset``), ``index_of(symbol, shift)`` giving the model's index of a player's symbol moved by ``shift``
         (before an answer's first ``mix``), and the ``present`` call (its symbols) that answer is to: its notes are
-        matched too, above the earlier calls'."""
+        matched too, above the earlier calls'. With the answer's ``bar`` (steps), a call played in bars of
+        another length proposes notes but no steps (its rhythm falls on other places of the bar)."""
+        self._bar = bar
         known: dict[tuple[str, int], int] = {}  # a call holds few symbols, over and over
 
         def lookup(symbol: str, used: int) -> int:
@@ -228,8 +233,13 @@ class SessionMemory:
         return _matches([(w, call.notes, call.note_followers) for w, call in calls], tuple(notes), NOTE_MIN)
 
     def _match_lengths(self, history: Sequence[int]) -> list[tuple[int, int, float]]:
-        """(symbol that followed, steps of context shared with ``history``'s end, the call's weight) per match."""
-        calls = [(FADE**age, call.indices, call.followers) for age, call in enumerate(reversed(self._calls))]
+        """(symbol that followed, steps of context shared with ``history``'s end, the call's weight) per match, from
+        the calls in the answer's bars."""
+        calls = [
+            (FADE**age, call.indices, call.followers)
+            for age, call in enumerate(reversed(self._calls))
+            if self._bar is None or call.bar == self._bar
+        ]
         return _matches(calls, tuple(history[-MAX_ORDER:]), MIN_ORDER)
 
 
