@@ -19,7 +19,10 @@ the real bars' 5.0). The memory reaches the answer three ways:
   phrases back counting ``FADE ** k`` as much as the last one, blended over the LSTM as the song cache blends
   (Witten-Bell over the context lengths); the song cache (the present call) and the echoes are mixed over that.
   Like the present call's echo it falls silent in the answer's last bar, which is the cadence's (an earlier
-  call's line would lead on past the cadence);
+  call's line would lead on past the cadence). Only calls played in the answer's bars take part: another metre's
+  steps put its rhythm on other places of the bar (as played after another tune's call, 291 validation tunes, the
+  answers' onsets overlapped the real bars' in 4/4 0.904, in 6/8 0.892, with the memory off 0.938 and 0.945; with
+  those calls' notes only, 0.938 and 0.933);
 * each call laid over the answer bar line on bar line, as the echo lays the present call (``echoes``,
   improvd.core.echo), the last call at ``FADE`` of the present call's weight, each older one at ``FADE`` of the
   one after it, mixed at once with the present call's echo. An answer that starts after a pause has no context
