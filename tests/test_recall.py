@@ -8,7 +8,9 @@ import pytest
 from improvd.core.echo import ODDS, WEIGHT, Echo
 from improvd.core.engine import Engine, Settings
 from improvd.core.model import load_model
+from improvd.core.notes import PlayedNote
 from improvd.core.recall import ALPHA, CALL_STEPS, FADE, MATCHES, MIN_ORDER, NOTE_MIN, SessionMemory
+from improvd.core.simulate import perform
 from improvd.core.songcache import SongCache
 from tests.helpers import call, run
 
@@ -329,3 +331,22 @@ def test_a_call_played_a_third_time_is_not_handed_back_whole(model, monkeypatch)
     runs = [third[k : k + len(pitches)] for k in range(len(third))]
     assert pitches not in runs
     assert any(run[:-1] == pitches[:-1] for run in runs)
+
+
+def test_each_answer_tells_the_memory_its_bars(model, monkeypatch):
+    """A call in 3/4, then one in 4/4: the memory hears each answer's bars (12 steps, then 16), so that the call
+    in 3/4 gives the answer in 4/4 its notes but not its steps; each call is remembered with its own bars."""
+    bars, attune = [], SessionMemory.attune
+
+    def heard(memory: SessionMemory, *args, **kwargs) -> None:
+        bars.append(kwargs.get("bar"))
+        attune(memory, *args, **kwargs)
+
+    monkeypatch.setattr(SessionMemory, "attune", heard)
+    engine = Engine(model, Settings(bpm=120, meter="3/4", response_bars=1, session_memory=True), seed=4)
+    notes = [PlayedNote(pitch, start * STEP, (start + length) * STEP - 0.01) for pitch, start, length in FIRST_CALL]
+    perform(engine, notes)
+    engine.update(meter="4/4")
+    perform(engine, notes)
+    assert bars == [12, 16]
+    assert [call.bar for call in engine._recall._calls] == [12, 16]
