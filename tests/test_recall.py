@@ -109,6 +109,21 @@ def test_an_earlier_call_moved_by_its_own_transposition_speaks_in_the_present_ca
     assert np.array_equal(kept.mix(base, [1, 57, 0, 64, 0]), base)  # A3 E4 were not played
 
 
+def test_an_earlier_call_half_an_octave_away_is_moved_by_degrees_of_the_scale_to_the_present_register():
+    """G B D C B in G major (moved by +5: C E G F E), then D minor's A D E F E D (moved by -5: E A B C B A, around
+    A4): an octave down, the earlier call still sat half an octave below the present call (around E4), and drew
+    the answer (a play test: a call in A4-G5 answered in C5-D6). It comes 3 degrees of the scale higher, F A C B
+    A, as a tune repeats a motif a step or a third higher, and its notes are matched there."""
+    kept = SessionMemory(8)
+    kept.bind(["_", *map(str, range(1, 128))])  # index k is pitch k, 0 a hold
+    kept.remember(["67", "_", "71", "_", "74", "_", "72", "_", "71"], 5, 0, 16)
+    d_minor = ["69", "_", "74", "_", "76", "_", "77", "_", "76", "_", "74"]
+    kept.attune(-5, lambda symbol, shift: int(symbol) + shift if symbol.isdigit() else 0, present=d_minor)
+    assert [index for index in kept._calls[0].indices if index] == [65, 69, 72, 71, 69]
+    base = np.full(128, 1 / 128)
+    assert kept.mix(base, [1, 65, 0, 69, 0])[1:].argmax() + 1 == 72
+
+
 def test_a_call_in_bars_of_another_length_proposes_notes_but_no_steps():
     """A call played in 3/4 (bars of 12 steps), heard by an answer in 4/4: what followed a context of its steps
     put its rhythm on other places of the answer's bar (as played after another tune's call, the answers' onsets

@@ -7,13 +7,16 @@ own (``attune``): a call whose notes all lie in the present call's diatonic coll
 tune's phrases are often heard in different collections, F major's F A G Bb in B-flat major's too, and moved by
 their own transpositions half the phrases of the Essen test tunes brought an earlier motif back a fourth or a
 fifth away), one that does not moved by its own onto the white keys, so a motif played in D comes back in an
-answer in G; either way by the whole octaves that bring its mean pitch nearest the present call's. Moved by its
-own transposition alone, a call sat up to an octave away from the present call in the model's key (C minor
-around C4 moved to A minor around A3, E minor around F#4 moved to A minor around B4) and drew the answer there
-(a play test: an E minor call in D4-D5 answered in E3-C4 after three such calls); as played after another
-tune's call (bench/session_memory.py, validation), answers whose range missed the call's went from 0.091 to
-0.013 (0 with the memory off), the p95 of |answer's mean pitch - call's| from 12.7 to 5.3 semitones (5.1 off,
-the real bars' 5.0). The memory reaches the answer three ways:
+answer in G; either way by the whole octaves that bring its mean pitch nearest the present call's, and one moved
+by its own still more than ``DEGREES_BEYOND`` semitones away by the degrees of the scale that do (as a tune
+repeats a motif a third higher; nearer, it keeps its degrees, its tonic on the present call's). Moved by its own
+transposition alone, a call sat up to an octave away from the present call in the model's key (C minor around C4
+moved to A minor around A3, E minor around F#4 moved to A minor around B4) and drew the answer there (play
+tests: an E minor call in D4-D5 answered in E3-C4 after three such calls; D minor in A4-G5 answered in C5-D6
+after G major in D4-E5, half an octave off). As played after another tune's call (bench/session_memory.py,
+validation), answers whose range missed the call's went from 0.091 to 0 (0 with the memory off), the p95 of
+|answer's mean pitch - call's| from 12.7 to 4.7 semitones with the octaves (and the metre, below) and to 3.1
+with the degrees too (5.1 off, the real bars' 5.0). The memory reaches the answer three ways:
 
 * what followed the answer's present context (``MIN_ORDER`` to ``MAX_ORDER`` steps) in those calls, a call ``k``
   phrases back counting ``FADE ** k`` as much as the last one, blended over the LSTM as the song cache blends
@@ -56,7 +59,7 @@ from typing import TypeAlias
 
 import numpy as np
 
-from improvd.core.echo import Echo
+from improvd.core.echo import SCALE, Echo
 from improvd.core.encoding import HOLD, REST, is_pitch
 from improvd.core.keys import WHITE_KEYS
 
@@ -70,6 +73,7 @@ CALL_STEPS = 256  # the steps of a call kept (its last ones): 16 bars of 4/4
 MATCHES = 16  # earlier occurrences of a context looked at per step at most, the latest calls' first
 NOTE_MIN = 2  # notes of context an earlier call must share with the answer's last notes, whatever their rhythm
 NOTE_MAX = 8
+DEGREES_BEYOND = 3  # semitones: a call moved by its own transposition and an octave further away moves by degrees
 
 
 class _Call:
@@ -85,7 +89,7 @@ class _Call:
         pitches = [int(symbol) for symbol in self.symbols if is_pitch(symbol)]
         self._classes = {pitch % 12 for pitch in pitches}
         self.centre = sum(pitches) / len(pitches) if pitches else None  # its mean pitch as played
-        self._heard_in: int | None = None  # the transposition the indices are in
+        self._heard_in: tuple[int, int] | None = None  # the transposition and degrees the indices are in
         self.indices: tuple[int, ...] = ()
         self.followers: dict[tuple[int, ...], list[int]] = {}
         self.notes: tuple[int, ...] = ()  # the indices of its notes, in order
@@ -99,15 +103,19 @@ class _Call:
     def attune(self, shift: int, index_of: IndexOf, offset: int = 0, centre: float | None = None) -> None:
         """Index the call for an answer in transposition ``shift``, whose collection is the white keys moved by
         ``offset``: by ``shift`` (at the pitches played) when all its notes lie in that collection, else by its
-        own; and by the whole octaves that bring its mean pitch nearest ``centre`` (the present call's, moved by
-        ``shift``), so that it speaks in the present call's register."""
-        used = shift if all((c + shift - offset) % 12 in WHITE_KEYS for c in self._classes) else self.shift
+        own; then by the whole octaves that bring its mean pitch nearest ``centre`` (the present call's, moved by
+        ``shift``) and, moved by its own and still more than DEGREES_BEYOND semitones from it, by the degrees of
+        the white keys' scale that do: it speaks in the present call's register."""
+        own = not all((c + shift - offset) % 12 in WHITE_KEYS for c in self._classes)
+        used, degrees = self.shift if own else shift, 0
         if centre is not None and self.centre is not None:
             used += 12 * round((centre - self.centre - used) / 12)
-        if used == self._heard_in:
+            gap = centre - self.centre - used
+            degrees = round(gap * len(SCALE) / 12) if own and abs(gap) > DEGREES_BEYOND else 0
+        if (used, degrees) == self._heard_in:
             return
-        self._heard_in = used
-        self.indices = tuple(index_of(symbol, used) for symbol in self.symbols)
+        self._heard_in = (used, degrees)
+        self.indices = tuple(index_of(_by_degrees(symbol, used - offset, degrees), used) for symbol in self.symbols)
         self.followers = {}
         for position in range(MIN_ORDER, len(self.indices)):
             self.followers.setdefault(self.indices[position - MIN_ORDER : position], []).append(position)
@@ -265,6 +273,20 @@ def _matches(
         if len(matches) >= MATCHES:
             break
     return matches
+
+
+def _by_degrees(symbol: str, shift: int, degrees: int) -> str:
+    """``symbol`` (a player's) moved so that, moved by ``shift`` onto the white keys, it lies ``degrees`` degrees of
+    their scale from where it lay (a note off the scale moves as the scale's note below it); other symbols as
+    they are."""
+    if not degrees or not is_pitch(symbol):
+        return symbol
+    below = int(symbol) + shift
+    while below % 12 not in WHITE_KEYS:
+        below -= 1
+    octaves, degree = divmod(SCALE.index(below % 12) + degrees, len(SCALE))
+    pitch = int(symbol) + 12 * (below // 12 + octaves) + SCALE[degree] - below
+    return str(pitch if pitch >= 0 else pitch % 12)
 
 
 def _played(call: Sequence[str]) -> list[str]:
