@@ -53,6 +53,7 @@ make thousands).
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from typing import TypeAlias
@@ -86,7 +87,8 @@ class _Call:
         self.shift = shift
         self.phase = (phase + len(symbols) - len(kept)) % bar  # the first kept step's place in its bar
         self.bar = bar
-        pitches = [int(symbol) for symbol in self.symbols if is_pitch(symbol)]
+        self._is_note = tuple(is_pitch(symbol) for symbol in self.symbols)
+        pitches = [int(symbol) for symbol in itertools.compress(self.symbols, self._is_note)]
         self._classes = {pitch % 12 for pitch in pitches}
         self.centre = sum(pitches) / len(pitches) if pitches else None  # its mean pitch as played
         self._heard_in: tuple[int, int] | None = None  # the transposition and degrees the indices are in
@@ -115,14 +117,11 @@ class _Call:
         if (used, degrees) == self._heard_in:
             return
         self._heard_in = (used, degrees)
-        self.indices = tuple(index_of(_by_degrees(symbol, used - offset, degrees), used) for symbol in self.symbols)
-        self.followers = {}
-        for position in range(MIN_ORDER, len(self.indices)):
-            self.followers.setdefault(self.indices[position - MIN_ORDER : position], []).append(position)
-        self.notes = tuple(index for symbol, index in zip(self.symbols, self.indices, strict=True) if is_pitch(symbol))
-        self.note_followers = {}
-        for position in range(NOTE_MIN, len(self.notes)):
-            self.note_followers.setdefault(self.notes[position - NOTE_MIN : position], []).append(position)
+        index = {symbol: index_of(_by_degrees(symbol, used - offset, degrees), used) for symbol in set(self.symbols)}
+        self.indices = tuple(index[symbol] for symbol in self.symbols)
+        self.followers = _followers(self.indices, MIN_ORDER)
+        self.notes = tuple(itertools.compress(self.indices, self._is_note))
+        self.note_followers = _followers(self.notes, NOTE_MIN)
 
 
 class SessionMemory:
@@ -252,6 +251,17 @@ class SessionMemory:
             if self._bar is None or call.bar == self._bar
         ]
         return _matches(calls, tuple(history[-MAX_ORDER:]), MIN_ORDER)
+
+
+def _followers(sequence: tuple[int, ...], order: int) -> dict[tuple[int, ...], list[int]]:
+    """Each context of ``order`` symbols in ``sequence`` -> the positions of the symbols that followed it."""
+    followers: dict[tuple[int, ...], list[int]] = {}
+    if len(sequence) <= order:
+        return followers
+    contexts = zip(*(sequence[k : len(sequence) - order + k] for k in range(order)), strict=True)
+    for position, context in enumerate(contexts, start=order):
+        followers.setdefault(context, []).append(position)
+    return followers
 
 
 def _matches(
