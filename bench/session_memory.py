@@ -12,6 +12,9 @@ Then issue 12's as-played figures (training.as_played) on the same tunes, each t
 an engine with the memory on that has first answered the previous tune's call (a session of two tunes) beside
 a fresh engine with it off; the goals (overlap >= 0.9 in each metre with 20 calls, 8th grid within 0.05 of the
 real bars, in key >= 0.98, motif reuse at least the real bars' minus 0.05, early endings <= 0.05) are checked.
+Beside them, the answers' register against the call's (``register``): the median and 95th percentile of
+|answer's mean pitch - call's mean pitch| in semitones, and the share of answers whose range (lowest to highest
+note) does not overlap the call's; the real continuations' as the reference (the tune's next phrase, its bars 5-8).
 Prints JSON. Needs music21 (the training extra). ``PYTHONPATH=. python bench/session_memory.py``
 """
 
@@ -22,6 +25,8 @@ import dataclasses
 import json
 import time
 from pathlib import Path
+
+import numpy as np
 
 from improvd.core.engine import Engine, Settings
 from improvd.core.model import load_model
@@ -55,37 +60,65 @@ def runs(pitches: list[int]) -> set[tuple[int, ...]]:
     return {tuple(pitches[i : i + RUN]) for i in range(len(pitches) - RUN + 1)}
 
 
-def session(model, test: as_played.CallCase, memory: bool, seed: int) -> tuple[int, int, int]:
-    """(answers to phrases 2-, sharing a run with an earlier phrase, ... with one not in the present phrase)."""
+Pairs = list[tuple[list[int], list[int]]]  # (call's pitches, answer's pitches)
+
+
+def session(model, test: as_played.CallCase, memory: bool, seed: int) -> tuple[list[int], Pairs, Pairs]:
+    """([answers to phrases 2-, sharing a run with an earlier phrase, ... with one not in the present phrase],
+    (phrase, answer) pitches of those answers, (phrase, next phrase) pitches of the tune where it has one)."""
     settings = Settings(bpm=test.call.bpm, meter=test.meter, response_bars=PHRASE_BARS, gate=1.0, session_memory=memory)
     engine = Engine(model, settings, seed)
     earlier: set[tuple[int, ...]] = set()
     answers = shared = only = 0
+    played = [[n.pitch for n in phrase] for phrase in phrases(test)]
+    answered: Pairs = []
     for k, phrase in enumerate(phrases(test)):
-        answer = runs([n.pitch for n in perform(engine, phrase).response])
-        present = runs([n.pitch for n in phrase])
+        answer = [n.pitch for n in perform(engine, phrase).response]
+        present = runs(played[k])
         if k:
             answers += 1
-            shared += bool(answer & earlier)
-            only += bool((answer & earlier) - present)
+            shared += bool(runs(answer) & earlier)
+            only += bool((runs(answer) & earlier) - present)
+            answered.append((played[k], answer))
         earlier |= present
-    return answers, shared, only
+    real = [(played[k], played[k + 1]) for k in range(1, len(played) - 1)]
+    return [answers, shared, only], answered, real
+
+
+def register(pairs: Pairs) -> dict:
+    """How far answers sit from their calls' register: |mean pitch difference| in semitones (median, p95) and the
+    share whose range does not overlap the call's."""
+    pairs = [(call, answer) for call, answer in pairs if call and answer]
+    gaps = [abs(np.mean(answer) - np.mean(call)) for call, answer in pairs]
+    apart = sum(max(answer) < min(call) or min(answer) > max(call) for call, answer in pairs)
+    return {
+        "answers": len(pairs),
+        "mean_gap_median": round(float(np.median(gaps)), 2) if gaps else None,
+        "mean_gap_p95": round(float(np.percentile(gaps, 95)), 2) if gaps else None,
+        "range_apart": round(apart / max(len(pairs), 1), 4),
+    }
 
 
 def memory_figures(model, tests: list[as_played.CallCase], seeds: int) -> dict:
-    result = {}
+    result: dict = {}
     for memory in (False, True):
         totals = [0, 0, 0]
+        answered: Pairs = []
+        real: Pairs = []
         for seed in range(seeds):
             for k, test in enumerate(tests):
-                for i, value in enumerate(session(model, test, memory, seed * 100_003 + k)):
-                    totals[i] += value
+                counts, pairs, reals = session(model, test, memory, seed * 100_003 + k)
+                totals = [a + b for a, b in zip(totals, counts, strict=True)]
+                answered += pairs
+                real += reals
         answers, shared, only = totals
         result["on" if memory else "off"] = {
             "answers": answers,
             "earlier": round(shared / max(answers, 1), 4),
             "earlier_only": round(only / max(answers, 1), 4),
+            "register": register(answered),
         }
+        result["real_register"] = register(real)  # the tune's next phrase against the phrase
     off, on = result["off"], result["on"]
     result["ratio_earlier"] = round(on["earlier"] / max(off["earlier"], 1e-9), 2)
     result["ratio_earlier_only"] = round(on["earlier_only"] / max(off["earlier_only"], 1e-9), 2)
@@ -108,14 +141,23 @@ def as_played_figures(model, tests: list[as_played.CallCase], seeds: int) -> dic
                     perform(engine, before.call.notes)
                 answers.append(as_played.answer(test, lambda settings, _seed, e=engine: _reset(e, settings), seed))
         played = as_played.figures(runs_, answers)
+        played["register"] = register(_pitch_pairs(runs_, answers))
         played["onset_position_overlap"] = as_played.overlaps(
             played.pop("histograms"), reals["histograms"], runs_, seeds
         )
         result["on" if memory else "off"] = played
     reals.pop("histograms")
+    reals["register"] = register(_pitch_pairs(runs_, [as_played.real(test) for test in runs_]))
     result["real"] = reals
     result["goals"] = {name: _goals(result[name], reals) for name in ("off", "on")}
     return result
+
+
+def _pitch_pairs(tests: list[as_played.CallCase], continuations: list[as_played.Continuation]) -> Pairs:
+    return [
+        ([n.pitch for n in test.call.notes], [n.pitch for n in c.notes])
+        for test, c in zip(tests, continuations, strict=True)
+    ]
 
 
 def _reset(engine: Engine, settings: Settings) -> Engine:

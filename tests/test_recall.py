@@ -8,7 +8,9 @@ import pytest
 from improvd.core.echo import ODDS, WEIGHT, Echo
 from improvd.core.engine import Engine, Settings
 from improvd.core.model import load_model
+from improvd.core.notes import PlayedNote
 from improvd.core.recall import ALPHA, CALL_STEPS, FADE, MATCHES, MIN_ORDER, NOTE_MIN, SessionMemory
+from improvd.core.simulate import perform
 from improvd.core.songcache import SongCache
 from tests.helpers import call, run
 
@@ -85,6 +87,58 @@ def test_a_call_whose_notes_lie_in_the_present_key_comes_back_as_played_else_mov
     kept.attune(1, lambda symbol, shift: int(symbol) + shift)
     assert kept.mix(base, [60, 64, 62]).argmax() == 64
     assert np.array_equal(kept.mix(base, [67, 71, 69]), base)
+
+
+def test_an_earlier_call_moved_by_its_own_transposition_speaks_in_the_present_calls_register():
+    """C minor around C4 (moved by -3 onto the white keys: A minor around A3), then E minor around F#4, whose
+    collection does not hold it, answered moved by +5 (around B4): moved by its own -3, the earlier call sat an
+    octave below the present one and drew the answer down with it (a play test: an E minor call in D4-D5
+    answered in E3-C4 after three calls so moved). Now it comes by the whole octaves that bring it nearest the
+    present call: its C4 as A4, not A3; its notes are matched there too."""
+    kept = SessionMemory(8)
+    kept.bind(["_", *map(str, range(1, 128))])  # index k is pitch k, 0 a hold
+    kept.remember(["60", "_", "67", "_", "63", "_", "62", "_", "60"], -3, 0, 16)
+    e_minor = ["64", "_", "66", "_", "67", "_", "71", "_", "69", "_", "67", "_", "66", "_", "64"]
+    kept.attune(5, lambda symbol, shift: int(symbol) + shift if symbol.isdigit() else 0, present=e_minor)
+    (echo,) = kept.echoes(16, 16, np.arange(128))
+    assert echo.proposal(16) == 69  # the call's first note, C4 moved by -3 and up an octave
+    notes = [index for index in kept._calls[0].indices if index]
+    assert abs(np.mean(notes) - np.mean([int(s) + 5 for s in e_minor if s.isdigit()])) < 6
+    base = np.full(128, 1 / 128)
+    assert kept.mix(base, [1, 69, 0, 76, 0])[1:].argmax() + 1 == 72  # A4 E5 then C5: the earlier call's notes
+    assert np.array_equal(kept.mix(base, [1, 57, 0, 64, 0]), base)  # A3 E4 were not played
+
+
+def test_an_earlier_call_half_an_octave_away_is_moved_by_degrees_of_the_scale_to_the_present_register():
+    """G B D C B in G major (moved by +5: C E G F E), then D minor's A D E F E D (moved by -5: E A B C B A, around
+    A4): an octave down, the earlier call still sat half an octave below the present call (around E4), and drew
+    the answer (a play test: a call in A4-G5 answered in C5-D6). It comes 3 degrees of the scale higher, F A C B
+    A, as a tune repeats a motif a step or a third higher, and its notes are matched there."""
+    kept = SessionMemory(8)
+    kept.bind(["_", *map(str, range(1, 128))])  # index k is pitch k, 0 a hold
+    kept.remember(["67", "_", "71", "_", "74", "_", "72", "_", "71"], 5, 0, 16)
+    d_minor = ["69", "_", "74", "_", "76", "_", "77", "_", "76", "_", "74"]
+    kept.attune(-5, lambda symbol, shift: int(symbol) + shift if symbol.isdigit() else 0, present=d_minor)
+    assert [index for index in kept._calls[0].indices if index] == [65, 69, 72, 71, 69]
+    base = np.full(128, 1 / 128)
+    assert kept.mix(base, [1, 65, 0, 69, 0])[1:].argmax() + 1 == 72
+
+
+def test_a_call_in_bars_of_another_length_proposes_notes_but_no_steps():
+    """A call played in 3/4 (bars of 12 steps), heard by an answer in 4/4: what followed a context of its steps
+    put its rhythm on other places of the answer's bar (as played after another tune's call, the answers' onsets
+    in 4/4 overlapped the real bars' 0.904 on 291 validation tunes, 0.938 with the memory off). It proposes no
+    steps there (the hold after its 5), but the notes that followed its notes still come back (6 after 4 5)."""
+    kept = SessionMemory(8)
+    kept.bind(["_", "r", *map(str, range(2, V))])  # index k is symbol k, as INDEX has it
+    kept.remember(["3", "_", "4", "_", "5", "_", "_", "6"], 0, 0, 12)
+    history = [1, 3, 0, 4, 0, 5]
+    kept.attune(0, lambda symbol, _shift: INDEX[symbol], bar=12)
+    assert kept.mix(BASE, history)[0] > BASE[0]  # in 3/4: the hold that followed 3 _ 4 _ 5
+    kept.attune(0, lambda symbol, _shift: INDEX[symbol], bar=16)
+    mixed = kept.mix(BASE, history)
+    assert mixed[0] == BASE[0] and mixed[1] == BASE[1]  # holds and rests keep their share
+    assert mixed[6] > mixed[2]
 
 
 def test_earlier_calls_are_laid_over_the_answer_under_the_present_one_and_speak_in_its_last_bar():
@@ -292,3 +346,22 @@ def test_a_call_played_a_third_time_is_not_handed_back_whole(model, monkeypatch)
     runs = [third[k : k + len(pitches)] for k in range(len(third))]
     assert pitches not in runs
     assert any(run[:-1] == pitches[:-1] for run in runs)
+
+
+def test_each_answer_tells_the_memory_its_bars(model, monkeypatch):
+    """A call in 3/4, then one in 4/4: the memory hears each answer's bars (12 steps, then 16), so that the call
+    in 3/4 gives the answer in 4/4 its notes but not its steps; each call is remembered with its own bars."""
+    bars, attune = [], SessionMemory.attune
+
+    def heard(memory: SessionMemory, *args, **kwargs) -> None:
+        bars.append(kwargs.get("bar"))
+        attune(memory, *args, **kwargs)
+
+    monkeypatch.setattr(SessionMemory, "attune", heard)
+    engine = Engine(model, Settings(bpm=120, meter="3/4", response_bars=1, session_memory=True), seed=4)
+    notes = [PlayedNote(pitch, start * STEP, (start + length) * STEP - 0.01) for pitch, start, length in FIRST_CALL]
+    perform(engine, notes)
+    engine.update(meter="4/4")
+    perform(engine, notes)
+    assert bars == [12, 16]
+    assert [call.bar for call in engine._recall._calls] == [12, 16]

@@ -717,7 +717,8 @@ class Engine:
         shift, tonic = moved(shift, offset), (tonic + offset) % 12
         if shift != self._shift or self._priming.shift is not None:
             self._rekey(shift)
-        self._recall.attune(shift, self._index_of, offset, present=call)  # the earlier calls heard in this call's key
+        bar = bar_steps(self.settings.meter)  # the earlier calls heard in this call's key and metre
+        self._recall.attune(shift, self._index_of, offset, present=call, bar=bar)
         self._feed_lstm(HOLD)  # the step that opened at this tick sounds as the call's silence going on
         plan = self._plan(self._grid.step + 1)
         s = self.settings
