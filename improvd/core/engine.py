@@ -171,6 +171,8 @@ ALL_NOTES_OFF = 123
 HEARD_MESSAGES = 256  # the call's last messages kept for following its tempo (128 notes; the phrase end replays them)
 COMPOUND_STEPS = 6  # 16ths in a compound metre's beat (a dotted quarter: 6/8, 9/8, 12/8)
 PHRASE_BARS = (4, 8)  # phrase_end = "music": a call that fills this many bars may end by its silence (``_over_at``)
+GRACE = (0.010, 0.040)  # seconds: the bar line's grace (``_grace``) at least, and at most (or a third of a 16th)
+GRACE_MARGIN = 1.5  # ... else this many times as late as the call's latest onset
 FOLLOW_AHEAD = 4  # clock = "follow" with ``aside``: the follow work starts this many 16ths before the phrase end due
 FOLLOW_WAIT = 2  # ... and a phrase end it was not started for waits this many 16ths for it (``_wait_for_follow``)
 
@@ -257,6 +259,8 @@ class Engine:
         self._answered: list[str] = []  # the call being answered: remembered when its answer ends
         self._answered_at = (0, 16)  # its first step's place in its bar, and the bar's steps
         self._call_first = 0  # the grid step of the call's first note
+        self._entry_at: float | None = None  # phrase_end = "music": when the call may be over on its bar line
+        self._entry_time = -math.inf  # an answer that entered on that bar line: its first note sounds then
         self._load(model)
 
     # --- model and state -----------------------------------------------------
@@ -423,6 +427,7 @@ class Engine:
         return self._grid.snap(time, self.step_seconds())
 
     def tick(self, time: float) -> None:
+        self.wake(time)
         predicted = self.next_boundary()
         closed = self._grid.advance(time)
         if closed is None:
@@ -472,6 +477,7 @@ class Engine:
         else:
             self._take_late()
             self._follow_ahead(time)
+            self._expect_entry(time)
 
     def _prime_ahead(self, symbol: str) -> bool:
         """While the call sounds, the spare LSTM hears it on the white keys of the collection that holds most of its
@@ -645,6 +651,68 @@ class Engine:
             return None
         return next_bar_line(self._call_first, s.meter) + int(s.turns) * bar_steps(s.meter)
 
+    # --- the bar line's grace ---------------------------------------------------
+
+    def next_deadline(self) -> float | None:
+        """When the driver must call ``wake`` between ticks (its time, or later; feeding a message at or after it and
+        the next tick do it too), or None: with ``phrase_end = "music"``, the bar line's grace after a call that
+        filled its 4th or 8th bar (``_expect_entry``)."""
+        return self._entry_at
+
+    def wake(self, time: float) -> None:
+        """The driver's time is ``time``: a deadline at or before it is met, at the deadline's own time (so a late
+        wake-up answers as a timely one would, its first note as late as it woke); otherwise nothing happens."""
+        due = self._entry_at
+        if due is None or time < due:
+            return
+        self._entry_at = None
+        if self._enters_now():
+            self._respond(due, early=True)
+
+    def _expect_entry(self, time: float) -> None:
+        """At the tick of the bar line (at ``time``) that ends a call's 4th or 8th bar (counted as ``_over_at``
+        counts them) with its silence, if any, begun in the half bar (or beat) before it: the call is over if by
+        ``_grace`` after the bar line no key is down and no note has begun (``wake``). The answer then starts on
+        that bar line, the LSTM drawing the bar line's step as its own (it has heard the call up to the bar line,
+        not the bar line's 16th as a rest), its first note late by the grace. A note that comes later barges in."""
+        self._entry_at = None
+        s, step = self.settings, self._grid.step
+        bar, beat = bar_steps(s.meter), beat_steps(s.meter)
+        silent = self._buffer.silent_steps
+        if s.phrase_end != "music" or s.turns != "phrase" or s.follow_tempo or self.mode != "listening":
+            return
+        if step % bar or (step - next_bar_line(self._call_first, s.meter)) // bar not in PHRASE_BARS:
+            return
+        if silent > max(beat, bar // 2) or self._call_steps - silent < s.min_call_steps or self._respond_requested:
+            return
+        self._entry_at = time + self._grace()
+
+    def _grace(self) -> float:
+        """How long after a bar line a note played there may still come: GRACE_MARGIN times as late as the call's
+        latest onset (improvd.core.touch.Touch.lateness), within GRACE and a third of a 16th."""
+        step = self.step_seconds()
+        return min(max(GRACE[0], GRACE_MARGIN * self._touch.lateness() * step), GRACE[1], step / 3)
+
+    def _enters_now(self) -> bool:
+        """At the bar line's grace: nothing sounds, nothing new was played, and the LSTM hears the call in the key it
+        is answered in (the spare LSTM that heard it so has taken over; not caught up: the silence ends it, as
+        before), the call still the one the grace was set for."""
+        s = self.settings
+        if self.mode != "listening" or s.phrase_end != "music" or s.turns != "phrase" or s.follow_tempo:
+            return False
+        if self._buffer.held or self._buffer.pending_onsets() or self._respond_requested or not self._call_steps:
+            return False
+        if self._styles is not None and not self._styles.caught_up:
+            return False
+        shift, priming = _shift_for(self._buffer.last_note_symbols(), self._stated_key()), self._priming
+        if shift == self._shift:
+            priming.cancel()  # the call ended in the collection the LSTM hears it in
+        elif priming.shift == shift and priming.done and not self._resting:
+            self._swap()
+        else:
+            return False
+        return True
+
     # --- responding ------------------------------------------------------------
 
     def respond_now(self) -> None:
@@ -657,8 +725,9 @@ class Engine:
         else:
             self._events.append(Event(self._grid.step_start, "respond_ignored", {"reason": "nothing played yet"}))
 
-    def _respond(self, time: float) -> None:
-        """The phrase end: plan the answer, fix its rules, and draw (and queue) its first slice."""
+    def _respond(self, time: float, early: bool = False) -> None:
+        """The phrase end: plan the answer, fix its rules, and draw (and queue) its first slice. ``early``: at the
+        bar line's grace (``wake``), the answer from the open step, its first note no sooner than ``time``."""
         if self._wait_for_follow(time):
             return
         self._respond_requested = False
@@ -676,8 +745,10 @@ class Engine:
         if shift != self._shift or self._priming.shift is not None:
             self._rekey(shift)
         self._recall.attune(shift, self._index_of, offset, present=call)  # the earlier calls heard in this call's key
-        self._feed_lstm(HOLD)  # the step that opened at this tick sounds as the call's silence going on
-        plan = self._plan(self._grid.step + 1)
+        if not early:
+            self._feed_lstm(HOLD)  # the step that opened at this tick sounds as the call's silence going on
+        self._entry_time = time if early else -math.inf
+        plan = self._plan(self._grid.step + (0 if early else 1))
         s = self.settings
         rules = Rules(
             in_key=collection_mask(self.model.vocabulary.symbols, self._playable, call, shift, s.range, offset),
@@ -946,7 +1017,7 @@ class Engine:
         if symbol == HOLD and held is not None and held[1] + held[2] == step:
             self._open_note = (held[0], held[1], held[2] + 1, held[3])
             return
-        on = self._step_time(position) + self._groove_shift(step) * self.step_seconds()
+        on = max(self._entry_time, self._step_time(position) + self._groove_shift(step) * self.step_seconds())
         self._close_note(on if is_pitch(symbol) else math.inf)
         if is_pitch(symbol):
             s = self.settings
@@ -995,6 +1066,7 @@ class Engine:
         message on the player's channel, its notes kept apart from improvd's so that panic, disabling and Stop
         release them and a barge-in does not), then the barge-in releases; usually []. The release of a note
         passed through goes on after ``thru`` is turned off."""
+        self.wake(time)
         passed = []
         key = (getattr(message, "channel", None), getattr(message, "note", None))
         if hasattr(message, "channel") and (self.settings.thru or (_is_release(message) and key in self._passed)):

@@ -1,8 +1,8 @@
 """The engine in simulated time: what a player plays, given to it exactly as the daemon would, without a clock.
 
 Time starts at 0 and moves from grid boundary to grid boundary: at boundary k
-``drive`` feeds the player's messages that came before it, sends what the
-engine has due by then, and ticks; ``perform`` plays a call of notes with it. This is the daemon's loop with the waiting
+``drive`` feeds the player's messages that came before it (and wakes the engine at its
+deadline between ticks among them: ``Engine.next_deadline``), sends what the engine has due by then, and ticks; ``perform`` plays a call of notes with it. This is the daemon's loop with the waiting
 taken out, so a file gives the same response as the same phrase played live
 (with the same seed), and the same file and seed always give the same response.
 """
@@ -73,11 +73,23 @@ def drive(
         sent: list[Timed] = []
         while pending and pending[0][0] < boundary:
             time, message = pending.popleft()
+            sent += _woken(engine, time)
             sent += engine.feed(message, time)
+        sent += _woken(engine, boundary)
         sent += engine.pop_due(boundary)
         engine.tick(boundary)
         yield Boundary(boundary, sent, engine.drain_events())
         k += 1
+
+
+def _woken(engine: Engine, time: float) -> list[Timed]:
+    """The engine's deadline between ticks met by ``time`` (``Engine.next_deadline``), as the daemon's loop wakes
+    for it: what it queued by then is sent, before a message played after the deadline is heard."""
+    deadline = engine.next_deadline()
+    if deadline is None or deadline > time:
+        return []
+    engine.wake(deadline)
+    return engine.pop_due(time)
 
 
 def _step_limit(engine: Engine, call: list[PlayedNote]) -> int:

@@ -269,6 +269,8 @@ class TimingThread(threading.Thread):
         self.collector.hold(self.quiet.next_send - COLLECTOR_AHEAD <= now)
         if self._pulses and self._pulses[0] - SPIN_SECONDS <= now:
             self._send_pulse()
+        elif (deadline := self.engine.next_deadline()) is not None and deadline <= now:
+            self._wake_engine()
         elif due is not None and due - SPIN_SECONDS <= now:
             self._send_due(due)
         elif self.internal is not None and self.internal.next_boundary <= now:
@@ -310,6 +312,8 @@ class TimingThread(threading.Thread):
             deadline = min(deadline, self._pulses[0] - SPIN_SECONDS)
         if self.internal is not None:
             deadline = min(deadline, self.internal.next_boundary)
+        if (engine := self.engine.next_deadline()) is not None:
+            deadline = min(deadline, engine)
         if not self.collector.near:  # wake to hold the collector off before the send
             deadline = min(deadline, self.quiet.next_send - COLLECTOR_AHEAD)
         if self.time.wait(self._wake, max(0.0, deadline - now)):
@@ -363,6 +367,15 @@ class TimingThread(threading.Thread):
         self.internal.advance(self.engine.next_boundary())
         if self.clock_out:
             self._pulses.extend([*InternalClock.pulses(boundary, step)[1:], self.internal.next_boundary])
+        self._events()
+
+    def _wake_engine(self) -> None:
+        """The engine's deadline between ticks (``next_deadline``) has come: the input queued before it is heard
+        first, as before a tick, then the engine decides (its answer's first note is then due)."""
+        if self._before_tick is not None:
+            self._before_tick()
+        self._drain(None)
+        self.engine.wake(self.time.now())
         self._events()
 
     def _drain(self, due: float | None) -> None:
