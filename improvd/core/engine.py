@@ -20,7 +20,9 @@ The driver's contract (times are floats in seconds on the driver's clock):
   then the barge-in releases; usually [].
 * Output is queued inside the engine with the time it is due (``schedule`` adds
   to it); the driver sleeps until ``next_due()`` and sends what ``pop_due(now)``
-  returns, in time order; ``drop_late(t)`` drops what a stalled driver can no
+  returns, in time order; it also wakes the engine at ``next_deadline()`` with
+  ``wake(now)`` (the bar line's grace of ``phrase_end = "music"``), having fed the
+  messages that came before it (``feed`` and ``tick`` meet a deadline passed too); ``drop_late(t)`` drops what a stalled driver can no
   longer play on time (note_ons due before ``t`` and their note_offs). With a
   ``program``, ``start`` and each change of it or of ``output_channel`` queue a
   program_change there. ``panic``, ``set_enabled(False, t)``, ``stop`` and a
@@ -49,8 +51,10 @@ silent steps (no key down and no note held by the pedal) after a call of at
 least ``min_call_steps`` played steps, at the first tick after ``respond_now``,
 or when the call reaches ``max_call_steps``. A call too short to answer is
 forgotten once the silence is long enough. With ``phrase_end = "music"`` a call
-that fills 4 or 8 bars and falls silent in the last half bar (or beat) before
-the bar line that ends them ends sooner: two silent steps, or as many more as the player's own
+that fills 4 or 8 bars ends on the bar line that ends them when by a grace after it (10-40 ms, from the player's own
+lateness: ``_grace``) no key is down and no note has begun (``_expect_entry``, ``wake``): the answer then starts on
+that bar line, the LSTM drawing its step as the answer's own, its first note at the grace. One that falls silent in
+the last half bar (or beat) before that bar line may end at the tick before it: two silent steps, or as many more as the player's own
 articulation leaves after its last note (``_sounds_over``). With ``turns`` a number of bars, the call
 ends at the tick before the bar line that ends the player's turn, whatever it
 played, and the answer fills as many bars from that bar line.
@@ -59,7 +63,7 @@ One timeline. At the phrase-end tick the LSTM has consumed every closed step of
 the call and its silence; it then consumes a hold for the step that opened at
 the tick (already under way, silent) and draws the answer one symbol per
 following grid step, so each answer symbol sounds on the step it was drawn
-for. Before drawing, the engine moves the call onto the white keys by its
+for (at the bar line's grace, the step under way is the answer's first: no hold). Before drawing, the engine moves the call onto the white keys by its
 diatonic collection (improvd.core.keys.diatonic_shift), or by the ``key``
 setting's when one is stated (``_key``); when that move changes, a spare LSTM
 hears the call again in slices while the phrase-end silence passes
@@ -679,13 +683,19 @@ class Engine:
         s, step = self.settings, self._grid.step
         bar, beat = bar_steps(s.meter), beat_steps(s.meter)
         silent = self._buffer.silent_steps
-        if s.phrase_end != "music" or s.turns != "phrase" or s.follow_tempo or self.mode != "listening":
+        if not self._graced():
             return
         if step % bar or (step - next_bar_line(self._call_first, s.meter)) // bar not in PHRASE_BARS:
             return
         if silent > max(beat, bar // 2) or self._call_steps - silent < s.min_call_steps or self._respond_requested:
             return
         self._entry_at = time + self._grace()
+
+    def _graced(self) -> bool:
+        """Whether a call may end at its bar line's grace: listening, with ``phrase_end = "music"``, answering each
+        phrase, not following the player's tempo (its phrase end hears the call again on the player's grid)."""
+        s = self.settings
+        return self.mode == "listening" and s.phrase_end == "music" and s.turns == "phrase" and not s.follow_tempo
 
     def _grace(self) -> float:
         """How long after a bar line a note played there may still come: GRACE_MARGIN times as late as the call's
@@ -697,8 +707,7 @@ class Engine:
         """At the bar line's grace: nothing sounds, nothing new was played, and the LSTM hears the call in the key it
         is answered in (the spare LSTM that heard it so has taken over; not caught up: the silence ends it, as
         before), the call still the one the grace was set for."""
-        s = self.settings
-        if self.mode != "listening" or s.phrase_end != "music" or s.turns != "phrase" or s.follow_tempo:
+        if not self._graced():
             return False
         if self._buffer.held or self._buffer.pending_onsets() or self._respond_requested or not self._call_steps:
             return False

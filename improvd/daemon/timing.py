@@ -2,7 +2,8 @@
 
 ``TimingThread`` drains player input, clock bytes, settings changes and actions
 from the other threads between sends, ticks the engine at each grid step (from
-the internal clock or MIDI clock) and sends each queued message at its due time.
+the internal clock or MIDI clock) and sends each queued message at its due time; between ticks it wakes the engine
+at its deadline (``next_deadline``: the bar line's grace), the input queued before it heard first.
 Its time (``SystemTime``: now, sleep-until, wait) is a parameter, so tests run
 its real code in virtual time. Nothing it holds is shared with slow work: the
 lateness statistics (``LatenessStats``) are recorded without a lock, changes
