@@ -7,7 +7,8 @@ import pytest
 
 from improvd.core.engine import GRACE, Engine, Settings
 from improvd.core.model import load_model
-from improvd.core.simulate import drive
+from improvd.core.notes import PlayedNote
+from improvd.core.simulate import drive, perform
 from tests.helpers import call, favouring, run
 
 BPM = 120
@@ -259,3 +260,16 @@ def test_a_note_after_the_grace_barges_in_on_the_answer_begun(model):
     assert [t.time for t in sent if t.message.type == "note_off" and t.source == "improvd"][:1] == [
         pytest.approx(64 * STEP + 0.02)
     ]
+
+
+def test_a_file_that_rests_on_its_fifth_downbeat_is_answered_after_its_last_note(model):
+    """``improvd continue`` and evaluate hold the call whole: an 8-bar call whose 5th bar opens with a rest is not
+    ended on its 4th bar line by the grace (nor by its silence), but after its 8th. Before, the answer began on the
+    4th bar line and the file's next note stopped it (its notes left in the response)."""
+    rests = [(p, s, n) for p, s, n in FOUR_BARS] + [(p, s + 64, n) for p, s, n in FOUR_BARS[1:]]  # silent 64 to 68
+    notes = [PlayedNote(p, s * STEP, (s + n) * STEP, 90) for p, s, n in rests]
+    engine = Engine(favouring(model, "_"), Settings(bpm=BPM, min_call_steps=4, response_bars=2), seed=1)
+    performance = perform(engine, notes)
+    assert [e.time for e in performance.events if e.name == "phrase_end"] == [pytest.approx(128 * STEP + GRACE[0])]
+    assert not any(e.name == "barge_in" for e in performance.events)
+    assert min(n.start for n in performance.response) == pytest.approx(128 * STEP + GRACE[0])

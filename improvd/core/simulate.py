@@ -106,19 +106,24 @@ def _step_limit(engine: Engine, call: list[PlayedNote]) -> int:
 
 
 def perform(engine: Engine, call: list[PlayedNote]) -> Performance:
-    """Play ``call`` to ``engine`` (fresh, not yet started) and collect its response."""
+    """Play ``call`` to ``engine`` (fresh, not yet started) and collect its response. The call is held whole: no
+    rest inside it ends it (by its length, nor ``phrase_end = "music"``'s bar lines before its last onset)."""
     if not call:
         raise OfflineError("the call holds no notes")
     messages = call_messages(call)
-    last = messages[-1][0]
+    last, last_onset = messages[-1][0], max(n.start for n in call)
     sent: list[Timed] = []
     events: list[Event] = []
     answered = False
-    wanted = engine.settings.phrase_end_steps
+    wanted, rule = engine.settings.phrase_end_steps, engine.settings.phrase_end
     inner = min(_longest_rest(call, engine.step_seconds()) + 1, BY_NAME["phrase_end_steps"].high)
     if inner > wanted:  # a rest inside the call is not its end: the file holds the call whole
         engine.update(phrase_end_steps=inner)
+    if rule != "silence" and last_onset > 0:
+        engine.update(phrase_end="silence")  # ... nor a bar line before its last note
     for boundary in drive(engine, messages, _step_limit(engine, call)):
+        if engine.settings.phrase_end != rule and boundary.time >= last_onset:
+            engine.update(phrase_end=rule)  # the last note is fed before the next tick: no rest follows inside
         if engine.settings.phrase_end_steps != wanted and boundary.time > last:
             engine.update(phrase_end_steps=wanted)  # every message fed: the pause after it ends the phrase
         sent += boundary.sent
