@@ -273,3 +273,14 @@ def test_a_file_that_rests_on_its_fifth_downbeat_is_answered_after_its_last_note
     assert [e.time for e in performance.events if e.name == "phrase_end"] == [pytest.approx(128 * STEP + GRACE[0])]
     assert not any(e.name == "barge_in" for e in performance.events)
     assert min(n.start for n in performance.response) == pytest.approx(128 * STEP + GRACE[0])
+
+
+def test_a_call_silent_from_two_16ths_before_its_bar_line_is_answered_on_it_at_the_grace(model):
+    """Released two 16ths before the 4th bar line (an 8th rest closes the phrase): its silence is long enough at the
+    bar line's tick, and the grace answers from that bar line, the first note there. Before, the bar line's tick
+    answered from the 16th after it, the first note a beat in (step 68)."""
+    notes = [*FOUR_BARS[:-1], (71, 60, 2)]  # released at step 62
+    engine = Engine(favouring(model, "_"), Settings(bpm=BPM, min_call_steps=4, phrase_end="music"), seed=1)
+    sent, events = run(engine, call(notes), 110)
+    assert event(events, "phrase_end").time == pytest.approx(BAR_5)
+    assert first_note(sent, 62 * STEP) == pytest.approx(BAR_5)

@@ -623,6 +623,8 @@ class Engine:
         over = self._over_at()
         if over is None or self._grid.step < over:
             return False
+        if over % bar_steps(self.settings.meter) == 0 and self._graced():
+            return False  # over at its bar line's tick: the bar line's grace answers from that line (_expect_entry)
         if self.settings.follow_tempo:
             return True  # its phrase end hears the call again anyway
         shift = _shift_for(self._buffer.last_note_symbols(), self._stated_key())
