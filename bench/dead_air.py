@@ -6,7 +6,8 @@ models/essen/model.json's ``test_tunes`` (real Essen phrases from music21's corp
 hand-made phrases that end on a bar line and off it. Three ways to take turns:
 
 * ``silence``: ``phrase_end = "silence"`` (before: ``phrase_end_steps`` of silence, the answer from the next bar line);
-* ``music``: ``phrase_end = "music"`` (the phrase end the music tells, the answer from the next beat);
+* ``music``: ``phrase_end = "music"``, the default (the phrase end the music tells: a call that fills 4 or 8 bars is
+  answered from their bar line at its grace, 10 ms with exact playing; other calls by the next beat);
 * ``bars``: ``turns = 4`` (the player's 4 bars, then improvd's from the next bar line).
 
 For each, ``first_call`` (the call played to a fresh engine: a call off the white keys waits for the spare LSTM's
