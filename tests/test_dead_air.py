@@ -284,3 +284,18 @@ def test_a_call_silent_from_two_16ths_before_its_bar_line_is_answered_on_it_at_t
     sent, events = run(engine, call(notes), 110)
     assert event(events, "phrase_end").time == pytest.approx(BAR_5)
     assert first_note(sent, 62 * STEP) == pytest.approx(BAR_5)
+
+
+def test_a_call_that_moves_the_key_in_its_last_bars_is_answered_at_its_grace_in_that_key(model):
+    """The call moves from C to sharps in its 3rd bar (F sharp outlasts F), too late for the spare LSTM to catch up
+    at two steps a 16th: in the last bar it hurries to the bar line (at most PRIME_STEPS a tick), and what little is
+    left is heard at the grace. Before, it had not caught up there: two silent 16ths ended the call (step 66)."""
+    notes = [(60, 0, 4), (65, 4, 4), (64, 8, 4), (65, 12, 4), (67, 16, 4), (62, 20, 4), (64, 24, 4), (60, 28, 4)]
+    notes += [(66, 32, 8), (67, 40, 8), (66, 48, 8), (62, 56, 4), (67, 60, 4)]
+    engine = Engine(favouring(model, "_"), Settings(bpm=BPM, min_call_steps=4, phrase_end="music"), seed=1)
+    sent, events = run(engine, call(notes), 110)
+    assert event(events, "phrase_end").time == pytest.approx(BAR_5)
+    silence = Engine(favouring(model, "_"), Settings(bpm=BPM, min_call_steps=4, phrase_end="silence"), seed=1)
+    moved = event(run(silence, call(notes), 110)[1], "response_start").data["transposition"]
+    assert event(events, "response_start").data["transposition"] == moved != 0  # heard in the key it moved to
+    assert first_note(sent, 64 * STEP - 0.001) == pytest.approx(BAR_5)

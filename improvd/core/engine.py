@@ -522,10 +522,12 @@ class Engine:
         call is played; in its silence at least ``least``, and as many more as catch up by the tick before the
         silence's phrase end, or, when the music ends the call sooner (``_over_at``), by that tick (it primes before
         it asks ``_sounds_over``). A first silent step with ticks to spare after it is not yet a silence (a gap of a
-        16th is staccato: SILENT_STEPS)."""
+        16th is staccato: SILENT_STEPS). While the call is played into the last bar of its 4th or 8th, as many as
+        catch up by that bar line's tick (its grace needs the call heard in its key), ``least`` at most."""
         silent = self._buffer.silent_steps
         if not silent:
-            return playing
+            ticks = self._ticks_to_grace()
+            return playing if ticks is None else min(least, max(playing, -(-behind // ticks)))
         ticks = self.settings.phrase_end_steps - silent
         over = self._over_at()
         if over is not None:
@@ -699,6 +701,16 @@ class Engine:
         s = self.settings
         return self.mode == "listening" and s.phrase_end == "music" and s.turns == "phrase" and not s.follow_tempo
 
+    def _ticks_to_grace(self) -> int | None:
+        """In the last bar before the bar line that ends a call's 4th or 8th bar (``_expect_entry``), the ticks from
+        this one to that bar line's, both counted; None elsewhere."""
+        s, step = self.settings, self._grid.step
+        line = next_bar_line(step, s.meter)
+        first = next_bar_line(self._call_first, s.meter)
+        if not self._graced() or not self._call_steps or line - step >= bar_steps(s.meter):
+            return None
+        return line - step + 1 if (line - first) // bar_steps(s.meter) in PHRASE_BARS else None
+
     def _grace(self) -> float:
         """How long after a bar line a note played there may still come: GRACE_MARGIN times as late as the call's
         latest onset (improvd.core.touch.Touch.lateness), within GRACE and a third of a 16th."""
@@ -707,8 +719,8 @@ class Engine:
 
     def _enters_now(self) -> bool:
         """At the bar line's grace: nothing sounds, nothing new was played, and the LSTM hears the call in the key it
-        is answered in (the spare LSTM that heard it so has taken over; not caught up: the silence ends it, as
-        before), the call still the one the grace was set for."""
+        is answered in (the spare LSTM that heard it so takes over, hearing at most PRIME_STEPS left now; further
+        behind, the silence ends the call, as before), the call still the one the grace was set for."""
         if not self._graced():
             return False
         if self._buffer.held or self._buffer.pending_onsets() or self._respond_requested or not self._call_steps:
@@ -718,7 +730,8 @@ class Engine:
         shift, priming = _shift_for(self._buffer.last_note_symbols(), self._stated_key()), self._priming
         if shift == self._shift:
             priming.cancel()  # the call ended in the collection the LSTM hears it in
-        elif priming.shift == shift and priming.done and not self._resting:
+        elif priming.shift == shift and priming.pending <= PRIME_STEPS and not self._resting:
+            priming.finish()  # at most a tick's steps left (``_catch_up`` hurried it to the bar line)
             self._swap()
         else:
             return False
