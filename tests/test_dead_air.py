@@ -107,8 +107,8 @@ def test_notes_released_early_at_the_fourth_bar_line_are_no_phrase_end(model):
 def test_a_beat_of_half_notes_gets_the_first_note_by_the_next_quarter(model):
     """In 4/2 the beat is a half note: a call released 10 ms before its 4th bar line is answered on that bar line,
     as in 4/4; one released after the grace (its silence begun on the bar line: two silent 16ths end it) gets its
-    first note by the next quarter line (step 132, a beat of the answer's grid a player counts in quarters), not the next half-note
-    beat (step 136)."""
+    first note by the next quarter line (step 132, a beat of the answer's grid a player counts in quarters), not the
+    next half-note beat (step 136)."""
     notes = [((60, 65, 64, 71)[k % 4], 8 * k, 8) for k in range(16)]  # 4 bars of 4/2 in half notes, to step 128
     engine = Engine(favouring(model, "_"), Settings(bpm=BPM, min_call_steps=4, meter="4/2", phrase_end="music"), seed=1)
     sent, events = run(engine, call(notes), 200)
@@ -217,7 +217,8 @@ def late(notes: list[tuple[int, float, float]], seconds: float) -> list[tuple[fl
 
 def test_a_note_within_the_grace_continues_the_call(model):
     """A note 8 ms after the 4th bar line (within the 10 ms grace of a call played on the grid) goes on with the
-    call: no answer there, one after its 8th bar (its grace 12 ms, that note the call's latest). Before, the note on the bar line began the 5th bar in any case."""
+    call: no answer there, one after its 8th bar (its grace 12 ms, that note the call's latest). Before, the note on
+    the bar line began the 5th bar in any case."""
     eight_bars = [(p, s + 64, n) for p, s, n in FOUR_BARS]
     messages = sorted(call(FOUR_BARS) + late(eight_bars[:1], 0.008) + call(eight_bars[1:]), key=lambda item: item[0])
     engine = Engine(favouring(model, "_"), Settings(bpm=BPM, min_call_steps=4, phrase_end="music"), seed=1)
@@ -228,8 +229,8 @@ def test_a_note_within_the_grace_continues_the_call(model):
 
 def test_the_grace_is_half_as_late_again_as_the_players_latest_onset(model):
     """A player whose notes land up to 20 ms late gets a grace of 30 ms: a note 25 ms after the 4th bar line goes on
-    with the call, and makes the grace 37.5 ms, after which the silence after the 8th is answered. At most a third of a 16th
-    and 40 ms: at 240 BPM (62.5 ms 16ths) the same player gets 20.8 ms."""
+    with the call, and makes the grace 37.5 ms, after which the silence after the 8th is answered. At most a third
+    of a 16th and 40 ms: at 240 BPM (62.5 ms 16ths) the same player gets 20.8 ms."""
     played = FOUR_BARS + [(p, s + 64, n) for p, s, n in FOUR_BARS]
     messages = call(played[:3]) + late(played[3:4], 0.02) + call(played[4:16]) + late(played[16:17], 0.025)
     messages += call(played[17:])

@@ -22,9 +22,9 @@ The driver's contract (times are floats in seconds on the driver's clock):
   to it); the driver sleeps until ``next_due()`` and sends what ``pop_due(now)``
   returns, in time order; it also wakes the engine at ``next_deadline()`` with
   ``wake(now)`` (the bar line's grace of ``phrase_end = "music"``), having fed the
-  messages that came before it (``feed`` and ``tick`` meet a deadline passed too); ``drop_late(t)`` drops what a stalled driver can no
-  longer play on time (note_ons due before ``t`` and their note_offs). With a
-  ``program``, ``start`` and each change of it or of ``output_channel`` queue a
+  messages that came before it (``feed`` and ``tick`` meet a deadline passed too);
+  ``drop_late(t)`` drops what a stalled driver can no longer play on time
+  (note_ons due before ``t`` and their note_offs). With a ``program``, ``start`` and each change of it or of ``output_channel`` queue a
   program_change there. ``panic``, ``set_enabled(False, t)``, ``stop`` and a
   barge-in clear the queue and return (to send at once) a note_off for every
   sounding note (a barge-in for improvd's own only: the player's notes passed
@@ -54,8 +54,8 @@ forgotten once the silence is long enough. With ``phrase_end = "music"`` a call
 that fills 4 or 8 bars ends on the bar line that ends them when by a grace after it (10-40 ms, from the player's own
 lateness: ``_grace``) no key is down and no note has begun (``_expect_entry``, ``wake``): the answer then starts on
 that bar line, the LSTM drawing its step as the answer's own, its first note at the grace. One that falls silent in
-the last half bar (or beat) before that bar line may end at the tick before it: two silent steps, or as many more as the player's own
-articulation leaves after its last note (``_sounds_over``). With ``turns`` a number of bars, the call
+the last half bar (or beat) before that bar line may end at the tick before it: two silent steps, or as many more as
+the player's own articulation leaves after its last note (``_sounds_over``). With ``turns`` a number of bars, the call
 ends at the tick before the bar line that ends the player's turn, whatever it
 played, and the answer fills as many bars from that bar line.
 
@@ -63,8 +63,8 @@ One timeline. At the phrase-end tick the LSTM has consumed every closed step of
 the call and its silence; it then consumes a hold for the step that opened at
 the tick (already under way, silent) and draws the answer one symbol per
 following grid step, so each answer symbol sounds on the step it was drawn
-for (at the bar line's grace, the step under way is the answer's first: no hold). Before drawing, the engine moves the call onto the white keys by its
-diatonic collection (improvd.core.keys.diatonic_shift), or by the ``key``
+for (at the bar line's grace, the step under way is the answer's first: no hold). Before drawing, the engine
+moves the call onto the white keys by its diatonic collection (improvd.core.keys.diatonic_shift), or by the ``key``
 setting's when one is stated (``_key``); when that move changes, a spare LSTM
 hears the call again in slices while the phrase-end silence passes
 (improvd.core.priming) and takes over. With ``follow_tempo`` the call is heard again on the player's own grid

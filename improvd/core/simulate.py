@@ -1,10 +1,10 @@
 """The engine in simulated time: what a player plays, given to it exactly as the daemon would, without a clock.
 
-Time starts at 0 and moves from grid boundary to grid boundary: at boundary k
-``drive`` feeds the player's messages that came before it (and wakes the engine at its
-deadline between ticks among them: ``Engine.next_deadline``), sends what the engine has due by then, and ticks; ``perform`` plays a call of notes with it. This is the daemon's loop with the waiting
-taken out, so a file gives the same response as the same phrase played live
-(with the same seed), and the same file and seed always give the same response.
+Time starts at 0 and moves from grid boundary to grid boundary: at boundary k ``drive`` feeds the player's messages
+that came before it (and wakes the engine at its deadline between ticks among them: ``Engine.next_deadline``), sends
+what the engine has due by then, and ticks; ``perform`` plays a call of notes with it. This is the daemon's loop with
+the waiting taken out, so a file gives the same response as the same phrase played live (with the same seed), and the
+same file and seed always give the same response.
 """
 
 from __future__ import annotations
