@@ -26,7 +26,8 @@ The driver's contract (times are floats in seconds on the driver's clock):
   ``drop_late(t)`` drops what a stalled driver can no longer play on time
   (note_ons due before ``t`` and their note_offs). With a ``program``, ``start``
   and each change of it or of ``output_channel`` queue a program_change there.
-  ``panic``, ``set_enabled(False, t)``, ``stop`` and a barge-in clear the queue and return (to send at once) a note_off for every
+  ``panic``, ``set_enabled(False, t)``, ``stop`` and a barge-in clear the queue
+  and return (to send at once) a note_off for every
   sounding note (a barge-in for improvd's own only: the player's notes passed
   through sound on while their keys are down); ``panic``, disabling and ``stop``
   add CC 123 and CC 64 = 0 on the output channel. So every note_on sent has its
