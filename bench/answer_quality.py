@@ -1,7 +1,7 @@
 """The answer as a listener hears it, quickly: the two-sample test and the as-played figures of one system on the
 Essen test split, one answer per call (a seed of its own), without evaluate's prediction figures and n-gram.
 
-    PYTHONPATH=. .venv/bin/python bench/answer_quality.py [--calls 293] [--alone] [--gain 1.4]
+    PYTHONPATH=. .venv/bin/python bench/answer_quality.py [--calls 293] [--alone] [--gain 1.4] [--phrase-end music]
 
 Prints one JSON object: the two-sample test against the tunes' real bars 5-8 (training.twosample) and the
 as-played figures beside the real bars' (training.as_played). ``improvd-train evaluate`` gives the same for every
@@ -11,6 +11,7 @@ system with its controls; this is the loop for changing the answer's rules (minu
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 
@@ -27,6 +28,7 @@ def main() -> None:
     parser.add_argument("--model", default="models/essen", help="a model directory (default: %(default)s)")
     parser.add_argument("--calls", type=int, default=300, help="test calls at most (default: %(default)s)")
     parser.add_argument("--alone", action="store_true", help="the LSTM alone (no song cache, no echo)")
+    parser.add_argument("--phrase-end", choices=("silence", "music"), help="phrase_end (default: the setting's)")
     parser.add_argument("--gain", type=float, help=f"answer.ONSET_GAIN (default: {answer_rules.ONSET_GAIN})")
     args = parser.parse_args()
     if args.gain is not None:
@@ -36,6 +38,8 @@ def main() -> None:
     started = time.process_time()
 
     def make(settings, seed):
+        if args.phrase_end is not None:
+            settings = dataclasses.replace(settings, phrase_end=args.phrase_end)
         return Engine(model, settings, seed=seed, memory=not args.alone)
 
     answers = as_played.answers(tests, make, 1)[0]

@@ -6,7 +6,8 @@ models/essen/model.json's ``test_tunes`` (real Essen phrases from music21's corp
 hand-made phrases that end on a bar line and off it. Three ways to take turns:
 
 * ``silence``: ``phrase_end = "silence"`` (before: ``phrase_end_steps`` of silence, the answer from the next bar line);
-* ``music``: ``phrase_end = "music"`` (the phrase end the music tells, the answer from the next beat);
+* ``music``: ``phrase_end = "music"``, the default (the phrase end the music tells: a call that fills 4 or 8 bars is
+  answered from their bar line at its grace, 10 ms with exact playing; other calls by the next beat);
 * ``bars``: ``turns = 4`` (the player's 4 bars, then improvd's from the next bar line).
 
 For each, ``first_call`` (the call played to a fresh engine: a call off the white keys waits for the spare LSTM's
@@ -25,7 +26,9 @@ the player's bars from the player's bar line after its 4th (goal 0: the answer's
 ``false_ends`` (``silence`` and ``music``): the first 8 bars of ``--validation`` tunes of the model's validation
 split (never its test tunes), each played whole as one call with its own rests, legato as written (``gate`` 1) and
 detached (each note released at ``gate`` 0.75 or 0.5 of its length, a 16th early for a quarter at 0.75): the share of
-calls whose phrase end came before their last note off (the answer barging in on a player who had not finished).
+calls whose phrase end came before their last note off (the answer barging in on a player who had not finished);
+``jitter``, the same legato and detached with each onset and release moved off the grid by up to ``JITTER`` (uniform,
+seeded): a late note after a phrase's bar line is what the bar line's grace must wait for.
 Prints one JSON object. Goals (issue 28): ``music`` median <= 1 beat, ``bars`` extra bars 0. About 100 s.
 """
 
@@ -35,6 +38,7 @@ import argparse
 import json
 import math
 import os
+import random
 import statistics
 import sys
 from pathlib import Path
@@ -51,6 +55,7 @@ from improvd.core.simulate import call_messages, drive, notes_of, perform
 CALL_BARS = 4
 PLAYED_BARS = 8  # false ends: each validation tune's first 8 bars, one call
 GATES = (1.0, 0.75, 0.5)  # false ends: each note sounds this share of its written length
+JITTER = 0.015  # seconds: false ends played by a human too: each onset and release this far off the grid at most
 AGAIN_BARS = 8  # the second playing of a call starts this many bars after the first one's end
 MODES = {"silence": {"phrase_end": "silence"}, "music": {"phrase_end": "music"}, "bars": {"turns": CALL_BARS}}
 FOLLOWED = (88.0, 112.0)  # bars_followed: the tempi the calls are played at, with ``bpm`` 100
@@ -232,24 +237,44 @@ def played_tunes(model, bpm: float, tunes: int) -> list[tuple[str, str, list[Pla
     return found
 
 
-def false_ends(model, mode: dict, bpm: float, played: list, seed: int) -> dict:
+def false_ends(model, mode: dict, bpm: float, played: list, seed: int, jitter: float = 0.0) -> dict:
     """For each gate in GATES, the share of ``played`` calls whose first phrase end came before their last note
-    off, and which."""
+    off, and which; with ``jitter``, each onset and release moved by up to that many seconds (seeded)."""
     result = {}
     for gate in GATES:
         early = []
+        rng = random.Random(seed)
         for ident, meter, notes in played:
-            detached = [PlayedNote(n.pitch, n.start, n.start + gate * (n.end - n.start), n.velocity) for n in notes]
+            detached = _keyboard([_played(n, gate, jitter, rng) for n in notes])
             engine = Engine(model, Settings(bpm=bpm, meter=meter, min_call_steps=8, response_bars=4, **mode), seed=seed)
             last_off = max(n.end for n in detached)
-            for boundary in drive(engine, call_messages(detached), round(last_off / engine.step_seconds()) + 1):
-                if any(e.name == "phrase_end" for e in boundary.events):
-                    if boundary.time < last_off - 1e-9:
+            for boundary in drive(engine, call_messages(detached), round(last_off / engine.step_seconds()) + 2):
+                ends = [e.time for e in boundary.events if e.name == "phrase_end"]
+                if ends:
+                    if ends[0] < last_off - 1e-9:
                         early.append(ident)
                     break
         result[f"gate_{gate}"] = {"calls": len(played), "false_end_rate": round(len(early) / len(played), 3)}
         result[f"gate_{gate}"]["false_ends"] = early
     return result
+
+
+def _played(note: PlayedNote, gate: float, jitter: float, rng: random.Random) -> PlayedNote:
+    """``note`` sounding ``gate`` of its length, its onset and release each moved by up to ``jitter`` seconds."""
+    start = note.start + rng.uniform(-jitter, jitter)
+    end = max(start + 0.01, note.start + gate * (note.end - note.start) + rng.uniform(-jitter, jitter))
+    return PlayedNote(note.pitch, max(0.0, start), end, note.velocity)
+
+
+def _keyboard(notes: list[PlayedNote]) -> list[PlayedNote]:
+    """``notes`` as a keyboard plays them: a key is released before it is struck again (a release moved past the
+    next onset of its pitch comes 1 ms before it)."""
+    ordered = sorted(notes, key=lambda n: n.start)
+    played = []
+    for k, note in enumerate(ordered):
+        again = next((n.start for n in ordered[k + 1 :] if n.pitch == note.pitch), math.inf)
+        played.append(PlayedNote(note.pitch, note.start, min(note.end, again - 0.001), note.velocity))
+    return played
 
 
 def _figures(name: str, gaps: list[float], beat: float) -> dict:
@@ -284,6 +309,7 @@ def main() -> None:
         }
         if played and "turns" not in mode:
             report[name]["false_ends"] = false_ends(model, mode, args.bpm, played, args.seed)
+            report[name]["false_ends_jitter"] = false_ends(model, mode, args.bpm, played, args.seed, JITTER)
     report["bars_followed"] = {
         f"at_{tempo:g}": followed_bars(model, tempo, args.tunes, args.seed) for tempo in FOLLOWED
     }

@@ -137,14 +137,28 @@ PHRASE_END_STEPS = 8  # the phrase end also finds the key, the plan, the rules a
 
 
 def steps_a_tick(engine: Engine, performance: list, ticks: int) -> tuple[list[int], int, list]:
-    """The LSTM steps (``Counting``'s) each tick of ``engine`` took, the phrase end's tick and its events."""
-    counts, phrase_end, events = [], None, []
+    """The LSTM steps (``Counting``'s) each tick of ``engine`` took, the phrase end's tick and its events. A phrase
+    end between ticks (``phrase_end = "music"``'s grace: ``Engine.wake``) counts apart from the tick after it, as
+    the daemon's loop does that work apart: its steps are the phrase end's."""
+    counts, phrase_end, events, woken = [], None, [], []
     Counting.steps = 0
+    wake = engine.wake
+
+    def counted_wake(time: float) -> None:
+        before = Counting.steps
+        wake(time)
+        woken.append(Counting.steps - before)
+        Counting.steps = before
+
+    engine.wake = counted_wake
     for k, boundary in enumerate(drive(engine, performance, ticks)):
         counts.append(Counting.steps)
         Counting.steps = 0
         if any(e.name == "phrase_end" for e in boundary.events):
             phrase_end, events = k, boundary.events
+    if any(woken):
+        counts.append(max(woken))  # the wake's own count, after the ticks'
+        phrase_end = len(counts) - 1
     assert phrase_end is not None
     return counts, phrase_end, events
 

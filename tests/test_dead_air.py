@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import mido
 import pytest
 
-from improvd.core.engine import Engine, Settings
+from improvd.core.engine import GRACE, Engine, Settings
 from improvd.core.model import load_model
-from improvd.core.simulate import drive
+from improvd.core.notes import PlayedNote
+from improvd.core.simulate import drive, perform
 from tests.helpers import call, favouring, run
 
 BPM = 120
 STEP = 60 / BPM / 4
 FOUR_BARS = [((60, 65, 64, 71)[k % 4], 4 * k, 4) for k in range(16)]  # quarters on the white keys, to step 64
 TWO_BARS = FOUR_BARS[:8]
+BAR_5 = 64 * STEP + GRACE[0]  # the 4th bar line of FOUR_BARS, and the grace of a call played exactly on the grid
 
 
 @pytest.fixture(scope="module")
@@ -28,17 +31,29 @@ def event(events: list, name: str):
     return next(e for e in events if e.name == name)
 
 
-def test_a_phrase_that_filled_four_bars_is_answered_within_a_beat_not_a_bar(model):
-    """The call fills 4 bars and falls silent on the bar line at step 64: two silent 16ths end the phrase (one is
-    staccato) and the first note comes by the next beat (step 68); with ``"silence"`` 8 silent 16ths, then the next
-    bar line (step 80)."""
+def legato(notes: list[tuple[int, float, float]]) -> list[tuple[float, mido.Message]]:
+    """``notes`` played exactly on the grid, each released on the next one's onset (as evaluate plays a call)."""
+    messages = [(start * STEP, mido.Message("note_on", note=pitch, velocity=90)) for pitch, start, _ in notes]
+    messages += [((start + length) * STEP, mido.Message("note_off", note=pitch)) for pitch, start, length in notes]
+    return sorted(messages, key=lambda item: (item[0], item[1].type == "note_on"))
+
+
+@pytest.mark.parametrize("played", [call, legato], ids=["released 10 ms early", "released on the bar line"])
+def test_a_phrase_that_filled_four_bars_is_answered_on_its_bar_line_late_by_the_grace(model, played):
+    """The call fills 4 bars and nothing sounds or begins by the grace (10 ms, the call played on the grid) after
+    the bar line at step 64: the answer starts on that bar line, the model drawing its downbeat (here forced: it
+    favours holds), the first note late by the grace, the only late one; with ``"silence"`` 8 silent 16ths, then
+    the next bar line (step 80). Before, two silent 16ths ended it (step 66) and the first note came on the next
+    beat (68): bar 5 had no downbeat."""
     holding = favouring(model, "_")  # a model that would hold the silence: its first note is the latest allowed
     music = Engine(holding, Settings(bpm=BPM, min_call_steps=4, response_bars=2, phrase_end="music"), seed=1)
-    sent, events = run(music, call(FOUR_BARS), 110)
-    assert event(events, "phrase_end").time == pytest.approx(66 * STEP)
-    assert first_note(sent, 64 * STEP) == pytest.approx(68 * STEP)
+    sent, events = run(music, played(FOUR_BARS), 110)
+    assert event(events, "phrase_end").time == pytest.approx(BAR_5)
+    assert first_note(sent, 64 * STEP - 0.001) == pytest.approx(BAR_5)
     start = event(events, "response_start").data
-    assert (start["first_step"], start["entry"]) == (67, 64)  # its bars counted from the bar line it enters after
+    assert (start["first_step"], start["entry"]) == (64, 64)
+    ons = sorted(t.time for t in sent if t.message.type == "note_on" and t.message.velocity and t.time > 8.0)
+    assert all(abs(t / STEP - round(t / STEP)) < 1e-9 for t in ons[1:])  # the rest on the grid
     assert event(events, "response_end").time == pytest.approx(96 * STEP)  # two bars: it still ends on a bar line
     silence = Engine(holding, Settings(bpm=BPM, min_call_steps=4, response_bars=2, phrase_end="silence"), seed=1)
     sent, events = run(silence, call(FOUR_BARS), 120)
@@ -48,21 +63,21 @@ def test_a_phrase_that_filled_four_bars_is_answered_within_a_beat_not_a_bar(mode
 
 def test_a_first_call_that_moves_the_key_is_answered_as_soon_as_one_on_the_white_keys(model):
     """The spare LSTM hears a call in G major on the white keys while it is played, so a fresh engine's first call
-    ends at its second silent 16th too. Before, the priming began at the call's second silent 16th and the phrase
-    end waited for it (step 69 at 16 steps a tick)."""
+    ends on its bar line too. Before, the priming began at the call's second silent 16th and the phrase end waited
+    for it (step 69 at 16 steps a tick)."""
     in_g = [((67, 72, 71, 66)[k % 4], 4 * k, 4) for k in range(16)]  # F sharp: the collection of G major
     engine = Engine(favouring(model, "_"), Settings(bpm=BPM, min_call_steps=4, phrase_end="music"), seed=1)
     sent, events = run(engine, call(in_g), 110)
-    assert event(events, "phrase_end").time == pytest.approx(66 * STEP)
+    assert event(events, "phrase_end").time == pytest.approx(BAR_5)
     assert event(events, "response_start").data["transposition"] == 5  # G major moved onto the white keys
-    assert first_note(sent, 64 * STEP) == pytest.approx(68 * STEP)
+    assert first_note(sent, 64 * STEP - 0.001) == pytest.approx(BAR_5)
 
 
 def test_a_pickup_counts_with_the_bar_it_leads_into(model):
     notes = [(59, 8, 8), *((p, s + 16, n) for p, s, n in FOUR_BARS)]  # half a bar of pickup, then 4 bars to 80
     engine = Engine(favouring(model, "_"), Settings(bpm=BPM, min_call_steps=4, phrase_end="music"), seed=1)
     _, events = run(engine, call(notes), 100)
-    assert event(events, "phrase_end").time == pytest.approx(82 * STEP)
+    assert event(events, "phrase_end").time == pytest.approx(80 * STEP + GRACE[0])
 
 
 def test_a_call_that_falls_silent_on_its_last_beat_ends_on_the_bar_line(model):
@@ -80,23 +95,30 @@ def test_a_call_that_falls_silent_on_its_last_beat_ends_on_the_bar_line(model):
 def test_notes_released_early_at_the_fourth_bar_line_are_no_phrase_end(model):
     """A player who releases each quarter a 16th early leaves a 16th of silence before every bar line: at the 4th
     that is the call's own articulation, not its end. One phrase end, after the 8th bar: two silent 16ths (the
-    silence a 16th longer than the call leaves after a quarter). Before, the answer came in after the 4th bar and
-    the player's next note stopped it."""
+    next bar line passes its grace with no note begun. Before, the answer came in after the 4th bar and the player's
+    next note stopped it."""
     detached = [((60, 65, 64, 71)[k % 4], 4 * k, 3) for k in range(32)]  # 8 bars, the last released at step 127
     engine = Engine(favouring(model, "_"), Settings(bpm=BPM, min_call_steps=4, phrase_end="music"), seed=1)
     _, events = run(engine, call(detached), 170)
-    assert [e.time for e in events if e.name == "phrase_end"] == [pytest.approx(129 * STEP)]
+    assert [e.time for e in events if e.name == "phrase_end"] == [pytest.approx(128 * STEP + GRACE[0])]
     assert not any(e.name == "barge_in" for e in events)
 
 
 def test_a_beat_of_half_notes_gets_the_first_note_by_the_next_quarter(model):
-    """In 4/2 the beat is a half note: the answer's first note comes by the next quarter line (step 132, a beat of
-    the answer's grid a player counts in quarters), not the next half-note beat (step 136)."""
+    """In 4/2 the beat is a half note: a call released 10 ms before its 4th bar line is answered on that bar line,
+    as in 4/4; one released after the grace (its silence begun on the bar line: two silent 16ths end it) gets its
+    first note by the next quarter line (step 132, a beat of the answer's grid a player counts in quarters), not the
+    next half-note beat (step 136)."""
     notes = [((60, 65, 64, 71)[k % 4], 8 * k, 8) for k in range(16)]  # 4 bars of 4/2 in half notes, to step 128
     engine = Engine(favouring(model, "_"), Settings(bpm=BPM, min_call_steps=4, meter="4/2", phrase_end="music"), seed=1)
     sent, events = run(engine, call(notes), 200)
+    assert event(events, "phrase_end").time == pytest.approx(128 * STEP + GRACE[0])
+    assert first_note(sent, 128 * STEP - 0.001) == pytest.approx(128 * STEP + GRACE[0])
+    held = [*notes[:-1], (notes[-1][0], notes[-1][1], 8.24)]  # released 20 ms after the bar line: past the grace
+    engine = Engine(favouring(model, "_"), Settings(bpm=BPM, min_call_steps=4, meter="4/2", phrase_end="music"), seed=1)
+    sent, events = run(engine, call(held), 200)
     assert event(events, "phrase_end").time == pytest.approx(130 * STEP)
-    assert first_note(sent, 128 * STEP) == pytest.approx(132 * STEP)
+    assert first_note(sent, 129 * STEP) == pytest.approx(132 * STEP)
 
 
 def test_a_silence_in_the_last_half_bar_ends_the_call_on_the_bar_line(model):
@@ -124,7 +146,7 @@ def test_a_rest_after_two_bars_or_a_two_bar_call_waits_for_the_silence(model):
     rest = [*FOUR_BARS[:8], *FOUR_BARS[9:]]  # silent from the bar line at step 32 to 36
     engine = Engine(favouring(model, "_"), Settings(bpm=BPM, min_call_steps=4, phrase_end="music"), seed=1)
     _, events = run(engine, call(rest), 100)
-    assert [e.time for e in events if e.name == "phrase_end"] == [pytest.approx(66 * STEP)]
+    assert [e.time for e in events if e.name == "phrase_end"] == [pytest.approx(BAR_5)]
     short = Engine(favouring(model, "_"), Settings(bpm=BPM, min_call_steps=4, phrase_end="music"), seed=1)
     _, events = run(short, call(FOUR_BARS[:8]), 60)  # two bars, silent from step 32
     assert event(events, "phrase_end").time == pytest.approx(40 * STEP)
@@ -135,7 +157,7 @@ def test_a_long_note_never_ends_the_phrase_early(model):
     long_note = [*FOUR_BARS[:4], (67, 16, 16), *FOUR_BARS[8:]]
     engine = Engine(favouring(model, "_"), Settings(bpm=BPM, min_call_steps=4, phrase_end="music"), seed=1)
     _, events = run(engine, call(long_note), 100)
-    assert [e.time for e in events if e.name == "phrase_end"] == [pytest.approx(66 * STEP)]
+    assert [e.time for e in events if e.name == "phrase_end"] == [pytest.approx(BAR_5)]
     assert not any(e.name == "barge_in" for e in events)
 
 
@@ -186,3 +208,95 @@ def test_a_note_on_the_last_16th_of_a_turn_neither_stops_the_answer_nor_starts_a
     starts = [e.data["first_step"] for e in events if e.name == "response_start"]
     assert starts == [16, 48]  # the player's second turn, from the bar line after improvd's, answered after it
     assert first_note(sent, 15 * STEP) == pytest.approx(16 * STEP)
+
+
+def late(notes: list[tuple[int, float, float]], seconds: float) -> list[tuple[float, mido.Message]]:
+    """``notes`` as ``call`` plays them, each onset ``seconds`` late."""
+    return [(t + seconds if m.type == "note_on" else t, m) for t, m in call(notes)]
+
+
+def test_a_note_within_the_grace_continues_the_call(model):
+    """A note 8 ms after the 4th bar line (within the 10 ms grace of a call played on the grid) goes on with the
+    call: no answer there, one after its 8th bar (its grace 12 ms, that note the call's latest). Before, the note on
+    the bar line began the 5th bar in any case."""
+    eight_bars = [(p, s + 64, n) for p, s, n in FOUR_BARS]
+    messages = sorted(call(FOUR_BARS) + late(eight_bars[:1], 0.008) + call(eight_bars[1:]), key=lambda item: item[0])
+    engine = Engine(favouring(model, "_"), Settings(bpm=BPM, min_call_steps=4, phrase_end="music"), seed=1)
+    _, events = run(engine, messages, 170)
+    assert [e.time for e in events if e.name == "phrase_end"] == [pytest.approx(128 * STEP + 0.012)]
+    assert not any(e.name == "barge_in" for e in events)
+
+
+def test_the_grace_is_half_as_late_again_as_the_players_latest_onset(model):
+    """A player whose notes land up to 20 ms late gets a grace of 30 ms: a note 25 ms after the 4th bar line goes on
+    with the call, and makes the grace 37.5 ms, after which the silence after the 8th is answered. At most a third
+    of a 16th and 40 ms: at 240 BPM (62.5 ms 16ths) the same player gets 20.8 ms."""
+    played = FOUR_BARS + [(p, s + 64, n) for p, s, n in FOUR_BARS]
+    messages = call(played[:3]) + late(played[3:4], 0.02) + call(played[4:16]) + late(played[16:17], 0.025)
+    messages += call(played[17:])
+    engine = Engine(favouring(model, "_"), Settings(bpm=BPM, min_call_steps=4, phrase_end="music"), seed=1)
+    sent, events = run(engine, sorted(messages, key=lambda item: item[0]), 170)
+    assert [e.time for e in events if e.name == "phrase_end"] == [pytest.approx(128 * STEP + 0.0375)]
+    assert first_note(sent, 128 * STEP) == pytest.approx(128 * STEP + 0.0375)
+    fast = Engine(favouring(model, "_"), Settings(bpm=240, min_call_steps=4, phrase_end="music"), seed=1)
+    quick = 60 / 240 / 4
+    messages = [(t / STEP * quick, m) for t, m in call(FOUR_BARS)]
+    messages[6] = (messages[6][0] + 0.02, messages[6][1])  # the 4th note_on, 20 ms late
+    _, events = run(fast, sorted(messages, key=lambda item: item[0]), 110)
+    assert event(events, "phrase_end").time == pytest.approx(64 * quick + quick / 3)
+
+
+def test_a_note_after_the_grace_barges_in_on_the_answer_begun(model):
+    """A note 20 ms after the 4th bar line comes after the 10 ms grace: the answer began on the bar line (its first
+    note at the grace), and the note stops it as any note played over an answer does; the call goes on and is
+    answered after its 8th bar."""
+    eight_bars = [(p, s + 64, n) for p, s, n in FOUR_BARS]
+    messages = sorted(call(FOUR_BARS) + late(eight_bars[:1], 0.02) + call(eight_bars[1:]), key=lambda item: item[0])
+    engine = Engine(favouring(model, "_"), Settings(bpm=BPM, min_call_steps=4, phrase_end="music"), seed=1)
+    sent, events = run(engine, messages, 170)
+    ends = [e.time for e in events if e.name == "phrase_end"]
+    assert ends == [pytest.approx(BAR_5), pytest.approx(128 * STEP + 0.03)]  # a grace from that late note now
+    assert event(events, "barge_in").time == pytest.approx(64 * STEP + 0.02)
+    assert first_note(sent, 64 * STEP - 0.001) == pytest.approx(BAR_5)  # sounded, then released by the barge-in
+    assert [t.time for t in sent if t.message.type == "note_off" and t.source == "improvd"][:1] == [
+        pytest.approx(64 * STEP + 0.02)
+    ]
+
+
+def test_a_file_that_rests_on_its_fifth_downbeat_is_answered_after_its_last_note(model):
+    """``improvd continue`` and evaluate hold the call whole: an 8-bar call whose 5th bar opens with a rest is not
+    ended on its 4th bar line by the grace (nor by its silence), but after its 8th. Before, the answer began on the
+    4th bar line and the file's next note stopped it (its notes left in the response)."""
+    rests = [(p, s, n) for p, s, n in FOUR_BARS] + [(p, s + 64, n) for p, s, n in FOUR_BARS[1:]]  # silent 64 to 68
+    notes = [PlayedNote(p, s * STEP, (s + n) * STEP, 90) for p, s, n in rests]
+    engine = Engine(favouring(model, "_"), Settings(bpm=BPM, min_call_steps=4, response_bars=2), seed=1)
+    performance = perform(engine, notes)
+    assert [e.time for e in performance.events if e.name == "phrase_end"] == [pytest.approx(128 * STEP + GRACE[0])]
+    assert not any(e.name == "barge_in" for e in performance.events)
+    assert min(n.start for n in performance.response) == pytest.approx(128 * STEP + GRACE[0])
+
+
+def test_a_call_silent_from_two_16ths_before_its_bar_line_is_answered_on_it_at_the_grace(model):
+    """Released two 16ths before the 4th bar line (an 8th rest closes the phrase): its silence is long enough at the
+    bar line's tick, and the grace answers from that bar line, the first note there. Before, the bar line's tick
+    answered from the 16th after it, the first note a beat in (step 68)."""
+    notes = [*FOUR_BARS[:-1], (71, 60, 2)]  # released at step 62
+    engine = Engine(favouring(model, "_"), Settings(bpm=BPM, min_call_steps=4, phrase_end="music"), seed=1)
+    sent, events = run(engine, call(notes), 110)
+    assert event(events, "phrase_end").time == pytest.approx(BAR_5)
+    assert first_note(sent, 62 * STEP) == pytest.approx(BAR_5)
+
+
+def test_a_call_that_moves_the_key_in_its_last_bars_is_answered_at_its_grace_in_that_key(model):
+    """The call moves from C to sharps in its 3rd bar (F sharp outlasts F), too late for the spare LSTM to catch up
+    at two steps a 16th: in the last bar it hurries to the bar line (at most PRIME_STEPS a tick), and what little is
+    left is heard at the grace. Before, it had not caught up there: two silent 16ths ended the call (step 66)."""
+    notes = [(60, 0, 4), (65, 4, 4), (64, 8, 4), (65, 12, 4), (67, 16, 4), (62, 20, 4), (64, 24, 4), (60, 28, 4)]
+    notes += [(66, 32, 8), (67, 40, 8), (66, 48, 8), (62, 56, 4), (67, 60, 4)]
+    engine = Engine(favouring(model, "_"), Settings(bpm=BPM, min_call_steps=4, phrase_end="music"), seed=1)
+    sent, events = run(engine, call(notes), 110)
+    assert event(events, "phrase_end").time == pytest.approx(BAR_5)
+    silence = Engine(favouring(model, "_"), Settings(bpm=BPM, min_call_steps=4, phrase_end="silence"), seed=1)
+    moved = event(run(silence, call(notes), 110)[1], "response_start").data["transposition"]
+    assert event(events, "response_start").data["transposition"] == moved != 0  # heard in the key it moved to
+    assert first_note(sent, 64 * STEP - 0.001) == pytest.approx(BAR_5)

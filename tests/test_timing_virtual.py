@@ -36,7 +36,7 @@ def daemon_loop(engine: Engine, virtual: VirtualTime, sent: list, reports: list,
     )
 
 
-FOUR_BARS = [((60, 65, 64, 71)[k % 4], 4 * k, 4) for k in range(16)]  # quarters to step 64: "music" ends it at 65
+FOUR_BARS = [((60, 65, 64, 71)[k % 4], 4 * k, 4) for k in range(16)]  # quarters to step 64: "music" ends it there
 
 
 @pytest.mark.parametrize(
@@ -83,6 +83,36 @@ def test_the_loop_answers_a_call_exactly_as_the_simulated_driver_does(tiny_model
     assert any(data[0] & 0xF0 == 0x90 for _, data in expected)  # the driver answered
     assert [data for _, data in notes] == [data for _, data in expected]
     assert [t for t, _ in notes] == pytest.approx([t for t, _ in expected], abs=1e-9)
+
+
+@pytest.mark.parametrize(("late", "answered"), [(None, True), (0.005, False)], ids=["silent", "a note in the grace"])
+def test_the_loop_wakes_for_the_bar_lines_grace_between_ticks(tiny_model_dir, late, answered):
+    """A call of 4 bars released on its bar line with ``phrase_end = "music"``: the loop wakes at the grace after the
+    bar line (10 ms: the call played on the grid), not at the next tick, and the answer's first note goes out then,
+    at the same time as improvd.core.simulate.drive sends it. A note played 5 ms after the bar line reaches the loop
+    before it decides (the look before it, as before a tick) and continues the call."""
+    model = load_model(tiny_model_dir)
+    settings = Settings(bpm=BPM, min_call_steps=4, response_bars=2, phrase_end="music", thru=False)
+    extra = [] if late is None else [(64 * STEP + late, mido.Message("note_on", note=60, velocity=90))]
+    messages = sorted(call(FOUR_BARS) + extra, key=lambda item: item[0])
+    expected = [t.time for b in drive(Engine(model, settings, seed=7), messages, 70) for t in b.sent if t.time > 8.0]
+    clock = VirtualTime(-START_DELAY)
+    sent, reports, pending = [], [], list(messages)
+
+    def hand_on() -> bool:
+        heard = False
+        while pending and pending[0][0] < clock.now():
+            time, message = pending.pop(0)
+            timing.feed(message, time)
+            heard = True
+        return heard
+
+    timing = daemon_loop(Engine(model, settings, seed=7), clock, sent, reports, before_tick=hand_on)
+    timing.begin()
+    timing.run_until(70 * STEP)
+    ons = [t for t, data in sent if data[0] & 0xF0 == 0x90 and data[2] and t > 64 * STEP - 1e-9]
+    assert (ons[:1] == [pytest.approx(64 * STEP + 0.010, abs=1e-9)]) is answered
+    assert [t for t, data in sent if t > 8.0 and data[0] & 0xF0 in (0x80, 0x90)] == pytest.approx(expected, abs=1e-9)
 
 
 def test_midi_clock_ticks_the_engine_every_sixth_pulse_and_its_tempo_is_followed(tiny_model_dir):

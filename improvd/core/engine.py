@@ -20,11 +20,14 @@ The driver's contract (times are floats in seconds on the driver's clock):
   then the barge-in releases; usually [].
 * Output is queued inside the engine with the time it is due (``schedule`` adds
   to it); the driver sleeps until ``next_due()`` and sends what ``pop_due(now)``
-  returns, in time order; ``drop_late(t)`` drops what a stalled driver can no
-  longer play on time (note_ons due before ``t`` and their note_offs). With a
-  ``program``, ``start`` and each change of it or of ``output_channel`` queue a
-  program_change there. ``panic``, ``set_enabled(False, t)``, ``stop`` and a
-  barge-in clear the queue and return (to send at once) a note_off for every
+  returns, in time order; it also wakes the engine at ``next_deadline()`` with
+  ``wake(now)`` (the bar line's grace of ``phrase_end = "music"``), having fed the
+  messages that came before it (``feed`` and ``tick`` meet a deadline passed too);
+  ``drop_late(t)`` drops what a stalled driver can no longer play on time
+  (note_ons due before ``t`` and their note_offs). With a ``program``, ``start``
+  and each change of it or of ``output_channel`` queue a program_change there.
+  ``panic``, ``set_enabled(False, t)``, ``stop`` and a barge-in clear the queue
+  and return (to send at once) a note_off for every
   sounding note (a barge-in for improvd's own only: the player's notes passed
   through sound on while their keys are down); ``panic``, disabling and ``stop``
   add CC 123 and CC 64 = 0 on the output channel. So every note_on sent has its
@@ -49,9 +52,11 @@ silent steps (no key down and no note held by the pedal) after a call of at
 least ``min_call_steps`` played steps, at the first tick after ``respond_now``,
 or when the call reaches ``max_call_steps``. A call too short to answer is
 forgotten once the silence is long enough. With ``phrase_end = "music"`` a call
-that fills 4 or 8 bars and falls silent in the last half bar (or beat) before
-the bar line that ends them ends sooner: two silent steps, or as many more as the player's own
-articulation leaves after its last note (``_sounds_over``). With ``turns`` a number of bars, the call
+that fills 4 or 8 bars ends on the bar line that ends them when by a grace after it (10-40 ms, from the player's own
+lateness: ``_grace``) no key is down and no note has begun (``_expect_entry``, ``wake``): the answer then starts on
+that bar line, the LSTM drawing its step as the answer's own, its first note at the grace. One that falls silent in
+the last half bar (or beat) before that bar line may end at the tick before it: two silent steps, or as many more as
+the player's own articulation leaves after its last note (``_sounds_over``). With ``turns`` a number of bars, the call
 ends at the tick before the bar line that ends the player's turn, whatever it
 played, and the answer fills as many bars from that bar line; followed, that bar line is the player's, where the
 tempo fitted to the turn's onsets so far puts it (``_turn_ends_in``).
@@ -60,8 +65,8 @@ One timeline. At the phrase-end tick the LSTM has consumed every closed step of
 the call and its silence; it then consumes a hold for the step that opened at
 the tick (already under way, silent) and draws the answer one symbol per
 following grid step, so each answer symbol sounds on the step it was drawn
-for. Before drawing, the engine moves the call onto the white keys by its
-diatonic collection (improvd.core.keys.diatonic_shift), or by the ``key``
+for (at the bar line's grace, the step under way is the answer's first: no hold). Before drawing, the engine
+moves the call onto the white keys by its diatonic collection (improvd.core.keys.diatonic_shift), or by the ``key``
 setting's when one is stated (``_key``); when that move changes, a spare LSTM
 hears the call again in slices while the phrase-end silence passes
 (improvd.core.priming) and takes over. With ``follow_tempo`` the call is heard again on the player's own grid
@@ -172,6 +177,8 @@ ALL_NOTES_OFF = 123
 HEARD_MESSAGES = 256  # the call's last messages kept for following its tempo (128 notes; the phrase end replays them)
 COMPOUND_STEPS = 6  # 16ths in a compound metre's beat (a dotted quarter: 6/8, 9/8, 12/8)
 PHRASE_BARS = (4, 8)  # phrase_end = "music": a call that fills this many bars may end by its silence (``_over_at``)
+GRACE = (0.010, 0.040)  # seconds: the bar line's grace (``_grace``) at least, and at most (or a third of a 16th)
+GRACE_MARGIN = 1.5  # ... else this many times as late as the call's latest onset
 FOLLOW_AHEAD = 4  # clock = "follow" with ``aside``: the follow work starts this many 16ths before the phrase end due
 FOLLOW_WAIT = 2  # ... and a phrase end it was not started for waits this many 16ths for it (``_wait_for_follow``)
 
@@ -260,6 +267,8 @@ class Engine:
         self._answered: list[str] = []  # the call being answered: remembered when its answer ends
         self._answered_at = (0, 16)  # its first step's place in its bar, and the bar's steps
         self._call_first = 0  # the grid step of the call's first note
+        self._entry_at: float | None = None  # phrase_end = "music": when the call may be over on its bar line
+        self._entry_time = -math.inf  # an answer that entered on that bar line: its first note sounds then
         self._load(model)
 
     # --- model and state -----------------------------------------------------
@@ -426,6 +435,7 @@ class Engine:
         return self._grid.snap(time, self.step_seconds())
 
     def tick(self, time: float) -> None:
+        self.wake(time)
         predicted = self.next_boundary()
         closed = self._grid.advance(time)
         if closed is None:
@@ -475,6 +485,7 @@ class Engine:
         else:
             self._take_late()
             self._follow_ahead(time)
+            self._expect_entry(time)
 
     def _prime_ahead(self, symbol: str) -> bool:
         """While the call sounds, the spare LSTM hears it on the white keys of the collection that holds most of its
@@ -515,10 +526,12 @@ class Engine:
         call is played; in its silence at least ``least``, and as many more as catch up by the tick before the
         silence's phrase end, or, when the music ends the call sooner (``_over_at``), by that tick (it primes before
         it asks ``_sounds_over``). A first silent step with ticks to spare after it is not yet a silence (a gap of a
-        16th is staccato: SILENT_STEPS)."""
+        16th is staccato: SILENT_STEPS). While the call is played into the last bar of its 4th or 8th, as many as
+        catch up by that bar line's tick (its grace needs the call heard in its key), ``least`` at most."""
         silent = self._buffer.silent_steps
         if not silent:
-            return playing
+            ticks = self._ticks_to_grace()
+            return playing if ticks is None else min(least, max(playing, -(-behind // ticks)))
         ticks = self.settings.phrase_end_steps - silent
         over = self._over_at()
         if over is not None:
@@ -617,6 +630,8 @@ class Engine:
         over = self._over_at()
         if over is None or self._grid.step < over:
             return False
+        if over % bar_steps(self.settings.meter) == 0 and self._graced():
+            return False  # over at its bar line's tick: the bar line's grace answers from that line (_expect_entry)
         if self.settings.follow_tempo:
             return True  # its phrase end hears the call again anyway
         shift = _shift_for(self._buffer.last_note_symbols(), self._stated_key())
@@ -687,6 +702,84 @@ class Engine:
         self._turn_next = TurnFit(*key)
         self._aside(self._turn_next)
 
+    # --- the bar line's grace ---------------------------------------------------
+
+    def next_deadline(self) -> float | None:
+        """When the driver must call ``wake`` between ticks (its time, or later; feeding a message at or after it and
+        the next tick do it too), or None: with ``phrase_end = "music"``, the bar line's grace after a call that
+        filled its 4th or 8th bar (``_expect_entry``)."""
+        return self._entry_at
+
+    def wake(self, time: float) -> None:
+        """The driver's time is ``time``: a deadline at or before it is met, at the deadline's own time (so a late
+        wake-up answers as a timely one would, its first note as late as it woke); otherwise nothing happens."""
+        due = self._entry_at
+        if due is None or time < due:
+            return
+        self._entry_at = None
+        if self._enters_now():
+            self._respond(due, early=True)
+
+    def _expect_entry(self, time: float) -> None:
+        """At the tick of the bar line (at ``time``) that ends a call's 4th or 8th bar (counted as ``_over_at``
+        counts them) with its silence, if any, begun in the half bar (or beat) before it: the call is over if by
+        ``_grace`` after the bar line no key is down and no note has begun (``wake``). The answer then starts on
+        that bar line, the LSTM drawing the bar line's step as its own (it has heard the call up to the bar line,
+        not the bar line's 16th as a rest), its first note late by the grace. A note that comes later barges in."""
+        self._entry_at = None
+        s, step = self.settings, self._grid.step
+        bar, beat = bar_steps(s.meter), beat_steps(s.meter)
+        silent = self._buffer.silent_steps
+        if not self._graced():
+            return
+        if step % bar or (step - next_bar_line(self._call_first, s.meter)) // bar not in PHRASE_BARS:
+            return
+        if silent > max(beat, bar // 2) or self._call_steps - silent < s.min_call_steps or self._respond_requested:
+            return
+        self._entry_at = time + self._grace()
+
+    def _graced(self) -> bool:
+        """Whether a call may end at its bar line's grace: listening, with ``phrase_end = "music"``, answering each
+        phrase, not following the player's tempo (its phrase end hears the call again on the player's grid)."""
+        s = self.settings
+        return self.mode == "listening" and s.phrase_end == "music" and s.turns == "phrase" and not s.follow_tempo
+
+    def _ticks_to_grace(self) -> int | None:
+        """In the last bar before the bar line that ends a call's 4th or 8th bar (``_expect_entry``), the ticks from
+        this one to that bar line's, both counted; None elsewhere."""
+        s, step = self.settings, self._grid.step
+        line = next_bar_line(step, s.meter)
+        first = next_bar_line(self._call_first, s.meter)
+        if not self._graced() or not self._call_steps or line - step >= bar_steps(s.meter):
+            return None
+        return line - step + 1 if (line - first) // bar_steps(s.meter) in PHRASE_BARS else None
+
+    def _grace(self) -> float:
+        """How long after a bar line a note played there may still come: GRACE_MARGIN times as late as the call's
+        latest onset (improvd.core.touch.Touch.lateness), within GRACE and a third of a 16th."""
+        step = self.step_seconds()
+        return min(max(GRACE[0], GRACE_MARGIN * self._touch.lateness() * step), GRACE[1], step / 3)
+
+    def _enters_now(self) -> bool:
+        """At the bar line's grace: nothing sounds, nothing new was played, and the LSTM hears the call in the key it
+        is answered in (the spare LSTM that heard it so takes over, hearing at most PRIME_STEPS left now; further
+        behind, the silence ends the call, as before), the call still the one the grace was set for."""
+        if not self._graced():
+            return False
+        if self._buffer.held or self._buffer.pending_onsets() or self._respond_requested or not self._call_steps:
+            return False
+        if self._styles is not None and not self._styles.caught_up:
+            return False
+        shift, priming = _shift_for(self._buffer.last_note_symbols(), self._stated_key()), self._priming
+        if shift == self._shift:
+            priming.cancel()  # the call ended in the collection the LSTM hears it in
+        elif priming.shift == shift and priming.pending <= PRIME_STEPS and not self._resting:
+            priming.finish()  # at most a tick's steps left (``_catch_up`` hurried it to the bar line)
+            self._swap()
+        else:
+            return False
+        return True
+
     # --- responding ------------------------------------------------------------
 
     def respond_now(self) -> None:
@@ -699,8 +792,9 @@ class Engine:
         else:
             self._events.append(Event(self._grid.step_start, "respond_ignored", {"reason": "nothing played yet"}))
 
-    def _respond(self, time: float) -> None:
-        """The phrase end: plan the answer, fix its rules, and draw (and queue) its first slice."""
+    def _respond(self, time: float, early: bool = False) -> None:
+        """The phrase end: plan the answer, fix its rules, and draw (and queue) its first slice. ``early``: at the
+        bar line's grace (``wake``), the answer from the open step, its first note no sooner than ``time``."""
         if self._wait_for_follow(time):
             return
         self._respond_requested = False
@@ -719,8 +813,10 @@ class Engine:
             self._rekey(shift)
         bar = bar_steps(self.settings.meter)  # the earlier calls heard in this call's key and metre
         self._recall.attune(shift, self._index_of, offset, present=call, bar=bar)
-        self._feed_lstm(HOLD)  # the step that opened at this tick sounds as the call's silence going on
-        plan = self._plan(self._grid.step + 1)
+        if not early:
+            self._feed_lstm(HOLD)  # the step that opened at this tick sounds as the call's silence going on
+        self._entry_time = time if early else -math.inf
+        plan = self._plan(self._grid.step + (0 if early else 1))
         s = self.settings
         rules = Rules(
             in_key=collection_mask(self.model.vocabulary.symbols, self._playable, call, shift, s.range, offset),
@@ -994,7 +1090,7 @@ class Engine:
         if symbol == HOLD and held is not None and held[1] + held[2] == step:
             self._open_note = (held[0], held[1], held[2] + 1, held[3])
             return
-        on = self._step_time(position) + self._groove_shift(step) * self.step_seconds()
+        on = max(self._entry_time, self._step_time(position) + self._groove_shift(step) * self.step_seconds())
         self._close_note(on if is_pitch(symbol) else math.inf)
         if is_pitch(symbol):
             s = self.settings
@@ -1043,6 +1139,7 @@ class Engine:
         message on the player's channel, its notes kept apart from improvd's so that panic, disabling and Stop
         release them and a barge-in does not), then the barge-in releases; usually []. The release of a note
         passed through goes on after ``thru`` is turned off."""
+        self.wake(time)
         passed = []
         key = (getattr(message, "channel", None), getattr(message, "note", None))
         if hasattr(message, "channel") and (self.settings.thru or (_is_release(message) and key in self._passed)):

@@ -223,9 +223,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "phrase_end",
         "choice",
-        "music (a phrase that fills 4 or 8 bars ends at their bar line after two silent 16ths, or longer if you "
-        "play detached; the answer by the next beat) or silence (phrase_end_steps of silence, the answer from the "
-        "next bar line)",
+        "music (a phrase that fills 4 or 8 bars ends on the bar line that ends them when nothing sounds or begins "
+        "within a few ms of it, the answer from that bar line; other phrases as silence, the answer by the next "
+        "beat) or silence (phrase_end_steps of silence, the answer from the next bar line)",
         words=("music", "silence"),
         sources=STEERED,
     ),

@@ -23,7 +23,7 @@ class Settings:
     top_p: float | None = None
     bpm: float = 120.0
     phrase_end_steps: int = 8
-    phrase_end: str = "silence"  # "music": the phrase end the music tells, the answer from the next beat
+    phrase_end: str = "music"  # the phrase end the music tells (its bar line); "silence": phrase_end_steps of it
     turns: int | str = "phrase"  # a number: trade that many bars
     min_call_steps: int = 8
     max_call_steps: int = 0

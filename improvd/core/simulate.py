@@ -1,10 +1,10 @@
 """The engine in simulated time: what a player plays, given to it exactly as the daemon would, without a clock.
 
-Time starts at 0 and moves from grid boundary to grid boundary: at boundary k
-``drive`` feeds the player's messages that came before it, sends what the
-engine has due by then, and ticks; ``perform`` plays a call of notes with it. This is the daemon's loop with the waiting
-taken out, so a file gives the same response as the same phrase played live
-(with the same seed), and the same file and seed always give the same response.
+Time starts at 0 and moves from grid boundary to grid boundary: at boundary k ``drive`` feeds the player's messages
+that came before it (and wakes the engine at its deadline between ticks among them: ``Engine.next_deadline``), sends
+what the engine has due by then, and ticks; ``perform`` plays a call of notes with it. This is the daemon's loop with
+the waiting taken out, so a file gives the same response as the same phrase played live (with the same seed), and the
+same file and seed always give the same response.
 """
 
 from __future__ import annotations
@@ -73,11 +73,23 @@ def drive(
         sent: list[Timed] = []
         while pending and pending[0][0] < boundary:
             time, message = pending.popleft()
+            sent += _woken(engine, time)
             sent += engine.feed(message, time)
+        sent += _woken(engine, boundary)
         sent += engine.pop_due(boundary)
         engine.tick(boundary)
         yield Boundary(boundary, sent, engine.drain_events())
         k += 1
+
+
+def _woken(engine: Engine, time: float) -> list[Timed]:
+    """The engine's deadline between ticks met by ``time`` (``Engine.next_deadline``), as the daemon's loop wakes
+    for it: what it queued by then is sent, before a message played after the deadline is heard."""
+    deadline = engine.next_deadline()
+    if deadline is None or deadline > time:
+        return []
+    engine.wake(deadline)
+    return engine.pop_due(time)
 
 
 def _step_limit(engine: Engine, call: list[PlayedNote]) -> int:
@@ -94,19 +106,24 @@ def _step_limit(engine: Engine, call: list[PlayedNote]) -> int:
 
 
 def perform(engine: Engine, call: list[PlayedNote]) -> Performance:
-    """Play ``call`` to ``engine`` (fresh, not yet started) and collect its response."""
+    """Play ``call`` to ``engine`` (fresh, not yet started) and collect its response. The call is held whole: no
+    rest inside it ends it (by its length, nor ``phrase_end = "music"``'s bar lines before its last onset)."""
     if not call:
         raise OfflineError("the call holds no notes")
     messages = call_messages(call)
-    last = messages[-1][0]
+    last, last_onset = messages[-1][0], max(n.start for n in call)
     sent: list[Timed] = []
     events: list[Event] = []
     answered = False
-    wanted = engine.settings.phrase_end_steps
+    wanted, rule = engine.settings.phrase_end_steps, engine.settings.phrase_end
     inner = min(_longest_rest(call, engine.step_seconds()) + 1, BY_NAME["phrase_end_steps"].high)
     if inner > wanted:  # a rest inside the call is not its end: the file holds the call whole
         engine.update(phrase_end_steps=inner)
+    if rule != "silence" and last_onset > 0:
+        engine.update(phrase_end="silence")  # ... nor a bar line before its last note
     for boundary in drive(engine, messages, _step_limit(engine, call)):
+        if engine.settings.phrase_end != rule and boundary.time >= last_onset:
+            engine.update(phrase_end=rule)  # the last note is fed before the next tick: no rest follows inside
         if engine.settings.phrase_end_steps != wanted and boundary.time > last:
             engine.update(phrase_end_steps=wanted)  # every message fed: the pause after it ends the phrase
         sent += boundary.sent

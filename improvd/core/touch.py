@@ -51,6 +51,11 @@ class Touch:
         """A melody onset on grid step ``step``, played ``deviation`` steps after it (negative: before)."""
         self._onsets.append((step, velocity, deviation))
 
+    def lateness(self) -> float:
+        """How late the call's onsets land after their grid lines: the latest of those remembered, in steps (0 for
+        none played late)."""
+        return max([0.0, *(d for _, _, d in self._onsets)])
+
     def velocity(self, step: int, meter: str) -> int:
         """An answer note's velocity at grid step ``step``: the call's level plus its accent at that place."""
         if not self._onsets:

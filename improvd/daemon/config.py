@@ -56,7 +56,7 @@ class Config:
     temperature: float = 1.0
     top_p: float = 1.0
     phrase_end_steps: int = 8
-    phrase_end: str = "silence"
+    phrase_end: str = "music"
     turns: int | str = "phrase"  # a number: trade that many bars
     min_call_steps: int = 8
     max_call_steps: int = 0

@@ -2,7 +2,8 @@
 
 ``TimingThread`` drains player input, clock bytes, settings changes and actions
 from the other threads between sends, ticks the engine at each grid step (from
-the internal clock or MIDI clock) and sends each queued message at its due time.
+the internal clock or MIDI clock) and sends each queued message at its due time; between ticks it wakes the engine
+at its deadline (``next_deadline``: the bar line's grace), the input queued before it heard first.
 Its time (``SystemTime``: now, sleep-until, wait) is a parameter, so tests run
 its real code in virtual time. Nothing it holds is shared with slow work: the
 lateness statistics (``LatenessStats``) are recorded without a lock, changes
@@ -269,6 +270,8 @@ class TimingThread(threading.Thread):
         self.collector.hold(self.quiet.next_send - COLLECTOR_AHEAD <= now)
         if self._pulses and self._pulses[0] - SPIN_SECONDS <= now:
             self._send_pulse()
+        elif (deadline := self.engine.next_deadline()) is not None and deadline <= now:
+            self._wake_engine()
         elif due is not None and due - SPIN_SECONDS <= now:
             self._send_due(due)
         elif self.internal is not None and self.internal.next_boundary <= now:
@@ -310,6 +313,8 @@ class TimingThread(threading.Thread):
             deadline = min(deadline, self._pulses[0] - SPIN_SECONDS)
         if self.internal is not None:
             deadline = min(deadline, self.internal.next_boundary)
+        if (engine := self.engine.next_deadline()) is not None:
+            deadline = min(deadline, engine)
         if not self.collector.near:  # wake to hold the collector off before the send
             deadline = min(deadline, self.quiet.next_send - COLLECTOR_AHEAD)
         if self.time.wait(self._wake, max(0.0, deadline - now)):
@@ -363,6 +368,15 @@ class TimingThread(threading.Thread):
         self.internal.advance(self.engine.next_boundary())
         if self.clock_out:
             self._pulses.extend([*InternalClock.pulses(boundary, step)[1:], self.internal.next_boundary])
+        self._events()
+
+    def _wake_engine(self) -> None:
+        """The engine's deadline between ticks (``next_deadline``) has come: the input queued before it is heard
+        first, as before a tick, then the engine decides (its answer's first note is then due)."""
+        if self._before_tick is not None:
+            self._before_tick()
+        self._drain(None)
+        self.engine.wake(self.time.now())
         self._events()
 
     def _drain(self, due: float | None) -> None:
