@@ -5,16 +5,19 @@ daemon's probing (every ``PROBE_INTERVAL`` it reads the input and sends a lone F
 own: improvd/daemon/ports.py). While the
 daemon is played it plays a legato line of 16ths on its own grid, at the daemon's tempo, with the daemon's timer
 (``improvd.daemon.timing.sleep_until``), to the port ``--to`` on ``--channel``: on each step a note_off and a
-note_on, due at the same time, as the daemon sends a line. So, measured over the same seconds
-as the daemon: its idle CPU is what the two JACK clients cost by themselves (each wakes every JACK period), and its
+note_on, due at the same time, as the daemon sends a line. With ``--clock-to`` it also sends MIDI clock from
+the same thread (Start, then 24 pulses a quarter on the same grid, as ``--clock-out`` makes the daemon do) through
+a client of its own to that port: MIDI clock has no channel, so the synth hears it on a port apart from the
+daemon's. So, measured over the same seconds as the daemon: its idle CPU is what the two JACK clients cost by themselves (each wakes every JACK period), and its
 send lateness and the onset error of its notes at the receiver are what this machine gives any Python sender
 at that moment. The daemon's figures divided by these say what improvd adds; with the guard beside it the idle
 CPU compares like with like (each JACK client wakes every period: about 0.9% of a core here).
 
 Commands on stdin, one a line: ``play`` starts the grid, ``idle`` stops it. At the end of input it prints its
-send lateness in seconds as JSON (``{"lateness": [...]}``) and exits.
+send lateness in seconds as JSON (``{"lateness": [...], "clock_lateness": [...]}``, the notes' and the pulses')
+and exits.
 
-    python bench/reference.py --bpm 120 --to synth:in --channel 16
+    python bench/reference.py --bpm 120 --to synth:in --channel 16 [--clock-to synth-clock:in]
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ from improvd.daemon.ports import MARK, MARKS, PROBE_INTERVAL, SYSEX_END
 from improvd.daemon.timing import sleep_until
 
 PITCH = 60
+PULSES_PER_STEP = 6  # MIDI clock: 24 a quarter, 6 a 16th
+CLOCK, START = 0xF8, 0xFA
 
 
 def connect(port: rtmidi.MidiOut, name: str) -> None:
@@ -43,17 +48,37 @@ def connect(port: rtmidi.MidiOut, name: str) -> None:
     port.open_port(names.index(name), "out")
 
 
-def play_grid(port: rtmidi.MidiOut, step: float, channel: int, playing: threading.Event, lateness: list[float]) -> None:
+def play_grid(
+    port: rtmidi.MidiOut,
+    step: float,
+    channel: int,
+    playing: threading.Event,
+    lateness: list[float],
+    clock: rtmidi.MidiOut | None = None,
+    clock_lateness: list[float] | None = None,
+) -> None:
     """On every step boundary, while ``playing`` is set, the previous note's note_off and the next note_on, sent
-    one after the other as the daemon sends a legato line: each message's lateness is taken just before it goes."""
+    one after the other as the daemon sends a legato line: each message's lateness is taken just before it goes.
+    With ``clock``, a MIDI clock pulse on it every sixth of a step (Start first), the boundary's pulse sent before
+    the notes (the daemon's order); each pulse's lateness goes to ``clock_lateness``."""
     at = time.monotonic() + step
     batch = [[0x80 | channel - 1, PITCH, 0], [0x90 | channel - 1, PITCH, 90]]
+    if clock is not None:
+        clock.send_message([START])
+    pulse = 0
     while playing.is_set():
-        sleep_until(at)
-        for data in batch:
-            lateness.append(time.monotonic() - at)
-            port.send_message(data)
-        at += step
+        due = at + pulse * step / PULSES_PER_STEP
+        sleep_until(due)
+        if clock is not None:
+            clock_lateness.append(time.monotonic() - due)
+            clock.send_message([CLOCK])
+        if pulse == 0:
+            for data in batch:
+                lateness.append(time.monotonic() - at)
+                port.send_message(data)
+        pulse += 1
+        if pulse == PULSES_PER_STEP or clock is None:
+            at, pulse = at + step, 0
     port.send_message(batch[0])
 
 
@@ -82,21 +107,29 @@ def main() -> int:
     parser.add_argument("--bpm", type=float, required=True, help="the daemon's tempo (a step is a 16th)")
     parser.add_argument("--to", required=True, help="the JACK port the notes go to")
     parser.add_argument("--channel", type=int, default=16, choices=range(1, 17), help="their MIDI channel (1-16)")
+    parser.add_argument("--clock-to", help="a JACK port to send MIDI clock to while playing, as --clock-out does")
     args = parser.parse_args()
     listener = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name="reference")
     listener.ignore_types(sysex=True, timing=True, active_sense=True)  # as the daemon's input
     listener.open_virtual_port("in")
     sender = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="reference")
     connect(sender, args.to)
+    clock = None
+    if args.clock_to:
+        clock = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="reference-clock")
+        connect(clock, args.clock_to)
     stopping = threading.Event()
     guarding = threading.Thread(target=guard, args=(listener, stopping))
     guarding.start()
-    playing, lateness, grid = threading.Event(), [], None
+    playing, lateness, clock_lateness, grid = threading.Event(), [], [], None
     print("ready", flush=True)
     for line in sys.stdin:
         if line.strip() == "play" and grid is None:
             playing.set()
-            grid = threading.Thread(target=play_grid, args=(sender, 60 / args.bpm / 4, args.channel, playing, lateness))
+            step = 60 / args.bpm / 4
+            grid = threading.Thread(
+                target=play_grid, args=(sender, step, args.channel, playing, lateness, clock, clock_lateness)
+            )
             grid.start()
         elif line.strip() == "idle" and grid is not None:
             playing.clear()
@@ -107,10 +140,11 @@ def main() -> int:
         grid.join()
     stopping.set()
     guarding.join()
-    for port in (listener, sender):
-        port.close_port()
-        port.delete()
-    print(json.dumps({"lateness": lateness}), flush=True)
+    for port in (listener, sender, clock):
+        if port is not None:
+            port.close_port()
+            port.delete()
+    print(json.dumps({"lateness": lateness, "clock_lateness": clock_lateness}), flush=True)
     return 0
 
 

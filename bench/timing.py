@@ -71,6 +71,8 @@ FOLLOW_JITTER = 0.008  # seconds, each way
 MASTER_BPM, MASTER_RAMP = 120, 0.05  # the midiclock case's master: from 120 BPM, 5% faster each 20 s
 MASTER_CHANNEL = 3  # its player's notes, which the synth hears too and sets apart
 PULSE_GOAL_MS = 1.0  # the clockout case: MIDI clock pulses at most this late at p99
+QUEUE = 16384  # messages rtmidi keeps for the synth's reader between its looks
+POLL = 0.0005  # seconds between the synth's looks while nothing comes
 IDLE_SECONDS = 15  # CPU time is counted in 10 ms ticks: 15 s resolves 0.07% of a core
 SETTLE_SECONDS = 4  # after playing: the last answer ends and the input reader goes idle (midi.IDLE_AFTER)
 UNIT = Path(__file__).resolve().parent.parent / "systemd" / "improvd.service"
@@ -121,52 +123,102 @@ def phrases() -> list[list[tuple[int, float]]]:
 
 
 class Receiver:
-    """The synth: a JACK input whose times come from rtmidi's JACK-side deltas, not the Python callback.
+    """The synth: a JACK input whose times come from rtmidi's JACK-side deltas, not from when Python reads them.
 
     The daemon plays on channel 1 and its clicks on CLICK_CHANNEL, the reference on REFERENCE_CHANNEL: their
-    onsets are kept apart, and a master's player's notes (MASTER_CHANNEL) are left out.
+    onsets are kept apart, and a master's player's notes (MASTER_CHANNEL) are left out. With ``clock`` a second
+    client, ``synth-clock``, hears the reference's MIDI clock (a pulse has no channel to tell it by).
+
+    A thread of its own reads both ports (POLL): a Python callback would run in JACK's process thread and wait
+    there for this process's interpreter lock, and a JACK client late in its cycle delays or loses what it hears,
+    which would be the bench's lateness, not the daemon's. rtmidi stamps each message in JACK's thread (the
+    time its client ran in the cycle that delivered it); the reader maps those stamps onto ``time.monotonic``
+    by the smallest offset seen, so a late read moves no time.
     """
 
-    def __init__(self) -> None:
-        self.port = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name="synth")
+    def __init__(self, clock: bool = False) -> None:
+        self.port = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name="synth", queue_size_limit=QUEUE)
         self.port.ignore_types(timing=False)  # a master's MIDI clock, in the midiclock case
         self.port.open_virtual_port("in")
+        self.clock_port = None
+        if clock:
+            self.clock_port = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name="synth-clock", queue_size_limit=QUEUE)
+            self.clock_port.ignore_types(timing=False)
+            self.clock_port.open_virtual_port("in")
         self.onsets: list[float] = []
         self.reference_onsets: list[float] = []
         self.click_onsets: list[float] = []
         self.pulses: list[float] = []  # MIDI clock, from the first after a Start
+        self.reference_pulses: list[float] = []  # the same, on synth-clock
         self._by_channel = {
             REFERENCE_CHANNEL - 1: self.reference_onsets,
             CLICK_CHANNEL - 1: self.click_onsets,
             MASTER_CHANNEL - 1: [],
         }
-        self._stream = 0.0
-        self._offset: float | None = None
-        self.port.set_callback(self._on)
+        self._streams = {"synth": Stream(), "synth-clock": Stream()}
+        self._closing = threading.Event()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
 
-    def _on(self, event, _data=None) -> None:
-        data, delta = event
-        now = time.monotonic()
-        self._stream += delta
-        self._offset = min(now - self._stream, self._offset if self._offset is not None else now)
+    def _read(self) -> None:
+        while not self._closing.is_set():
+            heard = False
+            for port, stream, on in (
+                (self.port, self._streams["synth"], self._on),
+                (self.clock_port, self._streams["synth-clock"], self._on_clock),
+            ):
+                event = port.get_message() if port is not None else None
+                while event is not None:
+                    heard = True
+                    on(event[0], stream.time(event[1], time.monotonic()))
+                    event = port.get_message()
+            if not heard:
+                time.sleep(POLL)
+
+    def _on(self, data: list[int], at: float) -> None:
         if data == [0xFA]:
             self.pulses = []
         elif data == [0xF8]:
-            self.pulses.append(self._offset + self._stream)
+            self.pulses.append(at)
         elif data[0] & 0xF0 == 0x90 and len(data) > 2 and data[2] > 0:
-            self._by_channel.get(data[0] & 0x0F, self.onsets).append(self._offset + self._stream)
+            self._by_channel.get(data[0] & 0x0F, self.onsets).append(at)
+
+    def _on_clock(self, data: list[int], at: float) -> None:
+        if data == [0xFA]:
+            self.reference_pulses = []
+        elif data == [0xF8]:
+            self.reference_pulses.append(at)
 
     def close(self) -> None:
-        self.port.close_port()
-        self.port.delete()
+        self._closing.set()
+        self._reader.join()
+        for port in (self.port, self.clock_port):
+            if port is not None:
+                port.close_port()
+                port.delete()
+
+
+class Stream:
+    """One JACK input's times on ``time.monotonic``: the sum of rtmidi's deltas (JACK's clock, stamped as its
+    client ran) plus the smallest offset to the time each was read at (the read nearest the stamp)."""
+
+    def __init__(self) -> None:
+        self._stream = 0.0
+        self._offset: float | None = None
+
+    def time(self, delta: float, now: float) -> float:
+        self._stream += delta
+        self._offset = min(now - self._stream, self._offset if self._offset is not None else now)
+        return self._offset + self._stream
 
 
 class Reference:
     """bench/reference.py in its own process: the floor measured over the same seconds as the daemon."""
 
-    def __init__(self, bpm: int) -> None:
+    def __init__(self, bpm: int, clock: bool = False) -> None:
         command = [sys.executable, str(Path(__file__).with_name("reference.py")), "--bpm", str(bpm)]
         command += ["--to", "synth:in", "--channel", str(REFERENCE_CHANNEL)]
+        command += ["--clock-to", "synth-clock:in"] if clock else []
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         if self.process.stdout.readline().strip() != "ready":
             raise RuntimeError(f"bench/reference.py did not start (exit status {self.process.wait()})")
@@ -176,10 +228,11 @@ class Reference:
         self.process.stdin.write(word + "\n")
         self.process.stdin.flush()
 
-    def finish(self) -> list[float]:
-        """Its send lateness in seconds."""
+    def finish(self) -> tuple[list[float], list[float]]:
+        """Its send lateness in seconds: its notes', its clock pulses'."""
         output, _ = self.process.communicate(timeout=10)
-        return json.loads(output)["lateness"]
+        sent = json.loads(output)
+        return sent["lateness"], sent["clock_lateness"]
 
 
 def flood(stop: multiprocessing.synchronize.Event) -> None:
@@ -282,8 +335,9 @@ def run_one(
     name = "-".join([str(bpm), str(flood_kind), *(flag.lstrip("-") for flag in extra)])
     notify_path = workdir / f"notify-{name}"
     notify = notify_socket(notify_path)
-    receiver = Receiver()
-    reference = Reference(bpm)
+    clock_out = "--clock-out" in extra
+    receiver = Receiver(clock=clock_out)
+    reference = Reference(bpm, clock=clock_out)
     player = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="player")
     player.open_virtual_port("out")
     log = workdir / f"daemon-{name}.log"
@@ -312,7 +366,8 @@ def run_one(
             max(peak_private, private),
             max(peak_pss, pss_mb(daemon.pid)),
         )
-    busy_cpu = 100 * (cpu_seconds(daemon.pid) - cpu1) / (time.monotonic() - busy0)
+    busy1 = time.monotonic()
+    busy_cpu = 100 * (cpu_seconds(daemon.pid) - cpu1) / (busy1 - busy0)
     stolen = 100 * (stolen_seconds() - stolen0) / (time.monotonic() - busy0)
     reference.command("idle")
     stop_flood.set()
@@ -321,7 +376,7 @@ def run_one(
     time.sleep(SETTLE_SECONDS)
     (idle_after, idle_threads), (floor_after, _) = idle_cpu(daemon.pid, reference.pid)
     stop_daemon(daemon)
-    floor_lateness = reference.finish()
+    floor_lateness, floor_pulse_lateness = reference.finish()
     receiver.close()
     player.close_port()
     player.delete()
@@ -342,11 +397,18 @@ def run_one(
         "idle_cpu_percent_before_playing": floor_at_start,
     }
     clicks = {}
-    if "--clock-out" in extra:
-        clicks["pulse_lateness_ms"] = {"pulses": len(receiver.pulses), **spread(pulse_lateness(receiver.pulses, bpm))}
+    if clock_out:
+        pulses = spread(pulse_lateness([t for t in receiver.pulses if busy0 <= t <= busy1], bpm))
+        floor["pulse_send_lateness_ms"] = spread(floor_pulse_lateness)
+        floor["pulse_lateness_ms"] = {
+            "pulses": len(receiver.reference_pulses),
+            **spread(pulse_lateness(receiver.reference_pulses, bpm)),
+        }
+        clicks["pulse_lateness_ms"] = {"pulses": sum(busy0 <= t <= busy1 for t in receiver.pulses), **pulses}
+        clicks["pulse_p99_ratio_to_reference"] = _ratio(pulses["p99"], floor["pulse_lateness_ms"]["p99"])
     if receiver.click_onsets:
         click_errors, _ = grid_figures(receiver.click_onsets, [], step)
-        clicks = {"clicks": len(receiver.click_onsets), "click_onset_error_ms": spread(click_errors)}
+        clicks |= {"clicks": len(receiver.click_onsets), "click_onset_error_ms": spread(click_errors)}
     if clicked:
         count, c50, c99, cmax = (float(x) for x in clicked[-1])
         clicks["click_send_lateness_ms"] = {"sends": int(count), "p50": c50, "p99": c99, "max": cmax}
@@ -384,14 +446,10 @@ PULSE_WINDOW = 96  # pulses fitted together: a second at 240 BPM, over which the
 
 def pulse_lateness(pulses: list[float], bpm: float) -> list[float]:
     """How late each MIDI clock pulse came, in seconds: its time less its place on a 24-a-quarter grid fitted by
-    least squares through each PULSE_WINDOW pulses, moved to the earliest of them. The synth times pulses by
-    the dummy server's clock, which under load runs a few percent off the daemon's and unevenly, so one grid
-    for a whole run would measure that clock. Each pulse is numbered on from the one before by the periods
-    between them, so one the dummy server dropped moves none after it."""
-    period = 60 / bpm / 24
-    numbers = [0]
-    for before, after in itertools.pairwise(pulses):
-        numbers.append(numbers[-1] + max(1, round((after - before) / period)))
+    least squares through each PULSE_WINDOW pulses, moved to the earliest of them. The synth times pulses as its
+    JACK client ran, so one grid for a whole run would measure that client's wake-ups. Pulses are numbered in
+    order (``pulse_numbers``), so neither a lost nor a late one moves those after it."""
+    numbers = pulse_numbers(pulses, 60 / bpm / 24)
     lateness: list[float] = []
     for start in range(0, len(pulses) - 1, PULSE_WINDOW):
         ns, ts = numbers[start : start + PULSE_WINDOW], pulses[start : start + PULSE_WINDOW]
@@ -403,6 +461,21 @@ def pulse_lateness(pulses: list[float], bpm: float) -> list[float]:
         offsets = [t - mean_t - (n - mean_n) * slope for n, t in zip(ns, ts, strict=True)]
         lateness += [offset - min(offsets) for offset in offsets]
     return lateness
+
+
+def pulse_numbers(pulses: list[float], period: float) -> list[int]:
+    """Each pulse's place on the grid, counted from the first: the next, unless the gap before it is two or more
+    periods and the gap after it is not short, when the pulses between were lost on the way. A pulse more than
+    half a period late has a short gap after it (the next comes on time): it was late, not the one after a
+    lost one; counting it so numbered every pulse after it one on, which made a whole window of pulses look a
+    period late."""
+    gaps = [after - before for before, after in itertools.pairwise(pulses)]
+    numbers = [0] * min(1, len(pulses))
+    for index, gap in enumerate(gaps):
+        following = gaps[index + 1] if index + 1 < len(gaps) else period
+        lost = max(0, round(gap / period) - 1) if following >= period / 2 else 0
+        numbers.append(numbers[-1] + 1 + lost)
+    return numbers
 
 
 def spread(seconds: list[float]) -> dict[str, float]:
@@ -535,7 +608,7 @@ def run_follow(model: Path, seconds: float, workdir: Path) -> dict:
             answered += 1
     reference.command("idle")
     stop_daemon(daemon)
-    floor_lateness = reference.finish()
+    floor_lateness, _ = reference.finish()
     floor_errors, _ = grid_figures(receiver.reference_onsets, [], step)
     receiver.close()
     player.close_port()
