@@ -21,8 +21,9 @@ root or a user allowed unlimited locked memory); ``rss_with_jack_graph_locked_mb
 
 Four more cases: ``metronome`` (120 BPM, quiet, ``--metronome``: the clicks' send lateness and received onset
 error beside all sends'), ``clockout`` (240 BPM, quiet, ``--clock-out``: how late each MIDI clock pulse reaches
-the synth, through the phrase ends, against the pulse grid its earliest pulses set; goal: p99 at most
-``PULSE_GOAL_MS``) and ``follow`` (``--clock follow`` at 110 BPM while the player plays 4-bar calls at 96
+the synth while playing, through the phrase ends, against the pulse grid its earliest pulses set; goal: p99 at
+most ``PULSE_GOAL_MS``; the reference sends pulses too, from the same thread as its notes and through the
+same JACK clients, and ``pulse_p99_ratio_to_reference`` compares the two) and ``follow`` (``--clock follow`` at 110 BPM while the player plays 4-bar calls at 96
 BPM with 8 ms of jitter: the answer's onsets against the player's grid carried on from each call, and their
 share on its 8ths). ``midiclock`` (``--clock midi`` under a master speeding up from 120 BPM by 5% each 20 s:
 the answer's onsets against the master's step pulses, as the synth hears both). ``--cases`` picks among tempo,
@@ -38,6 +39,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import math
 import multiprocessing
 import multiprocessing.synchronize
 import os
@@ -73,6 +75,7 @@ MASTER_CHANNEL = 3  # its player's notes, which the synth hears too and sets apa
 PULSE_GOAL_MS = 1.0  # the clockout case: MIDI clock pulses at most this late at p99
 QUEUE = 16384  # messages rtmidi keeps for the synth's reader between its looks
 POLL = 0.0005  # seconds between the synth's looks while nothing comes
+REFERENCE_PULSE = 0xF9  # bench/reference.py's pulses
 IDLE_SECONDS = 15  # CPU time is counted in 10 ms ticks: 15 s resolves 0.07% of a core
 SETTLE_SECONDS = 4  # after playing: the last answer ends and the input reader goes idle (midi.IDLE_AFTER)
 UNIT = Path(__file__).resolve().parent.parent / "systemd" / "improvd.service"
@@ -125,91 +128,63 @@ def phrases() -> list[list[tuple[int, float]]]:
 class Receiver:
     """The synth: a JACK input whose times come from rtmidi's JACK-side deltas, not from when Python reads them.
 
-    The daemon plays on channel 1 and its clicks on CLICK_CHANNEL, the reference on REFERENCE_CHANNEL: their
-    onsets are kept apart, and a master's player's notes (MASTER_CHANNEL) are left out. With ``clock`` a second
-    client, ``synth-clock``, hears the reference's MIDI clock (a pulse has no channel to tell it by).
+        The daemon plays on channel 1 and its clicks on CLICK_CHANNEL, the reference on REFERENCE_CHANNEL: their
+        onsets are kept apart, and a master's player's notes (MASTER_CHANNEL) are left out. The daemon's MIDI clock
+        pulses (F8) are kept apart from the reference's (F9, bench/reference.py ``--clock``).
 
-    A thread of its own reads both ports (POLL): a Python callback would run in JACK's process thread and wait
-    there for this process's interpreter lock, and a JACK client late in its cycle delays or loses what it hears,
-    which would be the bench's lateness, not the daemon's. rtmidi stamps each message in JACK's thread (the
-    time its client ran in the cycle that delivered it); the reader maps those stamps onto ``time.monotonic``
-    by the smallest offset seen, so a late read moves no time.
+        A thread of its own reads the port (POLL): a Python callback would run in JACK's process thread and wait
+        there for this process's interpreter lock, and a JACK client late in its cycle delays or loses what it hears,
+        which would be the bench's lateness, not the daemon's. rtmidi stamps each message in JACK's thread (the
+        time its client ran in the cycle that delivered it); the reader maps those stamps onto ``time.monotonic``
+        by the smallest offset to the time each was read at (the read nearest its stamp), so a late read moves no
+    time.
     """
 
-    def __init__(self, clock: bool = False) -> None:
+    def __init__(self) -> None:
         self.port = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name="synth", queue_size_limit=QUEUE)
-        self.port.ignore_types(timing=False)  # a master's MIDI clock, in the midiclock case
+        self.port.ignore_types(timing=False)  # MIDI clock: the daemon's, a master's, the reference's pulses
         self.port.open_virtual_port("in")
-        self.clock_port = None
-        if clock:
-            self.clock_port = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name="synth-clock", queue_size_limit=QUEUE)
-            self.clock_port.ignore_types(timing=False)
-            self.clock_port.open_virtual_port("in")
         self.onsets: list[float] = []
         self.reference_onsets: list[float] = []
         self.click_onsets: list[float] = []
         self.pulses: list[float] = []  # MIDI clock, from the first after a Start
-        self.reference_pulses: list[float] = []  # the same, on synth-clock
+        self.reference_pulses: list[float] = []  # the reference's (F9)
         self._by_channel = {
             REFERENCE_CHANNEL - 1: self.reference_onsets,
             CLICK_CHANNEL - 1: self.click_onsets,
             MASTER_CHANNEL - 1: [],
         }
-        self._streams = {"synth": Stream(), "synth-clock": Stream()}
+        self._stream = 0.0  # the sum of rtmidi's deltas: JACK's clock
+        self._offset: float | None = None  # to time.monotonic
         self._closing = threading.Event()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
     def _read(self) -> None:
         while not self._closing.is_set():
-            heard = False
-            for port, stream, on in (
-                (self.port, self._streams["synth"], self._on),
-                (self.clock_port, self._streams["synth-clock"], self._on_clock),
-            ):
-                event = port.get_message() if port is not None else None
-                while event is not None:
-                    heard = True
-                    on(event[0], stream.time(event[1], time.monotonic()))
-                    event = port.get_message()
-            if not heard:
+            event = self.port.get_message()
+            if event is None:
                 time.sleep(POLL)
+                continue
+            self._stream += event[1]
+            self._offset = min(time.monotonic() - self._stream, self._offset if self._offset is not None else math.inf)
+            self._on(event[0], self._offset + self._stream)
 
     def _on(self, data: list[int], at: float) -> None:
         if data == [0xFA]:
             self.pulses = []
         elif data == [0xF8]:
             self.pulses.append(at)
+        elif data == [REFERENCE_PULSE]:
+            self.reference_pulses.append(at)
         elif data[0] & 0xF0 == 0x90 and len(data) > 2 and data[2] > 0:
             self._by_channel.get(data[0] & 0x0F, self.onsets).append(at)
-
-    def _on_clock(self, data: list[int], at: float) -> None:
-        if data == [0xFA]:
-            self.reference_pulses = []
-        elif data == [0xF8]:
-            self.reference_pulses.append(at)
 
     def close(self) -> None:
         self._closing.set()
         self._reader.join()
-        for port in (self.port, self.clock_port):
-            if port is not None:
-                port.close_port()
-                port.delete()
-
-
-class Stream:
-    """One JACK input's times on ``time.monotonic``: the sum of rtmidi's deltas (JACK's clock, stamped as its
-    client ran) plus the smallest offset to the time each was read at (the read nearest the stamp)."""
-
-    def __init__(self) -> None:
-        self._stream = 0.0
-        self._offset: float | None = None
-
-    def time(self, delta: float, now: float) -> float:
-        self._stream += delta
-        self._offset = min(now - self._stream, self._offset if self._offset is not None else now)
-        return self._offset + self._stream
+        self.port.close_port()
+        self.port.delete()
 
 
 class Reference:
@@ -218,7 +193,7 @@ class Reference:
     def __init__(self, bpm: int, clock: bool = False) -> None:
         command = [sys.executable, str(Path(__file__).with_name("reference.py")), "--bpm", str(bpm)]
         command += ["--to", "synth:in", "--channel", str(REFERENCE_CHANNEL)]
-        command += ["--clock-to", "synth-clock:in"] if clock else []
+        command += ["--clock"] if clock else []
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         if self.process.stdout.readline().strip() != "ready":
             raise RuntimeError(f"bench/reference.py did not start (exit status {self.process.wait()})")
@@ -336,7 +311,7 @@ def run_one(
     notify_path = workdir / f"notify-{name}"
     notify = notify_socket(notify_path)
     clock_out = "--clock-out" in extra
-    receiver = Receiver(clock=clock_out)
+    receiver = Receiver()
     reference = Reference(bpm, clock=clock_out)
     player = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="player")
     player.open_virtual_port("out")
@@ -819,13 +794,16 @@ def main() -> int:
 
 def missed_goals(run: dict) -> list[str]:
     """The GOALS a run missed (a ratio without a reference figure to divide by counts as missed), and the clockout
-    case's pulse goal. Idle CPU is no goal of the metronome and clockout cases, whose daemons send while idle."""
+    case's pulse goals (p99 at most PULSE_GOAL_MS, and at most the onset ratio times the reference's pulses). Idle CPU is no goal of the metronome and clockout cases, whose daemons send while idle."""
     busy_when_idle = {"--metronome", "--clock-out"} & set(run["flags"])
     skipped = {"idle_cpu_percent_over_reference"} if busy_when_idle else set()
     missed = [name for name, most in GOALS.items() if name not in skipped and (run[name] is None or run[name] > most)]
     pulses = run.get("pulse_lateness_ms")
     if pulses is not None and (not pulses["pulses"] or pulses["p99"] > PULSE_GOAL_MS):
         missed.append("pulse_lateness_p99_ms")
+    ratio = run.get("pulse_p99_ratio_to_reference", 0)
+    if pulses is not None and (ratio is None or ratio > GOALS["onset_p99_ratio_to_reference"]):
+        missed.append("pulse_p99_ratio_to_reference")  # pulses as onsets: at most as many times the reference's
     return missed
 
 
