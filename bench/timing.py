@@ -21,8 +21,9 @@ root or a user allowed unlimited locked memory); ``rss_with_jack_graph_locked_mb
 
 Four more cases: ``metronome`` (120 BPM, quiet, ``--metronome``: the clicks' send lateness and received onset
 error beside all sends'), ``clockout`` (240 BPM, quiet, ``--clock-out``: how late each MIDI clock pulse reaches
-the synth, through the phrase ends, against the pulse grid its earliest pulses set; goal: p99 at most
-``PULSE_GOAL_MS``) and ``follow`` (``--clock follow`` at 110 BPM while the player plays 4-bar calls at 96
+the synth while playing, through the phrase ends, against the pulse grid its earliest pulses set; goal: p99 at
+most ``PULSE_GOAL_MS``; the reference sends pulses too, from the same thread as its notes and through the
+same JACK clients, and ``pulse_p99_ratio_to_reference`` compares the two) and ``follow`` (``--clock follow`` at 110 BPM while the player plays 4-bar calls at 96
 BPM with 8 ms of jitter: the answer's onsets against the player's grid carried on from each call, and their
 share on its 8ths). ``midiclock`` (``--clock midi`` under a master speeding up from 120 BPM by 5% each 20 s:
 the answer's onsets against the master's step pulses, as the synth hears both). ``--cases`` picks among tempo,
@@ -38,6 +39,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import math
 import multiprocessing
 import multiprocessing.synchronize
 import os
@@ -71,6 +73,9 @@ FOLLOW_JITTER = 0.008  # seconds, each way
 MASTER_BPM, MASTER_RAMP = 120, 0.05  # the midiclock case's master: from 120 BPM, 5% faster each 20 s
 MASTER_CHANNEL = 3  # its player's notes, which the synth hears too and sets apart
 PULSE_GOAL_MS = 1.0  # the clockout case: MIDI clock pulses at most this late at p99
+QUEUE = 16384  # messages rtmidi keeps for the synth's reader between its looks
+POLL = 0.0005  # seconds between the synth's looks while nothing comes
+REFERENCE_PULSE = 0xF9  # bench/reference.py's pulses
 IDLE_SECONDS = 15  # CPU time is counted in 10 ms ticks: 15 s resolves 0.07% of a core
 SETTLE_SECONDS = 4  # after playing: the last answer ends and the input reader goes idle (midi.IDLE_AFTER)
 UNIT = Path(__file__).resolve().parent.parent / "systemd" / "improvd.service"
@@ -121,42 +126,63 @@ def phrases() -> list[list[tuple[int, float]]]:
 
 
 class Receiver:
-    """The synth: a JACK input whose times come from rtmidi's JACK-side deltas, not the Python callback.
+    """The synth: a JACK input whose times come from rtmidi's JACK-side deltas, not from when Python reads them.
 
-    The daemon plays on channel 1 and its clicks on CLICK_CHANNEL, the reference on REFERENCE_CHANNEL: their
-    onsets are kept apart, and a master's player's notes (MASTER_CHANNEL) are left out.
+        The daemon plays on channel 1 and its clicks on CLICK_CHANNEL, the reference on REFERENCE_CHANNEL: their
+        onsets are kept apart, and a master's player's notes (MASTER_CHANNEL) are left out. The daemon's MIDI clock
+        pulses (F8) are kept apart from the reference's (F9, bench/reference.py ``--clock``).
+
+        A thread of its own reads the port (POLL): a Python callback would run in JACK's process thread and wait
+        there for this process's interpreter lock, and a JACK client late in its cycle delays or loses what it hears,
+        which would be the bench's lateness, not the daemon's. rtmidi stamps each message in JACK's thread (the
+        time its client ran in the cycle that delivered it); the reader maps those stamps onto ``time.monotonic``
+        by the smallest offset to the time each was read at (the read nearest its stamp), so a late read moves no
+    time.
     """
 
     def __init__(self) -> None:
-        self.port = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name="synth")
-        self.port.ignore_types(timing=False)  # a master's MIDI clock, in the midiclock case
+        self.port = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name="synth", queue_size_limit=QUEUE)
+        self.port.ignore_types(timing=False)  # MIDI clock: the daemon's, a master's, the reference's pulses
         self.port.open_virtual_port("in")
         self.onsets: list[float] = []
         self.reference_onsets: list[float] = []
         self.click_onsets: list[float] = []
         self.pulses: list[float] = []  # MIDI clock, from the first after a Start
+        self.reference_pulses: list[float] = []  # the reference's (F9)
         self._by_channel = {
             REFERENCE_CHANNEL - 1: self.reference_onsets,
             CLICK_CHANNEL - 1: self.click_onsets,
             MASTER_CHANNEL - 1: [],
         }
-        self._stream = 0.0
-        self._offset: float | None = None
-        self.port.set_callback(self._on)
+        self._stream = 0.0  # the sum of rtmidi's deltas: JACK's clock
+        self._offset: float | None = None  # to time.monotonic
+        self._closing = threading.Event()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
 
-    def _on(self, event, _data=None) -> None:
-        data, delta = event
-        now = time.monotonic()
-        self._stream += delta
-        self._offset = min(now - self._stream, self._offset if self._offset is not None else now)
+    def _read(self) -> None:
+        while not self._closing.is_set():
+            event = self.port.get_message()
+            if event is None:
+                time.sleep(POLL)
+                continue
+            self._stream += event[1]
+            self._offset = min(time.monotonic() - self._stream, self._offset if self._offset is not None else math.inf)
+            self._on(event[0], self._offset + self._stream)
+
+    def _on(self, data: list[int], at: float) -> None:
         if data == [0xFA]:
             self.pulses = []
         elif data == [0xF8]:
-            self.pulses.append(self._offset + self._stream)
+            self.pulses.append(at)
+        elif data == [REFERENCE_PULSE]:
+            self.reference_pulses.append(at)
         elif data[0] & 0xF0 == 0x90 and len(data) > 2 and data[2] > 0:
-            self._by_channel.get(data[0] & 0x0F, self.onsets).append(self._offset + self._stream)
+            self._by_channel.get(data[0] & 0x0F, self.onsets).append(at)
 
     def close(self) -> None:
+        self._closing.set()
+        self._reader.join()
         self.port.close_port()
         self.port.delete()
 
@@ -164,9 +190,10 @@ class Receiver:
 class Reference:
     """bench/reference.py in its own process: the floor measured over the same seconds as the daemon."""
 
-    def __init__(self, bpm: int) -> None:
+    def __init__(self, bpm: int, clock: bool = False) -> None:
         command = [sys.executable, str(Path(__file__).with_name("reference.py")), "--bpm", str(bpm)]
         command += ["--to", "synth:in", "--channel", str(REFERENCE_CHANNEL)]
+        command += ["--clock"] if clock else []
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         if self.process.stdout.readline().strip() != "ready":
             raise RuntimeError(f"bench/reference.py did not start (exit status {self.process.wait()})")
@@ -176,10 +203,11 @@ class Reference:
         self.process.stdin.write(word + "\n")
         self.process.stdin.flush()
 
-    def finish(self) -> list[float]:
-        """Its send lateness in seconds."""
+    def finish(self) -> tuple[list[float], list[float]]:
+        """Its send lateness in seconds: its notes', its clock pulses'."""
         output, _ = self.process.communicate(timeout=10)
-        return json.loads(output)["lateness"]
+        sent = json.loads(output)
+        return sent["lateness"], sent["clock_lateness"]
 
 
 def flood(stop: multiprocessing.synchronize.Event) -> None:
@@ -241,7 +269,9 @@ def cpu_by_thread(pid: int) -> dict[str, float]:
 
 
 def pss_mb(pid: int) -> float:
-    """Proportional set size: shared pages (JACK's segment) divided among the processes that map them."""
+    """Proportional set size: shared pages (JACK's segment) divided among the processes that map them. Reading it
+    walks the process's page tables under its memory map's lock (2.6 ms median, up to 11 ms here), which stalls
+    any of its threads that maps memory meanwhile: taken only when the daemon is not being timed."""
     return int(re.search(r"^Pss:\s+(\d+) kB", Path(f"/proc/{pid}/smaps_rollup").read_text(), re.M)[1]) / 1024
 
 
@@ -282,8 +312,9 @@ def run_one(
     name = "-".join([str(bpm), str(flood_kind), *(flag.lstrip("-") for flag in extra)])
     notify_path = workdir / f"notify-{name}"
     notify = notify_socket(notify_path)
+    clock_out = "--clock-out" in extra
     receiver = Receiver()
-    reference = Reference(bpm)
+    reference = Reference(bpm, clock=clock_out)
     player = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="player")
     player.open_virtual_port("out")
     log = workdir / f"daemon-{name}.log"
@@ -298,7 +329,7 @@ def run_one(
     daemon, ready = start_daemon(as_service() + command, log, notify, notify_path)
     (idle_at_start, idle_threads_at_start), (floor_at_start, _) = idle_cpu(daemon.pid, reference.pid)
     stop_flood, flooder = flood_starter(flood_kind, broker)
-    calls, peak_rss, peak_private, peak_pss = [], 0.0, 0.0, 0.0
+    calls, peak_rss, peak_private = [], 0.0, 0.0
     cpu1, busy0, stolen0 = cpu_seconds(daemon.pid), time.monotonic(), stolen_seconds()
     reference.command("play")
     while time.monotonic() - busy0 < seconds:
@@ -306,22 +337,20 @@ def run_one(
         last_off = play(player, phrase, bpm)
         calls.append((last_off, len(receiver.onsets)))
         time.sleep((PHRASE_END_STEPS + RESPONSE_STEPS + 4) * step)
-        rss, private = rss_mb(daemon.pid)
-        peak_rss, peak_private, peak_pss = (
-            max(peak_rss, rss),
-            max(peak_private, private),
-            max(peak_pss, pss_mb(daemon.pid)),
-        )
-    busy_cpu = 100 * (cpu_seconds(daemon.pid) - cpu1) / (time.monotonic() - busy0)
+        rss, private = rss_mb(daemon.pid)  # counters, read without walking its memory
+        peak_rss, peak_private = max(peak_rss, rss), max(peak_private, private)
+    busy1 = time.monotonic()
+    busy_cpu = 100 * (cpu_seconds(daemon.pid) - cpu1) / (busy1 - busy0)
     stolen = 100 * (stolen_seconds() - stolen0) / (time.monotonic() - busy0)
     reference.command("idle")
+    pss = pss_mb(daemon.pid)  # once, after the timed playing
     stop_flood.set()
     if flooder is not None:
         flooder.join()
     time.sleep(SETTLE_SECONDS)
     (idle_after, idle_threads), (floor_after, _) = idle_cpu(daemon.pid, reference.pid)
     stop_daemon(daemon)
-    floor_lateness = reference.finish()
+    floor_lateness, floor_pulse_lateness = reference.finish()
     receiver.close()
     player.close_port()
     player.delete()
@@ -342,11 +371,18 @@ def run_one(
         "idle_cpu_percent_before_playing": floor_at_start,
     }
     clicks = {}
-    if "--clock-out" in extra:
-        clicks["pulse_lateness_ms"] = {"pulses": len(receiver.pulses), **spread(pulse_lateness(receiver.pulses, bpm))}
+    if clock_out:
+        pulses = spread(pulse_lateness([t for t in receiver.pulses if busy0 <= t <= busy1], bpm))
+        floor["pulse_send_lateness_ms"] = spread(floor_pulse_lateness)
+        floor["pulse_lateness_ms"] = {
+            "pulses": len(receiver.reference_pulses),
+            **spread(pulse_lateness(receiver.reference_pulses, bpm)),
+        }
+        clicks["pulse_lateness_ms"] = {"pulses": sum(busy0 <= t <= busy1 for t in receiver.pulses), **pulses}
+        clicks["pulse_p99_ratio_to_reference"] = _ratio(pulses["p99"], floor["pulse_lateness_ms"]["p99"])
     if receiver.click_onsets:
         click_errors, _ = grid_figures(receiver.click_onsets, [], step)
-        clicks = {"clicks": len(receiver.click_onsets), "click_onset_error_ms": spread(click_errors)}
+        clicks |= {"clicks": len(receiver.click_onsets), "click_onset_error_ms": spread(click_errors)}
     if clicked:
         count, c50, c99, cmax = (float(x) for x in clicked[-1])
         clicks["click_send_lateness_ms"] = {"sends": int(count), "p50": c50, "p99": c99, "max": cmax}
@@ -363,7 +399,7 @@ def run_one(
         "answer_delay_steps": round(statistics.median(delays) / step, 3) if delays else None,
         "rss_mb": round(peak_rss, 1),
         "rss_without_shared_memory_mb": round(peak_private, 1),
-        "pss_mb": round(peak_pss, 1),
+        "pss_mb": round(pss, 1),
         "idle_cpu_percent": idle_after,
         "idle_cpu_percent_by_thread": idle_threads,
         "idle_cpu_percent_before_playing": idle_at_start,
@@ -384,14 +420,10 @@ PULSE_WINDOW = 96  # pulses fitted together: a second at 240 BPM, over which the
 
 def pulse_lateness(pulses: list[float], bpm: float) -> list[float]:
     """How late each MIDI clock pulse came, in seconds: its time less its place on a 24-a-quarter grid fitted by
-    least squares through each PULSE_WINDOW pulses, moved to the earliest of them. The synth times pulses by
-    the dummy server's clock, which under load runs a few percent off the daemon's and unevenly, so one grid
-    for a whole run would measure that clock. Each pulse is numbered on from the one before by the periods
-    between them, so one the dummy server dropped moves none after it."""
-    period = 60 / bpm / 24
-    numbers = [0]
-    for before, after in itertools.pairwise(pulses):
-        numbers.append(numbers[-1] + max(1, round((after - before) / period)))
+    least squares through each PULSE_WINDOW pulses, moved to the earliest of them. The synth times pulses as its
+    JACK client ran, so one grid for a whole run would measure that client's wake-ups. Pulses are numbered in
+    order (``pulse_numbers``), so neither a lost nor a late one moves those after it."""
+    numbers = pulse_numbers(pulses, 60 / bpm / 24)
     lateness: list[float] = []
     for start in range(0, len(pulses) - 1, PULSE_WINDOW):
         ns, ts = numbers[start : start + PULSE_WINDOW], pulses[start : start + PULSE_WINDOW]
@@ -403,6 +435,21 @@ def pulse_lateness(pulses: list[float], bpm: float) -> list[float]:
         offsets = [t - mean_t - (n - mean_n) * slope for n, t in zip(ns, ts, strict=True)]
         lateness += [offset - min(offsets) for offset in offsets]
     return lateness
+
+
+def pulse_numbers(pulses: list[float], period: float) -> list[int]:
+    """Each pulse's place on the grid, counted from the first: the next, unless the gap before it is two or more
+    periods and the gap after it is not short, when the pulses between were lost on the way. A pulse more than
+    half a period late has a short gap after it (the next comes on time): it was late, not the one after a
+    lost one; counting it so numbered every pulse after it one on, which made a whole window of pulses look a
+    period late."""
+    gaps = [after - before for before, after in itertools.pairwise(pulses)]
+    numbers = [0] * min(1, len(pulses))
+    for index, gap in enumerate(gaps):
+        following = gaps[index + 1] if index + 1 < len(gaps) else period
+        lost = max(0, round(gap / period) - 1) if following >= period / 2 else 0
+        numbers.append(numbers[-1] + 1 + lost)
+    return numbers
 
 
 def spread(seconds: list[float]) -> dict[str, float]:
@@ -535,7 +582,7 @@ def run_follow(model: Path, seconds: float, workdir: Path) -> dict:
             answered += 1
     reference.command("idle")
     stop_daemon(daemon)
-    floor_lateness = reference.finish()
+    floor_lateness, _ = reference.finish()
     floor_errors, _ = grid_figures(receiver.reference_onsets, [], step)
     receiver.close()
     player.close_port()
@@ -746,13 +793,16 @@ def main() -> int:
 
 def missed_goals(run: dict) -> list[str]:
     """The GOALS a run missed (a ratio without a reference figure to divide by counts as missed), and the clockout
-    case's pulse goal. Idle CPU is no goal of the metronome and clockout cases, whose daemons send while idle."""
+    case's pulse goals (p99 at most PULSE_GOAL_MS, and at most the onset ratio times the reference's pulses). Idle CPU is no goal of the metronome and clockout cases, whose daemons send while idle."""
     busy_when_idle = {"--metronome", "--clock-out"} & set(run["flags"])
     skipped = {"idle_cpu_percent_over_reference"} if busy_when_idle else set()
     missed = [name for name, most in GOALS.items() if name not in skipped and (run[name] is None or run[name] > most)]
     pulses = run.get("pulse_lateness_ms")
     if pulses is not None and (not pulses["pulses"] or pulses["p99"] > PULSE_GOAL_MS):
         missed.append("pulse_lateness_p99_ms")
+    ratio = run.get("pulse_p99_ratio_to_reference", 0)
+    if pulses is not None and (ratio is None or ratio > GOALS["onset_p99_ratio_to_reference"]):
+        missed.append("pulse_p99_ratio_to_reference")  # pulses as onsets: at most as many times the reference's
     return missed
 
 

@@ -11,7 +11,7 @@ import math
 import mido
 import pytest
 
-from improvd.core.engine import Engine, Settings
+from improvd.core.engine import Engine, Settings, Timed
 from improvd.core.model import load_model
 from improvd.core.simulate import drive
 from improvd.daemon.aside import Aside
@@ -173,6 +173,65 @@ def test_clock_out_sends_start_then_24_pulses_a_quarter_on_the_grid(tiny_model_d
     pulses = [t for t, status in system if status == CLOCK]
     assert pulses[:25] == pytest.approx([START_DELAY + k * 0.5 / 24 for k in range(25)])
     assert system[-1] == (1.0, STOP) and math.isclose(sent[-1][0], 1.0)
+
+
+PULSE = 60 / 240 / 24  # a MIDI clock pulse's period at 240 BPM
+
+
+def clock_out_pulses(sent: list) -> list[float]:
+    return [t for t, data in sent if data == [CLOCK]]
+
+
+def test_a_flood_of_input_is_handled_between_clock_pulses_not_through_them(tiny_model_dir):
+    """The inbox is drained up to SPIN_SECONDS before the next send, clock pulses included: with no note queued
+    for a while (no call, no answer) 200 player messages, each costing the loop 0.4 ms, were all handled at once
+    and the clock pulses due meanwhile went out up to 80 ms late. Each pulse now goes at its due time, in order,
+    and the flood is handled in the gaps between them."""
+    clock, sent, reports = VirtualTime(0.0), [], []
+    fed = []
+
+    class Costly(Engine):
+        def feed(self, message: mido.Message, time: float) -> list:
+            clock.time += 0.0004  # handling one message takes the loop this long
+            fed.append(clock.time)
+            return super().feed(message, time)
+
+    engine = Costly(load_model(tiny_model_dir), Settings(bpm=240))
+    timing = daemon_loop(engine, clock, sent, reports, clock_out=True)
+    timing.begin()
+    timing.run_until(0.2)
+    for k in range(200):
+        timing.feed(mido.Message("control_change", control=1, value=k % 128), clock.now())
+    timing.run_until(0.5)
+    pulses = clock_out_pulses(sent)
+    assert len(fed) == 200 and fed[-1] > 0.2 + 200 * 0.0004  # all handled, in more than one go
+    assert len(pulses) == 1 + int((0.5 - START_DELAY) / PULSE)
+    assert pulses == pytest.approx([START_DELAY + k * PULSE for k in range(len(pulses))], abs=1e-9)
+
+
+def test_a_note_due_just_before_a_pulse_goes_first_and_each_at_its_time(tiny_model_dir):
+    """The loop sends whichever is due first, a queued message or a clock pulse, each on its own deadline. A
+    tick whose work ended within SPIN_SECONDS of both a pulse and a note due 0.3 ms before it sent the pulse
+    first and the note after it, late by the difference."""
+    clock, sent, reports = VirtualTime(0.0), [], []
+    notes: list[float] = []
+
+    class Busy(Engine):
+        def tick(self, time: float) -> None:
+            super().tick(time)
+            if len(notes) < 4:
+                notes.append(time + PULSE - 0.0003)  # just before the step's second pulse
+                self.schedule([Timed(notes[-1], mido.Message("note_on", channel=5, note=60, velocity=1))])
+                clock.time = time + PULSE - 0.0007  # the tick's work ends within SPIN_SECONDS of both
+
+    timing = daemon_loop(Busy(load_model(tiny_model_dir), Settings(bpm=240)), clock, sent, reports, clock_out=True)
+    timing.begin()
+    timing.run_until(0.5)
+    heard = [(t, data) for t, data in sent if data == [CLOCK] or data[:2] == [0x95, 60]]
+    assert [t for t, data in heard if data != [CLOCK]] == pytest.approx(notes, abs=1e-9)
+    assert [t for t, _ in heard] == sorted(t for t, _ in heard)
+    pulses = clock_out_pulses(sent)
+    assert pulses == pytest.approx([START_DELAY + k * PULSE for k in range(len(pulses))], abs=1e-9)
 
 
 def test_finish_releases_what_sounds_and_sends_all_notes_off_last(tiny_model_dir):
