@@ -195,9 +195,14 @@ def test_where_the_white_keys_win_the_answer_is_note_for_note_the_one_transposit
     assert [(t.time, t.message.note) for t in sent] == [(t.time, t.message.note) for t in alone]
 
 
-def test_a_model_alone_hears_the_call_on_the_aside_thread_and_answers_as_on_the_timing_thread(trained, monkeypatch):
+@pytest.mark.parametrize("follow", [False, True], ids=["grid", "follow"])
+def test_a_model_alone_hears_the_call_on_the_aside_thread_and_answers_as_on_the_timing_thread(
+    trained, monkeypatch, follow
+):
     """With the daemon's thread for work aside, run between ticks: no tick of the call or its silence steps an LSTM
-    on the timing thread (the engine's own rests, its candidates hear aside), and the answer is the same."""
+    on the timing thread (the engine's own rests, its candidates hear aside), the phrase end's at most 8, and the
+    answer is the same. With ``clock = "follow"`` the follow work aside hears the call on the player's grid in the
+    transposition the candidates lead with (C minor here): before, the phrase end heard it again there at once."""
     from improvd.core import styles as styles_module
     from improvd.core.runtime import LSTMRuntime
     from improvd.core.simulate import drive
@@ -215,7 +220,8 @@ def test_a_model_alone_hears_the_call_on_the_aside_thread_and_answers_as_on_the_
     handed: list = []
 
     def answered(aside) -> tuple[list, list, list[int]]:
-        engine = Engine(flat_on(trained, "m", "C"), Settings(), seed=3, predictor=Counting, aside=aside)
+        settings = Settings(follow_tempo=follow)
+        engine = Engine(flat_on(trained, "m", "C"), settings, seed=3, predictor=Counting, aside=aside)
         on_timing_thread.clear()  # the song starts
         sent, ends, per_tick = [], [], []
         for boundary in drive(engine, call(A_MINOR), 200):
@@ -229,13 +235,16 @@ def test_a_model_alone_hears_the_call_on_the_aside_thread_and_answers_as_on_the_
                     pass
             aside_running[0] = False
             handed.clear()
+        engine_offsets.append(engine.offset)
         return [(t.time, t.message.note) for t in sent], ends, per_tick
 
+    engine_offsets: list[int] = []
     expected, expected_ends, inline = answered(None)
     got, ends, per_tick = answered(handed.append)
     assert expected and got == expected and ends == expected_ends
     phrase_end = round(ends[0] / STEP)
-    assert sum(inline[:phrase_end]) > 0 and sum(per_tick[:phrase_end]) == 0
+    assert sum(inline[:phrase_end]) > 0 and sum(per_tick[:phrase_end]) == 0 and per_tick[phrase_end] <= 8
+    assert engine_offsets == [3, 3]
 
 
 def test_a_predictor_other_than_the_lstm_hears_the_call_once(trained):

@@ -567,6 +567,11 @@ class Engine:
         self._resting = False
         if shift is None:
             return 0
+        if self.settings.follow_tempo and not self._auto:
+            # the model alone chose its transposition on the engine's grid; the call on the player's grid is its own
+            # LSTM's (the follow work aside heard it in the transposition its candidates led with then: ``_follow``),
+            # heard again at once by ``_rekey`` where the choice came out otherwise
+            return handover.offset
         self._shift = moved(shift, handover.offset)
         self._load(handover.model, handover)
         return handover.offset
@@ -747,7 +752,7 @@ class Engine:
         self._priming.cancel()
         if job.call == self._buffer.last_note_symbols():
             self._swap(job.priming)
-            if self._styles is not None:  # the candidates hear the call on the player's grid too
+            if self._auto:  # style auto's candidates hear the call on the player's grid too (a model's own: no)
                 self._styles.restart(self._shift, job.call, self._place_of(job.call))
         else:  # the call on the engine's grid ended otherwise than the work aside foresaw
             self._shift = _shift_for(self._buffer.last_note_symbols(), self._stated_key())
@@ -839,11 +844,13 @@ class Engine:
         return None if silent < SILENT_STEPS else ahead
 
     def _following_for(self, end: float, ahead: int) -> Following:
-        """The follow work of the call heard so far, for a phrase end at ``end``, ``ahead`` silent steps from now."""
+        """The follow work of the call heard so far, for a phrase end at ``end``, ``ahead`` silent steps from now: its
+        LSTM hears the call in the transposition the model's own candidates lead with so far (``_choose_style``)."""
         vocabulary, stated, bar = self.model.vocabulary, self._stated_key(), bar_steps(self.settings.meter)
+        offset = self._styles.offset_so_far() if self._styles is not None and not self._auto else 0
 
         def prepare(call: list[str], open_step: int) -> tuple[int, list[int], Place]:
-            shift = _shift_for(call, stated)
+            shift = moved(_shift_for(call, stated), offset)
             place = Place((open_step - len(call)) % bar, bar)
             return shift, [_index(vocabulary, symbol, shift) for symbol in call], place
 

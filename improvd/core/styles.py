@@ -339,6 +339,17 @@ class Styles:
         better)."""
         return {name: score for name, (score, _) in self._best().items()}
 
+    def _leader(self) -> _Candidate:
+        """The candidate of the model with the lowest score (the first by name on a tie), in its best
+        transposition."""
+        scored = self._best()
+        return scored[min(scored, key=lambda name: (scored[name][0], name))][1]
+
+    def offset_so_far(self) -> int:
+        """The transposition ``choose`` would hand over on what the candidates have heard so far (nothing heard here;
+        steps still queued or aside are not counted): a guess, for work begun before the phrase end."""
+        return self._leader().offset
+
     def choose(self) -> Handover:
         """At the phrase end: hear what is left, then hand over the model with the lowest score (the first by name
         on a tie) in its best transposition. The candidates then wait for the next ``restart``."""
@@ -346,8 +357,7 @@ class Styles:
             candidate.recall()
             candidate.advance(len(candidate.pending))
         self._behind = 0
-        scored = self._best()
-        _, best = scored[min(scored, key=lambda name: (scored[name][0], name))]
+        best = self._leader()
         self.shift = None
         runtime = LSTMRuntime(best.model)
         runtime.restore(best.runtime.snapshot())
