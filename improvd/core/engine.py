@@ -267,6 +267,7 @@ class Engine:
         self._answered: list[str] = []  # the call being answered: remembered when its answer ends
         self._answered_at = (0, 16)  # its first step's place in its bar, and the bar's steps
         self._call_first = 0  # the grid step of the call's first note
+        self.model: Model | None = None
         self._load(model)
 
     # --- model and state -----------------------------------------------------
@@ -274,13 +275,8 @@ class Engine:
     def _load(self, model: Model, handover: Handover | None = None) -> None:
         """Answer with ``model`` from now on: primed afresh (its own candidates too), or as ``handover`` (the
         candidates' choice) has heard the call already, only the song cache hearing it again."""
-        self.model = model
-        self._buffer.resize(self.settings.buffer_steps or model.sequence_length)
-        vocabulary = model.vocabulary
-        self._song_end = vocabulary.index[SONG_END]
-        self._recall.bind(vocabulary.symbols)  # a model of another vocabulary hears the earlier calls in its own
-        self._onset_mask = np.array([is_pitch(s) for s in vocabulary.symbols])
-        self._pitches = np.array([int(s) if is_pitch(s) else -1 for s in vocabulary.symbols])
+        if handover is None or model is not self.model:
+            self._bind(model)
         self._cache = SongCache(self._song_end, self._onset_mask, self._recall)
         if handover is None:
             self._runtime = self._predictor(model)
@@ -291,9 +287,7 @@ class Engine:
             self._runtime, self._song_start = handover.runtime, handover.song_start
             cache = SongCache(self._song_end, self._onset_mask, self._recall)
             self._priming = Priming(handover.spare, cache, self._song_start, self._song_end, self._aside)
-        self._opened: dict[Place, tuple[Any, np.ndarray]] = {}  # place -> the LSTM after a song's first song end
         self._drop_following()
-        self._playable = np.array([s != SONG_END for s in vocabulary.symbols])
         if handover is None:
             self._alone = (model, self._candidates(model) if isinstance(self._runtime, LSTMRuntime) else None)
             if not self._auto:  # the model answers alone: its own candidates hear the call, if it has them
@@ -304,6 +298,19 @@ class Engine:
         self._logits = handover.logits
         for index in [self._song_end, *map(self._index_of, self._buffer.last_note_symbols())]:
             self._cache.add(index)
+
+    def _bind(self, model: Model) -> None:
+        """What the engine keeps of ``model`` itself: its vocabulary's symbols and masks, the buffer's length, the
+        session memory in its vocabulary (skipped when the candidates hand over the model already answering)."""
+        self.model = model
+        self._buffer.resize(self.settings.buffer_steps or model.sequence_length)
+        vocabulary = model.vocabulary
+        self._song_end = vocabulary.index[SONG_END]
+        self._recall.bind(vocabulary.symbols)  # a model of another vocabulary hears the earlier calls in its own
+        self._onset_mask = np.array([is_pitch(s) for s in vocabulary.symbols])
+        self._pitches = np.array([int(s) if is_pitch(s) else -1 for s in vocabulary.symbols])
+        self._playable = np.array([s != SONG_END for s in vocabulary.symbols])
+        self._opened: dict[Place, tuple[Any, np.ndarray]] = {}  # place -> the LSTM after a song's first song end
 
     def _spare(self, aside: Callable[[Any], None] | None = None) -> Priming:
         """A spare LSTM and song cache (the session memory under it too, as the engine's), to prime in slices (its

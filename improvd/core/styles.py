@@ -208,15 +208,19 @@ class _Candidate:
         """(the bits spent on each of the call's last ``SCORED_STEPS`` steps up to its closing silence, those spent on
         each onset pitch among them: -log2 of its probability among the pitches, as improvd-train evaluate counts
         them)."""
-        heard = list(self._heard)[: self._closing_silence()]
-        if not heard:
-            return np.zeros(0), np.zeros(0)
-        logits = np.stack([logits for logits, _ in heard]).astype(np.float64)
-        indices = np.array([index for _, index in heard])
-        came = logits[np.arange(len(indices)), indices]
+        logits, indices, came = self._scored()
         onsets = self._onset[indices]
         pitch_logits = logits[onsets][:, self._onset]
         return (_logsumexp(logits) - came) / LOG2, (_logsumexp(pitch_logits) - came[onsets]) / LOG2
+
+    def _scored(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(the logits before each step scored, the index that came, its logit) up to the closing silence."""
+        heard = list(self._heard)[: self._closing_silence()]
+        if not heard:
+            return np.zeros((0, len(self._onset))), np.zeros(0, int), np.zeros(0)
+        logits = np.stack([logits for logits, _ in heard]).astype(np.float64)
+        indices = np.array([index for _, index in heard])
+        return logits, indices, logits[np.arange(len(indices)), indices]
 
     def _closing_silence(self) -> int:
         """Where the call's closing silence starts among the steps heard: its first rest after the last onset (the
@@ -231,8 +235,9 @@ class _Candidate:
         return start
 
     def score(self) -> float:
-        """The bits spent on the call heard up to its closing silence, plus the prior."""
-        return float(self.bits()[0].sum()) + self.prior
+        """The bits spent on the call heard up to its closing silence (``bits``' first), plus the prior."""
+        logits, _, came = self._scored()
+        return float(((_logsumexp(logits) - came) / LOG2).sum()) + self.prior
 
 
 def _logsumexp(logits: np.ndarray) -> np.ndarray:
