@@ -11,7 +11,8 @@ is drawn from) hears the tune's real bars 5-8 in that transposition: ``continuat
 probability the LSTM gave each of their onset pitches among the pitches (no song cache); ``call_bits`` the same on
 the call's own onset pitches as the chosen transposition heard them (improvd.core.styles, up to the closing
 silence). Minor calls are those ``keys.call_key`` (the engine's reading of the call's key) calls minor. The
-answers' as-played figures (``in_key_signature``, ``cadence``) beside. Prints one JSON object.
+answers' as-played figures (``in_key_signature``, ``cadence``) and the two-sample test on all of them
+(training.twosample, one answer a call) beside. Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from improvd.core.keys import call_key
 from improvd.core.model import MINOR_TONIC_KEY, Model, load_model
 from improvd.core.runtime import LSTMRuntime
 from improvd.core.styles import Styles, call_index
-from training import as_played
+from training import as_played, twosample
 from training.compare import _calls, split_of
 from training.corpus import DEFAULT_CACHE_DIR
 
@@ -114,6 +115,10 @@ def way(model: Model, calls: list[as_played.CallCase], one: bool) -> dict:
             "cadence": played["cadence"],
         }
     result["minor_transposition"] = sum(row[1] != 0 for row in rows)  # calls answered in it
+    real = np.array([twosample.describe(case, as_played.real(case)) for case in calls])
+    answered = np.array([twosample.describe(case, answer) for case, answer in zip(calls, answers, strict=True)])
+    test = twosample.compare(real, answered, [case.ident for case in calls])
+    result["two_sample"] = {key: test[key] for key in ("balanced_accuracy", "ci95", "auc")}
     return result
 
 

@@ -340,8 +340,9 @@ class Engine:
         self._open_song(self._place_of(symbols))
         for symbol in symbols:
             self._feed_lstm(symbol)
-        if self._styles is not None:
-            self._styles.restart(self._shift, symbols, self._place_of(symbols))  # heard in slices (_hear_styles)
+        styles = self._hearing()
+        if styles is not None:
+            styles.restart(self._shift, symbols, self._place_of(symbols))  # heard in slices (_hear_styles)
 
     def _open_song(self, place: Place) -> None:
         """The LSTM at its song start, seated at ``place``, then a song end heard (the cache starts a new song too).
@@ -481,7 +482,7 @@ class Engine:
         if self.mode == "responding":
             return  # overlap: the player's notes go into the next call; the LSTM is busy answering
         if starts:
-            self._resting = self._resting or self._styles is not None  # the candidates hear the call
+            self._resting = self._resting or self._hearing() is not None  # the candidates hear the call
             self._shift = _shift_for([symbol], self._stated_key())  # heard afresh: in its own key from the start
             self._reprime()  # the song's start, then this first step
         index = None if starts else self._index_of(symbol)
@@ -551,8 +552,11 @@ class Engine:
         one: a move hears the call again), a slice a tick (improvd.core.styles): while it is played PLAYING_STEPS a
         candidate (one to keep up, one to catch up). Meanwhile the engine's own LSTM and spare rest: at the phrase end
         the chosen candidate takes over with the call heard (``_choose_style``)."""
-        styles = self._styles
+        styles = self._hearing()
         if styles is None:
+            if self._resting:  # they stopped hearing it (follow_tempo set during the call): the engine's LSTM does
+                self._resting = False
+                self._reprime()
             return
         self._resting = True
         shift = self._shift if self._priming.shift is None else self._priming.shift
@@ -563,22 +567,24 @@ class Engine:
             styles.feed(symbol)
         styles.advance(self._catch_up(styles.behind, PLAYING_STEPS * styles.hearings, STYLE_STEPS))
 
+    def _hearing(self) -> Styles | None:
+        """The candidates that hear the call: style auto's, or the model's own but not with ``follow_tempo`` (its
+        phrase end hears the call again on the player's grid, aside, in one transposition; a second would be heard
+        there at once, on the timing thread: a model alone then hears the call on the white keys alone)."""
+        return self._styles if self._auto or not self.settings.follow_tempo else None
+
     def _choose_style(self) -> int:
         """At the phrase end: the candidate that predicted the call best (style auto's model, or the model's own
         transposition) answers it, handed over with the call heard in its transposition (improvd.core.styles).
         Returns the semitones that transposition lies from the call's white keys (0 without candidates)."""
-        if self._styles is None:
-            return 0
-        shift = self._styles.shift  # never None here: _hear_styles has given them the call in this tick
-        handover = self._styles.choose()
+        styles = self._hearing()
         self._resting = False
+        if styles is None:
+            return 0
+        shift = styles.shift  # never None here: _hear_styles has given them the call in this tick
+        handover = styles.choose()
         if shift is None:
             return 0
-        if self.settings.follow_tempo and not self._auto:
-            # the model alone chose its transposition on the engine's grid; the call on the player's grid is its own
-            # LSTM's (the follow work aside heard it in the transposition its candidates led with then: ``_follow``),
-            # heard again at once by ``_rekey`` where the choice came out otherwise
-            return handover.offset
         self._shift = moved(shift, handover.offset)
         self._load(handover.model, handover)
         return handover.offset
@@ -643,7 +649,8 @@ class Engine:
         if self.settings.follow_tempo:
             return True  # its phrase end hears the call again anyway
         shift = _shift_for(self._buffer.last_note_symbols(), self._stated_key())
-        caught_up = self._styles is None or self._styles.caught_up  # the candidates have heard it all
+        styles = self._hearing()
+        caught_up = styles is None or styles.caught_up  # the candidates have heard it all
         return shift == self._shift and self._priming.shift is None and caught_up
 
     def _over_at(self) -> int | None:
@@ -759,7 +766,7 @@ class Engine:
         self._priming.cancel()
         if job.call == self._buffer.last_note_symbols():
             self._swap(job.priming)
-            if self._auto:  # style auto's candidates hear the call on the player's grid too (a model's own: no)
+            if self._hearing() is not None:  # style auto's candidates hear the call on the player's grid too
                 self._styles.restart(self._shift, job.call, self._place_of(job.call))
         else:  # the call on the engine's grid ended otherwise than the work aside foresaw
             self._shift = _shift_for(self._buffer.last_note_symbols(), self._stated_key())
@@ -851,13 +858,11 @@ class Engine:
         return None if silent < SILENT_STEPS else ahead
 
     def _following_for(self, end: float, ahead: int) -> Following:
-        """The follow work of the call heard so far, for a phrase end at ``end``, ``ahead`` silent steps from now: its
-        LSTM hears the call in the transposition the model's own candidates lead with so far (``_choose_style``)."""
+        """The follow work of the call heard so far, for a phrase end at ``end``, ``ahead`` silent steps from now."""
         vocabulary, stated, bar = self.model.vocabulary, self._stated_key(), bar_steps(self.settings.meter)
-        offset = self._styles.offset_so_far() if self._styles is not None and not self._auto else 0
 
         def prepare(call: list[str], open_step: int) -> tuple[int, list[int], Place]:
-            shift = moved(_shift_for(call, stated), offset)
+            shift = _shift_for(call, stated)
             place = Place((open_step - len(call)) % bar, bar)
             return shift, [_index(vocabulary, symbol, shift) for symbol in call], place
 

@@ -350,11 +350,6 @@ class Styles:
         scored = self._best()
         return scored[min(scored, key=lambda name: (scored[name][0], name))][1]
 
-    def offset_so_far(self) -> int:
-        """The transposition ``choose`` would hand over on what the candidates have heard so far (nothing heard here;
-        steps still queued or aside are not counted): a guess, for work begun before the phrase end."""
-        return self._leader().offset
-
     def choose(self) -> Handover:
         """At the phrase end: hear what is left, then hand over the model with the lowest score (the first by name
         on a tie) in its best transposition. The candidates then wait for the next ``restart``."""
