@@ -59,12 +59,12 @@ from improvd.core.encoding import SONG_END, Vocabulary, is_pitch
 from improvd.core.engine import Engine, Settings
 from improvd.core.follow import FOLLOW_LEAD
 from improvd.core.lookback import Place
-from improvd.core.model import DEFAULT_MODEL_DIR, load_model
+from improvd.core.model import DEFAULT_MODEL_DIR, MINOR_TONIC_KEY, load_model
 from improvd.core.recall import CALL_STEPS, SessionMemory
 from improvd.core.runtime import LSTMRuntime, softmax
 from improvd.core.sampler import Sampler
 from improvd.core.songcache import SongCache
-from improvd.core.styles import MINOR_TONIC_KEY, Styles, models_under
+from improvd.core.styles import Styles, models_under
 from improvd.daemon.aside import Aside
 from improvd.daemon.timing import SWITCH_INTERVAL
 from training.export import export_model

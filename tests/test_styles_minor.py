@@ -5,6 +5,7 @@ minor (improvd.core.styles.transpositions)."""
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +17,9 @@ from improvd.core.keys import WHITE_KEYS
 from improvd.core.lookback import Place
 from improvd.core.model import ModelError, load_model
 from improvd.core.recall import _Call
+from improvd.core.simulate import drive
 from improvd.core.styles import Styles, transpositions
-from tests.helpers import call, run
+from tests.helpers import STEP, call, run
 
 FLATS = {3, 8, 10}  # E-flat, A-flat, B-flat: C minor's notes outside the white keys
 # an A-minor call on the white keys (no E-flat, A-flat or B-flat), in 8ths; it ends at step 32
@@ -142,3 +144,207 @@ def test_training_records_the_tonic_most_minor_tunes_end_on():
     assert minor_tonic([c_minor, c_minor, a_minor, c_major]) == "C"
     assert minor_tonic([c_minor, a_minor]) == "A"
     assert minor_tonic([c_major]) == "A"
+
+
+# --- a model answering alone (any style but auto) is its own candidates: itself in each transposition ---------------
+
+
+def test_a_model_answering_alone_answers_a_minor_call_in_its_minor_transposition(trained):
+    """No style auto: the model whose minor tunes sit on C hears the A-minor call in A minor and in C minor too, and
+    answers in C minor (its favoured flats, moved back); response_start and the engine say the offset."""
+    engine = Engine(flat_on(trained, "m", "C"), Settings(), seed=3)
+    sent, events = run(engine, call(A_MINOR), 200)
+    start = next(e for e in events if e.name == "response_start")
+    assert start.data["model"] == "m" and start.data["transposition"] == 3 and start.data["offset"] == 3
+    assert engine.offset == 3
+    answer = [t.message.note for t in sent if t.message.type == "note_on"]
+    assert len(answer) > 8 and all(note % 12 in WHITE_KEYS for note in answer)
+    assert sum(note % 12 in {0, 5, 7} for note in answer) > 0.6 * len(answer)
+
+
+def test_a_model_alone_answers_in_the_transposition_auto_would_choose_for_it(trained):
+    """The same choice as style auto's for that model (one code path): the same answer, note for note."""
+    alone, alone_events = run(Engine(flat_on(trained, "m", "C"), Settings(), seed=3), call(A_MINOR), 200)
+    engine = Engine(flat_on(trained, "m", None), Settings(), seed=3)
+    engine.set_styles(Styles({"m": flat_on(trained, "m", "C")}))
+    sent, events = run(engine, call(A_MINOR), 200)
+    starts = [e.data for e in events if e.name == "response_start"]
+    assert starts == [e.data for e in alone_events if e.name == "response_start"]
+    assert [t.message.note for t in sent] == [t.message.note for t in alone]
+
+
+def named_on(model, minor_tonic: str | None):
+    """The trained model itself, its card's minor_tonic set (or removed)."""
+    card = {k: v for k, v in model.card.items() if k != "minor_tonic"}
+    return dataclasses.replace(model, card=card if minor_tonic is None else {**card, "minor_tonic": minor_tonic})
+
+
+# a 4-bar call in B-flat major, in 8ths (its collection moves the key once it falls silent)
+B_FLAT = [(70 + (0, 2, 4, 5, 7, 5, 4, 2)[k % 8], 2 * k, 2) for k in range(32)]
+
+
+@pytest.mark.parametrize("played", [A_MINOR, B_FLAT], ids=["a minor", "b-flat major"])
+def test_where_the_white_keys_win_the_answer_is_note_for_note_the_one_transposition_s(trained, played):
+    """The trained model (its LSTM state handed over, not only its bias) with minor_tonic C, on calls its white keys
+    predict better: the answer of the one-transposition model, note for note, a moved key too."""
+    assert trained.input != "lookback"
+    alone, alone_events = run(Engine(named_on(trained, None), Settings(), seed=7), call(played), 200)
+    engine = Engine(named_on(trained, "C"), Settings(), seed=7)
+    sent, events = run(engine, call(played), 200)
+    start = next(e.data for e in events if e.name == "response_start")
+    assert start["offset"] == 0 and engine._styles is not None and engine._styles.hearings == 2
+    assert start == next(e.data for e in alone_events if e.name == "response_start")
+    assert [(t.time, t.message.note) for t in sent] == [(t.time, t.message.note) for t in alone]
+
+
+def test_a_model_alone_hears_the_call_on_the_aside_thread_and_answers_as_on_the_timing_thread(trained, monkeypatch):
+    """With the daemon's thread for work aside, run between ticks: no tick of the call or its silence steps an LSTM
+    on the timing thread (the engine's own rests, its candidates hear aside), the phrase end's at most 8, and the
+    answer is the same."""
+    from improvd.core import styles as styles_module
+    from improvd.core.runtime import LSTMRuntime
+    from improvd.core.simulate import drive
+
+    on_timing_thread: list[int] = []
+    aside_running = [False]
+
+    class Counting(LSTMRuntime):
+        def step(self, index: int) -> np.ndarray:
+            if not aside_running[0]:
+                on_timing_thread.append(index)
+            return super().step(index)
+
+    monkeypatch.setattr(styles_module, "LSTMRuntime", Counting)
+    handed: list = []
+
+    def answered(aside) -> tuple[list, list, list[int]]:
+        engine = Engine(flat_on(trained, "m", "C"), Settings(), seed=3, predictor=Counting, aside=aside)
+        on_timing_thread.clear()  # the song starts
+        sent, ends, per_tick = [], [], []
+        for boundary in drive(engine, call(A_MINOR), 200):
+            sent += boundary.sent
+            ends += [boundary.time for e in boundary.events if e.name == "phrase_end"]
+            per_tick.append(len(on_timing_thread))
+            on_timing_thread.clear()
+            aside_running[0] = True
+            for job in handed:
+                for _ in job.slices():
+                    pass
+            aside_running[0] = False
+            handed.clear()
+        engine_offsets.append(engine.offset)
+        return [(t.time, t.message.note) for t in sent], ends, per_tick
+
+    engine_offsets: list[int] = []
+    expected, expected_ends, inline = answered(None)
+    got, ends, per_tick = answered(handed.append)
+    assert expected and got == expected and ends == expected_ends
+    phrase_end = round(ends[0] / STEP)
+    assert sum(inline[:phrase_end]) > 0 and sum(per_tick[:phrase_end]) == 0 and per_tick[phrase_end] <= 8
+    assert engine_offsets == [3, 3]
+
+
+def test_a_predictor_other_than_the_lstm_hears_the_call_once(trained):
+    """evaluate's n-gram answers as itself: a predictor that is no LSTM runtime gets no candidates (they would hand
+    over an LSTM), so the call is heard in the one transposition, by that predictor."""
+    from improvd.core.runtime import LSTMRuntime
+
+    steps: list[int] = []
+
+    class Wrapped:
+        def __init__(self, model) -> None:
+            self._runtime = LSTMRuntime(model)
+
+        def step(self, index: int) -> np.ndarray:
+            steps.append(index)
+            return self._runtime.step(index)
+
+        def __getattr__(self, name: str):
+            return getattr(self._runtime, name)
+
+    engine = Engine(flat_on(trained, "m", "C"), Settings(), seed=3, predictor=Wrapped)
+    _, events = run(engine, call(A_MINOR), 200)
+    assert next(e for e in events if e.name == "response_start").data["offset"] == 0
+    assert engine._styles is None and len(steps) > len(SYMBOLS)
+
+
+def test_auto_turned_off_gives_the_model_its_own_candidates_back_and_set_model_its_own(trained):
+    """set_styles(None) hands the model alone its own candidates again; set_model to a model heard in one
+    transposition leaves the engine's own LSTM to hear the call (none), and back to one in two, its candidates."""
+    model = flat_on(trained, "m", "C")
+    engine = Engine(model, Settings(), seed=3)
+    own = engine._styles
+    assert own is not None and own.hearings == 2
+    engine.set_styles(Styles({"m": model, "x": flat_on(trained, "x", None)}))
+    assert engine._styles is not own
+    engine.set_styles(None)
+    assert engine._styles is own
+    engine.set_model(flat_on(trained, "one", None))
+    assert engine._styles is None
+    _, events = run(engine, call(A_MINOR), 200)
+    assert next(e for e in events if e.name == "response_start").data["offset"] == 0
+    engine.set_model(model)
+    assert engine._styles is not None and engine._styles.names == ["m"]
+
+
+def test_a_card_whose_minor_tonic_names_no_tonic_is_refused_at_load(tiny_model_dir, tmp_path):
+    import json
+    import shutil
+
+    shutil.copytree(tiny_model_dir, tmp_path / "m")
+    card = json.loads((tmp_path / "m" / "model.json").read_text())
+    (tmp_path / "m" / "model.json").write_text(json.dumps({**card, "minor_tonic": "H"}))
+    with pytest.raises(ModelError, match=r"m/model.json: minor_tonic must name a tonic \(C, E-, F#\), got 'H'"):
+        load_model(tmp_path / "m")
+
+
+def test_the_daemon_prepares_a_model_s_own_candidates_off_the_timing_thread(tiny_model_dir, tmp_path, monkeypatch):
+    """The shipped model (minor_tonic C) answers in its better transposition in the daemon too, and the state says
+    the last answer's offset; a model set later gets its candidates made in the loader thread with its runtime, the
+    timing thread only swaps them in."""
+    import json
+    import shutil
+
+    import improvd.daemon.models as daemon_models
+    from tests.inprocess import make_daemon
+
+    daemon = make_daemon()
+    assert daemon.engine._styles is not None and daemon.engine._styles.names == ["essen"]
+    assert daemon.engine._styles.hearings == 2 and daemon.controller.state()["offset"] == 0
+    shutil.copytree(tiny_model_dir, tmp_path / "m")
+    card = json.loads((tmp_path / "m" / "model.json").read_text())
+    (tmp_path / "m" / "model.json").write_text(json.dumps({**card, "minor_tonic": "C"}))
+    model = daemon.controller._prepare_model(tmp_path / "m")
+
+    def made_on_the_timing_thread(model):
+        raise AssertionError("own candidates made on the timing thread")
+
+    monkeypatch.setattr(daemon_models, "own_styles", made_on_the_timing_thread)
+    daemon.engine.set_model(model)
+    assert daemon.engine._styles is not None and daemon.engine._styles.hearings == 2
+
+
+def test_with_clock_follow_a_model_alone_hears_the_call_in_one_transposition(trained):
+    """``clock = "follow"``: the phrase end hears the call again on the player's grid (aside, in one transposition);
+    a second transposition would be heard there at once, so the model alone answers on the white keys, note for
+    note as its card without ``minor_tonic`` does; turned on during a call, the engine's LSTM hears that call."""
+    alone, alone_events = run(
+        Engine(flat_on(trained, "m", None), Settings(follow_tempo=True), seed=3), call(A_MINOR), 200
+    )
+    engine = Engine(flat_on(trained, "m", "C"), Settings(follow_tempo=True), seed=3)
+    sent, events = run(engine, call(A_MINOR), 200)
+    assert next(e.data for e in events if e.name == "response_start")["offset"] == 0
+    assert [(t.time, t.message.note) for t in sent] == [(t.time, t.message.note) for t in alone]
+    assert [e for e in events if e.name != "response_start"] == [e for e in alone_events if e.name != "response_start"]
+
+    def switched(minor_tonic: str | None) -> tuple[Engine, list]:
+        engine = Engine(flat_on(trained, "m", minor_tonic), Settings(), seed=3)
+        sent = []
+        for boundary in drive(engine, call(A_MINOR), 200):
+            sent += boundary.sent
+            if round(boundary.time / STEP) == 16:
+                engine.update(follow_tempo=True)
+        return engine, [(t.time, t.message.note) for t in sent + engine.pop_due(math.inf)]
+
+    turned, notes = switched("C")
+    assert turned.offset == 0 and notes and notes == switched(None)[1]

@@ -41,7 +41,7 @@ The driver's contract (times are floats in seconds on the driver's clock):
   at once when listening, at the end of the answer when responding.
 * ``drain_events()`` returns what happened since the last call, each an
   ``Event(time, name, data)``: ``phrase_end`` {call_steps}, ``response_start``
-  {steps, first_step, entry, transposition, model}, ``response_end`` ({} or
+  {steps, first_step, entry, transposition, offset, model}, ``response_end`` ({} or
   {interrupted: True}), ``barge_in``, ``panic``, ``forget`` {phrases}, ``input_lost`` {released},
   ``respond_ignored`` {reason}, ``count_in`` {listen_at_step}, ``notes_ignored`` {reason, notes} (played in a
   count-in before its last beat, or on the last 16th of a player's turn of ``turns``, or followed, after the tick
@@ -78,7 +78,9 @@ not): the replayed call hears it on its open step, so a note begins the next cal
 (``set_styles``) every candidate model hears the call too, a slice a tick, and at the phrase end the one that
 predicted it best takes over as it heard it, in the transposition it heard it best in (the white keys, or a model's
 minor transposition: the answer's collection and tonic move with it; improvd.core.styles; ``response_start`` names
-it). The answer is drawn
+it). A model answering alone whose minor tunes were trained on another tonic than A (its card's ``minor_tonic``) is
+its own candidates the same way, itself in both transpositions (``candidates``: improvd.core.styles.own_styles), and
+answers in the one that predicted the call better (``response_start``'s ``offset``, ``offset``). The answer is drawn
 in slices
 (improvd.core.answer): each tick draws the symbol of the step that opens at the
 next boundary and at most ``SLICE_STEPS`` LSTM steps more, and queues the notes
@@ -169,7 +171,7 @@ from improvd.core.schema import MATCH_BARS
 from improvd.core.seedbuffer import SeedBuffer, usual_gap
 from improvd.core.settings import Settings
 from improvd.core.songcache import SongCache
-from improvd.core.styles import STYLE_STEPS, Handover, Styles, moved
+from improvd.core.styles import STYLE_STEPS, Handover, Styles, moved, own_styles
 from improvd.core.touch import Touch, beat_steps
 
 SUSTAIN = 64
@@ -220,11 +222,15 @@ class Engine:
         predictor: Callable[[Model], Predictor] = LSTMRuntime,
         memory: bool = True,
         aside: Callable[[Following], None] | None = None,
+        candidates: Callable[[Model], Styles | None] = own_styles,
     ) -> None:
         """``predictor`` makes the step model from ``model`` (the LSTM; evaluate passes an n-gram); without
         ``memory`` the answer is the predictor's alone (no song cache, no echo), for evaluate's comparisons.
         ``aside`` takes a followed call's work (improvd.core.follow.Following) to do off the caller's thread while
-        the phrase end's silence passes (the daemon's thread for it); without it the phrase end does that work."""
+        the phrase end's silence passes (the daemon's thread for it); without it the phrase end does that work.
+        ``candidates`` makes a model's own candidates when it answers alone, itself in each of its transpositions
+        (improvd.core.styles.own_styles; the daemon's are made off its timing thread); not for a predictor other
+        than the LSTM."""
         self.settings = (settings or Settings()).validate()
         self._predictor = predictor
         self._memory = memory
@@ -238,9 +244,13 @@ class Engine:
         self._passed: set[tuple[int, int]] = set()  # ... and of the player's notes passed through and still on
         self._silent = False  # a panic's releases went out and nothing has been sent since: another sends nothing
         self._pending_model: Model | None = None
-        self._styles: Styles | None = None  # style auto: the candidates that hear the call (improvd.core.styles)
+        self._candidates = candidates
+        self._alone: tuple[Model, Styles | None] | None = None  # the model answering alone, its own candidates
+        self._auto = False  # the candidates are style auto's (``set_styles``), not the model's own
+        self._styles: Styles | None = None  # the candidates that hear the call, style auto's or the model's own
+        self._offset = 0  # the last answer's transposition from the call's white keys (``offset``)
         self._pending_styles: tuple[Styles | None] | None = None  # set_styles during an answer, for after it
-        self._resting = False  # style auto while listening: the candidates hear the call, the engine's LSTM rests
+        self._resting = False  # while listening with candidates: they hear the call, the engine's LSTM rests
         self._grid = Grid()
         self._respond_requested = False
         self.mode = "listening" if self.settings.enabled else "idle"
@@ -269,20 +279,16 @@ class Engine:
         self._call_first = 0  # the grid step of the call's first note
         self._entry_at: float | None = None  # phrase_end = "music": when the call may be over on its bar line
         self._entry_time = -math.inf  # an answer that entered on that bar line: its first note sounds then
+        self.model: Model | None = None
         self._load(model)
 
     # --- model and state -----------------------------------------------------
 
     def _load(self, model: Model, handover: Handover | None = None) -> None:
-        """Answer with ``model`` from now on: primed afresh, or as ``handover`` (style auto's choice) has heard
-        the call already, only the song cache hearing it again."""
-        self.model = model
-        self._buffer.resize(self.settings.buffer_steps or model.sequence_length)
-        vocabulary = model.vocabulary
-        self._song_end = vocabulary.index[SONG_END]
-        self._recall.bind(vocabulary.symbols)  # a model of another vocabulary hears the earlier calls in its own
-        self._onset_mask = np.array([is_pitch(s) for s in vocabulary.symbols])
-        self._pitches = np.array([int(s) if is_pitch(s) else -1 for s in vocabulary.symbols])
+        """Answer with ``model`` from now on: primed afresh (its own candidates too), or as ``handover`` (the
+        candidates' choice) has heard the call already, only the song cache hearing it again."""
+        if handover is None or model is not self.model:
+            self._bind(model)
         self._cache = SongCache(self._song_end, self._onset_mask, self._recall)
         if handover is None:
             self._runtime = self._predictor(model)
@@ -293,15 +299,30 @@ class Engine:
             self._runtime, self._song_start = handover.runtime, handover.song_start
             cache = SongCache(self._song_end, self._onset_mask, self._recall)
             self._priming = Priming(handover.spare, cache, self._song_start, self._song_end, self._aside)
-        self._opened: dict[Place, tuple[Any, np.ndarray]] = {}  # place -> the LSTM after a song's first song end
         self._drop_following()
-        self._playable = np.array([s != SONG_END for s in vocabulary.symbols])
         if handover is None:
+            self._alone = (model, self._candidates(model) if isinstance(self._runtime, LSTMRuntime) else None)
+            if not self._auto:  # the model answers alone: its own candidates hear the call, if it has them
+                self._resting = self._resting and self._alone[1] is not None
+                self._listen_with(self._alone[1])
             self._reprime()
             return
         self._logits = handover.logits
         for index in [self._song_end, *map(self._index_of, self._buffer.last_note_symbols())]:
             self._cache.add(index)
+
+    def _bind(self, model: Model) -> None:
+        """What the engine keeps of ``model`` itself: its vocabulary's symbols and masks, the buffer's length, the
+        session memory in its vocabulary (skipped when the candidates hand over the model already answering)."""
+        self.model = model
+        self._buffer.resize(self.settings.buffer_steps or model.sequence_length)
+        vocabulary = model.vocabulary
+        self._song_end = vocabulary.index[SONG_END]
+        self._recall.bind(vocabulary.symbols)  # a model of another vocabulary hears the earlier calls in its own
+        self._onset_mask = np.array([is_pitch(s) for s in vocabulary.symbols])
+        self._pitches = np.array([int(s) if is_pitch(s) else -1 for s in vocabulary.symbols])
+        self._playable = np.array([s != SONG_END for s in vocabulary.symbols])
+        self._opened: dict[Place, tuple[Any, np.ndarray]] = {}  # place -> the LSTM after a song's first song end
 
     def _spare(self, aside: Callable[[Any], None] | None = None) -> Priming:
         """A spare LSTM and song cache (the session memory under it too, as the engine's), to prime in slices (its
@@ -331,8 +352,9 @@ class Engine:
         self._open_song(self._place_of(symbols))
         for symbol in symbols:
             self._feed_lstm(symbol)
-        if self._styles is not None:
-            self._styles.restart(self._shift, symbols, self._place_of(symbols))  # heard in slices (_hear_styles)
+        styles = self._hearing()
+        if styles is not None:
+            styles.restart(self._shift, symbols, self._place_of(symbols))  # heard in slices (_hear_styles)
 
     def _open_song(self, place: Place) -> None:
         """The LSTM at its song start, seated at ``place``, then a song end heard (the cache starts a new song too).
@@ -473,7 +495,7 @@ class Engine:
         if self.mode == "responding":
             return  # overlap: the player's notes go into the next call; the LSTM is busy answering
         if starts:
-            self._resting = self._resting or self._styles is not None  # style auto: the candidates hear the call
+            self._resting = self._resting or self._hearing() is not None  # the candidates hear the call
             self._shift = _shift_for([symbol], self._stated_key())  # heard afresh: in its own key from the start
             self._reprime()  # the song's start, then this first step
         index = None if starts else self._index_of(symbol)
@@ -510,7 +532,7 @@ class Engine:
             if silent and shift == self._shift:
                 priming.cancel()  # the call ended in the collection the LSTM hears it in
             elif shift not in (self._shift, priming.shift) and self._resting:
-                self._shift = shift  # style auto: the candidates hear the call again (_hear_styles)
+                self._shift = shift  # the candidates hear the call again (_hear_styles)
                 priming.cancel()  # a spare begun before the engine rested would swap an older key back in
             elif shift not in (self._shift, priming.shift):
                 priming.begin(shift, [self._index_of(s, shift) for s in call], self._place_of(call))
@@ -541,12 +563,16 @@ class Engine:
         return max(least, -(-behind // ticks)) if ticks > 0 else least
 
     def _hear_styles(self, symbol: str | None) -> None:
-        """Style auto: the candidates hear the call's new ``symbol`` (None: a re-prime gave them the call) in the
-        transposition it will be answered in (the spare LSTM's while it primes one: a move hears the call again),
-        a slice a tick (improvd.core.styles). Meanwhile the engine's own LSTM and spare rest: at the phrase end the
-        chosen candidate takes over with the call heard (``_choose_style``)."""
-        styles = self._styles
+        """The candidates (style auto's, or the model's own transpositions) hear the call's new ``symbol`` (None: a
+        re-prime gave them the call) in the transposition it will be answered in (the spare LSTM's while it primes
+        one: a move hears the call again), a slice a tick (improvd.core.styles): while it is played PLAYING_STEPS a
+        candidate (one to keep up, one to catch up). Meanwhile the engine's own LSTM and spare rest: at the phrase end
+        the chosen candidate takes over with the call heard (``_choose_style``)."""
+        styles = self._hearing()
         if styles is None:
+            if self._resting:  # they stopped hearing it (follow_tempo set during the call): the engine's LSTM does
+                self._resting = False
+                self._reprime()
             return
         self._resting = True
         shift = self._shift if self._priming.shift is None else self._priming.shift
@@ -555,17 +581,24 @@ class Engine:
             styles.restart(shift, call, self._place_of(call))
         elif symbol is not None:
             styles.feed(symbol)
-        styles.advance(self._catch_up(styles.behind, PLAYING_STEPS * len(styles.names), STYLE_STEPS))
+        styles.advance(self._catch_up(styles.behind, PLAYING_STEPS * styles.hearings, STYLE_STEPS))
+
+    def _hearing(self) -> Styles | None:
+        """The candidates that hear the call: style auto's, or the model's own but not with ``follow_tempo`` (its
+        phrase end hears the call again on the player's grid, aside, in one transposition; a second would be heard
+        there at once, on the timing thread: a model alone then hears the call on the white keys alone)."""
+        return self._styles if self._auto or not self.settings.follow_tempo else None
 
     def _choose_style(self) -> int:
-        """Style auto, at the phrase end: the candidate that predicted the call best answers it, handed over with
-        the call heard in its transposition (improvd.core.styles). Returns the semitones that transposition lies
-        from the call's white keys (0 without style auto)."""
-        if self._styles is None:
-            return 0
-        shift = self._styles.shift  # never None here: _hear_styles has given them the call in this tick
-        handover = self._styles.choose()
+        """At the phrase end: the candidate that predicted the call best (style auto's model, or the model's own
+        transposition) answers it, handed over with the call heard in its transposition (improvd.core.styles).
+        Returns the semitones that transposition lies from the call's white keys (0 without candidates)."""
+        styles = self._hearing()
         self._resting = False
+        if styles is None:
+            return 0
+        shift = styles.shift  # never None here: _hear_styles has given them the call in this tick
+        handover = styles.choose()
         if shift is None:
             return 0
         self._shift = moved(shift, handover.offset)
@@ -635,7 +668,8 @@ class Engine:
         if self.settings.follow_tempo:
             return True  # its phrase end hears the call again anyway
         shift = _shift_for(self._buffer.last_note_symbols(), self._stated_key())
-        caught_up = self._styles is None or self._styles.caught_up  # style auto's candidates have heard it all
+        styles = self._hearing()
+        caught_up = styles is None or styles.caught_up  # the candidates have heard it all
         return shift == self._shift and self._priming.shift is None and caught_up
 
     def _over_at(self) -> int | None:
@@ -807,7 +841,7 @@ class Engine:
         call = self._buffer.last_note_symbols()
         self._events.append(Event(time, "phrase_end", {"call_steps": self._call_steps}))
         shift, tonic = self._key(call)
-        offset = self._choose_style()  # style auto: the chosen model's transposition, from the white keys
+        offset = self._offset = self._choose_style()  # the chosen transposition, from the white keys
         shift, tonic = moved(shift, offset), (tonic + offset) % 12
         if shift != self._shift or self._priming.shift is not None:
             self._rekey(shift)
@@ -871,7 +905,7 @@ class Engine:
         self._priming.cancel()
         if job.call == self._buffer.last_note_symbols():
             self._swap(job.priming)
-            if self._styles is not None:  # style auto's candidates hear the call on the player's grid too
+            if self._hearing() is not None:  # style auto's candidates hear the call on the player's grid too
                 self._styles.restart(self._shift, job.call, self._place_of(job.call))
         else:  # the call on the engine's grid ended otherwise than the work aside foresaw
             self._shift = _shift_for(self._buffer.last_note_symbols(), self._stated_key())
@@ -1412,18 +1446,33 @@ class Engine:
             self._load(model)
 
     def set_styles(self, styles: Styles | None) -> None:
-        """Style auto with these candidates (None: the model alone answers) from now on, or from the end of the
-        response in progress; they hear the call in progress from its next step."""
+        """Style auto with these candidates (None: the model alone answers, its own candidates hearing the call
+        when it has them) from now on, or from the end of the response in progress; they hear the call in progress
+        from its next step."""
         if self.mode == "responding":
             self._pending_styles = (styles,)
-        else:
-            self._styles = styles
-            if styles is not None:
-                styles.shift = None  # the next step gives them the call so far
-                styles.aside = self._aside  # the daemon's thread hears for them, off the timing thread
-            elif self._resting:
-                self._resting = False
-                self._reprime()  # the engine's own LSTM hears the call in progress
+            return
+        self._auto = styles is not None
+        if styles is None and self._alone is not None and self._alone[0] is self.model:
+            styles = self._alone[1]
+        self._listen_with(styles)
+
+    def _listen_with(self, styles: Styles | None) -> None:
+        """``styles`` hear the call from its next step (None: the engine's own LSTM hears it, the call in progress
+        at once)."""
+        self._styles = styles
+        if styles is not None:
+            styles.shift = None  # the next step gives them the call so far
+            styles.aside = self._aside  # the daemon's thread hears for them, off the timing thread
+        elif self._resting:
+            self._resting = False
+            self._reprime()  # the engine's own LSTM hears the call in progress
+
+    @property
+    def offset(self) -> int:
+        """The semitones the last answer's transposition lay from the call's white keys (a model's minor
+        transposition: +3 for one whose minor tunes sit in C minor; 0 before any answer)."""
+        return self._offset
 
     @property
     def busy_aside(self) -> bool:

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from improvd.core.encoding import SPECIAL_SYMBOLS, STEP_QUARTER_LENGTH, EncodingError, Vocabulary
+from improvd.core.encoding import SPECIAL_SYMBOLS, STEP_QUARTER_LENGTH, EncodingError, Vocabulary, tonic_pitch_class
 from improvd.core.keys import WHITE_KEYS
 from improvd.core.lookback import input_width
 
@@ -39,6 +39,7 @@ DEFAULT_SONG_GAP = 16  # training's default, for cards without settings.song_gap
 INPUTS = ("onehot", "embedding", "lookback")  # what the first layer takes: the symbol, or also its place in the bar
 MODEL_JSON = "model.json"
 WEIGHTS_NPZ = "weights.npz"
+MINOR_TONIC_KEY = "minor_tonic"  # the card's key of the tonic its minor tunes were trained in (A without it)
 MAX_CARD_BYTES = 1 << 20  # model.json
 MAX_WEIGHTS_BYTES = 64 << 20  # weights.npz on disk, and its arrays as their headers declare them (float32 or not)
 MAX_ARRAYS = 64  # arrays in weights.npz
@@ -164,7 +165,21 @@ def _read_card(file: Path) -> dict[str, Any]:
     too_big = size_problem(len(card["_vocabulary"]), units, card["sequence_length"])
     if too_big:
         raise ModelError(f"{file}: {too_big}")
+    minor_tonic(card, file)
     return card
+
+
+def minor_tonic(card: dict[str, Any], file: Path) -> int:
+    """The pitch class of the tonic the card's minor tunes were trained on (its ``minor_tonic``; A without one);
+    ModelError naming ``file`` for one that names no tonic."""
+    tonic = card.get(MINOR_TONIC_KEY, "A")
+    try:
+        pitch_class = tonic_pitch_class(tonic) if isinstance(tonic, str) else None
+    except EncodingError:
+        pitch_class = None
+    if pitch_class is None:
+        raise ModelError(f"{file}: {MINOR_TONIC_KEY} must name a tonic (C, E-, F#), got {tonic!r}")
+    return pitch_class
 
 
 def size_problem(vocab: int, lstm_units: list[int], sequence_length: int) -> str | None:

@@ -6,7 +6,9 @@ collection on the white keys, as every model's major tunes were trained in C maj
 candidate's own vocabulary. A model whose minor tunes were trained on another tonic than A (its card's
 ``minor_tonic``: Essen's abc keys name only a tonic, so its minor tunes sit in C minor) is a candidate twice, the
 second hearing the call moved so that the collection's A lies on that tonic; the transposition that predicted the
-call better counts for the model, and the answer is drawn there (``Handover.offset``) and moved back. Each
+call better counts for the model, and the answer is drawn there (``Handover.offset``) and moved back. A model that
+answers alone (any style but auto) is its own candidates in its transpositions (``own_styles``): the engine hears
+and chooses its transposition by the same code (improvd.core.engine). Each
 candidate keeps, for each step it heard, what it had predicted for it. At the phrase end ``choose`` hands over
 the model whose score is lowest: the bits it spent on the call up to its closing silence (-log2 of the
 probability it gave each step that came, summed: the call's likelihood under the model, as Bayes' rule weighs it)
@@ -36,18 +38,9 @@ from typing import Any
 
 import numpy as np
 
-from improvd.core.encoding import (
-    HOLD,
-    REST,
-    SONG_END,
-    EncodingError,
-    Vocabulary,
-    fold_pitch,
-    is_pitch,
-    tonic_pitch_class,
-)
+from improvd.core.encoding import HOLD, REST, SONG_END, Vocabulary, fold_pitch, is_pitch
 from improvd.core.lookback import Place
-from improvd.core.model import MODEL_JSON, Model, ModelError, load_model
+from improvd.core.model import MODEL_JSON, Model, ModelError, load_model, minor_tonic
 from improvd.core.runtime import LSTMRuntime
 from improvd.core.schema import AUTO, MODEL_NAME
 
@@ -55,7 +48,6 @@ LOG2 = math.log(2)
 STYLE_STEPS = 32  # candidate LSTM steps a tick of the silence at least, all candidates together (0.02-0.05 ms each)
 SCORED_STEPS = 256  # a call's last steps scored (16 bars of 4/4): a call that goes on and on costs no more
 PRIOR_KEY = "style_prior_bits"  # the model card's key of a candidate's prior
-MINOR_TONIC_KEY = "minor_tonic"  # the model card's key of the tonic its minor tunes were trained in (A without it)
 MINOR_ON_WHITE_KEYS = 9  # A: the tonic of a minor call moved onto the white keys
 
 
@@ -80,15 +72,16 @@ def transpositions(model: Model) -> tuple[int, ...]:
     """The semitones, beside the call's move onto the white keys, ``model`` hears a call in: 0, and for a model whose
     card's ``minor_tonic`` is not A the move that takes the white keys' A there (-6..5: C is +3); ModelError for a
     ``minor_tonic`` that names no tonic."""
-    tonic = model.card.get(MINOR_TONIC_KEY, "A")
-    try:
-        pitch_class = tonic_pitch_class(tonic) if isinstance(tonic, str) else None
-    except EncodingError:
-        pitch_class = None
-    if pitch_class is None:
-        raise ModelError(f"{model.path / MODEL_JSON}: {MINOR_TONIC_KEY} must name a tonic (C, E-, F#), got {tonic!r}")
-    offset = moved(pitch_class - MINOR_ON_WHITE_KEYS, 0)
+    offset = moved(minor_tonic(model.card, model.path / MODEL_JSON) - MINOR_ON_WHITE_KEYS, 0)
     return (0,) if offset == 0 else (0, offset)
+
+
+def own_styles(model: Model) -> Styles | None:
+    """The candidates of ``model`` answering alone (any style but auto): the model itself in each of its
+    ``transpositions``, heard and chosen as style auto hears and chooses each model; None for a model heard in one
+    (the engine's own LSTM hears the call). Slow (primes a runtime for each): the daemon makes it off the timing
+    thread."""
+    return Styles({model.name: model}) if len(transpositions(model)) > 1 else None
 
 
 def moved(shift: int, offset: int) -> int:
@@ -215,15 +208,19 @@ class _Candidate:
         """(the bits spent on each of the call's last ``SCORED_STEPS`` steps up to its closing silence, those spent on
         each onset pitch among them: -log2 of its probability among the pitches, as improvd-train evaluate counts
         them)."""
-        heard = list(self._heard)[: self._closing_silence()]
-        if not heard:
-            return np.zeros(0), np.zeros(0)
-        logits = np.stack([logits for logits, _ in heard]).astype(np.float64)
-        indices = np.array([index for _, index in heard])
-        came = logits[np.arange(len(indices)), indices]
+        logits, indices, came = self._scored()
         onsets = self._onset[indices]
         pitch_logits = logits[onsets][:, self._onset]
         return (_logsumexp(logits) - came) / LOG2, (_logsumexp(pitch_logits) - came[onsets]) / LOG2
+
+    def _scored(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(the logits before each step scored, the index that came, its logit) up to the closing silence."""
+        heard = list(self._heard)[: self._closing_silence()]
+        if not heard:
+            return np.zeros((0, len(self._onset))), np.zeros(0, int), np.zeros(0)
+        logits = np.stack([logits for logits, _ in heard]).astype(np.float64)
+        indices = np.array([index for _, index in heard])
+        return logits, indices, logits[np.arange(len(indices)), indices]
 
     def _closing_silence(self) -> int:
         """Where the call's closing silence starts among the steps heard: its first rest after the last onset (the
@@ -238,8 +235,9 @@ class _Candidate:
         return start
 
     def score(self) -> float:
-        """The bits spent on the call heard up to its closing silence, plus the prior."""
-        return float(self.bits()[0].sum()) + self.prior
+        """The bits spent on the call heard up to its closing silence (``bits``' first), plus the prior."""
+        logits, _, came = self._scored()
+        return float(((_logsumexp(logits) - came) / LOG2).sum()) + self.prior
 
 
 def _logsumexp(logits: np.ndarray) -> np.ndarray:
@@ -273,6 +271,11 @@ class Styles:
     @property
     def names(self) -> list[str]:
         return list(dict.fromkeys(candidate.name for candidate in self._candidates))
+
+    @property
+    def hearings(self) -> int:
+        """How many runtimes hear each step of the call: each model once for each of its ``transpositions``."""
+        return len(self._candidates)
 
     def restart(self, shift: int, call: list[str], place: Place) -> None:
         """A call heard afresh: every candidate, from its song start, hears a song end and ``call`` (the player's
@@ -341,6 +344,12 @@ class Styles:
         better)."""
         return {name: score for name, (score, _) in self._best().items()}
 
+    def _leader(self) -> _Candidate:
+        """The candidate of the model with the lowest score (the first by name on a tie), in its best
+        transposition."""
+        scored = self._best()
+        return scored[min(scored, key=lambda name: (scored[name][0], name))][1]
+
     def choose(self) -> Handover:
         """At the phrase end: hear what is left, then hand over the model with the lowest score (the first by name
         on a tie) in its best transposition. The candidates then wait for the next ``restart``."""
@@ -348,8 +357,7 @@ class Styles:
             candidate.recall()
             candidate.advance(len(candidate.pending))
         self._behind = 0
-        scored = self._best()
-        _, best = scored[min(scored, key=lambda name: (scored[name][0], name))]
+        best = self._leader()
         self.shift = None
         runtime = LSTMRuntime(best.model)
         runtime.restore(best.runtime.snapshot())

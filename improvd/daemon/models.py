@@ -1,4 +1,5 @@
-"""The daemon's models: where the configured one is, loading it, and LSTM runtimes primed off the timing thread."""
+"""The daemon's models: where the configured one is, loading it, and LSTM runtimes (and a model's own candidates)
+primed off the timing thread."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import numpy as np
 from improvd.core.encoding import SONG_END
 from improvd.core.model import DEFAULT_MODEL_DIR, Model, ModelError, load_model
 from improvd.core.runtime import LSTMRuntime
+from improvd.core.styles import Styles, own_styles
 from improvd.daemon.config import Config
 
 
@@ -38,24 +40,38 @@ class PrimedRuntimes:
 
     The engine primes a new model's runtime with ``song_gap`` song ends; a
     runtime prepared here has done that already, so that first prime only
-    restores its state. Any other model gets a plain ``LSTMRuntime``.
+    restores its state. Any other model gets a plain ``LSTMRuntime``. The
+    model's own candidates (improvd.core.styles.own_styles: itself in each of
+    its transpositions, each primed) are made here too.
     """
 
     def __init__(self) -> None:
-        self._ready: dict[int, tuple[Model, _PrimedRuntime]] = {}
+        self._runtimes: dict[int, tuple[Model, LSTMRuntime]] = {}
+        self._styles: dict[int, tuple[Model, Styles | None]] = {}
         self._lock = threading.Lock()
 
     def prepare(self, model: Model) -> None:
-        """Make and prime ``model``'s runtime (slow: call it in a loader thread)."""
-        runtime = _PrimedRuntime(model)
-        with self._lock:
-            self._ready = {id(model): (model, runtime)}  # only the newest prepared model is kept
+        """Make and prime ``model``'s runtime and its own candidates (slow: call it in a loader thread); ModelError
+        for a card they cannot use."""
+        runtime, styles = _PrimedRuntime(model), own_styles(model)
+        with self._lock:  # only the newest prepared model is kept
+            self._runtimes, self._styles = {id(model): (model, runtime)}, {id(model): (model, styles)}
 
     def take(self, model: Model) -> LSTMRuntime:
         """The runtime prepared for ``model`` (once), else a new plain one."""
+        prepared = self._pop(self._runtimes, model)
+        return prepared[0] if prepared else LSTMRuntime(model)
+
+    def styles(self, model: Model) -> Styles | None:
+        """The own candidates prepared for ``model`` (once), else made now: the engine's ``candidates``."""
+        prepared = self._pop(self._styles, model)
+        return prepared[0] if prepared else own_styles(model)
+
+    def _pop(self, ready: dict[int, tuple[Model, Any]], model: Model) -> tuple[Any] | None:
+        """(what was prepared for ``model``,) taken out of ``ready``, or None."""
         with self._lock:
-            prepared, runtime = self._ready.pop(id(model), (None, None))
-        return runtime if prepared is model else LSTMRuntime(model)
+            prepared, made = ready.pop(id(model), (None, None))
+        return (made,) if prepared is model else None
 
 
 class _PrimedRuntime(LSTMRuntime):

@@ -94,7 +94,9 @@ class Daemon:
         runtimes = PrimedRuntimes()
         self.aside = Aside()  # a followed call's phrase-end work, off the timing thread
         settings = Settings(**config.engine_settings())
-        self.engine = Engine(model, settings, seed=config.seed, predictor=runtimes.take, aside=self.aside)
+        self.engine = Engine(
+            model, settings, seed=config.seed, predictor=runtimes.take, aside=self.aside, candidates=runtimes.styles
+        )
         self.stats = LatenessStats()
         self.dropped: Tally = ports.dropped  # hostile or broken input (the ports count theirs), logged as counts
         self.notifier = Notifier()
