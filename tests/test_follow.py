@@ -679,12 +679,13 @@ def test_the_players_next_turn_is_counted_at_its_own_tempo(model, again):
     turn_answered(events, sent, second, 16, 64)
 
 
-def test_a_followed_turns_answer_never_depends_on_the_daemons_thread(model):
-    """The tempo fit a followed turn counts its bars on is handed aside at each tick that heard a note and taken at
-    the next, done there where the daemon's thread (improvd.daemon.aside, racing the unpaced ticks here) has not
-    finished it: the same answer and events as an engine that does every fit itself, and as one whose work aside is
-    never done."""
-    performance = Performance(IN_FOUR["swing"], 92, 92, jitter=0.008)
+@pytest.mark.parametrize("played", ["swing", "a 2-beat pickup"])
+def test_a_followed_turns_answer_never_depends_on_the_daemons_thread(model, played):
+    """The tempo fit a followed turn counts its bars on (and its pickup) is handed aside at each tick that heard a
+    note and taken at the next, done there where the daemon's thread (improvd.daemon.aside, racing the unpaced ticks
+    here) has not finished it: the same answer and events as an engine that does every fit itself, and as one whose
+    work aside is never done."""
+    performance = Performance(IN_FOUR["swing"] if played == "swing" else opened_by(2), 92, 92, jitter=0.008)
     settings = Settings(bpm=100, follow_tempo=True, turns=4, min_call_steps=4)
     runs = [
         follow(Engine(model, dataclasses.replace(settings), seed=3, aside=aside), performance.notes(), 30.0)

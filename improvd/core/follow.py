@@ -36,6 +36,7 @@ from improvd.core.touch import beat_steps
 FOLLOW_LEAD = 0.03  # seconds: the answer's first step starts at least this long after the phrase-end tick
 SUSTAIN = 64
 SILENT_BAR_LINE = 2  # what a bar line with no onset on it costs a place of the call's first note (``downbeat``)
+DOWNBEAT_BARS = 4  # ``downbeat`` hears a call's first bars only (its cost stays small)
 PICKUP_MARGIN = 3  # how much less than none a pickup must cost to be heard (chosen on Essen validation tunes)
 
 
@@ -99,7 +100,8 @@ def open_step_at(beat: Beat, first: int, now: float, offset: int = 0) -> int:
 
 def downbeat(starts: list[float], beat: Beat, meter: str) -> int:
     """The 16ths from the first of ``starts`` (onsets in time order) to its bar line on ``beat``'s grid: 0 where the
-    call starts on it, else the pickup's length (a whole number of 8ths). Each place of the first note in the bar
+    call starts on it, else the pickup's length (a whole number of 8ths), told by the onsets of its first
+    DOWNBEAT_BARS bars and a pickup's. Each place of the first note in the bar
     costs the syncopation it makes of the onsets heard (Longuet-Higgins and Lee: a note on a weaker place than one
     that falls inside it, before the next onset, costs the difference of their metrical levels) and SILENT_BAR_LINE
     for each bar line with no onset on it, from the first to the last onset's; a pickup is heard only where it costs
@@ -108,7 +110,8 @@ def downbeat(starts: list[float], beat: Beat, meter: str) -> int:
     47 of 128 pickups found (none before; a margin of 1: 80 and 72)."""
     bar = bar_steps(meter)
     first = math.floor(beat.beats(starts[0]) * 4 + 0.5)
-    steps = sorted({math.floor(beat.beats(t) * 4 + 0.5) - first for t in starts})
+    heard = {math.floor(beat.beats(t) * 4 + 0.5) - first for t in starts}
+    steps = sorted(step for step in heard if step < (DOWNBEAT_BARS + 1) * bar)
     spans = list(pairwise(steps))
     levels = _levels(meter)
 
