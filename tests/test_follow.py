@@ -629,15 +629,17 @@ TURNS = {  # name: (what is played, tempo, the tempo at its end: a 5% accelerand
 }
 
 
-def turn_answered(events: list, sent: list, performance: Performance, bar_line: float, steps: int) -> None:
+def turn_answered(
+    events: list, sent: list, performance: Performance, bar_line: float, steps: int, first: int = 0
+) -> None:
     """The turn of ``performance`` (whose turn's bar line, from its first beat, is at beat ``bar_line``) ended at
     the last tick before that bar line (its last 16th under way, or at most its last two, at 130 with ``bpm`` 100),
     ``steps`` 16ths of the player's grid after its first beat, and the answer came in on it: its first bar line
-    that one, the answer's notes on the player's grid."""
+    that one, the answer's notes on the player's grid. The call's first note on its 16th ``first`` (a pickup's)."""
     ends = performance.time(bar_line)
     phrase_end = next(e for e in events if e.name == "phrase_end" and e.time > performance.start)
     start = next(e.data for e in events if e.name == "response_start" and e.time >= phrase_end.time)
-    assert start["entry"] == steps and phrase_end.data["call_steps"] + 1 == start["first_step"]
+    assert start["entry"] == steps and first + phrase_end.data["call_steps"] + 1 == start["first_step"]
     assert start["first_step"] in (steps - 1, steps), start  # the open step at the phrase end the turn's last 16th
     assert 0 < ends - phrase_end.time < 60 / 100 / 4 + follow_module.FOLLOW_LEAD + 0.01
     over = next(e.time for e in events if e.name == "response_end" and e.time > phrase_end.time)
@@ -677,12 +679,13 @@ def test_the_players_next_turn_is_counted_at_its_own_tempo(model, again):
     turn_answered(events, sent, second, 16, 64)
 
 
-def test_a_followed_turns_answer_never_depends_on_the_daemons_thread(model):
-    """The tempo fit a followed turn counts its bars on is handed aside at each tick that heard a note and taken at
-    the next, done there where the daemon's thread (improvd.daemon.aside, racing the unpaced ticks here) has not
-    finished it: the same answer and events as an engine that does every fit itself, and as one whose work aside is
-    never done."""
-    performance = Performance(IN_FOUR["swing"], 92, 92, jitter=0.008)
+@pytest.mark.parametrize("played", ["swing", "a 2-beat pickup"])
+def test_a_followed_turns_answer_never_depends_on_the_daemons_thread(model, played):
+    """The tempo fit a followed turn counts its bars on (and its pickup) is handed aside at each tick that heard a
+    note and taken at the next, done there where the daemon's thread (improvd.daemon.aside, racing the unpaced ticks
+    here) has not finished it: the same answer and events as an engine that does every fit itself, and as one whose
+    work aside is never done."""
+    performance = Performance(IN_FOUR["swing"] if played == "swing" else opened_by(2), 92, 92, jitter=0.008)
     settings = Settings(bpm=100, follow_tempo=True, turns=4, min_call_steps=4)
     runs = [
         follow(Engine(model, dataclasses.replace(settings), seed=3, aside=aside), performance.notes(), 30.0)
@@ -710,6 +713,49 @@ def test_a_followed_turn_in_3_4_and_6_8_ends_on_the_players_bar_line(model, mete
     engine = Engine(model, Settings(bpm=100, meter=meter, follow_tempo=True, turns=4, min_call_steps=4), seed=2)
     sent, events = follow(engine, performance.notes(), performance.time(30))
     turn_answered(events, sent, performance, 12, 48)
+
+
+def opened_by(pickup: int) -> tuple[float, ...]:
+    """A pickup of ``pickup`` beats in 8ths, then four bars of 4/4 of a dotted half and two 8ths, as a tune goes."""
+    return (*(k / 2 for k in range(2 * pickup)), *(pickup + 4 * bar + beat for bar in range(4) for beat in (0, 3, 3.5)))
+
+
+@pytest.mark.parametrize("bpm", [88, 112])
+@pytest.mark.parametrize("pickup", [1, 2])
+def test_a_followed_turn_opened_by_a_pickup_ends_on_the_players_fourth_bar_line(model, pickup, bpm):
+    """``turns = 4`` followed, a turn opened by a pickup of 1 or 2 beats: its bars count from the bar line after
+    the pickup (where the long notes fall: ``follow.downbeat``), so the turn ends on its 4th bar line and the answer
+    comes in on it, the engine's bar lines the player's. Before, bar 1 was laid on the pickup's first note: the
+    turn ended early by the pickup, and the last notes barged in as a new call."""
+    performance = Performance(opened_by(pickup), bpm, bpm, jitter=0.008)
+    engine = Engine(model, Settings(bpm=100, follow_tempo=True, turns=4, min_call_steps=4), seed=2)
+    sent, events = follow(engine, performance.notes(), performance.time(pickup + 40))
+    turn_answered(events, sent, performance, pickup + 16, 80, 16 - 4 * pickup)
+
+
+def test_a_followed_turn_without_a_pickup_keeps_its_first_note_on_bar_1(model):
+    """The same tune played from its first bar line: the turn's bars count from its first note, as before."""
+    performance = Performance(opened_by(0), 100, 100, jitter=0.008)
+    engine = Engine(model, Settings(bpm=100, follow_tempo=True, turns=4, min_call_steps=4), seed=2)
+    sent, events = follow(engine, performance.notes(), performance.time(40))
+    turn_answered(events, sent, performance, 16, 64)
+
+
+def test_a_followed_phrase_with_a_pickup_is_answered_on_the_players_bar_line(model):
+    """``turns = "phrase"`` followed: a call opened by a 2-beat pickup has its answer enter on a bar line of the
+    player's (two beats after a multiple of 4 from its first note), its places in the bar heard from there. Before,
+    its bar lines fell on the pickup: the answer entered half a bar off the player's."""
+    performance = Performance(opened_by(2), 100, 100, jitter=0.008)
+    engine = Engine(model, Settings(bpm=100, follow_tempo=True, min_call_steps=4, response_bars=2), seed=2)
+    grid = []
+    _, events = follow(engine, performance.notes(), performance.time(40), after_tick=grid.append)
+    phrase_end = next(e for e in events if e.name == "phrase_end")
+    start = next(e.data for e in events if e.name == "response_start")
+    step = 60 / next(e.data["bpm"] for e in events if e.name == "tempo") / 4
+    open_step, open_start = start["first_step"], next(b for b in grid if b >= phrase_end.time - 1e-9) + step
+    entry = open_start + (start["entry"] - open_step) * step
+    beats = (entry - performance.start) * 100 / 60
+    assert beats - 2 == pytest.approx(round((beats - 2) / 4) * 4, abs=0.1)
 
 
 def test_a_priming_resumed_from_an_earlier_ones_checkpoints_is_the_priming_done_afresh(model):

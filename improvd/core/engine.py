@@ -693,18 +693,20 @@ class Engine:
         """With ``turns`` a number of bars and a call begun, ticks from the last one to the tick that ends the
         player's turn (0 or less: that one), the tick before the bar line that ends its Nth bar. Its bars count from
         the first bar line at or after the call's first note on the engine's grid (a note before it is a pickup);
-        followed, once the tempo can be told (``_fit_turn``), on the player's own grid from the call's first beat (as
-        the phrase end will lay it: improvd.core.follow), its bar line where the player's tempo puts it, and the
-        turn ends at the last tick that the answer's first 16th can start after, FOLLOW_LEAD on. Worked out from the
-        settings as they are now, so that ``turns`` set while a call is played ends that call's turn too."""
+        followed, once the tempo can be told (``_fit_turn``), on the player's own grid from the first bar line its
+        onsets put at or after its first note (a pickup before it: improvd.core.follow.downbeat; as the phrase end
+        will lay it), its bar line where the player's tempo puts it, and the turn ends at the last tick that the
+        answer's first 16th can start after, FOLLOW_LEAD on. Worked out from the settings as they are now, so that
+        ``turns`` set while a call is played ends that call's turn too."""
         s = self.settings
         if s.turns == "phrase" or not self._call_steps:
             return None
         steps = int(s.turns) * bar_steps(s.meter)
-        beat = self._turn_fit.result() if self._turn_fit is not None and s.follow_tempo else None
-        if beat is None:
+        fit = self._turn_fit if s.follow_tempo else None
+        beat = fit.result() if fit is not None else None
+        if fit is None or beat is None:
             return next_bar_line(self._call_first, s.meter) + steps - 1 - self._grid.step
-        line = beat.time(steps / 4)  # Beat counts quarters from the call's first beat
+        line = beat.time((fit.pickup + steps) / 4)  # Beat counts quarters from the call's first beat
         return math.floor((line - FOLLOW_LEAD - self._grid.step_start) / self.step_seconds())
 
     def _fit_turn(self) -> None:
@@ -715,7 +717,7 @@ class Engine:
         if not s.follow_tempo or s.turns == "phrase":
             self._turn_fit = None
             return
-        key = (onsets(list(self._heard)), *self._follow_inputs()[:2])
+        key = (onsets(list(self._heard)), *self._follow_inputs()[:2], s.meter)
         for fit in (self._turn_fit, self._turn_next):
             if fit is not None and fit.fits(*key):
                 self._turn_fit = fit
@@ -728,7 +730,7 @@ class Engine:
         s = self.settings
         if s.turns == "phrase" or self._aside is None or not self._call_steps:
             return
-        key = (onsets(list(self._heard)), *self._follow_inputs()[:2])
+        key = (onsets(list(self._heard)), *self._follow_inputs()[:2], s.meter)
         if any(fit is not None and fit.fits(*key) for fit in (self._turn_fit, self._turn_next)):
             return
         if self._turn_next is not None:
@@ -896,7 +898,7 @@ class Engine:
             self._touch = Touch()
             for onset in regridded.onsets:
                 self._touch.record(*onset)
-            self._renumber(regridded.open_step, beat.time(regridded.open_step / 4))
+            self._renumber(regridded.open_step, beat.time((regridded.open_step - regridded.offset) / 4))
             self._call_steps = regridded.call_steps
             self._events.append(Event(time, "tempo", {"bpm": self.settings.bpm, "fit": round(beat.fit, 3)}))
             self._hear_late(regridded.open_step, time)
@@ -1017,11 +1019,11 @@ class Engine:
 
     def _follow_inputs(self) -> tuple[Any, ...]:
         """What the follow work is made from besides the call: the tempo prior, the metre (compound or not), the
-        buffer's length, the key, the model and the bar's length."""
+        buffer's length, the key, the model, the bar's length and the metre."""
         s = self.settings
         compound = beat_steps(s.meter) == COMPOUND_STEPS
         length = self._buffer.symbols.maxlen or 1
-        return s.bpm, compound, length, self._stated_key(), id(self.model), bar_steps(s.meter)
+        return s.bpm, compound, length, self._stated_key(), id(self.model), bar_steps(s.meter), s.meter
 
     def _forget_heard(self) -> None:
         """The call's messages are forgotten, and any follow work made from them (a phrase end waiting for it too)."""
