@@ -271,3 +271,32 @@ def test_a_look_at_the_ports_that_hangs_ends_the_daemon_and_never_holds_its_exit
         release.set()
     assert [name for name, _ in events] == ["error"]
     assert events[0][1]["reason"].startswith("the MIDI system does not answer: a look at the ports has taken")
+
+
+def test_an_output_client_replaced_is_one_error_event_and_all_notes_off(monkeypatch):
+    """What the port watcher found: improvd's output client stopped running and a new one took its place
+    (``MidiPorts._reopen_output``). The daemon plays on: one error event with the count, all notes off on the new
+    client (the stopped one may have sent a note_on whose note_off it never sent)."""
+    monkeypatch.setattr(service, "PORT_POLL", 0.001)
+    daemon = make_daemon()
+    reported = [("output_reopened", "output", "improvd-04:out")]
+    daemon.ports.output_reopened = 1
+    daemon.ports.probe = lambda: [reported.pop()] if reported else []
+    events: list[tuple[str, dict]] = []
+    daemon.controller.event = lambda name, data: events.append((name, data))
+    submitted: list = []
+    submit = daemon.timing.submit
+    daemon.timing.submit = lambda work: submitted.append(work) or submit(work)
+
+    async def run_then_stop() -> int:
+        running = asyncio.create_task(daemon.run())
+        while not [name for name, _ in events if name == "error"]:
+            await asyncio.sleep(0.001)
+        daemon._stopped.set()
+        return await running
+
+    assert asyncio.run(run_then_stop()) == 0
+    errors = [data for name, data in events if name == "error"]
+    assert len(errors) == 1 and errors[0]["output_reopened"] == 1
+    assert "replaced by improvd-04:out" in errors[0]["reason"]
+    assert daemon.engine.all_notes_off in submitted
