@@ -515,8 +515,9 @@ class MidiPorts:
 
         Seen in play tests: now and then a new JACK client never runs its first cycle (gdb: its thread waits in
         ``JackClient::DummyCycle``; jackd logs ``client = improvd-01 was not finished``). Making a client holds
-        the interpreter lock for its server round trips (rtmidi): milliseconds, up to a second while a stopped
-        client slows the server, once; nothing sent meanwhile was heard anyway.
+        the interpreter lock for its server round trips (rtmidi), and a stopped client slows them (each graph
+        change waits for jackd's client timeout): every thread waited 1 s here, 3.4 s with both cores busy, once;
+        nothing sent meanwhile was heard anyway.
         """
         self.output_reopened += 1
         log.warning("improvd's JACK output client stopped running (%s); replacing it", why)
