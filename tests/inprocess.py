@@ -35,14 +35,14 @@ class FakePorts:
     def poll(self) -> list:
         return []
 
-    def probe(self) -> None:
-        pass
+    def probe(self) -> list:
+        return []
 
     def open(self) -> None:
         pass
 
-    def close(self) -> None:
-        pass
+    def close(self) -> str | None:
+        return None
 
 
 @functools.cache

@@ -227,3 +227,76 @@ def test_a_slow_look_at_the_ports_holds_neither_the_loop_nor_the_timing_thread(m
 
     assert asyncio.run(run_then_stop()) == 0
     assert waited_out == []
+
+
+def test_every_look_at_the_ports_is_made_by_one_long_lived_thread(monkeypatch):
+    """Each look at the ports, every half second, started a thread of its own (about 0.3-1% of a core while idle,
+    docs/performance.md). Now one thread, the port watcher, makes them all."""
+    monkeypatch.setattr(service, "PORT_POLL", 0.001)
+    daemon = make_daemon()
+    lookers: list[threading.Thread] = []
+
+    def probe() -> list:
+        lookers.append(threading.current_thread())  # kept: a thread ended is not taken for a new one
+        return []
+
+    daemon.ports.probe = probe
+
+    async def run_then_stop() -> int:
+        running = asyncio.create_task(daemon.run())
+        while len(lookers) < 20:
+            await asyncio.sleep(0.001)
+        daemon._stopped.set()
+        return await running
+
+    assert asyncio.run(run_then_stop()) == 0
+    assert len(set(lookers)) == 1 and lookers[0].name == "improvd-ports"
+
+
+def test_a_look_at_the_ports_that_hangs_ends_the_daemon_and_never_holds_its_exit(monkeypatch):
+    """A libjack call that waits for a wedged JACK server holds only the port watcher: the loop notices the look
+    has taken over LOAD_TIMEOUT, says so in an error event and exits with status 1, the look still hanging."""
+    monkeypatch.setattr(service, "PORT_POLL", 0.001)
+    monkeypatch.setattr(service, "WATCHER_CHECK", 0.01)
+    monkeypatch.setattr(service, "LOAD_TIMEOUT", 0.1)
+    daemon = make_daemon()
+    release = threading.Event()
+    daemon.ports.probe = lambda: release.wait(60) and []
+    events: list[tuple[str, dict]] = []
+    daemon.controller.event = lambda name, data: events.append((name, data))
+    try:
+        assert asyncio.run(daemon.run()) == 1
+        assert daemon.watcher.looking_for() > 0.1  # it hangs still
+    finally:
+        release.set()
+    assert [name for name, _ in events] == ["error"]
+    assert events[0][1]["reason"].startswith("the MIDI system does not answer: a look at the ports has taken")
+
+
+def test_an_output_client_replaced_is_one_error_event_and_all_notes_off(monkeypatch):
+    """What the port watcher found: improvd's output client stopped running and a new one took its place
+    (``MidiPorts._reopen_output``). The daemon plays on: one error event with the count, all notes off on the new
+    client (the stopped one may have sent a note_on whose note_off it never sent)."""
+    monkeypatch.setattr(service, "PORT_POLL", 0.001)
+    daemon = make_daemon()
+    reported = [("output_reopened", "output", "improvd-04:out")]
+    daemon.ports.output_reopened = 1
+    daemon.ports.probe = lambda: [reported.pop()] if reported else []
+    events: list[tuple[str, dict]] = []
+    daemon.controller.event = lambda name, data: events.append((name, data))
+    submitted: list = []
+    submit = daemon.timing.submit
+    daemon.timing.submit = lambda work: submitted.append(work) or submit(work)
+
+    async def run_then_stop() -> int:
+        running = asyncio.create_task(daemon.run())
+        while not [name for name, _ in events if name == "error"]:
+            await asyncio.sleep(0.001)
+        daemon._stopped.set()
+        return await running
+
+    assert asyncio.run(run_then_stop()) == 0
+    errors = [data for name, data in events if name == "error"]
+    assert len(errors) == 1 and errors[0]["output_reopened"] == 1
+    assert "replaced by improvd-04:out" in errors[0]["reason"]
+    assert daemon.engine.all_notes_off in submitted

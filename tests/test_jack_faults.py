@@ -150,26 +150,25 @@ def stopped(tid: int) -> Iterator[None]:
             os.waitpid(tid, WALL)
 
 
-@pytest.mark.parametrize(
-    ("client", "error"),
-    [("improvd-out", "JACK output delivers nothing"), ("improvd-in", "JACK input has heard nothing")],
-)
+def jack_env(name: str) -> dict[str, str]:
+    return {"JACK_DEFAULT_SERVER": name, "JACK_NO_START_SERVER": "1"}
+
+
 @pytest.mark.mqtt
-def test_a_jack_client_that_stops_running_ends_the_daemon_with_status_1(tmp_path, mosquitto, client, error):
-    """A play test: improvd's output client stopped running (jackd: ``client = improvd-01 was not finished``);
-    improvd played on into nothing, its timing statistics perfect. Now it says so and exits (systemd restarts it:
-    jackd drops a stopped client only when its process is gone)."""
+def test_a_jack_input_client_that_stops_running_ends_the_daemon_with_status_1(tmp_path, mosquitto):
+    """An input client of improvd's that stops running: improvd says so and exits (systemd restarts it: jackd drops
+    a stopped client only when its process is gone)."""
+    error = "JACK input has heard nothing"
     name = f"improvd-stuck-{os.getpid()}"
     server = JackServer(name, tmp_path / "jackd.log")
     server.start()
     probe = Probe(mosquitto)
     mqtt = ["--mqtt-host", mosquitto.host, "--mqtt-port", str(mosquitto.port), "--instance", INSTANCE]
-    env = {"JACK_DEFAULT_SERVER": name, "JACK_NO_START_SERVER": "1"}
-    daemon = Daemon(tmp_path, ["--metronome", *mqtt], env=env, mqtt=True)
+    daemon = Daemon(tmp_path, ["--metronome", *mqtt], env=jack_env(name), mqtt=True)
     try:
         daemon.wait_log("ready", timeout=30)
         wait_for(lambda: any(p.endswith(":probe") for p in server.ports()), 30, "improvd's prober")
-        with stopped(jack_process_thread(daemon.process.pid, client)):
+        with stopped(jack_process_thread(daemon.process.pid, "improvd-in")):
             wait_for(lambda: error in daemon.text() or daemon.process.poll() is not None, 60, "the daemon to notice")
         wait_for(lambda: daemon.process.poll() is not None, 30, "the daemon to exit")
     finally:
@@ -180,6 +179,76 @@ def test_a_jack_client_that_stops_running_ends_the_daemon_with_status_1(tmp_path
     assert error in daemon.text()
     assert [e for e in probe.events("error") if error in e["reason"]], probe.payloads("events")
     assert probe.payloads("status")[-1] == b"offline"
+
+
+@pytest.mark.mqtt
+def test_an_output_client_that_stops_running_is_replaced_and_the_daemon_plays_on(tmp_path, mosquitto, monkeypatch):
+    """A play test: improvd's output client stopped running (jackd: ``client = improvd-01 was not finished``);
+    improvd played on into nothing, then exited with status 1. Now a new output client takes its place, connected
+    to the named port, with one error event: the metronome's clicks reach the synth again."""
+    import rtmidi
+
+    name = f"improvd-replaced-{os.getpid()}"
+    server = JackServer(name, tmp_path / "jackd.log")
+    server.start()
+    for key, value in jack_env(name).items():  # for the synth's client, made here
+        monkeypatch.setenv(key, value)
+    synth = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name="synth")
+    synth.open_virtual_port("in")
+    probe = Probe(mosquitto)
+    mqtt = ["--mqtt-host", mosquitto.host, "--mqtt-port", str(mosquitto.port), "--instance", INSTANCE]
+    daemon = Daemon(tmp_path, ["--metronome", "--output", "synth", *mqtt], env=jack_env(name), mqtt=True)
+
+    def clicked() -> bool:
+        message = synth.get_message()
+        while message is not None and message[0][0] & 0xF0 != 0x90:
+            message = synth.get_message()
+        return message is not None
+
+    try:
+        daemon.wait_log("ready", timeout=30)
+        wait_for(lambda: any(p.endswith(":probe") for p in server.ports()), 30, "improvd's prober")
+        wait_for(clicked, 30, "the first click")
+        with stopped(jack_process_thread(daemon.process.pid, "improvd-out")):
+            wait_for(lambda: "JACK output is now" in daemon.text() or daemon.process.poll() is not None, 60, "it")
+        while synth.get_message() is not None:  # what came before
+            pass
+        wait_for(clicked, 30, "a click through the new output client")
+        assert daemon.stop() == 0, daemon.text()
+    finally:
+        synth.delete()
+        server.stop()
+        daemon.stop()
+        probe.close()
+    errors = [e for e in probe.events("error") if "output client stopped running" in e["reason"]]
+    assert [e["output_reopened"] for e in errors] == [1], probe.payloads("events")
+
+
+def test_a_daemon_stopped_while_its_jack_server_is_stopped_exits(tmp_path):
+    """jackd stopped (SIGSTOP), then SIGTERM: the exit hung for ever in rtmidi's close, which holds the interpreter
+    lock through a server round trip that never ends. Now the server is asked first without the lock, and the
+    process exits without closing the ports it does not answer for (the server drops a gone process's clients)."""
+    name = f"improvd-wedged-{os.getpid()}"
+    server = JackServer(name, tmp_path / "jackd.log")
+    server.start()
+    daemon = Daemon(tmp_path, [], env=jack_env(name))
+    try:
+        daemon.wait_log("ready", timeout=30)
+        wait_for(lambda: any(p.endswith(":probe") for p in server.ports()), 30, "improvd's prober")
+        os.kill(server.process.pid, signal.SIGSTOP)
+        try:
+            daemon.process.terminate()
+            wait_for(lambda: daemon.process.poll() is not None, 60, "the daemon to exit")
+        finally:
+            os.kill(server.process.pid, signal.SIGCONT)
+        # the server drops the clients of the process that is gone (seconds: it waits for each in vain first; a
+        # jackd stopped meanwhile dies of SIGPIPE, and its entry in JACK's registry of servers is never freed)
+        wait_for(lambda: not [p for p in server.ports() if p.startswith("improvd")], 60, "improvd's ports to go")
+    finally:
+        server.stop()
+        daemon.stop()
+    assert daemon.process.returncode == 0, daemon.text()
+    assert "MIDI ports not closed (" in daemon.text()
 
 
 def test_a_server_check_and_a_reconnect_leave_the_other_threads_running_while_the_server_stalls(tmp_path, monkeypatch):

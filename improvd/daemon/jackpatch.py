@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import itertools
 import os
 from pathlib import Path
 from typing import Protocol
@@ -45,6 +46,8 @@ class Patch(Protocol):
 
     def connect(self, source: str, destination: str) -> bool: ...
 
+    def move(self, old: str, new: str) -> list[str]: ...
+
 
 class JackPatch:
     """Server checks and connections by JACK port name (full names, ``client:port``)."""
@@ -57,6 +60,10 @@ class JackPatch:
         jack.jack_port_by_name.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
         jack.jack_port_by_name.restype = ctypes.c_void_p
         jack.jack_connect.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p]
+        jack.jack_disconnect.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p]
+        jack.jack_port_get_all_connections.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+        jack.jack_port_get_all_connections.restype = ctypes.POINTER(ctypes.c_char_p)
+        jack.jack_free.argtypes = [ctypes.c_void_p]
 
     def _client(self) -> ctypes.c_void_p:
         status = ctypes.c_int()
@@ -82,3 +89,26 @@ class JackPatch:
         finally:
             self._jack.jack_client_close(client)
         return result in (0, errno.EEXIST)
+
+    def move(self, old: str, new: str) -> list[str]:
+        """Connect output port ``new`` to every port output port ``old`` is connected to, and cut ``old`` from
+        them: the ports connected anew (a port gone meanwhile is left out); JackGone when no server runs."""
+        client = self._client()
+        try:
+            port = self._jack.jack_port_by_name(client, old.encode())
+            found = self._jack.jack_port_get_all_connections(client, port) if port else None
+            destinations = []
+            for index in itertools.count():
+                if not found or found[index] is None:
+                    break
+                destinations.append(found[index])
+            if found:
+                self._jack.jack_free(ctypes.cast(found, ctypes.c_void_p))
+            moved = []
+            for destination in destinations:
+                if self._jack.jack_connect(client, new.encode(), destination) in (0, errno.EEXIST):
+                    moved.append(destination.decode(errors="replace"))
+                self._jack.jack_disconnect(client, old.encode(), destination)
+            return moved
+        finally:
+            self._jack.jack_client_close(client)

@@ -1,5 +1,5 @@
-"""A slow or blocking call (a model load, a file read or write, the timing thread's stop, a look at the MIDI ports)
-run off the asyncio loop."""
+"""A slow or blocking call (a model load, a file read or write, the timing thread's stop) run off the asyncio loop
+(the MIDI ports are looked at by a thread of their own: ``improvd.daemon.watcher``)."""
 
 from __future__ import annotations
 

@@ -6,12 +6,15 @@ JACK the second client of that name becomes ``improvd-01``). JACK input is read
 by polling (see ``MidiPorts._poll_input``). ``MidiPorts.poll``,
 called by the daemon's port watcher every half second, notices a named port
 that went away and reconnects when it is back; under JACK ``MidiPorts.probe`` checks
-that improvd's own JACK clients still run. Both run in a thread of the watcher's
-(one look at a time: ``_watching``, which ``close`` waits for), never on the
+that improvd's own JACK clients still run, and replaces an output client that
+stopped (``_reopen_output``). Both run in the port watcher's thread
+(``improvd.daemon.watcher``; one look at a time: ``_watching``, which ``close``
+waits for, CLOSE_GRACE at most), never on the
 asyncio loop or the timing thread: a reconnect or a server check is a round trip to
 the MIDI system, seconds on a busy JACK server. Under JACK those round trips are
 libjack's own calls (``improvd.daemon.jackpatch``), which leave the interpreter
-lock free, and improvd's own ports stay open from ``open`` to ``close``: a named
+lock free (all but making a new output client, rtmidi's), and improvd's own ports
+stay open from ``open`` to ``close``: a named
 port is connected to them. Each side has a lock of its own, held only to use or
 replace its handle (an ALSA reconnect replaces it): the timing thread waits for
 none of them (a send while the output is being replaced is not sent, as into a
@@ -21,6 +24,7 @@ port that is gone), nor for input being read, ports being listed or renamed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import re
@@ -49,6 +53,7 @@ IDLE_AFTER = 2.0  # once nothing was heard or sent for this long, the reader loo
 IDLE_POLL = 0.01  # ... or not at all while the timing thread looks before every grid tick:
 TICKS_FRESH = 1.0  # ... it did so this recently (longer than the slowest step, 0.75 s at 20 BPM)
 JACK_FLUSH = 0.2  # seconds for queued output to leave before the ports close (a loaded server's cycles stall)
+CLOSE_GRACE = 0.5  # seconds a look under way, then the JACK server, may take to answer before the ports close
 OVERFLOW = "times the MIDI input queue was full (messages lost)"
 SYSEX_END = 0xF7
 MARK = 0xF2  # a probe's second message: a Song Position Pointer carrying the probe's number (improvd drops a player's)
@@ -58,6 +63,9 @@ SYSEX_OPEN = "unterminated SysEx ended by improvd"
 PROBE_INTERVAL = 1.0  # seconds between probes sent to improvd's own JACK input (see MidiPorts.probe)
 PROBE_LOST = 5.0  # seconds without a probe coming back before the JACK server is checked
 OUTPUT_LOST = 2.0  # seconds a message improvd sent may take to reach its monitor before its JACK output is checked
+FIRST_CYCLE = 2.0  # seconds a new JACK output client has to deliver its first message (a lone F7) to the monitor
+FIRST_CYCLE_POLL = 0.002  # seconds between looks at the monitor meanwhile
+REOPEN_TRIES = 3  # new output clients made in a row, each given FIRST_CYCLE, before the output is given up
 OWN_PORT = re.compile(rf"^{CLIENT}(-\d+)?:")
 ADVICE = {
     "alsa": (
@@ -210,6 +218,7 @@ class MidiPorts:
         self._unbroken = 0  # messages read since JACK's queue was last found empty
         self.failure: BaseException | None = None  # set when reading the input failed: the daemon then exits
         self.server_gone = False
+        self.output_reopened = 0  # times improvd's JACK output client was replaced (``_reopen_output``)
         self._listen()
 
     def _made(self, kind: type, role: str) -> Any:
@@ -413,7 +422,7 @@ class MidiPorts:
             self._marked, self._ended = self._probe_number, False  # marks sent before count as doubled
         self._probe_back_at = time.monotonic()  # a prober aimed afresh has PROBE_LOST to hear its first probe back
 
-    def probe(self) -> None:
+    def probe(self) -> list[tuple[str, str, str]]:
         """JACK only, every PROBE_INTERVAL: the SysEx guard, and the check that improvd's JACK clients still run.
 
         rtmidi's JACK input takes every message after a SysEx start without its
@@ -431,22 +440,23 @@ class MidiPorts:
         restarted: improvd's ports are not in it); when it runs, the probe or the
         monitor is connected anew (a patchbay may have cut it), and if that side
         stays silent just as long again, its JACK client has stopped running
-        (jackd logs ``client = improvd-01 was not finished``): the process must go
-        for the server to drop it. Called by the port watcher, in its thread.
+        (jackd logs ``client = improvd-01 was not finished``). The input's: the
+        process must go for the server to drop it. The output's is replaced by a
+        new client (``_reopen_output``): the event ``("output_reopened", "output",
+        its port)`` is returned. Called by the port watcher, in its thread.
         """
         with self._watching:
-            if not self._closed:
-                self._probe(time.monotonic())
+            return [] if self._closed else self._probe(time.monotonic())
 
-    def _probe(self, now: float) -> None:
+    def _probe(self, now: float) -> list[tuple[str, str, str]]:
         if self.api != "jack" or now - self._probe_sent_at < PROBE_INTERVAL:
-            return
-        self._check_output(now)
+            return []
+        events = self._check_output(now)
         if self._probe_target is None:  # improvd's own input was not found: only the server can be checked
             if now - self._probe_back_at > PROBE_LOST:
                 self._probe_back_at = now
                 self._check_server()
-            return
+            return events
         with self._read_lock:
             self._hand_on(gated=True)
         if now - self._probe_back_at > PROBE_LOST:
@@ -456,6 +466,7 @@ class MidiPorts:
         number = self._probe_number
         self._prober.send_message([SYSEX_END])  # the prober is only used by the port watcher
         self._prober.send_message([MARK, number & 0x7F, number >> 7])
+        return events
 
     def _check_input(self, now: float) -> None:
         """The input heard nothing for PROBE_LOST: the server, then the prober connected anew, then an error."""
@@ -470,29 +481,80 @@ class MidiPorts:
         self._input_reaimed = True
         self._aim_probe()
 
-    def _check_output(self, now: float) -> None:
+    def _check_output(self, now: float) -> list[tuple[str, str, str]]:
         """Read the monitor: what was sent OUTPUT_LOST ago and never heard there means the server is checked,
-        then the monitor connected anew, then an error."""
+        then the monitor connected anew, then the output's client replaced (its event returned)."""
         if not self._monitoring:
-            return
+            return []
         heard = False
         while self._monitor.get_message() is not None:
             heard = True
         since = self._unheard_since
         if heard:
             self._unheard_since, self._output_reaimed = None, False  # a send meanwhile counts from the next one
-            return
+            return []
         if since is None or now - since < OUTPUT_LOST:
-            return
+            return []
         self._check_server()
         if self._output_reaimed:
-            raise MidiSystemError(
-                f"improvd's JACK output delivers nothing: what it sent to {self._monitored} {now - since:.1f} s ago "
-                f"has not reached improvd's monitor port listening there (its JACK client stopped running, or a "
-                f"patchbay keeps cutting them apart)"
+            self._reopen_output(
+                f"what it sent to {self._monitored} {now - since:.1f} s ago has not reached improvd's monitor port "
+                f"listening there"
             )
+            return [("output_reopened", "output", self._monitored)]
         self._output_reaimed = True
         self._aim_monitor()
+        return []
+
+    def _reopen_output(self, why: str) -> None:
+        """Replace improvd's JACK output client, which stopped running (``why``), by a new one: its port takes
+        over every connection of the old one (the monitor's, a named output's, a patchbay's), which is cut from
+        them all (a client downstream of a stopped one waits for it), and once the new client's first cycle has
+        run (``_first_cycle``) sends go to it and the old client is closed. MidiSystemError when REOPEN_TRIES new
+        clients in a row do not run either (the monitor's own client may be the one stopped).
+
+        Seen in play tests: now and then a new JACK client never runs its first cycle (gdb: its thread waits in
+        ``JackClient::DummyCycle``; jackd logs ``client = improvd-01 was not finished``). Making a client holds
+        the interpreter lock for its server round trips (rtmidi), and a stopped client slows them (each graph
+        change waits for jackd's client timeout): every thread waited 1 s here, 3.4 s with both cores busy, once;
+        nothing sent meanwhile was heard anyway.
+        """
+        self.output_reopened += 1
+        log.warning("improvd's JACK output client stopped running (%s); replacing it", why)
+        old, last = self._out.handle, self._monitored
+        for _ in range(REOPEN_TRIES):
+            handle = self._made(rtmidi.MidiOut, "out")
+            handle.open_virtual_port(self._out.label)
+            name = _jack_name(handle, self._out.label, self._monitor)
+            if name is not None:
+                moved, last = self._patched(self._patch.move, last, name), name
+                self._patched(self._patch.connect, name, self._monitor_port)  # were they cut apart meanwhile
+                if self._first_cycle(handle):
+                    break
+            handle.delete()
+        else:
+            raise MidiSystemError(
+                f"improvd's JACK output delivers nothing: {why}, and {REOPEN_TRIES} new JACK clients made for it "
+                f"did not deliver to the monitor either (its JACK client stopped running, or a patchbay keeps "
+                f"cutting them apart)"
+            )
+        with self._out_lock:  # a send meanwhile is not sent (``send`` never waits)
+            self._out.handle, self._monitored = handle, name
+            self._monitoring, self._unheard_since, self._output_reaimed = True, None, False
+        log.warning("improvd's JACK output is now %s, connected to %s", name, ", ".join(moved) or "nothing")
+        old.delete()
+
+    def _first_cycle(self, handle: Any) -> bool:
+        """Whether ``handle``'s JACK client runs: a lone F7 it sends (nothing for a synth) reaches the monitor,
+        connected to it, within FIRST_CYCLE. Whatever the monitor held before is read away first."""
+        while self._monitor.get_message() is not None:
+            pass
+        handle.send_message([SYSEX_END])
+        for _ in range(max(1, round(FIRST_CYCLE / FIRST_CYCLE_POLL))):
+            if self._monitor.get_message() is not None:
+                return True
+            time.sleep(FIRST_CYCLE_POLL)
+        return False
 
     def _start_probing(self) -> None:
         """Make the prober and the monitor (JACK clients of their own; MidiSystemError when the server is gone),
@@ -519,6 +581,8 @@ class MidiPorts:
             log.warning("cannot find improvd's own JACK output port; an output that stops will not be noticed")
         self._aim_probe()
         self._aim_monitor()
+        if self._monitoring and not self._first_cycle(self._out.handle):
+            self._reopen_output("its first JACK cycle never ran")
         self._probe_sent_at = self._probe_back_at = time.monotonic()
 
     def _aim_monitor(self) -> None:
@@ -586,20 +650,33 @@ class MidiPorts:
     def wanted(self) -> dict[str, str]:
         return {"input": self._in.wanted, "output": self._out.wanted}
 
-    def close(self) -> None:
-        """Close both ports, once a look of the port watcher under way has ended; nothing is called on clients of a
-        JACK server that is gone (libjack may crash)."""
-        with self._watching:
-            self._closed = True
+    def close(self, grace: float = CLOSE_GRACE) -> str | None:
+        """Close both ports, once a look of the port watcher under way has ended; None when they are closed (or
+        were left to a JACK server that is gone: nothing is called on its clients, libjack may crash), else why
+        nothing was closed.
+
+        rtmidi holds the interpreter lock through each JACK server round trip, so closing on a wedged server (jackd
+        stopped) would hang the whole process. So nothing is closed when a look still hangs after ``grace`` seconds,
+        or the server does not answer a fresh client (libjack through ctypes, without the interpreter lock) within
+        ``grace``: the caller then exits without closing (``os._exit``; the server drops the clients of a process
+        that is gone). The releases sent before are in the output's queue meanwhile, and leave if the server runs.
+        """
+        if not self._watching.acquire(timeout=grace):
+            self._closed = True  # the look under way ends the watcher's work when it returns
+            return f"a look at the ports has hung for {grace:g} s"
+        self._closed = True
+        self._watching.release()
         if self.server_gone:
             self._reading.set()
-            return
+            return None
         if self.api == "jack":
             time.sleep(JACK_FLUSH)  # the last releases leave in JACK's next cycles, after send_message returns
         self._reading.set()
         self._nudge.set()
         if self._reader.is_alive():
             self._reader.join(1)
+        if self.api == "jack" and not self._answers(grace):
+            return f"the JACK server has not answered for {grace:g} s"
         with self._in_lock, self._out_lock:
             self._in.handle.cancel_callback()
             for side in (self._in, self._out):
@@ -610,6 +687,20 @@ class MidiPorts:
             for client in (self._prober, self._monitor):
                 if client is not None:
                     client.delete()
+        return None
+
+    def _answers(self, grace: float) -> bool:
+        """Whether the JACK server answers a fresh client within ``grace`` seconds (in a thread of its own, which
+        is abandoned when it does not: a daemon thread waiting in libjack without the interpreter lock)."""
+        answered = threading.Event()
+
+        def check() -> None:
+            with contextlib.suppress(JackGone, OSError):  # gone, or no libjack: no answer
+                (self._patch or JackPatch()).has_port(None)
+                answered.set()
+
+        threading.Thread(target=check, name="improvd-close", daemon=True).start()
+        return answered.wait(grace)
 
 
 def _jack_name(handle: Any, label: str, lister: Any) -> str | None:

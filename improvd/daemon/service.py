@@ -40,13 +40,14 @@ from improvd.daemon.controller import Controller
 from improvd.daemon.input_filter import Change, Clock, Command, Drop, Feed, InputFilter
 from improvd.daemon.models import PrimedRuntimes, load_configured_model, model_dir, models_root
 from improvd.daemon.notify import Notifier, watchdog_interval
-from improvd.daemon.offloop import off_loop
+from improvd.daemon.offloop import LOAD_TIMEOUT, off_loop
 from improvd.daemon.ports import MidiPorts, MidiSystemError
 from improvd.daemon.quiet import quiet_loop
 from improvd.daemon.recorder import Recorder
 from improvd.daemon.reports import Changed, Events, Failed, Report, SendFailed, Tempo, Warned
 from improvd.daemon.tally import Tally, Throttle, describe
 from improvd.daemon.timing import LatenessStats, TimingThread
+from improvd.daemon.watcher import PortWatcher
 
 try:
     from improvd.daemon.mqtt import OFFLINE_TIMEOUT
@@ -56,8 +57,10 @@ except ImportError:  # without aiomqtt there is no MQTT to say offline
 log = logging.getLogger("improvd")
 
 PORT_POLL = 0.5  # seconds between looks at the port list (reconnect within 2 s)
+WATCHER_CHECK = 5.0  # seconds between the loop's checks that a look at the ports has not hung for LOAD_TIMEOUT
 STOP_GRACE = OFFLINE_TIMEOUT + 0.1  # seconds the MQTT task may take to say offline at exit (beside the releases)
-CLOSE_GRACE = 0.3  # seconds closing the ports may take at exit
+CLOSE_WAIT = 3.0  # seconds closing the ports may take at exit (MidiPorts.close bounds itself well within it) ...
+EXIT_DEADLINE = 5.0  # ... and before the process ends regardless (a JACK server wedged inside one of rtmidi's calls)
 RESTART_KEYS = ("midi_api", "input", "output", "clock", "clock_out", "seed")  # a reload keeps them as they run
 RECORD_FLUSH = 10.0  # seconds between writes of the session being recorded
 
@@ -120,6 +123,7 @@ class Daemon:
         self.recorder = Recorder(folder, time.monotonic(), self.timing.quiet.keep_off) if folder else None
         self.timing.recording = self.recorder.session if self.recorder else None
         self._recording_dropped = 0  # messages a full session did not keep, as last logged
+        self.watcher = PortWatcher(self._look_at_ports, self._watched, PORT_POLL, self.timing.quiet.keep_off)
 
     # --- MIDI input (whichever thread reads the port, one at a time) ---
 
@@ -212,7 +216,8 @@ class Daemon:
             return 1
         gc.freeze()  # what the start made lives as long as the daemon: collections no longer walk it
         self.timing.start()
-        tasks = [self._spawn(c) for c in (self._watch_ports(), self._watchdog(), self._log_stats())]
+        self.watcher.start()
+        tasks = [self._spawn(c) for c in (self._watch_watcher(), self._watchdog(), self._log_stats())]
         if self.recorder is not None:
             tasks.append(self._spawn(self._record()))
         mqtt_task = self._start_mqtt()
@@ -239,40 +244,67 @@ class Daemon:
                 self.controller.control_plane.request_stop()
             mqtt_task.cancel()  # it says offline while the timing thread releases the notes
         for task in tasks:
-            task.cancel()  # the port watcher must not take the timing thread's stop for a failure
+            task.cancel()
+        self.watcher.stop(0)  # no look begins from now on (one under way is waited for by the ports' close)
         await off_loop(self.timing.stop)  # releases every sounding note on the output
         alive = self.timing.is_alive()
         if self.recorder is not None:
             await self._save_recording(rotate=False)
         if mqtt_task is not None:
             await asyncio.wait([mqtt_task], timeout=STOP_GRACE)
-        closer = threading.Thread(target=self.ports.close, name="improvd-close", daemon=True)
-        closer.start()
-        closer.join(CLOSE_GRACE)
+        unclosed = self._close_ports()
         log.info("stopped; timing: %s%s", self.stats.summary(), self._clicks())
         self._log_dropped()
         self._log_held_back(math.inf)
         code = 1 if alive or self._failed else 0
-        if closer.is_alive():  # a MIDI system call that hangs must not hold the exit: the exit closes the ports
-            log.warning("closing the MIDI ports hangs; exiting without waiting")
+        if unclosed:  # the exit closes them: a process that is gone has no JACK clients
+            log.warning("MIDI ports not closed (%s); exiting without them", unclosed)
             logging.shutdown()
             os._exit(code)
         return code
 
-    async def _watch_ports(self) -> None:
+    def _close_ports(self) -> str | None:
+        """Close the ports in a thread of their own (``MidiPorts.close``, bounded when the MIDI system hangs):
+        None when closed, else why not. rtmidi holds the interpreter lock through each JACK server round trip,
+        so a server that wedges in the middle of the close would hold this thread too: the process then ends
+        after EXIT_DEADLINE (faulthandler's watchdog, which needs no interpreter lock, dumps the stacks and
+        exits with status 1)."""
+        outcome: list[str | None] = []
+        closer = threading.Thread(target=lambda: outcome.append(self.ports.close()), name="improvd-close", daemon=True)
+        faulthandler.dump_traceback_later(EXIT_DEADLINE, exit=True)
+        try:
+            closer.start()
+            closer.join(CLOSE_WAIT)
+        finally:
+            faulthandler.cancel_dump_traceback_later()
+        return outcome[0] if outcome else "closing them hangs"
+
+    def _watched(self, outcome: list[tuple[str, str, str]] | Exception) -> None:
+        """What a look of the port watcher found (in its thread): handed to the loop."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(self._on_watched, outcome)
+
+    def _on_watched(self, outcome: list[tuple[str, str, str]] | Exception) -> None:
+        if self._stopped.is_set():  # the exit began during the look (the timing thread stopping is no failure)
+            return
+        if isinstance(outcome, Exception):
+            self.controller.event("error", {"reason": str(outcome)})  # before the status goes offline
+            self._fail(str(outcome) if isinstance(outcome, MidiSystemError) else f"watching the ports: {outcome!r}")
+            return
+        self._on_port_events(outcome)
+
+    async def _watch_watcher(self) -> None:
+        """A look at the ports that hangs (a MIDI system that stopped answering) ends the daemon after LOAD_TIMEOUT."""
         while True:
-            await asyncio.sleep(PORT_POLL)
-            try:
-                self._check_threads()
-                events = await off_loop(self._look_at_ports, name="improvd-ports")
-            except (MidiSystemError, TimeoutError) as error:
-                reason = f"the MIDI system does not answer: {error}" if isinstance(error, TimeoutError) else str(error)
-                self.controller.event("error", {"reason": reason})  # before the status goes offline
+            await asyncio.sleep(WATCHER_CHECK)
+            taken = self.watcher.looking_for()
+            if taken > LOAD_TIMEOUT:
+                reason = f"the MIDI system does not answer: a look at the ports has taken {taken:.0f} s"
+                self.controller.event("error", {"reason": reason})
                 self._fail(reason)
                 return
-            if self._stopped.is_set():  # the exit began during the look (a cancel that its end can swallow)
-                return
-            self._on_port_events(events)
 
     def _check_threads(self) -> None:
         """MidiSystemError when the input reader or the timing thread has died: the daemon cannot go on."""
@@ -282,18 +314,29 @@ class Daemon:
             raise MidiSystemError("the timing thread has ended")
 
     def _look_at_ports(self) -> list[tuple[str, str, str]]:
-        """The JACK probe and server, lost and returned ports: in a thread of its own (``off_loop``), since each
-        reconnect and server check is a round trip to the MIDI system; what it found comes back as events.
+        """The JACK probe and server, lost and returned ports, and the threads: in the port watcher's thread
+        (``PortWatcher``), since each reconnect and server check is a round trip to the MIDI system; what it found
+        comes back to the loop as events.
 
         MidiSystemError when the daemon cannot go on: a JACK server that is gone, or a JACK client of improvd's
         that stopped running (systemd restarts it; the process must go for jackd to drop a stopped client).
         """
-        self.ports.probe()
-        return self.ports.poll()
+        self._check_threads()
+        return self.ports.probe() + self.ports.poll()
 
     def _on_port_events(self, events: list[tuple[str, str, str]]) -> None:
-        """On the loop: the notes released for a lost port, the output's for one back, an event each."""
+        """On the loop: the notes released for a lost port, the output's for one back or a new output client, an
+        event each (an ``error`` event for an output client replaced: ``MidiPorts._reopen_output``)."""
         for name, direction, port in events:
+            if name == "output_reopened":
+                reason = (
+                    f"improvd's JACK output client stopped running; replaced by {port} "
+                    f"({self.ports.output_reopened} times since start)"
+                )
+                self.timing.submit(self.engine.all_notes_off)  # what the stopped client held never left
+                self.controller.event("error", {"reason": reason, "output_reopened": self.ports.output_reopened})
+                self.controller.changed()
+                continue
             if name == "port_lost":
                 log.warning("%s port %r is gone; notes released, reconnecting when it is back", direction, port)
                 self.timing.submit(self.engine.panic)
