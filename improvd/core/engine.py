@@ -799,13 +799,14 @@ class Engine:
     def _enters_now(self) -> bool:
         """At the bar line's grace: nothing sounds, nothing new was played, and the LSTM hears the call in the key it
         is answered in (the spare LSTM that heard it so takes over, hearing at most PRIME_STEPS left now; further
-        behind, the silence ends the call, as before), the call still the one the grace was set for."""
+        behind, the silence ends the call, as before; the candidates likewise, STYLE_STEPS at most), the call still
+        the one the grace was set for."""
         if not self._graced():
             return False
         if self._buffer.held or self._buffer.pending_onsets() or self._respond_requested or not self._call_steps:
             return False
-        if self._styles is not None and not self._styles.caught_up:
-            return False
+        if (styles := self._hearing()) is not None and styles.behind > STYLE_STEPS:
+            return False  # more than a tick's steps left for the candidates (``choose`` hears what is left)
         shift, priming = _shift_for(self._buffer.last_note_symbols(), self._stated_key()), self._priming
         if shift == self._shift:
             priming.cancel()  # the call ended in the collection the LSTM hears it in
