@@ -15,8 +15,8 @@ priming) and ``call_again`` (the same call played a second time in the session, 
 first: improvd already hears it in its key): the dead air's median, p90 and max in beats (quarter notes) and
 seconds, split by where the call ends (``on_bar_line``: its last note off on a bar line), how many answers came in
 the middle of a call (a barge-in: the phrase end came too soon) and which calls had no answer note after their
-end, and for ``bars`` the extra bars: how many bars after the player's 4th bar the answer's first note came (goal
-0).
+end, and for ``bars`` the extra bars: how many bars after the player's 4th bar the answer's first note from there (a
+16th's pickup at most before it) came (goal 0).
 
 ``bars_followed``: ``turns = 4`` with ``clock = "follow"`` and ``bpm`` 100, the same calls played at ``FOLLOWED``
 tempi off it (the engine ticked where it says its next boundary is, as the daemon does): the extra bars, counted in
@@ -70,6 +70,7 @@ def hand_made() -> list[tuple[str, list[tuple[int, int, int]]]]:
     half_end = [(scale[k % 8], 4 * k, 4) for k in range(13)] + [(64, 52, 8)]  # a half note to beat 4 of bar 4
     arpeggio = [(p, 2 * k, 2) for k, p in enumerate([60, 64, 67, 72, 67, 64] * 4)] + [(60, 48, 8)]  # ends mid-bar
     dotted = [(scale[k % 8], 6 * k, 6) for k in range(10)] + [(72, 60, 3)]  # ends a 16th before the bar line
+    held = [*quarters[:-1], (60, 60, 8)]  # its last note held a beat past the bar line
     return [
         ("quarters_to_bar_line", quarters),
         ("whole_note_to_bar_line", long_end),
@@ -77,6 +78,7 @@ def hand_made() -> list[tuple[str, list[tuple[int, int, int]]]]:
         ("half_note_to_beat_4", half_end),
         ("arpeggio_to_beat_3", arpeggio),
         ("dotted_to_a_16th_before", dotted),
+        ("held_a_beat_past_the_bar_line", held),
     ]
 
 
@@ -120,7 +122,8 @@ def measure(model, mode: dict, bpm: float, tunes: int, seed: int, again: bool) -
             continue
         first = min(after)
         (on_bar if round(last_off / step) % bar == 0 else off_bar).append(first - last_off)
-        extra.append(round((round(first / step) - turn_end) / bar, 3))
+        entry = min((n.start for n in response if n.start >= (turn_end - 1) * step - 1e-9), default=first)
+        extra.append(round((round(entry / step) - turn_end) / bar, 3))
     both = on_bar + off_bar
     result = {"calls": len(both), "answered_mid_call": early, "no_answer_after_the_call": unanswered}
     result |= _figures("all", both, beat)

@@ -317,3 +317,28 @@ def test_a_model_with_two_transpositions_answers_a_call_that_moves_the_key_at_it
     sent, events = run(engine, call(notes), 110)
     assert event(events, "phrase_end").time == pytest.approx(BAR_5)
     assert first_note(sent, 64 * STEP - 0.001) == pytest.approx(BAR_5)
+
+
+@pytest.mark.parametrize("past", [2, 4, 8])
+def test_a_last_note_held_past_the_fourth_bar_line_ends_the_call_two_16ths_after_its_release(model, past):
+    """The call's last note, begun in bar 4, is held ``past`` 16ths into bar 5 (up to half a bar), then released:
+    the call is over two silent 16ths later and the answer's first note comes by the next beat after that (past 2:
+    1.5 beats after the release, was 2.5). Before,
+    a silence begun after the bar line waited for ``phrase_end_steps`` (8) silent 16ths (play test: 2.3-3 beats of
+    dead air at 104 BPM)."""
+    notes = [*FOUR_BARS[:-1], (72, 60, 4 + past)]  # released 10 ms before step 64 + past
+    engine = Engine(favouring(model, "_"), Settings(bpm=BPM, min_call_steps=4, phrase_end="music"), seed=1)
+    sent, events = run(engine, call(notes), 120)
+    over = 64 + past + 2
+    assert event(events, "phrase_end").time == pytest.approx(over * STEP)
+    assert first_note(sent, (64 + past) * STEP) <= -(-(over + 1) // 4) * 4 * STEP + 1e-9  # the answer opens at over + 1
+    assert not any(e.name == "barge_in" for e in events)
+
+
+def test_a_note_held_across_the_fourth_bar_line_then_a_new_note_is_no_phrase_end(model):
+    """Held across the bar line, released, then the call goes on within two 16ths: one phrase end, after it all."""
+    notes = [*FOUR_BARS[:-1], (72, 60, 8), (71, 69, 3), *[(67, 72 + 4 * k, 4) for k in range(4)]]
+    engine = Engine(favouring(model, "_"), Settings(bpm=BPM, min_call_steps=4, phrase_end="music"), seed=1)
+    _, events = run(engine, call(notes), 140)
+    assert [e.name for e in events].count("phrase_end") == 1
+    assert event(events, "phrase_end").time > 88 * STEP

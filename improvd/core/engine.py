@@ -675,19 +675,33 @@ class Engine:
     def _over_at(self) -> int | None:
         """With ``phrase_end = "music"``, the open step from which the call in its silence is over by the music
         (``_sounds_over``), or None where its silence began elsewhere than in the half bar (or beat) before a phrase's
-        bar line:
-        the step before that bar line, once SILENT_STEPS silent steps are closed (a 16th is staccato) and more than
+        bar line, or in the half bar (or beat) after one that its last note was held across:
+        the step before that bar line (the first silent step's, after it), once SILENT_STEPS silent steps are closed (a 16th is staccato) and more than
         the call's articulation leaves after its last note (improvd.core.seedbuffer.usual_gap: a player who releases
         every note early is not over at the first gap)."""
         s = self.settings
         bar, beat = bar_steps(s.meter), beat_steps(s.meter)
         silence = self._grid.step - self._buffer.silent_steps  # the first silent step
-        line = next_bar_line(silence, s.meter)
-        if s.phrase_end != "music" or line - silence > max(beat, bar // 2):
+        line, window = next_bar_line(silence, s.meter), max(beat, bar // 2)
+        if s.phrase_end != "music":
             return None
-        if (line - next_bar_line(self._call_first, s.meter)) // bar not in PHRASE_BARS:
-            return None
+        if line - silence > window or not self._ends_phrase(line):
+            line = silence - silence % bar  # or the bar line the call's last note was held across
+            if silence - line > window or self._last_onset() >= line or not self._ends_phrase(line):
+                return None
         return max(line - 1, silence + max(SILENT_STEPS, usual_gap(self._buffer.last_note_symbols()) + 1))
+
+    def _ends_phrase(self, line: int) -> bool:
+        """Whether the bar line at grid step ``line`` ends the call's 4th or 8th bar (PHRASE_BARS), counted from the
+        first bar line at or after its first note."""
+        meter = self.settings.meter
+        return (line - next_bar_line(self._call_first, meter)) // bar_steps(meter) in PHRASE_BARS
+
+    def _last_onset(self) -> int:
+        """The grid step of the call's last note's onset (the first step of the call where it has none)."""
+        symbols = self._buffer.last_note_symbols()
+        last = max((k for k, symbol in enumerate(symbols) if is_pitch(symbol)), default=0)
+        return self._grid.step - len(symbols) + last
 
     def _turn_ends_in(self) -> int | None:
         """With ``turns`` a number of bars and a call begun, ticks from the last one to the tick that ends the
