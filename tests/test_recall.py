@@ -9,7 +9,7 @@ from improvd.core.echo import ODDS, WEIGHT, Echo
 from improvd.core.engine import Engine, Settings
 from improvd.core.model import load_model
 from improvd.core.notes import PlayedNote
-from improvd.core.recall import ALPHA, CALL_STEPS, FADE, MATCHES, MIN_ORDER, NOTE_MIN, SessionMemory
+from improvd.core.recall import ALPHA, CALL_STEPS, FADE, MATCHES, MIN_ORDER, NOTE_MIN, QUOTE_NOTES, SessionMemory
 from improvd.core.simulate import perform
 from improvd.core.songcache import SongCache
 from tests.helpers import call, run
@@ -365,3 +365,51 @@ def test_each_answer_tells_the_memory_its_bars(model, monkeypatch):
     perform(engine, notes)
     assert bars == [12, 16]
     assert [call.bar for call in engine._recall._calls] == [12, 16]
+
+
+LONG_LINE = [(p, 2 * k, 2) for k, p in enumerate([60, 62, 64, 65, 67, 69, 71, 72, 71, 69, 67, 65, 64, 62, 60, 64])]
+
+
+def test_an_answer_quotes_an_earlier_call_but_does_not_play_it_back(model, monkeypatch):
+    """A 2-bar line of 8ths (the tiny model's whole seed buffer), then its first half bar as a call, answered in 4 bars with the echoes trusted fully: the answer
+    played the rest of the line back note for note (a play test: an answer replayed a call of two phrases before for
+    its first 20 notes). It now plays at most QUOTE_NOTES of an earlier call's notes in a row: here with that limit
+    lowered to 3, which the same answer without it (the limit out of reach) passes."""
+    monkeypatch.setattr("improvd.core.echo.WEIGHT", 100.0)
+
+    def longest_run(limit: int) -> int:
+        monkeypatch.setattr("improvd.core.recall.QUOTE_NOTES", limit)
+        monkeypatch.setattr("improvd.core.answer.QUOTE_NOTES", limit, raising=False)
+        engine = Engine(model, Settings(bpm=120, response_bars=4, session_memory=True), seed=0)
+        messages = call(LONG_LINE) + [(t + LATER * STEP, m) for t, m in call(LONG_LINE[:4])]
+        sent, events = run(engine, messages, LATER + 96)
+        start = [e for e in events if e.name == "response_start"][-1].data["first_step"]
+        answer = [t.message.note for t in sent if t.message.type == "note_on" and round(t.time / STEP) >= start]
+        line = [pitch for pitch, _, _ in LONG_LINE]
+        return max(
+            n
+            for n in range(len(line) + 1)
+            for k in range(len(answer))
+            if n and answer[k : k + n] in [line[j : j + n] for j in range(len(line) - n + 1)]
+        )
+
+    assert longest_run(64) > 3  # the echoes draw the line back (6 notes of it in a row with this seed)
+    assert longest_run(3) <= 3  # the guard's limit lowered to 3 cuts every run there
+
+
+def test_a_run_of_an_earlier_call_is_cut_after_quote_notes_unless_the_present_call_plays_it_on():
+    """After QUOTE_NOTES of an earlier call's notes in a row, the note that follows them there is ruled out; where
+    the present call plays the same run on, the player's own line goes on."""
+    line = [str(p) for p in (60, 62, 64, 65, 67, 69, 71, 72, 74, 76)]
+    vocabulary = ["_", "r", *sorted(set(line))]
+
+    def quoted(present: list[str]) -> set[str]:
+        memory = SessionMemory(phrases=4)
+        memory.bind(vocabulary)
+        memory.remember([s for p in line for s in (p, "_")], 0, 0, 16)
+        memory.attune(0, lambda symbol, shift: vocabulary.index(symbol), present=[s for p in present for s in (p, "_")])
+        tail = [vocabulary.index(p) for p in line[:QUOTE_NOTES]]
+        return {vocabulary[k] for k in memory.quoted(tail)}
+
+    assert quoted(["67", "65", "64", "62", "60"]) == {line[QUOTE_NOTES]}
+    assert quoted(line[: QUOTE_NOTES + 1]) == set()

@@ -34,6 +34,7 @@ from improvd.core.echo import Echo
 from improvd.core.encoding import is_pitch
 from improvd.core.keys import WHITE_KEYS
 from improvd.core.lookback import Place
+from improvd.core.recall import QUOTE_NOTES
 from improvd.core.runtime import softmax
 from improvd.core.sampler import Sampler
 from improvd.core.songcache import SongCache
@@ -242,6 +243,7 @@ class Drawing:
         self._due: int | None = None  # the step last asked for; None before the first slice
         self._entered = False
         self._copied = 0  # the call's first notes the answer's last ones play, in a row
+        self._notes: tuple[int, ...] = ()  # the answer's last QUOTE_NOTES notes
         self._steps = self._draw()
 
     def advance(self, due: int) -> None:
@@ -320,7 +322,7 @@ class Drawing:
         index = draw_step(
             self._logits,
             step,
-            self._not_whole_call(allowed_at(step, self.plan, self._entered, self._rules)),
+            self._not_quoting(self._not_whole_call(allowed_at(step, self.plan, self._entered, self._rules))),
             self._rules,
             self._sampler,
             self._cache,
@@ -340,22 +342,36 @@ class Drawing:
         others[notes[-1]] = False
         return others if (others & self._rules.onsets).any() else allowed
 
+    def _not_quoting(self, allowed: np.ndarray) -> np.ndarray:
+        """``allowed`` without the notes that would play more than QUOTE_NOTES of an earlier call's notes in a row
+        (improvd.core.recall.SessionMemory.quoted), unless no other note is allowed there."""
+        if not self._rules.memory or len(self._notes) < QUOTE_NOTES:
+            return allowed
+        quoted = self._cache.quoted(self._notes)
+        if not quoted:
+            return allowed
+        others = allowed.copy()
+        others[sorted(quoted)] = False
+        return others if (others & self._rules.onsets).any() else allowed
+
     def _hear(self, step: int, index: int) -> None:
         """The LSTM, the song cache and the echo take the answer's own ``index`` at ``step``."""
         if self._echo is not None:
             self._echo.heard(step, index)
         if self._rules.onsets[index]:
             self._copied = self._rules.copied(self._copied, index)
+            self._notes = (*self._notes, index)[-QUOTE_NOTES:]
         self._entered = self._entered or bool(self._rules.onsets[index])
         self._logits = self._runtime.step(index)
         self._cache.add(index, count=False)  # the cache follows the answer but does not learn from it
 
     def _save(self) -> tuple:
         echo = self._echo and self._echo.snapshot()
-        return self._runtime.snapshot(), self._cache.snapshot(), echo, self._logits, self._entered, self._copied
+        saved = self._runtime.snapshot(), self._cache.snapshot(), echo, self._logits, self._entered
+        return (*saved, self._copied, self._notes)
 
     def _load(self, saved: tuple) -> None:
-        runtime, cache, echo, self._logits, self._entered, self._copied = saved
+        runtime, cache, echo, self._logits, self._entered, self._copied, self._notes = saved
         self._runtime.restore(runtime)
         self._cache.restore(cache)
         if self._echo is not None:

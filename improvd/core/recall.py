@@ -43,6 +43,9 @@ with the degrees too (5.1 off, the real bars' 5.0). The memory reaches the answe
   tune's motifs instead of the call's (motif reuse 0.30 on the test tunes, the real bars' 0.47); with the present
   call above them, 0.506 and motif reuse 0.583 (0.317 before, the real bars' 0.533).
 
+An answer quotes an earlier call but does not play it back: after ``QUOTE_NOTES`` of its notes in a row, the
+note that followed them there is ruled out (``quoted``), unless the present call plays that run on.
+
 The constants were chosen with bench/session_memory.py (``--split validation``).
 
 Bounded: at most ``phrases`` calls (64 at most by the settings table) of ``CALL_STEPS`` steps each, so a session
@@ -75,6 +78,7 @@ MATCHES = 16  # earlier occurrences of a context looked at per step at most, the
 NOTE_MIN = 2  # notes of context an earlier call must share with the answer's last notes, whatever their rhythm
 NOTE_MAX = 8
 DEGREES_BEYOND = 3  # semitones: a call moved by its own transposition and an octave further away moves by degrees
+QUOTE_NOTES = 8  # an answer plays at most this many of an earlier call's notes in a row (``quoted``)
 
 
 class _Call:
@@ -193,6 +197,17 @@ class SessionMemory:
         if self._present is not None:
             self._present.attune(shift, lookup, offset)
 
+    def quoted(self, notes: Sequence[int]) -> set[int]:
+        """The notes that would make the answer's last notes (``notes``, indices) a run of more than QUOTE_NOTES of
+        an earlier call's notes, less those the present call plays after the same notes: an answer quotes an
+        earlier phrase, it does not play it back (a play test: an answer replayed a call of two phrases before for
+        its first 20 notes, rhythm and all)."""
+        tail = tuple(notes[-QUOTE_NOTES:])
+        if len(tail) < QUOTE_NOTES:
+            return set()
+        found = {note for call in self._calls for note in _after(call, tail)}
+        return found - set(_after(self._present, tail)) if found and self._present is not None else found
+
     def echoes(self, entry: int, bar: int, pitches: np.ndarray, key_offset: int = 0) -> list[Echo]:
         """The attuned calls of bars of ``bar`` steps laid over an answer whose first full bar starts at ``entry``
         (improvd.core.echo, its scale moved by ``key_offset``), the last call's echo at FADE of the present call's
@@ -262,6 +277,12 @@ def _followers(sequence: tuple[int, ...], order: int) -> dict[tuple[int, ...], l
     for position, context in enumerate(contexts, start=order):
         followers.setdefault(context, []).append(position)
     return followers
+
+
+def _after(call: _Call, tail: tuple[int, ...]) -> list[int]:
+    """The notes that follow ``tail`` (at least NOTE_MIN notes) where the attuned ``call``'s notes play it."""
+    positions = call.note_followers.get(tail[-NOTE_MIN:], ())
+    return [call.notes[p] for p in positions if p >= len(tail) and call.notes[p - len(tail) : p] == tail]
 
 
 def _matches(

@@ -28,6 +28,7 @@ against the real bars' 0.491 and 4ths or 5ths 0.103 against 0.076, 0.469 and
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -98,6 +99,10 @@ class SongCache:
             drop = len(self._history) - (WINDOW + MAX_ORDER)
             del self._history[:drop]
             self._offset += drop
+
+    def quoted(self, notes: Sequence[int]) -> set[int]:
+        """The notes the session memory rules out after the answer's last ``notes`` (``SessionMemory.quoted``)."""
+        return self._memory.quoted(notes) if self._memory is not None else set()
 
     def snapshot(self) -> tuple:
         """A copy of the whole state, to restore after trying a continuation."""
