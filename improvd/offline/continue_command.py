@@ -6,9 +6,11 @@ An output named ``.wav`` is the same call and response rendered to audio with Fl
 from __future__ import annotations
 
 import argparse
+import math
 import random
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 from improvd.core.encoding import HOLD, REST
@@ -125,7 +127,19 @@ def respond(call: Call, model: Model, settings: Settings, seed: int, styles: Sty
     settings.validate()
     engine = Engine(model, settings, seed=seed)
     engine.set_styles(styles)
-    return perform(engine, call.notes)
+    return on_its_bar_line(perform(engine, call.notes), engine.step_seconds())
+
+
+def on_its_bar_line(performance: Performance, step_seconds: float) -> Performance:
+    """``performance`` with an answer that entered on a bar line at its grace (``phrase_end = "music"``: the first
+    note waits that long for a live player who might go on) written with that first note on the bar line: a file's
+    call is over, and its answer's file and score put the note in the same place."""
+    start = next((e for e in performance.events if e.name == "response_start"), None)
+    line = start.data["first_step"] * step_seconds if start is not None else math.inf
+    if start is None or start.time <= line:
+        return performance
+    moved = [replace(n, start=line) if line < n.start <= start.time + 1e-9 else n for n in performance.response]
+    return replace(performance, response=moved)
 
 
 def answered_by(performance: Performance) -> str:
