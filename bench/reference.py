@@ -4,8 +4,8 @@ It opens the daemon's three JACK clients: an input and an output for music, and 
 daemon's probing (every ``PROBE_INTERVAL`` it reads the input and sends a lone F7 to it, from a client of its
 own: improvd/daemon/ports.py). While the
 daemon is played it plays a legato line of 16ths on its own grid, at the daemon's tempo, with the daemon's timer
-(``improvd.daemon.timing.sleep_until``), to the port ``--to`` on ``--channel``: on each step a note_off and a
-note_on, due at the same time, as the daemon sends a line. With ``--clock`` it also sends 24 pulses a quarter on the
+(``improvd.daemon.timing.sleep_until``, its thread's timer slack set as the timing thread's), to the port ``--to``
+on ``--channel``: on each step a note_off and a note_on, due at the same time, as the daemon sends a line. With ``--clock`` it also sends 24 pulses a quarter on the
 same grid from the same thread and port, as ``--clock-out`` makes the daemon send MIDI clock: each an F9, a
 one-byte system real-time message as the clock's F8 is, which the synth tells apart from the daemon's (MIDI clock
 has no channel), and which reaches it through the same JACK clients. So, measured over the same seconds as the
@@ -34,8 +34,9 @@ import rtmidi
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from improvd.daemon.osthread import set_timer_slack
 from improvd.daemon.ports import MARK, MARKS, PROBE_INTERVAL, SYSEX_END
-from improvd.daemon.timing import sleep_until
+from improvd.daemon.timing import TIMER_SLACK_NS, sleep_until
 
 PITCH = 60
 PULSES_PER_STEP = 6  # MIDI clock: 24 a quarter, 6 a 16th
@@ -60,7 +61,9 @@ def play_grid(
     """On every step boundary, while ``playing`` is set, the previous note's note_off and the next note_on, sent
     one after the other as the daemon sends a legato line: each message's lateness is taken just before it goes.
     With ``clock_lateness``, a pulse (PULSE) every sixth of a step too, the boundary's sent before the notes (the
-    daemon's order); each pulse's lateness goes there."""
+    daemon's order); each pulse's lateness goes there. It sleeps as the daemon's timing thread does: the same
+    ``sleep_until`` and timer slack."""
+    set_timer_slack(TIMER_SLACK_NS)
     at = time.monotonic() + step
     batch = [[0x80 | channel - 1, PITCH, 0], [0x90 | channel - 1, PITCH, 90]]
     pulse = 0

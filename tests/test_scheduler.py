@@ -10,7 +10,8 @@ import pytest
 
 from improvd.core.engine import Engine, Settings
 from improvd.core.model import load_model
-from improvd.daemon.timing import LatenessStats, TimingThread, sleep_until
+from improvd.daemon import timing
+from improvd.daemon.timing import SLEEP_SPIN, LatenessStats, TimingThread, sleep_until
 from tests.virtual import VirtualTime
 
 
@@ -28,6 +29,34 @@ def test_sleep_until_is_woken_by_an_event():
     assert sleep_until(deadline, wake) is False
     assert time.monotonic() < deadline
     assert not wake.is_set()  # cleared for the next wait
+
+
+class SteppedClock:
+    """``time`` for sleep_until: each look at the clock takes a microsecond; ``sleep`` passes exactly its time."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.slept: list[tuple[float, float]] = []  # (from, to)
+
+    def monotonic(self) -> float:
+        self.now += 1e-6
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append((self.now, self.now + seconds))
+        self.now += seconds
+
+
+@pytest.mark.parametrize("spin", [None, 0.0005])
+def test_sleep_until_sleeps_to_its_spin_before_the_deadline_and_spins_only_the_rest(monkeypatch, spin):
+    """The default spin is short: 96 MIDI clock pulses a second at 240 BPM spun 1 ms each (10% of a core)."""
+    clock = SteppedClock()
+    monkeypatch.setattr(timing, "time", clock)
+    assert (sleep_until(0.01) if spin is None else sleep_until(0.01, spin=spin)) is True
+    spun = SLEEP_SPIN if spin is None else spin
+    assert SLEEP_SPIN <= 0.0003
+    assert len(clock.slept) == 1 and 0.01 - spun - 2e-6 <= clock.slept[0][1] <= 0.01 - spun
+    assert 0.01 <= clock.now <= 0.01 + 2e-6  # the spin ends at the deadline
 
 
 def test_percentiles_and_max():

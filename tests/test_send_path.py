@@ -27,8 +27,9 @@ from improvd.daemon.quiet import (
     QuietWindow,
     quiet_loop,
 )
-from improvd.daemon.timing import SWITCH_INTERVAL, LatenessStats, TimingThread
+from improvd.daemon.timing import SWITCH_INTERVAL, TIMER_SLACK_NS, LatenessStats, TimingThread
 from tests.inprocess import make_daemon
+from tests.test_osthread import timer_slack
 from tests.virtual import VirtualTime
 
 HANG = 30  # seconds before a blocked call is declared a hang
@@ -179,6 +180,16 @@ def test_the_running_timing_thread_takes_the_interpreter_back_quickly(tiny_model
     timing.start()
     timing.stop(HANG)
     assert switched == [SWITCH_INTERVAL] and SWITCH_INTERVAL < 0.005  # Python's default lets a busy thread keep it 5 ms
+
+
+def test_the_running_timing_thread_sends_with_a_short_timer_slack(tiny_model_dir):
+    """Its sleeps end within TIMER_SLACK_NS of their time (Linux's default, 50 µs, needed a longer spin)."""
+    slack: list[int] = []
+    engine = Engine(load_model(tiny_model_dir), Settings(bpm=120))
+    timing = TimingThread(engine, lambda data: slack.append(timer_slack()) or True, lambda report: None)
+    timing.start()
+    timing.stop(HANG)
+    assert slack and set(slack) == {TIMER_SLACK_NS} and TIMER_SLACK_NS <= 1_000
 
 
 def test_what_is_due_is_made_ready_before_the_spin_and_only_sent_after_it(tiny_model_dir):

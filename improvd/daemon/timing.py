@@ -20,9 +20,12 @@ or starved) does not play the missed stretch in a burst: it drops what is too
 late and sends the releases (``late`` event).
 
 ``sleep_until`` waits on an Event (so another thread can wake it early) until
-shortly before the deadline, then spins on ``time.monotonic`` for the rest:
-a bare sleep wakes up late by the scheduler's slack, often by more than a
-millisecond under load, while the spin lands within microseconds.
+SLEEP_SPIN before the deadline, then spins on ``time.monotonic`` for the rest:
+a bare sleep wakes up late by the thread's timer slack (50 µs unless set) and
+the scheduler's latency, while the spin lands within microseconds. The timing
+thread sets its timer slack to TIMER_SLACK_NS, so that short spin covers the
+scheduler alone (bench/reference.py's sender does the same): a spin of 1 ms
+before each of 96 MIDI clock pulses a second at 240 BPM cost 10% of a core.
 """
 
 from __future__ import annotations
@@ -42,11 +45,13 @@ import mido
 
 from improvd.core.clock import PULSES_PER_STEP, InternalClock, MidiClockFollower
 from improvd.core.engine import Event, explicit
-from improvd.daemon.osthread import name_this_thread
+from improvd.daemon.osthread import name_this_thread, set_timer_slack
 from improvd.daemon.quiet import COLLECTOR_AHEAD, CollectorPause, QuietWindow
 from improvd.daemon.reports import Changed, Events, Failed, Report, SendFailed, Tempo, Warned
 
-SPIN_SECONDS = 0.001  # the last stretch before a deadline is spun, not slept
+SPIN_SECONDS = 0.001  # a send due within this is near: the loop wakes this far ahead and starts no other work
+SLEEP_SPIN = 0.0002  # sleep_until sleeps to this stretch before its deadline and spins the rest
+TIMER_SLACK_NS = 1_000  # the timing thread's timer slack: a timed sleep ends within this of its time (Linux: 50 µs)
 WINDOW = 20_000  # lateness samples kept for the percentiles
 MAX_WAIT = 1.0  # seconds: the loop wakes at least this often, so its heartbeat shows it is alive (the watchdog
 # looks every 5 s); the internal clock wakes it at every grid step anyway
@@ -60,8 +65,10 @@ BPM_FOLLOW = 0.5  # a followed tempo this far (BPM) from the engine's is passed 
 CLOCK, START, CONTINUE, STOP = 0xF8, 0xFA, 0xFB, 0xFC
 
 
-def sleep_until(deadline: float, wake: threading.Event | None = None, spin: float = SPIN_SECONDS) -> bool:
-    """Wait until ``time.monotonic() >= deadline``; False when ``wake`` was set first (it is cleared)."""
+def sleep_until(deadline: float, wake: threading.Event | None = None, spin: float = SLEEP_SPIN) -> bool:
+    """Wait until ``time.monotonic() >= deadline``, sleeping to ``spin`` seconds before it and spinning the rest;
+    False when ``wake`` was set first (it is cleared). Its precision is the calling thread's timer slack
+    (``set_timer_slack``) and the scheduler's latency, up to ``spin``."""
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= spin:
@@ -158,7 +165,7 @@ class TimingThread(threading.Thread):
 
     Player input (from rtmidi's thread) and actions (from the asyncio loop) wait
     in one queue that this thread drains between sends. Queued output is sent
-    on time with ``sleep_until``'s spin; the grid ticks need no spin (the engine
+    on time with ``sleep_until``'s spin (its timer slack set to TIMER_SLACK_NS); the grid ticks need no spin (the engine
     schedules a response one step ahead). ``report`` receives engine events
     and errors; it must only hand them over (the daemon's loop logs them).
     When it runs, it sets the interpreter's switch interval to SWITCH_INTERVAL: a thread woken for a send then
@@ -229,6 +236,7 @@ class TimingThread(threading.Thread):
 
     def run(self) -> None:
         name_this_thread()
+        set_timer_slack(TIMER_SLACK_NS)  # sleep_until's short spin then covers the scheduler's latency alone
         sys.setswitchinterval(SWITCH_INTERVAL)
         gc.freeze()  # what was made before the loop (imports, model, engine) is left out of every collection: a
         # full one walked it for 11-18 ms of CPU here, more than a MIDI clock pulse's period at 240 BPM (10.4 ms)
