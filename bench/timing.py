@@ -471,7 +471,11 @@ def as_service() -> list[str]:
 
 
 def daemon_command(model: Path) -> list[str]:
-    return [sys.executable, "-m", "improvd.cli", "run", "--midi-api", "jack", "--model", str(model)]
+    """The daemon's command line. ``phrase_end = "silence"``: the figures measure the send path against the grid
+    (``grid_figures`` counts the pause in PHRASE_END_STEPS); with ``"music"`` the answer to a call that fills 4 bars
+    opens on its bar line at the grace, a first note 10-40 ms late by design (bench/dead_air.py measures that)."""
+    command = [sys.executable, "-m", "improvd.cli", "run", "--midi-api", "jack", "--model", str(model)]
+    return [*command, "--phrase-end", "silence"]
 
 
 def notify_socket(path: Path) -> socket.socket:
