@@ -39,6 +39,22 @@ def daemon_loop(engine: Engine, virtual: VirtualTime, sent: list, reports: list,
 FOUR_BARS = [((60, 65, 64, 71)[k % 4], 4 * k, 4) for k in range(16)]  # quarters to step 64: "music" ends it there
 
 
+class Player:
+    """Hands ``messages`` ((time, message), in order) to the loop as the virtual ``clock`` passes them, at the
+    loop's look before each tick (its ``before_tick``); True when it handed one on."""
+
+    def __init__(self, clock: VirtualTime, messages: list) -> None:
+        self.clock, self.pending, self.timing = clock, list(messages), None
+
+    def __call__(self) -> bool:
+        heard = False
+        while self.pending and self.pending[0][0] < self.clock.now():
+            time, message = self.pending.pop(0)
+            self.timing.feed(message, time)
+            heard = True
+        return heard
+
+
 @pytest.mark.parametrize(
     ("changes", "notes"),
     [
@@ -65,18 +81,10 @@ def test_the_loop_answers_a_call_exactly_as_the_simulated_driver_does(tiny_model
         expected += [(t.time, list(t.message.bytes())) for t in boundary.sent if t.message.type in NOTES]
 
     clock = VirtualTime(-START_DELAY)  # the grid's origin is then 0, as in the driver
-    sent, reports, pending = [], [], list(messages)
-
-    def hand_on() -> bool:
-        heard = False
-        while pending and pending[0][0] < clock.now():
-            time, message = pending.pop(0)
-            timing.feed(message, time)
-            heard = True
-        return heard
-
+    sent, reports, player = [], [], Player(clock, messages)
     aside = Aside() if settings.follow_tempo else None
-    timing = daemon_loop(Engine(model, settings, seed=7, aside=aside), clock, sent, reports, before_tick=hand_on)
+    timing = daemon_loop(Engine(model, settings, seed=7, aside=aside), clock, sent, reports, before_tick=player)
+    player.timing = timing
     timing.begin()
     timing.run_until(110 * STEP)
     notes = [(t, data) for t, data in sent if data[0] & 0xF0 in (0x80, 0x90)]
@@ -97,17 +105,9 @@ def test_the_loop_wakes_for_the_bar_lines_grace_between_ticks(tiny_model_dir, la
     messages = sorted(call(FOUR_BARS) + extra, key=lambda item: item[0])
     expected = [t.time for b in drive(Engine(model, settings, seed=7), messages, 70) for t in b.sent if t.time > 8.0]
     clock = VirtualTime(-START_DELAY)
-    sent, reports, pending = [], [], list(messages)
-
-    def hand_on() -> bool:
-        heard = False
-        while pending and pending[0][0] < clock.now():
-            time, message = pending.pop(0)
-            timing.feed(message, time)
-            heard = True
-        return heard
-
-    timing = daemon_loop(Engine(model, settings, seed=7), clock, sent, reports, before_tick=hand_on)
+    sent, reports, player = [], [], Player(clock, messages)
+    timing = daemon_loop(Engine(model, settings, seed=7), clock, sent, reports, before_tick=player)
+    player.timing = timing
     timing.begin()
     timing.run_until(70 * STEP)
     ons = [t for t, data in sent if data[0] & 0xF0 == 0x90 and data[2] and t > 64 * STEP - 1e-9]
