@@ -621,6 +621,20 @@ def test_an_input_that_new_clients_do_not_replace_either_is_an_error(monkeypatch
     assert ports._in.handle is old  # closed at exit, as it was
 
 
+def test_an_input_without_a_prober_is_not_replaced_for_hearing_no_probes(monkeypatch):
+    """When the prober's JACK port was not found (a warning at open), no probe can come back: an idle input is
+    fine, and only the server is checked."""
+    from improvd.daemon.ports import PROBE_LOST
+
+    monkeypatch.setattr(port_module, "FIRST_CYCLE", 0.01)
+    ports, clock = clocked_ports(monkeypatch, cut=True)
+    ports._prober_port = None
+    for _ in range(4 * int(PROBE_LOST)):
+        clock[0] += 1
+        assert ports.probe() == []
+    assert ports.input_reopened == 0
+
+
 def test_an_input_that_hears_the_player_but_not_its_probes_is_no_error(monkeypatch):
     """A flood that overflows rtmidi's queue loses probes with the rest: the input runs, it hears the player."""
     from improvd.daemon.ports import PROBE_INTERVAL, PROBE_LOST

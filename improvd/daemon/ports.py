@@ -454,7 +454,7 @@ class MidiPorts:
         if self.api != "jack" or now - self._probe_sent_at < PROBE_INTERVAL:
             return []
         events = self._check_output(now)
-        if self._probe_target is None:  # improvd's own input was not found: only the server can be checked
+        if self._probe_target is None or self._prober_port is None:  # no probes: only the server can be checked
             if now - self._probe_back_at > PROBE_LOST:
                 self._probe_back_at = now
                 self._check_server()
