@@ -275,12 +275,31 @@ def test_a_look_at_the_ports_that_hangs_ends_the_daemon_and_never_holds_its_exit
 
 def test_an_output_client_replaced_is_one_error_event_and_all_notes_off(monkeypatch):
     """What the port watcher found: improvd's output client stopped running and a new one took its place
-    (``MidiPorts._reopen_output``). The daemon plays on: one error event with the count, all notes off on the new
+    (``MidiPorts._reopen``). The daemon plays on: one error event with the count, all notes off on the new
     client (the stopped one may have sent a note_on whose note_off it never sent)."""
+    daemon, errors, submitted = replaced_client(monkeypatch, "output", "improvd-04:out")
+    assert len(errors) == 1 and errors[0]["output_reopened"] == 1
+    assert "output client stopped running; replaced by improvd-04:out" in errors[0]["reason"]
+    assert daemon.engine.all_notes_off in submitted
+
+
+def test_an_input_client_replaced_is_one_error_event_and_every_key_up(monkeypatch):
+    """A play test on a loaded machine: improvd's input client stopped running and the daemon exited mid-session.
+    Now a new one takes its place (``MidiPorts._reopen``): one error event with the count, and every key counts as
+    up with every note passed through released (a note_off may have been lost in the stopped client)."""
+    daemon, errors, submitted = replaced_client(monkeypatch, "input", "improvd-04:in")
+    assert len(errors) == 1 and errors[0]["input_reopened"] == 1
+    assert "input client stopped running; replaced by improvd-04:in" in errors[0]["reason"]
+    assert daemon.engine.input_lost in submitted
+
+
+def replaced_client(monkeypatch, direction: str, port: str):
+    """A daemon whose port watcher reports once that ``direction``'s JACK client was replaced by ``port``, run
+    until its error event: the daemon, the error events' data, the work given to the timing thread."""
     monkeypatch.setattr(service, "PORT_POLL", 0.001)
     daemon = make_daemon()
-    reported = [("output_reopened", "output", "improvd-04:out")]
-    daemon.ports.output_reopened = 1
+    reported = [(f"{direction}_reopened", direction, port)]
+    setattr(daemon.ports, f"{direction}_reopened", 1)
     daemon.ports.probe = lambda: [reported.pop()] if reported else []
     events: list[tuple[str, dict]] = []
     daemon.controller.event = lambda name, data: events.append((name, data))
@@ -296,7 +315,4 @@ def test_an_output_client_replaced_is_one_error_event_and_all_notes_off(monkeypa
         return await running
 
     assert asyncio.run(run_then_stop()) == 0
-    errors = [data for name, data in events if name == "error"]
-    assert len(errors) == 1 and errors[0]["output_reopened"] == 1
-    assert "replaced by improvd-04:out" in errors[0]["reason"]
-    assert daemon.engine.all_notes_off in submitted
+    return daemon, [data for name, data in events if name == "error"], submitted

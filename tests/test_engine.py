@@ -476,6 +476,19 @@ def test_thru_passes_the_players_messages_at_once_and_releases_them_with_improvd
     assert engine.feed(mido.Message("note_on", channel=2, note=65, velocity=70), 0.04) == []
 
 
+def test_input_lost_releases_every_note_passed_through_and_the_keys_held(model):
+    """What the daemon does when player input may have been lost (an overflowed queue, an input client replaced):
+    no note passed through stays sounding, and no key counts as held in the call."""
+    engine = Engine(model, Settings(bpm=BPM, thru=True), seed=0)
+    engine.start(0.0)
+    engine.feed(mido.Message("note_on", note=64, velocity=70), 0.01)
+    assert engine.sounding == {(0, 64)} and engine._buffer.held
+    released = [t.message for t in engine.input_lost(0.02)]
+    assert [(m.type, m.note) for m in released] == [("note_off", 64)] and engine.sounding == frozenset()
+    assert not engine._buffer.held
+    assert [e.name for e in engine.drain_events() if e.name == "input_lost"] == ["input_lost"]
+
+
 def until_the_answer_sounds(engine: Engine, messages: list) -> float:
     """Drive ``engine`` until one of improvd's own notes sounds; the time of that boundary."""
     for boundary in drive(engine, messages, 200):

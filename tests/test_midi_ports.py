@@ -127,6 +127,11 @@ class Jack:
 
     def move(self, old: str, new: str) -> list[str]:
         self._answer()
+        if old in self.ports(True):  # an input port: its sources move
+            moved = sorted(s for s, d in self.connections if d == old)
+            self.connections -= {(s, old) for s in moved}
+            self.connections |= {(s, new) for s in moved}
+            return moved
         moved = sorted(d for s, d in self.connections if s == old)
         self.connections -= {(old, d) for d in moved}
         self.connections |= {(new, d) for d in moved}
@@ -162,14 +167,18 @@ class JackHandle(FakeHandle):
 
 class LoopbackInput(JackHandle):
     """A JACK input whose queue what comes arrives in, SysEx ignored as rtmidi's JACK input ignores it: a SysEx
-    start without its end (``open_sysex``) takes everything after it as SysEx, until a message ending in F7."""
+    start without its end (``open_sysex``) takes everything after it as SysEx, until a message ending in F7.
+    Nothing arrives while ``stalled`` (its client stopped)."""
 
     def __init__(self, name: str = "in") -> None:
         super().__init__(name)
         self.queue: list[tuple[list[int], float]] = []
         self.open_sysex = False
+        self.stalled = False
 
     def arrive(self, message: list[int]) -> None:
+        if self.stalled:
+            return
         if self.open_sysex or message[0] == 0xF0:
             self.open_sysex = message[-1] != 0xF7
             return
@@ -210,8 +219,10 @@ class Prober(JackHandle):
             self.lose -= 1
         elif self.held is not None:
             self.held.append(list(message))
-        elif not self.cut and self.jack.connected(self, self.source):
-            self.source.arrive(message)
+        elif not self.cut:
+            for handle in self.jack.handles:  # improvd's input, or the one replacing it
+                if isinstance(handle, LoopbackInput) and self.jack.connected(self, handle):
+                    handle.arrive(message)
         self.after_send()
 
     def resume(self) -> None:
@@ -224,8 +235,9 @@ class Prober(JackHandle):
 def jack_ports(input: str = "", cut: bool = False, after_send=lambda: None, output: str = "", stalled=()):
     """JACK MidiPorts (not opened) on a fake JACK server, without a reader thread: the test reads where it wants.
 
-    Output clients made after the first four (replacing a stopped one) are new LoopbackOutputs, clients
-    ``improvd-04``, ... : ``stalled`` holds the numbers (1 for improvd-01, the first) of those that never run."""
+    Clients made after the first four (replacing a stopped one) are new LoopbackOutputs or LoopbackInputs, clients
+    ``improvd-04``, ... : ``stalled`` holds the numbers (1 for improvd-01, the first output, 0 for improvd, the
+    first input) of those that never run."""
     import itertools
     import threading
 
@@ -235,15 +247,15 @@ def jack_ports(input: str = "", cut: bool = False, after_send=lambda: None, outp
         jack.add(Prober(source, cut, after_send), "improvd-02"),
         jack.add(LoopbackInput("monitor"), "improvd-03"),
     )
-    first.monitor, first.stalled = monitor, 1 in stalled
+    first.monitor, first.stalled, source.stalled = monitor, 1 in stalled, 0 in stalled
     made = iter([source, first, prober, monitor])
     numbers = itertools.count(4)
 
     def create(kind, api):
         handle = next(made, None)
-        if handle is None:  # a new output client
+        if handle is None:  # a new client
             number = next(numbers)
-            handle = jack.add(LoopbackOutput(), f"improvd-{number:02d}")
+            handle = jack.add(LoopbackInput() if kind is rtmidi.MidiIn else LoopbackOutput(), f"improvd-{number:02d}")
             handle.monitor, handle.stalled = monitor, number in stalled
         return handle
 
@@ -550,18 +562,77 @@ def test_an_idle_output_is_no_error(monkeypatch):
         ports.probe()  # nothing was sent: nothing can be missing
 
 
-def test_an_input_whose_jack_client_stopped_is_an_error_once_its_prober_was_connected_anew(monkeypatch):
-    """Nothing comes in, not even the probes: the server is there, the prober connected anew, then an error."""
+def test_an_input_whose_jack_client_stopped_is_replaced_once_its_prober_was_connected_anew(monkeypatch):
+    """A play test on a loaded machine: improvd's input client stopped running (``improvd's JACK input has heard
+    nothing, not even its own probes, for 11 s``) and improvd exited with status 1 mid-session, in 1 of 15 starts.
+    Now a new client takes its place, connected where the old one was, and hears the player."""
+    from improvd.daemon.ports import PROBE_LOST
+
+    clock = [100.0]
+    monkeypatch.setattr(port_module.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(port_module, "PROBE_INTERVAL", 0.0)
+    monkeypatch.setattr(port_module, "FIRST_CYCLE", 0.01)
+    ports, jack, heard = jack_ports(input="keys")
+    jack.sources.append("keys:out")
+    ports.open()
+    old = ports._in.handle
+    for _ in range(3 * int(PROBE_LOST)):  # hearing its probes: never replaced, however long
+        clock[0] += 1
+        assert ports.probe() == []
+    old.stalled = True
+    found = []
+    for _ in range(3 * int(PROBE_LOST)):
+        clock[0] += 1
+        found.append(ports.probe())
+    replaced = [("input_reopened", "input", "improvd-04:in")]
+    assert [e for e in found if e] == [replaced] and found.index(replaced) > 2 * PROBE_LOST  # prober aimed first
+    new = ports._in.handle
+    assert new is not old and old.deleted and ports.input_reopened == 1
+    assert {c for c in jack.connections if c[1].endswith(":in")} == {
+        ("improvd-02:probe", "improvd-04:in"),
+        ("keys:out", "improvd-04:in"),
+    }  # the old port cut from everything, the new one where it was
+    new.arrive([0x90, 64, 90])
+    ports.read_before_tick()
+    assert heard == [[0x90, 64, 90]]
+    for _ in range(3 * int(PROBE_LOST)):
+        clock[0] += 1
+        assert ports.probe() == []  # the new one hears its probes
+    assert SYSEX_OPEN not in ports.dropped.take() and ports.names()["input"] == "keys:out"
+
+
+def test_an_input_that_new_clients_do_not_replace_either_is_an_error(monkeypatch):
+    """Nothing comes in, not even the probes: the server is there, the prober connected anew, REOPEN_TRIES new
+    clients hear nothing either (the prober's own client may be the one stopped): an error."""
     import pytest
 
-    from improvd.daemon.ports import PROBE_INTERVAL, PROBE_LOST, MidiSystemError
+    from improvd.daemon.ports import PROBE_INTERVAL, PROBE_LOST, REOPEN_TRIES, MidiSystemError
 
+    monkeypatch.setattr(port_module, "FIRST_CYCLE", 0.01)
     ports, clock = clocked_ports(monkeypatch, cut=True)
+    old = ports._in.handle
     with pytest.raises(MidiSystemError, match="JACK input has heard nothing"):
         for _ in range(int(3 * PROBE_LOST / PROBE_INTERVAL)):
             clock[0] += PROBE_INTERVAL
             ports.probe()
     assert clock[0] - 100.0 > 2 * PROBE_LOST  # once for the server and the new connection, once for the error
+    made = [h for h in ports._patch.handles if isinstance(h, LoopbackInput) and h.client != "improvd-03"]
+    assert len(made) == 1 + REOPEN_TRIES and all(getattr(h, "deleted", False) for h in made[1:])
+    assert ports._in.handle is old  # closed at exit, as it was
+
+
+def test_an_input_without_a_prober_is_not_replaced_for_hearing_no_probes(monkeypatch):
+    """When the prober's JACK port was not found (a warning at open), no probe can come back: an idle input is
+    fine, and only the server is checked."""
+    from improvd.daemon.ports import PROBE_LOST
+
+    monkeypatch.setattr(port_module, "FIRST_CYCLE", 0.01)
+    ports, clock = clocked_ports(monkeypatch, cut=True)
+    ports._prober_port = None
+    for _ in range(4 * int(PROBE_LOST)):
+        clock[0] += 1
+        assert ports.probe() == []
+    assert ports.input_reopened == 0
 
 
 def test_an_input_that_hears_the_player_but_not_its_probes_is_no_error(monkeypatch):

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Protocol
 
 NO_START_SERVER = 0x01  # JackNoStartServer
+PORT_IS_INPUT = 0x01  # JackPortIsInput
 
 
 class JackGone(RuntimeError):
@@ -64,6 +65,7 @@ class JackPatch:
         jack.jack_port_get_all_connections.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
         jack.jack_port_get_all_connections.restype = ctypes.POINTER(ctypes.c_char_p)
         jack.jack_free.argtypes = [ctypes.c_void_p]
+        jack.jack_port_flags.argtypes = [ctypes.c_void_p]
 
     def _client(self) -> ctypes.c_void_p:
         status = ctypes.c_int()
@@ -91,24 +93,31 @@ class JackPatch:
         return result in (0, errno.EEXIST)
 
     def move(self, old: str, new: str) -> list[str]:
-        """Connect output port ``new`` to every port output port ``old`` is connected to, and cut ``old`` from
-        them: the ports connected anew (a port gone meanwhile is left out); JackGone when no server runs."""
+        """Connect port ``new`` to every port ``old`` is connected to, and cut ``old`` from them (both output
+        ports, or both input ports): the ports connected anew (a port gone meanwhile is left out); JackGone when no
+        server runs."""
         client = self._client()
         try:
             port = self._jack.jack_port_by_name(client, old.encode())
             found = self._jack.jack_port_get_all_connections(client, port) if port else None
-            destinations = []
+            others = []
             for index in itertools.count():
                 if not found or found[index] is None:
                     break
-                destinations.append(found[index])
+                others.append(found[index])
             if found:
                 self._jack.jack_free(ctypes.cast(found, ctypes.c_void_p))
+            inputs = bool(port) and bool(self._jack.jack_port_flags(port) & PORT_IS_INPUT)
             moved = []
-            for destination in destinations:
-                if self._jack.jack_connect(client, new.encode(), destination) in (0, errno.EEXIST):
-                    moved.append(destination.decode(errors="replace"))
-                self._jack.jack_disconnect(client, old.encode(), destination)
+            for other in others:
+                joined, cut = (
+                    ((other, new.encode()), (other, old.encode()))
+                    if inputs
+                    else ((new.encode(), other), (old.encode(), other))
+                )
+                if self._jack.jack_connect(client, *joined) in (0, errno.EEXIST):
+                    moved.append(other.decode(errors="replace"))
+                self._jack.jack_disconnect(client, *cut)
             return moved
         finally:
             self._jack.jack_client_close(client)

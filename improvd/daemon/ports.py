@@ -6,8 +6,8 @@ JACK the second client of that name becomes ``improvd-01``). JACK input is read
 by polling (see ``MidiPorts._poll_input``). ``MidiPorts.poll``,
 called by the daemon's port watcher every half second, notices a named port
 that went away and reconnects when it is back; under JACK ``MidiPorts.probe`` checks
-that improvd's own JACK clients still run, and replaces an output client that
-stopped (``_reopen_output``). Both run in the port watcher's thread
+that improvd's own JACK clients still run, and replaces an input or output client
+that stopped (``_reopen``). Both run in the port watcher's thread
 (``improvd.daemon.watcher``; one look at a time: ``_watching``, which ``close``
 waits for, CLOSE_GRACE at most), never on the
 asyncio loop or the timing thread: a reconnect or a server check is a round trip to
@@ -218,7 +218,8 @@ class MidiPorts:
         self._unbroken = 0  # messages read since JACK's queue was last found empty
         self.failure: BaseException | None = None  # set when reading the input failed: the daemon then exits
         self.server_gone = False
-        self.output_reopened = 0  # times improvd's JACK output client was replaced (``_reopen_output``)
+        self.output_reopened = 0  # times improvd's JACK output client was replaced (``_reopen``)
+        self.input_reopened = 0  # ... its input client
         self._listen()
 
     def _made(self, kind: type, role: str) -> Any:
@@ -433,17 +434,18 @@ class MidiPorts:
         it counts one SysEx left open (``_is_probe``). A probe that comes late, or
         never (a stalled server, an input queue that overflowed), claims nothing.
 
-        MidiSystemError when the daemon cannot go on: when the input has heard
-        nothing (not even a probe) for PROBE_LOST seconds, or what improvd sent
-        has not reached its monitor (a JACK input on its own output port) within
-        OUTPUT_LOST, the JACK server is checked with a fresh client (gone, or
-        restarted: improvd's ports are not in it); when it runs, the probe or the
+        When the input has heard nothing (not even a probe) for PROBE_LOST
+        seconds, or what improvd sent has not reached its monitor (a JACK input
+        on its own output port) within OUTPUT_LOST, the JACK server is checked
+        with a fresh client (gone, or restarted: improvd's ports are not in it:
+        MidiSystemError, the daemon cannot go on); when it runs, the probe or the
         monitor is connected anew (a patchbay may have cut it), and if that side
         stays silent just as long again, its JACK client has stopped running
-        (jackd logs ``client = improvd-01 was not finished``). The input's: the
-        process must go for the server to drop it. The output's is replaced by a
-        new client (``_reopen_output``): the event ``("output_reopened", "output",
-        its port)`` is returned. Called by the port watcher, in its thread.
+        (jackd logs ``client = improvd-01 was not finished``) and is replaced by
+        a new client (``_reopen``; MidiSystemError when new ones do not run
+        either): the event ``("input_reopened", "input", its port)`` or
+        ``("output_reopened", "output", its port)`` is returned. Called by the
+        port watcher, in its thread.
         """
         with self._watching:
             return [] if self._closed else self._probe(time.monotonic())
@@ -452,7 +454,7 @@ class MidiPorts:
         if self.api != "jack" or now - self._probe_sent_at < PROBE_INTERVAL:
             return []
         events = self._check_output(now)
-        if self._probe_target is None:  # improvd's own input was not found: only the server can be checked
+        if self._probe_target is None or self._prober_port is None:  # no probes: only the server can be checked
             if now - self._probe_back_at > PROBE_LOST:
                 self._probe_back_at = now
                 self._check_server()
@@ -460,26 +462,33 @@ class MidiPorts:
         with self._read_lock:
             self._hand_on(gated=True)
         if now - self._probe_back_at > PROBE_LOST:
-            self._check_input(now)
+            events += self._check_input(now)
+        self._send_probe(now)
+        return events
+
+    def _send_probe(self, now: float) -> None:
+        """Send a probe: a lone F7, then its mark (``_is_probe``)."""
         # numbered before it is sent: a reader may hear it back before send_message has returned
         self._probe_number, self._probe_sent_at = (self._probe_number + 1) % MARKS, now
         number = self._probe_number
         self._prober.send_message([SYSEX_END])  # the prober is only used by the port watcher
         self._prober.send_message([MARK, number & 0x7F, number >> 7])
-        return events
 
-    def _check_input(self, now: float) -> None:
-        """The input heard nothing for PROBE_LOST: the server, then the prober connected anew, then an error."""
+    def _check_input(self, now: float) -> list[tuple[str, str, str]]:
+        """The input heard nothing for PROBE_LOST: the server checked, then the prober connected anew, then the
+        input's client replaced (its event returned)."""
         silent = now - self._probe_back_at
         self._check_server()
         self._probe_back_at = now
         if self._input_reaimed:
-            raise MidiSystemError(
-                f"improvd's JACK input has heard nothing, not even its own probes, for {silent + PROBE_LOST:.0f} s: "
-                f"its JACK client ({self._probe_target}) stopped running"
+            self._reopen(
+                self._in,
+                f"has heard nothing, not even its own probes, for {silent + PROBE_LOST:.0f} s ({self._probe_target})",
             )
+            return [("input_reopened", "input", self._probe_target)]
         self._input_reaimed = True
         self._aim_probe()
+        return []
 
     def _check_output(self, now: float) -> list[tuple[str, str, str]]:
         """Read the monitor: what was sent OUTPUT_LOST ago and never heard there means the server is checked,
@@ -497,52 +506,94 @@ class MidiPorts:
             return []
         self._check_server()
         if self._output_reaimed:
-            self._reopen_output(
+            self._reopen(
+                self._out,
                 f"what it sent to {self._monitored} {now - since:.1f} s ago has not reached improvd's monitor port "
-                f"listening there"
+                f"listening there",
             )
             return [("output_reopened", "output", self._monitored)]
         self._output_reaimed = True
         self._aim_monitor()
         return []
 
-    def _reopen_output(self, why: str) -> None:
-        """Replace improvd's JACK output client, which stopped running (``why``), by a new one: its port takes
-        over every connection of the old one (the monitor's, a named output's, a patchbay's), which is cut from
-        them all (a client downstream of a stopped one waits for it), and once the new client's first cycle has
-        run (``_first_cycle``) sends go to it and the old client is closed. MidiSystemError when REOPEN_TRIES new
-        clients in a row do not run either (the monitor's own client may be the one stopped).
+    def _reopen(self, side: _Side, why: str) -> None:
+        """Replace improvd's JACK client of ``side``, which stopped running (``why``), by a new one: its port takes
+        over every connection of the old one (the monitor's or the prober's, a named port's, a patchbay's), which
+        is cut from them all (a client next to a stopped one waits for it), and once the new client is seen to run
+        (``_took_over``: the output's first message reaches the monitor, the input hears the prober) it is used and
+        the old client is closed. MidiSystemError when REOPEN_TRIES new clients in a row do not run either (the
+        monitor's or the prober's own client may be the one stopped).
 
-        Seen in play tests: now and then a new JACK client never runs its first cycle (gdb: its thread waits in
-        ``JackClient::DummyCycle``; jackd logs ``client = improvd-01 was not finished``). Making a client holds
-        the interpreter lock for its server round trips (rtmidi), and a stopped client slows them (each graph
-        change waits for jackd's client timeout): every thread waited 1 s here, 3.4 s with both cores busy, once;
-        nothing sent meanwhile was heard anyway.
+        Seen in play tests: now and then a JACK client of improvd's never runs its first cycle, or stops running
+        (gdb: its thread waits in ``JackClient::DummyCycle``; jackd logs ``client = improvd-01 was not finished``).
+        Making a client holds the interpreter lock for its server round trips (rtmidi), and a stopped client slows
+        them (each graph change waits for jackd's client timeout): every thread waited 1 s here, 3.4 s with both
+        cores busy, once; nothing sent meanwhile was heard anyway.
         """
-        self.output_reopened += 1
-        log.warning("improvd's JACK output client stopped running (%s); replacing it", why)
-        old, last = self._out.handle, self._monitored
+        output = side is self._out
+        if output:
+            self.output_reopened += 1
+        else:
+            self.input_reopened += 1
+        said = f"improvd's JACK {side.direction} {'delivers nothing: ' if output else ''}{why}"
+        log.warning("%s; replacing its client, which stopped running", said)
+        old, last = side.handle, self._monitored if output else self._probe_target
+        lister, watcher = (self._monitor, self._monitor_port) if output else (self._prober, self._prober_port)
         for _ in range(REOPEN_TRIES):
-            handle = self._made(rtmidi.MidiOut, "out")
-            handle.open_virtual_port(self._out.label)
-            name = _jack_name(handle, self._out.label, self._monitor)
+            handle = self._made(rtmidi.MidiOut if output else rtmidi.MidiIn, side.label)
+            handle.open_virtual_port(side.label)
+            name = _jack_name(handle, side.label, lister)
             if name is not None:
                 moved, last = self._patched(self._patch.move, last, name), name
-                self._patched(self._patch.connect, name, self._monitor_port)  # were they cut apart meanwhile
-                if self._first_cycle(handle):
+                ends = (name, watcher) if output else (watcher, name)
+                self._patched(self._patch.connect, *ends)  # were they cut apart meanwhile
+                if self._took_over(side, handle, name):
                     break
             handle.delete()
         else:
+            heard = "deliver to the monitor" if output else "hear the prober"
             raise MidiSystemError(
-                f"improvd's JACK output delivers nothing: {why}, and {REOPEN_TRIES} new JACK clients made for it "
-                f"did not deliver to the monitor either (its JACK client stopped running, or a patchbay keeps "
-                f"cutting them apart)"
+                f"{said}, and {REOPEN_TRIES} new JACK clients made for it did not {heard} either (its JACK client "
+                f"stopped running, or a patchbay keeps cutting them apart)"
             )
-        with self._out_lock:  # a send meanwhile is not sent (``send`` never waits)
-            self._out.handle, self._monitored = handle, name
-            self._monitoring, self._unheard_since, self._output_reaimed = True, None, False
-        log.warning("improvd's JACK output is now %s, connected to %s", name, ", ".join(moved) or "nothing")
+        log.warning("improvd's JACK %s is now %s, connected to %s", side.direction, name, ", ".join(moved) or "nothing")
         old.delete()
+
+    def _took_over(self, side: _Side, handle: Any, name: str) -> bool:
+        """Whether the new client ``handle`` (port ``name``) of ``side`` runs; if it does, it is ``side``'s now."""
+        if side is self._out:
+            if not self._first_cycle(handle):
+                return False
+            with self._out_lock:  # a send meanwhile is not sent (``send`` never waits)
+                self._out.handle, self._monitored = handle, name
+                self._monitoring, self._unheard_since, self._output_reaimed = True, None, False
+            return True
+        old, target = self._in.handle, self._probe_target
+        self._use_input(handle, name)
+        if self._hears_a_probe():
+            return True
+        self._use_input(old, target)
+        return False
+
+    def _use_input(self, handle: Any, name: str | None) -> None:
+        """Read ``handle`` (JACK port ``name``) as the input from now on, the prober aimed at it afresh."""
+        with self._read_lock, self._in_lock:
+            self._in.handle, self._probe_target = handle, name
+            self._listen()
+        self._marked, self._ended = self._probe_number, False  # marks sent before count as doubled
+
+    def _hears_a_probe(self) -> bool:
+        """Whether the input hears anything (a probe sent now at least) within FIRST_CYCLE: whatever it hears is
+        handed on as always (``_hand_on`` clears ``_input_reaimed``)."""
+        self._input_reaimed = True
+        self._send_probe(time.monotonic())
+        for _ in range(max(1, round(FIRST_CYCLE / FIRST_CYCLE_POLL))):
+            with self._read_lock:
+                self._hand_on(gated=True)
+            if not self._input_reaimed:
+                return True
+            time.sleep(FIRST_CYCLE_POLL)
+        return False
 
     def _first_cycle(self, handle: Any) -> bool:
         """Whether ``handle``'s JACK client runs: a lone F7 it sends (nothing for a synth) reaches the monitor,
@@ -582,7 +633,7 @@ class MidiPorts:
         self._aim_probe()
         self._aim_monitor()
         if self._monitoring and not self._first_cycle(self._out.handle):
-            self._reopen_output("its first JACK cycle never ran")
+            self._reopen(self._out, "its first JACK cycle never ran")
         self._probe_sent_at = self._probe_back_at = time.monotonic()
 
     def _aim_monitor(self) -> None:

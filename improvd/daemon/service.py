@@ -319,23 +319,19 @@ class Daemon:
         comes back to the loop as events.
 
         MidiSystemError when the daemon cannot go on: a JACK server that is gone, or a JACK client of improvd's
-        that stopped running (systemd restarts it; the process must go for jackd to drop a stopped client).
+        that stopped running and that new clients could not replace (systemd restarts it; the process must go for
+        jackd to drop a stopped client).
         """
         self._check_threads()
         return self.ports.probe() + self.ports.poll()
 
     def _on_port_events(self, events: list[tuple[str, str, str]]) -> None:
-        """On the loop: the notes released for a lost port, the output's for one back or a new output client, an
-        event each (an ``error`` event for an output client replaced: ``MidiPorts._reopen_output``)."""
+        """On the loop: the notes released for a lost port, the output's for one back or a new output client, every
+        key up for a new input client, an event each (an ``error`` event for a client replaced:
+        ``MidiPorts._reopen``)."""
         for name, direction, port in events:
-            if name == "output_reopened":
-                reason = (
-                    f"improvd's JACK output client stopped running; replaced by {port} "
-                    f"({self.ports.output_reopened} times since start)"
-                )
-                self.timing.submit(self.engine.all_notes_off)  # what the stopped client held never left
-                self.controller.event("error", {"reason": reason, "output_reopened": self.ports.output_reopened})
-                self.controller.changed()
+            if name in ("input_reopened", "output_reopened"):
+                self._on_client_replaced(name, direction, port)
                 continue
             if name == "port_lost":
                 log.warning("%s port %r is gone; notes released, reconnecting when it is back", direction, port)
@@ -346,6 +342,16 @@ class Daemon:
                     self.timing.submit(self.engine.all_notes_off)
             self.controller.event(name, {"direction": direction, "port": port})
             self.controller.changed()
+
+    def _on_client_replaced(self, name: str, direction: str, port: str) -> None:
+        """improvd's JACK ``direction`` client stopped running and ``port`` replaced it: on the output, all notes
+        off (what the stopped client held never left); on the input, every key counts as up and every note passed
+        through is released (a release may have been lost in it: ``Engine.input_lost``). One ``error`` event."""
+        count = getattr(self.ports, name)
+        reason = f"improvd's JACK {direction} client stopped running; replaced by {port} ({count} times since start)"
+        self.timing.submit(self.engine.all_notes_off if direction == "output" else self.engine.input_lost)
+        self.controller.event("error", {"reason": reason, name: count})
+        self.controller.changed()
 
     async def _watchdog(self) -> None:
         interval = watchdog_interval()
