@@ -92,6 +92,39 @@ def favouring(model: Model, symbol: str) -> Model:
     return dataclasses.replace(model, weights={**model.weights, "dense_bias": bias})
 
 
+class AsideSteps:
+    """The candidates' LSTM steps taken on the timing thread: ``runtime`` stands in for improvd.core.styles'
+    LSTMRuntime (monkeypatch it there), ``handed`` collects the jobs the engine hands aside, ``between_ticks`` runs
+    them as the daemon's thread would (their steps not counted) and ``take`` returns the steps counted since."""
+
+    def __init__(self) -> None:
+        from improvd.core.runtime import LSTMRuntime
+
+        self.handed: list = []
+        self._counted = 0
+        self._aside = False
+        outer = self
+
+        class Counting(LSTMRuntime):
+            def step(self, index: int) -> np.ndarray:
+                outer._counted += not outer._aside
+                return super().step(index)
+
+        self.runtime = Counting
+
+    def between_ticks(self) -> None:
+        self._aside = True
+        for job in self.handed:
+            for _ in job.slices():
+                pass
+        self._aside = False
+        self.handed.clear()
+
+    def take(self) -> int:
+        counted, self._counted = self._counted, 0
+        return counted
+
+
 # --- real JACK ports ---------------------------------------------------------------------------------------------
 
 

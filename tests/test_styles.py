@@ -22,7 +22,7 @@ from improvd.core.model import load_model
 from improvd.core.runtime import LSTMRuntime
 from improvd.core.simulate import drive
 from improvd.core.styles import Styles
-from tests.helpers import ABC, PHRASE, STEP, call, run
+from tests.helpers import ABC, PHRASE, STEP, AsideSteps, call, run
 
 ANSWER = 120  # boundaries: the phrase ends at 20, the answer is over well before this
 
@@ -292,44 +292,26 @@ def test_with_an_aside_thread_the_candidates_hear_the_call_there_and_the_answer_
     one its key moved at heard the call so far again there, and the silence its rest)."""
     from improvd.daemon.aside import Aside
 
-    on_timing_thread: list[int] = []
-    aside_running = [False]
-
-    class Counting(LSTMRuntime):
-        def step(self, index: int) -> np.ndarray:
-            if not aside_running[0]:
-                on_timing_thread.append(index)
-            return super().step(index)
-
-    monkeypatch.setattr(styles_module, "LSTMRuntime", Counting)
-    handed: list = []
-
-    def between_ticks() -> None:
-        aside_running[0] = True
-        for job in handed:
-            for _ in job.slices():
-                pass
-        aside_running[0] = False
-        handed.clear()
+    steps = AsideSteps()
+    monkeypatch.setattr(styles_module, "LSTMRuntime", steps.runtime)
 
     def answered(aside) -> tuple[list, list, list[int]]:
         engine = Engine(flat(trained, "flat"), Settings(), seed=7, aside=aside)
         engine.set_styles(Styles({"tiny": named(trained, "tiny"), "flat": flat(trained, "flat")}))
-        on_timing_thread.clear()  # their song starts
+        steps.take()  # their song starts
         sent, ends, per_tick = [], [], []
         for boundary in drive(engine, call(B_FLAT), 200):
             sent += boundary.sent
             ends += [boundary.time for e in boundary.events if e.name == "phrase_end"]
-            per_tick.append(len(on_timing_thread))
-            on_timing_thread.clear()
-            between_ticks()
+            per_tick.append(steps.take())
+            steps.between_ticks()
         return notes(sent), ends, per_tick
 
     expected, expected_ends, _ = answered(None)
     ways = {
         "never": lambda work: None,
         "at once": lambda work: [None for _ in work.slices()],
-        "between ticks": handed.append,
+        "between ticks": steps.handed.append,
         "thread": Aside(),
     }
     got, ends, per_tick = answered(ways[way])

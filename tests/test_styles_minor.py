@@ -19,7 +19,7 @@ from improvd.core.model import ModelError, load_model
 from improvd.core.recall import _Call
 from improvd.core.simulate import drive
 from improvd.core.styles import Styles, transpositions
-from tests.helpers import STEP, call, run
+from tests.helpers import STEP, AsideSteps, call, run
 
 FLATS = {3, 8, 10}  # E-flat, A-flat, B-flat: C minor's notes outside the white keys
 # an A-minor call on the white keys (no E-flat, A-flat or B-flat), in 8ths; it ends at step 32
@@ -202,42 +202,26 @@ def test_a_model_alone_hears_the_call_on_the_aside_thread_and_answers_as_on_the_
     on the timing thread (the engine's own rests, its candidates hear aside), the phrase end's at most 8, and the
     answer is the same."""
     from improvd.core import styles as styles_module
-    from improvd.core.runtime import LSTMRuntime
     from improvd.core.simulate import drive
 
-    on_timing_thread: list[int] = []
-    aside_running = [False]
-
-    class Counting(LSTMRuntime):
-        def step(self, index: int) -> np.ndarray:
-            if not aside_running[0]:
-                on_timing_thread.append(index)
-            return super().step(index)
-
-    monkeypatch.setattr(styles_module, "LSTMRuntime", Counting)
-    handed: list = []
+    steps = AsideSteps()
+    monkeypatch.setattr(styles_module, "LSTMRuntime", steps.runtime)
 
     def answered(aside) -> tuple[list, list, list[int]]:
-        engine = Engine(flat_on(trained, "m", "C"), Settings(), seed=3, predictor=Counting, aside=aside)
-        on_timing_thread.clear()  # the song starts
+        engine = Engine(flat_on(trained, "m", "C"), Settings(), seed=3, predictor=steps.runtime, aside=aside)
+        steps.take()  # the song starts
         sent, ends, per_tick = [], [], []
         for boundary in drive(engine, call(A_MINOR), 200):
             sent += boundary.sent
             ends += [boundary.time for e in boundary.events if e.name == "phrase_end"]
-            per_tick.append(len(on_timing_thread))
-            on_timing_thread.clear()
-            aside_running[0] = True
-            for job in handed:
-                for _ in job.slices():
-                    pass
-            aside_running[0] = False
-            handed.clear()
+            per_tick.append(steps.take())
+            steps.between_ticks()
         engine_offsets.append(engine.offset)
         return [(t.time, t.message.note) for t in sent], ends, per_tick
 
     engine_offsets: list[int] = []
     expected, expected_ends, inline = answered(None)
-    got, ends, per_tick = answered(handed.append)
+    got, ends, per_tick = answered(steps.handed.append)
     assert expected and got == expected and ends == expected_ends
     phrase_end = round(ends[0] / STEP)
     assert sum(inline[:phrase_end]) > 0 and sum(per_tick[:phrase_end]) == 0 and per_tick[phrase_end] <= 8
