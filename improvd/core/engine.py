@@ -177,7 +177,6 @@ from improvd.core.touch import Touch, beat_steps
 SUSTAIN = 64
 ALL_NOTES_OFF = 123
 HEARD_MESSAGES = 256  # the call's last messages kept for following its tempo (128 notes; the phrase end replays them)
-COMPOUND_STEPS = 6  # 16ths in a compound metre's beat (a dotted quarter: 6/8, 9/8, 12/8)
 PHRASE_BARS = (4, 8)  # phrase_end = "music": a call that fills this many bars may end by its silence (``_over_at``)
 GRACE = (0.010, 0.040)  # seconds: the bar line's grace (``_grace``) at least, and at most (or a third of a 16th)
 GRACE_MARGIN = 1.5  # ... else this many times as late as the call's latest onset
@@ -675,9 +674,9 @@ class Engine:
     def _over_at(self) -> int | None:
         """With ``phrase_end = "music"``, the open step from which the call in its silence is over by the music
         (``_sounds_over``), or None where its silence began elsewhere than in the half bar (or beat) before a phrase's
-        bar line, or in the half bar (or beat) after one that its last note was held across:
-        the step before that bar line (the first silent step's, after it), once SILENT_STEPS silent steps are closed (a 16th is staccato) and more than
-        the call's articulation leaves after its last note (improvd.core.seedbuffer.usual_gap: a player who releases
+        bar line, or in the half bar (or beat) after one that its last note was held across: the step before that
+        bar line at the earliest, once SILENT_STEPS silent steps are closed (a 16th is staccato) and more than the
+        call's articulation leaves after its last note (improvd.core.seedbuffer.usual_gap: a player who releases
         every note early is not over at the first gap)."""
         s = self.settings
         bar, beat = bar_steps(s.meter), beat_steps(s.meter)
@@ -731,7 +730,7 @@ class Engine:
         if not s.follow_tempo or s.turns == "phrase":
             self._turn_fit = None
             return
-        key = (onsets(list(self._heard)), *self._follow_inputs()[:2], s.meter)
+        key = (onsets(list(self._heard)), *self._follow_inputs()[:2])
         for fit in (self._turn_fit, self._turn_next):
             if fit is not None and fit.fits(*key):
                 self._turn_fit = fit
@@ -744,7 +743,7 @@ class Engine:
         s = self.settings
         if s.turns == "phrase" or self._aside is None or not self._call_steps:
             return
-        key = (onsets(list(self._heard)), *self._follow_inputs()[:2], s.meter)
+        key = (onsets(list(self._heard)), *self._follow_inputs()[:2])
         if any(fit is not None and fit.fits(*key) for fit in (self._turn_fit, self._turn_next)):
             return
         if self._turn_next is not None:
@@ -782,7 +781,7 @@ class Engine:
         silent = self._buffer.silent_steps
         if not self._graced():
             return
-        if step % bar or (step - next_bar_line(self._call_first, s.meter)) // bar not in PHRASE_BARS:
+        if step % bar or not self._ends_phrase(step):
             return
         if silent > max(beat, bar // 2) or self._call_steps - silent < s.min_call_steps or self._respond_requested:
             return
@@ -797,12 +796,11 @@ class Engine:
     def _ticks_to_grace(self) -> int | None:
         """In the last bar before the bar line that ends a call's 4th or 8th bar (``_expect_entry``), the ticks from
         this one to that bar line's, both counted; None elsewhere."""
-        s, step = self.settings, self._grid.step
-        line = next_bar_line(step, s.meter)
-        first = next_bar_line(self._call_first, s.meter)
-        if not self._graced() or not self._call_steps or line - step >= bar_steps(s.meter):
+        step = self._grid.step
+        line = next_bar_line(step, self.settings.meter)
+        if not self._graced() or not self._call_steps or line - step >= bar_steps(self.settings.meter):
             return None
-        return line - step + 1 if (line - first) // bar_steps(s.meter) in PHRASE_BARS else None
+        return line - step + 1 if self._ends_phrase(line) else None
 
     def _grace(self) -> float:
         """How long after a bar line a note played there may still come: GRACE_MARGIN times as late as the call's
@@ -1033,12 +1031,10 @@ class Engine:
         return job
 
     def _follow_inputs(self) -> tuple[Any, ...]:
-        """What the follow work is made from besides the call: the tempo prior, the metre (compound or not), the
-        buffer's length, the key, the model, the bar's length and the metre."""
+        """What the follow work is made from besides the call: the tempo prior, the metre, the buffer's length, the
+        key and the model."""
         s = self.settings
-        compound = beat_steps(s.meter) == COMPOUND_STEPS
-        length = self._buffer.symbols.maxlen or 1
-        return s.bpm, compound, length, self._stated_key(), id(self.model), bar_steps(s.meter), s.meter
+        return s.bpm, s.meter, self._buffer.symbols.maxlen or 1, self._stated_key(), id(self.model)
 
     def _forget_heard(self) -> None:
         """The call's messages are forgotten, and any follow work made from them (a phrase end waiting for it too)."""

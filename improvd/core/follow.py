@@ -39,6 +39,12 @@ SILENT_BAR_LINE = 2  # what a bar line with no onset on it costs a place of the 
 DOWNBEAT_BARS = 4  # ``downbeat`` hears a call's first bars only (its cost stays small)
 LONG_NOTES = 0.2  # how much a long note on a strong place counts for that place (``downbeat``)
 PICKUP_MARGIN = 3  # how much less than none a pickup must cost to be heard (chosen on Essen validation tunes)
+COMPOUND_STEPS = 6  # 16ths in a compound metre's beat (a dotted quarter: 6/8, 9/8, 12/8)
+
+
+def compound(meter: str) -> bool:
+    """Whether ``meter`` is compound (its beat a dotted quarter): the tempo fit hears its beats in threes."""
+    return beat_steps(meter) == COMPOUND_STEPS
 
 
 @dataclass
@@ -145,10 +151,10 @@ class Following:
     the replayed call, or where there is none (its tempo cannot be told) ``as_heard``, the call as the engine's own
     grid will hold it then, the phrase end opening its step ``open_step`` (``prepare`` gives the shift, the LSTM's
     indices of a call's symbols and the place in the bar of its first, from the step that phrase end opens). ``inputs`` are
-    what it was made from besides those: the tempo prior, a compound metre or not and the buffer's length (which it
-    uses), then whatever else the caller's ``prepare`` depends on, the metre last (which it uses: ``downbeat``
-    numbers the replayed call's steps so that its first bar line falls where the music puts it); the engine takes its result only where the phrase
-    end finds them unchanged. ``finished`` once done; ``cancelled`` asks whoever runs it to stop. ``earlier``: the work
+    what it was made from besides those: the tempo prior, the metre (a compound one or not for the fit; ``downbeat``
+    numbers the replayed call's steps so that its first bar line falls where the music puts it) and the buffer's
+    length, which it uses, then whatever else the caller's ``prepare`` depends on; the engine takes its result only
+    where the phrase end finds them unchanged. ``finished`` once done; ``cancelled`` asks whoever runs it to stop. ``earlier``: the work
     made before for the same call (dropped, or not finished in time), whose progress ``slices`` takes."""
 
     def __init__(
@@ -185,11 +191,10 @@ class Following:
         ``earlier`` work of the same inputs (perhaps cancelled, or still going on in another thread) has done of it
         already is taken from it: its fit and replay of the same messages, its priming's checkpoints (so a note
         played after that work was handed aside costs the fit, the replay and the steps from that note on)."""
-        prior_bpm, compound, length = self.inputs[:3]
-        meter = self.inputs[-1]
+        prior_bpm, meter, length = self.inputs[:3]
         earlier = self._earlier
         same = earlier is not None and earlier.fitted and earlier.messages == self.messages
-        self.beat = earlier.beat if same else estimate(onsets(self.messages), prior_bpm, compound=compound)
+        self.beat = earlier.beat if same else estimate(onsets(self.messages), prior_bpm, compound=compound(meter))
         self.fitted = True
         if self.beat is not None:
             yield
@@ -234,19 +239,18 @@ class TurnFit:
     new onset, for the next tick. ``result()`` is the beat (None: too few onsets), done at once where the work aside
     has not finished it: the same result either way."""
 
-    def __init__(self, starts: list[float], prior_bpm: float, compound: bool, meter: str) -> None:
+    def __init__(self, starts: list[float], prior_bpm: float, meter: str) -> None:
         self.starts = starts
         self.prior_bpm = prior_bpm
-        self.compound = compound
         self.meter = meter
         self.beat: Beat | None = None
         self.pickup = 0  # 16ths from the turn's first note to its first bar line
         self.finished = False
         self.cancelled = False
 
-    def fits(self, starts: list[float], prior_bpm: float, compound: bool, meter: str) -> bool:
+    def fits(self, starts: list[float], prior_bpm: float, meter: str) -> bool:
         """Made from these very onsets, prior and metre."""
-        return (starts, prior_bpm, compound, meter) == (self.starts, self.prior_bpm, self.compound, self.meter)
+        return (starts, prior_bpm, meter) == (self.starts, self.prior_bpm, self.meter)
 
     def slices(self) -> Iterator[None]:
         """The fit, in one slice."""
@@ -259,7 +263,7 @@ class TurnFit:
 
     def result(self) -> Beat | None:
         if not self.finished:
-            self.beat = estimate(self.starts, self.prior_bpm, compound=self.compound)
+            self.beat = estimate(self.starts, self.prior_bpm, compound=compound(self.meter))
             self.pickup = 0 if self.beat is None else downbeat(self.starts, self.beat, self.meter)
             self.finished = True
         return self.beat

@@ -410,29 +410,29 @@ class TimingThread(threading.Thread):
         """The engine's deadline between ticks (``next_deadline``) has come: the input queued before it is heard
         first, as before a tick, then the engine decides (its answer's first note is then due). Where the inbox's
         work had to stop for a send, the engine waits for the next pass: a note queued before the deadline must be
-        heard before it (the tick does it at the latest)."""
+        heard before it (the tick does it at the latest; one fed later than the deadline meets it first)."""
         if self._before_tick is not None:
             self._before_tick()
-        self._drain(self._drain_until())
-        if not self._inbox.empty():
+        if not self._drain(self._drain_until()):
             return
         self.engine.wake(self.time.now())
         self._events()
 
-    def _drain(self, until: float) -> None:
+    def _drain(self, until: float) -> bool:
         """Handle what waits in the inbox, but stop SPIN_SECONDS before ``until``, the next send (a message or a
-        clock pulse; ``math.inf``: none)."""
+        clock pulse; ``math.inf``: none). True when it found the inbox empty, False when it stopped for the send."""
         self._apply_changes()
         while self.time.now() < until - SPIN_SECONDS:
             try:
                 arrival, item = self._inbox.get_nowait()
             except queue.Empty:
-                return
+                return True
             try:
                 self._handle(arrival, item)
             except Exception as error:  # one bad message or request must not end the loop
                 self._report(Warned(error))
         self._events()
+        return False
 
     def _apply_changes(self) -> None:
         if not self._changes:  # the usual case, read without the lock
