@@ -15,6 +15,7 @@ import pytest
 
 from improvd.daemon import ports as port_module
 from improvd.daemon.ports import MidiPorts
+from improvd.daemon.schedstat import Threads
 from tests.helpers import INSTANCE, Probe
 from tests.services import Daemon, JackServer, wait_for
 
@@ -59,6 +60,20 @@ def test_an_unterminated_sysex_does_not_deafen_the_jack_input(jack_server, monke
     """rtmidi's JACK input drops everything after F0 without F7 until an F7 comes; the probe sends one, and the
     SysEx it ended is counted once."""
     assert heard_after_unterminated_sysex(monkeypatch, port_module.PROBE_INTERVAL)
+
+
+def test_the_jack_outputs_process_thread_is_found_and_runs_every_cycle(jack_server):
+    """improvd tells that its output client runs by its process thread's runs (``improvd.daemon.schedstat``): on
+    a real JACK server it is found (else an output that stops would go unnoticed) and runs cycle after cycle."""
+    ports = MidiPorts("jack", "", "", lambda data, arrival: None, clock=False)
+    try:
+        ports.open()
+        tid = ports._out_thread
+        assert tid is not None and Path(f"/proc/self/task/{tid}/comm").read_text().strip() == "improvd-out"
+        first = Threads().runs(tid)
+        wait_for(lambda: Threads().runs(tid) > first + 10, 10, "ten more JACK cycles")
+    finally:
+        ports.close()
 
 
 def test_probes_a_stalled_jack_server_delivers_late_are_no_unterminated_sysex(tmp_path, monkeypatch):
@@ -121,15 +136,11 @@ WALL = 0x40000000  # waitpid's __WALL: any thread
 
 
 def jack_process_thread(pid: int, name: str) -> int:
-    """The thread id of the JACK process thread of improvd's client ``name`` (``improvd-out``: the output's).
-
-    rtmidi makes a client's threads while improvd has named the calling thread after the client: libjack starts
-    the thread that takes the server's notifications when it opens the client, and the process thread, which runs
-    every JACK cycle, when it activates it, so the process thread is the newer, with the higher id.
-    """
-    tasks = [int(t.name) for t in Path(f"/proc/{pid}/task").iterdir() if (t / "comm").read_text().strip() == name]
-    assert len(tasks) >= 2, f"threads named {name}: {tasks}"
-    return max(tasks)
+    """The thread id of the JACK process thread of improvd's client ``name`` (``improvd-out``: the output's), found
+    as improvd finds its output's (``Threads.newest``: the newest of the threads its client started)."""
+    tid = Threads(Path(f"/proc/{pid}/task")).newest(name, set())
+    assert tid is not None, f"no thread named {name}"
+    return tid
 
 
 @contextmanager

@@ -5,6 +5,8 @@ tests/test_daemon.py and tests/test_jack_faults.py keep the end-to-end checks on
 
 from __future__ import annotations
 
+import itertools
+
 import rtmidi
 
 from improvd.daemon import ports as port_module
@@ -91,12 +93,14 @@ def test_input_reaches_the_daemon_and_clock_and_sysex_are_left_to_rtmidi():
 
 
 class Jack:
-    """A fake JACK server: improvd's four ports (each a fake handle with a client and a port ``name`` it may
+    """A fake JACK server: improvd's three ports (each a fake handle with a client and a port ``name`` it may
     rename), other clients' ports (``sources`` and ``sinks``), the ``connections`` between them, and the
-    JackPatch improvd is given (``connect``, ``has_port``; ``gone``: no server answers)."""
+    JackPatch improvd is given (``connect``, ``has_port``; ``gone``: no server answers). Each client has a process
+    thread (``tid``, started when improvd makes the client), which runs unless its client is ``stalled``."""
 
     def __init__(self) -> None:
         self.handles: list[FakeHandle] = []
+        self.tids = itertools.count(1000)
         self.sources: list[str] = []  # other clients' output ports
         self.sinks: list[str] = []  # ... input ports
         self.connections: set[tuple[str, str]] = set()
@@ -145,14 +149,20 @@ class Jack:
 
 
 class JackHandle(FakeHandle):
-    """A handle of improvd's on the fake JACK server: it lists the other direction's ports."""
+    """A handle of improvd's on the fake JACK server: it lists the other direction's ports. Its client's process
+    thread (``tid``, OS name ``thread_name``) has run ``runs`` times; each look finds it has run again, unless
+    ``stalled``."""
 
     jack: Jack
     client: str
+    tid: int | None = None
+    thread_name = "improvd-probe"
+    stalled = False
 
     def __init__(self, name: str) -> None:
         super().__init__([])
         self.name = name
+        self.runs = 1
 
     @property
     def port(self) -> str:
@@ -169,6 +179,8 @@ class LoopbackInput(JackHandle):
     """A JACK input whose queue what comes arrives in, SysEx ignored as rtmidi's JACK input ignores it: a SysEx
     start without its end (``open_sysex``) takes everything after it as SysEx, until a message ending in F7.
     Nothing arrives while ``stalled`` (its client stopped)."""
+
+    thread_name = "improvd-in"
 
     def __init__(self, name: str = "in") -> None:
         super().__init__(name)
@@ -189,17 +201,32 @@ class LoopbackInput(JackHandle):
 
 
 class LoopbackOutput(JackHandle):
-    """A JACK output whose sends reach the monitor when connected to it (unless ``stalled``: its client stopped)."""
+    """improvd's JACK output (``stalled``: its client stopped, its process thread runs no more)."""
+
+    thread_name = "improvd-out"
 
     def __init__(self) -> None:
         super().__init__("out")
-        self.monitor: LoopbackInput | None = None
-        self.stalled = False
 
-    def send_message(self, message: list[int]) -> None:
-        super().send_message(message)
-        if not self.stalled and self.jack.connected(self, self.monitor):
-            self.monitor.queue.append((list(message), 0.0))
+
+class Threads:
+    """The fake JACK server's threads as ``improvd.daemon.schedstat.Threads`` finds them (``hidden``: none is
+    found, as on a JACK whose threads name themselves)."""
+
+    def __init__(self, jack: Jack, hidden: bool = False) -> None:
+        self.jack, self.hidden = jack, hidden
+
+    def ids(self) -> set[int]:
+        return {h.tid for h in self.jack.handles if h.tid is not None}
+
+    def newest(self, name: str, before: set[int]) -> int | None:
+        named = [h.tid for h in self.jack.handles if h.thread_name == name and h.tid not in before | {None}]
+        return None if self.hidden or not named else max(named)
+
+    def runs(self, tid: int) -> int | None:
+        handle = next(h for h in self.jack.handles if h.tid == tid)
+        handle.runs += not handle.stalled
+        return handle.runs
 
 
 class Prober(JackHandle):
@@ -232,35 +259,35 @@ class Prober(JackHandle):
             self.source.arrive(message)
 
 
-def jack_ports(input: str = "", cut: bool = False, after_send=lambda: None, output: str = "", stalled=()):
+def jack_ports(
+    input: str = "", cut: bool = False, after_send=lambda: None, output: str = "", stalled=(), hidden: bool = False
+):
     """JACK MidiPorts (not opened) on a fake JACK server, without a reader thread: the test reads where it wants.
 
-    Clients made after the first four (replacing a stopped one) are new LoopbackOutputs or LoopbackInputs, clients
-    ``improvd-04``, ... : ``stalled`` holds the numbers (1 for improvd-01, the first output, 0 for improvd, the
-    first input) of those that never run."""
-    import itertools
+    Clients made after the first three (replacing a stopped one) are new LoopbackOutputs or LoopbackInputs, clients
+    ``improvd-03``, ... : ``stalled`` holds the numbers (1 for improvd-01, the first output, 0 for improvd, the
+    first input) of those that never run. ``hidden``: the output's process thread is not found."""
     import threading
 
     jack = Jack()
     source, first = jack.add(LoopbackInput(), "improvd"), jack.add(LoopbackOutput(), "improvd-01")
-    prober, monitor = (
-        jack.add(Prober(source, cut, after_send), "improvd-02"),
-        jack.add(LoopbackInput("monitor"), "improvd-03"),
-    )
-    first.monitor, first.stalled, source.stalled = monitor, 1 in stalled, 0 in stalled
-    made = iter([source, first, prober, monitor])
-    numbers = itertools.count(4)
+    prober = jack.add(Prober(source, cut, after_send), "improvd-02")
+    first.stalled, source.stalled = 1 in stalled, 0 in stalled
+    made = iter([source, first, prober])
+    numbers = itertools.count(3)
 
     def create(kind, api):
         handle = next(made, None)
         if handle is None:  # a new client
             number = next(numbers)
             handle = jack.add(LoopbackInput() if kind is rtmidi.MidiIn else LoopbackOutput(), f"improvd-{number:02d}")
-            handle.monitor, handle.stalled = monitor, number in stalled
+            handle.stalled = number in stalled
+        handle.tid = next(jack.tids)  # its threads start
         return handle
 
     heard: list[list[int]] = []
-    ports = MidiPorts("jack", input, output, lambda data, arrival: heard.append(data), False, create, jack)
+    threads = Threads(jack, hidden)
+    ports = MidiPorts("jack", input, output, lambda data, arrival: heard.append(data), False, create, jack, threads)
     ports._reader = threading.Thread(target=lambda: None)
     return ports, jack, heard
 
@@ -420,10 +447,11 @@ def clocked_ports(monkeypatch, cut: bool = False):
     return ports, clock
 
 
-def test_an_output_whose_jack_client_stopped_is_replaced_once_its_monitor_was_connected_anew(monkeypatch):
+def test_an_output_whose_jack_client_stopped_is_replaced(monkeypatch):
     """A play test: the output's JACK client stopped running (jackd: ``client = improvd-01 was not finished``) and
     improvd played on into nothing for the rest of the session, its timing statistics perfect; then it exited
-    (status 1) about 3 s after the first note. Now a new client takes its place, connected where the old one was."""
+    (status 1) about 3 s after the first note. Now a new client takes its place, connected where the old one was,
+    once the old one's process thread has not run for OUTPUT_LOST after a send."""
     from improvd.daemon.ports import OUTPUT_LOST
 
     clock = [100.0]
@@ -433,7 +461,7 @@ def test_an_output_whose_jack_client_stopped_is_replaced_once_its_monitor_was_co
     jack.sinks.append("synth:in")
     ports.open()
     old = ports._out.handle
-    for _ in range(3):  # delivering: never replaced, however long
+    for _ in range(3):  # running: never replaced, however long
         ports.send([0x90, 60, 90])
         clock[0] += OUTPUT_LOST + 1
         assert ports.probe() == []
@@ -441,53 +469,84 @@ def test_an_output_whose_jack_client_stopped_is_replaced_once_its_monitor_was_co
     ports.send([0x80, 60, 0])
     clock[0] += OUTPUT_LOST / 2
     assert ports.probe() == []  # not yet
-    clock[0] += OUTPUT_LOST
-    assert ports.probe() == [] and ports._monitoring  # the monitor is connected anew (a patchbay may cut it) ...
-    ports.send([0x90, 62, 90])
-    clock[0] += OUTPUT_LOST + 0.1
-    assert ports.probe() == [("output_reopened", "output", "improvd-04:out")]  # ... and still hears nothing
+    clock[0] += OUTPUT_LOST / 2
+    assert ports.probe() == [("output_reopened", "output", "improvd-03:out")]
     new = ports._out.handle
     assert new is not old and old.deleted and ports.output_reopened == 1
-    assert {c for c in jack.connections if c[0].endswith(":out")} == {
-        ("improvd-04:out", "improvd-03:monitor"),
-        ("improvd-04:out", "synth:in"),
-    }  # the old port cut from everything, the new one where it was
+    assert {c for c in jack.connections if c[0].endswith(":out")} == {("improvd-03:out", "synth:in")}  # moved
     assert ports.send([0x90, 64, 90]) and new.sent[-1] == [0x90, 64, 90]
     for _ in range(3):
         clock[0] += OUTPUT_LOST + 1
-        assert ports.probe() == []  # the new one delivers
+        assert ports.probe() == []  # the new one runs
         ports.send([0x80, 64, 0])
     assert ports.names()["output"] == "synth:in"
+
+
+def test_an_output_that_stopped_after_the_last_send_had_left_waits_for_the_next_send(monkeypatch):
+    """What was sent before the thread's last run has left: nothing is at stake until the next send, which is
+    then found unplayed at the next look (its thread has not run for longer than OUTPUT_LOST already)."""
+    from improvd.daemon.ports import OUTPUT_LOST
+
+    ports, clock = clocked_ports(monkeypatch)
+    ports.send([0x90, 60, 90])
+    clock[0] += 1
+    assert ports.probe() == []  # it ran after the send
+    clock[0] += 1
+    assert ports.probe() == []  # ... and since that look
+    ports._out.handle.stalled = True
+    for _ in range(5):
+        clock[0] += OUTPUT_LOST
+        assert ports.probe() == []
+    ports.send([0x80, 60, 0])
+    clock[0] += 0.5
+    assert ports.probe() == [("output_reopened", "output", "improvd-03:out")]
 
 
 def test_an_output_client_whose_first_cycle_never_runs_is_replaced_before_open_returns(monkeypatch):
     """Play tests, about 1 run in 10: improvd's output client never ran its first JACK cycle (gdb: its thread
     waiting in ``JackClient::DummyCycle``), and nothing sent went anywhere; improvd said ready all the same. Now
-    ``open`` checks that the output delivers to the monitor, and makes a new client where it does not."""
+    ``open`` checks that the output's process thread runs, and makes a new client where it does not."""
     monkeypatch.setattr(port_module, "FIRST_CYCLE", 0.01)
     ports, jack, _ = jack_ports(output="synth", stalled={1})
     jack.sinks.append("synth:in")
     ports.open()
     assert ports.output_reopened == 1 and jack.handles[1].deleted
-    assert ports._monitored == "improvd-04:out" and ports.names()["output"] == "synth:in"
-    assert ("improvd-04:out", "synth:in") in jack.connections
+    assert ports._out_port == "improvd-03:out" and ports.names()["output"] == "synth:in"
+    assert ("improvd-03:out", "synth:in") in jack.connections
     assert not [c for c in jack.connections if c[0] == "improvd-01:out"]
     assert ports.send([0x90, 60, 90]) and ports._out.handle.sent[-1] == [0x90, 60, 90]
 
 
 def test_an_output_that_new_clients_do_not_replace_either_is_an_error(monkeypatch):
-    """When no new client delivers to the monitor (the monitor's own client may be the one that stopped), the
-    daemon cannot go on: an error, after REOPEN_TRIES new clients, each closed again."""
+    """When no new client runs either, the daemon cannot go on: an error, after REOPEN_TRIES new clients, each
+    closed again."""
     import pytest
 
     from improvd.daemon.ports import REOPEN_TRIES, MidiSystemError
 
     monkeypatch.setattr(port_module, "FIRST_CYCLE", 0.01)
     ports, jack, _ = jack_ports(stalled=set(range(1, 5 + REOPEN_TRIES)))
-    with pytest.raises(MidiSystemError, match="JACK output delivers nothing"):
+    with pytest.raises(MidiSystemError, match=r"JACK output delivers nothing.* did not run either"):
         ports.open()
     made = [h for h in jack.handles if isinstance(h, LoopbackOutput)]
     assert len(made) == 1 + REOPEN_TRIES and all(getattr(h, "deleted", False) for h in made[1:])
+
+
+def test_an_output_whose_process_thread_is_not_found_is_not_checked(monkeypatch):
+    """A JACK whose threads are named otherwise (or no /proc): nothing tells a stopped output from a running one,
+    so none is replaced, as under ALSA; open says so and does not wait for a first cycle."""
+    from improvd.daemon.ports import OUTPUT_LOST
+
+    clock = [100.0]
+    monkeypatch.setattr(port_module.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(port_module, "PROBE_INTERVAL", 0.0)
+    ports, jack, _ = jack_ports(stalled={1}, hidden=True)
+    ports.open()
+    for _ in range(4):
+        ports.send([0x90, 60, 90])
+        clock[0] += OUTPUT_LOST + 1
+        assert ports.probe() == []
+    assert ports.output_reopened == 0 and ports._out.handle is jack.handles[1]
 
 
 def test_closing_on_a_jack_server_that_does_not_answer_leaves_the_ports_to_the_exit(monkeypatch):
@@ -539,19 +598,6 @@ def test_closing_on_a_jack_server_that_answers_closes_every_client(monkeypatch):
     assert all(h.deleted for h in jack.handles)
 
 
-def test_a_monitor_cut_from_the_output_is_connected_anew_and_no_error(monkeypatch):
-    from improvd.daemon.ports import OUTPUT_LOST
-
-    ports, clock = clocked_ports(monkeypatch)
-    jack = ports._patch
-    jack.connections.discard(("improvd-01:out", "improvd-03:monitor"))  # jack_disconnect, or a patchbay
-    for _ in range(6):
-        ports.send([0x90, 60, 90])
-        clock[0] += OUTPUT_LOST + 0.1
-        ports.probe()
-    assert ("improvd-01:out", "improvd-03:monitor") in jack.connections
-
-
 def test_an_idle_output_is_no_error(monkeypatch):
     from improvd.daemon.ports import OUTPUT_LOST
 
@@ -559,7 +605,8 @@ def test_an_idle_output_is_no_error(monkeypatch):
     ports._out.handle.stalled = True
     for _ in range(6):
         clock[0] += OUTPUT_LOST + 0.1
-        ports.probe()  # nothing was sent: nothing can be missing
+        assert ports.probe() == []  # nothing was sent: nothing can be missing
+    assert ports.output_reopened == 0
 
 
 def test_an_input_whose_jack_client_stopped_is_replaced_once_its_prober_was_connected_anew(monkeypatch):
@@ -584,13 +631,13 @@ def test_an_input_whose_jack_client_stopped_is_replaced_once_its_prober_was_conn
     for _ in range(3 * int(PROBE_LOST)):
         clock[0] += 1
         found.append(ports.probe())
-    replaced = [("input_reopened", "input", "improvd-04:in")]
+    replaced = [("input_reopened", "input", "improvd-03:in")]
     assert [e for e in found if e] == [replaced] and found.index(replaced) > 2 * PROBE_LOST  # prober aimed first
     new = ports._in.handle
     assert new is not old and old.deleted and ports.input_reopened == 1
     assert {c for c in jack.connections if c[1].endswith(":in")} == {
-        ("improvd-02:probe", "improvd-04:in"),
-        ("keys:out", "improvd-04:in"),
+        ("improvd-02:probe", "improvd-03:in"),
+        ("keys:out", "improvd-03:in"),
     }  # the old port cut from everything, the new one where it was
     new.arrive([0x90, 64, 90])
     ports.read_before_tick()
@@ -616,7 +663,7 @@ def test_an_input_that_new_clients_do_not_replace_either_is_an_error(monkeypatch
             clock[0] += PROBE_INTERVAL
             ports.probe()
     assert clock[0] - 100.0 > 2 * PROBE_LOST  # once for the server and the new connection, once for the error
-    made = [h for h in ports._patch.handles if isinstance(h, LoopbackInput) and h.client != "improvd-03"]
+    made = [h for h in ports._patch.handles if isinstance(h, LoopbackInput)]
     assert len(made) == 1 + REOPEN_TRIES and all(getattr(h, "deleted", False) for h in made[1:])
     assert ports._in.handle is old  # closed at exit, as it was
 
@@ -666,30 +713,8 @@ def test_open_makes_every_jack_client_before_anything_is_timed(monkeypatch):
     """python-rtmidi holds the interpreter lock through each JACK server round trip: the prober, made at the port
     watcher's look a second after ready, held the timing thread 1.2-2 s on a busy server in play tests."""
     ports, _ = probing_ports(monkeypatch, read_at_once=False)
-    assert ports._probe_target == "improvd:in" and ports._monitoring  # aimed at its input and its output
-
-
-def test_a_send_the_monitor_hears_before_send_has_returned_is_no_lost_output(monkeypatch):
-    """The loop read the monitor while the timing thread's send had delivered and not yet returned (the interpreter
-    switched threads there): that send was then marked unheard after it was heard, and OUTPUT_LOST later the
-    server was checked and the monitor connected anew (JACK server round trips, the output port renamed) for
-    nothing."""
-    from improvd.daemon.ports import OUTPUT_LOST
-
-    ports, clock = clocked_ports(monkeypatch)
-    output = ports._out.handle
-    deliver = output.send_message
-
-    def delivered_then_read(message: list[int]) -> None:
-        deliver(message)
-        ports.probe()  # the loop's look at the monitor, before send_message returns
-
-    output.send_message = delivered_then_read
-    for note in range(60, 64):
-        ports.send([0x90, note, 90])
-        clock[0] += OUTPUT_LOST + 0.1
-        ports.probe()
-        assert not ports._output_reaimed  # nothing was lost: the monitor is left as it is
+    assert ports._probe_target == "improvd:in" and ports._out_port == "improvd-01:out"  # both ports named
+    assert ports._out_thread == ports._out.handle.tid  # the output's process thread found
 
 
 def test_a_named_jack_input_is_connected_to_improvds_own_port_which_is_probed_while_it_is_gone(monkeypatch):

@@ -6,8 +6,9 @@ JACK the second client of that name becomes ``improvd-01``). JACK input is read
 by polling (see ``MidiPorts._poll_input``). ``MidiPorts.poll``,
 called by the daemon's port watcher every half second, notices a named port
 that went away and reconnects when it is back; under JACK ``MidiPorts.probe`` checks
-that improvd's own JACK clients still run, and replaces an input or output client
-that stopped (``_reopen``). Both run in the port watcher's thread
+that improvd's own JACK clients still run (the input hears its probes, the output's
+process thread runs: ``improvd.daemon.schedstat``), and replaces an input or output
+client that stopped (``_reopen``). Both run in the port watcher's thread
 (``improvd.daemon.watcher``; one look at a time: ``_watching``, which ``close``
 waits for, CLOSE_GRACE at most), never on the
 asyncio loop or the timing thread: a reconnect or a server check is a round trip to
@@ -40,6 +41,7 @@ import rtmidi
 from improvd.daemon.jackpatch import JackGone, JackPatch, Patch
 from improvd.daemon.osthread import name_this_thread, os_named
 from improvd.daemon.quiet import QuietWindow
+from improvd.daemon.schedstat import Threads
 from improvd.daemon.tally import Tally
 
 log = logging.getLogger("improvd.daemon.ports")
@@ -62,10 +64,10 @@ MARKS_KEPT = 64  # a mark numbered among the last this many probes sent is impro
 SYSEX_OPEN = "unterminated SysEx ended by improvd"
 PROBE_INTERVAL = 1.0  # seconds between probes sent to improvd's own JACK input (see MidiPorts.probe)
 PROBE_LOST = 5.0  # seconds without a probe coming back before the JACK server is checked
-OUTPUT_LOST = 2.0  # seconds a message improvd sent may take to reach its monitor before its JACK output is checked
-FIRST_CYCLE = 2.0  # seconds a new JACK output client has to deliver its first message (a lone F7) to the monitor
-FIRST_CYCLE_POLL = 0.002  # seconds between looks at the monitor meanwhile
-REOPEN_TRIES = 3  # new output clients made in a row, each given FIRST_CYCLE, before the output is given up
+OUTPUT_LOST = 2.0  # seconds the JACK output's process thread may not run, after a send, before its client is replaced
+FIRST_CYCLE = 2.0  # seconds a new JACK client has to run its first cycle (the output's thread runs, the input hears)
+FIRST_CYCLE_POLL = 0.002  # seconds between looks at it meanwhile
+REOPEN_TRIES = 3  # new clients made in a row, each given FIRST_CYCLE, before the output or input is given up
 OWN_PORT = re.compile(rf"^{CLIENT}(-\d+)?:")
 ADVICE = {
     "alsa": (
@@ -177,10 +179,13 @@ class MidiPorts:
         clock: bool,
         create: Callable[[type, str], Any] | None = None,
         patch: Patch | None = None,
+        threads: Threads | None = None,
     ) -> None:
         """``create(kind, api)`` makes an rtmidi-like handle of ``kind`` (rtmidi.MidiIn or MidiOut); the default
         makes rtmidi's. ``patch`` makes JACK connections and checks the server (``improvd.daemon.jackpatch``'s
-        ``JackPatch``, made by ``open`` under JACK by default). Tests pass fakes (tests/test_midi_ports.py)."""
+        ``JackPatch``, made by ``open`` under JACK by default). ``threads`` finds the output's JACK process thread
+        and counts its runs (``improvd.daemon.schedstat``'s ``Threads`` on /proc/self/task by default). Tests pass
+        fakes (tests/test_midi_ports.py)."""
         self.api = api
         self._create = create or _create
         self._patch = patch
@@ -197,8 +202,15 @@ class MidiPorts:
         self._looked_at = self._active_at = time.monotonic()  # queue last found empty; last message heard or sent
         self._ticks_read_at = float("-inf")  # the timing thread's last look before a tick
         self.quiet = QuietWindow()  # the daemon gives the timing thread's: the reader keeps off around its sends
+        self._threads = threads or Threads()
         self._in = _Side(self._made(rtmidi.MidiIn, "in"), "input", input)
-        self._out = _Side(self._made(rtmidi.MidiOut, "out"), "output", output)
+        out, self._out_thread = self._new_output()  # ..._thread: its JACK process thread (None: not found, ALSA)
+        self._out = _Side(out, "output", output)
+        self._out_port: str | None = None  # JACK only, found by ``open``: the JACK name of improvd's own output port
+        self._out_runs: int | None = None  # the output thread's runs at the watcher's last look (``_check_output``)
+        self._out_looked_at = self._ran_after = self._ran_by = time.monotonic()  # that look; the thread last ran
+        # after ..._ran_after and by ..._ran_by (the looks around its last runs)
+        self._sent_at = float("-inf")  # the last send on the output
         self._prober: rtmidi.MidiOut | None = None  # JACK only, made by ``open``
         self._prober_port: str | None = None  # its port's JACK name
         self._probe_target: str | None = None  # the JACK name of improvd's own input port, once the prober is on it
@@ -207,12 +219,6 @@ class MidiPorts:
         self._marked = 0  # the number of the last probe whose mark was heard
         self._ended = False  # an F7 was heard since that mark (or what came was lost: nothing can be claimed)
         self._input_reaimed = False  # the input heard nothing for PROBE_LOST and the prober was connected anew
-        self._monitor: rtmidi.MidiIn | None = None  # JACK only, made by ``open``: hears improvd's own output
-        self._monitor_port: str | None = None  # its port's JACK name
-        self._monitoring = False  # the monitor is connected to the output port
-        self._monitored: str | None = None  # the JACK name of improvd's own output port, which the monitor hears
-        self._unheard_since: float | None = None  # the first send since the monitor last heard anything
-        self._output_reaimed = False  # the monitor heard nothing for OUTPUT_LOST and was connected anew
         self.dropped = Tally()  # what the input dropped, by reason (the daemon adds its own and logs the counts)
         self.on_overflow: Callable[[], None] = lambda: None  # called (in the reader's thread) when input was lost
         self._unbroken = 0  # messages read since JACK's queue was last found empty
@@ -227,6 +233,13 @@ class MidiPorts:
         ``top -H`` tells them apart, and tests/test_jack_faults.py stops one."""
         with os_named(f"{CLIENT}-{role}"):
             return self._create(kind, self.api)
+
+    def _new_output(self) -> tuple[Any, int | None]:
+        """A new output handle, and under JACK its client's process thread (``Threads.newest``: the newest thread
+        it started; None when none is found: a JACK whose threads name themselves, or no /proc)."""
+        before = self._threads.ids() if self.api == "jack" else None
+        handle = self._made(rtmidi.MidiOut, "out")
+        return handle, None if before is None else self._threads.newest(f"{CLIENT}-out", before)
 
     def _listen(self) -> None:
         # sysex and active sensing never reach Python; clock messages only when following MIDI clock
@@ -362,7 +375,7 @@ class MidiPorts:
 
     def open(self) -> None:
         """Open both sides: virtual ports, or the named ports when they exist (else they wait for ``poll``); under
-        JACK make the prober and the monitor too (MidiSystemError when the server is gone meanwhile).
+        JACK make the prober too, and check that the output runs (MidiSystemError when the server is gone meanwhile).
 
         Every JACK client and port is made here, before anything is timed: python-rtmidi holds the interpreter lock
         through each JACK server round trip, and on a busy server making a client held every thread of improvd for
@@ -393,7 +406,7 @@ class MidiPorts:
         if index is None:
             return False
         if self.api == "jack":
-            own = self._probe_target if side is self._in else self._monitored
+            own = self._probe_target if side is self._in else self._out_port
             ends = (names[index], own) if side is self._in else (own, names[index])
             if own is None or not self._patched(self._patch.connect, *ends):
                 return False
@@ -435,17 +448,18 @@ class MidiPorts:
         never (a stalled server, an input queue that overflowed), claims nothing.
 
         When the input has heard nothing (not even a probe) for PROBE_LOST
-        seconds, or what improvd sent has not reached its monitor (a JACK input
-        on its own output port) within OUTPUT_LOST, the JACK server is checked
-        with a fresh client (gone, or restarted: improvd's ports are not in it:
-        MidiSystemError, the daemon cannot go on); when it runs, the probe or the
-        monitor is connected anew (a patchbay may have cut it), and if that side
-        stays silent just as long again, its JACK client has stopped running
-        (jackd logs ``client = improvd-01 was not finished``) and is replaced by
-        a new client (``_reopen``; MidiSystemError when new ones do not run
-        either): the event ``("input_reopened", "input", its port)`` or
-        ``("output_reopened", "output", its port)`` is returned. Called by the
-        port watcher, in its thread.
+        seconds, the JACK server is checked with a fresh client (gone, or
+        restarted: improvd's ports are not in it: MidiSystemError, the daemon
+        cannot go on); when it runs, the probe is connected anew (a patchbay may
+        have cut it), and if the input stays silent just as long again, its JACK
+        client has stopped running (jackd logs ``client = improvd was not
+        finished``). The output's client has stopped when its process thread has
+        not run for OUTPUT_LOST while improvd sent something (``_check_output``),
+        and the server runs. A client that stopped is replaced by a new client
+        (``_reopen``; MidiSystemError when new ones do not run either): the event
+        ``("input_reopened", "input", its port)`` or ``("output_reopened",
+        "output", its port)`` is returned. Called by the port watcher, in its
+        thread.
         """
         with self._watching:
             return [] if self._closed else self._probe(time.monotonic())
@@ -491,38 +505,28 @@ class MidiPorts:
         return []
 
     def _check_output(self, now: float) -> list[tuple[str, str, str]]:
-        """Read the monitor: what was sent OUTPUT_LOST ago and never heard there means the server is checked,
-        then the monitor connected anew, then the output's client replaced (its event returned)."""
-        if not self._monitoring:
+        """Count the output's process thread's runs: once it has not run for OUTPUT_LOST while something improvd
+        sent may not have left (sent after the look before its last runs), the server is checked and the output's
+        client replaced (its event returned). An idle output is left as it is, however long."""
+        if self._out_thread is None or self._out_port is None:
             return []
-        heard = False
-        while self._monitor.get_message() is not None:
-            heard = True
-        since = self._unheard_since
-        if heard:
-            self._unheard_since, self._output_reaimed = None, False  # a send meanwhile counts from the next one
-            return []
-        if since is None or now - since < OUTPUT_LOST:
+        runs = self._threads.runs(self._out_thread)  # None: the thread is gone, its client with it
+        if runs is not None and runs != self._out_runs:
+            self._out_runs, self._ran_after, self._ran_by = runs, self._out_looked_at, now
+        self._out_looked_at = now
+        if now - self._ran_by < OUTPUT_LOST or self._sent_at <= self._ran_after:
             return []
         self._check_server()
-        if self._output_reaimed:
-            self._reopen(
-                self._out,
-                f"what it sent to {self._monitored} {now - since:.1f} s ago has not reached improvd's monitor port "
-                f"listening there",
-            )
-            return [("output_reopened", "output", self._monitored)]
-        self._output_reaimed = True
-        self._aim_monitor()
-        return []
+        self._reopen(self._out, f"its JACK client has not run for {now - self._ran_by:.1f} s ({self._out_port})")
+        return [("output_reopened", "output", self._out_port)]
 
     def _reopen(self, side: _Side, why: str) -> None:
         """Replace improvd's JACK client of ``side``, which stopped running (``why``), by a new one: its port takes
-        over every connection of the old one (the monitor's or the prober's, a named port's, a patchbay's), which
-        is cut from them all (a client next to a stopped one waits for it), and once the new client is seen to run
-        (``_took_over``: the output's first message reaches the monitor, the input hears the prober) it is used and
-        the old client is closed. MidiSystemError when REOPEN_TRIES new clients in a row do not run either (the
-        monitor's or the prober's own client may be the one stopped).
+        over every connection of the old one (the prober's, a named port's, a patchbay's), which is cut from them
+        all (a client next to a stopped one waits for it), and once the new client is seen to run (``_took_over``:
+        the output's process thread runs, the input hears the prober) it is used and the old client is closed.
+        MidiSystemError when REOPEN_TRIES new clients in a row do not run either (for the input, the prober's own
+        client may be the one stopped).
 
         Seen in play tests: now and then a JACK client of improvd's never runs its first cycle, or stops running
         (gdb: its thread waits in ``JackClient::DummyCycle``; jackd logs ``client = improvd-01 was not finished``).
@@ -537,36 +541,37 @@ class MidiPorts:
             self.input_reopened += 1
         said = f"improvd's JACK {side.direction} {'delivers nothing: ' if output else ''}{why}"
         log.warning("%s; replacing its client, which stopped running", said)
-        old, last = side.handle, self._monitored if output else self._probe_target
-        lister, watcher = (self._monitor, self._monitor_port) if output else (self._prober, self._prober_port)
+        old, last = side.handle, self._out_port if output else self._probe_target
+        lister = self._in.handle if output else self._prober  # an input lists the outputs, an output the inputs
         for _ in range(REOPEN_TRIES):
-            handle = self._made(rtmidi.MidiOut if output else rtmidi.MidiIn, side.label)
+            handle, thread = self._new_output() if output else (self._made(rtmidi.MidiIn, side.label), None)
             handle.open_virtual_port(side.label)
             name = _jack_name(handle, side.label, lister)
             if name is not None:
                 moved, last = self._patched(self._patch.move, last, name), name
-                ends = (name, watcher) if output else (watcher, name)
-                self._patched(self._patch.connect, *ends)  # were they cut apart meanwhile
-                if self._took_over(side, handle, name):
+                if not output:
+                    self._patched(self._patch.connect, self._prober_port, name)  # were they cut apart meanwhile
+                if self._took_over(side, handle, name, thread):
                     break
             handle.delete()
         else:
-            heard = "deliver to the monitor" if output else "hear the prober"
+            heard = "run" if output else "hear the prober"
             raise MidiSystemError(
-                f"{said}, and {REOPEN_TRIES} new JACK clients made for it did not {heard} either (its JACK client "
-                f"stopped running, or a patchbay keeps cutting them apart)"
+                f"{said}, and {REOPEN_TRIES} new JACK clients made for it did not {heard} either"
+                + ("" if output else " (its JACK client stopped running, or a patchbay keeps cutting them apart)")
             )
         log.warning("improvd's JACK %s is now %s, connected to %s", side.direction, name, ", ".join(moved) or "nothing")
         old.delete()
 
-    def _took_over(self, side: _Side, handle: Any, name: str) -> bool:
-        """Whether the new client ``handle`` (port ``name``) of ``side`` runs; if it does, it is ``side``'s now."""
+    def _took_over(self, side: _Side, handle: Any, name: str, thread: int | None) -> bool:
+        """Whether the new client ``handle`` (port ``name``; for the output, its process thread ``thread``, which
+        is not checked when it was not found) of ``side`` runs; if it does, it is ``side``'s now."""
         if side is self._out:
-            if not self._first_cycle(handle):
+            if thread is not None and not self._first_cycle(thread):
                 return False
             with self._out_lock:  # a send meanwhile is not sent (``send`` never waits)
-                self._out.handle, self._monitored = handle, name
-                self._monitoring, self._unheard_since, self._output_reaimed = True, None, False
+                self._out.handle, self._out_port, self._out_thread = handle, name, thread
+            self._watch_output(time.monotonic())
             return True
         old, target = self._in.handle, self._probe_target
         self._use_input(handle, name)
@@ -595,22 +600,26 @@ class MidiPorts:
             time.sleep(FIRST_CYCLE_POLL)
         return False
 
-    def _first_cycle(self, handle: Any) -> bool:
-        """Whether ``handle``'s JACK client runs: a lone F7 it sends (nothing for a synth) reaches the monitor,
-        connected to it, within FIRST_CYCLE. Whatever the monitor held before is read away first."""
-        while self._monitor.get_message() is not None:
-            pass
-        handle.send_message([SYSEX_END])
+    def _first_cycle(self, thread: int) -> bool:
+        """Whether the JACK client whose process thread is ``thread`` runs: the thread runs (a JACK cycle) within
+        FIRST_CYCLE."""
+        first = self._threads.runs(thread)
         for _ in range(max(1, round(FIRST_CYCLE / FIRST_CYCLE_POLL))):
-            if self._monitor.get_message() is not None:
-                return True
             time.sleep(FIRST_CYCLE_POLL)
+            runs = self._threads.runs(thread)
+            if runs is not None and runs != first:
+                return True
         return False
 
+    def _watch_output(self, now: float) -> None:
+        """Count the output's process thread's runs from ``now`` on (``_check_output``)."""
+        self._out_runs = None if self._out_thread is None else self._threads.runs(self._out_thread)
+        self._out_looked_at = self._ran_after = self._ran_by = now
+
     def _start_probing(self) -> None:
-        """Make the prober and the monitor (JACK clients of their own; MidiSystemError when the server is gone),
-        learn the JACK names of improvd's four ports (``_jack_name``) and connect the prober to the input, the
-        output to the monitor."""
+        """Make the prober (a JACK client of its own; MidiSystemError when the server is gone), learn the JACK names
+        of improvd's three ports (``_jack_name``), connect the prober to the input, and check that the output's
+        client runs its first JACK cycle (replaced where it does not)."""
         if self._patch is None:
             self._patch = JackPatch()
         try:
@@ -618,29 +627,21 @@ class MidiPorts:
         except MidiSystemError:
             self.server_gone = True
             raise MidiSystemError("the JACK server is gone") from None
-        self._monitor = self._made(rtmidi.MidiIn, "monitor")
-        self._monitor.ignore_types(sysex=False, timing=False, active_sense=False)  # it hears all improvd sends
         self._prober.open_virtual_port("probe")
-        self._monitor.open_virtual_port("monitor")
         self._probe_target = _jack_name(self._in.handle, "in", self._prober)  # an output lists the inputs
-        self._monitored = _jack_name(self._out.handle, "out", self._monitor)  # ... an input the outputs
-        self._prober_port = _jack_name(self._prober, "probe", self._monitor)
-        self._monitor_port = _jack_name(self._monitor, "monitor", self._prober)
+        self._out_port = _jack_name(self._out.handle, "out", self._in.handle)  # ... an input the outputs
+        self._prober_port = _jack_name(self._prober, "probe", self._in.handle)
         if self._probe_target is None or self._prober_port is None:
             log.warning("cannot find improvd's own JACK input port; unterminated SysEx will not be cleared")
-        if self._monitored is None or self._monitor_port is None:
-            log.warning("cannot find improvd's own JACK output port; an output that stops will not be noticed")
+        if self._out_port is None:
+            log.warning("cannot find improvd's own JACK output port; it plays to no named port, and stops unnoticed")
+        elif self._out_thread is None:
+            log.warning("cannot find the JACK process thread of improvd's output; an output that stops goes unnoticed")
         self._aim_probe()
-        self._aim_monitor()
-        if self._monitoring and not self._first_cycle(self._out.handle):
+        if self._out_thread is not None and self._out_port is not None and not self._first_cycle(self._out_thread):
             self._reopen(self._out, "its first JACK cycle never ran")
+        self._watch_output(time.monotonic())
         self._probe_sent_at = self._probe_back_at = time.monotonic()
-
-    def _aim_monitor(self) -> None:
-        """Connect improvd's own JACK output port to the monitor (anew: a patchbay may have cut it)."""
-        self._monitoring, self._unheard_since = False, None
-        if self._monitored is not None and self._monitor_port is not None:
-            self._monitoring = self._patched(self._patch.connect, self._monitored, self._monitor_port)
 
     def _check_server(self) -> None:
         """Raise MidiSystemError when the JACK server is gone or is a new one (improvd's input not in it)."""
@@ -657,12 +658,11 @@ class MidiPorts:
         try:
             if self._out.connected is None:
                 return False
-            if self._unheard_since is None and self._monitoring:  # before the send: the watcher may read it at once
-                self._unheard_since = time.monotonic()  # the monitor must hear something within OUTPUT_LOST
+            self._sent_at = now = time.monotonic()  # before the send: the watcher may look at once
             self._out.handle.send_message(message)
         finally:
             self._out_lock.release()
-        self._active_at = time.monotonic()  # a player may barge in: the reader stays quick
+        self._active_at = now  # a player may barge in: the reader stays quick
         return True
 
     def poll(self) -> list[tuple[str, str, str]]:
@@ -735,9 +735,8 @@ class MidiPorts:
                     side.handle.close_port()
                 side.connected = None
                 side.handle.delete()
-            for client in (self._prober, self._monitor):
-                if client is not None:
-                    client.delete()
+            if self._prober is not None:
+                self._prober.delete()
         return None
 
     def _answers(self, grace: float) -> bool:
