@@ -86,3 +86,36 @@ def test_each_call_has_a_seed_of_its_own():
     seeds = {as_played.seed_of(f"erk5#{k}", 1) for k in range(100)}
     assert len(seeds) == 100 and as_played.seed_of("erk5#1", 1) != as_played.seed_of("erk5#1", 2)
     assert as_played.seed_of("erk5#1", 1) == as_played.seed_of("erk5#1", 1)
+
+
+def test_what_a_listener_expects_tells_a_wandering_continuation_from_one_in_the_calls_manner():
+    scale = frozenset({0, 2, 4, 5, 7, 9, 11})
+    alike = Line([(64, 0, 4), (65, 4, 4), (67, 8, 4), (65, 12, 4), (64, 16, 8), (62, 24, 8), (60, 32, 16)], 16, "4/4")
+    wandering = Line(
+        [(60, 0, 2), (67, 2, 6), (65, 8, 3), (72, 11, 1), (79, 12, 4), (69, 16, 2), (57, 18, 6), (74, 24, 4)], 16, "4/4"
+    )
+    near, far = features(CALL, alike, 0, scale), features(CALL, wandering, 0, scale)
+    for name in (
+        "interval_surprise",
+        "interval_transition_surprise",
+        "degree_transition_surprise",
+        "pitch_class_surprise",
+        "position_surprise",
+        "interval_entropy_vs_call",
+        "pitch_spread_vs_call",
+        "length_entropy",
+    ):
+        assert far[name] > near[name], name
+    # the wandering line's moves: +7 -2 +7 +7 -10 -12 +17; leaps turned back by a step: the first of five
+    assert far["leap_recovery"] == pytest.approx(1 / 5) and near["leap_recovery"] == 1.0
+    assert far["leaps_in_a_row"] == pytest.approx(4 / 6) and far["same_way_leaps"] == pytest.approx(2 / 6)
+    assert near["leaps_in_a_row"] == 0.0
+
+
+def test_a_continuation_that_plays_the_call_again_is_as_expected_as_the_call():
+    found = features(CALL, CALL, 0, frozenset({0, 2, 4, 5, 7, 9, 11}))
+    for name in ("length_entropy_vs_call", "pitch_entropy_vs_call", "interval_entropy_vs_call", "turns_vs_call"):
+        assert found[name] == 0.0, name
+    assert found["pitch_spread_vs_call"] == 0.0 and found["motifs_repeated"] == 0.0
+    twice = CALL.notes[:6] + [(p, s + 32, n) for p, s, n in CALL.notes[:6]]  # its first two bars, twice
+    assert features(CALL, Line(twice, 16, "4/4"), 0, frozenset())["motifs_repeated"] > 0

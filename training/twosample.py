@@ -2,7 +2,9 @@
 
 Each continuation (an answer, or the tune's real bars 5-8) is described relative to its own call by the
 ``FEATURES`` below: rhythm, intervals, scale degrees of the tune's key, reuse of the call, self-repetition,
-register and the close. A logistic regression (L2, features standardised on the training folds) learns to
+register, the close, and what a listener expects of a melody (``expectancy``: leaps turned back by a step, the bits
+of its notes, motion and places in the bar under the call's own histograms and transitions, variety against the
+call's). A logistic regression (L2, features standardised on the training folds) learns to
 tell the real continuations from a system's answers, cross-validated with the tunes kept apart (a tune's real
 bars and its answer always fall in the same fold), and predicts each held-out continuation once:
 
@@ -34,6 +36,8 @@ PENALTY = 1.0  # L2 penalty on the standardised weights
 BOOTSTRAP = 1000
 SEPARATING = 8  # features reported as separating most
 RUN = 4  # intervals in a run of the call's material
+SMOOTHING = 0.5  # added to each count of a call's histogram before the bits of a continuation under it
+TRANSITION_PRIOR = 2.0  # a call's transitions from a value heard n times weigh n / (n + this) against its histogram
 
 
 @dataclass(frozen=True)
@@ -103,6 +107,84 @@ def _mean(values: list[int]) -> float:
     return float(np.mean(values)) if values else 0.0
 
 
+def _entropy(values: list[int]) -> float:
+    """The entropy in bits of the values' histogram (0 for none)."""
+    if not values:
+        return 0.0
+    _, counts = np.unique(values, return_counts=True)
+    shares = counts / counts.sum()
+    return float(-(shares * np.log2(shares)).sum())
+
+
+def _surprise(these: list[int], those: list[int], size: int) -> float:
+    """The mean bits of ``these`` under the histogram of ``those`` (values below ``size``), each value counted half
+    once more so that one never heard costs bits, not infinity."""
+    if not these:
+        return 0.0
+    histogram = np.bincount(those, minlength=size) + SMOOTHING
+    return float(np.mean(-np.log2(histogram[these] / histogram.sum())))
+
+
+def _transition_surprise(these: list[int], those: list[int], size: int) -> float:
+    """The mean bits of each of ``these`` after the one before it, by ``those``' transitions (a transition heard n
+    times from a value of t kinds weighs n / (n + t), the rest by ``those``' histogram, as ``_surprise``)."""
+    if len(these) < 2:
+        return 0.0
+    histogram = np.bincount(those, minlength=size) + SMOOTHING
+    histogram = histogram / histogram.sum()
+    counts = np.zeros((size, size))
+    for a, b in itertools.pairwise(those):
+        counts[a, b] += 1
+    bits = []
+    for a, b in itertools.pairwise(these):
+        heard = counts[a].sum()
+        weight = heard / (heard + TRANSITION_PRIOR)
+        bits.append(-np.log2((weight * counts[a, b] / heard if heard else 0.0) + (1 - weight) * histogram[b]))
+    return float(np.mean(bits))
+
+
+def _clipped(intervals: list[int]) -> list[int]:
+    """Signed intervals clipped to an octave, as indices 0-24."""
+    return [int(np.clip(i, -12, 12)) + 12 for i in intervals]
+
+
+def expectancy(call: Line, notes: list[tuple[int, int, int]], tonic: int) -> dict[str, float]:
+    """What a listener expects of a melody, of ``notes`` (a continuation's, in its bars) against ``call``: a leap
+    turned back by a step, no run of leaps; notes, motion and places in the bar the call made likely (bits under
+    the call's own histograms, and after the one before, under its transitions); as varied as the call in pitch,
+    motion and lengths, no more; its own motifs (pairs of intervals) repeated."""
+    pitches, call_pitches = [p for p, _, _ in notes], [p for p, _, _ in call.notes] or [0]
+    moves, call_moves = _intervals(pitches), _intervals(call_pitches)
+    pairs = list(itertools.pairwise(moves))
+    leaps = [k for k, move in enumerate(moves[:-1]) if abs(move) >= 5]
+    lengths, call_lengths = [min(n[2], 24) for n in notes], [min(n[2], 24) for n in call.notes]
+    motifs = [tuple(moves[k : k + 2]) for k in range(len(moves) - 1)]
+    return {
+        "leap_recovery": _share([moves[k + 1] * moves[k] < 0 and abs(moves[k + 1]) <= 4 for k in leaps])
+        if leaps
+        else 1.0,
+        "leaps_in_a_row": _share([abs(a) >= 3 and abs(b) >= 3 for a, b in pairs]),
+        "same_way_leaps": _share([abs(a) >= 3 and abs(b) >= 3 and a * b > 0 for a, b in pairs]),
+        "pitch_class_surprise": _surprise([p % 12 for p in pitches], [p % 12 for p in call_pitches], 12),
+        "interval_surprise": _surprise(_clipped(moves), _clipped(call_moves), 25),
+        "degree_transition_surprise": _transition_surprise(
+            [(p - tonic) % 12 for p in pitches], [(p - tonic) % 12 for p in call_pitches], 12
+        ),
+        "interval_transition_surprise": _transition_surprise(_clipped(moves), _clipped(call_moves), 25),
+        "position_surprise": _surprise(
+            [n[1] % call.bar for n in notes], [n[1] % call.bar for n in call.notes], call.bar
+        ),
+        "length_entropy": _entropy(lengths),
+        "length_entropy_vs_call": _entropy(lengths) - _entropy(call_lengths),
+        "pitch_entropy_vs_call": _entropy(pitches) - _entropy(call_pitches),
+        "interval_entropy_vs_call": _entropy(moves) - _entropy(call_moves),
+        "motifs_repeated": _share([m in motifs[:k] for k, m in enumerate(motifs)]),
+        "turns_vs_call": _share([a * b < 0 for a, b in pairs])
+        - _share([a * b < 0 for a, b in itertools.pairwise(call_moves)]),
+        "pitch_spread_vs_call": float(np.std(pitches) - np.std(call_pitches)),
+    }
+
+
 def features(call: Line, continuation: Line, tonic: int, scale: frozenset[int]) -> dict[str, float]:
     """The continuation's FEATURES relative to ``call`` (both Lines in the same metre); ``tonic`` is the tune's
     tonic pitch class and ``scale`` its key signature's pitch classes."""
@@ -170,7 +252,7 @@ def features(call: Line, continuation: Line, tonic: int, scale: frozenset[int]) 
         "ends_on_tonic": float(degrees[-1] == 0),
         "ends_on_dominant": float(degrees[-1] == 7),
         "ends_on_strong_beat": float(last_start % bar in strong_positions(continuation.meter)),
-    }
+    } | expectancy(call, notes, tonic)
 
 
 FEATURES = tuple(features(Line([(60, 0, 4)], 16, "4/4"), Line([(60, 0, 4)], 16, "4/4"), 0, frozenset()))
