@@ -117,8 +117,8 @@ def _entropy(values: list[int]) -> float:
 
 
 def _surprise(these: list[int], those: list[int], size: int) -> float:
-    """The mean bits of ``these`` under the histogram of ``those`` (values below ``size``), each value counted half
-    once more so that one never heard costs bits, not infinity."""
+    """The mean bits of ``these`` under the histogram of ``those`` (values below ``size``), SMOOTHING added to each
+    count so that a value never heard costs bits, not infinity."""
     if not these:
         return 0.0
     histogram = np.bincount(those, minlength=size) + SMOOTHING
@@ -126,8 +126,8 @@ def _surprise(these: list[int], those: list[int], size: int) -> float:
 
 
 def _transition_surprise(these: list[int], those: list[int], size: int) -> float:
-    """The mean bits of each of ``these`` after the one before it, by ``those``' transitions (a transition heard n
-    times from a value of t kinds weighs n / (n + t), the rest by ``those``' histogram, as ``_surprise``)."""
+    """The mean bits of each of ``these`` after the one before it, by ``those``' transitions (from a value ``those``
+    left n times, they weigh n / (n + TRANSITION_PRIOR), the rest goes by ``those``' histogram, as ``_surprise``)."""
     if len(these) < 2:
         return 0.0
     histogram = np.bincount(those, minlength=size) + SMOOTHING
@@ -159,10 +159,10 @@ def expectancy(call: Line, notes: list[tuple[int, int, int]], tonic: int) -> dic
     leaps = [k for k, move in enumerate(moves[:-1]) if abs(move) >= 5]
     lengths, call_lengths = [min(n[2], 24) for n in notes], [min(n[2], 24) for n in call.notes]
     motifs = [tuple(moves[k : k + 2]) for k in range(len(moves) - 1)]
+    turned_back = [moves[k + 1] * moves[k] < 0 and abs(moves[k + 1]) <= 4 for k in leaps]
+    turns = [a * b < 0 for a, b in pairs]
     return {
-        "leap_recovery": _share([moves[k + 1] * moves[k] < 0 and abs(moves[k + 1]) <= 4 for k in leaps])
-        if leaps
-        else 1.0,
+        "leap_recovery": _share(turned_back) if leaps else 1.0,
         "leaps_in_a_row": _share([abs(a) >= 3 and abs(b) >= 3 for a, b in pairs]),
         "same_way_leaps": _share([abs(a) >= 3 and abs(b) >= 3 and a * b > 0 for a, b in pairs]),
         "pitch_class_surprise": _surprise([p % 12 for p in pitches], [p % 12 for p in call_pitches], 12),
@@ -179,8 +179,7 @@ def expectancy(call: Line, notes: list[tuple[int, int, int]], tonic: int) -> dic
         "pitch_entropy_vs_call": _entropy(pitches) - _entropy(call_pitches),
         "interval_entropy_vs_call": _entropy(moves) - _entropy(call_moves),
         "motifs_repeated": _share([m in motifs[:k] for k, m in enumerate(motifs)]),
-        "turns_vs_call": _share([a * b < 0 for a, b in pairs])
-        - _share([a * b < 0 for a, b in itertools.pairwise(call_moves)]),
+        "turns_vs_call": _share(turns) - _share([a * b < 0 for a, b in itertools.pairwise(call_moves)]),
         "pitch_spread_vs_call": float(np.std(pitches) - np.std(call_pitches)),
     }
 
