@@ -43,10 +43,12 @@ def test_the_shared_symbols_start_from_the_source_and_the_rest_fresh(kind):
     assert not kernel[len(TARGET) :].any()  # a lookback model's lookback inputs start at zero
 
 
-def test_a_source_of_other_sizes_or_inputs_is_refused():
+def test_a_source_of_other_sizes_or_inputs_and_an_embedding_model_are_refused():
     keras.utils.set_random_seed(5)
     model = build_model(len(TARGET), (12,), 0.2, "onehot")
     with pytest.raises(ValueError, match="LSTM sizes"):
         warm_start(model, build_model(len(SOURCE), (16,), 0.2, "onehot"), TARGET, SOURCE)
     with pytest.raises(ValueError, match="one-hot"):
         warm_start(model, build_model(len(SOURCE), (12,), 0.2, "embedding"), TARGET, SOURCE)
+    with pytest.raises(ValueError, match="embedding model does not start"):
+        warm_start(build_model(len(TARGET), (12,), 0.2, "embedding"), model, TARGET, SOURCE)

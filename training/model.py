@@ -106,7 +106,10 @@ def warm_start(model: keras.Model, source: keras.Model, symbols: list[str], sour
     weights and biases are the source's; the rows of the first LSTM's input kernel and the columns (and biases) of
     the output layer are the source's symbol by symbol name. A symbol the source lacks keeps ``model``'s fresh
     init; a lookback model's lookback inputs start at zero. With the same vocabulary ``model`` predicts exactly as
-    ``source`` does until it learns. Raises ValueError for a source that is not one-hot or of other LSTM sizes."""
+    ``source`` does until it learns. Raises ValueError for an embedding ``model``, a source that is not one-hot or
+    one of other LSTM sizes."""
+    if input_kind_of(model) == "embedding":
+        raise ValueError("an embedding model does not start from another model (--init-from): one-hot or lookback")
     if input_kind_of(source) != "onehot":
         raise ValueError(f"a model starts from a one-hot model, not from a {input_kind_of(source)} one")
     if lstm_units_of(source) != lstm_units_of(model):
