@@ -93,7 +93,7 @@ def test_a_warm_started_lookback_model_predicts_as_its_one_hot_model(tmp_path):
     keras.utils.set_random_seed(4)
     onehot = build_model(len(VOCABULARY), (12,), 0.2, "onehot")
     lookback = build_model(len(VOCABULARY), (12,), 0.2, "lookback")
-    warm_start(lookback, onehot)
+    warm_start(lookback, onehot, VOCABULARY.symbols, VOCABULARY.symbols)
     rows = lookback_stream(SONGS, BARS, VOCABULARY, GAP)
     expected = onehot.predict(rows[None, :, 0].astype("int32"), verbose=0)
     assert np.abs(lookback.predict(rows[None].astype("int32"), verbose=0) - expected).max() < 1e-6

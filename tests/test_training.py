@@ -137,6 +137,23 @@ def test_fine_tuning_resumes_from_an_exported_model(tiny_run):
     assert not np.array_equal(tuned.weights["dense_kernel"], first.weights["dense_kernel"])  # it did train
 
 
+def test_a_one_hot_model_starts_from_one_of_another_vocabulary(tiny_run):
+    args = ["fit", "--files", "kinder0", "--max-tunes", "6", "--epochs", "1", "--lstm-units", "12", "8"]
+    args += ["--sequence-length", "32", "--batch-size", "16", "--name", "warm", "--seed", "3", "--no-keras"]
+    args += ["--learning-rate", "1e-9", "--init-from", str(tiny_run / "models" / "tiny")]
+    args += ["--models-dir", str(tiny_run / "models"), "--run-dir", str(tiny_run / "warm-run")]
+    assert main([*args, "--cache-dir", str(tiny_run / "cache")]) == 0
+    warm, first = load_model(tiny_run / "models" / "warm"), load_model(tiny_run / "models" / "tiny")
+    assert warm.card["settings"]["init_from"] == str(tiny_run / "models" / "tiny")
+    assert warm.vocabulary.symbols != first.vocabulary.symbols  # fewer tunes, fewer pitches
+    rows = [first.vocabulary.index[symbol] for symbol in warm.vocabulary.symbols]  # all of them in the tiny one's
+    close = {"atol": 1e-5, "rtol": 0}  # one epoch at a learning rate of 1e-9 moves no weight further
+    assert np.allclose(warm.weights["lstm_0_kernel"], first.weights["lstm_0_kernel"][rows], **close)
+    assert np.allclose(warm.weights["lstm_1_recurrent_kernel"], first.weights["lstm_1_recurrent_kernel"], **close)
+    assert np.allclose(warm.weights["dense_kernel"], first.weights["dense_kernel"][:, rows], **close)
+    assert np.allclose(warm.weights["dense_bias"], first.weights["dense_bias"][rows], **close)
+
+
 @pytest.mark.parametrize(
     ("flags", "message"),
     [

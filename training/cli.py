@@ -80,8 +80,9 @@ def _add_fit_options(parser: argparse.ArgumentParser) -> None:
     )
     net.add_argument(
         "--init-from",
-        help="a one-hot model's folder of the same vocabulary and sizes that a lookback model starts from, its "
-        "lookback weights at zero (default: a new model)",
+        help="a one-hot model's folder (with model.keras) of the same LSTM sizes that this one-hot or lookback "
+        "model starts from: its weights, symbol by symbol where the vocabularies differ (a symbol it lacks starts "
+        "fresh; a lookback model's lookback weights at zero) (default: a new model)",
     )
     net.add_argument(
         "--embedding-dim",

@@ -100,15 +100,36 @@ def input_kind_of(model: keras.Model) -> str:
     return "embedding" if any(isinstance(layer, layers.Embedding) for layer in model.layers) else "onehot"
 
 
-def warm_start(model: keras.Model, onehot: keras.Model) -> None:
-    """Start a lookback ``model`` from a one-hot model of the same vocabulary and sizes: its weights, and zero
-    weights for the lookback inputs, so it predicts exactly as ``onehot`` does until it learns to use them."""
+def warm_start(model: keras.Model, source: keras.Model, symbols: list[str], source_symbols: list[str]) -> None:
+    """Start ``model`` (one-hot or lookback, vocabulary ``symbols``) from a one-hot ``source`` model of the same LSTM
+    sizes (vocabulary ``source_symbols``, which may differ: another corpus's pitch range). The LSTM's recurrent
+    weights and biases are the source's; the rows of the first LSTM's input kernel and the columns (and biases) of
+    the output layer are the source's symbol by symbol name. A symbol the source lacks keeps ``model``'s fresh
+    init; a lookback model's lookback inputs start at zero. With the same vocabulary ``model`` predicts exactly as
+    ``source`` does until it learns. Raises ValueError for an embedding ``model``, a source that is not one-hot or
+    one of other LSTM sizes."""
+    if input_kind_of(model) == "embedding":
+        raise ValueError("an embedding model does not start from another model (--init-from): one-hot or lookback")
+    if input_kind_of(source) != "onehot":
+        raise ValueError(f"a model starts from a one-hot model, not from a {input_kind_of(source)} one")
+    if lstm_units_of(source) != lstm_units_of(model):
+        raise ValueError(
+            f"the LSTM sizes of the model to start from, {lstm_units_of(source)}, are not {lstm_units_of(model)}"
+        )
+    rows = np.array([i for i, symbol in enumerate(symbols) if symbol in source_symbols], dtype=int)
+    source_rows = np.array([source_symbols.index(symbols[i]) for i in rows], dtype=int)
     for layer in model.layers:
         if not layer.get_weights():
             continue
-        weights = onehot.get_layer(layer.name).get_weights()
+        weights = source.get_layer(layer.name).get_weights()
         if layer.name == "lstm_0":
-            kernel = np.zeros(layer.get_weights()[0].shape, np.float32)
-            kernel[: weights[0].shape[0]] = weights[0]
+            kernel = layer.get_weights()[0]
+            kernel[len(symbols) :] = 0.0  # a lookback model's lookback inputs
+            kernel[rows] = weights[0][source_rows]
             weights = [kernel, *weights[1:]]
+        elif layer.name == "dense":
+            kernel, bias = layer.get_weights()
+            kernel[:, rows] = weights[0][:, source_rows]
+            bias[rows] = weights[1][source_rows]
+            weights = [kernel, bias]
         layer.set_weights(weights)

@@ -49,7 +49,7 @@ class Settings:
     patience: int = 5
     max_minutes: float | None = None  # stop after the epoch that passes this wall-clock budget
     strategy: str = "default"  # default | mirrored | multiworker
-    init_from: str | None = None  # a lookback model starts from this one-hot model's folder (training.model.warm_start)
+    init_from: str | None = None  # a one-hot model's folder this one starts from (training.model.warm_start)
 
     def corpus_options(self) -> dict:
         return {"data": self.data, "names": self.files or None, "corpus": self.corpus, "max_tunes": self.max_tunes}
@@ -144,7 +144,10 @@ def fit(settings: Settings, run_dir: str | Path, prepared: Prepared, resume: str
                 settings.learning_rate,
             )
             if settings.init_from:
-                warm_start(model, keras.models.load_model(Path(settings.init_from) / "model.keras"))
+                source = Path(settings.init_from)
+                card = json.loads((source / "model.json").read_text(encoding="utf-8"))
+                source_model = keras.models.load_model(source / "model.keras")
+                warm_start(model, source_model, vocabulary.symbols, card["vocabulary"])
     callbacks = [
         keras.callbacks.EarlyStopping("val_loss", patience=settings.patience, restore_best_weights=True),
         keras.callbacks.ReduceLROnPlateau("val_loss", factor=LR_DECAY, patience=LR_PATIENCE, min_lr=MIN_LR),
