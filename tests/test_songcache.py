@@ -116,10 +116,10 @@ def test_a_line_repeated_in_another_rhythm_proposes_its_next_note(monkeypatch):
     """The line played in even 8ths, then again dotted: no context of steps repeats, but after its first four
     notes the fifth gets more of the odds of which note starts; the odds of whether one starts stay the LSTM's."""
     song = [*played([2] * 6), *[HOLD] * 4, *played([3, 1, 3, 1])]
-    cache = fed(song, onsets=NOTES)
     with monkeypatch.context() as patch:
         patch.setattr(songcache, "NOTE_TRUST", 0.0)
-        steps_alone = cache.mix(BASE)
+        steps_alone = fed(song, onsets=NOTES).mix(BASE)
+    cache = fed(song, onsets=NOTES)
     mixed = cache.mix(BASE)
     assert np.allclose(steps_alone, BASE)  # the steps' contexts did not find the repeat
     assert mixed[NOTES].sum() == pytest.approx(BASE[NOTES].sum()) and mixed.sum() == pytest.approx(1.0)

@@ -74,6 +74,7 @@ class SongCache:
         (improvd.core.recall), is mixed in under this song."""
         self.song_end = song_end
         self._is_onset = is_onset
+        self._onsets = np.asarray(is_onset, np.float64)
         self._memory = memory
         self.reset()
 
@@ -97,7 +98,8 @@ class SongCache:
         self._notes_offset = 0  # the note position of _notes[0]
         self._note_followers: dict[int, list[int]] = {}  # a note -> the note positions of those that followed it
         self._notes_counted: deque[tuple[int, int]] = deque()  # (step position of a follower, the note it followed)
-        self._note_odds: tuple[int, Counter[int]] | None = None  # _note_matches, until the notes change
+        self._note_blend: tuple[np.ndarray, np.ndarray] | None = None  # _blend_notes, until the notes change
+        self._blend_known = False
 
     def add(self, index: int, count: bool = True) -> None:
         """Append ``index`` to the song, counted as following its context unless ``count`` is False.
@@ -143,7 +145,7 @@ class SongCache:
             drop = len(notes) - (WINDOW + NOTE_MAX)
             del notes[:drop]
             self._notes_offset += drop
-        self._note_odds = None
+        self._blend_known = False
 
     def quoted(self, notes: Sequence[int]) -> set[int]:
         """The notes the session memory rules out after the answer's last ``notes`` (``SessionMemory.quoted``)."""
@@ -153,7 +155,7 @@ class SongCache:
         """A copy of the whole state, to restore after trying a continuation."""
         followers = {context: list(positions) for context, positions in self._followers.items()}
         note_followers = {note: list(positions) for note, positions in self._note_followers.items()}
-        notes = (list(self._notes), self._notes_offset, note_followers, deque(self._notes_counted), self._note_odds)
+        notes = (list(self._notes), self._notes_offset, note_followers, deque(self._notes_counted))
         return list(self._history), self._offset, followers, deque(self._counted), notes
 
     def restore(self, snapshot: tuple) -> None:
@@ -161,10 +163,11 @@ class SongCache:
         self._history = list(history)
         self._followers = {context: list(positions) for context, positions in followers.items()}
         self._counted = deque(counted)
-        kept, self._notes_offset, note_followers, notes_counted, self._note_odds = notes
+        kept, self._notes_offset, note_followers, notes_counted = notes
         self._notes = list(kept)
         self._note_followers = {note: list(positions) for note, positions in note_followers.items()}
         self._notes_counted = deque(notes_counted)
+        self._blend_known = False
 
     def mix(self, probabilities: np.ndarray) -> np.ndarray:
         """The LSTM's ``probabilities`` with what followed the current contexts earlier in the session's
@@ -184,19 +187,25 @@ class SongCache:
     def _mix_notes(self, probabilities: np.ndarray) -> np.ndarray:
         """``probabilities`` with the notes that followed the song's longest run of notes (whatever their rhythm)
         that came before, mixed into the odds of which note starts (not of whether one does)."""
-        if self._note_odds is None:
-            self._note_odds = self._note_matches()
-        length, following = self._note_odds
-        onset = self._is_onset
-        mass = probabilities[onset].sum()
-        if not length or mass <= 0:
+        if not self._blend_known:
+            self._note_blend, self._blend_known = self._blend_notes(), True
+        if self._note_blend is None:
             return probabilities
+        keep, proposed = self._note_blend
+        return probabilities * keep + float(probabilities @ self._onsets) * proposed
+
+    def _blend_notes(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """What ``_mix_notes`` multiplies the odds by and what it adds in proportion to the odds that a note
+        starts, for the song's notes as they are now (None: no earlier run of them)."""
+        length, following = self._note_matches()
+        if not length:
+            return None
         share = NOTE_TRUST / (1.0 + math.exp((NOTE_HALF - length) / NOTE_SLOPE))
-        mixed = probabilities * np.where(onset, 1.0 - share, 1.0)
+        proposed = np.zeros(len(self._onsets))
         total = sum(following.values())
         for note, count in following.items():
-            mixed[note] += mass * share * count / total
-        return mixed
+            proposed[note] = share * count / total
+        return 1.0 - share * self._onsets, proposed
 
     def _note_matches(self) -> tuple[int, Counter[int]]:
         """The most notes (up to NOTE_MAX) the song's last notes share with an earlier place among the last
