@@ -164,3 +164,12 @@ def test_notes_older_than_the_window_are_forgotten():
     for index in played([1] * 3):
         cache.add(index)
     assert np.allclose(cache.mix(BASE), BASE)
+
+
+def test_the_note_runs_fall_silent_in_the_cadence_bar():
+    """While ``quiet`` (the answer's last bar) the call's line does not lead the answer on past its cadence."""
+    cache = fed([*played([2] * 6), *[HOLD] * 4, *played([3, 1, 3, 1])], onsets=NOTES)
+    cache.quiet = True
+    assert np.allclose(cache.mix(BASE), BASE)
+    cache.quiet = False
+    assert pitch_odds(cache)[6] > 3 * pitch_odds(cache)[9]

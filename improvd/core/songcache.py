@@ -78,15 +78,18 @@ class SongCache:
         self._is_onset = is_onset
         self._onsets = np.asarray(is_onset, np.float64)
         self._memory = memory
+        self._quiet = False
         self.reset()
 
     @property
-    def memory_quiet(self) -> bool:
-        """Whether the session memory is silent (the answer's cadence bar)."""
-        return self._memory is not None and self._memory.quiet
+    def quiet(self) -> bool:
+        """Whether the song's note runs and the session memory's contexts of steps are silent (the answer's
+        cadence bar: a line played before would lead on past the cadence)."""
+        return self._quiet
 
-    @memory_quiet.setter
-    def memory_quiet(self, quiet: bool) -> None:
+    @quiet.setter
+    def quiet(self, quiet: bool) -> None:
+        self._quiet = quiet
         if self._memory is not None:
             self._memory.quiet = quiet
 
@@ -189,6 +192,8 @@ class SongCache:
     def _mix_notes(self, probabilities: np.ndarray) -> np.ndarray:
         """``probabilities`` with the notes that followed the song's longest run of notes (whatever their rhythm)
         that came before, mixed into the odds of which note starts (not of whether one does)."""
+        if self._quiet:
+            return probabilities
         if not self._blend_known:
             self._note_blend, self._blend_known = self._blend_notes(), True
         if self._note_blend is None:
