@@ -38,6 +38,9 @@ once, variants scored against its output): bits per onset pitch 1.920 to 1.888 (
 another degree; with the note runs, blended by weights fitted on validation itself, 1.879), the song's own
 pitch counts (worse), the notes sounding 1, 2, 4 or 8 bars before (1.914 at best over the steps' contexts
 alone), the LSTM's output layer adapted to the song as it goes (1.887).
+The note runs fall silent in the answer's last bar (``quiet``), the cadence's: speaking there, they led the answer
+on past it (293 Essen test calls, 5 answers each: the last note 2.95 16ths, 3.06 without the note runs, 3.01
+silent there; the real bars' 3.36).
 """
 
 from __future__ import annotations
