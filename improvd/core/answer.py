@@ -262,15 +262,13 @@ class Drawing:
     def _draw(self) -> Iterator[None]:
         """The drawing as a generator: one LSTM step per ``next``."""
         plan = self.plan
-        self._cache.memory_quiet = False  # (an answer barged into during its cadence left it silent)
+        self._cache.quiet = False  # (an answer barged into during its cadence left it silent)
         for step in range(plan.first, plan.final):
             self.symbols.append(self._draw_one(step))
             yield
-        self._cache.memory_quiet = (
-            True  # the last bar is the cadence's: the session memory falls silent, as the echo does
-        )
+        self._cache.quiet = True  # the last bar is the cadence's: the call's lines fall silent, as the echo does
         yield from self._cadence()
-        self._cache.memory_quiet = False
+        self._cache.quiet = False
         self.done = True
 
     def _cadence(self) -> Iterator[None]:
