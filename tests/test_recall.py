@@ -187,9 +187,11 @@ def kept_before(context: list[int]) -> float:
 
 def test_the_notes_that_followed_the_answers_last_notes_in_an_earlier_call_come_back_in_any_rhythm():
     """The answer's last two notes, 3 then 4, held longer than in any call: the step contexts differ, but the
-    notes that followed them (5 in the older call, 6 in the last, 7 in the call being answered) get the odds of
-    which note starts, the last call at FADE of the present call's weight and the older at FADE of the last's, in
-    the cadence's bar too (``quiet``), and holds and rests keep their share."""
+    notes that followed them (5 in the older call, 6 in the last) get the odds of which note starts, the older at
+    FADE of the last's, in the cadence's bar too (``quiet``), and holds and rests keep their share. The call being
+    answered (7 after them) is the song cache's to match (improvd.core.songcache), not the memory's: matched by
+    both, an answer with earlier calls in memory took up the present call's runs more than one without (motif
+    reuse 0.87 against 0.70 in bench/session_memory.py)."""
     kept = SessionMemory(8)
     kept.bind(["_", "r", *map(str, range(2, V))])  # index k is symbol k, as INDEX has it
     for symbols in (["3", "_", "4", "_", "5", "_", "_", "_"], ["3", "4", "_", "_", "6", "_"]):
@@ -199,11 +201,12 @@ def test_the_notes_that_followed_the_answers_last_notes_in_an_earlier_call_come_
     assert NOTE_MIN == 2
     mixed = kept.mix(BASE, [1, 3, 0, 0, 0, 4, 0, 0, 0])
     notes = V - 2
-    weights = {7: 1.0, 6: FADE, 5: FADE**2}
-    share = sum(weights.values()) / (sum(weights.values()) + 3 * ALPHA)  # three continuations (Witten-Bell)
-    assert mixed[7] == pytest.approx(BASE[2] * notes * ((1 - share) / notes + share / sum(weights.values())))
-    for note, weight in weights.items():  # 2: a note none proposes
-        assert (mixed[note] - mixed[2]) / (mixed[7] - mixed[2]) == pytest.approx(weight)
+    weights = {6: FADE, 5: FADE**2}
+    share = sum(weights.values()) / (sum(weights.values()) + 2 * ALPHA)  # two continuations (Witten-Bell)
+    for note, weight in weights.items():
+        expected = BASE[2] * notes * ((1 - share) / notes + share * weight / sum(weights.values()))
+        assert mixed[note] == pytest.approx(expected)
+    assert mixed[7] == pytest.approx(mixed[2])  # 2: a note none proposes; 7: the present call's
     assert mixed[0] == BASE[0] and mixed[1] == BASE[1] and mixed.sum() == pytest.approx(1.0)
     assert np.array_equal(kept.mix(BASE, [1, 7, 0, 0, 8, 0]), BASE)  # notes no call played in a row
     kept.clear()  # cmd/forget: nothing is left to match

@@ -33,15 +33,18 @@ with the degrees too (5.1 off, the real bars' 5.0). The memory reaches the answe
   in 19.8% of the answers of bench/session_memory.py, 15.3% with the memory off); they speak in the last bar
   too, where the present call's echo is silent: a phrase comes back with its ending;
 * as the Continuator matches notes, not grid steps: the notes that followed the answer's last ``NOTE_MIN`` to
-  ``NOTE_MAX`` notes (whatever their rhythm; at the answer's start, the present call's last notes) in the present
-  call (weight 1) and those calls (the last at ``FADE``, each older one at ``FADE`` of the one after it), blended
-  by Witten-Bell into the odds of which note starts (not of whether one does), in the last bar too: a motif comes
-  back in the answer's own rhythm, and an earlier call's continuation of a motif the present call ends with
-  follows it. Matching the earlier calls alone (60 validation tunes of bench/session_memory.py) took answers
-  sharing a 4-note run with an earlier phrase from 0.467 to 0.606 (0.161 with the memory off; contexts of 3
-  notes 0.467, silent in the last bar 0.533) but as played, after another tune's call, the answers took up that
-  tune's motifs instead of the call's (motif reuse 0.30 on the test tunes, the real bars' 0.47); with the present
-  call above them, 0.506 and motif reuse 0.583 (0.317 before, the real bars' 0.533).
+  ``NOTE_MAX`` notes (whatever their rhythm; at the answer's start, the present call's last notes) in those calls
+  (the last at ``FADE``, each older one at ``FADE`` of the one after it), blended by Witten-Bell into the odds of
+  which note starts (not of whether one does), in the last bar too: a motif comes back in the answer's own rhythm,
+  and an earlier call's continuation of a motif the present call ends with follows it. Matching the earlier calls
+  alone (60 validation tunes of bench/session_memory.py) took answers sharing a 4-note run with an earlier phrase
+  from 0.467 to 0.606 (0.161 with the memory off) but as played, after another tune's call, the answers took up
+  that tune's motifs instead of the call's (motif reuse 0.30 on the test tunes, the real bars' 0.47): the present
+  call's own notes must weigh more. The song cache's note runs (improvd.core.songcache), mixed over the memory,
+  do that for the whole song; the memory matched the present call's notes too (at weight 1) until they came, and
+  both together took up the call's runs more with the memory on than off (bench/session_memory.py, 3 seeds:
+  motif reuse 0.87 against 0.70 off, cadence 0.72 against 0.83); the cache alone: 0.66 and 0.83, earlier phrases
+  brought back 3.90x as often as with the memory off (3.55x).
 
 An answer quotes an earlier call but does not play it back: after ``QUOTE_NOTES`` of its notes in a row, the
 note that followed them there is ruled out (``quoted``), unless the present call plays that run on.
@@ -254,8 +257,7 @@ class SessionMemory:
         """(note that followed, notes of context shared with ``notes``' end, the call's weight) per match: the
         present call's weigh 1, the last earlier call's FADE, each older one's FADE of the one after it."""
         weighed = [(FADE**age, call) for age, call in enumerate(reversed(self._calls), start=1)]
-        calls = [(1.0, self._present), *weighed] if self._present is not None else weighed
-        return _matches([(w, call.notes, call.note_followers) for w, call in calls], tuple(notes), NOTE_MIN)
+        return _matches([(w, call.notes, call.note_followers) for w, call in weighed], tuple(notes), NOTE_MIN)
 
     def _match_lengths(self, history: Sequence[int]) -> list[tuple[int, int, float]]:
         """(symbol that followed, steps of context shared with ``history``'s end, the call's weight) per match, from
