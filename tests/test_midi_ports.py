@@ -112,7 +112,11 @@ class Jack:
         return handle
 
     def ports(self, inputs: bool) -> list[str]:
-        own = [h.port for h in self.handles if isinstance(h, LoopbackInput) == inputs and h.opened]
+        own = [
+            h.port
+            for h in self.handles
+            if isinstance(h, LoopbackInput) == inputs and h.opened and not getattr(h, "deleted", False)
+        ]
         return own + (self.sinks if inputs else self.sources)
 
     def connected(self, source: FakeHandle, destination: FakeHandle) -> bool:
@@ -482,6 +486,37 @@ def test_an_output_whose_jack_client_stopped_is_replaced(monkeypatch):
     assert ports.names()["output"] == "synth:in"
 
 
+def test_an_output_whose_server_stopped_for_a_while_is_not_replaced(monkeypatch):
+    """A play test: jackd stopped for 3 s (SIGSTOP, then SIGCONT) while improvd played, and improvd replaced its
+    output's client (``output_reopened``): the server check waited for the server, which answered once it ran
+    again, and the output's thread had not run yet. The thread runs once the server answers: nothing to replace."""
+    from improvd.daemon.ports import OUTPUT_LOST
+
+    clock = [100.0]
+    monkeypatch.setattr(port_module.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(port_module, "PROBE_INTERVAL", 0.0)
+    monkeypatch.setattr(port_module, "FIRST_CYCLE", 0.01)
+    ports, jack, _ = jack_ports(output="synth")
+    jack.sinks.append("synth:in")
+    ports.open()
+    out, answer = ports._out.handle, jack.has_port
+
+    def resumed(name):  # the server answers once it runs again, and so does the output's process thread
+        out.stalled = False
+        return answer(name)
+
+    monkeypatch.setattr(jack, "has_port", resumed)
+    out.stalled = True
+    ports.send([0x90, 60, 90])
+    clock[0] += OUTPUT_LOST + 1
+    assert ports.probe() == [] and ports._out.handle is out and ports.output_reopened == 0
+    ports.send([0x80, 60, 0])
+    clock[0] += OUTPUT_LOST + 1
+    assert ports.probe() == [] and {c for c in jack.connections if c[0].endswith(":out")} == {
+        ("improvd-01:out", "synth:in")
+    }
+
+
 def test_an_output_that_stopped_after_the_last_send_had_left_waits_for_the_next_send(monkeypatch):
     """What was sent before the thread's last run has left: nothing is at stake until the next send, which is
     then found unplayed at the next look (its thread has not run for longer than OUTPUT_LOST already)."""
@@ -646,6 +681,34 @@ def test_an_input_whose_jack_client_stopped_is_replaced_once_its_prober_was_conn
         clock[0] += 1
         assert ports.probe() == []  # the new one hears its probes
     assert SYSEX_OPEN not in ports.dropped.take() and ports.names()["input"] == "keys:out"
+
+
+def test_a_new_input_client_that_does_not_run_either_hands_the_connections_on_to_the_next(monkeypatch):
+    """A play test: the first new input client heard nothing either, the next one did, and improvd was left deaf,
+    ``now improvd-03:in, connected to nothing``: the connections had moved to the client that failed and were
+    deleted with it. They go back to the old port first, so the client that takes over gets them."""
+    from improvd.daemon.ports import PROBE_LOST
+
+    clock = [100.0]
+    monkeypatch.setattr(port_module.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(port_module, "PROBE_INTERVAL", 0.0)
+    monkeypatch.setattr(port_module, "FIRST_CYCLE", 0.01)
+    ports, jack, heard = jack_ports(input="keys", stalled=(3,))
+    jack.sources.append("keys:out")
+    ports.open()
+    ports._in.handle.stalled = True
+    found = []
+    for _ in range(3 * int(PROBE_LOST)):
+        clock[0] += 1
+        found.append(ports.probe())
+    assert [e for e in found if e] == [[("input_reopened", "input", "improvd-04:in")]]
+    assert {c for c in jack.connections if c[1] == "improvd-04:in"} == {
+        ("improvd-02:probe", "improvd-04:in"),
+        ("keys:out", "improvd-04:in"),
+    }
+    ports._in.handle.arrive([0x90, 64, 90])
+    ports.read_before_tick()
+    assert heard == [[0x90, 64, 90]] and ports.names()["input"] == "keys:out"
 
 
 def test_an_input_that_new_clients_do_not_replace_either_is_an_error(monkeypatch):

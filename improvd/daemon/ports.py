@@ -506,8 +506,10 @@ class MidiPorts:
 
     def _check_output(self, now: float) -> list[tuple[str, str, str]]:
         """Count the output's process thread's runs: once it has not run for OUTPUT_LOST while something improvd
-        sent may not have left (sent after the look before its last runs), the server is checked and the output's
-        client replaced (its event returned). An idle output is left as it is, however long."""
+        sent may not have left (sent after the look before its last runs), the server is checked, and if the thread
+        does not run within FIRST_CYCLE of the server's answer either (a server stopped for a while runs its clients
+        again once it answers), the output's client is replaced (its event returned). An idle output is left as it
+        is, however long."""
         if self._out_thread is None or self._out_port is None:
             return []
         runs = self._threads.runs(self._out_thread)  # None: the thread is gone, its client with it
@@ -517,6 +519,9 @@ class MidiPorts:
         if now - self._ran_by < OUTPUT_LOST or self._sent_at <= self._ran_after:
             return []
         self._check_server()
+        if self._first_cycle(self._out_thread):  # the server had stopped (SIGSTOP, a stalled machine), not the client
+            self._watch_output(time.monotonic())
+            return []
         self._reopen(self._out, f"its JACK client has not run for {now - self._ran_by:.1f} s ({self._out_port})")
         return [("output_reopened", "output", self._out_port)]
 
@@ -541,18 +546,19 @@ class MidiPorts:
             self.input_reopened += 1
         said = f"improvd's JACK {side.direction} {'delivers nothing: ' if output else ''}{why}"
         log.warning("%s; replacing its client, which stopped running", said)
-        old, last = side.handle, self._out_port if output else self._probe_target
+        old, was = side.handle, self._out_port if output else self._probe_target
         lister = self._in.handle if output else self._prober  # an input lists the outputs, an output the inputs
         for _ in range(REOPEN_TRIES):
             handle, thread = self._new_output() if output else (self._made(rtmidi.MidiIn, side.label), None)
             handle.open_virtual_port(side.label)
             name = _jack_name(handle, side.label, lister)
             if name is not None:
-                moved, last = self._patched(self._patch.move, last, name), name
+                moved = self._patched(self._patch.move, was, name)
                 if not output:
                     self._patched(self._patch.connect, self._prober_port, name)  # were they cut apart meanwhile
                 if self._took_over(side, handle, name, thread):
                     break
+                self._patched(self._patch.move, name, was)  # back to the old port: deleted, this one loses them
             handle.delete()
         else:
             heard = "run" if output else "hear the prober"
