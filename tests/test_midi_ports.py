@@ -451,6 +451,20 @@ def clocked_ports(monkeypatch, cut: bool = False):
     return ports, clock
 
 
+def opened_jack_ports(monkeypatch, input: str = "", output: str = "", stalled=()):
+    """jack_ports opened on a clock the test moves (``clock[0]``), probing at every look, with the player's
+    ``keys:out`` (``input="keys"``) or the synth's ``synth:in`` (``output="synth"``) on the server."""
+    clock = [100.0]
+    monkeypatch.setattr(port_module.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(port_module, "PROBE_INTERVAL", 0.0)
+    monkeypatch.setattr(port_module, "FIRST_CYCLE", 0.01)
+    ports, jack, heard = jack_ports(input=input, output=output, stalled=stalled)
+    jack.sources += ["keys:out"] if input else []
+    jack.sinks += ["synth:in"] if output else []
+    ports.open()
+    return ports, jack, heard, clock
+
+
 def test_an_output_whose_jack_client_stopped_is_replaced(monkeypatch):
     """A play test: the output's JACK client stopped running (jackd: ``client = improvd-01 was not finished``) and
     improvd played on into nothing for the rest of the session, its timing statistics perfect; then it exited
@@ -458,12 +472,7 @@ def test_an_output_whose_jack_client_stopped_is_replaced(monkeypatch):
     once the old one's process thread has not run for OUTPUT_LOST after a send."""
     from improvd.daemon.ports import OUTPUT_LOST
 
-    clock = [100.0]
-    monkeypatch.setattr(port_module.time, "monotonic", lambda: clock[0])
-    monkeypatch.setattr(port_module, "PROBE_INTERVAL", 0.0)
-    ports, jack, _ = jack_ports(output="synth")
-    jack.sinks.append("synth:in")
-    ports.open()
+    ports, jack, _, clock = opened_jack_ports(monkeypatch, output="synth")
     old = ports._out.handle
     for _ in range(3):  # running: never replaced, however long
         ports.send([0x90, 60, 90])
@@ -492,13 +501,7 @@ def test_an_output_whose_server_stopped_for_a_while_is_not_replaced(monkeypatch)
     again, and the output's thread had not run yet. The thread runs once the server answers: nothing to replace."""
     from improvd.daemon.ports import OUTPUT_LOST
 
-    clock = [100.0]
-    monkeypatch.setattr(port_module.time, "monotonic", lambda: clock[0])
-    monkeypatch.setattr(port_module, "PROBE_INTERVAL", 0.0)
-    monkeypatch.setattr(port_module, "FIRST_CYCLE", 0.01)
-    ports, jack, _ = jack_ports(output="synth")
-    jack.sinks.append("synth:in")
-    ports.open()
+    ports, jack, _, clock = opened_jack_ports(monkeypatch, output="synth")
     out, answer = ports._out.handle, jack.has_port
 
     def resumed(name):  # the server answers once it runs again, and so does the output's process thread
@@ -650,13 +653,7 @@ def test_an_input_whose_jack_client_stopped_is_replaced_once_its_prober_was_conn
     Now a new client takes its place, connected where the old one was, and hears the player."""
     from improvd.daemon.ports import PROBE_LOST
 
-    clock = [100.0]
-    monkeypatch.setattr(port_module.time, "monotonic", lambda: clock[0])
-    monkeypatch.setattr(port_module, "PROBE_INTERVAL", 0.0)
-    monkeypatch.setattr(port_module, "FIRST_CYCLE", 0.01)
-    ports, jack, heard = jack_ports(input="keys")
-    jack.sources.append("keys:out")
-    ports.open()
+    ports, jack, heard, clock = opened_jack_ports(monkeypatch, input="keys")
     old = ports._in.handle
     for _ in range(3 * int(PROBE_LOST)):  # hearing its probes: never replaced, however long
         clock[0] += 1
@@ -689,13 +686,7 @@ def test_a_new_input_client_that_does_not_run_either_hands_the_connections_on_to
     deleted with it. They go back to the old port first, so the client that takes over gets them."""
     from improvd.daemon.ports import PROBE_LOST
 
-    clock = [100.0]
-    monkeypatch.setattr(port_module.time, "monotonic", lambda: clock[0])
-    monkeypatch.setattr(port_module, "PROBE_INTERVAL", 0.0)
-    monkeypatch.setattr(port_module, "FIRST_CYCLE", 0.01)
-    ports, jack, heard = jack_ports(input="keys", stalled=(3,))
-    jack.sources.append("keys:out")
-    ports.open()
+    ports, jack, heard, clock = opened_jack_ports(monkeypatch, input="keys", stalled=(3,))
     ports._in.handle.stalled = True
     found = []
     for _ in range(3 * int(PROBE_LOST)):
