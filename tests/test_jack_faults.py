@@ -207,6 +207,7 @@ def test_an_input_client_that_stops_running_is_replaced_and_the_daemon_hears_on(
         wait_for(lambda: synth_heard([0x80, 60, 0]), 30, "the held key released by improvd")
         wait_for(lambda: played([0x90, 62, 70]), 30, "a key heard through the new input client")
         assert daemon.stop() == 0, daemon.text()
+        assert "stopped running: left to the exit" in daemon.text()  # deleted, it crashed the exit now and then
     finally:
         keys.delete()
         synth.delete()
@@ -251,6 +252,7 @@ def test_an_output_client_that_stops_running_is_replaced_and_the_daemon_plays_on
             pass
         wait_for(clicked, 30, "a click through the new output client")
         assert daemon.stop() == 0, daemon.text()
+        assert "stopped running: left to the exit" in daemon.text()  # deleted, it crashed the exit now and then
     finally:
         synth.delete()
         server.stop()

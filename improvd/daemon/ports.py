@@ -226,6 +226,7 @@ class MidiPorts:
         self.server_gone = False
         self.output_reopened = 0  # times improvd's JACK output client was replaced (``_reopen``)
         self.input_reopened = 0  # ... its input client
+        self._left: list[tuple[Any, str]] = []  # clients that stopped running, and their ports: left to the exit
         self._listen()
 
     def _made(self, kind: type, role: str) -> Any:
@@ -529,7 +530,10 @@ class MidiPorts:
         """Replace improvd's JACK client of ``side``, which stopped running (``why``), by a new one: its port takes
         over every connection of the old one (the prober's, a named port's, a patchbay's), which is cut from them
         all (a client next to a stopped one waits for it), and once the new client is seen to run (``_took_over``:
-        the output's process thread runs, the input hears the prober) it is used and the old client is closed.
+        the output's process thread runs, the input hears the prober) it is used. The old client, and each new one
+        that did not run, is left to the process's exit (``close``), never deleted: rtmidi frees a client's queue
+        before closing it, so a process thread that runs again later (stopped, not dead) would use freed memory;
+        the daemon crashed at its exit in a test that resumed the thread after its client was replaced.
         MidiSystemError when REOPEN_TRIES new clients in a row do not run either (for the input, the prober's own
         client may be the one stopped).
 
@@ -548,6 +552,7 @@ class MidiPorts:
         log.warning("%s; replacing its client, which stopped running", said)
         old, was = side.handle, self._out_port if output else self._probe_target
         lister = self._in.handle if output else self._prober  # an input lists the outputs, an output the inputs
+        self._left.append((old, was or side.label))  # replaced or not, it stopped running
         for _ in range(REOPEN_TRIES):
             handle, thread = self._new_output() if output else (self._made(rtmidi.MidiIn, side.label), None)
             handle.open_virtual_port(side.label)
@@ -558,8 +563,8 @@ class MidiPorts:
                     self._patched(self._patch.connect, self._prober_port, name)  # were they cut apart meanwhile
                 if self._took_over(side, handle, name, thread):
                     break
-                self._patched(self._patch.move, name, was)  # back to the old port: deleted, this one loses them
-            handle.delete()
+                self._patched(self._patch.move, name, was)  # back to the old port, or the next try loses them
+            self._left.append((handle, name or side.label))
         else:
             heard = "run" if output else "hear the prober"
             raise MidiSystemError(
@@ -567,7 +572,6 @@ class MidiPorts:
                 + ("" if output else " (its JACK client stopped running, or a patchbay keeps cutting them apart)")
             )
         log.warning("improvd's JACK %s is now %s, connected to %s", side.direction, name, ", ".join(moved) or "nothing")
-        old.delete()
 
     def _took_over(self, side: _Side, handle: Any, name: str, thread: int | None) -> bool:
         """Whether the new client ``handle`` (port ``name``; for the output, its process thread ``thread``, which
@@ -710,7 +714,7 @@ class MidiPorts:
     def close(self, grace: float = CLOSE_GRACE) -> str | None:
         """Close both ports, once a look of the port watcher under way has ended; None when they are closed (or
         were left to a JACK server that is gone: nothing is called on its clients, libjack may crash), else why
-        nothing was closed.
+        nothing was closed, or which clients that stopped running (``_reopen``) are left to the exit.
 
         rtmidi holds the interpreter lock through each JACK server round trip, so closing on a wedged server (jackd
         stopped) would hang the whole process. So nothing is closed when a look still hangs after ``grace`` seconds,
@@ -737,12 +741,16 @@ class MidiPorts:
         with self._in_lock, self._out_lock:
             self._in.handle.cancel_callback()
             for side in (self._in, self._out):
+                side.connected = None
+                if any(side.handle is handle for handle, _ in self._left):
+                    continue  # no new client took over from it
                 if side.handle.is_port_open():
                     side.handle.close_port()
-                side.connected = None
                 side.handle.delete()
             if self._prober is not None:
                 self._prober.delete()
+        if self._left:
+            return f"{', '.join(name for _, name in self._left)} stopped running: left to the exit"
         return None
 
     def _answers(self, grace: float) -> bool:
