@@ -113,11 +113,7 @@ class Jack:
         return handle
 
     def ports(self, inputs: bool) -> list[str]:
-        own = [
-            h.port
-            for h in self.handles
-            if isinstance(h, LoopbackInput) == inputs and h.opened and not h.deleted
-        ]
+        own = [h.port for h in self.handles if isinstance(h, LoopbackInput) == inputs and h.opened and not h.deleted]
         return own + (self.sinks if inputs else self.sources)
 
     def connected(self, source: FakeHandle, destination: FakeHandle) -> bool:
