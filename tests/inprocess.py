@@ -26,6 +26,9 @@ class FakePorts:
     def read_before_tick(self) -> bool:
         return False
 
+    def output_cycles(self) -> int | None:
+        return None  # as under ALSA: no JACK cycle to wait for
+
     def names(self) -> dict[str, str | None]:
         return {"input": "virtual", "output": "virtual"}
 

@@ -16,7 +16,16 @@ from improvd.core.model import load_model
 from improvd.core.simulate import drive
 from improvd.daemon.aside import Aside
 from improvd.daemon.reports import Tempo
-from improvd.daemon.timing import CLOCK, START, START_DELAY, STOP, TimingThread
+from improvd.daemon.timing import (
+    CLOCK,
+    HAND_OVER_AFTER,
+    HAND_OVER_MAX,
+    HAND_OVER_POLL,
+    START,
+    START_DELAY,
+    STOP,
+    TimingThread,
+)
 from tests.helpers import PHRASE, call
 from tests.virtual import VirtualTime
 
@@ -91,6 +100,71 @@ def test_the_loop_answers_a_call_exactly_as_the_simulated_driver_does(tiny_model
     assert any(data[0] & 0xF0 == 0x90 for _, data in expected)  # the driver answered
     assert [data for _, data in notes] == [data for _, data in expected]
     assert [t for t, _ in notes] == pytest.approx([t for t, _ in expected], abs=1e-9)
+
+
+JACK_PERIOD = 64 / 48000  # bench/timing.py's dummy server
+JACK_PHASE = 0.0004  # its cycles begin this long after each multiple of the period (virtual time)
+
+
+class JackCycles:
+    """The JACK cycles an output client has run by the virtual clock's time: one every ``period`` (None: a stopped
+    client, which never runs); ``alsa``: None, no cycles to count (improvd.daemon.ports ``output_cycles``)."""
+
+    def __init__(self, clock: VirtualTime, period: float | None, alsa: bool = False) -> None:
+        self.clock, self.period, self.alsa = clock, period, alsa
+
+    def __call__(self) -> int | None:
+        if self.alsa:
+            return None
+        return 0 if self.period is None else math.floor((self.clock.now() - JACK_PHASE) / self.period)
+
+    def next_after(self, time: float) -> float:
+        """When the first cycle after ``time`` begins."""
+        return JACK_PHASE + (math.floor((time - JACK_PHASE) / self.period) + 1) * self.period
+
+
+@pytest.mark.parametrize("output", ["running", "stopped", "alsa"])
+def test_a_tick_waits_for_the_jack_cycle_that_takes_the_send_before_it(tiny_model_dir, output):
+    """A tick after a send waits, asleep, until the output's JACK client has run a cycle since it and
+    HAND_OVER_AFTER more (at most HAND_OVER_MAX after the send: a stopped client; not at all under ALSA). The
+    tick's work (the answer's drawing) kept that cycle's JACK threads from the CPU, and the notes reached the synth
+    one or two JACK periods late (bench/timing.py). The answer is the same, sent at the same times, as
+    improvd.core.simulate.drive's."""
+    model = load_model(tiny_model_dir)
+    settings = Settings(bpm=BPM, min_call_steps=4, response_bars=2)
+    messages = call(PHRASE)
+    expected, on_grid = [], set()
+    for boundary in drive(Engine(model, settings, seed=7), messages, 110):
+        expected += [(t.time, list(t.message.bytes())) for t in boundary.sent if t.message.type in NOTES]
+        on_grid |= {t.time for t in boundary.sent if t.source == "improvd" and round(t.time / STEP, 6).is_integer()}
+    clock = VirtualTime(-START_DELAY)
+    cycles = JackCycles(clock, None if output == "stopped" else JACK_PERIOD, alsa=output == "alsa")
+    sent, reports, player, ticks = [], [], Player(clock, messages), []
+    engine = Engine(model, settings, seed=7)
+    tick = engine.tick
+    engine.tick = lambda boundary: ticks.append((clock.now(), boundary)) or tick(boundary)
+    timing = daemon_loop(engine, clock, sent, reports, before_tick=player, cycles=cycles)
+    player.timing = timing
+    timing.begin()
+    timing.run_until(110 * STEP)
+    notes = [(t, data) for t, data in sent if data[0] & 0xF0 in (0x80, 0x90)]
+    assert [data for _, data in notes] == [data for _, data in expected]
+    assert [t for t, _ in notes] == pytest.approx([t for t, _ in expected], abs=1e-9)
+    waited = 0
+    for at, boundary in ticks:
+        before = [t for t, _ in sent if boundary - 1e-9 <= t <= at]  # sent at this boundary, before its tick
+        if not before:
+            assert at == pytest.approx(boundary, abs=1e-9)
+            continue
+        waited += 1
+        if output == "running":
+            ran = cycles.next_after(before[-1])
+            assert ran + HAND_OVER_AFTER - 1e-9 <= at < ran + HAND_OVER_AFTER + HAND_OVER_POLL
+        elif output == "stopped":
+            assert at == pytest.approx(before[-1] + HAND_OVER_MAX, abs=1e-9)
+        else:
+            assert at == pytest.approx(boundary, abs=1e-9)
+    assert waited == len(on_grid)  # each of the answer's steps is sent before its boundary's tick
 
 
 @pytest.mark.parametrize(("late", "answered"), [(None, True), (0.005, False)], ids=["silent", "a note in the grace"])

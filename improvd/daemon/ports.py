@@ -675,6 +675,13 @@ class MidiPorts:
         self._active_at = now  # a player may barge in: the reader stays quick
         return True
 
+    def output_cycles(self) -> int | None:
+        """How many JACK cycles improvd's output client has run: its process thread's runs (``Threads.runs``); None
+        under ALSA (which delivers at once) or where they cannot be counted. Any thread may ask; the timing thread
+        does after each send, and ticks once the cycle that takes it has run (improvd.daemon.timing)."""
+        thread = self._out_thread  # replaced in one step by the watcher's reopen
+        return None if thread is None else self._threads.runs(thread)
+
     def poll(self) -> list[tuple[str, str, str]]:
         """Notice lost and returned named ports: ``(event, direction, port name)`` with event port_lost/port_back.
 

@@ -104,7 +104,14 @@ class Daemon:
         self.dropped: Tally = ports.dropped  # hostile or broken input (the ports count theirs), logged as counts
         self.notifier = Notifier()
         self.timing = TimingThread(
-            self.engine, ports.send, self._report, config.clock, config.clock_out, self.stats, ports.read_before_tick
+            self.engine,
+            ports.send,
+            self._report,
+            config.clock,
+            config.clock_out,
+            self.stats,
+            ports.read_before_tick,
+            cycles=ports.output_cycles,  # a tick waits for the JACK cycle that takes the send before it
         )
         ports.quiet = self.timing.quiet  # the input reader keeps off the interpreter around each send
         self.aside.keep_off = self.timing.quiet.keep_off  # and so does the work aside

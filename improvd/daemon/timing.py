@@ -19,6 +19,13 @@ loop that finds itself more than STALE_AFTER behind (the process was stopped
 or starved) does not play the missed stretch in a burst: it drops what is too
 late and sends the releases (``late`` event).
 
+After a send the grid tick (the answer's drawing: 1-4 ms of CPU) waits, asleep, until the JACK cycle that takes
+the send has run (``cycles``: the output client's process thread has run since, and HAND_OVER_AFTER more; at
+most HAND_OVER_MAX). With the machine's other cores busy, Linux woke that cycle's JACK threads (jackd's and the
+clients': not real-time, or improvd's own) on the CPU where the tick computed and let the tick run on for 1-2 ms
+first (a thread of the same priority is not preempted before its slice ends): the whole cycle, and the note in
+it, reached the synth a JACK period or two late.
+
 ``sleep_until`` waits on an Event (so another thread can wake it early) until
 SLEEP_SPIN before the deadline, then spins on ``time.monotonic`` for the rest:
 a bare sleep wakes up late by the thread's timer slack (50 µs unless set) and
@@ -62,6 +69,9 @@ SWITCH_INTERVAL = 0.0005  # seconds: how long a busy thread keeps the interprete
 STALE_AFTER = 0.1  # seconds: a note due longer ago than this is too late to play (the process was stopped or
 # starved): it is dropped, its release and every other release sent at once, and a ``late`` event says so
 BPM_FOLLOW = 0.5  # a followed tempo this far (BPM) from the engine's is passed on
+HAND_OVER_POLL = 0.0002  # seconds between looks at the output's JACK cycles while the loop hands a send over
+HAND_OVER_AFTER = 0.0003  # seconds more, once the output's client has run: the synths after it in the graph run
+HAND_OVER_MAX = 0.005  # seconds after a send at most (a stopped client, a JACK period over 4 ms): then the tick
 CLOCK, START, CONTINUE, STOP = 0xF8, 0xFA, 0xFB, 0xFC
 
 
@@ -169,7 +179,9 @@ class TimingThread(threading.Thread):
     schedules a response one step ahead). ``report`` receives engine events
     and errors; it must only hand them over (the daemon's loop logs them).
     When it runs, it sets the interpreter's switch interval to SWITCH_INTERVAL: a thread woken for a send then
-    waits at most that long for a busy MQTT loop or input reader to let go of the interpreter.
+    waits at most that long for a busy MQTT loop or input reader to let go of the interpreter. ``cycles`` counts
+    the JACK cycles the output's client has run (None: it cannot be counted, as under ALSA, which delivers at
+    once): after each timed send the grid tick waits for the next (the module's docstring).
     """
 
     def __init__(
@@ -182,6 +194,7 @@ class TimingThread(threading.Thread):
         stats: LatenessStats | None = None,
         before_tick: Callable[[], bool] | None = None,
         time_source: Any = SystemTime,
+        cycles: Callable[[], int | None] = lambda: None,
     ) -> None:
         super().__init__(name="improvd-timing", daemon=True)
         self.time = time_source
@@ -204,6 +217,9 @@ class TimingThread(threading.Thread):
         self._pulses: deque[float] = deque()
         self.recording: Any = None  # an improvd.daemon.recorder.Session while recording: the daemon swaps it
         self._before_tick = before_tick  # hands on input queued before the boundary (True if any): its step hears it
+        self._cycles = cycles
+        self._handed: int | None = None  # the output's cycles counted just after the last send, until one more ran
+        self._handed_until = -math.inf  # the grid tick waits until then at the latest (``_handing_over``)
 
     def feed(self, message: mido.Message, arrival: float) -> None:
         """Player input, already filtered (thread-safe)."""
@@ -294,7 +310,11 @@ class TimingThread(threading.Thread):
         elif (deadline := self.engine.next_deadline()) is not None and deadline <= now:
             self._wake_engine()
         elif self.internal is not None and self.internal.next_boundary <= now:
-            self._tick_internal()
+            if self._handing_over(now):  # asleep (no spin), woken early by input
+                if self.time.wait(self._wake, min(HAND_OVER_POLL, self._handed_until - now)):
+                    self._wake.clear()
+            else:
+                self._tick_internal()
         else:
             self._wait(due, now)
 
@@ -356,6 +376,21 @@ class TimingThread(threading.Thread):
         if self.time.wait(self._wake, max(0.0, deadline - now)):
             self._wake.clear()
 
+    def _hand_over(self, sent: float) -> None:
+        """A timed send went at ``sent``: the grid tick waits for the output's next JACK cycle (``_handing_over``)."""
+        self._handed = self._cycles()
+        self._handed_until = -math.inf if self._handed is None else sent + HAND_OVER_MAX
+
+    def _handing_over(self, now: float) -> bool:
+        """Whether the JACK cycle that takes the last send is still to come: the output's client has not run since
+        it, or ran less than HAND_OVER_AFTER ago; never past HAND_OVER_MAX after the send."""
+        if now >= self._handed_until:
+            return False
+        if self._handed is not None and self._cycles() != self._handed:
+            self._handed = None  # it ran (or is gone): the clients after it in the graph have HAND_OVER_AFTER
+            self._handed_until = min(self._handed_until, now + HAND_OVER_AFTER)
+        return now < self._handed_until
+
     def _send_due(self, due: float) -> None:
         """Send what is due by ``due``. It is popped and made into bytes before the spin, so that after the spin
         nothing but the sends remain; the statistics and the recording follow them."""
@@ -365,6 +400,7 @@ class TimingThread(threading.Thread):
         for timed, data in batch:
             lateness.append(self.time.now() - timed.time)
             self._send_raw(data)
+        self._hand_over(self.time.now())
         clicks = self.engine.settings.metronome_channel
         for (timed, _), late in zip(batch, lateness, strict=True):
             self.stats.record(late)
@@ -393,6 +429,7 @@ class TimingThread(threading.Thread):
         self.time.sleep_until(due)
         self.stats.record(self.time.now() - due)
         self._send_raw([CLOCK])
+        self._hand_over(self.time.now())
 
     def _tick_internal(self) -> None:
         if self._before_tick is not None and self._before_tick():
