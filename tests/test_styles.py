@@ -482,7 +482,7 @@ def test_home_assistant_gets_a_style_select_of_auto_and_the_models():
     assert select["command_topic"].endswith("set/style")
 
 
-def test_set_style_auto_primes_every_model_under_the_models_path_and_hands_them_to_the_engine(models_path):
+def test_set_style_auto_primes_every_model_under_the_models_path_and_hands_them_to_the_engine(models_path, caplog):
     from tests.inprocess import make_daemon
 
     daemon = make_daemon({"models_path": str(models_path)})
@@ -490,8 +490,9 @@ def test_set_style_auto_primes_every_model_under_the_models_path_and_hands_them_
 
     async def scenario() -> None:
         daemon._loop = asyncio.get_running_loop()
-        with pytest.raises(ValueError, match="model 'nosuch': no such model under the models path"):
-            controller.apply({"style": "nosuch"})
+        with pytest.raises(ValueError, match=r"^style 'nosuch': no such model under the models path$"):
+            controller.apply({"style": "nosuch"})  # a play test: it said "model", and the log "set/model"
+        assert "style 'nosuch': no model directory" in caplog.text
         controller.apply({"style": "auto"})
         await asyncio.sleep(0)  # the task is spawned from the loop
         while daemon._background:  # the task that primes the candidates

@@ -128,7 +128,7 @@ class Controller:
         dataclasses.replace(self.engine.settings, **settings).validate()
         model_path = self._model_path(changes["model"]) if "model" in changes else None
         if changes.get("style") not in (None, "", AUTO):
-            self._model_path(changes["style"])  # a style names a model under the models path
+            self._model_path(changes["style"], "style")  # a style names a model under the models path
         self.change({**settings, **{k: v for k, v in changes.items() if k in ("enabled", "style")}})
         if model_path is not None:
             self.load_model_soon(model_path, changes["model"])
@@ -189,16 +189,17 @@ class Controller:
     def _models_root(self) -> Path:
         return models_root(self.config)
 
-    def _model_path(self, name: str) -> Path:
+    def _model_path(self, name: str, setting: str = "model") -> Path:
         """The model directory ``name`` under the models path, symbolic links resolved; it must stay inside.
 
-        The error names only the model asked for: MQTT clients learn nothing of the folders on this machine.
+        The error names the setting that asked for it (``model`` or ``style``) and only the model asked for: MQTT
+        clients learn nothing of the folders on this machine.
         """
         root = self._models_root()
         path = (root / name).resolve()
         if not path.is_relative_to(root.resolve()) or not (path / MODEL_JSON).is_file():
-            log.warning("set/model %r: no model directory %s under the models path %s", name, path, root)
-            raise ValueError(f"model {name!r}: no such model under the models path")
+            log.warning("%s %r: no model directory %s under the models path %s", setting, name, path, root)
+            raise ValueError(f"{setting} {name!r}: no such model under the models path")
         return path
 
     # --- model switching, off the timing path ---
@@ -220,7 +221,7 @@ class Controller:
             self.timing.submit(lambda now: self.engine.set_styles(None) or [])
             if style:
                 try:
-                    self.load_model_soon(self._model_path(style), style)
+                    self.load_model_soon(self._model_path(style, "style"), style)
                 except ValueError as error:
                     self.event("error", {"reason": str(error)})
             else:
