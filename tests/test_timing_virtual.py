@@ -167,6 +167,29 @@ def test_a_tick_waits_for_the_jack_cycle_that_takes_the_send_before_it(tiny_mode
     assert waited == len(on_grid)  # each of the answer's steps is sent before its boundary's tick
 
 
+def test_the_jack_cycles_are_counted_only_for_a_tick_due_after_a_send(tiny_model_dir):
+    """Counting the output's cycles reads /proc on the timing thread: with clock out, after each of the 6 pulses a
+    16th, though only the step's first (its boundary's) has a tick after it within HAND_OVER_MAX. Now the cycles
+    are counted only after a send that a tick follows that soon (and while that tick waits for them)."""
+    clock = VirtualTime(-START_DELAY)
+    cycles = JackCycles(clock, JACK_PERIOD)
+    read_at = []
+
+    def counted() -> int | None:
+        read_at.append(clock.now())
+        return cycles()
+
+    sent: list = []
+    timing = daemon_loop(
+        Engine(load_model(tiny_model_dir), Settings(bpm=BPM)), clock, sent, [], clock_out=True, cycles=counted
+    )
+    timing.begin()
+    timing.run_until(40 * STEP)
+    pulses = [t for t, data in sent if data == [0xF8]]
+    assert len(pulses) >= 6 * 38  # the clock ran (6 pulses a 16th)
+    assert read_at and all(t % STEP < HAND_OVER_MAX + 1e-9 for t in read_at)  # after a boundary's pulse only
+
+
 @pytest.mark.parametrize(("late", "answered"), [(None, True), (0.005, False)], ids=["silent", "a note in the grace"])
 def test_the_loop_wakes_for_the_bar_lines_grace_between_ticks(tiny_model_dir, late, answered):
     """A call of 4 bars released on its bar line with ``phrase_end = "music"``: the loop wakes at the grace after the

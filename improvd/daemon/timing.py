@@ -377,8 +377,11 @@ class TimingThread(threading.Thread):
             self._wake.clear()
 
     def _hand_over(self, sent: float) -> None:
-        """A timed send went at ``sent``: the grid tick waits for the output's next JACK cycle (``_handing_over``)."""
-        self._handed = self._cycles()
+        """A timed send went at ``sent``: a grid tick due within HAND_OVER_MAX waits for the output's next JACK
+        cycle (``_handing_over``). The cycles are counted (a read of /proc) only when such a tick is due: not after
+        a clock pulse or a note inside a step."""
+        tick = math.inf if self.internal is None else self.internal.next_boundary
+        self._handed = self._cycles() if tick < sent + HAND_OVER_MAX else None
         self._handed_until = -math.inf if self._handed is None else sent + HAND_OVER_MAX
 
     def _handing_over(self, now: float) -> bool:
