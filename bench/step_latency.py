@@ -4,8 +4,9 @@
 (b) keras_stateful: a stateful Keras LSTM called on one step;
 (c) improvd: improvd's numpy runtime step, song cache and sampling;
 plus the engine's ticks as the daemon's timing thread runs them, with every shipped model loaded and primed:
-listening_tick, a tick during a call (the seed buffer, one LSTM step, the song cache); phrase_end, the tick at
-which the engine answers (key estimate, the first slice of the answer); longest_hold, the longest tick from the
+listening_tick, a tick during a call (the seed buffer, one LSTM step, the song cache); phrase_end, the hold at
+which the engine answers (key estimate, the first slice of the answer: the engine woken at the bar line's grace
+between ticks, as the daemon's loop wakes it, or else a tick); longest_hold, the longest hold from the
 call's first silent step to the answer's end (the key change heard again, the answer's slices, the cadence's
 redraws); answer_work, all those ticks together (what drawing the answer costs in all).
 follow_inline and follow_aside: with ``clock = "follow"``, the longest tick from a followed call's first silent step
@@ -247,13 +248,29 @@ def choose_work(styles: Styles, repeats: int) -> list[float]:
     return samples
 
 
+def woken_and_ticked(engine: Engine, time: float) -> list[tuple[float, list[str]]]:
+    """The timing thread's holds up to the tick at ``time``, as the daemon's loop makes them: the engine woken at
+    its deadline between ticks if one falls before ``time`` (the bar line's grace, where a phrase end answers), then
+    the tick; each (seconds held, names of the events it made)."""
+    holds = []
+    deadline = engine.next_deadline()
+    if deadline is not None and deadline <= time:
+        start = CLOCK[0]()
+        engine.wake(deadline)
+        holds.append((CLOCK[0]() - start, [event.name for event in engine.drain_events()]))
+    start = CLOCK[0]()
+    engine.tick(time)
+    holds.append((CLOCK[0]() - start, [event.name for event in engine.drain_events()]))
+    return holds
+
+
 def phrase_end_work(
     model, repeats: int, styles: Styles | None = None, aside: Aside | None = None
 ) -> dict[str, list[float]]:
     """Time the engine's ticks through a call of 64 steps in a random key (so the key often moves) and its answer
-    of 32 steps: each tick of the call, the phrase-end tick, the longest tick from the call's first silent step to
-    the answer's end, and the sum of those ticks; with ``styles``, answering with style auto. The same calls, the
-    same seeds, with or without. With ``aside`` (the daemon's thread for work off the timing thread, which hears
+    of 32 steps: each tick of the call, the phrase-end hold, the longest hold from the call's first silent step to
+    the answer's end, and the sum of those holds (``woken_and_ticked``: a wake between ticks is a hold of its own);
+    with ``styles``, answering with style auto. The same calls, the same seeds, with or without. With ``aside`` (the daemon's thread for work off the timing thread, which hears
     for the candidates and the spare LSTM there) the next tick waits until that thread has heard what a tick handed
     it, or a 16th has passed, with the daemon's switch interval."""
     samples: dict[str, list[float]] = {"listening_tick": [], "phrase_end": [], "longest_hold": [], "answer_work": []}
@@ -275,16 +292,12 @@ def phrase_end_work(
                 engine.feed(mido.Message("note_on", note=pitch, velocity=80), k * step)
                 engine.feed(mido.Message("note_off", note=pitch), (k + 1.9) * step)
             engine.pop_due((k + 1) * step)
-            start = CLOCK[0]()
-            engine.tick((k + 1) * step)
-            seconds = CLOCK[0]() - start
-            names = [event.name for event in engine.drain_events()]
-            if k < WINDOW - 1:
-                samples["listening_tick"].append(seconds)
-            else:
-                holds.append(seconds)
-            if "phrase_end" in names:
-                samples["phrase_end"].append(seconds)
+            names = []
+            for seconds, heard in woken_and_ticked(engine, (k + 1) * step):
+                names += heard
+                (samples["listening_tick"] if k < WINDOW - 1 else holds).append(seconds)
+                if "phrase_end" in heard:
+                    samples["phrase_end"].append(seconds)
             if "response_end" in names:
                 break
             if aside is not None:  # the aside thread has a 16th (not timed) to hear what the tick handed it

@@ -89,6 +89,26 @@ def test_seated_once_the_runtime_follows_the_bars_on_its_own(tmp_path):
         assert np.array_equal(every.step(index), once.step(index))
 
 
+def test_a_twin_goes_on_from_its_runtime_s_state_and_place_and_apart_from_it(tmp_path):
+    """``twin`` (style auto's handover and jobs aside): the same state, place in the bar and history, and stepping
+    one moves the other not at all."""
+    _, directory = _random_lookback_model(tmp_path)
+    model, song = load_model(directory), [VOCABULARY.index[s] for s in SONGS[0]]
+    runtime, first, second = LSTMRuntime(model), LSTMRuntime(model), LSTMRuntime(model)
+    for each in (runtime, first, second):
+        each.seat(Place(8, 12))
+        for index in song[:20]:
+            each.step(index)
+    twin = runtime.twin()
+    for index in song[20:40]:
+        assert np.array_equal(twin.step(index), first.step(index))
+    for index in song[20:40]:
+        assert np.array_equal(runtime.step(index), second.step(index))
+    fresh = runtime.twin()
+    fresh.reset()
+    assert np.array_equal(fresh.step(song[0]), LSTMRuntime(model).step(song[0]))
+
+
 def test_a_warm_started_lookback_model_predicts_as_its_one_hot_model(tmp_path):
     keras.utils.set_random_seed(4)
     onehot = build_model(len(VOCABULARY), (12,), 0.2, "onehot")

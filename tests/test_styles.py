@@ -257,6 +257,65 @@ def test_a_listening_tick_steps_each_candidate_once_and_the_engine_s_own_lstm_no
     assert sum(own) == 0
 
 
+def nudged(model, name: str, seed: int):
+    """The model with its output weights moved a little: another model of the same vocabulary, as good as it."""
+    rng = np.random.default_rng(seed)
+    kernel = model.weights["dense_kernel"] * rng.uniform(0.97, 1.03, model.weights["dense_kernel"].shape)
+    weights = {**model.weights, "dense_kernel": kernel.astype(np.float32)}
+    return dataclasses.replace(model, weights=weights, path=Path(name), card={**model.card, "name": name})
+
+
+def heard_but(styles: Styles, symbols: list[str], left: int) -> None:
+    """The candidates given ``symbols`` as a call and hearing all but about ``left`` steps of it each."""
+    styles.restart(0, symbols[:1], Place(0, 16))
+    for symbol in symbols[1:]:
+        styles.feed(symbol)
+    while styles.behind > left * styles.hearings:
+        styles.advance(1)  # the candidate furthest behind first
+
+
+def test_the_phrase_end_hears_the_rest_of_the_call_only_for_the_candidates_that_may_lead(trained, monkeypatch):
+    """A candidate that has spent more bits on the call heard so far than the leader on the whole call cannot lead
+    (bits are never negative): the phrase end does not hear the rest of the call for it."""
+    stepped: list[str] = []
+
+    class Counting(LSTMRuntime):
+        def step(self, index: int) -> np.ndarray:
+            stepped.append("tiny" if self._dense_kernel.any() else "flat")
+            return super().step(index)
+
+    monkeypatch.setattr(styles_module, "LSTMRuntime", Counting)
+    styles = Styles({"flat": flat(trained, "flat"), "tiny": named(trained, "tiny")})
+    heard_but(styles, CALL, left=3)
+    stepped.clear()
+    assert styles.choose().model.name == "tiny"
+    assert stepped == ["tiny"] * 3
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_the_phrase_end_s_choice_is_the_one_every_candidate_heard_to_the_end_would_make(trained, seed):
+    """Models of the same vocabulary, as good as each other, each call ending in a closing silence (unscored) of
+    up to 9 steps or going on past the scored window, a few steps left to hear: no candidate's ``bound`` is above
+    the score it reaches, and the choice and the handed-over logits are those of candidates that heard everything."""
+    rng = np.random.default_rng(seed)
+    models = {name: nudged(trained, name, seed * 3 + k) for k, name in enumerate(("a", "b", "c"))}
+    notes = [str(int(n)) for n in rng.integers(60, 73, 40)]
+    symbols = [s for n in notes for s in [n, *["_"] * int(rng.integers(0, 3))]]
+    symbols = symbols * (8 if seed % 3 == 0 else 1) + ["r", *["_"] * int(rng.integers(0, 9))][: seed % 4 * 3]
+    everything = Styles(models)
+    hear(everything, symbols, slice_steps=len(models))
+    expected = everything.scores()
+    chosen = everything.choose()
+    for left in (1, 4, 9):
+        styles = Styles(models)
+        heard_but(styles, symbols, left)
+        assert all(c.bound() <= expected[c.name] for c in styles._candidates)
+        handover = styles.choose()
+        assert handover.model is chosen.model
+        np.testing.assert_array_equal(handover.logits, chosen.logits)
+        assert styles.scores() == expected
+
+
 @pytest.mark.parametrize("way", ["never", "at once", "a slice a tick"])
 def test_what_the_aside_thread_did_or_did_not_do_the_choice_is_the_same(trained, way):
     """Jobs handed aside and never run, run at once, or run a slice a tick (some finished, some not when the phrase

@@ -54,6 +54,14 @@ class LSTMRuntime:
         self.vocabulary = model.vocabulary
         self.reset()
 
+    def twin(self) -> LSTMRuntime:
+        """A runtime of the same model in this one's state, sharing its (read-only) tables: no folding of the
+        input table again, as a new ``LSTMRuntime(model)`` does."""
+        twin = object.__new__(type(self))
+        twin.__dict__.update(self.__dict__)
+        twin.restore(self.snapshot())
+        return twin
+
     def reset(self) -> None:
         """Forget everything heard: zero state, as Keras starts a sequence; no place in a bar, no history."""
         self._state = [(np.zeros(u, np.float32), np.zeros(u, np.float32)) for *_, u in self._layers]

@@ -47,6 +47,8 @@ from improvd.core.schema import AUTO, MODEL_NAME
 LOG2 = math.log(2)
 STYLE_STEPS = 32  # candidate LSTM steps a tick of the silence at least, all candidates together (0.02-0.05 ms each)
 SCORED_STEPS = 256  # a call's last steps scored (16 bars of 4/4): a call that goes on and on costs no more
+Heard = tuple[np.ndarray, int, float | None]  # the logits before a call step, the index that came, the bits spent
+# on it (None until counted: a step heard on the timing thread is counted when the call is scored)
 PRIOR_KEY = "style_prior_bits"  # the model card's key of a candidate's prior
 MINOR_ON_WHITE_KEYS = 9  # A: the tonic of a minor call moved onto the white keys
 
@@ -104,26 +106,26 @@ class Handover:
 
 
 class _Job:
-    """Steps of one candidate heard on the daemon's aside thread (improvd.daemon.aside), from a copy of its state:
-    the candidate takes the result (``state``, ``logits``, ``heard``) once ``done``, and never one ``cancelled``."""
+    """Steps of one candidate heard on the daemon's aside thread (improvd.daemon.aside), on a twin of its runtime:
+    the candidate takes the result (``state``, ``logits``, ``heard``, each step's bits already counted there) once
+    ``done``, and never one ``cancelled``."""
 
-    def __init__(self, model: Model, state: tuple, logits: np.ndarray | None, indices: list[int]) -> None:
+    def __init__(self, runtime: LSTMRuntime, logits: np.ndarray | None, indices: list[int]) -> None:
         self.cancelled = False
         self.done = False
-        self.model, self.state, self.logits, self.indices = model, state, logits, indices
-        self.heard: list[tuple[np.ndarray, int]] = []
+        self.runtime, self.logits, self.indices = runtime, logits, indices
+        self.state: tuple = ()
+        self.heard: list[Heard] = []
 
     def slices(self) -> Iterator[None]:
         """One LSTM step a slice."""
-        runtime = LSTMRuntime(self.model)
-        runtime.restore(self.state)
         logits = self.logits
         for index in self.indices:
             if logits is not None:
-                self.heard.append((logits, index))
-            logits = runtime.step(index)
+                self.heard.append((logits, index, float(_bits_of(logits[None], np.array([index]))[0])))
+            logits = self.runtime.step(index)
             yield
-        self.state, self.logits = runtime.snapshot(), logits
+        self.state, self.logits = self.runtime.snapshot(), logits
         self.done = True
 
 
@@ -146,8 +148,7 @@ class _Candidate:
         self._rest, self._hold = model.vocabulary.index[REST], model.vocabulary.index[HOLD]
         self.logits: np.ndarray | None = None
         self.pending: deque[int] = deque()
-        # (the logits before a call step, the index that came), the call's last SCORED_STEPS
-        self._heard: deque[tuple[np.ndarray, int]] = deque(maxlen=SCORED_STEPS)
+        self._heard: deque[Heard] = deque(maxlen=SCORED_STEPS)  # the call's last SCORED_STEPS
         self.job: _Job | None = None  # steps handed to the aside thread, their result not taken yet
 
     def restart(self, indices: list[int], place: Place) -> None:
@@ -174,7 +175,7 @@ class _Candidate:
         for _ in range(done):
             index = self.pending.popleft()
             if self.logits is not None:
-                self._heard.append((self.logits, index))
+                self._heard.append((self.logits, index, None))
             self.logits = self.runtime.step(index)
         return done
 
@@ -184,7 +185,7 @@ class _Candidate:
         self._take()
         if self.job is None and self.pending and steps > 0:
             indices = [self.pending.popleft() for _ in range(min(steps, len(self.pending)))]
-            self.job = _Job(self.model, self.runtime.snapshot(), self.logits, indices)
+            self.job = _Job(self.runtime.twin(), self.logits, indices)
             aside(self.job)
 
     def recall(self) -> None:
@@ -218,8 +219,8 @@ class _Candidate:
         heard = list(self._heard)[: self._closing_silence()]
         if not heard:
             return np.zeros((0, len(self._onset))), np.zeros(0, int), np.zeros(0)
-        logits = np.stack([logits for logits, _ in heard]).astype(np.float64)
-        indices = np.array([index for _, index in heard])
+        logits = np.stack([logits for logits, *_ in heard]).astype(np.float64)
+        indices = np.array([index for _, index, _ in heard])
         return logits, indices, logits[np.arange(len(indices)), indices]
 
     def _closing_silence(self) -> int:
@@ -236,8 +237,32 @@ class _Candidate:
 
     def score(self) -> float:
         """The bits spent on the call heard up to its closing silence (``bits``' first), plus the prior."""
-        logits, _, came = self._scored()
-        return float(((_logsumexp(logits) - came) / LOG2).sum()) + self.prior
+        return self._sum(list(self._heard)[: self._closing_silence()])
+
+    def bound(self) -> float:
+        """At most what ``score`` will be once what is pending is heard too (``score`` when nothing is): the steps
+        heard up to their closing silence, less those the window will drop. Bits are never negative, and hearing
+        more only moves the closing silence on."""
+        if not self.pending:
+            return self.score()
+        drop = max(0, len(self._heard) + len(self.pending) - SCORED_STEPS)
+        return self._sum(list(self._heard)[drop : self._closing_silence()])
+
+    def _sum(self, heard: list[Heard]) -> float:
+        """The bits spent on the steps ``heard``, plus the prior: those heard aside were counted there, the rest are
+        counted now."""
+        bits = np.array([np.nan if counted is None else counted for *_, counted in heard], np.float64)
+        if (missing := np.flatnonzero(np.isnan(bits))).size:
+            logits = np.stack([heard[k][0] for k in missing])
+            bits[missing] = _bits_of(logits, np.array([heard[k][1] for k in missing]))
+        return float(bits.sum()) + self.prior
+
+
+def _bits_of(logits: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    """The bits each row of ``logits`` spent on the index of ``indices`` that came after it (float64; a row's
+    bits are the same whatever rows are counted with it)."""
+    logits = np.asarray(logits, np.float64)
+    return (_logsumexp(logits) - logits[np.arange(len(indices)), indices]) / LOG2
 
 
 def _logsumexp(logits: np.ndarray) -> np.ndarray:
@@ -326,9 +351,11 @@ class Styles:
 
     def _best(self) -> dict[str, tuple[float, _Candidate]]:
         """Each model's (score, transposition) that spent the fewest bits on the call (the first of its
-        ``transpositions`` on a tie), by name."""
+        ``transpositions`` on a tie), by name, with all that is queued heard."""
         best: dict[str, tuple[float, _Candidate]] = {}
         for candidate in self._candidates:
+            candidate.recall()
+            candidate.advance(len(candidate.pending))
             score = candidate.score()
             if candidate.name not in best or score < best[candidate.name][0]:
                 best[candidate.name] = (score, candidate)
@@ -345,23 +372,27 @@ class Styles:
         return {name: score for name, (score, _) in self._best().items()}
 
     def _leader(self) -> _Candidate:
-        """The candidate of the model with the lowest score (the first by name on a tie), in its best
-        transposition."""
-        scored = self._best()
-        return scored[min(scored, key=lambda name: (scored[name][0], name))][1]
+        """The candidate of the model with the lowest score (the first by name, then of its ``transpositions``, on a
+        tie), as ``_best`` finds it, but hearing what is queued only for the candidates that may still lead: the
+        one with the lowest ``bound`` hears the rest, until the lowest is a candidate heard to the end."""
+        keys = {candidate: (candidate.bound(), candidate.name, k) for k, candidate in enumerate(self._candidates)}
+        while (leader := min(keys, key=keys.__getitem__)).pending:
+            leader.advance(len(leader.pending))
+            keys[leader] = (leader.score(), *keys[leader][1:])
+        return leader
 
     def choose(self) -> Handover:
-        """At the phrase end: hear what is left, then hand over the model with the lowest score (the first by name
-        on a tie) in its best transposition. The candidates then wait for the next ``restart``."""
+        """At the phrase end: hand over the model with the lowest score (the first by name on a tie) in its best
+        transposition, with the call heard to its end (``_leader``: a candidate that cannot lead is not). The
+        candidates then wait for the next ``restart``."""
         for candidate in self._candidates:
             candidate.recall()
-            candidate.advance(len(candidate.pending))
         self._behind = 0
         best = self._leader()
         self.shift = None
-        runtime = LSTMRuntime(best.model)
-        runtime.restore(best.runtime.snapshot())
-        return Handover(best.model, runtime, LSTMRuntime(best.model), best.song_start, best.logits, best.offset)
+        spare = best.runtime.twin()
+        spare.reset()
+        return Handover(best.model, best.runtime.twin(), spare, best.song_start, best.logits, best.offset)
 
 
 def models_under(root: Path) -> dict[str, Model]:
