@@ -23,7 +23,8 @@ Four more cases: ``metronome`` (120 BPM, quiet, ``--metronome``: the clicks' sen
 error beside all sends'), ``clockout`` (240 BPM, quiet, ``--clock-out``: how late each MIDI clock pulse reaches
 the synth while playing, through the phrase ends, against the pulse grid its earliest pulses set; goal: p99 at
 most ``PULSE_GOAL_MS``; the reference sends pulses too, from the same thread as its notes and through the
-same JACK clients, and ``pulse_p99_ratio_to_reference`` compares the two) and ``follow`` (``--clock follow`` at 110 BPM while the player plays 4-bar calls at 96
+same JACK clients, and ``pulse_p99_ratio_to_reference`` compares the two; its send lateness counts its pulses with
+its notes, as the daemon's does) and ``follow`` (``--clock follow`` at 110 BPM while the player plays 4-bar calls at 96
 BPM with 8 ms of jitter: the answer's onsets against the player's grid carried on from each call, and their
 share on its 8ths). ``midiclock`` (``--clock midi`` under a master speeding up from 120 BPM by 5% each 20 s:
 the answer's onsets against the master's step pulses, as the synth hears both). ``--cases`` picks among tempo,
@@ -373,6 +374,8 @@ def run_one(
     clicks = {}
     if clock_out:
         pulses = spread(pulse_lateness([t for t in receiver.pulses if busy0 <= t <= busy1], bpm))
+        floor["note_send_lateness_ms"] = floor["send_lateness_ms"]
+        floor["send_lateness_ms"] = spread(floor_lateness + floor_pulse_lateness)  # as the daemon's: every send
         floor["pulse_send_lateness_ms"] = spread(floor_pulse_lateness)
         floor["pulse_lateness_ms"] = {
             "pulses": len(receiver.reference_pulses),

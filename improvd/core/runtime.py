@@ -10,6 +10,7 @@ place it is ``seat``-ed at and the symbols it has heard since the last song end.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable
 
 import numpy as np
@@ -54,12 +55,12 @@ class LSTMRuntime:
         self.vocabulary = model.vocabulary
         self.reset()
 
-    def twin(self) -> LSTMRuntime:
-        """A runtime of the same model in this one's state, sharing its (read-only) tables: no folding of the
-        input table again, as a new ``LSTMRuntime(model)`` does."""
-        twin = object.__new__(type(self))
-        twin.__dict__.update(self.__dict__)
-        twin.restore(self.snapshot())
+    def twin(self, snapshot: tuple | None = None) -> LSTMRuntime:
+        """A runtime of the same model in the state of ``snapshot`` (this one's own by default), sharing this one's
+        tables, which never change (so another thread may make it while this one steps): no folding of the input
+        table again, as a new ``LSTMRuntime(model)`` does."""
+        twin = copy.copy(self)
+        twin.restore(self.snapshot() if snapshot is None else snapshot)
         return twin
 
     def reset(self) -> None:

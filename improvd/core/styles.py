@@ -21,10 +21,12 @@ is the one the engine's own LSTM would have after hearing the call, so the switc
 
 The timing thread hears the candidate steps the engine gives leave for a tick (``advance``): a call that moved the
 key is heard again, moved, a slice a tick (a few steps a candidate while it is played, at least ``STYLE_STEPS`` in
-its closing silence), as improvd.core.priming hears it for the engine's own model; ``choose`` hears what is left at
-once. In the daemon those steps are handed to its aside thread instead (``Styles.aside``), a slice a job, with the
-same outcome. Scores are taken in one numpy call at
-the phrase end. The daemon makes a ``Styles`` off the timing thread (loading and priming the candidates is slow).
+its closing silence), as improvd.core.priming hears it for the engine's own model. In the daemon those steps are
+handed to its aside thread instead (``Styles.aside``), a slice a job, with the same outcome, and the bits of each
+step are counted there too. ``choose`` hears what is left at once, but only for the candidates that may still lead:
+bits are never negative, so one that spent more on the call so far than another on the whole call cannot
+(``_Candidate.bound``); the choice is the one every candidate heard to the end would make. The daemon makes a
+``Styles`` off the timing thread (loading and priming the candidates is slow).
 """
 
 from __future__ import annotations
@@ -111,21 +113,22 @@ class _Job:
     ``done``, and never one ``cancelled``."""
 
     def __init__(self, runtime: LSTMRuntime, logits: np.ndarray | None, indices: list[int]) -> None:
+        """``runtime``: the candidate's, whose state now (taken here) the job starts from, on a twin of it."""
         self.cancelled = False
         self.done = False
-        self.runtime, self.logits, self.indices = runtime, logits, indices
-        self.state: tuple = ()
+        self.runtime, self.state, self.logits, self.indices = runtime, runtime.snapshot(), logits, indices
         self.heard: list[Heard] = []
 
     def slices(self) -> Iterator[None]:
         """One LSTM step a slice."""
+        runtime = self.runtime.twin(self.state)
         logits = self.logits
         for index in self.indices:
             if logits is not None:
                 self.heard.append((logits, index, float(_bits_of(logits[None], np.array([index]))[0])))
-            logits = self.runtime.step(index)
+            logits = runtime.step(index)
             yield
-        self.state, self.logits = self.runtime.snapshot(), logits
+        self.state, self.logits = runtime.snapshot(), logits
         self.done = True
 
 
@@ -185,7 +188,7 @@ class _Candidate:
         self._take()
         if self.job is None and self.pending and steps > 0:
             indices = [self.pending.popleft() for _ in range(min(steps, len(self.pending)))]
-            self.job = _Job(self.runtime.twin(), self.logits, indices)
+            self.job = _Job(self.runtime, self.logits, indices)
             aside(self.job)
 
     def recall(self) -> None:
