@@ -190,6 +190,43 @@ def test_the_jack_cycles_are_counted_only_for_a_tick_due_after_a_send(tiny_model
     assert read_at and all(t % STEP < HAND_OVER_MAX + 1e-9 for t in read_at)  # after a boundary's pulse only
 
 
+def test_with_clock_out_the_notes_due_with_a_boundary_s_pulse_go_out_in_the_same_pass(tiny_model_dir):
+    """A step's boundary opens with its clock pulse, and the answer's notes due there follow it at once: the loop
+    neither counts the output's JACK cycles (the hand-over's /proc read) nor starts another pass between them, which
+    had made those notes the late sends of the clock-out case (bench/timing.py: 4x the reference's p99)."""
+    model = load_model(tiny_model_dir)
+    settings = Settings(bpm=BPM, min_call_steps=4, response_bars=2)
+    clock = VirtualTime(-START_DELAY)
+    cycles, log, player = JackCycles(clock, JACK_PERIOD), [], Player(clock, call(PHRASE))
+
+    def counted() -> int | None:
+        log.append(("read", clock.now(), []))
+        return cycles()
+
+    timing = TimingThread(
+        Engine(model, settings, seed=7),
+        lambda data: log.append(("sent", clock.now(), list(data))) or True,
+        [].append,
+        time_source=clock,
+        clock_out=True,
+        cycles=counted,
+        before_tick=player,
+    )
+    player.timing = timing
+    timing.begin()
+    timing.run_until(110 * STEP)
+    with_notes = 0
+    for k, (kind, at, data) in enumerate(log):
+        if kind != "sent" or data != [CLOCK] or not round(at / STEP, 6).is_integer():
+            continue
+        after = [entry for entry in log[k + 1 :] if entry[1] <= at + 1e-9]
+        notes = [i for i, (kind, _, data) in enumerate(after) if kind == "sent" and data[0] & 0xF0 in (0x80, 0x90)]
+        if notes:
+            with_notes += 1
+            assert all(kind == "sent" for kind, _, _ in after[: notes[-1]])
+    assert with_notes >= 8  # the answer's steps, each with its boundary's pulse
+
+
 @pytest.mark.parametrize(("late", "answered"), [(None, True), (0.005, False)], ids=["silent", "a note in the grace"])
 def test_the_loop_wakes_for_the_bar_lines_grace_between_ticks(tiny_model_dir, late, answered):
     """A call of 4 bars released on its bar line with ``phrase_end = "music"``: the loop wakes at the grace after the

@@ -57,6 +57,7 @@ from improvd.daemon.quiet import COLLECTOR_AHEAD, CollectorPause, QuietWindow
 from improvd.daemon.reports import Changed, Events, Failed, Report, SendFailed, Tempo, Warned
 
 SPIN_SECONDS = 0.001  # a send due within this is near: the loop wakes this far ahead and starts no other work
+SAME_TIME = 1e-6  # seconds apart at most for a message to be due with a clock pulse (the same boundary, in floats)
 SLEEP_SPIN = 0.0002  # sleep_until sleeps to this stretch before its deadline and spins the rest
 TIMER_SLACK_NS = 1_000  # the timing thread's timer slack: a timed sleep ends within this of its time (Linux: 50 µs)
 WINDOW = 20_000  # lateness samples kept for the percentiles
@@ -304,7 +305,7 @@ class TimingThread(threading.Thread):
         if self._send_near(now):
             pulse = self._pulses[0] if self._pulses else math.inf
             if due is None or pulse <= due:  # a pulse due with a note goes first, as a clock's pulse opens its step
-                self._send_pulse()
+                self._send_pulse(with_it=due is not None and due - pulse <= SAME_TIME)
             else:
                 self._send_due(due)
         elif (deadline := self.engine.next_deadline()) is not None and deadline <= now:
@@ -394,10 +395,10 @@ class TimingThread(threading.Thread):
             self._handed_until = min(self._handed_until, now + HAND_OVER_AFTER)
         return now < self._handed_until
 
-    def _send_due(self, due: float) -> None:
-        """Send what is due by ``due``. It is popped and made into bytes before the spin, so that after the spin
-        nothing but the sends remain; the statistics and the recording follow them."""
-        batch = [(timed, timed.message.bytes()) for timed in self.engine.pop_due(due)]
+    def _send_due(self, due: float, slack: float = 0.0) -> None:
+        """Send what is due by ``due`` (and ``slack`` after it). It is popped and made into bytes before the spin,
+        so that after the spin nothing but the sends remain; the statistics and the recording follow them."""
+        batch = [(timed, timed.message.bytes()) for timed in self.engine.pop_due(due + slack)]
         self.time.sleep_until(due)
         lateness = []
         for timed, data in batch:
@@ -427,12 +428,18 @@ class TimingThread(threading.Thread):
         if self.recording is not None and timed.source == "improvd":
             self.recording.add("improvd", timed.message, timed.time)
 
-    def _send_pulse(self) -> None:
+    def _send_pulse(self, with_it: bool) -> None:
+        """Send the next clock pulse; ``with_it``: and at once, in the same pass, the messages due with it (a step's
+        boundary, whose pulse opens it), which then wait for no other work of the loop (its look at the output's
+        JACK cycles, its next pass)."""
         due = self._pulses.popleft()
         self.time.sleep_until(due)
         self.stats.record(self.time.now() - due)
         self._send_raw([CLOCK])
-        self._hand_over(self.time.now())
+        if with_it:
+            self._send_due(due, SAME_TIME)
+        else:
+            self._hand_over(self.time.now())
 
     def _tick_internal(self) -> None:
         if self._before_tick is not None and self._before_tick():
