@@ -30,7 +30,7 @@ from improvd.core.grid import bar_steps
 from improvd.core.keys import call_key
 from improvd.core.model import MINOR_TONIC_KEY, Model, load_model
 from improvd.core.runtime import LSTMRuntime
-from improvd.core.styles import Styles, call_index
+from improvd.core.styles import Styles
 from training import as_played, twosample
 from training.compare import _calls, split_of
 from training.corpus import DEFAULT_CACHE_DIR
@@ -77,7 +77,7 @@ def continuation_bits(model: Model, heard: tuple, symbols: list[str]) -> list[fl
     onsets = np.array([s.isdigit() for s in model.vocabulary.symbols])
     bits = []
     for symbol in symbols:
-        index = call_index(model.vocabulary, symbol, shift)
+        index = model.vocabulary.played_index(symbol, shift)
         if symbol.isdigit():
             pitches = logits[onsets].astype(np.float64)
             top = pitches.max()

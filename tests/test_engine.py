@@ -251,6 +251,24 @@ def test_barge_in_releases_everything_at_once(model):
     assert "barge_in" in [e.name for e in engine.drain_events()]
 
 
+@pytest.mark.parametrize(("early", "barges_in"), [(0.005, False), (STEP + 0.005, True)])
+def test_the_next_call_on_the_answer_s_end_is_no_barge_in(model, early, barges_in):
+    """A note that lands on the step where the answer ends (played 5 ms early) starts the next call: the answer ended
+    whole (response_end not interrupted, no barge_in), its sounding note released at once as a barge-in's are, so
+    its note_off never follows the player's note. A 16th earlier it lands on the answer's last step: a barge-in."""
+    settings = Settings(bpm=BPM, min_call_steps=4, response_steps=12, gate=1.0)
+    _, events = run(Engine(model, settings, seed=4), call(PHRASE), 80)
+    start = next(e for e in events if e.name == "response_start")
+    end = (start.data["first_step"] + start.data["steps"]) * STEP
+    note = (end - early, mido.Message("note_on", note=60, velocity=90))
+    sent, events = run(Engine(model, settings, seed=4), [*call(PHRASE), note], 80)
+    assert ("barge_in" in [e.name for e in events]) is barges_in
+    ended = next(e for e in events if e.name == "response_end")
+    assert ended.time == pytest.approx(end - early) and ended.data.get("interrupted", False) is barges_in
+    offs = [t.time for t in sent if t.source == "improvd" and t.message.type == "note_off"]
+    assert max(offs) == pytest.approx(end - early)  # nothing of improvd's sounds on past the player's note
+
+
 def test_overlap_keeps_answering(model):
     engine = Engine(model, Settings(bpm=BPM, min_call_steps=4, response_steps=64, barge_in="overlap"), seed=4)
     now = run_until_sounding(engine, call(PHRASE)) + STEP / 2

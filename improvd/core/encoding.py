@@ -185,6 +185,7 @@ class Vocabulary:
         pitches = sorted(int(s) for s in self.symbols if is_pitch(s))
         self.pitches = pitches
         self.pitch_indices = [self.index[str(p)] for p in pitches]
+        self._played: dict[tuple[str, int], int] = {}  # played_index, remembered: 128 pitches a shift at most
 
     @classmethod
     def from_symbols(cls, symbols: Iterable[str]) -> Vocabulary:
@@ -210,6 +211,16 @@ class Vocabulary:
             return [self.index[s] for s in symbols]
         except KeyError as missing:
             raise EncodingError(f"symbol {missing} is not in the vocabulary") from None
+
+    def played_index(self, symbol: str, shift: int) -> int:
+        """The index of a player's ``symbol``: a pitch moved by ``shift`` semitones (into MIDI range by octaves) and
+        folded into the vocabulary's range (``fold``); a symbol that is neither a pitch nor in the vocabulary raises
+        KeyError."""
+        key = (symbol, shift)
+        if (index := self._played.get(key)) is None:
+            moved = self.fold(str(fold_pitch(int(symbol) + shift, 0, 127))) if is_pitch(symbol) else symbol
+            index = self._played[key] = self.index[moved]
+        return index
 
     def fold(self, symbol: str) -> str:
         """``symbol`` with its pitch folded by octaves into the vocabulary's pitch range; in a gap of the range, or

@@ -156,7 +156,7 @@ from improvd.core.answer import (
     sounds_its_downbeats,
 )
 from improvd.core.echo import Echo
-from improvd.core.encoding import HOLD, REST, SONG_END, Vocabulary, is_pitch, tonic_pitch_class
+from improvd.core.encoding import HOLD, REST, SONG_END, is_pitch, tonic_pitch_class
 from improvd.core.follow import FOLLOW_LEAD, Following, TurnFit, hear, onsets
 from improvd.core.grid import Grid, bar_steps, next_bar_line, strong_positions
 from improvd.core.keys import call_key, diatonic_shift, key_shift, parse_key
@@ -332,7 +332,7 @@ class Engine:
     def _index_of(self, symbol: str, shift: int | None = None) -> int:
         """The LSTM's index of a player's symbol (a pitch transposed by ``shift``, the call's by default, and folded
         into the vocabulary)."""
-        return _index(self.model.vocabulary, symbol, self._shift if shift is None else shift)
+        return self.model.vocabulary.played_index(symbol, self._shift if shift is None else shift)
 
     def _feed_lstm(self, symbol: str) -> None:
         """One LSTM step on a player's ``symbol``."""
@@ -1022,7 +1022,7 @@ class Engine:
         def prepare(call: list[str], open_step: int) -> tuple[int, list[int], Place]:
             shift = _shift_for(call, stated)
             place = Place((open_step - len(call)) % bar, bar)
-            return shift, [_index(vocabulary, symbol, shift) for symbol in call], place
+            return shift, [vocabulary.played_index(symbol, shift) for symbol in call], place
 
         as_heard = self._buffer.after_silence(ahead)
         heard, inputs = list(self._heard), self._follow_inputs()
@@ -1252,16 +1252,19 @@ class Engine:
 
     def _barge_in(self, time: float) -> list[Timed]:
         """The player plays over the answer: improvd's notes released (not a key the player now holds through
-        thru: the note_off would cut the player's note), the rest of the answer dropped."""
+        thru: the note_off would cut the player's note), the rest of the answer dropped. A note that lands on the
+        step where the answer ends (played a little early) cuts nothing of it: the next call, no barge-in."""
         if self.settings.barge_in != "stop":
             return []
+        whole = self._snap(time) >= self._response_end - 1e-6
         self._own -= self._passed  # struck again by the player: the player's release ends it
         released = self._release(time, all_notes_off=False, own_only=True)
         self.mode = "listening"
         self._drawing = None
         self._remember_call()
-        self._events.append(Event(time, "barge_in", {}))
-        self._events.append(Event(time, "response_end", {"interrupted": True}))
+        if not whole:
+            self._events.append(Event(time, "barge_in", {}))
+        self._events.append(Event(time, "response_end", {} if whole else {"interrupted": True}))
         self._reprime()
         return released
 
@@ -1522,21 +1525,6 @@ def _fold(pitch: int, low: int, high: int) -> int:
     return min(max(pitch, low), high)
 
 
-def _index(vocabulary: Vocabulary, symbol: str, shift: int) -> int:
-    """The LSTM's index of a player's ``symbol``, a pitch transposed by ``shift`` and folded into ``vocabulary``."""
-    if is_pitch(symbol):
-        symbol = vocabulary.fold(str(_midi_range(int(symbol) + shift)))  # MIDI 0-5 may move below 0
-    return vocabulary.index[symbol]
-
-
 def _shift_for(call: list[str], stated: tuple[int, str] | None) -> int:
     """Semitones that move ``call`` onto the white keys: by its own diatonic collection, or by the ``stated`` key."""
     return diatonic_shift(call) if stated is None else key_shift(*stated)
-
-
-def _midi_range(pitch: int) -> int:
-    while pitch > 127:
-        pitch -= 12
-    while pitch < 0:
-        pitch += 12
-    return pitch

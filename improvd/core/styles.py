@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from improvd.core.encoding import HOLD, REST, SONG_END, Vocabulary, fold_pitch, is_pitch
+from improvd.core.encoding import HOLD, REST, SONG_END, is_pitch
 from improvd.core.lookback import Place
 from improvd.core.model import MODEL_JSON, Model, ModelError, load_model, minor_tonic
 from improvd.core.runtime import LSTMRuntime
@@ -53,14 +53,6 @@ Heard = tuple[np.ndarray, int, float | None]  # the logits before a call step, t
 # on it (None until counted: a step heard on the timing thread is counted when the call is scored)
 PRIOR_KEY = "style_prior_bits"  # the model card's key of a candidate's prior
 MINOR_ON_WHITE_KEYS = 9  # A: the tonic of a minor call moved onto the white keys
-
-
-def call_index(vocabulary: Vocabulary, symbol: str, shift: int) -> int:
-    """The index of a player's ``symbol`` in ``vocabulary``: a pitch moved by ``shift`` semitones (into MIDI range
-    by octaves) and folded into the vocabulary's range."""
-    if is_pitch(symbol):
-        symbol = vocabulary.fold(str(fold_pitch(int(symbol) + shift, 0, 127)))
-    return vocabulary.index[symbol]
 
 
 def prior_of(model: Model) -> float:
@@ -311,14 +303,14 @@ class Styles:
         self.shift = shift
         for candidate in self._candidates:
             moves = moved(shift, candidate.offset)
-            candidate.restart([call_index(candidate.model.vocabulary, symbol, moves) for symbol in call], place)
+            candidate.restart([candidate.model.vocabulary.played_index(symbol, moves) for symbol in call], place)
         self._behind = sum(len(candidate.pending) for candidate in self._candidates)
 
     def feed(self, symbol: str) -> None:
         """One more step of the call, heard after those given (in the transposition of the last ``restart``)."""
         for candidate in self._candidates:
             moves = moved(self.shift or 0, candidate.offset)
-            candidate.pending.append(call_index(candidate.model.vocabulary, symbol, moves))
+            candidate.pending.append(candidate.model.vocabulary.played_index(symbol, moves))
         self._behind += len(self._candidates)
 
     def advance(self, steps: int = STYLE_STEPS) -> None:
