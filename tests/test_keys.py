@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from improvd.core.encoding import encode, tonic_pitch_class
-from improvd.core.keys import call_key, diatonic_shift, estimate_key
+from improvd.core.keys import DiatonicTally, call_key, diatonic_shift, estimate_key
 from improvd.offline.notation import analyse_key, essen_files, melody_of, tunes_in
 
 
@@ -74,3 +76,20 @@ def test_a_leading_tone_to_a_downbeat_is_heard_as_minor():
     symbols = _symbols(DEMO_CALL)
     assert call_key(symbols, 16, 16) == ("G", "minor")
     assert call_key(symbols, 16, 12) == ("B-", "major")  # in 3/4 the G falls on no bar line
+
+
+def test_the_tally_answers_as_diatonic_shift_for_a_call_that_grows_is_cut_at_its_front_or_changes():
+    """The engine asks at every step of a call (``DiatonicTally``): counting only what was added must give what
+    counting the whole call gives, also once the buffer drops the call's front, a hold leads it, or another call
+    begins."""
+    rng = random.Random(3)
+    tally = DiatonicTally()
+    call: list[str] = []
+    for step in range(600):
+        roll = rng.random()
+        if roll < 0.02:
+            call = []  # another call
+        elif roll < 0.10 and call:
+            call = call[rng.randint(1, min(8, len(call))) :]  # the front dropped (perhaps leaving a hold first)
+        call.append(rng.choice(["_", "_", "r", *map(str, rng.sample(range(55, 80), 3))]))
+        assert tally.shift(call) == diatonic_shift(call), (step, call)

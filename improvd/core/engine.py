@@ -159,7 +159,7 @@ from improvd.core.echo import Echo
 from improvd.core.encoding import HOLD, REST, SONG_END, is_pitch, tonic_pitch_class
 from improvd.core.follow import FOLLOW_LEAD, Following, TurnFit, hear, onsets
 from improvd.core.grid import Grid, bar_steps, next_bar_line, strong_positions
-from improvd.core.keys import call_key, diatonic_shift, key_shift, parse_key
+from improvd.core.keys import DiatonicTally, call_key, diatonic_shift, key_shift, parse_key
 from improvd.core.lookback import Place
 from improvd.core.metronome import CLICK_STEPS, click
 from improvd.core.model import Model
@@ -256,6 +256,7 @@ class Engine:
         self._buffer = SeedBuffer(self.settings.buffer_steps or model.sequence_length)
         self._call_steps = 0
         self._shift = 0
+        self._tally = DiatonicTally()  # the call's diatonic collection, counted as it grows
         self._touch = Touch()
         self._thru_channels: set[int] = set()  # channels the player's messages went out on (their pedal too)
         self._count_in_start = self._count_in_end = 0  # the count-in's grid steps: listening starts in its last beat
@@ -495,7 +496,7 @@ class Engine:
             return  # overlap: the player's notes go into the next call; the LSTM is busy answering
         if starts:
             self._resting = self._resting or self._hearing() is not None  # the candidates hear the call
-            self._shift = _shift_for([symbol], self._stated_key())  # heard afresh: in its own key from the start
+            self._shift = self._call_shift([symbol])  # heard afresh: in its own key from the start
             self._reprime()  # the song's start, then this first step
         index = None if starts else self._index_of(symbol)
         if not self._prime_ahead(symbol) and index is not None:
@@ -527,7 +528,7 @@ class Engine:
         silent = self._buffer.silent_steps
         if silent <= 1:
             call = self._buffer.last_note_symbols()
-            shift = _shift_for(call, self._stated_key())
+            shift = self._call_shift(call)
             if silent and shift == self._shift:
                 priming.cancel()  # the call ended in the collection the LSTM hears it in
             elif shift not in (self._shift, priming.shift) and self._resting:
@@ -666,7 +667,7 @@ class Engine:
             return False  # over at its bar line's tick: the bar line's grace answers from that line (_expect_entry)
         if self.settings.follow_tempo:
             return True  # its phrase end hears the call again anyway
-        shift = _shift_for(self._buffer.last_note_symbols(), self._stated_key())
+        shift = self._call_shift(self._buffer.last_note_symbols())
         styles = self._hearing()
         caught_up = styles is None or styles.caught_up  # the candidates have heard it all
         return shift == self._shift and self._priming.shift is None and caught_up
@@ -819,7 +820,7 @@ class Engine:
             return False
         if (styles := self._hearing()) is not None and styles.behind > STYLE_STEPS:
             return False  # more than a tick's steps left for the candidates (``choose`` hears what is left)
-        shift, priming = _shift_for(self._buffer.last_note_symbols(), self._stated_key()), self._priming
+        shift, priming = self._call_shift(self._buffer.last_note_symbols()), self._priming
         if shift == self._shift:
             priming.cancel()  # the call ended in the collection the LSTM hears it in
         elif priming.shift == shift and priming.pending <= PRIME_STEPS and not self._resting:
@@ -923,7 +924,7 @@ class Engine:
             if self._hearing() is not None:  # style auto's candidates hear the call on the player's grid too
                 self._styles.restart(self._shift, job.call, self._place_of(job.call))
         else:  # the call on the engine's grid ended otherwise than the work aside foresaw
-            self._shift = _shift_for(self._buffer.last_note_symbols(), self._stated_key())
+            self._shift = self._call_shift(self._buffer.last_note_symbols())
             self._reprime()
 
     def _take_late(self) -> None:
@@ -1020,7 +1021,7 @@ class Engine:
         vocabulary, stated, bar = self.model.vocabulary, self._stated_key(), bar_steps(self.settings.meter)
 
         def prepare(call: list[str], open_step: int) -> tuple[int, list[int], Place]:
-            shift = _shift_for(call, stated)
+            shift = _shift_for(call, stated)  # (on the aside thread: not the engine's tally)
             place = Place((open_step - len(call)) % bar, bar)
             return shift, [vocabulary.played_index(symbol, shift) for symbol in call], place
 
@@ -1117,13 +1118,18 @@ class Engine:
         """(semitones that move the call onto the white keys, the tonic's pitch class there): the call's own
         diatonic collection and best-fitting tonic, or those of the ``key`` setting."""
         stated = self._stated_key()
-        shift = _shift_for(call, stated)
+        shift = self._call_shift(call)
         if stated is None:
             first = self._grid.step - len(call)
             bar = bar_steps(self.settings.meter)
             bar_line = -first % bar  # the call's first bar line, as an index into it
             return shift, (tonic_pitch_class(call_key(call, bar_line, bar)[0]) + shift) % 12
         return shift, (stated[0] + shift) % 12
+
+    def _call_shift(self, call: list[str]) -> int:
+        """``_shift_for`` the call, as the engine asks at each of its steps (``DiatonicTally``)."""
+        stated = self._stated_key()
+        return self._tally.shift(call) if stated is None else key_shift(*stated)
 
     def _stated_key(self) -> tuple[int, str] | None:
         return None if self.settings.key == "auto" else parse_key(self.settings.key)

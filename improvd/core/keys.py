@@ -11,7 +11,9 @@ included; a major/minor estimate would move a D Dorian call (no sharps) to A wit
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
+from operator import itemgetter
 
 import numpy as np
 
@@ -43,9 +45,16 @@ _CLASSES: dict[str, int | None] = {HOLD: -1, SONG_END: None}  # symbol -> pitch 
 def pitch_class_weights(symbols: Sequence[str]) -> np.ndarray:
     """Steps each pitch class sounds for in ``symbols`` (holds count for the note they continue)."""
     counts = [0] * 12
-    current: int | None = None
+    _count(symbols, counts, None)
+    return np.array(counts, float)
+
+
+def _count(symbols: Sequence[str], counts: list[int], current: int | None, first: int = 0) -> int | None:
+    """Add the steps of ``symbols`` (the first at index ``first`` of its melody) to ``counts``, holds before the
+    first note or rest to ``current`` (the pitch class sounding before them, None for none); returns the one
+    sounding at their end."""
     classes = _CLASSES  # the engine asks at every step of a call: each symbol is parsed once (a few dozen in all)
-    for index, symbol in enumerate(symbols):
+    for index, symbol in enumerate(symbols, first):
         found = classes.get(symbol, -2)
         if found == -2:  # never seen: parsed (an EncodingError naming it if it is none)
             pitch = parse_symbol(symbol, index)
@@ -54,13 +63,13 @@ def pitch_class_weights(symbols: Sequence[str]) -> np.ndarray:
             current = found
         if current is not None:
             counts[current] += 1
-    return np.array(counts, float)
+    return current
 
 
 def _key_scores(weights: np.ndarray) -> np.ndarray:
     """Correlation of ``weights`` with each of the 24 key profiles (12 majors, then 12 minors)."""
     centred = weights - weights.mean()
-    return _KEYS @ centred / (_KEY_NORMS * (np.linalg.norm(centred) or 1.0))
+    return _KEYS @ centred / (_KEY_NORMS * (math.sqrt(centred @ centred) or 1.0))  # np.linalg.norm's own sum
 
 
 def estimate_key(symbols: Sequence[str]) -> tuple[str, str]:
@@ -136,22 +145,48 @@ def midi_key_name(tonic: str, mode: str) -> str:
 
 
 WHITE_KEYS = frozenset({0, 2, 4, 5, 7, 9, 11})  # C major's diatonic collection
-_INSIDE = np.array([[(p + t) % 12 in WHITE_KEYS for p in range(12)] for t in range(12)], float)  # shift x class
+_INSIDE = [itemgetter(*(p for p in range(12) if (p + t) % 12 in WHITE_KEYS)) for t in range(12)]  # shift t: the
+# pitch classes it moves onto the white keys
 
 
 def diatonic_shift(symbols: Sequence[str]) -> int:
     """Semitones (-6..5) that move the melody onto the white keys: the diatonic collection that holds the most
     of its sounding time; among collections that hold as much, the one of the best-fitting major or minor key.
     0 when there are no notes."""
-    weights = pitch_class_weights(symbols)
-    if not weights.any():
+    counts = [0] * 12
+    _count(symbols, counts, None)
+    return _diatonic_shift_of(counts)
+
+
+class DiatonicTally:
+    """``diatonic_shift`` of a call asked again at each of its steps: what it shares at its start with the call
+    last asked about is not counted again (a call cut at its front, or another call, is counted afresh)."""
+
+    def __init__(self) -> None:
+        self._symbols: list[str] = []
+        self._counts = [0] * 12
+        self._current: int | None = None
+
+    def shift(self, symbols: Sequence[str]) -> int:
+        known = len(self._symbols)
+        if len(symbols) < known or list(symbols[:known]) != self._symbols:
+            known, self._counts, self._current = 0, [0] * 12, None
+        self._current = _count(symbols[known:], self._counts, self._current, known)
+        self._symbols = list(symbols)
+        return _diatonic_shift_of(self._counts)
+
+
+def _diatonic_shift_of(counts: list[int]) -> int:
+    """``diatonic_shift`` of a melody whose pitch classes sound for ``counts`` steps (``pitch_class_weights``):
+    plain Python on 12 whole numbers, quicker than numpy's calls on them (the engine asks at every step of a call)."""
+    if not any(counts):
         return 0
-    inside = (_INSIDE @ weights).tolist()  # 12 floats: plain Python is quicker than numpy's calls on them
-    top = max(inside) - 1e-9
-    tied = [shift for shift, held in enumerate(inside) if held >= top]
-    if len(tied) == 1:  # one collection holds the most (the engine asks at every step of a call: most often so)
+    inside = [sum(members(counts)) for members in _INSIDE]
+    top = max(inside)
+    tied = [shift for shift, held in enumerate(inside) if held == top]
+    if len(tied) == 1:  # one collection holds the most: most often so
         return (tied[0] + 6) % 12 - 6
-    scores = _key_scores(weights)
+    scores = _key_scores(np.array(counts, float))
     # shift t takes major tonic -t (and its relative minor, 9 above) to C (and A)
     fit = [max(scores[(-t) % 12], scores[12 + (9 - t) % 12]) for t in tied]
     best = tied[int(np.argmax(fit))]

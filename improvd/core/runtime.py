@@ -75,12 +75,13 @@ class LSTMRuntime:
         self._place = place
 
     def snapshot(self) -> tuple:
-        """A copy of the state, to restore after trying a continuation."""
-        return [(h.copy(), c.copy()) for h, c in self._state], self._place, list(self._history)
+        """The state, to restore after trying a continuation. Its arrays are shared, not copied: ``step`` makes new
+        ones and never writes into those it had (so another thread may restore a snapshot while this one steps)."""
+        return tuple(self._state), self._place, tuple(self._history)
 
     def restore(self, snapshot: tuple) -> None:
         state, self._place, history = snapshot
-        self._state = [(h.copy(), c.copy()) for h, c in state]
+        self._state = list(state)
         self._history = list(history)
 
     def step(self, index: int) -> np.ndarray:
