@@ -700,7 +700,7 @@ class Engine:
     def _last_onset(self) -> int:
         """The grid step of the call's last note's onset (the first step of the call where it has none)."""
         symbols = self._buffer.last_note_symbols()
-        last = max((k for k, symbol in enumerate(symbols) if is_pitch(symbol)), default=0)
+        last = next((k for k in range(len(symbols) - 1, -1, -1) if is_pitch(symbols[k])), 0)
         return self._grid.step - len(symbols) + last
 
     def _turn_ends_in(self) -> int | None:

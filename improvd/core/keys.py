@@ -166,14 +166,18 @@ class DiatonicTally:
         self._symbols: list[str] = []
         self._counts = [0] * 12
         self._current: int | None = None
+        self._shift = 0  # the answer for _counts
 
     def shift(self, symbols: Sequence[str]) -> int:
         known = len(self._symbols)
         if len(symbols) < known or list(symbols[:known]) != self._symbols:
             known, self._counts, self._current = 0, [0] * 12, None
+        before = list(self._counts)
         self._current = _count(symbols[known:], self._counts, self._current, known)
         self._symbols = list(symbols)
-        return _diatonic_shift_of(self._counts)
+        if self._counts != before or not known:  # (a call's silence adds nothing)
+            self._shift = _diatonic_shift_of(self._counts)
+        return self._shift
 
 
 def _diatonic_shift_of(counts: list[int]) -> int:
