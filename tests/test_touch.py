@@ -45,6 +45,17 @@ def test_velocity_is_the_calls_level_with_its_accent_at_the_same_place():
     assert Touch().velocity(0, "4/4") == 80
 
 
+def test_velocity_follows_each_onset_recorded_after_it_was_asked():
+    """An answer asks for each note's velocity (kept until the call's onsets change): an onset recorded since is
+    heard, in the level and at its place."""
+    touch = Touch()
+    for step in range(0, 32, 4):
+        touch.record(step, 60, 0.0)
+    assert touch.velocity(0, "4/4") == touch.velocity(16, "4/4") == 60
+    touch.record(32, 124, 0.0)  # a loud downbeat
+    assert touch.velocity(48, "4/4") > 60 + 8 and touch.velocity(8, "4/4") < touch.velocity(48, "4/4")
+
+
 def test_groove_is_the_calls_mean_deviation_in_the_beat_bounded():
     touch = Touch()
     for beat in range(4):

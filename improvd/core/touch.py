@@ -46,10 +46,12 @@ class Touch:
 
     def __init__(self) -> None:
         self._onsets: deque[tuple[int, int, float]] = deque(maxlen=MEMORY)
+        self._velocities: dict[tuple[int, str], int] = {}  # velocity's answers by (place, meter), until a record
 
     def record(self, step: int, velocity: int, deviation: float) -> None:
         """A melody onset on grid step ``step``, played ``deviation`` steps after it (negative: before)."""
         self._onsets.append((step, velocity, deviation))
+        self._velocities.clear()
 
     def lateness(self) -> float:
         """How late the call's onsets land after their grid lines: the latest of those remembered, in steps (0 for
@@ -60,14 +62,18 @@ class Touch:
         """An answer note's velocity at grid step ``step``: the call's level plus its accent at that place."""
         if not self._onsets:
             return DEFAULT_VELOCITY
+        bar, beat = bar_steps(meter), beat_steps(meter)
+        place = _place(step, bar, beat)
+        known = self._velocities.get((place, meter))
+        if known is not None:  # an answer asks for each of its notes, the call's onsets unchanged
+            return known
         recent = list(self._onsets)[-LEVEL_ONSETS:]
         level = fmean(v for _, v, _ in recent)
         mean = fmean(v for _, v, _ in self._onsets)
-        bar, beat = bar_steps(meter), beat_steps(meter)
-        place = _place(step, bar, beat)
         same = [v for s, v, _ in self._onsets if _place(s, bar, beat) == place]
         accent = fmean(same) - mean if same else 0.0
-        return max(1, min(127, round(level + accent)))
+        velocity = self._velocities[(place, meter)] = max(1, min(127, round(level + accent)))
+        return velocity
 
     def shift(self, step: int, meter: str) -> float:
         """The call's mean deviation at ``step``'s place in the beat, bounded by MAX_SHIFT (0 with no such onset)."""
