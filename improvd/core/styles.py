@@ -232,7 +232,7 @@ class _Candidate:
 
     def score(self) -> float:
         """The bits spent on the call heard up to its closing silence (``bits``' first), plus the prior."""
-        return self._sum(list(self._heard)[: self._closing_silence()])
+        return self._sum(0, self._closing_silence())
 
     def bound(self) -> float:
         """At most what ``score`` will be once what is pending is heard too (``score`` when nothing is): the steps
@@ -241,16 +241,19 @@ class _Candidate:
         if not self.pending:
             return self.score()
         drop = max(0, len(self._heard) + len(self.pending) - SCORED_STEPS)
-        return self._sum(list(self._heard)[drop : self._closing_silence()])
+        return self._sum(drop, self._closing_silence())
 
-    def _sum(self, heard: list[Heard]) -> float:
-        """The bits spent on the steps ``heard``, plus the prior: those heard aside were counted there, the rest are
-        counted now."""
-        bits = np.array([np.nan if counted is None else counted for *_, counted in heard], np.float64)
-        if (missing := np.flatnonzero(np.isnan(bits))).size:
-            logits = np.stack([heard[k][0] for k in missing])
-            bits[missing] = _bits_of(logits, np.array([heard[k][1] for k in missing]))
-        return float(bits.sum()) + self.prior
+    def _sum(self, start: int, stop: int) -> float:
+        """The bits spent on the steps heard from ``start`` to ``stop``, plus the prior: those heard aside were
+        counted there, the rest are counted now (and kept, for the next sum)."""
+        heard = self._heard
+        missing = [k for k in range(start, stop) if heard[k][2] is None]
+        if missing:
+            logits = np.array([heard[k][0] for k in missing], np.float64)
+            counted = _bits_of(logits, np.array([heard[k][1] for k in missing])).tolist()
+            for k, bits in zip(missing, counted, strict=True):
+                heard[k] = (heard[k][0], heard[k][1], bits)
+        return float(np.array([heard[k][2] for k in range(start, stop)], np.float64).sum()) + self.prior
 
 
 def _bits_of(logits: np.ndarray, indices: np.ndarray) -> np.ndarray:
