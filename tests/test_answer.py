@@ -431,3 +431,63 @@ def test_the_cadence_draws_again_a_close_that_leapt_to_the_tonic_and_keeps_one_t
     while not drawing.done:
         drawing.advance(-1)  # nothing due yet: every try runs before the bar is played
     assert drawing.symbols == stepped
+
+
+# Essen boehme10#276 and boehme10#287, their first 8 bars (4/4, each with a pickup of a quarter or an 8th); han2#286,
+# its first 16 bars (2/4): (pitch, start step, steps) from the tune's bar 0
+BOEHME_276 = [
+    (58, 12, 4), (63, 16, 4), (67, 20, 4), (70, 24, 4), (70, 28, 4), (70, 32, 8), (68, 40, 2), (67, 42, 2),
+    (65, 44, 2), (63, 46, 2), (65, 48, 4), (65, 52, 4), (65, 56, 4), (58, 60, 4), (68, 64, 8), (67, 72, 4),
+    (63, 76, 4), (67, 80, 4), (70, 84, 4), (75, 88, 4), (75, 92, 4), (75, 96, 8), (74, 104, 2), (72, 106, 2),
+    (70, 108, 2), (68, 110, 2), (70, 112, 4), (70, 116, 3), (72, 119, 1), (74, 120, 4), (72, 124, 4),
+    (72, 128, 8), (70, 136, 4), (65, 140, 4),
+]  # fmt: skip
+BOEHME_287 = [
+    (62, 14, 2), (67, 16, 2), (67, 18, 2), (67, 20, 2), (67, 22, 2), (67, 24, 4), (69, 30, 2), (71, 32, 2),
+    (71, 34, 2), (71, 36, 2), (71, 38, 2), (71, 40, 4), (67, 44, 2), (71, 46, 2), (74, 48, 4), (71, 52, 4),
+    (69, 56, 4), (67, 60, 2), (74, 62, 2), (71, 64, 2), (67, 66, 2), (74, 68, 2), (71, 70, 2), (67, 72, 2),
+    (74, 74, 2), (71, 76, 2), (67, 78, 2), (74, 80, 2), (71, 82, 2), (67, 84, 2), (67, 86, 2), (76, 88, 3),
+    (76, 91, 1), (76, 92, 2), (74, 94, 4), (71, 98, 2), (72, 100, 2), (71, 102, 2), (69, 104, 2), (67, 106, 4),
+    (74, 110, 2), (71, 112, 10), (62, 122, 2), (67, 124, 2), (67, 126, 2), (67, 128, 2), (69, 130, 2),
+    (71, 132, 2), (67, 134, 2), (67, 136, 2), (69, 138, 2), (71, 140, 2), (71, 142, 2),
+]  # fmt: skip
+HAN2_286 = [
+    (75, 0, 2), (77, 2, 2), (79, 4, 1), (82, 5, 1), (79, 6, 18), (75, 24, 6), (79, 32, 1), (77, 33, 1),
+    (79, 34, 2), (75, 36, 2), (77, 38, 2), (79, 40, 16), (75, 56, 3), (77, 59, 1), (79, 60, 4), (75, 64, 16),
+    (75, 80, 2), (77, 82, 2), (82, 84, 1), (82, 85, 1), (79, 86, 18), (75, 104, 6), (79, 112, 1), (77, 113, 1),
+    (79, 114, 2), (75, 116, 2), (77, 118, 2), (79, 120, 8),
+]  # fmt: skip
+
+
+def off_the_beat(sent: list, start: float, end: float, bar: int) -> list[int]:
+    """The bars (grid bar numbers) in which the answer between ``start`` and ``end`` (seconds) started two notes or more,
+    every one a 16th off the 8ths: the answer sitting a 16th after (or before) the beat."""
+    steps = [round(t.time / STEP) for t in sent if t.message.type == "note_on" and start <= t.time <= end]
+    bars = {step // bar for step in steps}
+    return sorted(
+        b for b in bars if len(found := [s for s in steps if s // bar == b]) >= 2 and all(s % 2 for s in found)
+    )
+
+
+@pytest.mark.parametrize(
+    ("meter", "calls", "seed"),
+    [("2/4", [(32, HAN2_286)], 1), ("4/4", [(32, BOEHME_276), (368, BOEHME_287)], 2)],
+    ids=["the song cache: a 16-bar call", "the session memory: a call after another"],
+)
+def test_what_followed_the_same_steps_elsewhere_in_the_beat_does_not_move_the_answer_off_it(
+    shipped, meter, calls, seed
+):
+    """After a long note the LSTM (which hears no bar lines) has lost count of the beat, and the song cache (its holds
+    alone) and the session memory propose what followed the same steps in the call and in the earlier calls: matched
+    at another place in the beat, a note a 16th off it, which the LSTM then took for the beat, the answer sitting a
+    16th off it for bars. They count only what followed at the same place in the beat: no bar of these answers has
+    every note a 16th off the 8ths (before: bars 27-28 of the first, 35-36 of the second answer of the session)."""
+    notes = [(pitch, at + start, steps) for at, tune in calls for pitch, start, steps in tune]
+    engine = Engine(shipped, Settings(meter=meter), seed=seed)
+    last = max(start + steps for _, start, steps in notes)
+    sent, events = run(engine, call(notes), last + 8 + 10 * 16 + 64)
+    answers = [(e.time, next(f.time for f in events if f.name == "response_end" and f.time > e.time))
+               for e in events if e.name == "response_start"]  # fmt: skip
+    assert len(answers) == len(calls)
+    bar = 8 if meter == "2/4" else 16
+    assert [off_the_beat(sent, start, end, bar) for start, end in answers] == [[] for _ in answers]

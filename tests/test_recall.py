@@ -428,3 +428,17 @@ def test_a_run_of_an_earlier_call_is_cut_after_quote_notes_unless_the_present_ca
 
     assert quoted(["67", "65", "64", "62", "60"]) == {line[QUOTE_NOTES]}
     assert quoted(line[: QUOTE_NOTES + 1]) == set()
+
+
+def test_an_earlier_call_s_steps_count_only_where_what_followed_fell_at_the_same_place_in_the_beat():
+    """The earlier call's 3 _ _ was followed by 4 on the beat's last 16th (its first step on a bar line): the same
+    steps in the answer propose 4 where the step to come is a beat's last 16th too, and nothing on a beat (there
+    they moved the answer a 16th off the beat, and the LSTM went on there); without the step, anywhere."""
+    kept = SessionMemory(8)
+    kept.bind(["_", "r", *map(str, range(2, V))])  # index k is symbol k, as INDEX has it
+    kept.remember(["3", "_", "_", "4", "_", "_", "_"], 0, 0, 16)
+    kept.attune(0, lambda symbol, _shift: INDEX[symbol], bar=16)
+    history = [1, 3, 0, 0]
+    assert kept.mix(BASE, history, 7, 4)[4] > BASE[4]  # the step to come is a beat's last 16th, as 4 was
+    assert np.array_equal(kept.mix(BASE, history, 8, 4), BASE)  # on the beat: 4 came elsewhere in it
+    assert kept.mix(BASE, history)[4] > BASE[4]

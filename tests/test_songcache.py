@@ -173,3 +173,15 @@ def test_the_note_runs_fall_silent_in_the_cadence_bar():
     assert np.allclose(cache.mix(BASE), BASE)
     cache.quiet = False
     assert pitch_odds(cache)[6] > 3 * pitch_odds(cache)[9]
+
+
+def test_a_context_of_steps_counts_only_where_what_followed_fell_at_the_same_place_in_the_beat():
+    """A note held 7 steps from the beat's second 16th, then the next (index 5) on the beat: after a note held as
+    long from a beat, the same holds say "a note now" a 16th before the next beat, which moved answers off it.
+    Given the beat (4 steps), what followed counts only a whole number of beats back."""
+    earlier = [HOLD, 3, *[HOLD] * 6, 5, HOLD, HOLD, HOLD]  # 3 at step 1, 5 at step 8
+    from_the_beat = fed([*earlier, 4, *[HOLD] * 6], onsets=NOTES)  # 4 at step 12: the next step is 19
+    from_its_second_16th = fed([*earlier, HOLD, 4, *[HOLD] * 6], onsets=NOTES)  # 4 at step 13: the next is 20
+    assert from_the_beat.mix(BASE)[NOTES].sum() > BASE[NOTES].sum()  # without the beat: a note, wherever
+    assert np.allclose(from_the_beat.mix(BASE, 19, 4), BASE)  # 11 steps after the place that followed: not there
+    assert from_its_second_16th.mix(BASE, 20, 4)[NOTES].sum() > BASE[NOTES].sum()  # 12 after it: there

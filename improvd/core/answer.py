@@ -182,12 +182,13 @@ def draw_step(
     echo: Echo | None,
     gain: float,
 ) -> int:
-    """One answer symbol's index at grid ``step``: the LSTM's ``logits`` as probabilities, the song ``cache``'s and
-    the ``echo``'s proposals mixed in (with ``rules.memory``), restricted to ``allowed``, the odds of a note raised
-    by ``gain``, drawn by ``sampler``."""
+    """One answer symbol's index at grid ``step``: the LSTM's ``logits`` as probabilities, the song ``cache``'s (told
+    the step and the beat: holds, and the earlier calls' steps, count at the same place in the beat) and the
+    ``echo``'s proposals mixed in (with ``rules.memory``), restricted to ``allowed``, the odds of a note raised by
+    ``gain``, drawn by ``sampler``."""
     probabilities = softmax(logits)
     if rules.memory and cache is not None:
-        probabilities = cache.mix(probabilities)
+        probabilities = cache.mix(probabilities, step, rules.places[0])
     if rules.memory and echo is not None:
         probabilities = echo.mix(probabilities, step)
     probabilities = keep_onset_mass(probabilities, allowed, rules.onsets, gain)

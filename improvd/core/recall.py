@@ -25,7 +25,11 @@ with the degrees too (5.1 off, the real bars' 5.0). The memory reaches the answe
   call's line would lead on past the cadence). Only calls played in the answer's bars take part: another metre's
   steps put its rhythm on other places of the bar (as played after another tune's call, 291 validation tunes, the
   answers' onsets overlapped the real bars' in 4/4 0.904, in 6/8 0.892, with the memory off 0.938 and 0.945; with
-  those calls' notes only, 0.938 and 0.933);
+  those calls' notes only, 0.938 and 0.933). Nor does a match elsewhere in the beat than the step to come
+  (``_Call.following``): three steps of holds, or a note and two, match anywhere, and what followed them on
+  another 16th of the beat moved the answer a 16th off it, where the LSTM, which hears no bar lines, went on for
+  bars (sessions of three 16-bar Essen calls with 16ths: after an earlier call 10 answer bars of 527 had every
+  note a 16th off the beat, none with the memory off or with this; tests/test_answer.py);
 * each call laid over the answer bar line on bar line, as the echo lays the present call (``echoes``,
   improvd.core.echo), the last call at ``FADE`` of the present call's weight, each older one at ``FADE`` of the
   one after it, mixed at once with the present call's echo. An answer that starts after a pause has no context
@@ -103,6 +107,16 @@ class _Call:
         self.followers: dict[tuple[int, ...], list[int]] = {}
         self.notes: tuple[int, ...] = ()  # the indices of its notes, in order
         self.note_followers: dict[tuple[int, ...], list[int]] = {}  # NOTE_MIN notes -> the notes that followed
+
+    def following(self, context: tuple[int, ...], step: int | None = None, beat: int | None = None) -> list[int]:
+        """The positions of the symbols that followed ``context`` (``MIN_ORDER`` indices); with grid ``step`` and
+        ``beat`` (steps), only those that fell at ``step``'s place in the beat (the bar lines are the grid's for
+        both: ``phase``). Elsewhere in the beat the same steps say where a note came in another rhythm: proposed
+        here, they moved the answer a 16th off the beat, and the LSTM, which hears no bar lines, went on there."""
+        positions = self.followers.get(context, [])
+        if step is None or not beat:
+            return positions
+        return [position for position in positions if (self.phase + position - step) % beat == 0]
 
     def unindex(self) -> None:
         """Forget the indices (another model's vocabulary): the next ``attune`` indexes the call afresh."""
@@ -222,13 +236,17 @@ class SessionMemory:
                 echoes.append(Echo(steps, entry, bar, pitches, scale=FADE**age, key_offset=key_offset))
         return echoes
 
-    def mix(self, probabilities: np.ndarray, history: Sequence[int]) -> np.ndarray:
+    def mix(
+        self, probabilities: np.ndarray, history: Sequence[int], step: int | None = None, beat: int | None = None
+    ) -> np.ndarray:
         """``probabilities`` with what followed the end of ``history`` (the song so far) in the remembered calls:
-        its last steps (not while ``quiet``), then its last notes."""
+        its last steps (not while ``quiet``; with grid ``step``, the step to come, and ``beat``, its steps, only
+        where what followed fell at the same place in the beat), then its last notes."""
         if not self._calls or len(history) < MIN_ORDER:
             return probabilities
         if not self.quiet:
-            probabilities = interpolate(probabilities, self._match_lengths(history), MIN_ORDER, MAX_ORDER, ALPHA)
+            matches = self._match_lengths(history, step, beat)
+            probabilities = interpolate(probabilities, matches, MIN_ORDER, MAX_ORDER, ALPHA)
         return self._mix_notes(probabilities, history)
 
     def _mix_notes(self, probabilities: np.ndarray, history: Sequence[int]) -> np.ndarray:
@@ -259,11 +277,15 @@ class SessionMemory:
         weighed = [(FADE**age, call) for age, call in enumerate(reversed(self._calls), start=1)]
         return _matches([(w, call.notes, call.note_followers) for w, call in weighed], tuple(notes), NOTE_MIN)
 
-    def _match_lengths(self, history: Sequence[int]) -> list[tuple[int, int, float]]:
+    def _match_lengths(
+        self, history: Sequence[int], step: int | None = None, beat: int | None = None
+    ) -> list[tuple[int, int, float]]:
         """(symbol that followed, steps of context shared with ``history``'s end, the call's weight) per match, from
-        the calls in the answer's bars."""
+        the calls in the answer's bars; with grid ``step`` (the step to come) and ``beat``, only the matches whose
+        symbol fell at the same place in the beat (``_Call.following``)."""
+        context = tuple(history[-MIN_ORDER:])
         calls = [
-            (FADE**age, call.indices, call.followers)
+            (FADE**age, call.indices, {context: call.following(context, step, beat)})
             for age, call in enumerate(reversed(self._calls))
             if self._bar is None or call.bar == self._bar
         ]
