@@ -237,7 +237,8 @@ def test_lost_port_is_reconnected(tmp_path, tiny_model_dir, jack_midi, synth):
     finally:
         assert daemon.stop() == 0, daemon.text()
     heard = [int(n) for n in re.findall(r"phrase_end \{'call_steps': (\d+)\}", daemon.text())]
-    assert heard[1] == call_steps_as_played(tiny_model_dir, sent, grid, BPM), daemon.text()  # all of it
+    # all of it, from its first note (a release the dummy server lost holds the key until STUCK_STEPS: a longer call)
+    assert heard[1] in call_steps_heard_possibly(tiny_model_dir, sent, grid, BPM), daemon.text()
 
 
 def test_sighup_reloads_and_survives_a_bad_file(tmp_path, tiny_model_dir, jack_server):
