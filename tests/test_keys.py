@@ -4,10 +4,20 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import pytest
 
 from improvd.core.encoding import encode, tonic_pitch_class
-from improvd.core.keys import DiatonicTally, call_key, diatonic_shift, estimate_key
+from improvd.core.keys import (
+    MAJOR_PROFILE,
+    MINOR_PROFILE,
+    WHITE_KEYS,
+    DiatonicTally,
+    call_key,
+    diatonic_shift,
+    estimate_key,
+    pitch_class_weights,
+)
 from improvd.offline.notation import analyse_key, essen_files, melody_of, tunes_in
 
 
@@ -93,3 +103,33 @@ def test_the_tally_answers_as_diatonic_shift_for_a_call_that_grows_is_cut_at_its
             call = call[rng.randint(1, min(8, len(call))) :]  # the front dropped (perhaps leaving a hold first)
         call.append(rng.choice(["_", "_", "r", *map(str, rng.sample(range(55, 80), 3))]))
         assert tally.shift(call) == diatonic_shift(call), (step, call)
+
+
+def _by_correlation(call: list[str]) -> int:
+    """diatonic_shift's contract, computed plainly: among the collections holding the most of the call's time, the
+    one whose major (tonic -t) or relative minor (9 - t) key profile correlates best with it; the first of equals."""
+    weights = pitch_class_weights(call)
+    inside = [sum(weights[p] for p in range(12) if (p + t) % 12 in WHITE_KEYS) for t in range(12)]
+    tied = [t for t in range(12) if inside[t] == max(inside)]
+
+    def fit(t: int) -> float:
+        major = np.corrcoef(weights, np.roll(MAJOR_PROFILE, -t % 12))[0, 1]
+        return max(major, np.corrcoef(weights, np.roll(MINOR_PROFILE, (9 - t) % 12))[0, 1])
+
+    fits = [fit(t) for t in tied]
+    best = next(t for t, f in zip(tied, fits, strict=True) if f >= max(fits) - 1e-9)
+    return (best + 6) % 12 - 6
+
+
+def test_a_call_of_a_few_notes_takes_the_collection_of_the_key_that_fits_it_best():
+    """A call's first steps hold one or two pitch classes, which many collections hold: each pitch class alone (a
+    table), a few of them, and a tritone's two (whose keys fit equally: the first collection) as the contract says."""
+    rng = random.Random(5)
+    calls = [[str(pitch), "_"] for pitch in range(60, 72)]
+    calls += [[str(p), *"_" * held, str(p + 6), *"_" * held] for p in range(60, 66) for held in range(8)]  # tritones
+    for _ in range(300):
+        calls.append(
+            [s for p in rng.sample(range(55, 80), rng.randint(2, 3)) for s in [str(p)] + ["_"] * rng.randint(0, 4)]
+        )
+    for call in calls:
+        assert diatonic_shift(call) == _by_correlation(call), call

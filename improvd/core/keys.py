@@ -37,6 +37,7 @@ def _rotations(profile: np.ndarray) -> np.ndarray:
 
 _KEYS = np.concatenate([_rotations(MAJOR_PROFILE), _rotations(MINOR_PROFILE)])  # 24 x 12: majors then minors
 _KEY_NORMS = np.linalg.norm(_KEYS, axis=1)
+_UNIT_KEYS = [[float(x) for x in row / norm] for row, norm in zip(_KEYS, _KEY_NORMS, strict=True)]  # for _best_fitting
 
 
 _CLASSES: dict[str, int | None] = {HOLD: -1, SONG_END: None}  # symbol -> pitch class (a rest: None), once parsed
@@ -183,18 +184,37 @@ class DiatonicTally:
 def _diatonic_shift_of(counts: list[int]) -> int:
     """``diatonic_shift`` of a melody whose pitch classes sound for ``counts`` steps (``pitch_class_weights``):
     plain Python on 12 whole numbers, quicker than numpy's calls on them (the engine asks at every step of a call)."""
-    if not any(counts):
-        return 0
+    held = [pitch_class for pitch_class in range(12) if counts[pitch_class]]
+    if len(held) <= 1:  # no notes, or one pitch class (a call's first note: every call's first step asks)
+        return _ONE_CLASS[held[0]] if held else 0
+    return _most_held(counts)
+
+
+def _most_held(counts: list[int]) -> int:
+    """``_diatonic_shift_of`` a melody that sounds some pitch class."""
     inside = [sum(members(counts)) for members in _INSIDE]
     top = max(inside)
     tied = [shift for shift, held in enumerate(inside) if held == top]
-    if len(tied) == 1:  # one collection holds the most: most often so
-        return (tied[0] + 6) % 12 - 6
-    scores = _key_scores(np.array(counts, float))
-    # shift t takes major tonic -t (and its relative minor, 9 above) to C (and A)
-    fit = [max(scores[(-t) % 12], scores[12 + (9 - t) % 12]) for t in tied]
-    best = tied[int(np.argmax(fit))]
+    best = tied[0] if len(tied) == 1 else _best_fitting(counts, tied)  # one holds the most: most often
     return (best + 6) % 12 - 6
+
+
+def _best_fitting(counts: list[int], tied: list[int]) -> int:
+    """The shift among ``tied`` (the first of equals: a tritone's two keys fit alike) whose major or minor key fits
+    ``counts`` best by ``_key_scores``'s correlations: each key's centred profile sums to 0, so its product with
+    ``counts`` is that with them centred, whose norm is the same for every key. In plain Python on the pitch classes
+    held: a call's first steps (one note, two) tie, and numpy's calls on 12 numbers took tens of microseconds."""
+    held = [(pitch_class, count) for pitch_class, count in enumerate(counts) if count]
+
+    def fit(key: int) -> float:
+        profile = _UNIT_KEYS[key]
+        return sum(profile[pitch_class] * count for pitch_class, count in held)
+
+    # shift t takes major tonic -t (and its relative minor, 9 above) to C (and A)
+    return max(tied, key=lambda t: max(fit((-t) % 12), fit(12 + (9 - t) % 12)))
+
+
+_ONE_CLASS = [_most_held([int(p == q) for q in range(12)]) for p in range(12)]  # the shift of each pitch class alone
 
 
 MODE_DEGREES = {  # a mode's tonic, in semitones above the major tonic of its diatonic collection
