@@ -104,8 +104,13 @@ class _Job:
     the candidate takes the result (``state``, ``logits``, ``heard``, each step's bits already counted there) once
     ``done``, and never one ``cancelled``."""
 
-    def __init__(self, runtime: LSTMRuntime, logits: np.ndarray | None, indices: list[int]) -> None:
-        """``runtime``: the candidate's, whose state now (taken here) the job starts from, on a twin of it."""
+    def __init__(
+        self, runtime: LSTMRuntime, logits: np.ndarray | None, indices: list[int], retired: object = None
+    ) -> None:
+        """``runtime``: the candidate's, whose state now (taken here) the job starts from, on a twin of it;
+        ``retired``: what the candidate no longer needs, let go on the aside thread (freeing a call's steps heard,
+        a few hundred arrays, held a call's first tick for 50 microseconds)."""
+        self.retired = retired
         self.cancelled = False
         self.done = False
         self.runtime, self.state, self.logits, self.indices = runtime, runtime.snapshot(), logits, indices
@@ -113,6 +118,7 @@ class _Job:
 
     def slices(self) -> Iterator[None]:
         """One LSTM step a slice."""
+        self.retired = None
         runtime = self.runtime.twin(self.state)
         logits = self.logits
         for index in self.indices:
@@ -144,6 +150,7 @@ class _Candidate:
         self.logits: np.ndarray | None = None
         self.pending: deque[int] = deque()
         self._heard: deque[Heard] = deque(maxlen=SCORED_STEPS)  # the call's last SCORED_STEPS
+        self._retired: deque[Heard] | None = None  # the last call's, until a job lets it go (``hand``)
         self.job: _Job | None = None  # steps handed to the aside thread, their result not taken yet
 
     def restart(self, indices: list[int], place: Place) -> None:
@@ -152,7 +159,7 @@ class _Candidate:
         if self.job is not None:
             self.job.cancelled = True  # its result is never taken
             self.job = None
-        self._heard.clear()
+        self._retired, self._heard = self._heard, deque(maxlen=SCORED_STEPS)
         if self._opened is None:
             self.runtime.restore(self.song_start)
             self.runtime.seat(place)
@@ -166,6 +173,7 @@ class _Candidate:
 
     def advance(self, steps: int) -> int:
         """Hear at most ``steps`` of what is queued; returns how many."""
+        self._retired = None
         done = min(steps, len(self.pending))
         for _ in range(done):
             index = self.pending.popleft()
@@ -180,7 +188,8 @@ class _Candidate:
         self._take()
         if self.job is None and self.pending and steps > 0:
             indices = [self.pending.popleft() for _ in range(min(steps, len(self.pending)))]
-            self.job = _Job(self.runtime, self.logits, indices)
+            self.job = _Job(self.runtime, self.logits, indices, self._retired)
+            self._retired = None
             aside(self.job)
 
     def recall(self) -> None:
