@@ -140,7 +140,7 @@ def bench(repeats: int) -> dict:
         """One answer step as the engine takes it: LSTM step, song cache, sampling."""
         logits = runtime.step(state["index"])
         state["cache"].add(state["index"], count=state["count"])
-        state["index"] = sampler.sample(np.log(state["cache"].mix(softmax(logits))), 1.0)
+        state["index"] = sampler.sample(state["cache"].mix(softmax(logits)), 1.0)
 
     timed(improvd_step, 200)
     state["count"] = False

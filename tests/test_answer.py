@@ -13,7 +13,7 @@ from improvd.core import answer, priming
 from improvd.core.encoding import is_pitch
 from improvd.core.engine import Engine, Settings
 from improvd.core.model import MINOR_TONIC_KEY, load_model
-from improvd.core.runtime import LSTMRuntime, softmax
+from improvd.core.runtime import LSTMRuntime
 from improvd.core.sampler import Sampler
 from improvd.core.simulate import drive
 from improvd.core.songcache import SongCache
@@ -342,11 +342,11 @@ class Recording(Sampler):
         super().__init__(seed)
         self.onset_odds: list[float] = []
 
-    def sample(self, logits, temperature, top_p=None, allowed=None):
-        shown = np.where(allowed, softmax(logits, temperature), 0.0)
+    def sample(self, probabilities, temperature, top_p=None, allowed=None):
+        shown = np.where(allowed, probabilities ** (1 / temperature), 0.0)
         if allowed[:3].any():
             self.onset_odds.append(float(shown[3] / shown.sum()))
-        return super().sample(logits, temperature, top_p, allowed)
+        return super().sample(probabilities, temperature, top_p, allowed)
 
 
 def free_rules(symbols: list[str]) -> tuple[np.ndarray, answer.Rules]:

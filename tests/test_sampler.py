@@ -7,11 +7,11 @@ import pytest
 
 from improvd.core.sampler import Sampler
 
-LOGITS = np.log(np.array([0.5, 0.3, 0.15, 0.05]))
+PROBABILITIES = np.array([0.5, 0.3, 0.15, 0.05])
 
 
 def draws(sampler: Sampler, count: int = 4000, **options) -> np.ndarray:
-    return np.bincount([sampler.sample(LOGITS, **options) for _ in range(count)], minlength=4) / count
+    return np.bincount([sampler.sample(PROBABILITIES, **options) for _ in range(count)], minlength=4) / count
 
 
 def test_temperature_one_follows_the_model():
@@ -38,9 +38,11 @@ def test_mask_excludes_symbols():
 
 def test_same_seed_same_draws():
     first, second = Sampler(9), Sampler(9)
-    assert [first.sample(LOGITS, 1.0) for _ in range(50)] == [second.sample(LOGITS, 1.0) for _ in range(50)]
+    assert [first.sample(PROBABILITIES, 1.0) for _ in range(50)] == [
+        second.sample(PROBABILITIES, 1.0) for _ in range(50)
+    ]
 
 
 def test_a_mask_that_allows_nothing_is_refused_not_sampled_from():
     with pytest.raises(ValueError, match="allows no symbol"):
-        Sampler(seed=1).sample(np.zeros(4), 1.0, allowed=np.zeros(4, dtype=bool))
+        Sampler(seed=1).sample(np.full(4, 0.25), 1.0, allowed=np.zeros(4, dtype=bool))

@@ -359,7 +359,8 @@ def test_the_steps_heard_of_the_last_call_are_let_go_on_the_aside_thread(trained
     styles.restart(0, CALL[:1], Place(0, 16))
     styles.feed(CALL[1])
     styles.advance(2 * styles.hearings)
-    assert len(handed) == styles.hearings and all(ref() is not None for ref in last_calls)  # kept by the jobs handed, not freed here
+    assert len(handed) == styles.hearings
+    assert all(ref() is not None for ref in last_calls)  # kept by the jobs handed, not freed here
     for job in handed:
         next(job.slices())
     assert all(ref() is None for ref in last_calls)

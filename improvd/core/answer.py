@@ -192,9 +192,7 @@ def draw_step(
     if rules.memory and echo is not None:
         probabilities = echo.mix(probabilities, step)
     probabilities = keep_onset_mass(probabilities, allowed, rules.onsets, gain)
-    with np.errstate(divide="ignore"):  # a symbol the echo or cache rules out has logit -inf
-        scores = np.log(probabilities)
-    return sampler.sample(scores, rules.temperature, rules.top_p, allowed)
+    return sampler.sample(probabilities, rules.temperature, rules.top_p, allowed)
 
 
 def keep_onset_mass(probabilities: np.ndarray, allowed: np.ndarray, onsets: np.ndarray, gain: float) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Sampling the next symbol: temperature on the logits, optional top-p, a mask, a seeded generator.
+"""Sampling the next symbol: temperature on the probabilities, optional top-p, a mask, a seeded generator.
 
 The generator is Python's own (one uniform draw per symbol is all it takes): numpy.random would add
 3 MB to the daemon's memory.
@@ -10,8 +10,6 @@ import random
 
 import numpy as np
 
-from improvd.core.runtime import softmax
-
 
 class Sampler:
     """Draws symbol indices; the same seed and the same logits give the same draws."""
@@ -21,29 +19,30 @@ class Sampler:
 
     def sample(
         self,
-        logits: np.ndarray,
+        probabilities: np.ndarray,
         temperature: float,
         top_p: float | None = None,
         allowed: np.ndarray | None = None,
     ) -> int:
-        """An index drawn from softmax(logits / temperature), restricted to ``allowed`` (a bool mask)
-        and to the smallest set of most likely symbols whose probability reaches ``top_p``. A mask that allows
-        nothing is a caller's bug: ValueError."""
-        probabilities = softmax(logits, temperature)
+        """An index drawn from ``probabilities`` sharpened or flattened by ``temperature`` (each raised to 1 /
+        ``temperature``: the softmax of the log probabilities over it), restricted to ``allowed`` (a bool mask) and
+        to the smallest set of most likely symbols whose probability reaches ``top_p``. A mask that allows nothing is
+        a caller's bug: ValueError. Drawn from the probabilities themselves, not their logs: the answer's draw took
+        a log, then an exponential again, at every step."""
+        odds = np.asarray(probabilities, np.float64)
+        if temperature != 1.0:
+            odds = (odds / odds.max()) ** (1.0 / temperature)  # the most likely at 1, as the softmax's shift does
         if allowed is not None:
-            probabilities = np.where(allowed, probabilities, 0.0)
-            total = probabilities.sum()
-            if total > 0:
-                probabilities /= total
-            elif allowed.any():
-                probabilities = allowed / allowed.sum()
-            else:
-                raise ValueError("the mask allows no symbol")
+            odds = np.where(allowed, odds, 0.0)
+            if not odds.sum() > 0:
+                if not allowed.any():
+                    raise ValueError("the mask allows no symbol")
+                odds = allowed.astype(np.float64)
         if top_p is not None and top_p < 1.0:
-            probabilities = _nucleus(probabilities, top_p)
-        cumulative = probabilities.cumsum()
+            odds = _nucleus(odds / odds.sum(), top_p)
+        cumulative = odds.cumsum()
         index = int(cumulative.searchsorted(self._rng.random() * cumulative[-1], side="right"))
-        return min(index, len(probabilities) - 1)
+        return min(index, len(odds) - 1)
 
 
 def _nucleus(probabilities: np.ndarray, top_p: float) -> np.ndarray:
