@@ -406,6 +406,40 @@ def test_with_an_aside_thread_the_candidates_hear_the_call_there_and_the_answer_
         assert not stepped and not sum(per_tick[:phrase_end])  # its silence too: all on the thread aside
 
 
+LATE_MOVE = [(60 + 7 * (k % 2), 2 * k, 2) for k in range(31)] + [(66, 62, 2)]  # C and G, then an F sharp
+
+
+def test_a_key_moved_in_the_call_s_last_16ths_is_heard_aside_by_the_phrase_end(trained, monkeypatch):
+    """With the aside thread the candidates are handed every step they are behind at once: a 4-bar call whose key
+    moves two 16ths before its phrase end (the F sharp) is heard again aside by then, and choosing steps no
+    candidate on the timing thread (handed over at the timing thread's own pace, what was left was heard in
+    ``choose``: up to 10 ms with the shipped models)."""
+    steps = AsideSteps()
+    monkeypatch.setattr(styles_module, "LSTMRuntime", steps.runtime)
+    engine = Engine(flat(trained, "flat"), Settings(), seed=7, aside=steps.handed.append)
+    engine.set_styles(Styles({"tiny": named(trained, "tiny"), "twin": named(trained, "twin")}))  # both may lead
+    restarts, choosing, ticks = [], [], [0]
+    restart, choose = Styles.restart, Styles.choose
+
+    def restarting(self, shift, symbols, place):
+        restarts.append(ticks[0])
+        restart(self, shift, symbols, place)
+
+    def counting(self):
+        steps.take()
+        handover = choose(self)
+        choosing.append(steps.take())
+        return handover
+
+    monkeypatch.setattr(Styles, "restart", restarting)
+    monkeypatch.setattr(Styles, "choose", counting)
+    for _ in drive(engine, call(LATE_MOVE), 80):
+        steps.between_ticks()
+        ticks[0] += 1
+    assert restarts[-1] >= 62  # heard again from the F sharp on
+    assert choosing == [0]
+
+
 def test_a_switch_to_a_model_of_another_vocabulary_keeps_the_session_memory(trained, tmp_path):
     """The earlier calls are kept as played: the model auto switches to hears them in its own vocabulary."""
     from tests.helpers import write_model

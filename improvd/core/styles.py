@@ -327,9 +327,9 @@ class Styles:
 
     def advance(self, steps: int = STYLE_STEPS) -> None:
         """Hear at most ``steps`` of what is queued, the candidates furthest behind first; with ``aside``, hand them
-        to it instead (``_Candidate.hand``), each candidate's at most its share of ``steps`` a job (the caller gives
-        a slice a tick: no job holds the interpreter from the timing thread's ticks for long), unless that thread has
-        fallen behind by more than ``steps`` (its job not done): then here, as without it."""
+        to it instead (``_Candidate.hand``), each candidate's at most its share of ``steps`` a job (a step a slice
+        there, keeping off the interpreter around each send: improvd.daemon.aside), unless that thread has fallen
+        behind by more than ``steps`` (its job not done): then here, as without it."""
         self._behind -= min(steps, self._behind)
         for candidate in sorted(self._candidates, key=lambda c: -len(c.pending)):
             behind = candidate.job is not None and not candidate.job.done and len(candidate.pending) > steps
