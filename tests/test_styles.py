@@ -410,10 +410,10 @@ LATE_MOVE = [(60 + 7 * (k % 2), 2 * k, 2) for k in range(31)] + [(66, 62, 2)]  #
 
 
 def test_a_key_moved_in_the_call_s_last_16ths_is_heard_aside_by_the_phrase_end(trained, monkeypatch):
-    """With the aside thread the candidates are handed every step they are behind at once: a 4-bar call whose key
-    moves two 16ths before its phrase end (the F sharp) is heard again aside by then, and choosing steps no
-    candidate on the timing thread (handed over at the timing thread's own pace, what was left was heard in
-    ``choose``: up to 10 ms with the shipped models)."""
+    """With the aside thread each candidate's whole queue is handed over at once (the leave, ``behind``, keeps its
+    pace): a 4-bar call whose key moves two 16ths before its phrase end (the F sharp) is heard again aside by then,
+    and choosing steps no candidate on the timing thread (handed over at the leave's pace, what was left was heard in
+    ``choose``: up to 11 ms with the shipped models)."""
     steps = AsideSteps()
     monkeypatch.setattr(styles_module, "LSTMRuntime", steps.runtime)
     engine = Engine(flat(trained, "flat"), Settings(), seed=7, aside=steps.handed.append)

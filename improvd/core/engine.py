@@ -566,9 +566,7 @@ class Engine:
         """The candidates (style auto's, or the model's own transpositions) hear the call's new ``symbol`` (None: a
         re-prime gave them the call) in the transposition it will be answered in (the spare LSTM's while it primes
         one: a move hears the call again), a slice a tick (improvd.core.styles): while it is played PLAYING_STEPS a
-        candidate (one to keep up, one to catch up); with the aside thread, every step they are behind is handed over
-        at once (a call heard again from a key moved in its last 16ths is heard there by the phrase end, not in
-        ``choose`` on this thread: 10 ms with the shipped models). Meanwhile the engine's own LSTM and spare rest: at the phrase end
+        candidate (one to keep up, one to catch up). Meanwhile the engine's own LSTM and spare rest: at the phrase end
         the chosen candidate takes over with the call heard (``_choose_style``)."""
         styles = self._hearing()
         if styles is None:
@@ -583,10 +581,7 @@ class Engine:
             styles.restart(shift, call, self._place_of(call))
         elif symbol is not None:
             styles.feed(symbol)
-        if styles.aside is None:
-            styles.advance(self._catch_up(styles.behind, PLAYING_STEPS * styles.hearings, STYLE_STEPS))
-        else:
-            styles.advance(styles.behind)
+        styles.advance(self._catch_up(styles.behind, PLAYING_STEPS * styles.hearings, STYLE_STEPS))
 
     def _hearing(self) -> Styles | None:
         """The candidates that hear the call: style auto's, or the model's own but not with ``follow_tempo`` (its
