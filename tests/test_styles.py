@@ -169,6 +169,7 @@ def test_auto_switches_to_the_model_that_predicted_the_call_and_answers_as_that_
 
 # a 4-bar call in B-flat major (its collection moves the LSTM's transposition once it falls silent), in 8ths
 B_FLAT = [(70 + (0, 2, 4, 5, 7, 5, 4, 2)[k % 8], 2 * k, 2) for k in range(32)]
+LATE_MOVE = [(60 + 7 * (k % 2), 2 * k, 2) for k in range(31)] + [(66, 62, 2)]  # C and G, then an F sharp
 
 
 def test_a_call_that_moves_the_key_is_answered_as_the_chosen_model_alone_answers_it(trained):
@@ -367,7 +368,10 @@ def test_the_steps_heard_of_the_last_call_are_let_go_on_the_aside_thread(trained
 
 
 @pytest.mark.parametrize("way", ["never", "at once", "between ticks", "thread"])
-def test_with_an_aside_thread_the_candidates_hear_the_call_there_and_the_answer_is_the_same(trained, monkeypatch, way):
+@pytest.mark.parametrize("played", ["b flat", "late move"])
+def test_with_an_aside_thread_the_candidates_hear_the_call_there_and_the_answer_is_the_same(
+    trained, monkeypatch, way, played
+):
     """In the daemon the candidates' steps are handed to its aside thread: whether that thread does none of them
     (choose hears them), all at once, between ticks, or as a real thread gets to them, the phrase end falls on the
     same tick and the answer is note for note the one heard on the timing thread alone; here the call moves the key,
@@ -383,7 +387,7 @@ def test_with_an_aside_thread_the_candidates_hear_the_call_there_and_the_answer_
         engine.set_styles(Styles({"tiny": named(trained, "tiny"), "flat": flat(trained, "flat")}))
         steps.take()  # their song starts
         sent, ends, per_tick = [], [], []
-        for boundary in drive(engine, call(B_FLAT), 200):
+        for boundary in drive(engine, call({"b flat": B_FLAT, "late move": LATE_MOVE}[played]), 200):
             sent += boundary.sent
             ends += [boundary.time for e in boundary.events if e.name == "phrase_end"]
             per_tick.append(steps.take())
@@ -399,14 +403,11 @@ def test_with_an_aside_thread_the_candidates_hear_the_call_there_and_the_answer_
     }
     got, ends, per_tick = answered(ways[way])
     assert expected and got == expected and ends == expected_ends
-    if way == "between ticks":
+    if way == "between ticks" and played == "b flat":
         played = B_FLAT[-1][1] + B_FLAT[-1][2]  # the call's last step
         stepped = [count for count in per_tick[:played] if count]
         phrase_end = round(ends[0] / STEP)  # the boundary's index (whose tick draws the answer's first steps)
         assert not stepped and not sum(per_tick[:phrase_end])  # its silence too: all on the thread aside
-
-
-LATE_MOVE = [(60 + 7 * (k % 2), 2 * k, 2) for k in range(31)] + [(66, 62, 2)]  # C and G, then an F sharp
 
 
 def test_a_key_moved_in_the_call_s_last_16ths_is_heard_aside_by_the_phrase_end(trained, monkeypatch):
@@ -438,6 +439,33 @@ def test_a_key_moved_in_the_call_s_last_16ths_is_heard_aside_by_the_phrase_end(t
         ticks[0] += 1
     assert restarts[-1] >= 62  # heard again from the F sharp on
     assert choosing == [0]
+
+
+def test_calls_in_every_key_are_answered_the_same_with_the_aside_thread_or_without(trained):
+    """What the engine sends and tells hangs on the call alone, not on whether the candidates' steps went aside (the
+    daemon) or not (``improvd continue``, evaluate): 24 seeded calls of 4 bars whose last note moves the key, the
+    jobs handed aside run between ticks."""
+
+    def played(aside, seed: int) -> tuple[list, list]:
+        rng = np.random.default_rng(seed)
+        engine = Engine(named(trained, "tiny"), Settings(meter=("4/4", "3/4", "6/8")[seed % 3]), seed=seed, aside=aside)
+        engine.set_styles(Styles({"tiny": named(trained, "tiny"), "twin": named(trained, "twin")}))
+        bars = 4 * (16, 12, 12)[seed % 3]  # a call of 4 bars whose last note moves the key: heard again late
+        tonic, last = int(rng.integers(55, 67)), int(rng.integers(1, 12))  # a tonic and its fifth tie many keys
+        notes = [(tonic + 7 * (k % 2) + (last if k == bars // 2 - 1 else 0), 2 * k, 2) for k in range(bars // 2)]
+        sent, events = [], []
+        for boundary in drive(engine, call(notes), 160):
+            sent += [(round(t.time, 9), str(t.message)) for t in boundary.sent]
+            events += [(round(e.time, 9), e.name, sorted(e.data.items())) for e in boundary.events]
+            for job in handed:
+                for _ in job.slices():
+                    pass
+            handed.clear()
+        return sent, events
+
+    handed: list = []
+    for seed in range(24):
+        assert played(handed.append, seed) == played(None, seed), seed
 
 
 def test_a_switch_to_a_model_of_another_vocabulary_keeps_the_session_memory(trained, tmp_path):
