@@ -43,7 +43,7 @@ from improvd.core.songcache import SongCache
 CLOSED = 2  # an answer that ends on the tonic or the dominant on a strong beat, come to by a step or a repeated note
 LEAPT = 1  # one that ends there, come to by a leap
 CADENCE_TRIES = 12  # draws of the answer's last bar at most
-SLICE_STEPS = 10  # LSTM steps drawn at one tick beyond those due (about 0.12 ms each with the draw, shipped model)
+SLICE_STEPS = 10  # LSTM steps drawn at one tick beyond those due (about 0.1 ms each with the draw, shipped model)
 ONSET_GAIN = 2.0  # the odds of starting a note rather than holding or resting are multiplied by this, up to the
 # answer's last bar (chosen on 306 Essen calls outside the test split, 3 answers each, with the echo's odds
 # (improvd.core.echo.ODDS): notes per bar 0.97 of the real bars' against 0.94 at 1.8 and 0.92 at 1.6, the two-sample
