@@ -12,7 +12,7 @@ import numpy as np
 
 
 class Sampler:
-    """Draws symbol indices; the same seed and the same logits give the same draws."""
+    """Draws symbol indices; the same seed and the same probabilities give the same draws."""
 
     def __init__(self, seed: int | None = None) -> None:
         self._rng = random.Random(seed)

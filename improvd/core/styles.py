@@ -182,12 +182,13 @@ class _Candidate:
             self.logits = self.runtime.step(index)
         return done
 
-    def hand(self, aside: Callable[[_Job], None], steps: int) -> None:
+    def hand(self, aside: Callable[[_Job], None]) -> None:
         """Take the result of the job handed aside before, if it is done; then, unless it goes on, hand ``aside``
-        at most ``steps`` of what is queued."""
+        everything queued."""
         self._take()
-        if self.job is None and self.pending and steps > 0:
-            indices = [self.pending.popleft() for _ in range(min(steps, len(self.pending)))]
+        if self.job is None and self.pending:
+            indices = list(self.pending)
+            self.pending.clear()
             self.job = _Job(self.runtime, self.logits, indices, self._retired)
             self._retired = None
             aside(self.job)
@@ -338,7 +339,7 @@ class Styles:
             behind = candidate.job is not None and not candidate.job.done and len(candidate.pending) > steps
             share = min(max(steps, 0), len(candidate.pending))
             if self.aside is not None and not behind:
-                candidate.hand(self.aside, len(candidate.pending))
+                candidate.hand(self.aside)
                 steps -= share
             else:
                 candidate.recall()
