@@ -3,7 +3,7 @@ split of the model's corpus (the test split by default), answers with seeds of e
 prediction figures and n-gram.
 
     PYTHONPATH=. .venv/bin/python bench/answer_quality.py [--calls 293] [--split validation] [--seeds 5] [--alone]
-        [--gain 1.4] [--phrase-end music]
+        [--gain 1.4] [--phrase-end music] [--echo-odds 30]
 
 Prints one JSON object: the two-sample test against the tunes' real bars 5-8 (training.twosample; the first seed's
 answers), the as-played figures beside the real bars' (training.as_played; every seed's) and the means of the
@@ -23,12 +23,13 @@ import numpy as np
 
 import improvd.core.answer as answer_rules
 from improvd.core.engine import Engine
-from improvd.core.model import load_model
+from improvd.core.model import ECHO_ODDS_KEY, load_model
 from training import as_played, twosample
 from training.compare import split_of
 from training.corpus import DEFAULT_CACHE_DIR
 
 GOAL_FEATURES = ("steps", "fourths_fifths", "last_note_length", "notes_per_bar", "downbeats")  # issue 24's
+REUSE_FEATURES = ("bars_of_call", "runs_of_call", "longest_run_of_call")  # what the card's echo_odds moves
 
 
 def main() -> None:
@@ -41,10 +42,13 @@ def main() -> None:
     parser.add_argument("--alone", action="store_true", help="the LSTM alone (no song cache, no echo)")
     parser.add_argument("--phrase-end", choices=("silence", "music"), help="phrase_end (default: the setting's)")
     parser.add_argument("--gain", type=float, help=f"answer.ONSET_GAIN (default: {answer_rules.ONSET_GAIN})")
+    parser.add_argument("--echo-odds", type=float, help="the card's echo_odds (default: the card's)")
     args = parser.parse_args()
     if args.gain is not None:
         answer_rules.ONSET_GAIN = args.gain
     model = load_model(args.model)
+    if args.echo_odds is not None:
+        model = dataclasses.replace(model, card={**model.card, ECHO_ODDS_KEY: args.echo_odds})
     if args.split == "test":
         tests = as_played.test_calls(model.card["test_tunes"])[: args.calls]
     else:
@@ -62,7 +66,8 @@ def main() -> None:
     described = [np.array([twosample.describe(t, c) for t, c in zip(tests, found, strict=True)]) for found in by_seed]
     reals = np.array([twosample.describe(t, c) for t, c in zip(tests, real, strict=True)])
     answered = as_played.report(tests, {"answers": by_seed})
-    columns = [twosample.FEATURES.index(name) for name in GOAL_FEATURES]
+    shown = GOAL_FEATURES + REUSE_FEATURES
+    columns = [twosample.FEATURES.index(name) for name in shown]
     every = np.vstack(described)
     report = {
         "split": args.split,
@@ -71,7 +76,7 @@ def main() -> None:
         "two_sample": twosample.compare(reals, described[0], [t.ident for t in tests]),
         "features": {
             name: {"answers": round(float(every[:, k].mean()), 3), "real": round(float(reals[:, k].mean()), 3)}
-            for name, k in zip(GOAL_FEATURES, columns, strict=True)
+            for name, k in zip(shown, columns, strict=True)
         },
         "as_played": answered["answers"],
         "real": answered["real"],

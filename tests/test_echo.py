@@ -99,3 +99,11 @@ def test_the_answer_s_last_note_is_part_of_what_a_snapshot_keeps():
     assert echo.proposal(18) == note(65)
     echo.restore(kept)
     assert echo.proposal(18) == note(64)
+
+
+def test_an_echo_s_own_odds_replace_the_default():
+    """A model's card may set its echo's odds (``Model.echo_odds``); 0 leaves the model's probabilities as they are."""
+    probabilities = model(0.1, 3)
+    for odds in (0.0, 30.0):
+        mixed = Echo({16: 3}, 16, 16, PITCHES, odds=odds).mix(probabilities, 16)
+        assert mixed[3] / (1 - mixed[3]) == pytest.approx((1 + odds * WEIGHT / 2) * 0.1 / 0.9)

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from improvd.core.encoding import encode
 from improvd.core.engine import Engine, Settings, Timed
-from improvd.core.model import DEFAULT_SONG_GAP, load_model
+from improvd.core.model import DEFAULT_SONG_GAP, MAX_ECHO_ODDS, load_model
 from improvd.core.runtime import LSTMRuntime
 from improvd.core.simulate import drive
 from improvd.offline.notation import essen_tune, melody_of
@@ -659,3 +659,21 @@ def test_the_program_goes_out_on_the_output_channel_at_start_and_when_it_or_the_
     quiet = Engine(model, Settings(bpm=BPM), seed=0)
     quiet.start(0.0)
     assert not [t for t in quiet.pop_due(1.0) if t.message.type == "program_change"]
+
+
+def test_the_answering_model_s_card_sets_how_far_its_echo_raises_the_call_s_odds(model, monkeypatch):
+    """A card's ``echo_odds`` (British dance tunes take up their call more than Essen's songs) is what the echo
+    multiplies the call's odds by: 0 answers as an echo with no weight does, and the card's value, not the default,
+    is the one heard."""
+    settings = Settings(bpm=BPM, min_call_steps=4, response_bars=4, buffer_steps=256)
+
+    def notes(card_odds: float | None) -> list[tuple[int, int]]:
+        card = {**model.card, "echo_odds": card_odds} if card_odds is not None else model.card
+        engine = Engine(dataclasses.replace(model, card=card), settings, seed=5)
+        sent, _ = run(engine, call(PHRASE), 80)
+        return [(t.message.note, round(t.time / STEP)) for t in sent if t.message.type == "note_on"]
+
+    silent = notes(0.0)
+    assert notes(MAX_ECHO_ODDS) != silent
+    monkeypatch.setattr("improvd.core.echo.WEIGHT", 0.0)
+    assert notes(None) == silent

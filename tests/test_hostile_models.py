@@ -188,3 +188,21 @@ def test_a_member_numpy_would_not_write_is_refused(tmp_path, flaw):
     (directory / "weights.npz").write_bytes(bytes(data))
     with pytest.raises(ModelError, match=r"is encrypted or compressed other than as numpy does"):
         load_model(directory)
+
+
+@pytest.mark.parametrize("odds", ["30", -1, float("nan"), float("inf"), True, 1e9, None])
+def test_a_card_whose_echo_odds_is_no_number_in_range_is_refused_at_load(tmp_path, odds):
+    directory = write_model(tmp_path / "m")
+    edit_card(directory, echo_odds=odds)
+    with pytest.raises(ModelError, match=r"m/model.json: echo_odds must be a number from 0 to 1000, got "):
+        load_model(directory)
+
+
+def test_a_card_s_echo_odds_is_its_model_s_and_the_default_without_one(tmp_path):
+    from improvd.core.echo import ODDS
+
+    directory = write_model(tmp_path / "m")
+    assert load_model(directory).echo_odds == ODDS
+    edit_card(directory, echo_odds=30)
+    assert load_model(directory).echo_odds == 30.0
+    assert load_model("models/british").echo_odds == 30.0

@@ -46,7 +46,7 @@ import numpy as np
 from improvd.core.keys import WHITE_KEYS
 
 WEIGHT = 0.8
-ODDS = 10.0  # a proposal's odds are multiplied by 1 + ODDS * its weight
+ODDS = 10.0  # a proposal's odds are multiplied by 1 + ODDS * its weight, unless the model's card says (``echo_odds``)
 SCALE = sorted(WHITE_KEYS)  # the degrees a proposal is moved by, in the model's key
 
 
@@ -63,13 +63,16 @@ class Echo:
         scale: float = 1.0,
         earlier: Sequence[Echo] = (),
         key_offset: int = 0,
+        odds: float = ODDS,
     ) -> None:
         """``call`` maps grid steps to the LSTM's indices of the call's played steps (its trailing silence
         left out); ``pitches`` gives each index's MIDI pitch in the model's key (-1 for one that starts no note);
         from step ``until`` on the echo is silent. Its weight is WEIGHT times ``scale``; the echoes of ``earlier``
         calls are mixed with it. A note is moved by degrees of the white keys' scale moved up ``key_offset``
-        semitones (the answer's transposition from the white keys: 3 where a model answers in C minor)."""
+        semitones (the answer's transposition from the white keys: 3 where a model answers in C minor). A proposal
+        multiplies its symbol's odds by 1 + ``odds`` * its weight (the answering model's ``Model.echo_odds``)."""
         self._call = call
+        self._odds = odds
         self._is_onset = pitches >= 0
         self._pitches = pitches
         self._key_offset = key_offset
@@ -116,7 +119,7 @@ class Echo:
 
     def mix(self, probabilities: np.ndarray, step: int) -> np.ndarray:
         """``probabilities`` with this echo's and the earlier calls' proposals at ``step`` mixed in at once: each
-        multiplies its symbol's odds by 1 + ODDS * its weight; those trusted fully (weight 1) give their
+        multiplies its symbol's odds by 1 + this echo's odds * its weight; those trusted fully (weight 1) give their
         proposals alone."""
         proposals = [
             (proposed, echo._weight()) for echo in self._echoes() if (proposed := echo.proposal(step)) is not None
@@ -130,7 +133,7 @@ class Echo:
             return alone
         mixed = np.array(probabilities, dtype=np.float64)
         for proposed, weight in proposals:
-            mixed[proposed] *= 1.0 + ODDS * weight
+            mixed[proposed] *= 1.0 + self._odds * weight
         return mixed / mixed.sum()
 
     def _weight(self) -> float:

@@ -1098,7 +1098,10 @@ class Engine:
         indices = {first_step + k: index_of[symbol] for k, symbol in enumerate(call[:played])}
         until = max(plan.first, plan.end - plan.bar)
         earlier = self._recall.echoes(plan.entry, plan.bar, self._pitches, offset)  # the player's earlier calls
-        return Echo(indices, plan.entry, plan.bar, self._pitches, until=until, earlier=earlier, key_offset=offset)
+        odds = self.model.echo_odds
+        return Echo(
+            indices, plan.entry, plan.bar, self._pitches, until=until, earlier=earlier, key_offset=offset, odds=odds
+        )
 
     def _draw_answer(self) -> None:
         """Draw the answer's next slice (the symbol of the step that opens at the next boundary at least) and queue

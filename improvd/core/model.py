@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from improvd.core.echo import ODDS
 from improvd.core.encoding import SPECIAL_SYMBOLS, STEP_QUARTER_LENGTH, EncodingError, Vocabulary, tonic_pitch_class
 from improvd.core.keys import WHITE_KEYS
 from improvd.core.lookback import input_width
@@ -40,6 +41,8 @@ INPUTS = ("onehot", "embedding", "lookback")  # what the first layer takes: the 
 MODEL_JSON = "model.json"
 WEIGHTS_NPZ = "weights.npz"
 MINOR_TONIC_KEY = "minor_tonic"  # the card's key of the tonic its minor tunes were trained in (A without it)
+ECHO_ODDS_KEY = "echo_odds"  # the card's key of its echo's odds (improvd.core.echo.ODDS without it)
+MAX_ECHO_ODDS = 1000.0  # an echo trusted that much plays the call back alone
 MAX_CARD_BYTES = 1 << 20  # model.json
 MAX_WEIGHTS_BYTES = 64 << 20  # weights.npz on disk, and its arrays as their headers declare them (float32 or not)
 MAX_ARRAYS = 64  # arrays in weights.npz
@@ -79,6 +82,13 @@ class Model:
     @property
     def name(self) -> str:
         return self.card.get("name") or self.path.name
+
+    @property
+    def echo_odds(self) -> float:
+        """How far the call's echo raises the odds of the call's symbol in this model's answers (improvd.core.echo):
+        its card's ``echo_odds``, chosen on its validation split, as its collection takes up a call (British dance
+        tunes repeat bars of it more than Essen's songs do); improvd.core.echo.ODDS without one."""
+        return echo_odds(self.card, self.path / MODEL_JSON)
 
 
 def load_model(directory: str | Path) -> Model:
@@ -166,7 +176,17 @@ def _read_card(file: Path) -> dict[str, Any]:
     if too_big:
         raise ModelError(f"{file}: {too_big}")
     minor_tonic(card, file)
+    echo_odds(card, file)
     return card
+
+
+def echo_odds(card: dict[str, Any], file: Path) -> float:
+    """The card's ``echo_odds`` (improvd.core.echo.ODDS without one); ModelError naming ``file`` for one that is no
+    number from 0 to MAX_ECHO_ODDS."""
+    odds = card.get(ECHO_ODDS_KEY, ODDS)
+    if isinstance(odds, bool) or not isinstance(odds, (int, float)) or not 0 <= odds <= MAX_ECHO_ODDS:
+        raise ModelError(f"{file}: {ECHO_ODDS_KEY} must be a number from 0 to {MAX_ECHO_ODDS:g}, got {odds!r}")
+    return float(odds)
 
 
 def minor_tonic(card: dict[str, Any], file: Path) -> int:
