@@ -21,6 +21,13 @@ against the real bars' 0.076, the LSTM alone 0.085, on 306 Essen calls outside t
 multiplying the odds by 1 + 10 w, with ONSET_GAIN 2.0 (improvd.core.answer), made them 0.097 and took the
 two-sample test there from 0.682 [0.655, 0.712] to 0.639 [0.609, 0.669] (AUC 0.754 to 0.681).
 
+ODDS is the Essen model's; a model whose collection takes up its call more or less says so on its card
+(``echo_odds``, read by ``Model.echo_odds``). British dance tunes repeat bars of their call more than Essen's songs:
+a third of the real bars 5-8 of the British validation split's 90 calls are a bar of the call, and with ODDS the
+British model's answers 0.14; with 30 (``bench/answer_quality.py --echo-odds``: 10, 20, 30, 40 gave 0.14, 0.29,
+0.35, 0.40) 0.35, and style auto's two-sample test there went from 0.672 to 0.618 (3 seeds a call), Essen's calls
+0.643 to 0.640.
+
 A proposal of a note follows the call's motion. Where the answer's last note is the note the call played before
 this one (the answer is on the call's track), it is the call's own note; elsewhere it is the note the call's step
 reaches from the answer's last note, by as many degrees of the white keys' scale (a sequence, as tunes repeat a
