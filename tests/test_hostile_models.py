@@ -206,3 +206,23 @@ def test_a_card_s_echo_odds_is_its_model_s_and_the_default_without_one(tmp_path)
     edit_card(directory, echo_odds=30)
     assert load_model(directory).echo_odds == 30.0
     assert load_model("models/british").echo_odds == 30.0
+
+
+def test_a_card_with_a_number_python_will_not_read_is_refused_not_raised(tmp_path):
+    """A play test: a 5,000-digit number in model.json raised ValueError (Python's limit on reading integers) out
+    of the loader, and ``set/model`` to it stopped the daemon."""
+    directory = write_model(tmp_path / "m")
+    text = (directory / "model.json").read_text(encoding="utf-8")
+    (directory / "model.json").write_text(text[:-1] + ', "echo_odds": ' + "9" * 5000 + "}", encoding="utf-8")
+    with pytest.raises(ModelError, match=r"model.json: not readable JSON \(Exceeds the limit"):
+        load_model(directory)
+
+
+def test_a_huge_value_in_a_card_is_quoted_short_in_its_error(tmp_path):
+    """A play test: an echo_odds of 60,000 numbers gave a 720 kB "one line" error, on MQTT too."""
+    directory = write_model(tmp_path / "m")
+    edit_card(directory, echo_odds={"a": list(range(60_000))})
+    with pytest.raises(ModelError) as refused:
+        load_model(directory)
+    assert len(str(refused.value)) < len(str(directory)) + 150
+    assert str(refused.value).endswith("got {'a': [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10… (408897 characters)")

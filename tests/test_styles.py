@@ -703,3 +703,43 @@ def test_the_priors_serve_the_collection_auto_serves_worst_first():
     priors = fit_priors(by_collection, 2)
     assert priors.tolist() == [0.0, 2.0]
     assert own_shares(by_collection, priors).tolist() == [0.8, 0.8]
+
+
+@pytest.fixture
+def broken_models_path(tiny_model_dir, tmp_path) -> Path:
+    """A models path with the tiny model and ``bad``, whose card's echo_odds is out of range."""
+    shutil.copytree(tiny_model_dir, tmp_path / "tiny")
+    shutil.copytree(tiny_model_dir, tmp_path / "bad")
+    card = json.loads((tmp_path / "bad" / "model.json").read_text())
+    (tmp_path / "bad" / "model.json").write_text(json.dumps({**card, "echo_odds": -1}))
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("style", "reason"),
+    [
+        ("bad", "style 'bad': model.json: echo_odds must be a number from 0 to 1000, got -1"),
+        ("auto", "style 'auto': bad/model.json: echo_odds must be a number from 0 to 1000, got -1"),
+    ],
+)
+def test_a_refused_style_keeps_the_one_that_plays_and_names_no_folder_of_the_machine(broken_models_path, style, reason):
+    """A play test: the state said the refused style at once (a model's name) or at its next publish (auto) while
+    the earlier one kept answering, and auto's error event named the models path's folder on the machine."""
+    from tests.inprocess import make_daemon
+
+    daemon = make_daemon({"models_path": str(broken_models_path), "style": "tiny"})
+    controller = daemon.controller
+    errors = []
+    controller.event = lambda name, data: errors.append(data["reason"]) if name == "error" else None
+
+    async def scenario() -> None:
+        daemon._loop = asyncio.get_running_loop()
+        controller.apply({"style": style})
+        await asyncio.sleep(0)
+        while daemon._background or controller._model_loading:
+            await asyncio.sleep(0.01)
+
+    asyncio.run(scenario())
+    assert errors == [reason]
+    assert controller.state()["style"] == "tiny"
+    assert daemon.timing._inbox.empty()  # nothing for the timing thread to change: the earlier style plays on

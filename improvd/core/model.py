@@ -42,7 +42,7 @@ MODEL_JSON = "model.json"
 WEIGHTS_NPZ = "weights.npz"
 MINOR_TONIC_KEY = "minor_tonic"  # the card's key of the tonic its minor tunes were trained in (A without it)
 ECHO_ODDS_KEY = "echo_odds"  # the card's key of its echo's odds (improvd.core.echo.ODDS without it)
-MAX_ECHO_ODDS = 1000.0  # an echo trusted that much plays the call back alone
+MAX_ECHO_ODDS = 1000.0  # the most a card may ask for: at 1000 the answer takes up the call's motion nearly always
 MAX_CARD_BYTES = 1 << 20  # model.json
 MAX_WEIGHTS_BYTES = 64 << 20  # weights.npz on disk, and its arrays as their headers declare them (float32 or not)
 MAX_ARRAYS = 64  # arrays in weights.npz
@@ -134,7 +134,7 @@ def _read_card(file: Path) -> dict[str, Any]:
         card = json.loads(file.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ModelError(f"{file}: missing") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+    except (OSError, ValueError) as error:  # ValueError: bad UTF-8 or JSON, a number of over 4,300 digits
         raise ModelError(f"{file}: not readable JSON ({error})") from None
     except RecursionError:
         raise ModelError(f"{file}: not readable JSON (nested too deeply)") from None
@@ -142,23 +142,23 @@ def _read_card(file: Path) -> dict[str, Any]:
         raise ModelError(f'{file}: not an improvd model card ("format" must be "{MODEL_FORMAT}")')
     if card.get("format_version") != MODEL_FORMAT_VERSION:
         raise ModelError(
-            f"{file}: format_version {card.get('format_version')!r}, this improvd reads {MODEL_FORMAT_VERSION}"
+            f"{file}: format_version {shown(card.get('format_version'))}, this improvd reads {MODEL_FORMAT_VERSION}"
         )
     if card.get("step_quarter_length") != STEP_QUARTER_LENGTH:
         raise ModelError(
-            f"{file}: step_quarter_length {card.get('step_quarter_length')!r}, expected {STEP_QUARTER_LENGTH}"
+            f"{file}: step_quarter_length {shown(card.get('step_quarter_length'))}, expected {STEP_QUARTER_LENGTH}"
         )
     settings = card.get("settings", {})
     card["_song_gap"] = settings.get("song_gap", DEFAULT_SONG_GAP) if isinstance(settings, dict) else None
     if not _whole(card["_song_gap"]) or not 1 <= card["_song_gap"] <= MAX_SONG_GAP:
         raise ModelError(
-            f"{file}: settings.song_gap must be a whole number from 1 to {MAX_SONG_GAP}, got {card['_song_gap']!r}"
+            f"{file}: settings.song_gap must be a whole number from 1 to {MAX_SONG_GAP}, got {shown(card['_song_gap'])}"
         )
     units = card.get("lstm_units")
     if not isinstance(units, list) or not units or not all(_whole(u) and u > 0 for u in units):
-        raise ModelError(f"{file}: lstm_units must be a non-empty list of positive whole numbers, got {units!r}")
+        raise ModelError(f"{file}: lstm_units must be a non-empty list of positive whole numbers, got {shown(units)}")
     if card.get("input") not in INPUTS:
-        raise ModelError(f"{file}: input must be one of {', '.join(INPUTS)}, got {card.get('input')!r}")
+        raise ModelError(f"{file}: input must be one of {', '.join(INPUTS)}, got {shown(card.get('input'))}")
     if not _whole(card.get("sequence_length")) or card["sequence_length"] < 1:
         raise ModelError(f"{file}: sequence_length must be a positive whole number")
     try:
@@ -180,12 +180,21 @@ def _read_card(file: Path) -> dict[str, Any]:
     return card
 
 
+def shown(value: Any) -> str:
+    """``repr(value)`` cut to 40 characters, for a crafted card's value quoted in a one-line error."""
+    try:
+        text = repr(value)
+    except (ValueError, RecursionError):  # an int of over 4,300 digits; nesting deeper than repr goes
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= 40 else f"{text[:39]}… ({len(text)} characters)"
+
+
 def echo_odds(card: dict[str, Any], file: Path) -> float:
     """The card's ``echo_odds`` (improvd.core.echo.ODDS without one); ModelError naming ``file`` for one that is no
     number from 0 to MAX_ECHO_ODDS."""
     odds = card.get(ECHO_ODDS_KEY, ODDS)
     if isinstance(odds, bool) or not isinstance(odds, (int, float)) or not 0 <= odds <= MAX_ECHO_ODDS:
-        raise ModelError(f"{file}: {ECHO_ODDS_KEY} must be a number from 0 to {MAX_ECHO_ODDS:g}, got {odds!r}")
+        raise ModelError(f"{file}: {ECHO_ODDS_KEY} must be a number from 0 to {MAX_ECHO_ODDS:g}, got {shown(odds)}")
     return float(odds)
 
 
@@ -198,7 +207,7 @@ def minor_tonic(card: dict[str, Any], file: Path) -> int:
     except EncodingError:
         pitch_class = None
     if pitch_class is None:
-        raise ModelError(f"{file}: {MINOR_TONIC_KEY} must name a tonic (C, E-, F#), got {tonic!r}")
+        raise ModelError(f"{file}: {MINOR_TONIC_KEY} must name a tonic (C, E-, F#), got {shown(tonic)}")
     return pitch_class
 
 

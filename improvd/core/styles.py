@@ -42,7 +42,7 @@ import numpy as np
 
 from improvd.core.encoding import HOLD, REST, SONG_END, is_pitch
 from improvd.core.lookback import Place
-from improvd.core.model import MODEL_JSON, Model, ModelError, load_model, minor_tonic
+from improvd.core.model import MODEL_JSON, Model, ModelError, load_model, minor_tonic, shown
 from improvd.core.runtime import LSTMRuntime
 from improvd.core.schema import AUTO, MODEL_NAME
 
@@ -60,7 +60,7 @@ def prior_of(model: Model) -> float:
     that is no finite number."""
     prior = model.card.get(PRIOR_KEY, 0.0)
     if isinstance(prior, bool) or not isinstance(prior, (int, float)) or not math.isfinite(prior):
-        raise ModelError(f"{model.path / MODEL_JSON}: {PRIOR_KEY} must be a finite number of bits, got {prior!r}")
+        raise ModelError(f"{model.path / MODEL_JSON}: {PRIOR_KEY} must be a finite number of bits, got {shown(prior)}")
     return float(prior)
 
 

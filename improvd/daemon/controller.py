@@ -74,9 +74,10 @@ class Controller:
         self._waiting: set[str] = set()  # commands (and enabled) queued to the timing thread, not yet run
         self._waiting_lock = threading.Lock()  # the MIDI reader and the asyncio loop both command
         self._enabled = True  # the last enabled value asked for
-        self._model_wanted: tuple[Path, str | None] | None = None  # the model to load next, its name (load_model_soon)
+        self._model_wanted: tuple[Path, str | None, str | None] | None = None  # the model to load next, its name and
+        # style (load_model_soon)
         self._model_loading = False  # a task loads models until none is wanted
-        self.style = config.style  # "" (the model alone), auto or a model's name: the last one asked for
+        self.style = config.style  # "" (the model alone), auto or a model's name: the last one that took
 
     # --- what MQTT reads and asks ---
 
@@ -207,8 +208,7 @@ class Controller:
     def set_style(self, style: str) -> None:
         """Answer in ``style`` from the next answer (thread-safe): auto (every model under the models path primed
         off the loop, then handed to the engine), a model's name (loaded as ``set/model`` loads it) or "" (the
-        configured model alone); a failure is an error event."""
-        self.style = style
+        configured model alone); a failure is an error event and leaves the style (and ``self.style``) as it was."""
         self._schedule(self._apply_style(style))
 
     def _style_of_cc(self, fraction: float) -> str:
@@ -217,37 +217,42 @@ class Controller:
         return choices[min(len(choices) - 1, int(fraction * len(choices)))]
 
     async def _apply_style(self, style: str) -> None:
-        if style != AUTO:
-            self.timing.submit(lambda now: self.engine.set_styles(None) or [])
-            if style:
-                try:
-                    self.load_model_soon(self._model_path(style, "style"), style)
-                except ValueError as error:
-                    self.event("error", {"reason": str(error)})
-            else:
-                self.load_model_soon(self.model.path)
+        if style == AUTO:
+            await self._apply_auto()
             return
+        try:
+            path = self._model_path(style, "style") if style else self.model.path
+        except ValueError as error:
+            self.event("error", {"reason": str(error)})
+            return
+        self.load_model_soon(path, style or None, style=style)
+
+    async def _apply_auto(self) -> None:
         try:
             styles = await off_loop(self._prepare_styles)
         except (ModelError, TimeoutError) as error:
             log.error("style not changed: %s", error)
-            self.event("error", {"reason": str(error)})
+            self.event("error", {"reason": f"style {AUTO!r}: {_unplaced(str(error), self._models_root())}"})
             return
         self.timing.submit(lambda now: self.engine.set_styles(styles) or [])
+        self.style = AUTO
+        self.changed()
         log.info("style auto: %s", ", ".join(styles.names))
 
     def _prepare_styles(self) -> Styles:
         """Every model under the models path, loaded and primed (in a loader thread)."""
         return Styles(models_under(self._models_root()))
 
-    def load_model_soon(self, path: Path, name: str | None = None) -> None:
+    def load_model_soon(self, path: Path, name: str | None = None, style: str | None = None) -> None:
         """Load the model at ``path`` in a task of the loop, then switch to it; a failure is an error event that names
         the model as ``name`` (as it was asked for; its folder's name by default), not its path on this machine.
+        With ``style`` (a model's name, or "" for the configured model alone) it answers alone and becomes the
+        style once it has loaded.
 
         Called in the loop. While a model loads, only the last one asked for waits: a flood of ``set/model``
         loads two models at most, one after the other, and the last one asked for is the one that plays.
         """
-        waiting, self._model_wanted = self._model_wanted, (path, name)
+        waiting, self._model_wanted = self._model_wanted, (path, name, style)
         if waiting is not None:
             self.dropped.add("model changes replaced by a later one before they loaded")
         if not self._model_loading:
@@ -257,24 +262,34 @@ class Controller:
     async def _load_wanted(self) -> None:
         try:
             while self._model_wanted is not None:
-                (path, name), self._model_wanted = self._model_wanted, None
-                await self._load_model(path, name)
+                (path, name, style), self._model_wanted = self._model_wanted, None
+                await self._load_model(path, name, style)
         finally:
             self._model_loading = False
 
-    async def _load_model(self, path: Path, name: str | None = None) -> None:
-        """Load the model at ``path`` and switch to it, or leave the running one with an error event that names the
-        model as ``name`` (its folder's name by default) and none of the folders of this machine."""
+    async def _load_model(self, path: Path, name: str | None = None, style: str | None = None) -> None:
+        """Load the model at ``path`` and switch to it (answering alone, as ``style``, when one is given), or leave
+        the running one with an error event that names the model as ``name`` (its folder's name by default) and
+        none of the folders of this machine."""
         name = path.name if name is None else name
         try:
             model = await off_loop(self._prepare_model, path)
         except (ModelError, TimeoutError) as error:
-            log.error("model not changed: %s", error)
-            within = str(error).replace(f"{path}{os.sep}", "").replace(str(path), "its folder")
-            self.event("error", {"reason": f"model {name!r}: {within}"})
+            log.error("%s not changed: %s", "model" if style is None else "style", error)
+            asked = f"model {name!r}" if style is None else f"style {name!r}"
+            self.event("error", {"reason": f"{asked}: {_unplaced(str(error), path, 'its folder')}"})
             return
-        self.timing.submit(lambda now: self.engine.set_model(model) or [])
+
+        def switch(now: float) -> list:
+            if style is not None:
+                self.engine.set_styles(None)
+            return self.engine.set_model(model) or []
+
+        self.timing.submit(switch)
         self.model = model
+        if style is not None:
+            self.style = style
+            self.changed()
         log.info("model %s loaded; it answers from the next response", path)
 
     def _prepare_model(self, path: Path) -> Model:
@@ -312,3 +327,9 @@ class Controller:
             f"{side} {name or 'waiting for ' + repr(self.ports.wanted()[side])}" for side, name in names.items()
         )
         return f"{self.engine.mode}, {settings.bpm:g} BPM, temperature {settings.temperature:g}, {ports}"
+
+
+def _unplaced(text: str, path: Path, placeholder: str = "the models path") -> str:
+    """``text`` (an error) with ``path`` and the folders above it left out: MQTT clients learn nothing of the folders
+    on this machine (``path/bad/model.json`` is ``bad/model.json``, ``path`` alone ``placeholder``)."""
+    return text.replace(f"{path}{os.sep}", "").replace(str(path), placeholder)
