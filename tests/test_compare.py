@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from improvd.core.notes import PlayedNote
 from improvd.offline.call_reader import Call
 from training import compare
@@ -29,3 +31,23 @@ def test_the_null_check_sets_auto_against_itself_not_against_the_first_model():
     found = compare.two_sample(CALLS, answered, [LEAPS] * 40)
     assert found["controls"]["two_seeds"]["balanced_accuracy"] == 0.5
     assert found["essen"]["balanced_accuracy"] > 0.9 and found["controls"]["temperature_2"]["balanced_accuracy"] > 0.9
+
+
+def test_the_echo_odds_chosen_are_those_at_which_the_answers_take_up_the_call_as_the_real_bars_do():
+    """calibrate's echo: where the answers' share of bars of the call, rising with the odds, meets the real bars'."""
+    answered = {5.0: 0.10, 10.0: 0.14, 20.0: 0.30, 30.0: 0.35, 40.0: 0.40}
+    assert compare.fit_echo_odds(answered, 0.325) == pytest.approx(25.0)
+    assert compare.fit_echo_odds(answered, 0.14) == 10.0
+    assert compare.fit_echo_odds(answered, 0.9) == 40.0 and compare.fit_echo_odds(answered, 0.0) == 5.0
+    assert compare.fit_echo_odds({10.0: 0.2, 20.0: 0.19, 30.0: 0.4}, 0.3) == pytest.approx(25.0)  # a dip is flat
+
+
+def test_a_stronger_echo_takes_up_more_of_the_call(tiny_model_dir):
+    """The answers calibrate measures are the model's as the daemon plays them, its echo at the odds tried."""
+    from improvd.core.model import MAX_ECHO_ODDS, load_model
+
+    model = load_model(tiny_model_dir)
+    taken = [
+        compare.bars_of_call(CALLS, compare.answers_with_echo(model, CALLS, odds)[0]) for odds in (0.0, MAX_ECHO_ODDS)
+    ]
+    assert taken[0] < taken[1]

@@ -205,7 +205,7 @@ def test_a_card_s_echo_odds_is_its_model_s_and_the_default_without_one(tmp_path)
     assert load_model(directory).echo_odds == ODDS
     edit_card(directory, echo_odds=30)
     assert load_model(directory).echo_odds == 30.0
-    assert load_model("models/british").echo_odds == 30.0
+    assert load_model("models/british").echo_odds == 27.8
 
 
 def test_a_card_with_a_number_python_will_not_read_is_refused_not_raised(tmp_path):

@@ -273,7 +273,8 @@ def parser() -> argparse.ArgumentParser:
     compare.add_argument(
         "--calibrate",
         action="store_true",
-        help="instead: choose style auto's priors (style_prior_bits of each card) on the validation splits' calls",
+        help="instead: choose style auto's priors (style_prior_bits of each card) and each model's echo (echo_odds) "
+        "on the validation splits' calls",
     )
     compare.add_argument(
         "--cache-dir", default=str(DEFAULT_CACHE_DIR), help="parsed-corpus cache (default: %(default)s)"

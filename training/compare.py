@@ -9,13 +9,17 @@ auto the share of calls it answered with each model.
 ``calibrate`` chooses the candidates' priors (the model card's ``style_prior_bits``) on the VALIDATION splits'
 calls: the bits each model spent on each call, as style auto hears it, and the priors (the first model's 0) that
 make auto choose each collection's own model most often on the collection where it does so least (the goal is a
-share for each collection), then on the mean share over collections (balanced accuracy).
+share for each collection), then on the mean share over collections (balanced accuracy). It also chooses each
+model's echo (the card's ``echo_odds``, improvd.core.echo) on its own collection's validation calls: the odds of
+ECHO_ODDS_GRID, interpolated, at which its answers (the model alone, ``seeds`` a call) take up as many bars of the
+call as the tunes' own bars 5-8 do (a reel's take up a third, an Essen song's a fifth).
 Beside it, the same for the bits spent on the call's onset pitches alone (among the pitches), which auto does not
 use: it chose worse.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections import Counter
 from pathlib import Path
@@ -23,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from improvd.core.engine import Engine
-from improvd.core.model import Model, load_model
+from improvd.core.model import ECHO_ODDS_KEY, Model, load_model
 from improvd.core.styles import Styles
 
 from . import as_played, twosample
@@ -31,6 +35,7 @@ from .corpus import DEFAULT_CACHE_DIR
 from .evaluate import Predictor, score_tunes
 
 AUTO = "auto"
+ECHO_ODDS_GRID = (5.0, 10.0, 20.0, 30.0, 40.0, 60.0)  # the echo_odds calibrate tries for each model
 PRIOR_GRID = np.round(np.arange(-20.0, 20.001, 0.25), 2)  # the bits a prior may add to a call's
 CALIBRATION_PASSES = 3  # coordinate passes over the priors (one is enough for two models)
 
@@ -148,19 +153,27 @@ def call_bits(models: dict[str, Model], calls: list[as_played.CallCase]) -> dict
 
 
 def calibrate(
-    models: dict[str, Model], cache_dir: str | Path | None = DEFAULT_CACHE_DIR, max_calls: int = 150, progress=True
+    models: dict[str, Model],
+    cache_dir: str | Path | None = DEFAULT_CACHE_DIR,
+    max_calls: int = 150,
+    progress=True,
+    seeds: int = 2,
 ) -> dict:
     """The priors (bits added to a call's, by model name; the first by name 0) that make style auto choose each
     collection's own model on the most of its VALIDATION calls (the least share over collections, then the mean),
     and the shares
     with and without them; the same for the bits on the onset pitches alone, which auto does not use, beside it."""
     names = sorted(models)
-    heard = {}
+    heard, echoes = {}, {}
     for name in names:
         collection, idents, _ = split_of(models[name], "validation", cache_dir)
-        _say(collection if progress else None)(f"validation: {max_calls} calls at most")
-        heard[collection] = (names.index(name), call_bits(models, _calls(idents, collection, max_calls)))
-    report = {}
+        say = _say(collection if progress else None)
+        say(f"validation: {max_calls} calls at most")
+        calls = _calls(idents, collection, max_calls)
+        heard[collection] = (names.index(name), call_bits(models, calls))
+        say(f"{name}'s echo: echo_odds {', '.join(f'{odds:g}' for odds in ECHO_ODDS_GRID)}")
+        echoes[name] = echo_odds_report(models[name], calls, seeds)
+    report: dict = {"echo_odds": echoes}
     for criterion in ("call", "onset_pitches"):
         by_collection = {collection: (own, bits[criterion]) for collection, (own, bits) in heard.items()}
         priors = fit_priors(by_collection, len(names))
@@ -171,6 +184,46 @@ def calibrate(
         }
     report["calls"] = {collection: len(bits["call"]) for collection, (_, bits) in heard.items()}
     return report
+
+
+def echo_odds_report(model: Model, calls: list[as_played.CallCase], seeds: int = 1) -> dict:
+    """``model``'s echo_odds chosen on ``calls`` of its own collection (``fit_echo_odds``), with the share of the
+    answers' bars that are a bar of their call at each odds of ECHO_ODDS_GRID (``seeds`` answers a call), and the
+    real bars 5-8's."""
+    real = bars_of_call(calls, [as_played.real(case) for case in calls])
+    answered = {odds: answers_with_echo(model, calls, odds, seeds) for odds in ECHO_ODDS_GRID}
+    shares = {
+        odds: float(np.mean([bars_of_call(calls, found) for found in by_seed])) for odds, by_seed in answered.items()
+    }
+    return {
+        "echo_odds": round(fit_echo_odds(shares, real), 1),
+        "real_bars_of_call": round(real, 3),
+        "answers_bars_of_call": {f"{odds:g}": round(share, 3) for odds, share in shares.items()},
+    }
+
+
+def answers_with_echo(
+    model: Model, calls: list[as_played.CallCase], odds: float, seeds: int = 1
+) -> list[list[as_played.Continuation]]:
+    """``model``'s answers to each call (alone, as the daemon plays them, ``seeds`` seeds of each call's own), its
+    echo at ``odds``: a list for each seed."""
+    echoed = dataclasses.replace(model, card={**model.card, ECHO_ODDS_KEY: odds})
+    return as_played.answers(calls, _maker(echoed), seeds)
+
+
+def bars_of_call(calls: list[as_played.CallCase], continuations: list[as_played.Continuation]) -> float:
+    """The mean over calls of the share of a continuation's bars that are a bar of its call (training.twosample)."""
+    column = twosample.FEATURES.index("bars_of_call")
+    pairs = zip(calls, continuations, strict=True)
+    return float(np.mean([twosample.describe(case, found)[column] for case, found in pairs]))
+
+
+def fit_echo_odds(answered: dict[float, float], real: float) -> float:
+    """The odds at which the answers' share of the call's bars (``answered``, by odds, rising with them) reaches
+    ``real``'s: interpolated between the two grid odds around it, the grid's first or last beyond them."""
+    odds = sorted(answered)
+    shares = np.maximum.accumulate([answered[o] for o in odds])  # rising, where the measure wavers
+    return float(np.interp(real, shares, odds))
 
 
 def fit_priors(by_collection: dict, count: int) -> np.ndarray:
@@ -208,5 +261,5 @@ def compare_directories(directories: list[str], calibration: bool = False, **opt
         model = load_model(directory)
         models[model.name] = model
     if calibration:
-        return calibrate(models, options["cache_dir"], options["max_calls"], options["progress"])
+        return calibrate(models, options["cache_dir"], options["max_calls"], options["progress"], options["seeds"])
     return compare(models, **options)
