@@ -161,8 +161,9 @@ def calibrate(
 ) -> dict:
     """The priors (bits added to a call's, by model name; the first by name 0) that make style auto choose each
     collection's own model on the most of its VALIDATION calls (the least share over collections, then the mean),
-    and the shares
-    with and without them; the same for the bits on the onset pitches alone, which auto does not use, beside it."""
+    and the shares with and without them; the same for the bits on the onset pitches alone, which auto does not
+    use, beside it; and under ``echo_odds`` each model's echo, chosen on its own collection's calls with ``seeds``
+    answers a call (``echo_odds_report``)."""
     names = sorted(models)
     heard, echoes = {}, {}
     for name in names:
