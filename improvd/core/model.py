@@ -134,8 +134,12 @@ def _read_card(file: Path) -> dict[str, Any]:
         card = json.loads(file.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ModelError(f"{file}: missing") from None
-    except (OSError, ValueError) as error:  # ValueError: bad UTF-8 or JSON, a number of over 4,300 digits
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ModelError(f"{file}: not readable JSON ({error})") from None
+    except ValueError:  # Python's limit on the digits of an integer it reads (sys.get_int_max_str_digits)
+        raise ModelError(
+            f"{file}: not readable JSON (a number of over {sys.get_int_max_str_digits()} digits)"
+        ) from None
     except RecursionError:
         raise ModelError(f"{file}: not readable JSON (nested too deeply)") from None
     if not isinstance(card, dict) or card.get("format") != MODEL_FORMAT:
