@@ -91,7 +91,7 @@ class Controller:
             "mode": self.engine.mode,
             "model": self.model.path.name,
             "style": self.style,
-            "answering": self.engine.model.name,  # the model of the last answer (style auto chooses it)
+            "answering": self.engine.model.name,  # the model that answers: a named style's, auto's last choice
             "offset": self.engine.offset,  # ... its transposition from the call's white keys (3: essen in C minor)
             "response_steps": settings.response_steps,
             "response_bars": settings.response_bars,
